@@ -1,0 +1,1 @@
+//! Typed domain events (being written).

@@ -1,0 +1,31 @@
+//! Vigil's vocabulary, shared by every service and by the store.
+//!
+//! # Layout
+//! - [`envelope`]: the event envelope of DESIGN.md — what a writer sends ([`NewEvent`]) and
+//!   what the store records ([`RecordedEvent`]), stream names, expected versions.
+//! - [`store_api`]: the request/reply shapes of `vigil.store.*` and their typed errors.
+//! - [`subjects`]: every NATS subject name, in one place.
+//! - [`codec`]: JSON encoding and decoding with size limits, and the upcasting hook that turns
+//!   an old schema version into the current type and keeps an unknown type as raw JSON.
+//! - [`domain`]: the typed, validated domain events (incidents, security levels, hostage
+//!   cases, surges, relocation orders, clearances, broadcasts), as past-tense facts.
+//! - [`validate`]: input rules shared by the domain events (countries, coordinates, lengths).
+//!
+//! Nothing here does I/O.
+
+pub mod codec;
+pub mod domain;
+pub mod envelope;
+pub mod store_api;
+pub mod subjects;
+pub mod validate;
+
+pub use codec::{CodecError, Decoded, Limits};
+pub use envelope::{
+    Category, EventId, ExpectedVersion, Meta, NewEvent, RecordedEvent, StreamName,
+    StreamNameError,
+};
+pub use store_api::{
+    AppendOk, AppendReply, AppendRequest, ErrorCode, ReadReply, ReadRequest, StoreError,
+    StreamReadReply, StreamReadRequest,
+};
