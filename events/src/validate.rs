@@ -1,1 +1,477 @@
-//! Input rules shared by the domain events (being written).
+//! Input rules shared by the domain events: countries, coordinates, lengths, levels.
+//!
+//! Every rule returns a [`ValidationError`] naming the field and saying, for a human, what is
+//! wrong. A type whose every value is valid ([`Country`], [`SecurityLevel`], [`Severity`]) checks
+//! itself when it is built or deserialised, so holding one is proof enough.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+
+/// Longest identifier (duty station, area, user, person, agency).
+pub const MAX_ID_LEN: usize = 64;
+
+/// A refused value: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// Path of the field, e.g. `location.lat` or `itinerary[2].to`.
+    pub field: String,
+    /// What is wrong with it, for a human.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// A refusal of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+
+    /// The same refusal, seen from the enclosing value: `lat` inside `location` becomes
+    /// `location.lat`.
+    #[must_use]
+    pub fn at(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            parent.to_owned()
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        self
+    }
+}
+
+/// Shortens input quoted back in an error message, so a huge value cannot make a huge error.
+fn quote(s: &str) -> String {
+    let short: String = s.chars().take(40).collect();
+    if short.len() < s.len() { format!("{short:?}…") } else { format!("{short:?}") }
+}
+
+/// Every officially assigned ISO 3166-1 alpha-2 code (249; checked against Debian's iso-codes).
+pub const COUNTRY_CODES: [&str; 249] = [
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+];
+
+/// An ISO 3166-1 alpha-2 country code, upper-case (`SO`, `AF`). Serialised as its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Country(&'static str);
+
+impl Country {
+    /// Parses an assigned ISO 3166-1 alpha-2 code; lower case is refused, not guessed.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        if let Ok(i) = COUNTRY_CODES.binary_search(&s) {
+            return Ok(Self(COUNTRY_CODES[i]));
+        }
+        let upper = s.to_ascii_uppercase();
+        let hint = if upper != s && COUNTRY_CODES.binary_search(&upper.as_str()).is_ok() {
+            format!(" (codes are upper-case: {upper:?})")
+        } else {
+            String::new()
+        };
+        Err(ValidationError::new(
+            "country",
+            format!("{} is not an ISO 3166-1 alpha-2 country code{hint}", quote(s)),
+        ))
+    }
+
+    /// The code, e.g. `SO`.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl FromStr for Country {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Country {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Country {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A point on the Earth in decimal degrees (WGS 84).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatLon {
+    /// Latitude, −90 to 90.
+    pub lat: f64,
+    /// Longitude, −180 to 180.
+    pub lon: f64,
+}
+
+impl LatLon {
+    /// Checks both coordinates are finite and in range (fields `lat` and `lon`).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        in_range("lat", self.lat, -90.0, 90.0, "degrees")?;
+        in_range("lon", self.lon, -180.0, 180.0, "degrees")
+    }
+}
+
+fn in_range(field: &str, v: f64, min: f64, max: f64, unit: &str) -> Result<(), ValidationError> {
+    if !v.is_finite() {
+        return Err(ValidationError::new(field, format!("{v} is not a finite number")));
+    }
+    if v < min || v > max {
+        return Err(ValidationError::new(
+            field,
+            format!("{v} is out of range ({min} to {max} {unit})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Largest accepted position accuracy, in metres.
+pub const MAX_ACCURACY_M: f64 = 100_000.0;
+
+/// Checks a position accuracy in metres: finite, 0 to [`MAX_ACCURACY_M`].
+pub fn accuracy_m(field: &str, value: f64) -> Result<(), ValidationError> {
+    in_range(field, value, 0.0, MAX_ACCURACY_M, "metres")
+}
+
+/// Checks that `value` has `min` to `max` characters (Unicode scalar values, not bytes).
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ValidationError> {
+    let n = value.chars().count();
+    if n < min {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at least {min} characters, got {n}"),
+        ));
+    }
+    if n > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} characters, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a title, reason or summary: not blank, at most `max` characters.
+pub fn non_blank(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be blank"));
+    }
+    text(field, value, 1, max)
+}
+
+/// Checks an identifier (duty station, area, user, person, agency): 1 to [`MAX_ID_LEN`]
+/// characters, no whitespace or control characters.
+pub fn id(field: &str, value: &str) -> Result<(), ValidationError> {
+    text(field, value, 1, MAX_ID_LEN)?;
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ValidationError::new(
+            field,
+            format!("{} must not contain spaces or control characters", quote(value)),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an optional identifier with [`id`].
+pub fn opt_id(field: &str, value: Option<&str>) -> Result<(), ValidationError> {
+    value.map_or(Ok(()), |v| id(field, v))
+}
+
+/// Checks an optional text with [`non_blank`].
+pub fn opt_non_blank(field: &str, value: Option<&str>, max: usize) -> Result<(), ValidationError> {
+    value.map_or(Ok(()), |v| non_blank(field, v, max))
+}
+
+/// Checks that a list has `min` to `max` entries.
+pub fn count(field: &str, len: usize, min: usize, max: usize) -> Result<(), ValidationError> {
+    if len < min || len > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must have {min} to {max} entries, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a list of identifiers: `min` to `max` entries, each an [`id`], none twice.
+pub fn id_list(field: &str, ids: &[String], min: usize, max: usize) -> Result<(), ValidationError> {
+    count(field, ids.len(), min, max)?;
+    for (i, v) in ids.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        id(&at, v)?;
+        if ids[..i].contains(v) {
+            return Err(ValidationError::new(at, format!("{} is listed twice", quote(v))));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a timestamp can be written as RFC 3339 and is not absurd: a year from 1900
+/// to 9999 and an offset of whole minutes.
+pub fn timestamp(field: &str, t: OffsetDateTime) -> Result<(), ValidationError> {
+    if !(1900..=9999).contains(&t.year()) || t.offset().seconds_past_minute() != 0 {
+        return Err(ValidationError::new(
+            field,
+            format!("{t} is not a timestamp from 1900 to 9999 with a whole-minute offset"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an optional timestamp with [`timestamp`].
+pub fn opt_timestamp(field: &str, t: Option<OffsetDateTime>) -> Result<(), ValidationError> {
+    t.map_or(Ok(()), |t| timestamp(field, t))
+}
+
+/// Serde for a small integer newtype that checks its range when deserialised.
+macro_rules! int_serde {
+    ($ty:ty) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u8(self.get())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let n = i64::deserialize(d)?;
+                Self::new(n).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A security level of an area, 1 (Minimal) to 6 (Extreme). Serialised as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SecurityLevel {
+    /// Level 1.
+    Minimal = 1,
+    /// Level 2.
+    Low = 2,
+    /// Level 3.
+    Moderate = 3,
+    /// Level 4.
+    Substantial = 4,
+    /// Level 5.
+    High = 5,
+    /// Level 6.
+    Extreme = 6,
+}
+
+impl SecurityLevel {
+    /// All levels, lowest first.
+    pub const ALL: [Self; 6] =
+        [Self::Minimal, Self::Low, Self::Moderate, Self::Substantial, Self::High, Self::Extreme];
+
+    /// The level numbered `n` (1 to 6).
+    pub fn new(n: i64) -> Result<Self, ValidationError> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| Self::ALL.get(i).copied())
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "level",
+                    format!("{n} is not a security level (1 Minimal to 6 Extreme)"),
+                )
+            })
+    }
+
+    /// Its number, 1 to 6.
+    pub fn get(self) -> u8 {
+        self as u8
+    }
+
+    /// Its name, e.g. `Substantial`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Minimal => "Minimal",
+            Self::Low => "Low",
+            Self::Moderate => "Moderate",
+            Self::Substantial => "Substantial",
+            Self::High => "High",
+            Self::Extreme => "Extreme",
+        }
+    }
+}
+
+impl fmt::Display for SecurityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.get(), self.name())
+    }
+}
+
+int_serde!(SecurityLevel);
+
+/// The severity of an incident, 1 (lowest) to 5 (highest). Serialised as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Severity(u8);
+
+impl Severity {
+    /// The severity `n` (1 to 5).
+    pub fn new(n: i64) -> Result<Self, ValidationError> {
+        match u8::try_from(n) {
+            Ok(v @ 1..=5) => Ok(Self(v)),
+            _ => Err(ValidationError::new(
+                "severity",
+                format!("{n} is not a severity (1 to 5)"),
+            )),
+        }
+    }
+
+    /// Its number, 1 to 5.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+int_serde!(Severity);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg<T: fmt::Debug>(r: Result<T, ValidationError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn countries_are_assigned_upper_case_codes() {
+        assert!(COUNTRY_CODES.windows(2).all(|w| w[0] < w[1]), "sorted for binary search");
+        assert_eq!(Country::parse("SO").unwrap().as_str(), "SO");
+        assert_eq!(
+            msg(Country::parse("XX")),
+            r#"country: "XX" is not an ISO 3166-1 alpha-2 country code"#
+        );
+        assert_eq!(
+            msg(Country::parse("so")),
+            r#"country: "so" is not an ISO 3166-1 alpha-2 country code (codes are upper-case: "SO")"#
+        );
+        for bad in ["", "S", "SOM", "XK", "UK", "é", &"A".repeat(1000)] {
+            assert!(Country::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(msg(Country::parse(&"A".repeat(1000))).len() < 120);
+        let c: Country = serde_json::from_str(r#""AF""#).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#""AF""#);
+        let e = serde_json::from_str::<Country>(r#""XX""#).unwrap_err().to_string();
+        assert!(e.contains("not an ISO 3166-1"), "{e}");
+        assert!(serde_json::from_str::<Country>("12").is_err());
+    }
+
+    #[test]
+    fn coordinates_must_be_finite_and_in_range() {
+        assert!(LatLon { lat: 2.04, lon: 45.34 }.validate().is_ok());
+        assert!(LatLon { lat: -90.0, lon: 180.0 }.validate().is_ok());
+        assert_eq!(
+            msg(LatLon { lat: 91.0, lon: 0.0 }.validate()),
+            "lat: 91 is out of range (-90 to 90 degrees)"
+        );
+        assert_eq!(
+            msg(LatLon { lat: f64::NAN, lon: 0.0 }.validate()),
+            "lat: NaN is not a finite number"
+        );
+        assert_eq!(
+            msg(LatLon { lat: 0.0, lon: -180.5 }.validate()),
+            "lon: -180.5 is out of range (-180 to 180 degrees)"
+        );
+        assert!(LatLon { lat: 0.0, lon: f64::INFINITY }.validate().is_err());
+        let e = LatLon { lat: 91.0, lon: 0.0 }.validate().unwrap_err().at("location");
+        assert_eq!(e.field, "location.lat");
+        assert!(accuracy_m("accuracy_m", 25.0).is_ok());
+        assert_eq!(
+            msg(accuracy_m("accuracy_m", -1.0)),
+            "accuracy_m: -1 is out of range (0 to 100000 metres)"
+        );
+        assert!(accuracy_m("accuracy_m", 100_001.0).is_err());
+        assert!(accuracy_m("accuracy_m", f64::NAN).is_err());
+    }
+
+    #[test]
+    fn text_lengths_are_counted_in_characters() {
+        assert!(text("title", &"é".repeat(200), 1, 200).is_ok());
+        assert_eq!(
+            msg(text("title", &"x".repeat(201), 1, 200)),
+            "title: must be at most 200 characters, got 201"
+        );
+        assert_eq!(msg(text("reason", "", 1, 10)), "reason: must be at least 1 characters, got 0");
+        assert_eq!(msg(non_blank("title", " \n\t", 200)), "title: must not be blank");
+        assert!(non_blank("title", "Shooting near compound", 200).is_ok());
+        assert!(id("area", "SOM-MGQ-01").is_ok());
+        assert!(id("area", "").is_err());
+        assert_eq!(
+            msg(id("area", "a b")),
+            r#"area: "a b" must not contain spaces or control characters"#
+        );
+        assert!(id("area", &"a".repeat(65)).is_err());
+        assert_eq!(
+            msg(id_list("agencies", &["wfp".into(), "wfp".into()], 1, 5)),
+            r#"agencies[1]: "wfp" is listed twice"#
+        );
+        assert_eq!(msg(count("persons", 0, 1, 500)), "persons: must have 1 to 500 entries, got 0");
+    }
+
+    #[test]
+    fn levels_and_severities_are_checked_on_the_way_in() {
+        assert_eq!(SecurityLevel::new(4).unwrap(), SecurityLevel::Substantial);
+        assert_eq!(SecurityLevel::Extreme.to_string(), "6 (Extreme)");
+        assert_eq!(
+            msg(SecurityLevel::new(7)),
+            "level: 7 is not a security level (1 Minimal to 6 Extreme)"
+        );
+        assert!(SecurityLevel::new(0).is_err());
+        assert!(SecurityLevel::new(-1).is_err());
+        assert_eq!(serde_json::to_string(&SecurityLevel::High).unwrap(), "5");
+        assert_eq!(serde_json::from_str::<SecurityLevel>("1").unwrap(), SecurityLevel::Minimal);
+        for bad in ["7", "0", "\"3\"", "3.5", "null", "99999999999999999999"] {
+            assert!(serde_json::from_str::<SecurityLevel>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Severity::new(5).unwrap().get(), 5);
+        assert_eq!(msg(Severity::new(0)), "severity: 0 is not a severity (1 to 5)");
+        assert!(Severity::new(6).is_err());
+        assert!(serde_json::from_str::<Severity>("0").is_err());
+        assert_eq!(serde_json::from_str::<Severity>("3").unwrap(), Severity::new(3).unwrap());
+    }
+
+    #[test]
+    fn timestamps_must_be_writable() {
+        let ok = time::macros::datetime!(2024-05-01 10:00 UTC);
+        assert!(timestamp("at", ok).is_ok());
+        assert!(timestamp("at", time::macros::datetime!(1800-01-01 0:00 UTC)).is_err());
+        let odd = ok.to_offset(time::macros::offset!(+1:00:30));
+        assert!(timestamp("at", odd).is_err());
+    }
+}

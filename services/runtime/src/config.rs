@@ -1,0 +1,84 @@
+//! Settings: flags and environment first, then an optional TOML file, then defaults that
+//! need no configuration at all.
+//!
+//! The file holds the same names as the flags (`data_dir`, `nats_url`, `http`, ...) plus the
+//! store's limits; unknown keys are refused so a typo is an error, not a silent default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Port of the nats-server that `vigil up` starts: its own, not 4222, so it never meets a
+/// system NATS server.
+pub const DEFAULT_NATS_PORT: u16 = 4290;
+/// The gateway's default address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// The default `/metrics` address of `vigil up`.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9490";
+
+/// The optional configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where all data lives.
+    pub data_dir: Option<PathBuf>,
+    /// NATS server URL.
+    pub nats_url: Option<String>,
+    /// Gateway HTTP address.
+    pub http: Option<String>,
+    /// Prometheus `/metrics` address.
+    pub metrics: Option<String>,
+    /// Store settings.
+    #[serde(default)]
+    pub store: StoreFileConfig,
+}
+
+/// Store settings in the file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFileConfig {
+    /// Largest event in bytes.
+    pub max_event_bytes: Option<usize>,
+    /// Largest append request in bytes.
+    pub max_append_bytes: Option<usize>,
+    /// Most events per append.
+    pub max_events_per_append: Option<usize>,
+    /// Most events per group commit.
+    pub max_group_events: Option<usize>,
+}
+
+/// Loads the file at `path`, or the defaults when there is none.
+pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the config file {} is not valid: {e}", path.display()))
+}
+
+/// The default data directory: `./data` beside where Vigil is started.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_is_optional_and_strict() {
+        assert_eq!(load(None).unwrap(), FileConfig::default());
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "nats_url = \"nats://127.0.0.1:1\"\n[store]\nmax_event_bytes = 100\n").unwrap();
+        let cfg = load(Some(&good)).unwrap();
+        assert_eq!(cfg.nats_url.as_deref(), Some("nats://127.0.0.1:1"));
+        assert_eq!(cfg.store.max_event_bytes, Some(100));
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "nats_ur = \"x\"\n").unwrap();
+        let err = load(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("nats_ur"), "{err}");
+        assert!(load(Some(&dir.join("missing.toml"))).is_err());
+    }
+}

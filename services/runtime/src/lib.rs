@@ -1,0 +1,20 @@
+//! Shared plumbing of Vigil's services. Every service uses these pieces the same way.
+//!
+//! # Layout
+//! - [`nats`]: connecting to NATS (reconnect forever for services, fail fast for tools).
+//! - [`store_client`]: the typed client of the store's API, with idempotent retries.
+//! - [`catchup`]: the catch-up subscription every consumer uses: read the log from the last
+//!   applied position, then follow the live feed, filling gaps from the log.
+//! - [`config`]: settings from flags, environment and an optional file.
+//! - [`telemetry`]: tracing setup and the Prometheus `/metrics` endpoint.
+//! - [`shutdown`]: one cancellation token that SIGINT and SIGTERM fire.
+
+pub mod catchup;
+pub mod config;
+pub mod nats;
+pub mod shutdown;
+pub mod store_client;
+pub mod telemetry;
+
+pub use catchup::{CatchUp, CatchUpConfig};
+pub use store_client::{ClientError, StoreClient};

@@ -1,0 +1,66 @@
+//! Connecting to NATS.
+//!
+//! Services reconnect forever (NATS restarts must not take the centre down; the catch-up
+//! subscription repairs what was missed). Operator tools fail fast with a message that says
+//! what to check.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A long-running service: wait for the server at start and reconnect for ever.
+    Service,
+    /// A command-line tool: one attempt, then a clear error.
+    Tool,
+}
+
+/// Largest subscription buffer per subscriber, in messages; when it overflows async-nats
+/// drops messages (a slow consumer), which the catch-up subscription repairs from the log.
+const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// Connects to `url` as `name`. `credentials` are a user and password when the server
+/// requires them.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    credentials: Option<(String, String)>,
+    mode: Mode,
+) -> anyhow::Result<Client> {
+    let conn_name = name.to_owned();
+    let quiet = mode == Mode::Tool;
+    let mut opts = ConnectOptions::new()
+        .name(name)
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .event_callback(move |event| {
+            let conn_name = conn_name.clone();
+            let quiet = quiet;
+            async move {
+                match event {
+                    Event::Connected if quiet => tracing::debug!(conn = %conn_name, "NATS connected"),
+                    Event::Connected => tracing::info!(conn = %conn_name, "NATS connected"),
+                    Event::Disconnected => tracing::warn!(conn = %conn_name, "NATS disconnected; reconnecting"),
+                    Event::SlowConsumer(sid) => tracing::warn!(conn = %conn_name, sid, "NATS slow consumer: messages dropped, consumers will re-read the log"),
+                    other => tracing::debug!(conn = %conn_name, event = %other, "NATS event"),
+                }
+            }
+        });
+    if let Some((user, pass)) = credentials {
+        opts = opts.user_and_password(user, pass);
+    }
+    match mode {
+        Mode::Service => {
+            opts = opts.retry_on_initial_connect().max_reconnects(None);
+            Ok(opts.connect(url).await?)
+        }
+        Mode::Tool => opts.max_reconnects(Some(3)).connect(url).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach NATS at {url}: {e}. Is Vigil running (`vigil up`)? Pass --nats-url or set VIGIL_NATS_URL if it listens elsewhere"
+            )
+        }),
+    }
+}

@@ -1,0 +1,141 @@
+//! The typed client of the store's NATS API.
+//!
+//! [`StoreClient::append`] makes one attempt. [`StoreClient::append_retrying`] retries
+//! timeouts, lost connections and `unavailable` with the same request, which is safe because
+//! event ids are idempotency keys: a retry of an append that did land returns its original
+//! positions and stores nothing new.
+
+use std::time::Duration;
+
+use async_nats::Client;
+use events::codec;
+use events::store_api::{
+    AppendOk, AppendReply, ErrorCode, ReadReply, ReadRequest, StoreError, StreamReadReply,
+    StreamReadRequest,
+};
+use events::{AppendRequest, RecordedEvent, StreamName, subjects};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The store answered with a typed refusal.
+    #[error("store refused: {0}")]
+    Store(#[from] StoreError),
+    /// No answer (store down, NATS down, timeout). The outcome of an append is unknown:
+    /// retry it with the same ids.
+    #[error("no answer from the store: {0}")]
+    Transport(String),
+    /// The answer was not the expected shape (version skew between client and store).
+    #[error("unreadable answer from the store: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// Whether retrying the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Store(e) => e.code == ErrorCode::Unavailable,
+            Self::Decode(_) => false,
+        }
+    }
+}
+
+/// A handle on the store's API; cheap to clone.
+#[derive(Clone)]
+pub struct StoreClient {
+    client: Client,
+    timeout: Duration,
+}
+
+impl StoreClient {
+    /// A client whose calls give up after `timeout`.
+    pub fn new(client: Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    /// The NATS client underneath.
+    pub fn nats(&self) -> &Client {
+        &self.client
+    }
+
+    async fn call(&self, subject: &'static str, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
+        let request = self.client.request(subject, body.into());
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(msg)) => Ok(msg.payload),
+            Ok(Err(e)) => Err(ClientError::Transport(e.to_string())),
+            Err(_) => Err(ClientError::Transport(format!("timed out after {:?}", self.timeout))),
+        }
+    }
+
+    /// Appends once.
+    pub async fn append(&self, req: &AppendRequest) -> Result<AppendOk, ClientError> {
+        let payload = self.call(subjects::STORE_APPEND, codec::encode(req)).await?;
+        match serde_json::from_slice::<AppendReply>(&payload) {
+            Ok(AppendReply::Ok(ok)) => Ok(ok),
+            Ok(AppendReply::Error(e)) => Err(ClientError::Store(e)),
+            Err(e) => Err(ClientError::Decode(e.to_string())),
+        }
+    }
+
+    /// Appends, retrying what is retryable with backoff until `deadline` has passed.
+    pub async fn append_retrying(
+        &self,
+        req: &AppendRequest,
+        deadline: Duration,
+    ) -> Result<AppendOk, ClientError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.append(req).await {
+                Err(e) if e.is_retryable() && started.elapsed() < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads a page of the global log from `from`; returns the events and the durable head.
+    pub async fn read(&self, from: u64, limit: u32) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        let payload = self
+            .call(subjects::STORE_READ, codec::encode(&ReadRequest { from, limit }))
+            .await?;
+        match serde_json::from_slice::<ReadReply>(&payload) {
+            Ok(ReadReply::Page { events, head }) => Ok((events, head)),
+            Ok(ReadReply::Error { error }) => Err(ClientError::Store(error)),
+            Err(e) => Err(ClientError::Decode(e.to_string())),
+        }
+    }
+
+    /// Reads a page of one stream from `from_version`; returns the events and its version.
+    pub async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        limit: u32,
+    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        let req = StreamReadRequest { stream: stream.clone(), from_version, limit };
+        let payload = self.call(subjects::STORE_STREAM, codec::encode(&req)).await?;
+        match serde_json::from_slice::<StreamReadReply>(&payload) {
+            Ok(StreamReadReply::Page { events, version }) => Ok((events, version)),
+            Ok(StreamReadReply::Error { error }) => Err(ClientError::Store(error)),
+            Err(e) => Err(ClientError::Decode(e.to_string())),
+        }
+    }
+
+    /// Reads a whole stream, page by page.
+    pub async fn read_stream_all(&self, stream: &StreamName) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        let mut out = Vec::new();
+        let mut version = 0;
+        loop {
+            let (page, v) = self.read_stream(stream, out.len() as u64 + 1, 1000).await?;
+            version = version.max(v);
+            if page.is_empty() {
+                return Ok((out, version));
+            }
+            out.extend(page);
+        }
+    }
+}

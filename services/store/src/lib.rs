@@ -1,0 +1,15 @@
+//! The store: Vigil's only writer of the event log and only publisher of committed events.
+//!
+//! # Layout
+//! - [`log`]: the append-only log on fjall — layout, reads, and the atomic, fsync'd commit of
+//!   a group of appends (positions gap-free from 1, versions per stream, permanent id index).
+//! - [`server`]: the NATS API (`vigil.store.*`), group commit, and the publication of
+//!   committed events on `vigil.events.<category>.<uuid>`.
+//!
+//! What each write path promises is written at the top of each module.
+
+pub mod log;
+pub mod server;
+
+pub use log::{Durability, Log, LogError};
+pub use server::{StoreConfig, run};

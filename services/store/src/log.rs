@@ -1,0 +1,499 @@
+//! The append-only log on fjall: layout, reads, and the commit of one group of appends.
+//!
+//! # On-disk layout (three keyspaces, written together in one atomic fjall batch)
+//! - `log`:     position (u64 big-endian) → the recorded event as JSON. Big-endian keys sort
+//!   in position order, so a range scan is a read of the log in order.
+//! - `streams`: `<stream>/` + version (u64 BE) → position (u64 BE). `/` never occurs in a
+//!   stream name, so the prefix `<stream>/` selects exactly one stream.
+//! - `ids`:     event id (16 bytes) → position (u64 BE) + version (u64 BE). Permanent: an
+//!   event id is an idempotency key for ever, across restarts.
+//!
+//! # Promises
+//! - Positions are gap-free from 1 and versions gap-free from 1 per stream, because only
+//!   [`Log::commit_group`] writes, from one thread, and a group is one atomic batch.
+//! - A group is on disk (journal fdatasync'd) before `commit_group` returns `Ok`; fjall applies
+//!   a batch to its memtables only after the journal write and sync, so readers never see an
+//!   event that is not yet durable.
+//! - A failed write or sync poisons the log: every later append is refused as `unavailable`
+//!   with the cause, rather than pretending.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use events::store_api::{AppendOk, StoreError};
+use events::{AppendRequest, NewEvent, RecordedEvent, StreamName};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Errors opening or reading the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// fjall refused (I/O error, corruption, poisoned after a failed sync).
+    #[error("storage error: {0}")]
+    Storage(#[from] fjall::Error),
+    /// A stored value is not what this build wrote: the files are damaged or foreign.
+    #[error("damaged log: {0}")]
+    Damaged(String),
+}
+
+/// Whether a commit waits for the disk. Only tests that prove the crash harness can see
+/// loss turn it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fdatasync the journal before acknowledging (the only production setting).
+    SyncData,
+    /// Leave the data in OS buffers: survives a process crash, not a power loss.
+    UnsafeNoSync,
+}
+
+/// The log and its indexes.
+pub struct Log {
+    db: Database,
+    log: Keyspace,
+    streams: Keyspace,
+    ids: Keyspace,
+    durability: Durability,
+    /// Last committed position; read by request handlers and metrics without taking a lock.
+    head: AtomicU64,
+    /// Set after a failed commit; never cleared while the process lives.
+    poisoned: AtomicBool,
+}
+
+/// One append waiting in a commit group, and the answer it gets once the group is durable.
+pub struct Pending {
+    /// The validated request.
+    pub request: AppendRequest,
+    /// Filled by `commit_group`.
+    pub outcome: Option<Result<AppendOk, StoreError>>,
+}
+
+/// What a successful group commit produced, for publication.
+pub struct Committed {
+    /// Newly recorded events in position order, with their JSON encoding.
+    pub events: Vec<(RecordedEvent, Vec<u8>)>,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Result<u64, LogError> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| LogError::Damaged(format!("expected 8 bytes at offset {at}, found {} bytes", bytes.len())))
+}
+
+fn stream_key(stream: &StreamName, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.as_str().len() + 9);
+    k.extend_from_slice(stream.as_str().as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(&be(version));
+    k
+}
+
+fn stream_prefix(stream: &StreamName) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.as_str().len() + 1);
+    k.extend_from_slice(stream.as_str().as_bytes());
+    k.push(b'/');
+    k
+}
+
+/// Where an already-stored event id lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IdEntry {
+    position: u64,
+    version: u64,
+}
+
+impl Log {
+    /// Opens (or creates) the log under `dir` and checks that its head is consistent.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
+        let db = Database::builder(dir).open()?;
+        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let streams = db.keyspace("streams", KeyspaceCreateOptions::default)?;
+        let ids = db.keyspace("ids", KeyspaceCreateOptions::default)?;
+        let head = match log.last_key_value() {
+            Some(kv) => read_u64(&kv.key()?, 0)?,
+            None => 0,
+        };
+        // Positions are dense, so the count of entries must equal the head; anything else
+        // means files were lost or damaged in the middle, and serving would hide a gap.
+        let first = match log.first_key_value() {
+            Some(kv) => read_u64(&kv.key()?, 0)?,
+            None => 1,
+        };
+        if head > 0 && first != 1 {
+            return Err(LogError::Damaged(format!(
+                "the log starts at position {first}, not 1; restore from a backup"
+            )));
+        }
+        Ok(Self {
+            db,
+            log,
+            streams,
+            ids,
+            durability,
+            head: AtomicU64::new(head),
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    /// Last durable position (0 = empty log).
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Whether a failed commit has stopped writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Reads up to `limit` events from global position `from`, decoded.
+    pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_raw(from, limit, usize::MAX)?
+            .iter()
+            .map(|b| decode_stored(b))
+            .collect()
+    }
+
+    /// Reads up to `limit` events from global position `from` as their stored JSON, stopping
+    /// early once `max_bytes` are gathered (always at least one event, so paging advances).
+    /// Replies are built from these bytes without decoding them again.
+    pub fn read_raw(
+        &self,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<fjall::Slice>, LogError> {
+        let from = from.max(1);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0usize;
+        for kv in self.log.range(be(from)..).take(limit) {
+            let (key, value) = kv.into_inner()?;
+            let position = read_u64(&key, 0)?;
+            if position != from + out.len() as u64 {
+                return Err(LogError::Damaged(format!(
+                    "position {} is missing from the log; run `vigil verify`",
+                    from + out.len() as u64
+                )));
+            }
+            bytes += value.len() + 1;
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    /// Reads up to `limit` events of `stream` from `from_version`, decoded, and the stream's
+    /// version.
+    pub fn read_stream(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<(Vec<RecordedEvent>, u64), LogError> {
+        let (raw, version) = self.read_stream_raw(stream, from_version, limit, usize::MAX)?;
+        let events = raw.iter().map(|b| decode_stored(b)).collect::<Result<_, _>>()?;
+        Ok((events, version))
+    }
+
+    /// Like [`Log::read_stream`], as stored JSON, stopping once `max_bytes` are gathered.
+    pub fn read_stream_raw(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<fjall::Slice>, u64), LogError> {
+        // One snapshot so the version and the events agree with each other.
+        let snap = self.db.snapshot();
+        let version = self.stream_version_in(&snap, stream)?;
+        let start = stream_key(stream, from_version.max(1));
+        let end = stream_key(stream, u64::MAX);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0usize;
+        use fjall::Readable;
+        for kv in snap.range(&self.streams, start..=end).take(limit) {
+            let (_, pos) = kv.into_inner()?;
+            let position = read_u64(&pos, 0)?;
+            let value = snap
+                .get(&self.log, be(position))?
+                .ok_or_else(|| LogError::Damaged(format!("{stream} points at missing position {position}")))?;
+            bytes += value.len() + 1;
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(value);
+        }
+        Ok((out, version))
+    }
+
+    /// The current version of `stream` (0 = no such stream).
+    pub fn stream_version(&self, stream: &StreamName) -> Result<u64, LogError> {
+        self.stream_version_in(&self.db.snapshot(), stream)
+    }
+
+    fn stream_version_in(
+        &self,
+        snap: &fjall::Snapshot,
+        stream: &StreamName,
+    ) -> Result<u64, LogError> {
+        use fjall::Readable;
+        match snap.prefix(&self.streams, stream_prefix(stream)).next_back() {
+            Some(kv) => {
+                let key = kv.key()?;
+                read_u64(&key, key.len().saturating_sub(8))
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn lookup_id(&self, id: &Uuid) -> Result<Option<IdEntry>, LogError> {
+        Ok(match self.ids.get(id.as_bytes())? {
+            Some(v) => Some(IdEntry { position: read_u64(&v, 0)?, version: read_u64(&v, 8)? }),
+            None => None,
+        })
+    }
+
+    fn event_at(&self, position: u64) -> Result<RecordedEvent, LogError> {
+        let value = self
+            .log
+            .get(be(position))?
+            .ok_or_else(|| LogError::Damaged(format!("id index points at missing position {position}")))?;
+        decode_stored(&value)
+    }
+
+    /// Validates and commits a group of appends as one atomic, durable batch.
+    ///
+    /// Each pending append gets its own outcome: accepted appends get their positions,
+    /// refused ones a typed error, and neither affects the others, except that all of them
+    /// fail as `unavailable` if the disk write fails. Appends are judged in order, so the
+    /// second of two racing appends with the same expected version sees the first one's
+    /// effect and is refused.
+    pub fn commit_group(&self, group: &mut [Pending]) -> Result<Committed, LogError> {
+        if self.is_poisoned() {
+            for p in group.iter_mut() {
+                p.outcome = Some(Err(poisoned_error()));
+            }
+            return Ok(Committed { events: vec![] });
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut head = self.head();
+        // What this group has already written, visible to the appends after it in the group.
+        let mut group_versions: HashMap<StreamName, u64> = HashMap::new();
+        let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::new();
+        let mut batch = self.db.batch();
+        let mut recorded: Vec<(RecordedEvent, Vec<u8>)> = Vec::new();
+
+        for p in group.iter_mut() {
+            let req = &p.request;
+            let outcome = match self.retry_outcome(req, &group_ids, &recorded)? {
+                Some(outcome) => outcome,
+                None => {
+                    let current = match group_versions.get(&req.stream) {
+                        Some(v) => *v,
+                        None => self.stream_version(&req.stream)?,
+                    };
+                    if !req.expected_version.admits(current) {
+                        Err(StoreError::wrong_version(req.expected_version, current))
+                    } else {
+                        let first_position = head + 1;
+                        let mut version = current;
+                        for ev in &req.events {
+                            head += 1;
+                            version += 1;
+                            let rec = RecordedEvent::record(ev.clone(), req.stream.clone(), head, version, now);
+                            let bytes = serde_json::to_vec(&rec)
+                                .map_err(|e| LogError::Damaged(format!("cannot encode event: {e}")))?;
+                            batch.insert(&self.log, be(head), bytes.clone());
+                            batch.insert(&self.streams, stream_key(&req.stream, version), be(head));
+                            let mut idv = [0u8; 16];
+                            idv[..8].copy_from_slice(&be(head));
+                            idv[8..].copy_from_slice(&be(version));
+                            batch.insert(&self.ids, ev.id.as_bytes().to_vec(), idv);
+                            group_ids.insert(ev.id, (IdEntry { position: head, version }, recorded.len()));
+                            recorded.push((rec, bytes));
+                        }
+                        group_versions.insert(req.stream.clone(), version);
+                        Ok(AppendOk { first_position, last_position: head, stream_version: version })
+                    }
+                }
+            };
+            p.outcome = Some(outcome);
+        }
+
+        if recorded.is_empty() {
+            return Ok(Committed { events: recorded });
+        }
+        let mode = match self.durability {
+            Durability::SyncData => Some(PersistMode::SyncData),
+            Durability::UnsafeNoSync => None,
+        };
+        if let Err(e) = batch.durability(mode).commit() {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %e, "commit failed: the store stops taking writes; check the disk, then restart");
+            for p in group.iter_mut() {
+                if matches!(p.outcome, Some(Ok(_))) {
+                    p.outcome = Some(Err(poisoned_error()));
+                }
+            }
+            return Ok(Committed { events: vec![] });
+        }
+        self.head.store(head, Ordering::Release);
+        Ok(Committed { events: recorded })
+    }
+
+    /// If every event id of `req` is already stored (or earlier in this group), the original
+    /// outcome; `None` if none is. Mixed or reused ids are refused.
+    fn retry_outcome(
+        &self,
+        req: &AppendRequest,
+        group_ids: &HashMap<Uuid, (IdEntry, usize)>,
+        group_events: &[(RecordedEvent, Vec<u8>)],
+    ) -> Result<Option<Result<AppendOk, StoreError>>, LogError> {
+        let mut found = Vec::with_capacity(req.events.len());
+        for ev in &req.events {
+            let hit = match group_ids.get(&ev.id) {
+                Some((entry, idx)) => group_events.get(*idx).map(|(r, _)| (*entry, r.clone())),
+                None => match self.lookup_id(&ev.id)? {
+                    Some(entry) => Some((entry, self.event_at(entry.position)?)),
+                    None => None,
+                },
+            };
+            found.push(hit);
+        }
+        let stored = found.iter().filter(|f| f.is_some()).count();
+        if stored == 0 {
+            return Ok(None);
+        }
+        if stored < req.events.len() {
+            return Ok(Some(Err(StoreError::id_reused(
+                "some of these event ids are already stored and some are not; retry the original batch unchanged, or use new ids for new events",
+            ))));
+        }
+        for (ev, hit) in req.events.iter().zip(&found) {
+            if let Some((_, rec)) = hit {
+                if !same_event(ev, &req.stream, rec) {
+                    return Ok(Some(Err(StoreError::id_reused(format!(
+                        "event id {} is already stored with other content (at position {}); use a new id for a new event",
+                        ev.id, rec.position
+                    )))));
+                }
+            }
+        }
+        let entries: Vec<IdEntry> = found.iter().flatten().map(|(e, _)| *e).collect();
+        let first = entries.iter().map(|e| e.position).min().unwrap_or(0);
+        let last = entries.iter().map(|e| e.position).max().unwrap_or(0);
+        let version = entries.iter().map(|e| e.version).max().unwrap_or(0);
+        Ok(Some(Ok(AppendOk { first_position: first, last_position: last, stream_version: version })))
+    }
+
+    /// Flushes everything to disk; called once at shutdown.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
+
+/// A retry is the same event when stream, type, version and data match; `meta` may differ
+/// (a retry can carry a new correlation id) and is not compared.
+fn same_event(ev: &NewEvent, stream: &StreamName, rec: &RecordedEvent) -> bool {
+    &rec.stream == stream && rec.event_type == ev.event_type && rec.v == ev.v && rec.data == ev.data
+}
+
+fn poisoned_error() -> StoreError {
+    StoreError::unavailable(
+        "the store stopped taking writes after a disk write or sync failed; nothing of this append was stored. An operator must check the disk and restart the store; retry with the same event ids afterwards",
+    )
+}
+
+fn decode_stored(bytes: &[u8]) -> Result<RecordedEvent, LogError> {
+    serde_json::from_slice(bytes).map_err(|e| LogError::Damaged(format!("unreadable event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::ExpectedVersion;
+    use serde_json::json;
+
+    fn stream() -> StreamName {
+        StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap()
+    }
+
+    fn ev(n: u32) -> NewEvent {
+        NewEvent {
+            id: Uuid::new_v4(),
+            event_type: "Tested".into(),
+            v: 1,
+            data: json!({ "n": n }),
+            meta: Default::default(),
+        }
+    }
+
+    fn append(log: &Log, s: &StreamName, ev_: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendOk, StoreError> {
+        let mut group = [Pending {
+            request: AppendRequest { stream: s.clone(), expected_version: ev_, events },
+            outcome: None,
+        }];
+        log.commit_group(&mut group).unwrap();
+        group[0].outcome.take().unwrap()
+    }
+
+    #[test]
+    fn survives_reopen_with_positions_versions_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = stream();
+        let batch = vec![ev(1), ev(2)];
+        {
+            let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+            let ok = append(&log, &s, ExpectedVersion::NoStream, batch.clone()).unwrap();
+            assert_eq!(ok, AppendOk { first_position: 1, last_position: 2, stream_version: 2 });
+            log.close().unwrap();
+        }
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        assert_eq!(log.head(), 2);
+        assert_eq!(log.stream_version(&s).unwrap(), 2);
+        // The retry after a restart is answered from the permanent id index.
+        let again = append(&log, &s, ExpectedVersion::NoStream, batch).unwrap();
+        assert_eq!(again, AppendOk { first_position: 1, last_position: 2, stream_version: 2 });
+        assert_eq!(log.head(), 2);
+        let (events, version) = log.read_stream(&s, 1, 10).unwrap();
+        assert_eq!(version, 2);
+        assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_group_judges_appends_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        let s = stream();
+        let dup = ev(9);
+        let mk = |e: Vec<NewEvent>, x| Pending {
+            request: AppendRequest { stream: s.clone(), expected_version: x, events: e },
+            outcome: None,
+        };
+        let mut group = vec![
+            mk(vec![ev(1)], ExpectedVersion::NoStream),
+            mk(vec![ev(2)], ExpectedVersion::NoStream),
+            mk(vec![dup.clone()], ExpectedVersion::Exact(1)),
+            mk(vec![dup.clone()], ExpectedVersion::Exact(1)),
+            mk(vec![NewEvent { data: json!({"other": true}), ..dup }], ExpectedVersion::Any),
+        ];
+        let committed = log.commit_group(&mut group).unwrap();
+        assert_eq!(committed.events.len(), 2);
+        let out: Vec<_> = group.into_iter().map(|p| p.outcome.unwrap()).collect();
+        assert_eq!(out[0], Ok(AppendOk { first_position: 1, last_position: 1, stream_version: 1 }));
+        assert_eq!(out[1].as_ref().unwrap_err().current_version, Some(1));
+        assert_eq!(out[2], Ok(AppendOk { first_position: 2, last_position: 2, stream_version: 2 }));
+        assert_eq!(out[3], out[2], "a retry inside the same group gets the original answer");
+        assert_eq!(out[4].as_ref().unwrap_err().code, events::ErrorCode::IdReused);
+    }
+}

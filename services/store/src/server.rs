@@ -1,0 +1,351 @@
+//! The store's NATS API: `vigil.store.append`, `vigil.store.read`, `vigil.store.stream`, and
+//! the committed-event feed `vigil.events.<category>.<uuid>`.
+//!
+//! # Write path and what it promises
+//! 1. A request is decoded and size-checked in the NATS handler; a bad one is answered
+//!    `invalid` at once and never reaches the log.
+//! 2. A good one goes into a bounded queue to the single writer thread. When the queue is
+//!    full the request is answered `unavailable` (retry with the same ids) rather than
+//!    letting memory grow or blocking the handler.
+//! 3. The writer takes everything queued, up to `max_group_events`, validates it in order,
+//!    writes it as one fjall batch and fdatasyncs once (group commit). The cap keeps a
+//!    group's commit short, so tail latency stays low under load.
+//! 4. Only then is each append answered, and the new events handed to the publisher, which
+//!    publishes them with their position in the `Vigil-Position` header. Publication is
+//!    best-effort by design: a consumer that misses one sees the gap in positions and reads
+//!    it from the log (see `vigil_runtime::catchup`). A full publisher queue drops the batch
+//!    and counts it in `vigil_store_publish_dropped_total`.
+//!
+//! # Shutdown
+//! On the shutdown token the store stops taking requests, the writer finishes the group in
+//! flight, every waiting request gets its answer, the log is flushed, and `run` returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, HeaderMap, Message};
+use bytes::Bytes;
+use events::codec::{self, Limits};
+use events::store_api::{
+    AppendOk, AppendReply, MAX_READ_LIMIT, ReadRequest, StoreError, StreamReadRequest,
+};
+use events::subjects;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::log::{Committed, Durability, Log, LogError, Pending};
+
+/// Settings of the store service.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the fjall database.
+    pub dir: std::path::PathBuf,
+    /// Size limits of appends.
+    pub limits: Limits,
+    /// Most events in one group commit. Around 100–200 keeps p99 low on these disks
+    /// (FACTS.md: groups of 1,000 worsen the tail).
+    pub max_group_events: usize,
+    /// Appends that may wait for the writer before new ones are refused as `unavailable`.
+    pub queue_capacity: usize,
+    /// fsync before ack (production) or not (only to prove the crash harness sees loss).
+    pub durability: Durability,
+}
+
+impl StoreConfig {
+    /// Defaults for a store under `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            limits: Limits::default(),
+            max_group_events: 128,
+            queue_capacity: 8192,
+            durability: Durability::SyncData,
+        }
+    }
+}
+
+/// Largest read reply, in bytes of event JSON. Stays under nats-server's default 1 MiB
+/// `max_payload` with room for the envelope.
+const MAX_REPLY_BYTES: usize = 900 * 1024;
+/// Largest read request; reads are tiny.
+const MAX_READ_REQUEST_BYTES: usize = 4096;
+
+type Job = (events::AppendRequest, oneshot::Sender<Result<AppendOk, StoreError>>);
+
+/// Opens the log and serves it over NATS until `shutdown` fires.
+pub async fn run(client: Client, config: StoreConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let dir = config.dir.clone();
+    let log = tokio::task::spawn_blocking(move || Log::open(&dir, config.durability))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot open the event log at {}: {e}", config.dir.display()))?;
+    let log = Arc::new(log);
+    tracing::info!(dir = %config.dir.display(), head = log.head(), "event log open");
+    metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
+
+    let (job_tx, job_rx) = mpsc::channel::<Job>(config.queue_capacity);
+    // Publication queue, in groups; sized so a NATS hiccup of a few seconds fits.
+    let (pub_tx, pub_rx) = mpsc::channel::<Committed>(4096);
+
+    let writer = {
+        let log = log.clone();
+        let max = config.max_group_events;
+        std::thread::Builder::new()
+            .name("vigil-store-writer".into())
+            .spawn(move || writer_loop(&log, job_rx, pub_tx, max))?
+    };
+    let publisher = tokio::spawn(publisher_loop(client.clone(), pub_rx));
+
+    let mut appends = client
+        .queue_subscribe(subjects::STORE_APPEND, subjects::STORE_QUEUE.into())
+        .await?;
+    let mut reads = client
+        .queue_subscribe(subjects::STORE_READ, subjects::STORE_QUEUE.into())
+        .await?;
+    let mut streams = client
+        .queue_subscribe(subjects::STORE_STREAM, subjects::STORE_QUEUE.into())
+        .await?;
+    client.flush().await?;
+    tracing::info!("store serving {}", subjects::STORE_ALL);
+
+    let tasks = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(msg) = appends.next() => {
+                handle_append(&client, &config.limits, &job_tx, &tasks, msg).await;
+            }
+            Some(msg) = reads.next() => {
+                let (client, log) = (client.clone(), log.clone());
+                tasks.spawn(async move { handle_read(&client, &log, msg).await });
+            }
+            Some(msg) = streams.next() => {
+                let (client, log) = (client.clone(), log.clone());
+                tasks.spawn(async move { handle_stream(&client, &log, msg).await });
+            }
+            else => break,
+        }
+    }
+
+    tracing::info!("store stopping: finishing the commit in flight");
+    // Stop taking requests first, so nothing new reaches the writer.
+    drop((appends.unsubscribe().await, reads.unsubscribe().await, streams.unsubscribe().await));
+    drop(job_tx);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tasks.close();
+    tasks.wait().await;
+    let _ = publisher.await;
+    let _ = client.flush().await;
+    let closing = log.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
+    tracing::info!(head = log.head(), "store stopped");
+    Ok(())
+}
+
+async fn handle_append(
+    client: &Client,
+    limits: &Limits,
+    jobs: &mpsc::Sender<Job>,
+    tasks: &TaskTracker,
+    msg: Message,
+) {
+    let Some(reply_to) = msg.reply.clone() else {
+        metrics::counter!("vigil_store_requests_without_reply_total").increment(1);
+        return;
+    };
+    let request = match codec::decode_append(&msg.payload, limits) {
+        Ok(r) => r,
+        Err(e) => {
+            metrics::counter!("vigil_store_appends_total", "outcome" => "invalid").increment(1);
+            respond(client, reply_to, &AppendReply::Error(e.into())).await;
+            return;
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    if let Err(e) = jobs.try_send((request, tx)) {
+        let message = match e {
+            mpsc::error::TrySendError::Full(_) => "the store is at capacity; retry shortly with the same event ids",
+            mpsc::error::TrySendError::Closed(_) => "the store is shutting down; retry with the same event ids",
+        };
+        metrics::counter!("vigil_store_appends_total", "outcome" => "unavailable").increment(1);
+        respond(client, reply_to, &AppendReply::Error(StoreError::unavailable(message))).await;
+        return;
+    }
+    let client = client.clone();
+    tasks.spawn(async move {
+        let reply = match rx.await {
+            Ok(Ok(ok)) => AppendReply::Ok(ok),
+            Ok(Err(e)) => AppendReply::Error(e),
+            Err(_) => AppendReply::Error(StoreError::unavailable(
+                "the store's writer stopped before this append was decided; retry with the same event ids",
+            )),
+        };
+        let outcome = match &reply {
+            AppendReply::Ok(_) => "ok",
+            AppendReply::Error(e) => match e.code {
+                events::ErrorCode::WrongExpectedVersion => "wrong_expected_version",
+                events::ErrorCode::Invalid => "invalid",
+                events::ErrorCode::IdReused => "id_reused",
+                events::ErrorCode::Unavailable => "unavailable",
+            },
+        };
+        metrics::counter!("vigil_store_appends_total", "outcome" => outcome).increment(1);
+        respond(&client, reply_to, &reply).await;
+    });
+}
+
+async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
+    let Some(reply_to) = msg.reply.clone() else { return };
+    let req: ReadRequest = match codec::decode_json(&msg.payload, "the read request", MAX_READ_REQUEST_BYTES) {
+        Ok(r) => r,
+        Err(e) => return respond_error(client, reply_to, e.into()).await,
+    };
+    let log = log.clone();
+    let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
+    let page = tokio::task::spawn_blocking(move || {
+        let events = log.read_raw(req.from, limit, MAX_REPLY_BYTES)?;
+        Ok::<_, LogError>((events, log.head()))
+    })
+    .await;
+    match page {
+        Ok(Ok((events, head))) => {
+            let body = page_json(&events, "head", head);
+            let _ = client.publish(reply_to, body.into()).await;
+        }
+        Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
+        Err(e) => respond_error(client, reply_to, StoreError::unavailable(format!("read task failed: {e}"))).await,
+    }
+}
+
+async fn handle_stream(client: &Client, log: &Arc<Log>, msg: Message) {
+    let Some(reply_to) = msg.reply.clone() else { return };
+    let req: StreamReadRequest =
+        match codec::decode_json(&msg.payload, "the stream read request", MAX_READ_REQUEST_BYTES) {
+            Ok(r) => r,
+            Err(e) => return respond_error(client, reply_to, e.into()).await,
+        };
+    let log = log.clone();
+    let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
+    let page = tokio::task::spawn_blocking(move || {
+        log.read_stream_raw(&req.stream, req.from_version, limit, MAX_REPLY_BYTES)
+    })
+    .await;
+    match page {
+        Ok(Ok((events, version))) => {
+            let body = page_json(&events, "version", version);
+            let _ = client.publish(reply_to, body.into()).await;
+        }
+        Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
+        Err(e) => respond_error(client, reply_to, StoreError::unavailable(format!("read task failed: {e}"))).await,
+    }
+}
+
+fn read_failed(e: &LogError) -> StoreError {
+    tracing::error!(error = %e, "read failed");
+    StoreError::unavailable(format!("the store could not read the log: {e}"))
+}
+
+/// `{"events":[<stored json>,…],"<key>":n}` built from the stored bytes as they are.
+fn page_json(events: &[fjall::Slice], key: &str, n: u64) -> Vec<u8> {
+    let len: usize = events.iter().map(|e| e.len() + 1).sum();
+    let mut body = Vec::with_capacity(len + 48);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e);
+    }
+    body.extend_from_slice(format!("],\"{key}\":{n}}}").as_bytes());
+    body
+}
+
+async fn respond_error(client: &Client, reply_to: async_nats::Subject, error: StoreError) {
+    let _ = client
+        .publish(reply_to, codec::encode(&serde_json::json!({ "error": error })).into())
+        .await;
+}
+
+async fn respond(client: &Client, reply_to: async_nats::Subject, reply: &AppendReply) {
+    if let Err(e) = client.publish(reply_to, codec::encode(reply).into()).await {
+        // The client will time out and retry with the same ids; nothing is lost.
+        tracing::warn!(error = %e, "could not send an append reply");
+    }
+}
+
+fn writer_loop(
+    log: &Log,
+    mut jobs: mpsc::Receiver<Job>,
+    publish: mpsc::Sender<Committed>,
+    max_group_events: usize,
+) {
+    let mut group: Vec<Pending> = Vec::new();
+    let mut replies: Vec<oneshot::Sender<Result<AppendOk, StoreError>>> = Vec::new();
+    while let Some((req, tx)) = jobs.blocking_recv() {
+        let mut n = req.events.len();
+        group.push(Pending { request: req, outcome: None });
+        replies.push(tx);
+        while n < max_group_events {
+            match jobs.try_recv() {
+                Ok((req, tx)) => {
+                    n += req.events.len();
+                    group.push(Pending { request: req, outcome: None });
+                    replies.push(tx);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let committed = log.commit_group(&mut group);
+        let took = started.elapsed();
+        match committed {
+            Ok(committed) => {
+                if !committed.events.is_empty() {
+                    metrics::histogram!("vigil_store_commit_seconds").record(took.as_secs_f64());
+                    metrics::histogram!("vigil_store_group_events").record(committed.events.len() as f64);
+                    metrics::counter!("vigil_store_events_appended_total").increment(committed.events.len() as u64);
+                    metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
+                    if took > Duration::from_millis(500) {
+                        tracing::warn!(ms = took.as_millis() as u64, events = committed.events.len(), "slow commit");
+                    }
+                }
+                for (p, tx) in group.drain(..).zip(replies.drain(..)) {
+                    let outcome = p.outcome.unwrap_or_else(|| {
+                        Err(StoreError::unavailable("the append was not decided; retry with the same event ids"))
+                    });
+                    let _ = tx.send(outcome);
+                }
+                if !committed.events.is_empty() && publish.try_send(committed).is_err() {
+                    metrics::counter!("vigil_store_publish_dropped_total").increment(1);
+                }
+            }
+            Err(e) => {
+                // Reading an index or encoding failed before anything was written: refuse this
+                // group; the log on disk is unchanged.
+                tracing::error!(error = %e, "group refused before commit");
+                for tx in replies.drain(..) {
+                    let _ = tx.send(Err(StoreError::unavailable(format!(
+                        "the store could not check this append against the log: {e}"
+                    ))));
+                }
+                group.clear();
+            }
+        }
+    }
+}
+
+async fn publisher_loop(client: Client, mut rx: mpsc::Receiver<Committed>) {
+    while let Some(committed) = rx.recv().await {
+        for (event, bytes) in committed.events {
+            let mut headers = HeaderMap::new();
+            headers.insert(subjects::POSITION_HEADER, event.position.to_string().as_str());
+            let subject = subjects::event_subject(&event.stream);
+            if let Err(e) = client.publish_with_headers(subject, headers, Bytes::from(bytes)).await {
+                // Consumers fill gaps from the log; count it so an operator can see it.
+                metrics::counter!("vigil_store_publish_failed_total").increment(1);
+                tracing::debug!(error = %e, "publish failed");
+            }
+        }
+    }
+}

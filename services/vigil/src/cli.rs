@@ -1,0 +1,167 @@
+//! Command-line shape of the `vigil` binary, and how flags, environment and the config file
+//! combine (flag or environment first, then the file, then the built-in default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use runtime::config::{self, FileConfig};
+
+/// Vigil: the 24/7 communications and crisis-coordination centre.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub common: Common,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Where all data lives (event log, nats-server config). Default: ./data
+    #[arg(long, env = "VIGIL_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// NATS server URL. Default: nats://127.0.0.1:4290 (the server `vigil up` owns)
+    #[arg(long, env = "VIGIL_NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+    /// Optional TOML config file with the same settings.
+    #[arg(long, env = "VIGIL_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole centre on this machine: a nats-server of its own, the store, and every
+    /// service, all data under --data-dir.
+    Up(UpArgs),
+    /// Run the store service alone (the event log on fjall behind NATS).
+    Store(StoreArgs),
+    /// Print committed events as they happen (catching up from --from first).
+    Tail(TailArgs),
+    /// Append one event from the command line.
+    Append(AppendArgs),
+}
+
+/// `vigil up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Use the NATS server at --nats-url instead of starting one.
+    #[arg(long, env = "VIGIL_EXTERNAL_NATS")]
+    pub external_nats: bool,
+    /// Address of the Prometheus /metrics endpoint. Default: 127.0.0.1:9490
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// The gateway's HTTP address (served once the gateway lands). Default: 127.0.0.1:8080
+    #[arg(long = "http", env = "VIGIL_HTTP_ADDR")]
+    pub http: Option<String>,
+}
+
+/// `vigil store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Address of the Prometheus /metrics endpoint (none unless given).
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// TEST ONLY: acknowledge appends without fsync. Exists so the crash harness can prove it
+    /// detects loss; never use it for real data.
+    #[arg(long, hide = true)]
+    pub unsafe_no_fsync: bool,
+}
+
+/// `vigil tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// First position to print (1 = the whole log). Default: only new events.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Print each event as one JSON line, exactly as recorded.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many events (default: follow until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// `vigil append`.
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Target stream, `<category>-<uuid>`. Default: a new stream of --category.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Category of the new stream when --stream is not given.
+    #[arg(long, default_value = "note")]
+    pub category: String,
+    /// Event type, e.g. IncidentReported.
+    #[arg(long = "type")]
+    pub event_type: String,
+    /// Schema version of the type.
+    #[arg(long, default_value_t = 1)]
+    pub v: u32,
+    /// The event's data as JSON.
+    #[arg(long, default_value = "{}")]
+    pub data: String,
+    /// Event id (the idempotency key). Default: a new UUID.
+    #[arg(long)]
+    pub id: Option<uuid::Uuid>,
+    /// `any`, `no_stream` or a version number.
+    #[arg(long, default_value = "any")]
+    pub expected_version: String,
+    /// Recorded as the actor in the event's meta. Default: $USER.
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+/// Settings after flags, environment, file and defaults are combined.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// NATS URL.
+    pub nats_url: String,
+    /// The file's contents.
+    pub file: FileConfig,
+}
+
+impl Common {
+    /// Combines flags/environment with the config file and the defaults.
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let file = config::load(self.config.as_deref())?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(config::default_data_dir);
+        let nats_url = self
+            .nats_url
+            .clone()
+            .or_else(|| file.nats_url.clone())
+            .unwrap_or_else(|| format!("nats://127.0.0.1:{}", config::DEFAULT_NATS_PORT));
+        Ok(Resolved { data_dir, nats_url, file })
+    }
+}
+
+impl Resolved {
+    /// The store's settings under this data directory.
+    pub fn store_config(&self) -> store::StoreConfig {
+        let mut c = store::StoreConfig::new(self.data_dir.join("store"));
+        let f = &self.file.store;
+        if let Some(v) = f.max_event_bytes {
+            c.limits.max_event_bytes = v;
+        }
+        if let Some(v) = f.max_append_bytes {
+            c.limits.max_append_bytes = v;
+        }
+        if let Some(v) = f.max_events_per_append {
+            c.limits.max_events_per_append = v;
+        }
+        if let Some(v) = f.max_group_events {
+            c.max_group_events = v.clamp(1, 10_000);
+        }
+        c
+    }
+}

@@ -1,0 +1,54 @@
+//! The one Vigil binary. `main` only wires: parse the command line, resolve settings, run.
+//!
+//! # Layout
+//! - `cli`: commands, flags, and how flags, environment and the config file combine.
+//! - `up`: `vigil up`, the whole centre on one machine (owns its nats-server).
+//! - `tools`: operator verbs (`tail`, `append`).
+
+mod cli;
+mod tools;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use runtime::nats::Mode;
+
+use crate::cli::{Cli, Command, StoreArgs};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    runtime::telemetry::init_tracing();
+    let result = match cli.common.resolve() {
+        Ok(settings) => match cli.command {
+            Command::Up(args) => up::run(settings, args).await,
+            Command::Store(args) => run_store(settings, args).await,
+            Command::Tail(args) => tools::tail(settings, args).await,
+            Command::Append(args) => tools::append(settings, args).await,
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<()> {
+    let shutdown = runtime::shutdown::on_signals();
+    let mut config = settings.store_config();
+    if args.unsafe_no_fsync {
+        tracing::warn!("--unsafe-no-fsync: acknowledged appends can be lost on power loss (test harness only)");
+        config.durability = store::Durability::UnsafeNoSync;
+    }
+    if let Some(addr) = args.metrics {
+        let handle = runtime::telemetry::install_metrics()?;
+        tokio::spawn(runtime::telemetry::serve_metrics(addr, handle, shutdown.clone()));
+    }
+    let client = runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
+    store::run(client, config, shutdown).await
+}

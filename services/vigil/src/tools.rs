@@ -1,0 +1,99 @@
+//! Operator verbs: `vigil tail` and `vigil append`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use runtime::nats::Mode;
+use runtime::{CatchUp, CatchUpConfig, StoreClient};
+
+use crate::cli::{AppendArgs, Resolved, TailArgs};
+
+/// Prints committed events, catching up from `--from` first, until Ctrl-C or `--count`.
+pub async fn tail(settings: Resolved, args: TailArgs) -> anyhow::Result<()> {
+    let shutdown = runtime::shutdown::on_signals();
+    let client = runtime::nats::connect(&settings.nats_url, "vigil-tail", None, Mode::Tool).await?;
+    let after = match args.from {
+        Some(from) => from.saturating_sub(1),
+        None => {
+            // Only new events: start after the current head.
+            let store = StoreClient::new(client.clone(), Duration::from_secs(5));
+            let (_, head) = store
+                .read(u64::MAX, 1)
+                .await
+                .context("cannot reach the store; is `vigil up` (or `vigil store`) running?")?;
+            head
+        }
+    };
+    eprintln!("tailing the event log after position {after} (Ctrl-C to stop)");
+    let mut sub = CatchUp::start(client, CatchUpConfig::new("tail", after), shutdown.clone());
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    while let Some(event) = sub.recv().await {
+        let mut out = stdout.lock();
+        let line = if args.json {
+            serde_json::to_string(&event)?
+        } else {
+            let at = event
+                .recorded_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            format!(
+                "#{:<8} {at}  {}  v{}  {} (v{})  {}",
+                event.position, event.stream, event.version, event.event_type, event.v, event.data
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            break; // stdout closed (e.g. piped into `head`)
+        }
+        printed += 1;
+        if args.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Appends one event and prints where it landed.
+pub async fn append(settings: Resolved, args: AppendArgs) -> anyhow::Result<()> {
+    let stream = match &args.stream {
+        Some(s) => StreamName::parse(s)?,
+        None => StreamName::new(events::Category::parse(&args.category)?, uuid::Uuid::now_v7()),
+    };
+    let expected_version: ExpectedVersion =
+        serde_json::from_str(&expected_json(&args.expected_version)).map_err(|_| {
+            anyhow::anyhow!("--expected-version must be any, no_stream or a version ≥ 1, not {:?}", args.expected_version)
+        })?;
+    let data: serde_json::Value = serde_json::from_str(&args.data)
+        .map_err(|e| anyhow::anyhow!("--data is not valid JSON: {e}"))?;
+    let actor = args.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+    let event = NewEvent {
+        id: args.id.unwrap_or_else(uuid::Uuid::now_v7),
+        event_type: args.event_type.clone(),
+        v: args.v,
+        data,
+        meta: Meta { actor: Some(actor), role: Some("admin".into()), source: Some("cli".into()), ..Meta::default() },
+    };
+    let id = event.id;
+    let client = runtime::nats::connect(&settings.nats_url, "vigil-append", None, Mode::Tool).await?;
+    let store = StoreClient::new(client, Duration::from_secs(5));
+    let request = AppendRequest { stream: stream.clone(), expected_version, events: vec![event] };
+    let ok = store
+        .append_retrying(&request, Duration::from_secs(10))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "appended {id} to {stream} at position {} (stream version {})",
+        ok.last_position, ok.stream_version
+    );
+    Ok(())
+}
+
+fn expected_json(s: &str) -> String {
+    match s.parse::<u64>() {
+        Ok(n) => n.to_string(),
+        Err(_) => format!("{s:?}"),
+    }
+}

@@ -1,0 +1,194 @@
+//! `vigil up`: the whole centre on one machine.
+//!
+//! It owns a nats-server (config and logs under `<data-dir>/nats/`, listening on its own
+//! port, never 4222), restarts it if it dies, runs the store in this process, and serves
+//! `/metrics`. On SIGINT/SIGTERM it stops taking requests, lets the store finish the commit in
+//! flight, then stops nats-server, and exits 0.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use runtime::nats::Mode;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Resolved, UpArgs};
+
+/// Runs everything until a signal.
+pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
+    let shutdown = runtime::shutdown::on_signals();
+    let metrics = runtime::telemetry::install_metrics()?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&settings.data_dir)?;
+
+    let nats_task = if args.external_nats {
+        None
+    } else {
+        let port = port_of(&settings.nats_url).with_context(|| {
+            format!("--nats-url {} must be nats://127.0.0.1:<port> when vigil up starts nats-server itself (or pass --external-nats)", settings.nats_url)
+        })?;
+        let conf = write_nats_config(&data_dir.join("nats"), port)?;
+        let child = spawn_nats(&conf).await?;
+        if !wait_for_port(port, Duration::from_secs(10)).await {
+            anyhow::bail!(
+                "nats-server did not start listening on 127.0.0.1:{port}; see {} (is the port taken? choose another with --nats-url)",
+                data_dir.join("nats/nats-server.log").display()
+            );
+        }
+        Some(tokio::spawn(supervise_nats(child, conf, shutdown.clone())))
+    };
+
+    let client = runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
+    let mut store_config = settings.store_config();
+    store_config.dir = data_dir.join("store");
+    let store_dir = store_config.dir.clone();
+    let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
+
+    let metrics_addr = args
+        .metrics
+        .unwrap_or_else(|| runtime::config::DEFAULT_METRICS.parse().unwrap_or_else(|_| ([127, 0, 0, 1], 9490).into()));
+    let metrics_task = tokio::spawn(runtime::telemetry::serve_metrics(metrics_addr, metrics, shutdown.clone()));
+
+    println!("Vigil is up.");
+    println!("  data directory : {}", data_dir.display());
+    println!("  event log      : {}", store_dir.display());
+    match &nats_task {
+        Some(_) => println!("  NATS           : {} (nats-server owned by vigil; config in {})", settings.nats_url, data_dir.join("nats").display()),
+        None => println!("  NATS           : {} (external)", settings.nats_url),
+    }
+    println!("  metrics        : http://{metrics_addr}/metrics");
+    println!(
+        "  wall screen    : http://{}/  (the gateway lands with the boards issue; until then `vigil tail` shows the live log)",
+        args.http.as_deref().unwrap_or(runtime::config::DEFAULT_HTTP)
+    );
+    println!("Try: vigil append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil tail --from 1");
+    println!("Ctrl-C stops it cleanly.");
+
+    let store_result = store.await;
+    // Whatever ended the store (signal or failure), stop the rest.
+    shutdown.cancel();
+    let _ = metrics_task.await;
+    if let Some(task) = nats_task {
+        let _ = task.await;
+    }
+    match store_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(anyhow::anyhow!("the store task failed: {e}")),
+    }
+}
+
+fn port_of(url: &str) -> Option<u16> {
+    let rest = url.strip_prefix("nats://")?;
+    let (host, port) = rest.rsplit_once(':')?;
+    if host != "127.0.0.1" && host != "localhost" {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// Writes the nats-server config for a loopback-only server on `port`.
+fn write_nats_config(dir: &Path, port: u16) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let conf = dir.join("nats-server.conf");
+    // max_payload leaves room for the store's largest append (1 MiB by default) plus headers.
+    let text = format!(
+        "# Written by `vigil up`; rewritten at every start.\n\
+         listen: 127.0.0.1:{port}\n\
+         max_payload: 4MB\n\
+         log_file: \"{log}\"\n\
+         pid_file: \"{pid}\"\n",
+        log = dir.join("nats-server.log").display(),
+        pid = dir.join("nats-server.pid").display(),
+    );
+    std::fs::write(&conf, text)?;
+    Ok(conf)
+}
+
+fn nats_bin() -> PathBuf {
+    std::env::var_os("VIGIL_NATS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+async fn spawn_nats(conf: &Path) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(nats_bin());
+    cmd.arg("-c").arg(conf).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+    // Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
+    match cmd.spawn() {
+        Ok(c) => Ok(c),
+        Err(_) => Command::new("/usr/sbin/nats-server")
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start nats-server: install it (`apt-get install -y nats-server`, or run ops/up) or pass --external-nats --nats-url <url>"),
+    }
+}
+
+async fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Keeps nats-server running until shutdown; then stops it after the store has finished.
+async fn supervise_nats(mut child: Child, conf: PathBuf, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // The store has already stopped taking requests by now or will shortly; give
+                // it a moment to send its last replies before the bus goes away.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                stop_gracefully(&mut child).await;
+                return;
+            }
+            status = child.wait() => {
+                tracing::error!(?status, "nats-server exited unexpectedly; restarting it in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match spawn_nats(&conf).await {
+                    Ok(c) => child = c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot restart nats-server; retrying in 5 s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn stop_gracefully(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SIGTERM lets nats-server close client connections cleanly.
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_can_be_owned() {
+        assert_eq!(port_of("nats://127.0.0.1:4290"), Some(4290));
+        assert_eq!(port_of("nats://localhost:5000"), Some(5000));
+        assert_eq!(port_of("nats://10.0.0.1:4222"), None);
+        assert_eq!(port_of("tls://127.0.0.1:4222"), None);
+        assert_eq!(port_of("nats://127.0.0.1"), None);
+    }
+}
