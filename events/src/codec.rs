@@ -74,6 +74,10 @@ pub fn decode_json<T: DeserializeOwned>(
             limit: max_bytes,
         });
     }
+    // serde also accepts a struct written as an array; requests are objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(CodecError::Malformed(format!("{what} must be a JSON object")));
+    }
     serde_json::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))
 }
 

@@ -48,12 +48,27 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Whether a NATS server answers on `port`: it greets every client with `INFO`. Checking
+/// the greeting (not just the TCP connect) rules out a loopback self-connect, where a client
+/// whose ephemeral port equals the target port "connects" to itself.
+pub fn speaks_nats(port: u16) -> bool {
+    use std::io::Read;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).is_ok() && &buf == b"INFO"
+}
+
 /// A real nats-server on a free loopback port.
 pub struct NatsServer {
     port: u16,
     jetstream: bool,
     dir: TempDir,
     child: Option<Child>,
+    started_once: bool,
 }
 
 impl NatsServer {
@@ -69,12 +84,31 @@ impl NatsServer {
 
     fn launch(jetstream: bool) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let mut server = Self { port: free_port(), jetstream, dir, child: None };
+        let mut server = Self { port: free_port(), jetstream, dir, child: None, started_once: false };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
+        // A port picked as free can be taken before the server binds it; pick another then
+        // (only before the first start: a restart must keep its port for clients to return).
+        for attempt in 0..5 {
+            if self.try_spawn() {
+                return;
+            }
+            if self.child.is_some() {
+                self.kill();
+            }
+            if attempt < 4 && !self.started_once {
+                self.port = free_port();
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        panic!("nats-server did not start on port {} after 5 attempts", self.port);
+    }
+
+    fn try_spawn(&mut self) -> bool {
         let mut cmd = Command::new(nats_server_bin());
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
@@ -86,11 +120,19 @@ impl NatsServer {
             panic!("cannot start {}: {e}; install it with `apt-get install -y nats-server`", nats_server_bin().display())
         });
         self.child = Some(child);
-        assert!(
-            wait_for_port(self.port, Duration::from_secs(10)),
-            "nats-server did not listen on port {} within 10 s",
-            self.port
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false; // exited: most likely the port was taken
+            }
+            if speaks_nats(self.port) {
+                self.started_once = true;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// `nats://127.0.0.1:<port>`.
