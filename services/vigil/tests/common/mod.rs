@@ -1,0 +1,104 @@
+//! Shared by the binary's tests: the real `vigil store` process and a log checker.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use events::{RecordedEvent, StreamName};
+use runtime::StoreClient;
+use testkit::ChildGuard;
+use uuid::Uuid;
+
+/// The real `vigil store` binary, started against `nats_url` with its data in `data_dir`.
+pub struct StoreProcess {
+    guard: ChildGuard,
+    data_dir: PathBuf,
+    nats_url: String,
+}
+
+impl StoreProcess {
+    pub fn spawn(data_dir: &Path, nats_url: &str) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("store-process.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["store", "--nats-url", nats_url, "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { guard: ChildGuard(Some(child)), data_dir: data_dir.to_owned(), nats_url: nats_url.to_owned() }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        self.guard.kill9();
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        *self = Self::spawn(&self.data_dir.clone(), &self.nats_url.clone());
+    }
+}
+
+/// Waits until the store answers.
+pub async fn wait_ready(store: &StoreClient) {
+    testkit::eventually(Duration::from_secs(20), || {
+        let s = store.clone();
+        async move { s.read(1, 1).await.ok() }
+    })
+    .await
+    .expect("the store did not answer within 20 s");
+}
+
+/// Reads the whole log.
+pub async fn read_all(store: &StoreClient) -> Vec<RecordedEvent> {
+    let mut all = Vec::new();
+    loop {
+        let (page, _) = store.read(all.len() as u64 + 1, 1000).await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// An append the store acknowledged.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub id: Uuid,
+    pub stream: StreamName,
+    pub position: u64,
+    pub version: u64,
+}
+
+/// Asserts the log's invariants and that every acknowledged append is in it exactly once,
+/// where it was acknowledged.
+pub fn check_log(all: &[RecordedEvent], acked: &[Ack]) {
+    let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=all.len() as u64).collect::<Vec<_>>(), "positions are gap-free from 1");
+    let mut seen = HashSet::new();
+    for e in all {
+        assert!(seen.insert(e.id), "event {} stored twice", e.id);
+    }
+    let mut versions: HashMap<&StreamName, Vec<u64>> = HashMap::new();
+    for e in all {
+        versions.entry(&e.stream).or_default().push(e.version);
+    }
+    for (stream, v) in versions {
+        assert_eq!(v, (1..=v.len() as u64).collect::<Vec<_>>(), "versions of {stream} are gap-free");
+    }
+    for a in acked {
+        let e = all
+            .get((a.position - 1) as usize)
+            .unwrap_or_else(|| panic!("acknowledged event {} at position {} is missing: the log ends at {}", a.id, a.position, all.len()));
+        assert_eq!((e.id, &e.stream, e.version), (a.id, &a.stream, a.version), "acknowledged event at position {}", a.position);
+    }
+}
