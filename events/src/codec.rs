@@ -76,7 +76,9 @@ pub fn decode_json<T: DeserializeOwned>(
     }
     // serde also accepts a struct written as an array; requests are objects only.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(CodecError::Malformed(format!("{what} must be a JSON object")));
+        return Err(CodecError::Malformed(format!(
+            "{what} must be a JSON object"
+        )));
     }
     serde_json::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))
 }
@@ -85,7 +87,9 @@ pub fn decode_json<T: DeserializeOwned>(
 pub fn decode_append(bytes: &[u8], limits: &Limits) -> Result<AppendRequest, CodecError> {
     let req: AppendRequest = decode_json(bytes, "the append request", limits.max_append_bytes)?;
     if req.events.is_empty() {
-        return Err(CodecError::Rule("an append needs at least one event".into()));
+        return Err(CodecError::Rule(
+            "an append needs at least one event".into(),
+        ));
     }
     if req.events.len() > limits.max_events_per_append {
         return Err(CodecError::Rule(format!(
@@ -101,7 +105,9 @@ pub fn decode_append(bytes: &[u8], limits: &Limits) -> Result<AppendRequest, Cod
             )));
         }
         // Serialising a value we just parsed cannot fail; measure what will be stored.
-        let size = serde_json::to_vec(ev).map(|b| b.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(ev)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
         if size > limits.max_event_bytes {
             return Err(CodecError::TooLarge {
                 what: format!("event {i} ({})", ev.id),
@@ -131,8 +137,7 @@ pub fn decode_recorded(bytes: &[u8]) -> Result<RecordedEvent, CodecError> {
 /// a JSON error object rather than a panic.
 pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|e| {
-        format!(r#"{{"error":{{"code":"invalid","message":"encoding failed: {e}"}}}}"#)
-            .into_bytes()
+        format!(r#"{{"error":{{"code":"invalid","message":"encoding failed: {e}"}}}}"#).into_bytes()
     })
 }
 
@@ -211,8 +216,16 @@ mod tests {
     }
 
     const TABLE: &[Upcaster] = &[
-        Upcaster { event_type: "Thing", from_v: 1, up: rename_field },
-        Upcaster { event_type: "Thing", from_v: 2, up: add_default },
+        Upcaster {
+            event_type: "Thing",
+            from_v: 1,
+            up: rename_field,
+        },
+        Upcaster {
+            event_type: "Thing",
+            from_v: 2,
+            up: add_default,
+        },
     ];
 
     #[test]
@@ -227,16 +240,24 @@ mod tests {
 
     #[test]
     fn append_limits_are_enforced() {
-        let limits = Limits { max_event_bytes: 200, max_append_bytes: 2000, max_events_per_append: 2 };
-        let ev = |id: u8, data: &str| {
-            json!({"id": format!("00000000-0000-4000-8000-0000000000{id:02}"), "type": "T", "v": 1, "data": {"x": data}})
+        let limits = Limits {
+            max_event_bytes: 200,
+            max_append_bytes: 2000,
+            max_events_per_append: 2,
         };
+        let ev = |id: u8, data: &str| json!({"id": format!("00000000-0000-4000-8000-0000000000{id:02}"), "type": "T", "v": 1, "data": {"x": data}});
         let stream = "incident-00000000-0000-4000-8000-000000000000";
         let req = |events: Vec<Value>| {
-            serde_json::to_vec(&json!({"stream": stream, "expected_version": "any", "events": events})).unwrap()
+            serde_json::to_vec(
+                &json!({"stream": stream, "expected_version": "any", "events": events}),
+            )
+            .unwrap()
         };
         assert!(decode_append(&req(vec![ev(1, "a")]), &limits).is_ok());
-        assert!(matches!(decode_append(&req(vec![]), &limits), Err(CodecError::Rule(_))));
+        assert!(matches!(
+            decode_append(&req(vec![]), &limits),
+            Err(CodecError::Rule(_))
+        ));
         assert!(matches!(
             decode_append(&req(vec![ev(1, "a"), ev(2, "b"), ev(3, "c")]), &limits),
             Err(CodecError::Rule(_))
@@ -254,6 +275,9 @@ mod tests {
             Err(CodecError::TooLarge { .. })
         ));
         let unknown = serde_json::to_vec(&json!({"stream": stream, "expected_version": "any", "events": [ev(1, "a")], "extra": 1})).unwrap();
-        assert!(matches!(decode_append(&unknown, &limits), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            decode_append(&unknown, &limits),
+            Err(CodecError::Malformed(_))
+        ));
     }
 }

@@ -59,7 +59,9 @@ pub enum StreamNameError {
     #[error("stream name {0:?} is not <category>-<uuid>")]
     Shape(String),
     /// The category part breaks the category rules.
-    #[error("stream category {0:?} must be 1-32 characters of a-z, 0-9 and _, starting with a letter")]
+    #[error(
+        "stream category {0:?} must be 1-32 characters of a-z, 0-9 and _, starting with a letter"
+    )]
     BadCategory(String),
     /// The id part is not a UUID.
     #[error("stream id {0:?} is not a UUID")]
@@ -98,8 +100,8 @@ impl StreamName {
             return Err(shape());
         };
         let category = Category::parse(cat)?;
-        let id = Uuid::parse_str(id_text)
-            .map_err(|_| StreamNameError::BadId(id_text.to_owned()))?;
+        let id =
+            Uuid::parse_str(id_text).map_err(|_| StreamNameError::BadId(id_text.to_owned()))?;
         if id.hyphenated().to_string() != id_text {
             return Err(StreamNameError::BadId(id_text.to_owned()));
         }
@@ -348,7 +350,10 @@ mod tests {
         for bad in ["0", "-1", "\"3\"", "1.5", "null", "\"ANY\""] {
             assert!(p(bad).is_err(), "{bad} should be refused");
         }
-        assert_eq!(serde_json::to_string(&ExpectedVersion::Exact(7)).unwrap(), "7");
+        assert_eq!(
+            serde_json::to_string(&ExpectedVersion::Exact(7)).unwrap(),
+            "7"
+        );
         assert!(ExpectedVersion::NoStream.admits(0));
         assert!(!ExpectedVersion::NoStream.admits(1));
         assert!(ExpectedVersion::Exact(2).admits(2));

@@ -22,8 +22,7 @@ pub mod validate;
 
 pub use codec::{CodecError, Decoded, Limits};
 pub use envelope::{
-    Category, EventId, ExpectedVersion, Meta, NewEvent, RecordedEvent, StreamName,
-    StreamNameError,
+    Category, EventId, ExpectedVersion, Meta, NewEvent, RecordedEvent, StreamName, StreamNameError,
 };
 pub use store_api::{
     AppendOk, AppendReply, AppendRequest, ErrorCode, ReadReply, ReadRequest, StoreError,

@@ -72,17 +72,29 @@ pub struct StoreError {
 impl StoreError {
     /// An `invalid` error.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::Invalid, message: message.into(), current_version: None }
+        Self {
+            code: ErrorCode::Invalid,
+            message: message.into(),
+            current_version: None,
+        }
     }
 
     /// An `unavailable` error.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::Unavailable, message: message.into(), current_version: None }
+        Self {
+            code: ErrorCode::Unavailable,
+            message: message.into(),
+            current_version: None,
+        }
     }
 
     /// An `id_reused` error.
     pub fn id_reused(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::IdReused, message: message.into(), current_version: None }
+        Self {
+            code: ErrorCode::IdReused,
+            message: message.into(),
+            current_version: None,
+        }
     }
 
     /// A `wrong_expected_version` error.
@@ -92,10 +104,16 @@ impl StoreError {
             ExpectedVersion::NoStream => "no stream".to_owned(),
             ExpectedVersion::Exact(v) => format!("version {v}"),
         };
-        let have = if current == 0 { "does not exist".to_owned() } else { format!("is at version {current}") };
+        let have = if current == 0 {
+            "does not exist".to_owned()
+        } else {
+            format!("is at version {current}")
+        };
         Self {
             code: ErrorCode::WrongExpectedVersion,
-            message: format!("expected {want}, but the stream {have}; re-read the stream and decide again"),
+            message: format!(
+                "expected {want}, but the stream {have}; re-read the stream and decide again"
+            ),
             current_version: Some(current),
         }
     }
@@ -182,7 +200,11 @@ mod tests {
 
     #[test]
     fn replies_have_the_documented_shapes() {
-        let ok = AppendReply::Ok(AppendOk { first_position: 41, last_position: 41, stream_version: 4 });
+        let ok = AppendReply::Ok(AppendOk {
+            first_position: 41,
+            last_position: 41,
+            stream_version: 4,
+        });
         assert_eq!(
             serde_json::to_string(&ok).unwrap(),
             r#"{"ok":{"first_position":41,"last_position":41,"stream_version":4}}"#
@@ -191,12 +213,25 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&err).unwrap();
         assert_eq!(v["error"]["code"], "wrong_expected_version");
         assert_eq!(v["error"]["current_version"], 5);
-        let page = ReadReply::Page { events: vec![], head: 9 };
-        assert_eq!(serde_json::to_string(&page).unwrap(), r#"{"events":[],"head":9}"#);
-        let back: ReadReply = serde_json::from_str(r#"{"error":{"code":"invalid","message":"x"}}"#).unwrap();
+        let page = ReadReply::Page {
+            events: vec![],
+            head: 9,
+        };
+        assert_eq!(
+            serde_json::to_string(&page).unwrap(),
+            r#"{"events":[],"head":9}"#
+        );
+        let back: ReadReply =
+            serde_json::from_str(r#"{"error":{"code":"invalid","message":"x"}}"#).unwrap();
         assert!(matches!(back, ReadReply::Error { .. }));
         let req: ReadRequest = serde_json::from_str("{}").unwrap();
-        assert_eq!(req, ReadRequest { from: 1, limit: DEFAULT_READ_LIMIT });
+        assert_eq!(
+            req,
+            ReadRequest {
+                from: 1,
+                limit: DEFAULT_READ_LIMIT
+            }
+        );
         assert!(serde_json::from_str::<ReadRequest>(r#"{"from":1,"lmit":3}"#).is_err());
     }
 }

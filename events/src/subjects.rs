@@ -56,6 +56,9 @@ mod tests {
             "vigil.events.incident.0190a5d2-7f3e-7c1a-9b1e-1a2b3c4d5e6f"
         );
         assert_eq!(category_subject("level"), "vigil.events.level.*");
-        assert_eq!(command_subject("incidents", "report"), "vigil.cmd.incidents.report");
+        assert_eq!(
+            command_subject("incidents", "report"),
+            "vigil.cmd.incidents.report"
+        );
     }
 }

@@ -26,7 +26,10 @@ pub struct ValidationError {
 impl ValidationError {
     /// A refusal of `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The same refusal, seen from the enclosing value: `lat` inside `location` becomes
@@ -45,7 +48,11 @@ impl ValidationError {
 /// Shortens input quoted back in an error message, so a huge value cannot make a huge error.
 fn quote(s: &str) -> String {
     let short: String = s.chars().take(40).collect();
-    if short.len() < s.len() { format!("{short:?}…") } else { format!("{short:?}") }
+    if short.len() < s.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
 }
 
 /// Every officially assigned ISO 3166-1 alpha-2 code (249; checked against Debian's iso-codes).
@@ -86,7 +93,10 @@ impl Country {
         };
         Err(ValidationError::new(
             "country",
-            format!("{} is not an ISO 3166-1 alpha-2 country code{hint}", quote(s)),
+            format!(
+                "{} is not an ISO 3166-1 alpha-2 country code{hint}",
+                quote(s)
+            ),
         ))
     }
 
@@ -142,7 +152,10 @@ impl LatLon {
 
 fn in_range(field: &str, v: f64, min: f64, max: f64, unit: &str) -> Result<(), ValidationError> {
     if !v.is_finite() {
-        return Err(ValidationError::new(field, format!("{v} is not a finite number")));
+        return Err(ValidationError::new(
+            field,
+            format!("{v} is not a finite number"),
+        ));
     }
     if v < min || v > max {
         return Err(ValidationError::new(
@@ -194,7 +207,10 @@ pub fn id(field: &str, value: &str) -> Result<(), ValidationError> {
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ValidationError::new(
             field,
-            format!("{} must not contain spaces or control characters", quote(value)),
+            format!(
+                "{} must not contain spaces or control characters",
+                quote(value)
+            ),
         ));
     }
     Ok(())
@@ -228,7 +244,10 @@ pub fn id_list(field: &str, ids: &[String], min: usize, max: usize) -> Result<()
         let at = format!("{field}[{i}]");
         id(&at, v)?;
         if ids[..i].contains(v) {
-            return Err(ValidationError::new(at, format!("{} is listed twice", quote(v))));
+            return Err(ValidationError::new(
+                at,
+                format!("{} is listed twice", quote(v)),
+            ));
         }
     }
     Ok(())
@@ -288,8 +307,14 @@ pub enum SecurityLevel {
 
 impl SecurityLevel {
     /// All levels, lowest first.
-    pub const ALL: [Self; 6] =
-        [Self::Minimal, Self::Low, Self::Moderate, Self::Substantial, Self::High, Self::Extreme];
+    pub const ALL: [Self; 6] = [
+        Self::Minimal,
+        Self::Low,
+        Self::Moderate,
+        Self::Substantial,
+        Self::High,
+        Self::Extreme,
+    ];
 
     /// The level numbered `n` (1 to 6).
     pub fn new(n: i64) -> Result<Self, ValidationError> {
@@ -371,7 +396,10 @@ mod tests {
 
     #[test]
     fn countries_are_assigned_upper_case_codes() {
-        assert!(COUNTRY_CODES.windows(2).all(|w| w[0] < w[1]), "sorted for binary search");
+        assert!(
+            COUNTRY_CODES.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
         assert_eq!(Country::parse("SO").unwrap().as_str(), "SO");
         assert_eq!(
             msg(Country::parse("XX")),
@@ -387,29 +415,70 @@ mod tests {
         assert!(msg(Country::parse(&"A".repeat(1000))).len() < 120);
         let c: Country = serde_json::from_str(r#""AF""#).unwrap();
         assert_eq!(serde_json::to_string(&c).unwrap(), r#""AF""#);
-        let e = serde_json::from_str::<Country>(r#""XX""#).unwrap_err().to_string();
+        let e = serde_json::from_str::<Country>(r#""XX""#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not an ISO 3166-1"), "{e}");
         assert!(serde_json::from_str::<Country>("12").is_err());
     }
 
     #[test]
     fn coordinates_must_be_finite_and_in_range() {
-        assert!(LatLon { lat: 2.04, lon: 45.34 }.validate().is_ok());
-        assert!(LatLon { lat: -90.0, lon: 180.0 }.validate().is_ok());
+        assert!(
+            LatLon {
+                lat: 2.04,
+                lon: 45.34
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            LatLon {
+                lat: -90.0,
+                lon: 180.0
+            }
+            .validate()
+            .is_ok()
+        );
         assert_eq!(
-            msg(LatLon { lat: 91.0, lon: 0.0 }.validate()),
+            msg(LatLon {
+                lat: 91.0,
+                lon: 0.0
+            }
+            .validate()),
             "lat: 91 is out of range (-90 to 90 degrees)"
         );
         assert_eq!(
-            msg(LatLon { lat: f64::NAN, lon: 0.0 }.validate()),
+            msg(LatLon {
+                lat: f64::NAN,
+                lon: 0.0
+            }
+            .validate()),
             "lat: NaN is not a finite number"
         );
         assert_eq!(
-            msg(LatLon { lat: 0.0, lon: -180.5 }.validate()),
+            msg(LatLon {
+                lat: 0.0,
+                lon: -180.5
+            }
+            .validate()),
             "lon: -180.5 is out of range (-180 to 180 degrees)"
         );
-        assert!(LatLon { lat: 0.0, lon: f64::INFINITY }.validate().is_err());
-        let e = LatLon { lat: 91.0, lon: 0.0 }.validate().unwrap_err().at("location");
+        assert!(
+            LatLon {
+                lat: 0.0,
+                lon: f64::INFINITY
+            }
+            .validate()
+            .is_err()
+        );
+        let e = LatLon {
+            lat: 91.0,
+            lon: 0.0,
+        }
+        .validate()
+        .unwrap_err()
+        .at("location");
         assert_eq!(e.field, "location.lat");
         assert!(accuracy_m("accuracy_m", 25.0).is_ok());
         assert_eq!(
@@ -427,8 +496,14 @@ mod tests {
             msg(text("title", &"x".repeat(201), 1, 200)),
             "title: must be at most 200 characters, got 201"
         );
-        assert_eq!(msg(text("reason", "", 1, 10)), "reason: must be at least 1 characters, got 0");
-        assert_eq!(msg(non_blank("title", " \n\t", 200)), "title: must not be blank");
+        assert_eq!(
+            msg(text("reason", "", 1, 10)),
+            "reason: must be at least 1 characters, got 0"
+        );
+        assert_eq!(
+            msg(non_blank("title", " \n\t", 200)),
+            "title: must not be blank"
+        );
         assert!(non_blank("title", "Shooting near compound", 200).is_ok());
         assert!(id("area", "SOM-MGQ-01").is_ok());
         assert!(id("area", "").is_err());
@@ -441,7 +516,10 @@ mod tests {
             msg(id_list("agencies", &["wfp".into(), "wfp".into()], 1, 5)),
             r#"agencies[1]: "wfp" is listed twice"#
         );
-        assert_eq!(msg(count("persons", 0, 1, 500)), "persons: must have 1 to 500 entries, got 0");
+        assert_eq!(
+            msg(count("persons", 0, 1, 500)),
+            "persons: must have 1 to 500 entries, got 0"
+        );
     }
 
     #[test]
@@ -455,15 +533,24 @@ mod tests {
         assert!(SecurityLevel::new(0).is_err());
         assert!(SecurityLevel::new(-1).is_err());
         assert_eq!(serde_json::to_string(&SecurityLevel::High).unwrap(), "5");
-        assert_eq!(serde_json::from_str::<SecurityLevel>("1").unwrap(), SecurityLevel::Minimal);
+        assert_eq!(
+            serde_json::from_str::<SecurityLevel>("1").unwrap(),
+            SecurityLevel::Minimal
+        );
         for bad in ["7", "0", "\"3\"", "3.5", "null", "99999999999999999999"] {
             assert!(serde_json::from_str::<SecurityLevel>(bad).is_err(), "{bad}");
         }
         assert_eq!(Severity::new(5).unwrap().get(), 5);
-        assert_eq!(msg(Severity::new(0)), "severity: 0 is not a severity (1 to 5)");
+        assert_eq!(
+            msg(Severity::new(0)),
+            "severity: 0 is not a severity (1 to 5)"
+        );
         assert!(Severity::new(6).is_err());
         assert!(serde_json::from_str::<Severity>("0").is_err());
-        assert_eq!(serde_json::from_str::<Severity>("3").unwrap(), Severity::new(3).unwrap());
+        assert_eq!(
+            serde_json::from_str::<Severity>("3").unwrap(),
+            Severity::new(3).unwrap()
+        );
     }
 
     #[test]

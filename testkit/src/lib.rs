@@ -84,7 +84,13 @@ impl NatsServer {
 
     fn launch(jetstream: bool) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let mut server = Self { port: free_port(), jetstream, dir, child: None, started_once: false };
+        let mut server = Self {
+            port: free_port(),
+            jetstream,
+            dir,
+            child: None,
+            started_once: false,
+        };
         server.spawn();
         server
     }
@@ -105,7 +111,10 @@ impl NatsServer {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        panic!("nats-server did not start on port {} after 5 attempts", self.port);
+        panic!(
+            "nats-server did not start on port {} after 5 attempts",
+            self.port
+        );
     }
 
     fn try_spawn(&mut self) -> bool {
@@ -117,7 +126,10 @@ impl NatsServer {
             cmd.arg("-js").arg("-sd").arg(self.dir.path());
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot start {}: {e}; install it with `apt-get install -y nats-server`", nats_server_bin().display())
+            panic!(
+                "cannot start {}: {e}; install it with `apt-get install -y nats-server`",
+                nats_server_bin().display()
+            )
         });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::MAX_REASON;
 use crate::validate::{
     self, Country, LatLon, Severity, ValidationError, id, non_blank, opt_id, opt_non_blank,
 };
@@ -13,8 +14,6 @@ use crate::validate::{
 pub const MAX_TITLE: usize = 200;
 /// Longest incident description.
 pub const MAX_DESCRIPTION: usize = 10_000;
-/// Longest reason or note.
-pub const MAX_REASON: usize = 2_000;
 
 /// What kind of incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,8 +51,13 @@ pub struct Location {
 impl Location {
     /// Checks the coordinates and the accuracy.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        LatLon { lat: self.lat, lon: self.lon }.validate()?;
-        self.accuracy_m.map_or(Ok(()), |a| validate::accuracy_m("accuracy_m", a))
+        LatLon {
+            lat: self.lat,
+            lon: self.lon,
+        }
+        .validate()?;
+        self.accuracy_m
+            .map_or(Ok(()), |a| validate::accuracy_m("accuracy_m", a))
     }
 }
 
@@ -129,7 +133,11 @@ pub struct IncidentUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Corrected time of the incident.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub occurred_at: Option<OffsetDateTime>,
     /// New or better location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,7 +160,10 @@ impl IncidentUpdated {
     /// Checks the fields present, and that something is present.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if *self == Self::default() {
-            return Err(ValidationError::new("note", "an update must change a field or add a note"));
+            return Err(ValidationError::new(
+                "note",
+                "an update must change a field or add a note",
+            ));
         }
         opt_non_blank("title", self.title.as_deref(), MAX_TITLE)?;
         validate::opt_timestamp("occurred_at", self.occurred_at)?;
@@ -279,13 +290,21 @@ mod tests {
             "title: must be at most 200 characters, got 201"
         );
         let mut far = r.clone();
-        far.location = Some(Location { lat: 91.0, lon: 0.0, accuracy_m: None });
+        far.location = Some(Location {
+            lat: 91.0,
+            lon: 0.0,
+            accuracy_m: None,
+        });
         assert_eq!(
             far.validate().unwrap_err().to_string(),
             "location.lat: 91 is out of range (-90 to 90 degrees)"
         );
         let mut nan = r.clone();
-        nan.location = Some(Location { lat: 0.0, lon: 0.0, accuracy_m: Some(f64::NAN) });
+        nan.location = Some(Location {
+            lat: 0.0,
+            lon: 0.0,
+            accuracy_m: Some(f64::NAN),
+        });
         assert_eq!(nan.validate().unwrap_err().field, "location.accuracy_m");
         for (field, bad) in [
             ("country", json!("XX")),
@@ -296,7 +315,9 @@ mod tests {
         ] {
             let mut v = report();
             v[field] = bad;
-            let e = serde_json::from_value::<IncidentReported>(v).unwrap_err().to_string();
+            let e = serde_json::from_value::<IncidentReported>(v)
+                .unwrap_err()
+                .to_string();
             assert!(!e.is_empty());
         }
         let mut v = report();
@@ -307,30 +328,72 @@ mod tests {
     #[test]
     fn incident_events_round_trip() {
         let r: IncidentReported = parse(report());
-        assert_eq!(parse::<IncidentReported>(serde_json::to_value(&r).unwrap()), r);
+        assert_eq!(
+            parse::<IncidentReported>(serde_json::to_value(&r).unwrap()),
+            r
+        );
         let minimal = json!({"country": "AF", "category": "crime", "severity": 1, "title": "t",
             "occurred_at": "2024-05-01T10:15:00.5+04:30", "reporter": "u1"});
         let m: IncidentReported = parse(minimal.clone());
         assert_eq!(serde_json::to_value(&m).unwrap()["title"], minimal["title"]);
-        assert_eq!(parse::<IncidentReported>(serde_json::to_value(&m).unwrap()), m);
+        assert_eq!(
+            parse::<IncidentReported>(serde_json::to_value(&m).unwrap()),
+            m
+        );
 
-        let u = IncidentUpdated { severity: Some(Severity::new(5).unwrap()), note: Some("worse".into()), ..Default::default() };
+        let u = IncidentUpdated {
+            severity: Some(Severity::new(5).unwrap()),
+            note: Some("worse".into()),
+            ..Default::default()
+        };
         assert!(u.validate().is_ok());
-        assert_eq!(serde_json::to_value(&u).unwrap(), json!({"severity": 5, "note": "worse"}));
-        assert_eq!(parse::<IncidentUpdated>(serde_json::to_value(&u).unwrap()), u);
+        assert_eq!(
+            serde_json::to_value(&u).unwrap(),
+            json!({"severity": 5, "note": "worse"})
+        );
+        assert_eq!(
+            parse::<IncidentUpdated>(serde_json::to_value(&u).unwrap()),
+            u
+        );
         assert!(IncidentUpdated::default().validate().is_err());
 
-        let v = IncidentVerified { by: "duty.officer".into(), note: None };
-        assert_eq!(parse::<IncidentVerified>(serde_json::to_value(&v).unwrap()), v);
+        let v = IncidentVerified {
+            by: "duty.officer".into(),
+            note: None,
+        };
+        assert_eq!(
+            parse::<IncidentVerified>(serde_json::to_value(&v).unwrap()),
+            v
+        );
         let e = IncidentEscalated {
-            to: Escalation { kind: EscalationKind::HostageCase, id: Uuid::from_u128(7) },
+            to: Escalation {
+                kind: EscalationKind::HostageCase,
+                id: Uuid::from_u128(7),
+            },
             reason: "two staff abducted".into(),
         };
         assert!(e.validate().is_ok());
-        assert_eq!(serde_json::to_value(&e).unwrap()["to"]["kind"], "hostage_case");
-        assert_eq!(parse::<IncidentEscalated>(serde_json::to_value(&e).unwrap()), e);
-        let c = IncidentClosed { reason: "resolved".into() };
-        assert_eq!(parse::<IncidentClosed>(serde_json::to_value(&c).unwrap()), c);
-        assert_eq!(IncidentClosed { reason: " ".into() }.validate().unwrap_err().field, "reason");
+        assert_eq!(
+            serde_json::to_value(&e).unwrap()["to"]["kind"],
+            "hostage_case"
+        );
+        assert_eq!(
+            parse::<IncidentEscalated>(serde_json::to_value(&e).unwrap()),
+            e
+        );
+        let c = IncidentClosed {
+            reason: "resolved".into(),
+        };
+        assert_eq!(
+            parse::<IncidentClosed>(serde_json::to_value(&c).unwrap()),
+            c
+        );
+        assert_eq!(
+            IncidentClosed { reason: " ".into() }
+                .validate()
+                .unwrap_err()
+                .field,
+            "reason"
+        );
     }
 }

@@ -3,10 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::MAX_REASON;
 use crate::validate::{Country, SecurityLevel, ValidationError, id, non_blank};
-
-/// Longest reason for a level change.
-pub const MAX_REASON: usize = 2_000;
 
 /// The security level of an area was set (raised, lowered or confirmed).
 ///
@@ -39,8 +37,12 @@ impl AreaSecurityLevelSet {
 /// The worked example of an upcaster: `AreaSecurityLevelSet` v1 → v2 renames `note` to
 /// `reason`. Written once, never changed: v1 events in the log are read through it forever.
 pub fn upcast_v1_note_to_reason(mut data: Value) -> Result<Value, String> {
-    let obj = data.as_object_mut().ok_or("AreaSecurityLevelSet v1 data is not an object")?;
-    let note = obj.remove("note").ok_or("AreaSecurityLevelSet v1 data has no \"note\"")?;
+    let obj = data
+        .as_object_mut()
+        .ok_or("AreaSecurityLevelSet v1 data is not an object")?;
+    let note = obj
+        .remove("note")
+        .ok_or("AreaSecurityLevelSet v1 data has no \"note\"")?;
     obj.insert("reason".to_owned(), note);
     Ok(data)
 }
@@ -62,13 +64,27 @@ mod tests {
         assert!(e.validate().is_ok());
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["level"], 5);
-        assert_eq!(serde_json::from_value::<AreaSecurityLevelSet>(v).unwrap(), e);
+        assert_eq!(
+            serde_json::from_value::<AreaSecurityLevelSet>(v).unwrap(),
+            e
+        );
         let bad = json!({"area": "a", "country": "SO", "level": 7, "reason": "r"});
-        let msg = serde_json::from_value::<AreaSecurityLevelSet>(bad).unwrap_err().to_string();
+        let msg = serde_json::from_value::<AreaSecurityLevelSet>(bad)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("level: 7 is not a security level"), "{msg}");
-        let empty = AreaSecurityLevelSet { reason: String::new(), ..e.clone() };
-        assert_eq!(empty.validate().unwrap_err().to_string(), "reason: must not be blank");
-        let long = AreaSecurityLevelSet { reason: "r".repeat(2001), ..e };
+        let empty = AreaSecurityLevelSet {
+            reason: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(
+            empty.validate().unwrap_err().to_string(),
+            "reason: must not be blank"
+        );
+        let long = AreaSecurityLevelSet {
+            reason: "r".repeat(2001),
+            ..e
+        };
         assert_eq!(long.validate().unwrap_err().field, "reason");
     }
 

@@ -119,7 +119,11 @@ impl Follower {
 
     /// Reads the log from `last + 1` until the page is empty or `until` is reached.
     /// Retries an unreachable store with backoff until `shutdown`.
-    async fn read_log(&mut self, until: Option<u64>, shutdown: &CancellationToken) -> Result<(), Stop> {
+    async fn read_log(
+        &mut self,
+        until: Option<u64>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stop> {
         let mut backoff = Duration::from_millis(50);
         loop {
             if until.is_some_and(|u| self.last >= u) {
@@ -174,7 +178,13 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let store = StoreClient::new(client.clone(), config.store_timeout);
-    let mut f = Follower { last: config.after, known_head: config.after, config, store, tx };
+    let mut f = Follower {
+        last: config.after,
+        known_head: config.after,
+        config,
+        store,
+        tx,
+    };
     loop {
         let mut live = loop {
             match client.subscribe(subjects::EVENTS_ALL).await {
@@ -212,7 +222,11 @@ async fn run(
     }
 }
 
-async fn on_live(f: &mut Follower, msg: async_nats::Message, shutdown: &CancellationToken) -> Result<(), Stop> {
+async fn on_live(
+    f: &mut Follower,
+    msg: async_nats::Message,
+    shutdown: &CancellationToken,
+) -> Result<(), Stop> {
     let header = msg
         .headers
         .as_ref()
@@ -234,7 +248,8 @@ async fn on_live(f: &mut Follower, msg: async_nats::Message, shutdown: &Cancella
         return Ok(());
     }
     if event.position > f.last + 1 {
-        metrics::counter!("vigil_consumer_gaps_total", "consumer" => f.config.name.clone()).increment(1);
+        metrics::counter!("vigil_consumer_gaps_total", "consumer" => f.config.name.clone())
+            .increment(1);
         tracing::debug!(consumer = %f.config.name, from = f.last + 1, to = event.position, "gap in the live feed; reading the log");
         f.read_log(Some(event.position), shutdown).await?;
         if event.position <= f.last {

@@ -49,7 +49,9 @@ pub struct StoreFileConfig {
 
 /// Loads the file at `path`, or the defaults when there is none.
 pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
-    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
     toml::from_str(&text)
@@ -71,7 +73,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vigil-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.toml");
-        std::fs::write(&good, "nats_url = \"nats://127.0.0.1:1\"\n[store]\nmax_event_bytes = 100\n").unwrap();
+        std::fs::write(
+            &good,
+            "nats_url = \"nats://127.0.0.1:1\"\n[store]\nmax_event_bytes = 100\n",
+        )
+        .unwrap();
         let cfg = load(Some(&good)).unwrap();
         assert_eq!(cfg.nats_url.as_deref(), Some("nats://127.0.0.1:1"));
         assert_eq!(cfg.store.max_event_bytes, Some(100));

@@ -59,18 +59,27 @@ impl StoreClient {
         &self.client
     }
 
-    async fn call(&self, subject: &'static str, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
+    async fn call(
+        &self,
+        subject: &'static str,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let request = self.client.request(subject, body.into());
         match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(msg)) => Ok(msg.payload),
             Ok(Err(e)) => Err(ClientError::Transport(e.to_string())),
-            Err(_) => Err(ClientError::Transport(format!("timed out after {:?}", self.timeout))),
+            Err(_) => Err(ClientError::Transport(format!(
+                "timed out after {:?}",
+                self.timeout
+            ))),
         }
     }
 
     /// Appends once.
     pub async fn append(&self, req: &AppendRequest) -> Result<AppendOk, ClientError> {
-        let payload = self.call(subjects::STORE_APPEND, codec::encode(req)).await?;
+        let payload = self
+            .call(subjects::STORE_APPEND, codec::encode(req))
+            .await?;
         match serde_json::from_slice::<AppendReply>(&payload) {
             Ok(AppendReply::Ok(ok)) => Ok(ok),
             Ok(AppendReply::Error(e)) => Err(ClientError::Store(e)),
@@ -98,9 +107,16 @@ impl StoreClient {
     }
 
     /// Reads a page of the global log from `from`; returns the events and the durable head.
-    pub async fn read(&self, from: u64, limit: u32) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+    pub async fn read(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
         let payload = self
-            .call(subjects::STORE_READ, codec::encode(&ReadRequest { from, limit }))
+            .call(
+                subjects::STORE_READ,
+                codec::encode(&ReadRequest { from, limit }),
+            )
             .await?;
         match serde_json::from_slice::<ReadReply>(&payload) {
             Ok(ReadReply::Page { events, head }) => Ok((events, head)),
@@ -116,8 +132,14 @@ impl StoreClient {
         from_version: u64,
         limit: u32,
     ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
-        let req = StreamReadRequest { stream: stream.clone(), from_version, limit };
-        let payload = self.call(subjects::STORE_STREAM, codec::encode(&req)).await?;
+        let req = StreamReadRequest {
+            stream: stream.clone(),
+            from_version,
+            limit,
+        };
+        let payload = self
+            .call(subjects::STORE_STREAM, codec::encode(&req))
+            .await?;
         match serde_json::from_slice::<StreamReadReply>(&payload) {
             Ok(StreamReadReply::Page { events, version }) => Ok((events, version)),
             Ok(StreamReadReply::Error { error }) => Err(ClientError::Store(error)),
@@ -126,7 +148,10 @@ impl StoreClient {
     }
 
     /// Reads a whole stream, page by page.
-    pub async fn read_stream_all(&self, stream: &StreamName) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+    pub async fn read_stream_all(
+        &self,
+        stream: &StreamName,
+    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
         let mut out = Vec::new();
         let mut version = 0;
         loop {

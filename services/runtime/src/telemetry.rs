@@ -46,9 +46,9 @@ pub async fn serve_metrics(
     handle: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for /metrics on {addr}: {e}; pick another with --metrics"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen for /metrics on {addr}: {e}; pick another with --metrics")
+    })?;
     axum::serve(listener, metrics_router(handle))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

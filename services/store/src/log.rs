@@ -85,7 +85,12 @@ fn read_u64(bytes: &[u8], at: usize) -> Result<u64, LogError> {
         .get(at..at + 8)
         .and_then(|s| <[u8; 8]>::try_from(s).ok())
         .map(u64::from_be_bytes)
-        .ok_or_else(|| LogError::Damaged(format!("expected 8 bytes at offset {at}, found {} bytes", bytes.len())))
+        .ok_or_else(|| {
+            LogError::Damaged(format!(
+                "expected 8 bytes at offset {at}, found {} bytes",
+                bytes.len()
+            ))
+        })
 }
 
 fn stream_key(stream: &StreamName, version: u64) -> Vec<u8> {
@@ -200,7 +205,10 @@ impl Log {
         limit: usize,
     ) -> Result<(Vec<RecordedEvent>, u64), LogError> {
         let (raw, version) = self.read_stream_raw(stream, from_version, limit, usize::MAX)?;
-        let events = raw.iter().map(|b| decode_stored(b)).collect::<Result<_, _>>()?;
+        let events = raw
+            .iter()
+            .map(|b| decode_stored(b))
+            .collect::<Result<_, _>>()?;
         Ok((events, version))
     }
 
@@ -223,9 +231,9 @@ impl Log {
         for kv in snap.range(&self.streams, start..=end).take(limit) {
             let (_, pos) = kv.into_inner()?;
             let position = read_u64(&pos, 0)?;
-            let value = snap
-                .get(&self.log, be(position))?
-                .ok_or_else(|| LogError::Damaged(format!("{stream} points at missing position {position}")))?;
+            let value = snap.get(&self.log, be(position))?.ok_or_else(|| {
+                LogError::Damaged(format!("{stream} points at missing position {position}"))
+            })?;
             bytes += value.len() + 1;
             if bytes > max_bytes && !out.is_empty() {
                 break;
@@ -246,7 +254,10 @@ impl Log {
         stream: &StreamName,
     ) -> Result<u64, LogError> {
         use fjall::Readable;
-        match snap.prefix(&self.streams, stream_prefix(stream)).next_back() {
+        match snap
+            .prefix(&self.streams, stream_prefix(stream))
+            .next_back()
+        {
             Some(kv) => {
                 let key = kv.key()?;
                 read_u64(&key, key.len().saturating_sub(8))
@@ -257,16 +268,18 @@ impl Log {
 
     fn lookup_id(&self, id: &Uuid) -> Result<Option<IdEntry>, LogError> {
         Ok(match self.ids.get(id.as_bytes())? {
-            Some(v) => Some(IdEntry { position: read_u64(&v, 0)?, version: read_u64(&v, 8)? }),
+            Some(v) => Some(IdEntry {
+                position: read_u64(&v, 0)?,
+                version: read_u64(&v, 8)?,
+            }),
             None => None,
         })
     }
 
     fn event_at(&self, position: u64) -> Result<RecordedEvent, LogError> {
-        let value = self
-            .log
-            .get(be(position))?
-            .ok_or_else(|| LogError::Damaged(format!("id index points at missing position {position}")))?;
+        let value = self.log.get(be(position))?.ok_or_else(|| {
+            LogError::Damaged(format!("id index points at missing position {position}"))
+        })?;
         decode_stored(&value)
     }
 
@@ -309,20 +322,40 @@ impl Log {
                         for ev in &req.events {
                             head += 1;
                             version += 1;
-                            let rec = RecordedEvent::record(ev.clone(), req.stream.clone(), head, version, now);
-                            let bytes = serde_json::to_vec(&rec)
-                                .map_err(|e| LogError::Damaged(format!("cannot encode event: {e}")))?;
+                            let rec = RecordedEvent::record(
+                                ev.clone(),
+                                req.stream.clone(),
+                                head,
+                                version,
+                                now,
+                            );
+                            let bytes = serde_json::to_vec(&rec).map_err(|e| {
+                                LogError::Damaged(format!("cannot encode event: {e}"))
+                            })?;
                             batch.insert(&self.log, be(head), bytes.clone());
                             batch.insert(&self.streams, stream_key(&req.stream, version), be(head));
                             let mut idv = [0u8; 16];
                             idv[..8].copy_from_slice(&be(head));
                             idv[8..].copy_from_slice(&be(version));
                             batch.insert(&self.ids, ev.id.as_bytes().to_vec(), idv);
-                            group_ids.insert(ev.id, (IdEntry { position: head, version }, recorded.len()));
+                            group_ids.insert(
+                                ev.id,
+                                (
+                                    IdEntry {
+                                        position: head,
+                                        version,
+                                    },
+                                    recorded.len(),
+                                ),
+                            );
                             recorded.push((rec, bytes));
                         }
                         group_versions.insert(req.stream.clone(), version);
-                        Ok(AppendOk { first_position, last_position: head, stream_version: version })
+                        Ok(AppendOk {
+                            first_position,
+                            last_position: head,
+                            stream_version: version,
+                        })
                     }
                 }
             };
@@ -392,7 +425,11 @@ impl Log {
         let first = entries.iter().map(|e| e.position).min().unwrap_or(0);
         let last = entries.iter().map(|e| e.position).max().unwrap_or(0);
         let version = entries.iter().map(|e| e.version).max().unwrap_or(0);
-        Ok(Some(Ok(AppendOk { first_position: first, last_position: last, stream_version: version })))
+        Ok(Some(Ok(AppendOk {
+            first_position: first,
+            last_position: last,
+            stream_version: version,
+        })))
     }
 
     /// Flushes everything to disk; called once at shutdown.
@@ -438,9 +475,18 @@ mod tests {
         }
     }
 
-    fn append(log: &Log, s: &StreamName, ev_: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendOk, StoreError> {
+    fn append(
+        log: &Log,
+        s: &StreamName,
+        ev_: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOk, StoreError> {
         let mut group = [Pending {
-            request: AppendRequest { stream: s.clone(), expected_version: ev_, events },
+            request: AppendRequest {
+                stream: s.clone(),
+                expected_version: ev_,
+                events,
+            },
             outcome: None,
         }];
         log.commit_group(&mut group).unwrap();
@@ -455,7 +501,14 @@ mod tests {
         {
             let log = Log::open(dir.path(), Durability::SyncData).unwrap();
             let ok = append(&log, &s, ExpectedVersion::NoStream, batch.clone()).unwrap();
-            assert_eq!(ok, AppendOk { first_position: 1, last_position: 2, stream_version: 2 });
+            assert_eq!(
+                ok,
+                AppendOk {
+                    first_position: 1,
+                    last_position: 2,
+                    stream_version: 2
+                }
+            );
             log.close().unwrap();
         }
         let log = Log::open(dir.path(), Durability::SyncData).unwrap();
@@ -463,11 +516,21 @@ mod tests {
         assert_eq!(log.stream_version(&s).unwrap(), 2);
         // The retry after a restart is answered from the permanent id index.
         let again = append(&log, &s, ExpectedVersion::NoStream, batch).unwrap();
-        assert_eq!(again, AppendOk { first_position: 1, last_position: 2, stream_version: 2 });
+        assert_eq!(
+            again,
+            AppendOk {
+                first_position: 1,
+                last_position: 2,
+                stream_version: 2
+            }
+        );
         assert_eq!(log.head(), 2);
         let (events, version) = log.read_stream(&s, 1, 10).unwrap();
         assert_eq!(version, 2);
-        assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            events.iter().map(|e| e.version).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]
@@ -477,7 +540,11 @@ mod tests {
         let s = stream();
         let dup = ev(9);
         let mk = |e: Vec<NewEvent>, x| Pending {
-            request: AppendRequest { stream: s.clone(), expected_version: x, events: e },
+            request: AppendRequest {
+                stream: s.clone(),
+                expected_version: x,
+                events: e,
+            },
             outcome: None,
         };
         let mut group = vec![
@@ -485,15 +552,41 @@ mod tests {
             mk(vec![ev(2)], ExpectedVersion::NoStream),
             mk(vec![dup.clone()], ExpectedVersion::Exact(1)),
             mk(vec![dup.clone()], ExpectedVersion::Exact(1)),
-            mk(vec![NewEvent { data: json!({"other": true}), ..dup }], ExpectedVersion::Any),
+            mk(
+                vec![NewEvent {
+                    data: json!({"other": true}),
+                    ..dup
+                }],
+                ExpectedVersion::Any,
+            ),
         ];
         let committed = log.commit_group(&mut group).unwrap();
         assert_eq!(committed.events.len(), 2);
         let out: Vec<_> = group.into_iter().map(|p| p.outcome.unwrap()).collect();
-        assert_eq!(out[0], Ok(AppendOk { first_position: 1, last_position: 1, stream_version: 1 }));
+        assert_eq!(
+            out[0],
+            Ok(AppendOk {
+                first_position: 1,
+                last_position: 1,
+                stream_version: 1
+            })
+        );
         assert_eq!(out[1].as_ref().unwrap_err().current_version, Some(1));
-        assert_eq!(out[2], Ok(AppendOk { first_position: 2, last_position: 2, stream_version: 2 }));
-        assert_eq!(out[3], out[2], "a retry inside the same group gets the original answer");
-        assert_eq!(out[4].as_ref().unwrap_err().code, events::ErrorCode::IdReused);
+        assert_eq!(
+            out[2],
+            Ok(AppendOk {
+                first_position: 2,
+                last_position: 2,
+                stream_version: 2
+            })
+        );
+        assert_eq!(
+            out[3], out[2],
+            "a retry inside the same group gets the original answer"
+        );
+        assert_eq!(
+            out[4].as_ref().unwrap_err().code,
+            events::ErrorCode::IdReused
+        );
     }
 }

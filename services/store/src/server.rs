@@ -72,14 +72,23 @@ const MAX_REPLY_BYTES: usize = 900 * 1024;
 /// Largest read request; reads are tiny.
 const MAX_READ_REQUEST_BYTES: usize = 4096;
 
-type Job = (events::AppendRequest, oneshot::Sender<Result<AppendOk, StoreError>>);
+type Job = (
+    events::AppendRequest,
+    oneshot::Sender<Result<AppendOk, StoreError>>,
+);
 
 /// Opens the log and serves it over NATS until `shutdown` fires.
-pub async fn run(client: Client, config: StoreConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    config: StoreConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let dir = config.dir.clone();
     let log = tokio::task::spawn_blocking(move || Log::open(&dir, config.durability))
         .await?
-        .map_err(|e| anyhow::anyhow!("cannot open the event log at {}: {e}", config.dir.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot open the event log at {}: {e}", config.dir.display())
+        })?;
     let log = Arc::new(log);
     tracing::info!(dir = %config.dir.display(), head = log.head(), "event log open");
     metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
@@ -130,7 +139,11 @@ pub async fn run(client: Client, config: StoreConfig, shutdown: CancellationToke
 
     tracing::info!("store stopping: finishing the commit in flight");
     // Stop taking requests first, so nothing new reaches the writer.
-    drop((appends.unsubscribe().await, reads.unsubscribe().await, streams.unsubscribe().await));
+    drop((
+        appends.unsubscribe().await,
+        reads.unsubscribe().await,
+        streams.unsubscribe().await,
+    ));
     drop(job_tx);
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tasks.close();
@@ -165,11 +178,20 @@ async fn handle_append(
     let (tx, rx) = oneshot::channel();
     if let Err(e) = jobs.try_send((request, tx)) {
         let message = match e {
-            mpsc::error::TrySendError::Full(_) => "the store is at capacity; retry shortly with the same event ids",
-            mpsc::error::TrySendError::Closed(_) => "the store is shutting down; retry with the same event ids",
+            mpsc::error::TrySendError::Full(_) => {
+                "the store is at capacity; retry shortly with the same event ids"
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                "the store is shutting down; retry with the same event ids"
+            }
         };
         metrics::counter!("vigil_store_appends_total", "outcome" => "unavailable").increment(1);
-        respond(client, reply_to, &AppendReply::Error(StoreError::unavailable(message))).await;
+        respond(
+            client,
+            reply_to,
+            &AppendReply::Error(StoreError::unavailable(message)),
+        )
+        .await;
         return;
     }
     let client = client.clone();
@@ -196,11 +218,14 @@ async fn handle_append(
 }
 
 async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
-    let Some(reply_to) = msg.reply.clone() else { return };
-    let req: ReadRequest = match codec::decode_json(&msg.payload, "the read request", MAX_READ_REQUEST_BYTES) {
-        Ok(r) => r,
-        Err(e) => return respond_error(client, reply_to, e.into()).await,
+    let Some(reply_to) = msg.reply.clone() else {
+        return;
     };
+    let req: ReadRequest =
+        match codec::decode_json(&msg.payload, "the read request", MAX_READ_REQUEST_BYTES) {
+            Ok(r) => r,
+            Err(e) => return respond_error(client, reply_to, e.into()).await,
+        };
     let log = log.clone();
     let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
     let page = tokio::task::spawn_blocking(move || {
@@ -214,17 +239,29 @@ async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
             let _ = client.publish(reply_to, body.into()).await;
         }
         Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
-        Err(e) => respond_error(client, reply_to, StoreError::unavailable(format!("read task failed: {e}"))).await,
+        Err(e) => {
+            respond_error(
+                client,
+                reply_to,
+                StoreError::unavailable(format!("read task failed: {e}")),
+            )
+            .await
+        }
     }
 }
 
 async fn handle_stream(client: &Client, log: &Arc<Log>, msg: Message) {
-    let Some(reply_to) = msg.reply.clone() else { return };
-    let req: StreamReadRequest =
-        match codec::decode_json(&msg.payload, "the stream read request", MAX_READ_REQUEST_BYTES) {
-            Ok(r) => r,
-            Err(e) => return respond_error(client, reply_to, e.into()).await,
-        };
+    let Some(reply_to) = msg.reply.clone() else {
+        return;
+    };
+    let req: StreamReadRequest = match codec::decode_json(
+        &msg.payload,
+        "the stream read request",
+        MAX_READ_REQUEST_BYTES,
+    ) {
+        Ok(r) => r,
+        Err(e) => return respond_error(client, reply_to, e.into()).await,
+    };
     let log = log.clone();
     let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
     let page = tokio::task::spawn_blocking(move || {
@@ -237,7 +274,14 @@ async fn handle_stream(client: &Client, log: &Arc<Log>, msg: Message) {
             let _ = client.publish(reply_to, body.into()).await;
         }
         Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
-        Err(e) => respond_error(client, reply_to, StoreError::unavailable(format!("read task failed: {e}"))).await,
+        Err(e) => {
+            respond_error(
+                client,
+                reply_to,
+                StoreError::unavailable(format!("read task failed: {e}")),
+            )
+            .await
+        }
     }
 }
 
@@ -263,7 +307,10 @@ fn page_json(events: &[fjall::Slice], key: &str, n: u64) -> Vec<u8> {
 
 async fn respond_error(client: &Client, reply_to: async_nats::Subject, error: StoreError) {
     let _ = client
-        .publish(reply_to, codec::encode(&serde_json::json!({ "error": error })).into())
+        .publish(
+            reply_to,
+            codec::encode(&serde_json::json!({ "error": error })).into(),
+        )
         .await;
 }
 
@@ -284,13 +331,19 @@ fn writer_loop(
     let mut replies: Vec<oneshot::Sender<Result<AppendOk, StoreError>>> = Vec::new();
     while let Some((req, tx)) = jobs.blocking_recv() {
         let mut n = req.events.len();
-        group.push(Pending { request: req, outcome: None });
+        group.push(Pending {
+            request: req,
+            outcome: None,
+        });
         replies.push(tx);
         while n < max_group_events {
             match jobs.try_recv() {
                 Ok((req, tx)) => {
                     n += req.events.len();
-                    group.push(Pending { request: req, outcome: None });
+                    group.push(Pending {
+                        request: req,
+                        outcome: None,
+                    });
                     replies.push(tx);
                 }
                 Err(_) => break,
@@ -303,16 +356,24 @@ fn writer_loop(
             Ok(committed) => {
                 if !committed.events.is_empty() {
                     metrics::histogram!("vigil_store_commit_seconds").record(took.as_secs_f64());
-                    metrics::histogram!("vigil_store_group_events").record(committed.events.len() as f64);
-                    metrics::counter!("vigil_store_events_appended_total").increment(committed.events.len() as u64);
+                    metrics::histogram!("vigil_store_group_events")
+                        .record(committed.events.len() as f64);
+                    metrics::counter!("vigil_store_events_appended_total")
+                        .increment(committed.events.len() as u64);
                     metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
                     if took > Duration::from_millis(500) {
-                        tracing::warn!(ms = took.as_millis() as u64, events = committed.events.len(), "slow commit");
+                        tracing::warn!(
+                            ms = took.as_millis() as u64,
+                            events = committed.events.len(),
+                            "slow commit"
+                        );
                     }
                 }
                 for (p, tx) in group.drain(..).zip(replies.drain(..)) {
                     let outcome = p.outcome.unwrap_or_else(|| {
-                        Err(StoreError::unavailable("the append was not decided; retry with the same event ids"))
+                        Err(StoreError::unavailable(
+                            "the append was not decided; retry with the same event ids",
+                        ))
                     });
                     let _ = tx.send(outcome);
                 }
@@ -339,9 +400,15 @@ async fn publisher_loop(client: Client, mut rx: mpsc::Receiver<Committed>) {
     while let Some(committed) = rx.recv().await {
         for (event, bytes) in committed.events {
             let mut headers = HeaderMap::new();
-            headers.insert(subjects::POSITION_HEADER, event.position.to_string().as_str());
+            headers.insert(
+                subjects::POSITION_HEADER,
+                event.position.to_string().as_str(),
+            );
             let subject = subjects::event_subject(&event.stream);
-            if let Err(e) = client.publish_with_headers(subject, headers, Bytes::from(bytes)).await {
+            if let Err(e) = client
+                .publish_with_headers(subject, headers, Bytes::from(bytes))
+                .await
+            {
                 // Consumers fill gaps from the log; count it so an operator can see it.
                 metrics::counter!("vigil_store_publish_failed_total").increment(1);
                 tracing::debug!(error = %e, "publish failed");

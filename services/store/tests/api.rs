@@ -6,11 +6,11 @@ use std::time::Duration;
 use events::codec::Limits;
 use events::store_api::{AppendOk, ErrorCode};
 use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use runtime::{ClientError, StoreClient};
 use serde_json::{Value, json};
 use testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use runtime::{ClientError, StoreClient};
 use vigil_store::StoreConfig;
 
 struct RunningStore {
@@ -53,12 +53,19 @@ fn event(n: u64) -> NewEvent {
         event_type: "NoteAdded".into(),
         v: 1,
         data: json!({ "n": n, "text": "x".repeat(200) }),
-        meta: Meta { actor: Some("test".into()), ..Meta::default() },
+        meta: Meta {
+            actor: Some("test".into()),
+            ..Meta::default()
+        },
     }
 }
 
 fn req(s: &StreamName, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest { stream: s.clone(), expected_version: expected, events }
+    AppendRequest {
+        stream: s.clone(),
+        expected_version: expected,
+        events,
+    }
 }
 
 async fn read_all(store: &StoreClient) -> Vec<events::RecordedEvent> {
@@ -81,12 +88,45 @@ async fn append_read_and_stream_round_trip_with_paging() {
     let b = stream("level");
 
     let sent: Vec<NewEvent> = (1..=5).map(event).collect();
-    let ok = s.store.append(&req(&a, ExpectedVersion::NoStream, sent.clone())).await.unwrap();
-    assert_eq!(ok, AppendOk { first_position: 1, last_position: 5, stream_version: 5 });
-    let ok = s.store.append(&req(&b, ExpectedVersion::Any, vec![event(6)])).await.unwrap();
-    assert_eq!(ok, AppendOk { first_position: 6, last_position: 6, stream_version: 1 });
-    let ok = s.store.append(&req(&a, ExpectedVersion::Exact(5), vec![event(7)])).await.unwrap();
-    assert_eq!(ok, AppendOk { first_position: 7, last_position: 7, stream_version: 6 });
+    let ok = s
+        .store
+        .append(&req(&a, ExpectedVersion::NoStream, sent.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok,
+        AppendOk {
+            first_position: 1,
+            last_position: 5,
+            stream_version: 5
+        }
+    );
+    let ok = s
+        .store
+        .append(&req(&b, ExpectedVersion::Any, vec![event(6)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok,
+        AppendOk {
+            first_position: 6,
+            last_position: 6,
+            stream_version: 1
+        }
+    );
+    let ok = s
+        .store
+        .append(&req(&a, ExpectedVersion::Exact(5), vec![event(7)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok,
+        AppendOk {
+            first_position: 7,
+            last_position: 7,
+            stream_version: 6
+        }
+    );
 
     // Global read, in pages of 3.
     let (p1, head) = s.store.read(1, 3).await.unwrap();
@@ -94,12 +134,20 @@ async fn append_read_and_stream_round_trip_with_paging() {
     let (p3, _) = s.store.read(7, 3).await.unwrap();
     let (p4, _) = s.store.read(8, 3).await.unwrap();
     assert_eq!(head, 7);
-    let positions: Vec<u64> = p1.iter().chain(&p2).chain(&p3).map(|e| e.position).collect();
+    let positions: Vec<u64> = p1
+        .iter()
+        .chain(&p2)
+        .chain(&p3)
+        .map(|e| e.position)
+        .collect();
     assert_eq!(positions, (1..=7).collect::<Vec<_>>());
     assert!(p4.is_empty());
     // What was written is what is read, with the store's coordinates added.
     for (sent, got) in sent.iter().zip(&p1) {
-        assert_eq!((sent.id, &sent.event_type, &sent.data, &sent.meta), (got.id, &got.event_type, &got.data, &got.meta));
+        assert_eq!(
+            (sent.id, &sent.event_type, &sent.data, &sent.meta),
+            (got.id, &got.event_type, &got.data, &got.meta)
+        );
         assert_eq!(got.stream, a);
     }
 
@@ -110,7 +158,11 @@ async fn append_read_and_stream_round_trip_with_paging() {
     let versions: Vec<u64> = first.iter().chain(&rest).map(|e| e.version).collect();
     assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(rest.last().unwrap().position, 7);
-    let (none, v0) = s.store.read_stream(&stream("incident"), 1, 10).await.unwrap();
+    let (none, v0) = s
+        .store
+        .read_stream(&stream("incident"), 1, 10)
+        .await
+        .unwrap();
     assert!(none.is_empty());
     assert_eq!(v0, 0);
     s.stop().await;
@@ -123,13 +175,32 @@ async fn expected_version_rules_and_racing_writers() {
     let s = RunningStore::start(&nats, dir.path(), Limits::default()).await;
     let a = stream("incident");
 
-    let err = s.store.append(&req(&a, ExpectedVersion::Exact(1), vec![event(1)])).await.unwrap_err();
-    let ClientError::Store(e) = err else { panic!("expected a store error, got {err:?}") };
-    assert_eq!((e.code, e.current_version), (ErrorCode::WrongExpectedVersion, Some(0)));
+    let err = s
+        .store
+        .append(&req(&a, ExpectedVersion::Exact(1), vec![event(1)]))
+        .await
+        .unwrap_err();
+    let ClientError::Store(e) = err else {
+        panic!("expected a store error, got {err:?}")
+    };
+    assert_eq!(
+        (e.code, e.current_version),
+        (ErrorCode::WrongExpectedVersion, Some(0))
+    );
 
-    s.store.append(&req(&a, ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
-    let err = s.store.append(&req(&a, ExpectedVersion::NoStream, vec![event(2)])).await.unwrap_err();
-    assert!(matches!(err, ClientError::Store(ref e) if e.code == ErrorCode::WrongExpectedVersion && e.current_version == Some(1)), "{err:?}");
+    s.store
+        .append(&req(&a, ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .unwrap();
+    let err = s
+        .store
+        .append(&req(&a, ExpectedVersion::NoStream, vec![event(2)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Store(ref e) if e.code == ErrorCode::WrongExpectedVersion && e.current_version == Some(1)),
+        "{err:?}"
+    );
 
     // Many pairs of writers race on the same expected version: exactly one of each pair wins.
     for round in 1..=20u64 {
@@ -144,8 +215,13 @@ async fn expected_version_rules_and_racing_writers() {
             other => panic!("round {round}: expected one winner, got {other:?}"),
         };
         assert_eq!(win.stream_version, round + 1);
-        let ClientError::Store(e) = lose else { panic!("{lose:?}") };
-        assert_eq!((e.code, e.current_version), (ErrorCode::WrongExpectedVersion, Some(round + 1)));
+        let ClientError::Store(e) = lose else {
+            panic!("{lose:?}")
+        };
+        assert_eq!(
+            (e.code, e.current_version),
+            (ErrorCode::WrongExpectedVersion, Some(round + 1))
+        );
     }
     let (_, version) = s.store.read_stream(&a, 1, 1).await.unwrap();
     assert_eq!(version, 21);
@@ -160,29 +236,73 @@ async fn retried_ids_return_original_positions_also_after_restart() {
     let batch = vec![event(1), event(2), event(3)];
     let first = {
         let s = RunningStore::start(&nats, dir.path(), Limits::default()).await;
-        s.store.append(&req(&stream("level"), ExpectedVersion::Any, vec![event(0)])).await.unwrap();
-        let ok = s.store.append(&req(&a, ExpectedVersion::NoStream, batch.clone())).await.unwrap();
+        s.store
+            .append(&req(&stream("level"), ExpectedVersion::Any, vec![event(0)]))
+            .await
+            .unwrap();
+        let ok = s
+            .store
+            .append(&req(&a, ExpectedVersion::NoStream, batch.clone()))
+            .await
+            .unwrap();
         // Same ids again, even with a stale expected version: the original answer.
-        let again = s.store.append(&req(&a, ExpectedVersion::NoStream, batch.clone())).await.unwrap();
+        let again = s
+            .store
+            .append(&req(&a, ExpectedVersion::NoStream, batch.clone()))
+            .await
+            .unwrap();
         assert_eq!(again, ok);
         s.stop().await;
         ok
     };
-    assert_eq!(first, AppendOk { first_position: 2, last_position: 4, stream_version: 3 });
+    assert_eq!(
+        first,
+        AppendOk {
+            first_position: 2,
+            last_position: 4,
+            stream_version: 3
+        }
+    );
 
     let s = RunningStore::start(&nats, dir.path(), Limits::default()).await;
-    let again = s.store.append(&req(&a, ExpectedVersion::NoStream, batch.clone())).await.unwrap();
+    let again = s
+        .store
+        .append(&req(&a, ExpectedVersion::NoStream, batch.clone()))
+        .await
+        .unwrap();
     assert_eq!(again, first);
-    assert_eq!(read_all(&s.store).await.len(), 4, "the retry stored nothing new");
+    assert_eq!(
+        read_all(&s.store).await.len(),
+        4,
+        "the retry stored nothing new"
+    );
 
     // The same id with other content is refused: ids are not reusable.
     let mut changed = batch.clone();
     changed[0].data = json!({"other": true});
-    let err = s.store.append(&req(&a, ExpectedVersion::Any, changed)).await.unwrap_err();
-    assert!(matches!(err, ClientError::Store(ref e) if e.code == ErrorCode::IdReused), "{err:?}");
+    let err = s
+        .store
+        .append(&req(&a, ExpectedVersion::Any, changed))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Store(ref e) if e.code == ErrorCode::IdReused),
+        "{err:?}"
+    );
     // Part old, part new: refused, nothing stored.
-    let err = s.store.append(&req(&a, ExpectedVersion::Any, vec![batch[0].clone(), event(9)])).await.unwrap_err();
-    assert!(matches!(err, ClientError::Store(ref e) if e.code == ErrorCode::IdReused), "{err:?}");
+    let err = s
+        .store
+        .append(&req(
+            &a,
+            ExpectedVersion::Any,
+            vec![batch[0].clone(), event(9)],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Store(ref e) if e.code == ErrorCode::IdReused),
+        "{err:?}"
+    );
     assert_eq!(read_all(&s.store).await.len(), 4);
     s.stop().await;
 }
@@ -203,9 +323,16 @@ async fn eight_concurrent_writers_get_gap_free_positions_and_versions() {
             let own = [stream("incident"), stream("clearance")];
             let mut acked = Vec::new();
             for i in 0..EACH {
-                let target = if i % 4 == 0 { shared.clone() } else { own[(i % 2) as usize].clone() };
+                let target = if i % 4 == 0 {
+                    shared.clone()
+                } else {
+                    own[(i % 2) as usize].clone()
+                };
                 let ev = event(w * EACH + i);
-                let ok = store.append(&req(&target, ExpectedVersion::Any, vec![ev.clone()])).await.unwrap();
+                let ok = store
+                    .append(&req(&target, ExpectedVersion::Any, vec![ev.clone()]))
+                    .await
+                    .unwrap();
                 acked.push((ev.id, ok.last_position, target, ok.stream_version));
             }
             acked
@@ -217,13 +344,23 @@ async fn eight_concurrent_writers_get_gap_free_positions_and_versions() {
     }
     let all = read_all(&s.store).await;
     assert_eq!(all.len() as u64, WRITERS * EACH);
-    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=WRITERS * EACH).collect::<Vec<_>>());
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=WRITERS * EACH).collect::<Vec<_>>()
+    );
     let mut by_stream: std::collections::HashMap<StreamName, Vec<u64>> = Default::default();
     for e in &all {
-        by_stream.entry(e.stream.clone()).or_default().push(e.version);
+        by_stream
+            .entry(e.stream.clone())
+            .or_default()
+            .push(e.version);
     }
     for (name, versions) in by_stream {
-        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "versions of {name}");
+        assert_eq!(
+            versions,
+            (1..=versions.len() as u64).collect::<Vec<_>>(),
+            "versions of {name}"
+        );
     }
     for (id, position, target, version) in acked {
         let e = &all[(position - 1) as usize];
@@ -236,10 +373,17 @@ async fn eight_concurrent_writers_get_gap_free_positions_and_versions() {
 async fn bad_input_gets_a_typed_error_and_changes_nothing() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { max_event_bytes: 2048, max_append_bytes: 64 * 1024, max_events_per_append: 50 };
+    let limits = Limits {
+        max_event_bytes: 2048,
+        max_append_bytes: 64 * 1024,
+        max_events_per_append: 50,
+    };
     let s = RunningStore::start(&nats, dir.path(), limits).await;
     let a = stream("incident");
-    s.store.append(&req(&a, ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    s.store
+        .append(&req(&a, ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .unwrap();
     let client = s.store.nats().clone();
     let good_event = || serde_json::to_value(event(2)).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -260,18 +404,36 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
         ("empty type", serde_json::to_vec(&json!({"stream": a, "expected_version": "any", "events": [{"id": Uuid::new_v4(), "type": "", "v": 1, "data": {}}]})).unwrap()),
     ];
     for (what, body) in cases {
-        let reply = client.request(events::subjects::STORE_APPEND, body.into()).await.unwrap();
-        let v: Value = serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("{what}: reply is not JSON: {e}"));
+        let reply = client
+            .request(events::subjects::STORE_APPEND, body.into())
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&reply.payload)
+            .unwrap_or_else(|e| panic!("{what}: reply is not JSON: {e}"));
         assert_eq!(v["error"]["code"], "invalid", "{what}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {v}"
+        );
     }
     // Bad reads are refused the same way.
     for body in [&b"{\"from\": -1}"[..], b"{\"form\": 1}", b"[]"] {
-        let reply = client.request(events::subjects::STORE_READ, body.to_vec().into()).await.unwrap();
+        let reply = client
+            .request(events::subjects::STORE_READ, body.to_vec().into())
+            .await
+            .unwrap();
         let v: Value = serde_json::from_slice(&reply.payload).unwrap();
         assert_eq!(v["error"]["code"], "invalid", "{v}");
     }
-    let reply = client.request(events::subjects::STORE_STREAM, b"{\"stream\": \"\"}".to_vec().into()).await.unwrap();
+    let reply = client
+        .request(
+            events::subjects::STORE_STREAM,
+            b"{\"stream\": \"\"}".to_vec().into(),
+        )
+        .await
+        .unwrap();
     let v: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(v["error"]["code"], "invalid", "{v}");
 

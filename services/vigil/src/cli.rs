@@ -141,7 +141,11 @@ impl Common {
             .clone()
             .or_else(|| file.nats_url.clone())
             .unwrap_or_else(|| format!("nats://127.0.0.1:{}", config::DEFAULT_NATS_PORT));
-        Ok(Resolved { data_dir, nats_url, file })
+        Ok(Resolved {
+            data_dir,
+            nats_url,
+            file,
+        })
     }
 }
 

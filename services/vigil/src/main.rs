@@ -42,13 +42,20 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
     let shutdown = runtime::shutdown::on_signals();
     let mut config = settings.store_config();
     if args.unsafe_no_fsync {
-        tracing::warn!("--unsafe-no-fsync: acknowledged appends can be lost on power loss (test harness only)");
+        tracing::warn!(
+            "--unsafe-no-fsync: acknowledged appends can be lost on power loss (test harness only)"
+        );
         config.durability = store::Durability::UnsafeNoSync;
     }
     if let Some(addr) = args.metrics {
         let handle = runtime::telemetry::install_metrics()?;
-        tokio::spawn(runtime::telemetry::serve_metrics(addr, handle, shutdown.clone()));
+        tokio::spawn(runtime::telemetry::serve_metrics(
+            addr,
+            handle,
+            shutdown.clone(),
+        ));
     }
-    let client = runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
+    let client =
+        runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
     store::run(client, config, shutdown).await
 }

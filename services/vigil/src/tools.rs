@@ -60,26 +60,46 @@ pub async fn tail(settings: Resolved, args: TailArgs) -> anyhow::Result<()> {
 pub async fn append(settings: Resolved, args: AppendArgs) -> anyhow::Result<()> {
     let stream = match &args.stream {
         Some(s) => StreamName::parse(s)?,
-        None => StreamName::new(events::Category::parse(&args.category)?, uuid::Uuid::now_v7()),
+        None => StreamName::new(
+            events::Category::parse(&args.category)?,
+            uuid::Uuid::now_v7(),
+        ),
     };
     let expected_version: ExpectedVersion =
         serde_json::from_str(&expected_json(&args.expected_version)).map_err(|_| {
-            anyhow::anyhow!("--expected-version must be any, no_stream or a version ≥ 1, not {:?}", args.expected_version)
+            anyhow::anyhow!(
+                "--expected-version must be any, no_stream or a version ≥ 1, not {:?}",
+                args.expected_version
+            )
         })?;
     let data: serde_json::Value = serde_json::from_str(&args.data)
         .map_err(|e| anyhow::anyhow!("--data is not valid JSON: {e}"))?;
-    let actor = args.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+    let actor = args
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
     let event = NewEvent {
         id: args.id.unwrap_or_else(uuid::Uuid::now_v7),
         event_type: args.event_type.clone(),
         v: args.v,
         data,
-        meta: Meta { actor: Some(actor), role: Some("admin".into()), source: Some("cli".into()), ..Meta::default() },
+        meta: Meta {
+            actor: Some(actor),
+            role: Some("admin".into()),
+            source: Some("cli".into()),
+            ..Meta::default()
+        },
     };
     let id = event.id;
-    let client = runtime::nats::connect(&settings.nats_url, "vigil-append", None, Mode::Tool).await?;
+    let client =
+        runtime::nats::connect(&settings.nats_url, "vigil-append", None, Mode::Tool).await?;
     let store = StoreClient::new(client, Duration::from_secs(5));
-    let request = AppendRequest { stream: stream.clone(), expected_version, events: vec![event] };
+    let request = AppendRequest {
+        stream: stream.clone(),
+        expected_version,
+        events: vec![event],
+    };
     let ok = store
         .append_retrying(&request, Duration::from_secs(10))
         .await

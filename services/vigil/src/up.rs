@@ -20,8 +20,12 @@ use crate::cli::{Resolved, UpArgs};
 pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let shutdown = runtime::shutdown::on_signals();
     let metrics = runtime::telemetry::install_metrics()?;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     let data_dir = std::fs::canonicalize(&settings.data_dir)?;
 
     let nats_task = if args.external_nats {
@@ -30,41 +34,64 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         let port = port_of(&settings.nats_url).with_context(|| {
             format!("--nats-url {} must be nats://127.0.0.1:<port> when vigil up starts nats-server itself (or pass --external-nats)", settings.nats_url)
         })?;
-        let conf = write_nats_config(&data_dir.join("nats"), port)?;
-        let child = spawn_nats(&conf).await?;
-        if !wait_for_port(port, Duration::from_secs(10)).await {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             anyhow::bail!(
-                "nats-server did not start listening on 127.0.0.1:{port}; see {} (is the port taken? choose another with --nats-url)",
+                "127.0.0.1:{port} is already in use (another `vigil up`, or a NATS server?). Choose another port with --nats-url nats://127.0.0.1:<port>, or use that server with --external-nats"
+            );
+        }
+        let conf = write_nats_config(&data_dir.join("nats"), port)?;
+        let mut child = spawn_nats(&conf).await?;
+        if !wait_for_nats(port, &mut child, Duration::from_secs(10)).await {
+            anyhow::bail!(
+                "nats-server did not start on 127.0.0.1:{port}; see {} (is the port taken? choose another with --nats-url)",
                 data_dir.join("nats/nats-server.log").display()
             );
         }
         Some(tokio::spawn(supervise_nats(child, conf, shutdown.clone())))
     };
 
-    let client = runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
+    let client =
+        runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
     let mut store_config = settings.store_config();
     store_config.dir = data_dir.join("store");
     let store_dir = store_config.dir.clone();
     let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
 
-    let metrics_addr = args
-        .metrics
-        .unwrap_or_else(|| runtime::config::DEFAULT_METRICS.parse().unwrap_or_else(|_| ([127, 0, 0, 1], 9490).into()));
-    let metrics_task = tokio::spawn(runtime::telemetry::serve_metrics(metrics_addr, metrics, shutdown.clone()));
+    let metrics_addr = args.metrics.unwrap_or_else(|| {
+        runtime::config::DEFAULT_METRICS
+            .parse()
+            .unwrap_or_else(|_| ([127, 0, 0, 1], 9490).into())
+    });
+    let metrics_task = tokio::spawn(runtime::telemetry::serve_metrics(
+        metrics_addr,
+        metrics,
+        shutdown.clone(),
+    ));
 
     println!("Vigil is up.");
     println!("  data directory : {}", data_dir.display());
     println!("  event log      : {}", store_dir.display());
     match &nats_task {
-        Some(_) => println!("  NATS           : {} (nats-server owned by vigil; config in {})", settings.nats_url, data_dir.join("nats").display()),
+        Some(_) => println!(
+            "  NATS           : {} (nats-server owned by vigil; config in {})",
+            settings.nats_url,
+            data_dir.join("nats").display()
+        ),
         None => println!("  NATS           : {} (external)", settings.nats_url),
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
     println!(
         "  wall screen    : http://{}/  (the gateway lands with the boards issue; until then `vigil tail` shows the live log)",
-        args.http.as_deref().unwrap_or(runtime::config::DEFAULT_HTTP)
+        args.http
+            .as_deref()
+            .unwrap_or(runtime::config::DEFAULT_HTTP)
     );
-    println!("Try: vigil append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil tail --from 1");
+    println!(
+        "Try: vigil append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil tail --from 1"
+    );
     println!("Ctrl-C stops it cleanly.");
 
     let store_result = store.await;
@@ -116,7 +143,11 @@ fn nats_bin() -> PathBuf {
 
 async fn spawn_nats(conf: &Path) -> anyhow::Result<Child> {
     let mut cmd = Command::new(nats_bin());
-    cmd.arg("-c").arg(conf).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+    cmd.arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
     // Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
     match cmd.spawn() {
         Ok(c) => Ok(c),
@@ -131,11 +162,22 @@ async fn spawn_nats(conf: &Path) -> anyhow::Result<Child> {
     }
 }
 
-async fn wait_for_port(port: u16, timeout: Duration) -> bool {
+/// Waits until our nats-server greets clients with `INFO` on `port`; false if it exits or
+/// does not within `timeout`.
+async fn wait_for_nats(port: u16, child: &mut Child, timeout: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return true;
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut buf = [0u8; 4];
+            let greeted =
+                tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await;
+            if matches!(greeted, Ok(Ok(_))) && &buf == b"INFO" {
+                return true;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -171,8 +213,15 @@ async fn supervise_nats(mut child: Child, conf: PathBuf, shutdown: CancellationT
 async fn stop_gracefully(child: &mut Child) {
     if let Some(pid) = child.id() {
         // SIGTERM lets nats-server close client connections cleanly.
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

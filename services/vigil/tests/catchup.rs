@@ -22,7 +22,10 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
     let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut store_proc = StoreProcess::spawn(dir.path(), &nats.url());
-    let writer_client = runtime::nats::connect(&nats.url(), "writer", None, runtime::nats::Mode::Service).await.unwrap();
+    let writer_client =
+        runtime::nats::connect(&nats.url(), "writer", None, runtime::nats::Mode::Service)
+            .await
+            .unwrap();
     let store = StoreClient::new(writer_client, Duration::from_secs(2));
     wait_ready(&store).await;
 
@@ -32,8 +35,9 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
         let store = store.clone();
         let acked_count = acked_count.clone();
         tokio::spawn(async move {
-            let streams: Vec<StreamName> =
-                (0..5).map(|_| StreamName::parse(&format!("level-{}", Uuid::new_v4())).unwrap()).collect();
+            let streams: Vec<StreamName> = (0..5)
+                .map(|_| StreamName::parse(&format!("level-{}", Uuid::new_v4())).unwrap())
+                .collect();
             let mut acked = Vec::new();
             for i in 0..TOTAL {
                 let stream = streams[i % streams.len()].clone();
@@ -44,9 +48,21 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
                     data: json!({ "n": i }),
                     meta: Meta::default(),
                 };
-                let req = AppendRequest { stream: stream.clone(), expected_version: ExpectedVersion::Any, events: vec![ev.clone()] };
-                let ok = store.append_retrying(&req, Duration::from_secs(60)).await.unwrap();
-                acked.push(Ack { id: ev.id, stream, position: ok.last_position, version: ok.stream_version });
+                let req = AppendRequest {
+                    stream: stream.clone(),
+                    expected_version: ExpectedVersion::Any,
+                    events: vec![ev.clone()],
+                };
+                let ok = store
+                    .append_retrying(&req, Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                acked.push(Ack {
+                    id: ev.id,
+                    stream,
+                    position: ok.last_position,
+                    version: ok.stream_version,
+                });
                 acked_count.fetch_add(1, Ordering::Relaxed);
                 if i % 10 == 0 {
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -59,7 +75,10 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let consumer_client = runtime::nats::connect(&nats.url(), "consumer", None, runtime::nats::Mode::Service).await.unwrap();
+    let consumer_client =
+        runtime::nats::connect(&nats.url(), "consumer", None, runtime::nats::Mode::Service)
+            .await
+            .unwrap();
     let stop = CancellationToken::new();
     let mut config = CatchUpConfig::new("test", 0);
     config.page = 100; // several pages of catch-up
@@ -82,13 +101,19 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
     store_proc.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
     store_proc.restart();
-    eprintln!("store killed and restarted at ~{} acks", acked_count.load(Ordering::Relaxed));
+    eprintln!(
+        "store killed and restarted at ~{} acks",
+        acked_count.load(Ordering::Relaxed)
+    );
 
     while acked_count.load(Ordering::Relaxed) < 1000 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     nats.restart();
-    eprintln!("nats-server restarted at ~{} acks", acked_count.load(Ordering::Relaxed));
+    eprintln!(
+        "nats-server restarted at ~{} acks",
+        acked_count.load(Ordering::Relaxed)
+    );
 
     let acked = writer.await.unwrap();
     let all = read_all(&store).await;
@@ -100,9 +125,17 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
     })
     .await;
     let seen = seen.lock().unwrap().clone();
-    assert!(caught_up.is_some(), "the consumer saw {} of {head} events", seen.len());
+    assert!(
+        caught_up.is_some(),
+        "the consumer saw {} of {head} events",
+        seen.len()
+    );
     let positions: Vec<u64> = seen.iter().map(|e| e.position).collect();
-    assert_eq!(positions, (1..=head as u64).collect::<Vec<_>>(), "every event exactly once, in order");
+    assert_eq!(
+        positions,
+        (1..=head as u64).collect::<Vec<_>>(),
+        "every event exactly once, in order"
+    );
     for (got, want) in seen.iter().zip(&all) {
         assert_eq!(got, want);
     }

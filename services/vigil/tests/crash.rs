@@ -30,8 +30,9 @@ async fn acknowledged_appends_survive_kill_9_of_the_store() {
         let store = store.clone();
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
-            let streams: Vec<StreamName> =
-                (0..3).map(|_| StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap()).collect();
+            let streams: Vec<StreamName> = (0..3)
+                .map(|_| StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap())
+                .collect();
             let mut acked = Vec::new();
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -41,12 +42,24 @@ async fn acknowledged_appends_survive_kill_9_of_the_store() {
                     event_type: "IncidentReported".into(),
                     v: 1,
                     data: json!({ "writer": w, "n": i, "text": "z".repeat(250) }),
-                    meta: Meta { actor: Some(format!("writer-{w}")), ..Meta::default() },
+                    meta: Meta {
+                        actor: Some(format!("writer-{w}")),
+                        ..Meta::default()
+                    },
                 };
-                let req = AppendRequest { stream: stream.clone(), expected_version: ExpectedVersion::Any, events: vec![ev.clone()] };
+                let req = AppendRequest {
+                    stream: stream.clone(),
+                    expected_version: ExpectedVersion::Any,
+                    events: vec![ev.clone()],
+                };
                 // Retries go to the restarted store with the same id: idempotent.
                 match store.append_retrying(&req, Duration::from_secs(60)).await {
-                    Ok(ok) => acked.push(Ack { id: ev.id, stream, position: ok.last_position, version: ok.stream_version }),
+                    Ok(ok) => acked.push(Ack {
+                        id: ev.id,
+                        stream,
+                        position: ok.last_position,
+                        version: ok.stream_version,
+                    }),
                     Err(e) => panic!("writer {w}: append failed for good: {e}"),
                 }
                 i += 1;
@@ -63,7 +76,10 @@ async fn acknowledged_appends_survive_kill_9_of_the_store() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         store_proc = StoreProcess::spawn(dir.path(), &nats.url());
         wait_ready(&store).await;
-        eprintln!("cycle {}/{CYCLES}: killed after {wait} ms, restarted", cycle + 1);
+        eprintln!(
+            "cycle {}/{CYCLES}: killed after {wait} ms, restarted",
+            cycle + 1
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -71,12 +87,19 @@ async fn acknowledged_appends_survive_kill_9_of_the_store() {
     for w in writers {
         let mine = w.await.unwrap();
         // Each writer's acknowledgements come back in the order it made them.
-        assert!(mine.windows(2).all(|p| p[0].position < p[1].position), "a writer's acks are in position order");
+        assert!(
+            mine.windows(2).all(|p| p[0].position < p[1].position),
+            "a writer's acks are in position order"
+        );
         acked.extend(mine);
     }
     assert!(acked.len() > 100, "the load was real: {} acks", acked.len());
 
     let all = read_all(&store).await;
     check_log(&all, &acked);
-    eprintln!("{} acknowledged appends, {} events in the log, all present once", acked.len(), all.len());
+    eprintln!(
+        "{} acknowledged appends, {} events in the log, all present once",
+        acked.len(),
+        all.len()
+    );
 }

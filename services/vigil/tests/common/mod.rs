@@ -34,7 +34,11 @@ impl StoreProcess {
             .stderr(log)
             .spawn()
             .unwrap();
-        Self { guard: ChildGuard(Some(child)), data_dir: data_dir.to_owned(), nats_url: nats_url.to_owned() }
+        Self {
+            guard: ChildGuard(Some(child)),
+            data_dir: data_dir.to_owned(),
+            nats_url: nats_url.to_owned(),
+        }
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -83,7 +87,11 @@ pub struct Ack {
 /// where it was acknowledged.
 pub fn check_log(all: &[RecordedEvent], acked: &[Ack]) {
     let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
-    assert_eq!(positions, (1..=all.len() as u64).collect::<Vec<_>>(), "positions are gap-free from 1");
+    assert_eq!(
+        positions,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "positions are gap-free from 1"
+    );
     let mut seen = HashSet::new();
     for e in all {
         assert!(seen.insert(e.id), "event {} stored twice", e.id);
@@ -93,12 +101,26 @@ pub fn check_log(all: &[RecordedEvent], acked: &[Ack]) {
         versions.entry(&e.stream).or_default().push(e.version);
     }
     for (stream, v) in versions {
-        assert_eq!(v, (1..=v.len() as u64).collect::<Vec<_>>(), "versions of {stream} are gap-free");
+        assert_eq!(
+            v,
+            (1..=v.len() as u64).collect::<Vec<_>>(),
+            "versions of {stream} are gap-free"
+        );
     }
     for a in acked {
-        let e = all
-            .get((a.position - 1) as usize)
-            .unwrap_or_else(|| panic!("acknowledged event {} at position {} is missing: the log ends at {}", a.id, a.position, all.len()));
-        assert_eq!((e.id, &e.stream, e.version), (a.id, &a.stream, a.version), "acknowledged event at position {}", a.position);
+        let e = all.get((a.position - 1) as usize).unwrap_or_else(|| {
+            panic!(
+                "acknowledged event {} at position {} is missing: the log ends at {}",
+                a.id,
+                a.position,
+                all.len()
+            )
+        });
+        assert_eq!(
+            (e.id, &e.stream, e.version),
+            (a.id, &a.stream, a.version),
+            "acknowledged event at position {}",
+            a.position
+        );
     }
 }

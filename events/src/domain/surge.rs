@@ -1,0 +1,194 @@
+//! Surge events (stream category `surge`): extra security officers sent to a duty station.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::MAX_REASON;
+use crate::validate::{Country, ValidationError, count, id, non_blank, timestamp};
+
+/// Most officers one surge may ask for.
+pub const MAX_OFFICERS: u16 = 200;
+/// Most assets (vehicles, equipment) one surge may ask for.
+pub const MAX_ASSETS: usize = 100;
+/// Longest asset description.
+pub const MAX_ASSET_LEN: usize = 200;
+
+/// A duty station asked for a surge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeRequested {
+    /// The duty station that needs help.
+    pub duty_station: String,
+    /// Its country.
+    pub country: Country,
+    /// Why.
+    pub reason: String,
+    /// How many officers, 1 to 200.
+    pub officers_needed: u16,
+    /// Assets needed (armoured vehicles, communications kits, ...), at most 100.
+    #[serde(default)]
+    pub assets: Vec<String>,
+}
+
+impl SurgeRequested {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("duty_station", &self.duty_station)?;
+        non_blank("reason", &self.reason, MAX_REASON)?;
+        if !(1..=MAX_OFFICERS).contains(&self.officers_needed) {
+            return Err(ValidationError::new(
+                "officers_needed",
+                format!("must be 1 to {MAX_OFFICERS}, got {}", self.officers_needed),
+            ));
+        }
+        count("assets", self.assets.len(), 0, MAX_ASSETS)?;
+        for (i, a) in self.assets.iter().enumerate() {
+            non_blank(&format!("assets[{i}]"), a, MAX_ASSET_LEN)?;
+        }
+        Ok(())
+    }
+}
+
+/// The surge was approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeApproved {
+    /// The user who approved it.
+    pub by: String,
+}
+
+impl SurgeApproved {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("by", &self.by)
+    }
+}
+
+/// The surge was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeRejected {
+    /// The user who rejected it.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl SurgeRejected {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("by", &self.by)?;
+        non_blank("reason", &self.reason, MAX_REASON)
+    }
+}
+
+/// An officer was assigned to the surge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeOfficerAssigned {
+    /// The officer.
+    pub officer: String,
+    /// The duty station they come from.
+    pub from_duty_station: String,
+}
+
+impl SurgeOfficerAssigned {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("officer", &self.officer)?;
+        id("from_duty_station", &self.from_duty_station)
+    }
+}
+
+/// The surge team arrived and started work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeDeployed {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl SurgeDeployed {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        timestamp("at", self.at)
+    }
+}
+
+/// The surge mission ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeCompleted {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl SurgeCompleted {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        timestamp("at", self.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+    use std::fmt::Debug;
+    use time::macros::datetime;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(e: &T) {
+        let back: T = serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap();
+        assert_eq!(&back, e);
+    }
+
+    #[test]
+    fn surge_events_are_checked_and_round_trip() {
+        let req = SurgeRequested {
+            duty_station: "SSD-JUB".into(),
+            country: Country::parse("SS").unwrap(),
+            reason: "fighting in town".into(),
+            officers_needed: 6,
+            assets: vec!["2 armoured vehicles".into()],
+        };
+        assert!(req.validate().is_ok());
+        round_trip(&req);
+        let zero = SurgeRequested {
+            officers_needed: 0,
+            ..req.clone()
+        };
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "officers_needed: must be 1 to 200, got 0"
+        );
+        assert!(
+            SurgeRequested {
+                officers_needed: 201,
+                ..req.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        let blank = SurgeRequested {
+            assets: vec![" ".into()],
+            ..req
+        };
+        assert_eq!(blank.validate().unwrap_err().field, "assets[0]");
+
+        let at = datetime!(2024-06-01 08:00 UTC);
+        round_trip(&SurgeApproved { by: "cm.1".into() });
+        round_trip(&SurgeRejected {
+            by: "cm.1".into(),
+            reason: "no capacity".into(),
+        });
+        round_trip(&SurgeOfficerAssigned {
+            officer: "o.7".into(),
+            from_duty_station: "KEN-NBO".into(),
+        });
+        round_trip(&SurgeDeployed { at });
+        round_trip(&SurgeCompleted { at });
+        assert!(SurgeApproved { by: "".into() }.validate().is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! The README's first command, for real: `vigil up` owns a nats-server and the store; the
+//! CLI appends and tails through it; SIGTERM stops everything and exits 0.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::{ChildGuard, free_port, speaks_nats};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let metrics_port = free_port();
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "up",
+            "--nats-url",
+            &nats_url,
+            "--metrics",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("vigil up printed its banner");
+    assert!(banner.contains("Vigil is up."), "{banner}");
+    assert!(banner.contains(&nats_url), "{banner}");
+    assert!(banner.contains("wall screen"), "{banner}");
+    assert!(speaks_nats(nats_port), "vigil up's own nats-server listens");
+
+    let out = vigil()
+        .args([
+            "append",
+            "--nats-url",
+            &nats_url,
+            "--type",
+            "NoteAdded",
+            "--data",
+            r#"{"text":"hello"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("at position 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = vigil()
+        .args([
+            "tail",
+            "--nats-url",
+            &nats_url,
+            "--from",
+            "1",
+            "--count",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let event: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(event["type"], "NoteAdded");
+    assert_eq!(event["data"]["text"], "hello");
+    assert_eq!(event["position"], 1);
+
+    // Bad CLI input: a clear message and a failing exit code, nothing appended.
+    let out = vigil()
+        .args([
+            "append",
+            "--nats-url",
+            &nats_url,
+            "--type",
+            "NoteAdded",
+            "--data",
+            "{not json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data is not valid JSON"));
+
+    let metrics = http_get(metrics_port, "/metrics").await;
+    assert!(metrics.contains("vigil_store_head_position 1"), "{metrics}");
+    assert!(metrics.contains("vigil_store_commit_seconds"), "{metrics}");
+
+    let pid = child.id().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        !speaks_nats(nats_port),
+        "the owned nats-server is stopped too"
+    );
+}
+
+#[test]
+fn a_taken_port_gets_an_error_that_says_what_to_do() {
+    // Something that is not NATS holds the port: vigil up must say so and exit non-zero.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut guard = ChildGuard(Some(
+        vigil()
+            .args([
+                "up",
+                "--nats-url",
+                &format!("nats://127.0.0.1:{port}"),
+                "--metrics",
+                &format!("127.0.0.1:{}", free_port()),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = guard.0.take().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already in use") && err.contains("--nats-url"),
+        "{err}"
+    );
+}
