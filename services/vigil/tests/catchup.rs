@@ -1,6 +1,9 @@
 //! The catch-up subscription sees every event exactly once, in order, across a kill -9 of
 //! the store and a restart of nats-server in the middle of a load.
 
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

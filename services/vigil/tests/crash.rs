@@ -1,5 +1,8 @@
 //! kill -9 of the real `vigil store` binary under load: nothing acknowledged is lost.
 
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -102,4 +105,76 @@ async fn acknowledged_appends_survive_kill_9_of_the_store() {
         acked.len(),
         all.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store_proc = StoreProcess::spawn(dir.path(), &nats.url());
+    let store = StoreClient::new(nats.connect().await, Duration::from_secs(2));
+    wait_ready(&store).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (store, stop) = (store.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+            let mut acked = Vec::new();
+            let mut refused = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let ev = NewEvent {
+                    id: Uuid::new_v4(),
+                    event_type: "IncidentReported".into(),
+                    v: 1,
+                    data: json!({ "writer": w }),
+                    meta: Meta::default(),
+                };
+                let req = AppendRequest {
+                    stream: stream.clone(),
+                    expected_version: ExpectedVersion::Any,
+                    events: vec![ev.clone()],
+                };
+                // One attempt each: what matters is that every Ok is kept.
+                match store.append(&req).await {
+                    Ok(ok) => acked.push(Ack {
+                        id: ev.id,
+                        stream: stream.clone(),
+                        position: ok.last_position,
+                        version: ok.stream_version,
+                    }),
+                    Err(_) => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            (acked, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = store_proc.pid().unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = store_proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("the store exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+
+    store_proc = StoreProcess::spawn(dir.path(), &nats.url());
+    wait_ready(&store).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap().0);
+    }
+    assert!(!acked.is_empty());
+    check_log(&read_all(&store).await, &acked);
+    drop(store_proc);
 }

@@ -1,6 +1,9 @@
 //! The README's first command, for real: `vigil up` owns a nats-server and the store; the
 //! CLI appends and tails through it; SIGTERM stops everything and exits 0.
 
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

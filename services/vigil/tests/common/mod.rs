@@ -1,6 +1,8 @@
 //! Shared by the binary's tests: the real `vigil store` process and a log checker.
 
 #![allow(dead_code)]
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,6 +46,23 @@ impl StoreProcess {
     /// SIGKILL: no chance to finish anything.
     pub fn kill9(&mut self) {
         self.guard.kill9();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.id()
+    }
+
+    /// Waits for the process to exit by itself; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.guard.0.as_mut().map(|c| c.try_wait()) {
+                self.guard.0 = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn restart(&mut self) {
