@@ -1,1 +1,187 @@
-//! (being written)
+//! `vigil-bench`: the load generator behind `ops/bench store`.
+//!
+//! It measures Vigil's store (`vigil.store.append` over NATS, fsync before ack, group commit)
+//! beside two peers in the same run, on the same machine, with the same window of requests in
+//! flight and the same ~300 B events:
+//! - **jetstream**: publish-with-ack to a file-storage JetStream stream (nats-server 2.9 does
+//!   not fsync before ack, so its rate is not a durable rate);
+//! - **postgres**: one `INSERT … SELECT max(version)+1` per append with
+//!   `synchronous_commit = on` (fsync before ack, the same promise as Vigil).
+//!
+//! For each window W and each system it runs W concurrent in-flight appends for a warm-up
+//! (not measured) and then for the measured duration, records every ack latency in an HDR
+//! histogram, and prints rates, percentiles, errors, the ratios between the systems and the
+//! targets of the store's issue with PASS/MISS beside each.
+//!
+//! # Layout
+//! - `driver`: runs one cell (one system at one window): workers, progress, histograms.
+//! - `systems`: how each system appends one event, and how each is set up and torn down.
+//! - `report`: the tables, ratios and targets.
+
+mod driver;
+mod report;
+mod systems;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::driver::{CellResult, CellSpec};
+
+/// Vigil's store beside JetStream and PostgreSQL: appends/s and ack latency per window.
+#[derive(Debug, Parser)]
+#[command(name = "vigil-bench", version, about)]
+struct Cli {
+    /// NATS server where `vigil store` serves `vigil.store.append` (JetStream must be on too).
+    #[arg(
+        long,
+        env = "VIGIL_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// PostgreSQL connection URL (a database the benchmark may create a schema in).
+    #[arg(
+        long,
+        env = "VIGIL_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pg_url: String,
+    /// Measured seconds per cell (one system at one window).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Unmeasured warm-up seconds before each cell's measurement.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Requests in flight, one cell per value.
+    #[arg(long, value_delimiter = ',', default_value = "16,128,512")]
+    windows: Vec<usize>,
+    /// Systems to run, in this order within each window.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vigil,jetstream,postgres"
+    )]
+    systems: Vec<System>,
+    /// Streams each worker appends to, round-robin.
+    #[arg(long, default_value_t = 4)]
+    streams_per_worker: usize,
+    /// Approximate size of each event's JSON `data`, in bytes.
+    #[arg(long, default_value_t = 300)]
+    data_bytes: usize,
+    /// Most PostgreSQL connections (the window is spread over min(W, this) connections).
+    #[arg(long, default_value_t = 64)]
+    pg_max_connections: usize,
+    /// NATS connections the bench spreads its workers over (Vigil and JetStream alike).
+    #[arg(long, default_value_t = 1)]
+    nats_connections: usize,
+    /// Seconds before a request counts as timed out.
+    #[arg(long, default_value_t = 5)]
+    request_timeout: u64,
+    /// Also send a `Nats-Msg-Id` header with JetStream publishes, so JetStream deduplicates by
+    /// event id as Vigil and PostgreSQL do (off by default: a plain publish-with-ack).
+    #[arg(long)]
+    js_msg_id: bool,
+}
+
+/// A system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum System {
+    /// Vigil's store: `vigil.store.append` over NATS.
+    Vigil,
+    /// JetStream publish-with-ack to a file stream.
+    Jetstream,
+    /// PostgreSQL `INSERT … SELECT` with `synchronous_commit = on`.
+    Postgres,
+}
+
+impl System {
+    /// The name printed in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vigil => "vigil",
+            Self::Jetstream => "jetstream",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.windows.is_empty() || cli.windows.contains(&0) {
+        bail!("--windows needs at least one window, each ≥ 1");
+    }
+    if cli.duration == 0 {
+        bail!("--duration must be ≥ 1 second");
+    }
+    if cli.streams_per_worker == 0 || cli.nats_connections == 0 || cli.pg_max_connections == 0 {
+        bail!("--streams-per-worker, --nats-connections and --pg-max-connections must be ≥ 1");
+    }
+    let mut systems = cli.systems.clone();
+    systems.dedup();
+
+    let settings = systems::Settings {
+        nats_url: cli.nats_url.clone(),
+        pg_url: cli.pg_url.clone(),
+        streams_per_worker: cli.streams_per_worker,
+        data_bytes: cli.data_bytes,
+        pg_max_connections: cli.pg_max_connections,
+        nats_connections: cli.nats_connections,
+        request_timeout: Duration::from_secs(cli.request_timeout.max(1)),
+        js_msg_id: cli.js_msg_id,
+    };
+    let env = systems::Env::connect(&settings, &systems).await?;
+    env.print_preamble(&settings);
+    println!(
+        "each cell: {} s warm-up (not measured) + {} s measured; windows {:?}; systems {}",
+        cli.warmup,
+        cli.duration,
+        cli.windows,
+        systems
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut results: Vec<CellResult> = Vec::new();
+    for &window in &cli.windows {
+        let mut row: Vec<CellResult> = Vec::new();
+        for &system in &systems {
+            let appenders = env
+                .prepare(&settings, system, window)
+                .await
+                .with_context(|| format!("preparing {} at window {window}", system.name()))?;
+            let spec = CellSpec {
+                system,
+                window,
+                warmup: Duration::from_secs(cli.warmup),
+                duration: Duration::from_secs(cli.duration),
+                note: appenders.note.clone(),
+            };
+            let result = driver::run_cell(&spec, appenders.workers).await?;
+            env.finish(system).await;
+            report::print_errors(&result);
+            row.push(result);
+            // Let the previous system's writes settle before the next one measures.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        report::print_window(window, &row);
+        results.extend(row);
+    }
+    report::print_summary(&results, &cli.windows);
+    Ok(())
+}
