@@ -60,7 +60,16 @@ pub struct Log {
     head: AtomicU64,
     /// Set after a failed commit; never cleared while the process lives.
     poisoned: AtomicBool,
+    /// Current version of recently written streams. Only the writer (one thread) touches it,
+    /// after a successful commit, so it is exact; it saves a reverse prefix scan of the
+    /// `streams` keyspace per append, the costliest lookup on the write path. The mutex is
+    /// never contended; it only makes `Log` shareable with the readers.
+    versions: std::sync::Mutex<HashMap<StreamName, u64>>,
 }
+
+/// Streams whose version is kept in memory; past this the cache starts over (a miss costs
+/// one prefix scan, so clearing is cheap and bounds memory to ~100 MB).
+const MAX_CACHED_VERSIONS: usize = 1_000_000;
 
 /// One append waiting in a commit group, and the answer it gets once the group is durable.
 pub struct Pending {
@@ -145,6 +154,7 @@ impl Log {
             durability,
             head: AtomicU64::new(head),
             poisoned: AtomicBool::new(false),
+            versions: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -266,6 +276,19 @@ impl Log {
         }
     }
 
+    fn cached_version(
+        &self,
+        cache: &mut HashMap<StreamName, u64>,
+        stream: &StreamName,
+    ) -> Result<u64, LogError> {
+        if let Some(v) = cache.get(stream) {
+            return Ok(*v);
+        }
+        let v = self.stream_version(stream)?;
+        cache.insert(stream.clone(), v);
+        Ok(v)
+    }
+
     fn lookup_id(&self, id: &Uuid) -> Result<Option<IdEntry>, LogError> {
         Ok(match self.ids.get(id.as_bytes())? {
             Some(v) => Some(IdEntry {
@@ -304,53 +327,46 @@ impl Log {
         let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::new();
         let mut batch = self.db.batch();
         let mut recorded: Vec<(RecordedEvent, Vec<u8>)> = Vec::new();
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
 
         for p in group.iter_mut() {
-            let req = &p.request;
-            let outcome = match self.retry_outcome(req, &group_ids, &recorded)? {
+            let outcome = match self.retry_outcome(&p.request, &group_ids, &recorded)? {
                 Some(outcome) => outcome,
                 None => {
-                    let current = match group_versions.get(&req.stream) {
+                    let stream = p.request.stream.clone();
+                    let current = match group_versions.get(&stream) {
                         Some(v) => *v,
-                        None => self.stream_version(&req.stream)?,
+                        None => self.cached_version(&mut versions, &stream)?,
                     };
-                    if !req.expected_version.admits(current) {
-                        Err(StoreError::wrong_version(req.expected_version, current))
+                    let expected = p.request.expected_version;
+                    if !expected.admits(current) {
+                        Err(StoreError::wrong_version(expected, current))
                     } else {
                         let first_position = head + 1;
                         let mut version = current;
-                        for ev in &req.events {
+                        // The request is answered from `outcome`; its events move into the log.
+                        for ev in std::mem::take(&mut p.request.events) {
                             head += 1;
                             version += 1;
-                            let rec = RecordedEvent::record(
-                                ev.clone(),
-                                req.stream.clone(),
-                                head,
-                                version,
-                                now,
-                            );
+                            let id = ev.id;
+                            let rec = RecordedEvent::record(ev, stream.clone(), head, version, now);
                             let bytes = serde_json::to_vec(&rec).map_err(|e| {
                                 LogError::Damaged(format!("cannot encode event: {e}"))
                             })?;
                             batch.insert(&self.log, be(head), bytes.clone());
-                            batch.insert(&self.streams, stream_key(&req.stream, version), be(head));
+                            batch.insert(&self.streams, stream_key(&stream, version), be(head));
                             let mut idv = [0u8; 16];
                             idv[..8].copy_from_slice(&be(head));
                             idv[8..].copy_from_slice(&be(version));
-                            batch.insert(&self.ids, ev.id.as_bytes().to_vec(), idv);
-                            group_ids.insert(
-                                ev.id,
-                                (
-                                    IdEntry {
-                                        position: head,
-                                        version,
-                                    },
-                                    recorded.len(),
-                                ),
-                            );
+                            batch.insert(&self.ids, id.as_bytes().to_vec(), idv);
+                            let entry = IdEntry {
+                                position: head,
+                                version,
+                            };
+                            group_ids.insert(id, (entry, recorded.len()));
                             recorded.push((rec, bytes));
                         }
-                        group_versions.insert(req.stream.clone(), version);
+                        group_versions.insert(stream, version);
                         Ok(AppendOk {
                             first_position,
                             last_position: head,
@@ -380,6 +396,10 @@ impl Log {
             return Ok(Committed { events: vec![] });
         }
         self.head.store(head, Ordering::Release);
+        if versions.len() + group_versions.len() > MAX_CACHED_VERSIONS {
+            versions.clear();
+        }
+        versions.extend(group_versions);
         Ok(Committed { events: recorded })
     }
 
@@ -412,13 +432,13 @@ impl Log {
             ))));
         }
         for (ev, hit) in req.events.iter().zip(&found) {
-            if let Some((_, rec)) = hit {
-                if !same_event(ev, &req.stream, rec) {
-                    return Ok(Some(Err(StoreError::id_reused(format!(
-                        "event id {} is already stored with other content (at position {}); use a new id for a new event",
-                        ev.id, rec.position
-                    )))));
-                }
+            if let Some((_, rec)) = hit
+                && !same_event(ev, &req.stream, rec)
+            {
+                return Ok(Some(Err(StoreError::id_reused(format!(
+                    "event id {} is already stored with other content (at position {}); use a new id for a new event",
+                    ev.id, rec.position
+                )))));
             }
         }
         let entries: Vec<IdEntry> = found.iter().flatten().map(|(e, _)| *e).collect();

@@ -1,5 +1,8 @@
 //! The store's NATS API against a real nats-server and a real fjall directory.
 
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 
