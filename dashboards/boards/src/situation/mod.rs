@@ -1,0 +1,1037 @@
+//! The situation board (`situation` in MODEL.md): what is going on, country by country, as one
+//! duty officer's glance at a wall screen should tell it.
+//!
+//! This module owns the board's state and its fold. [`Situation::apply`] decodes each event
+//! once and updates plain structs keyed by stream id and country; it never builds JSON and never
+//! reads a clock (time is each event's `recorded_at`). What an event touched comes back as
+//! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
+//! a page up to date.
+//!
+//! Rules the fold follows, beyond MODEL.md (they are written there too):
+//! - An event at or below the board's position is a duplicate: ignored, nothing changes.
+//! - Every other event advances `position` and `as_of`, even when it is unknown, unreadable, of
+//!   a category the board does not show (clearances), or about a stream the board has never
+//!   seen (a verification of an unknown incident): those change nothing else.
+//! - A case that ends (incident closed, hostage case closed, surge rejected or completed, order
+//!   completed or rescinded) leaves the state: later events of its stream are ignored, and the
+//!   board's memory is bounded by what is open, not by the length of the log.
+//! - A second "opening" event for a stream the board already holds (a second
+//!   `IncidentReported`) is ignored: the first one stands.
+//! - Counters are kept up to date incrementally; a test recounts them from scratch.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use events::RecordedEvent;
+use events::codec::Decoded;
+use events::domain::DomainEvent;
+use events::domain::broadcast::{Audience, BroadcastSeverity};
+use events::domain::incident::{Casualties, IncidentCategory, Location};
+use events::domain::relocation::{OrderKind, PersonStatus, Scope};
+use events::validate::{Country, SecurityLevel, Severity};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+mod render;
+mod text;
+
+/// Most markers shown per country (the newest open incidents with a location).
+pub const MAX_MARKERS: usize = 100;
+/// Most broadcasts shown (the newest).
+pub const MAX_BROADCASTS: usize = 20;
+/// Most timeline items kept (the newest).
+pub const TIMELINE_LIMIT: usize = 200;
+
+/// What one event touched on the board, as [`Situation::apply`] returns it and
+/// [`Situation::delta`] reads it. Opaque to the gateway: only [`Changes::is_empty`] matters there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Countries whose entry changed, appeared or disappeared (at most two: an incident moved).
+    countries: Few<Country>,
+    /// Whether any counter changed.
+    counters: bool,
+    /// Whether the list of the latest broadcasts changed.
+    broadcasts: bool,
+    /// Whether a timeline item was added (it is the newest one).
+    timeline: bool,
+}
+
+impl Changes {
+    /// Whether the event changed nothing a page shows (besides `position` and `as_of`, which
+    /// every delta message carries anyway).
+    pub fn is_empty(&self) -> bool {
+        self.countries.is_empty() && !self.counters && !self.broadcasts && !self.timeline
+    }
+}
+
+/// A few values kept inline: what one event touches is one or two countries, and folding an
+/// event should not allocate for that. More spill over into a `Vec` (never in practice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Few<T> {
+    inline: [Option<T>; 2],
+    spill: Vec<T>,
+}
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Self {
+            inline: [None, None],
+            spill: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy> Few<T> {
+    fn push(&mut self, value: T) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(value),
+            None => self.spill.push(value),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.inline
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.spill.iter().copied())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inline[0].is_none()
+    }
+}
+
+/// A country as a map key: its two letters packed into a `u16` (in the same order as the codes),
+/// so that the lookup every event makes compares integers, not strings.
+#[derive(Debug, Clone, Copy)]
+struct Code {
+    packed: u16,
+    country: Country,
+}
+
+impl Code {
+    fn of(country: Country) -> Self {
+        let b = country.as_str().as_bytes();
+        let letter = |i: usize| b.get(i).copied().unwrap_or(0);
+        Self {
+            packed: u16::from_be_bytes([letter(0), letter(1)]),
+            country,
+        }
+    }
+}
+
+impl PartialEq for Code {
+    fn eq(&self, other: &Self) -> bool {
+        self.packed == other.packed
+    }
+}
+
+impl Eq for Code {}
+
+impl PartialOrd for Code {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Code {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.packed.cmp(&other.packed)
+    }
+}
+
+/// The board-wide counters (MODEL.md `counters`), kept incrementally.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counters {
+    open_incidents: u64,
+    /// Open incidents not yet verified.
+    unverified_incidents: u64,
+    /// Killed, summed over open incidents.
+    casualties_killed: u64,
+    /// Injured, summed over open incidents.
+    casualties_injured: u64,
+    countries_level_5_plus: u64,
+    /// Open hostage cases.
+    hostage_cases: u64,
+    persons_held: u64,
+    active_surges: u64,
+    active_orders: u64,
+    /// Broadcasts that require an acknowledgement, are not cancelled and are not acknowledged
+    /// by every agency they reached yet.
+    broadcasts_awaiting_ack: u64,
+}
+
+/// Adds or subtracts `by`, saturating: a malformed log must never overflow-panic a debug build.
+fn bump(n: &mut u64, add: bool, by: u64) {
+    *n = if add {
+        n.saturating_add(by)
+    } else {
+        n.saturating_sub(by)
+    };
+}
+
+/// An open incident.
+#[derive(Debug, Clone)]
+struct Incident {
+    country: Country,
+    /// Position of its `IncidentReported`: orders the markers, newest first.
+    reported_at: u64,
+    category: IncidentCategory,
+    severity: Severity,
+    title: String,
+    occurred_at: OffsetDateTime,
+    location: Option<Location>,
+    /// Duty view only.
+    description: Option<String>,
+    casualties: Option<Casualties>,
+    /// Duty view only.
+    reporter: String,
+    verified: bool,
+}
+
+/// The latest level of one area.
+#[derive(Debug, Clone)]
+struct AreaLevel {
+    level: SecurityLevel,
+    reason: String,
+    set_at: OffsetDateTime,
+}
+
+/// An open hostage case. Person references are kept only to count who is still held; they are
+/// never rendered.
+#[derive(Debug, Clone)]
+struct HostageCase {
+    country: Country,
+    /// Position of its `HostageCaseOpened`.
+    opened_pos: u64,
+    opened_at: OffsetDateTime,
+    held: HashSet<String>,
+}
+
+/// Where a surge stands; it only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SurgeStatus {
+    Requested,
+    Approved,
+    Deployed,
+}
+
+/// An active surge.
+#[derive(Debug, Clone)]
+struct Surge {
+    country: Country,
+    /// Position of its `SurgeRequested`.
+    requested_pos: u64,
+    duty_station: String,
+    status: SurgeStatus,
+    officers_needed: u16,
+    /// Number of `SurgeOfficerAssigned` events.
+    officers_assigned: u64,
+}
+
+/// An active relocation or evacuation order with its roll call.
+#[derive(Debug, Clone)]
+struct Order {
+    country: Country,
+    /// Position of its `RelocationOrdered`.
+    ordered_pos: u64,
+    kind: OrderKind,
+    scope: Scope,
+    area: Option<String>,
+    duty_station: Option<String>,
+    destination: String,
+    deadline: OffsetDateTime,
+    /// Every person on the roll call and their latest mark; only the counts are rendered.
+    roll: HashMap<String, Option<PersonStatus>>,
+    /// Persons whose latest mark is safe, relocated or injured.
+    accounted: u64,
+    /// Persons whose latest mark is missing.
+    missing: u64,
+}
+
+impl Order {
+    fn total(&self) -> u64 {
+        self.roll.len() as u64
+    }
+}
+
+/// A broadcast, issued at some point; kept while the board may show or count it.
+#[derive(Debug, Clone)]
+struct Broadcast {
+    /// Its index in `Situation::broadcast_order`.
+    seq: usize,
+    title: String,
+    severity: BroadcastSeverity,
+    exercise: bool,
+    issued_at: OffsetDateTime,
+    requires_ack: bool,
+    /// The agencies named when the audience is a list: the total is their number.
+    named: Option<HashSet<String>>,
+    /// The country when the audience is a country (for the timeline).
+    country: Option<Country>,
+    /// Agencies known to have received it (delivered or acknowledged), when the audience is not
+    /// a list: the total is their number.
+    reached: HashSet<String>,
+    /// Distinct agencies that acknowledged (for a list audience, only agencies on the list).
+    acked: HashSet<String>,
+    escalated: bool,
+    cancelled: bool,
+}
+
+impl Broadcast {
+    fn total(&self) -> u64 {
+        match &self.named {
+            Some(list) => list.len() as u64,
+            None => self.reached.len() as u64,
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.len() as u64
+    }
+
+    fn awaiting_ack(&self) -> bool {
+        self.requires_ack && !self.cancelled && (self.total() == 0 || self.acked() < self.total())
+    }
+}
+
+/// One country's entry: what it shows, with its incident counts kept incrementally.
+#[derive(Debug, Clone, Default)]
+struct CountryState {
+    /// Latest level per area name.
+    areas: BTreeMap<String, AreaLevel>,
+    /// Highest area level.
+    level: Option<SecurityLevel>,
+    open: u64,
+    unverified: u64,
+    /// Open incidents by severity 1 to 5.
+    by_severity: [u64; 5],
+    /// Open incidents with a location, by report position.
+    markers: BTreeMap<u64, Uuid>,
+    /// Open hostage cases, by opening position.
+    hostage_cases: BTreeMap<u64, Uuid>,
+    persons_held: u64,
+    /// Active surges, by request position.
+    surges: BTreeMap<u64, Uuid>,
+    /// Active orders, by order position.
+    orders: BTreeMap<u64, Uuid>,
+}
+
+impl CountryState {
+    /// Whether the country has nothing to show (and leaves the board).
+    fn is_empty(&self) -> bool {
+        self.areas.is_empty()
+            && self.open == 0
+            && self.hostage_cases.is_empty()
+            && self.surges.is_empty()
+            && self.orders.is_empty()
+    }
+}
+
+/// What kind of thing a timeline item is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Incident,
+    Level,
+    Hostage,
+    Surge,
+    Order,
+    Broadcast,
+}
+
+/// How much a timeline item matters, as text on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Urgency {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// One timeline entry; its text is written when the event is folded (it needs the state of
+/// that moment) and never names a person.
+#[derive(Debug, Clone)]
+struct TimelineItem {
+    position: u64,
+    at: OffsetDateTime,
+    country: Option<Country>,
+    kind: Kind,
+    severity: Urgency,
+    text: String,
+}
+
+/// The situation board: a pure fold of the event log. See the module docs and MODEL.md.
+#[derive(Debug, Clone, Default)]
+pub struct Situation {
+    /// Last position folded in (0: nothing yet).
+    position: u64,
+    /// `recorded_at` of that event.
+    as_of: Option<OffsetDateTime>,
+    counters: Counters,
+    /// Only countries with something to show; ordered so that snapshots are deterministic.
+    countries: BTreeMap<Code, CountryState>,
+    /// Open incidents by stream id.
+    incidents: HashMap<Uuid, Incident>,
+    /// Open hostage cases by stream id.
+    hostage: HashMap<Uuid, HostageCase>,
+    /// Active surges by stream id.
+    surges: HashMap<Uuid, Surge>,
+    /// Active orders by stream id.
+    orders: HashMap<Uuid, Order>,
+    /// Every broadcast issued, by stream id (they never close: an old one may still await
+    /// acknowledgements).
+    broadcasts: HashMap<Uuid, Broadcast>,
+    /// Broadcast ids in the order issued; the last [`MAX_BROADCASTS`] are shown.
+    broadcast_order: Vec<Uuid>,
+    /// Newest first, at most [`TIMELINE_LIMIT`].
+    timeline: VecDeque<TimelineItem>,
+}
+
+/// The entry of `country` in `countries`, created if needed, marked as touched by this event.
+/// (A free function, so that it can borrow the countries while an incident is borrowed.)
+fn touch<'a>(
+    countries: &'a mut BTreeMap<Code, CountryState>,
+    country: Country,
+    fx: &mut Effects,
+) -> &'a mut CountryState {
+    let code = Code::of(country);
+    let (existed, state) = match countries.entry(code) {
+        Entry::Occupied(o) => (true, o.into_mut()),
+        Entry::Vacant(v) => (false, v.insert(CountryState::default())),
+    };
+    if !fx.countries.iter().any(|(c, _)| c == code) {
+        fx.countries.push((code, existed));
+    }
+    state
+}
+
+/// Adds (or, with `add` false, removes) an open incident's share of its country's entry and of
+/// the counters.
+fn count_incident(
+    countries: &mut BTreeMap<Code, CountryState>,
+    counters: &mut Counters,
+    fx: &mut Effects,
+    id: Uuid,
+    incident: &Incident,
+    add: bool,
+) {
+    let state = touch(countries, incident.country, fx);
+    bump(&mut state.open, add, 1);
+    let severity = usize::from(incident.severity.get().clamp(1, 5)) - 1;
+    bump(&mut state.by_severity[severity], add, 1);
+    if !incident.verified {
+        bump(&mut state.unverified, add, 1);
+    }
+    if incident.location.is_some() {
+        if add {
+            state.markers.insert(incident.reported_at, id);
+        } else {
+            state.markers.remove(&incident.reported_at);
+        }
+    }
+    bump(&mut counters.open_incidents, add, 1);
+    if !incident.verified {
+        bump(&mut counters.unverified_incidents, add, 1);
+    }
+    if let Some(cas) = incident.casualties {
+        bump(&mut counters.casualties_killed, add, u64::from(cas.killed));
+        bump(
+            &mut counters.casualties_injured,
+            add,
+            u64::from(cas.injured),
+        );
+    }
+}
+
+/// What the event being folded touched so far.
+#[derive(Default)]
+struct Effects {
+    /// Countries touched, with whether each had an entry before the event.
+    countries: Few<(Code, bool)>,
+    broadcasts: bool,
+    timeline: bool,
+}
+
+/// The coordinates of the event being folded.
+#[derive(Clone, Copy)]
+struct At {
+    /// The stream's id: the id of the incident, case, surge, order or broadcast.
+    id: Uuid,
+    position: u64,
+    time: OffsetDateTime,
+}
+
+impl Situation {
+    /// An empty board (position 0).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last log position folded in (0 for an empty log).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The `recorded_at` of the last event folded in; render it with [`crate::timestamp`].
+    pub fn as_of(&self) -> Option<OffsetDateTime> {
+        self.as_of
+    }
+
+    /// Folds one event. Events must come in position order; one at or below the current
+    /// position is a duplicate and is ignored. Returns what changed, for [`Situation::delta`].
+    pub fn apply(&mut self, event: &RecordedEvent) -> Changes {
+        if event.position <= self.position {
+            return Changes::default();
+        }
+        self.position = event.position;
+        self.as_of = Some(event.recorded_at);
+        let Decoded::Known(domain) = DomainEvent::decode(event) else {
+            return Changes::default();
+        };
+        let before = self.counters;
+        let at = At {
+            id: event.stream.id(),
+            position: event.position,
+            time: event.recorded_at,
+        };
+        let mut fx = Effects::default();
+        self.fold(domain, at, &mut fx);
+
+        let mut countries = Few::default();
+        for (code, existed) in fx.countries.iter() {
+            let now = match self.countries.get(&code) {
+                Some(state) if state.is_empty() => {
+                    self.countries.remove(&code);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            };
+            if existed || now {
+                countries.push(code.country);
+            }
+        }
+        Changes {
+            countries,
+            counters: self.counters != before,
+            broadcasts: fx.broadcasts,
+            timeline: fx.timeline,
+        }
+    }
+
+    fn fold(&mut self, event: DomainEvent, at: At, fx: &mut Effects) {
+        use DomainEvent as E;
+        match event {
+            E::IncidentReported(e) => {
+                if self.incidents.contains_key(&at.id) {
+                    return;
+                }
+                let incident = Incident {
+                    country: e.country,
+                    reported_at: at.position,
+                    category: e.category,
+                    severity: e.severity,
+                    title: e.title,
+                    occurred_at: e.occurred_at,
+                    location: e.location,
+                    description: e.description,
+                    casualties: e.casualties,
+                    reporter: e.reporter,
+                    verified: false,
+                };
+                let c = (&mut self.countries, &mut self.counters);
+                count_incident(c.0, c.1, fx, at.id, &incident, true);
+                let item = text::incident_reported(&incident);
+                self.incidents.insert(at.id, incident);
+                self.note(at, fx, item);
+            }
+            E::IncidentUpdated(e) => {
+                let Some(incident) = self.incidents.get_mut(&at.id) else {
+                    return;
+                };
+                let c = (&mut self.countries, &mut self.counters);
+                count_incident(c.0, c.1, fx, at.id, incident, false);
+                if let Some(c) = e.country {
+                    incident.country = c;
+                }
+                if let Some(c) = e.category {
+                    incident.category = c;
+                }
+                if let Some(s) = e.severity {
+                    incident.severity = s;
+                }
+                if let Some(t) = e.title {
+                    incident.title = t;
+                }
+                if let Some(t) = e.occurred_at {
+                    incident.occurred_at = t;
+                }
+                if let Some(l) = e.location {
+                    incident.location = Some(l);
+                }
+                if let Some(d) = e.description {
+                    incident.description = Some(d);
+                }
+                if let Some(c) = e.casualties {
+                    incident.casualties = Some(c);
+                }
+                count_incident(c.0, c.1, fx, at.id, incident, true);
+            }
+            E::IncidentVerified(_) => {
+                let Some(incident) = self.incidents.get_mut(&at.id) else {
+                    return;
+                };
+                if !incident.verified {
+                    let c = (&mut self.countries, &mut self.counters);
+                    count_incident(c.0, c.1, fx, at.id, incident, false);
+                    incident.verified = true;
+                    count_incident(c.0, c.1, fx, at.id, incident, true);
+                }
+                let item = text::incident_verified(incident);
+                self.note(at, fx, item);
+            }
+            E::IncidentEscalated(e) => {
+                if let Some(incident) = self.incidents.get(&at.id) {
+                    let item = text::incident_escalated(incident, e.to.kind);
+                    self.note(at, fx, item);
+                }
+            }
+            E::IncidentClosed(_) => {
+                if let Some(incident) = self.incidents.remove(&at.id) {
+                    let c = (&mut self.countries, &mut self.counters);
+                    count_incident(c.0, c.1, fx, at.id, &incident, false);
+                    self.note(at, fx, text::incident_closed(&incident));
+                }
+            }
+            E::AreaSecurityLevelSet(e) => {
+                let state = self.country_mut(e.country, fx);
+                let was = state.level;
+                let previous = state
+                    .areas
+                    .get(&e.area)
+                    .map(|a| a.level)
+                    .or(e.previous_level);
+                let item = text::level_set(&e.area, e.country, e.level, previous);
+                state.areas.insert(
+                    e.area,
+                    AreaLevel {
+                        level: e.level,
+                        reason: e.reason,
+                        set_at: at.time,
+                    },
+                );
+                state.level = state.areas.values().map(|a| a.level).max();
+                let high = |l: Option<SecurityLevel>| l >= Some(SecurityLevel::High);
+                let now = state.level;
+                if high(was) != high(now) {
+                    bump(&mut self.counters.countries_level_5_plus, high(now), 1);
+                }
+                self.note(at, fx, item);
+            }
+            E::HostageCaseOpened(e) => {
+                if self.hostage.contains_key(&at.id) {
+                    return;
+                }
+                let held: HashSet<String> = e.persons.into_iter().collect();
+                let n = held.len() as u64;
+                let state = self.country_mut(e.country, fx);
+                state.hostage_cases.insert(at.position, at.id);
+                bump(&mut state.persons_held, true, n);
+                bump(&mut self.counters.hostage_cases, true, 1);
+                bump(&mut self.counters.persons_held, true, n);
+                self.note(at, fx, text::hostage_opened(e.country, n));
+                self.hostage.insert(
+                    at.id,
+                    HostageCase {
+                        country: e.country,
+                        opened_pos: at.position,
+                        opened_at: at.time,
+                        held,
+                    },
+                );
+            }
+            E::HostageReleased(e) => {
+                if let Some((country, still)) = self.free_hostage(at.id, &e.person, fx) {
+                    self.note(at, fx, text::hostage_released(country, still));
+                }
+            }
+            E::HostageDeceased(e) => {
+                self.free_hostage(at.id, &e.person, fx);
+            }
+            E::HostageCaseClosed(_) => {
+                let Some(case) = self.hostage.remove(&at.id) else {
+                    return;
+                };
+                let n = case.held.len() as u64;
+                let state = self.country_mut(case.country, fx);
+                state.hostage_cases.remove(&case.opened_pos);
+                bump(&mut state.persons_held, false, n);
+                bump(&mut self.counters.hostage_cases, false, 1);
+                bump(&mut self.counters.persons_held, false, n);
+                self.note(at, fx, text::hostage_closed(case.country));
+            }
+            E::ProofOfLifeReceived(_) | E::NegotiationContactLogged(_) => {}
+            E::SurgeRequested(e) => {
+                if self.surges.contains_key(&at.id) {
+                    return;
+                }
+                let surge = Surge {
+                    country: e.country,
+                    requested_pos: at.position,
+                    duty_station: e.duty_station,
+                    status: SurgeStatus::Requested,
+                    officers_needed: e.officers_needed,
+                    officers_assigned: 0,
+                };
+                self.country_mut(e.country, fx)
+                    .surges
+                    .insert(at.position, at.id);
+                bump(&mut self.counters.active_surges, true, 1);
+                self.note(at, fx, text::surge_requested(&surge));
+                self.surges.insert(at.id, surge);
+            }
+            E::SurgeApproved(_) => self.advance_surge(at.id, SurgeStatus::Approved, fx),
+            E::SurgeDeployed(_) => {
+                self.advance_surge(at.id, SurgeStatus::Deployed, fx);
+                if let Some(surge) = self.surges.get(&at.id) {
+                    let item = text::surge_deployed(surge);
+                    self.note(at, fx, item);
+                }
+            }
+            E::SurgeOfficerAssigned(_) => {
+                if let Some(surge) = self.surges.get_mut(&at.id) {
+                    bump(&mut surge.officers_assigned, true, 1);
+                    let country = surge.country;
+                    self.country_mut(country, fx);
+                }
+            }
+            E::SurgeRejected(_) | E::SurgeCompleted(_) => {
+                if let Some(surge) = self.surges.remove(&at.id) {
+                    self.country_mut(surge.country, fx)
+                        .surges
+                        .remove(&surge.requested_pos);
+                    bump(&mut self.counters.active_surges, false, 1);
+                }
+            }
+            E::RelocationOrdered(e) => {
+                if self.orders.contains_key(&at.id) {
+                    return;
+                }
+                let order = Order {
+                    country: e.country,
+                    ordered_pos: at.position,
+                    kind: e.kind,
+                    scope: e.scope,
+                    area: e.area,
+                    duty_station: e.duty_station,
+                    destination: e.destination,
+                    deadline: e.deadline,
+                    roll: HashMap::new(),
+                    accounted: 0,
+                    missing: 0,
+                };
+                self.country_mut(e.country, fx)
+                    .orders
+                    .insert(at.position, at.id);
+                bump(&mut self.counters.active_orders, true, 1);
+                self.note(at, fx, text::order_issued(&order));
+                self.orders.insert(at.id, order);
+            }
+            E::RollCallEntryAdded(e) => {
+                let Some(order) = self.orders.get_mut(&at.id) else {
+                    return;
+                };
+                if order.roll.contains_key(&e.person) {
+                    return;
+                }
+                order.roll.insert(e.person, None);
+                let country = order.country;
+                self.country_mut(country, fx);
+            }
+            E::PersonMarked(e) => {
+                let Some(order) = self.orders.get_mut(&at.id) else {
+                    return;
+                };
+                // A mark for someone not on the roll call puts them on it: a person marked
+                // missing must count even if the roll call entry never arrived.
+                let before = order.roll.insert(e.person, Some(e.status)).flatten();
+                for (status, add) in [(before, false), (Some(e.status), true)] {
+                    match status {
+                        Some(
+                            PersonStatus::Safe | PersonStatus::Relocated | PersonStatus::Injured,
+                        ) => {
+                            bump(&mut order.accounted, add, 1);
+                        }
+                        Some(PersonStatus::Missing) => bump(&mut order.missing, add, 1),
+                        None => {}
+                    }
+                }
+                let country = order.country;
+                self.country_mut(country, fx);
+            }
+            E::OrderCompleted(_) => self.end_order(at, fx, true),
+            E::OrderRescinded(_) => self.end_order(at, fx, false),
+            E::ClearanceRequested(_)
+            | E::ClearanceApproved(_)
+            | E::ClearanceRefused(_)
+            | E::ArrivalRecorded(_)
+            | E::DepartureRecorded(_) => {}
+            E::BroadcastIssued(e) => {
+                if self.broadcasts.contains_key(&at.id) {
+                    return;
+                }
+                let (named, country) = match e.audience {
+                    Audience::AllAgencies => (None, None),
+                    Audience::Country(c) => (None, Some(c)),
+                    Audience::Agencies(list) => (Some(list.into_iter().collect()), None),
+                };
+                let broadcast = Broadcast {
+                    seq: self.broadcast_order.len(),
+                    title: e.title,
+                    severity: e.severity,
+                    exercise: e.exercise,
+                    issued_at: at.time,
+                    requires_ack: e.requires_ack,
+                    named,
+                    country,
+                    reached: HashSet::new(),
+                    acked: HashSet::new(),
+                    escalated: false,
+                    cancelled: false,
+                };
+                if broadcast.awaiting_ack() {
+                    bump(&mut self.counters.broadcasts_awaiting_ack, true, 1);
+                }
+                self.broadcast_order.push(at.id);
+                fx.broadcasts = true;
+                self.note(at, fx, text::broadcast_issued(&broadcast));
+                self.broadcasts.insert(at.id, broadcast);
+            }
+            E::BroadcastDelivered(e) => {
+                self.change_broadcast(at, fx, |b| b.named.is_none() && b.reached.insert(e.agency));
+            }
+            E::BroadcastAcknowledged(e) => {
+                self.change_broadcast(at, fx, |b| match &b.named {
+                    Some(list) => list.contains(&e.agency) && b.acked.insert(e.agency),
+                    None => {
+                        let reached = b.reached.insert(e.agency.clone());
+                        b.acked.insert(e.agency) || reached
+                    }
+                });
+            }
+            E::BroadcastEscalated(_) => {
+                let changed =
+                    self.change_broadcast(at, fx, |b| !std::mem::replace(&mut b.escalated, true));
+                let item = self.broadcasts.get(&at.id).filter(|_| changed);
+                if let Some(item) = item.map(text::broadcast_escalated) {
+                    self.note(at, fx, item);
+                }
+            }
+            E::BroadcastCancelled(_) => {
+                let changed =
+                    self.change_broadcast(at, fx, |b| !std::mem::replace(&mut b.cancelled, true));
+                let item = self.broadcasts.get(&at.id).filter(|_| changed);
+                if let Some(item) = item.map(text::broadcast_cancelled) {
+                    self.note(at, fx, item);
+                }
+            }
+        }
+    }
+
+    /// The entry of `country`, created if needed, marked as touched by this event.
+    fn country_mut(&mut self, country: Country, fx: &mut Effects) -> &mut CountryState {
+        touch(&mut self.countries, country, fx)
+    }
+
+    /// A person of a hostage case is no longer held. Returns the case's country and how many
+    /// are still held, or `None` if the case or the person is unknown.
+    fn free_hostage(&mut self, id: Uuid, person: &str, fx: &mut Effects) -> Option<(Country, u64)> {
+        let case = self.hostage.get_mut(&id)?;
+        if !case.held.remove(person) {
+            return None;
+        }
+        let (country, still) = (case.country, case.held.len() as u64);
+        bump(&mut self.country_mut(country, fx).persons_held, false, 1);
+        bump(&mut self.counters.persons_held, false, 1);
+        Some((country, still))
+    }
+
+    /// Moves a surge forward to `status` (never back).
+    fn advance_surge(&mut self, id: Uuid, status: SurgeStatus, fx: &mut Effects) {
+        let surge = self.surges.get_mut(&id).filter(|s| s.status < status);
+        if let Some(surge) = surge {
+            surge.status = status;
+            let country = surge.country;
+            self.country_mut(country, fx);
+        }
+    }
+
+    /// Ends an order: completed, or rescinded.
+    fn end_order(&mut self, at: At, fx: &mut Effects, completed: bool) {
+        let Some(order) = self.orders.remove(&at.id) else {
+            return;
+        };
+        self.country_mut(order.country, fx)
+            .orders
+            .remove(&order.ordered_pos);
+        bump(&mut self.counters.active_orders, false, 1);
+        self.note(at, fx, text::order_ended(&order, completed));
+    }
+
+    /// Changes a known broadcast with `change` (which says whether it changed anything) and
+    /// keeps the awaiting-acknowledgement counter and the broadcast list in step. Returns
+    /// whether the broadcast is known and changed.
+    fn change_broadcast(
+        &mut self,
+        at: At,
+        fx: &mut Effects,
+        change: impl FnOnce(&mut Broadcast) -> bool,
+    ) -> bool {
+        let Some(b) = self.broadcasts.get_mut(&at.id) else {
+            return false;
+        };
+        let was = b.awaiting_ack();
+        if !change(b) {
+            return false;
+        }
+        let now = b.awaiting_ack();
+        if was != now {
+            bump(&mut self.counters.broadcasts_awaiting_ack, now, 1);
+        }
+        if b.seq + MAX_BROADCASTS >= self.broadcast_order.len() {
+            fx.broadcasts = true;
+        }
+        true
+    }
+
+    /// Adds a timeline item for the event being folded.
+    fn note(&mut self, at: At, fx: &mut Effects, (kind, country, severity, text): text::Note) {
+        self.timeline.push_front(TimelineItem {
+            position: at.position,
+            at: at.time,
+            country,
+            kind,
+            severity,
+            text,
+        });
+        self.timeline.truncate(TIMELINE_LIMIT);
+        fx.timeline = true;
+    }
+
+    /// Recounts everything kept incrementally from the open cases, and checks the structural
+    /// promises (no empty country, markers match located incidents). For tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let mut counters = Counters::default();
+        let mut expect: BTreeMap<Code, CountryState> = BTreeMap::new();
+        for (country, state) in &self.countries {
+            let e = expect.entry(*country).or_default();
+            e.areas = state.areas.clone();
+            e.level = state.areas.values().map(|a| a.level).max();
+            if e.level >= Some(SecurityLevel::High) {
+                counters.countries_level_5_plus += 1;
+            }
+        }
+        for (id, i) in &self.incidents {
+            let e = expect.entry(Code::of(i.country)).or_default();
+            e.open += 1;
+            e.by_severity[usize::from(i.severity.get()) - 1] += 1;
+            counters.open_incidents += 1;
+            if !i.verified {
+                e.unverified += 1;
+                counters.unverified_incidents += 1;
+            }
+            if i.location.is_some() {
+                e.markers.insert(i.reported_at, *id);
+            }
+            if let Some(c) = i.casualties {
+                counters.casualties_killed += u64::from(c.killed);
+                counters.casualties_injured += u64::from(c.injured);
+            }
+        }
+        for (id, h) in &self.hostage {
+            let e = expect.entry(Code::of(h.country)).or_default();
+            e.hostage_cases.insert(h.opened_pos, *id);
+            e.persons_held += h.held.len() as u64;
+            counters.hostage_cases += 1;
+            counters.persons_held += h.held.len() as u64;
+        }
+        for (id, s) in &self.surges {
+            expect
+                .entry(Code::of(s.country))
+                .or_default()
+                .surges
+                .insert(s.requested_pos, *id);
+            counters.active_surges += 1;
+        }
+        for (id, o) in &self.orders {
+            expect
+                .entry(Code::of(o.country))
+                .or_default()
+                .orders
+                .insert(o.ordered_pos, *id);
+            counters.active_orders += 1;
+            let accounted = o
+                .roll
+                .values()
+                .filter(|s| {
+                    matches!(
+                        s,
+                        Some(PersonStatus::Safe | PersonStatus::Relocated | PersonStatus::Injured)
+                    )
+                })
+                .count() as u64;
+            let missing = o
+                .roll
+                .values()
+                .filter(|s| matches!(s, Some(PersonStatus::Missing)))
+                .count() as u64;
+            if (accounted, missing) != (o.accounted, o.missing) {
+                return Err(format!("order {id}: roll call counts drifted"));
+            }
+        }
+        counters.broadcasts_awaiting_ack = self
+            .broadcasts
+            .values()
+            .filter(|b| b.awaiting_ack())
+            .count() as u64;
+        if counters != self.counters {
+            return Err(format!(
+                "counters drifted: kept {:?}, recounted {counters:?}",
+                self.counters
+            ));
+        }
+        for (country, e) in &expect {
+            let Some(s) = self.countries.get(country) else {
+                return Err(format!(
+                    "{} has something to show but no entry",
+                    country.country
+                ));
+            };
+            let same = s.level == e.level
+                && s.open == e.open
+                && s.unverified == e.unverified
+                && s.by_severity == e.by_severity
+                && s.markers == e.markers
+                && s.hostage_cases == e.hostage_cases
+                && s.persons_held == e.persons_held
+                && s.surges == e.surges
+                && s.orders == e.orders;
+            if !same {
+                return Err(format!("{}: kept {s:?}, recounted {e:?}", country.country));
+            }
+        }
+        if let Some(c) = self.countries.keys().find(|c| !expect.contains_key(c)) {
+            return Err(format!("{} has an entry but nothing to show", c.country));
+        }
+        if self.countries.values().any(CountryState::is_empty) {
+            return Err("an empty country entry was kept".into());
+        }
+        if self.timeline.len() > TIMELINE_LIMIT {
+            return Err("the timeline outgrew its limit".into());
+        }
+        Ok(())
+    }
+}

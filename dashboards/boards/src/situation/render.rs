@@ -1,0 +1,287 @@
+//! The situation board as JSON, per view: the full snapshot, and the delta of one event.
+//!
+//! Redaction lives here: only [`View::Duty`] gets incident reporters and descriptions; no view
+//! gets any person reference of a hostage case, a roll call or a surge (they are not even
+//! looked at). A delta renders only what [`Changes`] names, with the same functions as the
+//! snapshot, so the two cannot disagree.
+
+use serde_json::{Map, Value};
+
+use super::text::{category_code, order_kind_code, scope_code, surge_status_code};
+use super::{Changes, Code, Urgency};
+use super::{
+    CountryState, Incident, MAX_BROADCASTS, MAX_MARKERS, Situation, TIMELINE_LIMIT, TimelineItem,
+};
+use crate::{Op, View, timestamp};
+use events::validate::Country;
+
+/// A JSON object from its fields. (Not `json!`: it would deep-copy every `Value` it is given.)
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut map = Map::new();
+    for (key, value) in fields {
+        map.insert(key.to_owned(), value);
+    }
+    Value::Object(map)
+}
+
+/// A string, or `null`.
+fn text_or_null(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, Value::from)
+}
+
+impl Situation {
+    /// The whole board for `view`, as MODEL.md describes it, including `position` and `as_of`.
+    pub fn snapshot(&self, view: View) -> Value {
+        let countries: Map<String, Value> = self
+            .countries
+            .iter()
+            .map(|(code, state)| {
+                let country = code.country;
+                (
+                    country.as_str().to_owned(),
+                    self.country(country, state, view),
+                )
+            })
+            .collect();
+        object([
+            ("position", Value::from(self.position)),
+            ("as_of", self.as_of.map_or(Value::Null, timestamp)),
+            ("counters", self.counters_json()),
+            ("countries", Value::Object(countries)),
+            ("broadcasts", self.broadcasts_json()),
+            (
+                "timeline",
+                Value::Array(self.timeline.iter().map(timeline_item).collect()),
+            ),
+        ])
+    }
+
+    /// The ops that turn the previous `snapshot(view)` into the current one, given what the
+    /// last [`Situation::apply`] returned. Call it right after that `apply` (before the next):
+    /// it renders the current state of what changed. `position` and `as_of` are not in the
+    /// ops: the delta message carries them and the page sets them after applying the ops.
+    pub fn delta(&self, changes: &Changes, view: View) -> Vec<Op> {
+        let mut ops = Vec::with_capacity(5);
+        for code in changes.countries.iter() {
+            let path = vec!["countries".to_owned(), code.as_str().to_owned()];
+            ops.push(match self.countries.get(&Code::of(code)) {
+                Some(state) => Op::Set {
+                    path,
+                    value: self.country(code, state, view),
+                },
+                None => Op::Remove { path },
+            });
+        }
+        if changes.counters {
+            ops.push(Op::Set {
+                path: vec!["counters".to_owned()],
+                value: self.counters_json(),
+            });
+        }
+        if changes.broadcasts {
+            ops.push(Op::Set {
+                path: vec!["broadcasts".to_owned()],
+                value: self.broadcasts_json(),
+            });
+        }
+        if let Some(item) = self.timeline.front().filter(|_| changes.timeline) {
+            ops.push(Op::Timeline {
+                value: timeline_item(item),
+                limit: TIMELINE_LIMIT,
+            });
+        }
+        ops
+    }
+
+    fn counters_json(&self) -> Value {
+        let c = &self.counters;
+        object([
+            ("open_incidents", c.open_incidents.into()),
+            ("unverified_incidents", c.unverified_incidents.into()),
+            ("casualties_killed", c.casualties_killed.into()),
+            ("casualties_injured", c.casualties_injured.into()),
+            ("countries_level_5_plus", c.countries_level_5_plus.into()),
+            ("hostage_cases", c.hostage_cases.into()),
+            ("persons_held", c.persons_held.into()),
+            ("active_surges", c.active_surges.into()),
+            ("active_orders", c.active_orders.into()),
+            ("broadcasts_awaiting_ack", c.broadcasts_awaiting_ack.into()),
+        ])
+    }
+
+    fn country(&self, code: Country, s: &CountryState, view: View) -> Value {
+        let areas: Map<String, Value> = s
+            .areas
+            .iter()
+            .map(|(name, a)| {
+                let area = object([
+                    ("level", a.level.get().into()),
+                    ("name", a.level.name().into()),
+                    ("reason", a.reason.as_str().into()),
+                    ("set_at", timestamp(a.set_at)),
+                ]);
+                (name.clone(), area)
+            })
+            .collect();
+        let by_severity: Map<String, Value> = (1..=5)
+            .zip(s.by_severity)
+            .map(|(n, count)| (n.to_string(), Value::from(count)))
+            .collect();
+        let markers: Vec<Value> = s
+            .markers
+            .values()
+            .rev()
+            .filter_map(|id| Some((id, self.incidents.get(id)?)))
+            .take(MAX_MARKERS)
+            .map(|(id, incident)| marker(id, incident, view))
+            .collect();
+        let held_since: Vec<Value> = s
+            .hostage_cases
+            .values()
+            .filter_map(|id| self.hostage.get(id))
+            .map(|case| timestamp(case.opened_at))
+            .collect();
+        let surges: Vec<Value> = s
+            .surges
+            .values()
+            .rev()
+            .filter_map(|id| Some((id, self.surges.get(id)?)))
+            .map(|(id, surge)| {
+                object([
+                    ("id", id.to_string().into()),
+                    ("duty_station", surge.duty_station.as_str().into()),
+                    ("status", surge_status_code(surge.status).into()),
+                    ("officers_needed", surge.officers_needed.into()),
+                    ("officers_assigned", surge.officers_assigned.into()),
+                ])
+            })
+            .collect();
+        let orders: Vec<Value> = s
+            .orders
+            .values()
+            .rev()
+            .filter_map(|id| Some((id, self.orders.get(id)?)))
+            .map(|(id, o)| {
+                let total = o.total();
+                let pct = if total == 0 {
+                    0.0
+                } else {
+                    // One decimal: 31 of 40 is 77.5.
+                    (o.accounted as f64 * 1000.0 / total as f64).round() / 10.0
+                };
+                object([
+                    ("id", id.to_string().into()),
+                    ("kind", order_kind_code(o.kind).into()),
+                    ("scope", scope_code(o.scope).into()),
+                    ("area", text_or_null(o.area.as_deref())),
+                    ("duty_station", text_or_null(o.duty_station.as_deref())),
+                    ("destination", o.destination.as_str().into()),
+                    ("deadline", timestamp(o.deadline)),
+                    ("status", "active".into()),
+                    ("total", total.into()),
+                    ("accounted", o.accounted.into()),
+                    ("accounted_pct", pct.into()),
+                    ("missing", o.missing.into()),
+                ])
+            })
+            .collect();
+        object([
+            ("code", code.as_str().into()),
+            ("level", s.level.map_or(Value::Null, |l| l.get().into())),
+            ("areas", Value::Object(areas)),
+            (
+                "incidents",
+                object([
+                    ("open", s.open.into()),
+                    ("unverified", s.unverified.into()),
+                    ("by_severity", Value::Object(by_severity)),
+                ]),
+            ),
+            ("markers", Value::Array(markers)),
+            (
+                "hostage",
+                object([
+                    ("cases", s.hostage_cases.len().into()),
+                    ("persons_held", s.persons_held.into()),
+                    ("held_since", Value::Array(held_since)),
+                ]),
+            ),
+            ("surges", Value::Array(surges)),
+            ("orders", Value::Array(orders)),
+        ])
+    }
+
+    fn broadcasts_json(&self) -> Value {
+        let latest = self
+            .broadcast_order
+            .iter()
+            .rev()
+            .take(MAX_BROADCASTS)
+            .filter_map(|id| Some((id, self.broadcasts.get(id)?)))
+            .map(|(id, b)| {
+                let status = if b.cancelled {
+                    "cancelled"
+                } else if b.escalated {
+                    "escalated"
+                } else {
+                    "issued"
+                };
+                object([
+                    ("id", id.to_string().into()),
+                    ("title", b.title.as_str().into()),
+                    (
+                        "severity",
+                        Urgency::of_broadcast(b.severity).as_str().into(),
+                    ),
+                    ("exercise", b.exercise.into()),
+                    ("issued_at", timestamp(b.issued_at)),
+                    ("requires_ack", b.requires_ack.into()),
+                    ("acked", b.acked().into()),
+                    ("total", b.total().into()),
+                    ("status", status.into()),
+                ])
+            });
+        Value::Array(latest.collect())
+    }
+}
+
+/// A map marker for an open incident with a location; reporter and description for duty only.
+fn marker(id: &uuid::Uuid, i: &Incident, view: View) -> Value {
+    let (lat, lon) = i.location.map_or((Value::Null, Value::Null), |l| {
+        (Value::from(l.lat), Value::from(l.lon))
+    });
+    let mut m = Map::new();
+    m.insert("id".to_owned(), Value::from(id.to_string()));
+    m.insert("lat".to_owned(), lat);
+    m.insert("lon".to_owned(), lon);
+    m.insert("severity".to_owned(), Value::from(i.severity.get()));
+    m.insert(
+        "category".to_owned(),
+        Value::from(category_code(i.category)),
+    );
+    m.insert("title".to_owned(), Value::from(i.title.as_str()));
+    m.insert("verified".to_owned(), Value::from(i.verified));
+    m.insert("occurred_at".to_owned(), timestamp(i.occurred_at));
+    if view == View::Duty {
+        m.insert("reporter".to_owned(), Value::from(i.reporter.as_str()));
+        m.insert(
+            "description".to_owned(),
+            text_or_null(i.description.as_deref()),
+        );
+    }
+    Value::Object(m)
+}
+
+fn timeline_item(item: &TimelineItem) -> Value {
+    object([
+        ("position", item.position.into()),
+        ("at", timestamp(item.at)),
+        (
+            "country",
+            item.country.map_or(Value::Null, |c| c.as_str().into()),
+        ),
+        ("kind", item.kind.as_str().into()),
+        ("severity", item.severity.as_str().into()),
+        ("text", item.text.as_str().into()),
+    ])
+}
