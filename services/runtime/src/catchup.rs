@@ -80,6 +80,12 @@ impl CatchUp {
     pub async fn recv(&mut self) -> Option<RecordedEvent> {
         self.rx.recv().await
     }
+
+    /// Waits for the next event, then also takes up to `max - 1` more that are already
+    /// waiting, so a consumer can fold a burst under one lock.
+    pub async fn recv_many(&mut self, buf: &mut Vec<RecordedEvent>, max: usize) -> usize {
+        self.rx.recv_many(buf, max.max(1)).await
+    }
 }
 
 impl Drop for CatchUp {

@@ -45,6 +45,27 @@ pub enum Command {
     Tail(TailArgs),
     /// Append one event from the command line.
     Append(AppendArgs),
+    /// Run the gateway alone (HTTP API, live boards over WebSocket, the wall screen).
+    Gateway(GatewayArgs),
+    /// Rebuild the board projections from the whole log, with progress, and print events/s.
+    Replay(ReplayArgs),
+}
+
+/// `vigil gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to serve HTTP and WebSocket on. Default: 127.0.0.1:8080
+    #[arg(long = "http", env = "VIGIL_HTTP_ADDR")]
+    pub http: Option<String>,
+}
+
+/// `vigil replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Read the log straight from <data-dir>/store instead of asking the running store over
+    /// NATS (the store must be stopped: the directory is locked while it runs).
+    #[arg(long)]
+    pub from_disk: bool,
 }
 
 /// `vigil up`.
@@ -56,7 +77,7 @@ pub struct UpArgs {
     /// Address of the Prometheus /metrics endpoint. Default: 127.0.0.1:9490
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics: Option<SocketAddr>,
-    /// The gateway's HTTP address (served once the gateway lands). Default: 127.0.0.1:8080
+    /// The gateway's HTTP address (wall screen, API, WebSocket). Default: 127.0.0.1:8080
     #[arg(long = "http", env = "VIGIL_HTTP_ADDR")]
     pub http: Option<String>,
 }
@@ -150,6 +171,16 @@ impl Common {
 }
 
 impl Resolved {
+    /// The gateway's address: flag or environment, then the file, then the default.
+    pub fn http_addr(&self, flag: Option<&str>) -> anyhow::Result<std::net::SocketAddr> {
+        let text = flag
+            .map(str::to_owned)
+            .or_else(|| self.file.http.clone())
+            .unwrap_or_else(|| config::DEFAULT_HTTP.to_owned());
+        text.parse()
+            .map_err(|_| anyhow::anyhow!("--http {text:?} is not an address like 127.0.0.1:8080"))
+    }
+
     /// The store's settings under this data directory.
     pub fn store_config(&self) -> store::StoreConfig {
         let mut c = store::StoreConfig::new(self.data_dir.join("store"));

@@ -3,7 +3,7 @@
 //! # Layout
 //! - `cli`: commands, flags, and how flags, environment and the config file combine.
 //! - `up`: `vigil up`, the whole centre on one machine (owns its nats-server).
-//! - `tools`: operator verbs (`tail`, `append`).
+//! - `tools`: operator verbs (`tail`, `append`, `replay`).
 
 mod cli;
 mod tools;
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use runtime::nats::Mode;
 
-use crate::cli::{Cli, Command, StoreArgs};
+use crate::cli::{Cli, Command, GatewayArgs, StoreArgs};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,6 +26,8 @@ async fn main() -> ExitCode {
             Command::Store(args) => run_store(settings, args).await,
             Command::Tail(args) => tools::tail(settings, args).await,
             Command::Append(args) => tools::append(settings, args).await,
+            Command::Gateway(args) => run_gateway(settings, args).await,
+            Command::Replay(args) => tools::replay(settings, args).await,
         },
         Err(e) => Err(e),
     };
@@ -58,4 +60,15 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
     let client =
         runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
     store::run(client, config, shutdown).await
+}
+
+async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Result<()> {
+    let shutdown = runtime::shutdown::on_signals();
+    let addr = settings.http_addr(args.http.as_deref())?;
+    let handle = runtime::telemetry::install_metrics()?;
+    let client =
+        runtime::nats::connect(&settings.nats_url, "vigil-gateway", None, Mode::Service).await?;
+    let (bound, task) = gateway::start(addr, client, Some(handle), shutdown).await?;
+    println!("gateway: wall screen at http://{bound}/");
+    task.await?
 }

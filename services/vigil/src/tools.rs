@@ -1,4 +1,4 @@
-//! Operator verbs: `vigil tail` and `vigil append`.
+//! Operator verbs: `vigil tail`, `vigil append` and `vigil replay`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -116,4 +116,73 @@ fn expected_json(s: &str) -> String {
         Ok(n) => n.to_string(),
         Err(_) => format!("{s:?}"),
     }
+}
+
+/// Rebuilds the board projections from the whole log and reports the speed.
+pub async fn replay(settings: Resolved, args: crate::cli::ReplayArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut board = boards::Situation::new();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} replay [{elapsed_precise}] [{wide_bar}] {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut folded = 0u64;
+    if args.from_disk {
+        let dir = settings.data_dir.join("store");
+        let log = tokio::task::spawn_blocking(move || store::Log::open(&dir, store::Durability::SyncData))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}. Stop the store first (the directory is locked while it runs), or replay without --from-disk"))?;
+        bar.set_length(log.head());
+        let mut from = 1;
+        loop {
+            let page = log.read_from(from, 10_000)?;
+            if page.is_empty() {
+                break;
+            }
+            for event in &page {
+                let _ = board.apply(event);
+            }
+            folded += page.len() as u64;
+            from += page.len() as u64;
+            bar.set_position(folded);
+        }
+    } else {
+        let client =
+            runtime::nats::connect(&settings.nats_url, "vigil-replay", None, Mode::Tool).await?;
+        let store = StoreClient::new(client, Duration::from_secs(10));
+        let (_, head) = store
+            .read(u64::MAX, 1)
+            .await
+            .context("cannot reach the store; is `vigil up` (or `vigil store`) running? Or use --from-disk with the store stopped")?;
+        bar.set_length(head);
+        loop {
+            let (page, head) = store
+                .read(folded + 1, 1000)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            bar.set_length(head);
+            if page.is_empty() {
+                break;
+            }
+            for event in &page {
+                let _ = board.apply(event);
+            }
+            folded += page.len() as u64;
+            bar.set_position(folded);
+        }
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let snapshot = board.snapshot(boards::View::Duty);
+    println!(
+        "replayed {folded} events in {secs:.2} s ({:.0} events/s); board at position {}: {} countries, {} open incidents",
+        folded as f64 / secs.max(1e-9),
+        board.position(),
+        snapshot["countries"].as_object().map_or(0, |c| c.len()),
+        snapshot["counters"]["open_incidents"]
+    );
+    Ok(())
 }

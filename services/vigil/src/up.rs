@@ -60,6 +60,17 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let store_dir = store_config.dir.clone();
     let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
 
+    let http_addr = settings.http_addr(args.http.as_deref())?;
+    let gateway_client =
+        runtime::nats::connect(&settings.nats_url, "vigil-gateway", None, Mode::Service).await?;
+    let (http_bound, gateway) = gateway::start(
+        http_addr,
+        gateway_client,
+        Some(metrics.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+
     let metrics_addr = args.metrics.unwrap_or_else(|| {
         runtime::config::DEFAULT_METRICS
             .parse()
@@ -83,12 +94,8 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         None => println!("  NATS           : {} (external)", settings.nats_url),
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
-    println!(
-        "  wall screen    : http://{}/  (the gateway lands with the boards issue; until then `vigil tail` shows the live log)",
-        args.http
-            .as_deref()
-            .unwrap_or(runtime::config::DEFAULT_HTTP)
-    );
+    println!("  board API      : http://{http_bound}/api/v1/boards/situation");
+    println!("  wall screen    : http://{http_bound}/   (kiosk: http://{http_bound}/?kiosk)");
     println!(
         "Try: vigil append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil tail --from 1"
     );
@@ -97,6 +104,11 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let store_result = store.await;
     // Whatever ended the store (signal or failure), stop the rest.
     shutdown.cancel();
+    match gateway.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "gateway task failed"),
+        Ok(Ok(())) => {}
+    }
     let _ = metrics_task.await;
     if let Some(task) = nats_task {
         let _ = task.await;

@@ -1,0 +1,271 @@
+//! Board hosting: the gateway's fold of the log and the fan-out of its deltas.
+//!
+//! # What it owns
+//! The situation board (a pure projection from `vigil-boards`), the position it has folded
+//! up to, and per view a ring of recent encoded deltas plus a broadcast channel to every
+//! subscriber of that view.
+//!
+//! # What it promises
+//! - Each delta is encoded **once** per view and the same bytes (reference-counted) go to
+//!   every subscriber of that view.
+//! - A subscriber gets one `snapshot` at position P (or, resuming from `since`, exactly the
+//!   deltas after `since` while they are still in the ring), then every later delta in
+//!   position order, with no gap and no repeat: subscription and the initial frames are taken
+//!   under the same lock that publication holds.
+//! - Every subscriber's queue is bounded: it is a cursor in the shared broadcast ring
+//!   ([`FANOUT_CAPACITY`] frames). Publication never waits for a subscriber; one that falls
+//!   further behind is told so (`Lagged`) and is sent a fresh snapshot instead of its backlog.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use boards::{Situation, View};
+use events::RecordedEvent;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::broadcast;
+
+/// Frames a subscriber may fall behind before it is resynced with a snapshot.
+pub const FANOUT_CAPACITY: usize = 1024;
+/// Recent deltas kept per view for clients that resume with `since`.
+pub const RING_CAPACITY: usize = 4096;
+/// The views served, in a fixed order (index = position in the per-view arrays).
+pub const VIEWS: [View; 2] = [View::Duty, View::WallScreen];
+
+fn view_index(view: View) -> usize {
+    match view {
+        View::Duty => 0,
+        View::WallScreen => 1,
+    }
+}
+
+/// One encoded delta, shared by every subscriber of its view.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// Log position the delta brings the board to.
+    pub position: u64,
+    /// The encoded `delta` message.
+    pub bytes: Utf8Bytes,
+}
+
+/// What a new subscriber gets: the frames to send first, and the live feed after them.
+pub struct Subscription {
+    /// A snapshot, or the deltas missed since `since`.
+    pub initial: Vec<Utf8Bytes>,
+    /// Whether `initial` is a snapshot (not a resume).
+    pub is_snapshot: bool,
+    /// The position the client is at after `initial`.
+    pub position: u64,
+    /// Every later delta.
+    pub live: broadcast::Receiver<Frame>,
+}
+
+struct Inner {
+    board: Situation,
+    as_of: Option<OffsetDateTime>,
+    /// Per view: recent deltas in position order.
+    rings: [VecDeque<Frame>; 2],
+    /// Every delta for a position above this is in the rings (positions whose event changed
+    /// nothing have no delta). Raised when the ring evicts, and while catching up at start
+    /// (no deltas are built then).
+    ring_floor: u64,
+    /// Deltas are built only once the fold has reached the head seen at start; before that
+    /// nobody can be behind a delta, and replay runs at full speed.
+    live_from: u64,
+}
+
+/// The hub: one per gateway process.
+pub struct Hub {
+    inner: RwLock<Inner>,
+    senders: [broadcast::Sender<Frame>; 2],
+    /// Encoded snapshot per view, valid for the position it was built at; a thousand screens
+    /// reconnecting at once cost one encoding.
+    snapshots: Mutex<[Option<(u64, Utf8Bytes)>; 2]>,
+    /// Becomes true once the fold reaches the head seen at start; subscriptions wait for it,
+    /// because no deltas are built before then.
+    caught_up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// An empty hub at position 0.
+    pub fn new() -> Self {
+        Self {
+            inner: RwLock::new(Inner {
+                board: Situation::new(),
+                as_of: None,
+                rings: [VecDeque::new(), VecDeque::new()],
+                ring_floor: 0,
+                live_from: 0,
+            }),
+            senders: [
+                broadcast::channel(FANOUT_CAPACITY).0,
+                broadcast::channel(FANOUT_CAPACITY).0,
+            ],
+            snapshots: Mutex::new([None, None]),
+            caught_up: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A poisoned lock means a panic while folding; the data is still the last good fold.
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The position folded so far.
+    pub fn position(&self) -> u64 {
+        self.read().board.position()
+    }
+
+    /// Whether the fold has reached the head the store reported at start.
+    pub fn caught_up(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+
+    /// Sets the head seen at start: until the fold reaches it, no deltas are built.
+    pub fn set_live_from(&self, head: u64) {
+        let mut inner = self.write();
+        inner.live_from = head;
+        if inner.board.position() >= head {
+            self.caught_up.send_replace(true);
+        }
+    }
+
+    /// Waits until the fold has reached the head seen at start.
+    pub async fn wait_caught_up(&self) {
+        let mut rx = self.caught_up.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Subscribers per view, for metrics.
+    pub fn subscribers(&self) -> usize {
+        self.senders.iter().map(|s| s.receiver_count()).sum()
+    }
+
+    /// Folds a run of events (in position order) into the board and publishes their deltas.
+    pub fn apply(&self, events: &[RecordedEvent]) {
+        let mut inner = self.write();
+        for event in events {
+            if event.position <= inner.board.position() {
+                continue; // already folded; the catch-up subscription never repeats, but be safe
+            }
+            let changes = inner.board.apply(event);
+            inner.as_of = Some(event.recorded_at);
+            let position = event.position;
+            if position <= inner.live_from {
+                inner.ring_floor = position;
+                continue;
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            let at = inner.as_of.and_then(|t| t.format(&Rfc3339).ok());
+            for view in VIEWS {
+                let ops = inner.board.delta(&changes, view);
+                let msg = json!({
+                    "type": "delta",
+                    "board": "situation",
+                    "view": view.as_str(),
+                    "position": position,
+                    "as_of": at,
+                    "ops": ops,
+                });
+                let frame = Frame {
+                    position,
+                    bytes: Utf8Bytes::from(msg.to_string()),
+                };
+                let i = view_index(view);
+                inner.rings[i].push_back(frame.clone());
+                if inner.rings[i].len() > RING_CAPACITY
+                    && let Some(old) = inner.rings[i].pop_front()
+                {
+                    inner.ring_floor = inner.ring_floor.max(old.position);
+                }
+                // No receivers is fine: nobody is watching this view.
+                let _ = self.senders[i].send(frame);
+                metrics::counter!("vigil_gateway_deltas_encoded_total").increment(1);
+            }
+        }
+        if inner.board.position() >= inner.live_from && !*self.caught_up.borrow() {
+            self.caught_up.send_replace(true);
+            tracing::info!(
+                position = inner.board.position(),
+                "boards caught up with the log"
+            );
+        }
+        metrics::gauge!("vigil_gateway_projection_position").set(inner.board.position() as f64);
+    }
+
+    /// The board as JSON for `view` (the HTTP snapshot).
+    pub fn snapshot_json(&self, view: View) -> serde_json::Value {
+        let inner = self.read();
+        inner.board.snapshot(view)
+    }
+
+    fn snapshot_frame(&self, inner: &Inner, view: View) -> Utf8Bytes {
+        let position = inner.board.position();
+        let i = view_index(view);
+        let mut cache = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, bytes)) = &cache[i]
+            && *p == position
+        {
+            return bytes.clone();
+        }
+        let msg = json!({
+            "type": "snapshot",
+            "board": "situation",
+            "view": view.as_str(),
+            "position": position,
+            "as_of": inner.as_of.and_then(|t| t.format(&Rfc3339).ok()),
+            "data": inner.board.snapshot(view),
+        });
+        let bytes = Utf8Bytes::from(msg.to_string());
+        cache[i] = Some((position, bytes.clone()));
+        bytes
+    }
+
+    /// Subscribes to `view`: resumes after `since` when the ring still holds every delta after
+    /// it, else starts from a fresh snapshot.
+    pub fn subscribe(&self, view: View, since: Option<u64>) -> Subscription {
+        let inner = self.read();
+        let i = view_index(view);
+        // Taken under the read lock: no delta can be published between the initial frames
+        // and the start of the live feed.
+        let live = self.senders[i].subscribe();
+        let position = inner.board.position();
+        if let Some(since) = since
+            && since >= inner.ring_floor
+            && since <= position
+        {
+            let initial = inner.rings[i]
+                .iter()
+                .filter(|f| f.position > since)
+                .map(|f| f.bytes.clone())
+                .collect();
+            return Subscription {
+                initial,
+                is_snapshot: false,
+                position,
+                live,
+            };
+        }
+        let initial = vec![self.snapshot_frame(&inner, view)];
+        Subscription {
+            initial,
+            is_snapshot: true,
+            position,
+            live,
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The board WebSocket (`/ws`), protocol of DESIGN.md.
+//!
+//! client → `{"type":"subscribe","board":"situation","view":"wall_screen","since":120,"token":"…"}`
+//! server → one `snapshot` (or the deltas missed since `since`), then `delta`s in position
+//! order, a `heartbeat` every [`HEARTBEAT`], and `error` before closing on bad input.
+//!
+//! Limits: client messages are small (a subscribe), so frames over [`MAX_CLIENT_MESSAGE`]
+//! close the connection; a client must subscribe within [`SUBSCRIBE_TIMEOUT`]; a send that
+//! does not complete within [`SEND_TIMEOUT`] drops the client (its socket is stuck). A client
+//! that falls more than the fan-out ring behind gets a fresh snapshot (see `hub`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use boards::View;
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::hub::Subscription;
+
+/// Largest message a client may send; a subscribe is ~200 bytes.
+pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+/// How often a subscribed client hears from the server when nothing happens (≤ 5 s).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// Time allowed between connecting and subscribing.
+pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A send that takes longer than this means the client's socket is stuck: drop it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe {
+        board: String,
+        #[serde(default)]
+        view: Option<String>,
+        #[serde(default)]
+        since: Option<u64>,
+        /// Checked once authentication lands (issue 4); accepted and ignored until then.
+        #[serde(default)]
+        #[allow(dead_code)]
+        token: Option<String>,
+    },
+}
+
+/// `GET /ws`.
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            metrics::gauge!("vigil_gateway_connections").increment(1.0);
+            serve(socket, state).await;
+            metrics::gauge!("vigil_gateway_connections").decrement(1.0);
+        })
+}
+
+enum Outcome {
+    Continue,
+    Close,
+}
+
+struct Conn {
+    socket: WebSocket,
+    view: View,
+    /// Last position this client has been sent.
+    position: u64,
+}
+
+impl Conn {
+    async fn send(&mut self, text: Utf8Bytes) -> Outcome {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(text))).await {
+            Ok(Ok(())) => {
+                metrics::counter!("vigil_gateway_frames_sent_total").increment(1);
+                Outcome::Continue
+            }
+            Ok(Err(_)) => Outcome::Close,
+            Err(_) => {
+                metrics::counter!("vigil_gateway_stuck_clients_dropped_total").increment(1);
+                Outcome::Close
+            }
+        }
+    }
+
+    async fn error_and_close(&mut self, code: &str, message: &str) {
+        let body = json!({"type": "error", "code": code, "message": message}).to_string();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = self.socket.send(Message::Text(body.into())).await;
+            let _ = self
+                .socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: Utf8Bytes::from_static("policy"),
+                })))
+                .await;
+        })
+        .await;
+    }
+
+    async fn start(&mut self, sub: &mut Subscription) -> Outcome {
+        for frame in std::mem::take(&mut sub.initial) {
+            if let Outcome::Close = self.send(frame).await {
+                return Outcome::Close;
+            }
+        }
+        self.position = sub.position;
+        Outcome::Continue
+    }
+}
+
+/// Parses a client text message into (board, view, since), or a refusal.
+fn parse_subscribe(text: &str) -> Result<(View, Option<u64>), (&'static str, String)> {
+    let msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
+        (
+            "invalid_message",
+            format!("expected {{\"type\":\"subscribe\",\"board\":\"situation\"}}: {e}"),
+        )
+    })?;
+    let ClientMessage::Subscribe {
+        board, view, since, ..
+    } = msg;
+    if !boards::BOARDS.contains(&board.as_str()) {
+        return Err((
+            "unknown_board",
+            format!(
+                "no board named {:?}; boards: {}",
+                board.chars().take(40).collect::<String>(),
+                boards::BOARDS.join(", ")
+            ),
+        ));
+    }
+    let view = match view.as_deref() {
+        None => View::WallScreen,
+        Some(v) => View::parse(v).ok_or((
+            "unknown_view",
+            "view must be duty or wall_screen".to_owned(),
+        ))?,
+    };
+    Ok((view, since))
+}
+
+async fn serve(socket: WebSocket, state: Arc<AppState>) {
+    let mut conn = Conn {
+        socket,
+        view: View::WallScreen,
+        position: 0,
+    };
+    // 1. Wait for a subscribe.
+    let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, conn.socket.recv()).await;
+    let (view, since) =
+        match first {
+            Ok(Some(Ok(Message::Text(text)))) => match parse_subscribe(&text) {
+                Ok(s) => s,
+                Err((code, msg)) => return conn.error_and_close(code, &msg).await,
+            },
+            Ok(Some(Ok(_))) => return conn
+                .error_and_close(
+                    "invalid_message",
+                    "send a JSON text message: {\"type\":\"subscribe\",\"board\":\"situation\"}",
+                )
+                .await,
+            Err(_) => {
+                return conn
+                    .error_and_close("timeout", "subscribe within 10 s of connecting")
+                    .await;
+            }
+            _ => return,
+        };
+    conn.view = view;
+    state.hub.wait_caught_up().await;
+    let mut sub = state.hub.subscribe(view, since);
+    if let Outcome::Close = conn.start(&mut sub).await {
+        return;
+    }
+
+    // 2. Follow.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let outcome = tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let _ = conn.socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: Utf8Bytes::from_static("gateway restarting") }))).await;
+                Outcome::Close
+            }
+            frame = sub.live.recv() => match frame {
+                Ok(f) if f.position <= conn.position => Outcome::Continue,
+                Ok(f) => {
+                    let p = f.position;
+                    let out = conn.send(f.bytes).await;
+                    conn.position = p;
+                    out
+                }
+                Err(RecvError::Lagged(n)) => {
+                    // Too far behind: a snapshot instead of the backlog.
+                    metrics::counter!("vigil_gateway_resyncs_total").increment(1);
+                    tracing::debug!(skipped = n, "slow client resynced with a snapshot");
+                    sub = state.hub.subscribe(conn.view, None);
+                    conn.start(&mut sub).await
+                }
+                Err(RecvError::Closed) => Outcome::Close,
+            },
+            _ = heartbeat.tick() => {
+                let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+                let body = json!({"type": "heartbeat", "position": conn.position, "at": at}).to_string();
+                conn.send(body.into()).await
+            }
+            msg = conn.socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => match parse_subscribe(&text) {
+                    Ok((view, since)) => {
+                        // Same view: continue from where this connection is, unless told otherwise.
+                        let resume = since.or((view == conn.view).then_some(conn.position));
+                        conn.view = view;
+                        sub = state.hub.subscribe(view, resume);
+                        conn.start(&mut sub).await
+                    }
+                    Err((code, msg)) => {
+                        conn.error_and_close(code, &msg).await;
+                        Outcome::Close
+                    }
+                },
+                Some(Ok(Message::Binary(_))) => {
+                    conn.error_and_close("invalid_message", "binary messages are not part of the protocol").await;
+                    Outcome::Close
+                }
+                Some(Ok(Message::Close(_))) | None => Outcome::Close,
+                // Pings are answered by the library; pongs need nothing.
+                Some(Ok(_)) => Outcome::Continue,
+                // Over the size limit, bad framing, reset: this connection only.
+                Some(Err(_)) => Outcome::Close,
+            },
+        };
+        if let Outcome::Close = outcome {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_messages_are_strict() {
+        assert!(matches!(
+            parse_subscribe(r#"{"type":"subscribe","board":"situation"}"#),
+            Ok((View::WallScreen, None))
+        ));
+        assert!(matches!(
+            parse_subscribe(r#"{"type":"subscribe","board":"situation","view":"duty","since":7}"#),
+            Ok((View::Duty, Some(7)))
+        ));
+        for (bad, code) in [
+            (r#"{"type":"subscribe","board":"nope"}"#, "unknown_board"),
+            (
+                r#"{"type":"subscribe","board":"situation","view":"god"}"#,
+                "unknown_view",
+            ),
+            (
+                r#"{"type":"subscribe","board":"situation","extra":1}"#,
+                "invalid_message",
+            ),
+            (r#"{"type":"unsubscribe"}"#, "invalid_message"),
+            (
+                r#"{"type":"subscribe","board":"situation","since":-1}"#,
+                "invalid_message",
+            ),
+            ("not json", "invalid_message"),
+        ] {
+            assert_eq!(parse_subscribe(bad).unwrap_err().0, code, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The board WebSocket protocol against a real gateway on port 0, a real store on a temp dir
+//! and a real nats-server, driven by tokio-tungstenite clients.
+
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use futures::{SinkExt, StreamExt};
+use runtime::StoreClient;
+use serde_json::{Value, json};
+use testkit::NatsServer;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Center {
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+    store: StoreClient,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Center {
+    async fn start() -> Self {
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let client = nats.connect().await;
+        tokio::spawn(store::run(
+            client.clone(),
+            store::StoreConfig::new(dir.path()),
+            stop.clone(),
+        ));
+        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
+        testkit::eventually(Duration::from_secs(10), || {
+            let s = store.clone();
+            async move { s.read(1, 1).await.ok() }
+        })
+        .await
+        .unwrap();
+        let gw_client = nats.connect().await;
+        let (addr, _task) = vigil_gateway::start(
+            "127.0.0.1:0".parse().unwrap(),
+            gw_client,
+            None,
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            _nats: nats,
+            _dir: dir,
+            store,
+            addr,
+            stop,
+        }
+    }
+
+    async fn report(&self, country: &str, severity: u8) -> u64 {
+        let id = Uuid::new_v4();
+        let ev = NewEvent {
+            id: Uuid::new_v4(),
+            event_type: "IncidentReported".into(),
+            v: 1,
+            data: json!({
+                "country": country, "category": "armed_conflict", "severity": severity,
+                "title": "Gunfire near the compound", "occurred_at": "2026-11-27T01:00:00Z",
+                "location": {"lat": 2.04, "lon": 45.34, "accuracy_m": 50.0},
+                "reporter": "amina.hassan"
+            }),
+            meta: Meta {
+                actor: Some("amina.hassan".into()),
+                ..Meta::default()
+            },
+        };
+        let req = AppendRequest {
+            stream: StreamName::parse(&format!("incident-{id}")).unwrap(),
+            expected_version: ExpectedVersion::NoStream,
+            events: vec![ev],
+        };
+        self.store.append(&req).await.unwrap().last_position
+    }
+
+    async fn connect(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
+            .await
+            .unwrap();
+        ws
+    }
+}
+
+impl Drop for Center {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON message that is not a heartbeat.
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the connection is open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "heartbeat" {
+                return v;
+            }
+        }
+    }
+}
+
+/// Mirror of the page's delta application (MODEL.md).
+fn apply_delta(board: &mut Value, delta: &Value) {
+    let ops: Vec<boards::Op> = serde_json::from_value(delta["ops"].clone()).unwrap();
+    boards::apply_ops(board, &ops);
+    board["position"] = delta["position"].clone();
+    board["as_of"] = delta["as_of"].clone();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
+    let c = Center::start().await;
+    c.report("SO", 4).await;
+
+    let mut ws = c.connect().await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "board": "situation", "view": "wall_screen"}),
+    )
+    .await;
+    let snap = next_json(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["position"], 1);
+    let mut board = snap["data"].clone();
+    assert_eq!(board["countries"]["SO"]["incidents"]["open"], 1);
+
+    for i in 0..5 {
+        let p = c.report(if i % 2 == 0 { "AF" } else { "SO" }, 3).await;
+        let d = next_json(&mut ws).await;
+        assert_eq!(
+            (d["type"].as_str(), d["position"].as_u64()),
+            (Some("delta"), Some(p))
+        );
+        apply_delta(&mut board, &d);
+    }
+    let http: Value = reqwest_get(c.addr, "/api/v1/boards/situation?view=wall_screen").await;
+    assert_eq!(
+        board, http,
+        "snapshot + deltas equals the board served over HTTP"
+    );
+    let last = board["position"].as_u64().unwrap();
+    drop(ws);
+
+    // Missed while disconnected: resume with `since` gets exactly the missed deltas.
+    let missed = [c.report("SO", 5).await, c.report("ML", 2).await];
+    let mut ws = c.connect().await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "board": "situation", "view": "wall_screen", "since": last}),
+    )
+    .await;
+    for p in missed {
+        let d = next_json(&mut ws).await;
+        assert_eq!(
+            (d["type"].as_str(), d["position"].as_u64()),
+            (Some("delta"), Some(p)),
+            "{d}"
+        );
+        apply_delta(&mut board, &d);
+    }
+    let p = c.report("SO", 1).await;
+    let d = next_json(&mut ws).await;
+    assert_eq!(d["position"].as_u64(), Some(p), "then live, no repeat");
+    apply_delta(&mut board, &d);
+    let http: Value = reqwest_get(c.addr, "/api/v1/boards/situation?view=wall_screen").await;
+    assert_eq!(board, http);
+
+    // A `since` from the future (the log was restored from an older backup, say): a snapshot.
+    let mut ws2 = c.connect().await;
+    send(
+        &mut ws2,
+        json!({"type": "subscribe", "board": "situation", "since": 10_000}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws2).await["type"], "snapshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_arrive_when_nothing_happens() {
+    let c = Center::start().await;
+    let mut ws = c.connect().await;
+    send(&mut ws, json!({"type": "subscribe", "board": "situation"})).await;
+    let started = Instant::now();
+    let mut beats = 0;
+    while beats < 2 {
+        let msg = tokio::time::timeout(Duration::from_secs(6), ws.next())
+            .await
+            .expect("heard within 6 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "heartbeat" {
+                assert!(v["at"].as_str().is_some_and(|a| a.ends_with('Z')));
+                assert_eq!(v["position"], 0);
+                beats += 1;
+            }
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(11));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
+    const READERS: usize = 50;
+    const EVENTS: usize = 2500; // more than the fan-out ring of 1024 frames
+    let c = Center::start().await;
+
+    // A small receive buffer, so the kernel cannot soak up the backlog for it.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(c.addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(
+        format!("ws://{}/ws", c.addr),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    send(
+        &mut stuck,
+        json!({"type": "subscribe", "board": "situation"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut stuck).await["type"], "snapshot");
+
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let mut ws = c.connect().await;
+        send(&mut ws, json!({"type": "subscribe", "board": "situation"})).await;
+        assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut worst = Duration::ZERO;
+            while seen.len() < EVENTS {
+                let d = next_json(&mut ws).await;
+                assert_eq!(d["type"], "delta", "a reading client is never resynced");
+                let at = time::OffsetDateTime::parse(
+                    d["as_of"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap();
+                worst = worst.max((time::OffsetDateTime::now_utc() - at).unsigned_abs());
+                seen.push(d["position"].as_u64().unwrap());
+            }
+            (seen, worst)
+        }));
+    }
+
+    // Append fast, from several writers, while `stuck` reads nothing.
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let store = c.store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EVENTS / 4 {
+                let id = Uuid::new_v4();
+                let ev = NewEvent {
+                    id: Uuid::new_v4(),
+                    event_type: "IncidentReported".into(),
+                    v: 1,
+                    // The first few carry a location, so every later delta of SO carries
+                    // their markers (a few KB): the backlog outgrows any socket buffer.
+                    data: if i < 5 {
+                        json!({"country": "SO", "category": "crime", "severity": 1 + (i % 5),
+                            "title": format!("writer {w} report {i}"), "occurred_at": "2026-11-27T01:00:00Z", "reporter": "x",
+                            "location": {"lat": 2.0 + i as f64 / 100.0, "lon": 45.0}})
+                    } else {
+                        json!({"country": "SO", "category": "crime", "severity": 1 + (i % 5),
+                            "title": format!("writer {w} report {i}"), "occurred_at": "2026-11-27T01:00:00Z", "reporter": "x"})
+                    },
+                    meta: Meta::default(),
+                };
+                let req = AppendRequest {
+                    stream: StreamName::parse(&format!("incident-{id}")).unwrap(),
+                    expected_version: ExpectedVersion::NoStream,
+                    events: vec![ev],
+                };
+                store.append(&req).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for r in readers {
+        let (seen, worst) = r.await.unwrap();
+        assert_eq!(
+            seen,
+            (1..=EVENTS as u64).collect::<Vec<_>>(),
+            "every delta, in order"
+        );
+        // Generous for a loaded 2-core machine in a debug build; the stuck client must not
+        // hold anyone for its 10 s send timeout.
+        assert!(
+            worst < Duration::from_secs(5),
+            "a reader waited {worst:?} for a delta"
+        );
+    }
+
+    // The stuck client now reads: after whatever its socket buffered, it gets a fresh
+    // snapshot instead of the backlog, and ends at the head.
+    let mut got_snapshot = false;
+    let mut board = Value::Null;
+    let mut last = 0;
+    while last < EVENTS as u64 {
+        let m = next_json(&mut stuck).await;
+        match m["type"].as_str() {
+            Some("snapshot") => {
+                got_snapshot = true;
+                board = m["data"].clone();
+                last = m["position"].as_u64().unwrap();
+            }
+            Some("delta") => {
+                let p = m["position"].as_u64().unwrap();
+                assert!(p > last, "no repeats: {p} after {last}");
+                if got_snapshot {
+                    assert_eq!(p, last + 1, "no gaps after the resync");
+                    apply_delta(&mut board, &m);
+                }
+                last = p;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        got_snapshot,
+        "the stuck client was resynced with a snapshot"
+    );
+    let http: Value = reqwest_get(c.addr, "/api/v1/boards/situation?view=wall_screen").await;
+    assert_eq!(board, http);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_client_messages_close_that_connection_only() {
+    let c = Center::start().await;
+    let mut good = c.connect().await;
+    send(
+        &mut good,
+        json!({"type": "subscribe", "board": "situation"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut good).await["type"], "snapshot");
+
+    let cases: Vec<(Message, Option<&str>)> = vec![
+        (Message::Text("{not json".into()), Some("invalid_message")),
+        (
+            Message::Text(
+                json!({"type": "subscribe", "board": "secret"})
+                    .to_string()
+                    .into(),
+            ),
+            Some("unknown_board"),
+        ),
+        (
+            Message::Text(
+                json!({"type": "subscribe", "board": "situation", "view": "root"})
+                    .to_string()
+                    .into(),
+            ),
+            Some("unknown_view"),
+        ),
+        (
+            Message::Text(
+                json!({"type": "subscribe", "board": "situation", "admin": true})
+                    .to_string()
+                    .into(),
+            ),
+            Some("invalid_message"),
+        ),
+        (
+            Message::Binary(vec![1, 2, 3].into()),
+            Some("invalid_message"),
+        ),
+        // Over the 4 KiB limit: the server drops the connection.
+        (Message::Text("x".repeat(64 * 1024).into()), None),
+    ];
+    for (msg, code) in cases {
+        let mut bad = c.connect().await;
+        let _ = bad.send(msg).await;
+        let mut saw_error = None;
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(m) = bad.next().await {
+                match m {
+                    Ok(Message::Text(t)) => {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if v["type"] == "error" {
+                            saw_error = v["code"].as_str().map(str::to_owned);
+                        }
+                    }
+                    Ok(Message::Close(_)) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the bad connection is closed");
+        if let Some(code) = code {
+            assert_eq!(saw_error.as_deref(), Some(code));
+        }
+    }
+    // The good one is untouched.
+    let p = c.report("SO", 2).await;
+    let d = next_json(&mut good).await;
+    assert_eq!(d["position"].as_u64(), Some(p));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_board_health_and_errors_are_json() {
+    let c = Center::start().await;
+    c.report("SO", 3).await;
+    let ready = testkit::eventually(Duration::from_secs(10), || async {
+        let (status, body) = http_get(c.addr, "/readyz").await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("ready");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["head"], 1);
+
+    let (status, body) = http_get(c.addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(c.addr, "/api/v1/boards/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        "unknown_board"
+    );
+    let (status, body) = http_get(c.addr, "/api/v1/boards/situation?view=x").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        "unknown_view"
+    );
+    let (status, body) = http_get(c.addr, "/no/such/page").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        "not_found"
+    );
+    let board: Value = reqwest_get(c.addr, "/api/v1/boards/situation").await;
+    assert_eq!(board["countries"]["SO"]["incidents"]["open"], 1);
+}
+
+/// A minimal HTTP/1.0 GET (no client library needed for two headers).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn reqwest_get(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = http_get(addr, path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
