@@ -28,3 +28,13 @@ need_rust() {
         fi
     fi
 }
+
+# need_chromium — Debian's Chromium and ChromeDriver, for the wall screen's browser tests.
+need_chromium() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}

@@ -1,0 +1,635 @@
+//! The wall screen in a real browser, against the real binary.
+//!
+//! Debian's Chromium, driven headless through `chromedriver` (WebDriver, the `fantoccini`
+//! crate), opens the page that `vigil up` serves at `/` and watches it as a duty officer would:
+//! it goes live; an incident (and a security level) appended through the store show within
+//! 2 s; freezing the centre (SIGSTOP: socket open, no heartbeats) turns it STALE and thawing it
+//! brings it back; stopping the centre (SIGTERM) turns it offline with the STALE banner;
+//! starting the centre again brings it back to live by itself, without a reload, with the
+//! incident still there. Screenshots are left in `target/`: `wall-screen.png` (live),
+//! `wall-screen-stale.png` and `wall-screen-offline.png`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `apt-get install -y chromium chromium-driver`;
+//! `ops/test` installs them). Without them this test fails and says so: it never skips.
+//! `VIGIL_CHROMIUM` and `VIGIL_CHROMEDRIVER` point at other binaries.
+
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use futures::FutureExt;
+use serde_json::{Value, json};
+use testkit::{ChildGuard, free_port, wait_for_port};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const INSTALL: &str = "run `apt-get install -y chromium chromium-driver` (ops/test installs them)";
+
+/// What the page shows, read in one WebDriver round trip through its `data-testid`s.
+const READ_PAGE: &str = r#"
+const q = (id) => document.querySelector(`[data-testid="${id}"]`);
+const banner = q("stale-banner");
+return {
+  state: q("status")?.dataset.state ?? null,
+  age: q("status")?.dataset.age ?? null,
+  open: q("counter-open_incidents")?.dataset.value ?? null,
+  timeline: q("timeline")?.textContent ?? null,
+  position: q("position")?.dataset.position ?? null,
+  banner: banner && banner.offsetHeight > 0 ? banner.textContent : null,
+  level5plus: q("counter-countries_level_5_plus")?.dataset.value ?? null,
+  so_fill: document.querySelector("path.cc-SO")?.getAttribute("fill") ?? null,
+  sev4_markers: document.querySelectorAll('[data-testid="marker"][data-severity="4"]').length,
+  mark: window.__wallScreenTestMark ?? null,
+  map_view: q("map")?.dataset.view ?? null,
+};
+"#;
+
+/// A binary from an environment variable, `PATH`, or Debian's places for it.
+fn find_binary(env: &str, names: &[&str], extra: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(extra.iter().map(PathBuf::from));
+    dirs.iter()
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Where the screenshot goes: `$CARGO_TARGET_DIR`, else the target directory the binary
+/// under test was built into.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_vigil"));
+    // <target>/<profile>/vigil
+    bin.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// `vigil up` with fixed ports and data directory, so a restart is the same centre.
+struct Centre {
+    child: Option<tokio::process::Child>,
+    data_dir: PathBuf,
+    nats_url: String,
+    http_port: u16,
+    metrics_port: u16,
+    output: Arc<Mutex<String>>,
+}
+
+impl Centre {
+    fn new(data_dir: &Path) -> Self {
+        Self {
+            child: None,
+            data_dir: data_dir.to_owned(),
+            nats_url: format!("nats://127.0.0.1:{}", free_port()),
+            http_port: free_port(),
+            metrics_port: free_port(),
+            output: Arc::default(),
+        }
+    }
+
+    /// Starts `vigil up` and waits for its banner and for its HTTP port.
+    async fn start(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("vigil-up.stderr.log"))
+            .unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "up",
+                "--nats-url",
+                &self.nats_url,
+                "--http",
+                &format!("127.0.0.1:{}", self.http_port),
+                "--metrics",
+                &format!("127.0.0.1:{}", self.metrics_port),
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        self.child = Some(child);
+        let output = Arc::clone(&self.output);
+        let (banner_tx, banner_rx) = tokio::sync::oneshot::channel();
+        // Keeps reading stdout for the life of the process, so that it never blocks on a
+        // full pipe; the banner ends with the Ctrl-C line.
+        tokio::spawn(async move {
+            let mut banner_tx = Some(banner_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let done = line.starts_with("Ctrl-C");
+                output.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(tx) = banner_tx.take_if(|_| done) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let banner = tokio::time::timeout(Duration::from_secs(60), banner_rx).await;
+        assert!(
+            matches!(banner, Ok(Ok(()))),
+            "vigil up did not print its banner within 60 s.\nstdout:\n{}\nstderr:\n{}",
+            self.output.lock().unwrap(),
+            self.stderr()
+        );
+        let port = self.http_port;
+        let listening =
+            tokio::task::spawn_blocking(move || wait_for_port(port, Duration::from_secs(20)))
+                .await
+                .unwrap();
+        assert!(
+            listening,
+            "vigil up printed its banner but nothing listens on its --http port {port}.\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to `vigil up`.
+    fn signal(&self, name: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(tokio::process::Child::id)
+            .expect("vigil up is running");
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{name}"), &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    async fn stop(&mut self) {
+        let mut child = self.child.take().expect("vigil up is running");
+        let pid = child.id().expect("vigil up has a pid");
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("vigil up exits within 30 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "vigil up exit status {status:?}");
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("vigil-up.stderr.log")).unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/?kiosk", self.http_port)
+    }
+
+    /// `vigil append` of one event; returns the position the store acknowledged.
+    fn append(&self, stream: &str, event_type: &str, v: u32, data: &Value) -> u64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "append",
+                "--nats-url",
+                &self.nats_url,
+                "--stream",
+                stream,
+                "--type",
+                event_type,
+                "--v",
+                &v.to_string(),
+                "--actor",
+                "wall-screen-test",
+                "--data",
+                &data.to_string(),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "vigil append failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "appended <id> to <stream> at position N (stream version V)"
+        stdout
+            .split("at position ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no position in {stdout:?}"))
+    }
+}
+
+impl Drop for Centre {
+    fn drop(&mut self) {
+        // A failed test still stops the centre cleanly, so that its own nats-server goes too.
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                for signal in ["-CONT", "-TERM"] {
+                    let _ = Command::new("kill")
+                        .args([signal, &pid.to_string()])
+                        .status();
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// chromedriver on a free port, and a WebDriver session with headless Chromium.
+async fn browser(profile: &Path, log: &Path) -> (ChildGuard, Client) {
+    let chromium = find_binary(
+        "VIGIL_CHROMIUM",
+        &["chromium", "chromium-browser"],
+        &["/usr/bin", "/usr/lib/chromium"],
+    )
+    .unwrap_or_else(|| panic!("Chromium is not installed: {INSTALL}"));
+    let driver = find_binary(
+        "VIGIL_CHROMEDRIVER",
+        &["chromedriver"],
+        &["/usr/bin", "/usr/lib/chromium"],
+    )
+    .unwrap_or_else(|| panic!("chromedriver is not installed: {INSTALL}"));
+    let port = free_port();
+    let guard = ChildGuard(Some(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL}", driver.display())),
+    ));
+    assert!(
+        wait_for_port(port, Duration::from_secs(20)),
+        "chromedriver did not listen on port {port} within 20 s"
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--window-size=1920,1080",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no WebDriver session with {} through {}: {e}\nchromedriver log:\n{}",
+                chromium.display(),
+                driver.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
+    (guard, client)
+}
+
+async fn read_page(client: &Client) -> Value {
+    client.execute(READ_PAGE, vec![]).await.unwrap()
+}
+
+/// Polls the page every 50 ms until `ok` holds; returns how long it took, or panics with
+/// `what` and the last thing the page showed.
+async fn wait_for(
+    client: &Client,
+    timeout: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let page = read_page(client).await;
+        if ok(&page) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}; the page shows {page:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn state(page: &Value) -> &str {
+    page["state"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_screen_goes_live_shows_an_incident_goes_stale_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let profile = dir.path().join("chromium-profile");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let (_driver, client) = browser(&profile, &dir.path().join("chromedriver.log")).await;
+    let mut centre = Centre::new(&data_dir);
+    centre.start().await;
+
+    let outcome = AssertUnwindSafe(scenario(&client, &mut centre))
+        .catch_unwind()
+        .await;
+    if outcome.is_err() {
+        // Something for people to look at when it fails, too.
+        if let Ok(png) = client.screenshot().await {
+            let _ = std::fs::write(target_dir().join("wall-screen-failed.png"), png);
+        }
+    }
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        eprintln!(
+            "vigil up stdout:\n{}\nvigil up stderr:\n{}",
+            centre.output.lock().unwrap(),
+            centre.stderr()
+        );
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn scenario(client: &Client, centre: &mut Centre) {
+    // A 1080p wall screen: the viewport (not the window) is 1920×1080.
+    let chrome = client
+        .execute(
+            "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let extra = |i: usize| u32::try_from(chrome[i].as_u64().unwrap_or(0)).unwrap_or(0);
+    client
+        .set_window_size(1920 + extra(0), 1080 + extra(1))
+        .await
+        .unwrap();
+
+    // (a) The page loads from the binary and goes live.
+    let opened = Instant::now();
+    client.goto(&centre.url()).await.unwrap();
+    let to_live = wait_for(client, Duration::from_secs(15), "the page goes live", |p| {
+        state(p) == "live"
+    })
+    .await;
+    eprintln!(
+        "wall screen: live {:?} after navigation started ({to_live:?} of polling)",
+        opened.elapsed()
+    );
+    let page = read_page(client).await;
+    assert_eq!(
+        page["open"], "0",
+        "an empty log has no open incident: {page:#}"
+    );
+    assert!(
+        page["banner"].is_null(),
+        "no STALE banner while live: {page:#}"
+    );
+    // Everything the page loaded came from the centre itself: no CDN, no internet.
+    let foreign: Vec<Value> = client
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name)\
+             .filter(n => new URL(n).origin !== location.origin);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        foreign.is_empty(),
+        "the page loaded from elsewhere: {foreign:?}"
+    );
+    // The page stays small: everything it loaded, as sent over the wire.
+    let weight = client
+        .execute(
+            "const n = performance.getEntriesByType('navigation')[0];\
+             return performance.getEntriesByType('resource')\
+             .reduce((sum, e) => sum + e.transferSize, n.transferSize);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!("wall screen: page weight {} KiB transferred", weight / 1024);
+    assert!(
+        weight < 600 * 1024,
+        "the page weighs {weight} bytes: keep it under 600 KiB"
+    );
+    // Marks this page instance: a reload would lose it, so recovery must keep it.
+    client
+        .execute(
+            "window.__wallScreenTestMark = 'same page'; return null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+
+    // (b) An incident appended through the store shows within 2 s.
+    let title = "Armed clash near Mogadishu airport road";
+    let data = json!({
+        "country": "SO",
+        "category": "armed_conflict",
+        "severity": 4,
+        "title": title,
+        "occurred_at": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        "location": {"lat": 2.0144, "lon": 45.3047, "accuracy_m": 500.0},
+        "duty_station": "mogadishu",
+        "reporter": "officer.wallscreen",
+    });
+    let stream = format!("incident-{}", uuid::Uuid::new_v4());
+    let append_started = Instant::now();
+    let position = centre.append(&stream, "IncidentReported", 1, &data);
+    let append_took = append_started.elapsed();
+    let shown = wait_for(
+        client,
+        Duration::from_secs(2),
+        "the appended incident shows on the counter and the timeline",
+        |p| p["open"] == "1" && p["timeline"].as_str().is_some_and(|t| t.contains(title)),
+    )
+    .await;
+    eprintln!(
+        "wall screen: incident at position {position} shown {shown:?} after `vigil append` \
+         returned (the append itself took {append_took:?})"
+    );
+    let page = read_page(client).await;
+    assert_eq!(page["state"], "live", "{page:#}");
+    assert_eq!(
+        page["position"],
+        position.to_string(),
+        "the page shows the log position it is at: {page:#}"
+    );
+    assert_eq!(page["level5plus"], "0", "{page:#}");
+    assert!(
+        page["timeline"].as_str().unwrap_or("").contains("SO"),
+        "the timeline names the country: {page:#}"
+    );
+    wait_for(
+        client,
+        Duration::from_secs(2),
+        "a severity-4 marker is on the map",
+        |p| p["sev4_markers"].as_u64() == Some(1),
+    )
+    .await;
+
+    // A security level: the country is shaded and counted.
+    let level = json!({
+        "area": "mogadishu",
+        "country": "SO",
+        "level": 5,
+        "reason": "Attacks on the airport road",
+    });
+    let level_stream = format!("level-{}", uuid::Uuid::new_v4());
+    let position = centre.append(&level_stream, "AreaSecurityLevelSet", 2, &level);
+    let shaded = wait_for(
+        client,
+        Duration::from_secs(2),
+        "SO is shaded as level 5 and counted",
+        |p| p["level5plus"] == "1" && p["so_fill"] == "#e53935",
+    )
+    .await;
+    eprintln!("wall screen: level 5 for SO shown {shaded:?} after `vigil append` returned");
+
+    // The centre freezes (SIGSTOP): the socket stays open but the heartbeats stop. The page
+    // must not go on saying LIVE: after 7 s of silence it shows STALE.
+    let frozen_at = Instant::now();
+    centre.signal("STOP");
+    let went_stale = wait_for(
+        client,
+        Duration::from_secs(12),
+        "the page shows STALE when the heartbeats stop on an open socket",
+        |p| state(p) == "stale" && p["banner"].as_str().is_some_and(|b| b.contains("STALE")),
+    )
+    .await;
+    let page = read_page(client).await;
+    eprintln!(
+        "wall screen: stale with banner {} {went_stale:?} after SIGSTOP",
+        page["banner"]
+    );
+    assert_eq!(
+        page["open"], "1",
+        "the last known picture stays up: {page:#}"
+    );
+    let stale = client.screenshot().await.unwrap();
+    std::fs::write(target_dir().join("wall-screen-stale.png"), stale).unwrap();
+    centre.signal("CONT");
+    let thawed = wait_for(
+        client,
+        Duration::from_secs(15),
+        "the page goes live again when the centre resumes",
+        |p| state(p) == "live",
+    )
+    .await;
+    eprintln!(
+        "wall screen: live again {thawed:?} after SIGCONT ({:?} after SIGSTOP)",
+        frozen_at.elapsed()
+    );
+
+    // (c) The centre stops: the page says so.
+    let stopped_at = Instant::now();
+    centre.stop().await;
+    let stop_took = stopped_at.elapsed();
+    let noticed = wait_for(
+        client,
+        Duration::from_secs(10),
+        "the page shows offline/STALE after the centre stopped",
+        |p| {
+            matches!(state(p), "offline" | "stale")
+                && p["banner"].as_str().is_some_and(|b| b.contains("STALE"))
+        },
+    )
+    .await;
+    let page = read_page(client).await;
+    eprintln!(
+        "wall screen: {} with banner {} {noticed:?} after `vigil up` exited \
+         (it exited {stop_took:?} after SIGTERM)",
+        state(&page),
+        page["banner"],
+    );
+    assert_eq!(
+        page["open"], "1",
+        "the last known picture stays up: {page:#}"
+    );
+    let offline = client.screenshot().await.unwrap();
+    std::fs::write(target_dir().join("wall-screen-offline.png"), offline).unwrap();
+
+    // (d) The centre returns: the page goes live again by itself, with the incident.
+    let restarted_at = Instant::now();
+    centre.start().await;
+    let up_took = restarted_at.elapsed();
+    let back = wait_for(
+        client,
+        Duration::from_secs(20),
+        "the page goes live again by itself after the centre restarted",
+        |p| state(p) == "live",
+    )
+    .await;
+    eprintln!(
+        "wall screen: live again {back:?} after `vigil up` was back (its start took {up_took:?})"
+    );
+    let page = read_page(client).await;
+    assert_eq!(
+        page["mark"], "same page",
+        "recovered without a reload: {page:#}"
+    );
+    assert_eq!(page["open"], "1", "{page:#}");
+    assert!(
+        page["timeline"].as_str().is_some_and(|t| t.contains(title)),
+        "{page:#}"
+    );
+    assert_eq!(page["position"], position.to_string(), "{page:#}");
+    assert_eq!(page["so_fill"], "#e53935", "{page:#}");
+    assert!(
+        page["banner"].is_null(),
+        "the STALE banner is gone: {page:#}"
+    );
+
+    // (e) A picture for people.
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let path = target_dir().join("wall-screen.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!(
+        "wall screen: screenshot in {} (map view {})",
+        path.display(),
+        page["map_view"]
+    );
+}
