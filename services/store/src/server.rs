@@ -10,11 +10,12 @@
 //! 3. The writer takes everything queued, up to `max_group_events`, validates it in order,
 //!    writes it as one fjall batch and fdatasyncs once (group commit). The cap keeps a
 //!    group's commit short, so tail latency stays low under load.
-//! 4. Only then is each append answered, and the new events handed to the publisher, which
-//!    publishes them with their position in the `Vigil-Position` header. Publication is
-//!    best-effort by design: a consumer that misses one sees the gap in positions and reads
-//!    it from the log (see `vigil_runtime::catchup`). A full publisher queue drops the batch
-//!    and counts it in `vigil_store_publish_dropped_total`.
+//! 4. Only then does one outbox task send every answer of the group and publish the new
+//!    events with their position in the `Vigil-Position` header. Publication is best-effort by
+//!    design: a consumer that misses one sees the gap in positions and reads it from the log
+//!    (see `vigil_runtime::catchup`); failures are counted in
+//!    `vigil_store_publish_failed_total`. The outbox queue holds 1,024 groups; when it is full
+//!    the writer waits, because answers are never dropped.
 //!
 //! # Shutdown
 //! On the shutdown token the store stops taking requests, the writer finishes the group in
@@ -26,12 +27,10 @@ use std::time::{Duration, Instant};
 use async_nats::{Client, HeaderMap, Message};
 use bytes::Bytes;
 use events::codec::{self, Limits};
-use events::store_api::{
-    AppendOk, AppendReply, MAX_READ_LIMIT, ReadRequest, StoreError, StreamReadRequest,
-};
+use events::store_api::{AppendReply, MAX_READ_LIMIT, ReadRequest, StoreError, StreamReadRequest};
 use events::subjects;
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -72,10 +71,14 @@ const MAX_REPLY_BYTES: usize = 900 * 1024;
 /// Largest read request; reads are tiny.
 const MAX_READ_REQUEST_BYTES: usize = 4096;
 
-type Job = (
-    events::AppendRequest,
-    oneshot::Sender<Result<AppendOk, StoreError>>,
-);
+/// An append waiting for the writer, with the subject its answer goes to.
+type Job = (events::AppendRequest, async_nats::Subject);
+
+/// What one group commit sends out, in this order: every answer, then the committed events.
+struct Outbox {
+    replies: Vec<(async_nats::Subject, AppendReply)>,
+    committed: Committed,
+}
 
 /// Opens the log and serves it over NATS until `shutdown` fires.
 pub async fn run(
@@ -94,17 +97,18 @@ pub async fn run(
     metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
 
     let (job_tx, job_rx) = mpsc::channel::<Job>(config.queue_capacity);
-    // Publication queue, in groups; sized so a NATS hiccup of a few seconds fits.
-    let (pub_tx, pub_rx) = mpsc::channel::<Committed>(4096);
+    // Answers and publications, one entry per group. The writer waits when it is full
+    // (answers must not be dropped); 1024 groups is seconds of NATS trouble.
+    let (out_tx, out_rx) = mpsc::channel::<Outbox>(1024);
 
     let writer = {
         let log = log.clone();
         let max = config.max_group_events;
         std::thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || writer_loop(&log, job_rx, pub_tx, max))?
+            .spawn(move || writer_loop(&log, job_rx, out_tx, max))?
     };
-    let publisher = tokio::spawn(publisher_loop(client.clone(), pub_rx));
+    let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
     let mut appends = client
         .queue_subscribe(subjects::STORE_APPEND, subjects::STORE_QUEUE.into())
@@ -123,7 +127,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(msg) = appends.next() => {
-                handle_append(&client, &config.limits, &job_tx, &tasks, msg).await;
+                handle_append(&client, &config.limits, &job_tx, msg).await;
             }
             Some(msg) = reads.next() => {
                 let (client, log) = (client.clone(), log.clone());
@@ -148,7 +152,7 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tasks.close();
     tasks.wait().await;
-    let _ = publisher.await;
+    let _ = outbox.await;
     let _ = client.flush().await;
     let closing = log.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
@@ -156,13 +160,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle_append(
-    client: &Client,
-    limits: &Limits,
-    jobs: &mpsc::Sender<Job>,
-    tasks: &TaskTracker,
-    msg: Message,
-) {
+async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job>, msg: Message) {
     let Some(reply_to) = msg.reply.clone() else {
         metrics::counter!("vigil_store_requests_without_reply_total").increment(1);
         return;
@@ -175,15 +173,16 @@ async fn handle_append(
             return;
         }
     };
-    let (tx, rx) = oneshot::channel();
-    if let Err(e) = jobs.try_send((request, tx)) {
-        let message = match e {
-            mpsc::error::TrySendError::Full(_) => {
-                "the store is at capacity; retry shortly with the same event ids"
-            }
-            mpsc::error::TrySendError::Closed(_) => {
-                "the store is shutting down; retry with the same event ids"
-            }
+    if let Err(e) = jobs.try_send((request, reply_to)) {
+        let (message, reply_to) = match e {
+            mpsc::error::TrySendError::Full((_, r)) => (
+                "the store is at capacity; retry shortly with the same event ids",
+                r,
+            ),
+            mpsc::error::TrySendError::Closed((_, r)) => (
+                "the store is shutting down; retry with the same event ids",
+                r,
+            ),
         };
         metrics::counter!("vigil_store_appends_total", "outcome" => "unavailable").increment(1);
         respond(
@@ -192,29 +191,19 @@ async fn handle_append(
             &AppendReply::Error(StoreError::unavailable(message)),
         )
         .await;
-        return;
     }
-    let client = client.clone();
-    tasks.spawn(async move {
-        let reply = match rx.await {
-            Ok(Ok(ok)) => AppendReply::Ok(ok),
-            Ok(Err(e)) => AppendReply::Error(e),
-            Err(_) => AppendReply::Error(StoreError::unavailable(
-                "the store's writer stopped before this append was decided; retry with the same event ids",
-            )),
-        };
-        let outcome = match &reply {
-            AppendReply::Ok(_) => "ok",
-            AppendReply::Error(e) => match e.code {
-                events::ErrorCode::WrongExpectedVersion => "wrong_expected_version",
-                events::ErrorCode::Invalid => "invalid",
-                events::ErrorCode::IdReused => "id_reused",
-                events::ErrorCode::Unavailable => "unavailable",
-            },
-        };
-        metrics::counter!("vigil_store_appends_total", "outcome" => outcome).increment(1);
-        respond(&client, reply_to, &reply).await;
-    });
+}
+
+fn outcome_label(reply: &AppendReply) -> &'static str {
+    match reply {
+        AppendReply::Ok(_) => "ok",
+        AppendReply::Error(e) => match e.code {
+            events::ErrorCode::WrongExpectedVersion => "wrong_expected_version",
+            events::ErrorCode::Invalid => "invalid",
+            events::ErrorCode::IdReused => "id_reused",
+            events::ErrorCode::Unavailable => "unavailable",
+        },
+    }
 }
 
 async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
@@ -324,27 +313,27 @@ async fn respond(client: &Client, reply_to: async_nats::Subject, reply: &AppendR
 fn writer_loop(
     log: &Log,
     mut jobs: mpsc::Receiver<Job>,
-    publish: mpsc::Sender<Committed>,
+    outbox: mpsc::Sender<Outbox>,
     max_group_events: usize,
 ) {
     let mut group: Vec<Pending> = Vec::new();
-    let mut replies: Vec<oneshot::Sender<Result<AppendOk, StoreError>>> = Vec::new();
-    while let Some((req, tx)) = jobs.blocking_recv() {
+    let mut reply_to: Vec<async_nats::Subject> = Vec::new();
+    while let Some((req, subject)) = jobs.blocking_recv() {
         let mut n = req.events.len();
         group.push(Pending {
             request: req,
             outcome: None,
         });
-        replies.push(tx);
+        reply_to.push(subject);
         while n < max_group_events {
             match jobs.try_recv() {
-                Ok((req, tx)) => {
+                Ok((req, subject)) => {
                     n += req.events.len();
                     group.push(Pending {
                         request: req,
                         outcome: None,
                     });
-                    replies.push(tx);
+                    reply_to.push(subject);
                 }
                 Err(_) => break,
             }
@@ -352,7 +341,7 @@ fn writer_loop(
         let started = Instant::now();
         let committed = log.commit_group(&mut group);
         let took = started.elapsed();
-        match committed {
+        let (replies, committed) = match committed {
             Ok(committed) => {
                 if !committed.events.is_empty() {
                     metrics::histogram!("vigil_store_commit_seconds").record(took.as_secs_f64());
@@ -369,35 +358,54 @@ fn writer_loop(
                         );
                     }
                 }
-                for (p, tx) in group.drain(..).zip(replies.drain(..)) {
-                    let outcome = p.outcome.unwrap_or_else(|| {
-                        Err(StoreError::unavailable(
-                            "the append was not decided; retry with the same event ids",
-                        ))
-                    });
-                    let _ = tx.send(outcome);
-                }
-                if !committed.events.is_empty() && publish.try_send(committed).is_err() {
-                    metrics::counter!("vigil_store_publish_dropped_total").increment(1);
-                }
+                let replies = group
+                    .drain(..)
+                    .zip(reply_to.drain(..))
+                    .map(|(p, subject)| {
+                        let reply = match p.outcome {
+                            Some(Ok(ok)) => AppendReply::Ok(ok),
+                            Some(Err(e)) => AppendReply::Error(e),
+                            None => AppendReply::Error(StoreError::unavailable(
+                                "the append was not decided; retry with the same event ids",
+                            )),
+                        };
+                        (subject, reply)
+                    })
+                    .collect();
+                (replies, committed)
             }
             Err(e) => {
                 // Reading an index or encoding failed before anything was written: refuse this
                 // group; the log on disk is unchanged.
                 tracing::error!(error = %e, "group refused before commit");
-                for tx in replies.drain(..) {
-                    let _ = tx.send(Err(StoreError::unavailable(format!(
-                        "the store could not check this append against the log: {e}"
-                    ))));
-                }
                 group.clear();
+                let error = StoreError::unavailable(format!(
+                    "the store could not check this append against the log: {e}"
+                ));
+                let replies = reply_to
+                    .drain(..)
+                    .map(|s| (s, AppendReply::Error(error.clone())))
+                    .collect();
+                (replies, Committed { events: vec![] })
             }
+        };
+        if outbox.blocking_send(Outbox { replies, committed }).is_err() {
+            tracing::error!(
+                "the outbox stopped; answers of this group are lost, clients will retry"
+            );
         }
     }
 }
 
-async fn publisher_loop(client: Client, mut rx: mpsc::Receiver<Committed>) {
-    while let Some(committed) = rx.recv().await {
+/// Sends each group's answers, then publishes its events with their positions. One task for
+/// all, so an append costs no task or channel of its own.
+async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
+    while let Some(Outbox { replies, committed }) = rx.recv().await {
+        for (subject, reply) in replies {
+            metrics::counter!("vigil_store_appends_total", "outcome" => outcome_label(&reply))
+                .increment(1);
+            respond(&client, subject, &reply).await;
+        }
         for (event, bytes) in committed.events {
             let mut headers = HeaderMap::new();
             headers.insert(
