@@ -1,12 +1,16 @@
 //! The append-only log on fjall: layout, reads, and the commit of one group of appends.
 //!
-//! # On-disk layout (three keyspaces, written together in one atomic fjall batch)
+//! # On-disk layout (four keyspaces, written together in one atomic fjall batch)
 //! - `log`:     position (u64 big-endian) → the recorded event as JSON. Big-endian keys sort
 //!   in position order, so a range scan is a read of the log in order.
 //! - `streams`: `<stream>/` + version (u64 BE) → position (u64 BE). `/` never occurs in a
 //!   stream name, so the prefix `<stream>/` selects exactly one stream.
 //! - `ids`:     event id (16 bytes) → position (u64 BE) + version (u64 BE). Permanent: an
 //!   event id is an idempotency key for ever, across restarts.
+//! - `chain`:   position (u64 BE) → SHA-256 of (the chain hash of the previous position, or 32
+//!   zero bytes for position 1) ‖ the exact stored event bytes at this position. What it
+//!   promises, and what it does not, is written in [`chain`](self::chain) (the module
+//!   that also holds the checks at open and [`Log::verify`]).
 //!
 //! # Promises
 //! - Positions are gap-free from 1 and versions gap-free from 1 per stream, because only
@@ -16,6 +20,10 @@
 //!   event that is not yet durable.
 //! - A failed write or sync poisons the log: every later append is refused as `unavailable`
 //!   with the cause, rather than pretending.
+//! - [`Log::open`] refuses a log whose head is not consistent (it must start at 1, the chain's
+//!   head must equal the log's head, and the last few hundred events must match their chain
+//!   hashes), naming the position, rather than serving a damaged log. [`Log::verify`] checks
+//!   everything, offline (`vigil verify`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +35,16 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod chain;
+
+pub use chain::{Broken, Check, CheckReport, VerifyReport};
+
+/// The storage engine, re-exported at the version this crate writes with, for tools and
+/// tests that must open a stopped store's directory themselves (e.g. to damage a copy on
+/// purpose and prove that [`Log::verify`] notices). Nothing in Vigil writes through it.
+#[doc(hidden)]
+pub use fjall;
+
 /// Errors opening or reading the log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -37,6 +55,11 @@ pub enum LogError {
     /// A stored value is not what this build wrote: the files are damaged or foreign.
     #[error("damaged log: {0}")]
     Damaged(String),
+    /// Another process (a running store, `vigil up`, or a tool) holds the directory's lock.
+    #[error(
+        "the store directory {0} is locked by another process: a store (`vigil up` or `vigil store`) or a tool is using it; stop it first"
+    )]
+    Locked(String),
 }
 
 /// Whether a commit waits for the disk. Only tests that prove the crash harness can see
@@ -55,6 +78,8 @@ pub struct Log {
     log: Keyspace,
     streams: Keyspace,
     ids: Keyspace,
+    /// The hash chain over `log` (see [`chain`]).
+    chain: Keyspace,
     durability: Durability,
     /// Last committed position; read by request handlers and metrics without taking a lock.
     head: AtomicU64,
@@ -65,6 +90,9 @@ pub struct Log {
     /// `streams` keyspace per append, the costliest lookup on the write path. The mutex is
     /// never contended; it only makes `Log` shareable with the readers.
     versions: std::sync::Mutex<HashMap<StreamName, u64>>,
+    /// Chain hash of the head position (32 zero bytes for an empty log). Like `versions`,
+    /// only the writer touches it, after a successful commit.
+    last_hash: std::sync::Mutex<[u8; 32]>,
 }
 
 /// Streams whose version is kept in memory; past this the cache starts over (a miss costs
@@ -126,18 +154,16 @@ struct IdEntry {
 
 impl Log {
     /// Opens (or creates) the log under `dir` and checks that its head is consistent.
+    ///
+    /// A store written before the hash chain existed gets its chain built here, once, with
+    /// progress in the log. A head that does not hold together is refused with
+    /// [`LogError::Damaged`] naming the position.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
-        let db = Database::builder(dir).open()?;
-        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
-        let streams = db.keyspace("streams", KeyspaceCreateOptions::default)?;
-        let ids = db.keyspace("ids", KeyspaceCreateOptions::default)?;
-        let head = match log.last_key_value() {
-            Some(kv) => read_u64(&kv.key()?, 0)?,
-            None => 0,
-        };
+        let log = Self::open_keyspaces(dir, durability)?;
+        let head = log.head();
         // Positions are dense, so the count of entries must equal the head; anything else
         // means files were lost or damaged in the middle, and serving would hide a gap.
-        let first = match log.first_key_value() {
+        let first = match log.log.first_key_value() {
             Some(kv) => read_u64(&kv.key()?, 0)?,
             None => 1,
         };
@@ -146,16 +172,53 @@ impl Log {
                 "the log starts at position {first}, not 1; restore from a backup"
             )));
         }
+        log.prepare_chain()?;
+        Ok(log)
+    }
+
+    /// Opens the log under `dir` without any check, upgrade or repair, for [`Log::verify`]
+    /// to examine a store that [`Log::open`] may refuse. Appending through it is refused.
+    /// The store must be stopped (fjall locks the directory).
+    pub fn open_for_verify(dir: &Path) -> Result<Self, LogError> {
+        let log = Self::open_keyspaces(dir, Durability::SyncData)?;
+        // Never a writer: nothing checked its head.
+        log.poisoned.store(true, Ordering::Release);
+        Ok(log)
+    }
+
+    fn open_keyspaces(dir: &Path, durability: Durability) -> Result<Self, LogError> {
+        let db = Database::builder(dir).open().map_err(|e| match e {
+            fjall::Error::Locked => LogError::Locked(dir.display().to_string()),
+            e => LogError::Storage(e),
+        })?;
+        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let streams = db.keyspace("streams", KeyspaceCreateOptions::default)?;
+        let ids = db.keyspace("ids", KeyspaceCreateOptions::default)?;
+        let chain = db.keyspace(chain::KEYSPACE, KeyspaceCreateOptions::default)?;
+        let head = match log.last_key_value() {
+            Some(kv) => read_u64(&kv.key()?, 0)?,
+            None => 0,
+        };
         Ok(Self {
             db,
             log,
             streams,
             ids,
+            chain,
             durability,
             head: AtomicU64::new(head),
             poisoned: AtomicBool::new(false),
             versions: std::sync::Mutex::new(HashMap::new()),
+            last_hash: std::sync::Mutex::new(chain::GENESIS),
         })
+    }
+
+    /// The fjall persist mode of this log's commits.
+    fn persist_mode(&self) -> Option<PersistMode> {
+        match self.durability {
+            Durability::SyncData => Some(PersistMode::SyncData),
+            Durability::UnsafeNoSync => None,
+        }
     }
 
     /// Last durable position (0 = empty log).
@@ -328,6 +391,9 @@ impl Log {
         let mut batch = self.db.batch();
         let mut recorded: Vec<(RecordedEvent, Vec<u8>)> = Vec::new();
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last_hash = self.last_hash.lock().unwrap_or_else(|p| p.into_inner());
+        // Chain hash of the last event of this group so far; kept only if the batch commits.
+        let mut chained = *last_hash;
 
         for p in group.iter_mut() {
             let outcome = match self.retry_outcome(&p.request, &group_ids, &recorded)? {
@@ -353,6 +419,8 @@ impl Log {
                             let bytes = serde_json::to_vec(&rec).map_err(|e| {
                                 LogError::Damaged(format!("cannot encode event: {e}"))
                             })?;
+                            chained = chain::link(&chained, &bytes);
+                            batch.insert(&self.chain, be(head), chained);
                             batch.insert(&self.log, be(head), bytes.clone());
                             batch.insert(&self.streams, stream_key(&stream, version), be(head));
                             let mut idv = [0u8; 16];
@@ -381,11 +449,7 @@ impl Log {
         if recorded.is_empty() {
             return Ok(Committed { events: recorded });
         }
-        let mode = match self.durability {
-            Durability::SyncData => Some(PersistMode::SyncData),
-            Durability::UnsafeNoSync => None,
-        };
-        if let Err(e) = batch.durability(mode).commit() {
+        if let Err(e) = batch.durability(self.persist_mode()).commit() {
             self.poisoned.store(true, Ordering::Release);
             tracing::error!(error = %e, "commit failed: the store stops taking writes; check the disk, then restart");
             for p in group.iter_mut() {
@@ -396,6 +460,7 @@ impl Log {
             return Ok(Committed { events: vec![] });
         }
         self.head.store(head, Ordering::Release);
+        *last_hash = chained;
         if versions.len() + group_versions.len() > MAX_CACHED_VERSIONS {
             versions.clear();
         }
