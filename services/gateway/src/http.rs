@@ -56,12 +56,15 @@ pub struct BoardQuery {
     view: Option<String>,
 }
 
-/// `GET /api/v1/boards/{board}`: the board as of the position it has folded.
+/// `GET /api/v1/boards/{board}`: the board as of the position it has folded, in the view
+/// the caller's role gets.
 pub async fn board(
     State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<crate::auth::Claims>,
     Path(board): Path<String>,
-    Query(q): Query<BoardQuery>,
+    q: Result<Query<BoardQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     if !boards::BOARDS.contains(&board.as_str()) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -73,16 +76,17 @@ pub async fn board(
             ),
         ));
     }
-    let view = match q.view.as_deref() {
-        None => View::WallScreen,
-        Some(v) => View::parse(v).ok_or_else(|| {
+    let asked = match q.view.as_deref() {
+        None => None,
+        Some(v) => Some(View::parse(v).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unknown_view",
                 "view must be duty or wall_screen",
             )
-        })?,
+        })?),
     };
+    let view = crate::auth::board_view(claims.role, asked);
     if !state.hub.caught_up() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -94,6 +98,10 @@ pub async fn board(
         ));
     }
     Ok(Json(state.hub.snapshot_json(view)).into_response())
+}
+
+fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
 }
 
 /// `GET /healthz`: the process is alive.
@@ -182,4 +190,234 @@ pub async fn security_headers(
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// Enforces a route's [`Access`](crate::auth::Access): 401 without a valid token, 403 for a
+/// role the route does not admit. The checked claims go into the request's extensions.
+pub async fn require_access(
+    State((state, access)): State<(Arc<AppState>, crate::auth::Access)>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::auth::{Access, AuthError};
+    if access == Access::Public {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let claims = match token.map(|t| state.auth.verify(t.trim())) {
+        None => return deny(AuthError::Missing),
+        Some(Err(e)) => return deny(e),
+        Some(Ok(c)) => c,
+    };
+    if !access.admits(claims.role) {
+        return deny(AuthError::Forbidden);
+    }
+    req.extensions_mut().insert(claims);
+    next.run(req).await
+}
+
+/// The refusal for an authentication or authorization failure, recorded in metrics.
+pub fn deny(e: crate::auth::AuthError) -> Response {
+    use crate::auth::AuthError;
+    let (status, code) = match e {
+        AuthError::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        AuthError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+    };
+    metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
+    let mut r = ApiError::new(status, code, e.to_string()).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// A JSON body whose rejections are JSON errors: 400 for malformed JSON, 422 for the wrong
+/// shape, 413 over the body limit, 415 without a JSON content type.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the body is over {} bytes", crate::MAX_BODY_BYTES),
+                )
+            })?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.to_string(),
+                ),
+                _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()),
+            }
+        })
+    }
+}
+
+type KeyedLimiter<K> = governor::RateLimiter<
+    K,
+    governor::state::keyed::DefaultKeyedStateStore<K>,
+    governor::clock::DefaultClock,
+>;
+
+/// Login attempts: 10 a minute per client address and per username (a burst of 5), so a
+/// password cannot be guessed quickly from one place or against one account from many.
+pub struct LoginLimits {
+    by_addr: KeyedLimiter<std::net::IpAddr>,
+    by_user: KeyedLimiter<String>,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LoginLimits {
+    /// The limits above.
+    pub fn new() -> Self {
+        let quota = governor::Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9))
+            .allow_burst(std::num::NonZeroU32::MIN.saturating_add(4));
+        Self {
+            by_addr: governor::RateLimiter::keyed(quota),
+            by_user: governor::RateLimiter::keyed(quota),
+        }
+    }
+
+    fn check(&self, addr: std::net::IpAddr, user: &str) -> Result<(), Duration> {
+        use governor::clock::Clock;
+        let now = governor::clock::DefaultClock::default().now();
+        let wait = |nu: governor::NotUntil<governor::clock::QuantaInstant>| nu.wait_time_from(now);
+        self.by_addr.check_key(&addr).map_err(wait)?;
+        self.by_user.check_key(&user.to_owned()).map_err(wait)?;
+        Ok(())
+    }
+}
+
+/// Body of `POST /api/v1/auth/login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/v1/auth/login`: a session token for a username and password.
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    if body.username.len() > 128 || body.password.len() > 1024 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "username or password too long",
+        ));
+    }
+    if let Err(wait) = state.login_limits.check(peer.ip(), &body.username) {
+        let secs = wait.as_secs().max(1);
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many login attempts; retry in {secs} s"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
+    let auth = state.auth.clone();
+    // argon2 is deliberately slow: keep it off the async workers.
+    let outcome = tokio::task::spawn_blocking(move || auth.login(&body.username, &body.password))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "login failed; try again",
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "login failed; try again",
+            )
+        })?;
+    match outcome {
+        Some((token, claims)) => {
+            let expires_at = time::OffsetDateTime::from_unix_timestamp(claims.exp as i64)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+            Ok(
+                Json(json!({"token": token, "role": claims.role, "expires_at": expires_at}))
+                    .into_response(),
+            )
+        }
+        None => {
+            metrics::counter!("vigil_gateway_denied_total", "code" => "invalid_credentials")
+                .increment(1);
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong username or password",
+            ))
+        }
+    }
+}
+
+/// Query of `GET /api/v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    from: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/events?from=&limit=`: a page of the log (duty officers and admins).
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    match state.store.read(q.from.unwrap_or(1).max(1), limit).await {
+        Ok((events, head)) => Ok(Json(json!({"events": events, "head": head})).into_response()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the event store is not answering; retry shortly",
+        )),
+    }
 }

@@ -5,12 +5,15 @@
 //! - [`hub`]: the board fold and its fan-out (snapshot, ring of deltas, bounded per-client
 //!   queues, resync of slow clients).
 //! - [`ws`]: the WebSocket board protocol at `/ws`.
-//! - [`http`]: board snapshots, `/healthz`, `/readyz`, `/metrics`, the embedded pages, and
-//!   JSON errors.
+//! - [`http`]: board snapshots, login, the log, `/healthz`, `/readyz`, `/metrics`, the
+//!   embedded pages, JSON errors and security headers.
+//! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
+//!   route is built from, with who may use it, so no route can exist without a policy.
 //!
 //! The gateway never writes to the log directly; it reads it through the catch-up
 //! subscription, so any number of gateways can run side by side and agree.
 
+pub mod auth;
 pub mod http;
 pub mod hub;
 pub mod ws;
@@ -26,6 +29,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use runtime::{CatchUp, CatchUpConfig, StoreClient};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Access, Auth, Role};
 use crate::hub::Hub;
 
 /// Shared by every request.
@@ -36,25 +40,101 @@ pub struct AppState {
     pub store: StoreClient,
     /// Fired on shutdown so WebSocket clients are told to reconnect elsewhere.
     pub shutdown: CancellationToken,
+    /// Users, tokens, policy.
+    pub auth: Arc<Auth>,
+    /// Login attempts per client address and per username.
+    pub login_limits: http::LoginLimits,
+    /// Origins allowed to open the WebSocket: this gateway's own, plus configured ones.
+    pub allowed_origins: Vec<String>,
+}
+
+/// One HTTP route: its method, path and who may use it. The router is built from [`ROUTES`]
+/// and the authorization matrix test walks it, so a new route without a policy row fails.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path pattern (axum syntax).
+    pub path: &'static str,
+    /// Who may use it. The WebSocket is `Public` at the HTTP level: browsers cannot send
+    /// headers on it, so its token is checked in the protocol (see `ws`), and its Origin here.
+    pub access: Access,
+}
+
+/// Duty officers and admins read the raw log.
+const LOG_READERS: &[Role] = &[Role::DutyOfficer, Role::Admin];
+
+/// Every API route.
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/login",
+        access: Access::Public,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/boards/{board}",
+        access: Access::AnyRole,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/events",
+        access: Access::Roles(LOG_READERS),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/ws",
+        access: Access::Public,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/healthz",
+        access: Access::Public,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/readyz",
+        access: Access::Public,
+    },
+];
+
+fn handler(spec: &RouteSpec) -> axum::routing::MethodRouter<Arc<AppState>> {
+    use axum::routing::post;
+    match spec.path {
+        "/api/v1/auth/login" => post(http::login),
+        "/api/v1/boards/{board}" => get(http::board),
+        "/api/v1/events" => get(http::events),
+        "/ws" => get(ws::upgrade),
+        "/healthz" => get(http::healthz),
+        _ => get(http::readyz),
+    }
 }
 
 /// Largest HTTP request body the gateway reads (the API's bodies are small JSON).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A request that takes longer is answered 408 (the WebSocket, once upgraded, is not
+/// a request any more and is not cut).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The router, for `serve` and for tests.
 pub fn router(state: Arc<AppState>, metrics: Option<PrometheusHandle>) -> Router {
-    let mut app = Router::new()
-        .route("/api/v1/boards/{board}", get(http::board))
-        .route("/ws", get(ws::upgrade))
-        .route("/healthz", get(http::healthz))
-        .route("/readyz", get(http::readyz))
-        .fallback(get(http::page))
-        .with_state(state);
+    let mut app = Router::new();
+    for spec in ROUTES {
+        let access = spec.access;
+        let guard =
+            axum::middleware::from_fn_with_state((state.clone(), access), http::require_access);
+        app = app.route(spec.path, handler(spec).route_layer(guard));
+    }
+    let mut app = app.fallback(get(http::page)).with_state(state);
     if let Some(handle) = metrics {
         app = app.merge(runtime::telemetry::metrics_router(handle));
     }
     app.layer(axum::middleware::from_fn(http::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
 }
 
 /// Reads the log into the hub, then follows it, until `shutdown`.
@@ -87,10 +167,22 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
     }
 }
 
+/// The origins a browser page served by a gateway at `addr` sends: the WebSocket accepts
+/// these (plus any configured), and refuses other sites (cross-site WebSocket hijacking).
+pub fn default_origins(addr: SocketAddr) -> Vec<String> {
+    let mut v = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        v.push(format!("http://localhost:{}", addr.port()));
+        v.push(format!("http://127.0.0.1:{}", addr.port()));
+    }
+    v
+}
+
 /// Binds `addr` and serves until `shutdown`; returns the bound address and the server task.
 pub async fn start(
     addr: SocketAddr,
     client: Client,
+    auth: Arc<Auth>,
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
@@ -103,14 +195,23 @@ pub async fn start(
         hub: hub.clone(),
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
         shutdown: shutdown.clone(),
+        allowed_origins: default_origins(bound)
+            .into_iter()
+            .chain(auth.allowed_origins.iter().cloned())
+            .collect(),
+        auth,
+        login_limits: http::LoginLimits::new(),
     });
     let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     let app = router(state, metrics);
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
         follower.abort();
         Ok(())
     });

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use boards::View;
 use serde::Deserialize;
 use serde_json::json;
@@ -43,20 +43,50 @@ enum ClientMessage {
         view: Option<String>,
         #[serde(default)]
         since: Option<u64>,
-        /// Checked once authentication lands (issue 4); accepted and ignored until then.
+        /// The bearer token (or `?token=` on the URL).
         #[serde(default)]
-        #[allow(dead_code)]
         token: Option<String>,
     },
 }
 
-/// `GET /ws`.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+/// Query of `GET /ws`.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    /// A token for clients that cannot put it in the subscribe message.
+    token: Option<String>,
+}
+
+/// `GET /ws`. A browser always sends `Origin`: one that is not this gateway's own (or
+/// configured) is refused with 403 before the upgrade, so another site cannot ride a wall
+/// screen's session (cross-site WebSocket hijacking). Clients without `Origin` are not
+/// browsers and must present a token like anyone else.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    query: Result<axum::extract::Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| state.allowed_origins.iter().any(|a| a == o));
+        if !ok {
+            metrics::counter!("vigil_gateway_denied_total", "code" => "foreign_origin")
+                .increment(1);
+            return crate::http::ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "foreign_origin",
+                "this page's origin may not open the board WebSocket",
+            )
+            .into_response();
+        }
+    }
+    let url_token = query.ok().and_then(|q| q.0.token);
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("vigil_gateway_connections").increment(1.0);
-            serve(socket, state).await;
+            serve(socket, state, url_token).await;
             metrics::gauge!("vigil_gateway_connections").decrement(1.0);
         })
 }
@@ -114,8 +144,11 @@ impl Conn {
     }
 }
 
-/// Parses a client text message into (board, view, since), or a refusal.
-fn parse_subscribe(text: &str) -> Result<(View, Option<u64>), (&'static str, String)> {
+/// A parsed subscribe: the view asked for (if any), `since`, and the token it carried.
+type Subscribe = (Option<View>, Option<u64>, Option<String>);
+
+/// Parses a client text message into a subscribe, or a refusal.
+fn parse_subscribe(text: &str) -> Result<Subscribe, (&'static str, String)> {
     let msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
         (
             "invalid_message",
@@ -123,7 +156,10 @@ fn parse_subscribe(text: &str) -> Result<(View, Option<u64>), (&'static str, Str
         )
     })?;
     let ClientMessage::Subscribe {
-        board, view, since, ..
+        board,
+        view,
+        since,
+        token,
     } = msg;
     if !boards::BOARDS.contains(&board.as_str()) {
         return Err((
@@ -136,16 +172,42 @@ fn parse_subscribe(text: &str) -> Result<(View, Option<u64>), (&'static str, Str
         ));
     }
     let view = match view.as_deref() {
-        None => View::WallScreen,
-        Some(v) => View::parse(v).ok_or((
+        None => None,
+        Some(v) => Some(View::parse(v).ok_or((
             "unknown_view",
             "view must be duty or wall_screen".to_owned(),
-        ))?,
+        ))?),
     };
-    Ok((view, since))
+    Ok((view, since, token))
 }
 
-async fn serve(socket: WebSocket, state: Arc<AppState>) {
+/// Checks the token and picks the view the role gets.
+fn authorize(
+    state: &AppState,
+    token: Option<&str>,
+    asked: Option<View>,
+) -> Result<(View, u64), (&'static str, String)> {
+    let Some(token) = token else {
+        return Err((
+            "unauthorized",
+            "send a token in the subscribe message (\"token\") or as ?token= on the URL".into(),
+        ));
+    };
+    let claims = state
+        .auth
+        .verify(token)
+        .map_err(|e| ("invalid_token", e.to_string()))?;
+    Ok((crate::auth::board_view(claims.role, asked), claims.exp))
+}
+
+fn deadline_of(exp: u64) -> tokio::time::Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+}
+
+async fn serve(socket: WebSocket, state: Arc<AppState>, url_token: Option<String>) {
     let mut conn = Conn {
         socket,
         view: View::WallScreen,
@@ -153,7 +215,7 @@ async fn serve(socket: WebSocket, state: Arc<AppState>) {
     };
     // 1. Wait for a subscribe.
     let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, conn.socket.recv()).await;
-    let (view, since) =
+    let (asked, since, token) =
         match first {
             Ok(Some(Ok(Message::Text(text)))) => match parse_subscribe(&text) {
                 Ok(s) => s,
@@ -172,6 +234,15 @@ async fn serve(socket: WebSocket, state: Arc<AppState>) {
             }
             _ => return,
         };
+    let (view, exp) = match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
+        Ok(v) => v,
+        Err((code, msg)) => {
+            metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
+            return conn.error_and_close(code, &msg).await;
+        }
+    };
+    let expires = tokio::time::sleep_until(deadline_of(exp));
+    tokio::pin!(expires);
     conn.view = view;
     state.hub.wait_caught_up().await;
     let mut sub = state.hub.subscribe(view, since);
@@ -184,6 +255,10 @@ async fn serve(socket: WebSocket, state: Arc<AppState>) {
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let outcome = tokio::select! {
+            _ = &mut expires => {
+                conn.error_and_close("token_expired", "the token expired: log in again").await;
+                Outcome::Close
+            }
             _ = state.shutdown.cancelled() => {
                 let _ = conn.socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: Utf8Bytes::from_static("gateway restarting") }))).await;
                 Outcome::Close
@@ -212,12 +287,22 @@ async fn serve(socket: WebSocket, state: Arc<AppState>) {
             }
             msg = conn.socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => match parse_subscribe(&text) {
-                    Ok((view, since)) => {
-                        // Same view: continue from where this connection is, unless told otherwise.
-                        let resume = since.or((view == conn.view).then_some(conn.position));
-                        conn.view = view;
-                        sub = state.hub.subscribe(view, resume);
-                        conn.start(&mut sub).await
+                    Ok((asked, since, token)) => {
+                        // A new subscribe on the same connection: checked again, as if new.
+                        match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
+                            Ok((view, exp)) => {
+                                expires.as_mut().reset(deadline_of(exp));
+                                // Same view: continue from where this connection is, unless told otherwise.
+                                let resume = since.or((view == conn.view).then_some(conn.position));
+                                conn.view = view;
+                                sub = state.hub.subscribe(view, resume);
+                                conn.start(&mut sub).await
+                            }
+                            Err((code, msg)) => {
+                                conn.error_and_close(code, &msg).await;
+                                Outcome::Close
+                            }
+                        }
                     }
                     Err((code, msg)) => {
                         conn.error_and_close(code, &msg).await;
@@ -249,11 +334,13 @@ mod tests {
     fn subscribe_messages_are_strict() {
         assert!(matches!(
             parse_subscribe(r#"{"type":"subscribe","board":"situation"}"#),
-            Ok((View::WallScreen, None))
+            Ok((None, None, None))
         ));
         assert!(matches!(
-            parse_subscribe(r#"{"type":"subscribe","board":"situation","view":"duty","since":7}"#),
-            Ok((View::Duty, Some(7)))
+            parse_subscribe(
+                r#"{"type":"subscribe","board":"situation","view":"duty","since":7,"token":"t"}"#
+            ),
+            Ok((Some(View::Duty), Some(7), Some(_)))
         ));
         for (bad, code) in [
             (r#"{"type":"subscribe","board":"nope"}"#, "unknown_board"),

@@ -15,6 +15,7 @@ use testkit::NatsServer;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+use vigil_gateway::auth::{Auth, Role};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -25,6 +26,10 @@ struct Center {
     store: StoreClient,
     addr: SocketAddr,
     stop: CancellationToken,
+    /// A wall_screen token, used on every WebSocket here.
+    screen_token: String,
+    /// A duty_officer token, used for HTTP reads.
+    duty_token: String,
 }
 
 impl Center {
@@ -46,9 +51,18 @@ impl Center {
         .await
         .unwrap();
         let gw_client = nats.connect().await;
+        let auth = std::sync::Arc::new(Auth::open(dir.path(), vec![]).unwrap());
+        let hour = Duration::from_secs(3600);
+        let (screen_token, _) = auth
+            .issue("screen", Role::WallScreen, None, None, hour, "api")
+            .unwrap();
+        let (duty_token, _) = auth
+            .issue("ana", Role::DutyOfficer, None, None, hour, "session")
+            .unwrap();
         let (addr, _task) = vigil_gateway::start(
             "127.0.0.1:0".parse().unwrap(),
             gw_client,
+            auth,
             None,
             stop.clone(),
         )
@@ -60,6 +74,8 @@ impl Center {
             store,
             addr,
             stop,
+            screen_token,
+            duty_token,
         }
     }
 
@@ -89,9 +105,12 @@ impl Center {
     }
 
     async fn connect(&self) -> Ws {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
-            .await
-            .unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!(
+            "ws://{}/ws?token={}",
+            self.addr, self.screen_token
+        ))
+        .await
+        .unwrap();
         ws
     }
 }
@@ -157,7 +176,7 @@ async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
         );
         apply_delta(&mut board, &d);
     }
-    let http: Value = reqwest_get(c.addr, "/api/v1/boards/situation?view=wall_screen").await;
+    let http: Value = reqwest_get(&c, "/api/v1/boards/situation?view=wall_screen").await;
     assert_eq!(
         board, http,
         "snapshot + deltas equals the board served over HTTP"
@@ -186,7 +205,7 @@ async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
     let d = next_json(&mut ws).await;
     assert_eq!(d["position"].as_u64(), Some(p), "then live, no repeat");
     apply_delta(&mut board, &d);
-    let http: Value = reqwest_get(c.addr, "/api/v1/boards/situation?view=wall_screen").await;
+    let http: Value = reqwest_get(&c, "/api/v1/boards/situation?view=wall_screen").await;
     assert_eq!(board, http);
 
     // A `since` from the future (the log was restored from an older backup, say): a snapshot.
@@ -235,7 +254,7 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(c.addr).await.unwrap();
     let (mut stuck, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/ws", c.addr),
+        format!("ws://{}/ws?token={}", c.addr, c.screen_token),
         tokio_tungstenite::MaybeTlsStream::Plain(stream),
     )
     .await
@@ -349,7 +368,7 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
         got_snapshot,
         "the stuck client was resynced with a snapshot"
     );
-    let http: Value = reqwest_get(c.addr, "/api/v1/boards/situation?view=wall_screen").await;
+    let http: Value = reqwest_get(&c, "/api/v1/boards/situation?view=wall_screen").await;
     assert_eq!(board, http);
 }
 
@@ -432,7 +451,7 @@ async fn http_board_health_and_errors_are_json() {
     let c = Center::start().await;
     c.report("SO", 3).await;
     let ready = testkit::eventually(Duration::from_secs(10), || async {
-        let (status, body) = http_get(c.addr, "/readyz").await;
+        let (status, body) = http_get(&c, "/readyz").await;
         (status == 200).then_some(body)
     })
     .await
@@ -441,35 +460,36 @@ async fn http_board_health_and_errors_are_json() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["head"], 1);
 
-    let (status, body) = http_get(c.addr, "/healthz").await;
+    let (status, body) = http_get(&c, "/healthz").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http_get(c.addr, "/api/v1/boards/nope").await;
+    let (status, body) = http_get(&c, "/api/v1/boards/nope").await;
     assert_eq!(status, 404);
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
         "unknown_board"
     );
-    let (status, body) = http_get(c.addr, "/api/v1/boards/situation?view=x").await;
+    let (status, body) = http_get(&c, "/api/v1/boards/situation?view=x").await;
     assert_eq!(status, 400);
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
         "unknown_view"
     );
-    let (status, body) = http_get(c.addr, "/no/such/page").await;
+    let (status, body) = http_get(&c, "/no/such/page").await;
     assert_eq!(status, 404);
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
         "not_found"
     );
-    let board: Value = reqwest_get(c.addr, "/api/v1/boards/situation").await;
+    let board: Value = reqwest_get(&c, "/api/v1/boards/situation").await;
     assert_eq!(board["countries"]["SO"]["incidents"]["open"], 1);
 }
 
 /// A minimal HTTP/1.0 GET (no client library needed for two headers).
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+async fn http_get(c: &Center, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+    let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
+    let auth = format!("Authorization: Bearer {}\r\n", c.duty_token);
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").as_bytes())
         .await
         .unwrap();
     let mut raw = String::new();
@@ -486,8 +506,8 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-async fn reqwest_get(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = http_get(addr, path).await;
+async fn reqwest_get(c: &Center, path: &str) -> Value {
+    let (status, body) = http_get(c, path).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }

@@ -49,6 +49,71 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Rebuild the board projections from the whole log, with progress, and print events/s.
     Replay(ReplayArgs),
+    /// Check the whole event log under --data-dir (hash chain, positions, indexes) with the
+    /// store stopped; exit 1 naming the first broken position if it is damaged.
+    Verify(VerifyArgs),
+    /// Manage users (stored with argon2 password hashes in <data-dir>/users.json).
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage long-lived API tokens (wall screens, agency systems).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `vigil user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user, or replace one with the same name. Prompts for the password.
+    Add {
+        /// Login name.
+        username: String,
+        /// field_officer, duty_officer, crisis_manager, agency_focal_point, wall_screen or admin.
+        #[arg(long)]
+        role: String,
+        /// Country (ISO 3166-1 alpha-2) a field officer is limited to.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Agency of an agency focal point.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Read the password from the first line of stdin instead of prompting (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `vigil token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new token, usable as `Authorization: Bearer <token>` and on the WebSocket.
+    Create {
+        /// The role the token carries.
+        #[arg(long)]
+        role: String,
+        /// Country scope (field officers).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Agency (agency focal points).
+        #[arg(long)]
+        agency: Option<String>,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// A name for it in the audit trail, e.g. "ops-room-screen-2".
+        #[arg(long, default_value = "api-token")]
+        label: String,
+    },
+    /// Revoke a token by its id (printed by `create`); takes effect without a restart.
+    Revoke {
+        /// The token id.
+        id: String,
+    },
 }
 
 /// `vigil gateway`.
@@ -67,6 +132,11 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub from_disk: bool,
 }
+
+/// `vigil verify`: reads <data-dir>/store directly, so the store must be stopped (the
+/// directory is locked while it runs).
+#[derive(Debug, Args)]
+pub struct VerifyArgs {}
 
 /// `vigil up`.
 #[derive(Debug, Args)]

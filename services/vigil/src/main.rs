@@ -3,11 +3,13 @@
 //! # Layout
 //! - `cli`: commands, flags, and how flags, environment and the config file combine.
 //! - `up`: `vigil up`, the whole centre on one machine (owns its nats-server).
-//! - `tools`: operator verbs (`tail`, `append`, `replay`).
+//! - `tools`: operator verbs (`tail`, `append`, `replay`, `verify`).
+//! - `users`: `vigil user` and `vigil token`, and the first admin of a new centre.
 
 mod cli;
 mod tools;
 mod up;
+mod users;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,9 @@ async fn main() -> ExitCode {
             Command::Append(args) => tools::append(settings, args).await,
             Command::Gateway(args) => run_gateway(settings, args).await,
             Command::Replay(args) => tools::replay(settings, args).await,
+            Command::Verify(args) => tools::verify(settings, args).await,
+            Command::User { command } => users::user(settings, command),
+            Command::Token { command } => users::token(settings, command),
         },
         Err(e) => Err(e),
     };
@@ -66,9 +71,10 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     let shutdown = runtime::shutdown::on_signals();
     let addr = settings.http_addr(args.http.as_deref())?;
     let handle = runtime::telemetry::install_metrics()?;
+    let auth = std::sync::Arc::new(gateway::auth::Auth::open(&settings.data_dir, vec![])?);
     let client =
         runtime::nats::connect(&settings.nats_url, "vigil-gateway", None, Mode::Service).await?;
-    let (bound, task) = gateway::start(addr, client, Some(handle), shutdown).await?;
+    let (bound, task) = gateway::start(addr, client, auth, Some(handle), shutdown).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
 }

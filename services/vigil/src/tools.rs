@@ -1,4 +1,4 @@
-//! Operator verbs: `vigil tail`, `vigil append` and `vigil replay`.
+//! Operator verbs: `vigil tail`, `vigil append`, `vigil replay` and `vigil verify`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -185,4 +185,76 @@ pub async fn replay(settings: Resolved, args: crate::cli::ReplayArgs) -> anyhow:
         snapshot["counters"]["open_incidents"]
     );
     Ok(())
+}
+
+/// Checks the whole event log on disk, with progress, and prints the report. The store must
+/// be stopped. An intact log returns `Ok` (exit 0); a damaged one prints the first broken
+/// position and what to do, and returns an error (exit 1).
+pub async fn verify(settings: Resolved, _args: crate::cli::VerifyArgs) -> anyhow::Result<()> {
+    let dir = settings.data_dir.join("store");
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "no event store at {}: --data-dir must be the data directory that holds store/ (the one `vigil up` or `vigil store` uses)",
+            dir.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} verify [{elapsed_precise}] [{wide_bar}] {percent}% (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = {
+        let (dir, bar) = (dir.clone(), bar.clone());
+        tokio::task::spawn_blocking(move || {
+            let log = store::Log::open_for_verify(&dir)?;
+            log.verify(|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+        })
+        .await?
+    };
+    bar.finish_and_clear();
+    let report = report.map_err(|e| match e {
+        store::LogError::Locked(_) => anyhow::anyhow!(
+            "{e}. `vigil verify` reads the files itself: stop the store, verify, then start it again"
+        ),
+        e => anyhow::anyhow!("cannot read the event log at {}: {e}", dir.display()),
+    })?;
+    println!(
+        "verified {} in {:.1} s",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{report}");
+    if report.is_intact() {
+        return Ok(());
+    }
+    match report.first_broken() {
+        Some((_, broken)) => {
+            let p = broken.position;
+            println!();
+            if p > 1 {
+                println!(
+                    "The events at positions 1 to {} passed every check; the first damage is at position {p} (the lines above say what else is wrong).",
+                    p - 1
+                );
+            }
+            println!(
+                "What to do: keep the store stopped, set {} aside for investigation (do not delete it), restore the data directory's store from the most recent backup, and run `vigil verify` on the restored copy before starting the store again.",
+                dir.display()
+            );
+            anyhow::bail!(
+                "the event log at {} is damaged: first broken position {p} (failures: {})",
+                dir.display(),
+                report.failures()
+            )
+        }
+        None => anyhow::bail!(
+            "the event log's hash chain is not built over the whole log yet: start the store once (it builds the chain at open), stop it, and run `vigil verify` again"
+        ),
+    }
 }

@@ -63,9 +63,20 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let http_addr = settings.http_addr(args.http.as_deref())?;
     let gateway_client =
         runtime::nats::connect(&settings.nats_url, "vigil-gateway", None, Mode::Service).await?;
+    let auth = std::sync::Arc::new(gateway::auth::Auth::open(&data_dir, vec![])?);
+    let first_admin = crate::users::bootstrap_admin(&data_dir)?;
+    let (screen_token, _) = auth.issue(
+        "wall-screen (vigil up)",
+        gateway::auth::Role::WallScreen,
+        None,
+        None,
+        Duration::from_secs(30 * 24 * 3600),
+        "api",
+    )?;
     let (http_bound, gateway) = gateway::start(
         http_addr,
         gateway_client,
+        auth,
         Some(metrics.clone()),
         shutdown.clone(),
     )
@@ -95,7 +106,16 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
     println!("  board API      : http://{http_bound}/api/v1/boards/situation");
-    println!("  wall screen    : http://{http_bound}/   (kiosk: http://{http_bound}/?kiosk)");
+    println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
+    println!(
+        "                   (a wall_screen token valid 30 days; make others with `vigil token create --role wall_screen`)"
+    );
+    if let Some(password) = first_admin {
+        println!("  first start    : created the admin user `admin` with password {password}");
+        println!(
+            "                   (shown once; log in at POST /api/v1/auth/login; change it with `vigil user add admin --role admin`)"
+        );
+    }
     println!(
         "Try: vigil append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil tail --from 1"
     );

@@ -197,8 +197,27 @@ impl Centre {
         std::fs::read_to_string(self.data_dir.join("vigil-up.stderr.log")).unwrap_or_default()
     }
 
+    /// The wall-screen address `vigil up` printed: it carries a wall_screen token.
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/?kiosk", self.http_port)
+        let output = self.output.lock().unwrap();
+        let url = output
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("wall screen    : "))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .expect("vigil up printed the wall screen's address");
+        assert!(
+            url.starts_with(&format!(
+                "http://127.0.0.1:{}/?kiosk&token=",
+                self.http_port
+            )),
+            "{url}"
+        );
+        url
     }
 
     /// `vigil append` of one event; returns the position the store acknowledged.

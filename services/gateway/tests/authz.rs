@@ -1,0 +1,506 @@
+//! Who may do what, against a real gateway, store and nats-server: the authorization matrix
+//! (every route × every kind of caller, from one table that must cover every route), the
+//! WebSocket's Origin and token rules, and the login endpoint's hard edges.
+
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use runtime::StoreClient;
+use serde_json::{Value, json};
+use testkit::NatsServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+use vigil_gateway::auth::{Auth, Role, User, Users, hash_password};
+
+struct Center {
+    _nats: NatsServer,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    auth: Arc<Auth>,
+    stop: CancellationToken,
+}
+
+impl Drop for Center {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start() -> Center {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let client = nats.connect().await;
+    tokio::spawn(store::run(
+        client.clone(),
+        store::StoreConfig::new(dir.path().join("store")),
+        stop.clone(),
+    ));
+    let store = StoreClient::new(client.clone(), Duration::from_secs(5));
+    testkit::eventually(Duration::from_secs(10), || {
+        let s = store.clone();
+        async move { s.read(1, 1).await.ok() }
+    })
+    .await
+    .unwrap();
+    let mut users = Users::load(dir.path()).unwrap();
+    users
+        .put(User {
+            username: "ana".into(),
+            role: Role::DutyOfficer,
+            scope: None,
+            agency: None,
+            password_hash: hash_password("correct horse battery").unwrap(),
+        })
+        .unwrap();
+    let auth = Arc::new(Auth::open(dir.path(), vec![]).unwrap());
+    let (addr, _) = vigil_gateway::start(
+        "127.0.0.1:0".parse().unwrap(),
+        nats.connect().await,
+        auth.clone(),
+        None,
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let c = Center {
+        _nats: nats,
+        dir,
+        addr,
+        auth,
+        stop,
+    };
+    // Ready before the matrix runs, so /readyz answers 200.
+    testkit::eventually(Duration::from_secs(10), || async {
+        (request(&c, "GET", "/readyz", None, None).await.0 == 200).then_some(())
+    })
+    .await
+    .unwrap();
+    c
+}
+
+/// A raw HTTP/1.0 request: (status, headers+body text).
+async fn request(
+    c: &Center,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &[u8])>,
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let (ctype, bytes) = body.unwrap_or(("", b""));
+    if body.is_some() {
+        if !ctype.is_empty() {
+            head.push_str(&format!("Content-Type: {ctype}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", bytes.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+fn body_json(raw: &str) -> Value {
+    serde_json::from_str(raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or(""))
+        .unwrap_or(Value::Null)
+}
+
+/// The kinds of caller every route is tried with.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    NoToken,
+    Expired,
+    Forged,
+    As(Role),
+}
+
+const CALLERS: [Caller; 9] = [
+    Caller::NoToken,
+    Caller::Expired,
+    Caller::Forged,
+    Caller::As(Role::FieldOfficer),
+    Caller::As(Role::DutyOfficer),
+    Caller::As(Role::CrisisManager),
+    Caller::As(Role::AgencyFocalPoint),
+    Caller::As(Role::WallScreen),
+    Caller::As(Role::Admin),
+];
+
+async fn token_for(c: &Center, caller: Caller) -> Option<String> {
+    let hour = Duration::from_secs(3600);
+    match caller {
+        Caller::NoToken => None,
+        Caller::Expired => {
+            let (t, _) = c
+                .auth
+                .issue("old", Role::Admin, None, None, Duration::ZERO, "session")
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            Some(t)
+        }
+        Caller::Forged => {
+            // Signed with another centre's key.
+            let other = tempfile::tempdir().unwrap();
+            let (t, _) = Auth::open(other.path(), vec![])
+                .unwrap()
+                .issue("mallory", Role::Admin, None, None, hour, "api")
+                .unwrap();
+            Some(t)
+        }
+        Caller::As(role) => {
+            let scope = (role == Role::FieldOfficer).then(|| "SO".to_owned());
+            let agency = (role == Role::AgencyFocalPoint).then(|| "unicef".to_owned());
+            Some(
+                c.auth
+                    .issue(role.as_str(), role, scope, agency, hour, "session")
+                    .unwrap()
+                    .0,
+            )
+        }
+    }
+}
+
+/// Expected HTTP status per caller, in the order of [`CALLERS`]:
+/// no token, expired, forged, field_officer, duty_officer, crisis_manager,
+/// agency_focal_point, wall_screen, admin. `/ws` rows are checked over a real WebSocket:
+/// 101 means "subscribed and got a snapshot", 401 means "refused with an error message".
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    concrete: &'static str,
+    body: Option<(&'static str, &'static [u8])>,
+    expect: [u16; 9],
+}
+
+const BAD_LOGIN: &[u8] = br#"{"username":"ana","password":"wrong password"}"#;
+
+const MATRIX: &[Row] = &[
+    Row {
+        method: "POST",
+        path: "/api/v1/auth/login",
+        concrete: "/api/v1/auth/login",
+        body: Some(("application/json", BAD_LOGIN)),
+        expect: [401; 9],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/boards/{board}",
+        concrete: "/api/v1/boards/situation",
+        body: None,
+        expect: [401, 401, 401, 200, 200, 200, 200, 200, 200],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/events",
+        concrete: "/api/v1/events?from=1&limit=10",
+        body: None,
+        expect: [401, 401, 401, 403, 200, 403, 403, 403, 200],
+    },
+    Row {
+        method: "GET",
+        path: "/ws",
+        concrete: "/ws",
+        body: None,
+        expect: [401, 401, 401, 101, 101, 101, 101, 101, 101],
+    },
+    Row {
+        method: "GET",
+        path: "/healthz",
+        concrete: "/healthz",
+        body: None,
+        expect: [200; 9],
+    },
+    Row {
+        method: "GET",
+        path: "/readyz",
+        concrete: "/readyz",
+        body: None,
+        expect: [200; 9],
+    },
+];
+
+/// Subscribes over a real WebSocket: 101 when a snapshot arrives, 401 when refused.
+async fn ws_outcome(c: &Center, token: Option<&str>) -> (u16, Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", c.addr))
+        .await
+        .unwrap();
+    let mut sub = json!({"type": "subscribe", "board": "situation", "view": "duty"});
+    if let Some(t) = token {
+        sub["token"] = json!(t);
+    }
+    ws.send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                match v["type"].as_str() {
+                    Some("snapshot") => return (101, v),
+                    Some("error") => return (401, v),
+                    _ => {}
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_times_every_caller_gets_the_expected_status() {
+    let c = start().await;
+    // The table must cover every route the gateway serves: a new route needs a row.
+    for route in vigil_gateway::ROUTES {
+        assert!(
+            MATRIX
+                .iter()
+                .any(|r| r.method == route.method && r.path == route.path),
+            "route {} {} has no row in the authorization matrix",
+            route.method,
+            route.path
+        );
+    }
+    let mut cells = 0;
+    for row in MATRIX {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            let token = token_for(&c, *caller).await;
+            let expected = row.expect[i];
+            if row.path == "/ws" {
+                let (got, msg) = ws_outcome(&c, token.as_deref()).await;
+                assert_eq!(got, expected, "/ws as {caller:?}: {msg}");
+                if got == 101 {
+                    let role = match caller {
+                        Caller::As(r) => *r,
+                        _ => unreachable!(),
+                    };
+                    // The view is the role's: a wall screen asking for `duty` still gets the
+                    // redacted view.
+                    let want = vigil_gateway::auth::board_view(role, Some(boards::View::Duty));
+                    assert_eq!(msg["view"], want.as_str(), "/ws view as {caller:?}");
+                }
+            } else {
+                let (got, raw) =
+                    request(&c, row.method, row.concrete, token.as_deref(), row.body).await;
+                // Nine wrong passwords from one address trip the login rate limit: 429 is the
+                // same refusal (the login test checks the 401-then-429 order exactly).
+                let got = if row.path == "/api/v1/auth/login" && got == 429 {
+                    401
+                } else {
+                    got
+                };
+                assert_eq!(
+                    got, expected,
+                    "{} {} as {caller:?}: {raw}",
+                    row.method, row.concrete
+                );
+                if got >= 400 {
+                    let v = body_json(&raw);
+                    assert!(
+                        v["error"]["code"].is_string(),
+                        "{} {} as {caller:?}: error body is JSON: {raw}",
+                        row.method,
+                        row.concrete
+                    );
+                }
+            }
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, MATRIX.len() * CALLERS.len());
+    eprintln!(
+        "authorization matrix: {} routes × {} callers = {cells} cells",
+        MATRIX.len(),
+        CALLERS.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_checks_origin_and_closes_when_the_token_expires() {
+    let c = start().await;
+    // A foreign site's page: refused before the upgrade.
+    let mut req = format!("ws://{}/ws", c.addr).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Origin", "https://evil.example".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // The gateway's own origin is fine.
+    let mut req = format!("ws://{}/ws", c.addr).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Origin", format!("http://{}", c.addr).parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok());
+
+    // A token that expires while connected: the server says so and closes.
+    let (t, _) = c
+        .auth
+        .issue(
+            "screen",
+            Role::WallScreen,
+            None,
+            None,
+            Duration::from_secs(2),
+            "api",
+        )
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?token={t}", c.addr))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "board": "situation"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut saw = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Text(t)) => saw.push(
+                    serde_json::from_str::<Value>(&t).unwrap()["type"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                ),
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "closed after expiry; saw {saw:?}");
+    assert_eq!(saw.first().map(String::as_str), Some("snapshot"));
+    assert!(saw.iter().any(|t| t == "error"), "told why: {saw:?}");
+
+    // A revoked token is refused from then on, without a restart.
+    let (t, claims) = c
+        .auth
+        .issue(
+            "screen-2",
+            Role::WallScreen,
+            None,
+            None,
+            Duration::from_secs(600),
+            "api",
+        )
+        .unwrap();
+    assert_eq!(ws_outcome(&c, Some(&t)).await.0, 101);
+    vigil_gateway::auth::revoke(c.dir.path(), &claims.jti).unwrap();
+    assert_eq!(ws_outcome(&c, Some(&t)).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_issues_a_working_token_and_has_hard_edges() {
+    let c = start().await;
+    let good = br#"{"username":"ana","password":"correct horse battery"}"#;
+    let (status, raw) = request(
+        &c,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(("application/json", good)),
+    )
+    .await;
+    assert_eq!(status, 200, "{raw}");
+    let v = body_json(&raw);
+    assert_eq!(v["role"], "duty_officer");
+    assert!(v["expires_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        request(&c, "GET", "/api/v1/events", Some(&token), None)
+            .await
+            .0,
+        200
+    );
+
+    // Bad bodies: the right status and a JSON error, never a panic.
+    let cases: [(&str, &[u8], u16); 5] = [
+        ("application/json", b"{\"username\": ", 400),
+        ("application/json", br#"{"username":"ana"}"#, 422),
+        (
+            "application/json",
+            br#"{"username":"ana","password":"x","admin":true}"#,
+            422,
+        ),
+        ("text/plain", good, 415),
+        ("application/json", &[b' '; 70 * 1024], 413),
+    ];
+    for (ctype, body, want) in cases {
+        let (status, raw) =
+            request(&c, "POST", "/api/v1/auth/login", None, Some((ctype, body))).await;
+        assert_eq!(status, want, "{raw}");
+        assert!(body_json(&raw)["error"]["code"].is_string(), "{raw}");
+    }
+
+    // Guessing: after a burst, 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..12 {
+        let (status, raw) = request(
+            &c,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(("application/json", BAD_LOGIN)),
+        )
+        .await;
+        if status == 429 {
+            limited = Some(raw);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    let raw = limited.expect("rate limited within 12 attempts");
+    assert!(raw.to_ascii_lowercase().contains("retry-after:"), "{raw}");
+    // The right password is refused too while limited: the limit is per address and user.
+    assert_eq!(
+        request(
+            &c,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(("application/json", good))
+        )
+        .await
+        .0,
+        429
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_security_headers() {
+    let c = start().await;
+    let (status, raw) = request(&c, "GET", "/", None, None).await;
+    assert_eq!(status, 200);
+    let lower = raw.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'self'; script-src 'self';"),
+        "{raw}"
+    );
+    assert!(lower.contains("frame-ancestors 'none'"));
+    assert!(lower.contains("x-content-type-options: nosniff"));
+}
