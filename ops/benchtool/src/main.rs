@@ -1,39 +1,86 @@
-//! `vigil-bench`: the load generator behind `ops/bench store`.
+//! `vigil-bench`: the load generator behind `ops/bench`.
 //!
-//! It measures Vigil's store (`vigil.store.append` over NATS, fsync before ack, group commit)
-//! beside two peers in the same run, on the same machine, with the same window of requests in
-//! flight and the same ~300 B events:
-//! - **jetstream**: publish-with-ack to a file-storage JetStream stream (nats-server 2.9 does
-//!   not fsync before ack, so its rate is not a durable rate);
-//! - **postgres**: one `INSERT … SELECT max(version)+1` per append with
-//!   `synchronous_commit = on` (fsync before ack, the same promise as Vigil).
+//! Subcommands (without one, `store` runs, so `vigil-bench --windows 16 …` keeps working):
+//! - `store`: Vigil's store (`vigil.store.append` over NATS, fsync before ack, group commit)
+//!   beside two peers in the same run, on the same machine, with the same window of requests
+//!   in flight and the same ~300 B events:
+//!   - **jetstream**: publish-with-ack to a file-storage JetStream stream (nats-server 2.9
+//!     does not fsync before ack, so its rate is not a durable rate);
+//!   - **postgres**: one `INSERT … SELECT max(version)+1` per append with
+//!     `synchronous_commit = on` (fsync before ack, the same promise as Vigil).
 //!
-//! For each window W and each system it runs W concurrent in-flight appends for a warm-up
-//! (not measured) and then for the measured duration, records every ack latency in an HDR
-//! histogram, and prints rates, percentiles, errors, the ratios between the systems and the
-//! targets of the store's issue with PASS/MISS beside each.
+//!   For each window W and each system it runs W concurrent in-flight appends for a warm-up
+//!   (not measured) and then for the measured duration, records every ack latency in an HDR
+//!   histogram, and prints rates, percentiles, errors, the ratios between the systems and the
+//!   targets of the store's issue with PASS/MISS beside each.
+//! - `fanout`: K WebSocket clients on the gateway's situation board while events are appended
+//!   at R/s; latency per delta, frames/s, memory per connection, beside a baseline broadcast
+//!   server that sends the same bytes with no projection (see `fanout`).
+//! - `replay`: writes N events into a fresh log, times `vigil replay --from-disk` and a cold
+//!   `vigil up` to a ready board (see `replay`).
 //!
 //! # Layout
-//! - `driver`: runs one cell (one system at one window): workers, progress, histograms.
+//! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
 //! - `systems`: how each system appends one event, and how each is set up and torn down.
-//! - `report`: the tables, ratios and targets.
+//! - `report`: the store tables, ratios and targets.
+//! - `workload`: realistic domain events (incidents, security levels) over 50 countries.
+//! - `fanout`, `baseline`: the WebSocket fan-out benchmark and its baseline server.
+//! - `replay`: the replay and cold-start benchmark.
+//! - `util`: HTTP GET, `/proc` readings, Prometheus scraping.
 
+mod baseline;
 mod driver;
+mod fanout;
+mod replay;
 mod report;
 mod systems;
+mod util;
+mod workload;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::driver::{CellResult, CellSpec};
 
-/// Vigil's store beside JetStream and PostgreSQL: appends/s and ack latency per window.
+/// Load generator for `ops/bench`: the store beside JetStream and PostgreSQL (default), the
+/// board fan-out over WebSocket, and replay/cold start of the board projections.
 #[derive(Debug, Parser)]
-#[command(name = "vigil-bench", version, about)]
+#[command(
+    name = "vigil-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand: the flags of `store`.
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Vigil's store beside JetStream and PostgreSQL: appends/s and ack latency per window
+    /// (the default).
+    Store(StoreArgs),
+    /// K WebSocket clients on the situation board while events are appended at R/s, beside a
+    /// baseline broadcast server with the same bytes.
+    Fanout(fanout::FanoutArgs),
+    /// Writes N events into a fresh log, then times `vigil replay --from-disk` and a cold
+    /// `vigil up` until /readyz.
+    Replay(replay::ReplayArgs),
+    /// The fan-out baseline server (started by `fanout`; driven over stdin/stdout).
+    #[command(hide = true)]
+    BaselineServer(baseline::BaselineArgs),
+}
+
+/// Vigil's store beside JetStream and PostgreSQL: appends/s and ack latency per window.
+#[derive(Debug, Clone, Args)]
+struct StoreArgs {
     /// NATS server where `vigil store` serves `vigil.store.append` (JetStream must be on too).
     #[arg(
         long,
@@ -111,7 +158,14 @@ impl System {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let result = match cli.command {
+        None => run(cli.store).await,
+        Some(Command::Store(args)) => run(args).await,
+        Some(Command::Fanout(args)) => fanout::run(args).await,
+        Some(Command::Replay(args)) => replay::run(args).await,
+        Some(Command::BaselineServer(args)) => baseline::serve(args).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vigil-bench: {e:#}");
@@ -120,7 +174,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs `vigil-bench store`.
+async fn run(cli: StoreArgs) -> anyhow::Result<()> {
     if cli.windows.is_empty() || cli.windows.contains(&0) {
         bail!("--windows needs at least one window, each ≥ 1");
     }

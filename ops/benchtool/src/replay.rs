@@ -1,0 +1,401 @@
+//! `vigil-bench replay`: how fast the board projections rebuild from the log, and how long
+//! `vigil up` takes to be ready on a large log.
+//!
+//! 1. **Write**: N realistic events (`workload`: incidents reported and closed, security levels,
+//!    over 50 countries) straight into a fresh store directory with `vigil_store::Log`, in
+//!    groups of `--group` (one atomic, fdatasync'd batch each), printing progress every second.
+//! 2. **Replay**: runs `<vigil> replay --from-disk --data-dir D` and reads the events/s it
+//!    prints (the fold of the whole log into the situation board, reading fjall directly).
+//! 3. **Cold start**: spawns `<vigil> up --data-dir D …` on free loopback ports and times it
+//!    from spawn until `GET /readyz` answers 200 (NATS up, the store answering, and the
+//!    gateway's boards caught up with the head), printing the board position every second,
+//!    then stops it with SIGTERM.
+//!
+//! The page cache is warm (the log was just written and replayed): these are warm-cache
+//! figures. Targets (issue 3): replay ≥ 500,000 events/s; cold start ≤ 3 s with 1M events.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use events::AppendRequest;
+use events::envelope::ExpectedVersion;
+use store::{Durability, Log, log::Pending};
+use time::OffsetDateTime;
+
+use crate::report::thousands;
+use crate::util::{self, bytes_text};
+use crate::workload::Generator;
+
+const TARGET_REPLAY_RATE: f64 = 500_000.0;
+const TARGET_COLD_START_S: f64 = 3.0;
+const TARGET_EVENTS: u64 = 1_000_000;
+
+/// Flags of `vigil-bench replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// Events to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Data directory for `vigil` (the log goes to `<dir>/store`); must not hold a log yet.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Events per group commit while writing.
+    #[arg(long, default_value_t = 1000)]
+    group: usize,
+    /// The `vigil` binary.
+    #[arg(long, default_value = "target/release/vigil")]
+    vigil_bin: PathBuf,
+    /// Port of the nats-server `vigil up` starts (cold start).
+    #[arg(long)]
+    nats_port: u16,
+    /// Port of the gateway (cold start).
+    #[arg(long)]
+    http_port: u16,
+    /// Port of `vigil up`'s /metrics (cold start).
+    #[arg(long)]
+    metrics_port: u16,
+    /// Write the PID of `vigil up` here while it runs (for the caller's cleanup).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Seconds to wait for `/readyz` before giving up.
+    #[arg(long, default_value_t = 300)]
+    ready_timeout: u64,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+struct Written {
+    seconds: f64,
+    head: u64,
+    reported: u64,
+    closed: u64,
+    levels: u64,
+    open: usize,
+}
+
+fn write_log(dir: &Path, n: u64, group: usize, seed: u64) -> anyhow::Result<Written> {
+    if dir.join("log").exists() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty: use a fresh directory", dir.display());
+    }
+    std::fs::create_dir_all(dir)?;
+    let log = Log::open(dir, Durability::SyncData)
+        .map_err(|e| anyhow::anyhow!("opening the log at {}: {e}", dir.display()))?;
+    let mut generator = Generator::new(seed)?;
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let mut written = 0u64;
+    let group = group.max(1) as u64;
+    while written < n {
+        let size = (n - written).min(group);
+        let now = OffsetDateTime::now_utc();
+        let mut pending = Vec::with_capacity(size as usize);
+        for _ in 0..size {
+            let (stream, event) = generator.next_event(now)?;
+            pending.push(Pending {
+                request: AppendRequest {
+                    stream,
+                    expected_version: ExpectedVersion::Any,
+                    events: vec![event],
+                },
+                outcome: None,
+            });
+        }
+        log.commit_group(&mut pending)
+            .map_err(|e| anyhow::anyhow!("writing the log: {e}"))?;
+        for p in &pending {
+            match &p.outcome {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("the log refused an event: {}", e.message),
+                None => bail!("the log left an append without an outcome"),
+            }
+        }
+        written += size;
+        if last_print.elapsed() >= Duration::from_secs(1) || written == n {
+            last_print = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            let pct = written as f64 * 100.0 / n as f64;
+            let filled = (pct / 5.0) as usize;
+            eprintln!(
+                "[replay] writing [{}{}] {:>5.1} % {}/{} events, {:.0}/s",
+                "#".repeat(filled),
+                ".".repeat(20 - filled.min(20)),
+                pct,
+                thousands(written),
+                thousands(n),
+                written as f64 / secs.max(1e-9)
+            );
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let head = log.head();
+    log.close()
+        .map_err(|e| anyhow::anyhow!("flushing the log: {e}"))?;
+    let mix = generator.mix();
+    Ok(Written {
+        seconds,
+        head,
+        reported: mix.reported,
+        closed: mix.closed,
+        levels: mix.levels,
+        open: generator.open_incidents(),
+    })
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Reads `(events, events/s)` from `vigil replay`'s summary line:
+/// `replayed N events in S s (R events/s); …`.
+fn parse_replay_line(out: &str) -> Option<(u64, f64)> {
+    let line = out.lines().find(|l| l.starts_with("replayed "))?;
+    let n = line.split_whitespace().nth(1)?.parse().ok()?;
+    let open = line.find('(')?;
+    let rate = line
+        .get(open + 1..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((n, rate))
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "MISS" }
+}
+
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(15), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        eprintln!("[replay] vigil up did not stop within 15 s; killing it");
+    }
+    let _ = child.kill().await;
+}
+
+/// Runs `vigil-bench replay`.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    if args.events == 0 {
+        bail!("--events must be ≥ 1");
+    }
+    let data_dir = args.data_dir.clone();
+    let store_dir = data_dir.join("store");
+    println!(
+        "vigil-bench replay: {} events into {}, then `vigil replay --from-disk` and a cold `vigil up`",
+        thousands(args.events),
+        store_dir.display()
+    );
+
+    // 1. Write.
+    let (n, group, seed, dir) = (args.events, args.group, args.seed, store_dir.clone());
+    let w = tokio::task::spawn_blocking(move || write_log(&dir, n, group, seed)).await??;
+    let size = dir_size(&store_dir);
+    println!(
+        "  wrote {} events in {:.1} s ({:.0}/s, groups of {}, fdatasync per group); log head {}, {} on disk",
+        thousands(args.events),
+        w.seconds,
+        args.events as f64 / w.seconds.max(1e-9),
+        args.group,
+        thousands(w.head),
+        bytes_text(size as f64)
+    );
+    println!(
+        "  mix: {} IncidentReported, {} IncidentClosed, {} AreaSecurityLevelSet; {} incidents open at the end",
+        thousands(w.reported),
+        thousands(w.closed),
+        thousands(w.levels),
+        thousands(w.open as u64)
+    );
+
+    // 2. Replay from disk.
+    let started = Instant::now();
+    let out = tokio::process::Command::new(&args.vigil_bin)
+        .arg("replay")
+        .arg("--from-disk")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("running {} replay", args.vigil_bin.display()))?;
+    let wall = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("vigil replay failed ({}): {stdout}", out.status);
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("replayed "))
+        .unwrap_or("")
+        .to_owned();
+    let (replayed, rate) = parse_replay_line(&stdout)
+        .with_context(|| format!("could not read events/s from vigil replay's output: {stdout}"))?;
+    println!("  vigil replay: {line}");
+    println!(
+        "  replay: {} events at {} events/s (process wall time {:.2} s, including opening the log)",
+        thousands(replayed),
+        thousands(rate.round() as u64),
+        wall
+    );
+    if replayed != w.head {
+        println!(
+            "  WARNING: vigil replay folded {replayed} events but the log holds {}",
+            w.head
+        );
+    }
+
+    // 3. Cold start.
+    let log_path = data_dir.join("vigil-up.log");
+    let log_file = std::fs::File::create(&log_path)?;
+    let nats_url = format!("nats://127.0.0.1:{}", args.nats_port);
+    let http = format!("127.0.0.1:{}", args.http_port);
+    let metrics = format!("127.0.0.1:{}", args.metrics_port);
+    let spawned = Instant::now();
+    let mut child = tokio::process::Command::new(&args.vigil_bin)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args([
+            "--nats-url",
+            &nats_url,
+            "--http",
+            &http,
+            "--metrics",
+            &metrics,
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} up", args.vigil_bin.display()))?;
+    let pid = child.id();
+    if let (Some(path), Some(pid)) = (&args.pid_file, pid) {
+        std::fs::write(path, format!("{pid}\n"))?;
+    }
+    let url = format!("http://{http}/readyz");
+    let deadline = spawned + Duration::from_secs(args.ready_timeout);
+    let mut last_print = Instant::now();
+    let mut last_body = String::new();
+    let ready = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "vigil up exited during start-up ({status}); see {}",
+                log_path.display()
+            );
+        }
+        match util::http_get(&url, Duration::from_secs(2)).await {
+            Ok((200, _)) => break Some(spawned.elapsed().as_secs_f64()),
+            Ok((_, body)) => last_body = body,
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            let board = serde_json::from_str::<serde_json::Value>(&last_body)
+                .ok()
+                .map(|v| format!("board at {} of head {}", v["board_position"], v["head"]))
+                .unwrap_or_else(|| "not answering yet".into());
+            eprintln!(
+                "[replay] cold start {:>5.1} s: {board}; RSS {}",
+                spawned.elapsed().as_secs_f64(),
+                pid.and_then(|p| util::rss(p).ok())
+                    .map_or("-".into(), |b| bytes_text(b as f64))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let rss = pid.and_then(|p| util::rss(p).ok());
+    stop(&mut child).await;
+    if let Some(path) = &args.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match ready {
+        Some(s) => println!(
+            "  cold start: `vigil up` ready (GET /readyz 200) {s:.2} s after spawn with {} events; RSS then {}",
+            thousands(w.head),
+            rss.map_or("-".into(), |b| bytes_text(b as f64))
+        ),
+        None => println!(
+            "  cold start: `vigil up` NOT ready after {} s (last /readyz: {last_body}); see {}",
+            args.ready_timeout,
+            log_path.display()
+        ),
+    }
+
+    println!();
+    println!("== targets (from issue 3) ==");
+    println!(
+        "  replay ≥ {} events/s: {} events/s{}  {}",
+        thousands(TARGET_REPLAY_RATE as u64),
+        thousands(rate.round() as u64),
+        if args.events < TARGET_EVENTS {
+            format!(" (over {} events, not 1,000,000)", thousands(args.events))
+        } else {
+            String::new()
+        },
+        verdict(rate >= TARGET_REPLAY_RATE)
+    );
+    let cold = match ready {
+        Some(s) => format!("{s:.2} s"),
+        None => format!("not ready in {} s", args.ready_timeout),
+    };
+    if args.events >= TARGET_EVENTS {
+        println!(
+            "  cold start with 1M events to a ready board ≤ {TARGET_COLD_START_S} s: {cold}  {}",
+            verdict(ready.is_some_and(|s| s <= TARGET_COLD_START_S))
+        );
+    } else {
+        println!(
+            "  cold start ≤ {TARGET_COLD_START_S} s is set for 1,000,000 events; this run: {cold} with {}  n/a",
+            thousands(args.events)
+        );
+    }
+    println!();
+    println!("== markdown ==");
+    println!("| events | write events/s | replay events/s | cold start to /readyz 200 |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {cold} |",
+        thousands(args.events),
+        thousands((args.events as f64 / w.seconds.max(1e-9)).round() as u64),
+        thousands(rate.round() as u64)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_replay_line;
+
+    #[test]
+    fn the_replay_summary_is_read() {
+        let out = "replayed 1000000 events in 1.52 s (657894 events/s); board at position 1000000: 50 countries, 4000 open incidents\n";
+        assert_eq!(parse_replay_line(out), Some((1_000_000, 657_894.0)));
+        assert_eq!(parse_replay_line("nothing"), None);
+    }
+}
