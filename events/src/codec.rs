@@ -104,6 +104,15 @@ pub fn decode_append(bytes: &[u8], limits: &Limits) -> Result<AppendRequest, Cod
                 "event {i}: type must be 1-64 characters"
             )));
         }
+        // The log is the audit trail: every event says who caused it.
+        match ev.meta.actor.as_deref() {
+            Some(a) if !a.trim().is_empty() && a.chars().count() <= 128 => {}
+            _ => {
+                return Err(CodecError::Rule(format!(
+                    "event {i}: meta.actor must name the authenticated user or service (1-128 characters)"
+                )));
+            }
+        }
         // Serialising a value we just parsed cannot fail; measure what will be stored.
         let size = serde_json::to_vec(ev)
             .map(|b| b.len())
@@ -245,7 +254,7 @@ mod tests {
             max_append_bytes: 2000,
             max_events_per_append: 2,
         };
-        let ev = |id: u8, data: &str| json!({"id": format!("00000000-0000-4000-8000-0000000000{id:02}"), "type": "T", "v": 1, "data": {"x": data}});
+        let ev = |id: u8, data: &str| json!({"id": format!("00000000-0000-4000-8000-0000000000{id:02}"), "type": "T", "v": 1, "data": {"x": data}, "meta": {"actor": "test"}});
         let stream = "incident-00000000-0000-4000-8000-000000000000";
         let req = |events: Vec<Value>| {
             serde_json::to_vec(
@@ -254,6 +263,16 @@ mod tests {
             .unwrap()
         };
         assert!(decode_append(&req(vec![ev(1, "a")]), &limits).is_ok());
+        let anonymous =
+            json!({"id": "00000000-0000-4000-8000-000000000009", "type": "T", "v": 1, "data": {}});
+        assert!(
+            matches!(decode_append(&req(vec![anonymous]), &limits), Err(CodecError::Rule(m)) if m.contains("meta.actor"))
+        );
+        let blank = json!({"id": "00000000-0000-4000-8000-000000000009", "type": "T", "v": 1, "data": {}, "meta": {"actor": "  "}});
+        assert!(matches!(
+            decode_append(&req(vec![blank]), &limits),
+            Err(CodecError::Rule(_))
+        ));
         assert!(matches!(
             decode_append(&req(vec![]), &limits),
             Err(CodecError::Rule(_))

@@ -421,3 +421,25 @@ pub async fn events(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_login_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = serde_json::from_slice::<LoginRequest>(&bytes);
+        }
+
+        #[test]
+        fn login_bodies_with_unknown_fields_are_refused(u in "\\PC{0,40}", p in "\\PC{0,40}", extra in proptest::option::of("[a-z]{1,6}")) {
+            let mut v = serde_json::json!({"username": u, "password": p});
+            if let Some(e) = &extra { v[e.as_str()] = 1.into(); }
+            let parsed = serde_json::from_value::<LoginRequest>(v);
+            let unknown = extra.as_deref().is_some_and(|e| e != "username" && e != "password");
+            let clobbered = extra.is_some() && !unknown; // a field replaced by a number
+            proptest::prop_assert_eq!(parsed.is_ok(), !unknown && !clobbered);
+        }
+    }
+}

@@ -362,4 +362,30 @@ mod tests {
             assert_eq!(parse_subscribe(bad).unwrap_err().0, code, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_client_text_never_panics(text in "\\PC{0,300}") {
+            let _ = parse_subscribe(&text);
+        }
+
+        #[test]
+        fn near_miss_subscribes_never_panic(
+            board in "[a-z_]{0,12}",
+            view in proptest::option::of("[a-z_]{0,12}"),
+            since in proptest::option::of(proptest::num::i64::ANY),
+            extra in proptest::option::of("[a-z]{1,8}"),
+        ) {
+            let mut msg = serde_json::json!({"type": "subscribe", "board": board});
+            if let Some(v) = view { msg["view"] = v.into(); }
+            if let Some(s) = since { msg["since"] = s.into(); }
+            if let Some(e) = extra { msg[e] = true.into(); }
+            let parsed = parse_subscribe(&msg.to_string());
+            // Only well-formed subscribes to a known board are accepted.
+            if let Ok((_, since, _)) = parsed {
+                proptest::prop_assert!(boards::BOARDS.contains(&board.as_str()));
+                proptest::prop_assert!(since.is_none_or(|s| i64::try_from(s).is_ok()));
+            }
+        }
+    }
 }

@@ -310,7 +310,7 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
                         json!({"country": "SO", "category": "crime", "severity": 1 + (i % 5),
                             "title": format!("writer {w} report {i}"), "occurred_at": "2026-11-27T01:00:00Z", "reporter": "x"})
                     },
-                    meta: Meta::default(),
+                    meta: Meta { actor: Some(format!("writer-{w}")), ..Meta::default() },
                 };
                 let req = AppendRequest {
                     stream: StreamName::parse(&format!("incident-{id}")).unwrap(),

@@ -404,7 +404,8 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
         ("negative expected_version", serde_json::to_vec(&json!({"stream": a, "expected_version": -3, "events": [good_event()]})).unwrap()),
         ("no events", serde_json::to_vec(&json!({"stream": a, "expected_version": "any", "events": []})).unwrap()),
         ("bad event id", serde_json::to_vec(&json!({"stream": a, "expected_version": "any", "events": [{"id": "nope", "type": "T", "v": 1, "data": {}}]})).unwrap()),
-        ("empty type", serde_json::to_vec(&json!({"stream": a, "expected_version": "any", "events": [{"id": Uuid::new_v4(), "type": "", "v": 1, "data": {}}]})).unwrap()),
+        ("empty type", serde_json::to_vec(&json!({"stream": a, "expected_version": "any", "events": [{"id": Uuid::new_v4(), "type": "", "v": 1, "data": {}, "meta": {"actor": "t"}}]})).unwrap()),
+        ("no actor (the log is the audit trail)", serde_json::to_vec(&json!({"stream": a, "expected_version": "any", "events": [{"id": Uuid::new_v4(), "type": "T", "v": 1, "data": {}}]})).unwrap()),
     ];
     for (what, body) in cases {
         let reply = client

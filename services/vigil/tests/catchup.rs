@@ -49,7 +49,10 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
                     event_type: "AreaSecurityLevelSet".into(),
                     v: 2,
                     data: json!({ "n": i }),
-                    meta: Meta::default(),
+                    meta: Meta {
+                        actor: Some("catchup-writer".into()),
+                        ..Meta::default()
+                    },
                 };
                 let req = AppendRequest {
                     stream: stream.clone(),

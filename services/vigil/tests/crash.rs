@@ -129,7 +129,10 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
                     event_type: "IncidentReported".into(),
                     v: 1,
                     data: json!({ "writer": w }),
-                    meta: Meta::default(),
+                    meta: Meta {
+                        actor: Some(format!("writer-{w}")),
+                        ..Meta::default()
+                    },
                 };
                 let req = AppendRequest {
                     stream: stream.clone(),
