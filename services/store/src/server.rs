@@ -217,24 +217,27 @@ async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
         };
     let log = log.clone();
     let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
-    let page = tokio::task::spawn_blocking(move || {
+    send_page(client, reply_to, "head", move || {
         let events = log.read_raw(req.from, limit, MAX_REPLY_BYTES)?;
-        Ok::<_, LogError>((events, log.head()))
+        Ok((events, log.head()))
     })
     .await;
-    match page {
-        Ok(Ok((events, head))) => {
-            let body = page_json(&events, "head", head);
+}
+
+/// Runs a log read off the async workers and answers with the page or a typed error.
+async fn send_page<F>(client: &Client, reply_to: async_nats::Subject, key: &'static str, read: F)
+where
+    F: FnOnce() -> Result<(Vec<fjall::Slice>, u64), LogError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok((events, n))) => {
+            let body = page_json(&events, key, n);
             let _ = client.publish(reply_to, body.into()).await;
         }
         Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
         Err(e) => {
-            respond_error(
-                client,
-                reply_to,
-                StoreError::unavailable(format!("read task failed: {e}")),
-            )
-            .await
+            let error = StoreError::unavailable(format!("read task failed: {e}"));
+            respond_error(client, reply_to, error).await
         }
     }
 }
@@ -253,25 +256,10 @@ async fn handle_stream(client: &Client, log: &Arc<Log>, msg: Message) {
     };
     let log = log.clone();
     let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
-    let page = tokio::task::spawn_blocking(move || {
+    send_page(client, reply_to, "version", move || {
         log.read_stream_raw(&req.stream, req.from_version, limit, MAX_REPLY_BYTES)
     })
     .await;
-    match page {
-        Ok(Ok((events, version))) => {
-            let body = page_json(&events, "version", version);
-            let _ = client.publish(reply_to, body.into()).await;
-        }
-        Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
-        Err(e) => {
-            respond_error(
-                client,
-                reply_to,
-                StoreError::unavailable(format!("read task failed: {e}")),
-            )
-            .await
-        }
-    }
 }
 
 fn read_failed(e: &LogError) -> StoreError {
