@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`nats`]: connecting to NATS (reconnect forever for services, fail fast for tools).
+//! - [`nats_auth`]: the NATS users of the services, their credentials file and their
+//!   per-subject permissions (the nats-server config `vigil up` writes).
 //! - [`store_client`]: the typed client of the store's API, with idempotent retries.
 //! - [`catchup`]: the catch-up subscription every consumer uses: read the log from the last
 //!   applied position, then follow the live feed, filling gaps from the log.
@@ -12,6 +14,7 @@
 pub mod catchup;
 pub mod config;
 pub mod nats;
+pub mod nats_auth;
 pub mod shutdown;
 pub mod store_client;
 pub mod telemetry;

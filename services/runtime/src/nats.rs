@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event};
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +45,17 @@ pub async fn connect(
                     Event::Connected => tracing::info!(conn = %conn_name, "NATS connected"),
                     Event::Disconnected => tracing::warn!(conn = %conn_name, "NATS disconnected; reconnecting"),
                     Event::SlowConsumer(sid) => tracing::warn!(conn = %conn_name, sid, "NATS slow consumer: messages dropped, consumers will re-read the log"),
+                    // Permissions violations land here: the server refused a publish or a
+                    // subscription this user is not allowed.
+                    Event::ServerError(e) => tracing::warn!(conn = %conn_name, error = %e, "NATS server error"),
                     other => tracing::debug!(conn = %conn_name, event = %other, "NATS event"),
                 }
             }
         });
+    let as_user = match &credentials {
+        Some((user, _)) => format!("as NATS user `{user}`"),
+        None => "without NATS credentials".to_owned(),
+    };
     if let Some((user, pass)) = credentials {
         opts = opts.user_and_password(user, pass);
     }
@@ -57,10 +64,17 @@ pub async fn connect(
             opts = opts.retry_on_initial_connect().max_reconnects(None);
             Ok(opts.connect(url).await?)
         }
-        Mode::Tool => opts.max_reconnects(Some(3)).connect(url).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach NATS at {url}: {e}. Is Vigil running (`vigil up`)? Pass --nats-url or set VIGIL_NATS_URL if it listens elsewhere"
-            )
-        }),
+        Mode::Tool => opts
+            .max_reconnects(Some(3))
+            .connect(url)
+            .await
+            .map_err(|e| match e.kind() {
+                ConnectErrorKind::AuthorizationViolation => anyhow::anyhow!(
+                    "NATS at {url} refused the connection {as_user} (authorization violation). Pass --data-dir (the data directory of `vigil up`, whose secrets/nats-users.json holds the credentials) or --nats-user/--nats-password (VIGIL_NATS_USER/VIGIL_NATS_PASSWORD)"
+                ),
+                _ => anyhow::anyhow!(
+                    "cannot reach NATS at {url}: {e}. Is Vigil running (`vigil up`)? Pass --nats-url or set VIGIL_NATS_URL if it listens elsewhere"
+                ),
+            }),
     }
 }

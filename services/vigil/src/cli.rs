@@ -31,6 +31,19 @@ pub struct Common {
     /// Optional TOML config file with the same settings.
     #[arg(long, env = "VIGIL_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// NATS user. Default: this command's own user from <data-dir>/secrets/nats-users.json
+    /// (written by `vigil up`), if that file exists. Ignored by `vigil up` unless
+    /// --external-nats: the server it owns knows only its own users.
+    #[arg(long, env = "VIGIL_NATS_USER", global = true)]
+    pub nats_user: Option<String>,
+    /// Password of --nats-user (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "VIGIL_NATS_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub nats_password: Option<String>,
 }
 
 /// The commands.
@@ -216,6 +229,8 @@ pub struct Resolved {
     pub nats_url: String,
     /// The file's contents.
     pub file: FileConfig,
+    /// NATS user and password given as flags or environment.
+    pub nats_credentials: Option<(String, String)>,
 }
 
 impl Common {
@@ -232,10 +247,16 @@ impl Common {
             .clone()
             .or_else(|| file.nats_url.clone())
             .unwrap_or_else(|| format!("nats://127.0.0.1:{}", config::DEFAULT_NATS_PORT));
+        let nats_credentials = match (&self.nats_user, &self.nats_password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("--nats-user and --nats-password go together"),
+        };
         Ok(Resolved {
             data_dir,
             nats_url,
             file,
+            nats_credentials,
         })
     }
 }
@@ -249,6 +270,16 @@ impl Resolved {
             .unwrap_or_else(|| config::DEFAULT_HTTP.to_owned());
         text.parse()
             .map_err(|_| anyhow::anyhow!("--http {text:?} is not an address like 127.0.0.1:8080"))
+    }
+
+    /// The NATS credentials of `user` (a name from `runtime::nats_auth`): --nats-user and
+    /// --nats-password when given, else that user's entry in
+    /// `<data-dir>/secrets/nats-users.json` when the file exists, else none.
+    pub fn nats_credentials_for(&self, user: &str) -> anyhow::Result<Option<(String, String)>> {
+        if let Some(given) = &self.nats_credentials {
+            return Ok(Some(given.clone()));
+        }
+        Ok(runtime::nats_auth::load(&self.data_dir)?.and_then(|users| users.credentials(user)))
     }
 
     /// The store's settings under this data directory.

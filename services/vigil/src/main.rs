@@ -62,8 +62,14 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
             shutdown.clone(),
         ));
     }
-    let client =
-        runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
+    let credentials = settings.nats_credentials_for(runtime::nats_auth::STORE)?;
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-store",
+        credentials,
+        Mode::Service,
+    )
+    .await?;
     store::run(client, config, shutdown).await
 }
 
@@ -72,8 +78,14 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     let addr = settings.http_addr(args.http.as_deref())?;
     let handle = runtime::telemetry::install_metrics()?;
     let auth = std::sync::Arc::new(gateway::auth::Auth::open(&settings.data_dir, vec![])?);
-    let client =
-        runtime::nats::connect(&settings.nats_url, "vigil-gateway", None, Mode::Service).await?;
+    let credentials = settings.nats_credentials_for(runtime::nats_auth::GATEWAY)?;
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-gateway",
+        credentials,
+        Mode::Service,
+    )
+    .await?;
     let (bound, task) = gateway::start(addr, client, auth, Some(handle), shutdown).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?

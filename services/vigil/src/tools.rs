@@ -13,7 +13,13 @@ use crate::cli::{AppendArgs, Resolved, TailArgs};
 /// Prints committed events, catching up from `--from` first, until Ctrl-C or `--count`.
 pub async fn tail(settings: Resolved, args: TailArgs) -> anyhow::Result<()> {
     let shutdown = runtime::shutdown::on_signals();
-    let client = runtime::nats::connect(&settings.nats_url, "vigil-tail", None, Mode::Tool).await?;
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-tail",
+        settings.nats_credentials_for(runtime::nats_auth::CLI)?,
+        Mode::Tool,
+    )
+    .await?;
     let after = match args.from {
         Some(from) => from.saturating_sub(1),
         None => {
@@ -92,8 +98,13 @@ pub async fn append(settings: Resolved, args: AppendArgs) -> anyhow::Result<()> 
         },
     };
     let id = event.id;
-    let client =
-        runtime::nats::connect(&settings.nats_url, "vigil-append", None, Mode::Tool).await?;
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-append",
+        settings.nats_credentials_for(runtime::nats_auth::CLI)?,
+        Mode::Tool,
+    )
+    .await?;
     let store = StoreClient::new(client, Duration::from_secs(5));
     let request = AppendRequest {
         stream: stream.clone(),
@@ -150,8 +161,13 @@ pub async fn replay(settings: Resolved, args: crate::cli::ReplayArgs) -> anyhow:
             bar.set_position(folded);
         }
     } else {
-        let client =
-            runtime::nats::connect(&settings.nats_url, "vigil-replay", None, Mode::Tool).await?;
+        let client = runtime::nats::connect(
+            &settings.nats_url,
+            "vigil-replay",
+            settings.nats_credentials_for(runtime::nats_auth::CLI)?,
+            Mode::Tool,
+        )
+        .await?;
         let store = StoreClient::new(client, Duration::from_secs(10));
         let (_, head) = store
             .read(u64::MAX, 1)

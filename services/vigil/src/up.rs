@@ -2,8 +2,12 @@
 //!
 //! It owns a nats-server (config and logs under `<data-dir>/nats/`, listening on its own
 //! port, never 4222), restarts it if it dies, runs the store in this process, and serves
-//! `/metrics`. On SIGINT/SIGTERM it stops taking requests, lets the store finish the commit in
-//! flight, then stops nats-server, and exits 0.
+//! `/metrics`. The bus is secured: at the first start it generates one NATS user per service
+//! into `<data-dir>/secrets/nats-users.json` (mode 0600), and the server config gives each
+//! user only its subjects (see `runtime::nats_auth`); anonymous connections are refused.
+//!
+//! On SIGINT/SIGTERM it stops taking requests, lets the store finish the commit in flight,
+//! then stops nats-server, and exits 0.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,6 +32,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     })?;
     let data_dir = std::fs::canonicalize(&settings.data_dir)?;
 
+    // The credentials of the server we own; none with --external-nats (flags or the data
+    // directory's file say how to log in there).
+    let mut owned_users = None;
     let nats_task = if args.external_nats {
         None
     } else {
@@ -42,7 +49,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
                 "127.0.0.1:{port} is already in use (another `vigil up`, or a NATS server?). Choose another port with --nats-url nats://127.0.0.1:<port>, or use that server with --external-nats"
             );
         }
-        let conf = write_nats_config(&data_dir.join("nats"), port)?;
+        let users = runtime::nats_auth::load_or_create(&data_dir)?;
+        let conf = write_nats_config(&data_dir.join("nats"), port, &users)?;
+        owned_users = Some(users);
         let mut child = spawn_nats(&conf).await?;
         if !wait_for_nats(port, &mut child, Duration::from_secs(10)).await {
             anyhow::bail!(
@@ -53,16 +62,30 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Some(tokio::spawn(supervise_nats(child, conf, shutdown.clone())))
     };
 
-    let client =
-        runtime::nats::connect(&settings.nats_url, "vigil-store", None, Mode::Service).await?;
+    let credentials_of = |user: &str| match &owned_users {
+        Some(users) => Ok(users.credentials(user)),
+        None => settings.nats_credentials_for(user),
+    };
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-store",
+        credentials_of(runtime::nats_auth::STORE)?,
+        Mode::Service,
+    )
+    .await?;
     let mut store_config = settings.store_config();
     store_config.dir = data_dir.join("store");
     let store_dir = store_config.dir.clone();
     let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
 
     let http_addr = settings.http_addr(args.http.as_deref())?;
-    let gateway_client =
-        runtime::nats::connect(&settings.nats_url, "vigil-gateway", None, Mode::Service).await?;
+    let gateway_client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-gateway",
+        credentials_of(runtime::nats_auth::GATEWAY)?,
+        Mode::Service,
+    )
+    .await?;
     let auth = std::sync::Arc::new(gateway::auth::Auth::open(&data_dir, vec![])?);
     let first_admin = crate::users::bootstrap_admin(&data_dir)?;
     let (screen_token, _) = auth.issue(
@@ -97,11 +120,18 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     println!("  data directory : {}", data_dir.display());
     println!("  event log      : {}", store_dir.display());
     match &nats_task {
-        Some(_) => println!(
-            "  NATS           : {} (nats-server owned by vigil; config in {})",
-            settings.nats_url,
-            data_dir.join("nats").display()
-        ),
+        Some(_) => {
+            println!(
+                "  NATS           : {} (nats-server owned by vigil; config in {})",
+                settings.nats_url,
+                data_dir.join("nats").display()
+            );
+            println!(
+                "  NATS users     : {} (one per service; `vigil tail/append/replay --data-dir {}` use `cli`)",
+                runtime::nats_auth::users_file(&data_dir).display(),
+                data_dir.display()
+            );
+        }
         None => println!("  NATS           : {} (external)", settings.nats_url),
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
@@ -116,8 +146,14 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             "                   (shown once; log in at POST /api/v1/auth/login; change it with `vigil user add admin --role admin`)"
         );
     }
+    // The operator tools find their NATS credentials under the data directory.
+    let dir_flag = if settings.data_dir == runtime::config::default_data_dir() {
+        String::new()
+    } else {
+        format!("--data-dir {} ", data_dir.display())
+    };
     println!(
-        "Try: vigil append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil tail --from 1"
+        "Try: vigil {dir_flag}append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil {dir_flag}tail --from 1"
     );
     println!("Ctrl-C stops it cleanly.");
 
@@ -149,8 +185,13 @@ fn port_of(url: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-/// Writes the nats-server config for a loopback-only server on `port`.
-fn write_nats_config(dir: &Path, port: u16) -> anyhow::Result<PathBuf> {
+/// Writes the nats-server config for a loopback-only server on `port` that admits only
+/// `users`, each with its permissions. The file holds their passwords, so it is mode 0600.
+fn write_nats_config(
+    dir: &Path,
+    port: u16,
+    users: &runtime::nats_auth::NatsUsers,
+) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let conf = dir.join("nats-server.conf");
     // max_payload leaves room for the store's largest append (1 MiB by default) plus headers.
@@ -159,11 +200,13 @@ fn write_nats_config(dir: &Path, port: u16) -> anyhow::Result<PathBuf> {
          listen: 127.0.0.1:{port}\n\
          max_payload: 4MB\n\
          log_file: \"{log}\"\n\
-         pid_file: \"{pid}\"\n",
+         pid_file: \"{pid}\"\n\
+         {accounts}",
         log = dir.join("nats-server.log").display(),
         pid = dir.join("nats-server.pid").display(),
+        accounts = runtime::nats_auth::server_config(users)?,
     );
-    std::fs::write(&conf, text)?;
+    runtime::nats_auth::write_private(&conf, text.as_bytes())?;
     Ok(conf)
 }
 

@@ -238,6 +238,9 @@ impl Centre {
                 "--data",
                 &data.to_string(),
             ])
+            // The data directory holds the NATS credentials `vigil up` generated.
+            .arg("--data-dir")
+            .arg(&self.data_dir)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

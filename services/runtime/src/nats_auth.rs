@@ -1,0 +1,447 @@
+//! Who may do what on the bus: the NATS users of Vigil's services, their credentials file, and
+//! the per-subject permissions `vigil up` writes into the nats-server config it owns.
+//!
+//! One NATS user per service (`store`, `gateway`, each domain service) plus `cli` for the
+//! operator tools. Passwords are random (24 bytes, hex), generated at the first start into
+//! `<data-dir>/secrets/nats-users.json` (mode 0600, directory 0700) and reused afterwards.
+//!
+//! The rules the table enforces, in the server (a client cannot opt out):
+//! - only `store` publishes committed events (`vigil.events.>`) and serves `vigil.store.>`;
+//! - `gateway` reads the log (`vigil.store.read`, `vigil.store.stream`) and sends commands
+//!   (`vigil.cmd.>`), but cannot append or fake an event;
+//! - a domain service appends and reads through the store, receives only its own commands
+//!   (`vigil.cmd.<service>.>`), and only `broadcast` publishes `vigil.alerts.>`;
+//! - `cli` (tail/append/replay) talks to the store and follows the event feed;
+//! - everyone subscribes `_INBOX.>` for replies; those that answer requests get
+//!   `allow_responses` (they may publish to the reply subject of a request they received).
+//!
+//! The nats-server config has an application account holding these users plus the system
+//! account, and no `no_auth_user`: a connection without valid credentials is refused (and the
+//! `accounts` block never holds only the system account: CVE-2023-47090).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The store service.
+pub const STORE: &str = "store";
+/// The gateway (HTTP API, WebSocket boards).
+pub const GATEWAY: &str = "gateway";
+/// The operator tools: `vigil tail`, `vigil append`, `vigil replay`.
+pub const CLI: &str = "cli";
+/// The domain services, each with a NATS user of its own.
+pub const DOMAIN_SERVICES: [&str; 7] = [
+    "incidents",
+    "levels",
+    "hostage",
+    "surge",
+    "relocation",
+    "clearances",
+    "broadcast",
+];
+
+/// The NATS account that holds Vigil's users.
+pub const ACCOUNT: &str = "VIGIL";
+/// The system account (no users: nobody logs into it).
+pub const SYSTEM_ACCOUNT: &str = "SYS";
+
+/// Every NATS user Vigil knows, in the order the config lists them.
+pub fn all_users() -> Vec<&'static str> {
+    let mut users = vec![STORE, GATEWAY];
+    users.extend(DOMAIN_SERVICES);
+    users.push(CLI);
+    users
+}
+
+/// What one user may publish and subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    /// Subjects it may publish to.
+    pub publish_allow: Vec<String>,
+    /// Subjects it may never publish to (checked after `publish_allow`).
+    pub publish_deny: Vec<String>,
+    /// Subjects it may subscribe to.
+    pub subscribe_allow: Vec<String>,
+    /// Subjects it may never subscribe to.
+    pub subscribe_deny: Vec<String>,
+    /// Whether it may publish to the reply subject of a request it received.
+    pub allow_responses: bool,
+}
+
+fn strings(subjects: &[&str]) -> Vec<String> {
+    subjects.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The permissions of `user`, `None` for a user Vigil does not know.
+pub fn permissions(user: &str) -> Option<Permissions> {
+    const EVENTS: &str = "vigil.events.>";
+    const STORE_ALL: &str = "vigil.store.>";
+    const INBOX: &str = "_INBOX.>";
+    let p = match user {
+        STORE => Permissions {
+            publish_allow: strings(&[EVENTS]),
+            publish_deny: vec![],
+            subscribe_allow: strings(&[STORE_ALL, INBOX]),
+            subscribe_deny: vec![],
+            allow_responses: true,
+        },
+        GATEWAY => Permissions {
+            publish_allow: strings(&["vigil.store.read", "vigil.store.stream", "vigil.cmd.>"]),
+            publish_deny: strings(&["vigil.store.append", EVENTS]),
+            subscribe_allow: strings(&[EVENTS, INBOX]),
+            subscribe_deny: strings(&[STORE_ALL]),
+            allow_responses: false,
+        },
+        CLI => Permissions {
+            publish_allow: strings(&[STORE_ALL]),
+            publish_deny: strings(&[EVENTS]),
+            subscribe_allow: strings(&[EVENTS, INBOX]),
+            subscribe_deny: strings(&[STORE_ALL]),
+            allow_responses: false,
+        },
+        service if DOMAIN_SERVICES.contains(&service) => {
+            let mut publish_allow = strings(&[STORE_ALL]);
+            if service == "broadcast" {
+                publish_allow.push("vigil.alerts.>".to_owned());
+            }
+            Permissions {
+                publish_allow,
+                publish_deny: strings(&[EVENTS]),
+                subscribe_allow: vec![
+                    EVENTS.to_owned(),
+                    format!("vigil.cmd.{service}.>"),
+                    INBOX.to_owned(),
+                ],
+                subscribe_deny: strings(&[STORE_ALL]),
+                allow_responses: true,
+            }
+        }
+        _ => return None,
+    };
+    Some(p)
+}
+
+/// `<data-dir>/secrets/nats-users.json`.
+pub fn users_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("secrets").join("nats-users.json")
+}
+
+/// The credentials file: user name → password.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NatsUsers {
+    /// What this file is (for whoever opens it).
+    #[serde(default)]
+    pub comment: String,
+    /// User name → password.
+    pub users: BTreeMap<String, String>,
+}
+
+impl NatsUsers {
+    /// `(user, password)` of `user`, if the file has it.
+    pub fn credentials(&self, user: &str) -> Option<(String, String)> {
+        self.users
+            .get(user)
+            .map(|password| (user.to_owned(), password.clone()))
+    }
+}
+
+/// Reads `<data-dir>/secrets/nats-users.json`; `Ok(None)` when there is none.
+pub fn load(data_dir: &Path) -> anyhow::Result<Option<NatsUsers>> {
+    let path = users_file(data_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot read the NATS credentials {}: {e} (run as the user that runs `vigil up`, or pass --nats-user/--nats-password)",
+                path.display()
+            ));
+        }
+    };
+    let users: NatsUsers = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the NATS credentials file {} is damaged: {e}",
+            path.display()
+        )
+    })?;
+    Ok(Some(users))
+}
+
+/// Reads the credentials file, creating it at the first start and adding a password for any
+/// user it lacks (a service added since). Tightens its mode to 0600 if it was looser.
+pub fn load_or_create(data_dir: &Path) -> anyhow::Result<NatsUsers> {
+    let path = users_file(data_dir);
+    let existing = load(data_dir)?;
+    let existed = existing.is_some();
+    let mut file = existing.unwrap_or_default();
+    let mut changed = !existed;
+    for user in all_users() {
+        if !file.users.contains_key(user) {
+            file.users.insert(user.to_owned(), random_password()?);
+            changed = true;
+        }
+    }
+    for user in file.users.keys() {
+        if permissions(user).is_none() {
+            tracing::warn!(user = %user, file = %path.display(), "unknown NATS user in the credentials file; it is not given access");
+        }
+    }
+    if changed {
+        file.comment = "NATS users of Vigil's services, generated by `vigil up`; keep this file secret (mode 0600)".to_owned();
+        write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
+    } else {
+        tighten(&path)?;
+    }
+    Ok(file)
+}
+
+/// 24 random bytes as 48 hex digits.
+fn random_password() -> anyhow::Result<String> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let mut s = String::with_capacity(48);
+    for b in raw {
+        let _ = write!(s, "{b:02x}");
+    }
+    Ok(s)
+}
+
+/// Creates `dir` (and its parents) with mode 0700 for the last component.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600 (its directory 0700).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let write = || -> std::io::Result<()> {
+        let mut f = opts.open(&tmp)?;
+        // A leftover temp file keeps its old mode: set it again.
+        tighten_io(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(unix)]
+fn tighten_io(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn tighten_io(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+fn tighten(path: &Path) -> anyhow::Result<()> {
+    tighten_io(path).map_err(|e| anyhow::anyhow!("cannot set mode 0600 on {}: {e}", path.display()))
+}
+
+/// A string in nats-server config syntax (double-quoted, escaped).
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn list(subjects: &[String]) -> String {
+    let items: Vec<String> = subjects.iter().map(|s| quoted(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn allow_deny(allow: &[String], deny: &[String]) -> String {
+    if deny.is_empty() {
+        format!("{{ allow: {} }}", list(allow))
+    } else {
+        format!("{{ allow: {}, deny: {} }}", list(allow), list(deny))
+    }
+}
+
+/// The `accounts` block (and `system_account`) of the nats-server config: Vigil's users with
+/// their permissions in [`ACCOUNT`], and the system account. Users not in the table are left
+/// out. Fails if a known user has no password in `users`.
+pub fn server_config(users: &NatsUsers) -> anyhow::Result<String> {
+    let mut out = String::new();
+    out.push_str(
+        "# One NATS user per service, each limited to its subjects; no anonymous access.\n",
+    );
+    out.push_str("accounts: {\n");
+    let _ = writeln!(out, "  {ACCOUNT}: {{");
+    out.push_str("    users: [\n");
+    for user in all_users() {
+        let Some(password) = users.users.get(user) else {
+            anyhow::bail!("the NATS credentials have no password for `{user}`");
+        };
+        let Some(p) = permissions(user) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "      {{ user: {}, password: {}, permissions: {{\n          publish: {}\n          subscribe: {}\n          allow_responses: {}\n      }} }}",
+            quoted(user),
+            quoted(password),
+            allow_deny(&p.publish_allow, &p.publish_deny),
+            allow_deny(&p.subscribe_allow, &p.subscribe_deny),
+            p.allow_responses,
+        );
+    }
+    out.push_str("    ]\n  }\n");
+    let _ = writeln!(out, "  {SYSTEM_ACCOUNT}: {{}}");
+    out.push_str("}\n");
+    let _ = writeln!(out, "system_account: {SYSTEM_ACCOUNT}");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn only_the_store_publishes_events_and_serves_the_store_api() {
+        for user in all_users() {
+            let p = permissions(user).unwrap();
+            let publishes_events = p
+                .publish_allow
+                .iter()
+                .any(|s| s.starts_with("vigil.events"));
+            let serves_store = p
+                .subscribe_allow
+                .iter()
+                .any(|s| s.starts_with("vigil.store"));
+            assert_eq!(publishes_events, user == STORE, "{user}");
+            assert_eq!(serves_store, user == STORE, "{user}");
+            assert!(p.subscribe_allow.contains(&"_INBOX.>".to_owned()), "{user}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_cannot_append_and_services_get_only_their_commands() {
+        let g = permissions(GATEWAY).unwrap();
+        assert!(
+            !g.publish_allow
+                .iter()
+                .any(|s| s == "vigil.store.append" || s == "vigil.store.>")
+        );
+        assert!(g.publish_deny.contains(&"vigil.store.append".to_owned()));
+        for service in DOMAIN_SERVICES {
+            let p = permissions(service).unwrap();
+            let cmds: Vec<_> = p
+                .subscribe_allow
+                .iter()
+                .filter(|s| s.starts_with("vigil.cmd."))
+                .collect();
+            assert_eq!(cmds, vec![&format!("vigil.cmd.{service}.>")]);
+            let alerts = p
+                .publish_allow
+                .iter()
+                .any(|s| s.starts_with("vigil.alerts"));
+            assert_eq!(alerts, service == "broadcast", "{service}");
+        }
+        assert!(permissions("nobody").is_none());
+    }
+
+    #[test]
+    fn credentials_are_generated_once_private_and_complete() {
+        let dir = tempfile_dir();
+        assert!(load(dir.path()).unwrap().is_none());
+        let first = load_or_create(dir.path()).unwrap();
+        assert_eq!(first.users.len(), all_users().len());
+        for password in first.users.values() {
+            assert_eq!(password.len(), 48);
+            assert!(password.chars().all(|c| c.is_ascii_hexdigit()));
+        }
+        let again = load_or_create(dir.path()).unwrap();
+        assert_eq!(first.users, again.users, "reused, not regenerated");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = users_file(dir.path());
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let dmode = std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(dmode, 0o700);
+            // A loosened file is tightened again at the next start.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            load_or_create(dir.path()).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // A user missing from an older file is added; the others keep their passwords.
+        let mut older = again.clone();
+        older.users.remove("surge");
+        write_private(
+            &users_file(dir.path()),
+            &serde_json::to_vec(&older).unwrap(),
+        )
+        .unwrap();
+        let grown = load_or_create(dir.path()).unwrap();
+        assert_eq!(grown.users.len(), all_users().len());
+        assert_eq!(grown.users["store"], first.users["store"]);
+        assert_eq!(
+            grown.credentials("cli"),
+            Some(("cli".to_owned(), first.users["cli"].clone()))
+        );
+    }
+
+    #[test]
+    fn the_server_config_has_an_application_account_and_no_anonymous_user() {
+        let dir = tempfile_dir();
+        let mut users = load_or_create(dir.path()).unwrap();
+        users.users.insert("intruder".into(), "x".into());
+        let conf = server_config(&users).unwrap();
+        assert!(conf.contains("VIGIL: {"), "{conf}");
+        assert!(conf.contains("system_account: SYS"), "{conf}");
+        assert!(!conf.contains("no_auth_user"), "{conf}");
+        assert!(!conf.contains("intruder"), "{conf}");
+        for user in all_users() {
+            assert!(conf.contains(&format!("user: \"{user}\"")), "{conf}");
+        }
+    }
+
+    fn tempfile_dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+}
