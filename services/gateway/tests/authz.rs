@@ -5,78 +5,21 @@
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use runtime::StoreClient;
 use serde_json::{Value, json};
-use testkit::NatsServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_util::sync::CancellationToken;
-use vigil_gateway::auth::{Auth, Role, User, Users, hash_password};
+use vigil_gateway::auth::{Auth, Role};
 
-struct Center {
-    _nats: NatsServer,
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    auth: Arc<Auth>,
-    stop: CancellationToken,
-}
+mod common;
 
-impl Drop for Center {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+use common::{ANA_PASSWORD, Center};
 
 async fn start() -> Center {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let client = nats.connect().await;
-    tokio::spawn(store::run(
-        client.clone(),
-        store::StoreConfig::new(dir.path().join("store")),
-        stop.clone(),
-    ));
-    let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-    testkit::eventually(Duration::from_secs(10), || {
-        let s = store.clone();
-        async move { s.read(1, 1).await.ok() }
-    })
-    .await
-    .unwrap();
-    let mut users = Users::load(dir.path()).unwrap();
-    users
-        .put(User {
-            username: "ana".into(),
-            role: Role::DutyOfficer,
-            scope: None,
-            agency: None,
-            password_hash: hash_password("correct horse battery").unwrap(),
-        })
-        .unwrap();
-    let auth = Arc::new(Auth::open(dir.path(), vec![]).unwrap());
-    let (addr, _) = vigil_gateway::start(
-        "127.0.0.1:0".parse().unwrap(),
-        nats.connect().await,
-        auth.clone(),
-        None,
-        stop.clone(),
-    )
-    .await
-    .unwrap();
-    let c = Center {
-        _nats: nats,
-        dir,
-        addr,
-        auth,
-        stop,
-    };
+    let c = Center::start().await;
     // Ready before the matrix runs, so /readyz answers 200.
     testkit::eventually(Duration::from_secs(10), || async {
         (request(&c, "GET", "/readyz", None, None).await.0 == 200).then_some(())
@@ -417,7 +360,8 @@ async fn the_websocket_checks_origin_and_closes_when_the_token_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_issues_a_working_token_and_has_hard_edges() {
     let c = start().await;
-    let good = br#"{"username":"ana","password":"correct horse battery"}"#;
+    let good = serde_json::to_vec(&json!({"username": "ana", "password": ANA_PASSWORD})).unwrap();
+    let good = good.as_slice();
     let (status, raw) = request(
         &c,
         "POST",

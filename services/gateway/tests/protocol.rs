@@ -4,81 +4,22 @@
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
 use futures::{SinkExt, StreamExt};
-use runtime::StoreClient;
 use serde_json::{Value, json};
-use testkit::NatsServer;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use vigil_gateway::auth::{Auth, Role};
+
+mod common;
+
+use common::Center;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct Center {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    store: StoreClient,
-    addr: SocketAddr,
-    stop: CancellationToken,
-    /// A wall_screen token, used on every WebSocket here.
-    screen_token: String,
-    /// A duty_officer token, used for HTTP reads.
-    duty_token: String,
-}
-
 impl Center {
-    async fn start() -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        tokio::spawn(store::run(
-            client.clone(),
-            store::StoreConfig::new(dir.path()),
-            stop.clone(),
-        ));
-        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-        testkit::eventually(Duration::from_secs(10), || {
-            let s = store.clone();
-            async move { s.read(1, 1).await.ok() }
-        })
-        .await
-        .unwrap();
-        let gw_client = nats.connect().await;
-        let auth = std::sync::Arc::new(Auth::open(dir.path(), vec![]).unwrap());
-        let hour = Duration::from_secs(3600);
-        let (screen_token, _) = auth
-            .issue("screen", Role::WallScreen, None, None, hour, "api")
-            .unwrap();
-        let (duty_token, _) = auth
-            .issue("ana", Role::DutyOfficer, None, None, hour, "session")
-            .unwrap();
-        let (addr, _task) = vigil_gateway::start(
-            "127.0.0.1:0".parse().unwrap(),
-            gw_client,
-            auth,
-            None,
-            stop.clone(),
-        )
-        .await
-        .unwrap();
-        Self {
-            _nats: nats,
-            _dir: dir,
-            store,
-            addr,
-            stop,
-            screen_token,
-            duty_token,
-        }
-    }
-
     async fn report(&self, country: &str, severity: u8) -> u64 {
         let id = Uuid::new_v4();
         let ev = NewEvent {
@@ -112,12 +53,6 @@ impl Center {
         .await
         .unwrap();
         ws
-    }
-}
-
-impl Drop for Center {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 

@@ -1,0 +1,92 @@
+//! Shared by the gateway's tests: a real nats-server, a real store on a temp dir, and a
+//! gateway on port 0 with its own signing key, a user and two tokens.
+
+#![allow(dead_code)]
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtime::StoreClient;
+use testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+use vigil_gateway::auth::{Auth, Role, User, Users, hash_password};
+
+/// The password of the user `ana` (duty officer).
+pub const ANA_PASSWORD: &str = "correct horse battery";
+
+pub struct Center {
+    pub nats: NatsServer,
+    pub dir: tempfile::TempDir,
+    pub store: StoreClient,
+    pub addr: SocketAddr,
+    pub auth: Arc<Auth>,
+    pub stop: CancellationToken,
+    /// A wall_screen token.
+    pub screen_token: String,
+    /// A duty_officer token.
+    pub duty_token: String,
+}
+
+impl Center {
+    pub async fn start() -> Self {
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let client = nats.connect().await;
+        let config = store::StoreConfig::new(dir.path().join("store"));
+        tokio::spawn(store::run(client.clone(), config, stop.clone()));
+        let store = StoreClient::new(client, Duration::from_secs(5));
+        testkit::eventually(Duration::from_secs(10), || {
+            let s = store.clone();
+            async move { s.read(1, 1).await.ok() }
+        })
+        .await
+        .unwrap();
+        let mut users = Users::load(dir.path()).unwrap();
+        let password_hash = hash_password(ANA_PASSWORD).unwrap();
+        let ana = User {
+            username: "ana".into(),
+            role: Role::DutyOfficer,
+            scope: None,
+            agency: None,
+            password_hash,
+        };
+        users.put(ana).unwrap();
+        let auth = Arc::new(Auth::open(dir.path(), vec![]).unwrap());
+        let hour = Duration::from_secs(3600);
+        let (screen_token, _) = auth
+            .issue("screen", Role::WallScreen, None, None, hour, "api")
+            .unwrap();
+        let (duty_token, _) = auth
+            .issue("ana", Role::DutyOfficer, None, None, hour, "session")
+            .unwrap();
+        let (addr, _task) = vigil_gateway::start(
+            "127.0.0.1:0".parse().unwrap(),
+            nats.connect().await,
+            auth.clone(),
+            None,
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            nats,
+            dir,
+            store,
+            addr,
+            auth,
+            stop,
+            screen_token,
+            duty_token,
+        }
+    }
+}
+
+impl Drop for Center {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
