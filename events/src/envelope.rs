@@ -19,7 +19,7 @@ pub const MAX_CATEGORY_LEN: usize = 32;
 
 /// The category of a stream: the part before the `-<uuid>` (`incident`, `level`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Category(String);
+pub struct Category(pub(crate) String);
 
 impl Category {
     /// Parses a category: 1 to 32 characters of `a-z`, `0-9` and `_`, starting with a letter.

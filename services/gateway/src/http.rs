@@ -208,25 +208,52 @@ pub async fn require_access(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let claims = match token.map(|t| state.auth.verify(t.trim())) {
-        None => return deny(AuthError::Missing),
-        Some(Err(e)) => return deny(e),
-        Some(Ok(c)) => c,
+    let verdict = match token.map(|t| state.auth.verify(t.trim())) {
+        None => Err((AuthError::Missing, None)),
+        Some(Err(e)) => Err((e, None)),
+        Some(Ok(c)) if !access.admits(c.role) => Err((AuthError::Forbidden, Some(c))),
+        Some(Ok(c)) => Ok(c),
     };
-    if !access.admits(claims.role) {
-        return deny(AuthError::Forbidden);
+    match verdict {
+        Ok(claims) => {
+            req.extensions_mut().insert(claims);
+            next.run(req).await
+        }
+        Err((e, claims)) => {
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
+            let code = error_code(&e);
+            let response = deny(e);
+            state.audit_denied(
+                req.method().as_str(),
+                req.uri().path(),
+                code,
+                peer,
+                claims.as_ref(),
+            );
+            response
+        }
     }
-    req.extensions_mut().insert(claims);
-    next.run(req).await
+}
+
+fn error_code(e: &crate::auth::AuthError) -> &'static str {
+    use crate::auth::AuthError;
+    match e {
+        AuthError::Missing => "unauthorized",
+        AuthError::Invalid => "invalid_token",
+        AuthError::Forbidden => "forbidden",
+    }
 }
 
 /// The refusal for an authentication or authorization failure, recorded in metrics.
 pub fn deny(e: crate::auth::AuthError) -> Response {
     use crate::auth::AuthError;
-    let (status, code) = match e {
-        AuthError::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
-        AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_token"),
-        AuthError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+    let code = error_code(&e);
+    let status = match e {
+        AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+        AuthError::Forbidden => StatusCode::FORBIDDEN,
     };
     metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
     let mut r = ApiError::new(status, code, e.to_string()).into_response();
@@ -342,6 +369,13 @@ pub async fn login(
         ));
     }
     if let Err(wait) = state.login_limits.check(peer.ip(), &body.username) {
+        state.audit_denied(
+            "POST",
+            "/api/v1/auth/login",
+            "rate_limited",
+            Some(peer),
+            None,
+        );
         let secs = wait.as_secs().max(1);
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -388,6 +422,13 @@ pub async fn login(
         None => {
             metrics::counter!("vigil_gateway_denied_total", "code" => "invalid_credentials")
                 .increment(1);
+            state.audit_denied(
+                "POST",
+                "/api/v1/auth/login",
+                "invalid_credentials",
+                Some(peer),
+                None,
+            );
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",

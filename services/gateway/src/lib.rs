@@ -48,6 +48,52 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
 }
 
+impl AppState {
+    /// Reports a refused request to the audit service, off the request's path: the answer
+    /// to the client never waits for it. Retried a few times with the same id (stored once);
+    /// a report that cannot be delivered is counted in `vigil_gateway_audit_failed_total`.
+    pub fn audit_denied(
+        &self,
+        method: &str,
+        path: &str,
+        code: &str,
+        peer: Option<SocketAddr>,
+        who: Option<&auth::Claims>,
+    ) {
+        let record = events::audit::AccessDenied {
+            id: uuid::Uuid::new_v4(),
+            at: time::OffsetDateTime::now_utc(),
+            actor: who.map(|c| c.sub.clone()),
+            role: who.map(|c| c.role.as_str().to_owned()),
+            peer: peer.map(|p| p.ip().to_string()),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            code: code.to_owned(),
+        }
+        .bounded();
+        let body: bytes::Bytes = events::codec::encode(&record).into();
+        let client = self.store.nats().clone();
+        tokio::spawn(async move {
+            for attempt in 0..3u32 {
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.request(events::audit::RECORD_SUBJECT, body.clone()),
+                )
+                .await;
+                if let Ok(Ok(msg)) = answer
+                    && serde_json::from_slice::<serde_json::Value>(&msg.payload)
+                        .is_ok_and(|v| v.get("ok").is_some())
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
+            }
+            metrics::counter!("vigil_gateway_audit_failed_total").increment(1);
+            tracing::warn!("could not record a refused request with the audit service");
+        });
+    }
+}
+
 /// One HTTP route: its method, path and who may use it. The router is built from [`ROUTES`]
 /// and the authorization matrix test walks it, so a new route without a policy row fails.
 #[derive(Debug, Clone, Copy)]

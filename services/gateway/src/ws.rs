@@ -65,12 +65,14 @@ pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     query: Result<axum::extract::Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
 ) -> Response {
     if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
         let ok = origin
             .to_str()
             .is_ok_and(|o| state.allowed_origins.iter().any(|a| a == o));
         if !ok {
+            state.audit_denied("WS", "/ws", "foreign_origin", Some(peer), None);
             metrics::counter!("vigil_gateway_denied_total", "code" => "foreign_origin")
                 .increment(1);
             return crate::http::ApiError::new(
@@ -86,7 +88,7 @@ pub async fn upgrade(
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("vigil_gateway_connections").increment(1.0);
-            serve(socket, state, url_token).await;
+            serve(socket, state, url_token, peer).await;
             metrics::gauge!("vigil_gateway_connections").decrement(1.0);
         })
 }
@@ -207,7 +209,12 @@ fn deadline_of(exp: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
-async fn serve(socket: WebSocket, state: Arc<AppState>, url_token: Option<String>) {
+async fn serve(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    url_token: Option<String>,
+    peer: std::net::SocketAddr,
+) {
     let mut conn = Conn {
         socket,
         view: View::WallScreen,
@@ -238,6 +245,7 @@ async fn serve(socket: WebSocket, state: Arc<AppState>, url_token: Option<String
         Ok(v) => v,
         Err((code, msg)) => {
             metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
+            state.audit_denied("WS", "/ws", code, Some(peer), None);
             return conn.error_and_close(code, &msg).await;
         }
     };

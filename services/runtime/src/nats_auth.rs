@@ -32,7 +32,8 @@ pub const GATEWAY: &str = "gateway";
 /// The operator tools: `vigil tail`, `vigil append`, `vigil replay`.
 pub const CLI: &str = "cli";
 /// The domain services, each with a NATS user of its own.
-pub const DOMAIN_SERVICES: [&str; 7] = [
+pub const DOMAIN_SERVICES: [&str; 8] = [
+    "audit",
     "incidents",
     "levels",
     "hostage",

@@ -60,6 +60,8 @@ pub enum Command {
     Append(AppendArgs),
     /// Run the gateway alone (HTTP API, live boards over WebSocket, the wall screen).
     Gateway(GatewayArgs),
+    /// Run the audit service alone (records refused requests in the log).
+    Audit,
     /// Rebuild the board projections from the whole log, with progress, and print events/s.
     Replay(ReplayArgs),
     /// Check the whole event log under --data-dir (hash chain, positions, indexes) with the

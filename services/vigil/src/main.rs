@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
             Command::Tail(args) => tools::tail(settings, args).await,
             Command::Append(args) => tools::append(settings, args).await,
             Command::Gateway(args) => run_gateway(settings, args).await,
+            Command::Audit => run_audit(settings).await,
             Command::Replay(args) => tools::replay(settings, args).await,
             Command::Verify(args) => tools::verify(settings, args).await,
             Command::User { command } => users::user(settings, command),
@@ -89,4 +90,17 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     let (bound, task) = gateway::start(addr, client, auth, Some(handle), shutdown).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
+}
+
+async fn run_audit(settings: cli::Resolved) -> anyhow::Result<()> {
+    let shutdown = runtime::shutdown::on_signals();
+    let credentials = settings.nats_credentials_for("audit")?;
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-audit",
+        credentials,
+        Mode::Service,
+    )
+    .await?;
+    audit::run(client, shutdown).await
 }

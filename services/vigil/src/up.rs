@@ -78,6 +78,15 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let store_dir = store_config.dir.clone();
     let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
 
+    let audit_client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-audit",
+        credentials_of("audit")?,
+        Mode::Service,
+    )
+    .await?;
+    let audit_task = tokio::spawn(audit::run(audit_client, shutdown.clone()));
+
     let http_addr = settings.http_addr(args.http.as_deref())?;
     let gateway_client = runtime::nats::connect(
         &settings.nats_url,
@@ -160,6 +169,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let store_result = store.await;
     // Whatever ended the store (signal or failure), stop the rest.
     shutdown.cancel();
+    if let Ok(Err(e)) = audit_task.await {
+        tracing::error!(error = %e, "audit service stopped with an error");
+    }
     match gateway.await {
         Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),
         Err(e) => tracing::error!(error = %e, "gateway task failed"),

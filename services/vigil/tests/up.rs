@@ -31,6 +31,7 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let nats_port = free_port();
     let metrics_port = free_port();
+    let http_port = free_port();
     let nats_url = format!("nats://127.0.0.1:{nats_port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args([
@@ -39,6 +40,8 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
             &nats_url,
             "--metrics",
             &format!("127.0.0.1:{metrics_port}"),
+            "--http",
+            &format!("127.0.0.1:{http_port}"),
             "--data-dir",
         ])
         .arg(dir.path())
@@ -137,6 +140,36 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     let metrics = http_get(metrics_port, "/metrics").await;
     assert!(metrics.contains("vigil_store_head_position 1"), "{metrics}");
     assert!(metrics.contains("vigil_store_commit_seconds"), "{metrics}");
+
+    // A refused request lands in the log as an audit event, via the audit service.
+    let refused = http_get(http_port, "/api/v1/events?from=1").await;
+    assert!(refused.starts_with("HTTP/1.0 401"), "{refused}");
+    let out = vigil()
+        .args([
+            "tail",
+            "--nats-url",
+            &nats_url,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args(["--from", "2", "--count", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(audit["type"], "AccessDenied", "{audit}");
+    assert_eq!(audit["data"]["path"], "/api/v1/events");
+    assert_eq!(audit["data"]["code"], "unauthorized");
+    assert!(
+        audit["stream"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("audit-"))
+    );
+    assert_eq!(audit["meta"]["actor"], "audit");
 
     let pid = child.id().unwrap();
     assert!(

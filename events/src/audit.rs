@@ -1,0 +1,106 @@
+//! Audit records: what the centre refused, and to whom. They are events in `audit-<uuid>`
+//! streams (one stream per UTC day), appended by the audit service, so the log that holds
+//! every change also holds every refusal.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::envelope::{Category, StreamName};
+
+/// Subject on which the gateway (and later any service) reports a refusal.
+pub const RECORD_SUBJECT: &str = "vigil.cmd.audit.record";
+/// Event type of a refused request.
+pub const ACCESS_DENIED: &str = "AccessDenied";
+/// Largest record accepted, in bytes.
+pub const MAX_RECORD_BYTES: usize = 8 * 1024;
+
+/// A request that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessDenied {
+    /// Chosen by the reporter: the event id, so a re-sent record is stored once.
+    pub id: Uuid,
+    /// When it was refused (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who asked, when a token said so (a refused token's subject is not trusted, so it is
+    /// only recorded for authorization refusals of a valid token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Their role, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// `GET`, `POST`, `WS`…
+    pub method: String,
+    /// The path (without the query, which may carry a token).
+    pub path: String,
+    /// The refusal's code: `unauthorized`, `invalid_token`, `forbidden`, `foreign_origin`,
+    /// `invalid_credentials`, `rate_limited`.
+    pub code: String,
+}
+
+impl AccessDenied {
+    /// Cuts every text field to a sane length, so a hostile request cannot make a huge
+    /// audit event.
+    pub fn bounded(mut self) -> Self {
+        fn cut(s: &mut String, n: usize) {
+            if s.chars().count() > n {
+                *s = s.chars().take(n).collect();
+            }
+        }
+        cut(&mut self.method, 16);
+        cut(&mut self.path, 256);
+        cut(&mut self.code, 64);
+        for s in [&mut self.actor, &mut self.role, &mut self.peer]
+            .into_iter()
+            .flatten()
+        {
+            cut(s, 128);
+        }
+        self
+    }
+}
+
+/// The audit stream of the UTC day of `at`: `audit-<uuid v5 of "YYYY-MM-DD">`, so every
+/// reporter and every restart agrees on it without coordination.
+pub fn stream_for(at: OffsetDateTime) -> StreamName {
+    let day = at.to_offset(time::UtcOffset::UTC).date();
+    let id = Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("vigil-audit-{day}").as_bytes(),
+    );
+    // "audit" is a valid category (lower-case letters), so no check is needed.
+    StreamName::new(Category("audit".to_owned()), id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_stream_per_day_and_bounded_fields() {
+        let a = time::macros::datetime!(2026-11-27 01:00 UTC);
+        let b = time::macros::datetime!(2026-11-27 23:59 UTC);
+        let c = time::macros::datetime!(2026-11-28 00:00 UTC);
+        assert_eq!(stream_for(a), stream_for(b));
+        assert_ne!(stream_for(a), stream_for(c));
+        assert_eq!(stream_for(a).category().as_str(), "audit");
+        let r = AccessDenied {
+            id: Uuid::nil(),
+            at: a,
+            actor: Some("x".repeat(1000)),
+            role: None,
+            peer: None,
+            method: "GET".into(),
+            path: "/".repeat(5000),
+            code: "forbidden".into(),
+        }
+        .bounded();
+        assert_eq!(r.path.len(), 256);
+        assert_eq!(r.actor.map(|a| a.len()), Some(128));
+    }
+}
