@@ -2,7 +2,8 @@
 //!
 //! A minimal tokio-tungstenite broadcast server with the gateway's delivery rules and none of
 //! its work: it accepts WebSocket connections with the gateway's limits (4 KiB client
-//! messages, tungstenite's defaults otherwise, as axum uses them), waits for any text message
+//! messages, tungstenite's defaults otherwise, as axum uses them; Nagle left on, as
+//! `axum::serve` leaves it), waits for any text message
 //! (the subscribe), sends the snapshot it was given, then every broadcast frame, a heartbeat
 //! every 2 s, and a fresh snapshot to a client that falls more than 1,024 frames behind (a
 //! send that takes over 10 s drops the client) — like `services/gateway`, minus the log, the
@@ -55,10 +56,14 @@ pub struct BaselineArgs {
     /// tungstenite's read buffer per connection (its default, which axum keeps, is 128 KiB).
     #[arg(long, default_value_t = 128 * 1024)]
     read_buffer: usize,
+    /// Set TCP_NODELAY on accepted sockets (axum's `serve`, and so the gateway, does not).
+    #[arg(long)]
+    nodelay: bool,
 }
 
 struct State {
     read_buffer: usize,
+    nodelay: bool,
     snapshot: RwLock<Utf8Bytes>,
     tx: broadcast::Sender<Utf8Bytes>,
     resyncs: AtomicU64,
@@ -73,6 +78,7 @@ pub async fn serve(args: BaselineArgs) -> anyhow::Result<()> {
     println!("listening {}", listener.local_addr()?);
     let state = Arc::new(State {
         read_buffer: args.read_buffer,
+        nodelay: args.nodelay,
         snapshot: RwLock::new(Utf8Bytes::from_static("{}")),
         tx: broadcast::channel(FANOUT_CAPACITY).0,
         resyncs: AtomicU64::new(0),
@@ -210,7 +216,9 @@ async fn send(
 }
 
 async fn connection(stream: TcpStream, state: Arc<State>) {
-    let _ = stream.set_nodelay(true);
+    if state.nodelay {
+        let _ = stream.set_nodelay(true);
+    }
     let config = WebSocketConfig::default()
         .read_buffer_size(state.read_buffer)
         .max_message_size(Some(MAX_CLIENT_MESSAGE))

@@ -86,6 +86,16 @@ pub struct FanoutArgs {
     /// NATS URL of the store (`vigil.store.append`).
     #[arg(long, default_value = "nats://127.0.0.1:4290")]
     nats_url: String,
+    /// Data directory of the `vigil up` under test: when it holds `secrets/nats-users.json`,
+    /// the bench connects to NATS as its `cli` user (the store refuses anonymous clients).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// NATS user (instead of --data-dir).
+    #[arg(long, env = "VIGIL_BENCH_NATS_USER")]
+    nats_user: Option<String>,
+    /// NATS password of --nats-user.
+    #[arg(long, env = "VIGIL_BENCH_NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
     /// Prometheus page with the gateway's counters (e.g. http://127.0.0.1:9490/metrics).
     #[arg(long)]
     metrics_url: Option<String>,
@@ -102,7 +112,7 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 3)]
     idle: u64,
     /// Seconds to wait, after the last append, for every client to receive the last delta.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 60)]
     drain_timeout: u64,
     /// Delta frames client 0 keeps for the baseline.
     #[arg(long, default_value_t = 5000)]
@@ -115,6 +125,10 @@ pub struct FanoutArgs {
     /// memory per connection would be with a smaller one.
     #[arg(long, default_value_t = 128 * 1024)]
     baseline_read_buffer: usize,
+    /// Set TCP_NODELAY on the baseline server's sockets (the gateway, through `axum::serve`,
+    /// leaves Nagle on, and so does the baseline by default).
+    #[arg(long)]
+    baseline_nodelay: bool,
     /// Seed of the event generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -586,15 +600,31 @@ impl VigilLoad {
             while tasks.try_join_next().is_some() {}
         }
         while tasks.join_next().await.is_some() {}
+        // An append whose ack timed out may still have been committed: the log's head, not
+        // the last ack, is where every client must get to.
+        let head = self.head().await.unwrap_or(0);
         let mut a = acc.lock().unwrap_or_else(|p| p.into_inner());
         LoadOutcome {
             sent,
             errors: std::mem::take(&mut a.errors),
-            last_position: a.last,
+            last_position: a.last.max(head),
             first_position: a.first,
             ack: a.hist.take(),
             in_window: None,
             server_note: None,
+        }
+    }
+
+    /// The log's head (this bench is its only writer).
+    async fn head(&self) -> anyhow::Result<u64> {
+        let req = serde_json::to_vec(&ReadRequest {
+            from: u64::MAX,
+            limit: 1,
+        })?;
+        let reply = self.nats.request(subjects::STORE_READ, req.into()).await?;
+        match serde_json::from_slice::<ReadReply>(&reply.payload)? {
+            ReadReply::Page { head, .. } => Ok(head),
+            ReadReply::Error { error } => bail!("reading the head: {}", error.message),
         }
     }
 
@@ -646,16 +676,21 @@ struct Baseline {
 }
 
 impl Baseline {
-    async fn start(read_buffer: usize) -> anyhow::Result<Self> {
+    async fn start(read_buffer: usize, nodelay: bool) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding vigil-bench's own path")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args([
                 "baseline-server",
                 "--listen",
                 "127.0.0.1:0",
                 "--read-buffer",
             ])
-            .arg(read_buffer.to_string())
+            .arg(read_buffer.to_string());
+        if nodelay {
+            command.arg("--nodelay");
+        }
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -768,6 +803,7 @@ struct PhaseResult {
     frames: u64,
     bytes: u64,
     drained: bool,
+    fold_note: Option<String>,
     load: LoadOutcome,
     capture: Capture,
 }
@@ -970,13 +1006,54 @@ async fn run_phase(
     if matches!(target, Target::Baseline(_)) {
         progress.ok.store(load.sent, Ordering::Relaxed);
     }
+    // Where the gateway's fold is when the appends stop: behind the log means the latency is
+    // spent before the fan-out (in the store, NATS or the fold), not in the sockets.
+    let mut fold_note = None;
+    if is_vigil {
+        let m = util::scrape(args.metrics_url.as_deref()).await;
+        if let Some(p) = m.get("vigil_gateway_projection_position") {
+            let note = format!(
+                "when the appends stopped: log head {}, gateway board at {} ({} behind), slowest client at {}",
+                load.last_position,
+                *p as u64,
+                load.last_position.saturating_sub(*p as u64),
+                shared.min_position().map_or("-".into(), |p| p.to_string())
+            );
+            eprintln!("[{label}] {note}");
+            fold_note = Some(note);
+        }
+    }
 
-    // Drain: every connected client reaches the last position.
+    // Drain: every connected client reaches the last position. Appends whose ack timed out
+    // may still be committed while the store works through its queue, so the log's head is
+    // read again every second until it stops moving.
+    let mut load = load;
     let drain_deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
+    let mut head_checked = Instant::now();
     let drained = loop {
+        if let Target::Vigil(v) = &target
+            && head_checked.elapsed() >= Duration::from_secs(1)
+        {
+            head_checked = Instant::now();
+            if let Ok(h) = v.head().await {
+                load.last_position = load.last_position.max(h);
+            }
+        }
         match shared.min_position() {
             None => break true,
-            Some(p) if p >= load.last_position => break true,
+            Some(p)
+                if p >= load.last_position && head_checked.elapsed() < Duration::from_secs(1) =>
+            {
+                // Reached the head read less than a second ago: read it once more.
+                if let Target::Vigil(v) = &target
+                    && let Ok(h) = v.head().await
+                    && h > load.last_position
+                {
+                    load.last_position = h;
+                    continue;
+                }
+                break true;
+            }
             Some(_) if Instant::now() >= drain_deadline => break false,
             Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -1040,6 +1117,7 @@ async fn run_phase(
         frames: shared.frames.load(Ordering::Relaxed),
         bytes: shared.bytes.load(Ordering::Relaxed),
         drained,
+        fold_note,
         load,
         capture,
     })
@@ -1063,6 +1141,29 @@ async fn wait_ready(http_url: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The NATS user and password to use: the flags, else the `cli` user of the data dir's
+/// `secrets/nats-users.json` (`{"users": {"cli": "<password>", …}}`), else none.
+fn nats_credentials(args: &FanoutArgs) -> anyhow::Result<Option<(String, String)>> {
+    if let (Some(u), Some(p)) = (&args.nats_user, &args.nats_password) {
+        return Ok(Some((u.clone(), p.clone())));
+    }
+    let Some(dir) = &args.data_dir else {
+        return Ok(None);
+    };
+    let path = dir.join("secrets").join("nats-users.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let file: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let password = file["users"]["cli"]
+        .as_str()
+        .with_context(|| format!("{} has no `cli` user", path.display()))?;
+    Ok(Some(("cli".to_owned(), password.to_owned())))
+}
+
 /// Runs `vigil-bench fanout`.
 pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     if args.clients == 0 || args.duration == 0 || args.rate.is_nan() || args.rate <= 0.0 {
@@ -1073,9 +1174,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         args.clients, args.rate, args.warmup, args.duration
     );
     wait_ready(&args.http_url).await?;
-    let nats = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name("vigil-bench-fanout")
-        .request_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    if let Some((user, password)) = nats_credentials(&args)? {
+        options = options.user_and_password(user, password);
+    }
+    let nats = options
         .connect(args.nats_url.as_str())
         .await
         .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
@@ -1119,7 +1224,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     } else {
         // Let the gateway's sockets close before the baseline takes the machine.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut server = Baseline::start(args.baseline_read_buffer).await?;
+        let mut server = Baseline::start(args.baseline_read_buffer, args.baseline_nodelay).await?;
         server.load_frames(&v.capture).await?;
         let url = format!("ws://{}/ws", server.addr);
         let pid = server.pid();
@@ -1193,12 +1298,15 @@ fn print_phase(r: &PhaseResult) {
     if let Some(n) = &r.load.server_note {
         println!("  {n}");
     }
+    if let Some(n) = &r.fold_note {
+        println!("  {n}");
+    }
     println!(
         "  deltas in the window: {} received{}, {:.0} frames/s delivered",
         thousands(r.measured),
         match (r.expected_per_client, r.missing()) {
             (Some(e), Some(m)) => format!(
-                " of {} expected ({} events × {} clients; {} missing)",
+                " of {} expected ({} events × {} clients; {} missing: skipped by a resync, or not received by the end of the drain)",
                 thousands(e * r.subscribed as u64),
                 thousands(e),
                 r.subscribed,
@@ -1326,7 +1434,7 @@ fn print_summary(args: &FanoutArgs, v: &PhaseResult, b: Option<&PhaseResult>) {
         }
         if let Some(m) = v.missing().filter(|&m| m > 0) {
             w.push(format!(
-                "{} deltas never reached their client ({} resyncs)",
+                "{} deltas not received (skipped by {} resyncs, or still not there at the end of the drain)",
                 thousands(m),
                 v.resyncs
             ));

@@ -386,7 +386,9 @@ impl EventMaker {
             event_type: EVENT_TYPE.to_owned(),
             v: 1,
             data: self.data(seq),
+            // The store refuses events whose meta names no actor (the log is the audit trail).
             meta: Meta {
+                actor: Some("vigil-bench".to_owned()),
                 source: Some("bench".to_owned()),
                 ..Meta::default()
             },

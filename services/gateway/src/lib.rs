@@ -194,7 +194,7 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
                 Ok((_, head)) => break head,
                 Err(e) => {
                     tracing::warn!(error = %e, "gateway waiting for the store");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }

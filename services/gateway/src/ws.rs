@@ -27,6 +27,8 @@ use crate::hub::Subscription;
 
 /// Largest message a client may send; a subscribe is ~200 bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+/// Read buffer per connection (client messages are at most [`MAX_CLIENT_MESSAGE`]).
+pub const READ_BUFFER: usize = 8 * 1024;
 /// How often a subscribed client hears from the server when nothing happens (≤ 5 s).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Time allowed between connecting and subscribing.
@@ -86,6 +88,9 @@ pub async fn upgrade(
     let url_token = query.ok().and_then(|q| q.0.token);
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
+        // Clients only send a subscribe: tungstenite's 128 KiB read buffer per connection
+        // would be most of an idle screen's memory.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("vigil_gateway_connections").increment(1.0);
             serve(socket, state, url_token, peer).await;

@@ -89,6 +89,15 @@ fn apply_delta(board: &mut Value, delta: &Value) {
 async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
     let c = Center::start().await;
     c.report("SO", 4).await;
+    // The append is acknowledged before the gateway has folded it: wait until it has, so the
+    // snapshot below is at position 1 (a snapshot at 0 followed by the delta would be right
+    // too, but this test pins the snapshot's content).
+    testkit::eventually(Duration::from_secs(10), || async {
+        let (status, body) = http_get(&c, "/api/v1/boards/situation").await;
+        (status == 200 && serde_json::from_str::<Value>(&body).ok()?["position"] == 1).then_some(())
+    })
+    .await
+    .expect("the gateway folds the first event");
 
     let mut ws = c.connect().await;
     send(
@@ -415,8 +424,14 @@ async fn http_board_health_and_errors_are_json() {
         serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
         "not_found"
     );
-    let board: Value = reqwest_get(&c, "/api/v1/boards/situation").await;
-    assert_eq!(board["countries"]["SO"]["incidents"]["open"], 1);
+    // Ready means caught up within a small lag; the fold reaches the event right after.
+    let open = testkit::eventually(Duration::from_secs(10), || async {
+        let board: Value = reqwest_get(&c, "/api/v1/boards/situation").await;
+        let open = board["countries"]["SO"]["incidents"]["open"].clone();
+        (open == 1).then_some(open)
+    })
+    .await;
+    assert_eq!(open, Some(Value::from(1)));
 }
 
 /// A minimal HTTP/1.0 GET (no client library needed for two headers).

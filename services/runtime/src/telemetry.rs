@@ -40,15 +40,20 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
     Router::new().route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
-/// Serves `/metrics` on `addr` until `shutdown`.
+/// Binds `addr` for `/metrics`, so a taken port is an error at start, not a silent
+/// absence later; then serve it with [`serve_metrics`].
+pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen for /metrics on {addr}: {e}; pick another with --metrics")
+    })
+}
+
+/// Serves `/metrics` on a bound listener until `shutdown`.
 pub async fn serve_metrics(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     handle: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen for /metrics on {addr}: {e}; pick another with --metrics")
-    })?;
     axum::serve(listener, metrics_router(handle))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -57,8 +57,9 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
     }
     if let Some(addr) = args.metrics {
         let handle = runtime::telemetry::install_metrics()?;
+        let listener = runtime::telemetry::bind_metrics(addr).await?;
         tokio::spawn(runtime::telemetry::serve_metrics(
-            addr,
+            listener,
             handle,
             shutdown.clone(),
         ));

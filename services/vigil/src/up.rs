@@ -119,8 +119,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             .parse()
             .unwrap_or_else(|_| ([127, 0, 0, 1], 9490).into())
     });
+    let metrics_listener = runtime::telemetry::bind_metrics(metrics_addr).await?;
     let metrics_task = tokio::spawn(runtime::telemetry::serve_metrics(
-        metrics_addr,
+        metrics_listener,
         metrics,
         shutdown.clone(),
     ));
