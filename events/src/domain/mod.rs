@@ -94,9 +94,10 @@ macro_rules! domain_events {
                 match self { $($(Self::$name(e) => serde_json::to_value(e),)+)+ }
             }
 
-            fn from_data(event_type: &str, data: Value) -> Result<Self, String> {
+            fn from_data(event_type: &str, data: &Value) -> Result<Self, String> {
+                // Deserialising from a borrowed tree: no copy of the event's data.
                 let read = match event_type {
-                    $($(stringify!($name) => serde_json::from_value(data).map(Self::$name),)+)+
+                    $($(stringify!($name) => $cat::$name::deserialize(data).map(Self::$name),)+)+
                     other => return Err(format!("unknown event type {:?}", short(other))),
                 };
                 read.map_err(|e| e.to_string())
@@ -171,7 +172,7 @@ impl DomainEvent {
 
     /// Reads a recorded event as a typed, validated event at its current version.
     pub fn decode(recorded: &RecordedEvent) -> Decoded<DomainEvent> {
-        match Self::decode_data(&recorded.event_type, recorded.v, recorded.data.clone()) {
+        match Self::decode_ref(&recorded.event_type, recorded.v, &recorded.data) {
             Ok(event) => Decoded::Known(event),
             Err(reason) => Decoded::Unknown { reason },
         }
@@ -180,9 +181,21 @@ impl DomainEvent {
     /// Reads `data` written as version `v` of `event_type`: upcasts it, deserialises it and
     /// validates it. The error says why it cannot be read.
     pub fn decode_data(event_type: &str, v: u32, data: Value) -> Result<DomainEvent, String> {
+        Self::decode_ref(event_type, v, &data)
+    }
+
+    fn decode_ref(event_type: &str, v: u32, data: &Value) -> Result<DomainEvent, String> {
         let current = Self::current_version(event_type)
             .ok_or_else(|| format!("unknown event type {:?}", short(event_type)))?;
-        let data = upcast(UPCASTERS, event_type, v, current, data)?;
+        if v == current {
+            // The common case (replay, live folds): read the data where it is.
+            return Self::finish(event_type, v, data);
+        }
+        let data = upcast(UPCASTERS, event_type, v, current, data.clone())?;
+        Self::finish(event_type, v, &data)
+    }
+
+    fn finish(event_type: &str, v: u32, data: &Value) -> Result<DomainEvent, String> {
         // serde would also read a struct written as an array; events are objects only.
         if !data.is_object() {
             return Err(format!("{event_type} v{v}: data must be a JSON object"));
