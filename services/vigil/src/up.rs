@@ -1,8 +1,8 @@
 //! `vigil up`: the whole centre on one machine.
 //!
 //! It owns a nats-server (config and logs under `<data-dir>/nats/`, listening on its own
-//! port, never 4222), restarts it if it dies, runs the store in this process, and serves
-//! `/metrics`. The bus is secured: at the first start it generates one NATS user per service
+//! port, never 4222), restarts it if it dies, runs the store, the audit service and the
+//! gateway in this process (each with its own NATS user), and serves `/metrics`. The bus is secured: at the first start it generates one NATS user per service
 //! into `<data-dir>/secrets/nats-users.json` (mode 0600), and the server config gives each
 //! user only its subjects (see `runtime::nats_auth`); anonymous connections are refused.
 //!
