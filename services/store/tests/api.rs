@@ -24,9 +24,13 @@ struct RunningStore {
 
 impl RunningStore {
     async fn start(nats: &NatsServer, dir: &Path, limits: Limits) -> Self {
-        let client = nats.connect().await;
         let mut config = StoreConfig::new(dir);
         config.limits = limits;
+        Self::start_with(nats, config).await
+    }
+
+    async fn start_with(nats: &NatsServer, config: StoreConfig) -> Self {
+        let client = nats.connect().await;
         let stop = CancellationToken::new();
         let task = tokio::spawn(vigil_store::run(client.clone(), config, stop.clone()));
         let store = StoreClient::new(client, Duration::from_secs(5));
@@ -445,5 +449,59 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
     assert_eq!(all.len(), 1, "the log is unchanged");
     let (_, version) = s.store.read_stream(&a, 1, 1).await.unwrap();
     assert_eq!(version, 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_unavailable_and_stores_nothing_of_those_appends() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    // One waiting append and one event per group: a burst must overflow.
+    config.queue_capacity = 1;
+    config.max_group_events = 1;
+    let s = RunningStore::start_with(&nats, config).await;
+    let mut tasks = Vec::new();
+    for n in 0..300 {
+        let store = s.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let ev = event(n);
+            let out = store
+                .append(&req(
+                    &stream("incident"),
+                    ExpectedVersion::Any,
+                    vec![ev.clone()],
+                ))
+                .await;
+            (ev.id, out)
+        }));
+    }
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, Ok(ok)) => acked.push((id, ok.last_position)),
+            (id, Err(ClientError::Store(e))) if e.code == ErrorCode::Unavailable => {
+                refused.push(id)
+            }
+            (_, other) => panic!("expected ok or unavailable, got {other:?}"),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "a queue of 1 under a burst of 300 refuses some"
+    );
+    let all = read_all(&s.store).await;
+    assert_eq!(
+        all.len(),
+        acked.len(),
+        "exactly the acknowledged appends are stored"
+    );
+    for (id, position) in acked {
+        assert_eq!(all[(position - 1) as usize].id, id);
+    }
+    assert!(
+        refused.iter().all(|id| all.iter().all(|e| e.id != *id)),
+        "nothing of a refused append is stored"
+    );
     s.stop().await;
 }
