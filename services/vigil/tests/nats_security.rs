@@ -11,12 +11,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
 use runtime::StoreClient;
 use runtime::nats_auth::{self, NatsUsers};
 use testkit::{ChildGuard, free_port};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A running `vigil up` on free ports, stopped (SIGTERM) on drop.
 struct Up {
@@ -31,27 +33,9 @@ impl Up {
         let nats_url = format!("nats://127.0.0.1:{}", free_port());
         let http_port = free_port();
         let stderr = std::fs::File::create(data_dir.join("vigil-up.stderr.log")).unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args([
-                "up",
-                "--nats-url",
-                &nats_url,
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-                "--metrics",
-                &format!("127.0.0.1:{}", free_port()),
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .env_remove("VIGIL_NATS_USER")
-            .env_remove("VIGIL_NATS_PASSWORD")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let metrics_port = free_port();
+        let (child, banner) =
+            common::spawn_up(data_dir, &nats_url, http_port, metrics_port, stderr.into()).await;
         // From here on, a failed assertion still stops vigil up (and its nats-server) cleanly.
         let up = Self {
             child: Some(child),
@@ -59,21 +43,7 @@ impl Up {
             nats_url,
             http_port,
         };
-        let mut banner = String::new();
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                banner.push_str(&line);
-                banner.push('\n');
-                if line.starts_with("Ctrl-C") {
-                    break;
-                }
-            }
-        })
-        .await
-        .expect("vigil up printed its banner");
         assert!(banner.contains("NATS users"), "{banner}");
-        // Keep draining stdout so that vigil up never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         up
     }
 

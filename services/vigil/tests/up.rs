@@ -7,8 +7,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use testkit::{ChildGuard, free_port, speaks_nats};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -33,37 +35,14 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     let metrics_port = free_port();
     let http_port = free_port();
     let nats_url = format!("nats://127.0.0.1:{nats_port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "up",
-            "--nats-url",
-            &nats_url,
-            "--metrics",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--http",
-            &format!("127.0.0.1:{http_port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = String::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.starts_with("Ctrl-C") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("vigil up printed its banner");
+    let (mut child, banner) = common::spawn_up(
+        dir.path(),
+        &nats_url,
+        http_port,
+        metrics_port,
+        Stdio::null(),
+    )
+    .await;
     assert!(banner.contains("Vigil is up."), "{banner}");
     assert!(banner.contains(&nats_url), "{banner}");
     assert!(banner.contains("wall screen"), "{banner}");

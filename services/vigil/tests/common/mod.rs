@@ -143,3 +143,45 @@ pub fn check_log(all: &[RecordedEvent], acked: &[Ack]) {
         );
     }
 }
+
+/// Starts `vigil up` on the given NATS URL and ports with its data in `data_dir`, waits for
+/// the banner it prints (up to the Ctrl-C line) and returns the process and that banner.
+/// Its stdout keeps being drained, so it never blocks on a full pipe.
+pub async fn spawn_up(
+    data_dir: &Path,
+    nats_url: &str,
+    http_port: u16,
+    metrics_port: u16,
+    stderr: Stdio,
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["up", "--nats-url", nats_url])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("VIGIL_NATS_USER")
+        .env_remove("VIGIL_NATS_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("vigil up printed its banner");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, banner)
+}
