@@ -19,6 +19,26 @@ use uuid::Uuid;
 const WRITERS: usize = 4;
 const CYCLES: usize = 10;
 
+/// One new event by writer `w`, and the append that carries it.
+fn one_append(stream: &StreamName, w: usize, data: serde_json::Value) -> (NewEvent, AppendRequest) {
+    let ev = NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "IncidentReported".into(),
+        v: 1,
+        data,
+        meta: Meta {
+            actor: Some(format!("writer-{w}")),
+            ..Meta::default()
+        },
+    };
+    let req = AppendRequest {
+        stream: stream.clone(),
+        expected_version: ExpectedVersion::Any,
+        events: vec![ev.clone()],
+    };
+    (ev, req)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_survive_kill_9_of_the_store() {
     let nats = NatsServer::start();
@@ -40,21 +60,8 @@ async fn acknowledged_appends_survive_kill_9_of_the_store() {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let stream = streams[i % streams.len()].clone();
-                let ev = NewEvent {
-                    id: Uuid::new_v4(),
-                    event_type: "IncidentReported".into(),
-                    v: 1,
-                    data: json!({ "writer": w, "n": i, "text": "z".repeat(250) }),
-                    meta: Meta {
-                        actor: Some(format!("writer-{w}")),
-                        ..Meta::default()
-                    },
-                };
-                let req = AppendRequest {
-                    stream: stream.clone(),
-                    expected_version: ExpectedVersion::Any,
-                    events: vec![ev.clone()],
-                };
+                let data = json!({ "writer": w, "n": i, "text": "z".repeat(250) });
+                let (ev, req) = one_append(&stream, w, data);
                 // Retries go to the restarted store with the same id: idempotent.
                 match store.append_retrying(&req, Duration::from_secs(60)).await {
                     Ok(ok) => acked.push(Ack {
@@ -122,23 +129,8 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
         writers.push(tokio::spawn(async move {
             let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
             let mut acked = Vec::new();
-            let mut refused = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let ev = NewEvent {
-                    id: Uuid::new_v4(),
-                    event_type: "IncidentReported".into(),
-                    v: 1,
-                    data: json!({ "writer": w }),
-                    meta: Meta {
-                        actor: Some(format!("writer-{w}")),
-                        ..Meta::default()
-                    },
-                };
-                let req = AppendRequest {
-                    stream: stream.clone(),
-                    expected_version: ExpectedVersion::Any,
-                    events: vec![ev.clone()],
-                };
+                let (ev, req) = one_append(&stream, w, json!({ "writer": w }));
                 // One attempt each: what matters is that every Ok is kept.
                 match store.append(&req).await {
                     Ok(ok) => acked.push(Ack {
@@ -147,13 +139,11 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
                         position: ok.last_position,
                         version: ok.stream_version,
                     }),
-                    Err(_) => {
-                        refused += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    // Refused while the store stops or restarts: no promise to check.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
-            (acked, refused)
+            acked
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -175,7 +165,7 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
     for w in writers {
-        acked.extend(w.await.unwrap().0);
+        acked.extend(w.await.unwrap());
     }
     assert!(!acked.is_empty());
     check_log(&read_all(&store).await, &acked);
