@@ -148,11 +148,6 @@ impl Hub {
         let _ = rx.wait_for(|c| *c).await;
     }
 
-    /// Subscribers per view, for metrics.
-    pub fn subscribers(&self) -> usize {
-        self.senders.iter().map(|s| s.receiver_count()).sum()
-    }
-
     /// Folds a run of events (in position order) into the board and publishes their deltas.
     pub fn apply(&self, events: &[RecordedEvent]) {
         let mut inner = self.write();

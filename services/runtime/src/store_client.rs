@@ -146,21 +146,4 @@ impl StoreClient {
             Err(e) => Err(ClientError::Decode(e.to_string())),
         }
     }
-
-    /// Reads a whole stream, page by page.
-    pub async fn read_stream_all(
-        &self,
-        stream: &StreamName,
-    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
-        let mut out = Vec::new();
-        let mut version = 0;
-        loop {
-            let (page, v) = self.read_stream(stream, out.len() as u64 + 1, 1000).await?;
-            version = version.max(v);
-            if page.is_empty() {
-                return Ok((out, version));
-            }
-            out.extend(page);
-        }
-    }
 }
