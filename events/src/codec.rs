@@ -61,6 +61,20 @@ impl From<CodecError> for StoreError {
     }
 }
 
+/// Reads a `T` out of a JSON tree; the error names the field that is wrong
+/// (`location.lat: invalid type: string "x", expected f64`), so a person can fix it.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
 /// Decodes any JSON request, refusing it if it is larger than `max_bytes`.
 pub fn decode_json<T: DeserializeOwned>(
     bytes: &[u8],

@@ -10,12 +10,14 @@
 //! - [`domain`]: the typed, validated domain events (incidents, security levels, hostage
 //!   cases, surges, relocation orders, clearances, broadcasts), as past-tense facts.
 //! - [`validate`]: input rules shared by the domain events (countries, coordinates, lengths).
+//! - [`command`]: domain commands over NATS: the actor, the envelope, typed refusals.
 //! - [`audit`]: records of refused requests, kept in the log like everything else.
 //!
 //! Nothing here does I/O.
 
 pub mod audit;
 pub mod codec;
+pub mod command;
 pub mod domain;
 pub mod envelope;
 pub mod store_api;

@@ -27,6 +27,10 @@ pub struct AppendOk {
     pub last_position: u64,
     /// The stream's version after the batch (the last event's version).
     pub stream_version: u64,
+    /// True when every event of the batch was already stored (a retry): nothing new was
+    /// written and the positions are the original ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// Reply to an append: `{"ok": …}` or `{"error": …}`.
@@ -204,6 +208,7 @@ mod tests {
             first_position: 41,
             last_position: 41,
             stream_version: 4,
+            duplicate: false,
         });
         assert_eq!(
             serde_json::to_string(&ok).unwrap(),

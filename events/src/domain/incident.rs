@@ -15,6 +15,12 @@ pub const MAX_TITLE: usize = 200;
 /// Longest incident description.
 pub const MAX_DESCRIPTION: usize = 10_000;
 
+/// The stream of incident `id` (the client's UUID of the report): `incident-<id>`.
+pub fn stream_for(id: Uuid) -> crate::StreamName {
+    // "incident" is a valid category (lower-case letters).
+    crate::StreamName::new(crate::Category("incident".to_owned()), id)
+}
+
 /// What kind of incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

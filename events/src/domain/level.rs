@@ -34,6 +34,11 @@ impl AreaSecurityLevelSet {
     }
 }
 
+/// The stream of area `area`'s security level: `level-<uuid v5>`, one per area.
+pub fn stream_for(area: &str) -> crate::StreamName {
+    super::area::named_stream("level", "level", area)
+}
+
 /// The worked example of an upcaster: `AreaSecurityLevelSet` v1 → v2 renames `note` to
 /// `reason`. Written once, never changed: v1 events in the log are read through it forever.
 pub fn upcast_v1_note_to_reason(mut data: Value) -> Result<Value, String> {

@@ -24,12 +24,14 @@ use crate::codec::{Decoded, Upcaster, upcast};
 use crate::envelope::{Meta, NewEvent, RecordedEvent};
 use crate::validate::ValidationError;
 
+pub mod area;
 pub mod broadcast;
 pub mod clearance;
 pub mod hostage;
 pub mod incident;
 pub mod level;
 pub mod relocation;
+pub mod station;
 pub mod surge;
 
 /// Longest reason, note or outcome.
@@ -120,6 +122,8 @@ domain_events! {
         IncidentClosed = 1,
     }
     level { AreaSecurityLevelSet = 2 }
+    area { AreaRegistered = 1 }
+    station { DutyStationRegistered = 1 }
     hostage {
         HostageCaseOpened = 1, ProofOfLifeReceived = 1, NegotiationContactLogged = 1,
         HostageReleased = 1, HostageDeceased = 1, HostageCaseClosed = 1,
@@ -303,6 +307,21 @@ mod tests {
                 level: SecurityLevel::Substantial,
                 reason: reason(),
                 previous_level: None,
+            }
+            .into(),
+            area::AreaRegistered {
+                area: "SOM-BAN".into(),
+                country: country("SO"),
+                name: "Banaadir".into(),
+            }
+            .into(),
+            station::DutyStationRegistered {
+                station: "SOM-MGQ".into(),
+                country: country("SO"),
+                area: "SOM-BAN".into(),
+                name: "Mogadishu".into(),
+                lat: 2.04,
+                lon: 45.3,
             }
             .into(),
             HostageCaseOpened {

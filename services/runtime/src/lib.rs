@@ -7,11 +7,14 @@
 //! - [`store_client`]: the typed client of the store's API, with idempotent retries.
 //! - [`catchup`]: the catch-up subscription every consumer uses: read the log from the last
 //!   applied position, then follow the live feed, filling gaps from the log.
+//! - [`commands`]: how a domain service takes commands and turns a pure decision into
+//!   events (optimistic concurrency, idempotent retries, typed refusals).
 //! - [`config`]: settings from flags, environment and an optional file.
 //! - [`telemetry`]: tracing setup and the Prometheus `/metrics` endpoint.
 //! - [`shutdown`]: one cancellation token that SIGINT and SIGTERM fire.
 
 pub mod catchup;
+pub mod commands;
 pub mod config;
 pub mod nats;
 pub mod nats_auth;

@@ -439,6 +439,7 @@ impl Log {
                             first_position,
                             last_position: head,
                             stream_version: version,
+                            duplicate: false,
                         })
                     }
                 }
@@ -514,6 +515,7 @@ impl Log {
             first_position: first,
             last_position: last,
             stream_version: version,
+            duplicate: true,
         })))
     }
 
@@ -591,7 +593,8 @@ mod tests {
                 AppendOk {
                     first_position: 1,
                     last_position: 2,
-                    stream_version: 2
+                    stream_version: 2,
+                    duplicate: false,
                 }
             );
             log.close().unwrap();
@@ -606,7 +609,8 @@ mod tests {
             AppendOk {
                 first_position: 1,
                 last_position: 2,
-                stream_version: 2
+                stream_version: 2,
+                duplicate: true,
             }
         );
         assert_eq!(log.head(), 2);
@@ -653,7 +657,8 @@ mod tests {
             Ok(AppendOk {
                 first_position: 1,
                 last_position: 1,
-                stream_version: 1
+                stream_version: 1,
+                duplicate: false,
             })
         );
         assert_eq!(out[1].as_ref().unwrap_err().current_version, Some(1));
@@ -662,12 +667,17 @@ mod tests {
             Ok(AppendOk {
                 first_position: 2,
                 last_position: 2,
-                stream_version: 2
+                stream_version: 2,
+                duplicate: false,
             })
         );
         assert_eq!(
-            out[3], out[2],
-            "a retry inside the same group gets the original answer"
+            out[3],
+            out[2].clone().map(|ok| AppendOk {
+                duplicate: true,
+                ..ok
+            }),
+            "a retry inside the same group gets the original answer, marked as a duplicate"
         );
         assert_eq!(
             out[4].as_ref().unwrap_err().code,

@@ -105,7 +105,8 @@ async fn append_read_and_stream_round_trip_with_paging() {
         AppendOk {
             first_position: 1,
             last_position: 5,
-            stream_version: 5
+            stream_version: 5,
+            duplicate: false,
         }
     );
     let ok = s
@@ -118,7 +119,8 @@ async fn append_read_and_stream_round_trip_with_paging() {
         AppendOk {
             first_position: 6,
             last_position: 6,
-            stream_version: 1
+            stream_version: 1,
+            duplicate: false,
         }
     );
     let ok = s
@@ -131,7 +133,8 @@ async fn append_read_and_stream_round_trip_with_paging() {
         AppendOk {
             first_position: 7,
             last_position: 7,
-            stream_version: 6
+            stream_version: 6,
+            duplicate: false,
         }
     );
 
@@ -258,7 +261,13 @@ async fn retried_ids_return_original_positions_also_after_restart() {
             .append(&req(&a, ExpectedVersion::NoStream, batch.clone()))
             .await
             .unwrap();
-        assert_eq!(again, ok);
+        assert_eq!(
+            again,
+            AppendOk {
+                duplicate: true,
+                ..ok
+            }
+        );
         s.stop().await;
         ok
     };
@@ -267,7 +276,8 @@ async fn retried_ids_return_original_positions_also_after_restart() {
         AppendOk {
             first_position: 2,
             last_position: 4,
-            stream_version: 3
+            stream_version: 3,
+            duplicate: false,
         }
     );
 
@@ -277,7 +287,13 @@ async fn retried_ids_return_original_positions_also_after_restart() {
         .append(&req(&a, ExpectedVersion::NoStream, batch.clone()))
         .await
         .unwrap();
-    assert_eq!(again, first);
+    assert_eq!(
+        again,
+        AppendOk {
+            duplicate: true,
+            ..first
+        }
+    );
     assert_eq!(
         read_all(&s.store).await.len(),
         4,

@@ -1,0 +1,729 @@
+//! The incident aggregate: pure decide and apply over one `incident-<id>` stream, and the
+//! register of all incidents that answers lists. No I/O, no clock.
+//!
+//! # Life of an incident
+//! `reported` (a flash report, unverified) → `verified` (a duty officer confirmed it) →
+//! `closed`. While it is open it can be updated (details added or corrected) and escalated
+//! into a hostage case, a surge or a relocation order (once per target). A closed incident
+//! refuses every change. Each refusal says why and what to do instead.
+//!
+//! # Scope
+//! A field officer sees and touches only incidents in the country of their scope: another
+//! country's incident is `not_found` (its existence is not revealed); reporting for, or moving
+//! an incident to, another country is `forbidden`.
+
+use std::collections::HashMap;
+
+use events::command::{Actor, Refusal, policy};
+use events::domain::DomainEvent;
+use events::domain::incident::{
+    Casualties, Escalation, IncidentCategory, IncidentClosed, IncidentEscalated, IncidentReported,
+    IncidentUpdated, IncidentVerified, Location,
+};
+use events::validate::{Country, Severity};
+use events::{Decoded, RecordedEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Where an incident is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Reported, not yet verified.
+    Reported,
+    /// Confirmed by a duty officer.
+    Verified,
+    /// Closed; no more changes.
+    Closed,
+}
+
+/// An incident as its stream tells it (what `GET /api/v1/incidents/{id}` shows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// The client's UUID of the report (the stream is `incident-<id>`).
+    pub id: Uuid,
+    /// Where it happened.
+    pub country: Country,
+    /// What kind.
+    pub category: IncidentCategory,
+    /// 1 to 5.
+    pub severity: Severity,
+    /// One line.
+    pub title: String,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// Where exactly, if known.
+    pub location: Option<Location>,
+    /// The duty station concerned.
+    pub duty_station: Option<String>,
+    /// Narrative.
+    pub description: Option<String>,
+    /// UN casualties.
+    pub casualties: Option<Casualties>,
+    /// Who reported it.
+    pub reporter: String,
+    /// Where it is in its life.
+    pub status: Status,
+    /// Who verified it.
+    pub verified_by: Option<String>,
+    /// Cases it was escalated into.
+    pub escalations: Vec<Escalation>,
+    /// Why it was closed.
+    pub closed_reason: Option<String>,
+    /// Log position of the report.
+    pub reported_position: u64,
+    /// When the centre received the report.
+    #[serde(with = "time::serde::rfc3339")]
+    pub reported_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The stream's version.
+    pub version: u64,
+}
+
+impl Incident {
+    /// Folds a stream's events; `None` when the stream holds no report.
+    pub fn fold(events: &[RecordedEvent]) -> Option<Incident> {
+        let mut state = None;
+        for e in events {
+            apply(&mut state, e);
+        }
+        state
+    }
+
+    /// Whether it can still change.
+    pub fn is_open(&self) -> bool {
+        self.status != Status::Closed
+    }
+}
+
+/// Applies one recorded event of the incident's stream.
+pub fn apply(state: &mut Option<Incident>, recorded: &RecordedEvent) {
+    let event = match DomainEvent::decode(recorded) {
+        Decoded::Known(e) => e,
+        // Unknown types are kept in the log; the aggregate only moves its version on.
+        Decoded::Unknown { .. } => {
+            if let Some(i) = state.as_mut() {
+                i.version = recorded.version;
+            }
+            return;
+        }
+    };
+    if let DomainEvent::IncidentReported(r) = event {
+        if state.is_none() {
+            *state = Some(Incident {
+                id: recorded.stream.id(),
+                country: r.country,
+                category: r.category,
+                severity: r.severity,
+                title: r.title,
+                occurred_at: r.occurred_at,
+                location: r.location,
+                duty_station: r.duty_station,
+                description: r.description,
+                casualties: r.casualties,
+                reporter: r.reporter,
+                status: Status::Reported,
+                verified_by: None,
+                escalations: vec![],
+                closed_reason: None,
+                reported_position: recorded.position,
+                reported_at: recorded.recorded_at,
+                updated_at: recorded.recorded_at,
+                version: recorded.version,
+            });
+        }
+        return;
+    }
+    let Some(i) = state.as_mut() else { return };
+    i.version = recorded.version;
+    i.updated_at = recorded.recorded_at;
+    match event {
+        DomainEvent::IncidentUpdated(u) => {
+            i.country = u.country.unwrap_or(i.country);
+            i.category = u.category.unwrap_or(i.category);
+            i.severity = u.severity.unwrap_or(i.severity);
+            i.title = u.title.unwrap_or(std::mem::take(&mut i.title));
+            i.occurred_at = u.occurred_at.unwrap_or(i.occurred_at);
+            i.location = u.location.or(i.location);
+            i.duty_station = u.duty_station.or(i.duty_station.take());
+            i.description = u.description.or(i.description.take());
+            i.casualties = u.casualties.or(i.casualties);
+        }
+        DomainEvent::IncidentVerified(v) => {
+            if i.status == Status::Reported {
+                i.status = Status::Verified;
+                i.verified_by = Some(v.by);
+            }
+        }
+        DomainEvent::IncidentEscalated(e) => i.escalations.push(e.to),
+        DomainEvent::IncidentClosed(c) => {
+            i.status = Status::Closed;
+            i.closed_reason = Some(c.reason);
+        }
+        _ => {}
+    }
+}
+
+/// A command on one incident, its body read and checked for shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IncidentCommand {
+    /// A flash report (with optional details).
+    Report(IncidentReported),
+    /// New or corrected details, or a note.
+    Update(IncidentUpdated),
+    /// Confirm the report.
+    Verify(IncidentVerified),
+    /// Link to a case.
+    Escalate(IncidentEscalated),
+    /// Close it.
+    Close(IncidentClosed),
+}
+
+/// The transitions, by the command name of their subject (`vigil.cmd.incidents.<name>`).
+pub const TRANSITIONS: [&str; 5] = ["report", "update", "verify", "escalate", "close"];
+
+fn read<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Refusal> {
+    events::codec::from_value(body).map_err(Refusal::invalid)
+}
+
+/// Reads the body of command `name` for `actor`. Fields that come from the login (the
+/// reporter, the verifier) are set here and refused in the body: nobody reports in another
+/// person's name.
+pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<IncidentCommand, Refusal> {
+    let with_actor = |mut body: Value, field: &str| -> Result<Value, Refusal> {
+        let obj = body
+            .as_object_mut()
+            .ok_or_else(|| Refusal::invalid("the body must be a JSON object"))?;
+        if obj.contains_key(field) {
+            return Err(Refusal::invalid(format!(
+                "{field}: is taken from your login; leave it out"
+            )));
+        }
+        obj.insert(field.to_owned(), Value::String(actor.user.clone()));
+        Ok(body)
+    };
+    Ok(match name {
+        "report" => IncidentCommand::Report(read(with_actor(body, "reporter")?)?),
+        "update" => IncidentCommand::Update(read(body)?),
+        "verify" => IncidentCommand::Verify(read(with_actor(body, "by")?)?),
+        "escalate" => IncidentCommand::Escalate(read(body)?),
+        "close" => IncidentCommand::Close(read(body)?),
+        other => {
+            return Err(Refusal::invalid(format!(
+                "unknown incident command {:?}",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    })
+}
+
+/// The refusal for an incident the actor may not see (or that does not exist).
+fn not_found(id: Uuid) -> Refusal {
+    Refusal::not_found(format!(
+        "no incident {id} that you can see; check the id (a report still queued on a phone is not here yet)"
+    ))
+}
+
+/// Whether `actor` may see `incident` at all.
+pub fn visible(actor: &Actor, incident: &Incident) -> bool {
+    actor.may(policy::INCIDENT_READ, "read incidents").is_ok() && actor.covers(incident.country)
+}
+
+fn open<'a>(id: Uuid, actor: &Actor, state: Option<&'a Incident>) -> Result<&'a Incident, Refusal> {
+    let incident = state
+        .filter(|i| actor.covers(i.country))
+        .ok_or_else(|| not_found(id))?;
+    if !incident.is_open() {
+        return Err(Refusal::conflict(format!(
+            "incident {id} is closed; report a new incident if something else happened"
+        )));
+    }
+    Ok(incident)
+}
+
+/// Decides what `command` by `actor` does to incident `id` in `state`: the events to append,
+/// or why not.
+pub fn decide(
+    id: Uuid,
+    state: Option<&Incident>,
+    actor: &Actor,
+    command: IncidentCommand,
+) -> Result<Vec<DomainEvent>, Refusal> {
+    let event: DomainEvent = match command {
+        IncidentCommand::Report(r) => {
+            actor.may(policy::INCIDENT_REPORT, "report incidents")?;
+            if !actor.covers(r.country) {
+                return Err(scope_refusal(actor, r.country));
+            }
+            if state.is_some() {
+                return Err(Refusal::conflict(format!(
+                    "incident {id} is already reported; send changes as an update"
+                )));
+            }
+            r.into()
+        }
+        IncidentCommand::Update(u) => {
+            actor.may(policy::INCIDENT_UPDATE, "update incidents")?;
+            open(id, actor, state)?;
+            if let Some(c) = u.country
+                && !actor.covers(c)
+            {
+                return Err(scope_refusal(actor, c));
+            }
+            u.into()
+        }
+        IncidentCommand::Verify(v) => {
+            actor.may(policy::INCIDENT_VERIFY, "verify incidents")?;
+            let incident = open(id, actor, state)?;
+            if incident.status == Status::Verified {
+                return Err(Refusal::conflict(format!(
+                    "incident {id} is already verified by {}",
+                    incident.verified_by.as_deref().unwrap_or("someone")
+                )));
+            }
+            v.into()
+        }
+        IncidentCommand::Escalate(e) => {
+            actor.may(policy::INCIDENT_ESCALATE, "escalate incidents")?;
+            let incident = open(id, actor, state)?;
+            if incident.escalations.contains(&e.to) {
+                return Err(Refusal::conflict(format!(
+                    "incident {id} is already escalated to that {}",
+                    e.to.kind.category()
+                )));
+            }
+            e.into()
+        }
+        IncidentCommand::Close(c) => {
+            actor.may(policy::INCIDENT_CLOSE, "close incidents")?;
+            open(id, actor, state)?;
+            c.into()
+        }
+    };
+    event.validate()?;
+    Ok(vec![event])
+}
+
+fn scope_refusal(actor: &Actor, country: Country) -> Refusal {
+    Refusal::forbidden(format!(
+        "you report for {} only, not {}; ask the duty officer to report it",
+        actor.scope.map_or("no country", |c| c.as_str()),
+        country.as_str()
+    ))
+}
+
+/// Filters of a list (`GET /api/v1/incidents`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this country.
+    #[serde(default)]
+    pub country: Option<Country>,
+    /// `reported`, `verified`, `closed`, or `open` (reported or verified).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// At least this severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Reported at or after this time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+    /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Largest page of a list.
+pub const MAX_LIST: usize = 500;
+/// Default page of a list.
+pub const DEFAULT_LIST: usize = 100;
+
+/// Every incident, folded from the whole log: answers lists.
+#[derive(Debug, Default)]
+pub struct Register {
+    incidents: HashMap<Uuid, Option<Incident>>,
+    position: u64,
+}
+
+impl Register {
+    /// Applies one event of the log (any category; only incidents are kept). Events at or
+    /// below the register's position are duplicates and ignored.
+    pub fn apply(&mut self, e: &RecordedEvent) {
+        if e.position <= self.position {
+            return;
+        }
+        self.position = e.position;
+        if e.stream.category().as_str() == "incident" {
+            apply(self.incidents.entry(e.stream.id()).or_default(), e);
+        }
+    }
+
+    /// The last log position applied.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The incidents `actor` may see that match `q`, newest report first.
+    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<&Incident>, Refusal> {
+        actor.may(policy::INCIDENT_READ, "read incidents")?;
+        if let Some(c) = q.country
+            && !actor.covers(c)
+        {
+            return Err(Refusal::forbidden(format!(
+                "you see incidents of {} only",
+                actor.scope.map_or("no country", |c| c.as_str())
+            )));
+        }
+        let status: Option<fn(Status) -> bool> = match q.status.as_deref() {
+            None => None,
+            Some("reported") => Some(|s| s == Status::Reported),
+            Some("verified") => Some(|s| s == Status::Verified),
+            Some("closed") => Some(|s| s == Status::Closed),
+            Some("open") => Some(|s| s != Status::Closed),
+            Some(_) => {
+                return Err(Refusal::invalid(
+                    "status: must be reported, verified, closed or open",
+                ));
+            }
+        };
+        let limit = q.limit.unwrap_or(DEFAULT_LIST);
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(Refusal::invalid(format!("limit: must be 1 to {MAX_LIST}")));
+        }
+        let mut found: Vec<&Incident> = self
+            .incidents
+            .values()
+            .flatten()
+            .filter(|i| actor.covers(i.country))
+            .filter(|i| q.country.is_none_or(|c| i.country == c))
+            .filter(|i| status.is_none_or(|f| f(i.status)))
+            .filter(|i| q.severity.is_none_or(|s| i.severity >= s))
+            .filter(|i| q.since.is_none_or(|t| i.reported_at >= t))
+            .collect();
+        found.sort_by(|a, b| b.reported_position.cmp(&a.reported_position));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given the events of a stream, when a command arrives, then these events (or this
+    //! refusal).
+    use super::*;
+    use events::command::{RefusalCode, Role};
+    use events::domain::incident::EscalationKind;
+    use events::{Meta, StreamName};
+    use serde_json::json;
+
+    const ID: Uuid = Uuid::from_u128(0x1234);
+
+    fn actor(role: Role, scope: Option<&str>) -> Actor {
+        Actor {
+            user: format!("{}.user", role.as_str()),
+            role,
+            scope: scope.map(|s| Country::parse(s).unwrap()),
+        }
+    }
+
+    fn fso() -> Actor {
+        actor(Role::FieldOfficer, Some("SO"))
+    }
+
+    fn duty() -> Actor {
+        actor(Role::DutyOfficer, None)
+    }
+
+    fn report_body() -> Value {
+        json!({"country": "SO", "category": "armed_conflict", "severity": 4,
+               "title": "Exchange of fire near the compound",
+               "occurred_at": "2026-11-27T03:10:00Z"})
+    }
+
+    /// Records `events` as the stream's history.
+    fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
+        let stream = stream_for_test();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let n = i as u64 + 1;
+                RecordedEvent::record(
+                    e.to_new_event(Uuid::from_u128(n as u128), Meta::default()),
+                    stream.clone(),
+                    n * 10,
+                    n,
+                    time::macros::datetime!(2026-11-27 03:15 UTC)
+                        + time::Duration::minutes(n as i64),
+                )
+            })
+            .collect()
+    }
+
+    fn stream_for_test() -> StreamName {
+        events::domain::incident::stream_for(ID)
+    }
+
+    fn reported() -> DomainEvent {
+        match parse("report", &fso(), report_body()).unwrap() {
+            IncidentCommand::Report(r) => r.into(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn when(
+        history: &[RecordedEvent],
+        who: &Actor,
+        name: &str,
+        body: Value,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let command = parse(name, who, body)?;
+        decide(ID, Incident::fold(history).as_ref(), who, command)
+    }
+
+    fn refused(r: Result<Vec<DomainEvent>, Refusal>) -> RefusalCode {
+        r.expect_err("refused").code
+    }
+
+    #[test]
+    fn a_field_officer_reports_in_their_country_and_the_reporter_is_the_login() {
+        let out = when(&[], &fso(), "report", report_body()).unwrap();
+        let [DomainEvent::IncidentReported(r)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.reporter, "field_officer.user");
+        let state = Incident::fold(&given(out)).unwrap();
+        assert_eq!(state.status, Status::Reported);
+        assert_eq!(state.id, ID);
+        assert_eq!(state.reported_position, 10);
+    }
+
+    #[test]
+    fn a_field_officer_cannot_report_for_another_country() {
+        let mut body = report_body();
+        body["country"] = json!("KE");
+        assert_eq!(
+            refused(when(&[], &fso(), "report", body)),
+            RefusalCode::Forbidden
+        );
+        let unscoped = actor(Role::FieldOfficer, None);
+        assert_eq!(
+            refused(when(&[], &unscoped, "report", report_body())),
+            RefusalCode::Forbidden
+        );
+        // A duty officer reports anywhere.
+        let mut body = report_body();
+        body["country"] = json!("KE");
+        assert!(when(&[], &duty(), "report", body).is_ok());
+    }
+
+    #[test]
+    fn roles_without_the_right_are_refused() {
+        for role in [Role::WallScreen, Role::AgencyFocalPoint, Role::Admin] {
+            let who = actor(role, None);
+            assert_eq!(
+                refused(when(&[], &who, "report", report_body())),
+                RefusalCode::Forbidden
+            );
+        }
+        let history = given(vec![reported()]);
+        assert_eq!(
+            refused(when(&history, &fso(), "verify", json!({}))),
+            RefusalCode::Forbidden,
+            "a field officer does not verify"
+        );
+    }
+
+    #[test]
+    fn bad_reports_are_refused_with_the_field() {
+        for (field, bad) in [
+            ("country", json!("XX")),
+            ("severity", json!(9)),
+            ("title", json!("")),
+            ("occurred_at", json!("yesterday")),
+            ("category", json!(3)),
+        ] {
+            let mut body = report_body();
+            body[field] = bad;
+            let r = when(&[], &fso(), "report", body).unwrap_err();
+            assert_eq!(r.code, RefusalCode::Invalid);
+            assert!(r.message.contains(field), "{field}: {}", r.message);
+        }
+        let mut spoofed = report_body();
+        spoofed["reporter"] = json!("someone.else");
+        let r = when(&[], &fso(), "report", spoofed).unwrap_err();
+        assert!(r.message.starts_with("reporter"), "{}", r.message);
+        assert_eq!(
+            refused(when(&[], &fso(), "report", json!([1]))),
+            RefusalCode::Invalid
+        );
+    }
+
+    #[test]
+    fn the_life_of_an_incident() {
+        let mut events = vec![reported()];
+        let update = json!({"casualties": {"killed": 0, "injured": 2}, "note": "two staff hurt"});
+        events.extend(when(&given(events.clone()), &fso(), "update", update).unwrap());
+        events.extend(
+            when(
+                &given(events.clone()),
+                &duty(),
+                "verify",
+                json!({"note": "confirmed by phone"}),
+            )
+            .unwrap(),
+        );
+        let to = json!({"to": {"kind": "hostage_case", "id": Uuid::from_u128(9)}, "reason": "two staff taken"});
+        events.extend(when(&given(events.clone()), &duty(), "escalate", to.clone()).unwrap());
+        assert_eq!(
+            refused(when(&given(events.clone()), &duty(), "escalate", to)),
+            RefusalCode::Conflict,
+            "once per target"
+        );
+        assert_eq!(
+            refused(when(&given(events.clone()), &duty(), "verify", json!({}))),
+            RefusalCode::Conflict,
+            "already verified"
+        );
+        events.extend(
+            when(
+                &given(events.clone()),
+                &duty(),
+                "close",
+                json!({"reason": "staff released"}),
+            )
+            .unwrap(),
+        );
+        let state = Incident::fold(&given(events.clone())).unwrap();
+        assert_eq!(state.status, Status::Closed);
+        assert_eq!(state.verified_by.as_deref(), Some("duty_officer.user"));
+        assert_eq!(
+            state.casualties,
+            Some(Casualties {
+                killed: 0,
+                injured: 2
+            })
+        );
+        assert_eq!(state.escalations[0].kind, EscalationKind::HostageCase);
+        assert_eq!(state.version, 5);
+        let closed = given(events);
+        for (name, body) in [
+            ("update", json!({"note": "more"})),
+            ("verify", json!({})),
+            ("close", json!({"reason": "again"})),
+        ] {
+            assert_eq!(
+                refused(when(&closed, &duty(), name, body)),
+                RefusalCode::Conflict,
+                "{name} after close"
+            );
+        }
+    }
+
+    #[test]
+    fn another_countrys_incident_is_not_found_for_a_field_officer() {
+        let history = given(vec![reported()]);
+        let kenya = actor(Role::FieldOfficer, Some("KE"));
+        assert_eq!(
+            refused(when(&history, &kenya, "update", json!({"note": "x"}))),
+            RefusalCode::NotFound
+        );
+        let state = Incident::fold(&history).unwrap();
+        assert!(!visible(&kenya, &state));
+        assert!(visible(&fso(), &state));
+        assert!(!visible(&actor(Role::WallScreen, None), &state));
+        // Nor may one move an incident out of their scope.
+        assert_eq!(
+            refused(when(&history, &fso(), "update", json!({"country": "KE"}))),
+            RefusalCode::Forbidden
+        );
+        // Changes to an incident that does not exist.
+        assert_eq!(
+            refused(when(&[], &duty(), "close", json!({"reason": "r"}))),
+            RefusalCode::NotFound
+        );
+        assert_eq!(
+            refused(when(&[], &duty(), "update", json!({}))),
+            RefusalCode::NotFound
+        );
+        assert_eq!(
+            refused(when(&history, &duty(), "update", json!({}))),
+            RefusalCode::Invalid,
+            "an empty update"
+        );
+    }
+
+    #[test]
+    fn the_register_lists_within_scope_with_filters() {
+        let mut register = Register::default();
+        let mut position = 0;
+        for (i, (country, severity)) in [("SO", 2), ("SO", 5), ("KE", 4)].into_iter().enumerate() {
+            position += 1;
+            let mut body = report_body();
+            body["country"] = json!(country);
+            body["severity"] = json!(severity);
+            let IncidentCommand::Report(r) = parse("report", &duty(), body).unwrap() else {
+                unreachable!()
+            };
+            let e = DomainEvent::from(r)
+                .to_new_event(Uuid::from_u128(100 + i as u128), Meta::default());
+            register.apply(&RecordedEvent::record(
+                e,
+                events::domain::incident::stream_for(Uuid::from_u128(i as u128)),
+                position,
+                1,
+                time::OffsetDateTime::UNIX_EPOCH,
+            ));
+        }
+        let all = register.list(&duty(), &ListQuery::default()).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(
+            all[0].reported_position > all[1].reported_position,
+            "newest first"
+        );
+        assert_eq!(
+            register.list(&fso(), &ListQuery::default()).unwrap().len(),
+            2
+        );
+        let q = ListQuery {
+            severity: Some(Severity::new(4).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(register.list(&duty(), &q).unwrap().len(), 2);
+        let q = ListQuery {
+            country: Some(Country::parse("KE").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(register.list(&fso(), &q).map(|_| vec![])),
+            RefusalCode::Forbidden
+        );
+        let q = ListQuery {
+            status: Some("open".into()),
+            limit: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(register.list(&duty(), &q).unwrap().len(), 1);
+        let q = ListQuery {
+            status: Some("lost".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused(register.list(&duty(), &q).map(|_| vec![])),
+            RefusalCode::Invalid
+        );
+        assert_eq!(
+            refused(
+                register
+                    .list(&actor(Role::WallScreen, None), &ListQuery::default())
+                    .map(|_| vec![])
+            ),
+            RefusalCode::Forbidden
+        );
+    }
+}

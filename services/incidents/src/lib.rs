@@ -1,0 +1,229 @@
+//! The incidents service: flash reports from duty stations and everything that follows
+//! (details, verification, escalation, closure), over NATS only.
+//!
+//! # Commands (`vigil.cmd.incidents.<name>`, a [`Command`] in, a [`Reply`] out)
+//! - `report` — body: the report's fields (see `IncidentReported`, without `reporter`: it is
+//!   the actor). The command's id is the incident's id, its stream's id and its first event's
+//!   id: a retried report is stored once and answered with the original outcome
+//!   (`duplicate: true`); the same id with other content is refused `id_reused`.
+//! - `update`, `verify`, `escalate`, `close` — body `{"incident": <uuid>, "change": {…}}`;
+//!   decided against the incident's stream (see [`incident::decide`]) and appended with the
+//!   version read (optimistic concurrency); a retry with the same command id is answered
+//!   with the original outcome.
+//! - `get` — body `{"incident": <uuid>}`: the incident folded from its stream, so it always
+//!   includes the caller's own latest change.
+//! - `list` — body: [`incident::ListQuery`]: from the register, which follows the log
+//!   (it may lag the log by the time it takes an event to arrive).
+//!
+//! # Promises
+//! An answer `ok` means the events are on disk. A refusal changes nothing. A field officer
+//! never sees or changes another country's incident.
+//!
+//! [`Command`]: events::command::Command
+//! [`Reply`]: events::command::Reply
+
+pub mod incident;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::Client;
+use bytes::Bytes;
+use events::command::{Command, Refusal, Written};
+use events::{AppendRequest, ErrorCode, ExpectedVersion};
+use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
+use runtime::{CatchUp, CatchUpConfig, ClientError, StoreClient};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::incident::{Incident, IncidentCommand, ListQuery, Register};
+
+/// The service's name in subjects, NATS users and metrics.
+pub const SERVICE: &str = "incidents";
+
+/// Body of `update`, `verify`, `escalate` and `close`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// The incident.
+    pub incident: Uuid,
+    /// The transition's fields.
+    pub change: Value,
+}
+
+/// Body of `get`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    /// The incident.
+    pub incident: Uuid,
+}
+
+/// Answer of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed {
+    /// Newest report first.
+    pub incidents: Vec<Incident>,
+    /// The log position the list is as of.
+    pub position: u64,
+}
+
+/// The stream of incident `id`.
+pub use events::domain::incident::stream_for as stream_of;
+
+struct Service {
+    store: StoreClient,
+    register: RwLock<Register>,
+    /// The log's head when the service started: lists wait until the register reaches it.
+    start_head: std::sync::atomic::AtomicU64,
+}
+
+/// Serves the incidents commands until `shutdown`.
+pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let service = Arc::new(Service {
+        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
+        register: RwLock::new(Register::default()),
+        start_head: std::sync::atomic::AtomicU64::new(u64::MAX),
+    });
+    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
+    commands::serve(client, SERVICE, shutdown, move |name, payload| {
+        let service = service.clone();
+        async move { service.handle(&name, payload).await }
+    })
+    .await
+}
+
+async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
+    use std::sync::atomic::Ordering;
+    let head = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = service.store.read(u64::MAX, 1) => match r {
+                Ok((_, head)) => break head,
+                Err(e) => {
+                    tracing::warn!(error = %e, "incidents service waiting for the store");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    service.start_head.store(head, Ordering::Release);
+    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
+    let mut buf = Vec::with_capacity(1024);
+    while sub.recv_many(&mut buf, 1024).await > 0 {
+        if let Ok(mut register) = service.register.write() {
+            for e in &buf {
+                register.apply(e);
+            }
+        }
+        buf.clear();
+    }
+}
+
+impl Service {
+    async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
+        match name {
+            "report" => reply(self.report(&payload).await),
+            "update" | "verify" | "escalate" | "close" => {
+                reply(self.transition(name, &payload).await)
+            }
+            "get" => reply(self.get(&payload).await),
+            "list" => reply(self.list(&payload)),
+            other => reply::<()>(Err(Refusal::invalid(format!(
+                "unknown command {:?}; incidents takes report, update, verify, escalate, close, get, list",
+                other.chars().take(32).collect::<String>()
+            )))),
+        }
+    }
+
+    async fn report(&self, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Value> = commands::decode(payload)?;
+        let parsed = incident::parse("report", &cmd.actor, cmd.body.clone())?;
+        let new = incident::decide(cmd.id, None, &cmd.actor, parsed)?;
+        let stream = stream_of(cmd.id);
+        let events = new
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.try_to_new_event(commands::event_id(cmd.id, i), cmd.meta()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // No read first: the store's id index makes a retry (same id, same content) return
+        // the original positions, and refuses the same id with other content.
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected_version: ExpectedVersion::NoStream,
+            events,
+        };
+        match self.store.append_retrying(&request, STORE_DEADLINE).await {
+            Ok(ok) => Ok(Written {
+                stream,
+                event_id: cmd.id,
+                position: ok.first_position,
+                stream_version: 1,
+                duplicate: ok.duplicate,
+            }),
+            Err(ClientError::Store(e)) if e.code == ErrorCode::WrongExpectedVersion => {
+                Err(Refusal::new(
+                    events::command::RefusalCode::IdReused,
+                    format!(
+                        "incident {} already exists; report a new incident with a new id",
+                        cmd.id
+                    ),
+                ))
+            }
+            Err(e) => Err(store_refusal(e)),
+        }
+    }
+
+    async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Change> = commands::decode(payload)?;
+        let parsed: IncidentCommand = incident::parse(name, &cmd.actor, cmd.body.change.clone())?;
+        let id = cmd.body.incident;
+        commands::execute(&self.store, &stream_of(id), &cmd, |history| {
+            let state = Incident::fold(history);
+            incident::decide(id, state.as_ref(), &cmd.actor, parsed.clone())
+        })
+        .await
+    }
+
+    async fn get(&self, payload: &[u8]) -> Result<Incident, Refusal> {
+        let cmd: Command<Get> = commands::decode(payload)?;
+        let (history, _) = commands::load(&self.store, &stream_of(cmd.body.incident)).await?;
+        cmd.actor
+            .may(events::command::policy::INCIDENT_READ, "read incidents")?;
+        Incident::fold(&history)
+            .filter(|i| incident::visible(&cmd.actor, i))
+            .ok_or_else(|| {
+                Refusal::not_found(format!(
+                    "no incident {} that you can see; check the id",
+                    cmd.body.incident
+                ))
+            })
+    }
+
+    fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
+        use std::sync::atomic::Ordering;
+        let cmd: Command<ListQuery> = commands::decode(payload)?;
+        let register = self.register.read().map_err(|_| {
+            Refusal::unavailable(
+                "the incident register is unavailable; restart the incidents service",
+            )
+        })?;
+        if register.position() < self.start_head.load(Ordering::Acquire) {
+            return Err(Refusal::unavailable(format!(
+                "the incidents service is still reading the log (at position {}); retry in a few seconds",
+                register.position()
+            )));
+        }
+        let incidents = register
+            .list(&cmd.actor, &cmd.body)?
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok(Listed {
+            incidents,
+            position: register.position(),
+        })
+    }
+}
