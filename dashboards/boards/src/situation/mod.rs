@@ -777,7 +777,10 @@ impl Situation {
             | E::ClearanceApproved(_)
             | E::ClearanceRefused(_)
             | E::ArrivalRecorded(_)
-            | E::DepartureRecorded(_) => {}
+            | E::DepartureRecorded(_)
+            // Reference data: the board shows areas by their levels, not their records.
+            | E::AreaRegistered(_)
+            | E::DutyStationRegistered(_) => {}
             E::BroadcastIssued(e) => {
                 if self.broadcasts.contains_key(&at.id) {
                     return;
