@@ -226,3 +226,95 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A plain HTTP/1.0 exchange over a fresh TCP connection (no client library between the test
+/// and the server: what is sent is exactly what the test wrote).
+pub mod http {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An answer: status, the head (status line and headers) and the body.
+    #[derive(Debug, Clone)]
+    pub struct Answer {
+        /// HTTP status; 0 if the answer was not HTTP.
+        pub status: u16,
+        /// Status line and headers.
+        pub head: String,
+        /// The body as text.
+        pub body: String,
+    }
+
+    impl Answer {
+        /// The body as JSON (`Null` if it is not JSON).
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+        }
+
+        /// A header's value (case-insensitive name).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+        }
+    }
+
+    /// Sends one request; `headers` are added as given, `Content-Length` when there is a body.
+    pub async fn request(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Answer> {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).await?;
+        if let Some(b) = body {
+            // The server may answer (413) and close before reading all of a large body.
+            let _ = s.write_all(b).await;
+        }
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok(Answer {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        })
+    }
+
+    /// A JSON request with a bearer token (either may be absent).
+    pub async fn json(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> std::io::Result<Answer> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        if bytes.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        request(addr, method, path, &headers, bytes.as_deref()).await
+    }
+}

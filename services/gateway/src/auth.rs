@@ -29,52 +29,8 @@ use serde::{Deserialize, Serialize};
 /// How long a login session lasts: one shift.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
-/// The roles of DESIGN.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Reports incidents for one country or duty station.
-    FieldOfficer,
-    /// Sees every board, issues orders.
-    DutyOfficer,
-    /// The only role that sees hostage-case details.
-    CrisisManager,
-    /// Receives and acknowledges broadcasts for one agency.
-    AgencyFocalPoint,
-    /// Read-only, redacted: a screen in a room with visitors.
-    WallScreen,
-    /// Manages users and tokens.
-    Admin,
-}
-
-impl Role {
-    /// Every role, for tests and help texts.
-    pub const ALL: [Role; 6] = [
-        Role::FieldOfficer,
-        Role::DutyOfficer,
-        Role::CrisisManager,
-        Role::AgencyFocalPoint,
-        Role::WallScreen,
-        Role::Admin,
-    ];
-
-    /// The role's name as written in tokens and files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::FieldOfficer => "field_officer",
-            Role::DutyOfficer => "duty_officer",
-            Role::CrisisManager => "crisis_manager",
-            Role::AgencyFocalPoint => "agency_focal_point",
-            Role::WallScreen => "wall_screen",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a role name.
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
+/// The roles of DESIGN.md (defined with the command vocabulary, so services check the same).
+pub use events::command::Role;
 
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +84,20 @@ pub struct Claims {
     pub jti: String,
     /// `session` or `api`.
     pub kind: String,
+}
+
+impl Claims {
+    /// The actor a command carries: who, in which role, limited to which country.
+    pub fn actor(&self) -> events::command::Actor {
+        events::command::Actor {
+            user: self.sub.clone(),
+            role: self.role,
+            scope: self
+                .scope
+                .as_deref()
+                .and_then(|s| events::validate::Country::parse(s).ok()),
+        }
+    }
 }
 
 /// Why a request was refused.

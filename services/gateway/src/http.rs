@@ -142,7 +142,20 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// Pages: `/` is the wall screen; other paths are files under `public/`.
 pub async fn page(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
+    // A folder's page is its index.html; `/field` becomes `/field/` so the page's relative
+    // links and its service worker's scope (`/field/`) are right.
+    let index;
+    let path = if path.is_empty() {
+        "index.html"
+    } else if path.ends_with('/') {
+        index = format!("{path}index.html");
+        &index
+    } else {
+        if Pages::get(&format!("{path}/index.html")).is_some() {
+            return axum::response::Redirect::permanent(&format!("/{path}/")).into_response();
+        }
+        path
+    };
     let Some(file) = Pages::get(path) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -313,31 +326,50 @@ type KeyedLimiter<K> = governor::RateLimiter<
     governor::clock::DefaultClock,
 >;
 
-/// Login attempts: 10 a minute per client address and per username (a burst of 5), so a
-/// password cannot be guessed quickly from one place or against one account from many.
-pub struct LoginLimits {
+/// Requests per client address and per user, each with its own quota: a burst is allowed,
+/// then a steady rate; over it the answer is 429 with `Retry-After`.
+pub struct RateLimits {
     by_addr: KeyedLimiter<std::net::IpAddr>,
     by_user: KeyedLimiter<String>,
 }
 
-impl Default for LoginLimits {
+fn quota(per_minute: u32, burst: u32) -> governor::Quota {
+    let n = |v: u32| std::num::NonZeroU32::new(v.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::Quota::per_minute(n(per_minute)).allow_burst(n(burst))
+}
+
+impl Default for RateLimits {
     fn default() -> Self {
-        Self::new()
+        Self::login()
     }
 }
 
-impl LoginLimits {
-    /// The limits above.
-    pub fn new() -> Self {
-        let quota = governor::Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9))
-            .allow_burst(std::num::NonZeroU32::MIN.saturating_add(4));
+impl RateLimits {
+    /// Login attempts: 10 a minute per client address and per username (a burst of 5), so a
+    /// password cannot be guessed quickly from one place or against one account from many.
+    pub fn login() -> Self {
+        Self::new(quota(10, 5), quota(10, 5))
+    }
+
+    /// Field submissions (reports and their changes): `per_user` a minute per user with a
+    /// burst of half that (a phone flushing a day of queued reports), and ten times that per
+    /// client address (many officers behind one NAT).
+    pub fn field(per_user: u32) -> Self {
+        Self::new(
+            quota(per_user.saturating_mul(10), per_user.saturating_mul(5)),
+            quota(per_user, (per_user / 2).max(1)),
+        )
+    }
+
+    fn new(addr: governor::Quota, user: governor::Quota) -> Self {
         Self {
-            by_addr: governor::RateLimiter::keyed(quota),
-            by_user: governor::RateLimiter::keyed(quota),
+            by_addr: governor::RateLimiter::keyed(addr),
+            by_user: governor::RateLimiter::keyed(user),
         }
     }
 
-    fn check(&self, addr: std::net::IpAddr, user: &str) -> Result<(), Duration> {
+    /// `Ok`, or how long to wait.
+    pub fn check(&self, addr: std::net::IpAddr, user: &str) -> Result<(), Duration> {
         use governor::clock::Clock;
         let now = governor::clock::DefaultClock::default().now();
         let wait = |nu: governor::NotUntil<governor::clock::QuantaInstant>| nu.wait_time_from(now);
@@ -345,6 +377,21 @@ impl LoginLimits {
         self.by_user.check_key(&user.to_owned()).map_err(wait)?;
         Ok(())
     }
+}
+
+/// The 429 answer: JSON error and `Retry-After` in whole seconds.
+pub fn too_many(wait: Duration, what: &str) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many {what}; retry in {secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// Body of `POST /api/v1/auth/login`.
@@ -376,17 +423,7 @@ pub async fn login(
             Some(peer),
             None,
         );
-        let secs = wait.as_secs().max(1);
-        let mut r = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many login attempts; retry in {secs} s"),
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(r);
+        return Ok(too_many(wait, "login attempts"));
     }
     let auth = state.auth.clone();
     // argon2 is deliberately slow: keep it off the async workers.
@@ -415,7 +452,7 @@ pub async fn login(
                         .ok()
                 });
             Ok(
-                Json(json!({"token": token, "role": claims.role, "expires_at": expires_at}))
+                Json(json!({"token": token, "role": claims.role, "scope": claims.scope, "expires_at": expires_at}))
                     .into_response(),
             )
         }

@@ -7,12 +7,15 @@
 //! - [`ws`]: the WebSocket board protocol at `/ws`.
 //! - [`http`]: board snapshots, login, the log, `/healthz`, `/readyz`, `/metrics`, the
 //!   embedded pages, JSON errors and security headers.
+//! - [`api`]: the domain API (incidents, security levels), sent as commands to the services
+//!   that own them, and `/openapi.json`.
 //! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
 //!   route is built from, with who may use it, so no route can exist without a policy.
 //!
 //! The gateway never writes to the log directly; it reads it through the catch-up
 //! subscription, so any number of gateways can run side by side and agree.
 
+pub mod api;
 pub mod auth;
 pub mod http;
 pub mod hub;
@@ -31,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Access, Auth, Role};
 use crate::hub::Hub;
+use events::command::policy;
 
 /// Shared by every request.
 pub struct AppState {
@@ -43,7 +47,9 @@ pub struct AppState {
     /// Users, tokens, policy.
     pub auth: Arc<Auth>,
     /// Login attempts per client address and per username.
-    pub login_limits: http::LoginLimits,
+    pub login_limits: http::RateLimits,
+    /// Field submissions (reports and their changes) per client address and per user.
+    pub field_limits: http::RateLimits,
     /// Origins allowed to open the WebSocket: this gateway's own, plus configured ones.
     pub allowed_origins: Vec<String>,
 }
@@ -110,50 +116,51 @@ pub struct RouteSpec {
 /// Duty officers and admins read the raw log.
 const LOG_READERS: &[Role] = &[Role::DutyOfficer, Role::Admin];
 
-/// Every API route.
-pub const ROUTES: &[RouteSpec] = &[
-    RouteSpec {
-        method: "POST",
-        path: "/api/v1/auth/login",
-        access: Access::Public,
-    },
-    RouteSpec {
-        method: "GET",
-        path: "/api/v1/boards/{board}",
-        access: Access::AnyRole,
-    },
-    RouteSpec {
-        method: "GET",
-        path: "/api/v1/events",
-        access: Access::Roles(LOG_READERS),
-    },
-    RouteSpec {
-        method: "GET",
-        path: "/ws",
-        access: Access::Public,
-    },
-    RouteSpec {
-        method: "GET",
-        path: "/healthz",
-        access: Access::Public,
-    },
-    RouteSpec {
-        method: "GET",
-        path: "/readyz",
-        access: Access::Public,
-    },
-];
+/// The route table: the router is built from it and the authorization matrix walks it.
+macro_rules! routes {
+    ($($method:literal $path:literal $access:expr => $handler:expr;)+) => {
+        /// Every API route.
+        pub const ROUTES: &[RouteSpec] = &[$(RouteSpec { method: $method, path: $path, access: $access },)+];
 
-fn handler(spec: &RouteSpec) -> axum::routing::MethodRouter<Arc<AppState>> {
-    use axum::routing::post;
-    match spec.path {
-        "/api/v1/auth/login" => post(http::login),
-        "/api/v1/boards/{board}" => get(http::board),
-        "/api/v1/events" => get(http::events),
-        "/ws" => get(ws::upgrade),
-        "/healthz" => get(http::healthz),
-        _ => get(http::readyz),
-    }
+        fn handler(spec: &RouteSpec) -> axum::routing::MethodRouter<Arc<AppState>> {
+            use axum::routing::{get, post, put};
+            match (spec.method, spec.path) {
+                $(($method, $path) => $handler,)+
+                // Every (method, path) above has its arm; the table and the match are one.
+                _ => get(http::page),
+            }
+        }
+    };
+}
+
+routes! {
+    "POST" "/api/v1/auth/login" Access::Public => post(http::login);
+    "GET" "/api/v1/boards/{board}" Access::AnyRole => get(http::board);
+    "GET" "/api/v1/events" Access::Roles(LOG_READERS) => get(http::events);
+    "POST" "/api/v1/incidents" Access::Roles(policy::INCIDENT_REPORT) => post(api::report);
+    "GET" "/api/v1/incidents" Access::Roles(policy::INCIDENT_READ) => get(api::incidents);
+    "GET" "/api/v1/incidents/{id}" Access::Roles(policy::INCIDENT_READ) => get(api::incident);
+    "POST" "/api/v1/incidents/{id}/updates" Access::Roles(policy::INCIDENT_UPDATE) => post(api::update);
+    "POST" "/api/v1/incidents/{id}/verify" Access::Roles(policy::INCIDENT_VERIFY) => post(api::verify);
+    "POST" "/api/v1/incidents/{id}/escalate" Access::Roles(policy::INCIDENT_ESCALATE) => post(api::escalate);
+    "POST" "/api/v1/incidents/{id}/close" Access::Roles(policy::INCIDENT_CLOSE) => post(api::close);
+    "PUT" "/api/v1/areas/{area}/level" Access::Roles(policy::LEVEL_SET) => put(api::set_level);
+    "GET" "/api/v1/areas/{area}/level" Access::Roles(policy::LEVEL_READ) => get(api::level_history);
+    "GET" "/openapi.json" Access::Public => get(api::openapi);
+    "GET" "/ws" Access::Public => get(ws::upgrade);
+    "GET" "/healthz" Access::Public => get(http::healthz);
+    "GET" "/readyz" Access::Public => get(http::readyz);
+}
+
+/// Field submissions a user may make per minute (reports and their changes); ten times that
+/// per client address. `VIGIL_FIELD_REPORTS_PER_MINUTE` overrides the default of 60 (a load
+/// test raises it).
+pub fn field_reports_per_minute() -> u32 {
+    std::env::var("VIGIL_FIELD_REPORTS_PER_MINUTE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(60)
 }
 
 /// Largest HTTP request body the gateway reads (the API's bodies are small JSON).
@@ -246,7 +253,8 @@ pub async fn start(
             .chain(auth.allowed_origins.iter().cloned())
             .collect(),
         auth,
-        login_limits: http::LoginLimits::new(),
+        login_limits: http::RateLimits::login(),
+        field_limits: http::RateLimits::field(field_reports_per_minute()),
     });
     let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     let app = router(state, metrics);

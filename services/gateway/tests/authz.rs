@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vigil_gateway::auth::{Auth, Role};
@@ -26,6 +25,19 @@ async fn start() -> Center {
     })
     .await
     .unwrap();
+    let report = json!({"id": "00000000-0000-4000-8000-000000000001", "country": "SO",
+        "category": "armed_conflict", "severity": 3, "title": "Matrix incident",
+        "occurred_at": "2026-11-27T02:00:00Z"});
+    let a = testkit::http::json(
+        c.addr,
+        "POST",
+        "/api/v1/incidents",
+        Some(&c.duty_token),
+        Some(&report),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 201, "{}", a.body);
     c
 }
 
@@ -37,30 +49,20 @@ async fn request(
     token: Option<&str>,
     body: Option<(&str, &[u8])>,
 ) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
     }
-    let (ctype, bytes) = body.unwrap_or(("", b""));
-    if body.is_some() {
-        if !ctype.is_empty() {
-            head.push_str(&format!("Content-Type: {ctype}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n", bytes.len()));
+    if let Some((ctype, _)) = body
+        && !ctype.is_empty()
+    {
+        headers.push(("Content-Type", ctype));
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, raw)
+    let a = testkit::http::request(c.addr, method, path, &headers, body.map(|(_, b)| b))
+        .await
+        .unwrap();
+    (a.status, format!("{}\r\n\r\n{}", a.head, a.body))
 }
 
 fn body_json(raw: &str) -> Value {
@@ -75,9 +77,11 @@ enum Caller {
     Expired,
     Forged,
     As(Role),
+    /// A field officer of another country (KE) than the test incident's (SO).
+    WrongScope,
 }
 
-const CALLERS: [Caller; 9] = [
+const CALLERS: [Caller; 10] = [
     Caller::NoToken,
     Caller::Expired,
     Caller::Forged,
@@ -87,6 +91,7 @@ const CALLERS: [Caller; 9] = [
     Caller::As(Role::AgencyFocalPoint),
     Caller::As(Role::WallScreen),
     Caller::As(Role::Admin),
+    Caller::WrongScope,
 ];
 
 async fn token_for(c: &Center, caller: Caller) -> Option<String> {
@@ -110,6 +115,19 @@ async fn token_for(c: &Center, caller: Caller) -> Option<String> {
                 .unwrap();
             Some(t)
         }
+        Caller::WrongScope => Some(
+            c.auth
+                .issue(
+                    "fso.ke",
+                    Role::FieldOfficer,
+                    Some("KE".into()),
+                    None,
+                    hour,
+                    "session",
+                )
+                .unwrap()
+                .0,
+        ),
         Caller::As(role) => {
             let scope = (role == Role::FieldOfficer).then(|| "SO".to_owned());
             let agency = (role == Role::AgencyFocalPoint).then(|| "unicef".to_owned());
@@ -125,15 +143,19 @@ async fn token_for(c: &Center, caller: Caller) -> Option<String> {
 
 /// Expected HTTP status per caller, in the order of [`CALLERS`]:
 /// no token, expired, forged, field_officer, duty_officer, crisis_manager,
-/// agency_focal_point, wall_screen, admin. `/ws` rows are checked over a real WebSocket:
+/// agency_focal_point, wall_screen, admin, field officer of another country. `/ws` rows are checked over a real WebSocket:
 /// 101 means "subscribed and got a snapshot", 401 means "refused with an error message".
 struct Row {
     method: &'static str,
     path: &'static str,
     concrete: &'static str,
     body: Option<(&'static str, &'static [u8])>,
-    expect: [u16; 9],
+    expect: [u16; 10],
 }
+
+const NEW_REPORT: &[u8] = br#"{"id":"00000000-0000-4000-8000-000000000002","country":"SO","category":"crime","severity":2,"title":"Matrix report","occurred_at":"2026-11-27T03:00:00Z"}"#;
+const ESCALATION: &[u8] =
+    br#"{"to":{"kind":"surge","id":"00000000-0000-4000-8000-0000000000aa"},"reason":"matrix check"}"#;
 
 const BAD_LOGIN: &[u8] = br#"{"username":"ana","password":"wrong password"}"#;
 
@@ -143,42 +165,119 @@ const MATRIX: &[Row] = &[
         path: "/api/v1/auth/login",
         concrete: "/api/v1/auth/login",
         body: Some(("application/json", BAD_LOGIN)),
-        expect: [401; 9],
+        expect: [401; 10],
     },
     Row {
         method: "GET",
         path: "/api/v1/boards/{board}",
         concrete: "/api/v1/boards/situation",
         body: None,
-        expect: [401, 401, 401, 200, 200, 200, 200, 200, 200],
+        expect: [401, 401, 401, 200, 200, 200, 200, 200, 200, 200],
     },
     Row {
         method: "GET",
         path: "/api/v1/events",
         concrete: "/api/v1/events?from=1&limit=10",
         body: None,
-        expect: [401, 401, 401, 403, 200, 403, 403, 403, 200],
+        expect: [401, 401, 401, 403, 200, 403, 403, 403, 200, 403],
+    },
+    // The incident rows run in this order against the incident `start` reported (SO).
+    Row {
+        method: "POST",
+        path: "/api/v1/incidents",
+        concrete: "/api/v1/incidents",
+        body: Some(("application/json", NEW_REPORT)),
+        // The field officer's report lands; the same id from others is another report: 409.
+        expect: [401, 401, 401, 201, 409, 409, 403, 403, 403, 403],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/incidents",
+        concrete: "/api/v1/incidents?country=SO",
+        body: None,
+        // The field officer of KE asks for SO: 403.
+        expect: [401, 401, 401, 200, 200, 200, 403, 403, 200, 403],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/incidents/{id}",
+        concrete: "/api/v1/incidents/00000000-0000-4000-8000-000000000001",
+        body: None,
+        expect: [401, 401, 401, 200, 200, 200, 403, 403, 200, 404],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/incidents/{id}/updates",
+        concrete: "/api/v1/incidents/00000000-0000-4000-8000-000000000001/updates",
+        body: Some(("application/json", br#"{"note":"matrix check"}"#)),
+        expect: [401, 401, 401, 200, 200, 200, 403, 403, 403, 404],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/incidents/{id}/verify",
+        concrete: "/api/v1/incidents/00000000-0000-4000-8000-000000000001/verify",
+        body: Some(("application/json", b"{}")),
+        expect: [401, 401, 401, 403, 200, 403, 403, 403, 403, 403],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/incidents/{id}/escalate",
+        concrete: "/api/v1/incidents/00000000-0000-4000-8000-000000000001/escalate",
+        body: Some(("application/json", ESCALATION)),
+        // The crisis manager's is the same escalation again: 409.
+        expect: [401, 401, 401, 403, 200, 409, 403, 403, 403, 403],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/incidents/{id}/close",
+        concrete: "/api/v1/incidents/00000000-0000-4000-8000-000000000001/close",
+        body: Some(("application/json", br#"{"reason":"matrix check"}"#)),
+        expect: [401, 401, 401, 403, 200, 409, 403, 403, 403, 403],
+    },
+    Row {
+        method: "PUT",
+        path: "/api/v1/areas/{area}/level",
+        concrete: "/api/v1/areas/SOM-BAN/level",
+        body: Some((
+            "application/json",
+            br#"{"level":4,"reason":"matrix check"}"#,
+        )),
+        expect: [401, 401, 401, 403, 200, 403, 403, 403, 403, 403],
+    },
+    Row {
+        method: "GET",
+        path: "/api/v1/areas/{area}/level",
+        concrete: "/api/v1/areas/SOM-BAN/level",
+        body: None,
+        expect: [401, 401, 401, 200, 200, 200, 403, 403, 200, 404],
+    },
+    Row {
+        method: "GET",
+        path: "/openapi.json",
+        concrete: "/openapi.json",
+        body: None,
+        expect: [200; 10],
     },
     Row {
         method: "GET",
         path: "/ws",
         concrete: "/ws",
         body: None,
-        expect: [401, 401, 401, 101, 101, 101, 101, 101, 101],
+        expect: [401, 401, 401, 101, 101, 101, 101, 101, 101, 101],
     },
     Row {
         method: "GET",
         path: "/healthz",
         concrete: "/healthz",
         body: None,
-        expect: [200; 9],
+        expect: [200; 10],
     },
     Row {
         method: "GET",
         path: "/readyz",
         concrete: "/readyz",
         body: None,
-        expect: [200; 9],
+        expect: [200; 10],
     },
 ];
 
@@ -237,6 +336,7 @@ async fn every_route_times_every_caller_gets_the_expected_status() {
                 if got == 101 {
                     let role = match caller {
                         Caller::As(r) => *r,
+                        Caller::WrongScope => Role::FieldOfficer,
                         _ => unreachable!(),
                     };
                     // The view is the role's: a wall screen asking for `duty` still gets the

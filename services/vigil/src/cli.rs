@@ -62,6 +62,13 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Run the audit service alone (records refused requests in the log).
     Audit,
+    /// Run the incidents service alone (flash reports and what follows).
+    Incidents,
+    /// Run the security levels service alone.
+    Levels,
+    /// Load reference data (areas, duty stations) from a JSON Lines file into the log, with
+    /// progress. Idempotent: loading the same file again changes nothing.
+    Import(ImportArgs),
     /// Rebuild the board projections from the whole log, with progress, and print events/s.
     Replay(ReplayArgs),
     /// Check the whole event log under --data-dir (hash chain, positions, indexes) with the
@@ -302,4 +309,15 @@ impl Resolved {
         }
         c
     }
+}
+
+/// `vigil import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The reference file: JSON Lines, one record per line (`{"kind":"area",…}` or
+    /// `{"kind":"duty_station",…}`); blank lines and lines starting with `#` are skipped.
+    pub file: PathBuf,
+    /// Who is importing, for the audit trail. Default: $USER.
+    #[arg(long)]
+    pub actor: Option<String>,
 }

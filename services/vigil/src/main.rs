@@ -3,10 +3,14 @@
 //! # Layout
 //! - `cli`: commands, flags, and how flags, environment and the config file combine.
 //! - `up`: `vigil up`, the whole centre on one machine (owns its nats-server).
+//! - `services`: the domain services, run together by `up` or one by one.
+//! - `import`: `vigil import`, reference data into the log.
 //! - `tools`: operator verbs (`tail`, `append`, `replay`, `verify`).
 //! - `users`: `vigil user` and `vigil token`, and the first admin of a new centre.
 
 mod cli;
+mod import;
+mod services;
 mod tools;
 mod up;
 mod users;
@@ -29,7 +33,10 @@ async fn main() -> ExitCode {
             Command::Tail(args) => tools::tail(settings, args).await,
             Command::Append(args) => tools::append(settings, args).await,
             Command::Gateway(args) => run_gateway(settings, args).await,
-            Command::Audit => run_audit(settings).await,
+            Command::Audit => services::run_one(settings, "audit").await,
+            Command::Incidents => services::run_one(settings, incidents::SERVICE).await,
+            Command::Levels => services::run_one(settings, levels::SERVICE).await,
+            Command::Import(args) => import::run(settings, args).await,
             Command::Replay(args) => tools::replay(settings, args).await,
             Command::Verify(args) => tools::verify(settings, args).await,
             Command::User { command } => users::user(settings, command),
@@ -91,17 +98,4 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     let (bound, task) = gateway::start(addr, client, auth, Some(handle), shutdown).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
-}
-
-async fn run_audit(settings: cli::Resolved) -> anyhow::Result<()> {
-    let shutdown = runtime::shutdown::on_signals();
-    let credentials = settings.nats_credentials_for("audit")?;
-    let client = runtime::nats::connect(
-        &settings.nats_url,
-        "vigil-audit",
-        credentials,
-        Mode::Service,
-    )
-    .await?;
-    audit::run(client, shutdown).await
 }

@@ -1,8 +1,9 @@
 //! `vigil up`: the whole centre on one machine.
 //!
 //! It owns a nats-server (config and logs under `<data-dir>/nats/`, listening on its own
-//! port, never 4222), restarts it if it dies, runs the store, the audit service and the
-//! gateway in this process (each with its own NATS user), and serves `/metrics`. The bus is secured: at the first start it generates one NATS user per service
+//! port, never 4222), restarts it if it dies, runs the store, the domain services (audit,
+//! incidents, levels: see `services`) and the gateway in this process, each with its own NATS
+//! user, and serves `/metrics`. The bus is secured: at the first start it generates one NATS user per service
 //! into `<data-dir>/secrets/nats-users.json` (mode 0600), and the server config gives each
 //! user only its subjects (see `runtime::nats_auth`); anonymous connections are refused.
 //!
@@ -78,14 +79,17 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let store_dir = store_config.dir.clone();
     let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
 
-    let audit_client = runtime::nats::connect(
-        &settings.nats_url,
-        "vigil-audit",
-        credentials_of("audit")?,
-        Mode::Service,
-    )
-    .await?;
-    let audit_task = tokio::spawn(audit::run(audit_client, shutdown.clone()));
+    let mut service_tasks = Vec::new();
+    for service in crate::services::SERVICES {
+        let task = crate::services::spawn(
+            service,
+            &settings.nats_url,
+            credentials_of(service.name)?,
+            shutdown.clone(),
+        )
+        .await?;
+        service_tasks.push((service.name, task));
+    }
 
     let http_addr = settings.http_addr(args.http.as_deref())?;
     let gateway_client = runtime::nats::connect(
@@ -170,8 +174,10 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let store_result = store.await;
     // Whatever ended the store (signal or failure), stop the rest.
     shutdown.cancel();
-    if let Ok(Err(e)) = audit_task.await {
-        tracing::error!(error = %e, "audit service stopped with an error");
+    for (name, task) in service_tasks {
+        if let Ok(Err(e)) = task.await {
+            tracing::error!(error = %e, "{name} service stopped with an error");
+        }
     }
     match gateway.await {
         Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),

@@ -23,7 +23,7 @@
 //   in, for reports saved before any login): another officer's login never sends them.
 //
 // Record in the outbox: {id, body, state: saved|sending|acknowledged|refused, owner,
-// saved_at, attempts, error, ack: {id, stream, position, stream_version}, acked_at,
+// saved_at, attempts, error, ack: {id, stream, position, stream_version, event_id}, acked_at,
 // refusal: {status, code, message}}. A record left "sending" by a closed page is "saved".
 //
 // Plain ES module, no build step, no library. Everything the officer sees is built with
@@ -368,12 +368,12 @@ async function drain() {
       return;
     }
     tried.add(rec.id);
-    if (!(await sendOne(rec))) return;
+    if (!(await sendOne(rec, session.token))) return;
   }
 }
 
 /** One attempt. True: go on with the next report; false: stop (what follows is scheduled). */
-async function sendOne(rec) {
+async function sendOne(rec, token) {
   const live = await store.update(rec.id, (r) =>
     r.state === "saved" || r.state === "sending"
       ? { ...r, state: "sending", attempts: (r.attempts || 0) + 1 }
@@ -388,7 +388,7 @@ async function sendOne(rec) {
     // The stored body, as stored: same id, same bytes on every attempt.
     ({ res, data } = await request(API_INCIDENTS, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${session.token}` },
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
       body: JSON.stringify(live.body),
     }));
   } catch (e) {
@@ -406,6 +406,7 @@ async function sendOne(rec) {
       stream: data.stream ?? null,
       position: data.position ?? null,
       stream_version: data.stream_version ?? null,
+      event_id: data.event_id ?? null,
     };
     await settle(rec.id, (r) => ({ ...r, state: "acknowledged", ack, acked_at: Date.now(), error: null }));
     failures = 0;
@@ -413,7 +414,7 @@ async function sendOne(rec) {
   }
   if (s === 401) {
     await settle(rec.id, (r) => ({ ...r, state: "saved", error: "the centre asks you to log in again" }));
-    dropToken("401");
+    if (session?.token === token) dropToken("401"); // not a newer login meanwhile
     return false;
   }
   if (s === 429) {
@@ -840,7 +841,7 @@ async function renderLoginWhy() {
   const ended = loginReason === "401" || loginReason === "expired" || (session?.username && !tokenValid());
   $("login-title").textContent = ended ? "Log in again" : "Log in";
   $("login-why").textContent = n
-    ? `Log in ${ended ? "again " : ""}to send ${plural(n, "saved report")}. They stay on this phone until then.`
+    ? `Log in ${ended ? "again " : ""}to send ${plural(n, "saved report")}. ${n === 1 ? "It stays" : "They stay"} on this phone until then.`
     : ended
       ? "Your session has ended: log in again to send reports."
       : "Log in to send reports to the centre.";

@@ -1,5 +1,7 @@
 //! Shared by the gateway's tests: a real nats-server, a real store on a temp dir, and a
-//! gateway on port 0 with its own signing key, a user and two tokens.
+//! gateway on port 0 with its own signing key, a user and two tokens, and the incidents and
+//! levels services behind its domain routes (test-only: in production they are separate
+//! processes or tasks of `vigil up`, never a dependency of the gateway).
 
 #![allow(dead_code)]
 // Test code: a panic here is a failed assertion, not a crash in production.
@@ -45,6 +47,29 @@ impl Center {
         })
         .await
         .unwrap();
+        // The services behind the domain routes, and the area the level routes use.
+        tokio::spawn(incidents::run(nats.connect().await, stop.clone()));
+        tokio::spawn(levels::run(nats.connect().await, stop.clone()));
+        let area = events::domain::area::AreaRegistered {
+            area: "SOM-BAN".into(),
+            country: events::validate::Country::parse("SO").unwrap(),
+            name: "Banaadir".into(),
+        };
+        let meta = events::Meta {
+            actor: Some("test".into()),
+            ..Default::default()
+        };
+        store
+            .append(&events::AppendRequest {
+                stream: events::domain::area::stream_for("SOM-BAN"),
+                expected_version: events::ExpectedVersion::Any,
+                events: vec![
+                    events::domain::DomainEvent::from(area)
+                        .to_new_event(uuid::Uuid::new_v4(), meta),
+                ],
+            })
+            .await
+            .unwrap();
         let mut users = Users::load(dir.path()).unwrap();
         let password_hash = hash_password(ANA_PASSWORD).unwrap();
         let ana = User {

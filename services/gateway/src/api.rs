@@ -1,0 +1,392 @@
+//! The domain API: incidents and security levels over HTTP, turned into commands to the
+//! services that own them (`vigil.cmd.incidents.*`, `vigil.cmd.levels.*`).
+//!
+//! The gateway checks what it can without knowing the domain (a JSON object, the size limit,
+//! a client UUID where one is required, the route's roles, the field rate limits) and passes
+//! the authenticated actor with every command; the service decides, with the actor's scope,
+//! and its typed refusal becomes the HTTP status (`RefusalCode::http_status`).
+//!
+//! # Promises
+//! - `POST /api/v1/incidents`: the body's `id` (a client UUID) is the incident's id and the
+//!   idempotency key: 201 the first time, 200 with the same body on a retry, 409 if the id
+//!   comes again with different content. 503 when the store or the service is down: nothing
+//!   was stored, or the retry with the same id will say so.
+//! - Transitions take an optional `id` (a client UUID) with the same retry rule; without one
+//!   a retry may apply twice (a note recorded twice), never a transition twice (the state
+//!   refuses it).
+//! - A refusal changes nothing; errors are JSON `{"error": {"code", "message"}}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use events::command::{Command, Refusal, Reply, Written};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Claims;
+use crate::http::{ApiError, ApiJson};
+
+/// How long the gateway waits for a service's answer. A command that takes longer may still
+/// land: the client retries with the same id and gets the original outcome.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn refusal(r: Refusal) -> ApiError {
+    let status =
+        StatusCode::from_u16(r.code.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    ApiError::new(status, r.code.as_str(), r.message)
+}
+
+fn unavailable(service: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!(
+            "the {service} service {why}; retry with the same id (a retry is never stored twice)"
+        ),
+    )
+}
+
+/// Sends command `name` to `service` and reads its typed answer.
+async fn call<B: Serialize, T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    service: &'static str,
+    name: &str,
+    id: Uuid,
+    claims: &Claims,
+    body: B,
+) -> Result<T, ApiError> {
+    let command = Command {
+        id,
+        actor: claims.actor(),
+        source: "http".to_owned(),
+        correlation_id: Some(Uuid::new_v4()),
+        body,
+    };
+    let subject = events::subjects::command_subject(service, name);
+    let payload = events::codec::encode(&command);
+    let answer = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        state.store.nats().request(subject, payload.into()),
+    )
+    .await;
+    let msg = match answer {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(unavailable(service, "is not running"));
+        }
+        Ok(Err(_)) | Err(_) => {
+            return Err(unavailable(service, "did not answer in time"));
+        }
+    };
+    match serde_json::from_slice::<Reply<T>>(&msg.payload) {
+        Ok(Reply::Ok(t)) => Ok(t),
+        Ok(Reply::Error(r)) => Err(refusal(r)),
+        Err(_) => Err(unavailable(
+            service,
+            "gave an answer this gateway cannot read",
+        )),
+    }
+}
+
+/// Takes the client's UUID out of a body: `required` for reports, optional for the rest.
+fn take_id(body: &mut Map<String, Value>, required: bool) -> Result<Option<Uuid>, ApiError> {
+    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    match body.remove("id") {
+        None if required => Err(invalid(
+            "id: a UUID chosen by the client is required (it makes a resend safe: the same id is stored once)",
+        )),
+        None => Ok(None),
+        Some(Value::String(s)) => Uuid::parse_str(&s)
+            .map(Some)
+            .map_err(|_| invalid("id: must be a UUID, e.g. from crypto.randomUUID()")),
+        Some(_) => Err(invalid("id: must be a UUID string")),
+    }
+}
+
+/// Applies the field rate limits to `claims` from `peer`.
+fn field_limit(
+    state: &AppState,
+    peer: SocketAddr,
+    claims: &Claims,
+    path: &str,
+) -> Result<(), Response> {
+    state
+        .field_limits
+        .check(peer.ip(), &claims.sub)
+        .map_err(|wait| {
+            state.audit_denied("POST", path, "rate_limited", Some(peer), Some(claims));
+            crate::http::too_many(wait, "submissions")
+        })
+}
+
+/// What a written command answers over HTTP (the same body on every retry).
+#[derive(Debug, Serialize)]
+struct Acknowledged {
+    id: Uuid,
+    stream: String,
+    event_id: Uuid,
+    position: u64,
+    stream_version: u64,
+}
+
+fn acknowledged(id: Uuid, w: &Written) -> Acknowledged {
+    Acknowledged {
+        id,
+        stream: w.stream.as_str().to_owned(),
+        event_id: w.event_id,
+        position: w.position,
+        stream_version: w.stream_version,
+    }
+}
+
+/// `POST /api/v1/incidents`: a flash report.
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    ApiJson(mut body): ApiJson<Map<String, Value>>,
+) -> Result<Response, Response> {
+    field_limit(&state, peer, &claims, "/api/v1/incidents")?;
+    let id = take_id(&mut body, true)
+        .map_err(IntoResponse::into_response)?
+        .unwrap_or_default();
+    let written: Written = call(
+        &state,
+        "incidents",
+        "report",
+        id,
+        &claims,
+        Value::Object(body),
+    )
+    .await
+    .map_err(IntoResponse::into_response)?;
+    let status = if written.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    metrics::counter!("vigil_gateway_reports_total", "outcome" => if written.duplicate { "duplicate" } else { "created" })
+        .increment(1);
+    Ok((status, Json(acknowledged(id, &written))).into_response())
+}
+
+fn incident_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such incident: the id in the path must be the report's UUID",
+        )
+    })
+}
+
+/// A transition's handler: `POST /api/v1/incidents/{id}/<action>` sends command `name`.
+macro_rules! transitions {
+    ($($(#[$doc:meta])* $handler:ident => $name:literal),+ $(,)?) => {$(
+        $(#[$doc])*
+        pub async fn $handler(
+            state: State<Arc<AppState>>,
+            peer: ConnectInfo<SocketAddr>,
+            claims: axum::Extension<Claims>,
+            id: Path<String>,
+            body: ApiJson<Map<String, Value>>,
+        ) -> Result<Response, Response> {
+            transition(state, peer, claims, id, body, $name).await
+        }
+    )+};
+}
+
+transitions! {
+    /// `POST /api/v1/incidents/{id}/updates`: details added or corrected, or a note.
+    update => "update",
+    /// `POST /api/v1/incidents/{id}/verify`: a duty officer confirms the report.
+    verify => "verify",
+    /// `POST /api/v1/incidents/{id}/escalate`: linked to a hostage case, surge or order.
+    escalate => "escalate",
+    /// `POST /api/v1/incidents/{id}/close`.
+    close => "close",
+}
+
+async fn transition(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    Path(id): Path<String>,
+    ApiJson(mut body): ApiJson<Map<String, Value>>,
+    name: &'static str,
+) -> Result<Response, Response> {
+    let incident = incident_id(&id).map_err(IntoResponse::into_response)?;
+    field_limit(&state, peer, &claims, "/api/v1/incidents/{id}")?;
+    let command_id = take_id(&mut body, false)
+        .map_err(IntoResponse::into_response)?
+        .unwrap_or_else(Uuid::new_v4);
+    let change = json!({"incident": incident, "change": Value::Object(body)});
+    let written: Written = call(&state, "incidents", name, command_id, &claims, change)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Json(acknowledged(incident, &written)).into_response())
+}
+
+/// `GET /api/v1/incidents/{id}`.
+pub async fn incident(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let incident = incident_id(&id)?;
+    let found: Value = call(
+        &state,
+        "incidents",
+        "get",
+        Uuid::new_v4(),
+        &claims,
+        json!({"incident": incident}),
+    )
+    .await?;
+    Ok(Json(found).into_response())
+}
+
+/// Query of `GET /api/v1/incidents`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/incidents?country=&status=&severity=&since=&limit=`.
+pub async fn incidents(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let list: Value = call(&state, "incidents", "list", Uuid::new_v4(), &claims, q).await?;
+    Ok(Json(list).into_response())
+}
+
+fn area_body(area: &str, mut body: Map<String, Value>) -> Result<Value, ApiError> {
+    if body.contains_key("area") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "area: it is in the path; leave it out of the body",
+        ));
+    }
+    body.insert("area".to_owned(), Value::String(area.to_owned()));
+    Ok(Value::Object(body))
+}
+
+/// `PUT /api/v1/areas/{area}/level`: `{level 1..6, reason, id?}`.
+pub async fn set_level(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    Path(area): Path<String>,
+    ApiJson(mut body): ApiJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let command_id = take_id(&mut body, false)?.unwrap_or_else(Uuid::new_v4);
+    let written: Written = call(
+        &state,
+        "levels",
+        "set",
+        command_id,
+        &claims,
+        area_body(&area, body)?,
+    )
+    .await?;
+    Ok(Json(json!({
+        "area": area,
+        "stream": written.stream.as_str(),
+        "event_id": written.event_id,
+        "position": written.position,
+        "stream_version": written.stream_version,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/areas/{area}/level`: the level now and its history.
+pub async fn level_history(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    Path(area): Path<String>,
+) -> Result<Response, ApiError> {
+    let history: Value = call(
+        &state,
+        "levels",
+        "history",
+        Uuid::new_v4(),
+        &claims,
+        json!({"area": area}),
+    )
+    .await?;
+    Ok(Json(history).into_response())
+}
+
+/// `GET /openapi.json`: the API's description (kept in the binary; a test checks it names
+/// every route of [`crate::ROUTES`]).
+pub async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// The OpenAPI document.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for route in crate::ROUTES {
+            let op = &doc["paths"][route.path][route.method.to_lowercase()];
+            assert!(
+                op.is_object(),
+                "{} {} is not in openapi.json",
+                route.method,
+                route.path
+            );
+            assert!(
+                op["responses"].is_object(),
+                "{} {} has no responses",
+                route.method,
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_client_id_is_taken_out_of_the_body() {
+        let mut body = json!({"id": "0190a5d2-7f3e-7c1a-9b1e-1a2b3c4d5e6f", "x": 1});
+        let map = body.as_object_mut().unwrap();
+        assert!(take_id(map, true).unwrap().is_some());
+        assert!(!map.contains_key("id"));
+        assert!(take_id(map, true).is_err(), "a report needs its id");
+        assert_eq!(take_id(map, false).unwrap(), None);
+        map.insert("id".into(), json!("not-a-uuid"));
+        assert!(take_id(map, false).is_err());
+        map.insert("id".into(), json!(7));
+        assert!(take_id(map, false).is_err());
+    }
+}

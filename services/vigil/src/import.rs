@@ -1,0 +1,208 @@
+//! `vigil import <file>`: reference data (areas, duty stations) into the log as events.
+//!
+//! # The file
+//! JSON Lines; each line one record:
+//! `{"kind": "area", "area": "SOM-BAN", "country": "SO", "name": "Banaadir"}` or
+//! `{"kind": "duty_station", "station": "SOM-MGQ", "country": "SO", "area": "SOM-BAN",
+//! "name": "Mogadishu", "lat": 2.0469, "lon": 45.3182}`. Blank lines and `#` comments are
+//! skipped.
+//!
+//! # Promises
+//! - The whole file is read and checked first; if any line is bad, every bad line is
+//!   reported with its number (up to 20) and nothing is written.
+//! - Idempotent: a record's event id is derived from its content, so importing the same file
+//!   again stores nothing new; a changed record is stored as a new registration (the latest
+//!   stands).
+//! - Interrupted (store down, Ctrl-C), it can simply be run again: what landed is not stored
+//!   twice, the rest is stored.
+
+use std::time::Duration;
+
+use events::command::Role;
+use events::domain::DomainEvent;
+use events::domain::area::{self, AreaRegistered};
+use events::domain::station::{self, DutyStationRegistered};
+use events::{AppendRequest, ExpectedVersion, Meta, StreamName};
+use futures::StreamExt;
+use runtime::StoreClient;
+use runtime::nats::Mode;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::cli::{ImportArgs, Resolved};
+
+/// Largest reference file read (a full dataset of stations and areas is a few MB).
+const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Appends in flight at once.
+const IN_FLIGHT: usize = 64;
+
+/// One line of the file.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    Area(AreaRegistered),
+    DutyStation(DutyStationRegistered),
+}
+
+impl Record {
+    fn into_event(self) -> (StreamName, DomainEvent) {
+        match self {
+            Record::Area(a) => (area::stream_for(&a.area), a.into()),
+            Record::DutyStation(s) => (station::stream_for(&s.station), s.into()),
+        }
+    }
+}
+
+/// Reads and checks every line; the events to append, or every error with its line number.
+pub fn parse(text: &str) -> Result<Vec<(StreamName, DomainEvent)>, Vec<String>> {
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = serde_json::from_str::<serde_json::Value>(line)
+            .map_err(|e| e.to_string())
+            .and_then(events::codec::from_value::<Record>)
+            .and_then(|r| {
+                let (stream, event) = r.into_event();
+                event.validate().map_err(|e| e.to_string())?;
+                Ok((stream, event))
+            });
+        match parsed {
+            Ok(e) => events.push(e),
+            Err(e) => errors.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The event id of a record: the same content always gets the same id.
+fn content_id(stream: &StreamName, event: &DomainEvent) -> Uuid {
+    let data = serde_json::to_string(&event.to_new_event(Uuid::nil(), Meta::default()).data)
+        .unwrap_or_default();
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("vigil-import-{stream}-{data}").as_bytes(),
+    )
+}
+
+/// Runs `vigil import`.
+pub async fn run(settings: Resolved, args: ImportArgs) -> anyhow::Result<()> {
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        anyhow::bail!(
+            "{} is {size} bytes; split it into files under {MAX_FILE_BYTES} bytes",
+            args.file.display()
+        );
+    }
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let records = match parse(&text) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in errors.iter().take(20) {
+                eprintln!("{}: {e}", args.file.display());
+            }
+            if errors.len() > 20 {
+                eprintln!("… and {} more", errors.len() - 20);
+            }
+            anyhow::bail!(
+                "{} bad line(s) in {}; nothing was imported. Fix them and run the import again",
+                errors.len(),
+                args.file.display()
+            );
+        }
+    };
+    let actor = args
+        .actor
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    let client = runtime::nats::connect(
+        &settings.nats_url,
+        "vigil-import",
+        settings.nats_credentials_for(runtime::nats_auth::CLI)?,
+        Mode::Tool,
+    )
+    .await?;
+    let store = StoreClient::new(client, Duration::from_secs(5));
+    let bar = indicatif::ProgressBar::new(records.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "import [{elapsed_precise}] [{wide_bar}] {pos}/{len} records ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let meta = Meta {
+        actor: Some(actor),
+        role: Some(Role::Admin.as_str().to_owned()),
+        source: Some("import".to_owned()),
+        ..Meta::default()
+    };
+    let appends = records.into_iter().map(|(stream, event)| {
+        let request = AppendRequest {
+            events: vec![event.to_new_event(content_id(&stream, &event), meta.clone())],
+            stream,
+            expected_version: ExpectedVersion::Any,
+        };
+        let store = store.clone();
+        async move {
+            store
+                .append_retrying(&request, Duration::from_secs(30))
+                .await
+        }
+    });
+    let mut outcomes = futures::stream::iter(appends).buffer_unordered(IN_FLIGHT);
+    let (mut new, mut unchanged) = (0u64, 0u64);
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Ok(ok) if ok.duplicate => unchanged += 1,
+            Ok(_) => new += 1,
+            Err(e) => {
+                bar.abandon();
+                anyhow::bail!(
+                    "the store refused or did not answer ({e}); {new} records were stored. Run the same import again when the store is up: nothing is stored twice"
+                );
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    println!(
+        "imported {}: {new} new or changed, {unchanged} already there",
+        args.file.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_line_is_named_and_good_files_parse() {
+        let good = "# areas\n{\"kind\":\"area\",\"area\":\"SOM-BAN\",\"country\":\"SO\",\"name\":\"Banaadir\"}\n\n{\"kind\":\"duty_station\",\"station\":\"SOM-MGQ\",\"country\":\"SO\",\"area\":\"SOM-BAN\",\"name\":\"Mogadishu\",\"lat\":2.04,\"lon\":45.3}\n";
+        let events = parse(good).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].0, area::stream_for("SOM-BAN"));
+        let again = parse(good).unwrap();
+        assert_eq!(
+            content_id(&events[1].0, &events[1].1),
+            content_id(&again[1].0, &again[1].1),
+            "the same record always gets the same id"
+        );
+        let bad = "{\"kind\":\"area\",\"area\":\"A\",\"country\":\"XX\",\"name\":\"n\"}\nnot json\n{\"kind\":\"planet\"}\n{\"kind\":\"duty_station\",\"station\":\"S\",\"country\":\"SO\",\"area\":\"A\",\"name\":\"n\",\"lat\":99,\"lon\":0}\n";
+        let errors = parse(bad).unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].starts_with("line 1: country"), "{}", errors[0]);
+        assert!(errors[1].starts_with("line 2:"));
+        assert!(errors[3].starts_with("line 4: lat"), "{}", errors[3]);
+    }
+}
