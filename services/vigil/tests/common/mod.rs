@@ -14,24 +14,38 @@ use runtime::StoreClient;
 use testkit::ChildGuard;
 use uuid::Uuid;
 
-/// The real `vigil store` binary, started against `nats_url` with its data in `data_dir`.
-pub struct StoreProcess {
+/// A real `vigil <command>` process (the store, a service, the gateway) against `nats_url`
+/// with its data in `data_dir`; its stderr goes to `<data_dir>/<command>-process.log`.
+pub struct VigilProcess {
     guard: ChildGuard,
     data_dir: PathBuf,
     nats_url: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
-impl StoreProcess {
+/// The store process.
+pub type StoreProcess = VigilProcess;
+
+impl VigilProcess {
+    /// `vigil store`.
     pub fn spawn(data_dir: &Path, nats_url: &str) -> Self {
+        Self::run(data_dir, nats_url, &["store"], &[])
+    }
+
+    /// `vigil <args…>` with extra environment.
+    pub fn run(data_dir: &Path, nats_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(data_dir.join("store-process.log"))
+            .open(data_dir.join(format!("{}-process.log", args[0])))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["store", "--nats-url", nats_url, "--data-dir"])
+            .args(args)
+            .args(["--nats-url", nats_url, "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -40,6 +54,11 @@ impl StoreProcess {
             guard: ChildGuard(Some(child)),
             data_dir: data_dir.to_owned(),
             nats_url: nats_url.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
@@ -65,9 +84,21 @@ impl StoreProcess {
         None
     }
 
+    /// Kills it (SIGKILL) and starts the same command again.
     pub fn restart(&mut self) {
         self.kill9();
-        *self = Self::spawn(&self.data_dir.clone(), &self.nats_url.clone());
+        self.start_again();
+    }
+
+    /// Starts the same command again (after it was killed or exited).
+    pub fn start_again(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        *self = Self::run(&self.data_dir.clone(), &self.nats_url.clone(), &args, &env);
     }
 }
 
