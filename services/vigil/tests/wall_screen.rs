@@ -1,4 +1,6 @@
-//! The wall screen in a real browser, against the real binary.
+//! The pages in a real browser, against the real binary: the wall screen, and the field
+//! page (offline queue: reports saved on the phone while the centre is down arrive exactly
+//! once when it is back, and show on the wall screen).
 //!
 //! Debian's Chromium, driven headless through `chromedriver` (WebDriver, the `fantoccini`
 //! crate), opens the page that `vigil up` serves at `/` and watches it as a duty officer would:
@@ -654,4 +656,247 @@ async fn scenario(client: &Client, centre: &mut Centre) {
         path.display(),
         page["map_view"]
     );
+}
+
+/// The field page's state, read in one round trip: each report's id, state and text.
+const READ_FIELD: &str = r#"
+return {
+  controlled: !!(navigator.serviceWorker && navigator.serviceWorker.controller),
+  login_visible: !document.getElementById("login-section").hidden,
+  reports: [...document.querySelectorAll('[data-testid="report"]')].map(li => ({
+    id: li.dataset.id, state: li.dataset.state, text: li.textContent })),
+};
+"#;
+
+async fn read_field(client: &Client) -> Value {
+    client.execute(READ_FIELD, vec![]).await.unwrap()
+}
+
+async fn wait_field(client: &Client, timeout: Duration, what: &str, ok: impl Fn(&Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let page = read_field(client).await;
+        if ok(&page) {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}; the field page shows {page:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn states(page: &Value) -> Vec<String> {
+    page["reports"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| r["state"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fills the flash-report form and submits it, as an officer would.
+async fn submit_report(client: &Client, title: &str) {
+    client
+        .execute(
+            r#"const [title] = arguments;
+               const set = (id, v) => { const e = document.getElementById(id); e.value = v;
+                 e.dispatchEvent(new Event("input", {bubbles: true}));
+                 e.dispatchEvent(new Event("change", {bubbles: true})); };
+               set("category", "road_traffic"); set("severity", "3"); set("title", title);
+               document.getElementById("report-form").requestSubmit(); return null;"#,
+            vec![json!(title)],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_field_page_keeps_reports_while_the_centre_is_down_and_each_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    // A field officer of Somalia (the centre creates no admin when users exist).
+    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
+    users
+        .put(gateway::auth::User {
+            username: "fso.ali".into(),
+            role: gateway::auth::Role::FieldOfficer,
+            scope: Some("SO".into()),
+            agency: None,
+            password_hash: gateway::auth::hash_password("field password 1").unwrap(),
+        })
+        .unwrap();
+    let (_driver, client) = browser(
+        &dir.path().join("chromium-profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
+    let mut centre = Centre::new(&data_dir);
+    centre.start().await;
+    let outcome = AssertUnwindSafe(field_scenario(&client, &mut centre))
+        .catch_unwind()
+        .await;
+    if outcome.is_err()
+        && let Ok(png) = client.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("field-page-failed.png"), png);
+    }
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        eprintln!("vigil up stderr:\n{}", centre.stderr());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn field_scenario(client: &Client, centre: &mut Centre) {
+    let base = format!("http://127.0.0.1:{}", centre.http_port);
+    client.goto(&format!("{base}/field")).await.unwrap();
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        "/field/",
+        "/field redirects to the page's folder"
+    );
+    wait_field(
+        client,
+        Duration::from_secs(10),
+        "the login form shows",
+        |p| p["login_visible"] == true,
+    )
+    .await;
+    client
+        .execute(
+            r#"document.getElementById("username").value = "fso.ali";
+               document.getElementById("password").value = "field password 1";
+               document.getElementById("login").requestSubmit(); return null;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_field(
+        client,
+        Duration::from_secs(15),
+        "logged in, and the service worker controls the page",
+        |p| p["login_visible"] == false && p["controlled"] == true,
+    )
+    .await;
+    let weight = client
+        .execute(
+            "const n = performance.getEntriesByType('navigation')[0];\
+             return performance.getEntriesByType('resource')\
+             .reduce((sum, e) => sum + e.transferSize, n.transferSize);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!("field page: weight {} KiB transferred", weight / 1024);
+    assert!(
+        weight < 150 * 1024,
+        "the field page weighs {weight} bytes: keep it under 150 KB"
+    );
+
+    // The centre goes away; the page still opens (from the service worker) and keeps reports.
+    centre.stop().await;
+    client.refresh().await.unwrap();
+    wait_field(
+        client,
+        Duration::from_secs(15),
+        "the page opens without the centre",
+        |p| p["reports"].is_array() && p["login_visible"] == false,
+    )
+    .await;
+    let titles = [
+        "Vehicle rollover on the Afgooye road",
+        "Minibus collision near K4",
+    ];
+    for title in titles {
+        submit_report(client, title).await;
+    }
+    wait_field(
+        client,
+        Duration::from_secs(15),
+        "both reports are saved on the phone",
+        |p| states(p) == ["saved", "saved"],
+    )
+    .await;
+    let saved = read_field(client).await;
+    eprintln!("field page: with the centre down: {:?}", states(&saved));
+
+    // The centre comes back: the queue is sent by itself (backoff timer), each report once.
+    centre.start().await;
+    let started = Instant::now();
+    wait_field(
+        client,
+        Duration::from_secs(90),
+        "both reports are acknowledged",
+        |p| states(p) == ["acknowledged", "acknowledged"],
+    )
+    .await;
+    eprintln!(
+        "field page: both acknowledged {:?} after the centre restarted",
+        started.elapsed()
+    );
+    let page = read_field(client).await;
+    let ids: Vec<String> = page["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = r["text"].as_str().unwrap_or("");
+            assert!(
+                text.contains("position"),
+                "the acknowledgement shows its position: {text}"
+            );
+            r["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+
+    // Each arrived exactly once.
+    let auth = gateway::auth::Auth::open(&centre.data_dir, vec![]).unwrap();
+    let (duty, _) = auth
+        .issue(
+            "duty.check",
+            gateway::auth::Role::DutyOfficer,
+            None,
+            None,
+            Duration::from_secs(600),
+            "session",
+        )
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", centre.http_port).parse().unwrap();
+    let log = testkit::http::json(
+        addr,
+        "GET",
+        "/api/v1/events?from=1&limit=1000",
+        Some(&duty),
+        None,
+    )
+    .await
+    .unwrap()
+    .json();
+    let events = log["events"].as_array().unwrap();
+    for id in &ids {
+        let n = events.iter().filter(|e| e["id"] == json!(id)).count();
+        assert_eq!(n, 1, "report {id} is in the log {n} times");
+    }
+
+    // The wall screen shows them, unverified.
+    client.goto(&centre.url()).await.unwrap();
+    wait_for(
+        client,
+        Duration::from_secs(15),
+        "the wall screen shows both reports",
+        |p| {
+            p["open"] == "2"
+                && titles
+                    .iter()
+                    .all(|t| p["timeline"].as_str().is_some_and(|tl| tl.contains(t)))
+        },
+    )
+    .await;
 }
