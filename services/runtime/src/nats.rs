@@ -57,7 +57,10 @@ pub async fn connect(
         None => "without NATS credentials".to_owned(),
     };
     if let Some((user, pass)) = credentials {
-        opts = opts.user_and_password(user, pass);
+        // Replies come to this user's own inbox, the only one its permissions let it read.
+        opts = opts
+            .custom_inbox_prefix(crate::nats_auth::inbox_prefix(&user))
+            .user_and_password(user, pass);
     }
     match mode {
         Mode::Service => {

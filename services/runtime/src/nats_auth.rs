@@ -12,8 +12,11 @@
 //! - a domain service appends and reads through the store, receives only its own commands
 //!   (`vigil.cmd.<service>.>`), and only `broadcast` publishes `vigil.alerts.>`;
 //! - `cli` (tail/append/replay) talks to the store and follows the event feed;
-//! - everyone subscribes `_INBOX.>` for replies; those that answer requests get
-//!   `allow_responses` (they may publish to the reply subject of a request they received).
+//! - each user receives replies only on its own inbox prefix, `_INBOX_<user>.>` (see
+//!   [`inbox_prefix`]; `runtime::nats::connect` uses it), so no service can read the answers
+//!   meant for another (the gateway's login-free reads, the store's replies to a service);
+//!   those that answer requests get `allow_responses` (they may publish to the reply subject
+//!   of a request they received).
 //!
 //! The nats-server config has an application account holding these users plus the system
 //! account, and no `no_auth_user`: a connection without valid credentials is refused (and the
@@ -75,30 +78,37 @@ fn strings(subjects: &[&str]) -> Vec<String> {
     subjects.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The inbox prefix of `user`: its replies arrive on `_INBOX_<user>.…`, which only it may
+/// subscribe to.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{user}")
+}
+
 /// The permissions of `user`, `None` for a user Vigil does not know.
 pub fn permissions(user: &str) -> Option<Permissions> {
     const EVENTS: &str = "vigil.events.>";
     const STORE_ALL: &str = "vigil.store.>";
-    const INBOX: &str = "_INBOX.>";
+    let inbox = format!("{}.>", inbox_prefix(user));
+    let inbox = inbox.as_str();
     let p = match user {
         STORE => Permissions {
             publish_allow: strings(&[EVENTS]),
             publish_deny: vec![],
-            subscribe_allow: strings(&[STORE_ALL, INBOX]),
+            subscribe_allow: strings(&[STORE_ALL, inbox]),
             subscribe_deny: vec![],
             allow_responses: true,
         },
         GATEWAY => Permissions {
             publish_allow: strings(&["vigil.store.read", "vigil.store.stream", "vigil.cmd.>"]),
             publish_deny: strings(&["vigil.store.append", EVENTS]),
-            subscribe_allow: strings(&[EVENTS, INBOX]),
+            subscribe_allow: strings(&[EVENTS, inbox]),
             subscribe_deny: strings(&[STORE_ALL]),
             allow_responses: false,
         },
         CLI => Permissions {
             publish_allow: strings(&[STORE_ALL]),
             publish_deny: strings(&[EVENTS]),
-            subscribe_allow: strings(&[EVENTS, INBOX]),
+            subscribe_allow: strings(&[EVENTS, inbox]),
             subscribe_deny: strings(&[STORE_ALL]),
             allow_responses: false,
         },
@@ -113,7 +123,7 @@ pub fn permissions(user: &str) -> Option<Permissions> {
                 subscribe_allow: vec![
                     EVENTS.to_owned(),
                     format!("vigil.cmd.{service}.>"),
-                    INBOX.to_owned(),
+                    inbox.to_owned(),
                 ],
                 subscribe_deny: strings(&[STORE_ALL]),
                 allow_responses: true,
@@ -350,7 +360,14 @@ mod tests {
                 .any(|s| s.starts_with("vigil.store"));
             assert_eq!(publishes_events, user == STORE, "{user}");
             assert_eq!(serves_store, user == STORE, "{user}");
-            assert!(p.subscribe_allow.contains(&"_INBOX.>".to_owned()), "{user}");
+            let own = format!("_INBOX_{user}.>");
+            assert!(p.subscribe_allow.contains(&own), "{user}");
+            assert!(
+                !p.subscribe_allow
+                    .iter()
+                    .any(|s| s.starts_with("_INBOX") && *s != own),
+                "{user} hears only its own replies"
+            );
         }
     }
 

@@ -60,6 +60,7 @@ impl Up {
         let sink = errors.clone();
         let client = ConnectOptions::with_user_and_password(name, password)
             .name(format!("nats-security-test-{user}"))
+            .custom_inbox_prefix(runtime::nats_auth::inbox_prefix(user))
             .request_timeout(Some(Duration::from_secs(2)))
             .event_callback(move |event| {
                 let sink = sink.clone();
@@ -113,7 +114,7 @@ struct ServerErrors(Arc<Mutex<Vec<String>>>);
 
 impl ServerErrors {
     fn violation(&self, kind: &str, subject: &str) -> bool {
-        let needle = format!("permissions violation for {kind} to \"{subject}\"");
+        let needle = format!("permissions violation for {kind} to \"{subject}\"").to_lowercase();
         self.0
             .lock()
             .unwrap()
@@ -341,6 +342,16 @@ async fn the_bus_admits_only_known_users_each_to_its_own_subjects() {
     let _spy = gateway.subscribe("vigil.store.>").await.unwrap();
     gateway_errors
         .expect_violation("subscription", "vigil.store.>")
+        .await;
+
+    // Nor read the replies meant for another service (its own inbox only).
+    let _replies = gateway.subscribe("_INBOX_store.>").await.unwrap();
+    gateway_errors
+        .expect_violation("subscription", "_INBOX_store.>")
+        .await;
+    let _all = gateway.subscribe("_INBOX.>").await.unwrap();
+    gateway_errors
+        .expect_violation("subscription", "_INBOX.>")
         .await;
 
     // It reads the log through the store as before.
