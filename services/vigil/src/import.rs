@@ -187,6 +187,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_sample_parses() {
+        let sample = include_str!("../../../ops/reference/sample.jsonl");
+        let records = parse(sample).unwrap();
+        assert!(records.len() > 50, "{}", records.len());
+    }
+
+    #[test]
     fn every_bad_line_is_named_and_good_files_parse() {
         let good = "# areas\n{\"kind\":\"area\",\"area\":\"SOM-BAN\",\"country\":\"SO\",\"name\":\"Banaadir\"}\n\n{\"kind\":\"duty_station\",\"station\":\"SOM-MGQ\",\"country\":\"SO\",\"area\":\"SOM-BAN\",\"name\":\"Mogadishu\",\"lat\":2.04,\"lon\":45.3}\n";
         let events = parse(good).unwrap();
