@@ -110,20 +110,16 @@ fn take_id(body: &mut Map<String, Value>, required: bool) -> Result<Option<Uuid>
     }
 }
 
-/// Applies the field rate limits to `claims` from `peer`.
-fn field_limit(
+/// The field rate limits for `claims` from `peer`: `Some(429 answer)` when over them.
+fn field_limited(
     state: &AppState,
     peer: SocketAddr,
     claims: &Claims,
     path: &str,
-) -> Result<(), Response> {
-    state
-        .field_limits
-        .check(peer.ip(), &claims.sub)
-        .map_err(|wait| {
-            state.audit_denied("POST", path, "rate_limited", Some(peer), Some(claims));
-            crate::http::too_many(wait, "submissions")
-        })
+) -> Option<Response> {
+    let wait = state.field_limits.check(peer.ip(), &claims.sub).err()?;
+    state.audit_denied("POST", path, "rate_limited", Some(peer), Some(claims));
+    Some(crate::http::too_many(wait, "submissions"))
 }
 
 /// What a written command answers over HTTP (the same body on every retry).
@@ -153,7 +149,9 @@ pub async fn report(
     axum::Extension(claims): axum::Extension<Claims>,
     ApiJson(mut body): ApiJson<Map<String, Value>>,
 ) -> Result<Response, Response> {
-    field_limit(&state, peer, &claims, "/api/v1/incidents")?;
+    if let Some(limited) = field_limited(&state, peer, &claims, "/api/v1/incidents") {
+        return Err(limited);
+    }
     let id = take_id(&mut body, true)
         .map_err(IntoResponse::into_response)?
         .unwrap_or_default();
@@ -223,7 +221,9 @@ async fn transition(
     name: &'static str,
 ) -> Result<Response, Response> {
     let incident = incident_id(&id).map_err(IntoResponse::into_response)?;
-    field_limit(&state, peer, &claims, "/api/v1/incidents/{id}")?;
+    if let Some(limited) = field_limited(&state, peer, &claims, "/api/v1/incidents/{id}") {
+        return Err(limited);
+    }
     let command_id = take_id(&mut body, false)
         .map_err(IntoResponse::into_response)?
         .unwrap_or_else(Uuid::new_v4);

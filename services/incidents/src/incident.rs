@@ -154,11 +154,9 @@ pub fn apply(state: &mut Option<Incident>, recorded: &RecordedEvent) {
             i.description = u.description.or(i.description.take());
             i.casualties = u.casualties.or(i.casualties);
         }
-        DomainEvent::IncidentVerified(v) => {
-            if i.status == Status::Reported {
-                i.status = Status::Verified;
-                i.verified_by = Some(v.by);
-            }
+        DomainEvent::IncidentVerified(v) if i.status == Status::Reported => {
+            i.status = Status::Verified;
+            i.verified_by = Some(v.by);
         }
         DomainEvent::IncidentEscalated(e) => i.escalations.push(e.to),
         DomainEvent::IncidentClosed(c) => {
@@ -405,7 +403,7 @@ impl Register {
             .filter(|i| q.severity.is_none_or(|s| i.severity >= s))
             .filter(|i| q.since.is_none_or(|t| i.reported_at >= t))
             .collect();
-        found.sort_by(|a, b| b.reported_position.cmp(&a.reported_position));
+        found.sort_by_key(|i| std::cmp::Reverse(i.reported_position));
         found.truncate(limit);
         Ok(found)
     }
