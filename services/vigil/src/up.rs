@@ -151,7 +151,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     println!("  metrics        : http://{metrics_addr}/metrics");
     println!("  board API      : http://{http_bound}/api/v1/boards/situation");
     println!("  API reference  : http://{http_bound}/openapi.json");
-    println!("  field page     : http://{http_bound}/field/   (field officers report here, also offline)");
+    println!(
+        "  field page     : http://{http_bound}/field/   (field officers report here, also offline)"
+    );
     println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
     println!(
         "                   (a wall_screen token valid 30 days; make others with `vigil token create --role wall_screen`)"
