@@ -12,6 +12,8 @@ use crate::envelope::{Category, StreamName};
 pub const RECORD_SUBJECT: &str = "vigil.cmd.audit.record";
 /// Event type of a refused request.
 pub const ACCESS_DENIED: &str = "AccessDenied";
+/// Event type of a read of sensitive details (a hostage case's names, captors, location).
+pub const DETAILS_READ: &str = "DetailsRead";
 /// Largest record accepted, in bytes.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024;
 
@@ -63,6 +65,24 @@ impl AccessDenied {
         }
         self
     }
+}
+
+/// Someone read sensitive details: recorded before the details are sent, in the day's audit
+/// stream, by the service that holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailsRead {
+    /// When (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who read them.
+    pub actor: String,
+    /// Their role.
+    pub role: String,
+    /// What was read: the stream, e.g. `hostage-<uuid>`.
+    pub what: String,
+    /// How (`http`, `nats`).
+    pub source: String,
 }
 
 /// The audit stream of the UTC day of `at`: `audit-<uuid v5 of "YYYY-MM-DD">`, so every

@@ -110,6 +110,38 @@ pub mod policy {
     pub const LEVEL_SET: &[Role] = &[DutyOfficer];
     /// Read an area's level history (field officers: areas of their own country).
     pub const LEVEL_READ: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager, Admin];
+
+    /// Open a hostage case and act on it (proof of life, contact, release, death, closure).
+    pub const HOSTAGE_MANAGE: &[Role] = &[CrisisManager];
+    /// Read a hostage case's details (names, captors, location); every read is audited.
+    pub const HOSTAGE_DETAILS: &[Role] = &[CrisisManager];
+    /// List hostage cases without details (counts and days held only).
+    pub const HOSTAGE_SUMMARY: &[Role] = &[DutyOfficer, CrisisManager, Admin];
+
+    /// Request a surge (field officers: for a station in their own country).
+    pub const SURGE_REQUEST: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager];
+    /// Approve or reject a surge request.
+    pub const SURGE_DECIDE: &[Role] = &[CrisisManager];
+    /// Assign officers, deploy, complete.
+    pub const SURGE_RUN: &[Role] = &[DutyOfficer, CrisisManager];
+    /// Read surges (field officers: their own country).
+    pub const SURGE_READ: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager, Admin];
+
+    /// Order a relocation or evacuation, complete or rescind it.
+    pub const ORDER_ISSUE: &[Role] = &[DutyOfficer, CrisisManager];
+    /// Mark people on a roll call (field officers: orders in their own country).
+    pub const ORDER_MARK: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager];
+    /// Read orders and their roll calls (field officers: their own country).
+    pub const ORDER_READ: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager, Admin];
+
+    /// Request a travel clearance.
+    pub const CLEARANCE_REQUEST: &[Role] = &[FieldOfficer, DutyOfficer, AgencyFocalPoint];
+    /// Approve or refuse a clearance (field officers: every leg in their own country).
+    pub const CLEARANCE_DECIDE: &[Role] = &[FieldOfficer, DutyOfficer];
+    /// Record an arrival or a departure (field officers: in their own country).
+    pub const CLEARANCE_MOVEMENT: &[Role] = &[FieldOfficer, DutyOfficer, AgencyFocalPoint];
+    /// Read clearances (field officers: those with a leg in their own country).
+    pub const CLEARANCE_READ: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager, Admin];
 }
 
 impl Actor {

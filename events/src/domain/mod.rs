@@ -24,12 +24,14 @@ use crate::codec::{Decoded, Upcaster, upcast};
 use crate::envelope::{Meta, NewEvent, RecordedEvent};
 use crate::validate::ValidationError;
 
+pub mod agency;
 pub mod area;
 pub mod broadcast;
 pub mod clearance;
 pub mod hostage;
 pub mod incident;
 pub mod level;
+pub mod person;
 pub mod relocation;
 pub mod station;
 pub mod surge;
@@ -124,6 +126,8 @@ domain_events! {
     level { AreaSecurityLevelSet = 2 }
     area { AreaRegistered = 1 }
     station { DutyStationRegistered = 1 }
+    person { PersonRegistered = 1 }
+    agency { AgencyRegistered = 1 }
     hostage {
         HostageCaseOpened = 1, ProofOfLifeReceived = 1, NegotiationContactLogged = 1,
         HostageReleased = 1, HostageDeceased = 1, HostageCaseClosed = 1,
@@ -322,6 +326,22 @@ mod tests {
                 name: "Mogadishu".into(),
                 lat: 2.04,
                 lon: 45.3,
+            }
+            .into(),
+            person::PersonRegistered {
+                person: "P-1".into(),
+                name: "Amina Hassan".into(),
+                agency: "unicef".into(),
+                nationality: country("KE"),
+                duty_station: "SOM-MGQ".into(),
+                dependants: 2,
+                security_officer: false,
+                essential: true,
+            }
+            .into(),
+            agency::AgencyRegistered {
+                agency: "unicef".into(),
+                name: "UNICEF".into(),
             }
             .into(),
             HostageCaseOpened {

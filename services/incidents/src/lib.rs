@@ -189,9 +189,9 @@ impl Service {
 
     async fn get(&self, payload: &[u8]) -> Result<Incident, Refusal> {
         let cmd: Command<Get> = commands::decode(payload)?;
-        let (history, _) = commands::load(&self.store, &stream_of(cmd.body.incident)).await?;
         cmd.actor
             .may(events::command::policy::INCIDENT_READ, "read incidents")?;
+        let (history, _) = commands::load(&self.store, &stream_of(cmd.body.incident)).await?;
         Incident::fold(&history)
             .filter(|i| incident::visible(&cmd.actor, i))
             .ok_or_else(|| {

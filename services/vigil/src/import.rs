@@ -1,11 +1,15 @@
-//! `vigil import <file>`: reference data (areas, duty stations) into the log as events.
+//! `vigil import <file>`: reference data (areas, duty stations, agencies, personnel) into the
+//! log as events.
 //!
 //! # The file
 //! JSON Lines; each line one record:
 //! `{"kind": "area", "area": "SOM-BAN", "country": "SO", "name": "Banaadir"}` or
 //! `{"kind": "duty_station", "station": "SOM-MGQ", "country": "SO", "area": "SOM-BAN",
-//! "name": "Mogadishu", "lat": 2.0469, "lon": 45.3182}`. Blank lines and `#` comments are
-//! skipped.
+//! "name": "Mogadishu", "lat": 2.0469, "lon": 45.3182}` or
+//! `{"kind": "agency", "agency": "unicef", "name": "UNICEF"}` or
+//! `{"kind": "person", "person": "P-000001", "name": "Amina Hassan", "agency": "unicef",
+//! "nationality": "KE", "duty_station": "SOM-MGQ", "dependants": 2, "security_officer": false,
+//! "essential": false}`. Blank lines and `#` comments are skipped.
 //!
 //! # Promises
 //! - The whole file is read and checked first; if any line is bad, every bad line is
@@ -20,7 +24,9 @@ use std::time::Duration;
 
 use events::command::Role;
 use events::domain::DomainEvent;
+use events::domain::agency::{self, AgencyRegistered};
 use events::domain::area::{self, AreaRegistered};
+use events::domain::person::{self, PersonRegistered};
 use events::domain::station::{self, DutyStationRegistered};
 use events::{AppendRequest, ExpectedVersion, Meta, StreamName};
 use futures::StreamExt;
@@ -42,6 +48,8 @@ const IN_FLIGHT: usize = 64;
 enum Record {
     Area(AreaRegistered),
     DutyStation(DutyStationRegistered),
+    Agency(AgencyRegistered),
+    Person(PersonRegistered),
 }
 
 impl Record {
@@ -49,6 +57,8 @@ impl Record {
         match self {
             Record::Area(a) => (area::stream_for(&a.area), a.into()),
             Record::DutyStation(s) => (station::stream_for(&s.station), s.into()),
+            Record::Agency(a) => (agency::stream_for(&a.agency), a.into()),
+            Record::Person(p) => (person::stream_for(&p.person), p.into()),
         }
     }
 }

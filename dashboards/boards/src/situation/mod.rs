@@ -780,7 +780,9 @@ impl Situation {
             | E::DepartureRecorded(_)
             // Reference data: the board shows areas by their levels, not their records.
             | E::AreaRegistered(_)
-            | E::DutyStationRegistered(_) => {}
+            | E::DutyStationRegistered(_)
+            | E::PersonRegistered(_)
+            | E::AgencyRegistered(_) => {}
             E::BroadcastIssued(e) => {
                 if self.broadcasts.contains_key(&at.id) {
                     return;
