@@ -9,6 +9,12 @@ use crate::validate::{
     Country, ValidationError, count, id, non_blank, opt_id, opt_non_blank, timestamp,
 };
 
+/// The stream of clearance `id` (the id of the command that created it): `clearance-<id>`.
+pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
+    // "clearance" is a valid category (lower-case letters).
+    crate::StreamName::new(crate::Category("clearance".to_owned()), id)
+}
+
 /// Most legs in one itinerary.
 pub const MAX_LEGS: usize = 20;
 
@@ -141,6 +147,90 @@ impl DepartureRecorded {
     }
 }
 
+/// Where one clearance stands, as far as "who is where" is concerned: the one rule both the
+/// clearances service (its lists) and the relocation service (the roll call's headcount) use.
+///
+/// # The presence rule
+/// A traveller counts as present in a country (or an area of it) on a date when:
+/// 1. the clearance is approved (not requested, not refused);
+/// 2. a leg of the itinerary covers that country, and that area if one is asked and the leg
+///    names one (a leg without an area covers the whole country), with `from <= date <= to`;
+/// 3. their latest recorded movement in that country on or before that date is not a
+///    departure (approved travel counts as planned presence without an arrival; a departure
+///    ends it; a later arrival starts it again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Travel {
+    /// Who travels.
+    pub traveller: String,
+    /// Where and when.
+    pub itinerary: Vec<Leg>,
+    /// Approved.
+    pub approved: bool,
+    /// Refused.
+    pub refused: bool,
+    /// Arrivals (`true`) and departures (`false`), by country, in the order recorded.
+    pub movements: Vec<(Country, Date, bool)>,
+}
+
+impl Travel {
+    /// Folds one event of the clearance's stream into its state.
+    pub fn apply(state: &mut Option<Travel>, event: &super::DomainEvent) {
+        use super::DomainEvent as E;
+        match event {
+            E::ClearanceRequested(r) if state.is_none() => {
+                *state = Some(Travel {
+                    traveller: r.traveller.clone(),
+                    itinerary: r.itinerary.clone(),
+                    approved: false,
+                    refused: false,
+                    movements: vec![],
+                });
+            }
+            E::ClearanceApproved(_) => {
+                if let Some(t) = state.as_mut().filter(|t| !t.refused) {
+                    t.approved = true;
+                }
+            }
+            E::ClearanceRefused(_) => {
+                if let Some(t) = state.as_mut().filter(|t| !t.approved) {
+                    t.refused = true;
+                }
+            }
+            E::ArrivalRecorded(a) => {
+                if let Some(t) = state.as_mut() {
+                    t.movements.push((a.country, a.at.date(), true));
+                }
+            }
+            E::DepartureRecorded(d) => {
+                if let Some(t) = state.as_mut() {
+                    t.movements.push((d.country, d.at.date(), false));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the traveller is present in `country` (and `area`) on `on`: see the rule above.
+    pub fn present(&self, country: Country, area: Option<&str>, on: Date) -> bool {
+        let covered = self.itinerary.iter().any(|leg| {
+            leg.country == country
+                && match (area, leg.area.as_deref()) {
+                    (Some(asked), Some(leg_area)) => asked == leg_area,
+                    _ => true,
+                }
+                && leg.from <= on
+                && on <= leg.to
+        });
+        let gone = self
+            .movements
+            .iter()
+            .filter(|(c, d, _)| *c == country && *d <= on)
+            .max_by_key(|(_, d, _)| *d)
+            .is_some_and(|(_, _, arrived)| !arrived);
+        self.approved && covered && !gone
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +242,112 @@ mod tests {
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(e: &T) {
         let back: T = serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap();
         assert_eq!(&back, e);
+    }
+
+    fn travel(approved: bool, legs: Vec<Leg>, movements: Vec<(Country, Date, bool)>) -> Travel {
+        Travel {
+            traveller: "P-1".into(),
+            itinerary: legs,
+            approved,
+            refused: false,
+            movements,
+        }
+    }
+
+    #[test]
+    fn presence_follows_approval_legs_and_movements() {
+        let so = Country::parse("SO").unwrap();
+        let ke = Country::parse("KE").unwrap();
+        let leg = Leg {
+            country: so,
+            area: Some("SOM-BAN".into()),
+            from: date!(2026 - 11 - 20),
+            to: date!(2026 - 11 - 30),
+        };
+        let t = travel(true, vec![leg.clone()], vec![]);
+        assert!(
+            t.present(so, None, date!(2026 - 11 - 27)),
+            "planned presence counts"
+        );
+        assert!(t.present(so, Some("SOM-BAN"), date!(2026 - 11 - 27)));
+        assert!(
+            !t.present(so, Some("SOM-BAY"), date!(2026 - 11 - 27)),
+            "another area"
+        );
+        assert!(!t.present(so, None, date!(2026 - 12 - 01)), "after the leg");
+        assert!(
+            !t.present(ke, None, date!(2026 - 11 - 27)),
+            "another country"
+        );
+        assert!(!travel(false, vec![leg.clone()], vec![]).present(so, None, date!(2026 - 11 - 27)));
+        let left = travel(
+            true,
+            vec![leg.clone()],
+            vec![(so, date!(2026 - 11 - 25), false)],
+        );
+        assert!(left.present(so, None, date!(2026 - 11 - 24)));
+        assert!(
+            !left.present(so, None, date!(2026 - 11 - 25)),
+            "departed that day"
+        );
+        let back = travel(
+            true,
+            vec![leg],
+            vec![
+                (so, date!(2026 - 11 - 25), false),
+                (so, date!(2026 - 11 - 26), true),
+            ],
+        );
+        assert!(
+            back.present(so, None, date!(2026 - 11 - 27)),
+            "arrived again"
+        );
+    }
+
+    proptest::proptest! {
+        /// The rule against a plain model: walk the movements in date order (recorded order
+        /// within a day) and keep the last one; check coverage leg by leg.
+        #[test]
+        fn presence_matches_a_simple_model(
+            approved: bool,
+            legs in proptest::collection::vec((0usize..2, proptest::option::of(0usize..2), 0i64..20, 0i64..10), 0..4),
+            moves in proptest::collection::vec((0usize..2, 0i64..30, proptest::bool::ANY), 0..6),
+            asked_country in 0usize..2,
+            asked_area in proptest::option::of(0usize..2),
+            day in 0i64..30,
+        ) {
+            let countries = [Country::parse("SO").unwrap(), Country::parse("KE").unwrap()];
+            let areas = ["A1", "A2"];
+            let start = date!(2026 - 11 - 01);
+            let legs: Vec<Leg> = legs.into_iter().map(|(c, a, from, len)| Leg {
+                country: countries[c],
+                area: a.map(|a| areas[a].to_owned()),
+                from: start + time::Duration::days(from),
+                to: start + time::Duration::days(from + len),
+            }).collect();
+            let movements: Vec<(Country, Date, bool)> = moves.into_iter()
+                .map(|(c, d, arrived)| (countries[c], start + time::Duration::days(d), arrived))
+                .collect();
+            let on = start + time::Duration::days(day);
+            let country = countries[asked_country];
+            let area = asked_area.map(|a| areas[a]);
+            let t = travel(approved, legs.clone(), movements.clone());
+
+            let mut covered = false;
+            for leg in &legs {
+                let area_ok = area.is_none() || leg.area.is_none() || leg.area.as_deref() == area;
+                if leg.country == country && area_ok && leg.from <= on && on <= leg.to {
+                    covered = true;
+                }
+            }
+            let mut sorted: Vec<_> = movements.iter().filter(|m| m.0 == country && m.1 <= on).collect();
+            sorted.sort_by_key(|m| m.1); // stable: recorded order within a day
+            let mut inside = true;
+            for m in sorted {
+                inside = m.2;
+            }
+            proptest::prop_assert_eq!(t.present(country, area, on), approved && covered && inside);
+        }
     }
 
     #[test]

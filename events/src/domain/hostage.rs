@@ -10,6 +10,12 @@ use crate::validate::{
     Country, ValidationError, count, id, id_list, non_blank, opt_non_blank, timestamp,
 };
 
+/// The stream of hostage `id` (the id of the command that created it): `hostage-<id>`.
+pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
+    // "hostage" is a valid category (lower-case letters).
+    crate::StreamName::new(crate::Category("hostage".to_owned()), id)
+}
+
 /// Most persons one hostage case may concern.
 pub const MAX_PERSONS: usize = 500;
 

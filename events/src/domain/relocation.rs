@@ -7,6 +7,12 @@ use time::OffsetDateTime;
 use super::MAX_REASON;
 use crate::validate::{Country, ValidationError, id, non_blank, opt_id, opt_non_blank, timestamp};
 
+/// The stream of relocation `id` (the id of the command that created it): `relocation-<id>`.
+pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
+    // "relocation" is a valid category (lower-case letters).
+    crate::StreamName::new(crate::Category("relocation".to_owned()), id)
+}
+
 /// Longest destination description.
 pub const MAX_DESTINATION: usize = 200;
 

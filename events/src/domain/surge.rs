@@ -6,6 +6,12 @@ use time::OffsetDateTime;
 use super::MAX_REASON;
 use crate::validate::{Country, ValidationError, count, id, non_blank, timestamp};
 
+/// The stream of surge `id` (the id of the command that created it): `surge-<id>`.
+pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
+    // "surge" is a valid category (lower-case letters).
+    crate::StreamName::new(crate::Category("surge".to_owned()), id)
+}
+
 /// Most officers one surge may ask for.
 pub const MAX_OFFICERS: u16 = 200;
 /// Most assets (vehicles, equipment) one surge may ask for.
