@@ -338,6 +338,131 @@ pub async fn level_history(
     Ok(Json(history).into_response())
 }
 
+/// The crisis resources (hostage cases, surges, orders, clearances) follow one shape, so
+/// their routes are built by these four functions from (service, command) names:
+/// - `POST /api/v1/<things>` creates (optional client `id`: the new thing's id and the
+///   idempotency key; 201 the first time, 200 on a resend),
+/// - `GET /api/v1/<things>?…` lists (query parameters become the list's filters),
+/// - `GET /api/v1/<things>/{id}` reads one,
+/// - `POST /api/v1/<things>/{id}/<action>` sends a transition (optional command `id`).
+pub mod resource {
+    use axum::routing::{MethodRouter, get, post};
+
+    use super::*;
+
+    type Routed = MethodRouter<Arc<AppState>>;
+
+    /// `POST /api/v1/<things>`: command `command` of `service` creates one.
+    pub fn create(service: &'static str, command: &'static str) -> Routed {
+        post(
+            move |State(state): State<Arc<AppState>>,
+                  axum::Extension(claims): axum::Extension<Claims>,
+                  ApiJson(mut body): ApiJson<Map<String, Value>>| async move {
+                let id = take_id(&mut body, false)?.unwrap_or_else(Uuid::new_v4);
+                let written: Written =
+                    call(&state, service, command, id, &claims, Value::Object(body)).await?;
+                let status = if written.duplicate {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                Ok::<_, ApiError>((status, Json(acknowledged(id, &written))).into_response())
+            },
+        )
+    }
+
+    /// `GET /api/v1/<things>?…`: `list` of `service`, the query as its filters (`limit` a
+    /// number, the rest text; the service refuses unknown filters).
+    pub fn list(service: &'static str) -> Routed {
+        get(
+            move |State(state): State<Arc<AppState>>,
+                  axum::Extension(claims): axum::Extension<Claims>,
+                  q: Result<
+                Query<std::collections::BTreeMap<String, String>>,
+                axum::extract::rejection::QueryRejection,
+            >| async move {
+                let Query(q) = q.map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+                })?;
+                let mut filters = Map::new();
+                for (k, v) in q {
+                    let value = if k == "limit" {
+                        Value::from(v.parse::<u64>().map_err(|_| {
+                            ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "invalid",
+                                "limit: must be a whole number",
+                            )
+                        })?)
+                    } else {
+                        Value::String(v)
+                    };
+                    filters.insert(k, value);
+                }
+                let list: Value = call(
+                    &state,
+                    service,
+                    "list",
+                    Uuid::new_v4(),
+                    &claims,
+                    Value::Object(filters),
+                )
+                .await?;
+                Ok::<_, ApiError>(Json(list).into_response())
+            },
+        )
+    }
+
+    fn path_id(raw: &str) -> Result<Uuid, ApiError> {
+        Uuid::parse_str(raw).map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "nothing with that id: the id in the path is a UUID",
+            )
+        })
+    }
+
+    /// `GET /api/v1/<things>/{id}`: `get` of `service` with `{key: id}`.
+    pub fn one(service: &'static str, key: &'static str) -> Routed {
+        get(
+            move |State(state): State<Arc<AppState>>,
+                  axum::Extension(claims): axum::Extension<Claims>,
+                  Path(id): Path<String>| async move {
+                let id = path_id(&id)?;
+                let found: Value = call(
+                    &state,
+                    service,
+                    "get",
+                    Uuid::new_v4(),
+                    &claims,
+                    json!({ key: id }),
+                )
+                .await?;
+                Ok::<_, ApiError>(Json(found).into_response())
+            },
+        )
+    }
+
+    /// `POST /api/v1/<things>/{id}/<action>`: command `command` of `service` with
+    /// `{key: id, "change": body}`.
+    pub fn transition(service: &'static str, key: &'static str, command: &'static str) -> Routed {
+        post(
+            move |State(state): State<Arc<AppState>>,
+                  axum::Extension(claims): axum::Extension<Claims>,
+                  Path(id): Path<String>,
+                  ApiJson(mut body): ApiJson<Map<String, Value>>| async move {
+                let id = path_id(&id)?;
+                let command_id = take_id(&mut body, false)?.unwrap_or_else(Uuid::new_v4);
+                let change = json!({ key: id, "change": Value::Object(body) });
+                let written: Written =
+                    call(&state, service, command, command_id, &claims, change).await?;
+                Ok::<_, ApiError>(Json(acknowledged(id, &written)).into_response())
+            },
+        )
+    }
+}
+
 /// `GET /openapi.json`: the API's description (kept in the binary; a test checks it names
 /// every route of [`crate::ROUTES`]).
 pub async fn openapi() -> Response {

@@ -1,1 +1,378 @@
-//! placeholder
+//! The relocation service: relocation and evacuation orders and their roll calls, over NATS
+//! only.
+//!
+//! # Commands (`vigil.cmd.relocation.<name>`, a `Command` in, a `Reply` out)
+//! - `order` — body: `RelocationOrdered`'s fields. The command's id is the order's id. The
+//!   roll call is computed from the register (personnel, duty stations, clearances: see
+//!   [`order::Reference::roll_call`]) and appended with the order: one append when it has
+//!   fewer than 500 people, else in chunks of 500, each person's entry with an id derived
+//!   from the order and the person. A retry of the same order appends only what is missing
+//!   (a roll call cut short by a crash is completed; nothing is stored twice) and answers
+//!   with the order's original position (`duplicate: true`).
+//! - `mark`, `mark_many`, `complete`, `rescind` — body `{"order": <uuid>, "change": {…}}`,
+//!   decided by [`order::decide`] with optimistic concurrency; a retry with the same command
+//!   id is answered with the original outcome.
+//! - `get` — `{"order": <uuid>}`: the order, its roll call with names (duty views only),
+//!   its tally and findings (people missing or unmarked after the deadline).
+//! - `list` — [`order::ListQuery`]: summaries, newest first.
+//!
+//! # Promises
+//! An `ok` answer means every event of the command is on disk; a refusal changes nothing;
+//! a field officer sees and marks only orders in their own country.
+
+pub mod order;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::Client;
+use bytes::Bytes;
+use events::command::{Command, Refusal, Written, policy};
+use events::domain::DomainEvent;
+use events::domain::relocation::{self, RelocationOrdered, RollCallEntryAdded};
+use events::{AppendRequest, ExpectedVersion, RecordedEvent};
+use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
+use runtime::{CatchUp, CatchUpConfig, StoreClient};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::order::{ListQuery, Order, Reference, Status, Tally};
+
+/// The service's name in subjects, NATS users and metrics.
+pub const SERVICE: &str = "relocation";
+
+/// Events per append when a roll call is written (the store's default limit is 500).
+pub const CHUNK: usize = 500;
+
+/// Body of `mark`, `mark_many`, `complete` and `rescind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// The order.
+    pub order: Uuid,
+    /// The command's fields.
+    pub change: Value,
+}
+
+/// Body of `get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    /// The order.
+    pub order: Uuid,
+}
+
+/// One person of a roll call as `get` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollCallLine {
+    /// The roll-call entry and its latest mark.
+    #[serde(flatten)]
+    pub entry: order::Entry,
+    /// Their name, from the reference data.
+    pub name: Option<String>,
+}
+
+/// Answer of `get`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    /// The order.
+    pub id: Uuid,
+    /// What was ordered.
+    #[serde(flatten)]
+    pub ordered: RelocationOrdered,
+    /// Where it is in its life.
+    pub status: Status,
+    /// Counts.
+    pub tally: Tally,
+    /// People missing or unmarked after the deadline.
+    pub findings: Vec<String>,
+    /// Everyone on the roll call, by person id.
+    pub roll_call: Vec<RollCallLine>,
+    /// Log position of the order.
+    pub position: u64,
+    /// The stream's version.
+    pub version: u64,
+}
+
+/// One order in a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The order.
+    pub id: Uuid,
+    /// What was ordered.
+    #[serde(flatten)]
+    pub ordered: RelocationOrdered,
+    /// Where it is in its life.
+    pub status: Status,
+    /// Counts.
+    pub tally: Tally,
+    /// How many people are missing or unmarked after the deadline.
+    pub findings: usize,
+    /// Log position of the order.
+    pub position: u64,
+}
+
+/// The service's view of the log: reference data and every order.
+#[derive(Debug, Default)]
+struct Register {
+    reference: Reference,
+    orders: HashMap<Uuid, Option<Order>>,
+    position: u64,
+}
+
+impl Register {
+    fn apply(&mut self, e: &RecordedEvent) {
+        if e.position <= self.position {
+            return;
+        }
+        self.position = e.position;
+        if e.stream.category().as_str() == "relocation" {
+            order::apply(self.orders.entry(e.stream.id()).or_default(), e);
+        } else {
+            self.reference.apply(e);
+        }
+    }
+}
+
+struct Service {
+    store: StoreClient,
+    register: RwLock<Register>,
+    start_head: std::sync::atomic::AtomicU64,
+}
+
+/// Serves the relocation commands until `shutdown`.
+pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let service = Arc::new(Service {
+        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
+        register: RwLock::new(Register::default()),
+        start_head: std::sync::atomic::AtomicU64::new(u64::MAX),
+    });
+    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
+    commands::serve(client, SERVICE, shutdown, move |name, payload| {
+        let service = service.clone();
+        async move { service.handle(&name, payload).await }
+    })
+    .await
+}
+
+async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
+    use std::sync::atomic::Ordering;
+    let head = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = service.store.read(u64::MAX, 1) => match r {
+                Ok((_, head)) => break head,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relocation service waiting for the store");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    service.start_head.store(head, Ordering::Release);
+    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
+    let mut buf = Vec::with_capacity(1024);
+    while sub.recv_many(&mut buf, 1024).await > 0 {
+        if let Ok(mut register) = service.register.write() {
+            for e in &buf {
+                register.apply(e);
+            }
+        }
+        buf.clear();
+    }
+}
+
+fn unavailable_register() -> Refusal {
+    Refusal::unavailable("the relocation register is unavailable; restart the relocation service")
+}
+
+impl Service {
+    async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
+        match name {
+            "order" => reply(self.order(&payload).await),
+            "mark" | "mark_many" | "complete" | "rescind" => {
+                reply(self.transition(name, &payload).await)
+            }
+            "get" => reply(self.get(&payload).await),
+            "list" => reply(self.list(&payload)),
+            other => reply::<()>(Err(Refusal::invalid(format!(
+                "unknown command {:?}; relocation takes order, mark, mark_many, complete, rescind, get, list",
+                other.chars().take(32).collect::<String>()
+            )))),
+        }
+    }
+
+    /// The register, once it has read the log up to where it stood at start.
+    fn caught_up(&self) -> Result<std::sync::RwLockReadGuard<'_, Register>, Refusal> {
+        use std::sync::atomic::Ordering;
+        let register = self.register.read().map_err(|_| unavailable_register())?;
+        if register.position < self.start_head.load(Ordering::Acquire) {
+            return Err(Refusal::unavailable(format!(
+                "the relocation service is still reading the log (at position {}); retry in a few seconds",
+                register.position
+            )));
+        }
+        Ok(register)
+    }
+
+    async fn order(&self, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Value> = commands::decode(payload)?;
+        let ordered: RelocationOrdered =
+            events::codec::from_value(cmd.body.clone()).map_err(Refusal::invalid)?;
+        cmd.actor
+            .may(policy::ORDER_ISSUE, "give relocation or evacuation orders")?;
+        if !cmd.actor.covers(ordered.country) {
+            return Err(Refusal::forbidden(
+                "you may give orders in your own country only",
+            ));
+        }
+        let stream = relocation::stream_for(cmd.id);
+        let (history, _) = commands::load(&self.store, &stream).await?;
+        let existing = Order::fold(&history);
+        if let Some(first) = history.first()
+            && first.id != cmd.id
+        {
+            return Err(Refusal::new(
+                events::command::RefusalCode::IdReused,
+                "this order id is taken; give the order with a new id",
+            ));
+        }
+        let today = OffsetDateTime::now_utc().date();
+        let roll_call = self.caught_up()?.reference.roll_call(&ordered, today);
+        let (new, expected) = match &existing {
+            // A retry: complete the roll call if a crash cut it short, store nothing twice.
+            Some(o) => {
+                let on_it: BTreeSet<&String> = o.roll_call.keys().collect();
+                let missing: Vec<DomainEvent> = roll_call
+                    .into_iter()
+                    .filter(|e| !on_it.contains(&e.person))
+                    .map(DomainEvent::from)
+                    .collect();
+                (missing, ExpectedVersion::Any)
+            }
+            None => (
+                order::decide_order(None, &cmd.actor, ordered, roll_call)?,
+                ExpectedVersion::NoStream,
+            ),
+        };
+        let meta = cmd.meta();
+        let id_of = |e: &DomainEvent| match e {
+            DomainEvent::RollCallEntryAdded(RollCallEntryAdded { person, .. }) => {
+                Uuid::new_v5(&cmd.id, person.as_bytes())
+            }
+            _ => cmd.id,
+        };
+        let mut first_position = existing.as_ref().map(|o| o.position);
+        let mut expected = expected;
+        for chunk in new.chunks(CHUNK) {
+            let events = chunk
+                .iter()
+                .map(|e| e.try_to_new_event(id_of(e), meta.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = AppendRequest {
+                stream: stream.clone(),
+                expected_version: expected,
+                events,
+            };
+            let ok = self
+                .store
+                .append_retrying(&request, STORE_DEADLINE)
+                .await
+                .map_err(store_refusal)?;
+            first_position.get_or_insert(ok.first_position);
+            expected = ExpectedVersion::Any;
+        }
+        Ok(Written {
+            stream,
+            event_id: cmd.id,
+            position: first_position.unwrap_or_default(),
+            stream_version: 1,
+            duplicate: existing.is_some(),
+        })
+    }
+
+    async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Change> = commands::decode(payload)?;
+        let parsed = order::parse(name, cmd.body.change.clone())?;
+        let id = cmd.body.order;
+        commands::execute(&self.store, &relocation::stream_for(id), &cmd, |history| {
+            order::decide(
+                id,
+                Order::fold(history).as_ref(),
+                &cmd.actor,
+                parsed.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn get(&self, payload: &[u8]) -> Result<OrderView, Refusal> {
+        let cmd: Command<Get> = commands::decode(payload)?;
+        cmd.actor.may(policy::ORDER_READ, "read orders")?;
+        let (history, _) =
+            commands::load(&self.store, &relocation::stream_for(cmd.body.order)).await?;
+        let order = Order::fold(&history)
+            .filter(|o| order::visible(&cmd.actor, o))
+            .ok_or_else(|| {
+                Refusal::not_found(format!(
+                    "no order {} that you can see; check the id",
+                    cmd.body.order
+                ))
+            })?;
+        let register = self.register.read().map_err(|_| unavailable_register())?;
+        let now = OffsetDateTime::now_utc();
+        Ok(OrderView {
+            id: order.id,
+            ordered: order.ordered.clone(),
+            status: order.status,
+            tally: order.tally(),
+            findings: order.findings(now).into_iter().map(str::to_owned).collect(),
+            roll_call: order
+                .roll_call
+                .values()
+                .map(|e| RollCallLine {
+                    name: register.reference.name(&e.entry.person).map(str::to_owned),
+                    entry: e.clone(),
+                })
+                .collect(),
+            position: order.position,
+            version: order.version,
+        })
+    }
+
+    fn list(&self, payload: &[u8]) -> Result<Vec<Summary>, Refusal> {
+        let cmd: Command<ListQuery> = commands::decode(payload)?;
+        cmd.actor.may(policy::ORDER_READ, "read orders")?;
+        let limit = cmd.body.limit.unwrap_or(100);
+        if !(1..=500).contains(&limit) {
+            return Err(Refusal::invalid("limit: must be 1 to 500"));
+        }
+        let register = self.caught_up()?;
+        let now = OffsetDateTime::now_utc();
+        let mut found: Vec<&Order> = register
+            .orders
+            .values()
+            .flatten()
+            .filter(|o| order::visible(&cmd.actor, o))
+            .filter(|o| cmd.body.country.is_none_or(|c| o.ordered.country == c))
+            .filter(|o| cmd.body.status.is_none_or(|s| o.status == s))
+            .collect();
+        found.sort_by_key(|o| std::cmp::Reverse(o.position));
+        found.truncate(limit);
+        Ok(found
+            .into_iter()
+            .map(|o| Summary {
+                id: o.id,
+                ordered: o.ordered.clone(),
+                status: o.status,
+                tally: o.tally(),
+                findings: o.findings(now).len(),
+                position: o.position,
+            })
+            .collect())
+    }
+}

@@ -66,6 +66,8 @@ pub enum Command {
     Incidents,
     /// Run the security levels service alone.
     Levels,
+    /// Run the relocation service alone (relocation and evacuation orders, roll calls).
+    Relocation,
     /// Load reference data (areas, duty stations) from a JSON Lines file into the log, with
     /// progress. Idempotent: loading the same file again changes nothing.
     Import(ImportArgs),

@@ -33,6 +33,10 @@ pub const SERVICES: &[Service] = &[
         name: levels::SERVICE,
         run: |c, s| Box::pin(levels::run(c, s)),
     },
+    Service {
+        name: relocation::SERVICE,
+        run: |c, s| Box::pin(relocation::run(c, s)),
+    },
 ];
 
 /// Connects `service` as its own NATS user and starts it.
