@@ -523,6 +523,7 @@ function SurgePanel() {
         <span class=${cls("tag st", `st-${slug(s.status)}`)}>${String(s.status ?? "").toUpperCase()}</span>
         <div class="dim">
           ${"officers "}<span class="num">${num(s.officers_assigned)}</span> / ${num(s.officers_needed)}
+          ${Object.entries(s.away_from ?? {}).map(([st, n]) => html` <span class="gap" data-testid="surge-gap">${st} −${n}</span>`)}
         </div>
       </li>`}
     />

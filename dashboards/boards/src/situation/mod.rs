@@ -228,6 +228,8 @@ struct Surge {
     officers_needed: u16,
     /// Number of `SurgeOfficerAssigned` events.
     officers_assigned: u64,
+    /// Officers away from each duty station they came from: the gap the surge leaves there.
+    away_from: BTreeMap<String, u64>,
 }
 
 /// An active relocation or evacuation order with its roll call.
@@ -684,6 +686,7 @@ impl Situation {
                     status: SurgeStatus::Requested,
                     officers_needed: e.officers_needed,
                     officers_assigned: 0,
+                    away_from: BTreeMap::new(),
                 };
                 self.country_mut(e.country, fx)
                     .surges
@@ -700,9 +703,10 @@ impl Situation {
                     self.note(at, fx, item);
                 }
             }
-            E::SurgeOfficerAssigned(_) => {
+            E::SurgeOfficerAssigned(e) => {
                 if let Some(surge) = self.surges.get_mut(&at.id) {
                     bump(&mut surge.officers_assigned, true, 1);
+                    *surge.away_from.entry(e.from_duty_station).or_default() += 1;
                     let country = surge.country;
                     self.country_mut(country, fx);
                 }

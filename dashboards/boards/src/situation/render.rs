@@ -153,6 +153,16 @@ impl Situation {
                     ("status", surge_status_code(surge.status).into()),
                     ("officers_needed", surge.officers_needed.into()),
                     ("officers_assigned", surge.officers_assigned.into()),
+                    (
+                        "away_from",
+                        Value::Object(
+                            surge
+                                .away_from
+                                .iter()
+                                .map(|(station, n)| (station.clone(), (*n).into()))
+                                .collect(),
+                        ),
+                    ),
                 ])
             })
             .collect();

@@ -630,8 +630,8 @@ fn surges_are_active_from_request_to_rejection_or_completion() {
     assert_eq!(
         snap["countries"]["HT"]["surges"],
         json!([
-            {"id": uuid(31), "duty_station": "HTI-CAP", "status": "deployed", "officers_needed": 1, "officers_assigned": 0},
-            {"id": uuid(30), "duty_station": "HTI-PAP", "status": "approved", "officers_needed": 4, "officers_assigned": 2},
+            {"id": uuid(31), "duty_station": "HTI-CAP", "status": "deployed", "officers_needed": 1, "officers_assigned": 0, "away_from": {}},
+            {"id": uuid(30), "duty_station": "HTI-PAP", "status": "approved", "officers_needed": 4, "officers_assigned": 2, "away_from": {"KEN-NBO": 2}},
         ])
     );
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Shared by the gateway's tests: a real nats-server, a real store on a temp dir, and a
-//! gateway on port 0 with its own signing key, a user and two tokens, and the incidents and
-//! levels services behind its domain routes (test-only: in production they are separate
+//! gateway on port 0 with its own signing key, a user and two tokens, and the domain services
+//! behind its routes (test-only: in production they are separate
 //! processes or tasks of `vigil up`, never a dependency of the gateway).
 
 #![allow(dead_code)]
@@ -50,6 +50,7 @@ impl Center {
         // The services behind the domain routes, and the area the level routes use.
         tokio::spawn(incidents::run(nats.connect().await, stop.clone()));
         tokio::spawn(levels::run(nats.connect().await, stop.clone()));
+        tokio::spawn(relocation::run(nats.connect().await, stop.clone()));
         let area = events::domain::area::AreaRegistered {
             area: "SOM-BAN".into(),
             country: events::validate::Country::parse("SO").unwrap(),
