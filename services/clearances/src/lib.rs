@@ -1,1 +1,274 @@
-//! placeholder
+//! The clearances service: travel security clearances (a traveller, an itinerary, a
+//! decision), and the arrivals and departures on the way, over NATS only. With the duty
+//! station assignments of the personnel register it answers "who is in this area right now"
+//! (see [`presence`]).
+//!
+//! # Commands (`vigil.cmd.clearances.<name>`, a [`Command`] in, a [`Reply`] out)
+//! Who may do what is [`events::command::policy`]; a field officer is also held to their
+//! country as below.
+//! - `request` (`CLEARANCE_REQUEST`) — body: the fields of `ClearanceRequested`
+//!   (`traveller`, `itinerary: [{country, area?, from, to}]`, `purpose?`). The traveller
+//!   must be in the personnel register (`PersonRegistered`, loaded by `vigil import`),
+//!   else `not_found`. The command's id is the clearance's id, its stream's id and its first
+//!   event's id: a retry is stored once and answered with the original outcome
+//!   (`duplicate: true`); the same id with another request is refused `id_reused`.
+//! - `approve` (`CLEARANCE_DECIDE`) — `{"clearance": <uuid>, "change": {}}`; `refuse`
+//!   (same) — `{"clearance", "change": {"reason"}}`. Only while requested; the decider is
+//!   the login. A field officer decides only a journey whose every leg is in their country.
+//! - `arrive`, `depart` (`CLEARANCE_MOVEMENT`) — `{"clearance", "change": {"country",
+//!   "at"}}`: approved clearances only, a country of the itinerary, no second arrival
+//!   without a departure, no departure without an arrival or before it. A field officer
+//!   records movements in their own country only.
+//! - `get` (`CLEARANCE_READ`) — `{"clearance": <uuid>}`: folded from its stream, so always
+//!   current. A field officer sees a clearance with a leg in their country (else
+//!   `not_found`).
+//! - `list` (`CLEARANCE_READ`) — [`clearance::ListQuery`] (`status`, `country`,
+//!   `traveller`; `on` with `country` and optionally `area` for the travellers present
+//!   there that day; `limit`): from the register, which follows the log (it may lag by the
+//!   time an event takes to arrive; `unavailable` until it has read the log as it was at
+//!   start). Newest request first.
+//!
+//! Every transition is decided by the pure [`clearance::decide`] inside
+//! `runtime::commands::execute`: read the stream, decide, append with the version read; if
+//! someone wrote in between, decide again on the new state. Two officers approving and
+//! refusing at once: one wins, the other is refused `conflict`.
+//!
+//! # Promises
+//! An answer `ok` means the events are on disk. A refusal changes nothing. A field officer
+//! never sees a clearance with no leg in their country.
+//!
+//! [`Command`]: events::command::Command
+//! [`Reply`]: events::command::Reply
+
+pub mod clearance;
+pub mod presence;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use async_nats::Client;
+use bytes::Bytes;
+use events::Decoded;
+use events::command::{Command, Refusal, RefusalCode, Written, policy};
+use events::domain::DomainEvent;
+use events::domain::clearance::ClearanceRequested;
+use events::domain::person;
+use runtime::commands::{self, reply};
+use runtime::{CatchUp, CatchUpConfig, StoreClient};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::clearance::{ClearanceState, ListQuery, Register};
+
+/// The service's name in subjects, NATS users and metrics.
+pub const SERVICE: &str = "clearances";
+
+/// Body of `approve`, `refuse`, `arrive` and `depart`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// The clearance.
+    pub clearance: Uuid,
+    /// The transition's fields.
+    pub change: Value,
+}
+
+/// Body of `get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    /// The clearance.
+    pub clearance: Uuid,
+}
+
+/// Answer of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed {
+    /// Newest request first.
+    pub clearances: Vec<ClearanceState>,
+    /// The log position the list is as of.
+    pub position: u64,
+}
+
+/// The stream of clearance `id`.
+pub use events::domain::clearance::stream_for as stream_of;
+
+struct Service {
+    store: StoreClient,
+    register: RwLock<Register>,
+    /// The log's head when the service started: lists wait until the register reaches it.
+    start_head: AtomicU64,
+}
+
+/// Serves the clearances commands until `shutdown`.
+pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let service = Arc::new(Service {
+        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
+        register: RwLock::new(Register::default()),
+        start_head: AtomicU64::new(u64::MAX),
+    });
+    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
+    commands::serve(client, SERVICE, shutdown, move |name, payload| {
+        let service = service.clone();
+        async move { service.handle(&name, payload).await }
+    })
+    .await
+}
+
+/// Folds the whole log into the register, from position 0, then live.
+async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
+    let head = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = service.store.read(u64::MAX, 1) => match r {
+                Ok((_, head)) => break head,
+                Err(e) => {
+                    tracing::warn!(error = %e, "clearances service waiting for the store");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    service.start_head.store(head, Ordering::Release);
+    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
+    let mut buf = Vec::with_capacity(1024);
+    while sub.recv_many(&mut buf, 1024).await > 0 {
+        if let Ok(mut register) = service.register.write() {
+            for e in &buf {
+                register.apply(e);
+            }
+        }
+        buf.clear();
+    }
+}
+
+impl Service {
+    async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
+        match name {
+            "request" => reply(self.request(&payload).await),
+            "approve" | "refuse" | "arrive" | "depart" => {
+                reply(self.transition(name, &payload).await)
+            }
+            "get" => reply(self.get(&payload).await),
+            "list" => reply(self.list(&payload)),
+            other => reply::<()>(Err(Refusal::invalid(format!(
+                "unknown command {:?}; clearances takes request, approve, refuse, arrive, depart, get, list",
+                other.chars().take(32).collect::<String>()
+            )))),
+        }
+    }
+
+    async fn request(&self, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Value> = commands::decode(payload)?;
+        let requested = clearance::parse_request(cmd.body.clone())?;
+        // Role and fields before the register is consulted: nobody probes for names.
+        cmd.actor
+            .may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
+        requested.validate()?;
+        let registered = self.registered(&requested.traveller).await?;
+        let id = cmd.id;
+        let written = commands::execute(&self.store, &stream_of(id), &cmd, |history| {
+            clearance::decide_request(
+                id,
+                ClearanceState::fold(history).as_ref(),
+                &cmd.actor,
+                requested.clone(),
+                registered,
+            )
+        })
+        .await?;
+        if written.duplicate {
+            self.same_request(id, &requested).await?;
+        }
+        Ok(written)
+    }
+
+    /// Whether `traveller` is in the personnel register: their `person-<v5>` stream, read
+    /// now, so a person imported a moment ago is found.
+    async fn registered(&self, traveller: &str) -> Result<bool, Refusal> {
+        let (history, _) = commands::load(&self.store, &person::stream_for(traveller)).await?;
+        Ok(history.iter().any(|e| {
+            matches!(DomainEvent::decode(e),
+                Decoded::Known(DomainEvent::PersonRegistered(p)) if p.person == traveller)
+        }))
+    }
+
+    /// A retry answered from the stream must carry the request that is stored, else the id
+    /// was reused for another request.
+    async fn same_request(&self, id: Uuid, requested: &ClearanceRequested) -> Result<(), Refusal> {
+        let (history, _) = commands::load(&self.store, &stream_of(id)).await?;
+        let stored = history.iter().find(|e| e.id == id).map(DomainEvent::decode);
+        match stored {
+            Some(Decoded::Known(DomainEvent::ClearanceRequested(r))) if &r == requested => Ok(()),
+            _ => Err(Refusal::new(
+                RefusalCode::IdReused,
+                format!(
+                    "clearance {id} already exists with another request; send a new request with a new id"
+                ),
+            )),
+        }
+    }
+
+    async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Change> = commands::decode(payload)?;
+        let parsed = clearance::parse(name, &cmd.actor, cmd.body.change.clone())?;
+        let id = cmd.body.clearance;
+        commands::execute(&self.store, &stream_of(id), &cmd, |history| {
+            clearance::decide(
+                id,
+                ClearanceState::fold(history).as_ref(),
+                &cmd.actor,
+                parsed.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn get(&self, payload: &[u8]) -> Result<ClearanceState, Refusal> {
+        let cmd: Command<Get> = commands::decode(payload)?;
+        cmd.actor.may(policy::CLEARANCE_READ, "read clearances")?;
+        let (history, _) = commands::load(&self.store, &stream_of(cmd.body.clearance)).await?;
+        ClearanceState::fold(&history)
+            .filter(|c| clearance::visible(&cmd.actor, c))
+            .ok_or_else(|| {
+                Refusal::not_found(format!(
+                    "no clearance {} that you can see; check the id (field officers see clearances with a leg in their country)",
+                    cmd.body.clearance
+                ))
+            })
+    }
+
+    /// The register, once it has read the log up to where it stood at start.
+    fn caught_up(&self) -> Result<RwLockReadGuard<'_, Register>, Refusal> {
+        let register = self.register.read().map_err(|_| {
+            Refusal::unavailable(
+                "the clearance register is unavailable; restart the clearances service",
+            )
+        })?;
+        if register.position() < self.start_head.load(Ordering::Acquire) {
+            return Err(Refusal::unavailable(format!(
+                "the clearances service is still reading the log (at position {}); retry in a few seconds",
+                register.position()
+            )));
+        }
+        Ok(register)
+    }
+
+    fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
+        let cmd: Command<ListQuery> = commands::decode(payload)?;
+        cmd.actor.may(policy::CLEARANCE_READ, "read clearances")?;
+        let register = self.caught_up()?;
+        let clearances = register
+            .list(&cmd.actor, &cmd.body)?
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok(Listed {
+            clearances,
+            position: register.position(),
+        })
+    }
+}

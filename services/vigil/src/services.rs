@@ -37,6 +37,10 @@ pub const SERVICES: &[Service] = &[
         name: relocation::SERVICE,
         run: |c, s| Box::pin(relocation::run(c, s)),
     },
+    Service {
+        name: clearances::SERVICE,
+        run: |c, s| Box::pin(clearances::run(c, s)),
+    },
 ];
 
 /// Connects `service` as its own NATS user and starts it.

@@ -1,0 +1,1545 @@
+//! The clearance aggregate: pure decide and apply over one `clearance-<id>` stream, and the
+//! register of all clearances that answers lists and headcounts. No I/O, no clock.
+//!
+//! # Life of a clearance
+//! `requested` (a traveller, an itinerary of legs: country, optional area, dates) →
+//! `approved` or `refused` (with a reason; final). Only an approved clearance takes movements:
+//! an arrival in a country of the itinerary, then the departure from it (not before the
+//! arrival), possibly again later (a journey that comes back through a country). One cannot
+//! arrive twice in a country without departing in between, nor depart from a country one has
+//! not arrived in. Every refusal says why and what to do instead.
+//!
+//! # Who
+//! Roles come from [`policy`] only. A field officer:
+//! - sees a clearance when a leg of it is in their country (otherwise it is `not_found`: its
+//!   existence is not revealed);
+//! - approves or refuses it only when *every* leg is in their country (`forbidden`
+//!   otherwise: a duty officer decides journeys that cross countries);
+//! - records an arrival or a departure only in their own country.
+//!
+//! The traveller must be in the personnel register (`PersonRegistered`, loaded with
+//! `vigil import`); the caller looks them up and passes the answer to [`decide_request`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use events::command::{Actor, Refusal, policy};
+use events::domain::DomainEvent;
+use events::domain::clearance::{
+    ArrivalRecorded, ClearanceApproved, ClearanceRefused, ClearanceRequested, DepartureRecorded,
+    Leg,
+};
+use events::validate::Country;
+use events::{Decoded, RecordedEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::presence::present;
+
+/// Where a clearance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Asked for, not yet decided.
+    Requested,
+    /// Granted: the traveller may go (and counts as planned presence).
+    Approved,
+    /// Refused, with a reason; final.
+    Refused,
+}
+
+impl Status {
+    /// The status as written in answers and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Requested => "requested",
+            Status::Approved => "approved",
+            Status::Refused => "refused",
+        }
+    }
+}
+
+/// Whether a movement is an arrival or a departure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// The traveller arrived in the country.
+    Arrival,
+    /// The traveller left the country.
+    Departure,
+}
+
+/// An arrival or a departure, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    /// Arrival or departure.
+    pub kind: MovementKind,
+    /// The country.
+    pub country: Country,
+    /// When, as the recorder wrote it (its calendar date is the local date).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// A clearance as its stream tells it (what `GET /api/v1/clearances/{id}` shows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClearanceState {
+    /// The id of the request (the stream is `clearance-<id>`).
+    pub id: Uuid,
+    /// The person travelling (personnel reference).
+    pub traveller: String,
+    /// The legs of the journey.
+    pub itinerary: Vec<Leg>,
+    /// Why they travel, if given.
+    pub purpose: Option<String>,
+    /// Where it is in its life.
+    pub status: Status,
+    /// Who asked (from the request's `meta`).
+    pub requested_by: Option<String>,
+    /// Who approved or refused it.
+    pub decided_by: Option<String>,
+    /// Why it was refused.
+    pub refusal_reason: Option<String>,
+    /// Arrivals and departures, in the order recorded.
+    pub movements: Vec<Movement>,
+    /// Log position of the request.
+    pub requested_position: u64,
+    /// When the centre received the request.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The stream's version.
+    pub version: u64,
+}
+
+impl ClearanceState {
+    /// Folds a stream's events; `None` when the stream holds no request.
+    pub fn fold(events: &[RecordedEvent]) -> Option<ClearanceState> {
+        let mut state = None;
+        for e in events {
+            apply(&mut state, e);
+        }
+        state
+    }
+
+    /// Whether a leg of the itinerary is in `country`.
+    pub fn goes_to(&self, country: Country) -> bool {
+        self.itinerary.iter().any(|l| l.country == country)
+    }
+
+    /// The countries of the itinerary, each once, in order of first appearance.
+    pub fn countries(&self) -> Vec<Country> {
+        let mut seen = Vec::new();
+        for leg in &self.itinerary {
+            if !seen.contains(&leg.country) {
+                seen.push(leg.country);
+            }
+        }
+        seen
+    }
+
+    /// The latest movement recorded in `country`, if any.
+    pub fn last_movement_in(&self, country: Country) -> Option<&Movement> {
+        self.movements.iter().rev().find(|m| m.country == country)
+    }
+}
+
+/// Applies one recorded event of the clearance's stream. Events `decide` would never have
+/// produced (an approval after a refusal, written by hand) do not change the status.
+pub fn apply(state: &mut Option<ClearanceState>, recorded: &RecordedEvent) {
+    let event = match DomainEvent::decode(recorded) {
+        Decoded::Known(e) => e,
+        // Unknown types stay in the log; the aggregate only moves its version on.
+        Decoded::Unknown { .. } => {
+            if let Some(c) = state.as_mut() {
+                c.version = recorded.version;
+            }
+            return;
+        }
+    };
+    if let DomainEvent::ClearanceRequested(r) = event {
+        if state.is_none() {
+            *state = Some(ClearanceState {
+                id: recorded.stream.id(),
+                traveller: r.traveller,
+                itinerary: r.itinerary,
+                purpose: r.purpose,
+                status: Status::Requested,
+                requested_by: recorded.meta.actor.clone(),
+                decided_by: None,
+                refusal_reason: None,
+                movements: vec![],
+                requested_position: recorded.position,
+                requested_at: recorded.recorded_at,
+                updated_at: recorded.recorded_at,
+                version: recorded.version,
+            });
+        }
+        return;
+    }
+    let Some(c) = state.as_mut() else { return };
+    c.version = recorded.version;
+    c.updated_at = recorded.recorded_at;
+    match event {
+        DomainEvent::ClearanceApproved(a) if c.status == Status::Requested => {
+            c.status = Status::Approved;
+            c.decided_by = Some(a.by);
+        }
+        DomainEvent::ClearanceRefused(r) if c.status == Status::Requested => {
+            c.status = Status::Refused;
+            c.decided_by = Some(r.by);
+            c.refusal_reason = Some(r.reason);
+        }
+        DomainEvent::ArrivalRecorded(a) => c.movements.push(Movement {
+            kind: MovementKind::Arrival,
+            country: a.country,
+            at: a.at,
+        }),
+        DomainEvent::DepartureRecorded(d) => c.movements.push(Movement {
+            kind: MovementKind::Departure,
+            country: d.country,
+            at: d.at,
+        }),
+        _ => {}
+    }
+}
+
+/// A command on an existing clearance, its body read and checked for shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClearanceCommand {
+    /// Grant it.
+    Approve(ClearanceApproved),
+    /// Refuse it, with a reason.
+    Refuse(ClearanceRefused),
+    /// The traveller arrived in a country.
+    Arrive(ArrivalRecorded),
+    /// The traveller left a country.
+    Depart(DepartureRecorded),
+}
+
+/// The transitions, by the command name of their subject (`vigil.cmd.clearances.<name>`).
+pub const TRANSITIONS: [&str; 4] = ["approve", "refuse", "arrive", "depart"];
+
+fn read<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Refusal> {
+    events::codec::from_value(body).map_err(Refusal::invalid)
+}
+
+/// Reads the body of a `request` (the fields of `ClearanceRequested`).
+pub fn parse_request(body: Value) -> Result<ClearanceRequested, Refusal> {
+    if !body.is_object() {
+        return Err(Refusal::invalid(
+            "the body must be a JSON object: {\"traveller\", \"itinerary\": [{\"country\", \"area\"?, \"from\", \"to\"}], \"purpose\"?}",
+        ));
+    }
+    read(body)
+}
+
+/// Reads the `change` of transition `name` for `actor`. The decider (`by`) comes from the
+/// login and is refused in the body: nobody decides in another person's name.
+pub fn parse(name: &str, actor: &Actor, change: Value) -> Result<ClearanceCommand, Refusal> {
+    let with_actor = |mut body: Value, field: &str| -> Result<Value, Refusal> {
+        let obj = body
+            .as_object_mut()
+            .ok_or_else(|| Refusal::invalid("change: must be a JSON object"))?;
+        if obj.contains_key(field) {
+            return Err(Refusal::invalid(format!(
+                "{field}: is taken from your login; leave it out"
+            )));
+        }
+        obj.insert(field.to_owned(), Value::String(actor.user.clone()));
+        Ok(body)
+    };
+    Ok(match name {
+        "approve" => ClearanceCommand::Approve(read(with_actor(change, "by")?)?),
+        "refuse" => ClearanceCommand::Refuse(read(with_actor(change, "by")?)?),
+        "arrive" => ClearanceCommand::Arrive(read(change)?),
+        "depart" => ClearanceCommand::Depart(read(change)?),
+        other => {
+            return Err(Refusal::invalid(format!(
+                "unknown clearance command {:?}; clearances take approve, refuse, arrive, depart",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    })
+}
+
+/// The refusal for a clearance the actor may not see (or that does not exist).
+fn not_found(id: Uuid) -> Refusal {
+    Refusal::not_found(format!(
+        "no clearance {id} that you can see; check the id (field officers see clearances with a leg in their country)"
+    ))
+}
+
+/// Whether `actor` may read `clearance`: a reading role and, for a field officer, a leg in
+/// their country.
+pub fn visible(actor: &Actor, clearance: &ClearanceState) -> bool {
+    actor.may(policy::CLEARANCE_READ, "read clearances").is_ok() && within_reach(actor, clearance)
+}
+
+/// Whether a leg of `clearance` is within `actor`'s scope (everyone but a field officer of
+/// another country).
+fn within_reach(actor: &Actor, clearance: &ClearanceState) -> bool {
+    clearance.itinerary.iter().any(|l| actor.covers(l.country))
+}
+
+fn existing<'a>(
+    id: Uuid,
+    actor: &Actor,
+    state: Option<&'a ClearanceState>,
+) -> Result<&'a ClearanceState, Refusal> {
+    state
+        .filter(|c| within_reach(actor, c))
+        .ok_or_else(|| not_found(id))
+}
+
+fn scope(actor: &Actor) -> &'static str {
+    actor.scope.map_or("no country", |c| c.as_str())
+}
+
+/// Decides a `request` for clearance `id` by `actor`; `registered` says whether the
+/// traveller is in the personnel register.
+pub fn decide_request(
+    id: Uuid,
+    state: Option<&ClearanceState>,
+    actor: &Actor,
+    requested: ClearanceRequested,
+    registered: bool,
+) -> Result<Vec<DomainEvent>, Refusal> {
+    actor.may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
+    requested.validate()?;
+    if !registered {
+        return Err(Refusal::not_found(format!(
+            "traveller {:?} is not in the personnel register; import personnel first (`vigil import <file>` with their PersonRegistered record), then request again",
+            requested.traveller
+        )));
+    }
+    if state.is_some() {
+        return Err(Refusal::conflict(format!(
+            "clearance {id} already exists; request a new clearance with a new id"
+        )));
+    }
+    Ok(vec![requested.into()])
+}
+
+/// Decides what transition `command` by `actor` does to clearance `id` in `state`: the
+/// events to append, or why not.
+pub fn decide(
+    id: Uuid,
+    state: Option<&ClearanceState>,
+    actor: &Actor,
+    command: ClearanceCommand,
+) -> Result<Vec<DomainEvent>, Refusal> {
+    let event: DomainEvent = match command {
+        ClearanceCommand::Approve(a) => {
+            actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
+            let c = existing(id, actor, state)?;
+            a.validate()?;
+            may_decide(actor, c)?;
+            still_requested(id, c, "approve")?;
+            a.into()
+        }
+        ClearanceCommand::Refuse(r) => {
+            actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
+            let c = existing(id, actor, state)?;
+            r.validate()?;
+            may_decide(actor, c)?;
+            still_requested(id, c, "refuse")?;
+            r.into()
+        }
+        ClearanceCommand::Arrive(a) => {
+            actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
+            let c = existing(id, actor, state)?;
+            a.validate()?;
+            movable(id, actor, c, a.country)?;
+            if let Some(last) = c.last_movement_in(a.country) {
+                if last.kind == MovementKind::Arrival {
+                    return Err(Refusal::conflict(format!(
+                        "the traveller already arrived in {} at {} and has not departed; record the departure first",
+                        a.country,
+                        rfc3339(last.at)
+                    )));
+                }
+                if a.at < last.at {
+                    return Err(Refusal::invalid(format!(
+                        "at: {} is before the departure from {} at {}; check the time",
+                        rfc3339(a.at),
+                        a.country,
+                        rfc3339(last.at)
+                    )));
+                }
+            }
+            a.into()
+        }
+        ClearanceCommand::Depart(d) => {
+            actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
+            let c = existing(id, actor, state)?;
+            d.validate()?;
+            movable(id, actor, c, d.country)?;
+            let arrival = c
+                .last_movement_in(d.country)
+                .filter(|m| m.kind == MovementKind::Arrival)
+                .ok_or_else(|| {
+                    Refusal::conflict(format!(
+                        "the traveller is not recorded as arrived in {} (no arrival, or already departed); record the arrival first",
+                        d.country
+                    ))
+                })?;
+            if d.at < arrival.at {
+                return Err(Refusal::invalid(format!(
+                    "at: {} is before the arrival in {} at {}; check the time",
+                    rfc3339(d.at),
+                    d.country,
+                    rfc3339(arrival.at)
+                )));
+            }
+            d.into()
+        }
+    };
+    event.validate()?;
+    Ok(vec![event])
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// A field officer decides only journeys that stay in their country.
+fn may_decide(actor: &Actor, c: &ClearanceState) -> Result<(), Refusal> {
+    let outside: Vec<&str> = c
+        .countries()
+        .into_iter()
+        .filter(|country| !actor.covers(*country))
+        .map(|country| country.as_str())
+        .collect();
+    if outside.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::forbidden(format!(
+            "you decide clearances within {} only and this journey also goes to {}; ask a duty officer to decide it",
+            scope(actor),
+            outside.join(", ")
+        )))
+    }
+}
+
+fn still_requested(id: Uuid, c: &ClearanceState, verb: &str) -> Result<(), Refusal> {
+    let by = c.decided_by.as_deref().unwrap_or("someone");
+    match c.status {
+        Status::Requested => Ok(()),
+        Status::Approved => Err(Refusal::conflict(format!(
+            "clearance {id} is already approved by {by}; it cannot be {verb}d now (request a new clearance for a new journey)"
+        ))),
+        Status::Refused => Err(Refusal::conflict(format!(
+            "clearance {id} is already refused by {by}; it cannot be {verb}d now (request a new clearance if the journey changed)"
+        ))),
+    }
+}
+
+/// Checks a movement in `country`: the actor's scope, an approved clearance, a country of
+/// the itinerary.
+fn movable(id: Uuid, actor: &Actor, c: &ClearanceState, country: Country) -> Result<(), Refusal> {
+    if !actor.covers(country) {
+        return Err(Refusal::forbidden(format!(
+            "you record movements in {} only, not {country}; ask a duty officer or the field officer of {country}",
+            scope(actor)
+        )));
+    }
+    match c.status {
+        Status::Approved => {}
+        Status::Requested => {
+            return Err(Refusal::conflict(format!(
+                "clearance {id} is not approved yet; movements are recorded on approved clearances only (ask for a decision first)"
+            )));
+        }
+        Status::Refused => {
+            return Err(Refusal::conflict(format!(
+                "clearance {id} was refused; movements are recorded on approved clearances only (request a new clearance)"
+            )));
+        }
+    }
+    if !c.goes_to(country) {
+        let on: Vec<&str> = c.countries().into_iter().map(|c| c.as_str()).collect();
+        return Err(Refusal::invalid(format!(
+            "country: {country} is not on the itinerary ({}); record movements in those countries or request a new clearance",
+            on.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+// Dates in a query are written `YYYY-MM-DD`, like the legs.
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
+/// Filters of a list (`GET /api/v1/clearances`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `requested`, `approved` or `refused`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only clearances with a leg in this country.
+    #[serde(default)]
+    pub country: Option<Country>,
+    /// Only this traveller's clearances.
+    #[serde(default)]
+    pub traveller: Option<String>,
+    /// With `on`: only travellers present in this area of `country` (see
+    /// [`crate::presence`]).
+    #[serde(default)]
+    pub area: Option<String>,
+    /// Only clearances under which the traveller is present in `country` (and `area`) on
+    /// this date, `YYYY-MM-DD`: the headcount of travellers.
+    #[serde(default, with = "iso_date::option")]
+    pub on: Option<Date>,
+    /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Largest page of a list.
+pub const MAX_LIST: usize = 500;
+/// Default page of a list.
+pub const DEFAULT_LIST: usize = 100;
+
+/// Every clearance, folded from the whole log: answers lists and headcounts.
+#[derive(Debug, Default)]
+pub struct Register {
+    clearances: HashMap<Uuid, Option<ClearanceState>>,
+    position: u64,
+}
+
+impl Register {
+    /// Applies one event of the log (any category; only clearances are kept). Events at or
+    /// below the register's position are duplicates and ignored.
+    pub fn apply(&mut self, e: &RecordedEvent) {
+        if e.position <= self.position {
+            return;
+        }
+        self.position = e.position;
+        if e.stream.category().as_str() == "clearance" {
+            apply(self.clearances.entry(e.stream.id()).or_default(), e);
+        }
+    }
+
+    /// The last log position applied.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// One clearance by id, as far as the register has read.
+    pub fn get(&self, id: Uuid) -> Option<&ClearanceState> {
+        self.clearances.get(&id).and_then(Option::as_ref)
+    }
+
+    /// The travellers present in `country` (and `area`) on `on` by the presence rule
+    /// ([`present`]), each once, sorted. A traveller with two clearances covering the same
+    /// day is one person.
+    pub fn travellers_in(&self, country: Country, area: Option<&str>, on: Date) -> Vec<String> {
+        let found: BTreeSet<&str> = self
+            .clearances
+            .values()
+            .flatten()
+            .filter(|c| present(c, country, area, on))
+            .map(|c| c.traveller.as_str())
+            .collect();
+        found.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The clearances `actor` may see that match `q`, newest request first.
+    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<&ClearanceState>, Refusal> {
+        actor.may(policy::CLEARANCE_READ, "read clearances")?;
+        if let Some(c) = q.country
+            && !actor.covers(c)
+        {
+            return Err(Refusal::forbidden(format!(
+                "you see clearances with a leg in {} only; leave out country or ask for {}",
+                scope(actor),
+                scope(actor)
+            )));
+        }
+        let status = match q.status.as_deref() {
+            None => None,
+            Some("requested") => Some(Status::Requested),
+            Some("approved") => Some(Status::Approved),
+            Some("refused") => Some(Status::Refused),
+            Some(_) => {
+                return Err(Refusal::invalid(
+                    "status: must be requested, approved or refused",
+                ));
+            }
+        };
+        if let Some(t) = q.traveller.as_deref() {
+            events::validate::id("traveller", t)?;
+        }
+        if let Some(a) = q.area.as_deref() {
+            events::validate::id("area", a)?;
+            if q.on.is_none() {
+                return Err(Refusal::invalid(
+                    "area: give on (a date, YYYY-MM-DD) and country with it: it asks who is present in that area on that day",
+                ));
+            }
+        }
+        let presence = match (q.on, q.country) {
+            (Some(on), Some(country)) => Some((country, q.area.as_deref(), on)),
+            (Some(_), None) => {
+                return Err(Refusal::invalid(
+                    "on: give country with it: it asks who is present in that country on that day",
+                ));
+            }
+            (None, _) => None,
+        };
+        let limit = q.limit.unwrap_or(DEFAULT_LIST);
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(Refusal::invalid(format!("limit: must be 1 to {MAX_LIST}")));
+        }
+        let mut found: Vec<&ClearanceState> = self
+            .clearances
+            .values()
+            .flatten()
+            .filter(|c| within_reach(actor, c))
+            .filter(|c| q.country.is_none_or(|country| c.goes_to(country)))
+            .filter(|c| status.is_none_or(|s| c.status == s))
+            .filter(|c| q.traveller.as_deref().is_none_or(|t| c.traveller == t))
+            .filter(|c| presence.is_none_or(|(country, area, on)| present(c, country, area, on)))
+            .collect();
+        found.sort_by_key(|c| std::cmp::Reverse(c.requested_position));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given the events of a stream, when a command arrives, then these events (or this
+    //! refusal).
+    use super::*;
+    use events::command::{RefusalCode, Role};
+    use events::{Meta, StreamName};
+    use serde_json::json;
+    use time::macros::{date, datetime};
+
+    const ID: Uuid = Uuid::from_u128(0xc1ea);
+
+    fn actor(role: Role, scope: Option<&str>) -> Actor {
+        Actor {
+            user: format!("{}.user", role.as_str()),
+            role,
+            scope: scope.map(|s| Country::parse(s).unwrap()),
+        }
+    }
+
+    fn fso() -> Actor {
+        actor(Role::FieldOfficer, Some("SO"))
+    }
+
+    fn duty() -> Actor {
+        actor(Role::DutyOfficer, None)
+    }
+
+    fn so() -> Country {
+        Country::parse("SO").unwrap()
+    }
+
+    fn ke() -> Country {
+        Country::parse("KE").unwrap()
+    }
+
+    /// A journey Nairobi → Mogadishu (Banaadir) → Nairobi.
+    fn request_body() -> Value {
+        json!({"traveller": "P-0010", "purpose": "assessment mission", "itinerary": [
+            {"country": "KE", "from": "2026-11-20", "to": "2026-11-21"},
+            {"country": "SO", "area": "SOM-BAN", "from": "2026-11-21", "to": "2026-11-30"},
+            {"country": "KE", "from": "2026-11-30", "to": "2026-12-01"}
+        ]})
+    }
+
+    fn so_only_body() -> Value {
+        json!({"traveller": "P-0010", "itinerary": [
+            {"country": "SO", "from": "2026-11-21", "to": "2026-11-30"}
+        ]})
+    }
+
+    fn stream() -> StreamName {
+        events::domain::clearance::stream_for(ID)
+    }
+
+    /// Records `events` as the stream's history (the first one requested by `requester`).
+    fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let n = i as u64 + 1;
+                let meta = Meta {
+                    actor: Some("requester".into()),
+                    ..Meta::default()
+                };
+                RecordedEvent::record(
+                    e.to_new_event(Uuid::from_u128(n as u128), meta),
+                    stream(),
+                    n * 10,
+                    n,
+                    datetime!(2026-11-19 08:00 UTC) + time::Duration::minutes(n as i64),
+                )
+            })
+            .collect()
+    }
+
+    fn requested(body: Value) -> DomainEvent {
+        parse_request(body).unwrap().into()
+    }
+
+    fn approved() -> DomainEvent {
+        ClearanceApproved {
+            by: "duty.one".into(),
+        }
+        .into()
+    }
+
+    fn arrival(country: &str, at: OffsetDateTime) -> DomainEvent {
+        ArrivalRecorded {
+            country: Country::parse(country).unwrap(),
+            at,
+        }
+        .into()
+    }
+
+    fn departure(country: &str, at: OffsetDateTime) -> DomainEvent {
+        DepartureRecorded {
+            country: Country::parse(country).unwrap(),
+            at,
+        }
+        .into()
+    }
+
+    fn when(
+        history: &[RecordedEvent],
+        who: &Actor,
+        name: &str,
+        change: Value,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let command = parse(name, who, change)?;
+        decide(ID, ClearanceState::fold(history).as_ref(), who, command)
+    }
+
+    fn when_requested(
+        history: &[RecordedEvent],
+        who: &Actor,
+        body: Value,
+        registered: bool,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let r = parse_request(body)?;
+        decide_request(
+            ID,
+            ClearanceState::fold(history).as_ref(),
+            who,
+            r,
+            registered,
+        )
+    }
+
+    fn refused<T: std::fmt::Debug>(r: Result<T, Refusal>) -> Refusal {
+        r.expect_err("refused")
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, Refusal>) -> RefusalCode {
+        refused(r).code
+    }
+
+    fn at(day: u8, hour: u8) -> OffsetDateTime {
+        datetime!(2026-11-01 00:00 UTC)
+            + time::Duration::days(i64::from(day) - 1)
+            + time::Duration::hours(i64::from(hour))
+    }
+
+    #[test]
+    fn the_life_of_a_clearance() {
+        let mut events = when_requested(&[], &duty(), request_body(), true).unwrap();
+        let state = ClearanceState::fold(&given(events.clone())).unwrap();
+        assert_eq!(state.status, Status::Requested);
+        assert_eq!(state.id, ID);
+        assert_eq!(state.traveller, "P-0010");
+        assert_eq!(state.requested_by.as_deref(), Some("requester"));
+        assert_eq!(state.countries(), vec![ke(), so()]);
+
+        events.extend(when(&given(events.clone()), &duty(), "approve", json!({})).unwrap());
+        let moves = [
+            ("arrive", "KE", at(20, 6)),
+            ("depart", "KE", at(21, 7)),
+            ("arrive", "SO", at(21, 9)),
+            ("depart", "SO", at(30, 10)),
+            // Back through Nairobi: a second arrival after the departure is fine.
+            ("arrive", "KE", at(30, 12)),
+            ("depart", "KE", at(30, 12)),
+        ];
+        for (name, country, t) in moves {
+            let change = json!({"country": country, "at": rfc3339(t)});
+            events.extend(
+                when(&given(events.clone()), &duty(), name, change)
+                    .unwrap_or_else(|e| panic!("{name} {country}: {e}")),
+            );
+        }
+        let state = ClearanceState::fold(&given(events)).unwrap();
+        assert_eq!(state.status, Status::Approved);
+        assert_eq!(state.decided_by.as_deref(), Some("duty_officer.user"));
+        assert_eq!(state.movements.len(), 6);
+        assert_eq!(state.movements[2].kind, MovementKind::Arrival);
+        assert_eq!(state.version, 8);
+    }
+
+    #[test]
+    fn a_refused_clearance_keeps_its_reason_and_takes_nothing_more() {
+        let history = given(vec![requested(so_only_body())]);
+        let out = when(
+            &history,
+            &fso(),
+            "refuse",
+            json!({"reason": "level 6 in the area"}),
+        )
+        .unwrap();
+        let [DomainEvent::ClearanceRefused(r)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.by, "field_officer.user", "the decider is the login");
+        let mut events = vec![requested(so_only_body())];
+        events.extend(out);
+        let refused_history = given(events);
+        let state = ClearanceState::fold(&refused_history).unwrap();
+        assert_eq!(state.status, Status::Refused);
+        assert_eq!(state.refusal_reason.as_deref(), Some("level 6 in the area"));
+        let r = refused(when(&refused_history, &duty(), "approve", json!({})));
+        assert_eq!(r.code, RefusalCode::Conflict);
+        assert!(r.message.contains("already refused by"), "{}", r.message);
+        assert_eq!(
+            code(when(
+                &refused_history,
+                &duty(),
+                "refuse",
+                json!({"reason": "again"})
+            )),
+            RefusalCode::Conflict
+        );
+        let arrive = json!({"country": "SO", "at": "2026-11-22T08:00:00Z"});
+        assert_eq!(
+            code(when(&refused_history, &duty(), "arrive", arrive)),
+            RefusalCode::Conflict
+        );
+    }
+
+    #[test]
+    fn a_decision_is_taken_once() {
+        let history = given(vec![requested(request_body()), approved()]);
+        let r = refused(when(&history, &duty(), "approve", json!({})));
+        assert_eq!(r.code, RefusalCode::Conflict);
+        assert!(
+            r.message.contains("already approved by duty.one"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            code(when(&history, &duty(), "refuse", json!({"reason": "late"}))),
+            RefusalCode::Conflict
+        );
+    }
+
+    #[test]
+    fn requests_need_a_registered_traveller_and_a_good_itinerary() {
+        let r = refused(when_requested(&[], &duty(), request_body(), false));
+        assert_eq!(r.code, RefusalCode::NotFound);
+        assert!(r.message.contains("vigil import"), "{}", r.message);
+        assert!(r.message.contains("P-0010"), "{}", r.message);
+
+        for (body, field) in [
+            (json!({"traveller": "P-1", "itinerary": []}), "itinerary"),
+            (
+                json!({"traveller": "P-1", "itinerary": [{"country": "SO", "from": "2026-11-30", "to": "2026-11-21"}]}),
+                "itinerary[0].to",
+            ),
+            (
+                json!({"traveller": "P-1", "itinerary": [{"country": "XX", "from": "2026-11-21", "to": "2026-11-21"}]}),
+                "itinerary[0].country",
+            ),
+            (
+                json!({"traveller": "P-1", "itinerary": [{"country": "SO", "from": "2026-02-30", "to": "2026-03-01"}]}),
+                "itinerary[0].from",
+            ),
+            (
+                json!({"traveller": "P-1", "itinerary": [{"country": "SO", "area": "two words", "from": "2026-11-21", "to": "2026-11-21"}]}),
+                "itinerary[0].area",
+            ),
+            (
+                json!({"traveller": "has space", "itinerary": [{"country": "SO", "from": "2026-11-21", "to": "2026-11-21"}]}),
+                "traveller",
+            ),
+            (
+                json!({"traveller": "P-1", "purpose": " ", "itinerary": [{"country": "SO", "from": "2026-11-21", "to": "2026-11-21"}]}),
+                "purpose",
+            ),
+            (
+                json!({"itinerary": [{"country": "SO", "from": "2026-11-21", "to": "2026-11-21"}]}),
+                "traveller",
+            ),
+            (
+                json!({"traveller": "P-1", "by": "x", "itinerary": [{"country": "SO", "from": "2026-11-21", "to": "2026-11-21"}]}),
+                "by",
+            ),
+        ] {
+            let r = refused(when_requested(&[], &duty(), body, true));
+            assert_eq!(r.code, RefusalCode::Invalid, "{field}: {}", r.message);
+            assert!(r.message.contains(field), "{field}: {}", r.message);
+        }
+        let legs: Vec<Value> = (0..21)
+            .map(|_| json!({"country": "SO", "from": "2026-11-21", "to": "2026-11-21"}))
+            .collect();
+        assert_eq!(
+            code(when_requested(
+                &[],
+                &duty(),
+                json!({"traveller": "P-1", "itinerary": legs}),
+                true
+            )),
+            RefusalCode::Invalid,
+            "at most 20 legs"
+        );
+        assert_eq!(
+            code(when_requested(&[], &duty(), json!([1]), true)),
+            RefusalCode::Invalid
+        );
+        // A stream that already holds a request (written with another id).
+        let history = given(vec![requested(request_body())]);
+        assert_eq!(
+            code(when_requested(&history, &duty(), request_body(), true)),
+            RefusalCode::Conflict
+        );
+    }
+
+    #[test]
+    fn who_may_request() {
+        for role in [
+            Role::FieldOfficer,
+            Role::DutyOfficer,
+            Role::AgencyFocalPoint,
+        ] {
+            let who = actor(role, (role == Role::FieldOfficer).then_some("SO"));
+            assert!(
+                when_requested(&[], &who, request_body(), true).is_ok(),
+                "{role:?}"
+            );
+        }
+        for role in [Role::CrisisManager, Role::WallScreen, Role::Admin] {
+            assert_eq!(
+                code(when_requested(
+                    &[],
+                    &actor(role, None),
+                    request_body(),
+                    true
+                )),
+                RefusalCode::Forbidden,
+                "{role:?}"
+            );
+        }
+        // The role is checked before the register is consulted: no probing for names.
+        assert_eq!(
+            code(when_requested(
+                &[],
+                &actor(Role::WallScreen, None),
+                request_body(),
+                false
+            )),
+            RefusalCode::Forbidden
+        );
+    }
+
+    #[test]
+    fn who_may_decide() {
+        let history = given(vec![requested(so_only_body())]);
+        for role in [
+            Role::CrisisManager,
+            Role::AgencyFocalPoint,
+            Role::WallScreen,
+            Role::Admin,
+        ] {
+            assert_eq!(
+                code(when(&history, &actor(role, None), "approve", json!({}))),
+                RefusalCode::Forbidden,
+                "{role:?}"
+            );
+            assert_eq!(
+                code(when(
+                    &history,
+                    &actor(role, None),
+                    "refuse",
+                    json!({"reason": "r"})
+                )),
+                RefusalCode::Forbidden,
+                "{role:?}"
+            );
+        }
+        // A field officer of the only country decides.
+        assert!(when(&history, &fso(), "approve", json!({})).is_ok());
+        // A journey through KE and SO: the SO officer sees it but may not decide it.
+        let crossing = given(vec![requested(request_body())]);
+        let r = refused(when(&crossing, &fso(), "approve", json!({})));
+        assert_eq!(r.code, RefusalCode::Forbidden);
+        assert!(
+            r.message.contains("KE") && r.message.contains("duty officer"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            code(when(&crossing, &fso(), "refuse", json!({"reason": "no"}))),
+            RefusalCode::Forbidden
+        );
+        // An officer of a country off the itinerary does not learn that it exists.
+        let ethiopia = actor(Role::FieldOfficer, Some("ET"));
+        assert_eq!(
+            code(when(&crossing, &ethiopia, "approve", json!({}))),
+            RefusalCode::NotFound
+        );
+        assert_eq!(
+            code(when(
+                &history,
+                &actor(Role::FieldOfficer, None),
+                "approve",
+                json!({})
+            )),
+            RefusalCode::NotFound,
+            "a field officer without a country sees nothing"
+        );
+        assert!(when(&crossing, &duty(), "approve", json!({})).is_ok());
+    }
+
+    #[test]
+    fn decision_fields_are_checked() {
+        let history = given(vec![requested(so_only_body())]);
+        let r = refused(when(
+            &history,
+            &duty(),
+            "approve",
+            json!({"by": "someone.else"}),
+        ));
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert!(r.message.starts_with("by"), "{}", r.message);
+        let r = refused(when(
+            &history,
+            &duty(),
+            "refuse",
+            json!({"reason": "x", "by": "someone.else"}),
+        ));
+        assert!(r.message.starts_with("by"), "{}", r.message);
+        for (change, field) in [
+            (json!({}), "reason"),
+            (json!({"reason": "  "}), "reason"),
+            (json!({"reason": "x".repeat(2001)}), "reason"),
+            (json!({"reason": "x", "note": "y"}), "note"),
+        ] {
+            let r = refused(when(&history, &duty(), "refuse", change));
+            assert_eq!(r.code, RefusalCode::Invalid, "{field}: {}", r.message);
+            assert!(r.message.contains(field), "{field}: {}", r.message);
+        }
+        let r = refused(when(&history, &duty(), "approve", json!({"note": "ok"})));
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert_eq!(
+            code(when(&history, &duty(), "approve", json!("yes"))),
+            RefusalCode::Invalid
+        );
+        assert_eq!(
+            code(when(&history, &duty(), "cancel", json!({}))),
+            RefusalCode::Invalid
+        );
+        // Nothing to decide on.
+        assert_eq!(
+            code(when(&[], &duty(), "approve", json!({}))),
+            RefusalCode::NotFound
+        );
+        assert_eq!(
+            code(when(&[], &duty(), "refuse", json!({"reason": "r"}))),
+            RefusalCode::NotFound
+        );
+    }
+
+    #[test]
+    fn movements_need_an_approved_clearance() {
+        let history = given(vec![requested(request_body())]);
+        let arrive = json!({"country": "SO", "at": "2026-11-22T08:00:00Z"});
+        let r = refused(when(&history, &duty(), "arrive", arrive.clone()));
+        assert_eq!(r.code, RefusalCode::Conflict);
+        assert!(r.message.contains("not approved"), "{}", r.message);
+        assert_eq!(
+            code(when(&history, &duty(), "depart", arrive.clone())),
+            RefusalCode::Conflict
+        );
+        assert_eq!(
+            code(when(&[], &duty(), "arrive", arrive.clone())),
+            RefusalCode::NotFound
+        );
+        assert_eq!(
+            code(when(&[], &duty(), "depart", arrive)),
+            RefusalCode::NotFound
+        );
+    }
+
+    #[test]
+    fn movements_follow_the_itinerary_and_each_other() {
+        let history = given(vec![requested(request_body()), approved()]);
+        let change = |country: &str, t: &str| json!({"country": country, "at": t});
+        // A country off the itinerary.
+        let r = refused(when(
+            &history,
+            &duty(),
+            "arrive",
+            change("ET", "2026-11-22T08:00:00Z"),
+        ));
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert!(
+            r.message.starts_with("country") && r.message.contains("KE, SO"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            code(when(
+                &history,
+                &duty(),
+                "depart",
+                change("ET", "2026-11-22T08:00:00Z")
+            )),
+            RefusalCode::Invalid
+        );
+        // Departing without arriving.
+        let r = refused(when(
+            &history,
+            &duty(),
+            "depart",
+            change("SO", "2026-11-22T08:00:00Z"),
+        ));
+        assert_eq!(r.code, RefusalCode::Conflict);
+        assert!(r.message.contains("arrival first"), "{}", r.message);
+
+        let arrived = given(vec![
+            requested(request_body()),
+            approved(),
+            arrival("SO", at(22, 8)),
+        ]);
+        // Arriving twice.
+        let r = refused(when(
+            &arrived,
+            &duty(),
+            "arrive",
+            change("SO", "2026-11-23T08:00:00Z"),
+        ));
+        assert_eq!(r.code, RefusalCode::Conflict);
+        assert!(r.message.contains("departure first"), "{}", r.message);
+        // Arriving in another country of the itinerary is independent.
+        assert!(
+            when(
+                &arrived,
+                &duty(),
+                "arrive",
+                change("KE", "2026-11-20T08:00:00Z")
+            )
+            .is_ok()
+        );
+        // Departing before the arrival.
+        let r = refused(when(
+            &arrived,
+            &duty(),
+            "depart",
+            change("SO", "2026-11-22T07:59:00Z"),
+        ));
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert!(r.message.starts_with("at:"), "{}", r.message);
+        // Departing at the minute of arrival is fine (a transit).
+        assert!(
+            when(
+                &arrived,
+                &duty(),
+                "depart",
+                change("SO", "2026-11-22T08:00:00Z")
+            )
+            .is_ok()
+        );
+        // The arrival's time in another offset compares as an instant.
+        assert_eq!(
+            code(when(
+                &arrived,
+                &duty(),
+                "depart",
+                change("SO", "2026-11-22T10:30:00+03:00")
+            )),
+            RefusalCode::Invalid
+        );
+        assert!(
+            when(
+                &arrived,
+                &duty(),
+                "depart",
+                change("SO", "2026-11-22T11:30:00+03:00")
+            )
+            .is_ok()
+        );
+
+        let departed = given(vec![
+            requested(request_body()),
+            approved(),
+            arrival("SO", at(22, 8)),
+            departure("SO", at(25, 8)),
+        ]);
+        // Departing twice.
+        assert_eq!(
+            code(when(
+                &departed,
+                &duty(),
+                "depart",
+                change("SO", "2026-11-26T08:00:00Z")
+            )),
+            RefusalCode::Conflict
+        );
+        // Coming back before having left.
+        let r = refused(when(
+            &departed,
+            &duty(),
+            "arrive",
+            change("SO", "2026-11-24T08:00:00Z"),
+        ));
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert!(r.message.contains("before the departure"), "{}", r.message);
+        assert!(
+            when(
+                &departed,
+                &duty(),
+                "arrive",
+                change("SO", "2026-11-27T08:00:00Z")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn movement_fields_are_checked() {
+        let history = given(vec![requested(request_body()), approved()]);
+        for (change, field) in [
+            (json!({"country": "SO"}), "at"),
+            (json!({"at": "2026-11-22T08:00:00Z"}), "country"),
+            (json!({"country": "SO", "at": "yesterday"}), "at"),
+            (
+                json!({"country": "so", "at": "2026-11-22T08:00:00Z"}),
+                "country",
+            ),
+            (json!({"country": "SO", "at": "1800-11-22T08:00:00Z"}), "at"),
+            (
+                json!({"country": "SO", "at": "2026-11-22T08:00:00Z", "by": "x"}),
+                "by",
+            ),
+        ] {
+            for name in ["arrive", "depart"] {
+                let r = refused(when(&history, &duty(), name, change.clone()));
+                assert_eq!(
+                    r.code,
+                    RefusalCode::Invalid,
+                    "{name} {field}: {}",
+                    r.message
+                );
+                assert!(r.message.contains(field), "{name} {field}: {}", r.message);
+            }
+        }
+    }
+
+    #[test]
+    fn who_may_record_movements() {
+        let history = given(vec![requested(request_body()), approved()]);
+        let so_arrival = json!({"country": "SO", "at": "2026-11-22T08:00:00Z"});
+        let ke_arrival = json!({"country": "KE", "at": "2026-11-20T08:00:00Z"});
+        for role in [Role::DutyOfficer, Role::AgencyFocalPoint] {
+            assert!(
+                when(&history, &actor(role, None), "arrive", ke_arrival.clone()).is_ok(),
+                "{role:?}"
+            );
+        }
+        for role in [Role::CrisisManager, Role::WallScreen, Role::Admin] {
+            assert_eq!(
+                code(when(
+                    &history,
+                    &actor(role, None),
+                    "arrive",
+                    so_arrival.clone()
+                )),
+                RefusalCode::Forbidden,
+                "{role:?}"
+            );
+            assert_eq!(
+                code(when(
+                    &history,
+                    &actor(role, None),
+                    "depart",
+                    so_arrival.clone()
+                )),
+                RefusalCode::Forbidden,
+                "{role:?}"
+            );
+        }
+        // The SO officer records in SO, not in KE, though KE is on the same journey.
+        assert!(when(&history, &fso(), "arrive", so_arrival.clone()).is_ok());
+        let r = refused(when(&history, &fso(), "arrive", ke_arrival.clone()));
+        assert_eq!(r.code, RefusalCode::Forbidden);
+        assert!(r.message.contains("KE"), "{}", r.message);
+        let arrived_ke = given(vec![
+            requested(request_body()),
+            approved(),
+            arrival("KE", at(20, 8)),
+        ]);
+        assert_eq!(
+            code(when(
+                &arrived_ke,
+                &fso(),
+                "depart",
+                json!({"country": "KE", "at": "2026-11-21T08:00:00Z"})
+            )),
+            RefusalCode::Forbidden
+        );
+        // An officer of a country off the itinerary: not found, whatever the country asked.
+        let ethiopia = actor(Role::FieldOfficer, Some("ET"));
+        assert_eq!(
+            code(when(
+                &history,
+                &ethiopia,
+                "arrive",
+                json!({"country": "ET", "at": "2026-11-22T08:00:00Z"})
+            )),
+            RefusalCode::NotFound
+        );
+        assert_eq!(
+            code(when(&history, &ethiopia, "depart", so_arrival)),
+            RefusalCode::NotFound
+        );
+    }
+
+    #[test]
+    fn visibility_follows_the_legs() {
+        let state = ClearanceState::fold(&given(vec![requested(request_body())])).unwrap();
+        assert!(visible(&fso(), &state));
+        assert!(visible(&actor(Role::FieldOfficer, Some("KE")), &state));
+        assert!(!visible(&actor(Role::FieldOfficer, Some("ET")), &state));
+        assert!(!visible(&actor(Role::FieldOfficer, None), &state));
+        for role in [Role::DutyOfficer, Role::CrisisManager, Role::Admin] {
+            assert!(visible(&actor(role, None), &state), "{role:?}");
+        }
+        for role in [Role::WallScreen, Role::AgencyFocalPoint] {
+            assert!(!visible(&actor(role, None), &state), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_events_move_the_version_only() {
+        let mut history = given(vec![requested(so_only_body()), approved()]);
+        let mut odd = history[1].clone();
+        odd.event_type = "ClearanceExtended".into();
+        odd.version = 3;
+        odd.position = 30;
+        history.push(odd);
+        let state = ClearanceState::fold(&history).unwrap();
+        assert_eq!(state.version, 3);
+        assert_eq!(state.status, Status::Approved);
+        // Events before a request, and a second request, change nothing.
+        let stray = given(vec![approved(), requested(so_only_body())]);
+        let state = ClearanceState::fold(&stray).unwrap();
+        assert_eq!(
+            state.status,
+            Status::Requested,
+            "the stray approval came first"
+        );
+        // An approval written by hand after a refusal does not undo it.
+        let hand = given(vec![
+            requested(so_only_body()),
+            ClearanceRefused {
+                by: "a".into(),
+                reason: "b".into(),
+            }
+            .into(),
+            approved(),
+        ]);
+        assert_eq!(ClearanceState::fold(&hand).unwrap().status, Status::Refused);
+    }
+
+    /// Builds a register from clearances, each given as the events of its stream.
+    fn register_of(clearances: Vec<Vec<DomainEvent>>) -> Register {
+        let mut register = Register::default();
+        let mut position = 0;
+        for (i, events) in clearances.into_iter().enumerate() {
+            let stream = events::domain::clearance::stream_for(Uuid::from_u128(i as u128 + 1));
+            for (v, e) in events.into_iter().enumerate() {
+                position += 1;
+                register.apply(&RecordedEvent::record(
+                    e.to_new_event(Uuid::from_u128(1000 + position as u128), Meta::default()),
+                    stream.clone(),
+                    position,
+                    v as u64 + 1,
+                    OffsetDateTime::UNIX_EPOCH,
+                ));
+            }
+        }
+        register
+    }
+
+    fn body(traveller: &str, country: &str, area: Option<&str>) -> Value {
+        let mut leg = json!({"country": country, "from": "2026-11-21", "to": "2026-11-30"});
+        if let Some(a) = area {
+            leg["area"] = json!(a);
+        }
+        json!({"traveller": traveller, "itinerary": [leg]})
+    }
+
+    #[test]
+    fn the_register_lists_within_scope_with_filters() {
+        let register = register_of(vec![
+            vec![requested(body("P-1", "SO", Some("SOM-BAN"))), approved()],
+            vec![requested(body("P-2", "SO", None))],
+            vec![requested(body("P-3", "KE", None)), approved()],
+            vec![
+                requested(body("P-1", "SO", Some("SOM-BAY"))),
+                ClearanceRefused {
+                    by: "d".into(),
+                    reason: "no".into(),
+                }
+                .into(),
+            ],
+        ]);
+        let all = register.list(&duty(), &ListQuery::default()).unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].requested_position > w[1].requested_position),
+            "newest first"
+        );
+        assert_eq!(
+            register.list(&fso(), &ListQuery::default()).unwrap().len(),
+            3
+        );
+        let q = |f: Value| -> ListQuery { serde_json::from_value(f).unwrap() };
+        let count = |who: &Actor, f: Value| register.list(who, &q(f)).map(|l| l.len());
+        assert_eq!(count(&duty(), json!({"status": "approved"})), Ok(2));
+        assert_eq!(count(&duty(), json!({"status": "refused"})), Ok(1));
+        assert_eq!(count(&duty(), json!({"country": "KE"})), Ok(1));
+        assert_eq!(count(&duty(), json!({"traveller": "P-1"})), Ok(2));
+        assert_eq!(count(&duty(), json!({"limit": 1})), Ok(1));
+        // Who is in Banaadir on the 25th: approved, a leg there (or the whole country).
+        assert_eq!(
+            count(
+                &duty(),
+                json!({"country": "SO", "area": "SOM-BAN", "on": "2026-11-25"})
+            ),
+            Ok(1)
+        );
+        assert_eq!(
+            count(&duty(), json!({"country": "SO", "on": "2026-12-25"})),
+            Ok(0)
+        );
+        assert_eq!(count(&fso(), json!({"country": "SO"})), Ok(3));
+        for bad in [
+            json!({"status": "lost"}),
+            json!({"limit": 0}),
+            json!({"limit": 501}),
+            json!({"on": "2026-11-25"}),
+            json!({"area": "SOM-BAN", "country": "SO"}),
+            json!({"traveller": "two words"}),
+        ] {
+            assert_eq!(
+                count(&duty(), bad.clone()).map_err(|r| r.code),
+                Err(RefusalCode::Invalid),
+                "{bad}"
+            );
+        }
+        assert!(serde_json::from_value::<ListQuery>(json!({"colour": "red"})).is_err());
+        assert!(serde_json::from_value::<ListQuery>(json!({"on": "25/11/2026"})).is_err());
+        assert_eq!(
+            count(&fso(), json!({"country": "KE"})).map_err(|r| r.code),
+            Err(RefusalCode::Forbidden)
+        );
+        for role in [Role::WallScreen, Role::AgencyFocalPoint] {
+            assert_eq!(
+                count(&actor(role, None), json!({})).map_err(|r| r.code),
+                Err(RefusalCode::Forbidden)
+            );
+        }
+        assert_eq!(register.position(), 7);
+        assert_eq!(
+            register
+                .get(Uuid::from_u128(3))
+                .map(|c| c.traveller.as_str()),
+            Some("P-3")
+        );
+    }
+
+    #[test]
+    fn travellers_in_counts_each_present_traveller_once() {
+        let register = register_of(vec![
+            vec![requested(body("P-1", "SO", Some("SOM-BAN"))), approved()],
+            // The same traveller on a second clearance covering the same days.
+            vec![requested(body("P-1", "SO", None)), approved()],
+            vec![requested(body("P-2", "SO", None)), approved()],
+            vec![requested(body("P-3", "SO", Some("SOM-BAY"))), approved()],
+            // Not approved: not counted.
+            vec![requested(body("P-4", "SO", None))],
+            // Left on the 24th.
+            vec![
+                requested(body("P-5", "SO", None)),
+                approved(),
+                arrival("SO", at(21, 9)),
+                departure("SO", at(24, 9)),
+            ],
+        ]);
+        let on = date!(2026 - 11 - 25);
+        assert_eq!(
+            register.travellers_in(so(), Some("SOM-BAN"), on),
+            ["P-1", "P-2"]
+        );
+        assert_eq!(
+            register.travellers_in(so(), None, on),
+            ["P-1", "P-2", "P-3"]
+        );
+        assert_eq!(
+            register.travellers_in(so(), None, date!(2026 - 11 - 23)),
+            ["P-1", "P-2", "P-3", "P-5"]
+        );
+        assert!(register.travellers_in(ke(), None, on).is_empty());
+        assert!(
+            register
+                .travellers_in(so(), None, date!(2026 - 12 - 01))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_register_ignores_replays_and_other_categories() {
+        let mut register = register_of(vec![vec![requested(body("P-1", "SO", None))]]);
+        let again = RecordedEvent::record(
+            approved().to_new_event(Uuid::from_u128(77), Meta::default()),
+            events::domain::clearance::stream_for(Uuid::from_u128(1)),
+            1,
+            2,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        register.apply(&again);
+        assert_eq!(
+            register.get(Uuid::from_u128(1)).unwrap().status,
+            Status::Requested,
+            "an event at or below the position is a duplicate"
+        );
+        let elsewhere = RecordedEvent::record(
+            approved().to_new_event(Uuid::from_u128(78), Meta::default()),
+            events::domain::incident::stream_for(Uuid::from_u128(1)),
+            2,
+            1,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        register.apply(&elsewhere);
+        assert_eq!(register.position(), 2);
+        assert_eq!(
+            register.get(Uuid::from_u128(1)).unwrap().status,
+            Status::Requested
+        );
+    }
+}
