@@ -41,6 +41,10 @@ pub const SERVICES: &[Service] = &[
         name: clearances::SERVICE,
         run: |c, s| Box::pin(clearances::run(c, s)),
     },
+    Service {
+        name: hostage::SERVICE,
+        run: |c, s| Box::pin(hostage::run(c, s)),
+    },
 ];
 
 /// Connects `service` as its own NATS user and starts it.
