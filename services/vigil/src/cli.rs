@@ -68,6 +68,8 @@ pub enum Command {
     Levels,
     /// Run the relocation service alone (relocation and evacuation orders, roll calls).
     Relocation,
+    /// Run the surge service alone (surge requests, approvals, officer assignments, deployments).
+    Surge,
     /// Run the hostage service alone (cases; details for crisis managers, every read audited).
     Hostage,
     /// Run the clearances service alone (travel security clearances, arrivals, departures).

@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
             Command::Incidents => services::run_one(settings, incidents::SERVICE).await,
             Command::Levels => services::run_one(settings, levels::SERVICE).await,
             Command::Relocation => services::run_one(settings, relocation::SERVICE).await,
+            Command::Surge => services::run_one(settings, surge::SERVICE).await,
             Command::Hostage => services::run_one(settings, hostage::SERVICE).await,
             Command::Clearances => services::run_one(settings, clearances::SERVICE).await,
             Command::Import(args) => import::run(settings, args).await,

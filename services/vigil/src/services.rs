@@ -45,6 +45,10 @@ pub const SERVICES: &[Service] = &[
         name: hostage::SERVICE,
         run: |c, s| Box::pin(hostage::run(c, s)),
     },
+    Service {
+        name: surge::SERVICE,
+        run: |c, s| Box::pin(surge::run(c, s)),
+    },
 ];
 
 /// Connects `service` as its own NATS user and starts it.

@@ -51,6 +51,7 @@ impl Center {
         tokio::spawn(incidents::run(nats.connect().await, stop.clone()));
         tokio::spawn(levels::run(nats.connect().await, stop.clone()));
         tokio::spawn(relocation::run(nats.connect().await, stop.clone()));
+        tokio::spawn(surge::run(nats.connect().await, stop.clone()));
         tokio::spawn(hostage::run(nats.connect().await, stop.clone()));
         tokio::spawn(clearances::run(nats.connect().await, stop.clone()));
         let area = events::domain::area::AreaRegistered {
