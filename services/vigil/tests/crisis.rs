@@ -1,0 +1,486 @@
+//! Crisis operations through the real centre (`vigil up`: nats-server, store, every service,
+//! gateway), over HTTP, with reference data loaded by `vigil import` from the shipped sample.
+//!
+//! For each of relocation orders, surges, hostage cases and clearances, the full life
+//! (open → … → closed) is driven through the API and every step must show on the situation
+//! board within 1 s. Hostage details never reach the wall_screen or field_officer views, and a
+//! crisis manager's read of them leaves an audit event. A clearance into an area puts the
+//! traveller on the roll call of an order given there.
+
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use gateway::auth::{Auth, Role};
+use serde_json::{Value, json};
+use testkit::free_port;
+use testkit::http::{Answer, json as send};
+use uuid::Uuid;
+
+struct Centre {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    duty: String,
+    crisis: String,
+    fso: String,
+    wall: String,
+    admin: String,
+}
+
+impl Centre {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = format!("nats://127.0.0.1:{}", free_port());
+        let http = free_port();
+        let (child, _banner) =
+            common::spawn_up(dir.path(), &nats, http, free_port(), Stdio::null()).await;
+        let sample = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../ops/reference/sample.jsonl"
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["import", "--nats-url", &nats, "--data-dir"])
+            .arg(dir.path())
+            .arg(sample)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "vigil import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let auth = Auth::open(dir.path(), vec![]).unwrap();
+        let hour = Duration::from_secs(3600);
+        let token = |role: Role, scope: Option<&str>| {
+            auth.issue(
+                role.as_str(),
+                role,
+                scope.map(Into::into),
+                None,
+                hour,
+                "session",
+            )
+            .unwrap()
+            .0
+        };
+        let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+        let c = Self {
+            duty: token(Role::DutyOfficer, None),
+            crisis: token(Role::CrisisManager, None),
+            fso: token(Role::FieldOfficer, Some("SO")),
+            wall: token(Role::WallScreen, None),
+            admin: token(Role::Admin, None),
+            _child: child,
+            _dir: dir,
+            addr,
+        };
+        // The services have read the imported reference data once a list answers with it.
+        testkit::eventually(Duration::from_secs(20), || async {
+            let a = c.call("GET", "/api/v1/orders", &c.duty, None).await;
+            (a.status == 200).then_some(())
+        })
+        .await
+        .expect("the relocation service is ready");
+        c
+    }
+
+    async fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Answer {
+        send(self.addr, method, path, Some(token), body)
+            .await
+            .unwrap()
+    }
+
+    /// Sends a command that must succeed; returns its answer.
+    async fn ok(&self, method: &str, path: &str, token: &str, body: Value) -> Value {
+        let a = self.call(method, path, token, Some(&body)).await;
+        assert!(
+            a.status == 200 || a.status == 201,
+            "{method} {path}: {} {}",
+            a.status,
+            a.body
+        );
+        a.json()
+    }
+
+    async fn board(&self, token: &str) -> Value {
+        self.call("GET", "/api/v1/boards/situation", token, None)
+            .await
+            .json()
+    }
+
+    /// Waits until the duty board satisfies `ok`; asserts it took at most 1 s.
+    async fn shows(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let board = self.board(&self.duty).await;
+            if ok(&board) {
+                let took = started.elapsed();
+                eprintln!("crisis: {what}: on the board after {took:?}");
+                assert!(took <= Duration::from_secs(1), "{what} took {took:?}");
+                return board;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{what}: not on the board; it shows {board:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn now_plus(hours: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::hours(hours))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn today_plus(days: i64) -> String {
+    (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
+}
+
+fn so_orders(board: &Value) -> Vec<Value> {
+    board["countries"]["SO"]["orders"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relocation_orders_and_clearances_through_the_centre() {
+    let c = Centre::start().await;
+
+    // A traveller cleared into Banaadir for this week.
+    let clearance = Uuid::new_v4();
+    let itinerary =
+        json!([{"country": "SO", "area": "SOM-BAN", "from": today_plus(-1), "to": today_plus(5)}]);
+    c.ok(
+        "POST",
+        "/api/v1/clearances",
+        &c.duty,
+        json!({"id": clearance, "traveller": "P-0010", "itinerary": itinerary, "purpose": "mission"}),
+    )
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/clearances/{clearance}/approve"),
+        &c.fso,
+        json!({}),
+    )
+    .await;
+
+    // An evacuation of Banaadir: the four people of Mogadishu and the cleared traveller.
+    let order = Uuid::new_v4();
+    let given = c
+        .ok(
+            "POST",
+            "/api/v1/orders",
+            &c.duty,
+            json!({"id": order, "kind": "evacuation", "country": "SO", "area": "SOM-BAN",
+                   "scope": "all_personnel", "destination": "Nairobi", "deadline": now_plus(24)}),
+        )
+        .await;
+    assert!(given["position"].as_u64().unwrap() > 0);
+    let board = c
+        .shows("order given", |b| {
+            so_orders(b).iter().any(|o| o["id"] == json!(order))
+        })
+        .await;
+    let on_board = so_orders(&board)
+        .into_iter()
+        .find(|o| o["id"] == json!(order))
+        .unwrap();
+    let view = c
+        .call("GET", &format!("/api/v1/orders/{order}"), &c.duty, None)
+        .await
+        .json();
+    let people: Vec<String> = view["roll_call"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["person"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        people,
+        ["P-0001", "P-0002", "P-0003", "P-0004", "P-0010"],
+        "assigned to Mogadishu, plus the traveller cleared into the area"
+    );
+    assert_eq!(on_board["total"], 5, "{on_board}");
+    assert!(
+        view["roll_call"][0]["name"].is_string(),
+        "duty views have names"
+    );
+    let wall = c.board(&c.wall).await.to_string();
+    for p in &people {
+        assert!(!wall.contains(p.as_str()), "the wall screen names nobody");
+    }
+
+    // A field officer marks one; a duty officer bulk-marks the rest; the % follows.
+    c.ok(
+        "POST",
+        &format!("/api/v1/orders/{order}/mark"),
+        &c.fso,
+        json!({"person": "P-0001", "status": "safe"}),
+    )
+    .await;
+    c.shows("one of five accounted", |b| {
+        so_orders(b)
+            .iter()
+            .any(|o| o["id"] == json!(order) && o["accounted"] == 1)
+    })
+    .await;
+    let bulk = json!({"id": Uuid::new_v4(), "persons": people, "status": "relocated"});
+    c.ok(
+        "POST",
+        &format!("/api/v1/orders/{order}/mark-many"),
+        &c.duty,
+        bulk.clone(),
+    )
+    .await;
+    let resent = c
+        .ok(
+            "POST",
+            &format!("/api/v1/orders/{order}/mark-many"),
+            &c.duty,
+            bulk,
+        )
+        .await;
+    assert!(
+        resent["position"].is_u64(),
+        "a resent bulk mark is answered"
+    );
+    c.shows("everyone accounted", |b| {
+        so_orders(b)
+            .iter()
+            .any(|o| o["id"] == json!(order) && o["accounted_pct"] == 100.0)
+    })
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/orders/{order}/complete"),
+        &c.duty,
+        json!({"note": "all out"}),
+    )
+    .await;
+    c.shows("order completed and off the board", |b| {
+        so_orders(b).iter().all(|o| o["id"] != json!(order))
+    })
+    .await;
+    let after = c
+        .call(
+            "POST",
+            &format!("/api/v1/orders/{order}/mark"),
+            &c.duty,
+            Some(&json!({"person": "P-0001", "status": "missing"})),
+        )
+        .await;
+    assert_eq!(after.status, 409, "{}", after.body);
+
+    // The clearance's traveller arrives and departs; a second order no longer counts them.
+    c.ok(
+        "POST",
+        &format!("/api/v1/clearances/{clearance}/arrive"),
+        &c.fso,
+        json!({"country": "SO", "at": now_plus(-2)}),
+    )
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/clearances/{clearance}/depart"),
+        &c.fso,
+        json!({"country": "SO", "at": now_plus(0)}),
+    )
+    .await;
+    // The relocation service learns of the departure from the log: give it a moment.
+    let roll = testkit::eventually(Duration::from_secs(5), || async {
+        let id = Uuid::new_v4();
+        let a = c
+            .call("POST", "/api/v1/orders", &c.duty, Some(&json!({"id": id, "kind": "relocation", "country": "SO",
+                "area": "SOM-BAN", "scope": "all_personnel", "destination": "Kismayo", "deadline": now_plus(24)})))
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let v = c.call("GET", &format!("/api/v1/orders/{id}"), &c.duty, None).await.json();
+        (v["tally"]["total"] == 4).then_some(v)
+    })
+    .await;
+    assert!(
+        roll.is_some(),
+        "the departed traveller is off the next roll call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surges_and_hostage_cases_through_the_centre() {
+    let c = Centre::start().await;
+
+    // A surge to Mogadishu with an officer from Baidoa: the board shows the gap at Baidoa.
+    let surge = Uuid::new_v4();
+    c.ok(
+        "POST",
+        "/api/v1/surges",
+        &c.duty,
+        json!({"id": surge, "duty_station": "SOM-MGQ", "country": "SO",
+               "reason": "Attacks on the airport road", "officers_needed": 1, "assets": ["armoured vehicle"]}),
+    )
+    .await;
+    let surges = |b: &Value| -> Vec<Value> {
+        b["countries"]["SO"]["surges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    c.shows("surge requested", |b| {
+        surges(b).iter().any(|s| s["id"] == json!(surge))
+    })
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/surges/{surge}/approve"),
+        &c.crisis,
+        json!({}),
+    )
+    .await;
+    c.shows("surge approved", |b| {
+        surges(b)
+            .iter()
+            .any(|s| s["id"] == json!(surge) && s["status"] == "approved")
+    })
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/surges/{surge}/assign"),
+        &c.duty,
+        json!({"officer": "P-0005"}),
+    )
+    .await;
+    c.shows("officer assigned, gap at Baidoa", |b| {
+        surges(b).iter().any(|s| {
+            s["id"] == json!(surge) && s["officers_assigned"] == 1 && s["away_from"]["SOM-BAI"] == 1
+        })
+    })
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/surges/{surge}/deploy"),
+        &c.duty,
+        json!({"at": now_plus(0)}),
+    )
+    .await;
+    c.shows("surge deployed", |b| {
+        surges(b)
+            .iter()
+            .any(|s| s["id"] == json!(surge) && s["status"] == "deployed")
+    })
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/surges/{surge}/complete"),
+        &c.duty,
+        json!({"at": now_plus(1)}),
+    )
+    .await;
+    c.shows("surge completed", |b| {
+        surges(b).iter().all(|s| s["id"] != json!(surge))
+    })
+    .await;
+
+    // A hostage case: counts on every board, names nowhere but the crisis manager's read.
+    let case = Uuid::new_v4();
+    c.ok(
+        "POST",
+        "/api/v1/hostage-cases",
+        &c.crisis,
+        json!({"id": case, "incident_id": Uuid::new_v4(), "country": "SO",
+               "persons": ["P-0002", "P-0003"], "captors": "unknown armed group"}),
+    )
+    .await;
+    let held = |n: u64| move |b: &Value| b["counters"]["persons_held"] == n;
+    c.shows("case opened, two held", held(2)).await;
+    for token in [&c.wall, &c.fso] {
+        let board = c.board(token).await.to_string();
+        for secret in [
+            "P-0002",
+            "P-0003",
+            "unknown armed group",
+            "Fatima",
+            "Zainab",
+        ] {
+            assert!(
+                !board.contains(secret),
+                "{secret} leaked into a redacted view"
+            );
+        }
+    }
+    let denied = c
+        .call(
+            "GET",
+            &format!("/api/v1/hostage-cases/{case}"),
+            &c.duty,
+            None,
+        )
+        .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let details = c
+        .call(
+            "GET",
+            &format!("/api/v1/hostage-cases/{case}"),
+            &c.crisis,
+            None,
+        )
+        .await;
+    assert_eq!(details.status, 200, "{}", details.body);
+    assert!(details.body.contains("P-0002"), "{}", details.body);
+    let log = c
+        .call("GET", "/api/v1/events?from=1&limit=1000", &c.admin, None)
+        .await
+        .json();
+    let reads: Vec<&Value> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "DetailsRead")
+        .collect();
+    assert_eq!(reads.len(), 1, "one audited read");
+    assert_eq!(reads[0]["data"]["what"], format!("hostage-{case}"));
+    assert_eq!(reads[0]["data"]["role"], "crisis_manager");
+
+    c.ok(
+        "POST",
+        &format!("/api/v1/hostage-cases/{case}/release"),
+        &c.crisis,
+        json!({"person": "P-0002", "at": now_plus(0)}),
+    )
+    .await;
+    c.shows("one released", held(1)).await;
+    let again = c
+        .call(
+            "POST",
+            &format!("/api/v1/hostage-cases/{case}/release"),
+            &c.crisis,
+            Some(&json!({"person": "P-0002", "at": now_plus(0)})),
+        )
+        .await;
+    assert_eq!(again.status, 409, "released once: {}", again.body);
+    c.ok(
+        "POST",
+        &format!("/api/v1/hostage-cases/{case}/release"),
+        &c.crisis,
+        json!({"person": "P-0003", "at": now_plus(0)}),
+    )
+    .await;
+    c.ok(
+        "POST",
+        &format!("/api/v1/hostage-cases/{case}/close"),
+        &c.crisis,
+        json!({"outcome": "both released", "accounting": [
+            {"person": "P-0002", "status": "released"}, {"person": "P-0003", "status": "released"}]}),
+    )
+    .await;
+    c.shows("case closed", |b| b["counters"]["hostage_cases"] == 0)
+        .await;
+}
