@@ -900,3 +900,219 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duty_officer_marks_twenty_people_safe_in_the_console_and_the_wall_screen_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
+    users
+        .put(gateway::auth::User {
+            username: "duty.ana".into(),
+            role: gateway::auth::Role::DutyOfficer,
+            scope: None,
+            agency: None,
+            password_hash: gateway::auth::hash_password("console password 1").unwrap(),
+        })
+        .unwrap();
+    let (_driver, client) = browser(
+        &dir.path().join("chromium-profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
+    let mut centre = Centre::new(&data_dir);
+    centre.start().await;
+    let outcome = AssertUnwindSafe(console_scenario(&client, &centre, dir.path()))
+        .catch_unwind()
+        .await;
+    if outcome.is_err()
+        && let Ok(png) = client.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("console-failed.png"), png);
+    }
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        eprintln!("vigil up stderr:\n{}", centre.stderr());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
+    // Reference data: one station in Banaadir with 24 people; an evacuation of the area.
+    let mut lines = vec![
+        json!({"kind": "area", "area": "SOM-BAN", "country": "SO", "name": "Banaadir"}),
+        json!({"kind": "duty_station", "station": "SOM-MGQ", "country": "SO", "area": "SOM-BAN",
+               "name": "Mogadishu", "lat": 2.0469, "lon": 45.3182}),
+    ];
+    for i in 1..=24 {
+        lines.push(json!({"kind": "person", "person": format!("P-{i:04}"), "name": format!("Person {i:02}"),
+            "agency": "unicef", "nationality": "KE", "duty_station": "SOM-MGQ"}));
+    }
+    let file = dir.join("reference.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["import", "--nats-url", &centre.nats_url, "--data-dir"])
+        .arg(&centre.data_dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = gateway::auth::Auth::open(&centre.data_dir, vec![]).unwrap();
+    let (duty, _) = auth
+        .issue(
+            "duty.api",
+            gateway::auth::Role::DutyOfficer,
+            None,
+            None,
+            Duration::from_secs(600),
+            "session",
+        )
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", centre.http_port).parse().unwrap();
+    let order = uuid::Uuid::new_v4();
+    let deadline = (time::OffsetDateTime::now_utc() + time::Duration::hours(12))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let given = testkit::eventually(Duration::from_secs(15), || {
+        let (duty, deadline) = (duty.clone(), deadline.clone());
+        async move {
+            let body = json!({"id": order, "kind": "evacuation", "country": "SO", "area": "SOM-BAN",
+                "scope": "all_personnel", "destination": "Nairobi", "deadline": deadline});
+            let a = testkit::http::json(addr, "POST", "/api/v1/orders", Some(&duty), Some(&body))
+                .await
+                .ok()?;
+            let v = testkit::http::json(
+                addr,
+                "GET",
+                &format!("/api/v1/orders/{order}"),
+                Some(&duty),
+                None,
+            )
+            .await
+            .ok()?
+            .json();
+            // The relocation service may still be reading the import: then the roll call is short.
+            (a.status < 300 && v["tally"]["total"] == 24).then_some(v)
+        }
+    })
+    .await;
+    assert!(given.is_some(), "the order's roll call holds the 24 people");
+
+    // The wall screen in one window.
+    let wall = client.window().await.unwrap();
+    client.goto(&centre.url()).await.unwrap();
+    let panel =
+        r#"return document.querySelector('[data-testid="panel-orders"]')?.textContent ?? "";"#;
+    let read_panel = || async {
+        client
+            .execute(panel, vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let started = Instant::now();
+    while !read_panel().await.contains("(0/24)") {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the wall screen shows the order: {}",
+            read_panel().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The console in another: log in, open the order, select 20 people, mark them safe.
+    let console = client.new_window(true).await.unwrap();
+    client.switch_to_window(console.handle).await.unwrap();
+    client
+        .goto(&format!("http://127.0.0.1:{}/console", centre.http_port))
+        .await
+        .unwrap();
+    client
+        .execute(
+            r#"document.getElementById("username").value = "duty.ana";
+               document.getElementById("password").value = "console password 1";
+               document.getElementById("login").requestSubmit(); return null;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let q = |js: &'static str| async move { client.execute(js, vec![]).await.unwrap() };
+    let started = Instant::now();
+    loop {
+        let opened = client
+            .execute(
+                r#"const [id] = arguments;
+                   document.querySelector('[data-testid="tab-orders"]')?.click();
+                   const row = document.querySelector(`[data-testid="order"][data-id="${id}"]`);
+                   if (row) { (row.querySelector("a,button") ?? row).click(); }
+                   return document.querySelectorAll('[data-testid="rollcall-row"]').length;"#,
+                vec![json!(order)],
+            )
+            .await
+            .unwrap();
+        if opened.as_u64() == Some(24) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the console opens the order's roll call ({opened})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let selected = q(r#"const boxes = [...document.querySelectorAll('[data-testid="rollcall-row"] [data-testid="rollcall-select"]')].slice(0, 20);
+        for (const b of boxes) { if (!b.checked) b.click(); }
+        const s = document.querySelector('[data-testid="bulk-status"]'); s.value = "safe";
+        s.dispatchEvent(new Event("change", {bubbles: true}));
+        return boxes.length;"#)
+    .await;
+    assert_eq!(selected, 20);
+    let marked_at = Instant::now();
+    q(r#"document.querySelector('[data-testid="bulk-mark"]').click(); return null;"#).await;
+    let started = Instant::now();
+    let result = loop {
+        let text = q(
+            r#"const p = document.querySelector('[data-testid="last-position"]');
+            return p && !p.hidden ? p.textContent : "";"#,
+        )
+        .await;
+        let text = text.as_str().unwrap_or("").to_owned();
+        if text.contains("Marked 20 safe") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the console confirms the bulk mark: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(result.contains("log position"), "{result}");
+    eprintln!("console: {result}");
+
+    // The wall screen follows.
+    client.switch_to_window(wall).await.unwrap();
+    while !read_panel().await.contains("(20/24)") {
+        assert!(
+            marked_at.elapsed() < Duration::from_secs(5),
+            "the wall screen shows 20 of 24 accounted: {}",
+            read_panel().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "console: wall screen shows 20/24 {:?} after the click",
+        marked_at.elapsed()
+    );
+    assert!(
+        read_panel().await.contains("83.3 %"),
+        "{}",
+        read_panel().await
+    );
+}
