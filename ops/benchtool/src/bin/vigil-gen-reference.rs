@@ -83,7 +83,9 @@ fn main() -> anyhow::Result<()> {
     let area_id = |c: &str, i: usize| format!("{c}-A{i:02}");
     for c in &countries {
         for i in 0..args.areas_per_country.max(1) {
-            line(json!({"kind": "area", "area": area_id(c, i), "country": c, "name": format!("{c} area {i}")}))?;
+            line(
+                json!({"kind": "area", "area": area_id(c, i), "country": c, "name": format!("{c} area {i}")}),
+            )?;
         }
     }
     let mut stations = Vec::with_capacity(args.stations);
@@ -91,9 +93,11 @@ fn main() -> anyhow::Result<()> {
         let c = countries[s % countries.len()];
         let area = area_id(c, rng.random_range(0..args.areas_per_country.max(1)));
         let id = format!("{c}-S{s:04}");
-        line(json!({"kind": "duty_station", "station": id, "country": c, "area": area,
+        line(
+            json!({"kind": "duty_station", "station": id, "country": c, "area": area,
             "name": format!("Station {s}"), "lat": rng.random_range(-60.0..70.0f64),
-            "lon": rng.random_range(-170.0..170.0f64)}))?;
+            "lon": rng.random_range(-170.0..170.0f64)}),
+        )?;
         stations.push(id);
     }
     for p in 0..args.personnel {
