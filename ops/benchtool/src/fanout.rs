@@ -37,18 +37,16 @@ use events::store_api::{AppendReply, ReadReply, ReadRequest};
 use events::{AppendRequest, subjects};
 use futures::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
-use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::driver::Tally;
 use crate::report::thousands;
-use crate::util::{self, bytes_text, unix_nanos};
+use crate::util::{self, bytes_text, error_kind, fmt_ms, head, unix_nanos, verdict};
 use crate::workload::Generator;
 
 /// What every client sends after connecting.
@@ -137,62 +135,6 @@ pub struct FanoutArgs {
 // ------------------------------------------------------------------------------------------
 // Frames
 
-/// The fields of a server frame the clients need.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Head<'a> {
-    /// `snapshot`, `delta`, `heartbeat`, `error`.
-    pub kind: &'a str,
-    /// The board position.
-    pub position: Option<u64>,
-    /// RFC 3339 time of the event (deltas and snapshots).
-    pub as_of: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct HeadDe<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    #[serde(default)]
-    position: Option<u64>,
-    #[serde(default, borrow)]
-    as_of: Option<&'a str>,
-}
-
-/// Reads the head of a frame. serde_json writes keys sorted (`as_of`, `board`, `data|ops`,
-/// `position`, `type`, `view`), so the fast path reads `as_of` at the start and `position`
-/// and `type` from the end without walking the ops; anything else goes through serde.
-pub fn head(text: &str) -> Option<Head<'_>> {
-    fast_head(text).or_else(|| {
-        serde_json::from_str::<HeadDe<'_>>(text).ok().map(|h| Head {
-            kind: h.kind,
-            position: h.position,
-            as_of: h.as_of,
-        })
-    })
-}
-
-fn fast_head(t: &str) -> Option<Head<'_>> {
-    let rest = t.strip_prefix("{\"as_of\":")?;
-    let as_of = if rest.starts_with("null") {
-        None
-    } else {
-        let r = rest.strip_prefix('"')?;
-        Some(r.get(..r.find('"')?)?)
-    };
-    let ti = t.rfind("\"type\":\"")?;
-    let r = t.get(ti + 8..)?;
-    let kind = r.get(..r.find('"')?)?;
-    let pi = t.rfind("\"position\":")?;
-    let r = t.get(pi + 11..)?;
-    let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-    let position = r.get(..end)?.parse().ok();
-    Some(Head {
-        kind,
-        position,
-        as_of,
-    })
-}
-
 fn parse_ns(as_of: &str) -> Option<i64> {
     OffsetDateTime::parse(as_of, &Rfc3339)
         .ok()
@@ -249,18 +191,6 @@ fn note(map: &Mutex<BTreeMap<String, Tally>>, kind: String, detail: String) {
     t.count += 1;
 }
 
-/// Groups an error message into a short kind (the OS error when there is one).
-fn error_kind(msg: &str) -> String {
-    if let Some(i) = msg.find("(os error") {
-        let start = msg
-            .get(..i)
-            .and_then(|s| s.rfind(": "))
-            .map_or(0, |j| j + 2);
-        return msg.get(start..).unwrap_or(msg).trim().to_owned();
-    }
-    msg.chars().take(60).collect()
-}
-
 impl Shared {
     fn new(clients: usize, capture_limit: usize) -> anyhow::Result<Self> {
         Ok(Self {
@@ -314,15 +244,6 @@ impl Shared {
     }
 }
 
-fn client_config() -> WebSocketConfig {
-    // Small buffers: the load generator holds up to 10,000 of these; snapshots grow them.
-    WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(16 << 20))
-        .max_frame_size(Some(16 << 20))
-}
-
 async fn client(i: usize, url: Arc<str>, shared: Arc<Shared>, gate: Arc<Semaphore>) {
     let mut permit = gate.acquire_owned().await.ok();
     let mut attempt = 0;
@@ -330,7 +251,11 @@ async fn client(i: usize, url: Arc<str>, shared: Arc<Shared>, gate: Arc<Semaphor
         attempt += 1;
         let tried = tokio::time::timeout(
             Duration::from_secs(30),
-            tokio_tungstenite::connect_async_with_config(&*url, Some(client_config()), true),
+            tokio_tungstenite::connect_async_with_config(
+                &*url,
+                Some(util::ws_client_config()),
+                true,
+            ),
         )
         .await;
         let err = match tried {
@@ -1126,44 +1051,6 @@ async fn run_phase(
 // ------------------------------------------------------------------------------------------
 // The run
 
-async fn wait_ready(http_url: &str) -> anyhow::Result<()> {
-    let url = format!("{}/readyz", http_url.trim_end_matches('/'));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match util::http_get(&url, Duration::from_secs(5)).await {
-            Ok((200, _)) => return Ok(()),
-            Ok((status, body)) if Instant::now() >= deadline => {
-                bail!("{url} still answers {status} after 120 s: {body}")
-            }
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// The NATS user and password to use: the flags, else the `cli` user of the data dir's
-/// `secrets/nats-users.json` (`{"users": {"cli": "<password>", …}}`), else none.
-fn nats_credentials(args: &FanoutArgs) -> anyhow::Result<Option<(String, String)>> {
-    if let (Some(u), Some(p)) = (&args.nats_user, &args.nats_password) {
-        return Ok(Some((u.clone(), p.clone())));
-    }
-    let Some(dir) = &args.data_dir else {
-        return Ok(None);
-    };
-    let path = dir.join("secrets").join("nats-users.json");
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let file: serde_json::Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
-    let password = file["users"]["cli"]
-        .as_str()
-        .with_context(|| format!("{} has no `cli` user", path.display()))?;
-    Ok(Some(("cli".to_owned(), password.to_owned())))
-}
-
 /// Runs `vigil-bench fanout`.
 pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     if args.clients == 0 || args.duration == 0 || args.rate.is_nan() || args.rate <= 0.0 {
@@ -1173,17 +1060,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         "vigil-bench fanout: {} clients on the situation board (wall_screen) × {} events/s, {} s warm-up + {} s measured",
         args.clients, args.rate, args.warmup, args.duration
     );
-    wait_ready(&args.http_url).await?;
-    let mut options = async_nats::ConnectOptions::new()
-        .name("vigil-bench-fanout")
-        .request_timeout(Some(Duration::from_secs(10)));
-    if let Some((user, password)) = nats_credentials(&args)? {
-        options = options.user_and_password(user, password);
-    }
-    let nats = options
-        .connect(args.nats_url.as_str())
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+    util::wait_ready(&args.http_url).await?;
+    let credentials = util::nats_credentials(
+        args.nats_user.as_deref(),
+        args.nats_password.as_deref(),
+        args.data_dir.as_deref(),
+    )?;
+    let nats = util::nats_connect(&args.nats_url, "vigil-bench-fanout", credentials).await?;
     let mut vigil = VigilLoad {
         nats,
         generator: Generator::new(args.seed)?,
@@ -1235,14 +1118,6 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     };
     print_summary(&args, &v, b.as_ref());
     Ok(())
-}
-
-fn fmt_ms(x: f64) -> String {
-    if x.is_nan() {
-        "-".into()
-    } else {
-        format!("{x:.1}")
-    }
 }
 
 fn print_phase(r: &PhaseResult) {
@@ -1367,10 +1242,6 @@ fn ratio(a: f64, b: f64) -> String {
     } else {
         format!("{:.2}×", a / b)
     }
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "MISS" }
 }
 
 fn print_summary(args: &FanoutArgs, v: &PhaseResult, b: Option<&PhaseResult>) {
@@ -1531,39 +1402,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frame_heads_are_read_fast_and_slow() {
-        let d = r#"{"as_of":"2026-11-27T03:29:25.123456789Z","board":"situation","ops":[{"op":"set","path":["x"],"value":{"type":"x","position":3}}],"position":42,"type":"delta","view":"wall_screen"}"#;
-        assert_eq!(
-            fast_head(d),
-            Some(Head {
-                kind: "delta",
-                position: Some(42),
-                as_of: Some("2026-11-27T03:29:25.123456789Z")
-            })
-        );
-        let hb = r#"{"at":"2026-11-27T03:29:25Z","position":7,"type":"heartbeat"}"#;
-        assert_eq!(fast_head(hb), None);
-        assert_eq!(
-            head(hb),
-            Some(Head {
-                kind: "heartbeat",
-                position: Some(7),
-                as_of: None
-            })
-        );
-        let s = r#"{"as_of":null,"board":"situation","data":{},"position":0,"type":"snapshot","view":"wall_screen"}"#;
-        assert_eq!(
-            head(s).map(|h| (h.kind, h.position, h.as_of)),
-            Some(("snapshot", Some(0), None))
-        );
+    fn event_times_are_read() {
         assert!(parse_ns("2026-11-27T03:29:25.5Z").is_some());
-    }
-
-    #[test]
-    fn os_errors_are_grouped() {
-        assert_eq!(
-            error_kind("IO error: Too many open files (os error 24)"),
-            "Too many open files (os error 24)"
-        );
+        assert!(parse_ns("yesterday").is_none());
     }
 }

@@ -18,6 +18,10 @@
 //!   server that sends the same bytes with no projection (see `fanout`).
 //! - `replay`: writes N events into a fresh log, times `vigil replay --from-disk` and a cold
 //!   `vigil up` to a ready board (see `replay`).
+//! - `intake`: field reports `POST`ed to the gateway at R/s (open loop): latency to the 201
+//!   and to the delta on a WebSocket board client, beside a peer that takes the same requests
+//!   on the same HTTP stack and appends straight to the same store (see `intake`,
+//!   `intake_peer`).
 //!
 //! # Layout
 //! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
@@ -26,11 +30,15 @@
 //! - `workload`: realistic domain events (incidents, security levels) over 50 countries.
 //! - `fanout`, `baseline`: the WebSocket fan-out benchmark and its baseline server.
 //! - `replay`: the replay and cold-start benchmark.
-//! - `util`: HTTP GET, `/proc` readings, Prometheus scraping.
+//! - `intake`, `intake_peer`: the field-intake benchmark and its peer server.
+//! - `util`: HTTP GET, `/readyz`, NATS credentials, board frame heads, `/proc` readings,
+//!   Prometheus scraping.
 
 mod baseline;
 mod driver;
 mod fanout;
+mod intake;
+mod intake_peer;
 mod replay;
 mod report;
 mod systems;
@@ -46,7 +54,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::driver::{CellResult, CellSpec};
 
 /// Load generator for `ops/bench`: the store beside JetStream and PostgreSQL (default), the
-/// board fan-out over WebSocket, and replay/cold start of the board projections.
+/// board fan-out over WebSocket, replay/cold start of the board projections, and field intake
+/// over HTTP.
 #[derive(Debug, Parser)]
 #[command(
     name = "vigil-bench",
@@ -73,6 +82,13 @@ enum Command {
     /// Writes N events into a fresh log, then times `vigil replay --from-disk` and a cold
     /// `vigil up` until /readyz.
     Replay(replay::ReplayArgs),
+    /// Field reports POSTed to the gateway at R/s (open loop): p50/p99 from the POST to the
+    /// 201 and to the delta on a WebSocket board client, beside a peer that appends the same
+    /// reports straight to the same store.
+    Intake(intake::IntakeArgs),
+    /// The intake peer server (started by `intake`).
+    #[command(hide = true)]
+    IntakePeer(intake_peer::PeerArgs),
     /// The fan-out baseline server (started by `fanout`; driven over stdin/stdout).
     #[command(hide = true)]
     BaselineServer(baseline::BaselineArgs),
@@ -163,6 +179,8 @@ async fn main() -> ExitCode {
         Some(Command::Store(args)) => run(args).await,
         Some(Command::Fanout(args)) => fanout::run(args).await,
         Some(Command::Replay(args)) => replay::run(args).await,
+        Some(Command::Intake(args)) => intake::run(args).await,
+        Some(Command::IntakePeer(args)) => intake_peer::serve(args).await,
         Some(Command::BaselineServer(args)) => baseline::serve(args).await,
     };
     match result {

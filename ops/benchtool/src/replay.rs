@@ -26,7 +26,7 @@ use store::{Durability, Log, log::Pending};
 use time::OffsetDateTime;
 
 use crate::report::thousands;
-use crate::util::{self, bytes_text};
+use crate::util::{self, bytes_text, verdict};
 use crate::workload::Generator;
 
 const TARGET_REPLAY_RATE: f64 = 500_000.0;
@@ -176,10 +176,6 @@ fn parse_replay_line(out: &str) -> Option<(u64, f64)> {
         .parse()
         .ok()?;
     Some((n, rate))
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "MISS" }
 }
 
 async fn stop(child: &mut tokio::process::Child) {

@@ -4,6 +4,7 @@
 
 use crate::System;
 use crate::driver::CellResult;
+use crate::util::verdict;
 
 /// An absolute target for Vigil at one window.
 struct RateTarget {
@@ -48,10 +49,6 @@ pub fn thousands(n: u64) -> String {
 
 fn rate_text(rate: f64) -> String {
     thousands(rate.round().max(0.0) as u64)
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "MISS" }
 }
 
 /// Prints the failures of one cell, if any, with a sample message per kind.

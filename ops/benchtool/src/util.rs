@@ -1,11 +1,16 @@
-//! Small helpers shared by the board benchmarks: a minimal HTTP GET, process memory and
-//! file limits from `/proc`, the gateway's Prometheus counters, and wall-clock time.
+//! Small helpers shared by the benchmarks that run against a `vigil up`: a minimal HTTP GET,
+//! waiting for `/readyz`, the NATS credentials of a data dir, the board frames' heads, process
+//! memory, CPU time and file limits from `/proc`, Prometheus samples and histograms, and
+//! wall-clock time.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use serde::Deserialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn unix_nanos() -> i64 {
@@ -121,20 +126,427 @@ pub fn gateway_metrics(page: &str) -> BTreeMap<String, f64> {
 
 /// Scrapes `url` for the gateway's metrics; empty (with a note on stderr) if it fails.
 pub async fn scrape(url: Option<&str>) -> BTreeMap<String, f64> {
-    let Some(url) = url else {
-        return BTreeMap::new();
-    };
+    scrape_page(url)
+        .await
+        .map_or_else(BTreeMap::new, |page| gateway_metrics(&page))
+}
+
+/// The whole Prometheus page at `url`; `None` (with a note on stderr) if it fails.
+pub async fn scrape_page(url: Option<&str>) -> Option<String> {
+    let url = url?;
     match http_get(url, Duration::from_secs(5)).await {
-        Ok((200, body)) => gateway_metrics(&body),
+        Ok((200, body)) => Some(body),
         Ok((status, _)) => {
             eprintln!("vigil-bench: GET {url} answered {status}");
-            BTreeMap::new()
+            None
         }
         Err(e) => {
             eprintln!("vigil-bench: {e:#}");
-            BTreeMap::new()
+            None
         }
     }
+}
+
+/// One Prometheus histogram (or the change of one between two scrapes): sample count, sum and
+/// cumulative buckets `(le, count)` in ascending `le`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromHistogram {
+    /// Observations.
+    pub count: f64,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Cumulative counts per upper bound (`+Inf` as `f64::INFINITY`).
+    pub buckets: Vec<(f64, f64)>,
+}
+
+impl PromHistogram {
+    /// Reads histogram `name` from a Prometheus page, adding up every series whose labels
+    /// contain all of `labels` (e.g. `service="incidents"`). `None` when there is none.
+    pub fn read(page: &str, name: &str, labels: &[&str]) -> Option<Self> {
+        let mut h = Self::default();
+        let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
+        let mut found = false;
+        for line in page.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            let (series, value) = match rest.rsplit_once(' ') {
+                Some(x) => x,
+                None => continue,
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let (suffix, label_text) = match series.find('{') {
+                Some(i) => (series.get(..i).unwrap_or(""), series.get(i..).unwrap_or("")),
+                None => (series, ""),
+            };
+            if !labels.iter().all(|l| label_text.contains(l)) {
+                continue;
+            }
+            match suffix {
+                "_count" => {
+                    h.count += value;
+                    found = true;
+                }
+                "_sum" => h.sum += value,
+                "_bucket" => {
+                    let le = label_text
+                        .split("le=\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .map(|v| {
+                            if v == "+Inf" {
+                                f64::INFINITY
+                            } else {
+                                v.parse().unwrap_or(f64::NAN)
+                            }
+                        });
+                    if let Some(le) = le.filter(|l| !l.is_nan()) {
+                        *buckets.entry(le.to_bits()).or_default() += value;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut b: Vec<(f64, f64)> = buckets
+            .into_iter()
+            .map(|(k, v)| (f64::from_bits(k), v))
+            .collect();
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        h.buckets = b;
+        found.then_some(h)
+    }
+
+    /// What was observed between `before` and `self` (a later scrape of the same process).
+    pub fn since(&self, before: Option<&Self>) -> Self {
+        let Some(b) = before else {
+            return self.clone();
+        };
+        Self {
+            count: self.count - b.count,
+            sum: self.sum - b.sum,
+            buckets: self
+                .buckets
+                .iter()
+                .map(|&(le, c)| {
+                    let old = b
+                        .buckets
+                        .iter()
+                        .find(|(l, _)| *l == le)
+                        .map_or(0.0, |(_, c)| *c);
+                    (le, c - old)
+                })
+                .collect(),
+        }
+    }
+
+    /// Mean observation (`NaN` without observations).
+    pub fn mean(&self) -> f64 {
+        if self.count > 0.0 {
+            self.sum / self.count
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The upper bound of the bucket holding quantile `q`: "the q-quantile is ≤ this".
+    pub fn quantile_bound(&self, q: f64) -> f64 {
+        if self.count <= 0.0 {
+            return f64::NAN;
+        }
+        let rank = q * self.count;
+        self.buckets
+            .iter()
+            .find(|&&(_, c)| c >= rank)
+            .map_or(f64::INFINITY, |&(le, _)| le)
+    }
+}
+
+/// The sum of every sample of counter/gauge `name` whose labels contain all of `labels`.
+pub fn prom_sum(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut total = None;
+    for line in page.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let Some((series, value)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        if !labels.iter().all(|l| series.contains(l)) {
+            continue;
+        }
+        if let Ok(v) = value.trim().parse::<f64>() {
+            *total.get_or_insert(0.0) += v;
+        }
+    }
+    total
+}
+
+/// CPU time (user + system) `pid` has used so far, seconds (`/proc/<pid>/stat`; Linux's
+/// clock tick for it is fixed at 1/100 s).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let after = text.get(text.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state is field 3 of the line, utime 14 and stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU time (user + system) of each thread of `pid` so far, seconds, added up by thread name
+/// (`/proc/<pid>/task/*/stat`; names are cut at 15 bytes by the kernel).
+pub fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        let name = text.get(open + 1..close).unwrap_or("?").to_owned();
+        let fields: Vec<&str> = text
+            .get(close + 1..)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (ticks(11), ticks(12)) {
+            *out.entry(name).or_insert(0.0) += (u + s) / 100.0;
+        }
+    }
+    out
+}
+
+/// The machine's CPU time so far from `/proc/stat`: (busy, total) in clock ticks over every
+/// core (busy = everything but idle and iowait).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// Logical CPUs of this machine.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Waits (up to 120 s) until `GET <http_url>/readyz` answers 200.
+pub async fn wait_ready(http_url: &str) -> anyhow::Result<()> {
+    let url = format!("{}/readyz", http_url.trim_end_matches('/'));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match http_get(&url, Duration::from_secs(5)).await {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, body)) if Instant::now() >= deadline => {
+                bail!("{url} still answers {status} after 120 s: {body}")
+            }
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The NATS user and password to use: `user` and `password` when both are given, else the
+/// `cli` user of `<data_dir>/secrets/nats-users.json` (`{"users": {"cli": "<password>", …}}`),
+/// else none (an open server).
+pub fn nats_credentials(
+    user: Option<&str>,
+    password: Option<&str>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<Option<(String, String)>> {
+    if let (Some(u), Some(p)) = (user, password) {
+        return Ok(Some((u.to_owned(), p.to_owned())));
+    }
+    let Some(dir) = data_dir else {
+        return Ok(None);
+    };
+    let path = dir.join("secrets").join("nats-users.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let file: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let password = file["users"]["cli"]
+        .as_str()
+        .with_context(|| format!("{} has no `cli` user", path.display()))?;
+    Ok(Some(("cli".to_owned(), password.to_owned())))
+}
+
+/// How a benchmark reaches the NATS server of the `vigil up` under test (flattened into the
+/// flags of `fanout`, `intake`, `intake-peer` and `clearances`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS URL of the `vigil up` under test.
+    #[arg(long, default_value = "nats://127.0.0.1:4290")]
+    pub nats_url: String,
+    /// Data directory of the `vigil up` under test: when it holds `secrets/nats-users.json`,
+    /// the bench connects to NATS as its `cli` user (the store refuses anonymous clients); the
+    /// HTTP benches read `nats/nats-server.pid` there for the CPU figures.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// NATS user (instead of --data-dir).
+    #[arg(long, env = "VIGIL_BENCH_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password of --nats-user.
+    #[arg(long, env = "VIGIL_BENCH_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+}
+
+impl NatsArgs {
+    /// Connects with these credentials (see [`nats_credentials`], [`nats_connect`]).
+    pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
+        let credentials = nats_credentials(
+            self.nats_user.as_deref(),
+            self.nats_password.as_deref(),
+            self.data_dir.as_deref(),
+        )?;
+        nats_connect(&self.nats_url, name, credentials).await
+    }
+
+    /// The same flags for a child process (the password through its environment).
+    pub fn pass_to(&self, command: &mut tokio::process::Command) {
+        command.arg("--nats-url").arg(&self.nats_url);
+        if let Some(dir) = &self.data_dir {
+            command.arg("--data-dir").arg(dir);
+        }
+        if let (Some(u), Some(p)) = (&self.nats_user, &self.nats_password) {
+            command
+                .env("VIGIL_BENCH_NATS_USER", u)
+                .env("VIGIL_BENCH_NATS_PASSWORD", p);
+        }
+    }
+
+    /// The PID of the nats-server `vigil up` started (`<data dir>/nats/nats-server.pid`).
+    pub fn nats_server_pid(&self) -> Option<u32> {
+        let dir = self.data_dir.as_ref()?;
+        std::fs::read_to_string(dir.join("nats").join("nats-server.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    }
+}
+
+/// Connects to NATS as the operator tools do (`runtime::nats::connect`, one attempt): with
+/// `credentials`, replies come on the user's own inbox prefix (`_INBOX_<user>`), the only one
+/// the server of `vigil up` lets that user read. Requests time out after 10 s.
+pub async fn nats_connect(
+    url: &str,
+    name: &str,
+    credentials: Option<(String, String)>,
+) -> anyhow::Result<async_nats::Client> {
+    runtime::nats::connect(url, name, credentials, runtime::nats::Mode::Tool)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// Groups an error message into a short kind (the OS error when there is one).
+pub fn error_kind(msg: &str) -> String {
+    if let Some(i) = msg.find("(os error") {
+        let start = msg
+            .get(..i)
+            .and_then(|s| s.rfind(": "))
+            .map_or(0, |j| j + 2);
+        return msg.get(start..).unwrap_or(msg).trim().to_owned();
+    }
+    msg.chars().take(60).collect()
+}
+
+/// The WebSocket settings of the bench's board clients: small buffers (the fan-out bench holds
+/// up to 10,000 of them; snapshots grow them), large messages allowed.
+pub fn ws_client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(16 << 20))
+        .max_frame_size(Some(16 << 20))
+}
+
+/// The fields of a board frame the clients need.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// `snapshot`, `delta`, `heartbeat`, `error`.
+    pub kind: &'a str,
+    /// The board position.
+    pub position: Option<u64>,
+    /// RFC 3339 time of the event (deltas and snapshots).
+    pub as_of: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct HeadDe<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    position: Option<u64>,
+    #[serde(default, borrow)]
+    as_of: Option<&'a str>,
+}
+
+/// Reads the head of a frame. serde_json writes keys sorted (`as_of`, `board`, `data|ops`,
+/// `position`, `type`, `view`), so the fast path reads `as_of` at the start and `position`
+/// and `type` from the end without walking the ops; anything else goes through serde.
+pub fn head(text: &str) -> Option<Head<'_>> {
+    fast_head(text).or_else(|| {
+        serde_json::from_str::<HeadDe<'_>>(text).ok().map(|h| Head {
+            kind: h.kind,
+            position: h.position,
+            as_of: h.as_of,
+        })
+    })
+}
+
+fn fast_head(t: &str) -> Option<Head<'_>> {
+    let rest = t.strip_prefix("{\"as_of\":")?;
+    let as_of = if rest.starts_with("null") {
+        None
+    } else {
+        let r = rest.strip_prefix('"')?;
+        Some(r.get(..r.find('"')?)?)
+    };
+    let ti = t.rfind("\"type\":\"")?;
+    let r = t.get(ti + 8..)?;
+    let kind = r.get(..r.find('"')?)?;
+    let pi = t.rfind("\"position\":")?;
+    let r = t.get(pi + 11..)?;
+    let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+    let position = r.get(..end)?.parse().ok();
+    Some(Head {
+        kind,
+        position,
+        as_of,
+    })
+}
+
+/// Milliseconds with one decimal, `-` for `NaN`.
+pub fn fmt_ms(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// `PASS` or `MISS`.
+pub fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "MISS" }
 }
 
 /// Bytes as `12.3 KiB` / `4.5 MiB`.
@@ -163,5 +575,69 @@ mod tests {
     #[test]
     fn chunked_bodies_are_joined() {
         assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+    }
+
+    #[test]
+    fn frame_heads_are_read_fast_and_slow() {
+        let d = r#"{"as_of":"2026-11-27T03:29:25.123456789Z","board":"situation","ops":[{"op":"set","path":["x"],"value":{"type":"x","position":3}}],"position":42,"type":"delta","view":"wall_screen"}"#;
+        assert_eq!(
+            fast_head(d),
+            Some(Head {
+                kind: "delta",
+                position: Some(42),
+                as_of: Some("2026-11-27T03:29:25.123456789Z")
+            })
+        );
+        let hb = r#"{"at":"2026-11-27T03:29:25Z","position":7,"type":"heartbeat"}"#;
+        assert_eq!(fast_head(hb), None);
+        assert_eq!(
+            head(hb),
+            Some(Head {
+                kind: "heartbeat",
+                position: Some(7),
+                as_of: None
+            })
+        );
+        let s = r#"{"as_of":null,"board":"situation","data":{},"position":0,"type":"snapshot","view":"wall_screen"}"#;
+        assert_eq!(
+            head(s).map(|h| (h.kind, h.position, h.as_of)),
+            Some(("snapshot", Some(0), None))
+        );
+    }
+
+    #[test]
+    fn os_errors_are_grouped() {
+        assert_eq!(
+            error_kind("IO error: Too many open files (os error 24)"),
+            "Too many open files (os error 24)"
+        );
+    }
+
+    #[test]
+    fn prometheus_histograms_are_read_and_subtracted() {
+        let page = "# TYPE vigil_command_seconds histogram\n\
+vigil_command_seconds_bucket{service=\"incidents\",command=\"report\",le=\"0.001\"} 2\n\
+vigil_command_seconds_bucket{service=\"incidents\",command=\"report\",le=\"0.01\"} 9\n\
+vigil_command_seconds_bucket{service=\"incidents\",command=\"report\",le=\"+Inf\"} 10\n\
+vigil_command_seconds_sum{service=\"incidents\",command=\"report\"} 0.05\n\
+vigil_command_seconds_count{service=\"incidents\",command=\"report\"} 10\n\
+vigil_command_seconds_count{service=\"levels\",command=\"set\"} 3\n\
+vigil_store_head_position 42\n";
+        let h =
+            PromHistogram::read(page, "vigil_command_seconds", &["service=\"incidents\""]).unwrap();
+        assert_eq!(h.count, 10.0);
+        assert!((h.mean() - 0.005).abs() < 1e-12);
+        assert_eq!(h.quantile_bound(0.5), 0.01);
+        assert_eq!(h.quantile_bound(0.99), f64::INFINITY);
+        let before = PromHistogram {
+            count: 2.0,
+            sum: 0.001,
+            buckets: vec![(0.001, 2.0), (0.01, 2.0), (f64::INFINITY, 2.0)],
+        };
+        let d = h.since(Some(&before));
+        assert_eq!(d.count, 8.0);
+        assert_eq!(d.quantile_bound(0.5), 0.01);
+        assert_eq!(prom_sum(page, "vigil_store_head_position", &[]), Some(42.0));
+        assert_eq!(prom_sum(page, "vigil_store_head", &[]), None);
     }
 }

@@ -19,6 +19,7 @@ use common::{ANA_PASSWORD, Center};
 
 async fn start() -> Center {
     let c = Center::start().await;
+    c.register_area().await;
     // Ready before the matrix runs, so /readyz answers 200.
     testkit::eventually(Duration::from_secs(10), || async {
         (request(&c, "GET", "/readyz", None, None).await.0 == 200).then_some(())

@@ -47,33 +47,13 @@ impl Center {
         })
         .await
         .unwrap();
-        // The services behind the domain routes, and the area the level routes use.
+        // The services behind the domain routes.
         tokio::spawn(incidents::run(nats.connect().await, stop.clone()));
         tokio::spawn(levels::run(nats.connect().await, stop.clone()));
         tokio::spawn(relocation::run(nats.connect().await, stop.clone()));
         tokio::spawn(surge::run(nats.connect().await, stop.clone()));
         tokio::spawn(hostage::run(nats.connect().await, stop.clone()));
         tokio::spawn(clearances::run(nats.connect().await, stop.clone()));
-        let area = events::domain::area::AreaRegistered {
-            area: "SOM-BAN".into(),
-            country: events::validate::Country::parse("SO").unwrap(),
-            name: "Banaadir".into(),
-        };
-        let meta = events::Meta {
-            actor: Some("test".into()),
-            ..Default::default()
-        };
-        store
-            .append(&events::AppendRequest {
-                stream: events::domain::area::stream_for("SOM-BAN"),
-                expected_version: events::ExpectedVersion::Any,
-                events: vec![
-                    events::domain::DomainEvent::from(area)
-                        .to_new_event(uuid::Uuid::new_v4(), meta),
-                ],
-            })
-            .await
-            .unwrap();
         let mut users = Users::load(dir.path()).unwrap();
         let password_hash = hash_password(ANA_PASSWORD).unwrap();
         let ana = User {
@@ -111,6 +91,31 @@ impl Center {
             screen_token,
             duty_token,
         }
+    }
+}
+
+impl Center {
+    /// Registers the area `SOM-BAN` (Somalia), for the level routes.
+    pub async fn register_area(&self) {
+        let area = events::domain::area::AreaRegistered {
+            area: "SOM-BAN".into(),
+            country: events::validate::Country::parse("SO").unwrap(),
+            name: "Banaadir".into(),
+        };
+        let meta = events::Meta {
+            actor: Some("test".into()),
+            ..Default::default()
+        };
+        let event =
+            events::domain::DomainEvent::from(area).to_new_event(uuid::Uuid::new_v4(), meta);
+        self.store
+            .append(&events::AppendRequest {
+                stream: events::domain::area::stream_for("SOM-BAN"),
+                expected_version: events::ExpectedVersion::Any,
+                events: vec![event],
+            })
+            .await
+            .unwrap();
     }
 }
 
