@@ -244,9 +244,20 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
         CatchUpConfig::new("gateway", hub.position()),
         shutdown.clone(),
     );
-    let mut buf = Vec::with_capacity(1024);
-    while sub.recv_many(&mut buf, 1024).await > 0 {
-        hub.apply(&buf);
+    // The fold is CPU work under the hub's write lock: in small slices, so the lock is never
+    // held long, and (on a multi-threaded runtime) marked as blocking, so the runtime moves
+    // HTTP requests and the services' answers to another worker meanwhile. One 1,024-event
+    // fold on a worker stalled everything behind it for hundreds of ms (ops/bench intake).
+    const SLICE: usize = 128;
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    let mut buf = Vec::with_capacity(SLICE);
+    while sub.recv_many(&mut buf, SLICE).await > 0 {
+        if multi_thread {
+            tokio::task::block_in_place(|| hub.apply(&buf));
+        } else {
+            hub.apply(&buf);
+        }
         buf.clear();
     }
 }
