@@ -43,8 +43,7 @@
 pub mod clearance;
 pub mod presence;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -55,7 +54,7 @@ use events::domain::DomainEvent;
 use events::domain::clearance::ClearanceRequested;
 use events::domain::person;
 use runtime::commands::{self, reply};
-use runtime::{CatchUp, CatchUpConfig, StoreClient};
+use runtime::{ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -98,51 +97,20 @@ pub use events::domain::clearance::stream_for as stream_of;
 
 struct Service {
     store: StoreClient,
-    register: RwLock<Register>,
-    /// The log's head when the service started: lists wait until the register reaches it.
-    start_head: AtomicU64,
+    register: Arc<ReadModel<Register>>,
 }
 
 /// Serves the clearances commands until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Arc::new(Service {
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: RwLock::new(Register::default()),
-        start_head: AtomicU64::new(u64::MAX),
+        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
     });
-    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let service = service.clone();
         async move { service.handle(&name, payload).await }
     })
     .await
-}
-
-/// Folds the whole log into the register, from position 0, then live.
-async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
-    let head = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = service.store.read(u64::MAX, 1) => match r {
-                Ok((_, head)) => break head,
-                Err(e) => {
-                    tracing::warn!(error = %e, "clearances service waiting for the store");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    };
-    service.start_head.store(head, Ordering::Release);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
-    let mut buf = Vec::with_capacity(1024);
-    while sub.recv_many(&mut buf, 1024).await > 0 {
-        if let Ok(mut register) = service.register.write() {
-            for e in &buf {
-                register.apply(e);
-            }
-        }
-        buf.clear();
-    }
 }
 
 impl Service {
@@ -241,26 +209,10 @@ impl Service {
             })
     }
 
-    /// The register, once it has read the log up to where it stood at start.
-    fn caught_up(&self) -> Result<RwLockReadGuard<'_, Register>, Refusal> {
-        let register = self.register.read().map_err(|_| {
-            Refusal::unavailable(
-                "the clearance register is unavailable; restart the clearances service",
-            )
-        })?;
-        if register.position() < self.start_head.load(Ordering::Acquire) {
-            return Err(Refusal::unavailable(format!(
-                "the clearances service is still reading the log (at position {}); retry in a few seconds",
-                register.position()
-            )));
-        }
-        Ok(register)
-    }
-
     fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::CLEARANCE_READ, "read clearances")?;
-        let register = self.caught_up()?;
+        let register = self.register.caught_up()?;
         let clearances = register
             .list(&cmd.actor, &cmd.body)?
             .into_iter()

@@ -32,8 +32,7 @@
 
 pub mod case;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -43,7 +42,7 @@ use events::command::{Command, Refusal, RefusalCode, Written, policy};
 use events::domain::DomainEvent;
 use events::{AppendRequest, Decoded, ExpectedVersion, NewEvent, StreamName};
 use runtime::commands::{self, STORE_DEADLINE, reply};
-use runtime::{CatchUp, CatchUpConfig, StoreClient};
+use runtime::{ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -129,54 +128,20 @@ pub fn details_read<T>(
 
 struct Service {
     store: StoreClient,
-    register: RwLock<Register>,
-    /// The log's head when the service started: lists wait until the register reaches it.
-    start_head: AtomicU64,
+    register: Arc<ReadModel<Register>>,
 }
 
 /// Serves the hostage commands until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Arc::new(Service {
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: RwLock::new(Register::default()),
-        start_head: AtomicU64::new(u64::MAX),
+        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
     });
-    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let service = service.clone();
         async move { service.handle(&name, payload).await }
     })
     .await
-}
-
-async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
-    let head = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = service.store.read(u64::MAX, 1) => match r {
-                Ok((_, head)) => break head,
-                Err(e) => {
-                    tracing::warn!(error = %e, "hostage service waiting for the store");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    };
-    service.start_head.store(head, Ordering::Release);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
-    let mut buf = Vec::with_capacity(1024);
-    while sub.recv_many(&mut buf, 1024).await > 0 {
-        if let Ok(mut register) = service.register.write() {
-            for e in &buf {
-                register.apply(e);
-            }
-        }
-        buf.clear();
-    }
-}
-
-fn unavailable_register() -> Refusal {
-    Refusal::unavailable("the hostage register is unavailable; restart the hostage service")
 }
 
 impl Service {
@@ -268,7 +233,7 @@ impl Service {
                 "the read could not be recorded in the audit log, so nothing is shown; retry in a few seconds",
             ));
         }
-        let register = self.register.read().map_err(|_| unavailable_register())?;
+        let register = self.register.read()?;
         let named = found.named(|p| register.name(p).map(str::to_owned));
         Ok(Details {
             persons_held: named.persons_held(),
@@ -280,13 +245,7 @@ impl Service {
     fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
         let cmd: Command<Value> = commands::decode(payload)?;
         let query: ListQuery = events::codec::from_value(cmd.body).map_err(Refusal::invalid)?;
-        let register = self.register.read().map_err(|_| unavailable_register())?;
-        if register.position() < self.start_head.load(Ordering::Acquire) {
-            return Err(Refusal::unavailable(format!(
-                "the hostage service is still reading the log (at position {}); retry in a few seconds",
-                register.position()
-            )));
-        }
+        let register = self.register.caught_up()?;
         let cases = register.list(&cmd.actor, &query, OffsetDateTime::now_utc())?;
         Ok(Listed {
             cases,

@@ -348,10 +348,10 @@ pub struct Register {
     position: u64,
 }
 
-impl Register {
+impl runtime::Fold for Register {
     /// Applies one event of the log (any category; only incidents are kept). Events at or
     /// below the register's position are duplicates and ignored.
-    pub fn apply(&mut self, e: &RecordedEvent) {
+    fn apply(&mut self, e: &RecordedEvent) {
         if e.position <= self.position {
             return;
         }
@@ -360,7 +360,9 @@ impl Register {
             apply(self.incidents.entry(e.stream.id()).or_default(), e);
         }
     }
+}
 
+impl Register {
     /// The last log position applied.
     pub fn position(&self) -> u64 {
         self.position
@@ -417,6 +419,7 @@ mod tests {
     use events::command::{RefusalCode, Role};
     use events::domain::incident::EscalationKind;
     use events::{Meta, StreamName};
+    use runtime::Fold;
     use serde_json::json;
 
     const ID: Uuid = Uuid::from_u128(0x1234);

@@ -24,7 +24,7 @@
 
 pub mod incident;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -32,7 +32,7 @@ use bytes::Bytes;
 use events::command::{Command, Refusal, Written};
 use events::{AppendRequest, ErrorCode, ExpectedVersion};
 use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
-use runtime::{CatchUp, CatchUpConfig, ClientError, StoreClient};
+use runtime::{ClientError, ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -75,51 +75,20 @@ pub use events::domain::incident::stream_for as stream_of;
 
 struct Service {
     store: StoreClient,
-    register: RwLock<Register>,
-    /// The log's head when the service started: lists wait until the register reaches it.
-    start_head: std::sync::atomic::AtomicU64,
+    register: Arc<ReadModel<Register>>,
 }
 
 /// Serves the incidents commands until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Arc::new(Service {
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: RwLock::new(Register::default()),
-        start_head: std::sync::atomic::AtomicU64::new(u64::MAX),
+        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
     });
-    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let service = service.clone();
         async move { service.handle(&name, payload).await }
     })
     .await
-}
-
-async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
-    use std::sync::atomic::Ordering;
-    let head = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = service.store.read(u64::MAX, 1) => match r {
-                Ok((_, head)) => break head,
-                Err(e) => {
-                    tracing::warn!(error = %e, "incidents service waiting for the store");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    };
-    service.start_head.store(head, Ordering::Release);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
-    let mut buf = Vec::with_capacity(1024);
-    while sub.recv_many(&mut buf, 1024).await > 0 {
-        if let Ok(mut register) = service.register.write() {
-            for e in &buf {
-                register.apply(e);
-            }
-        }
-        buf.clear();
-    }
 }
 
 impl Service {
@@ -203,19 +172,8 @@ impl Service {
     }
 
     fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
-        use std::sync::atomic::Ordering;
         let cmd: Command<ListQuery> = commands::decode(payload)?;
-        let register = self.register.read().map_err(|_| {
-            Refusal::unavailable(
-                "the incident register is unavailable; restart the incidents service",
-            )
-        })?;
-        if register.position() < self.start_head.load(Ordering::Acquire) {
-            return Err(Refusal::unavailable(format!(
-                "the incidents service is still reading the log (at position {}); retry in a few seconds",
-                register.position()
-            )));
-        }
+        let register = self.register.caught_up()?;
         let incidents = register
             .list(&cmd.actor, &cmd.body)?
             .into_iter()

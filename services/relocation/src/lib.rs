@@ -23,7 +23,7 @@
 pub mod order;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -33,7 +33,7 @@ use events::domain::DomainEvent;
 use events::domain::relocation::{self, RelocationOrdered, RollCallEntryAdded};
 use events::{AppendRequest, ExpectedVersion, RecordedEvent};
 use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
-use runtime::{CatchUp, CatchUpConfig, StoreClient};
+use runtime::{ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -121,10 +121,11 @@ pub struct Summary {
 struct Register {
     reference: Reference,
     orders: HashMap<Uuid, Option<Order>>,
+    /// The last position applied: events at or below it are duplicates.
     position: u64,
 }
 
-impl Register {
+impl runtime::Fold for Register {
     fn apply(&mut self, e: &RecordedEvent) {
         if e.position <= self.position {
             return;
@@ -140,54 +141,20 @@ impl Register {
 
 struct Service {
     store: StoreClient,
-    register: RwLock<Register>,
-    start_head: std::sync::atomic::AtomicU64,
+    register: Arc<ReadModel<Register>>,
 }
 
 /// Serves the relocation commands until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Arc::new(Service {
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: RwLock::new(Register::default()),
-        start_head: std::sync::atomic::AtomicU64::new(u64::MAX),
+        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
     });
-    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let service = service.clone();
         async move { service.handle(&name, payload).await }
     })
     .await
-}
-
-async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
-    use std::sync::atomic::Ordering;
-    let head = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = service.store.read(u64::MAX, 1) => match r {
-                Ok((_, head)) => break head,
-                Err(e) => {
-                    tracing::warn!(error = %e, "relocation service waiting for the store");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    };
-    service.start_head.store(head, Ordering::Release);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
-    let mut buf = Vec::with_capacity(1024);
-    while sub.recv_many(&mut buf, 1024).await > 0 {
-        if let Ok(mut register) = service.register.write() {
-            for e in &buf {
-                register.apply(e);
-            }
-        }
-        buf.clear();
-    }
-}
-
-fn unavailable_register() -> Refusal {
-    Refusal::unavailable("the relocation register is unavailable; restart the relocation service")
 }
 
 impl Service {
@@ -204,19 +171,6 @@ impl Service {
                 other.chars().take(32).collect::<String>()
             )))),
         }
-    }
-
-    /// The register, once it has read the log up to where it stood at start.
-    fn caught_up(&self) -> Result<std::sync::RwLockReadGuard<'_, Register>, Refusal> {
-        use std::sync::atomic::Ordering;
-        let register = self.register.read().map_err(|_| unavailable_register())?;
-        if register.position < self.start_head.load(Ordering::Acquire) {
-            return Err(Refusal::unavailable(format!(
-                "the relocation service is still reading the log (at position {}); retry in a few seconds",
-                register.position
-            )));
-        }
-        Ok(register)
     }
 
     async fn order(&self, payload: &[u8]) -> Result<Written, Refusal> {
@@ -242,7 +196,11 @@ impl Service {
             ));
         }
         let today = OffsetDateTime::now_utc().date();
-        let roll_call = self.caught_up()?.reference.roll_call(&ordered, today);
+        let roll_call = self
+            .register
+            .caught_up()?
+            .reference
+            .roll_call(&ordered, today);
         let (new, expected) = match &existing {
             // A retry: complete the roll call if a crash cut it short, store nothing twice.
             Some(o) => {
@@ -323,7 +281,7 @@ impl Service {
                     cmd.body.order
                 ))
             })?;
-        let register = self.register.read().map_err(|_| unavailable_register())?;
+        let register = self.register.read()?;
         let now = OffsetDateTime::now_utc();
         Ok(OrderView {
             id: order.id,
@@ -351,7 +309,7 @@ impl Service {
         if !(1..=500).contains(&limit) {
             return Err(Refusal::invalid("limit: must be 1 to 500"));
         }
-        let register = self.caught_up()?;
+        let register = self.register.caught_up()?;
         let now = OffsetDateTime::now_utc();
         let mut found: Vec<&Order> = register
             .orders

@@ -9,6 +9,8 @@
 //!   applied position, then follow the live feed, filling gaps from the log.
 //! - [`commands`]: how a domain service takes commands and turns a pure decision into
 //!   events (optimistic concurrency, idempotent retries, typed refusals).
+//! - [`read_model`]: a service's register of the whole log, folded in the background,
+//!   readable once caught up.
 //! - [`config`]: settings from flags, environment and an optional file.
 //! - [`telemetry`]: tracing setup and the Prometheus `/metrics` endpoint.
 //! - [`shutdown`]: one cancellation token that SIGINT and SIGTERM fire.
@@ -18,9 +20,11 @@ pub mod commands;
 pub mod config;
 pub mod nats;
 pub mod nats_auth;
+pub mod read_model;
 pub mod shutdown;
 pub mod store_client;
 pub mod telemetry;
 
 pub use catchup::{CatchUp, CatchUpConfig};
+pub use read_model::{Fold, ReadModel};
 pub use store_client::{ClientError, StoreClient};

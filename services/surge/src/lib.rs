@@ -51,8 +51,7 @@
 pub mod surge;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -63,7 +62,7 @@ use events::domain::person::{self, PersonRegistered};
 use events::domain::station::{self, DutyStationRegistered};
 use events::{AppendRequest, Decoded, ErrorCode, ExpectedVersion, RecordedEvent, StreamName};
 use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
-use runtime::{CatchUp, CatchUpConfig, ClientError, StoreClient};
+use runtime::{ClientError, ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -135,10 +134,7 @@ pub struct Listed {
 /// The service's state: the store, and the register that follows the log.
 struct Service {
     store: StoreClient,
-    register: RwLock<Register>,
-    /// The log's head when the service started: lists and assignments wait until the
-    /// register reaches it.
-    start_head: AtomicU64,
+    register: Arc<ReadModel<Register>>,
     /// `assign` decisions one at a time (see the crate doc).
     assign_lock: tokio::sync::Mutex<()>,
 }
@@ -147,46 +143,14 @@ struct Service {
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Arc::new(Service {
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: RwLock::new(Register::default()),
-        start_head: AtomicU64::new(u64::MAX),
+        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
         assign_lock: tokio::sync::Mutex::new(()),
     });
-    tokio::spawn(follow(service.clone(), client.clone(), shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let service = service.clone();
         async move { service.handle(&name, payload).await }
     })
     .await
-}
-
-async fn follow(service: Arc<Service>, client: Client, shutdown: CancellationToken) {
-    let head = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = service.store.read(u64::MAX, 1) => match r {
-                Ok((_, head)) => break head,
-                Err(e) => {
-                    tracing::warn!(error = %e, "surge service waiting for the store");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    };
-    service.start_head.store(head, Ordering::Release);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(SERVICE, 0), shutdown);
-    let mut buf = Vec::with_capacity(1024);
-    while sub.recv_many(&mut buf, 1024).await > 0 {
-        if let Ok(mut register) = service.register.write() {
-            for e in &buf {
-                register.apply(e);
-            }
-        }
-        buf.clear();
-    }
-}
-
-fn unavailable_register() -> Refusal {
-    Refusal::unavailable("the surge register is unavailable; restart the surge service")
 }
 
 /// The latest registration in a reference stream (`person-…`, `station-…`): the latest
@@ -215,18 +179,6 @@ impl Service {
                 other.chars().take(32).collect::<String>()
             )))),
         }
-    }
-
-    /// The register, once it has read the log up to where it stood at start.
-    fn caught_up(&self) -> Result<std::sync::RwLockReadGuard<'_, Register>, Refusal> {
-        let register = self.register.read().map_err(|_| unavailable_register())?;
-        if register.position() < self.start_head.load(Ordering::Acquire) {
-            return Err(Refusal::unavailable(format!(
-                "the surge service is still reading the log (at position {}); retry in a few seconds",
-                register.position()
-            )));
-        }
-        Ok(register)
     }
 
     /// Duty station `id` as registered (read from its stream: always current, also right
@@ -354,7 +306,9 @@ impl Service {
             // The register is asked only when it matters (a known officer, an existing
             // surge), so a missing surge is `not_found` even while the register catches up.
             let officer_on = match officer {
-                Some(p) if state.is_some() => self.caught_up()?.active_surge_of(&p.person, id),
+                Some(p) if state.is_some() => {
+                    self.register.caught_up()?.active_surge_of(&p.person, id)
+                }
                 _ => None,
             };
             let facts = Facts {
@@ -424,7 +378,7 @@ impl Service {
     fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::SURGE_READ, "read surges")?;
-        let register = self.caught_up()?;
+        let register = self.register.caught_up()?;
         let matching = register.matching(&cmd.actor, &cmd.body)?;
         let away_from = surge::away_from(matching.iter().copied());
         let limit = cmd.body.limit.unwrap_or(surge::DEFAULT_LIST);

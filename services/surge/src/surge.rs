@@ -597,6 +597,12 @@ pub struct Register {
     position: u64,
 }
 
+impl runtime::Fold for Register {
+    fn apply(&mut self, event: &RecordedEvent) {
+        Register::apply(self, event);
+    }
+}
+
 impl Register {
     /// Applies one event of the log (any category; only surges are kept). Events at or below
     /// the register's position are duplicates and ignored.
