@@ -154,6 +154,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     println!(
         "  field page     : http://{http_bound}/field/   (field officers report here, also offline)"
     );
+    println!(
+        "  console        : http://{http_bound}/console/ (duty officers and crisis managers: orders, surges, hostage cases)"
+    );
     println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
     println!(
         "                   (a wall_screen token valid 30 days; make others with `vigil token create --role wall_screen`)"
