@@ -81,19 +81,9 @@ pub struct FanoutArgs {
     /// The gateway's HTTP base URL (for `/readyz`).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     http_url: String,
-    /// NATS URL of the store (`vigil.store.append`).
-    #[arg(long, default_value = "nats://127.0.0.1:4290")]
-    nats_url: String,
-    /// Data directory of the `vigil up` under test: when it holds `secrets/nats-users.json`,
-    /// the bench connects to NATS as its `cli` user (the store refuses anonymous clients).
-    #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
-    /// NATS user (instead of --data-dir).
-    #[arg(long, env = "VIGIL_BENCH_NATS_USER")]
-    nats_user: Option<String>,
-    /// NATS password of --nats-user.
-    #[arg(long, env = "VIGIL_BENCH_NATS_PASSWORD", hide_env_values = true)]
-    nats_password: Option<String>,
+    // NATS of the `vigil up` under test (the events are appended to its store).
+    #[command(flatten)]
+    nats: util::NatsArgs,
     /// Prometheus page with the gateway's counters (e.g. http://127.0.0.1:9490/metrics).
     #[arg(long)]
     metrics_url: Option<String>,
@@ -1061,12 +1051,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         args.clients, args.rate, args.warmup, args.duration
     );
     util::wait_ready(&args.http_url).await?;
-    let credentials = util::nats_credentials(
-        args.nats_user.as_deref(),
-        args.nats_password.as_deref(),
-        args.data_dir.as_deref(),
-    )?;
-    let nats = util::nats_connect(&args.nats_url, "vigil-bench-fanout", credentials).await?;
+    let nats = args.nats.connect("vigil-bench-fanout").await?;
     let mut vigil = VigilLoad {
         nats,
         generator: Generator::new(args.seed)?,

@@ -22,6 +22,10 @@
 //!   and to the delta on a WebSocket board client, beside a peer that takes the same requests
 //!   on the same HTTP stack and appends straight to the same store (see `intake`,
 //!   `intake_peer`).
+//! - `clearances`: travel clearances requested and approved over HTTP at R pairs/s (open
+//!   loop): latency to the 201, to the approval's 200 and to the approved clearance in the
+//!   clearances register, beside the same peer; and `vigil import` of the reference data,
+//!   timed twice, beside an import peer (see `clearances`).
 //!
 //! # Layout
 //! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
@@ -30,15 +34,22 @@
 //! - `workload`: realistic domain events (incidents, security levels) over 50 countries.
 //! - `fanout`, `baseline`: the WebSocket fan-out benchmark and its baseline server.
 //! - `replay`: the replay and cold-start benchmark.
-//! - `intake`, `intake_peer`: the field-intake benchmark and its peer server.
+//! - `intake`, `intake_peer`: the field-intake benchmark and its peer server (which also
+//!   takes the clearance routes).
+//! - `clearances`: the clearances and import benchmark.
+//! - `load`: what the HTTP benchmarks share: the keep-alive client, the open loop, histograms,
+//!   the tracker of writes waiting for a follower of the log, the peer process, the server-side
+//!   readings.
 //! - `util`: HTTP GET, `/readyz`, NATS credentials, board frame heads, `/proc` readings,
 //!   Prometheus scraping.
 
 mod baseline;
+mod clearances;
 mod driver;
 mod fanout;
 mod intake;
 mod intake_peer;
+mod load;
 mod replay;
 mod report;
 mod systems;
@@ -54,8 +65,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::driver::{CellResult, CellSpec};
 
 /// Load generator for `ops/bench`: the store beside JetStream and PostgreSQL (default), the
-/// board fan-out over WebSocket, replay/cold start of the board projections, and field intake
-/// over HTTP.
+/// board fan-out over WebSocket, replay/cold start of the board projections, field intake
+/// over HTTP, and travel clearances with the reference import.
 #[derive(Debug, Parser)]
 #[command(
     name = "vigil-bench",
@@ -86,7 +97,11 @@ enum Command {
     /// 201 and to the delta on a WebSocket board client, beside a peer that appends the same
     /// reports straight to the same store.
     Intake(intake::IntakeArgs),
-    /// The intake peer server (started by `intake`).
+    /// Travel clearances requested and approved at R pairs/s (open loop): p50/p99 from the
+    /// POST to the 201, to the approval's 200 and to the approved clearance in the register,
+    /// beside the same peer; `vigil import` of the reference data timed beside an import peer.
+    Clearances(clearances::ClearancesArgs),
+    /// The peer server of `intake` and `clearances` (started by them).
     #[command(hide = true)]
     IntakePeer(intake_peer::PeerArgs),
     /// The fan-out baseline server (started by `fanout`; driven over stdin/stdout).
@@ -180,6 +195,7 @@ async fn main() -> ExitCode {
         Some(Command::Fanout(args)) => fanout::run(args).await,
         Some(Command::Replay(args)) => replay::run(args).await,
         Some(Command::Intake(args)) => intake::run(args).await,
+        Some(Command::Clearances(args)) => clearances::run(args).await,
         Some(Command::IntakePeer(args)) => intake_peer::serve(args).await,
         Some(Command::BaselineServer(args)) => baseline::serve(args).await,
     };
