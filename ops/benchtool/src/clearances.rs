@@ -123,6 +123,9 @@ pub struct ClearancesArgs {
     /// Leave out the import peer.
     #[arg(long)]
     no_import_peer: bool,
+    /// Appends the import peer keeps in flight (`vigil import` keeps 64).
+    #[arg(long, default_value_t = IMPORT_IN_FLIGHT)]
+    import_peer_in_flight: usize,
     /// Least milliseconds between two reads of the register (it is read as soon as an approval
     /// waits for it).
     #[arg(long, default_value_t = 10)]
@@ -237,7 +240,7 @@ fn read_reference(path: &Path) -> anyhow::Result<Reference> {
 
 /// One timed import.
 struct ImportRun {
-    what: &'static str,
+    what: String,
     seconds: f64,
     /// Records sent.
     records: u64,
@@ -307,10 +310,7 @@ fn proc_state(pid: u32) -> Option<char> {
 }
 
 /// Prints a progress line every second while an import runs.
-fn spawn_import_progress(
-    what: &'static str,
-    metrics_url: Option<String>,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_import_progress(what: String, metrics_url: Option<String>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let started = Instant::now();
         let mut last: Option<(Instant, u64)> = None;
@@ -361,7 +361,7 @@ async fn vigil_import(
         .context("the import needs --data-dir (the `vigil up` under test)")?;
     let metrics = run.metrics_url.as_deref();
     let a = load::sample(metrics, procs).await;
-    let progress = spawn_import_progress(what, run.metrics_url.clone());
+    let progress = spawn_import_progress(what.to_owned(), run.metrics_url.clone());
     let started = Instant::now();
     let mut child = tokio::process::Command::new(vigil)
         .arg("import")
@@ -430,7 +430,7 @@ async fn vigil_import(
     let server = load::server_side(&a, &b, procs, &WATCH);
     let caught_up = catch_up(metrics, what).await;
     Ok(ImportRun {
-        what,
+        what: what.to_owned(),
         seconds,
         records: reference.records,
         stored,
@@ -457,7 +457,13 @@ async fn peer_import(args: &ClearancesArgs, procs: &Procs) -> anyhow::Result<Imp
     };
     let a = load::sample(metrics, procs).await;
     let cpu_before = util::cpu_seconds(std::process::id());
-    let progress = spawn_import_progress("peer", run.metrics_url.clone());
+    let in_flight = args.import_peer_in_flight.max(1);
+    let what = if in_flight == IMPORT_IN_FLIGHT {
+        "peer".to_owned()
+    } else {
+        format!("peer, {in_flight} in flight")
+    };
+    let progress = spawn_import_progress(what.clone(), run.metrics_url.clone());
     let started = Instant::now();
     let text = tokio::fs::read_to_string(&args.reference)
         .await
@@ -480,7 +486,7 @@ async fn peer_import(args: &ClearancesArgs, procs: &Procs) -> anyhow::Result<Imp
                 .await
         }
     });
-    let mut outcomes = futures::stream::iter(appends).buffer_unordered(IMPORT_IN_FLIGHT);
+    let mut outcomes = futures::stream::iter(appends).buffer_unordered(in_flight);
     let (mut stored, mut unchanged) = (0u64, 0u64);
     while let Some(outcome) = outcomes.next().await {
         match outcome {
@@ -495,11 +501,11 @@ async fn peer_import(args: &ClearancesArgs, procs: &Procs) -> anyhow::Result<Imp
         .zip(cpu_before)
         .map(|(b, a)| b - a);
     let b = load::sample(metrics, procs).await;
-    eprintln!("[import] peer: {stored} stored, {unchanged} already there ({seconds:.1} s)");
+    eprintln!("[import] {what}: {stored} stored, {unchanged} already there ({seconds:.1} s)");
     let server = load::server_side(&a, &b, procs, &WATCH);
-    let caught_up = catch_up(metrics, "peer").await;
+    let caught_up = catch_up(metrics, &what).await;
     Ok(ImportRun {
-        what: "peer",
+        what,
         seconds,
         records,
         stored,
@@ -935,14 +941,14 @@ async fn run_cell(
 ) -> anyhow::Result<CellResult> {
     let args = ctx.args;
     lock(&ctx.visibility).reset()?;
-    let label = format!("clearances {} {rate}/s", system.name());
-    let schedule = Schedule {
-        run: &args.run,
+    let schedule = Schedule::new(
+        &args.run,
+        "clearances",
+        system,
         rate,
-        label: &label,
-        procs: &ctx.procs,
-        consumers: WATCH.consumers,
-    };
+        &ctx.procs,
+        WATCH.consumers,
+    );
     let (conns, counters) = schedule.prepare(addr).await?;
     let shared = Arc::new(CellShared {
         counters,

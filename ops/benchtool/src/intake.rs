@@ -308,14 +308,14 @@ async fn run_cell(
 ) -> anyhow::Result<CellResult> {
     let args = ctx.args;
     lock(&ctx.tracker).reset()?;
-    let label = format!("intake {} {rate}/s", system.name());
-    let schedule = Schedule {
-        run: &args.run,
+    let schedule = Schedule::new(
+        &args.run,
+        "intake",
+        system,
         rate,
-        label: &label,
-        procs: &ctx.procs,
-        consumers: WATCH.consumers,
-    };
+        &ctx.procs,
+        WATCH.consumers,
+    );
     let (conns, counters) = schedule.prepare(addr).await?;
     let shared = Arc::new(CellShared {
         counters,

@@ -812,7 +812,7 @@ pub struct Schedule<'a> {
     /// Jobs per second.
     pub rate: f64,
     /// E.g. `intake vigil 1000/s`.
-    pub label: &'a str,
+    pub label: String,
     /// The processes whose CPU time is read.
     pub procs: &'a Procs,
     /// The followers printed in the progress lines.
@@ -842,7 +842,25 @@ pub struct Follower<W, G> {
     pub what: &'static str,
 }
 
-impl Schedule<'_> {
+impl<'a> Schedule<'a> {
+    /// A cell of benchmark `bench` (its name in the lines) for `system` at `rate`.
+    pub fn new(
+        run: &'a RunArgs,
+        bench: &str,
+        system: Server,
+        rate: f64,
+        procs: &'a Procs,
+        consumers: &'static [&'static str],
+    ) -> Self {
+        Self {
+            run,
+            rate,
+            label: format!("{bench} {} {rate}/s", system.name()),
+            procs,
+            consumers,
+        }
+    }
+
     /// The cell's connections to `addr`, made before the schedule starts, and its counters
     /// (the window starts 200 ms from now).
     pub async fn prepare(&self, addr: &str) -> anyhow::Result<(Vec<HttpConn>, Counters)> {
@@ -885,7 +903,7 @@ impl Schedule<'_> {
             let sent = sent.clone();
             spawn_progress(
                 window,
-                self.label.to_owned(),
+                self.label.clone(),
                 run.metrics_url.clone(),
                 self.consumers,
                 move |fold| progress(fold, sent.load(Ordering::Relaxed)),
@@ -912,7 +930,7 @@ impl Schedule<'_> {
             drain_for,
             backlog,
             self.rate,
-            self.label,
+            &self.label,
         )
         .await;
         let unanswered = counters.unanswered(measured);
@@ -920,7 +938,7 @@ impl Schedule<'_> {
             drain_for,
             follower.waiting,
             follower.gone,
-            self.label,
+            &self.label,
             follower.what,
         )
         .await;
@@ -1238,11 +1256,12 @@ pub fn cpu_text(s: &ServerSide) -> String {
 pub fn print_server_side(s: &ServerSide, client: &str) {
     let hist_text = |h: &PromHistogram| {
         format!(
-            "{} × mean {:.2} ms, p50 ≤ {} ms, p99 ≤ {} ms",
+            "{} × mean {:.2} ms, p50 ≤ {} ms, p99 ≤ {} ms, max ≤ {} ms",
             thousands(h.count.round().max(0.0) as u64),
             h.mean() * 1000.0,
             bound_ms(h.quantile_bound(0.5)),
-            bound_ms(h.quantile_bound(0.99))
+            bound_ms(h.quantile_bound(0.99)),
+            bound_ms(h.quantile_bound(1.0))
         )
     };
     for (what, h) in s.commands.iter().filter(|(_, h)| h.count > 0.0) {
