@@ -500,10 +500,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-/// Largest page of a list.
-pub const MAX_LIST: usize = 500;
-/// Default page of a list.
-pub const DEFAULT_LIST: usize = 100;
+pub use events::command::{DEFAULT_LIST, MAX_LIST};
 
 /// Every clearance, folded from the whole log: answers lists and headcounts.
 #[derive(Debug, Default)]
@@ -598,10 +595,7 @@ impl Register {
             }
             (None, _) => None,
         };
-        let limit = q.limit.unwrap_or(DEFAULT_LIST);
-        if !(1..=MAX_LIST).contains(&limit) {
-            return Err(Refusal::invalid(format!("limit: must be 1 to {MAX_LIST}")));
-        }
+        let limit = events::command::page_limit(q.limit)?;
         let mut found: Vec<&ClearanceState> = self
             .clearances
             .values()

@@ -602,10 +602,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-/// Largest page of a list.
-pub const MAX_LIST: usize = 500;
-/// Default page of a list.
-pub const DEFAULT_LIST: usize = 100;
+pub use events::command::{DEFAULT_LIST, MAX_LIST};
 
 /// Every hostage case and every person's name, folded from the whole log: answers lists
 /// and puts names on a crisis manager's read.
@@ -672,12 +669,7 @@ impl Register {
                 actor.scope.map_or("no country", |c| c.as_str())
             )));
         }
-        let limit = q.limit.unwrap_or(DEFAULT_LIST);
-        if !(1..=MAX_LIST).contains(&limit) {
-            return Err(Refusal::invalid(format!(
-                "limit: must be 1 to {MAX_LIST}, got {limit}"
-            )));
-        }
+        let limit = events::command::page_limit(q.limit)?;
         let mut found: Vec<&Case> = self
             .cases
             .values()

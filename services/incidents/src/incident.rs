@@ -336,10 +336,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-/// Largest page of a list.
-pub const MAX_LIST: usize = 500;
-/// Default page of a list.
-pub const DEFAULT_LIST: usize = 100;
+pub use events::command::{DEFAULT_LIST, MAX_LIST};
 
 /// Every incident, folded from the whole log: answers lists.
 #[derive(Debug, Default)]
@@ -391,10 +388,7 @@ impl Register {
                 ));
             }
         };
-        let limit = q.limit.unwrap_or(DEFAULT_LIST);
-        if !(1..=MAX_LIST).contains(&limit) {
-            return Err(Refusal::invalid(format!("limit: must be 1 to {MAX_LIST}")));
-        }
+        let limit = events::command::page_limit(q.limit)?;
         let mut found: Vec<&Incident> = self
             .incidents
             .values()

@@ -305,10 +305,7 @@ impl Service {
     fn list(&self, payload: &[u8]) -> Result<Vec<Summary>, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::ORDER_READ, "read orders")?;
-        let limit = cmd.body.limit.unwrap_or(100);
-        if !(1..=500).contains(&limit) {
-            return Err(Refusal::invalid("limit: must be 1 to 500"));
-        }
+        let limit = events::command::page_limit(cmd.body.limit)?;
         let register = self.register.caught_up()?;
         let now = OffsetDateTime::now_utc();
         let mut found: Vec<&Order> = register

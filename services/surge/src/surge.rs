@@ -575,10 +575,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-/// Largest page of a list.
-pub const MAX_LIST: usize = 500;
-/// Default page of a list.
-pub const DEFAULT_LIST: usize = 100;
+pub use events::command::{DEFAULT_LIST, MAX_LIST};
 
 /// Every surge, folded from the whole log, plus what this service instance itself wrote and
 /// the log's feed has not brought yet.
@@ -698,10 +695,7 @@ impl Register {
                 ));
             }
         };
-        let limit = q.limit.unwrap_or(DEFAULT_LIST);
-        if !(1..=MAX_LIST).contains(&limit) {
-            return Err(Refusal::invalid(format!("limit: must be 1 to {MAX_LIST}")));
-        }
+        events::command::page_limit(q.limit)?;
         let mut found: Vec<&Surge> = self
             .surges()
             .filter(|s| visible(actor, s))
