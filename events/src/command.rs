@@ -78,6 +78,9 @@ pub struct Actor {
     /// The country a field officer is limited to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Country>,
+    /// The agency an agency focal point speaks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
 }
 
 impl Actor {
@@ -142,6 +145,16 @@ pub mod policy {
     pub const CLEARANCE_MOVEMENT: &[Role] = &[FieldOfficer, DutyOfficer, AgencyFocalPoint];
     /// Read clearances (field officers: those with a leg in their own country).
     pub const CLEARANCE_READ: &[Role] = &[FieldOfficer, DutyOfficer, CrisisManager, Admin];
+
+    /// Issue a broadcast, update or cancel one.
+    pub const BROADCAST_ISSUE: &[Role] = &[DutyOfficer];
+    /// Approve another duty officer's broadcast (the two-person rule).
+    pub const BROADCAST_APPROVE: &[Role] = &[DutyOfficer];
+    /// Acknowledge a broadcast for one's agency.
+    pub const BROADCAST_ACK: &[Role] = &[AgencyFocalPoint];
+    /// Read broadcasts (focal points: those sent to their agency; crisis-manager-only
+    /// broadcasts: crisis managers and admins).
+    pub const BROADCAST_READ: &[Role] = &[DutyOfficer, CrisisManager, AgencyFocalPoint, Admin];
 }
 
 impl Actor {
@@ -368,6 +381,7 @@ mod tests {
             user: "d".into(),
             role: Role::DutyOfficer,
             scope: None,
+            agency: None,
         };
         assert!(duty.covers(Country::parse("KE").unwrap()));
 

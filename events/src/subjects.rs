@@ -24,6 +24,16 @@ pub const EVENTS_ALL: &str = "vigil.events.>";
 /// Header carrying a published event's global position.
 pub const POSITION_HEADER: &str = "Vigil-Position";
 
+/// Where agency systems receive broadcasts: `vigil.alerts.<agency>`. `None` when the agency
+/// id cannot be one subject token (it holds `.`, `*` or `>`).
+pub fn alert_subject(agency: &str) -> Option<String> {
+    (!agency.is_empty() && !agency.contains(['.', '*', '>', ' ']))
+        .then(|| format!("vigil.alerts.{agency}"))
+}
+
+/// Where agency systems acknowledge broadcasts (a request on `vigil.alerts.<agency>.ack`).
+pub const ALERT_ACKS: &str = "vigil.alerts.*.ack";
+
 /// Subject on which the store publishes a committed event of `stream`:
 /// `vigil.events.<category>.<uuid>`.
 pub fn event_subject(stream: &StreamName) -> String {

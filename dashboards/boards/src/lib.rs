@@ -60,7 +60,8 @@ pub const BOARDS: &[&str] = &["situation"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
-    /// Duty officers, crisis managers and admins: includes incident reporters and descriptions.
+    /// Duty officers, crisis managers and admins: includes incident reporters and descriptions,
+    /// who issued and approved each broadcast, and the broadcasts' per-agency detail.
     Duty,
     /// Wall screens in a room with visitors: never a person's name.
     WallScreen,

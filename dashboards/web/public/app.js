@@ -398,27 +398,58 @@ const COUNTERS = [
   ["persons_held", "Persons held", (v) => v > 0 && "alarm"],
   ["active_surges", "Surges active"],
   ["active_orders", "Relocation / evac orders"],
-  ["broadcasts_awaiting_ack", "Broadcasts awaiting ack", (v) => v > 0 && "warn"],
+  [
+    "broadcasts_awaiting_ack",
+    "Broadcasts awaiting ack",
+    (v, c) =>
+      num(c.broadcast_deliveries_failed) > 0
+        ? "alarm"
+        : (v > 0 || num(c.broadcasts_awaiting_approval) > 0) && "warn",
+  ],
 ];
+
+/** The line under a counter: casualties under incidents; approvals and failed deliveries
+ * under broadcasts (each with its own counter-<key> test hook). */
+function CounterSub({ name }) {
+  if (!board) return null;
+  const c = board.counters ?? {};
+  if (name === "open_incidents") {
+    return html`<div class="sub">${num(c.casualties_killed)} killed · ${num(c.casualties_injured)} injured</div>`;
+  }
+  if (name === "broadcasts_awaiting_ack") {
+    const approval = num(c.broadcasts_awaiting_approval);
+    const failed = num(c.broadcast_deliveries_failed);
+    return html`<div class="sub">
+      <span
+        class=${cls(approval > 0 && "sub-warn")}
+        data-testid="counter-broadcasts_awaiting_approval"
+        data-value=${approval}
+        >${approval} to approve</span
+      >${" · "}<span
+        class=${cls(failed > 0 && "sub-alarm")}
+        data-testid="counter-broadcast_deliveries_failed"
+        data-value=${failed}
+        >${failed} failed</span
+      >
+    </div>`;
+  }
+  return null;
+}
 
 function Counters() {
   const c = board?.counters ?? {};
   return html`<section class="counters">
     ${COUNTERS.map(([key, label, tone]) => {
       const v = board ? num(c[key]) : null;
-      const sub =
-        key === "open_incidents" && board
-          ? `${num(c.casualties_killed)} killed · ${num(c.casualties_injured)} injured`
-          : null;
       return html`<div
-        class=${cls("counter", v !== null && tone && tone(v))}
+        class=${cls("counter", v !== null && tone && tone(v, c))}
         key=${key}
         data-testid=${`counter-${key}`}
         data-value=${v ?? ""}
       >
         <div class="value">${v ?? "—"}</div>
         <div class="label">${label}</div>
-        ${sub ? html`<div class="sub">${sub}</div>` : null}
+        <${CounterSub} name=${key} />
       </div>`;
     })}
   </section>`;
@@ -570,36 +601,100 @@ function OrdersPanel({ now }) {
   </section>`;
 }
 
+const BROADCAST_STATUS = {
+  awaiting_approval: "AWAITING APPROVAL",
+  live: "LIVE",
+  cancelled: "CANCELLED",
+};
+
+/** One broadcast: exercise badge, severity, status, escalation, time; title; the agencies'
+ * delivered / acknowledged / total, and failed in red. A cancelled one is one title line. */
+function BroadcastItem({ b, now }) {
+  const total = num(b.total);
+  const acked = num(b.acked);
+  const delivered = num(b.delivered);
+  const failed = num(b.failed);
+  const status = String(b.status ?? "");
+  const open = status !== "cancelled";
+  const pct = total > 0 ? (100 * acked) / total : 100;
+  const facts = [];
+  if (b.ack_deadline) facts.push(`ack by ${shortTime(b.ack_deadline, now)}`);
+  if (num(b.resent) > 0) facts.push(`re-sent to ${num(b.resent)}`);
+  if (b.rule) facts.push(`rule ${b.rule}`);
+  if (!b.requires_ack && !b.internal) facts.push("no ack required");
+  return html`<li
+    class=${cls("bc", slug(status), b.exercise && "is-exercise", open && failed > 0 && "has-failed")}
+    data-testid="broadcast"
+    data-id=${b.id ?? ""}
+    data-status=${status}
+    data-exercise=${b.exercise ? "true" : "false"}
+    data-escalated=${b.escalated ? "true" : "false"}
+  >
+    <div class="bc-tags">
+      ${b.exercise
+        ? html`<span class="exercise-badge" data-testid="broadcast-exercise">EXERCISE</span>`
+        : null}
+      <span class=${cls("tag", slug(b.severity))}>${String(b.severity ?? "").toUpperCase()}</span>
+      <span class=${cls("tag bst", `bst-${slug(status)}`)} data-testid="broadcast-status"
+        >${BROADCAST_STATUS[status] ?? status.toUpperCase()}</span
+      >
+      ${b.escalated
+        ? html`<span class="tag bst bst-escalated" data-testid="broadcast-escalated">ESCALATED</span>`
+        : null}
+      ${b.internal ? html`<span class="tag bst bst-internal">INTERNAL</span>` : null}
+      <span class="bc-time dim">${shortTime(b.issued_at, now)}</span>
+    </div>
+    <div class="title">${b.title ?? ""}</div>
+    ${!open
+      ? null
+      : b.internal
+        ? html`<div class="bc-counts dim">duty officers only · no agency</div>`
+        : html`<div
+            class="bc-counts"
+            data-testid="broadcast-counts"
+            data-delivered=${delivered}
+            data-acked=${acked}
+            data-total=${total}
+            data-failed=${failed}
+          >
+            ${"delivered "}<span class="num">${delivered}</span>${" / acknowledged "}<span
+              class="num"
+              >${acked}</span
+            >${" / of "}<span class="num">${total}</span>
+            ${failed > 0
+              ? html`${" "}<span class="bc-failed" data-testid="broadcast-failed">failed ${failed}</span>`
+              : null}
+          </div>`}
+    ${open && facts.length ? html`<div class="dim bc-facts">${facts.join(" · ")}</div>` : null}
+    ${open && b.requires_ack && !b.internal && status === "live"
+      ? html`<div class=${cls("bar", pct < 50 ? "low" : pct < 100 && "mid")}>
+          <i style=${{ width: `${Math.min(100, pct)}%` }}></i>
+        </div>`
+      : null}
+  </li>`;
+}
+
 function BroadcastPanel({ now }) {
-  const items = Array.isArray(board?.broadcasts) ? board.broadcasts : [];
+  const all = Array.isArray(board?.broadcasts) ? board.broadcasts : [];
+  // What needs someone first: awaiting approval, then failed or escalated, then the other
+  // live ones, cancelled last (a withdrawn alert must not push a live one off the wall);
+  // newest first within each, as the board lists them (Array.sort is stable).
+  const rank = (b) =>
+    b?.status === "awaiting_approval"
+      ? 0
+      : b?.status === "cancelled"
+        ? 3
+        : num(b?.failed) > 0 || b?.escalated
+          ? 1
+          : 2;
+  const items = [...all].sort((a, b) => rank(a) - rank(b));
   return html`<section class="panel broadcasts" data-testid="panel-broadcasts">
-    <h2><span>Broadcasts</span><span>acknowledged</span></h2>
+    <h2><span>Broadcasts</span><span>agencies</span></h2>
     <${List}
       items=${items}
-      max=${4}
+      max=${3}
       empty="No broadcast"
-      render=${(b) => {
-        const total = num(b.total);
-        const acked = num(b.acked);
-        const pct = total > 0 ? (100 * acked) / total : 100;
-        return html`<li key=${b.id} class=${cls("bc", slug(b.status))}>
-          ${b.exercise ? html`<span class="tag exercise">EXERCISE</span> ` : null}
-          <span class=${cls("tag", slug(b.severity))}>${String(b.severity ?? "").toUpperCase()}</span>
-          ${" "}<span class="title">${b.title ?? ""}</span>
-          <div class="dim">
-            ${shortTime(b.issued_at, now)}${" · "}
-            ${b.requires_ack
-              ? html`<span class="num">${acked}</span>/${total} agencies acked`
-              : "no ack required"}
-            ${b.status && b.status !== "issued" ? ` · ${String(b.status).toUpperCase()}` : ""}
-          </div>
-          ${b.requires_ack
-            ? html`<div class=${cls("bar", pct < 50 ? "low" : pct < 100 && "mid")}>
-                <i style=${{ width: `${Math.min(100, pct)}%` }}></i>
-              </div>`
-            : null}
-        </li>`;
-      }}
+      render=${(b) => html`<${BroadcastItem} key=${b.id} b=${b} now=${now} />`}
     />
   </section>`;
 }

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::area::{MAX_NAME, named_stream};
 use crate::envelope::StreamName;
-use crate::validate::{ValidationError, id, non_blank};
+use crate::validate::{Country, ValidationError, count, id, non_blank};
+
+/// Most countries one agency lists (there are 249 ISO codes).
+pub const MAX_COUNTRIES: usize = 250;
 
 /// An agency was registered, or its reference record changed (the latest one stands).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,13 +18,25 @@ pub struct AgencyRegistered {
     pub agency: String,
     /// Its name.
     pub name: String,
+    /// The countries it works in: a broadcast to a country goes to these agencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<Country>,
 }
 
 impl AgencyRegistered {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         id("agency", &self.agency)?;
-        non_blank("name", &self.name, MAX_NAME)
+        non_blank("name", &self.name, MAX_NAME)?;
+        count("countries", self.countries.len(), 0, MAX_COUNTRIES)?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.countries.iter().find(|c| !seen.insert(**c)) {
+            return Err(ValidationError::new(
+                "countries",
+                format!("{twice} is listed twice"),
+            ));
+        }
+        Ok(())
     }
 }
 

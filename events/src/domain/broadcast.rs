@@ -1,12 +1,24 @@
-//! All-agency broadcast events (stream category `broadcast`): issued, delivered over each
-//! channel, acknowledged by agency focal points, escalated when unacknowledged, cancelled.
+//! All-agency broadcast events (stream category `broadcast`, one stream per broadcast):
+//! issued (with the agencies it goes to), approved by a second duty officer, each delivery
+//! attempt and its outcome, acknowledged by agency focal points, re-sent and escalated when
+//! unacknowledged, cancelled.
+//!
+//! An update or a cancellation is a new broadcast that names the original (`updates`,
+//! `cancels`): nothing is edited in place (CAP's Update/Cancel).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::MAX_REASON;
+use crate::envelope::StreamName;
 use crate::validate::{Country, ValidationError, id, id_list, non_blank, opt_timestamp};
+
+/// The stream of broadcast `id`.
+pub fn stream_for(id: Uuid) -> StreamName {
+    // "broadcast" is a valid category (lower-case letters).
+    StreamName::new(crate::Category("broadcast".to_owned()), id)
+}
 
 /// Longest broadcast title.
 pub const MAX_TITLE: usize = 200;
@@ -31,8 +43,9 @@ pub enum BroadcastSeverity {
     Critical,
 }
 
-/// Who a broadcast is for. JSON: `"all_agencies"`, `{"country": "SO"}` or
-/// `{"agencies": ["wfp", "unicef"]}`.
+/// Who a broadcast is for. JSON: `"all_agencies"`, `{"country": "SO"}`,
+/// `{"agencies": ["wfp", "unicef"]}`, or `"duty_officers"` / `"crisis_managers"` (inside the
+/// centre only: shown on the board, never sent to an agency).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Audience {
@@ -42,6 +55,31 @@ pub enum Audience {
     Country(Country),
     /// The agencies named, 1 to 200, each once.
     Agencies(Vec<String>),
+    /// The centre's duty officers (the board), no agency.
+    DutyOfficers,
+    /// The centre's crisis managers only, no agency.
+    CrisisManagers,
+}
+
+impl Audience {
+    /// Whether the audience is inside the centre (no agency receives it).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Audience::DutyOfficers | Audience::CrisisManagers)
+    }
+}
+
+/// The rule that issued a broadcast by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firing {
+    /// The rule's id in the rules file.
+    pub rule: String,
+    /// The rules file's version.
+    pub rules_version: u32,
+    /// The event that triggered it (also the broadcast event's `causation_id`).
+    pub trigger: Uuid,
+    /// The trigger's event type.
+    pub trigger_type: String,
 }
 
 /// A broadcast was issued.
@@ -70,6 +108,16 @@ pub struct BroadcastIssued {
     /// The earlier broadcast this one updates, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<Uuid>,
+    /// The earlier broadcast this one cancels, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancels: Option<Uuid>,
+    /// The agencies it goes to, resolved from the audience when issued (empty for an
+    /// internal audience).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// Set when a rule issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Firing>,
 }
 
 impl BroadcastIssued {
@@ -87,12 +135,49 @@ impl BroadcastIssued {
                 "is set but requires_ack is false",
             ));
         }
+        if self.updates.is_some() && self.cancels.is_some() {
+            return Err(ValidationError::new(
+                "cancels",
+                "a broadcast either updates or cancels another, not both",
+            ));
+        }
+        if !self.recipients.is_empty() {
+            id_list("recipients", &self.recipients, 0, MAX_AGENCIES)?;
+        }
+        if let Some(f) = &self.rule {
+            id("rule.rule", &f.rule)?;
+            id("rule.trigger_type", &f.trigger_type)?;
+        }
         Ok(())
+    }
+
+    /// Whether a second duty officer must approve it before it goes out: severity high or
+    /// critical, or every agency. Cancellations and rule firings are exempt (stopping a wrong
+    /// alert must not wait; a rule was reviewed when its file was).
+    pub fn needs_second_person(&self) -> bool {
+        self.cancels.is_none()
+            && self.rule.is_none()
+            && (self.severity >= BroadcastSeverity::High || self.audience == Audience::AllAgencies)
+    }
+}
+
+/// A second duty officer approved the broadcast (the two-person rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastApproved {
+    /// Who approved it (never its issuer).
+    pub by: String,
+}
+
+impl BroadcastApproved {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("by", &self.by)
     }
 }
 
 /// A delivery channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A NATS subject.
@@ -101,6 +186,47 @@ pub enum Channel {
     Webhook,
     /// The CAP (Common Alerting Protocol) feed.
     Cap,
+}
+
+impl Channel {
+    /// The channel's name in JSON and event ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Nats => "nats",
+            Channel::Webhook => "webhook",
+            Channel::Cap => "cap",
+        }
+    }
+}
+
+/// A delivery attempt was started (claimed): the instance whose append stored it makes the
+/// attempt; its outcome is a [`BroadcastDelivered`] or a [`BroadcastDeliveryFailed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastDeliveryAttempted {
+    /// The agency.
+    pub agency: String,
+    /// How.
+    pub channel: Channel,
+    /// Round 1 is the first sending, round 2 the re-send to agencies that have not
+    /// acknowledged.
+    pub round: u32,
+    /// Attempt within the round, from 1.
+    pub attempt: u32,
+}
+
+impl BroadcastDeliveryAttempted {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("agency", &self.agency)?;
+        if self.attempt == 0 || self.round == 0 {
+            return Err(ValidationError::new(
+                "attempt",
+                "rounds and attempts count from 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The broadcast reached an agency over a channel.
@@ -113,6 +239,61 @@ pub struct BroadcastDelivered {
     pub channel: Channel,
     /// Which attempt succeeded, from 1.
     pub attempt: u32,
+    /// Which round (1: first sending, 2: re-send).
+    #[serde(default = "first_round")]
+    pub round: u32,
+}
+
+fn first_round() -> u32 {
+    1
+}
+
+/// A delivery attempt failed; `gave_up` when it was the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastDeliveryFailed {
+    /// The agency.
+    pub agency: String,
+    /// How.
+    pub channel: Channel,
+    /// Which round.
+    pub round: u32,
+    /// Which attempt failed, from 1.
+    pub attempt: u32,
+    /// What went wrong (status code, connection error).
+    pub error: String,
+    /// No further attempt will be made over this channel in this round.
+    pub gave_up: bool,
+}
+
+impl BroadcastDeliveryFailed {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("agency", &self.agency)?;
+        non_blank("error", &self.error, MAX_REASON)?;
+        if self.attempt == 0 || self.round == 0 {
+            return Err(ValidationError::new(
+                "attempt",
+                "rounds and attempts count from 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Agencies that had not acknowledged were sent the broadcast again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastResent {
+    /// The agencies sent to again.
+    pub agencies: Vec<String>,
+}
+
+impl BroadcastResent {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id_list("agencies", &self.agencies, 1, MAX_AGENCIES)
+    }
 }
 
 impl BroadcastDelivered {
@@ -150,12 +331,19 @@ impl BroadcastAcknowledged {
 pub struct BroadcastEscalated {
     /// Why.
     pub reason: String,
+    /// The agencies that had not acknowledged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agencies: Vec<String>,
 }
 
 impl BroadcastEscalated {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        non_blank("reason", &self.reason, MAX_REASON)
+        non_blank("reason", &self.reason, MAX_REASON)?;
+        if !self.agencies.is_empty() {
+            id_list("agencies", &self.agencies, 0, MAX_AGENCIES)?;
+        }
+        Ok(())
     }
 }
 
@@ -165,6 +353,9 @@ impl BroadcastEscalated {
 pub struct BroadcastCancelled {
     /// Why.
     pub reason: String,
+    /// The broadcast that announced the cancellation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_broadcast: Option<Uuid>,
 }
 
 impl BroadcastCancelled {
@@ -198,6 +389,9 @@ mod tests {
             ack_deadline: Some(datetime!(2024-03-01 17:00 UTC)),
             exercise: false,
             updates: None,
+            cancels: None,
+            recipients: vec![],
+            rule: None,
         };
         assert!(b.validate().is_ok());
         round_trip(&b);
@@ -244,6 +438,7 @@ mod tests {
             agency: "wfp".into(),
             channel: Channel::Cap,
             attempt: 1,
+            round: 1,
         };
         round_trip(&d);
         assert!(BroadcastDelivered { attempt: 0, ..d }.validate().is_err());
@@ -253,9 +448,11 @@ mod tests {
         });
         round_trip(&BroadcastEscalated {
             reason: "3 agencies overdue".into(),
+            agencies: vec!["wfp".into()],
         });
         round_trip(&BroadcastCancelled {
             reason: "sent in error".into(),
+            by_broadcast: Some(Uuid::from_u128(9)),
         });
     }
 }

@@ -145,8 +145,9 @@ domain_events! {
         ArrivalRecorded = 1, DepartureRecorded = 1,
     }
     broadcast {
-        BroadcastIssued = 1, BroadcastDelivered = 1, BroadcastAcknowledged = 1,
-        BroadcastEscalated = 1, BroadcastCancelled = 1,
+        BroadcastIssued = 1, BroadcastApproved = 1, BroadcastDeliveryAttempted = 1,
+        BroadcastDelivered = 1, BroadcastDeliveryFailed = 1, BroadcastAcknowledged = 1,
+        BroadcastResent = 1, BroadcastEscalated = 1, BroadcastCancelled = 1,
     }
 }
 
@@ -342,6 +343,7 @@ mod tests {
             agency::AgencyRegistered {
                 agency: "unicef".into(),
                 name: "UNICEF".into(),
+                countries: vec![country("ML"), country("SO")],
             }
             .into(),
             HostageCaseOpened {
@@ -465,12 +467,33 @@ mod tests {
                 ack_deadline: None,
                 exercise: true,
                 updates: None,
+                cancels: None,
+                recipients: vec!["wfp".into()],
+                rule: None,
+            }
+            .into(),
+            BroadcastApproved { by: id() }.into(),
+            BroadcastDeliveryAttempted {
+                agency: "wfp".into(),
+                channel: Channel::Webhook,
+                round: 1,
+                attempt: 2,
             }
             .into(),
             BroadcastDelivered {
                 agency: "wfp".into(),
                 channel: Channel::Webhook,
                 attempt: 2,
+                round: 1,
+            }
+            .into(),
+            BroadcastDeliveryFailed {
+                agency: "wfp".into(),
+                channel: Channel::Webhook,
+                round: 1,
+                attempt: 1,
+                error: reason(),
+                gave_up: false,
             }
             .into(),
             BroadcastAcknowledged {
@@ -478,8 +501,20 @@ mod tests {
                 by: id(),
             }
             .into(),
-            BroadcastEscalated { reason: reason() }.into(),
-            BroadcastCancelled { reason: reason() }.into(),
+            BroadcastResent {
+                agencies: vec!["wfp".into()],
+            }
+            .into(),
+            BroadcastEscalated {
+                reason: reason(),
+                agencies: vec![],
+            }
+            .into(),
+            BroadcastCancelled {
+                reason: reason(),
+                by_broadcast: None,
+            }
+            .into(),
         ]
     }
 
@@ -811,6 +846,9 @@ mod tests {
                         ack_deadline,
                         exercise,
                         updates: updates.map(Uuid::from_u128),
+                        cancels: None,
+                        recipients: vec![],
+                        rule: None,
                     })
                 },
             );
@@ -822,13 +860,22 @@ mod tests {
                     agency,
                     channel,
                     attempt,
+                    round: 1,
                 }
                 .into()
             }),
             (arb_id(), arb_id())
                 .prop_map(|(agency, by)| BroadcastAcknowledged { agency, by }.into()),
-            arb_text().prop_map(|reason| BroadcastEscalated { reason }.into()),
-            arb_text().prop_map(|reason| BroadcastCancelled { reason }.into()),
+            arb_text().prop_map(|reason| BroadcastEscalated {
+                reason,
+                agencies: vec![]
+            }
+            .into()),
+            arb_text().prop_map(|reason| BroadcastCancelled {
+                reason,
+                by_broadcast: None
+            }
+            .into()),
         ]
     }
 

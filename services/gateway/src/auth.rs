@@ -87,7 +87,8 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The actor a command carries: who, in which role, limited to which country.
+    /// The actor a command carries: who, in which role, limited to which country, speaking
+    /// for which agency.
     pub fn actor(&self) -> events::command::Actor {
         events::command::Actor {
             user: self.sub.clone(),
@@ -96,6 +97,7 @@ impl Claims {
                 .scope
                 .as_deref()
                 .and_then(|s| events::validate::Country::parse(s).ok()),
+            agency: self.agency.clone(),
         }
     }
 }

@@ -702,6 +702,7 @@ mod tests {
             user: format!("{}.user", role.as_str()),
             role,
             scope: scope.map(|s| Country::parse(s).unwrap()),
+            agency: None,
         }
     }
 
@@ -1513,7 +1514,7 @@ mod properties {
 
         #[test]
         fn the_record_stays_consistent(commands in proptest::collection::vec(arb_command(), 0..40)) {
-            let crisis = Actor { user: "c".into(), role: Role::CrisisManager, scope: None };
+            let crisis = Actor { user: "c".into(), role: Role::CrisisManager, scope: None, agency: None };
             let open = json!({"incident_id": Uuid::nil(), "country": "ML",
                               "persons": ["P-1", "P-2", "P-3"]});
             let mut log: Vec<RecordedEvent> = vec![];

@@ -267,6 +267,7 @@ mod tests {
                 user: "cm.sara".into(),
                 role: Role::CrisisManager,
                 scope: None,
+                agency: None,
             },
             source: "http".into(),
             correlation_id: Some(Uuid::from_u128(2)),

@@ -130,6 +130,7 @@ fn person(user: &str, role: Role) -> Actor {
         user: user.to_owned(),
         role,
         scope: None,
+        agency: None,
     }
 }
 
@@ -280,6 +281,7 @@ async fn the_life_of_a_case_over_nats() {
         person("wall", Role::WallScreen),
         Actor {
             scope: Some(Country::parse("SO").unwrap()),
+            agency: None,
             ..person("fso", Role::FieldOfficer)
         },
     ] {

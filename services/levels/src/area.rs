@@ -144,6 +144,7 @@ mod tests {
             user: "u".into(),
             role,
             scope: scope.map(|s| Country::parse(s).unwrap()),
+            agency: None,
         }
     }
 

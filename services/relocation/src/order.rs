@@ -507,6 +507,7 @@ mod tests {
             user: format!("{}.user", role.as_str()),
             role,
             scope: scope.map(|s| Country::parse(s).unwrap()),
+            agency: None,
         }
     }
 

@@ -114,17 +114,20 @@ pub fn permissions(user: &str) -> Option<Permissions> {
         },
         service if DOMAIN_SERVICES.contains(&service) => {
             let mut publish_allow = strings(&[STORE_ALL]);
+            let mut subscribe_allow = vec![
+                EVENTS.to_owned(),
+                format!("vigil.cmd.{service}.>"),
+                inbox.to_owned(),
+            ];
             if service == "broadcast" {
                 publish_allow.push("vigil.alerts.>".to_owned());
+                // Agency systems acknowledge on `vigil.alerts.<agency>.ack`.
+                subscribe_allow.push("vigil.alerts.*.ack".to_owned());
             }
             Permissions {
                 publish_allow,
                 publish_deny: strings(&[EVENTS]),
-                subscribe_allow: vec![
-                    EVENTS.to_owned(),
-                    format!("vigil.cmd.{service}.>"),
-                    inbox.to_owned(),
-                ],
+                subscribe_allow,
                 subscribe_deny: strings(&[STORE_ALL]),
                 allow_responses: true,
             }

@@ -40,9 +40,20 @@ pub struct ReadModel<R> {
 impl<R: Fold> ReadModel<R> {
     /// Starts folding the log from position 1 into a fresh model, until `shutdown`.
     pub fn start(client: Client, name: &'static str, shutdown: CancellationToken) -> Arc<Self> {
+        Self::start_with(client, name, shutdown, R::default())
+    }
+
+    /// Starts folding the log from position 1 into `initial` (a model that carries its
+    /// settings, e.g. rules), until `shutdown`.
+    pub fn start_with(
+        client: Client,
+        name: &'static str,
+        shutdown: CancellationToken,
+        initial: R,
+    ) -> Arc<Self> {
         let model = Arc::new(Self {
             name,
-            state: RwLock::new(R::default()),
+            state: RwLock::new(initial),
             position: AtomicU64::new(0),
             start_head: AtomicU64::new(u64::MAX),
         });

@@ -33,6 +33,7 @@ fn actor(user: &str, role: Role, scope: Option<&str>) -> Actor {
         user: user.into(),
         role,
         scope: scope.map(|s| Country::parse(s).unwrap()),
+        agency: None,
     }
 }
 

@@ -18,6 +18,9 @@
 //! - A second "opening" event for a stream the board already holds (a second
 //!   `IncidentReported`) is ignored: the first one stands.
 //! - Counters are kept up to date incrementally; a test recounts them from scratch.
+//! - Broadcasts never leave the state (an old one may still await acknowledgements), but each
+//!   keeps at most [`MAX_AGENCIES`] agencies, and only the newest [`MAX_BROADCASTS`] are
+//!   rendered: a change to an older one moves its counters only.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -25,7 +28,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use events::RecordedEvent;
 use events::codec::Decoded;
 use events::domain::DomainEvent;
-use events::domain::broadcast::{Audience, BroadcastSeverity};
+use events::domain::broadcast::{Audience, BroadcastSeverity, MAX_AGENCIES};
 use events::domain::incident::{Casualties, IncidentCategory, Location};
 use events::domain::relocation::{OrderKind, PersonStatus, Scope};
 use events::validate::{Country, SecurityLevel, Severity};
@@ -52,6 +55,8 @@ pub struct Changes {
     counters: bool,
     /// Whether the list of the latest broadcasts changed.
     broadcasts: bool,
+    /// Which per-agency detail of the listed broadcasts changed (duty view).
+    detail: Detail,
     /// Whether a timeline item was added (it is the newest one).
     timeline: bool,
 }
@@ -60,8 +65,28 @@ impl Changes {
     /// Whether the event changed nothing a page shows (besides `position` and `as_of`, which
     /// every delta message carries anyway).
     pub fn is_empty(&self) -> bool {
-        self.countries.is_empty() && !self.counters && !self.broadcasts && !self.timeline
+        self.countries.is_empty()
+            && !self.counters
+            && !self.broadcasts
+            && self.detail == Detail::None
+            && !self.timeline
     }
+}
+
+/// What changed in `broadcast_agencies` (the duty view's per-agency detail of the listed
+/// broadcasts). One event is about one broadcast, so one of these says it all, and the delta
+/// sends the one agency an acknowledgement touched, not the whole list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Detail {
+    /// Nothing.
+    #[default]
+    None,
+    /// A broadcast was issued and joined the list; the oldest listed one may have left it.
+    Listed { added: Uuid, dropped: Option<Uuid> },
+    /// Several agencies of one listed broadcast.
+    Broadcast(Uuid),
+    /// One agency of one listed broadcast.
+    Agency(Uuid, String),
 }
 
 /// A few values kept inline: what one event touches is one or two countries, and folding an
@@ -157,9 +182,13 @@ struct Counters {
     persons_held: u64,
     active_surges: u64,
     active_orders: u64,
-    /// Broadcasts that require an acknowledgement, are not cancelled and are not acknowledged
-    /// by every agency they reached yet.
+    /// Live broadcasts (approved or needing no approval, not cancelled) to agencies that
+    /// require an acknowledgement and are not acknowledged by every agency yet.
     broadcasts_awaiting_ack: u64,
+    /// Broadcasts waiting for a second duty officer's approval (not cancelled).
+    broadcasts_awaiting_approval: u64,
+    /// Agencies that a live broadcast finally failed to reach, summed over broadcasts.
+    broadcast_deliveries_failed: u64,
 }
 
 /// Adds or subtracts `by`, saturating: a malformed log must never overflow-panic a debug build.
@@ -258,6 +287,76 @@ impl Order {
     }
 }
 
+/// One agency a broadcast goes to: what is known of its delivery and acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reach {
+    /// A `BroadcastDelivered` came for it (any channel, any round).
+    delivered: bool,
+    /// A `BroadcastDeliveryFailed` with `gave_up` came for it (any channel, any round).
+    gave_up: bool,
+    /// Seconds from going live (approval, or issue when it needed none) to its first
+    /// acknowledgement; `None` until it acknowledges.
+    ack_seconds: Option<i64>,
+    /// Named by a `BroadcastResent`.
+    resent: bool,
+}
+
+impl Reach {
+    fn acknowledged(&self) -> bool {
+        self.ack_seconds.is_some()
+    }
+
+    /// Every attempt over some channel was given up, and nothing shows that it reached the
+    /// agency anyway (no delivery over any channel or round, no acknowledgement).
+    fn failed(&self) -> bool {
+        self.gave_up && !self.delivered && !self.acknowledged()
+    }
+
+    /// What the board shows of it, as counted flags: delivered, acknowledged, failed, resent.
+    fn shown(&self) -> [bool; 4] {
+        [
+            self.delivered,
+            self.acknowledged(),
+            self.failed(),
+            self.resent,
+        ]
+    }
+}
+
+/// A broadcast's share of the board-wide counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Share {
+    awaiting_ack: bool,
+    awaiting_approval: bool,
+    failed: u64,
+}
+
+/// Adds (or removes) a broadcast's share of the counters.
+fn count_broadcast(counters: &mut Counters, share: Share, add: bool) {
+    bump(
+        &mut counters.broadcasts_awaiting_ack,
+        add,
+        u64::from(share.awaiting_ack),
+    );
+    bump(
+        &mut counters.broadcasts_awaiting_approval,
+        add,
+        u64::from(share.awaiting_approval),
+    );
+    bump(&mut counters.broadcast_deliveries_failed, add, share.failed);
+}
+
+/// Where a broadcast is in its life (as the broadcast service sees it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BroadcastStatus {
+    /// Waiting for a second duty officer; nothing is sent.
+    AwaitingApproval,
+    /// Being sent and acknowledged.
+    Live,
+    /// Withdrawn.
+    Cancelled,
+}
+
 /// A broadcast, issued at some point; kept while the board may show or count it.
 #[derive(Debug, Clone)]
 struct Broadcast {
@@ -267,34 +366,119 @@ struct Broadcast {
     severity: BroadcastSeverity,
     exercise: bool,
     issued_at: OffsetDateTime,
+    /// The issue's `meta.actor` (duty view only).
+    issued_by: Option<String>,
     requires_ack: bool,
-    /// The agencies named when the audience is a list: the total is their number.
-    named: Option<HashSet<String>>,
+    ack_deadline: Option<OffsetDateTime>,
+    /// It must be approved by a second duty officer before it goes out.
+    needs_approval: bool,
+    /// Who approved it (duty view only) and when: the first `BroadcastApproved` stands.
+    approved: Option<(String, OffsetDateTime)>,
+    /// For the centre only (duty officers): no agency receives it.
+    internal: bool,
+    /// The rule that issued it.
+    rule: Option<String>,
     /// The country when the audience is a country (for the timeline).
     country: Option<Country>,
-    /// Agencies known to have received it (delivered or acknowledged), when the audience is not
-    /// a list: the total is their number.
-    reached: HashSet<String>,
-    /// Distinct agencies that acknowledged (for a list audience, only agencies on the list).
-    acked: HashSet<String>,
-    escalated: bool,
+    /// Whether `agencies` is the whole audience, fixed when issued (its `recipients`, or the
+    /// named list of an older event; empty for an internal one): other agencies are ignored.
+    /// Otherwise (an older event for all agencies or a country) an agency joins when a
+    /// delivery or an acknowledgement names it.
+    fixed: bool,
+    /// At most [`MAX_AGENCIES`] agencies, by id; the total is their number.
+    agencies: BTreeMap<String, Reach>,
+    /// Agencies delivered to, acknowledged, finally failed, sent again: kept with `agencies`.
+    delivered: u64,
+    acked: u64,
+    failed: u64,
+    resent: u64,
+    /// Number of `BroadcastEscalated` events.
+    escalations: u64,
     cancelled: bool,
 }
 
 impl Broadcast {
     fn total(&self) -> u64 {
-        match &self.named {
-            Some(list) => list.len() as u64,
-            None => self.reached.len() as u64,
+        self.agencies.len() as u64
+    }
+
+    fn status(&self) -> BroadcastStatus {
+        if self.cancelled {
+            BroadcastStatus::Cancelled
+        } else if self.needs_approval && self.approved.is_none() {
+            BroadcastStatus::AwaitingApproval
+        } else {
+            BroadcastStatus::Live
         }
     }
 
-    fn acked(&self) -> u64 {
-        self.acked.len() as u64
+    fn awaiting_ack(&self) -> bool {
+        self.status() == BroadcastStatus::Live
+            && self.requires_ack
+            && !self.internal
+            && (self.total() == 0 || self.acked < self.total())
     }
 
-    fn awaiting_ack(&self) -> bool {
-        self.requires_ack && !self.cancelled && (self.total() == 0 || self.acked() < self.total())
+    /// Its share of the board-wide counters.
+    fn share(&self) -> Share {
+        let status = self.status();
+        Share {
+            awaiting_ack: self.awaiting_ack(),
+            awaiting_approval: status == BroadcastStatus::AwaitingApproval,
+            failed: if status == BroadcastStatus::Live {
+                self.failed
+            } else {
+                0
+            },
+        }
+    }
+
+    /// When it went live: its approval, or its issue when none came.
+    fn live_since(&self) -> OffsetDateTime {
+        self.approved.as_ref().map_or(self.issued_at, |(_, at)| *at)
+    }
+
+    /// Changes what is known of `agency` with `change`, keeping the counts in step. An agency
+    /// outside a fixed audience is ignored; an open audience takes it in when the change
+    /// shows something (up to [`MAX_AGENCIES`]). Returns whether anything shown changed.
+    fn reach(&mut self, agency: String, change: impl FnOnce(&mut Reach)) -> bool {
+        let room = self.agencies.len() < MAX_AGENCIES;
+        let (before, after) = match self.agencies.entry(agency) {
+            Entry::Occupied(o) => {
+                let r = o.into_mut();
+                let before = r.shown();
+                change(r);
+                (before, r.shown())
+            }
+            Entry::Vacant(v) if !self.fixed && room => {
+                let mut r = Reach::default();
+                change(&mut r);
+                if r == Reach::default() {
+                    return false;
+                }
+                let after = v.insert(r).shown();
+                // A new agency: the total changed even if it shows no flag.
+                self.count_reach([false; 4], after);
+                return true;
+            }
+            Entry::Vacant(_) => return false,
+        };
+        self.count_reach(before, after);
+        before != after
+    }
+
+    fn count_reach(&mut self, before: [bool; 4], after: [bool; 4]) {
+        let counts = [
+            &mut self.delivered,
+            &mut self.acked,
+            &mut self.failed,
+            &mut self.resent,
+        ];
+        for ((n, was), now) in counts.into_iter().zip(before).zip(after) {
+            if was != now {
+                bump(n, now, 1);
+            }
+        }
     }
 }
 
@@ -453,6 +637,7 @@ struct Effects {
     /// Countries touched, with whether each had an entry before the event.
     countries: Few<(Code, bool)>,
     broadcasts: bool,
+    detail: Detail,
     timeline: bool,
 }
 
@@ -499,7 +684,7 @@ impl Situation {
             time: event.recorded_at,
         };
         let mut fx = Effects::default();
-        self.fold(domain, at, &mut fx);
+        self.fold(domain, at, event.meta.actor.as_deref(), &mut fx);
 
         let mut countries = Few::default();
         for (code, existed) in fx.countries.iter() {
@@ -519,11 +704,14 @@ impl Situation {
             countries,
             counters: self.counters != before,
             broadcasts: fx.broadcasts,
+            detail: fx.detail,
             timeline: fx.timeline,
         }
     }
 
-    fn fold(&mut self, event: DomainEvent, at: At, fx: &mut Effects) {
+    /// Folds one decoded event; `actor` is its `meta.actor` (only a broadcast's issuer is
+    /// kept, for the duty view).
+    fn fold(&mut self, event: DomainEvent, at: At, actor: Option<&str>, fx: &mut Effects) {
         use DomainEvent as E;
         match event {
             E::IncidentReported(e) => {
@@ -788,59 +976,144 @@ impl Situation {
             | E::PersonRegistered(_)
             | E::AgencyRegistered(_) => {}
             E::BroadcastIssued(e) => {
-                if self.broadcasts.contains_key(&at.id) {
+                // A broadcast to crisis managers is theirs alone (the broadcast service hides
+                // it from duty officers): the board, seen by duty officers and visitors, never
+                // shows it, and its later events are of a stream the board does not know.
+                if self.broadcasts.contains_key(&at.id) || e.audience == Audience::CrisisManagers
+                {
                     return;
                 }
-                let (named, country) = match e.audience {
-                    Audience::AllAgencies => (None, None),
-                    Audience::Country(c) => (None, Some(c)),
-                    Audience::Agencies(list) => (Some(list.into_iter().collect()), None),
+                let needs_approval = e.needs_second_person()
+                    // An older event, issued before recipients were resolved and before the
+                    // two-person rule: it went out when issued.
+                    && (e.audience.is_internal() || !e.recipients.is_empty());
+                let internal = e.audience.is_internal();
+                let (fixed, listed, country) = match e.audience {
+                    _ if internal => (true, Vec::new(), None),
+                    Audience::Country(c) => (!e.recipients.is_empty(), e.recipients, Some(c)),
+                    Audience::Agencies(named) if e.recipients.is_empty() => (true, named, None),
+                    _ => (!e.recipients.is_empty(), e.recipients, None),
                 };
+                let agencies = listed
+                    .into_iter()
+                    .map(|a| (a, Reach::default()))
+                    .take(MAX_AGENCIES)
+                    .collect();
                 let broadcast = Broadcast {
                     seq: self.broadcast_order.len(),
                     title: e.title,
                     severity: e.severity,
                     exercise: e.exercise,
                     issued_at: at.time,
+                    issued_by: actor.map(str::to_owned),
                     requires_ack: e.requires_ack,
-                    named,
+                    ack_deadline: e.ack_deadline,
+                    needs_approval,
+                    approved: None,
+                    internal,
+                    rule: e.rule.map(|f| f.rule),
                     country,
-                    reached: HashSet::new(),
-                    acked: HashSet::new(),
-                    escalated: false,
+                    fixed,
+                    agencies,
+                    delivered: 0,
+                    acked: 0,
+                    failed: 0,
+                    resent: 0,
+                    escalations: 0,
                     cancelled: false,
                 };
-                if broadcast.awaiting_ack() {
-                    bump(&mut self.counters.broadcasts_awaiting_ack, true, 1);
-                }
+                count_broadcast(&mut self.counters, broadcast.share(), true);
                 self.broadcast_order.push(at.id);
+                let dropped = self
+                    .broadcast_order
+                    .len()
+                    .checked_sub(MAX_BROADCASTS + 1)
+                    .and_then(|i| self.broadcast_order.get(i))
+                    .copied();
                 fx.broadcasts = true;
+                fx.detail = Detail::Listed {
+                    added: at.id,
+                    dropped,
+                };
                 self.note(at, fx, text::broadcast_issued(&broadcast));
                 self.broadcasts.insert(at.id, broadcast);
             }
+            E::BroadcastApproved(e) => {
+                let changed = self.change_broadcast(at, fx, Detail::None, |b| {
+                    b.approved.is_none() && {
+                        b.approved = Some((e.by, at.time));
+                        true
+                    }
+                });
+                let item = self.broadcasts.get(&at.id).filter(|_| changed);
+                if let Some(item) = item.map(text::broadcast_approved) {
+                    self.note(at, fx, item);
+                }
+            }
+            // A claim, not an outcome: the board waits for the outcome.
+            E::BroadcastDeliveryAttempted(_) => {}
             E::BroadcastDelivered(e) => {
-                self.change_broadcast(at, fx, |b| b.named.is_none() && b.reached.insert(e.agency));
+                let detail = Detail::Agency(at.id, e.agency.clone());
+                self.change_broadcast(at, fx, detail, |b| {
+                    b.reach(e.agency, |r| r.delivered = true)
+                });
+            }
+            E::BroadcastDeliveryFailed(e) => {
+                if !e.gave_up {
+                    return; // another attempt follows
+                }
+                let detail = Detail::Agency(at.id, e.agency.clone());
+                let agency = e.agency.clone();
+                let mut newly_failed = false;
+                self.change_broadcast(at, fx, detail, |b| {
+                    let was = b.agencies.get(&agency).is_some_and(Reach::failed);
+                    let changed = b.reach(e.agency, |r| r.gave_up = true);
+                    newly_failed = !was
+                        && b.status() == BroadcastStatus::Live
+                        && b.agencies.get(&agency).is_some_and(Reach::failed);
+                    changed
+                });
+                let item = self.broadcasts.get(&at.id).filter(|_| newly_failed);
+                if let Some(item) = item.map(|b| text::broadcast_not_delivered(b, &agency)) {
+                    self.note(at, fx, item);
+                }
             }
             E::BroadcastAcknowledged(e) => {
-                self.change_broadcast(at, fx, |b| match &b.named {
-                    Some(list) => list.contains(&e.agency) && b.acked.insert(e.agency),
-                    None => {
-                        let reached = b.reached.insert(e.agency.clone());
-                        b.acked.insert(e.agency) || reached
+                let detail = Detail::Agency(at.id, e.agency.clone());
+                self.change_broadcast(at, fx, detail, |b| {
+                    let seconds = (at.time - b.live_since()).whole_seconds();
+                    b.reach(e.agency, |r| {
+                        r.ack_seconds.get_or_insert(seconds);
+                    })
+                });
+            }
+            E::BroadcastResent(e) => {
+                self.change_broadcast(at, fx, Detail::Broadcast(at.id), |b| {
+                    let mut changed = false;
+                    for agency in e.agencies {
+                        changed |= b.reach(agency, |r| r.resent = true);
                     }
+                    changed
                 });
             }
             E::BroadcastEscalated(_) => {
-                let changed =
-                    self.change_broadcast(at, fx, |b| !std::mem::replace(&mut b.escalated, true));
-                let item = self.broadcasts.get(&at.id).filter(|_| changed);
+                let changed = self.change_broadcast(at, fx, Detail::None, |b| {
+                    b.escalations = b.escalations.saturating_add(1);
+                    true
+                });
+                // The first escalation only: a second one says nothing new on the timeline.
+                let item = self
+                    .broadcasts
+                    .get(&at.id)
+                    .filter(|b| changed && b.escalations == 1);
                 if let Some(item) = item.map(text::broadcast_escalated) {
                     self.note(at, fx, item);
                 }
             }
             E::BroadcastCancelled(_) => {
-                let changed =
-                    self.change_broadcast(at, fx, |b| !std::mem::replace(&mut b.cancelled, true));
+                let changed = self.change_broadcast(at, fx, Detail::None, |b| {
+                    !std::mem::replace(&mut b.cancelled, true)
+                });
                 let item = self.broadcasts.get(&at.id).filter(|_| changed);
                 if let Some(item) = item.map(text::broadcast_cancelled) {
                     self.note(at, fx, item);
@@ -890,27 +1163,30 @@ impl Situation {
     }
 
     /// Changes a known broadcast with `change` (which says whether it changed anything) and
-    /// keeps the awaiting-acknowledgement counter and the broadcast list in step. Returns
-    /// whether the broadcast is known and changed.
+    /// keeps its share of the counters, the broadcast list and its per-agency `detail` in
+    /// step. Returns whether the broadcast is known and changed.
     fn change_broadcast(
         &mut self,
         at: At,
         fx: &mut Effects,
+        detail: Detail,
         change: impl FnOnce(&mut Broadcast) -> bool,
     ) -> bool {
         let Some(b) = self.broadcasts.get_mut(&at.id) else {
             return false;
         };
-        let was = b.awaiting_ack();
+        let was = b.share();
         if !change(b) {
             return false;
         }
-        let now = b.awaiting_ack();
+        let now = b.share();
         if was != now {
-            bump(&mut self.counters.broadcasts_awaiting_ack, now, 1);
+            count_broadcast(&mut self.counters, was, false);
+            count_broadcast(&mut self.counters, now, true);
         }
         if b.seq + MAX_BROADCASTS >= self.broadcast_order.len() {
             fx.broadcasts = true;
+            fx.detail = detail;
         }
         true
     }
@@ -1001,11 +1277,17 @@ impl Situation {
                 return Err(format!("order {id}: roll call counts drifted"));
             }
         }
-        counters.broadcasts_awaiting_ack = self
-            .broadcasts
-            .values()
-            .filter(|b| b.awaiting_ack())
-            .count() as u64;
+        for (id, b) in &self.broadcasts {
+            let count = |flag: usize| b.agencies.values().filter(|r| r.shown()[flag]).count();
+            let kept = [b.delivered, b.acked, b.failed, b.resent];
+            if (0..4).any(|flag| kept[flag] != count(flag) as u64) {
+                return Err(format!("broadcast {id}: agency counts drifted: {kept:?}"));
+            }
+            if b.agencies.len() > MAX_AGENCIES {
+                return Err(format!("broadcast {id} outgrew {MAX_AGENCIES} agencies"));
+            }
+            count_broadcast(&mut counters, b.share(), true);
+        }
         if counters != self.counters {
             return Err(format!(
                 "counters drifted: kept {:?}, recounted {counters:?}",

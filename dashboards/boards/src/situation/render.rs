@@ -1,14 +1,15 @@
 //! The situation board as JSON, per view: the full snapshot, and the delta of one event.
 //!
-//! Redaction lives here: only [`View::Duty`] gets incident reporters and descriptions; no view
-//! gets any person reference of a hostage case, a roll call or a surge (they are not even
-//! looked at). A delta renders only what [`Changes`] names, with the same functions as the
+//! Redaction lives here: only [`View::Duty`] gets incident reporters and descriptions, who
+//! issued and approved a broadcast, and the per-agency detail of broadcasts
+//! (`broadcast_agencies`); no view gets any person reference of a hostage case, a roll call or
+//! a surge (they are not even looked at). A delta renders only what [`Changes`] names, with the same functions as the
 //! snapshot, so the two cannot disagree.
 
 use serde_json::{Map, Value};
 
 use super::text::{category_code, order_kind_code, scope_code, surge_status_code};
-use super::{Changes, Code, Urgency};
+use super::{Broadcast, BroadcastStatus, Changes, Code, Detail, Reach, Urgency};
 use super::{
     CountryState, Incident, MAX_BROADCASTS, MAX_MARKERS, Situation, TIMELINE_LIMIT, TimelineItem,
 };
@@ -43,17 +44,36 @@ impl Situation {
                 )
             })
             .collect();
-        object([
+        let mut board = object([
             ("position", Value::from(self.position)),
             ("as_of", self.as_of.map_or(Value::Null, timestamp)),
             ("counters", self.counters_json()),
             ("countries", Value::Object(countries)),
-            ("broadcasts", self.broadcasts_json()),
+            ("broadcasts", self.broadcasts_json(view)),
             (
                 "timeline",
                 Value::Array(self.timeline.iter().map(timeline_item).collect()),
             ),
-        ])
+        ]);
+        if view == View::Duty
+            && let Value::Object(map) = &mut board
+        {
+            let detail: Map<String, Value> = self
+                .listed_broadcasts()
+                .map(|(id, b)| (id.to_string(), agencies_json(b)))
+                .collect();
+            map.insert("broadcast_agencies".to_owned(), Value::Object(detail));
+        }
+        board
+    }
+
+    /// The listed broadcasts (the newest [`MAX_BROADCASTS`]), newest first.
+    fn listed_broadcasts(&self) -> impl Iterator<Item = (&uuid::Uuid, &Broadcast)> {
+        self.broadcast_order
+            .iter()
+            .rev()
+            .take(MAX_BROADCASTS)
+            .filter_map(|id| Some((id, self.broadcasts.get(id)?)))
     }
 
     /// The ops that turn the previous `snapshot(view)` into the current one, given what the
@@ -81,8 +101,11 @@ impl Situation {
         if changes.broadcasts {
             ops.push(Op::Set {
                 path: vec!["broadcasts".to_owned()],
-                value: self.broadcasts_json(),
+                value: self.broadcasts_json(view),
             });
+        }
+        if view == View::Duty {
+            self.detail_ops(&changes.detail, &mut ops);
         }
         if let Some(item) = self.timeline.front().filter(|_| changes.timeline) {
             ops.push(Op::Timeline {
@@ -106,6 +129,14 @@ impl Situation {
             ("active_surges", c.active_surges.into()),
             ("active_orders", c.active_orders.into()),
             ("broadcasts_awaiting_ack", c.broadcasts_awaiting_ack.into()),
+            (
+                "broadcasts_awaiting_approval",
+                c.broadcasts_awaiting_approval.into(),
+            ),
+            (
+                "broadcast_deliveries_failed",
+                c.broadcast_deliveries_failed.into(),
+            ),
         ])
     }
 
@@ -221,38 +252,129 @@ impl Situation {
         ])
     }
 
-    fn broadcasts_json(&self) -> Value {
+    /// The listed broadcasts, newest first: what they are, where they stand, and counts. The
+    /// duty view adds who issued and approved each.
+    fn broadcasts_json(&self, view: View) -> Value {
         let latest = self
-            .broadcast_order
-            .iter()
-            .rev()
-            .take(MAX_BROADCASTS)
-            .filter_map(|id| Some((id, self.broadcasts.get(id)?)))
-            .map(|(id, b)| {
-                let status = if b.cancelled {
-                    "cancelled"
-                } else if b.escalated {
-                    "escalated"
-                } else {
-                    "issued"
-                };
-                object([
-                    ("id", id.to_string().into()),
-                    ("title", b.title.as_str().into()),
-                    (
-                        "severity",
-                        Urgency::of_broadcast(b.severity).as_str().into(),
-                    ),
-                    ("exercise", b.exercise.into()),
-                    ("issued_at", timestamp(b.issued_at)),
-                    ("requires_ack", b.requires_ack.into()),
-                    ("acked", b.acked().into()),
-                    ("total", b.total().into()),
-                    ("status", status.into()),
-                ])
-            });
+            .listed_broadcasts()
+            .map(|(id, b)| broadcast(id, b, view));
         Value::Array(latest.collect())
     }
+
+    /// The `broadcast_agencies` ops (duty view) for what the last event changed: only the
+    /// agency it touched when it touched one.
+    fn detail_ops(&self, detail: &Detail, ops: &mut Vec<Op>) {
+        let path = |id: &uuid::Uuid, agency: Option<&str>| {
+            let mut path = vec!["broadcast_agencies".to_owned(), id.to_string()];
+            path.extend(agency.map(str::to_owned));
+            path
+        };
+        match detail {
+            Detail::None => {}
+            Detail::Listed { added, dropped } => {
+                if let Some(b) = self.broadcasts.get(added) {
+                    ops.push(Op::Set {
+                        path: path(added, None),
+                        value: agencies_json(b),
+                    });
+                }
+                if let Some(id) = dropped {
+                    ops.push(Op::Remove {
+                        path: path(id, None),
+                    });
+                }
+            }
+            Detail::Broadcast(id) => {
+                if let Some(b) = self.broadcasts.get(id) {
+                    ops.push(Op::Set {
+                        path: path(id, None),
+                        value: agencies_json(b),
+                    });
+                }
+            }
+            Detail::Agency(id, agency) => {
+                let reach = self.broadcasts.get(id).and_then(|b| b.agencies.get(agency));
+                if let Some(r) = reach {
+                    ops.push(Op::Set {
+                        path: path(id, Some(agency)),
+                        value: reach_json(r),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One listed broadcast; who issued and approved it for the duty view only.
+fn broadcast(id: &uuid::Uuid, b: &Broadcast, view: View) -> Value {
+    let status = match b.status() {
+        BroadcastStatus::AwaitingApproval => "awaiting_approval",
+        BroadcastStatus::Live => "live",
+        BroadcastStatus::Cancelled => "cancelled",
+    };
+    let mut m = Map::new();
+    let mut put = |key: &str, value: Value| {
+        m.insert(key.to_owned(), value);
+    };
+    put("id", id.to_string().into());
+    put("title", b.title.as_str().into());
+    put(
+        "severity",
+        Urgency::of_broadcast(b.severity).as_str().into(),
+    );
+    put("exercise", b.exercise.into());
+    put("issued_at", timestamp(b.issued_at));
+    put("status", status.into());
+    put("internal", b.internal.into());
+    put("rule", text_or_null(b.rule.as_deref()));
+    put("requires_ack", b.requires_ack.into());
+    put(
+        "ack_deadline",
+        b.ack_deadline.map_or(Value::Null, timestamp),
+    );
+    put("total", b.total().into());
+    put("delivered", b.delivered.into());
+    put("acked", b.acked.into());
+    put("failed", b.failed.into());
+    put("resent", b.resent.into());
+    put("escalated", (b.escalations > 0).into());
+    put("escalations", b.escalations.into());
+    if view == View::Duty {
+        put("issued_by", text_or_null(b.issued_by.as_deref()));
+        let (by, at) = b
+            .approved
+            .as_ref()
+            .map_or((Value::Null, Value::Null), |(by, at)| {
+                (by.as_str().into(), timestamp(*at))
+            });
+        put("approved_by", by);
+        put("approved_at", at);
+    }
+    Value::Object(m)
+}
+
+/// A broadcast's agencies (at most `MAX_AGENCIES`, by id), each with [`reach_json`].
+fn agencies_json(b: &Broadcast) -> Value {
+    Value::Object(
+        b.agencies
+            .iter()
+            .map(|(agency, r)| (agency.clone(), reach_json(r)))
+            .collect(),
+    )
+}
+
+/// One agency of a broadcast.
+fn reach_json(r: &Reach) -> Value {
+    object([
+        ("delivered", r.delivered.into()),
+        ("acknowledged", r.acknowledged().into()),
+        (
+            "ack_seconds",
+            r.ack_seconds.map_or(Value::Null, Value::from),
+        ),
+        ("failed", r.failed().into()),
+        ("resent", r.resent.into()),
+    ])
 }
 
 /// A map marker for an open incident with a location; reporter and description for duty only.

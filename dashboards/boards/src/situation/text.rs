@@ -1,9 +1,9 @@
 //! Words on the board: timeline texts, severities as text, names of categories and kinds.
 //!
 //! Promise: no text written here contains a person's name or reference — no reporter, no user
-//! who verified or approved, no hostage, no officer, no one on a roll call, no free-text reason
-//! or description (which may name people). Titles, areas, duty stations and destinations are
-//! places and things, and are shown.
+//! who verified, approved or issued, no hostage, no officer, no one on a roll call, no
+//! free-text reason or description (which may name people). Titles, areas, duty stations,
+//! destinations, agency ids and rule ids are places, organisations and things, and are shown.
 
 use events::domain::broadcast::BroadcastSeverity;
 use events::domain::incident::{EscalationKind, IncidentCategory};
@@ -280,28 +280,60 @@ pub(super) fn order_ended(o: &Order, completed: bool) -> Note {
     (Kind::Order, Some(o.country), Urgency::Info, text)
 }
 
+/// A broadcast's timeline note: `EXERCISE: ` in front of everything said about an exercise,
+/// so that no one reads an exercise as a real alert.
+fn broadcast_note(b: &Broadcast, urgency: Urgency, text: String) -> Note {
+    let text = if b.exercise {
+        format!("EXERCISE: {text}")
+    } else {
+        text
+    };
+    (Kind::Broadcast, b.country, urgency, text)
+}
+
 pub(super) fn broadcast_issued(b: &Broadcast) -> Note {
-    let what = if b.exercise {
-        "Exercise broadcast"
+    let what = if b.internal {
+        "Internal broadcast"
     } else {
         "Broadcast"
     };
-    let text = format!("{what} issued: {}", b.title);
-    let urgency = Urgency::of_broadcast(b.severity);
-    (Kind::Broadcast, b.country, urgency, text)
+    // A rule's id names a rule, not a person.
+    let by = b
+        .rule
+        .as_ref()
+        .map_or(String::new(), |r| format!(" by rule {r}"));
+    let waiting = if b.needs_approval {
+        ", awaiting approval"
+    } else {
+        ""
+    };
+    let text = format!("{what} issued{by}{waiting}: {}", b.title);
+    broadcast_note(b, Urgency::of_broadcast(b.severity), text)
+}
+
+/// Never names the approver: the timeline goes to the wall screen too.
+pub(super) fn broadcast_approved(b: &Broadcast) -> Note {
+    let text = format!("Broadcast approved by a second duty officer: {}", b.title);
+    broadcast_note(b, Urgency::of_broadcast(b.severity), text)
+}
+
+/// An agency id names an organisation, not a person.
+pub(super) fn broadcast_not_delivered(b: &Broadcast, agency: &str) -> Note {
+    let text = format!("Broadcast not delivered to {agency}: {}", b.title);
+    broadcast_note(b, Urgency::High, text)
 }
 
 pub(super) fn broadcast_escalated(b: &Broadcast) -> Note {
     let text = format!(
         "Broadcast escalated: {} ({} of {} acknowledged)",
         b.title,
-        b.acked(),
+        b.acked,
         b.total()
     );
-    (Kind::Broadcast, b.country, Urgency::High, text)
+    broadcast_note(b, Urgency::High, text)
 }
 
 pub(super) fn broadcast_cancelled(b: &Broadcast) -> Note {
     let text = format!("Broadcast cancelled: {}", b.title);
-    (Kind::Broadcast, b.country, Urgency::Info, text)
+    broadcast_note(b, Urgency::Info, text)
 }

@@ -86,12 +86,16 @@ fn an_empty_board_has_every_section() {
                 "open_incidents": 0, "unverified_incidents": 0, "casualties_killed": 0,
                 "casualties_injured": 0, "countries_level_5_plus": 0, "hostage_cases": 0,
                 "persons_held": 0, "active_surges": 0, "active_orders": 0,
-                "broadcasts_awaiting_ack": 0
+                "broadcasts_awaiting_ack": 0, "broadcasts_awaiting_approval": 0,
+                "broadcast_deliveries_failed": 0
             },
             "countries": {}, "broadcasts": [], "timeline": []
         })
     );
-    assert_eq!(board.snapshot(View::Duty), snap);
+    // The duty view adds the per-agency detail of the listed broadcasts.
+    let mut duty = snap;
+    duty["broadcast_agencies"] = json!({});
+    assert_eq!(board.snapshot(View::Duty), duty);
 }
 
 #[test]
@@ -750,6 +754,9 @@ fn issue(title: &str, audience: Audience, requires_ack: bool) -> BroadcastIssued
         ack_deadline: None,
         exercise: false,
         updates: None,
+        cancels: None,
+        recipients: vec![],
+        rule: None,
     }
 }
 
@@ -766,11 +773,14 @@ fn broadcasts_count_acknowledgements_by_agency() {
     log.push(50, ack("wfp"));
     log.push(50, ack("who")); // not in the audience
     let snap = log.snapshot(View::WallScreen);
+    // An older event (no recipients, from before the two-person rule): live when issued.
     assert_eq!(
         snap["broadcasts"],
         json!([{
             "id": uuid(50), "title": "Curfew in Mogadishu", "severity": "high", "exercise": false,
-            "issued_at": at_text(1), "requires_ack": true, "acked": 1, "total": 3, "status": "issued"
+            "issued_at": at_text(1), "status": "live", "internal": false, "rule": null,
+            "requires_ack": true, "ack_deadline": null, "total": 3, "delivered": 0, "acked": 1,
+            "failed": 0, "resent": 0, "escalated": false, "escalations": 0
         }])
     );
     assert_eq!(snap["counters"]["broadcasts_awaiting_ack"], 1);
@@ -799,6 +809,7 @@ fn broadcasts_count_acknowledgements_by_agency() {
                 agency: agency.into(),
                 channel: Channel::Nats,
                 attempt: 1,
+                round: 1,
             },
         );
     }
@@ -807,13 +818,18 @@ fn broadcasts_count_acknowledgements_by_agency() {
         51,
         BroadcastEscalated {
             reason: "Overdue".into(),
+            agencies: vec![],
         },
     );
     let snap = log.snapshot(View::Duty);
     let b = &snap["broadcasts"][0];
     assert_eq!(
-        (&b["acked"], &b["total"], &b["status"]),
-        (&json!(1), &json!(2), &json!("escalated"))
+        (&b["acked"], &b["delivered"], &b["total"], &b["status"]),
+        (&json!(1), &json!(2), &json!(2), &json!("live"))
+    );
+    assert_eq!(
+        (&b["escalated"], &b["escalations"]),
+        (&json!(true), &json!(1))
     );
     assert_eq!(
         snap["timeline"][0]["text"],
@@ -823,6 +839,7 @@ fn broadcasts_count_acknowledgements_by_agency() {
         51,
         BroadcastCancelled {
             reason: "Reopened".into(),
+            by_broadcast: None,
         },
     );
     let snap = log.snapshot(View::Duty);
@@ -859,14 +876,17 @@ fn only_the_latest_twenty_broadcasts_are_listed_but_all_are_counted() {
         100,
         BroadcastCancelled {
             reason: "Old".into(),
+            by_broadcast: None,
         },
     ));
-    let ops = board.delta(&changes, View::WallScreen);
-    assert!(
-        ops.iter()
-            .all(|op| !matches!(op, Op::Set { path, .. } if path == &["broadcasts"])),
-        "{ops:?}"
-    );
+    for view in View::ALL {
+        let ops = board.delta(&changes, view);
+        assert!(
+            ops.iter()
+                .all(|op| !matches!(op, Op::Set { path, .. } if path[0].starts_with("broadcast"))),
+            "{ops:?}"
+        );
+    }
     assert_eq!(
         board.snapshot(View::Duty)["counters"]["broadcasts_awaiting_ack"],
         24

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::{Situation, View, apply_ops, timestamp};
 
+mod broadcasts;
 mod families;
 mod properties;
 mod replay;
@@ -31,6 +32,22 @@ impl Log {
     pub(crate) fn push(&mut self, id: u128, event: impl Into<DomainEvent>) -> &RecordedEvent {
         let event = event.into();
         let new = event.to_new_event(Uuid::new_v4(), Meta::default());
+        self.push_new(event.category(), id, new)
+    }
+
+    /// Appends a domain event to `<its category>-<id>`, done by `actor` (`meta.actor`).
+    pub(crate) fn push_by(
+        &mut self,
+        id: u128,
+        event: impl Into<DomainEvent>,
+        actor: &str,
+    ) -> &RecordedEvent {
+        let event = event.into();
+        let meta = Meta {
+            actor: Some(actor.to_owned()),
+            ..Meta::default()
+        };
+        let new = event.to_new_event(Uuid::new_v4(), meta);
         self.push_new(event.category(), id, new)
     }
 

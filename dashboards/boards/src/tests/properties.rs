@@ -5,8 +5,9 @@
 //! - the same log folded twice gives identical snapshots;
 //! - the counters kept incrementally equal a recount;
 //! - no view shows a person: the wall screen never shows the reporters, descriptions, users,
-//!   hostages, officers or roll-call persons used in the input; the duty view shows reporters
-//!   and descriptions only.
+//!   hostages, officers, roll-call persons or broadcast issuers and approvers used in the
+//!   input; the duty view shows reporters, descriptions, and who issued and approved a
+//!   broadcast, only.
 
 use events::domain::DomainEvent;
 use events::domain::broadcast::*;
@@ -54,6 +55,9 @@ const HIDDEN: &[&str] = &[
     "officer.ravi.kumar",
     "Captor Abu Hamza",
 ];
+/// Who issued (the event's `meta.actor`) and approved broadcasts: the duty view shows them on
+/// the broadcast, the wall screen never.
+const APPROVERS: &[&str] = &["duty.amara.diallo", "duty.lena.schmidt"];
 const PERSONS: &[&str] = &[
     "person.yara.haddad",
     "person.tomas.silva",
@@ -281,33 +285,108 @@ fn order() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn broadcast() -> impl Strategy<Value = Step> {
+fn agencies(min: usize) -> impl Strategy<Value = Vec<String>> {
+    proptest::sample::subsequence(AGENCIES, min..=3)
+        .prop_map(|a| a.into_iter().map(str::to_owned).collect())
+}
+
+fn channel() -> impl Strategy<Value = Channel> {
+    select(vec![Channel::Nats, Channel::Webhook, Channel::Cap])
+}
+
+/// Broadcasts on `streams` stream ids: issues of every kind (older events with no recipients,
+/// internal audiences, rule firings, cancellations) and everything that follows an issue.
+fn broadcast_on(streams: u128, issue_weight: u32) -> impl Strategy<Value = Step> {
+    let id = move || (0..streams).prop_map(|i| 6000 + i);
     let audience = prop_oneof![
         Just(Audience::AllAgencies),
         country().prop_map(Audience::Country),
-        proptest::sample::subsequence(AGENCIES, 1..=3)
-            .prop_map(|a| Audience::Agencies(a.into_iter().map(str::to_owned).collect())),
+        agencies(1).prop_map(Audience::Agencies),
+        Just(Audience::DutyOfficers),
+        Just(Audience::CrisisManagers),
     ];
     let severity = select(vec![
         BroadcastSeverity::Info,
+        BroadcastSeverity::Medium,
         BroadcastSeverity::High,
         BroadcastSeverity::Critical,
     ]);
+    let rule = proptest::option::weighted(
+        0.2,
+        Just(Firing {
+            rule: "curfew-level-5".into(),
+            rules_version: 3,
+            trigger: uuid::Uuid::from_u128(2000),
+            trigger_type: "AreaSecurityLevelSet".into(),
+        }),
+    );
+    let issued = (
+        (
+            id(),
+            text(TITLES),
+            severity,
+            audience,
+            any::<bool>(),
+            any::<bool>(),
+        ),
+        (
+            agencies(0),
+            rule,
+            any::<bool>(),
+            proptest::option::weighted(0.3, time()),
+        ),
+    )
+        .prop_map(
+            |(
+                (id, title, severity, audience, requires_ack, exercise),
+                (recipients, rule, cancels, deadline),
+            )| {
+                Step::Known(
+                    id,
+                    BroadcastIssued {
+                        title,
+                        body: "Stay indoors".into(),
+                        severity,
+                        audience,
+                        requires_ack,
+                        ack_deadline: deadline.filter(|_| requires_ack),
+                        exercise,
+                        updates: None,
+                        cancels: cancels.then(|| uuid::Uuid::from_u128(6001)),
+                        recipients,
+                        rule,
+                    }
+                    .into(),
+                )
+            },
+        );
     prop_oneof![
-        2 => (stream(6000), text(TITLES), severity, audience, any::<bool>(), any::<bool>()).prop_map(
-            |(id, title, severity, audience, requires_ack, exercise)| Step::Known(id, BroadcastIssued {
-                title, body: "Stay indoors".into(), severity, audience, requires_ack,
-                ack_deadline: None, exercise, updates: None,
-            }.into())),
-        2 => (stream(6000), text(AGENCIES)).prop_map(|(id, agency)| Step::Known(id, BroadcastDelivered {
-            agency, channel: Channel::Nats, attempt: 1,
+        issue_weight => issued,
+        2 => (id(), text(APPROVERS)).prop_map(|(id, by)| Step::Known(id, BroadcastApproved { by }.into())),
+        1 => (id(), text(AGENCIES), channel(), 1u32..3, 1u32..4).prop_map(|(id, agency, channel, round, attempt)| {
+            Step::Known(id, BroadcastDeliveryAttempted { agency, channel, round, attempt }.into())
+        }),
+        3 => (id(), text(AGENCIES), channel(), 1u32..3).prop_map(|(id, agency, channel, round)| Step::Known(id, BroadcastDelivered {
+            agency, channel, attempt: 1, round,
         }.into())),
-        3 => (stream(6000), text(AGENCIES), text(USERS)).prop_map(|(id, agency, by)| Step::Known(id, BroadcastAcknowledged {
+        3 => (id(), text(AGENCIES), channel(), any::<bool>()).prop_map(|(id, agency, channel, gave_up)| {
+            Step::Known(id, BroadcastDeliveryFailed {
+                agency, channel, round: 1, attempt: 3, error: "HTTP 503".into(), gave_up,
+            }.into())
+        }),
+        3 => (id(), text(AGENCIES), text(USERS)).prop_map(|(id, agency, by)| Step::Known(id, BroadcastAcknowledged {
             agency, by,
         }.into())),
-        1 => stream(6000).prop_map(|id| Step::Known(id, BroadcastEscalated { reason: "Overdue".into() }.into())),
-        1 => stream(6000).prop_map(|id| Step::Known(id, BroadcastCancelled { reason: "Wrong".into() }.into())),
+        1 => (id(), agencies(1)).prop_map(|(id, agencies)| Step::Known(id, BroadcastResent { agencies }.into())),
+        1 => (id(), agencies(0)).prop_map(|(id, agencies)| Step::Known(id, BroadcastEscalated { reason: "Overdue".into(), agencies }.into())),
+        1 => (id(), any::<bool>()).prop_map(|(id, by)| Step::Known(id, BroadcastCancelled {
+            reason: "Wrong".into(), by_broadcast: by.then(|| uuid::Uuid::from_u128(6002)),
+        }.into())),
     ]
+}
+
+fn broadcast() -> impl Strategy<Value = Step> {
+    broadcast_on(4, 3)
 }
 
 fn other() -> impl Strategy<Value = Step> {
@@ -362,11 +441,21 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Who acted: a broadcast's issuer is an approver (the duty view shows it); any other event's
+/// actor is a user no view may show (the board never reads it).
+fn actor_of(id: u128, event: &DomainEvent) -> &'static str {
+    let i = usize::try_from(id % 2).unwrap_or(0);
+    match event {
+        DomainEvent::BroadcastIssued(_) => APPROVERS[i],
+        _ => USERS[i],
+    }
+}
+
 fn log_of(steps: &[Step]) -> Log {
     let mut log = Log::default();
     for step in steps {
         match step {
-            Step::Known(id, event) => log.push(*id, event.clone()),
+            Step::Known(id, event) => log.push_by(*id, event.clone(), actor_of(*id, event)),
             Step::Raw(category, id, event_type, v, data) => {
                 log.push_raw(category, *id, event_type, *v, data.clone())
             }
@@ -440,7 +529,7 @@ proptest! {
         wall_texts.push(board.snapshot(View::WallScreen).to_string());
         duty_texts.push(board.snapshot(View::Duty).to_string());
         for text in &wall_texts {
-            let shown = found(text, &[REPORTERS, DESCRIPTIONS, HIDDEN].concat());
+            let shown = found(text, &[REPORTERS, DESCRIPTIONS, HIDDEN, APPROVERS].concat());
             prop_assert!(shown.is_empty(), "wall screen shows {:?}: {}", shown, text);
         }
         for text in &duty_texts {
@@ -456,7 +545,102 @@ proptest! {
             .flat_map(|c| c["markers"].as_array().cloned().unwrap_or_default())
             .all(|m| m["reporter"].as_str().is_some_and(|r| REPORTERS.contains(&r)));
         prop_assert!(reporters_on_duty_markers);
+        // It shows who issued and approved a broadcast, and nobody else.
+        for b in duty["broadcasts"].as_array().into_iter().flatten() {
+            for key in ["issued_by", "approved_by"] {
+                prop_assert!(
+                    b[key].is_null() || b[key].as_str().is_some_and(|a| APPROVERS.contains(&a)),
+                    "{} = {}", key, b[key]
+                );
+            }
+        }
     }
+
+    #[test]
+    fn more_broadcasts_than_the_list_shows_keep_the_delta_contract(
+        steps in proptest::collection::vec(broadcast_on(26, 8), 0..200),
+        k in any::<proptest::sample::Index>(),
+    ) {
+        let log = log_of(&steps);
+        let k = k.index(log.events.len() + 1);
+        let board = log.board(); // checks the invariants
+        for view in View::ALL {
+            let page = page_after_deltas(&log.events, k, view);
+            prop_assert_eq!(page, board.snapshot(view), "k = {}, {:?}", k, view);
+        }
+    }
+}
+
+#[test]
+fn the_generated_logs_reach_every_broadcast_state() {
+    // Guards the broadcast generator: statuses, failures, acknowledgement times, internal and
+    // rule-issued broadcasts, and more broadcasts than the list shows.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let steps = proptest::collection::vec(broadcast_on(26, 8), 150..=150);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let log = log_of(&steps.new_tree(&mut runner).unwrap().current());
+        let snap = log.snapshot(View::Duty);
+        for b in snap["broadcasts"].as_array().unwrap() {
+            seen.insert(format!("status {}", b["status"].as_str().unwrap()));
+            for key in ["failed", "delivered", "acked", "resent"] {
+                if b[key].as_u64() > Some(0) {
+                    seen.insert(key.to_owned());
+                }
+            }
+            for key in ["internal", "exercise", "escalated"] {
+                if b[key] == true {
+                    seen.insert(key.to_owned());
+                }
+            }
+            if b["rule"].is_string() {
+                seen.insert("rule".into());
+            }
+        }
+        let counters = &snap["counters"];
+        if counters["broadcast_deliveries_failed"].as_u64() > Some(0) {
+            seen.insert("counted failures".into());
+        }
+        let acked_in = snap["broadcast_agencies"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|agencies| agencies.as_object().unwrap().values())
+            .any(|r| r["ack_seconds"].is_i64());
+        if acked_in {
+            seen.insert("ack_seconds".into());
+        }
+        let listed: std::collections::BTreeSet<_> = log
+            .events
+            .iter()
+            .filter(|e| {
+                e.event_type == "BroadcastIssued" && e.data["audience"] != "crisis_managers"
+            })
+            .map(|e| e.stream.id())
+            .collect();
+        if listed.len() > crate::situation::MAX_BROADCASTS {
+            seen.insert("more than listed".into());
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [
+            "ack_seconds",
+            "acked",
+            "counted failures",
+            "delivered",
+            "escalated",
+            "exercise",
+            "failed",
+            "internal",
+            "more than listed",
+            "resent",
+            "rule",
+            "status awaiting_approval",
+            "status cancelled",
+            "status live",
+        ]
+    );
 }
 
 #[test]

@@ -142,6 +142,9 @@ pub(crate) fn synthetic_log(n: usize) -> Log {
                         ack_deadline: None,
                         exercise: false,
                         updates: None,
+                        cancels: None,
+                        recipients: vec![],
+                        rule: None,
                     }
                     .into(),
                 )
@@ -149,13 +152,28 @@ pub(crate) fn synthetic_log(n: usize) -> Log {
             85..89 => {
                 let agency = format!("agency-{}", r.below(40));
                 let id = recent(&mut r, broadcasts, 6_000_001);
-                if r.below(2) == 0 {
+                let outcome = r.below(4);
+                if outcome == 0 {
                     (
                         id,
                         BroadcastDelivered {
                             agency,
                             channel: Channel::Nats,
                             attempt: 1,
+                            round: 1,
+                        }
+                        .into(),
+                    )
+                } else if outcome == 1 {
+                    (
+                        id,
+                        BroadcastDeliveryFailed {
+                            agency,
+                            channel: Channel::Webhook,
+                            round: 1,
+                            attempt: 3,
+                            error: "HTTP 503".into(),
+                            gave_up: true,
                         }
                         .into(),
                     )

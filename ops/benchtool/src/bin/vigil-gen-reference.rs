@@ -77,8 +77,9 @@ fn main() -> anyhow::Result<()> {
     let out = std::io::stdout();
     let mut out = BufWriter::new(out.lock());
     let mut line = |v: serde_json::Value| writeln!(out, "{v}");
+    // Personnel land on random stations, so every agency is present in every country.
     for (a, n) in AGENCIES {
-        line(json!({"kind": "agency", "agency": a, "name": n}))?;
+        line(json!({"kind": "agency", "agency": a, "name": n, "countries": countries}))?;
     }
     let area_id = |c: &str, i: usize| format!("{c}-A{i:02}");
     for c in &countries {
