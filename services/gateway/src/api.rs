@@ -62,9 +62,21 @@ async fn call<B: Serialize, T: serde::de::DeserializeOwned>(
     claims: &Claims,
     body: B,
 ) -> Result<T, ApiError> {
+    call_as(state, service, name, id, claims.actor(), body).await
+}
+
+/// [`call`] for a given actor (the public feeds have no token).
+async fn call_as<B: Serialize, T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    service: &'static str,
+    name: &str,
+    id: Uuid,
+    actor: events::command::Actor,
+    body: B,
+) -> Result<T, ApiError> {
     let command = Command {
         id,
-        actor: claims.actor(),
+        actor,
         source: "http".to_owned(),
         correlation_id: Some(Uuid::new_v4()),
         body,
@@ -413,7 +425,7 @@ pub mod resource {
         )
     }
 
-    fn path_id(raw: &str) -> Result<Uuid, ApiError> {
+    pub(super) fn path_id(raw: &str) -> Result<Uuid, ApiError> {
         Uuid::parse_str(raw).map_err(|_| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -425,6 +437,11 @@ pub mod resource {
 
     /// `GET /api/v1/<things>/{id}`: `get` of `service` with `{key: id}`.
     pub fn one(service: &'static str, key: &'static str) -> Routed {
+        read(service, key, "get")
+    }
+
+    /// `GET /api/v1/<things>/{id}/<view>`: query `command` of `service` with `{key: id}`.
+    pub fn read(service: &'static str, key: &'static str, command: &'static str) -> Routed {
         get(
             move |State(state): State<Arc<AppState>>,
                   axum::Extension(claims): axum::Extension<Claims>,
@@ -433,7 +450,7 @@ pub mod resource {
                 let found: Value = call(
                     &state,
                     service,
-                    "get",
+                    command,
                     Uuid::new_v4(),
                     &claims,
                     json!({ key: id }),
@@ -460,6 +477,85 @@ pub mod resource {
                 Ok::<_, ApiError>(Json(acknowledged(id, &written)).into_response())
             },
         )
+    }
+}
+
+/// CAP 1.2 over HTTP: one broadcast's alert, an agency's feed, and the public all-agency
+/// feed (no token: it holds only live broadcasts to every agency, which every agency gets
+/// anyway; nothing internal).
+pub mod cap {
+    use super::*;
+    use events::command::{Actor, Role};
+
+    fn xml(body: String, content_type: &'static str) -> Response {
+        ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+    }
+
+    /// `GET /api/v1/broadcasts/{id}/cap`: the broadcast as a CAP 1.2 alert.
+    pub async fn alert(
+        State(state): State<Arc<AppState>>,
+        axum::Extension(claims): axum::Extension<Claims>,
+        Path(id): Path<String>,
+    ) -> Result<Response, ApiError> {
+        let id = resource::path_id(&id)?;
+        let body: String = call(
+            &state,
+            "broadcast",
+            "cap",
+            Uuid::new_v4(),
+            &claims,
+            json!({ "broadcast": id }),
+        )
+        .await?;
+        Ok(xml(body, "application/cap+xml"))
+    }
+
+    /// Query of the feed.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FeedQuery {
+        agency: Option<String>,
+    }
+
+    /// `GET /api/v1/cap/feed?agency=`: an agency's alerts as an Atom feed of CAP alerts (a
+    /// focal point gets their own agency's).
+    pub async fn feed(
+        State(state): State<Arc<AppState>>,
+        axum::Extension(claims): axum::Extension<Claims>,
+        q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+    ) -> Result<Response, ApiError> {
+        let Query(q) =
+            q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+        let body: String = call(
+            &state,
+            "broadcast",
+            "feed",
+            Uuid::new_v4(),
+            &claims,
+            json!({ "agency": q.agency }),
+        )
+        .await?;
+        Ok(xml(body, "application/atom+xml"))
+    }
+
+    /// `GET /api/v1/cap/public`: the public-safe all-agency feed.
+    pub async fn public(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+        let anyone = Actor {
+            user: "public".to_owned(),
+            role: Role::WallScreen,
+            scope: None,
+            agency: None,
+        };
+        let body: String = call_as(
+            &state,
+            "broadcast",
+            "feed",
+            Uuid::new_v4(),
+            anyone,
+            json!({}),
+        )
+        .await?;
+        Ok(xml(body, "application/atom+xml"))
     }
 }
 

@@ -177,6 +177,16 @@ routes! {
     "POST" "/api/v1/clearances/{id}/refuse" Access::Roles(policy::CLEARANCE_DECIDE) => resource::transition("clearances", "clearance", "refuse");
     "POST" "/api/v1/clearances/{id}/arrive" Access::Roles(policy::CLEARANCE_MOVEMENT) => resource::transition("clearances", "clearance", "arrive");
     "POST" "/api/v1/clearances/{id}/depart" Access::Roles(policy::CLEARANCE_MOVEMENT) => resource::transition("clearances", "clearance", "depart");
+    "POST" "/api/v1/broadcasts" Access::Roles(policy::BROADCAST_ISSUE) => resource::create("broadcast", "issue");
+    "GET" "/api/v1/broadcasts" Access::Roles(policy::BROADCAST_READ) => resource::list("broadcast");
+    "GET" "/api/v1/broadcasts/{id}" Access::Roles(policy::BROADCAST_READ) => resource::one("broadcast", "broadcast");
+    "GET" "/api/v1/broadcasts/{id}/chain" Access::Roles(policy::BROADCAST_READ) => resource::read("broadcast", "broadcast", "chain");
+    "GET" "/api/v1/broadcasts/{id}/cap" Access::Roles(policy::BROADCAST_READ) => get(api::cap::alert);
+    "POST" "/api/v1/broadcasts/{id}/approve" Access::Roles(policy::BROADCAST_APPROVE) => resource::transition("broadcast", "broadcast", "approve");
+    "POST" "/api/v1/broadcasts/{id}/ack" Access::Roles(policy::BROADCAST_ACK) => resource::transition("broadcast", "broadcast", "ack");
+    "POST" "/api/v1/broadcasts/{id}/cancel" Access::Roles(policy::BROADCAST_ISSUE) => resource::transition("broadcast", "broadcast", "cancel");
+    "GET" "/api/v1/cap/feed" Access::Roles(policy::BROADCAST_READ) => get(api::cap::feed);
+    "GET" "/api/v1/cap/public" Access::Public => get(api::cap::public);
     "GET" "/openapi.json" Access::Public => get(api::openapi);
     "GET" "/ws" Access::Public => get(ws::upgrade);
     "GET" "/healthz" Access::Public => get(http::healthz);

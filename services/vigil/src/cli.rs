@@ -74,6 +74,10 @@ pub enum Command {
     Hostage,
     /// Run the clearances service alone (travel security clearances, arrivals, departures).
     Clearances,
+    /// Run the broadcast service alone (all-agency alerts: rules, two-person approval,
+    /// delivery over NATS and webhooks, CAP feeds, acknowledgements, escalation). Its
+    /// configuration file is named by VIGIL_BROADCAST_CONFIG (else the shipped rules).
+    Broadcast,
     /// Load reference data (areas, duty stations) from a JSON Lines file into the log, with
     /// progress. Idempotent: loading the same file again changes nothing.
     Import(ImportArgs),

@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
             Command::Surge => services::run_one(settings, surge::SERVICE).await,
             Command::Hostage => services::run_one(settings, hostage::SERVICE).await,
             Command::Clearances => services::run_one(settings, clearances::SERVICE).await,
+            Command::Broadcast => services::run_one(settings, broadcast::SERVICE).await,
             Command::Import(args) => import::run(settings, args).await,
             Command::Replay(args) => tools::replay(settings, args).await,
             Command::Verify(args) => tools::verify(settings, args).await,

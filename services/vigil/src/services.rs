@@ -49,6 +49,10 @@ pub const SERVICES: &[Service] = &[
         name: surge::SERVICE,
         run: |c, s| Box::pin(surge::run(c, s)),
     },
+    Service {
+        name: broadcast::SERVICE,
+        run: |c, s| Box::pin(broadcast::run(c, s)),
+    },
 ];
 
 /// Connects `service` as its own NATS user and starts it.

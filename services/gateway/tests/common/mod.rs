@@ -54,6 +54,7 @@ impl Center {
         tokio::spawn(surge::run(nats.connect().await, stop.clone()));
         tokio::spawn(hostage::run(nats.connect().await, stop.clone()));
         tokio::spawn(clearances::run(nats.connect().await, stop.clone()));
+        tokio::spawn(broadcast::run(nats.connect().await, stop.clone()));
         let mut users = Users::load(dir.path()).unwrap();
         let password_hash = hash_password(ANA_PASSWORD).unwrap();
         let ana = User {

@@ -1,0 +1,442 @@
+//! The broadcast configuration file (versioned JSON): the rules that turn events into
+//! broadcasts, each agency's delivery endpoints, and how deliveries are retried. Pure: the
+//! file is parsed and the rules are applied to events here; reading the file and acting on
+//! the firings is the service's.
+//!
+//! # A rule
+//! `{"id": "evacuation-to-country", "on": "order_issued", "kinds": ["evacuation"],
+//!   "audience": "trigger_country", "severity": "critical", "ack_within_minutes": 60}`
+//! - `on`: `order_issued` (a relocation or evacuation order; `kinds` filters),
+//!   `level_raised` (an area's level set to at least `min_level`, higher than before),
+//!   `un_casualties` (an incident reported with killed or injured), `hostage_case_opened`.
+//! - `audience`: `trigger_country` (the agencies in the event's country), `all_agencies`,
+//!   `duty_officers`, `crisis_managers`.
+//!
+//! # Promises
+//! - [`Rule::fire`] is a function of the rule and the recorded trigger only (its id, time
+//!   and data) plus the agencies passed in: every instance, on every replay, builds the same
+//!   broadcast with the same id ([`firing_id`]), so the store keeps it once.
+//! - A hostage-case firing carries no names (counts only).
+//! - A trigger older than `fire_within_minutes` when first seen does not fire: deploying
+//!   the service on an old log does not replay a year of alerts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use events::RecordedEvent;
+use events::codec::Decoded;
+use events::domain::DomainEvent;
+use events::domain::broadcast::{Audience, BroadcastIssued, BroadcastSeverity, Firing};
+use events::domain::relocation::{OrderKind, Scope};
+use events::validate::Country;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::broadcast::Retry;
+
+/// The configuration shipped with Vigil: the four rules of the centre's procedures, no
+/// agency endpoints (NATS and the CAP feeds need none).
+pub const DEFAULT_CONFIG: &str = include_str!("../broadcast.json");
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// What sets a rule off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A relocation or evacuation order (`RelocationOrdered`).
+    OrderIssued,
+    /// An area's security level raised (`AreaSecurityLevelSet`).
+    LevelRaised,
+    /// An incident reported with UN casualties (`IncidentReported`).
+    UnCasualties,
+    /// A hostage case opened (`HostageCaseOpened`).
+    HostageCaseOpened,
+}
+
+/// Who a rule's broadcast goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAudience {
+    /// The agencies present in the trigger's country.
+    TriggerCountry,
+    /// Every agency.
+    AllAgencies,
+    /// The centre's duty officers (the board).
+    DutyOfficers,
+    /// The centre's crisis managers only.
+    CrisisManagers,
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Its id: part of the broadcast id, so never reuse one for a different rule.
+    pub id: String,
+    /// What sets it off.
+    pub on: Trigger,
+    /// For `order_issued`: which kinds (default both).
+    #[serde(default)]
+    pub kinds: Vec<OrderKind>,
+    /// For `level_raised`: the lowest level that fires (default 5).
+    #[serde(default)]
+    pub min_level: Option<u8>,
+    /// Who it goes to.
+    pub audience: RuleAudience,
+    /// How urgent.
+    pub severity: BroadcastSeverity,
+    /// Acknowledgement due this many minutes after the trigger (none: no acknowledgement).
+    #[serde(default)]
+    pub ack_within_minutes: Option<u32>,
+}
+
+/// One agency's delivery endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Webhook URL (POST JSON, signed).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// The HMAC-SHA256 key of the webhook's signature.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The agency takes no exercises.
+    #[serde(default)]
+    pub live_only: bool,
+}
+
+/// Delivery retries, in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Attempts per agency, channel and round.
+    #[serde(default = "defaults::attempts")]
+    pub attempts: u32,
+    /// First wait after a failure, in milliseconds; doubled each time.
+    #[serde(default = "defaults::backoff_ms")]
+    pub backoff_ms: u64,
+    /// The longest wait, in milliseconds.
+    #[serde(default = "defaults::max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// A webhook call that takes longer fails, in milliseconds.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// A claimed attempt with no outcome after this many seconds is retried.
+    #[serde(default = "defaults::claim_timeout_s")]
+    pub claim_timeout_s: u64,
+}
+
+mod defaults {
+    pub fn attempts() -> u32 {
+        5
+    }
+    pub fn backoff_ms() -> u64 {
+        1_000
+    }
+    pub fn max_backoff_ms() -> u64 {
+        60_000
+    }
+    pub fn timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn claim_timeout_s() -> u64 {
+        30
+    }
+    pub fn fire_within_minutes() -> u32 {
+        60
+    }
+    pub fn sender() -> String {
+        "vigil@centre.invalid".to_owned()
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: defaults::attempts(),
+            backoff_ms: defaults::backoff_ms(),
+            max_backoff_ms: defaults::max_backoff_ms(),
+            timeout_ms: defaults::timeout_ms(),
+            claim_timeout_s: defaults::claim_timeout_s(),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The retry policy.
+    pub fn retry(&self) -> Retry {
+        Retry {
+            attempts: self.attempts,
+            backoff: Duration::from_millis(self.backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            claim_timeout: Duration::from_secs(self.claim_timeout_s),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The file's version: recorded in every firing, raise it on every change.
+    pub version: u32,
+    /// CAP `sender` of the centre's alerts.
+    #[serde(default = "defaults::sender")]
+    pub sender: String,
+    /// Triggers older than this when first seen do not fire.
+    #[serde(default = "defaults::fire_within_minutes")]
+    pub fire_within_minutes: u32,
+    /// Retries.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Endpoints by agency id.
+    #[serde(default)]
+    pub agencies: BTreeMap<String, Endpoint>,
+    /// The rules.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+impl Config {
+    /// Parses and checks a configuration file's text; the error says what to fix.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(format!(
+                "the broadcast configuration is over {MAX_CONFIG_BYTES} bytes"
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de)
+            .map_err(|e| format!("the broadcast configuration is not valid at {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let mut ids = std::collections::BTreeSet::new();
+        for r in &self.rules {
+            events::validate::id("rules[].id", &r.id).map_err(|e| e.to_string())?;
+            if !ids.insert(&r.id) {
+                return Err(format!("rule id {:?} is used twice", r.id));
+            }
+            if r.min_level.is_some_and(|l| !(1..=6).contains(&l)) {
+                return Err(format!("rule {:?}: min_level is 1 to 6", r.id));
+            }
+        }
+        for (agency, e) in &self.agencies {
+            if e.webhook.is_some() != e.secret.is_some() {
+                return Err(format!(
+                    "agency {agency:?}: a webhook needs a secret (and a secret a webhook)"
+                ));
+            }
+            if let Some(url) = &e.webhook
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "agency {agency:?}: the webhook must be an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.delivery.attempts == 0 {
+            return Err("delivery.attempts must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Whether `agency` takes exercises.
+    pub fn takes_exercises(&self, agency: &str) -> bool {
+        self.agencies.get(agency).is_none_or(|e| !e.live_only)
+    }
+}
+
+/// The broadcast id of `rule` firing on `trigger`: the same on every instance and replay.
+pub fn firing_id(rule: &str, trigger: Uuid) -> Uuid {
+    Uuid::new_v5(&trigger, format!("vigil-rule/{rule}").as_bytes())
+}
+
+/// What a trigger says, for the broadcast's text.
+struct Fired {
+    country: Country,
+    title: String,
+    body: String,
+}
+
+impl Rule {
+    /// The broadcast this rule issues for `trigger`, if it fires. `agencies_in(country)`
+    /// lists the agencies present in a country (sorted), `all_agencies` every agency.
+    pub fn fire(
+        &self,
+        rules_version: u32,
+        trigger: &RecordedEvent,
+        agencies_in: &dyn Fn(Country) -> Vec<String>,
+        all_agencies: &dyn Fn() -> Vec<String>,
+    ) -> Option<BroadcastIssued> {
+        let Decoded::Known(event) = DomainEvent::decode(trigger) else {
+            return None;
+        };
+        let fired = self.matches(&event)?;
+        let (audience, recipients) = match self.audience {
+            RuleAudience::TriggerCountry => {
+                (Audience::Country(fired.country), agencies_in(fired.country))
+            }
+            RuleAudience::AllAgencies => (Audience::AllAgencies, all_agencies()),
+            RuleAudience::DutyOfficers => (Audience::DutyOfficers, vec![]),
+            RuleAudience::CrisisManagers => (Audience::CrisisManagers, vec![]),
+        };
+        if !audience.is_internal() && recipients.is_empty() {
+            return None;
+        }
+        let deadline = self
+            .ack_within_minutes
+            .map(|m| trigger.recorded_at + time::Duration::minutes(i64::from(m)));
+        Some(BroadcastIssued {
+            title: fired.title,
+            body: fired.body,
+            severity: self.severity,
+            audience,
+            requires_ack: deadline.is_some(),
+            ack_deadline: deadline,
+            exercise: false,
+            updates: None,
+            cancels: None,
+            recipients,
+            rule: Some(Firing {
+                rule: self.id.clone(),
+                rules_version,
+                trigger: trigger.id,
+                trigger_type: trigger.event_type.clone(),
+            }),
+        })
+    }
+
+    fn matches(&self, event: &DomainEvent) -> Option<Fired> {
+        match (self.on, event) {
+            (Trigger::OrderIssued, DomainEvent::RelocationOrdered(o)) => {
+                if !self.kinds.is_empty() && !self.kinds.contains(&o.kind) {
+                    return None;
+                }
+                let kind = match o.kind {
+                    OrderKind::Relocation => "Relocation",
+                    OrderKind::Evacuation => "Evacuation",
+                };
+                let place = o.duty_station.as_deref().or(o.area.as_deref()).map_or_else(
+                    || format!("all of {}", o.country),
+                    |p| format!("{p}, {}", o.country),
+                );
+                let who = match o.scope {
+                    Scope::AllPersonnel => "all personnel",
+                    Scope::NonEssential => "non-essential personnel",
+                    Scope::Dependants => "eligible dependants",
+                };
+                Some(Fired {
+                    country: o.country,
+                    title: format!("{kind} ordered: {place}"),
+                    body: format!(
+                        "{kind} of {who} in {place} has been ordered. Destination: {dest}. Deadline: {deadline}. Follow your agency's instructions and report your status to your security focal point.",
+                        dest = o.destination,
+                        deadline = rfc3339(o.deadline),
+                    ),
+                })
+            }
+            (Trigger::LevelRaised, DomainEvent::AreaSecurityLevelSet(l)) => {
+                let level = l.level.get();
+                let raised = l.previous_level.is_none_or(|p| p.get() < level);
+                if !raised || level < self.min_level.unwrap_or(5) {
+                    return None;
+                }
+                Some(Fired {
+                    country: l.country,
+                    title: format!(
+                        "Security level {level} ({}) in {}, {}",
+                        l.level.name(),
+                        l.area,
+                        l.country
+                    ),
+                    body: format!(
+                        "The security level of {} ({}) was raised to {level} ({}). Reason: {}",
+                        l.area,
+                        l.country,
+                        l.level.name(),
+                        l.reason
+                    ),
+                })
+            }
+            (Trigger::UnCasualties, DomainEvent::IncidentReported(i)) => {
+                let c = i.casualties.as_ref()?;
+                if c.killed == 0 && c.injured == 0 {
+                    return None;
+                }
+                Some(Fired {
+                    country: i.country,
+                    title: format!("UN casualties in {}: {}", i.country, i.title),
+                    body: format!(
+                        "Incident reported in {} with UN casualties: {} killed, {} injured. Verify and follow up on the board.",
+                        i.country, c.killed, c.injured
+                    ),
+                })
+            }
+            (Trigger::HostageCaseOpened, DomainEvent::HostageCaseOpened(h)) => Some(Fired {
+                country: h.country,
+                // Counts only: names and captors stay in the case file.
+                title: format!("Hostage case opened in {}", h.country),
+                body: format!(
+                    "A hostage case was opened in {}: {} person(s) held. Details are in the case file (crisis managers).",
+                    h.country,
+                    h.persons.len()
+                ),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_is_valid() {
+        let c = Config::parse(DEFAULT_CONFIG).unwrap();
+        assert!(c.rules.len() >= 4);
+        assert!(c.agencies.is_empty(), "no endpoints or secrets are shipped");
+    }
+
+    #[test]
+    fn a_bad_configuration_names_what_to_fix() {
+        let e =
+            Config::parse(r#"{"version": 1, "rules": [{"id": "x", "on": "nope"}]}"#).unwrap_err();
+        assert!(e.contains("rules[0].on"), "{e}");
+        let e = Config::parse(r#"{"version": 1, "agencies": {"wfp": {"webhook": "http://x"}}}"#)
+            .unwrap_err();
+        assert!(e.contains("needs a secret"), "{e}");
+        let e = Config::parse(r#"{"version": 1, "surprise": true}"#).unwrap_err();
+        assert!(e.contains("surprise"), "{e}");
+        let twice = r#"{"version": 1, "rules": [
+            {"id": "a", "on": "hostage_case_opened", "audience": "crisis_managers", "severity": "high"},
+            {"id": "a", "on": "hostage_case_opened", "audience": "crisis_managers", "severity": "high"}]}"#;
+        assert!(Config::parse(twice).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn firing_ids_differ_per_rule_and_trigger_and_never_change() {
+        let t = Uuid::from_u128(7);
+        assert_eq!(firing_id("a", t), firing_id("a", t));
+        assert_ne!(firing_id("a", t), firing_id("b", t));
+        assert_ne!(firing_id("a", t), firing_id("a", Uuid::from_u128(8)));
+        // Pinned: a changed derivation would fire every rule again after an upgrade.
+        assert_eq!(
+            firing_id("a", Uuid::nil()).to_string(),
+            Uuid::new_v5(&Uuid::nil(), b"vigil-rule/a").to_string()
+        );
+    }
+}
