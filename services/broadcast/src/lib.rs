@@ -454,8 +454,9 @@ struct Service {
     options: Options,
     http: reqwest::Client,
     deliveries: Arc<tokio::sync::Semaphore>,
-    /// Work this instance has recorded (never planned again here).
-    done: Mutex<HashSet<Uuid>>,
+    /// Work this instance has recorded (never planned again here), by broadcast; a rule
+    /// firing is recorded under its broadcast's own id. Forgotten when the broadcast settles.
+    done: Mutex<HashMap<Uuid, HashSet<Uuid>>>,
 }
 
 /// Serves the broadcast commands and runs the scheduler until `shutdown`, with the
@@ -485,7 +486,7 @@ pub async fn run_with(
             .build()?,
         options,
         deliveries: Arc::new(tokio::sync::Semaphore::new(MAX_DELIVERIES)),
-        done: Mutex::new(HashSet::new()),
+        done: Mutex::new(HashMap::new()),
     });
     tokio::spawn(service.clone().schedule(shutdown.clone()));
     tokio::spawn(service.clone().nats_acks(shutdown.clone()));
@@ -540,6 +541,13 @@ impl Service {
         cmd.actor.may(policy::BROADCAST_ISSUE, "issue broadcasts")?;
         let body: IssueBody =
             events::codec::from_value(cmd.body.clone()).map_err(Refusal::invalid)?;
+        if let Some(deadline) = body.ack_deadline
+            && deadline <= self.options.clock.now()
+        {
+            return Err(Refusal::invalid(
+                "ack_deadline: is already past; give a time to come (RFC 3339, e.g. 2026-11-27T18:00:00Z)",
+            ));
+        }
         let recipients = self
             .register
             .caught_up()?
@@ -917,6 +925,21 @@ impl Service {
         };
         if let Ok(mut register) = self.register.write() {
             settle(&mut register);
+            let now = self.options.clock.now();
+            let window =
+                time::Duration::minutes(i64::from(self.options.config.fire_within_minutes));
+            register.pending.retain(|id, p| {
+                let fresh = p.trigger_at + window >= now;
+                if !fresh {
+                    tracing::info!(broadcast = %id, trigger = %p.trigger, "a rule's trigger is older than fire_within_minutes: not fired");
+                }
+                fresh
+            });
+            if let Ok(mut done) = self.done.lock() {
+                done.retain(|id, _| {
+                    register.active.contains(id) || register.pending.contains_key(id)
+                });
+            }
         }
         Some(due)
     }
@@ -933,11 +956,14 @@ impl Service {
         let now = self.options.clock.now();
         let config = &self.options.config;
         let window = time::Duration::minutes(i64::from(config.fire_within_minutes));
-        let done = self.done.lock().map(|d| d.clone()).unwrap_or_default();
+        let Ok(done) = self.done.lock() else {
+            return (vec![], vec![]);
+        };
+        let is_done = |b: &Uuid, w: &Uuid| done.get(b).is_some_and(|d| d.contains(w));
         let firings = register
             .pending
             .iter()
-            .filter(|(id, p)| p.trigger_at + window >= now && !done.contains(id))
+            .filter(|(id, p)| p.trigger_at + window >= now && !is_done(id, id))
             .map(|(id, p)| (*id, p.clone()))
             .collect();
         let retry = config.delivery.retry();
@@ -953,7 +979,7 @@ impl Service {
                 if superseded && matches!(w, Work::Resend(_) | Work::Escalate(_)) {
                     continue;
                 }
-                if done.contains(&w.event_id(*id)) {
+                if is_done(id, &w.event_id(*id)) {
                     continue;
                 }
                 let b = shared.get_or_insert_with(|| Arc::new(b.clone())).clone();
@@ -971,7 +997,7 @@ impl Service {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e.message, ?rule, "a rule built an invalid broadcast; fix the rule");
-                self.mark_done(id);
+                self.mark_done(id, id);
                 return;
             }
         };
@@ -986,7 +1012,7 @@ impl Service {
                     metrics::counter!("vigil_broadcast_rule_firings_total").increment(1);
                     tracing::info!(%id, ?rule, trigger = %p.trigger, "rule fired");
                 }
-                self.mark_done(id);
+                self.mark_done(id, id);
             }
             Err(runtime::store_client::ClientError::Store(e))
                 if matches!(
@@ -997,15 +1023,15 @@ impl Service {
                 // Another instance fired it first from a register that differed (an agency
                 // registered at the same moment): it fired once, which is what matters.
                 tracing::info!(%id, ?rule, "rule already fired");
-                self.mark_done(id);
+                self.mark_done(id, id);
             }
             Err(e) => tracing::warn!(error = %e, %id, "could not record a rule firing; will retry"),
         }
     }
 
-    fn mark_done(&self, id: Uuid) {
+    fn mark_done(&self, broadcast: Uuid, work: Uuid) {
         if let Ok(mut d) = self.done.lock() {
-            d.insert(id);
+            d.entry(broadcast).or_default().insert(work);
         }
     }
 
@@ -1047,7 +1073,7 @@ impl Service {
         let Some(new) = self.append(id, event_id, event).await else {
             return;
         };
-        self.mark_done(event_id);
+        self.mark_done(id, event_id);
         if !new {
             return; // another instance recorded it first and acts on it
         }
@@ -1165,14 +1191,15 @@ impl Service {
     }
 }
 
-/// An agency's channels: NATS always, a webhook where one is configured.
+/// An agency's channels: NATS unless its endpoint says otherwise, a webhook where one is
+/// configured.
 fn channels_of(config: &Config, agency: &str) -> Vec<Channel> {
-    let mut c = vec![Channel::Nats];
-    if config
-        .agencies
-        .get(agency)
-        .is_some_and(|e| e.webhook.is_some())
-    {
+    let endpoint = config.agencies.get(agency);
+    let mut c = Vec::with_capacity(2);
+    if endpoint.is_none_or(|e| e.nats) {
+        c.push(Channel::Nats);
+    }
+    if endpoint.is_some_and(|e| e.webhook.is_some()) {
         c.push(Channel::Webhook);
     }
     c

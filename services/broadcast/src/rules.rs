@@ -106,6 +106,10 @@ pub struct Endpoint {
     /// The agency takes no exercises.
     #[serde(default)]
     pub live_only: bool,
+    /// The agency's systems listen on `vigil.alerts.<agency>` (default); `false` for an
+    /// agency reached by webhook only.
+    #[serde(default = "defaults::yes")]
+    pub nats: bool,
 }
 
 /// Delivery retries, in the file.
@@ -147,6 +151,9 @@ mod defaults {
     }
     pub fn fire_within_minutes() -> u32 {
         60
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn sender() -> String {
         "vigil@centre.invalid".to_owned()

@@ -142,6 +142,18 @@ fn config(webhook: &str, attempts: u32) -> Config {
             webhook: Some(webhook.to_owned()),
             secret: Some(SECRET.to_owned()),
             live_only: false,
+            nats: true,
+        },
+    );
+    // iom is reached by webhook only (no NATS system): when the webhook is down, nothing
+    // reaches it.
+    c.agencies.insert(
+        "iom".into(),
+        Endpoint {
+            webhook: Some(webhook.to_owned()),
+            secret: Some(SECRET.to_owned()),
+            live_only: false,
+            nats: false,
         },
     );
     c.agencies.insert(
@@ -150,6 +162,7 @@ fn config(webhook: &str, attempts: u32) -> Config {
             webhook: None,
             secret: None,
             live_only: true,
+            nats: true,
         },
     );
     c
@@ -188,6 +201,7 @@ impl Centre {
             ("wfp", vec!["SO", "KE"]),
             ("who", vec!["KE"]),
             ("ocha", vec!["SO"]),
+            ("iom", vec!["HT"]),
         ] {
             let e = AgencyRegistered {
                 agency: a.into(),
@@ -519,14 +533,15 @@ async fn a_webhook_down_then_up_gets_the_broadcast_once_signed_and_one_down_for_
     assert!(seen[0].1, "with a valid signature");
     assert_eq!(seen[0].0["broadcast"], json!(id));
 
-    // Now down for good: three attempts, then given up, and the view says so.
+    // Now down for good, for an agency reached by webhook only: three attempts, then given
+    // up, and the view and the board say so.
     if let Some(s) = receiver.stop.take() {
         s.cancel();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let id2 = Uuid::new_v4();
     let body = json!({"title": "Road closed again", "body": "Route 4.", "severity": "low",
-        "audience": {"agencies": ["wfp"]}});
+        "audience": {"agencies": ["iom"]}});
     c.ask("issue", &duty("ana"), id2, body).await;
     for n in 1..=3 {
         c.until(id2, "BroadcastDeliveryFailed", n).await;
@@ -537,12 +552,28 @@ async fn a_webhook_down_then_up_gets_the_broadcast_once_signed_and_one_down_for_
     assert_eq!(failed.len(), 3, "exactly N attempts");
     assert_eq!(failed[2].data["gave_up"], true);
     let view = c.ok("get", &duty("ana"), json!({"broadcast": id2})).await;
-    assert_eq!(view["failed"], 0, "NATS still delivered it");
+    assert_eq!(view["failed"], 1, "{view}");
     assert!(
-        view["agencies"]["wfp"]["failed"]["webhook"].is_string(),
+        view["agencies"]["iom"]["failed"]["webhook"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
         "{view}"
     );
     assert_eq!(receiver.seen().len(), 1);
+    let board = boards::replay(&c.log().await).snapshot(boards::View::Duty);
+    let on_board = board["broadcasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == json!(id2))
+        .cloned()
+        .unwrap();
+    assert_eq!(on_board["failed"], 1, "{on_board}");
+    assert_eq!(
+        board["broadcast_agencies"][id2.to_string()]["iom"]["failed"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -729,6 +760,10 @@ async fn bad_commands_are_refused_and_change_nothing() {
         (
             json!({"title": "x", "body": "x", "severity": "low", "audience": "all_agencies", "ack_deadline": "2099-01-01T00:00:00Z"}),
             "ack_deadline",
+        ),
+        (
+            json!({"title": "x", "body": "x", "severity": "low", "audience": "all_agencies", "requires_ack": true, "ack_deadline": "2020-01-01T00:00:00Z"}),
+            "already past",
         ),
     ] {
         let (code, message) = c.refused("issue", &duty("ana"), body).await;

@@ -195,6 +195,46 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         .into_iter()
         .find(|o| o["id"] == json!(order))
         .unwrap();
+    // The shipped rule `order-to-country` turned the order into one broadcast to the agencies
+    // present in Somalia, caused by the order, on the board and in the API.
+    let alert = broadcast::rules::firing_id("order-to-country", order);
+    c.shows("the order's broadcast", |b| {
+        b["broadcasts"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["id"] == json!(alert)))
+    })
+    .await;
+    let sent = c
+        .call("GET", &format!("/api/v1/broadcasts/{alert}"), &c.duty, None)
+        .await
+        .json();
+    assert_eq!(sent["rule"]["trigger"], json!(order), "{sent}");
+    assert_eq!(sent["severity"], "critical");
+    let recipients: Vec<&str> = sent["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        recipients.contains(&"unicef") && recipients.contains(&"undss"),
+        "{recipients:?}"
+    );
+    assert!(
+        !recipients.contains(&"wfp"),
+        "wfp has nobody in Somalia: {recipients:?}"
+    );
+    let all = c
+        .call("GET", "/api/v1/broadcasts", &c.duty, None)
+        .await
+        .json();
+    let fired = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["rule"]["trigger"] == json!(order))
+        .count();
+    assert_eq!(fired, 1, "one broadcast per order");
     let view = c
         .call("GET", &format!("/api/v1/orders/{order}"), &c.duty, None)
         .await
