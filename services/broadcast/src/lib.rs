@@ -237,14 +237,18 @@ impl runtime::Fold for Register {
                 // Fired here, at the trigger's position, so every instance and every replay
                 // sees the same agencies and builds the same broadcast.
                 let config = self.config.clone();
+                let events::codec::Decoded::Known(event) = DomainEvent::decode(e) else {
+                    return;
+                };
                 for rule in &config.rules {
                     let id = rules::firing_id(&rule.id, e.id);
                     if self.broadcasts.contains_key(&id) {
                         continue;
                     }
-                    let fired = rule.fire(config.version, e, &|c| self.agencies_in(c), &|| {
-                        self.all_agencies()
-                    });
+                    let fired =
+                        rule.fire(config.version, e, &event, &|c| self.agencies_in(c), &|| {
+                            self.all_agencies()
+                        });
                     if let Some(issued) = fired {
                         self.pending.insert(
                             id,

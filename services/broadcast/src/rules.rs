@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use events::RecordedEvent;
-use events::codec::Decoded;
 use events::domain::DomainEvent;
 use events::domain::broadcast::{Audience, BroadcastIssued, BroadcastSeverity, Firing};
 use events::domain::relocation::{OrderKind, Scope};
@@ -272,19 +271,17 @@ struct Fired {
 }
 
 impl Rule {
-    /// The broadcast this rule issues for `trigger`, if it fires. `agencies_in(country)`
+    /// The broadcast this rule issues for `trigger` (decoded as `event`), if it fires. `agencies_in(country)`
     /// lists the agencies present in a country (sorted), `all_agencies` every agency.
     pub fn fire(
         &self,
         rules_version: u32,
         trigger: &RecordedEvent,
+        event: &DomainEvent,
         agencies_in: &dyn Fn(Country) -> Vec<String>,
         all_agencies: &dyn Fn() -> Vec<String>,
     ) -> Option<BroadcastIssued> {
-        let Decoded::Known(event) = DomainEvent::decode(trigger) else {
-            return None;
-        };
-        let fired = self.matches(&event)?;
+        let fired = self.matches(event)?;
         let (audience, recipients) = match self.audience {
             RuleAudience::TriggerCountry => {
                 (Audience::Country(fired.country), agencies_in(fired.country))
@@ -432,6 +429,109 @@ mod tests {
             {"id": "a", "on": "hostage_case_opened", "audience": "crisis_managers", "severity": "high"},
             {"id": "a", "on": "hostage_case_opened", "audience": "crisis_managers", "severity": "high"}]}"#;
         assert!(Config::parse(twice).unwrap_err().contains("twice"));
+    }
+
+    /// `data` of type `ty` recorded at 03:00 with id 7, decoded.
+    fn trigger(ty: &str, data: serde_json::Value) -> (RecordedEvent, DomainEvent) {
+        let event: DomainEvent =
+            serde_json::from_value(serde_json::json!({"type": ty, "data": data})).unwrap();
+        let recorded = RecordedEvent::record(
+            event.to_new_event(Uuid::from_u128(7), events::Meta::default()),
+            events::StreamName::new(events::Category::parse("x").unwrap(), Uuid::from_u128(1)),
+            1,
+            1,
+            time::macros::datetime!(2026-11-27 03:00 UTC),
+        );
+        (recorded, event)
+    }
+
+    /// What the shipped rules issue for a trigger: (rule id, broadcast).
+    fn fired(ty: &str, data: serde_json::Value) -> Vec<(String, BroadcastIssued)> {
+        let config = Config::parse(DEFAULT_CONFIG).unwrap();
+        let (recorded, event) = trigger(ty, data);
+        let in_country = |c: Country| {
+            if c.as_str() == "SO" {
+                vec!["unicef".to_owned(), "wfp".to_owned()]
+            } else {
+                vec![]
+            }
+        };
+        let all = || vec!["unicef".to_owned(), "wfp".to_owned(), "who".to_owned()];
+        config
+            .rules
+            .iter()
+            .filter_map(|r| {
+                r.fire(config.version, &recorded, &event, &in_country, &all)
+                    .map(|b| (r.id.clone(), b))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_rules_fire_on_what_the_centre_expects() {
+        let order = serde_json::json!({"kind": "evacuation", "country": "SO", "scope": "all_personnel",
+            "destination": "Nairobi", "deadline": "2026-11-28T00:00:00Z"});
+        let f = fired("RelocationOrdered", order);
+        assert_eq!(f.len(), 1);
+        let (rule, b) = &f[0];
+        assert_eq!(rule, "order-to-country");
+        assert_eq!(b.recipients, ["unicef", "wfp"]);
+        assert_eq!(b.severity, BroadcastSeverity::Critical);
+        assert_eq!(
+            b.ack_deadline,
+            Some(time::macros::datetime!(2026-11-27 04:00 UTC))
+        );
+        assert_eq!(b.rule.as_ref().unwrap().trigger, Uuid::from_u128(7));
+        assert!(b.title.starts_with("Evacuation ordered"), "{}", b.title);
+        assert!(b.validate().is_ok());
+
+        let level = |level: u8, previous: Option<u8>| {
+            serde_json::json!({"area": "SOM-BAN", "country": "SO", "level": level,
+                "reason": "Fighting near the airport", "previous_level": previous})
+        };
+        assert_eq!(fired("AreaSecurityLevelSet", level(5, Some(4))).len(), 1);
+        assert_eq!(fired("AreaSecurityLevelSet", level(6, None)).len(), 1);
+        assert!(
+            fired("AreaSecurityLevelSet", level(4, Some(3))).is_empty(),
+            "below 5"
+        );
+        assert!(
+            fired("AreaSecurityLevelSet", level(5, Some(6))).is_empty(),
+            "lowered"
+        );
+        assert!(
+            fired("AreaSecurityLevelSet", level(5, Some(5))).is_empty(),
+            "not raised"
+        );
+
+        let incident = |killed: u32, injured: u32| {
+            serde_json::json!({"country": "SO", "category": "armed_conflict", "severity": 4,
+                "title": "Convoy attacked", "occurred_at": "2026-11-27T02:00:00Z",
+                "casualties": {"killed": killed, "injured": injured}, "reporter": "fso.so"})
+        };
+        let f = fired("IncidentReported", incident(1, 2));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].1.audience, Audience::DutyOfficers);
+        assert!(f[0].1.recipients.is_empty(), "inside the centre only");
+        assert!(fired("IncidentReported", incident(0, 0)).is_empty());
+
+        let case = serde_json::json!({"incident_id": Uuid::from_u128(3), "country": "SO",
+            "persons": ["P-0001", "P-0002"], "captors": "Group X"});
+        let f = fired("HostageCaseOpened", case);
+        assert_eq!(f.len(), 1);
+        let b = &f[0].1;
+        assert_eq!(b.audience, Audience::CrisisManagers);
+        let text = format!("{} {}", b.title, b.body);
+        assert!(
+            !text.contains("P-000") && !text.contains("Group X"),
+            "no names: {text}"
+        );
+        assert!(text.contains("2 person"), "{text}");
+
+        // No agency present: an agency rule does not fire (nobody to send it to).
+        let elsewhere = serde_json::json!({"kind": "relocation", "country": "KE", "scope": "dependants",
+            "destination": "Mombasa", "deadline": "2026-11-28T00:00:00Z"});
+        assert!(fired("RelocationOrdered", elsewhere).is_empty());
     }
 
     #[test]
