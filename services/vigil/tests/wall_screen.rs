@@ -11,6 +11,15 @@
 //! incident still there. Screenshots are left in `target/`: `wall-screen.png` (live),
 //! `wall-screen-stale.png` and `wall-screen-offline.png`.
 //!
+//! The operations console too: a duty officer marks twenty people safe and the wall screen
+//! follows; and broadcasts under the two-person rule — duty officer A issues a high,
+//! all-agency EXERCISE broadcast in the console (it awaits approval there and on the wall
+//! screen), A's own Approve is refused in words that say what to do, duty officer B approves
+//! it in another window, the list and the wall screen show it live with EXERCISE on screen,
+//! WFP's focal point acknowledges it in the console (the wall counts it), and A cancels it with
+//! a reason (`console-broadcast-refused.png`, `console-broadcast-acknowledged.png`,
+//! `wall-screen-broadcast.png`).
+//!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install -y chromium chromium-driver`;
 //! `ops/test` installs them). Without them this test fails and says so: it never skips.
 //! `VIGIL_CHROMIUM` and `VIGIL_CHROMEDRIVER` point at other binaries.
@@ -1115,4 +1124,536 @@ async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
         "{}",
         read_panel().await
     );
+}
+
+// ---------------------------------------------------------------- broadcasts in the console
+
+/// Runs `script` (with `arguments`) in the current window.
+async fn js(client: &Client, script: &str, args: Vec<Value>) -> Value {
+    client.execute(script, args).await.unwrap()
+}
+
+/// Polls `script` every 100 ms until `ok` holds of its answer; returns the answer, or panics
+/// with `what` and the last answer.
+async fn wait_js(
+    client: &Client,
+    timeout: Duration,
+    what: &str,
+    script: &str,
+    args: Vec<Value>,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let v = js(client, script, args.clone()).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}; the page shows {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Logs `username` in on the console in the current window and waits for the header to
+/// say who is logged in.
+async fn console_login(client: &Client, username: &str, password: &str) {
+    js(
+        client,
+        r#"const [u, p] = arguments;
+           document.getElementById("username").value = u;
+           document.getElementById("password").value = p;
+           document.getElementById("login").requestSubmit(); return null;"#,
+        vec![json!(username), json!(password)],
+    )
+    .await;
+    wait_js(
+        client,
+        Duration::from_secs(15),
+        &format!("{username} is logged in"),
+        r#"const w = document.querySelector('[data-testid="who"]');
+           const e = document.querySelector('[data-testid="login-error"]');
+           return {who: w.textContent, role: w.dataset.role ?? "", error: e.hidden ? null : e.textContent,
+                   tab: document.querySelector('[data-testid="tab-broadcasts"]')?.getAttribute("aria-selected")};"#,
+        vec![],
+        |v| v["who"].as_str().unwrap_or("").starts_with(username) && v["role"] != "" && v["tab"] == "true",
+    )
+    .await;
+}
+
+/// The console's row of broadcast `id` (or of the one titled `title`), read in one trip.
+const CONSOLE_BROADCAST: &str = r#"
+const [id, title] = arguments;
+const rows = [...document.querySelectorAll('#broadcast-list [data-testid="broadcast"]')];
+const li = rows.find((r) => id ? r.dataset.id === id
+  : r.querySelector('[data-testid="broadcast-title"]')?.textContent === title);
+const result = document.querySelector('[data-testid="broadcast-result"]');
+const out = {
+  result: result && !result.hidden ? result.textContent : null,
+  result_error: result?.dataset.error ?? null,
+  form_error: (() => { const e = document.querySelector('[data-testid="broadcast-form-error"]'); return e && !e.hidden ? e.textContent : null; })(),
+  list_error: (() => { const e = document.querySelector('[data-testid="broadcasts-error"]'); return e && !e.hidden ? e.textContent : null; })(),
+  rows: rows.length,
+};
+if (!li) return out;
+const q = (t) => li.querySelector(`[data-testid="${t}"]`);
+const ex = q("broadcast-exercise");
+return Object.assign(out, {
+  id: li.dataset.id,
+  status: li.dataset.status,
+  exercise: li.dataset.exercise,
+  exercise_shown: ex && ex.offsetHeight > 0 ? ex.textContent : null,
+  status_text: q("broadcast-status")?.textContent ?? null,
+  counts: q("broadcast-counts")?.textContent ?? null,
+  total: q("broadcast-counts")?.dataset.total ?? null,
+  row_error: q("broadcast-row-error")?.textContent ?? null,
+  approve: Boolean(q("broadcast-approve")),
+  ack: Boolean(q("broadcast-ack")),
+  acked_by_me: li.dataset.ackedByMe,
+});
+"#;
+
+/// The wall screen's broadcast `id`, read in one trip, with whether its EXERCISE badge is
+/// rendered and inside the window.
+const WALL_BROADCAST: &str = r#"
+const [id] = arguments;
+const el = document.querySelector(`[data-testid="broadcast"][data-id="${id}"]`);
+if (!el) return {found: false, panel: document.querySelector('[data-testid="panel-broadcasts"]')?.innerText ?? null};
+const ex = el.querySelector('[data-testid="broadcast-exercise"]');
+const seen = (e) => {
+  if (!e) return false;
+  const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+  return r.width > 0 && r.height > 0 && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth
+    && s.visibility !== "hidden" && s.display !== "none" && Number(s.opacity) > 0;
+};
+const counts = el.querySelector('[data-testid="broadcast-counts"]');
+return {
+  found: true,
+  status: el.dataset.status,
+  exercise: el.dataset.exercise,
+  exercise_text: ex ? ex.innerText : null,
+  exercise_visible: seen(ex),
+  item_visible: seen(el),
+  status_text: el.querySelector('[data-testid="broadcast-status"]')?.innerText ?? null,
+  text: el.innerText,
+  acked: counts?.dataset.acked ?? null,
+  total: counts?.dataset.total ?? null,
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_duty_officers_issue_and_approve_an_exercise_broadcast_in_the_console_and_the_wall_screen_shows_exercise()
+ {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
+    for (username, role, agency) in [
+        ("duty.ana", gateway::auth::Role::DutyOfficer, None),
+        ("duty.ben", gateway::auth::Role::DutyOfficer, None),
+        (
+            "focal.wfp",
+            gateway::auth::Role::AgencyFocalPoint,
+            Some("wfp".to_owned()),
+        ),
+    ] {
+        users
+            .put(gateway::auth::User {
+                username: username.into(),
+                role,
+                scope: None,
+                agency,
+                password_hash: gateway::auth::hash_password(&format!("{username} password"))
+                    .unwrap(),
+            })
+            .unwrap();
+    }
+    let (_driver, client) = browser(
+        &dir.path().join("chromium-profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
+    let mut centre = Centre::new(&data_dir);
+    centre.start().await;
+    let outcome = AssertUnwindSafe(broadcast_scenario(&client, &centre, dir.path()))
+        .catch_unwind()
+        .await;
+    if outcome.is_err()
+        && let Ok(png) = client.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("console-broadcast-failed.png"), png);
+    }
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        eprintln!("vigil up stderr:\n{}", centre.stderr());
+        std::panic::resume_unwind(panic);
+    }
+    eprintln!("broadcast: the whole test took {:?}", started.elapsed());
+}
+
+async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
+    // Two agencies in Somalia: an all-agency broadcast has two recipients.
+    let file = dir.join("agencies.jsonl");
+    std::fs::write(
+        &file,
+        [
+            json!({"kind": "agency", "agency": "wfp", "name": "WFP", "countries": ["SO"]}),
+            json!({"kind": "agency", "agency": "unicef", "name": "UNICEF", "countries": ["SO", "KE"]}),
+        ]
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["import", "--nats-url", &centre.nats_url, "--data-dir"])
+        .arg(&centre.data_dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let console_url = format!("http://127.0.0.1:{}/console/#broadcasts", centre.http_port);
+    let title = "EXERCISE curfew drill: Mogadishu from 18:00";
+
+    // The wall screen in one window.
+    let wall = client.window().await.unwrap();
+    client.goto(&centre.url()).await.unwrap();
+    wait_for(
+        client,
+        Duration::from_secs(15),
+        "the wall screen goes live",
+        |p| state(p) == "live",
+    )
+    .await;
+
+    // Duty officer A in a second window issues a high-severity, all-agency exercise.
+    let ana = client.new_window(true).await.unwrap();
+    client.switch_to_window(ana.handle.clone()).await.unwrap();
+    client.goto(&console_url).await.unwrap();
+    console_login(client, "duty.ana", "duty.ana password").await;
+    let form = js(
+        client,
+        r#"const [title] = arguments;
+           document.querySelector('[data-testid="broadcast-new"]').click();
+           const set = (id, v) => { const e = document.getElementById(id); e.value = v;
+             e.dispatchEvent(new Event("input", {bubbles: true})); };
+           set("b-title", title);
+           set("b-body", "Drill: all staff in Mogadishu stay in their residences from 18:00 to 06:00. Acknowledge receipt.");
+           const sev = document.getElementById("b-severity"); sev.value = "high";
+           sev.dispatchEvent(new Event("change", {bubbles: true}));
+           document.getElementById("b-aud-all").click();
+           if (!document.getElementById("b-requires-ack").checked) document.getElementById("b-requires-ack").click();
+           document.getElementById("b-exercise").click();
+           const banner = document.querySelector('[data-testid="broadcast-form-exercise"]');
+           return {
+             exercise_banner: banner.offsetHeight > 0 ? banner.textContent : null,
+             approval_note: document.querySelector('[data-testid="broadcast-approval-note"]').textContent,
+             deadline: document.getElementById("b-deadline").value,
+           };"#,
+        vec![json!(title)],
+    )
+    .await;
+    assert!(
+        form["exercise_banner"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("EXERCISE")),
+        "the form shows EXERCISE once the box is ticked: {form}"
+    );
+    assert!(
+        form["approval_note"]
+            .as_str()
+            .is_some_and(|t| t.contains("second duty officer approves it")),
+        "the form says a second duty officer must approve it: {form}"
+    );
+    assert!(
+        form["deadline"].as_str().is_some_and(|d| !d.is_empty()),
+        "{form}"
+    );
+    js(
+        client,
+        r#"document.querySelector('[data-testid="broadcast-form"]').requestSubmit(); return null;"#,
+        vec![],
+    )
+    .await;
+    let issued = wait_js(
+        client,
+        Duration::from_secs(15),
+        "the console lists the new broadcast awaiting approval",
+        CONSOLE_BROADCAST,
+        vec![Value::Null, json!(title)],
+        |v| v["status"] == "awaiting_approval",
+    )
+    .await;
+    eprintln!("broadcast: issued: {}", issued["result"]);
+    let id = issued["id"].as_str().unwrap().to_owned();
+    assert_eq!(issued["exercise"], "true", "{issued}");
+    assert_eq!(issued["exercise_shown"], "EXERCISE", "{issued}");
+    assert_eq!(issued["status_text"], "Awaiting approval", "{issued}");
+    assert_eq!(
+        issued["total"], "2",
+        "both agencies are recipients: {issued}"
+    );
+    assert!(
+        issued["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("second duty officer") && r.contains("log position")),
+        "{issued}"
+    );
+
+    // The wall screen shows it awaiting approval, as an exercise.
+    client.switch_to_window(wall.clone()).await.unwrap();
+    let shown = wait_js(
+        client,
+        Duration::from_secs(10),
+        "the wall screen shows the broadcast awaiting approval",
+        WALL_BROADCAST,
+        vec![json!(id)],
+        |v| v["status"] == "awaiting_approval",
+    )
+    .await;
+    assert_eq!(shown["exercise_visible"], true, "{shown}");
+
+    // A's own approval is refused, in plain words that say what to do.
+    client.switch_to_window(ana.handle.clone()).await.unwrap();
+    js(
+        client,
+        r#"const [id] = arguments;
+           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-approve"]`).click();
+           return null;"#,
+        vec![json!(id)],
+    )
+    .await;
+    let refused = wait_js(
+        client,
+        Duration::from_secs(10),
+        "A's own approval is refused",
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        |v| v["result_error"] == "true" && v["row_error"].is_string(),
+    )
+    .await;
+    eprintln!("broadcast: A approves: {}", refused["result"]);
+    for text in [&refused["result"], &refused["row_error"]] {
+        let text = text.as_str().unwrap();
+        assert!(
+            text.starts_with("Not approved")
+                && text.contains("another duty officer must approve it")
+                && text.contains("two-person rule"),
+            "{refused:#}"
+        );
+    }
+    assert_eq!(refused["status"], "awaiting_approval", "{refused}");
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(target_dir().join("console-broadcast-refused.png"), png);
+    }
+
+    // Duty officer B, in a third window, approves it; the list shows it live.
+    let ben = client.new_window(true).await.unwrap();
+    client.switch_to_window(ben.handle.clone()).await.unwrap();
+    client.goto(&console_url).await.unwrap();
+    console_login(client, "duty.ben", "duty.ben password").await;
+    let listed = wait_js(
+        client,
+        Duration::from_secs(10),
+        "B's console lists the broadcast awaiting approval",
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        |v| v["status"] == "awaiting_approval" && v["approve"] == true,
+    )
+    .await;
+    assert_eq!(listed["exercise_shown"], "EXERCISE", "{listed}");
+    let approved_at = Instant::now();
+    js(
+        client,
+        r#"const [id] = arguments;
+           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-approve"]`).click();
+           return null;"#,
+        vec![json!(id)],
+    )
+    .await;
+    let live = wait_js(
+        client,
+        Duration::from_secs(10),
+        "B's approval is taken and the list shows the broadcast live",
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        |v| {
+            v["status"] == "live"
+                && v["result"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("Approved"))
+        },
+    )
+    .await;
+    eprintln!("broadcast: B approves: {}", live["result"]);
+    assert!(
+        live["result"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Approved") && r.contains("log position")),
+        "{live}"
+    );
+    assert_eq!(live["status_text"], "Live", "{live}");
+    assert_eq!(
+        live["approve"], false,
+        "no Approve on a live broadcast: {live}"
+    );
+
+    // The wall screen shows it live, with EXERCISE on screen.
+    client.switch_to_window(wall.clone()).await.unwrap();
+    let wall_live = wait_js(
+        client,
+        Duration::from_secs(5),
+        "the wall screen shows the broadcast live",
+        WALL_BROADCAST,
+        vec![json!(id)],
+        |v| v["status"] == "live",
+    )
+    .await;
+    eprintln!(
+        "broadcast: wall screen shows it live {:?} after the click: {}",
+        approved_at.elapsed(),
+        wall_live["text"]
+    );
+    assert_eq!(wall_live["exercise"], "true", "{wall_live}");
+    assert_eq!(wall_live["exercise_text"], "EXERCISE", "{wall_live}");
+    assert_eq!(wall_live["exercise_visible"], true, "{wall_live}");
+    assert_eq!(wall_live["item_visible"], true, "{wall_live}");
+    assert_eq!(wall_live["status_text"], "LIVE", "{wall_live}");
+    assert!(
+        wall_live["text"].as_str().unwrap().contains(title),
+        "{wall_live}"
+    );
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(target_dir().join("wall-screen-broadcast.png"), png);
+    }
+
+    // WFP's focal point, in B's window after B logs out, sees it and acknowledges it.
+    client.switch_to_window(ben.handle.clone()).await.unwrap();
+    js(
+        client,
+        r#"document.querySelector('[data-testid="logout"]').click(); return null;"#,
+        vec![],
+    )
+    .await;
+    console_login(client, "focal.wfp", "focal.wfp password").await;
+    let tabs = js(
+        client,
+        r#"return [...document.querySelectorAll('#tabs [role="tab"]')].filter((t) => !t.hidden).map((t) => t.dataset.tab);"#,
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        tabs,
+        json!(["broadcasts"]),
+        "a focal point sees the broadcasts only"
+    );
+    wait_js(
+        client,
+        Duration::from_secs(10),
+        "the focal point's console lists the broadcast with Acknowledge",
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        |v| v["ack"] == true && v["exercise_shown"] == "EXERCISE",
+    )
+    .await;
+    js(
+        client,
+        r#"const [id] = arguments;
+           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-ack"]`).click();
+           return null;"#,
+        vec![json!(id)],
+    )
+    .await;
+    let acked = wait_js(
+        client,
+        Duration::from_secs(10),
+        "the focal point's acknowledgement is taken",
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        |v| {
+            v["acked_by_me"] == "true"
+                && v["result"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("Acknowledged"))
+        },
+    )
+    .await;
+    eprintln!("broadcast: focal point: {}", acked["result"]);
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(target_dir().join("console-broadcast-acknowledged.png"), png);
+    }
+    assert!(
+        acked["result"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Acknowledged for wfp")),
+        "{acked}"
+    );
+    client.switch_to_window(wall.clone()).await.unwrap();
+    wait_js(
+        client,
+        Duration::from_secs(5),
+        "the wall screen counts the acknowledgement",
+        WALL_BROADCAST,
+        vec![json!(id)],
+        |v| v["acked"] == "1" && v["total"] == "2",
+    )
+    .await;
+
+    // A cancels it, with a reason: the console asks for one, then shows it cancelled.
+    client.switch_to_window(ana.handle).await.unwrap();
+    let asked = js(
+        client,
+        r#"const [id] = arguments;
+           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-cancel"]`).click();
+           const f = document.querySelector('[data-testid="broadcast-cancel-form"]');
+           return {shown: f.offsetHeight > 0, focused: document.activeElement?.dataset.testid ?? null};"#,
+        vec![json!(id)],
+    )
+    .await;
+    assert_eq!(
+        asked,
+        json!({"shown": true, "focused": "broadcast-cancel-reason"}),
+        "Cancel… asks for a reason"
+    );
+    js(
+        client,
+        r#"document.querySelector('[data-testid="broadcast-cancel-reason"]').value = "Drill over";
+           document.querySelector('[data-testid="broadcast-cancel-form"]').requestSubmit(); return null;"#,
+        vec![],
+    )
+    .await;
+    let cancelled = wait_js(
+        client,
+        Duration::from_secs(10),
+        "A's console shows the broadcast cancelled",
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        |v| {
+            v["status"] == "cancelled"
+                && v["result"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("Cancelled"))
+        },
+    )
+    .await;
+    eprintln!("broadcast: A cancels: {}", cancelled["result"]);
+    assert_eq!(cancelled["status_text"], "Cancelled", "{cancelled}");
+    client.switch_to_window(wall).await.unwrap();
+    wait_js(
+        client,
+        Duration::from_secs(5),
+        "the wall screen shows the broadcast cancelled",
+        WALL_BROADCAST,
+        vec![json!(id)],
+        |v| v["status"] == "cancelled" && v["exercise_visible"] == true,
+    )
+    .await;
 }

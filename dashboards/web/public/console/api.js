@@ -1,8 +1,8 @@
 // Vigil operations console: the one way to the API.
 //
 // Owns: the session (sessionStorage "vigil.console.session": username, token, role, scope,
-// expires_at, skew_ms — this tab only, gone when the tab closes) and every HTTP exchange with
-// /api/v1 (JSON in and out, `Authorization: Bearer <token>`, a 15 s limit).
+// agency, expires_at, skew_ms — this tab only, gone when the tab closes) and every HTTP
+// exchange with /api/v1 (JSON in and out, `Authorization: Bearer <token>`, a 15 s limit).
 //
 // Promises:
 // - Every call sends the session's token; none is made without one (except the login).
@@ -45,7 +45,7 @@ function load() {
 let session = load();
 let lostHandler = () => {};
 
-/** {username, token, role, scope, expires_at, skew_ms} or null. */
+/** {username, token, role, scope, agency, expires_at, skew_ms} or null. */
 export const getSession = () => session;
 
 export function setSession(s) {
@@ -79,6 +79,23 @@ export function dropToken(why) {
 }
 
 export const role = () => session?.role || null;
+
+/**
+ * The claims a token carries (its middle part, base64url JSON), or null. For showing only
+ * (the agency of a focal point): the server checks the token, the page never trusts it.
+ */
+export function tokenClaims(token) {
+  try {
+    const part = String(token || "").split(".")[1];
+    if (!part) return null;
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
 
 // ---------------------------------------------------------------- ids
 

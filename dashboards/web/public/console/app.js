@@ -1,14 +1,16 @@
 // Vigil operations console: the shell around the three sections.
 //
 // Owns: the login form and the header (who, role, log out), the tabs (Orders, Surges,
-// Hostage cases; the open tab and order kept in the URL's #hash, so a reload lands on the
-// same place), the clock that drives refreshes, and the keyboard shortcut "/" (focus the
-// open section's search).
+// Hostage cases, Broadcasts; the open tab and order kept in the URL's #hash, so a reload
+// lands on the same place), the clock that drives refreshes, and the keyboard shortcut "/"
+// (focus the open section's search).
 //
 // Promises:
 // - Nothing but the login form shows without a valid token; a 401 on any call, or the
 //   token's expiry (judged on the server's clock), brings the login form back, with the
 //   username kept, and the section comes back as it was after the login.
+// - An agency focal point sees the Broadcasts tab only (the broadcasts sent to their agency,
+//   to acknowledge); everyone else sees every tab, and the server judges each call.
 // - The open section refreshes itself every second's tick as it sees fit (orders and surges:
 //   the open item every 5 s, lists every 10 s; hostage-case details never by themselves,
 //   since each read is audited); nothing refreshes while the page is hidden, and everything
@@ -17,14 +19,20 @@
 // Sections are modules with the same face: init(), show(), hide(), tick(now), focusSearch(),
 // reset() (on log out). Plain ES modules, no build step, no library.
 
-import { api, getSession, setSession, tokenValid, onSessionLost, role } from "./api.js";
+import { api, getSession, setSession, tokenValid, onSessionLost, role, tokenClaims } from "./api.js";
 import { $, loadCountries, words } from "./ui.js";
 import * as orders from "./orders.js";
 import * as surges from "./surges.js";
 import * as hostage from "./hostage.js";
+import * as broadcasts from "./broadcasts.js";
 
-const SECTIONS = { orders, surges, hostage };
+const SECTIONS = { orders, surges, hostage, broadcasts };
 const ROLES_FOR_CONSOLE = ["duty_officer", "crisis_manager", "admin"];
+/** The tabs a role sees, where it is not every tab. */
+const TABS_FOR_ROLE = { agency_focal_point: ["broadcasts"] };
+
+/** The sections the logged-in role sees, in tab order. */
+const visibleSections = () => TABS_FOR_ROLE[role()] ?? Object.keys(SECTIONS);
 
 let current = null; // name of the open section
 let loginWhy = "";
@@ -52,6 +60,8 @@ async function login(ev) {
       token: data.token,
       role: data.role ?? null,
       scope: data.scope ?? null,
+      // The login answer does not name the agency (yet); the token's claims do.
+      agency: data.agency ?? tokenClaims(data.token)?.agency ?? null,
       expires_at: data.expires_at ?? null,
       skew_ms: Number.isNaN(date) ? 0 : date - Date.now(),
     });
@@ -95,11 +105,15 @@ function render() {
   $("tabs").hidden = !ok;
   $("logout").hidden = !s?.username;
   if (ok) {
-    const bits = [s.role ? words(s.role) : null, s.scope ? `country ${s.scope}` : null].filter(Boolean);
+    const bits = [
+      s.role ? words(s.role) : null,
+      s.scope ? `country ${s.scope}` : null,
+      s.agency ? `agency ${s.agency}` : null,
+    ].filter(Boolean);
     $("who").textContent = `${s.username}${bits.length ? ` · ${bits.join(" · ")}` : ""}`;
     $("who").dataset.role = s.role || "";
     const note = $("role-note");
-    note.hidden = ROLES_FOR_CONSOLE.includes(s.role);
+    note.hidden = ROLES_FOR_CONSOLE.includes(s.role) || Boolean(TABS_FOR_ROLE[s.role]);
     note.textContent = note.hidden
       ? ""
       : `This console is for duty officers and crisis managers; as ${words(s.role || "unknown role")} some lists and actions will be refused.`;
@@ -108,6 +122,7 @@ function render() {
     $("who").textContent = s?.username ? `${s.username} · not logged in` : "Not logged in";
     $("role-note").hidden = true;
     if (current) SECTIONS[current].hide();
+    for (const name of Object.keys(SECTIONS)) $(`tab-${name}`).hidden = false;
     for (const name of Object.keys(SECTIONS)) $(name).hidden = true;
     current = null;
     $("login-title").textContent = s?.username ? "Log in again" : "Log in";
@@ -121,15 +136,19 @@ function render() {
 
 // ---------------------------------------------------------------- tabs and the #hash
 
-/** "#orders/<id>" → {tab: "orders", id}. */
+/** "#orders/<id>" → {tab: "orders", id}; a tab the role does not see → its first tab. */
 function route() {
   const [tab, id] = location.hash.replace(/^#/, "").split("/");
-  return { tab: SECTIONS[tab] ? tab : "orders", id: id || null };
+  const seen = visibleSections();
+  return seen.includes(tab) ? { tab, id: id || null } : { tab: seen[0], id: null };
 }
 const routeTab = () => route().tab;
 
 function open(name, { fromRoute = false } = {}) {
   if (!tokenValid()) return;
+  const seen = visibleSections();
+  if (!seen.includes(name)) name = seen[0];
+  for (const n of Object.keys(SECTIONS)) $(`tab-${n}`).hidden = !seen.includes(n);
   if (current !== name) {
     if (current) SECTIONS[current].hide();
     for (const n of Object.keys(SECTIONS)) {
@@ -143,7 +162,8 @@ function open(name, { fromRoute = false } = {}) {
   } else if (fromRoute) {
     SECTIONS[name].show(route().id);
   }
-  if (!fromRoute && route().tab !== name) history.replaceState(null, "", `#${name}`);
+  const hashTab = location.hash.replace(/^#/, "").split("/")[0];
+  if ((!fromRoute && route().tab !== name) || (hashTab && hashTab !== name)) history.replaceState(null, "", `#${name}`);
 }
 
 /** Sections call this when they open or close an item, to keep the #hash in step. */
@@ -153,7 +173,7 @@ function setRoute(tab, id) {
 }
 
 function onTabKey(ev) {
-  const names = Object.keys(SECTIONS);
+  const names = visibleSections();
   const i = names.indexOf(current);
   let next = null;
   if (ev.key === "ArrowRight") next = names[(i + 1) % names.length];
