@@ -392,6 +392,11 @@ pub fn decide_ack(b: &Broadcast, actor: &Actor) -> Result<Vec<DomainEvent>, Refu
             "this broadcast was cancelled: no acknowledgement is needed",
         ));
     }
+    if !b.issued.requires_ack {
+        return Err(Refusal::conflict(
+            "this broadcast asks for no acknowledgement",
+        ));
+    }
     if let Some(ack) = b.acks.get(&agency) {
         return Err(Refusal::new(
             RefusalCode::Conflict,

@@ -12,7 +12,8 @@
 //!   and [`broadcast::decide_ack`].
 //! - `cancel` — `{"broadcast": <uuid>, "change": {"reason": "…"}}`: issues a new broadcast that
 //!   cancels the original (its id is the command's id) and records the cancellation on the
-//!   original; a retry completes what a crash cut short.
+//!   original; a retry completes what a crash cut short. A broadcast still awaiting approval
+//!   was never sent: it is withdrawn, and no notice goes out.
 //! - `get`, `chain`, `cap` — `{"broadcast": <uuid>}`: the broadcast with its per-agency
 //!   state; the causal chain from the trigger to each acknowledgement; its CAP 1.2 XML.
 //! - `list` — `{"limit", "status"}`; `feed` — `{"agency"}`: an agency's CAP feed (a focal
@@ -387,11 +388,15 @@ pub struct Chain {
     pub events: Vec<Link>,
 }
 
-fn view(b: &Broadcast, superseded_by: Option<Uuid>) -> View {
+/// The broadcast as `actor` may see it: a focal point sees their own agency's line only.
+fn view(b: &Broadcast, superseded_by: Option<Uuid>, actor: &Actor) -> View {
+    let own =
+        |a: &&String| actor.role != Role::AgencyFocalPoint || actor.agency.as_ref() == Some(*a);
     let mut agencies: BTreeMap<String, AgencyState> = b
         .issued
         .recipients
         .iter()
+        .filter(own)
         .map(|a| {
             (
                 a.clone(),
@@ -436,15 +441,18 @@ fn view(b: &Broadcast, superseded_by: Option<Uuid>) -> View {
         issued_at: b.issued_at,
         approved_by: b.approved.as_ref().map(|(by, _)| by.clone()),
         delivered,
-        acknowledged: b.acks.len(),
+        acknowledged: b.acks.keys().filter(own).count(),
         failed,
         agencies,
         resent_to: b
             .resent
+            .iter()
+            .flat_map(|(a, _)| a.iter().filter(own).cloned())
+            .collect(),
+        escalated: b
+            .escalated
             .as_ref()
-            .map(|(a, _)| a.clone())
-            .unwrap_or_default(),
-        escalated: b.escalated.as_ref().map(|(a, _)| a.clone()),
+            .map(|(a, _)| a.iter().filter(own).cloned().collect()),
         cancelled: b.cancelled.as_ref().map(|(r, _)| r.clone()),
         superseded_by,
         position: b.position,
@@ -641,6 +649,29 @@ impl Service {
                     "this id is taken; cancel with a new id",
                 ));
             }
+            None if original.status() == Status::AwaitingApproval
+                || original.chain.iter().any(|l| l.event_id == cmd.id) =>
+            {
+                // Never sent: withdraw it, and tell nobody (no agency has seen it).
+                let withdrawn = BroadcastCancelled {
+                    reason: body.reason.clone(),
+                    by_broadcast: None,
+                };
+                return commands::execute(
+                    &self.store,
+                    &bevents::stream_for(original_id),
+                    &cmd,
+                    |history| match Broadcast::fold(history) {
+                        Some(b) if b.status() == Status::AwaitingApproval => {
+                            Ok(vec![withdrawn.clone().into()])
+                        }
+                        _ => Err(Refusal::conflict(
+                            "this broadcast was approved or cancelled meanwhile; reload it",
+                        )),
+                    },
+                )
+                .await;
+            }
             None => {
                 if original.cancelled.is_some() {
                     return Err(Refusal::conflict("this broadcast is already cancelled"));
@@ -697,7 +728,7 @@ impl Service {
             .superseded
             .get(&cmd.body.broadcast)
             .copied();
-        Ok(view(&b, superseded))
+        Ok(view(&b, superseded, &cmd.actor))
     }
 
     async fn chain(&self, payload: &[u8]) -> Result<Chain, Refusal> {
@@ -759,7 +790,7 @@ impl Service {
             .filter(|b| b.visible_to(&cmd.actor))
             .filter(|b| status.is_none_or(|s| b.status() == s))
             .take(limit)
-            .map(|b| view(b, register.superseded.get(&b.id).copied()))
+            .map(|b| view(b, register.superseded.get(&b.id).copied(), &cmd.actor))
             .collect())
     }
 

@@ -500,6 +500,45 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
         .collect();
     assert_eq!(types[..2], ["BroadcastIssued", "BroadcastApproved"]);
     assert!(types.contains(&"BroadcastAcknowledged"), "{types:?}");
+    // A focal point sees their own agency's line only.
+    let theirs = c
+        .ok("get", &focal_point("unicef"), json!({"broadcast": id}))
+        .await;
+    let lines: Vec<&String> = theirs["agencies"].as_object().unwrap().keys().collect();
+    assert_eq!(lines, ["unicef"]);
+
+    // An unapproved broadcast is withdrawn by a cancel: no notice goes to anyone; a resend
+    // of the same cancel is stored once.
+    let unsent = Uuid::new_v4();
+    c.ask(
+        "issue",
+        &duty("ana"),
+        unsent,
+        json!({"title": "Wrong", "body": "Oops.",
+        "severity": "critical", "audience": "all_agencies"}),
+    )
+    .await;
+    let cancel = Uuid::new_v4();
+    let body = json!({"broadcast": unsent, "change": {"reason": "typo"}});
+    let first = c.ask("cancel", &duty("ana"), cancel, body.clone()).await;
+    assert!(first["ok"].is_object(), "{first}");
+    let again = c.ask("cancel", &duty("ana"), cancel, body).await;
+    assert_eq!(again["ok"]["duplicate"], true, "{again}");
+    let v = c
+        .ok("get", &duty("ana"), json!({"broadcast": unsent}))
+        .await;
+    assert_eq!(v["status"], "cancelled");
+    c.settle().await;
+    let log = c.log().await;
+    assert!(
+        !log.iter().any(|e| e.data["cancels"] == json!(unsent)),
+        "no cancellation notice for what was never sent"
+    );
+    assert!(
+        c.of_type(unsent, "BroadcastDeliveryAttempted")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -452,7 +452,7 @@ pub async fn login(
                         .ok()
                 });
             Ok(
-                Json(json!({"token": token, "role": claims.role, "scope": claims.scope, "expires_at": expires_at}))
+                Json(json!({"token": token, "role": claims.role, "scope": claims.scope, "agency": claims.agency, "expires_at": expires_at}))
                     .into_response(),
             )
         }
