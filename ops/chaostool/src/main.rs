@@ -1,0 +1,155 @@
+//! `vigil-chaos`: the reliability battery behind `ops/chaos`. Each scenario breaks a real
+//! centre on purpose (loopback only, bounded in time, cleaning up what it started), then the
+//! checker reads the whole log back, and the scenario prints one line of figures ending in
+//! PASS or FAIL (the exit status says the same).
+//!
+//! - `crash --cycles N`: kill -9 of the store, each service, the gateway and nats-server at
+//!   random moments under 4 concurrent writers (see [`crash`]).
+//! - `check --data-dir D --acks F`: the checker alone, on a stopped store (see [`check`]).
+//!
+//! # Layout
+//! - `centre`: a centre as separate processes that can be killed and started again.
+//! - `writers`: the HTTP and NATS writers and their ack file.
+//! - `check`: the checker.
+//! - one module per scenario.
+
+mod centre;
+mod check;
+mod crash;
+mod writers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil-chaos",
+    about = "Break a Vigil centre on purpose and check nothing acknowledged was lost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// The `vigil` binary to run.
+    #[arg(long, default_value = "target/debug/vigil")]
+    vigil: PathBuf,
+    /// Where the scenario keeps its data and process logs (a fresh temp dir by default,
+    /// removed after a PASS, kept after a FAIL).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// kill -9 of every part at random under 4 writers, N times; then the checker.
+    Crash {
+        /// kill/restart cycles.
+        #[arg(long, default_value_t = 10)]
+        cycles: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The checker alone: a stopped store's directory against an ack file.
+    Check {
+        /// The store's directory (`<data-dir>/store`).
+        #[arg(long)]
+        store: PathBuf,
+        /// The ack file the writers wrote.
+        #[arg(long)]
+        acks: PathBuf,
+    },
+}
+
+/// A scenario's working directory: the one asked for, or a temp dir kept only on failure.
+struct WorkDir {
+    path: PathBuf,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl WorkDir {
+    fn new(asked: Option<PathBuf>, name: &str) -> anyhow::Result<WorkDir> {
+        match asked {
+            Some(path) => Ok(WorkDir { path, temp: None }),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix(&format!("vigil-chaos-{name}-"))
+                    .tempdir()?;
+                Ok(WorkDir {
+                    path: temp.path().to_owned(),
+                    temp: Some(temp),
+                })
+            }
+        }
+    }
+
+    /// Keeps the directory (for the logs of a failed run) and says where it is.
+    fn keep(mut self) {
+        if let Some(t) = self.temp.take() {
+            let path = t.keep();
+            eprintln!("kept {} for its logs", path.display());
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("vigil-chaos: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Crash { cycles, common } => {
+            let work = WorkDir::new(common.dir, "crash")?;
+            let outcome = crash::run(&common.vigil, &work.path, cycles).await?;
+            println!("{}", outcome.line("crash"));
+            report_problems(&outcome.verdict.problems, &outcome.board, &outcome.crashed);
+            let ok = outcome.ok();
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::Check { store, acks } => {
+            let log = check::read_dir(&store)?;
+            let verdict = check::check(&log, &writers::AckFile::read(&acks)?);
+            println!(
+                "check: {} acknowledged, {} stored, {} lost, {} duplicated, {} position gaps, {} version gaps, {} misordered — {}",
+                verdict.acknowledged,
+                verdict.stored,
+                verdict.lost,
+                verdict.duplicated,
+                verdict.position_gaps,
+                verdict.version_gaps,
+                verdict.misordered,
+                if verdict.ok() { "PASS" } else { "FAIL" }
+            );
+            report_problems(&verdict.problems, &Ok(()), &[]);
+            Ok(verdict.ok())
+        }
+    }
+}
+
+fn report_problems(problems: &[String], board: &Result<(), String>, crashed: &[String]) {
+    for p in problems {
+        eprintln!("  problem: {p}");
+    }
+    if let Err(e) = board {
+        eprintln!("  problem: {e}");
+    }
+    for c in crashed {
+        eprintln!("  problem: {c}");
+    }
+}

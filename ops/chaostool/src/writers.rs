@@ -1,0 +1,223 @@
+//! The writers a scenario runs while it breaks things, and the file they record every
+//! acknowledged write in.
+//!
+//! - HTTP writers report incidents through the gateway (`POST /api/v1/incidents` with a
+//!   client id), the path a field officer's phone takes: gateway → incidents service → store.
+//! - NATS writers append straight to the store (`vigil.store.append`), several streams each,
+//!   the path every service takes.
+//!
+//! Each writer retries a write with the same ids until it is acknowledged (or the scenario
+//! ends), exactly as a client must; an acknowledgement is written to the ack file (one JSON
+//! line, flushed) before the next write starts, so the file holds every acknowledged write.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use runtime::StoreClient;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// One acknowledged write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The event's id.
+    pub id: Uuid,
+    /// Its stream.
+    pub stream: String,
+    /// The position the store gave.
+    pub position: u64,
+    /// The stream version the store gave.
+    pub version: u64,
+    /// `http` or `nats`.
+    pub via: String,
+}
+
+/// The ack file, shared by the writers.
+#[derive(Clone)]
+pub struct AckFile(Arc<Mutex<std::fs::File>>);
+
+impl AckFile {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &Path) -> anyhow::Result<AckFile> {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("creating the ack file {}", path.display()))?;
+        Ok(AckFile(Arc::new(Mutex::new(f))))
+    }
+
+    async fn record(&self, ack: &Ack) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(ack)?;
+        line.push(b'\n');
+        let mut f = self.0.lock().await;
+        f.write_all(&line)?;
+        f.flush()?;
+        Ok(())
+    }
+
+    /// Reads every ack of `path`.
+    pub fn read(path: &Path) -> anyhow::Result<Vec<Ack>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the ack file {}", path.display()))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).context("a line of the ack file"))
+            .collect()
+    }
+}
+
+/// What the writers share with the scenario.
+#[derive(Clone, Default)]
+pub struct Progress {
+    /// Set to stop the writers (each finishes or abandons its write in flight).
+    pub stop: Arc<AtomicBool>,
+    /// Writes acknowledged so far.
+    pub acked: Arc<AtomicU64>,
+    /// Milliseconds since `epoch` of the last acknowledgement through the gateway.
+    pub last_http_ack_ms: Arc<AtomicU64>,
+    /// When the writers started.
+    pub epoch: Arc<std::sync::OnceLock<Instant>>,
+}
+
+impl Progress {
+    fn mark_http(&self) {
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        self.last_http_ack_ms
+            .store(epoch.elapsed().as_millis() as u64, Ordering::Release);
+    }
+
+    /// Waits until an HTTP write is acknowledged after `since` (the centre serves field
+    /// reports again); the time it took, or `None` after `timeout`.
+    pub async fn http_ack_after(&self, since: Instant, timeout: Duration) -> Option<Duration> {
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let since_ms = since.saturating_duration_since(epoch).as_millis() as u64;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.last_http_ack_ms.load(Ordering::Acquire) > since_ms {
+                return Some(since.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+/// Reports incidents through the gateway until stopped.
+pub async fn http_writer(
+    http: SocketAddr,
+    token: String,
+    acks: AckFile,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    let auth = format!("Bearer {token}");
+    while !progress.stop.load(Ordering::Acquire) {
+        let id = Uuid::new_v4();
+        let body = serde_json::to_vec(&json!({
+            "id": id, "country": "SO", "category": "crime", "severity": 2,
+            "title": "Chaos report", "occurred_at": "2026-11-27T03:00:00Z"
+        }))?;
+        // The same id until it lands: a retry is never stored twice.
+        loop {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(5),
+                testkit::http::request(
+                    http,
+                    "POST",
+                    "/api/v1/incidents",
+                    &[
+                        ("Authorization", auth.as_str()),
+                        ("Content-Type", "application/json"),
+                    ],
+                    Some(&body),
+                ),
+            )
+            .await;
+            if let Ok(Ok(a)) = answer
+                && (a.status == 201 || a.status == 200)
+            {
+                let v = a.json();
+                let ack = Ack {
+                    id,
+                    stream: v["stream"].as_str().unwrap_or_default().to_owned(),
+                    position: v["position"].as_u64().unwrap_or_default(),
+                    version: v["stream_version"].as_u64().unwrap_or_default(),
+                    via: "http".into(),
+                };
+                acks.record(&ack).await?;
+                progress.acked.fetch_add(1, Ordering::AcqRel);
+                progress.mark_http();
+                break;
+            }
+            if progress.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Appends to the store over NATS, round-robin over 3 streams of its own, until stopped.
+pub async fn nats_writer(
+    nats_url: String,
+    writer: usize,
+    acks: AckFile,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    let client = runtime::nats::connect(
+        &nats_url,
+        &format!("chaos-writer-{writer}"),
+        None,
+        runtime::nats::Mode::Service,
+    )
+    .await?;
+    let store = StoreClient::new(client, Duration::from_secs(2));
+    let streams: Vec<StreamName> = (0..3)
+        .map(|_| StreamName::parse(&format!("chaos-{}", Uuid::new_v4())))
+        .collect::<Result<_, _>>()?;
+    let mut i = 0usize;
+    while !progress.stop.load(Ordering::Acquire) {
+        let stream = &streams[i % streams.len()];
+        i += 1;
+        let event = NewEvent {
+            id: Uuid::new_v4(),
+            event_type: "ChaosWritten".into(),
+            v: 1,
+            data: json!({"writer": writer, "n": i}),
+            meta: Meta {
+                actor: Some(format!("chaos-writer-{writer}")),
+                ..Meta::default()
+            },
+        };
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected_version: ExpectedVersion::Any,
+            events: vec![event.clone()],
+        };
+        loop {
+            if let Ok(ok) = store.append(&request).await {
+                let ack = Ack {
+                    id: event.id,
+                    stream: stream.as_str().to_owned(),
+                    position: ok.first_position,
+                    version: ok.stream_version,
+                    via: "nats".into(),
+                };
+                acks.record(&ack).await?;
+                progress.acked.fetch_add(1, Ordering::AcqRel);
+                break;
+            }
+            if progress.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
