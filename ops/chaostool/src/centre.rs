@@ -79,10 +79,18 @@ impl Drop for Proc {
     }
 }
 
+/// The centre's NATS server.
+pub enum Nats {
+    /// Its own, on loopback: a crash victim like the rest.
+    Local(NatsServer),
+    /// Run by the scenario (e.g. in another network namespace), at this URL.
+    External(String),
+}
+
 /// A running centre.
 pub struct Centre {
-    /// The nats-server (its own port and temp dir).
-    pub nats: NatsServer,
+    /// The NATS server.
+    pub nats: Nats,
     /// The data directory.
     pub dir: PathBuf,
     /// The `vigil` binary.
@@ -101,14 +109,35 @@ impl Centre {
     /// Starts nats-server, the store, every service and the gateway; waits until the gateway
     /// is ready. `store_args` are added to `vigil store` (e.g. `--unsafe-no-fsync`).
     pub async fn start(vigil: &Path, dir: &Path, store_args: &[&str]) -> anyhow::Result<Centre> {
-        std::fs::create_dir_all(dir).context("creating the data directory")?;
-        let nats = NatsServer::start();
         let http = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        Self::start_on(
+            vigil,
+            dir,
+            store_args,
+            Nats::Local(NatsServer::start()),
+            http,
+        )
+        .await
+    }
+
+    /// [`Centre::start`] on a given NATS server, with the gateway on `http`.
+    pub async fn start_on(
+        vigil: &Path,
+        dir: &Path,
+        store_args: &[&str],
+        nats: Nats,
+        http: SocketAddr,
+    ) -> anyhow::Result<Centre> {
+        std::fs::create_dir_all(dir).context("creating the data directory")?;
+        let nats_url = match &nats {
+            Nats::Local(n) => n.url(),
+            Nats::External(url) => url.clone(),
+        };
         let common = |cmd: &str| {
             vec![
                 cmd.to_owned(),
                 "--nats-url".to_owned(),
-                nats.url(),
+                nats_url.clone(),
                 "--data-dir".to_owned(),
                 dir.display().to_string(),
             ]
@@ -172,20 +201,27 @@ impl Centre {
 
     /// The NATS URL.
     pub fn nats_url(&self) -> String {
-        self.nats.url()
+        match &self.nats {
+            Nats::Local(n) => n.url(),
+            Nats::External(url) => url.clone(),
+        }
     }
 
-    /// Every victim a crash scenario may pick: each process and nats-server.
+    /// Every victim a crash scenario may pick: each process and its own nats-server.
     pub fn victims(&self) -> Vec<String> {
         let mut v: Vec<String> = self.procs.iter().map(|p| p.name.clone()).collect();
-        v.push("nats-server".into());
+        if matches!(self.nats, Nats::Local(_)) {
+            v.push("nats-server".into());
+        }
         v
     }
 
     /// kill -9 of `name`.
     pub fn kill(&mut self, name: &str) {
         if name == "nats-server" {
-            self.nats.kill();
+            if let Nats::Local(n) = &mut self.nats {
+                n.kill();
+            }
         } else if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
             p.kill9();
         }
@@ -194,7 +230,9 @@ impl Centre {
     /// Starts `name` again after [`Centre::kill`].
     pub fn start_again(&mut self, name: &str) -> anyhow::Result<()> {
         if name == "nats-server" {
-            self.nats.restart();
+            if let Nats::Local(n) = &mut self.nats {
+                n.restart();
+            }
             return Ok(());
         }
         let (vigil, dir) = (self.vigil.clone(), self.dir.clone());
@@ -220,7 +258,9 @@ impl Centre {
         for p in &mut self.procs {
             p.kill9();
         }
-        self.nats.kill();
+        if let Nats::Local(n) = &mut self.nats {
+            n.kill();
+        }
     }
 
     /// Waits until `/readyz` answers 200 (store and NATS reachable, boards caught up).

@@ -6,6 +6,8 @@
 //! - `crash --cycles N`: kill -9 of the store, each service, the gateway and nats-server at
 //!   random moments under 4 concurrent writers (see [`crash`]).
 //! - `check --data-dir D --acks F`: the checker alone, on a stopped store (see [`check`]).
+//! - `partition --cuts N [--quick]`: nats-server, a field client and a wall screen each in a
+//!   network namespace, cut off and healed at random (see [`partition`]).
 //!
 //! # Layout
 //! - `centre`: a centre as separate processes that can be killed and started again.
@@ -16,6 +18,7 @@
 mod centre;
 mod check;
 mod crash;
+mod partition;
 mod writers;
 
 use std::path::PathBuf;
@@ -53,6 +56,30 @@ enum Command {
         cycles: usize,
         #[command(flatten)]
         common: Common,
+    },
+    /// Network cuts between field client and gateway, services and nats-server, gateway and
+    /// screen (network namespaces and nftables; needs root).
+    Partition {
+        /// Cuts to make.
+        #[arg(long, default_value_t = 5)]
+        cuts: usize,
+        /// Cuts of 1–5 s instead of 1–30 s.
+        #[arg(long)]
+        quick: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// One client of the partition scenario, run by it inside a network namespace.
+    #[command(hide = true)]
+    PartitionClient {
+        #[arg(long, value_enum)]
+        role: partition::ClientRole,
+        #[arg(long)]
+        http: std::net::SocketAddr,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The checker alone: a stopped store's directory against an ack file.
     Check {
@@ -121,6 +148,31 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 work.keep();
             }
             Ok(ok)
+        }
+        Command::Partition {
+            cuts,
+            quick,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "partition")?;
+            let chaos = std::env::current_exe()?;
+            let outcome = partition::run(&common.vigil, &chaos, &work.path, cuts, quick).await?;
+            println!("{}", outcome.line());
+            report_problems(&outcome.verdict.problems, &outcome.board, &outcome.problems);
+            let ok = outcome.ok();
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::PartitionClient {
+            role,
+            http,
+            token,
+            out,
+        } => {
+            partition::client(role, http, token, out).await?;
+            Ok(true)
         }
         Command::Check { store, acks } => {
             let log = check::read_dir(&store)?;

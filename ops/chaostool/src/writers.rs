@@ -65,7 +65,14 @@ impl AckFile {
     pub fn read(path: &Path) -> anyhow::Result<Vec<Ack>> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the ack file {}", path.display()))?;
-        text.lines()
+        // A writer killed mid-line leaves a torn last line: that write was never recorded
+        // as acknowledged (the line is flushed whole before the next write starts).
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).context("a line of the ack file"))
             .collect()
