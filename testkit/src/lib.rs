@@ -164,6 +164,11 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()))
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -242,6 +242,21 @@ impl Centre {
         }
     }
 
+    /// The process id of each running vigil process and of its own nats-server.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut p: Vec<(String, u32)> = self
+            .procs
+            .iter()
+            .filter_map(|p| p.child.as_ref().map(|c| (p.name.clone(), c.id())))
+            .collect();
+        if let Nats::Local(n) = &self.nats
+            && let Some(pid) = n.pid()
+        {
+            p.push(("nats-server".into(), pid));
+        }
+        p
+    }
+
     /// Processes that exited without being killed, with their status: each is a crash.
     pub fn crashed(&mut self) -> Vec<String> {
         self.procs

@@ -6,6 +6,10 @@
 //! - `crash --cycles N`: kill -9 of the store, each service, the gateway and nats-server at
 //!   random moments under 4 concurrent writers (see [`crash`]).
 //! - `check --data-dir D --acks F`: the checker alone, on a stopped store (see [`check`]).
+//! - `fuzz --minutes N`: random and structured input against the event codec, the store's
+//!   append decoder, the HTTP JSON bodies and the WebSocket client messages (see [`fuzz`]).
+//! - `soak --minutes M`: steady realistic load with a crash now and then; memory and open
+//!   files of every process over time must stay flat (see [`soak`]).
 //! - `partition --cuts N [--quick]`: nats-server, a field client and a wall screen each in a
 //!   network namespace, cut off and healed at random (see [`partition`]).
 //!
@@ -19,6 +23,7 @@ mod centre;
 mod check;
 mod crash;
 mod partition;
+mod soak;
 mod writers;
 
 use std::path::PathBuf;
@@ -66,6 +71,24 @@ enum Command {
         /// Cuts of 1–5 s instead of 1–30 s.
         #[arg(long)]
         quick: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Steady load (reports, levels, clearances, broadcasts, screens) with periodic crashes,
+    /// watching memory and open files.
+    Soak {
+        /// How long, in minutes (`ops/chaos soak --hours H` passes H × 60).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// WebSocket wall screens.
+        #[arg(long, default_value_t = 500)]
+        screens: usize,
+        /// Seconds between crashes.
+        #[arg(long, default_value_t = 60)]
+        crash_every: u64,
+        /// Seconds between readings.
+        #[arg(long, default_value_t = 30)]
+        sample_every: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -159,6 +182,29 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let outcome = partition::run(&common.vigil, &chaos, &work.path, cuts, quick).await?;
             println!("{}", outcome.line());
             report_problems(&outcome.verdict.problems, &outcome.board, &outcome.problems);
+            let ok = outcome.ok();
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::Soak {
+            minutes,
+            screens,
+            crash_every,
+            sample_every,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "soak")?;
+            let settings = soak::Settings {
+                duration: std::time::Duration::from_secs_f64(minutes.max(0.1) * 60.0),
+                screens,
+                crash_every: std::time::Duration::from_secs(crash_every.max(1)),
+                sample_every: std::time::Duration::from_secs(sample_every.max(1)),
+            };
+            let outcome = soak::run(&common.vigil, &work.path, &settings).await?;
+            println!("{}", outcome.line(settings.duration));
+            report_problems(&outcome.verdict.problems, &Ok(()), &outcome.problems);
             let ok = outcome.ok();
             if !ok {
                 work.keep();
