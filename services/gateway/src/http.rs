@@ -180,6 +180,57 @@ pub async fn page(uri: Uri) -> Response {
     response
 }
 
+/// Errors are JSON everywhere: an error answer made outside the handlers (axum's own
+/// rejections — a path parameter that is not UTF-8, a `/ws` request that is not an upgrade,
+/// a wrong method — and the request timeout) comes as plain text or empty; it is rewritten
+/// as `{"error":{"code","message"}}` with the same status and headers. Found by
+/// `ops/chaos fuzz`.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    // A client error's text says what was wrong with the request; a server error's might
+    // say something about the inside, so it gets only the status.
+    let message = if text.is_empty() || status.is_server_error() {
+        status.canonical_reason().unwrap_or("refused").to_owned()
+    } else {
+        text.chars().take(300).collect()
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    // The original headers (`Allow`, `WWW-Authenticate`, the security headers), but the body
+    // is a new one.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    *answer.headers_mut() = parts.headers;
+    answer
+}
+
 /// Security headers on every response.
 pub async fn security_headers(
     req: axum::extract::Request,

@@ -229,6 +229,8 @@ pub fn router(state: Arc<AppState>, metrics: Option<PrometheusHandle>) -> Router
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // Outermost, so the timeout's answer is JSON too.
+        .layer(axum::middleware::from_fn(http::json_errors))
 }
 
 /// Reads the log into the hub, then follows it, until `shutdown`.

@@ -4,10 +4,11 @@
 //! server → one `snapshot` (or the deltas missed since `since`), then `delta`s in position
 //! order, a `heartbeat` every [`HEARTBEAT`], and `error` before closing on bad input.
 //!
-//! Limits: client messages are small (a subscribe), so frames over [`MAX_CLIENT_MESSAGE`]
-//! close the connection; a client must subscribe within [`SUBSCRIBE_TIMEOUT`]; a send that
-//! does not complete within [`SEND_TIMEOUT`] drops the client (its socket is stuck). A client
-//! that falls more than the fan-out ring behind gets a fresh snapshot (see `hub`).
+//! Limits: client messages are small (a subscribe), so a frame over [`MAX_CLIENT_MESSAGE`]
+//! (or one that cannot be read) gets an `error` and closes the connection; a client must
+//! subscribe within [`SUBSCRIBE_TIMEOUT`]; a send that does not complete within
+//! [`SEND_TIMEOUT`] drops the client (its socket is stuck). A client that falls more than the
+//! fan-out ring behind gets a fresh snapshot (see `hub`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,9 @@ use crate::hub::Subscription;
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 /// Read buffer per connection (client messages are at most [`MAX_CLIENT_MESSAGE`]).
 pub const READ_BUFFER: usize = 8 * 1024;
+/// The error sent before closing on a frame that cannot be read (too large, bad framing).
+const UNREADABLE: &str =
+    "unreadable message: a client message is one WebSocket text frame of at most 4096 bytes";
 /// How often a subscribed client hears from the server when nothing happens (≤ 5 s).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Time allowed between connecting and subscribing.
@@ -244,7 +248,8 @@ async fn serve(
                     .error_and_close("timeout", "subscribe within 10 s of connecting")
                     .await;
             }
-            _ => return,
+            Ok(Some(Err(_))) => return conn.error_and_close("invalid_message", UNREADABLE).await,
+            Ok(None) => return,
         };
     let (view, exp) = match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
         Ok(v) => v,
@@ -329,8 +334,12 @@ async fn serve(
                 Some(Ok(Message::Close(_))) | None => Outcome::Close,
                 // Pings are answered by the library; pongs need nothing.
                 Some(Ok(_)) => Outcome::Continue,
-                // Over the size limit, bad framing, reset: this connection only.
-                Some(Err(_)) => Outcome::Close,
+                // Over the size limit, bad framing, reset: this connection only, told why
+                // when it can still hear it (ops/chaos fuzz found it cut without a word).
+                Some(Err(_)) => {
+                    conn.error_and_close("invalid_message", UNREADABLE).await;
+                    Outcome::Close
+                }
             },
         };
         if let Outcome::Close = outcome {
