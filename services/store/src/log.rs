@@ -18,8 +18,14 @@
 //! - A group is on disk (journal fdatasync'd) before `commit_group` returns `Ok`; fjall applies
 //!   a batch to its memtables only after the journal write and sync, so readers never see an
 //!   event that is not yet durable.
-//! - A failed write or sync poisons the log: every later append is refused as `unavailable`
-//!   with the cause, rather than pretending.
+//! - A failed write or sync stops writes: every later append is refused as `unavailable`
+//!   with the cause, rather than pretending. When the cause is a full disk (`ENOSPC`,
+//!   `EDQUOT`), [`live::LiveLog`] reopens the log by itself once space returns (see there
+//!   why that is safe); any other failure waits for an operator to restart the store.
+//! - Damaged files are named as such: a storage error that says the files are damaged (a
+//!   checksum, a truncated or missing file, a damaged journal record) becomes
+//!   [`LogError::Damaged`] with what is damaged and what to do next, and [`Log::scan`] reads
+//!   every block once after start to find damage the checks at open do not reach.
 //! - [`Log::open`] refuses a log whose head is not consistent (it must start at 1, the chain's
 //!   head must equal the log's head, and the last few hundred events must match their chain
 //!   hashes), naming the position, rather than serving a damaged log. [`Log::verify`] checks
@@ -36,6 +42,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub mod chain;
+pub mod live;
 
 pub use chain::{Broken, Check, CheckReport, VerifyReport};
 
@@ -49,9 +56,10 @@ pub use fjall;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogError {
-    /// fjall refused (I/O error, corruption, poisoned after a failed sync).
+    /// fjall refused (I/O error, poisoned after a failed sync). Errors that say the files are
+    /// damaged become [`LogError::Damaged`] instead (see `From<fjall::Error>`).
     #[error("storage error: {0}")]
-    Storage(#[from] fjall::Error),
+    Storage(fjall::Error),
     /// A stored value is not what this build wrote: the files are damaged or foreign.
     #[error("damaged log: {0}")]
     Damaged(String),
@@ -60,6 +68,159 @@ pub enum LogError {
         "the store directory {0} is locked by another process: a store (`vigil up` or `vigil store`) or a tool is using it; stop it first"
     )]
     Locked(String),
+    /// The log is being reopened (after the disk was full); retry shortly.
+    #[error("the event log is being reopened after the disk was full; retry shortly")]
+    Reopening,
+}
+
+impl From<fjall::Error> for LogError {
+    fn from(e: fjall::Error) -> Self {
+        match damage_in(&e) {
+            Some(what) => LogError::Damaged(format!(
+                "{what} ({e}). The store does not run on damaged files: keep it stopped, run `vigil verify --data-dir <data dir>` for the full report, then restore the store directory from a backup"
+            )),
+            None => LogError::Storage(e),
+        }
+    }
+}
+
+/// What a storage error says is damaged, when it says the files are damaged (rather than
+/// the disk failing, being full, or being locked).
+fn damage_in(e: &fjall::Error) -> Option<&'static str> {
+    use fjall::{Error as F, LsmError as L};
+    let truncated = |io: &std::io::Error| io.kind() == std::io::ErrorKind::UnexpectedEof;
+    match e {
+        F::JournalRecovery(_) => Some(
+            "the store's journal is damaged: a record before its end does not match its checksum or its length",
+        ),
+        F::Unrecoverable | F::Storage(L::Unrecoverable) => Some(
+            "the store's files are damaged: a table file its manifest names is missing, truncated or unreadable",
+        ),
+        F::Storage(L::ChecksumMismatch { .. }) => Some(
+            "the store's files are damaged: a block of a table file does not match its checksum",
+        ),
+        F::Storage(
+            L::Decompress(_)
+            | L::InvalidTag(_)
+            | L::InvalidTrailer
+            | L::InvalidHeader(_)
+            | L::Utf8(_),
+        )
+        | F::Decompress(_)
+        | F::InvalidTrailer
+        | F::InvalidTag(_) => Some(
+            "the store's files are damaged: a file is not as it was written (truncated or changed)",
+        ),
+        F::InvalidVersion(_) | F::Storage(L::InvalidVersion(_)) => Some(
+            "the store's format version is unreadable or not one this build writes (a damaged `version` file, or files from another fjall version)",
+        ),
+        F::Io(io) | F::Storage(L::Io(io)) if truncated(io) => Some(
+            "the store's files are damaged: a file is shorter than its contents say (truncated)",
+        ),
+        _ => None,
+    }
+}
+
+thread_local! {
+    /// Set while this thread opens a fjall database (see [`open_database`]).
+    static OPENING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Opens fjall's database in `dir`.
+///
+/// fjall checks some of what it reads back from its journal with `debug_assert!` (e.g. that
+/// an uncompressed record's two length fields agree): on a damaged record, a debug build
+/// panics where a release build returns an error (and the record then fails its checksum).
+/// The open runs under `catch_unwind`, with the panic's report kept off stderr (only on this
+/// thread, only during the open), so both builds refuse damaged files the same way, with
+/// [`LogError::Damaged`].
+fn open_database(dir: &Path) -> Result<Database, LogError> {
+    static QUIET_WHILE_OPENING: std::sync::Once = std::sync::Once::new();
+    QUIET_WHILE_OPENING.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !OPENING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    OPENING.with(|o| o.set(true));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Database::builder(dir).open()
+    }));
+    OPENING.with(|o| o.set(false));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(fjall::Error::Locked)) => Err(LogError::Locked(dir.display().to_string())),
+        Ok(Err(e)) => Err(LogError::from(e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(LogError::Damaged(format!(
+                "the store's files are damaged: reading them back failed a check of the storage engine ({}). The store does not run on damaged files: keep it stopped, run `vigil verify --data-dir <data dir>` for the full report, then restore the store directory from a backup",
+                what.replace('\n', " ")
+            )))
+        }
+    }
+}
+
+/// Whether a storage error is the disk (or the user's quota) being full.
+pub(crate) fn is_disk_full(e: &fjall::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_is_full(io);
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// `ENOSPC` or `EDQUOT`.
+pub(crate) fn io_is_full(io: &std::io::Error) -> bool {
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(io.raw_os_error(), Some(28 | 122))
+}
+
+/// Why a log takes no writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Opened by [`Log::open_for_verify`]: never a writer.
+    ReadOnly,
+    /// A write failed because the disk is full; [`live::LiveLog`] reopens it once space
+    /// returns.
+    DiskFull,
+    /// A write or sync failed for another reason: an operator must check the disk and
+    /// restart the store.
+    Failed(String),
+    /// The files are damaged (found after start by [`Log::scan`] or a read).
+    Damaged(String),
+}
+
+impl Failure {
+    /// The refusal an append gets.
+    pub fn refusal(&self) -> StoreError {
+        StoreError::unavailable(match self {
+            Failure::ReadOnly => {
+                "this copy of the event log is open read-only, for checking; it takes no writes"
+                    .to_owned()
+            }
+            Failure::DiskFull => {
+                "the disk holding the event log is full, so this append was not acknowledged. Free space on that disk (or grow it): the store resumes writing by itself within seconds of space returning. Retry with the same event ids (safe: an append that did reach the disk is answered with its original positions)".to_owned()
+            }
+            Failure::Failed(cause) => format!(
+                "the store stopped taking writes after a disk write or sync failed ({cause}); this append was not acknowledged. An operator must check the disk and restart the store; retry with the same event ids afterwards"
+            ),
+            Failure::Damaged(what) => format!(
+                "the store stopped taking writes because its files are damaged: {what}"
+            ),
+        })
+    }
 }
 
 /// Whether a commit waits for the disk. Only tests that prove the crash harness can see
@@ -83,8 +244,15 @@ pub struct Log {
     durability: Durability,
     /// Last committed position; read by request handlers and metrics without taking a lock.
     head: AtomicU64,
-    /// Set after a failed commit; never cleared while the process lives.
+    /// Set when writes stop (see `failure`); never cleared on this `Log` (after a full disk,
+    /// [`live::LiveLog`] opens a new one).
     poisoned: AtomicBool,
+    /// Why writes stopped.
+    failure: std::sync::Mutex<Option<Failure>>,
+    /// Set when this `Log` is about to be dropped and reopened: [`Log::scan`] stops early.
+    closing: AtomicBool,
+    /// The directory, for the free-space probe.
+    dir: std::path::PathBuf,
     /// Current version of recently written streams. Only the writer (one thread) touches it,
     /// after a successful commit, so it is exact; it saves a reverse prefix scan of the
     /// `streams` keyspace per append, the costliest lookup on the write path. The mutex is
@@ -182,15 +350,12 @@ impl Log {
     pub fn open_for_verify(dir: &Path) -> Result<Self, LogError> {
         let log = Self::open_keyspaces(dir, Durability::SyncData)?;
         // Never a writer: nothing checked its head.
-        log.poisoned.store(true, Ordering::Release);
+        log.stop_writes(Failure::ReadOnly);
         Ok(log)
     }
 
     fn open_keyspaces(dir: &Path, durability: Durability) -> Result<Self, LogError> {
-        let db = Database::builder(dir).open().map_err(|e| match e {
-            fjall::Error::Locked => LogError::Locked(dir.display().to_string()),
-            e => LogError::Storage(e),
-        })?;
+        let db = open_database(dir)?;
         let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
         let streams = db.keyspace("streams", KeyspaceCreateOptions::default)?;
         let ids = db.keyspace("ids", KeyspaceCreateOptions::default)?;
@@ -208,6 +373,9 @@ impl Log {
             durability,
             head: AtomicU64::new(head),
             poisoned: AtomicBool::new(false),
+            failure: std::sync::Mutex::new(None),
+            closing: AtomicBool::new(false),
+            dir: dir.to_owned(),
             versions: std::sync::Mutex::new(HashMap::new()),
             last_hash: std::sync::Mutex::new(chain::GENESIS),
         })
@@ -226,9 +394,36 @@ impl Log {
         self.head.load(Ordering::Acquire)
     }
 
-    /// Whether a failed commit has stopped writes.
+    /// Whether writes have stopped (a failed commit, damage found, or a read-only copy).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Why writes stopped, if they did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether writes stopped because the disk is full (and may resume by a reopen).
+    pub fn is_disk_full(&self) -> bool {
+        self.is_poisoned() && self.failure() == Some(Failure::DiskFull)
+    }
+
+    /// Stops writes for `why` (the first reason stays).
+    pub fn stop_writes(&self, why: Failure) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(why);
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Tells a running [`Log::scan`] to stop: this `Log` is about to be closed.
+    pub(crate) fn start_closing(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
     /// Reads up to `limit` events from global position `from`, decoded.
@@ -378,8 +573,9 @@ impl Log {
     /// effect and is refused.
     pub fn commit_group(&self, group: &mut [Pending]) -> Result<Committed, LogError> {
         if self.is_poisoned() {
+            let refusal = self.refusal();
             for p in group.iter_mut() {
-                p.outcome = Some(Err(poisoned_error()));
+                p.outcome = Some(Err(refusal.clone()));
             }
             return Ok(Committed { events: vec![] });
         }
@@ -451,11 +647,24 @@ impl Log {
             return Ok(Committed { events: recorded });
         }
         if let Err(e) = batch.durability(self.persist_mode()).commit() {
-            self.poisoned.store(true, Ordering::Release);
-            tracing::error!(error = %e, "commit failed: the store stops taking writes; check the disk, then restart");
+            // fjall has poisoned itself: this `Log` takes no more writes. What reached the
+            // journal of this group is either whole (and found again at the next open) or
+            // cut (and discarded at the next open); either way nothing of it is acknowledged.
+            // A poison left by a background flush carries no cause: the probe tells.
+            let full = is_disk_full(&e)
+                || (matches!(e, fjall::Error::Poisoned)
+                    && matches!(live::probe_space(&self.dir), Err(ref io) if io_is_full(io)));
+            if full {
+                tracing::error!(error = %e, "commit failed: the disk is full; appends are refused until space returns, then the store resumes by itself");
+                self.stop_writes(Failure::DiskFull);
+            } else {
+                tracing::error!(error = %e, "commit failed: the store stops taking writes; check the disk, then restart");
+                self.stop_writes(Failure::Failed(e.to_string()));
+            }
+            let refusal = self.refusal();
             for p in group.iter_mut() {
                 if matches!(p.outcome, Some(Ok(_))) {
-                    p.outcome = Some(Err(poisoned_error()));
+                    p.outcome = Some(Err(refusal.clone()));
                 }
             }
             return Ok(Committed { events: vec![] });
@@ -524,18 +733,109 @@ impl Log {
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
+
+    /// The refusal an append gets while writes are stopped.
+    fn refusal(&self) -> StoreError {
+        self.failure()
+            .unwrap_or_else(|| Failure::Failed("unknown cause".into()))
+            .refusal()
+    }
+
+    /// Reads every entry of every keyspace once, as of now, in order and by key, to find
+    /// damage that the checks at [`Log::open`] do not reach (they read only the head and the
+    /// last [`chain::TAIL_CHECK`] events): fjall checks each block's checksum as it reads it
+    /// (the lookup by key also reads the filter and index blocks a walk in order skips), and
+    /// this checks that the log's positions and the chain's entries run gap-free from 1 to the
+    /// same head.
+    ///
+    /// The server runs it once, in the background, after start (it reads the whole store, so
+    /// it must not delay start). `Ok(Some(head))`: all of it is readable and gap-free up to
+    /// `head`; `Ok(None)`: stopped early because this `Log` is being closed;
+    /// [`LogError::Damaged`] names the first damage and what to do.
+    pub fn scan(&self) -> Result<Option<u64>, LogError> {
+        use fjall::Readable;
+        let snap = self.db.snapshot();
+        let at = |position: u64, e: LogError| match e {
+            LogError::Damaged(m) => {
+                LogError::Damaged(format!("reading the log after position {position}: {m}"))
+            }
+            e => e,
+        };
+        // Each entry read in order is looked up by its key too.
+        let lookup = |keyspace: &Keyspace, key: &[u8]| -> Result<(), LogError> {
+            match snap.get(keyspace, key)? {
+                Some(_) => Ok(()),
+                None => Err(LogError::Damaged(
+                    "an entry read in order cannot be found by its key: an index or filter block is damaged. The store does not run on damaged files: keep it stopped, run `vigil verify --data-dir <data dir>` for the full report, then restore the store directory from a backup".into(),
+                )),
+            }
+        };
+        let mut positions = 0u64;
+        for kv in snap.iter(&self.log) {
+            if positions.is_multiple_of(4096) && self.closing.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let (key, _) = kv.into_inner().map_err(|e| at(positions, e.into()))?;
+            lookup(&self.log, &key).map_err(|e| at(positions, e))?;
+            if read_u64(&key, 0)? != positions + 1 {
+                return Err(chain::refuse(
+                    positions + 1,
+                    "the event is missing from the log (found by the scan of the whole store after start)",
+                ));
+            }
+            positions += 1;
+        }
+        let mut chained = 0u64;
+        for kv in snap.range(&self.chain, be(1)..) {
+            if chained.is_multiple_of(4096) && self.closing.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let (key, _) = kv.into_inner().map_err(|e| at(chained, e.into()))?;
+            lookup(&self.chain, &key).map_err(|e| at(chained, e))?;
+            if read_u64(&key, 0)? != chained + 1 {
+                return Err(chain::refuse(
+                    chained + 1,
+                    "the event has no hash chain entry (found by the scan of the whole store after start)",
+                ));
+            }
+            chained += 1;
+        }
+        if chained != positions {
+            return Err(chain::refuse(
+                chained.min(positions) + 1,
+                &format!(
+                    "the log ends at position {positions} but the hash chain at {chained} (found by the scan of the whole store after start)"
+                ),
+            ));
+        }
+        for (name, keyspace) in [("streams", &self.streams), ("ids", &self.ids)] {
+            let index = |e: LogError| match e {
+                LogError::Damaged(m) => LogError::Damaged(format!("reading the {name} index: {m}")),
+                e => e,
+            };
+            for (n, kv) in snap.iter(keyspace).enumerate() {
+                if n.is_multiple_of(4096) && self.closing.load(Ordering::Acquire) {
+                    return Ok(None);
+                }
+                let (key, _) = kv.into_inner().map_err(|e| index(e.into()))?;
+                lookup(keyspace, &key).map_err(index)?;
+            }
+        }
+        Ok(Some(positions))
+    }
+
+    /// fsyncs the journal and everything fjall holds open (after a reopen, so that what the
+    /// reopen found in the journal is on disk before anything after it is acknowledged).
+    pub(crate) fn sync_all(&self) -> Result<(), LogError> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
 }
 
 /// A retry is the same event when stream, type, version and data match; `meta` may differ
 /// (a retry can carry a new correlation id) and is not compared.
 fn same_event(ev: &NewEvent, stream: &StreamName, rec: &RecordedEvent) -> bool {
     &rec.stream == stream && rec.event_type == ev.event_type && rec.v == ev.v && rec.data == ev.data
-}
-
-fn poisoned_error() -> StoreError {
-    StoreError::unavailable(
-        "the store stopped taking writes after a disk write or sync failed; nothing of this append was stored. An operator must check the disk and restart the store; retry with the same event ids afterwards",
-    )
 }
 
 fn decode_stored(bytes: &[u8]) -> Result<RecordedEvent, LogError> {

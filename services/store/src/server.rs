@@ -17,6 +17,17 @@
 //!    `vigil_store_publish_failed_total`. The outbox queue holds 1,024 groups; when it is full
 //!    the writer waits, because answers are never dropped.
 //!
+//! # Disk full
+//! A commit that fails because the disk is full stops writes (appends are answered
+//! `unavailable`, saying so) and the writer reopens the log by itself once space returns
+//! (see [`crate::log::live`]); reads are served throughout.
+//!
+//! # Damaged files
+//! After start, a background scan reads every block of the store once ([`Log::scan`]); if it
+//! (or any read) finds the files damaged, the store stops taking writes, shuts down as below
+//! and `run` returns an error naming the damage and what to do. It never serves a damaged log
+//! for long.
+//!
 //! # Shutdown
 //! On the shutdown token the store stops taking requests, the writer finishes the group in
 //! flight, every waiting request gets its answer, the log is flushed, and `run` returns.
@@ -34,7 +45,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::log::{Committed, Durability, Log, LogError, Pending};
+use crate::log::live::LiveLog;
+use crate::log::{Committed, Durability, Failure, LogError, Pending};
 
 /// Settings of the store service.
 #[derive(Debug, Clone)]
@@ -87,7 +99,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let dir = config.dir.clone();
-    let log = tokio::task::spawn_blocking(move || Log::open(&dir, config.durability))
+    let log = tokio::task::spawn_blocking(move || LiveLog::open(&dir, config.durability))
         .await?
         .map_err(|e| {
             anyhow::anyhow!("cannot open the event log at {}: {e}", config.dir.display())
@@ -95,6 +107,31 @@ pub async fn run(
     let log = Arc::new(log);
     tracing::info!(dir = %config.dir.display(), head = log.head(), "event log open");
     metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
+
+    // Damage found after start (by the scan or by a read) stops the store.
+    let (damage_tx, mut damage_rx) = mpsc::unbounded_channel::<String>();
+    if let Ok(scanned) = log.get() {
+        let damage = damage_tx.clone();
+        std::thread::Builder::new()
+            .name("vigil-store-scan".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match scanned.scan() {
+                    Ok(Some(head)) => tracing::info!(
+                        head,
+                        secs = started.elapsed().as_secs_f64(),
+                        "event log scanned: every block readable, positions and hash chain gap-free"
+                    ),
+                    Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
+                    Err(LogError::Damaged(what)) => {
+                        let _ = damage.send(what);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the scan of the event log could not finish")
+                    }
+                }
+            })?;
+    }
 
     let (job_tx, job_rx) = mpsc::channel::<Job>(config.queue_capacity);
     // Answers and publications, one entry per group. The writer waits when it is full
@@ -123,19 +160,26 @@ pub async fn run(
     tracing::info!("store serving {}", subjects::STORE_ALL);
 
     let tasks = TaskTracker::new();
+    let mut damaged = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(what) = damage_rx.recv() => {
+                tracing::error!(damage = %what, "the event log is damaged: the store stops taking writes and shuts down");
+                log.stop_writes(Failure::Damaged(what.clone()));
+                damaged = Some(what);
+                break;
+            }
             Some(msg) = appends.next() => {
                 handle_append(&client, &config.limits, &job_tx, msg).await;
             }
             Some(msg) = reads.next() => {
-                let (client, log) = (client.clone(), log.clone());
-                tasks.spawn(async move { handle_read(&client, &log, msg).await });
+                let (client, log, damage) = (client.clone(), log.clone(), damage_tx.clone());
+                tasks.spawn(async move { handle_read(&client, &log, &damage, msg).await });
             }
             Some(msg) = streams.next() => {
-                let (client, log) = (client.clone(), log.clone());
-                tasks.spawn(async move { handle_stream(&client, &log, msg).await });
+                let (client, log, damage) = (client.clone(), log.clone(), damage_tx.clone());
+                tasks.spawn(async move { handle_stream(&client, &log, &damage, msg).await });
             }
             else => break,
         }
@@ -157,7 +201,13 @@ pub async fn run(
     let closing = log.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!(head = log.head(), "store stopped");
-    Ok(())
+    match damaged {
+        Some(what) => Err(anyhow::anyhow!(
+            "the event log at {} is damaged (found after start): {what}",
+            config.dir.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job>, msg: Message) {
@@ -206,7 +256,12 @@ fn outcome_label(reply: &AppendReply) -> &'static str {
     }
 }
 
-async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
+async fn handle_read(
+    client: &Client,
+    log: &Arc<LiveLog>,
+    damage: &mpsc::UnboundedSender<String>,
+    msg: Message,
+) {
     let Some(reply_to) = msg.reply.clone() else {
         return;
     };
@@ -217,7 +272,8 @@ async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
         };
     let log = log.clone();
     let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
-    send_page(client, reply_to, "head", move || {
+    send_page(client, reply_to, damage, "head", move || {
+        let log = log.get()?;
         let events = log.read_raw(req.from, limit, MAX_REPLY_BYTES)?;
         Ok((events, log.head()))
     })
@@ -225,8 +281,13 @@ async fn handle_read(client: &Client, log: &Arc<Log>, msg: Message) {
 }
 
 /// Runs a log read off the async workers and answers with the page or a typed error.
-async fn send_page<F>(client: &Client, reply_to: async_nats::Subject, key: &'static str, read: F)
-where
+async fn send_page<F>(
+    client: &Client,
+    reply_to: async_nats::Subject,
+    damage: &mpsc::UnboundedSender<String>,
+    key: &'static str,
+    read: F,
+) where
     F: FnOnce() -> Result<(Vec<fjall::Slice>, u64), LogError> + Send + 'static,
 {
     match tokio::task::spawn_blocking(read).await {
@@ -234,7 +295,12 @@ where
             let body = page_json(&events, key, n);
             let _ = client.publish(reply_to, body.into()).await;
         }
-        Ok(Err(e)) => respond_error(client, reply_to, read_failed(&e)).await,
+        Ok(Err(e)) => {
+            if let LogError::Damaged(what) = &e {
+                let _ = damage.send(what.clone());
+            }
+            respond_error(client, reply_to, read_failed(&e)).await
+        }
         Err(e) => {
             let error = StoreError::unavailable(format!("read task failed: {e}"));
             respond_error(client, reply_to, error).await
@@ -242,7 +308,12 @@ where
     }
 }
 
-async fn handle_stream(client: &Client, log: &Arc<Log>, msg: Message) {
+async fn handle_stream(
+    client: &Client,
+    log: &Arc<LiveLog>,
+    damage: &mpsc::UnboundedSender<String>,
+    msg: Message,
+) {
     let Some(reply_to) = msg.reply.clone() else {
         return;
     };
@@ -256,14 +327,17 @@ async fn handle_stream(client: &Client, log: &Arc<Log>, msg: Message) {
     };
     let log = log.clone();
     let limit = req.limit.clamp(1, MAX_READ_LIMIT) as usize;
-    send_page(client, reply_to, "version", move || {
-        log.read_stream_raw(&req.stream, req.from_version, limit, MAX_REPLY_BYTES)
+    send_page(client, reply_to, damage, "version", move || {
+        log.get()?
+            .read_stream_raw(&req.stream, req.from_version, limit, MAX_REPLY_BYTES)
     })
     .await;
 }
 
 fn read_failed(e: &LogError) -> StoreError {
-    tracing::error!(error = %e, "read failed");
+    if !matches!(e, LogError::Reopening) {
+        tracing::error!(error = %e, "read failed");
+    }
     StoreError::unavailable(format!("the store could not read the log: {e}"))
 }
 
@@ -299,7 +373,7 @@ async fn respond(client: &Client, reply_to: async_nats::Subject, reply: &AppendR
 }
 
 fn writer_loop(
-    log: &Log,
+    log: &LiveLog,
     mut jobs: mpsc::Receiver<Job>,
     outbox: mpsc::Sender<Outbox>,
     max_group_events: usize,

@@ -72,7 +72,7 @@ fn as_hash(value: &[u8]) -> Option<[u8; 32]> {
     <[u8; 32]>::try_from(value).ok()
 }
 
-fn refuse(position: u64, what: &str) -> LogError {
+pub(super) fn refuse(position: u64, what: &str) -> LogError {
     LogError::Damaged(format!(
         "position {position}: {what}. The store does not start on a damaged log: run `vigil verify --data-dir <data dir>` (with the store stopped) for the full report, then restore the store directory from a backup"
     ))
@@ -260,12 +260,23 @@ impl Log {
         // 1. The log in order, with the chain beside it.
         let mut expected = 1u64;
         let mut hashes = self.chain.range(be(1)..);
-        let mut next_hash = next_chain(&mut hashes)?;
+        let mut next_hash = next_chain(&mut hashes, &mut r, 1);
         // The stored chain hash at position `prev.0`.
         let mut prev: (u64, [u8; 32]) = (0, GENESIS);
         let mut last_position = 0u64;
         for (walked, kv) in (1u64..).zip(self.log.iter()) {
-            let (key, value) = kv.into_inner()?;
+            let (key, value) = match kv.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    // A damaged block: nothing after it can be walked in order.
+                    r.fail(
+                        Check::Decode,
+                        expected,
+                        format!("the log cannot be read from here on: {}", LogError::from(e)),
+                    );
+                    break;
+                }
+            };
             r.events += 1;
             let position = match <[u8; 8]>::try_from(&key[..]) {
                 Ok(k) => u64::from_be_bytes(k),
@@ -308,15 +319,35 @@ impl Log {
                 if let Some(h) = hash {
                     prev = (at, h);
                 }
-                next_hash = next_chain(&mut hashes)?;
+                next_hash = next_chain(&mut hashes, &mut r, at);
             }
             let stored = match next_hash {
                 Some((at, hash)) if at == position => {
-                    next_hash = next_chain(&mut hashes)?;
+                    next_hash = next_chain(&mut hashes, &mut r, at);
                     Some(hash)
                 }
                 _ => None,
             };
+            // Read by its key too, as the store does at open: that also reads the filter
+            // and index blocks a walk in order skips.
+            if stored.is_some() {
+                match self.chain.get(be(position)) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => r.fail(
+                        Check::Chain,
+                        position,
+                        "the hash chain entry cannot be found by its key: an index or filter block is damaged".into(),
+                    ),
+                    Err(e) => r.fail(
+                        Check::Chain,
+                        position,
+                        format!(
+                            "the hash chain entry cannot be read by its key: {}",
+                            LogError::from(e)
+                        ),
+                    ),
+                }
+            }
             match stored {
                 Some(Some(hash)) => {
                     let before = if position == 1 {
@@ -377,8 +408,18 @@ impl Log {
                         );
                     }
                     r.count(Check::EventInStreams);
-                    let entry = self.streams.get(stream_key(&event.stream, event.version))?;
-                    match entry.as_deref().map(|v| read_u64(v, 0)) {
+                    let entry = self
+                        .streams
+                        .get(stream_key(&event.stream, event.version))
+                        .map_err(|e| {
+                            format!(
+                                "the streams index cannot be read here: {}",
+                                LogError::from(e)
+                            )
+                        });
+                    match entry.as_ref().map(|e| e.as_deref().map(|v| read_u64(v, 0))) {
+                        Err(unreadable) => r.fail(Check::EventInStreams, position, unreadable.clone()),
+                        Ok(entry) => match entry {
                         Some(Ok(at)) if at == position => {}
                         Some(Ok(at)) => r.fail(
                             Check::EventInStreams,
@@ -404,12 +445,22 @@ impl Log {
                                 event.stream, event.version
                             ),
                         ),
+                    },
                     }
                     r.count(Check::EventInIds);
-                    let entry = self.ids.get(event.id.as_bytes())?;
-                    let found = entry
-                        .as_deref()
-                        .map(|v| (read_u64(v, 0).ok(), read_u64(v, 8).ok()));
+                    let found = match self.ids.get(event.id.as_bytes()) {
+                        Ok(entry) => entry
+                            .as_deref()
+                            .map(|v| (read_u64(v, 0).ok(), read_u64(v, 8).ok())),
+                        Err(e) => {
+                            r.fail(
+                                Check::EventInIds,
+                                position,
+                                format!("the ids index cannot be read here: {}", LogError::from(e)),
+                            );
+                            continue;
+                        }
+                    };
                     match found {
                         Some((Some(at), Some(version)))
                             if at == position && version == event.version => {}
@@ -455,7 +506,21 @@ impl Log {
         // 2. The streams index, in key order (stream by stream, version by version).
         let mut current: Option<(Vec<u8>, u64)> = None;
         for (walked, kv) in (1u64..).zip(self.streams.iter()) {
-            let (key, value) = kv.into_inner()?;
+            let (key, value) = match kv.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    // Which positions the unreadable entries name is unknown: say 1.
+                    r.fail(
+                        Check::StreamsIndex,
+                        1,
+                        format!(
+                            "the streams index cannot be read from here on: {}",
+                            LogError::from(e)
+                        ),
+                    );
+                    break;
+                }
+            };
             r.count(Check::StreamsIndex);
             let split = key.len().checked_sub(9);
             let parsed = split.and_then(|at| {
@@ -530,7 +595,20 @@ impl Log {
 
         // 3. The ids index.
         for (walked, kv) in (1u64..).zip(self.ids.iter()) {
-            let (key, value) = kv.into_inner()?;
+            let (key, value) = match kv.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    r.fail(
+                        Check::IdsIndex,
+                        1,
+                        format!(
+                            "the ids index cannot be read from here on: {}",
+                            LogError::from(e)
+                        ),
+                    );
+                    break;
+                }
+            };
             r.count(Check::IdsIndex);
             let id = uuid::Uuid::from_slice(&key).ok();
             let (at, version) = (read_u64(&value, 0).ok(), read_u64(&value, 8).ok());
@@ -571,11 +649,12 @@ impl Log {
         Ok(r)
     }
 
-    /// The id, stream and version of the event at `position`, if there is a readable one.
+    /// The id, stream and version of the event at `position`, if there is a readable one
+    /// (an unreadable block is reported by the walk of the log).
     fn coordinates(&self, position: u64) -> Result<Option<Coordinates>, LogError> {
-        Ok(match self.log.get(be(position))? {
-            Some(v) => serde_json::from_slice(&v).ok(),
-            None => None,
+        Ok(match self.log.get(be(position)) {
+            Ok(Some(v)) => serde_json::from_slice(&v).ok(),
+            Ok(None) | Err(_) => None,
         })
     }
 }
@@ -584,15 +663,30 @@ impl Log {
 type ChainEntry = (u64, Option<[u8; 32]>);
 
 /// The next chain entry; keys that are not positions are
-/// skipped (only key 0, the upgrade marker, is not, and it sorts first).
-fn next_chain(iter: &mut fjall::Iter) -> Result<Option<ChainEntry>, LogError> {
+/// skipped (only key 0, the upgrade marker, is not, and it sorts first). An unreadable block
+/// is a failure after position `after` and ends the chain's walk.
+fn next_chain(iter: &mut fjall::Iter, r: &mut VerifyReport, after: u64) -> Option<ChainEntry> {
     for kv in iter.by_ref() {
-        let (key, value) = kv.into_inner()?;
-        if let Ok(at) = read_u64(&key, 0) {
-            return Ok(Some((at, as_hash(&value))));
+        match kv.into_inner() {
+            Ok((key, value)) => {
+                if let Ok(at) = read_u64(&key, 0) {
+                    return Some((at, as_hash(&value)));
+                }
+            }
+            Err(e) => {
+                r.fail(
+                    Check::Chain,
+                    after + 1,
+                    format!(
+                        "the hash chain cannot be read from here on: {}",
+                        LogError::from(e)
+                    ),
+                );
+                return None;
+            }
         }
     }
-    Ok(None)
+    None
 }
 
 /// The fields of a stored event the index checks compare (the rest is skipped, not built).

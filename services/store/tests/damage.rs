@@ -1,0 +1,294 @@
+//! Regression tests for what the damage scenario (`ops/chaos damage`, issue #8 item 4) found:
+//! damaged store files must be refused with a message that names the damage and the next
+//! step, never a panic, and damage the checks at open do not reach must be found by the scan
+//! after start (and by `vigil verify`) rather than served.
+
+// Test code: a panic here is a failed assertion, not a crash in production.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use serde_json::json;
+use testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use vigil_store::log::fjall::{Database, KeyspaceCreateOptions};
+use vigil_store::log::{Check, Pending};
+use vigil_store::{Durability, Log, LogError, StoreConfig};
+
+fn stream(n: usize) -> StreamName {
+    StreamName::parse(&format!("incident-{}", Uuid::from_u128(n as u128 + 1))).unwrap()
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "IncidentUpdated".into(),
+        v: 1,
+        data: json!({ "n": n, "text": "x".repeat(300) }),
+        meta: Meta {
+            actor: Some("test".into()),
+            ..Meta::default()
+        },
+    }
+}
+
+/// Appends `count` events over 7 streams, in groups of up to 16 appends.
+fn fill(log: &Log, count: u64) {
+    let mut n = 0;
+    while n < count {
+        let mut group: Vec<Pending> = (0..16.min(count - n))
+            .map(|i| Pending {
+                request: AppendRequest {
+                    stream: stream(((n + i) % 7) as usize),
+                    expected_version: ExpectedVersion::Any,
+                    events: vec![event(n + i)],
+                },
+                outcome: None,
+            })
+            .collect();
+        log.commit_group(&mut group).unwrap();
+        for p in &group {
+            assert!(matches!(p.outcome, Some(Ok(_))), "{:?}", p.outcome);
+        }
+        n += group.len() as u64;
+    }
+}
+
+/// A closed store of `count` events, all flushed from the journal into table files.
+fn store_in_tables(count: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        fill(&log, count);
+        log.close().unwrap();
+    }
+    let db = Database::builder(dir.path()).open().unwrap();
+    for name in ["log", "streams", "ids", "chain"] {
+        db.keyspace(name, KeyspaceCreateOptions::default)
+            .unwrap()
+            .rotate_memtable_and_wait()
+            .unwrap();
+    }
+    dir
+}
+
+/// The table file of keyspace `id` (1 log, 2 streams, 3 ids, 4 chain; one after a flush).
+fn table(dir: &Path, id: u32) -> PathBuf {
+    let tables = dir.join("keyspaces").join(id.to_string()).join("tables");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&tables)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.pop().unwrap()
+}
+
+fn flip(file: &Path, offset: u64, bit: u8) {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 1 << bit;
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&b).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// The refusal's message; it must name the damage and what to do next.
+fn clear_refusal(e: LogError) -> String {
+    let m = match e {
+        LogError::Damaged(m) => m,
+        other => panic!("expected a damaged-log refusal, got {other}"),
+    };
+    assert!(m.contains("damaged"), "{m}");
+    assert!(m.contains("vigil verify"), "{m}");
+    assert!(m.contains("backup"), "{m}");
+    m
+}
+
+#[test]
+fn damage_a_truncated_or_deleted_table_is_refused_naming_the_damage_and_the_next_step() {
+    let dir = store_in_tables(300);
+    let cut = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), cut.path());
+    let log_table = table(cut.path(), 1);
+    let len = std::fs::metadata(&log_table).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log_table)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    // Before: "storage error: FjallError: Storage(Unrecoverable)", with no next step.
+    let m = clear_refusal(Log::open(cut.path(), Durability::SyncData).err().unwrap());
+    assert!(m.contains("table file"), "{m}");
+    // `vigil verify` cannot open it either, and says the same.
+    clear_refusal(Log::open_for_verify(cut.path()).err().unwrap());
+
+    let deleted = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), deleted.path());
+    std::fs::remove_file(table(deleted.path(), 3)).unwrap();
+    clear_refusal(
+        Log::open(deleted.path(), Durability::SyncData)
+            .err()
+            .unwrap(),
+    );
+
+    // The original is untouched and opens.
+    assert_eq!(
+        Log::open(dir.path(), Durability::SyncData).unwrap().head(),
+        300
+    );
+}
+
+#[test]
+fn damage_a_bit_flip_in_a_journal_record_length_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "find-me-in-the-journal";
+    {
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        fill(&log, 20);
+        let mut group = [Pending {
+            request: AppendRequest {
+                stream: stream(1),
+                expected_version: ExpectedVersion::Any,
+                events: vec![NewEvent {
+                    data: json!({ "text": marker }),
+                    ..event(99)
+                }],
+            },
+            outcome: None,
+        }];
+        log.commit_group(&mut group).unwrap();
+        fill(&log, 20);
+        log.close().unwrap();
+    }
+    // The journal record of the marked event: … value length (u32 LE), stored length (u32
+    // LE), key (8 bytes: the position), value (the event's JSON). Flip a bit of the first
+    // length, so the two disagree: fjall's debug build asserts they agree (a panic), its
+    // release build finds the record's checksum wrong.
+    let journal = dir.path().join("0.jnl");
+    let bytes = std::fs::read(&journal).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .unwrap();
+    // The marked event is at position 21: its log record's key, then its JSON.
+    let mut key = 21u64.to_be_bytes().to_vec();
+    key.push(b'{');
+    let key_start = bytes[..at]
+        .windows(key.len())
+        .rposition(|w| w == key.as_slice())
+        .unwrap();
+    flip(&journal, (key_start - 4 - 4) as u64, 1);
+    // Before: a debug build died of fjall's assertion ("task panicked"), with no next step.
+    let m = clear_refusal(Log::open(dir.path(), Durability::SyncData).err().unwrap());
+    if cfg!(debug_assertions) {
+        assert!(m.contains("failed a check of the storage engine"), "{m}");
+    } else {
+        assert!(m.contains("journal"), "{m}");
+    }
+}
+
+#[test]
+fn damage_a_flipped_bit_in_an_old_table_block_is_found_by_the_scan_and_verify() {
+    let dir = store_in_tables(2000);
+    // A quarter into the log's table: a data block of events far below the tail that the
+    // store checks at open, and past the first block it reads there.
+    let log_table = table(dir.path(), 1);
+    let len = std::fs::metadata(&log_table).unwrap().len();
+    flip(&log_table, len / 4, 3);
+    // The checks at open do not reach it: the store starts …
+    let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+    assert_eq!(log.head(), 2000);
+    // … and the scan after start finds it (the server then stops; see below).
+    let m = clear_refusal(log.scan().err().unwrap());
+    assert!(m.contains("checksum"), "{m}");
+    assert!(m.contains("reading the log after position"), "{m}");
+    drop(log);
+    // `vigil verify` reports it as damage at a position, not as an error reading the files.
+    let report = Log::open_for_verify(dir.path())
+        .unwrap()
+        .verify(|_, _| {})
+        .unwrap();
+    assert!(!report.is_intact(), "{report}");
+    let (check, broken) = report.first_broken().unwrap();
+    assert_eq!(check, Check::Decode, "{report}");
+    assert!(broken.position > 1 && broken.position < 1500, "{report}");
+    assert!(broken.problem.contains("cannot be read"), "{report}");
+}
+
+#[test]
+fn damage_a_gap_in_the_middle_beyond_the_tail_check_is_found_by_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        fill(&log, 1000);
+        log.close().unwrap();
+    }
+    {
+        // What a journal record skipped at recovery leaves: events (and their chain
+        // entries) missing in the middle.
+        let db = Database::builder(dir.path()).open().unwrap();
+        for name in ["log", "chain"] {
+            let ks = db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+            for p in 100u64..=102 {
+                ks.remove(p.to_be_bytes().to_vec()).unwrap();
+            }
+        }
+        db.persist(vigil_store::log::fjall::PersistMode::SyncAll)
+            .unwrap();
+    }
+    // Far below the tail the store checks at open: it starts …
+    let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+    assert_eq!(log.head(), 1000);
+    // … and the scan finds the hole rather than letting it be served.
+    let m = clear_refusal(log.scan().err().unwrap());
+    assert!(m.contains("position 100"), "{m}");
+    assert!(m.contains("missing"), "{m}");
+    // An intact store scans clean.
+    let intact = tempfile::tempdir().unwrap();
+    let log = Log::open(intact.path(), Durability::SyncData).unwrap();
+    fill(&log, 50);
+    assert_eq!(log.scan().unwrap(), Some(50));
+}
+
+#[tokio::test]
+async fn damage_found_after_start_stops_the_store_with_a_clear_error() {
+    let dir = store_in_tables(2000);
+    let log_table = table(dir.path(), 1);
+    let len = std::fs::metadata(&log_table).unwrap().len();
+    flip(&log_table, len / 4, 5);
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let stop = CancellationToken::new();
+    let run = vigil_store::run(client, StoreConfig::new(dir.path()), stop.clone());
+    // It opens (the damage is beyond the checks at open), scans, and stops by itself.
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the store went on serving a damaged log");
+    let e = format!("{:#}", result.err().unwrap());
+    assert!(e.contains("damaged (found after start)"), "{e}");
+    assert!(e.contains("vigil verify") && e.contains("backup"), "{e}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
