@@ -464,6 +464,12 @@ impl Work {
     }
 }
 
+/// The id of `agency`'s acknowledgement of `broadcast`: one per agency, so a second one is
+/// stored once (or refused, when another focal point of the agency was first).
+pub fn ack_id(broadcast: Uuid, agency: &str) -> Uuid {
+    Uuid::new_v5(&broadcast, format!("ack/{agency}").as_bytes())
+}
+
 /// The id of an attempt's outcome event (delivered, or failed).
 pub fn outcome_id(broadcast: Uuid, key: &Key, attempt: u32, delivered: bool) -> Uuid {
     let (agency, channel, round) = key;

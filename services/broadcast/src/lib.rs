@@ -73,6 +73,8 @@ pub const SERVICE: &str = "broadcast";
 pub const CONFIG_ENV: &str = "VIGIL_BROADCAST_CONFIG";
 /// Deliveries in flight at once per instance.
 pub const MAX_DELIVERIES: usize = 256;
+/// Pieces of work (claims, re-sends, escalations) recorded at once by the scheduler.
+const RECORD_CONCURRENCY: usize = 64;
 
 /// How the service runs: its configuration and clock.
 #[derive(Clone)]
@@ -101,7 +103,7 @@ impl Options {
         Ok(Options {
             config: Arc::new(Config::parse(&text).map_err(anyhow::Error::msg)?),
             clock: Arc::new(SystemClock),
-            tick: Duration::from_millis(250),
+            tick: Duration::from_millis(100),
         })
     }
 }
@@ -524,7 +526,7 @@ impl Service {
         match name {
             "issue" => reply(self.issue(&payload).await),
             "approve" => reply(self.transition(&payload, broadcast::decide_approve).await),
-            "ack" => reply(self.transition(&payload, broadcast::decide_ack).await),
+            "ack" => reply(self.ack_command(&payload).await),
             "cancel" => reply(self.cancel(&payload).await),
             "get" => reply(self.get(&payload).await),
             "chain" => reply(self.chain(&payload).await),
@@ -605,6 +607,71 @@ impl Service {
             return Err(Refusal::invalid("change: this command takes no fields"));
         }
         self.decide_on(id, &cmd, decide).await
+    }
+
+    /// `ack` over the command subject.
+    async fn ack_command(&self, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Change> = commands::decode(payload)?;
+        if !cmd.body.change.is_null() && cmd.body.change != Value::Object(Default::default()) {
+            return Err(Refusal::invalid("change: this command takes no fields"));
+        }
+        self.ack(cmd.body.broadcast, &cmd).await
+    }
+
+    /// An agency's acknowledgement, decided on the register (no re-read of a stream the
+    /// scheduler keeps writing to) and stored under one id per broadcast and agency, so a
+    /// second acknowledgement of the same agency — a retry, or a race — is stored once.
+    async fn ack<T>(&self, id: Uuid, cmd: &Command<T>) -> Result<Written, Refusal> {
+        let known = self.register.caught_up()?.broadcasts.get(&id).cloned();
+        let b = match known {
+            Some(b) => b,
+            // Issued a moment ago and not folded yet: read it.
+            None => self.load(id, &cmd.actor).await?,
+        };
+        let agency = cmd.actor.agency.clone().unwrap_or_default();
+        let event_id = broadcast::ack_id(id, &agency);
+        let stream = bevents::stream_for(id);
+        // The same focal point again (a retry, a second click): the first answer.
+        if let Some(ack) = b.acks.get(&agency)
+            && ack.by == cmd.actor.user
+            && let Some(link) = b.chain.iter().find(|l| l.event_id == event_id)
+        {
+            return Ok(Written {
+                stream,
+                event_id,
+                position: link.position,
+                stream_version: b.version,
+                duplicate: true,
+            });
+        }
+        let events = broadcast::decide_ack(&b, &cmd.actor)?;
+        let events = events
+            .iter()
+            .map(|e| e.try_to_new_event(event_id, cmd.meta()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected_version: ExpectedVersion::Any,
+            events,
+        };
+        let ok = self
+            .store
+            .append_retrying(&request, STORE_DEADLINE)
+            .await
+            .map_err(|e| match store_refusal(e) {
+                // Same id, other content: another focal point of the agency was first.
+                r if r.code == RefusalCode::IdReused => {
+                    Refusal::conflict(format!("{agency} already acknowledged this broadcast"))
+                }
+                r => r,
+            })?;
+        Ok(Written {
+            stream,
+            event_id,
+            position: ok.first_position,
+            stream_version: ok.stream_version,
+            duplicate: ok.duplicate,
+        })
     }
 
     async fn decide_on<T>(
@@ -908,8 +975,7 @@ impl Service {
                             correlation_id: None,
                             body: (),
                         };
-                        self.decide_on(ack.broadcast, &cmd, broadcast::decide_ack)
-                            .await
+                        self.ack(ack.broadcast, &cmd).await
                     }
                 },
             };
@@ -939,9 +1005,12 @@ impl Service {
             for (id, p) in firings {
                 self.fire(id, p).await;
             }
-            for (b, w, recipient) in work {
-                self.record(b, w, recipient).await;
-            }
+            // Concurrently: the store commits concurrent appends in one group (one fsync).
+            futures::stream::iter(work)
+                .for_each_concurrent(RECORD_CONCURRENCY, |(b, w, recipient)| {
+                    self.record(b, w, recipient)
+                })
+                .await;
         }
     }
 
