@@ -26,6 +26,11 @@
 //!   loop): latency to the 201, to the approval's 200 and to the approved clearance in the
 //!   clearances register, beside the same peer; and `vigil import` of the reference data,
 //!   timed twice, beside an import peer (see `clearances`).
+//! - `broadcast`: one all-agency broadcast, approved by a second duty officer, to N agencies
+//!   whose webhooks the bench serves: time to every webhook, to every focal point's
+//!   acknowledgement answered 200 and to the broadcast's view showing all delivered and
+//!   acknowledged, beside a peer that sends the same signed messages straight from the bench
+//!   (see `broadcast`).
 //!
 //! # Layout
 //! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
@@ -37,6 +42,7 @@
 //! - `intake`, `intake_peer`: the field-intake benchmark and its peer server (which also
 //!   takes the clearance routes).
 //! - `clearances`: the clearances and import benchmark.
+//! - `broadcast`: the all-agency broadcast benchmark, its webhook receiver and its peer.
 //! - `load`: what the HTTP benchmarks share: the keep-alive client, the open loop, histograms,
 //!   the tracker of writes waiting for a follower of the log, the peer process, the server-side
 //!   readings.
@@ -44,6 +50,7 @@
 //!   Prometheus scraping.
 
 mod baseline;
+mod broadcast;
 mod clearances;
 mod driver;
 mod fanout;
@@ -66,7 +73,8 @@ use crate::driver::{CellResult, CellSpec};
 
 /// Load generator for `ops/bench`: the store beside JetStream and PostgreSQL (default), the
 /// board fan-out over WebSocket, replay/cold start of the board projections, field intake
-/// over HTTP, and travel clearances with the reference import.
+/// over HTTP, travel clearances with the reference import, and an all-agency broadcast to
+/// webhooks.
 #[derive(Debug, Parser)]
 #[command(
     name = "vigil-bench",
@@ -101,6 +109,10 @@ enum Command {
     /// POST to the 201, to the approval's 200 and to the approved clearance in the register,
     /// beside the same peer; `vigil import` of the reference data timed beside an import peer.
     Clearances(clearances::ClearancesArgs),
+    /// One all-agency broadcast to N agencies with webhooks on loopback: time from approval to
+    /// every webhook, to every acknowledgement answered 200 and to the view showing them all,
+    /// beside a peer sending the same signed messages straight from the bench.
+    Broadcast(broadcast::BroadcastArgs),
     /// The peer server of `intake` and `clearances` (started by them).
     #[command(hide = true)]
     IntakePeer(intake_peer::PeerArgs),
@@ -196,6 +208,7 @@ async fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay::run(args).await,
         Some(Command::Intake(args)) => intake::run(args).await,
         Some(Command::Clearances(args)) => clearances::run(args).await,
+        Some(Command::Broadcast(args)) => broadcast::run(args).await,
         Some(Command::IntakePeer(args)) => intake_peer::serve(args).await,
         Some(Command::BaselineServer(args)) => baseline::serve(args).await,
     };

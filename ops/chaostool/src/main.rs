@@ -6,12 +6,19 @@
 //! - `crash --cycles N`: kill -9 of the store, each service, the gateway and nats-server at
 //!   random moments under 4 concurrent writers (see [`crash`]).
 //! - `check --data-dir D --acks F`: the checker alone, on a stopped store (see [`check`]).
+//! - `damage [--seeds N]`: truncated, torn, bit-flipped and deleted store files, each on a
+//!   copy of a stopped store (see [`damage`]).
+//! - `diskfull`: the store on a small tmpfs written until it is full, then given space
+//!   again (see [`diskfull`]).
 //! - `fuzz --minutes N`: random and structured input against the event codec, the store's
 //!   append decoder, the HTTP JSON bodies and the WebSocket client messages (see [`fuzz`]).
 //! - `soak --minutes M`: steady realistic load with a crash now and then; memory and open
 //!   files of every process over time must stay flat (see [`soak`]).
 //! - `partition --cuts N [--quick]`: nats-server, a field client and a wall screen each in a
 //!   network namespace, cut off and healed at random (see [`partition`]).
+//! - `powerloss --cycles N`: the store on a `vigil-lazyfs` mount, killed and its unsynced
+//!   writes dropped N times; then the same without fsync, which must lose (see
+//!   [`powerloss`]).
 //!
 //! # Layout
 //! - `centre`: a centre as separate processes that can be killed and started again.
@@ -22,7 +29,11 @@
 mod centre;
 mod check;
 mod crash;
+mod damage;
+mod diskfull;
+mod fuzz;
 mod partition;
+mod powerloss;
 mod soak;
 mod writers;
 
@@ -103,6 +114,61 @@ enum Command {
         token: String,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Fuzz the event codec, the store's append decoder, the HTTP bodies and the WebSocket
+    /// messages of a running centre for N minutes in all.
+    Fuzz {
+        /// The time budget, shared by the four targets.
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+        /// Seed of the generators (random by default; printed, to replay a run).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Damaged store files (torn, truncated, bit-flipped, deleted), each on a copy: the store
+    /// recovers a consistent prefix with every provable ack, or refuses clearly.
+    Damage {
+        /// Seeds per random kind of damage (torn tails, torn deep, and twice as many bit
+        /// flips).
+        #[arg(long, default_value_t = 8)]
+        seeds: usize,
+        /// The first seed (random by default; printed, so a run can be repeated).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The store on a small tmpfs written until the disk is full: appends refused clearly,
+    /// nothing acknowledged lost, writes resume by themselves once space returns.
+    #[command(name = "diskfull")]
+    DiskFull {
+        /// Size of the tmpfs mounted as the store's directory, in MiB.
+        #[arg(long, default_value_t = 64)]
+        size_mib: u64,
+        /// Free space left to the store (the rest is taken by a ballast file), in MiB.
+        #[arg(long, default_value_t = 12)]
+        free_mib: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The store on a `vigil-lazyfs` mount under 4 NATS writers: kill -9, drop every
+    /// unsynced write (power loss), restart, N times; nothing acknowledged may be lost. Then
+    /// the same with the store's fsync off, which must lose (the harness sees loss).
+    #[command(name = "powerloss")]
+    PowerLoss {
+        /// Power-loss cycles with fsync on (the promise).
+        #[arg(long, default_value_t = 100)]
+        cycles: usize,
+        /// Power-loss cycles of the control run with fsync off (0 skips it).
+        #[arg(long, default_value_t = 20)]
+        unsafe_cycles: usize,
+        /// The `vigil-lazyfs` binary.
+        #[arg(long, default_value = "target/debug/vigil-lazyfs")]
+        lazyfs: PathBuf,
+        #[command(flatten)]
+        common: Common,
     },
     /// The checker alone: a stopped store's directory against an ack file.
     Check {
@@ -219,6 +285,103 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         } => {
             partition::client(role, http, token, out).await?;
             Ok(true)
+        }
+        Command::Fuzz {
+            minutes,
+            seed,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "fuzz")?;
+            let seed = seed.unwrap_or_else(rand::random);
+            let outcome = fuzz::run(&common.vigil, &work.path, minutes, seed).await?;
+            for t in &outcome.tallies {
+                println!("{}", t.line());
+            }
+            println!("{}", outcome.line());
+            for t in &outcome.tallies {
+                for e in &t.examples {
+                    eprintln!("  problem ({}): {e}", t.name);
+                }
+            }
+            report_problems(&outcome.problems, &Ok(()), &outcome.crashed);
+            let ok = outcome.ok();
+            if !ok {
+                eprintln!("  replay the generators with --seed {seed}");
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::Damage {
+            seeds,
+            seed,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "damage")?;
+            let seed = seed.unwrap_or_else(rand::random);
+            eprintln!("damage: seed {seed} (repeat with --seed {seed})");
+            let outcome = damage::run(&common.vigil, &work.path, seeds, seed).await?;
+            println!("{}", outcome.line());
+            report_problems(&outcome.problems(), &Ok(()), &[]);
+            let ok = outcome.ok();
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::DiskFull {
+            size_mib,
+            free_mib,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "diskfull")?;
+            let outcome = diskfull::run(&common.vigil, &work.path, size_mib, free_mib).await?;
+            println!("{}", outcome.line());
+            report_problems(&outcome.problems, &Ok(()), &[]);
+            let ok = outcome.ok();
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::PowerLoss {
+            cycles,
+            unsafe_cycles,
+            lazyfs,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "powerloss")?;
+            let mut ok = true;
+            let on = powerloss::run(
+                &common.vigil,
+                &lazyfs,
+                &work.path.join("fsync-on"),
+                cycles,
+                true,
+            )
+            .await?;
+            println!("{}", on.line());
+            report_problems(&on.problems(), &Ok(()), &[]);
+            ok &= on.ok();
+            if unsafe_cycles > 0 {
+                let off = powerloss::run(
+                    &common.vigil,
+                    &lazyfs,
+                    &work.path.join("fsync-off"),
+                    unsafe_cycles,
+                    false,
+                )
+                .await?;
+                println!("{}", off.line());
+                // Expected here: what the harness saw, not a failure.
+                for p in off.problems().iter().take(3) {
+                    eprintln!("  seen (fsync off): {p}");
+                }
+                ok &= off.ok();
+            }
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
         }
         Command::Check { store, acks } => {
             let log = check::read_dir(&store)?;
