@@ -61,23 +61,14 @@ pub async fn run(vigil: &Path, dir: &Path, cycles: usize) -> anyhow::Result<Outc
     let acks_path = dir.join("acks.jsonl");
     let acks = AckFile::create(&acks_path)?;
     let progress = Progress::default();
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(writers::http_writer(
-            centre.http,
-            centre.field_token.clone(),
-            acks.clone(),
-            progress.clone(),
-        )));
-    }
-    for w in 0..2 {
-        tasks.push(tokio::spawn(writers::nats_writer(
-            centre.nats_url(),
-            w,
-            acks.clone(),
-            progress.clone(),
-        )));
-    }
+    let tasks = writers::spawn(
+        Some((centre.http, &centre.field_token)),
+        2,
+        &centre.nats_url(),
+        2,
+        &acks,
+        &progress,
+    );
     let victims = centre.victims();
     let mut max_recovery = Duration::ZERO;
     let mut rng = rand::rng();
@@ -104,23 +95,17 @@ pub async fn run(vigil: &Path, dir: &Path, cycles: usize) -> anyhow::Result<Outc
             progress.acked.load(Ordering::Acquire)
         );
     }
-    progress.stop.store(true, Ordering::Release);
-    for t in tasks {
-        t.await??;
-    }
+    writers::stop(tasks, &progress).await?;
     let crashed = centre.crashed();
     // The board is read from the running gateway; the log from the store's files once the
     // store is stopped (what a restart would read).
-    let store = runtime::StoreClient::new(
-        runtime::nats::connect(
-            &centre.nats_url(),
-            "chaos-checker",
-            None,
-            runtime::nats::Mode::Tool,
-        )
-        .await?,
+    let store = writers::store_client(
+        &centre.nats_url(),
+        "chaos-checker",
+        runtime::nats::Mode::Tool,
         Duration::from_secs(5),
-    );
+    )
+    .await?;
     let running = check::read_running(&store).await?;
     let board = check::board_matches(
         centre.http,

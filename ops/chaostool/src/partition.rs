@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use rand::Rng;
 
 use crate::centre::{Centre, Nats};
@@ -236,27 +236,10 @@ pub async fn client(
 async fn screen(http: SocketAddr, token: String, out: &Path) -> anyhow::Result<()> {
     let mut position = 0u64;
     loop {
-        let url = format!("ws://{http}/ws");
-        let connected = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await;
-        let Ok(Ok((mut ws, _))) = connected else {
+        let Some(mut ws) = writers::subscribe_board(http, &token, position).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let subscribe = serde_json::json!({"type": "subscribe", "board": "situation",
-            "view": "wall_screen", "since": position, "token": token});
-        if ws
-            .send(tokio_tungstenite::tungstenite::Message::text(
-                subscribe.to_string(),
-            ))
-            .await
-            .is_err()
-        {
-            continue;
-        }
         // A heartbeat comes every 2 s: 5 s of silence means the link is gone.
         while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
         {
@@ -341,25 +324,14 @@ pub async fn run(
     let host_acks_path = dir.join("acks.jsonl");
     let host_acks = AckFile::create(&host_acks_path)?;
     let progress = Progress::default();
-    let mut tasks = Vec::new();
-    for w in 0..2 {
-        tasks.push(tokio::spawn(writers::nats_writer(
-            nats_url.clone(),
-            w,
-            host_acks.clone(),
-            progress.clone(),
-        )));
-    }
-    let checker = runtime::StoreClient::new(
-        runtime::nats::connect(
-            &nats_url,
-            "chaos-checker",
-            None,
-            runtime::nats::Mode::Service,
-        )
-        .await?,
+    let tasks = writers::spawn(None, 0, &nats_url, 2, &host_acks, &progress);
+    let checker = writers::store_client(
+        &nats_url,
+        "chaos-checker",
+        runtime::nats::Mode::Service,
         Duration::from_secs(5),
-    );
+    )
+    .await?;
     let head = || async {
         checker
             .read(u64::MAX, 1)
@@ -410,10 +382,7 @@ pub async fn run(
             progress.acked.load(Ordering::Acquire)
         );
     }
-    progress.stop.store(true, Ordering::Release);
-    for t in tasks {
-        t.await??;
-    }
+    writers::stop(tasks, &progress).await?;
     drop(_field);
     drop(_screen);
     let running = check::read_running(&checker).await?;

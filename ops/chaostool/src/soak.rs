@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use rand::Rng;
 use serde_json::json;
 
@@ -179,21 +179,10 @@ async fn duty_load(http: SocketAddr, token: String, progress: Progress) {
 /// A wall screen: follows the board, counting frames, reconnecting when cut.
 async fn screen(http: SocketAddr, token: String, frames: Arc<AtomicU64>, progress: Progress) {
     while !progress.stop.load(Ordering::Acquire) {
-        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await
-        else {
+        let Some(mut ws) = writers::subscribe_board(http, &token, 0).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let subscribe = json!({"type": "subscribe", "board": "situation", "view": "wall_screen", "token": token});
-        if ws
-            .send(tokio_tungstenite::tungstenite::Message::text(
-                subscribe.to_string(),
-            ))
-            .await
-            .is_err()
-        {
-            continue;
-        }
         while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
             frames.fetch_add(1, Ordering::Relaxed);
             if progress.stop.load(Ordering::Acquire) {
@@ -226,21 +215,14 @@ pub async fn run(vigil: &Path, dir: &Path, s: &Settings) -> anyhow::Result<Outco
     let acks_path = dir.join("acks.jsonl");
     let acks = AckFile::create(&acks_path)?;
     let progress = Progress::default();
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(writers::http_writer(
-            centre.http,
-            centre.field_token.clone(),
-            acks.clone(),
-            progress.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(writers::nats_writer(
-        centre.nats_url(),
-        0,
-        acks.clone(),
-        progress.clone(),
-    )));
+    let tasks = writers::spawn(
+        Some((centre.http, &centre.field_token)),
+        2,
+        &centre.nats_url(),
+        1,
+        &acks,
+        &progress,
+    );
     let duty = tokio::spawn(duty_load(
         centre.http,
         centre.duty_token.clone(),
@@ -301,10 +283,7 @@ pub async fn run(vigil: &Path, dir: &Path, s: &Settings) -> anyhow::Result<Outco
             );
         }
     }
-    progress.stop.store(true, Ordering::Release);
-    for t in tasks {
-        t.await??;
-    }
+    writers::stop(tasks, &progress).await?;
     duty.abort();
     for sc in screens {
         sc.abort();

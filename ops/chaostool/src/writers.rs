@@ -115,6 +115,90 @@ impl Progress {
     }
 }
 
+/// A store client of its own on `nats_url` (`Service` mode reconnects for ever; `Tool` fails
+/// at once when the server is not there).
+pub async fn store_client(
+    nats_url: &str,
+    name: &str,
+    mode: runtime::nats::Mode,
+    timeout: Duration,
+) -> anyhow::Result<StoreClient> {
+    let client = runtime::nats::connect(nats_url, name, None, mode).await?;
+    Ok(StoreClient::new(client, timeout))
+}
+
+/// The writers of a scenario: `http` writers through the gateway at `gateway` (with a field
+/// officer's token), `nats` writers straight to the store.
+pub fn spawn(
+    gateway: Option<(SocketAddr, &str)>,
+    http: usize,
+    nats_url: &str,
+    nats: usize,
+    acks: &AckFile,
+    progress: &Progress,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let mut tasks = Vec::new();
+    if let Some((addr, token)) = gateway {
+        for _ in 0..http {
+            tasks.push(tokio::spawn(http_writer(
+                addr,
+                token.to_owned(),
+                acks.clone(),
+                progress.clone(),
+            )));
+        }
+    }
+    for w in 0..nats {
+        tasks.push(tokio::spawn(nats_writer(
+            nats_url.to_owned(),
+            w,
+            acks.clone(),
+            progress.clone(),
+        )));
+    }
+    tasks
+}
+
+/// Stops the writers and waits for each (a writer's error is the scenario's).
+pub async fn stop(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    progress.stop.store(true, Ordering::Release);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// A WebSocket subscribed to the situation board's wall-screen view from `since`, or `None`
+/// when the gateway cannot be reached within 3 s.
+pub async fn subscribe_board(
+    http: SocketAddr,
+    token: &str,
+    since: u64,
+) -> Option<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    use futures::SinkExt;
+    let url = format!("ws://{http}/ws");
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let subscribe = json!({"type": "subscribe", "board": "situation",
+        "view": "wall_screen", "since": since, "token": token});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .ok()?;
+    Some(ws)
+}
+
 /// Reports incidents through the gateway until stopped.
 pub async fn http_writer(
     http: SocketAddr,
@@ -177,14 +261,13 @@ pub async fn nats_writer(
     acks: AckFile,
     progress: Progress,
 ) -> anyhow::Result<()> {
-    let client = runtime::nats::connect(
+    let store = store_client(
         &nats_url,
         &format!("chaos-writer-{writer}"),
-        None,
         runtime::nats::Mode::Service,
+        Duration::from_secs(2),
     )
     .await?;
-    let store = StoreClient::new(client, Duration::from_secs(2));
     let streams: Vec<StreamName> = (0..3)
         .map(|_| StreamName::parse(&format!("chaos-{}", Uuid::new_v4())))
         .collect::<Result<_, _>>()?;
