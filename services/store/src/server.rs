@@ -92,7 +92,11 @@ struct Outbox {
     committed: Committed,
 }
 
-/// Opens the log and serves it over NATS until `shutdown` fires.
+/// How long shutdown waits for each NATS step (unsubscribe, the last answers, flush).
+const NATS_GRACE: Duration = Duration::from_secs(2);
+
+/// Opens the log and serves it over NATS until `shutdown` fires. A stop is honoured also
+/// while NATS is unreachable: the NATS steps of shutdown wait at most [`NATS_GRACE`] each.
 pub async fn run(
     client: Client,
     config: StoreConfig,
@@ -156,12 +160,20 @@ pub async fn run(
     let mut streams = client
         .queue_subscribe(subjects::STORE_STREAM, subjects::STORE_QUEUE.into())
         .await?;
-    client.flush().await?;
-    tracing::info!("store serving {}", subjects::STORE_ALL);
+    // Until the server confirms the subscriptions; a stop asked meanwhile (NATS not there
+    // yet) goes straight to the orderly shutdown below.
+    let serving = tokio::select! {
+        r = client.flush() => {
+            r?;
+            tracing::info!("store serving {}", subjects::STORE_ALL);
+            true
+        }
+        _ = shutdown.cancelled() => false,
+    };
 
     let tasks = TaskTracker::new();
     let mut damaged = None;
-    loop {
+    while serving {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(what) = damage_rx.recv() => {
@@ -186,18 +198,23 @@ pub async fn run(
     }
 
     tracing::info!("store stopping: finishing the commit in flight");
-    // Stop taking requests first, so nothing new reaches the writer.
-    drop((
-        appends.unsubscribe().await,
-        reads.unsubscribe().await,
-        streams.unsubscribe().await,
-    ));
+    // Stop taking requests first, so nothing new reaches the writer. Every step that needs
+    // NATS is bounded: with the server gone they would wait for ever, and a store must stop
+    // when asked (what is committed is on disk; an unanswered client retries with its ids).
+    let _ = tokio::time::timeout(NATS_GRACE, async {
+        drop((
+            appends.unsubscribe().await,
+            reads.unsubscribe().await,
+            streams.unsubscribe().await,
+        ))
+    })
+    .await;
     drop(job_tx);
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tasks.close();
-    tasks.wait().await;
-    let _ = outbox.await;
-    let _ = client.flush().await;
+    let _ = tokio::time::timeout(NATS_GRACE, tasks.wait()).await;
+    let _ = tokio::time::timeout(NATS_GRACE, outbox).await;
+    let _ = tokio::time::timeout(NATS_GRACE, client.flush()).await;
     let closing = log.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!(head = log.head(), "store stopped");

@@ -171,3 +171,42 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
     check_log(&read_all(&store).await, &acked);
     drop(store_proc);
 }
+
+/// Found while running `ops/chaos diskfull`: with nats-server gone, `vigil store` ignored
+/// SIGTERM (its shutdown waited on NATS for ever), and one started while NATS was not there
+/// yet never stopped either. A stop must be honoured within seconds either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_found_sigterm_is_honoured_while_nats_is_down() {
+    let sigterm = |p: &StoreProcess| {
+        let pid = p.pid().unwrap();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // NATS goes away under a running store.
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store_proc = StoreProcess::spawn(dir.path(), &nats.url());
+    let store = StoreClient::new(nats.connect().await, Duration::from_secs(2));
+    wait_ready(&store).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sigterm(&store_proc);
+    let status = store_proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("the store stops within 10 s with NATS down");
+    assert!(status.success(), "exit status {status:?}");
+
+    // A store started while NATS is not there at all.
+    let mut waiting = StoreProcess::spawn(dir.path(), &nats.url());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sigterm(&waiting);
+    let status = waiting
+        .wait_exit(Duration::from_secs(10))
+        .expect("a store waiting for NATS stops within 10 s");
+    assert!(status.success(), "exit status {status:?}");
+}
