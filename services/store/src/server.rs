@@ -173,7 +173,10 @@ pub async fn run(
 
     let tasks = TaskTracker::new();
     let mut damaged = None;
-    while serving {
+    loop {
+        if !serving {
+            break;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(what) = damage_rx.recv() => {
