@@ -33,6 +33,12 @@ struct Centre {
     admin: String,
 }
 
+impl Drop for Centre {
+    fn drop(&mut self) {
+        common::stop_up(&mut self._child);
+    }
+}
+
 impl Centre {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -92,19 +92,7 @@ impl Drop for Up {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Some(pid) = child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = child.start_kill();
+        common::stop_up(&mut child);
     }
 }
 

@@ -27,6 +27,8 @@
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -275,21 +277,7 @@ impl Drop for Centre {
     fn drop(&mut self) {
         // A failed test still stops the centre cleanly, so that its own nats-server goes too.
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                for signal in ["-CONT", "-TERM"] {
-                    let _ = Command::new("kill")
-                        .args([signal, &pid.to_string()])
-                        .status();
-                }
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            let _ = child.start_kill();
+            common::stop_up(&mut child);
         }
     }
 }

@@ -216,3 +216,24 @@ pub async fn spawn_up(
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, banner)
 }
+
+/// Stops `vigil up` the way an operator does — SIGCONT (in case a test paused it) then
+/// SIGTERM, so it stops its own nats-server too — and SIGKILL after 10 s. A test's `Drop`
+/// calls it, so a failed test leaves no nats-server behind.
+pub fn stop_up(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        for signal in ["-CONT", "-TERM"] {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.start_kill();
+}
