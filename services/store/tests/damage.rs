@@ -10,53 +10,17 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use events::{AppendRequest, ExpectedVersion, NewEvent};
 use serde_json::json;
 use testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 use vigil_store::log::fjall::{Database, KeyspaceCreateOptions};
 use vigil_store::log::{Check, Pending};
 use vigil_store::{Durability, Log, LogError, StoreConfig};
 
-fn stream(n: usize) -> StreamName {
-    StreamName::parse(&format!("incident-{}", Uuid::from_u128(n as u128 + 1))).unwrap()
-}
+mod common;
 
-fn event(n: u64) -> NewEvent {
-    NewEvent {
-        id: Uuid::new_v4(),
-        event_type: "IncidentUpdated".into(),
-        v: 1,
-        data: json!({ "n": n, "text": "x".repeat(300) }),
-        meta: Meta {
-            actor: Some("test".into()),
-            ..Meta::default()
-        },
-    }
-}
-
-/// Appends `count` events over 7 streams, in groups of up to 16 appends.
-fn fill(log: &Log, count: u64) {
-    let mut n = 0;
-    while n < count {
-        let mut group: Vec<Pending> = (0..16.min(count - n))
-            .map(|i| Pending {
-                request: AppendRequest {
-                    stream: stream(((n + i) % 7) as usize),
-                    expected_version: ExpectedVersion::Any,
-                    events: vec![event(n + i)],
-                },
-                outcome: None,
-            })
-            .collect();
-        log.commit_group(&mut group).unwrap();
-        for p in &group {
-            assert!(matches!(p.outcome, Some(Ok(_))), "{:?}", p.outcome);
-        }
-        n += group.len() as u64;
-    }
-}
+use common::{event, fill, stream};
 
 /// A closed store of `count` events, all flushed from the journal into table files.
 fn store_in_tables(count: u64) -> tempfile::TempDir {
