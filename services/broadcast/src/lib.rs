@@ -9,7 +9,9 @@
 //!   broadcast's id. The recipients are resolved here from the registered agencies (an
 //!   exercise leaves out live-only agencies, and naming one is refused).
 //! - `approve`, `ack` — `{"broadcast": <uuid>, "change": {}}`: see [`broadcast::decide_approve`]
-//!   and [`broadcast::decide_ack`].
+//!   and [`broadcast::decide_ack`]. An acknowledgement is decided on the register and stored
+//!   under one id per broadcast and agency ([`broadcast::ack_id`]): the same focal point again
+//!   gets the first answer, a colleague of the same agency a `conflict`.
 //! - `cancel` — `{"broadcast": <uuid>, "change": {"reason": "…"}}`: issues a new broadcast that
 //!   cancels the original (its id is the command's id) and records the cancellation on the
 //!   original; a retry completes what a crash cut short. A broadcast still awaiting approval
