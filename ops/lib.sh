@@ -38,3 +38,17 @@ need_chromium() {
         apt_install "${missing[@]}"
     fi
 }
+
+# need_disk GIB — warns when the disk holding target/ has less than GIB GiB free. A build
+# that runs out of space fails deep inside rustc or the linker ("No space left on device")
+# with nothing pointing at the cause; this says it first. A warning, not a refusal: the
+# build may still fit, and an existing target/ needs less.
+need_disk() {
+    local want_kib=$(( $1 * 1024 * 1024 )) dir="${CARGO_TARGET_DIR:-target}" free_kib
+    [ -d "$dir" ] || dir=.
+    free_kib=$(df -Pk "$dir" | awk 'NR==2 {print $4}')
+    if [ -n "$free_kib" ] && [ "$free_kib" -lt "$want_kib" ]; then
+        echo "ops: only $(( free_kib / 1024 )) MiB free under $dir; a build from scratch needs about $1 GiB." >&2
+        echo "ops: free space (e.g. \`cargo clean\` in other checkouts, old files in /tmp) if the build fails with 'No space left on device'." >&2
+    fi
+}
