@@ -27,8 +27,9 @@
 //!   [`LogError::Damaged`] with what is damaged and what to do next, and [`Log::scan`] reads
 //!   every block once after start to find damage the checks at open do not reach.
 //! - [`Log::open`] refuses a log whose head is not consistent (it must start at 1, the chain's
-//!   head must equal the log's head, and the last few hundred events must match their chain
-//!   hashes), naming the position, rather than serving a damaged log. [`Log::verify`] checks
+//!   head must equal the log's head, the last few hundred events must match their chain
+//!   hashes, and it must reach the acknowledged-head [`mark`]), naming the position, rather
+//!   than serving a damaged or shortened log. [`Log::verify`] checks
 //!   everything, offline (`vigil verify`).
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ use uuid::Uuid;
 
 pub mod chain;
 pub mod live;
+pub mod mark;
 
 pub use chain::{Broken, Check, CheckReport, VerifyReport};
 
@@ -71,6 +73,9 @@ pub enum LogError {
     /// The log is being reopened (after the disk was full); retry shortly.
     #[error("the event log is being reopened after the disk was full; retry shortly")]
     Reopening,
+    /// Writing the acknowledged-head mark ([`mark`]) failed; the log itself is unaffected.
+    #[error("cannot record the acknowledged head: {0}")]
+    Mark(#[source] std::io::Error),
 }
 
 impl From<fjall::Error> for LogError {
@@ -261,6 +266,9 @@ pub struct Log {
     /// Chain hash of the head position (32 zero bytes for an empty log). Like `versions`,
     /// only the writer touches it, after a successful commit.
     last_hash: std::sync::Mutex<[u8; 32]>,
+    /// The highest position recorded in the acknowledged-head mark ([`mark`]). Held while
+    /// the mark is written, so the periodic record and the one at close never interleave.
+    marked: std::sync::Mutex<u64>,
 }
 
 /// Streams whose version is kept in memory; past this the cache starts over (a miss costs
@@ -341,6 +349,9 @@ impl Log {
             )));
         }
         log.prepare_chain()?;
+        if let Some((_, problem)) = log.mark_problem()? {
+            return Err(LogError::Damaged(problem));
+        }
         Ok(log)
     }
 
@@ -378,6 +389,7 @@ impl Log {
             dir: dir.to_owned(),
             versions: std::sync::Mutex::new(HashMap::new()),
             last_hash: std::sync::Mutex::new(chain::GENESIS),
+            marked: std::sync::Mutex::new(0),
         })
     }
 
@@ -728,9 +740,11 @@ impl Log {
         })))
     }
 
-    /// Flushes everything to disk; called once at shutdown.
+    /// Flushes everything to disk and records the head as the acknowledged-head mark;
+    /// called once at shutdown.
     pub fn close(&self) -> Result<(), LogError> {
         self.db.persist(PersistMode::SyncAll)?;
+        self.record_mark()?;
         Ok(())
     }
 

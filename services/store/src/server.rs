@@ -28,6 +28,11 @@
 //! and `run` returns an error naming the damage and what to do. It never serves a damaged log
 //! for long.
 //!
+//! # The acknowledged head
+//! A thread records the head as the acknowledged-head mark about once a second, and the
+//! close at shutdown records it last (see [`crate::log::mark`]): a log that later opens
+//! shorter than that is refused instead of served.
+//!
 //! # Shutdown
 //! On the shutdown token the store stops taking requests, the writer finishes the group in
 //! flight, every waiting request gets its answer, the log is flushed, and `run` returns.
@@ -46,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::log::live::LiveLog;
+use crate::log::mark::MARK_EVERY;
 use crate::log::{Committed, Durability, Failure, LogError, Pending};
 
 /// Settings of the store service.
@@ -137,6 +143,17 @@ pub async fn run(
             })?;
     }
 
+    // The acknowledged-head mark (see `crate::log::mark`), recorded off the write path.
+    // Dropping `stop_marking` ends it at once; it is joined before the close, so nothing
+    // holds the log (and fjall's directory lock) after `run` returns.
+    let (stop_marking, marking) = std::sync::mpsc::channel::<()>();
+    let marker = {
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("vigil-store-mark".into())
+            .spawn(move || mark_loop(&log, &marking))?
+    };
+
     let (job_tx, job_rx) = mpsc::channel::<Job>(config.queue_capacity);
     // Answers and publications, one entry per group. The writer waits when it is full
     // (answers must not be dropped); 1024 groups is seconds of NATS trouble.
@@ -218,6 +235,8 @@ pub async fn run(
     let _ = tokio::time::timeout(NATS_GRACE, tasks.wait()).await;
     let _ = tokio::time::timeout(NATS_GRACE, outbox).await;
     let _ = tokio::time::timeout(NATS_GRACE, client.flush()).await;
+    drop(stop_marking);
+    let _ = tokio::task::spawn_blocking(move || marker.join()).await;
     let closing = log.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!(head = log.head(), "store stopped");
@@ -227,6 +246,27 @@ pub async fn run(
             config.dir.display()
         )),
         None => Ok(()),
+    }
+}
+
+/// Records the acknowledged-head mark every [`MARK_EVERY`] until `stop`'s sender is dropped.
+/// A failure (a full disk) is logged once and retried; appends are not affected by it.
+fn mark_loop(log: &LiveLog, stop: &std::sync::mpsc::Receiver<()>) {
+    let mut failing = false;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(MARK_EVERY) {
+        let Ok(current) = log.get() else { continue };
+        match current.record_mark() {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("the acknowledged-head mark is recorded again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot record the acknowledged-head mark; retrying every second (the log itself is unaffected)");
+            }
+            Err(_) => {}
+        }
     }
 }
 

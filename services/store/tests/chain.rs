@@ -104,7 +104,11 @@ fn a_store_verifies_across_reopens_and_a_tampered_copy_names_the_position() {
     assert_eq!(report.head, 350);
     assert_eq!(report.events, 350);
     assert_eq!(report.streams, 7);
-    for c in &report.checks {
+    for c in report
+        .checks
+        .iter()
+        .filter(|c| c.check != Check::AcknowledgedHead)
+    {
         assert_eq!(c.failed, 0, "{report}");
         assert_eq!(
             c.checked, 350,

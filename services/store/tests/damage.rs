@@ -113,8 +113,9 @@ fn damage_a_truncated_or_deleted_table_is_refused_naming_the_damage_and_the_next
     );
 }
 
-#[test]
-fn damage_a_bit_flip_in_a_journal_record_length_is_refused_not_a_panic() {
+/// A closed store: 20 events, one marked event at position 21, 20 more; the offset in its
+/// journal of the first record (the `Item` tag) of the log entry at position 21.
+fn store_with_marked_event() -> (tempfile::TempDir, PathBuf, u64) {
     let dir = tempfile::tempdir().unwrap();
     let marker = "find-me-in-the-journal";
     {
@@ -135,24 +136,32 @@ fn damage_a_bit_flip_in_a_journal_record_length_is_refused_not_a_panic() {
         fill(&log, 20);
         log.close().unwrap();
     }
-    // The journal record of the marked event: … value length (u32 LE), stored length (u32
-    // LE), key (8 bytes: the position), value (the event's JSON). Flip a bit of the first
-    // length, so the two disagree: fjall's debug build asserts they agree (a panic), its
-    // release build finds the record's checksum wrong.
     let journal = dir.path().join("0.jnl");
     let bytes = std::fs::read(&journal).unwrap();
     let at = bytes
         .windows(marker.len())
         .position(|w| w == marker.as_bytes())
         .unwrap();
-    // The marked event is at position 21: its log record's key, then its JSON.
     let mut key = 21u64.to_be_bytes().to_vec();
     key.push(b'{');
     let key_start = bytes[..at]
         .windows(key.len())
         .rposition(|w| w == key.as_slice())
         .unwrap();
-    flip(&journal, (key_start - 4 - 4) as u64, 1);
+    // An item: tag, value type, compression (1 byte each), keyspace id (8), key length (2),
+    // value length (4), stored length (4), then the key.
+    let tag = key_start - 21;
+    assert_eq!(bytes[tag], 2, "fjall's journal item layout changed");
+    (dir, journal, tag as u64)
+}
+
+#[test]
+fn damage_a_bit_flip_in_a_journal_record_length_is_refused_not_a_panic() {
+    let (dir, journal, tag) = store_with_marked_event();
+    // Flip a bit of the item's value length (13 bytes after its tag), so it disagrees with
+    // the stored length: fjall's debug build asserts they agree (a panic), its release build
+    // finds the record's checksum wrong.
+    flip(&journal, tag + 13, 1);
     // Before: a debug build died of fjall's assertion ("task panicked"), with no next step.
     let m = clear_refusal(Log::open(dir.path(), Durability::SyncData).err().unwrap());
     if cfg!(debug_assertions) {
@@ -160,6 +169,132 @@ fn damage_a_bit_flip_in_a_journal_record_length_is_refused_not_a_panic() {
     } else {
         assert!(m.contains("journal"), "{m}");
     }
+}
+
+#[test]
+fn damage_a_flipped_journal_record_tag_no_longer_drops_acknowledged_events_silently() {
+    let (dir, journal, tag) = store_with_marked_event();
+    assert_eq!(
+        vigil_store::log::mark::read(dir.path())
+            .unwrap()
+            .unwrap()
+            .head,
+        41,
+        "the close records the head as the acknowledged-head mark"
+    );
+    // An unknown tag ends fjall's reading of the journal there, as a torn tail would: it
+    // truncates the journal and opens the 20 events before it.
+    flip(&journal, tag, 2);
+    let unmarked = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), unmarked.path());
+    std::fs::remove_file(vigil_store::log::mark::path(unmarked.path())).unwrap();
+    assert_eq!(
+        Log::open(unmarked.path(), Durability::SyncData)
+            .unwrap()
+            .head(),
+        20,
+        "without the mark the loss is silent (what the damage scenario found)"
+    );
+    // With it, the store refuses, naming the missing positions and the next step.
+    let m = clear_refusal(Log::open(dir.path(), Durability::SyncData).err().unwrap());
+    assert!(m.contains("missing"), "{m}");
+    assert!(m.contains("ends at position 20"), "{m}");
+    assert!(m.contains("up to 41"), "{m}");
+    // And `vigil verify` agrees: every check passes up to 20, the mark fails at 21.
+    let report = Log::open_for_verify(dir.path())
+        .unwrap()
+        .verify(|_, _| {})
+        .unwrap();
+    assert!(!report.is_intact(), "{report}");
+    let (check, broken) = report.first_broken().unwrap();
+    assert_eq!(check, Check::AcknowledgedHead, "{report}");
+    assert_eq!(broken.position, 21, "{report}");
+}
+
+#[test]
+fn damage_a_mark_from_another_log_or_a_damaged_mark_is_refused() {
+    let (dir, _, _) = store_with_marked_event();
+    // Another store of the same length: the event at the mark's position is not the same.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(other.path(), Durability::SyncData).unwrap();
+        fill(&log, 41);
+        log.close().unwrap();
+    }
+    let mark = vigil_store::log::mark::path(dir.path());
+    std::fs::copy(vigil_store::log::mark::path(other.path()), &mark).unwrap();
+    let m = clear_refusal(Log::open(dir.path(), Durability::SyncData).err().unwrap());
+    assert!(m.contains("not the one acknowledged"), "{m}");
+    // A mark that is not one.
+    std::fs::write(&mark, b"{\"acknowledged_head\": 4").unwrap();
+    let m = clear_refusal(Log::open(dir.path(), Durability::SyncData).err().unwrap());
+    assert!(m.contains("acknowledged-head record"), "{m}");
+    // Deleting it, as the refusal allows once `vigil verify` is content, starts the store,
+    // and the close writes a new one.
+    std::fs::remove_file(&mark).unwrap();
+    let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+    assert_eq!(log.head(), 41);
+    fill(&log, 1);
+    log.close().unwrap();
+    assert_eq!(
+        vigil_store::log::mark::read(dir.path())
+            .unwrap()
+            .unwrap()
+            .head,
+        42
+    );
+}
+
+#[test]
+fn damage_a_store_without_fsync_records_no_mark() {
+    // Its head may not be durable, so a mark could claim what a power loss takes.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Durability::UnsafeNoSync).unwrap();
+    fill(&log, 5);
+    assert!(!log.record_mark().unwrap());
+    log.close().unwrap();
+    assert_eq!(vigil_store::log::mark::read(dir.path()).unwrap(), None);
+}
+
+#[tokio::test]
+async fn damage_the_running_store_records_the_acknowledged_head_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(vigil_store::run(
+        client.clone(),
+        StoreConfig::new(dir.path()),
+        stop.clone(),
+    ));
+    let store = runtime::StoreClient::new(client, Duration::from_secs(5));
+    let ok = store
+        .append_retrying(
+            &AppendRequest {
+                stream: stream(3),
+                expected_version: ExpectedVersion::Any,
+                events: (0..3).map(event).collect(),
+            },
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    // Without a stop (a kill -9 now would leave this mark): the mark reaches the append.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mark = vigil_store::log::mark::read(dir.path()).unwrap();
+        if mark.as_ref().is_some_and(|m| m.head == ok.last_position) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mark at {} after 10 s: {mark:?}",
+            ok.last_position
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    run.await.unwrap().unwrap();
 }
 
 #[test]

@@ -87,7 +87,7 @@ impl Log {
         }
     }
 
-    fn chain_at(&self, position: u64) -> Result<Option<[u8; 32]>, LogError> {
+    pub(super) fn chain_at(&self, position: u64) -> Result<Option<[u8; 32]>, LogError> {
         match self.chain.get(be(position))? {
             Some(v) => as_hash(&v)
                 .map(Some)
@@ -645,6 +645,13 @@ impl Log {
                 progress(head.saturating_mul(2) + walked.min(head), total);
             }
         }
+        // 4. The log reaches what the store last recorded as acknowledged ([`super::mark`]).
+        r.count(Check::AcknowledgedHead);
+        match self.mark_problem() {
+            Ok(None) => {}
+            Ok(Some((position, problem))) => r.fail(Check::AcknowledgedHead, position, problem),
+            Err(e) => r.fail(Check::AcknowledgedHead, r.head + 1, e.to_string()),
+        }
         progress(total, total);
         Ok(r)
     }
@@ -718,11 +725,13 @@ pub enum Check {
     EventInIds,
     /// The `ids` index: each entry points back at the event with that id and version.
     IdsIndex,
+    /// The log reaches the acknowledged-head mark, with the same event there.
+    AcknowledgedHead,
 }
 
 impl Check {
     /// Every check, in the order the report lists them.
-    pub const ALL: [Check; 8] = [
+    pub const ALL: [Check; 9] = [
         Check::Positions,
         Check::Decode,
         Check::PositionField,
@@ -731,6 +740,7 @@ impl Check {
         Check::StreamsIndex,
         Check::EventInIds,
         Check::IdsIndex,
+        Check::AcknowledgedHead,
     ];
 
     /// What the check establishes, for the report.
@@ -744,6 +754,7 @@ impl Check {
             Check::StreamsIndex => "streams index entries gap-free and pointing at their events",
             Check::EventInIds => "events found in the ids index",
             Check::IdsIndex => "ids index entries pointing at their events",
+            Check::AcknowledgedHead => "log reaches the last acknowledged position recorded",
         }
     }
 }
