@@ -12,7 +12,9 @@
 //!   append at a time; after each acknowledgement the scenario records the length of the
 //!   **journal** (`<n>.jnl`), i.e. the byte where that group's journal record ends. Then one
 //!   more append is made and *not* counted as acknowledged: it stands for the group in flight
-//!   when the power went.
+//!   when the power went. The store's acknowledged-head mark (`<store>/acknowledged-head`,
+//!   see `vigil_store::log::mark`) is then set to the last acknowledged position, as a power
+//!   loss during the in-flight group would leave it (a clean stop records the in-flight one).
 //!
 //! Then, each on a fresh copy of that store directory, one kind of damage:
 //! - **torn tail**: the journal cut at a random byte of the in-flight group (what a power loss
@@ -22,7 +24,9 @@
 //! - **truncated in the middle**: the journal, a `log` table and an `ids` table cut to half;
 //! - **bit flip**: one bit flipped at a random offset of a random data file (journal or
 //!   table), several seeds;
-//! - **deleted**: the journal, a `log` table, an `ids` table.
+//! - **deleted**: the journal, a `log` table, an `ids` table;
+//! - **the mark**: deleted (a store from before marks), one bit flipped in it, and the
+//!   journal cut to half with the mark deleted (what the mark's one-second lag leaves).
 //!
 //! After each, `vigil store` is started on the copy. If it serves, the scenario waits for the
 //! verdict of the store's scan of the whole store after start (`event log scanned` on its
@@ -45,8 +49,11 @@
 //! every acknowledgement: the store fsyncs before it acknowledges, so a power loss cannot take
 //! anything acknowledged, and must not stop the store either.
 //!
-//! **What "provable" means.** An acknowledged event is provable after a damage when every byte
-//! that holds it is intact *and still reachable*:
+//! **What "provable" means.** With the mark in place, every acknowledged event up to the mark
+//! is provable: the store refuses a log that ends before it, so a store that serves must hold
+//! all of them (before the mark, a damaged journal record lost what followed it silently).
+//! Without a mark, an acknowledged event is provable when every byte that holds it is intact
+//! *and still reachable*:
 //! - damage in the journal at byte `o` (a cut at `o`, a flipped bit at `o`, a cut to half, a
 //!   deleted journal: `o = 0`) leaves provable the phase A events (in table files) and the
 //!   phase B events whose group's journal record ends at or before `o`. The journal is read
@@ -288,6 +295,8 @@ struct Plan {
     tables_intact: bool,
     /// Whether refusing is a failure (the control, and a torn in-flight group).
     must_recover: bool,
+    /// Whether the acknowledged-head mark is left in place (otherwise it is deleted first).
+    marked: bool,
 }
 
 /// How one case ended.
@@ -412,6 +421,8 @@ struct Written {
     /// The journal's data end after the last acknowledged group, and after the in-flight one.
     acked_end: u64,
     inflight_end: u64,
+    /// The position the acknowledged-head mark names: the last acknowledged one.
+    mark_head: u64,
 }
 
 /// Runs the scenario in `dir`: `seeds` seeds per random kind of damage, starting at `seed`.
@@ -560,8 +571,10 @@ async fn write(vigil: &Path, dir: &Path) -> anyhow::Result<Written> {
             journal.display()
         );
     }
+    let mark_head = acks.iter().map(|a| a.position).max().unwrap_or(0);
+    mark_acknowledged(dir, &original, mark_head)?;
     eprintln!(
-        "  wrote {} acknowledged events ({phase_a} in table files, {} in journal {} up to byte {acked_end}), plus one group in flight up to byte {inflight_end}",
+        "  wrote {} acknowledged events ({phase_a} in table files, {} in journal {} up to byte {acked_end}), plus one group in flight up to byte {inflight_end}; acknowledged-head mark at position {mark_head}",
         acks.len(),
         acks.len() - phase_a,
         journal.display()
@@ -576,6 +589,28 @@ async fn write(vigil: &Path, dir: &Path) -> anyhow::Result<Written> {
         journal,
         acked_end,
         inflight_end,
+        mark_head,
+    })
+}
+
+/// Sets the acknowledged-head mark of the stopped store in `original` to `head`, as a power
+/// loss while the in-flight group was being written would leave it. The chain hash there is
+/// read from a scratch copy: opening the original would let fjall touch its journal, whose
+/// byte offsets the cases are planned on.
+fn mark_acknowledged(dir: &Path, original: &Path, head: u64) -> anyhow::Result<()> {
+    let scratch = dir.join("mark-scratch");
+    copy_dir(original, &scratch)?;
+    let mark = {
+        let log = store::Log::open_for_verify(&scratch.join("store"))?;
+        log.mark_for(head)?
+            .ok_or_else(|| anyhow::anyhow!("the store has no chain entry at position {head}"))?
+    };
+    fs::remove_dir_all(&scratch)?;
+    store::log::mark::write(&original.join("store"), &mark).with_context(|| {
+        format!(
+            "writing the acknowledged-head mark in {}",
+            original.display()
+        )
     })
 }
 
@@ -697,6 +732,7 @@ fn plan(w: &Written, seeds: usize, rng: &mut StdRng) -> anyhow::Result<Vec<Plan>
         journal_from: Some(from),
         tables_intact: true,
         must_recover,
+        marked: true,
     };
     let table_damage = |name: String, damage: Damage| Plan {
         name,
@@ -704,6 +740,7 @@ fn plan(w: &Written, seeds: usize, rng: &mut StdRng) -> anyhow::Result<Vec<Plan>
         journal_from: None,
         tables_intact: false,
         must_recover: false,
+        marked: true,
     };
     let mut plans = vec![Plan {
         name: "control, no damage".into(),
@@ -711,6 +748,7 @@ fn plan(w: &Written, seeds: usize, rng: &mut StdRng) -> anyhow::Result<Vec<Plan>
         journal_from: None,
         tables_intact: true,
         must_recover: true,
+        marked: true,
     }];
     for _ in 0..seeds {
         let len = rng.random_range(w.acked_end..w.inflight_end);
@@ -811,6 +849,44 @@ fn plan(w: &Written, seeds: usize, rng: &mut StdRng) -> anyhow::Result<Vec<Plan>
             Damage::Delete { file: file.clone() },
         ));
     }
+    // The mark: gone (nothing else damaged: recovered in full), damaged (refused, or
+    // recovered in full when the flip misses what it says), and gone with the journal cut
+    // (the loss it exists to catch, silent again without it).
+    let mark = PathBuf::from(store::log::mark::FILE);
+    plans.push(Plan {
+        name: format!("deleted: {}", mark.display()),
+        damage: Damage::Delete { file: mark.clone() },
+        journal_from: None,
+        tables_intact: true,
+        must_recover: true,
+        marked: true,
+    });
+    let mark_len = fs::metadata(store_dir.join(&mark))?.len();
+    let (offset, bit) = (rng.random_range(0..mark_len), rng.random_range(0..8u8));
+    plans.push(Plan {
+        name: format!("bit flip: {} byte {offset} bit {bit}", mark.display()),
+        damage: Damage::Flip {
+            file: mark,
+            offset,
+            bit,
+        },
+        journal_from: None,
+        tables_intact: true,
+        must_recover: false,
+        marked: true,
+    });
+    plans.push(Plan {
+        marked: false,
+        ..journal_damage(
+            format!("no mark: {jname} cut to half"),
+            Damage::Cut {
+                file: j.clone(),
+                len: w.inflight_end / 2,
+            },
+            w.inflight_end / 2,
+            false,
+        )
+    });
     Ok(plans)
 }
 
@@ -820,7 +896,9 @@ fn provable<'a>(w: &'a Written, p: &Plan) -> Vec<&'a Ack> {
         .iter()
         .enumerate()
         .filter(|(i, a)| {
-            if *i < w.phase_a {
+            if p.marked {
+                a.position <= w.mark_head
+            } else if *i < w.phase_a {
                 p.tables_intact
             } else {
                 match p.journal_from {
@@ -896,6 +974,9 @@ async fn run_case(
     let case_dir = dir.join(format!("case-{index:02}"));
     copy_dir(&w.original, &case_dir)?;
     let store_dir = case_dir.join("store");
+    if !p.marked {
+        fs::remove_file(store::log::mark::path(&store_dir))?;
+    }
     p.damage
         .apply(&store_dir)
         .with_context(|| format!("damaging {:?} in {}", p.damage.file(), store_dir.display()))?;
