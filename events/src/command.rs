@@ -211,6 +211,10 @@ pub enum RefusalCode {
     NotFound,
     /// The actor's role or scope does not allow it (403).
     Forbidden,
+    /// The two-person rule: another person than the one who asked must do it (403), e.g. the
+    /// duty officer who issued a broadcast approving it. Typed so clients can say "ask a
+    /// colleague" instead of "you may not".
+    SecondPersonRequired,
     /// The thing's state does not allow it (closed, already verified…) (409).
     Conflict,
     /// The command's id was already used for a different command (409).
@@ -225,7 +229,7 @@ impl RefusalCode {
         match self {
             Self::Invalid => 422,
             Self::NotFound => 404,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::SecondPersonRequired => 403,
             Self::Conflict | Self::IdReused => 409,
             Self::Unavailable => 503,
         }
@@ -237,6 +241,7 @@ impl RefusalCode {
             Self::Invalid => "invalid",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
+            Self::SecondPersonRequired => "second_person_required",
             Self::Conflict => "conflict",
             Self::IdReused => "id_reused",
             Self::Unavailable => "unavailable",
@@ -277,6 +282,11 @@ impl Refusal {
     /// Not allowed for this role or scope.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(RefusalCode::Forbidden, message)
+    }
+
+    /// Must be done by someone else than the one who asked (the two-person rule).
+    pub fn second_person_required(message: impl Into<String>) -> Self {
+        Self::new(RefusalCode::SecondPersonRequired, message)
     }
 
     /// Not allowed in this state.

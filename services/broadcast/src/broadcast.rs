@@ -366,7 +366,7 @@ pub fn decide_approve(b: &Broadcast, actor: &Actor) -> Result<Vec<DomainEvent>, 
         Status::AwaitingApproval => {}
     }
     if b.issued_by == actor.user {
-        return Err(Refusal::forbidden(
+        return Err(Refusal::second_person_required(
             "you issued this broadcast: another duty officer must approve it (two-person rule)",
         ));
     }

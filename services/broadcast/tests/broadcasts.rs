@@ -435,7 +435,7 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
     let (code, message) = c
         .refused("approve", &duty("ana"), json!({"broadcast": id}))
         .await;
-    assert_eq!(code, "forbidden");
+    assert_eq!(code, "second_person_required");
     assert!(message.contains("two-person"), "{message}");
     c.settle().await;
     assert!(c.of_type(id, "BroadcastDeliveryAttempted").await.is_empty());

@@ -98,6 +98,7 @@ async fn a_broadcast_over_http_from_issue_to_acknowledgement_with_cap_and_the_bo
     )
     .await;
     assert_eq!(own.status, 403, "{}", own.body);
+    assert_eq!(own.json()["error"]["code"], "second_person_required");
     assert!(
         own.json()["error"]["message"]
             .as_str()

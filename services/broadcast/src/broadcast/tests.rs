@@ -181,7 +181,7 @@ fn a_high_broadcast_waits_for_a_second_duty_officer_and_sends_nothing_before() {
     );
 
     let own = decide_approve(&b, &duty("ana")).unwrap_err();
-    assert_eq!(own.code, RefusalCode::Forbidden);
+    assert_eq!(own.code, RefusalCode::SecondPersonRequired);
     assert!(own.message.contains("two-person"), "{}", own.message);
     let crisis = decide_approve(&b, &actor("cm", Role::CrisisManager, None)).unwrap_err();
     assert_eq!(crisis.code, RefusalCode::Forbidden);
