@@ -66,6 +66,17 @@ fn flip(file: &Path, offset: u64, bit: u8) {
     f.sync_all().unwrap();
 }
 
+/// What `vigil verify` finds first in the store at `dir`, which must be damaged.
+fn first_broken(dir: &Path) -> (Check, vigil_store::log::Broken, String) {
+    let report = Log::open_for_verify(dir)
+        .unwrap()
+        .verify(|_, _| {})
+        .unwrap();
+    assert!(!report.is_intact(), "{report}");
+    let (check, broken) = report.first_broken().unwrap();
+    (check, broken.clone(), report.to_string())
+}
+
 /// The refusal's message; it must name the damage and what to do next.
 fn clear_refusal(e: LogError) -> String {
     let m = match e {
@@ -201,12 +212,7 @@ fn damage_a_flipped_journal_record_tag_no_longer_drops_acknowledged_events_silen
     assert!(m.contains("ends at position 20"), "{m}");
     assert!(m.contains("up to 41"), "{m}");
     // And `vigil verify` agrees: every check passes up to 20, the mark fails at 21.
-    let report = Log::open_for_verify(dir.path())
-        .unwrap()
-        .verify(|_, _| {})
-        .unwrap();
-    assert!(!report.is_intact(), "{report}");
-    let (check, broken) = report.first_broken().unwrap();
+    let (check, broken, report) = first_broken(dir.path());
     assert_eq!(check, Check::AcknowledgedHead, "{report}");
     assert_eq!(broken.position, 21, "{report}");
 }
@@ -314,12 +320,7 @@ fn damage_a_flipped_bit_in_an_old_table_block_is_found_by_the_scan_and_verify() 
     assert!(m.contains("reading the log after position"), "{m}");
     drop(log);
     // `vigil verify` reports it as damage at a position, not as an error reading the files.
-    let report = Log::open_for_verify(dir.path())
-        .unwrap()
-        .verify(|_, _| {})
-        .unwrap();
-    assert!(!report.is_intact(), "{report}");
-    let (check, broken) = report.first_broken().unwrap();
+    let (check, broken, report) = first_broken(dir.path());
     assert_eq!(check, Check::Decode, "{report}");
     assert!(broken.position > 1 && broken.position < 1500, "{report}");
     assert!(broken.problem.contains("cannot be read"), "{report}");
