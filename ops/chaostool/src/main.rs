@@ -215,7 +215,25 @@ impl WorkDir {
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command).await {
+    // On Ctrl-C or SIGTERM the scenario's future is dropped, and with it everything it
+    // started (each process, nats-server, mount and namespace is owned by a value whose
+    // `Drop` stops or removes it): an interrupted run leaves nothing behind.
+    let interrupted = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => "terminated (SIGTERM)",
+        }
+    };
+    let outcome = tokio::select! {
+        r = run(cli.command) => r,
+        why = interrupted => {
+            eprintln!("vigil-chaos: {why}: stopped what the scenario started; no verdict");
+            return ExitCode::from(130);
+        }
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
