@@ -3,8 +3,10 @@
 //!
 //! The load: field reports through the gateway (2 writers), appends over NATS (1 writer),
 //! security levels set by a duty officer, travel clearances requested and approved, a
-//! broadcast to Somalia's agencies now and then, and `--screens` WebSocket wall screens
-//! following the board (reference data from `ops/reference/sample.jsonl` via `vigil import`).
+//! broadcast to Somalia's agencies now and then, duty officers closing reported incidents
+//! beyond the newest [`KEEP_OPEN`] (so open incidents reach a steady state, as in a centre),
+//! and `--screens` WebSocket wall screens following the board (reference data from
+//! `ops/reference/sample.jsonl` via `vigil import`).
 //! Every `--crash-every` a random service (not the store or the gateway, so their memory
 //! can be followed across the whole run) is killed -9 and started again.
 //!
@@ -176,6 +178,54 @@ async fn duty_load(http: SocketAddr, token: String, progress: Progress) {
     }
 }
 
+/// Open incidents the closer leaves open; the rest are closed as they come.
+const KEEP_OPEN: usize = 100;
+
+/// The duty officers closing incidents, so that open incidents stay about [`KEEP_OPEN`]
+/// (as in a real centre, where reports are resolved) and what the board and the services
+/// hold for open incidents reaches a steady state: a soak whose open incidents only grow
+/// measures that growth, not leaks.
+async fn closer(http: SocketAddr, token: String, progress: Progress, closed: Arc<AtomicU64>) {
+    while !progress.stop.load(Ordering::Acquire) {
+        let open = testkit::http::json(
+            http,
+            "GET",
+            "/api/v1/incidents?status=open&limit=500",
+            Some(&token),
+            None,
+        )
+        .await
+        .map(|a| a.json())
+        .unwrap_or_default();
+        let items = open["incidents"].as_array();
+        let ids: Vec<String> = items
+            .into_iter()
+            .flatten()
+            .skip(KEEP_OPEN)
+            .filter_map(|i| i["id"].as_str().map(str::to_owned))
+            .collect();
+        futures::stream::iter(ids)
+            .for_each_concurrent(8, |id| {
+                let (token, closed) = (token.clone(), closed.clone());
+                async move {
+                    let status = send(
+                        http,
+                        &token,
+                        "POST",
+                        &format!("/api/v1/incidents/{id}/close"),
+                        json!({"reason": "soak: resolved"}),
+                    )
+                    .await;
+                    if status == 200 {
+                        closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A wall screen: follows the board, counting frames, reconnecting when cut.
 async fn screen(http: SocketAddr, token: String, frames: Arc<AtomicU64>, progress: Progress) {
     while !progress.stop.load(Ordering::Acquire) {
@@ -228,6 +278,13 @@ pub async fn run(vigil: &Path, dir: &Path, s: &Settings) -> anyhow::Result<Outco
         centre.duty_token.clone(),
         progress.clone(),
     ));
+    let closed = Arc::new(AtomicU64::new(0));
+    let closing = tokio::spawn(closer(
+        centre.http,
+        centre.duty_token.clone(),
+        progress.clone(),
+        closed.clone(),
+    ));
     let frames = Arc::new(AtomicU64::new(0));
     let screens: Vec<_> = (0..s.screens)
         .map(|_| {
@@ -275,9 +332,10 @@ pub async fn run(vigil: &Path, dir: &Path, s: &Settings) -> anyhow::Result<Outco
                 last.insert(name, (pid, r));
             }
             eprintln!(
-                "  t={:>5.0}s acknowledged {} frames {} | {}",
+                "  t={:>5.0}s acknowledged {} closed {} frames {} | {}",
                 started.elapsed().as_secs_f64(),
                 progress.acked.load(Ordering::Acquire),
+                closed.load(Ordering::Relaxed),
                 frames.load(Ordering::Relaxed),
                 parts.join(", ")
             );
@@ -285,6 +343,7 @@ pub async fn run(vigil: &Path, dir: &Path, s: &Settings) -> anyhow::Result<Outco
     }
     writers::stop(tasks, &progress).await?;
     duty.abort();
+    closing.abort();
     for sc in screens {
         sc.abort();
     }
