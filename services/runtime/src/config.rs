@@ -70,8 +70,9 @@ mod tests {
     #[test]
     fn file_is_optional_and_strict() {
         assert_eq!(load(None).unwrap(), FileConfig::default());
-        let dir = std::env::temp_dir().join(format!("vigil-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Removed when the test ends (a fixed path under /tmp was left behind by every run).
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let good = dir.join("good.toml");
         std::fs::write(
             &good,
