@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// Copies the directory tree `from` into `to` (created), file by file: for tests and tools
+/// that damage or inspect a copy of a stopped store.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("copying {}: {e}", entry.path().display()))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Finds a free loopback TCP port (the OS picks one; it is free again once we drop it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

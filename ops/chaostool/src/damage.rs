@@ -78,7 +78,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use events::{AppendRequest, ExpectedVersion, NewEvent, StreamName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use runtime::StoreClient;
@@ -615,16 +615,7 @@ fn mark_acknowledged(dir: &Path, original: &Path, head: u64) -> anyhow::Result<(
 }
 
 fn new_event(data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        id: Uuid::new_v4(),
-        event_type: "ChaosWritten".into(),
-        v: 1,
-        data,
-        meta: Meta {
-            actor: Some("chaos-damage".into()),
-            ..Meta::default()
-        },
-    }
+    writers::chaos_event("chaos-damage", data)
 }
 
 /// Flushes every keyspace's memtable into a table file (the store must be stopped).
@@ -1121,16 +1112,5 @@ fn judge(w: &Written, log: &[events::RecordedEvent], provable: &[&Ack]) -> Endin
 
 /// Copies a directory tree.
 pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            fs::copy(entry.path(), &target)
-                .with_context(|| format!("copying {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+    Ok(testkit::copy_dir(from, to)?)
 }

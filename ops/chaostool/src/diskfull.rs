@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use events::store_api::ErrorCode;
-use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
+use events::{AppendRequest, ExpectedVersion, StreamName};
 use runtime::{ClientError, StoreClient};
 use serde_json::json;
 use testkit::NatsServer;
@@ -44,7 +44,7 @@ use uuid::Uuid;
 
 use crate::check;
 use crate::damage::LoneStore;
-use crate::writers::Ack;
+use crate::writers::{self, Ack};
 
 /// How long the writers may take to fill the disk.
 const FILL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -440,16 +440,10 @@ async fn writer(
     let mut n = 0u64;
     while !stop.load(Ordering::Acquire) {
         n += 1;
-        let event = NewEvent {
-            id: Uuid::new_v4(),
-            event_type: "ChaosWritten".into(),
-            v: 1,
-            data: json!({"writer": w, "n": n, "pad": pad}),
-            meta: Meta {
-                actor: Some(format!("chaos-diskfull-{w}")),
-                ..Meta::default()
-            },
-        };
+        let event = writers::chaos_event(
+            &format!("chaos-diskfull-{w}"),
+            json!({"writer": w, "n": n, "pad": pad}),
+        );
         let request = AppendRequest {
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,

@@ -25,6 +25,20 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// A new event of the kind every chaos writer appends (`ChaosWritten`), by `actor`.
+pub fn chaos_event(actor: &str, data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "ChaosWritten".into(),
+        v: 1,
+        data,
+        meta: Meta {
+            actor: Some(actor.to_owned()),
+            ..Meta::default()
+        },
+    }
+}
+
 /// One acknowledged write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
@@ -275,16 +289,10 @@ pub async fn nats_writer(
     while !progress.stop.load(Ordering::Acquire) {
         let stream = &streams[i % streams.len()];
         i += 1;
-        let event = NewEvent {
-            id: Uuid::new_v4(),
-            event_type: "ChaosWritten".into(),
-            v: 1,
-            data: json!({"writer": writer, "n": i}),
-            meta: Meta {
-                actor: Some(format!("chaos-writer-{writer}")),
-                ..Meta::default()
-            },
-        };
+        let event = chaos_event(
+            &format!("chaos-writer-{writer}"),
+            json!({"writer": writer, "n": i}),
+        );
         let request = AppendRequest {
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,

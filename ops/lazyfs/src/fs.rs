@@ -253,6 +253,19 @@ impl Inner {
         }
     }
 
+    /// Forgets `rel` and every entry under it (a removed directory, a replaced tree).
+    fn detach_tree(&mut self, rel: &Path) {
+        let under: Vec<PathBuf> = self
+            .by_path
+            .keys()
+            .filter(|k| k.starts_with(rel))
+            .cloned()
+            .collect();
+        for k in under {
+            self.detach(&k);
+        }
+    }
+
     fn new_fh(&mut self, h: Handle) -> u64 {
         let fh = self.next_fh;
         self.next_fh += 1;
@@ -537,15 +550,7 @@ impl Inner {
             return Err(Errno::EEXIST);
         }
         std::fs::rename(&old_abs, &new_abs).map_err(errno)?;
-        let replaced: Vec<PathBuf> = self
-            .by_path
-            .keys()
-            .filter(|k| k.starts_with(&new))
-            .cloned()
-            .collect();
-        for k in replaced {
-            self.detach(&k);
-        }
+        self.detach_tree(&new);
         let moved: Vec<(PathBuf, u64)> = self
             .by_path
             .iter()
@@ -807,15 +812,7 @@ impl Filesystem for LazyFs {
         let mut g = self.lock();
         let r = g.child(parent.0, name).and_then(|rel| {
             std::fs::remove_dir(g.abs(&rel)).map_err(errno)?;
-            let under: Vec<PathBuf> = g
-                .by_path
-                .keys()
-                .filter(|k| k.starts_with(&rel))
-                .cloned()
-                .collect();
-            for k in under {
-                g.detach(&k);
-            }
+            g.detach_tree(&rel);
             Ok(())
         });
         reply_empty(reply, r);

@@ -52,16 +52,7 @@ fn data_dir() -> tempfile::TempDir {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    testkit::copy_dir(from, to).unwrap();
 }
 
 fn verify(data_dir: &Path) -> (Output, String, String) {
