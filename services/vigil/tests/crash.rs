@@ -147,14 +147,7 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = store_proc.pid().unwrap();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    store_proc.sigterm();
     let status = store_proc
         .wait_exit(Duration::from_secs(15))
         .expect("the store exits after SIGTERM");
@@ -177,16 +170,6 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_0() {
 /// yet never stopped either. A stop must be honoured within seconds either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_found_sigterm_is_honoured_while_nats_is_down() {
-    let sigterm = |p: &StoreProcess| {
-        let pid = p.pid().unwrap();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
     // NATS goes away under a running store.
     let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -195,7 +178,7 @@ async fn chaos_found_sigterm_is_honoured_while_nats_is_down() {
     wait_ready(&store).await;
     nats.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sigterm(&store_proc);
+    store_proc.sigterm();
     let status = store_proc
         .wait_exit(Duration::from_secs(10))
         .expect("the store stops within 10 s with NATS down");
@@ -204,7 +187,7 @@ async fn chaos_found_sigterm_is_honoured_while_nats_is_down() {
     // A store started while NATS is not there at all.
     let mut waiting = StoreProcess::spawn(dir.path(), &nats.url());
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    sigterm(&waiting);
+    waiting.sigterm();
     let status = waiting
         .wait_exit(Duration::from_secs(10))
         .expect("a store waiting for NATS stops within 10 s");

@@ -71,6 +71,18 @@ impl VigilProcess {
         self.guard.id()
     }
 
+    /// SIGTERM: an orderly stop (see [`VigilProcess::wait_exit`]).
+    pub fn sigterm(&self) {
+        let pid = self.pid().expect("the process is running");
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// Waits for the process to exit by itself; `None` on timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;
