@@ -1088,16 +1088,8 @@ async fn vigil_round(ctx: &Ctx, round_no: usize) -> anyhow::Result<RoundResult> 
     .await;
     ticker.abort();
     poller.abort();
-    *lock(&ctx.receiver.round) = None;
+    end_round(ctx, &label, &round, &acks, timed_out);
     acker.abort();
-    if timed_out {
-        eprintln!(
-            "[{label}] WARNING: gave up after {} s: webhooks {}/{n}, acks finished {}/{n}",
-            ctx.args.round_timeout,
-            round.received.load(Ordering::Relaxed),
-            acks.finished()
-        );
-    }
     let after = load::sample(ctx.args.metrics_url.as_deref(), &ctx.procs).await;
 
     let (acks_all, ack_latency) = ack_figures(&acks, t0, n)?;
@@ -1134,6 +1126,20 @@ async fn vigil_round(ctx: &Ctx, round_no: usize) -> anyhow::Result<RoundResult> 
 }
 
 /// One round through the peer: the same messages sent by this bench.
+/// Stops the receiver timing this round and says so when the round timed out.
+fn end_round(ctx: &Ctx, label: &str, round: &Round, acks: &Acks, timed_out: bool) {
+    *lock(&ctx.receiver.round) = None;
+    if timed_out {
+        let n = ctx.n();
+        eprintln!(
+            "[{label}] WARNING: gave up after {} s: webhooks {}/{n}, acks finished {}/{n}",
+            ctx.args.round_timeout,
+            round.received.load(Ordering::Relaxed),
+            acks.finished()
+        );
+    }
+}
+
 async fn peer_round(ctx: &Ctx, round_no: usize) -> anyhow::Result<RoundResult> {
     let n = ctx.n();
     let label = format!("broadcast peer {round_no}/{}", ctx.args.rounds);
@@ -1227,16 +1233,8 @@ async fn peer_round(ctx: &Ctx, round_no: usize) -> anyhow::Result<RoundResult> {
     .await;
     ticker.abort();
     senders.abort_all();
-    *lock(&ctx.receiver.round) = None;
+    end_round(ctx, &label, &round, &acks, timed_out);
     acker.abort();
-    if timed_out {
-        eprintln!(
-            "[{label}] WARNING: gave up after {} s: webhooks {}/{n}, acks finished {}/{n}",
-            ctx.args.round_timeout,
-            round.received.load(Ordering::Relaxed),
-            acks.finished()
-        );
-    }
     for (kind, t) in lock(&failures).iter() {
         eprintln!("[{label}] {kind}: {} × — e.g. {}", t.count, t.sample);
     }
