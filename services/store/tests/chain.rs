@@ -95,6 +95,12 @@ fn a_store_verifies_across_reopens_and_a_tampered_copy_names_the_position() {
     assert_eq!(report.head, 350);
     assert_eq!(report.events, 350);
     assert_eq!(report.streams, 7);
+    let mark = report
+        .checks
+        .iter()
+        .find(|c| c.check == Check::AcknowledgedHead)
+        .unwrap();
+    assert_eq!((mark.checked, mark.failed), (1, 0), "{report}");
     for c in report
         .checks
         .iter()

@@ -260,6 +260,19 @@ fn damage_a_store_without_fsync_records_no_mark() {
     assert!(!log.record_mark().unwrap());
     log.close().unwrap();
     assert_eq!(vigil_store::log::mark::read(dir.path()).unwrap(), None);
+    drop(log);
+    // With no mark there is nothing to check it against: verify says so (0 checked).
+    let report = Log::open_for_verify(dir.path())
+        .unwrap()
+        .verify(|_, _| {})
+        .unwrap();
+    assert!(report.is_intact(), "{report}");
+    let mark = report
+        .checks
+        .iter()
+        .find(|c| c.check == Check::AcknowledgedHead)
+        .unwrap();
+    assert_eq!(mark.checked, 0, "{report}");
 }
 
 #[tokio::test]

@@ -173,9 +173,14 @@ impl Log {
     /// What is wrong with this log measured against its mark, as (the first position that
     /// fails, the problem): `None` when there is no mark or the log holds it.
     pub(super) fn mark_problem(&self) -> Result<Option<(u64, String)>, LogError> {
-        let Some(mark) = read(&self.dir)? else {
-            return Ok(None);
-        };
+        match read(&self.dir)? {
+            Some(mark) => self.problem_with(&mark),
+            None => Ok(None),
+        }
+    }
+
+    /// What is wrong with this log measured against `mark` (see [`Log::mark_problem`]).
+    pub(super) fn problem_with(&self, mark: &Mark) -> Result<Option<(u64, String)>, LogError> {
         {
             let mut marked = self.marked.lock().unwrap_or_else(|p| p.into_inner());
             *marked = (*marked).max(mark.head);
