@@ -12,6 +12,8 @@
 //! - [`validate`]: input rules shared by the domain events (countries, coordinates, lengths).
 //! - [`command`]: domain commands over NATS: the actor, the envelope, typed refusals.
 //! - [`audit`]: records of refused requests, kept in the log like everything else.
+//! - [`visibility`]: the sensitivity class of each event type and the one decision of what
+//!   of a raw event each caller may see (whole, redacted, nothing).
 //!
 //! Nothing here does I/O.
 
@@ -23,6 +25,7 @@ pub mod envelope;
 pub mod store_api;
 pub mod subjects;
 pub mod validate;
+pub mod visibility;
 
 pub use codec::{CodecError, Decoded, Limits};
 pub use envelope::{

@@ -107,6 +107,32 @@ async fn call_as<B: Serialize, T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Records `claims`' read of the restricted stream `stream` the way its owning service
+/// records a read of its details (the hostage service's `get` appends a `DetailsRead` to
+/// the audit log before it answers, and checks the role and scope again). `true` once the
+/// record is on disk; `false` when it is not (refused, not found, service down): then the
+/// caller must not be shown the details.
+pub(crate) async fn audit_restricted_read(
+    state: &AppState,
+    claims: &Claims,
+    stream: &events::StreamName,
+) -> bool {
+    match stream.category().as_str() {
+        "hostage" => call::<_, Value>(
+            state,
+            "hostage",
+            "get",
+            Uuid::new_v4(),
+            claims,
+            json!({"case": stream.id()}),
+        )
+        .await
+        .is_ok(),
+        // No other category holds restricted details; nothing else can be audited here.
+        _ => false,
+    }
+}
+
 /// Takes the client's UUID out of a body: `required` for reports, optional for the rest.
 fn take_id(body: &mut Map<String, Value>, required: bool) -> Result<Option<Uuid>, ApiError> {
     let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);

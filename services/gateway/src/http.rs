@@ -534,21 +534,53 @@ pub struct EventsQuery {
     limit: Option<u32>,
 }
 
-/// `GET /api/v1/events?from=&limit=`: a page of the log (duty officers and admins).
+/// `GET /api/v1/events?from=&limit=`: a page of the log (duty officers and admins), each
+/// event as [`events::visibility`] lets the caller see it: whole, redacted (a hostage case
+/// without persons, captors or location) or not at all. An event shown whole only after an
+/// audited read is shown whole only once the owning service has recorded the read; when it
+/// cannot, the event is shown redacted. `next` is where the following page starts (events
+/// left out leave gaps in `position`).
 pub async fn events(
     State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<crate::auth::Claims>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    match state.store.read(q.from.unwrap_or(1).max(1), limit).await {
-        Ok((events, head)) => Ok(Json(json!({"events": events, "head": head})).into_response()),
-        Err(_) => Err(ApiError::new(
+    let from = q.from.unwrap_or(1).max(1);
+    let Ok((page, head)) = state.store.read(from, limit).await else {
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "the event store is not answering; retry shortly",
-        )),
+        ));
+    };
+    let next = page.last().map_or(from, |e| e.position + 1);
+    let actor = claims.actor();
+    let mut audited: std::collections::HashMap<events::StreamName, bool> =
+        std::collections::HashMap::new();
+    let mut shown = Vec::with_capacity(page.len());
+    for event in &page {
+        let Some((mut event, audit)) = events::visibility::shown(&actor, event) else {
+            continue;
+        };
+        if audit {
+            let ok = match audited.get(&event.stream) {
+                Some(ok) => *ok,
+                None => {
+                    let ok =
+                        crate::api::audit_restricted_read(&state, &claims, &event.stream).await;
+                    audited.insert(event.stream.clone(), ok);
+                    ok
+                }
+            };
+            if !ok {
+                event = events::visibility::redact(&event);
+            }
+        }
+        shown.push(event);
     }
+    Ok(Json(json!({"events": shown, "head": head, "next": next})).into_response())
 }
 
 #[cfg(test)]
