@@ -100,6 +100,9 @@ pub struct Link {
     /// The event that caused it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// The one agency it is about (a delivery, a failure, an acknowledgement), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
 }
 
 /// A delivery key: agency, channel, round.
@@ -185,6 +188,14 @@ impl Broadcast {
             at: e.recorded_at,
             actor: e.meta.actor.clone(),
             causation_id: e.meta.causation_id,
+            agency: match events::visibility::class_of(&e.event_type) {
+                events::visibility::Class::AgencyScoped => e
+                    .data
+                    .get("agency")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+                _ => None,
+            },
         });
     }
 
@@ -283,6 +294,56 @@ impl Broadcast {
             .filter(|a| !self.acks.contains_key(*a))
             .cloned()
             .collect()
+    }
+
+    /// Whether `agency`'s line of this broadcast is for `actor`: everyone's for the centre,
+    /// only their own for a focal point.
+    pub fn own_line(actor: &Actor, agency: &str) -> bool {
+        actor.role != events::command::Role::AgencyFocalPoint
+            || actor.agency.as_deref() == Some(agency)
+    }
+
+    /// This broadcast as `actor` may see it: for a focal point, the recipients (and an
+    /// agency-list audience), deliveries, acknowledgements, re-sends, escalations and chain
+    /// cut to its own agency; for the centre, unchanged.
+    pub fn cut_for(&self, actor: &Actor) -> Broadcast {
+        let mut b = self.clone();
+        if actor.role != events::command::Role::AgencyFocalPoint {
+            return b;
+        }
+        let own = |a: &String| Self::own_line(actor, a);
+        b.issued.recipients.retain(own);
+        if let Audience::Agencies(named) = &mut b.issued.audience {
+            named.retain(own);
+        }
+        b.deliveries.retain(|(a, _, _), _| own(a));
+        b.acks.retain(|a, _| own(a));
+        if let Some((agencies, _)) = &mut b.resent {
+            agencies.retain(own);
+        }
+        if let Some((agencies, _)) = &mut b.escalated {
+            agencies.retain(own);
+        }
+        b.chain = self.chain_for(actor).0;
+        b
+    }
+
+    /// The causal chain as `actor` may see it: a link about one agency (its delivery,
+    /// failure, acknowledgement) only for that agency's focal point and the centre; the
+    /// links left out are counted by type, so a focal point sees how many other agencies'
+    /// events there were and nothing of who.
+    pub fn chain_for(&self, actor: &Actor) -> (Vec<Link>, BTreeMap<String, usize>) {
+        let mut others = BTreeMap::new();
+        let mut links = Vec::with_capacity(self.chain.len());
+        for link in &self.chain {
+            match &link.agency {
+                Some(a) if !Self::own_line(actor, a) => {
+                    *others.entry(link.event_type.clone()).or_insert(0) += 1;
+                }
+                _ => links.push(link.clone()),
+            }
+        }
+        (links, others)
     }
 
     /// Whether `actor` may see it: focal points only what was sent to their agency;

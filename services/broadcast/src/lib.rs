@@ -344,9 +344,23 @@ pub struct AgencyState {
     pub ack: Option<Ack>,
 }
 
+/// Every recipient agency, counted: what a focal point learns of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Agencies it was sent to.
+    pub recipients: usize,
+    /// Of them, delivered over some channel.
+    pub delivered: usize,
+    /// Of them, acknowledged.
+    pub acknowledged: usize,
+}
+
 /// Answer of `get` (and each line of `list`).
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
+    /// Every recipient agency, counted (a focal point's `recipients` and `agencies` hold
+    /// its own agency only).
+    pub totals: Totals,
     /// The broadcast.
     pub id: Uuid,
     /// What was issued.
@@ -388,14 +402,17 @@ pub struct Chain {
     pub trigger: Option<Uuid>,
     /// The broadcast it updates or cancels.
     pub references: Option<Uuid>,
-    /// Every event of the broadcast, in order, each with its causation.
+    /// Every event of the broadcast the caller may see, in order, each with its causation
+    /// (a focal point: the centre's events and its own agency's).
     pub events: Vec<Link>,
+    /// Events about other agencies left out, counted by type (empty for the centre).
+    pub other_agencies: BTreeMap<String, usize>,
 }
 
-/// The broadcast as `actor` may see it: a focal point sees their own agency's line only.
+/// The broadcast as `actor` may see it: a focal point sees their own agency's line only
+/// (its recipients cut to that agency) and [`Totals`] for every agency.
 fn view(b: &Broadcast, superseded_by: Option<Uuid>, actor: &Actor) -> View {
-    let own =
-        |a: &&String| actor.role != Role::AgencyFocalPoint || actor.agency.as_ref() == Some(*a);
+    let own = |a: &&String| Broadcast::own_line(actor, a);
     let mut agencies: BTreeMap<String, AgencyState> = b
         .issued
         .recipients
@@ -437,9 +454,25 @@ fn view(b: &Broadcast, superseded_by: Option<Uuid>, actor: &Actor) -> View {
         .values()
         .filter(|s| s.delivered.is_empty() && !s.failed.is_empty())
         .count();
+    let totals = Totals {
+        recipients: b.issued.recipients.len(),
+        delivered: b
+            .issued
+            .recipients
+            .iter()
+            .filter(|a| {
+                b.deliveries
+                    .iter()
+                    .any(|((agency, _, _), d)| agency == *a && d.delivered.is_some())
+            })
+            .count(),
+        acknowledged: b.acks.len(),
+    };
+    let issued = b.cut_for(actor).issued;
     View {
         id: b.id,
-        issued: b.issued.clone(),
+        issued,
+        totals,
         status: b.status(),
         issued_by: b.issued_by.clone(),
         issued_at: b.issued_at,
@@ -804,17 +837,23 @@ impl Service {
         let cmd: Command<Get> = commands::decode(payload)?;
         cmd.actor.may(policy::BROADCAST_READ, "read broadcasts")?;
         let b = self.load(cmd.body.broadcast, &cmd.actor).await?;
+        let (events, other_agencies) = b.chain_for(&cmd.actor);
         Ok(Chain {
             trigger: b.issued.rule.as_ref().map(|f| f.trigger),
             references: b.issued.updates.or(b.issued.cancels),
-            events: b.chain,
+            events,
+            other_agencies,
         })
     }
 
     async fn cap(&self, payload: &[u8]) -> Result<String, Refusal> {
         let cmd: Command<Get> = commands::decode(payload)?;
         cmd.actor.may(policy::BROADCAST_READ, "read broadcasts")?;
-        let b = self.load(cmd.body.broadcast, &cmd.actor).await?;
+        // A focal point's alert addresses its own agency only.
+        let b = self
+            .load(cmd.body.broadcast, &cmd.actor)
+            .await?
+            .cut_for(&cmd.actor);
         let register = self.register.read()?;
         let alert = self.cap_alert(&b, &register);
         cap::alert_xml(&alert).map_err(|e| Refusal::unavailable(e.to_string()))
@@ -888,7 +927,7 @@ impl Service {
             }
         };
         let register = self.register.caught_up()?;
-        let chosen: Vec<&Broadcast> = register
+        let chosen: Vec<Broadcast> = register
             .order
             .iter()
             .rev()
@@ -899,6 +938,7 @@ impl Service {
                 None => public && b.issued.audience == Audience::AllAgencies,
             })
             .take(100)
+            .map(|b| b.cut_for(&cmd.actor))
             .collect();
         let alerts: Vec<cap::CapAlert<'_>> = chosen
             .iter()

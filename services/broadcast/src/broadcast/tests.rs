@@ -559,3 +559,64 @@ fn ok_of(s: &Step) -> Option<bool> {
         _ => None,
     }
 }
+
+/// A focal point's chain and broadcast hold its own agency's rows and counts of the rest;
+/// the centre's are whole.
+#[test]
+fn a_focal_point_sees_its_own_agency_and_counts_of_the_others() {
+    let mut s = Stream::new(issued(BroadcastSeverity::Medium, None), "duty.amara");
+    for agency in ["unicef", "wfp"] {
+        s.push(
+            BroadcastDelivered {
+                agency: agency.into(),
+                channel: Channel::Nats,
+                attempt: 1,
+                round: 0,
+            }
+            .into(),
+            "system",
+            T0,
+        );
+        s.push(
+            BroadcastAcknowledged {
+                agency: agency.into(),
+                by: format!("fp.{agency}"),
+            }
+            .into(),
+            &format!("fp.{agency}"),
+            T0,
+        );
+    }
+    let b = s.fold();
+    let unicef = actor("fp.unicef", Role::AgencyFocalPoint, Some("unicef"));
+    let (links, others) = b.chain_for(&unicef);
+    assert_eq!(links.len(), 3, "the issue and unicef's two rows");
+    assert!(links.iter().all(|l| l.actor.as_deref() != Some("fp.wfp")));
+    assert!(links.iter().all(|l| l.agency.as_deref() != Some("wfp")));
+    assert_eq!(
+        others,
+        BTreeMap::from([
+            ("BroadcastAcknowledged".to_owned(), 1),
+            ("BroadcastDelivered".to_owned(), 1)
+        ])
+    );
+    let cut = b.cut_for(&unicef);
+    assert_eq!(cut.issued.recipients, vec!["unicef".to_owned()]);
+    assert_eq!(cut.acks.keys().collect::<Vec<_>>(), vec!["unicef"]);
+    assert!(cut.deliveries.keys().all(|(a, _, _)| a == "unicef"));
+    // An agency-list audience is cut too.
+    let mut named = issued(BroadcastSeverity::Medium, None);
+    named.audience = Audience::Agencies(vec!["unicef".into(), "wfp".into()]);
+    let cut = Stream::new(named, "duty.amara").fold().cut_for(&unicef);
+    assert_eq!(
+        cut.issued.audience,
+        Audience::Agencies(vec!["unicef".into()])
+    );
+    // The centre sees everything.
+    let (all, none) = b.chain_for(&duty("duty.lena"));
+    assert_eq!((all.len(), none.len()), (5, 0));
+    assert_eq!(b.cut_for(&duty("duty.lena")), b);
+    // A focal point without an agency sees no agency's rows.
+    let nobody = actor("fp", Role::AgencyFocalPoint, None);
+    assert_eq!(b.chain_for(&nobody).0.len(), 1);
+}
