@@ -20,6 +20,7 @@
 //! # Layout
 //! - [`ops`]: the delta operations ([`Op`]) and [`apply_ops`], the reference implementation of
 //!   what the page does with them.
+//! - [`scope`]: a board cut to one country (the field officer's view), on the rendered JSON.
 //! - [`situation`]: the situation board — its state, the fold ([`Situation::apply`]) and its
 //!   rendering per view ([`Situation::snapshot`], [`Situation::delta`]).
 //!
@@ -48,9 +49,11 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 pub mod ops;
+pub mod scope;
 pub mod situation;
 
 pub use ops::{Op, apply_ops};
+pub use scope::{scope_ops, scope_snapshot};
 pub use situation::{Changes, Situation};
 
 /// Every board this crate projects, by the name clients subscribe to.

@@ -9,7 +9,7 @@
 //!   API tokens (`vigil token create`, for wall screens and agency systems) last until they
 //!   expire or their id is listed in `<data-dir>/revoked-tokens` (`vigil token revoke`).
 //! - **The policy**: [`Access`] says who may use a route; [`board_view`] says which redacted
-//!   view of a board a role gets. Every route and the WebSocket consult these, nothing else.
+//!   view of a board a role gets, [`board_scope`] which country cut. Every route and the WebSocket consult these, nothing else.
 //!
 //! # Promises
 //! A token is accepted only if its signature, expiry and revocation check pass; a failed
@@ -54,13 +54,21 @@ impl Access {
 }
 
 /// The board view a role gets: redaction is decided here and done by the projection.
-/// Field officers and agency focal points see the public-safe view until they get views of
-/// their own.
+/// Field officers and agency focal points see the public-safe view; a field officer's is
+/// also cut to its country ([`board_scope`]).
 pub fn board_view(role: Role, asked: Option<View>) -> View {
     match role {
         Role::DutyOfficer | Role::CrisisManager | Role::Admin => asked.unwrap_or(View::Duty),
         Role::WallScreen | Role::FieldOfficer | Role::AgencyFocalPoint => View::WallScreen,
     }
+}
+
+/// The country cut of the board a caller gets: `Some(country)` for a field officer, whose
+/// board is the wall screen view cut to its own country by the projection
+/// (`boards::scope`: other countries only in the centre-wide counters; an officer without a
+/// country sees no country), `None` (no cut) for every other role.
+pub fn board_scope(claims: &Claims) -> Option<Option<events::validate::Country>> {
+    (claims.role == Role::FieldOfficer).then(|| claims.actor().scope)
 }
 
 /// What a token says about its bearer.

@@ -97,7 +97,12 @@ pub async fn board(
             ),
         ));
     }
-    Ok(Json(state.hub.snapshot_json(view)).into_response())
+    let board = state.hub.snapshot_json(view);
+    let board = match crate::auth::board_scope(&claims) {
+        Some(country) => boards::scope_snapshot(&board, country),
+        None => board,
+    };
+    Ok(Json(board).into_response())
 }
 
 fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {

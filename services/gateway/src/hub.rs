@@ -17,11 +17,12 @@
 //!   further behind is told so (`Lagged`) and is sent a fresh snapshot instead of its backlog.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use boards::{Situation, View};
 use events::RecordedEvent;
+use events::validate::Country;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -48,6 +49,29 @@ pub struct Frame {
     pub position: u64,
     /// The encoded `delta` message.
     pub bytes: Utf8Bytes,
+    /// The wall screen view's ops and `as_of`, kept so a field officer's connection can cut
+    /// them to its country ([`scoped_delta`]); `None` in the duty view.
+    pub cut: Option<Arc<(Vec<boards::Op>, Option<String>)>>,
+}
+
+/// The `delta` message of `frame` cut to `country` (the field view: `boards::scope`), or
+/// `None` when nothing of it is left for that country (nothing is sent then).
+pub fn scoped_delta(frame: &Frame, country: Option<Country>) -> Option<Utf8Bytes> {
+    let cut = frame.cut.as_ref()?;
+    let ops = boards::scope_ops(&cut.0, country);
+    if ops.is_empty() {
+        return None;
+    }
+    let msg = json!({
+        "type": "delta",
+        "board": "situation",
+        "view": View::WallScreen.as_str(),
+        "scope": country.map(|c| c.as_str().to_owned()),
+        "position": frame.position,
+        "as_of": cut.1,
+        "ops": ops,
+    });
+    Some(Utf8Bytes::from(msg.to_string()))
 }
 
 /// What a new subscriber gets: the frames to send first, and the live feed after them.
@@ -179,6 +203,7 @@ impl Hub {
                 let frame = Frame {
                     position,
                     bytes: Utf8Bytes::from(msg.to_string()),
+                    cut: (view == View::WallScreen).then(|| Arc::new((ops, at.clone()))),
                 };
                 let i = view_index(view);
                 inner.rings[i].push_back(frame.clone());
@@ -228,6 +253,48 @@ impl Hub {
         let bytes = Utf8Bytes::from(msg.to_string());
         cache[i] = Some((position, bytes.clone()));
         bytes
+    }
+
+    /// Subscribes to the field view of `country` (the wall screen's cut to it, see
+    /// `boards::scope`): like [`Hub::subscribe`] to the wall screen view, with the snapshot
+    /// and the resumed deltas cut; the live frames are cut by the caller with
+    /// [`scoped_delta`].
+    pub fn subscribe_scoped(&self, country: Option<Country>, since: Option<u64>) -> Subscription {
+        let inner = self.read();
+        let i = view_index(View::WallScreen);
+        let live = self.senders[i].subscribe();
+        let position = inner.board.position();
+        if let Some(since) = since
+            && since >= inner.ring_floor
+            && since <= position
+        {
+            let initial = inner.rings[i]
+                .iter()
+                .filter(|f| f.position > since)
+                .filter_map(|f| scoped_delta(f, country))
+                .collect();
+            return Subscription {
+                initial,
+                is_snapshot: false,
+                position,
+                live,
+            };
+        }
+        let msg = json!({
+            "type": "snapshot",
+            "board": "situation",
+            "view": View::WallScreen.as_str(),
+            "scope": country.map(|c| c.as_str().to_owned()),
+            "position": position,
+            "as_of": inner.as_of.and_then(|t| t.format(&Rfc3339).ok()),
+            "data": boards::scope_snapshot(&inner.board.snapshot(View::WallScreen), country),
+        });
+        Subscription {
+            initial: vec![Utf8Bytes::from(msg.to_string())],
+            is_snapshot: true,
+            position,
+            live,
+        }
     }
 
     /// Subscribes to `view`: resumes after `since` when the ring still holds every delta after

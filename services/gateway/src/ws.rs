@@ -25,6 +25,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::hub::Subscription;
+use events::validate::Country;
+
+/// What a subscriber is allowed: its view, its country cut, its token's expiry.
+type Allowed = (View, Option<Option<Country>>, u64);
 
 /// Largest message a client may send; a subscribe is ~200 bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
@@ -110,6 +114,8 @@ enum Outcome {
 struct Conn {
     socket: WebSocket,
     view: View,
+    /// The country cut of a field officer's board (`auth::board_scope`).
+    scope: Option<Option<Country>>,
     /// Last position this client has been sent.
     position: u64,
 }
@@ -142,6 +148,14 @@ impl Conn {
                 .await;
         })
         .await;
+    }
+
+    /// Subscribes to this connection's view, cut to its country when it has one.
+    fn subscribe(&self, state: &AppState, since: Option<u64>) -> Subscription {
+        match self.scope {
+            Some(country) => state.hub.subscribe_scoped(country, since),
+            None => state.hub.subscribe(self.view, since),
+        }
     }
 
     async fn start(&mut self, sub: &mut Subscription) -> Outcome {
@@ -197,7 +211,7 @@ fn authorize(
     state: &AppState,
     token: Option<&str>,
     asked: Option<View>,
-) -> Result<(View, u64), (&'static str, String)> {
+) -> Result<Allowed, (&'static str, String)> {
     let Some(token) = token else {
         return Err((
             "unauthorized",
@@ -208,7 +222,11 @@ fn authorize(
         .auth
         .verify(token)
         .map_err(|e| ("invalid_token", e.to_string()))?;
-    Ok((crate::auth::board_view(claims.role, asked), claims.exp))
+    Ok((
+        crate::auth::board_view(claims.role, asked),
+        crate::auth::board_scope(&claims),
+        claims.exp,
+    ))
 }
 
 fn deadline_of(exp: u64) -> tokio::time::Instant {
@@ -227,6 +245,7 @@ async fn serve(
     let mut conn = Conn {
         socket,
         view: View::WallScreen,
+        scope: None,
         position: 0,
     };
     // 1. Wait for a subscribe.
@@ -251,19 +270,21 @@ async fn serve(
             Ok(Some(Err(_))) => return conn.error_and_close("invalid_message", UNREADABLE).await,
             Ok(None) => return,
         };
-    let (view, exp) = match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
-        Ok(v) => v,
-        Err((code, msg)) => {
-            metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
-            state.audit_denied("WS", "/ws", code, Some(peer), None);
-            return conn.error_and_close(code, &msg).await;
-        }
-    };
+    let (view, scope, exp) =
+        match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
+            Ok(v) => v,
+            Err((code, msg)) => {
+                metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
+                state.audit_denied("WS", "/ws", code, Some(peer), None);
+                return conn.error_and_close(code, &msg).await;
+            }
+        };
     let expires = tokio::time::sleep_until(deadline_of(exp));
     tokio::pin!(expires);
     conn.view = view;
+    conn.scope = scope;
     state.hub.wait_caught_up().await;
-    let mut sub = state.hub.subscribe(view, since);
+    let mut sub = conn.subscribe(&state, since);
     if let Outcome::Close = conn.start(&mut sub).await {
         return;
     }
@@ -285,7 +306,14 @@ async fn serve(
                 Ok(f) if f.position <= conn.position => Outcome::Continue,
                 Ok(f) => {
                     let p = f.position;
-                    let out = conn.send(f.bytes).await;
+                    let bytes = match conn.scope {
+                        None => Some(f.bytes),
+                        Some(country) => crate::hub::scoped_delta(&f, country),
+                    };
+                    let out = match bytes {
+                        Some(b) => conn.send(b).await,
+                        None => Outcome::Continue,
+                    };
                     conn.position = p;
                     out
                 }
@@ -293,7 +321,7 @@ async fn serve(
                     // Too far behind: a snapshot instead of the backlog.
                     metrics::counter!("vigil_gateway_resyncs_total").increment(1);
                     tracing::debug!(skipped = n, "slow client resynced with a snapshot");
-                    sub = state.hub.subscribe(conn.view, None);
+                    sub = conn.subscribe(&state, None);
                     conn.start(&mut sub).await
                 }
                 Err(RecvError::Closed) => Outcome::Close,
@@ -308,12 +336,14 @@ async fn serve(
                     Ok((asked, since, token)) => {
                         // A new subscribe on the same connection: checked again, as if new.
                         match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
-                            Ok((view, exp)) => {
+                            Ok((view, scope, exp)) => {
                                 expires.as_mut().reset(deadline_of(exp));
                                 // Same view: continue from where this connection is, unless told otherwise.
-                                let resume = since.or((view == conn.view).then_some(conn.position));
+                                let same = view == conn.view && scope == conn.scope;
+                                let resume = since.or(same.then_some(conn.position));
                                 conn.view = view;
-                                sub = state.hub.subscribe(view, resume);
+                                conn.scope = scope;
+                                sub = conn.subscribe(&state, resume);
                                 conn.start(&mut sub).await
                             }
                             Err((code, msg)) => {
