@@ -71,7 +71,8 @@ const sentence = (s) => {
 // ---------------------------------------------------------------- reading a broadcast
 
 const agenciesOf = (b) => (b?.agencies && typeof b.agencies === "object" ? b.agencies : {});
-const totalOf = (b) => (Array.isArray(b?.recipients) ? b.recipients.length : Object.keys(agenciesOf(b)).length);
+// A focal point's broadcast lists its own agency only; `totals` counts every recipient.
+const totalOf = (b) => b?.totals?.recipients ?? (Array.isArray(b?.recipients) ? b.recipients.length : Object.keys(agenciesOf(b)).length);
 const num = (v) => (Number.isFinite(v) ? v : 0);
 const isInternal = (b) => b?.audience === "duty_officers" || b?.audience === "crisis_managers";
 const escalatedOf = (b) => (Array.isArray(b?.escalated) ? b.escalated : null);
