@@ -242,7 +242,11 @@ async fn a_focal_point_sees_its_own_agency_in_a_broadcast_and_counts_of_the_othe
     .await;
     assert_eq!(all.status, 200, "{}", all.body);
     assert!(all.body.contains("agency_focal_point.wfp"), "{}", all.body);
-    assert_eq!(all.json()["other_agencies"], json!({}));
+    assert!(
+        all.json()["other_agencies"]
+            .as_object()
+            .is_none_or(|m| m.is_empty())
+    );
 
     let chain = call(
         &c,
