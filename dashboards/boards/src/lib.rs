@@ -20,7 +20,8 @@
 //! # Layout
 //! - [`ops`]: the delta operations ([`Op`]) and [`apply_ops`], the reference implementation of
 //!   what the page does with them.
-//! - [`scope`]: a board cut to one country (the field officer's view), on the rendered JSON.
+//! - [`scope`]: a board cut to a caller's scope (a field officer's country, a focal point's
+//!   agency), on the rendered JSON.
 //! - [`situation`]: the situation board — its state, the fold ([`Situation::apply`]) and its
 //!   rendering per view ([`Situation::snapshot`], [`Situation::delta`]).
 //!
@@ -53,7 +54,7 @@ pub mod scope;
 pub mod situation;
 
 pub use ops::{Op, apply_ops};
-pub use scope::{scope_ops, scope_snapshot};
+pub use scope::{Cut, scope_ops, scope_snapshot};
 pub use situation::{Changes, Situation};
 
 /// Every board this crate projects, by the name clients subscribe to.

@@ -1,16 +1,14 @@
-//! A board cut to one country: what a field officer gets (MODEL.md, "Views": `field`).
+//! A board cut to a caller's scope (MODEL.md, "Views"): the [`View::WallScreen`](crate::View)
+//! rendering (no person's name) cut by [`scope_snapshot`] and [`scope_ops`] to a [`Cut`]:
 //!
-//! The field view is the [`View::WallScreen`](crate::View) rendering (no person's name) cut
-//! to the officer's country by [`scope_snapshot`] and [`scope_ops`]:
-//!
-//! | part | kept |
-//! |---|---|
-//! | `position`, `as_of` | as is |
-//! | `counters` | as is: centre-wide counts, no id, title or place |
-//! | `countries` | the officer's own country only |
-//! | `broadcasts` | none (`[]`): field officers do not read broadcasts (`policy::BROADCAST_READ`) |
-//! | `timeline` | items of the officer's own country, except broadcasts |
-//! | anything else | dropped: a new part of the board is not shown until it is placed here |
+//! | part | [`Cut::Country`] (field officer) | [`Cut::Agency`] (agency focal point) |
+//! |---|---|---|
+//! | `position`, `as_of` | as is | as is |
+//! | `counters` | as is: centre-wide counts, no id, title or place | as is |
+//! | `countries` | the officer's own country only | all (the wall screen's public-safe view) |
+//! | `broadcasts` | none (`[]`): field officers do not read broadcasts (`policy::BROADCAST_READ`) | none (`[]`): a focal point reads its agency's broadcasts through the API, cut to its agency; the board's list holds other agencies' and the centre's own |
+//! | `timeline` | items of the officer's own country, except broadcasts | every item except broadcasts |
+//! | anything else | dropped: a new part of the board is not shown until it is placed here | dropped |
 //!
 //! An officer without a country gets no country and no timeline item.
 //!
@@ -27,25 +25,60 @@ use serde_json::{Map, Value};
 
 use crate::Op;
 
-/// Whether a timeline item is shown to an officer of `country`.
-fn item_shown(item: &Value, country: Option<Country>) -> bool {
-    country.is_some_and(|c| item.get("country").and_then(Value::as_str) == Some(c.as_str()))
-        && item.get("kind").and_then(Value::as_str) != Some("broadcast")
+/// Which cut of the board a caller gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cut {
+    /// A field officer: its country (none when its account names none).
+    Country(Option<Country>),
+    /// An agency focal point: the public-safe board without the broadcast list.
+    Agency,
 }
 
-/// The `countries` object cut to `country`.
-fn countries_cut(countries: &Value, country: Option<Country>) -> Value {
+impl Cut {
+    /// How the gateway's messages name the cut (`"scope"`): the country code, `"agency"`,
+    /// or `null` for a field officer without a country.
+    pub fn label(self) -> Option<String> {
+        match self {
+            Cut::Country(c) => c.map(|c| c.as_str().to_owned()),
+            Cut::Agency => Some("agency".to_owned()),
+        }
+    }
+
+    fn country_shown(self, code: &str) -> bool {
+        match self {
+            Cut::Country(c) => c.is_some_and(|c| c.as_str() == code),
+            Cut::Agency => true,
+        }
+    }
+}
+
+/// Whether a timeline item is shown in `cut`.
+fn item_shown(item: &Value, cut: Cut) -> bool {
+    let country_ok = match cut {
+        Cut::Country(_) => item
+            .get("country")
+            .and_then(Value::as_str)
+            .is_some_and(|c| cut.country_shown(c)),
+        Cut::Agency => true,
+    };
+    country_ok && item.get("kind").and_then(Value::as_str) != Some("broadcast")
+}
+
+/// The `countries` object cut to `cut`.
+fn countries_cut(countries: &Value, cut: Cut) -> Value {
     let mut kept = Map::new();
-    if let (Some(c), Value::Object(all)) = (country, countries)
-        && let Some(entry) = all.get(c.as_str())
-    {
-        kept.insert(c.as_str().to_owned(), entry.clone());
+    if let Value::Object(all) = countries {
+        for (code, entry) in all {
+            if cut.country_shown(code) {
+                kept.insert(code.clone(), entry.clone());
+            }
+        }
     }
     Value::Object(kept)
 }
 
-/// A snapshot (any view's; the gateway gives the wall screen's) cut to `country`.
-pub fn scope_snapshot(board: &Value, country: Option<Country>) -> Value {
+/// A snapshot (any view's; the gateway gives the wall screen's) cut to `cut`.
+pub fn scope_snapshot(board: &Value, cut: Cut) -> Value {
     let mut out = Map::new();
     let Value::Object(all) = board else {
         return Value::Object(out);
@@ -53,7 +86,7 @@ pub fn scope_snapshot(board: &Value, country: Option<Country>) -> Value {
     for (key, value) in all {
         let kept = match key.as_str() {
             "position" | "as_of" | "counters" => value.clone(),
-            "countries" => countries_cut(value, country),
+            "countries" => countries_cut(value, cut),
             "broadcasts" => Value::Array(Vec::new()),
             "timeline" => Value::Array(
                 value
@@ -61,7 +94,7 @@ pub fn scope_snapshot(board: &Value, country: Option<Country>) -> Value {
                     .map(|items| {
                         items
                             .iter()
-                            .filter(|i| item_shown(i, country))
+                            .filter(|i| item_shown(i, cut))
                             .cloned()
                             .collect()
                     })
@@ -74,14 +107,14 @@ pub fn scope_snapshot(board: &Value, country: Option<Country>) -> Value {
     Value::Object(out)
 }
 
-/// A delta's ops cut to `country`: another country's set/remove, any broadcast op and any
-/// op on a part the field view does not show are dropped.
-pub fn scope_ops(ops: &[Op], country: Option<Country>) -> Vec<Op> {
+/// A delta's ops cut to `cut`: another country's set/remove, any broadcast op and any op
+/// on a part the cut does not show are dropped.
+pub fn scope_ops(ops: &[Op], cut: Cut) -> Vec<Op> {
     let own = |path: &[String]| match path {
         [] => true,
         [top, ..] if top == "counters" => true,
         [top] if top == "countries" => true,
-        [top, c, ..] if top == "countries" => country.is_some_and(|own| own.as_str() == c),
+        [top, c, ..] if top == "countries" => cut.country_shown(c),
         _ => false,
     };
     ops.iter()
@@ -89,13 +122,13 @@ pub fn scope_ops(ops: &[Op], country: Option<Country>) -> Vec<Op> {
             Op::Set { path, value } if own(path) => Some(Op::Set {
                 path: path.clone(),
                 value: match path.as_slice() {
-                    [] => scope_snapshot(value, country),
-                    [top] if top == "countries" => countries_cut(value, country),
+                    [] => scope_snapshot(value, cut),
+                    [top] if top == "countries" => countries_cut(value, cut),
                     _ => value.clone(),
                 },
             }),
             Op::Remove { path } if own(path) && !path.is_empty() => Some(op.clone()),
-            Op::Timeline { value, .. } if item_shown(value, country) => Some(op.clone()),
+            Op::Timeline { value, .. } if item_shown(value, cut) => Some(op.clone()),
             _ => None,
         })
         .collect()
@@ -106,8 +139,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn so() -> Option<Country> {
-        Country::parse("SO").ok()
+    fn so() -> Cut {
+        Cut::Country(Country::parse("SO").ok())
     }
 
     #[test]
@@ -136,9 +169,15 @@ mod tests {
                 "timeline": [{"country": "SO", "kind": "incident", "text": "Incident reported in SO: x"}],
             })
         );
-        let none = scope_snapshot(&board, None);
+        let none = scope_snapshot(&board, Cut::Country(None));
         assert_eq!(none["countries"], json!({}));
         assert_eq!(none["timeline"], json!([]));
+        // A focal point: every country and the counts, no broadcast.
+        let agency = scope_snapshot(&board, Cut::Agency);
+        assert_eq!(agency["countries"], board["countries"]);
+        assert_eq!(agency["broadcasts"], json!([]));
+        assert_eq!(agency["timeline"].as_array().unwrap().len(), 2);
+        assert!(!agency.to_string().contains("Curfew"));
     }
 
     #[test]

@@ -63,12 +63,16 @@ pub fn board_view(role: Role, asked: Option<View>) -> View {
     }
 }
 
-/// The country cut of the board a caller gets: `Some(country)` for a field officer, whose
-/// board is the wall screen view cut to its own country by the projection
-/// (`boards::scope`: other countries only in the centre-wide counters; an officer without a
-/// country sees no country), `None` (no cut) for every other role.
-pub fn board_scope(claims: &Claims) -> Option<Option<events::validate::Country>> {
-    (claims.role == Role::FieldOfficer).then(|| claims.actor().scope)
+/// The cut of the board a caller gets, done by the projection (`boards::scope`): a field
+/// officer's is its own country (other countries only in the centre-wide counters; an
+/// officer without a country sees no country); a focal point's has no broadcast list (it
+/// reads its agency's broadcasts through the API); `None` (no cut) for every other role.
+pub fn board_scope(claims: &Claims) -> Option<boards::Cut> {
+    match claims.role {
+        Role::FieldOfficer => Some(boards::Cut::Country(claims.actor().scope)),
+        Role::AgencyFocalPoint => Some(boards::Cut::Agency),
+        _ => None,
+    }
 }
 
 /// What a token says about its bearer.

@@ -99,7 +99,7 @@ pub async fn board(
     }
     let board = state.hub.snapshot_json(view);
     let board = match crate::auth::board_scope(&claims) {
-        Some(country) => boards::scope_snapshot(&board, country),
+        Some(cut) => boards::scope_snapshot(&board, cut),
         None => board,
     };
     Ok(Json(board).into_response())

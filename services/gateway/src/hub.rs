@@ -20,9 +20,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use boards::Cut;
 use boards::{Situation, View};
 use events::RecordedEvent;
-use events::validate::Country;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -54,11 +54,11 @@ pub struct Frame {
     pub cut: Option<Arc<(Vec<boards::Op>, Option<String>)>>,
 }
 
-/// The `delta` message of `frame` cut to `country` (the field view: `boards::scope`), or
-/// `None` when nothing of it is left for that country (nothing is sent then).
-pub fn scoped_delta(frame: &Frame, country: Option<Country>) -> Option<Utf8Bytes> {
+/// The `delta` message of `frame` cut to `scope` (`boards::scope`), or `None` when nothing
+/// of it is left in that cut (nothing is sent then).
+pub fn scoped_delta(frame: &Frame, scope: Cut) -> Option<Utf8Bytes> {
     let cut = frame.cut.as_ref()?;
-    let ops = boards::scope_ops(&cut.0, country);
+    let ops = boards::scope_ops(&cut.0, scope);
     if ops.is_empty() {
         return None;
     }
@@ -66,7 +66,7 @@ pub fn scoped_delta(frame: &Frame, country: Option<Country>) -> Option<Utf8Bytes
         "type": "delta",
         "board": "situation",
         "view": View::WallScreen.as_str(),
-        "scope": country.map(|c| c.as_str().to_owned()),
+        "scope": scope.label(),
         "position": frame.position,
         "as_of": cut.1,
         "ops": ops,
@@ -255,11 +255,10 @@ impl Hub {
         bytes
     }
 
-    /// Subscribes to the field view of `country` (the wall screen's cut to it, see
-    /// `boards::scope`): like [`Hub::subscribe`] to the wall screen view, with the snapshot
-    /// and the resumed deltas cut; the live frames are cut by the caller with
-    /// [`scoped_delta`].
-    pub fn subscribe_scoped(&self, country: Option<Country>, since: Option<u64>) -> Subscription {
+    /// Subscribes to the wall screen view cut to `scope` (`boards::scope`): like
+    /// [`Hub::subscribe`] to the wall screen view, with the snapshot and the resumed deltas
+    /// cut; the live frames are cut by the caller with [`scoped_delta`].
+    pub fn subscribe_scoped(&self, scope: Cut, since: Option<u64>) -> Subscription {
         let inner = self.read();
         let i = view_index(View::WallScreen);
         let live = self.senders[i].subscribe();
@@ -271,7 +270,7 @@ impl Hub {
             let initial = inner.rings[i]
                 .iter()
                 .filter(|f| f.position > since)
-                .filter_map(|f| scoped_delta(f, country))
+                .filter_map(|f| scoped_delta(f, scope))
                 .collect();
             return Subscription {
                 initial,
@@ -284,10 +283,10 @@ impl Hub {
             "type": "snapshot",
             "board": "situation",
             "view": View::WallScreen.as_str(),
-            "scope": country.map(|c| c.as_str().to_owned()),
+            "scope": scope.label(),
             "position": position,
             "as_of": inner.as_of.and_then(|t| t.format(&Rfc3339).ok()),
-            "data": boards::scope_snapshot(&inner.board.snapshot(View::WallScreen), country),
+            "data": boards::scope_snapshot(&inner.board.snapshot(View::WallScreen), scope),
         });
         Subscription {
             initial: vec![Utf8Bytes::from(msg.to_string())],

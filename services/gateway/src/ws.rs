@@ -25,10 +25,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::hub::Subscription;
-use events::validate::Country;
+use boards::Cut;
 
-/// What a subscriber is allowed: its view, its country cut, its token's expiry.
-type Allowed = (View, Option<Option<Country>>, u64);
+/// What a subscriber is allowed: its view, its cut, its token's expiry.
+type Allowed = (View, Option<Cut>, u64);
 
 /// Largest message a client may send; a subscribe is ~200 bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
@@ -114,8 +114,8 @@ enum Outcome {
 struct Conn {
     socket: WebSocket,
     view: View,
-    /// The country cut of a field officer's board (`auth::board_scope`).
-    scope: Option<Option<Country>>,
+    /// The cut of this caller's board (`auth::board_scope`), if any.
+    scope: Option<Cut>,
     /// Last position this client has been sent.
     position: u64,
 }
@@ -153,7 +153,7 @@ impl Conn {
     /// Subscribes to this connection's view, cut to its country when it has one.
     fn subscribe(&self, state: &AppState, since: Option<u64>) -> Subscription {
         match self.scope {
-            Some(country) => state.hub.subscribe_scoped(country, since),
+            Some(cut) => state.hub.subscribe_scoped(cut, since),
             None => state.hub.subscribe(self.view, since),
         }
     }
@@ -308,7 +308,7 @@ async fn serve(
                     let p = f.position;
                     let bytes = match conn.scope {
                         None => Some(f.bytes),
-                        Some(country) => crate::hub::scoped_delta(&f, country),
+                        Some(cut) => crate::hub::scoped_delta(&f, cut),
                     };
                     let out = match bytes {
                         Some(b) => conn.send(b).await,

@@ -308,6 +308,34 @@ async fn a_focal_point_sees_its_own_agency_in_a_broadcast_and_counts_of_the_othe
     .await;
     assert_eq!(cap.status, 200);
     assert!(!cap.body.contains("wfp"), "{}", cap.body);
+    // The board: a focal point's cut has no broadcast list (the centre's internal notices
+    // and other agencies' broadcasts are on the wall screen's), only the counts.
+    let internal = json!({"id": "00000000-0000-4000-8000-00000000b002",
+        "title": "Internal: duty roster change", "body": "Centre only.", "severity": "low",
+        "audience": "duty_officers", "requires_ack": false});
+    let a = call(
+        &c,
+        "POST",
+        "/api/v1/broadcasts",
+        &c.duty_token,
+        Some(&internal),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let screen = testkit::eventually(Duration::from_secs(10), || async {
+        let b = call(&c, "GET", "/api/v1/boards/situation", &c.screen_token, None).await;
+        b.body.contains("duty roster").then_some(b)
+    })
+    .await;
+    assert!(
+        screen.is_some(),
+        "the wall screen lists the internal notice"
+    );
+    let board = call(&c, "GET", "/api/v1/boards/situation", &unicef, None).await;
+    assert_eq!(board.status, 200, "{}", board.body);
+    assert!(!board.body.contains("duty roster"), "{}", board.body);
+    assert_eq!(board.json()["broadcasts"], json!([]));
+    assert!(board.json()["counters"]["broadcasts_awaiting_ack"].is_u64());
 }
 
 /// Reads WebSocket messages until one of type `kind`; panics after 10 s.

@@ -685,31 +685,35 @@ fn the_generated_logs_reach_every_family() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// The field view (the wall screen's cut to one country): never another country's entry
-    /// or timeline item, and its snapshot plus its deltas equals its cut of the fold (logs
-    /// shorter than the timeline's limit, see `crate::scope`).
+    /// The cuts of the wall screen view (a field officer's country, a focal point's agency):
+    /// never another country's entry or timeline item for an officer, never a broadcast, and
+    /// the cut snapshot plus the cut deltas equals the cut of the fold (logs shorter than
+    /// the timeline's limit, see `crate::scope`).
     #[test]
     fn a_country_cut_holds_only_that_country_and_keeps_the_delta_contract(
         steps in proptest::collection::vec(step(), 0..190),
         k in any::<proptest::sample::Index>(),
         own in country(),
+        agency in any::<bool>(),
     ) {
         let log = log_of(&steps);
         let k = k.index(log.events.len() + 1);
         let board = log.board();
-        let whole = crate::scope_snapshot(&board.snapshot(View::WallScreen), Some(own));
+        let cut = if agency { crate::Cut::Agency } else { crate::Cut::Country(Some(own)) };
+        let whole = crate::scope_snapshot(&board.snapshot(View::WallScreen), cut);
         for (code, _) in whole["countries"].as_object().unwrap() {
-            prop_assert_eq!(code.as_str(), own.as_str());
+            prop_assert!(agency || code.as_str() == own.as_str());
         }
         for item in whole["timeline"].as_array().unwrap() {
-            prop_assert_eq!(item["country"].as_str(), Some(own.as_str()));
+            prop_assert!(agency || item["country"].as_str() == Some(own.as_str()));
+            prop_assert!(item["kind"] != "broadcast");
         }
         prop_assert_eq!(&whole["broadcasts"], &json!([]));
         let mut live = crate::replay(&log.events[..k]);
-        let mut page = crate::scope_snapshot(&live.snapshot(View::WallScreen), Some(own));
+        let mut page = crate::scope_snapshot(&live.snapshot(View::WallScreen), cut);
         for event in &log.events[k..] {
             let changes = live.apply(event);
-            let ops = crate::scope_ops(&live.delta(&changes, View::WallScreen), Some(own));
+            let ops = crate::scope_ops(&live.delta(&changes, View::WallScreen), cut);
             crate::apply_ops(&mut page, &ops);
             page["position"] = Value::from(live.position());
             page["as_of"] = live.as_of().map_or(Value::Null, crate::timestamp);
