@@ -17,7 +17,7 @@ use vigil_gateway::auth::{Role, User, Users, hash_password};
 
 mod common;
 
-use common::Center;
+use common::{ANA_PASSWORD, Center};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -144,10 +144,10 @@ async fn a_password_change_ends_old_sessions_and_the_old_password() {
 async fn a_demotion_ends_old_sessions_at_once() {
     let c = Center::start().await;
     ready(&c).await;
-    put_user(&c, "cy", Role::Admin, "same password 3");
-    let (status, body) = login(&c, "cy", "same password 3").await;
+    // `ana` (a duty officer) exists from the start: only the demotion is new here.
+    let (status, body) = login(&c, "ana", ANA_PASSWORD).await;
     assert_eq!(status, 200, "{body}");
-    let admin = body["token"].as_str().unwrap().to_owned();
+    let duty = body["token"].as_str().unwrap().to_owned();
     let events = |t: String| {
         let addr = c.addr;
         async move {
@@ -157,19 +157,23 @@ async fn a_demotion_ends_old_sessions_at_once() {
                 .status
         }
     };
-    assert_eq!(events(admin.clone()).await, 200);
+    assert_eq!(events(duty.clone()).await, 200);
     // Its open WebSocket too.
-    let mut ws = subscribed(&c, &admin).await;
+    let mut ws = subscribed(&c, &duty).await;
 
-    // Demoted (same password): the admin session is refused over HTTP and its socket closed.
-    put_user(&c, "cy", Role::WallScreen, "same password 3");
-    assert_eq!(events(admin.clone()).await, 401, "the admin session ended");
+    // Demoted (same password): the duty session is refused over HTTP and its socket closed.
+    put_user(&c, "ana", Role::WallScreen, ANA_PASSWORD);
+    assert_eq!(
+        events(duty.clone()).await,
+        401,
+        "the duty officer's session ended"
+    );
     let (errors, code, took) = until_closed(&mut ws, Duration::from_secs(6)).await;
     assert_eq!(errors, ["token_revoked"]);
     assert_eq!(code, Some(vigil_gateway::ws::TOKEN_CLOSE));
     eprintln!("demoted user's WebSocket closed after {took:?}");
     // Logging in again gives the new role only.
-    let (status, body) = login(&c, "cy", "same password 3").await;
+    let (status, body) = login(&c, "ana", ANA_PASSWORD).await;
     assert_eq!((status, body["role"].as_str()), (200, Some("wall_screen")));
     assert_eq!(
         events(body["token"].as_str().unwrap().to_owned()).await,
