@@ -15,7 +15,9 @@
 //!   user's record changed closes its open connections within [`HEARTBEAT`], with an `error`
 //!   (`token_revoked` / `token_expired`) and the close code [`TOKEN_CLOSE`], which tells a
 //!   screen to ask for a new token rather than reconnect
-//!   (`sessions::a_revoked_token_closes_its_websocket_with_4001`).
+//!   (`sessions::a_revoked_token_closes_its_websocket_with_4001`,
+//!   `sessions::an_expired_token_closes_its_websocket_with_4001`,
+//!   `sessions::a_demotion_ends_old_sessions_at_once`).
 //! - Subscribes are rate-limited per connection ([`SUBSCRIBE_BURST`], then
 //!   [`SUBSCRIBES_PER_MINUTE`]): over it a subscribe gets `rate_limited` and no snapshot, and
 //!   after [`SUBSCRIBE_REFUSALS`] such refusals the connection is closed

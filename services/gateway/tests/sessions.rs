@@ -219,6 +219,27 @@ async fn a_revoked_token_closes_its_websocket_with_4001() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_closes_its_websocket_with_4001() {
+    let c = Center::start().await;
+    ready(&c).await;
+    let (token, _) = c
+        .auth
+        .issue(
+            "screen-e",
+            Role::WallScreen,
+            None,
+            None,
+            Duration::from_secs(2),
+            "api",
+        )
+        .unwrap();
+    let mut ws = subscribed(&c, &token).await;
+    let (errors, code, _) = until_closed(&mut ws, Duration::from_secs(6)).await;
+    assert_eq!(errors, ["token_expired"]);
+    assert_eq!(code, Some(vigil_gateway::ws::TOKEN_CLOSE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribing_in_a_loop_is_rate_limited_then_closed() {
     let c = Center::start().await;
     ready(&c).await;
