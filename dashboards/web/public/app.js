@@ -6,7 +6,10 @@
 //   ← heartbeat (at least every 5 s) | error
 // The page is honest about its freshness: LIVE only while it heard from the centre within the
 // last 7 s; STALE when the socket is open but silent; OFFLINE when the socket is closed. It
-// reconnects by itself (0.5 s → 5 s backoff) and resumes from its last position.
+// reconnects by itself (0.5 s → 5 s backoff) and resumes from its last position — except when
+// the centre closes the socket with TOKEN_CLOSE (4001: the token is missing, invalid, expired
+// or revoked): reconnecting with the same token cannot work, so the page stops and says that a
+// new token is needed, with a field to paste one.
 //
 // No build step: plain ES module; Leaflet (window.L) and topojson-client (window.topojson) are
 // loaded by index.html as deferred classic scripts; Preact + htm come as one vendored module.
@@ -20,6 +23,7 @@ const SILENT_RECONNECT_MS = 15000; // open but silent this long: assume a dead s
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 5000;
 const TIMELINE_SHOWN = 40;
+const TOKEN_CLOSE = 4001; // the gateway's close code for a token it no longer accepts
 
 const LEVELS = [
   null,
@@ -46,7 +50,7 @@ const ZONES = [
 
 const params = new URLSearchParams(location.search);
 const KIOSK = params.has("kiosk");
-const TOKEN = params.get("token");
+let token = params.get("token");
 if (KIOSK) document.documentElement.classList.add("kiosk");
 
 // ---------------------------------------------------------------- state
@@ -69,6 +73,7 @@ const conn = {
   error: null, // last {code, message} from the server
   heartbeat: null, // last heartbeat message
   resync: false, // next subscribe asks for a fresh snapshot
+  tokenNeeded: null, // {code, message} once the centre refused this token: no reconnecting
 };
 
 // ---------------------------------------------------------------- board model
@@ -175,7 +180,7 @@ function wsUrl() {
 function subscribeMessage() {
   const m = { type: "subscribe", board: BOARD, view: VIEW };
   if (board && !conn.resync && typeof board.position === "number") m.since = board.position;
-  if (TOKEN) m.token = TOKEN;
+  if (token) m.token = token;
   return m;
 }
 
@@ -201,11 +206,17 @@ function connect() {
   ws.onmessage = (ev) => {
     if (conn.ws === ws) onMessage(ev.data);
   };
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     if (conn.ws !== ws) return;
     conn.ws = null;
     conn.open = false;
-    scheduleReconnect();
+    if (ev.code === TOKEN_CLOSE) {
+      // The same token would be refused again: wait for a new one instead of looping.
+      conn.tokenNeeded = conn.error ?? { code: "token_revoked", message: "" };
+      console.warn("wall screen: the centre refused this screen's token", conn.tokenNeeded);
+    } else {
+      scheduleReconnect();
+    }
     schedule();
   };
   ws.onerror = () => {
@@ -229,7 +240,7 @@ function dropSocket() {
 }
 
 function scheduleReconnect() {
-  if (conn.retryTimer !== null) return;
+  if (conn.retryTimer !== null || conn.tokenNeeded) return;
   const base = conn.backoff;
   conn.backoff = Math.min(conn.backoff * 2, BACKOFF_MAX_MS);
   const delay = Math.round(base * (0.9 + Math.random() * 0.2));
@@ -245,6 +256,21 @@ function freshness(now) {
   else if (board && conn.lastMsgAt && now - conn.lastMsgAt <= LIVE_WINDOW_MS) state = "live";
   else state = "stale";
   return { state, age };
+}
+
+/** Uses a new token (pasted on the page): kept in the address, so a reload keeps it too. */
+function useToken(t) {
+  token = t.trim();
+  if (!token) return;
+  const url = new URL(location.href);
+  url.searchParams.set("token", token);
+  history.replaceState(null, "", url);
+  conn.tokenNeeded = null;
+  conn.error = null;
+  conn.attempts = 0;
+  conn.backoff = BACKOFF_MIN_MS;
+  connect();
+  schedule();
 }
 
 function watchdog(now) {
@@ -343,7 +369,34 @@ function Clocks({ now }) {
   </div>`;
 }
 
+function TokenNeeded() {
+  const need = conn.tokenNeeded;
+  const why =
+    need.code === "token_expired"
+      ? "this screen's token has expired"
+      : need.code === "token_revoked"
+        ? "this screen's token was revoked"
+        : "the centre does not accept this screen's token";
+  const submit = (e) => {
+    e.preventDefault();
+    useToken(new FormData(e.target).get("token") ?? "");
+  };
+  return html`<div class="banner offline token" data-testid="token-needed" data-code=${need.code} role="alert">
+    <span class="big">NEW TOKEN NEEDED</span>
+    <span class="why"
+      >${why}; the board is not updated. Make one with
+      <code>vigil token create --role wall_screen</code> and paste it here, or open this page
+      with <code>?token=…</code>.</span
+    >
+    <form class="token-form" onSubmit=${submit}>
+      <input name="token" type="password" autocomplete="off" placeholder="new token" aria-label="new token" />
+      <button type="submit">Use</button>
+    </form>
+  </div>`;
+}
+
 function Banner({ fr, now }) {
+  if (conn.tokenNeeded) return html`<${TokenNeeded} />`;
   if (fr.state === "live") return null;
   const big =
     fr.age === null ? "STALE — no data received yet" : `STALE — data is ${fr.age} s old`;

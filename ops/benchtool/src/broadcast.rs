@@ -392,7 +392,11 @@ async fn peer_ack(
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+        // The scheme in any case (RFC 7235), as the gateway reads it.
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+        });
     if !bearer {
         return (StatusCode::UNAUTHORIZED, "{}".to_owned());
     }

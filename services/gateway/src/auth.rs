@@ -2,7 +2,10 @@
 //!
 //! # What it owns
 //! - **Users** in `<data-dir>/users.json` (mode 0600): username, role, optional country scope
-//!   (field officers) or agency (focal points), and an argon2id password hash.
+//!   (field officers) or agency (focal points), an argon2id password hash, and a generation
+//!   that every change of the record raises. The file is re-read whenever it changes (checked
+//!   on every login and every token check), so `vigil user add` in another process takes
+//!   effect at once on every gateway sharing the data directory.
 //! - **The signing key** in `<data-dir>/secrets/token.key` (32 random bytes, mode 0600),
 //!   generated at first start, never in the repository.
 //! - **Tokens**: HS256 JWTs. Sessions from `POST /api/v1/auth/login` last [`SESSION_TTL`];
@@ -12,12 +15,19 @@
 //!   view of a board a role gets, [`board_scope`] which country cut. Every route and the WebSocket consult these, nothing else.
 //!
 //! # Promises
-//! A token is accepted only if its signature, expiry and revocation check pass; a failed
-//! check is a 401 with no detail beyond "log in again". Passwords are never stored or logged.
+//! - A token is accepted only if its signature, expiry and revocation check pass; a failed
+//!   check is a 401 with no detail beyond "log in again". Passwords are never stored or logged.
+//! - A user added or changed while the centre runs logs in with the new password and role at
+//!   once, and the old password fails (`sessions::a_password_change_ends_old_sessions_and_the_old_password`).
+//! - A session is bound to the user record it was issued from: once the user's role, scope,
+//!   agency or password changes, tokens issued before are refused
+//!   (`sessions::a_demotion_ends_old_sessions_at_once`).
+//! - The `Authorization` scheme is matched case-insensitively, as RFC 7235 says
+//!   (`sessions::the_bearer_scheme_is_case_insensitive`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -96,6 +106,10 @@ pub struct Claims {
     pub jti: String,
     /// `session` or `api`.
     pub kind: String,
+    /// For a login session: the generation of the user record it was issued from. Once the
+    /// record changes (role, scope, agency, password) the session is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#gen: Option<u64>,
 }
 
 impl Claims {
@@ -112,6 +126,38 @@ impl Claims {
             agency: self.agency.clone(),
         }
     }
+}
+
+/// Why a token is refused, in more detail than a client is told over HTTP: an open
+/// WebSocket hears whether it should ask for a new token because its own ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bad signature, malformed, wrong algorithm.
+    Malformed,
+    /// Past its expiry.
+    Expired,
+    /// Revoked (`vigil token revoke`), or its user's record changed since it was issued, or
+    /// the users file cannot be read.
+    Revoked,
+}
+
+impl Refusal {
+    /// The code an open WebSocket is told before it is closed.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "invalid_token",
+            Refusal::Expired => "token_expired",
+            Refusal::Revoked => "token_revoked",
+        }
+    }
+}
+
+/// The token of an `Authorization` header value: the scheme `Bearer` in any case (RFC 7235
+/// says auth schemes are case-insensitive), one or more spaces, then the token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let token = rest.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Why a request was refused.
@@ -190,16 +236,61 @@ fn password_matches(user: &User, password: &str) -> bool {
     }
 }
 
+/// A user as stored: the record and its generation, which [`Users::put`] raises on every
+/// change so sessions issued from the old record end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredUser {
+    username: String,
+    role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agency: Option<String>,
+    password_hash: String,
+    /// Absent (0) in files written before generations existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl StoredUser {
+    fn user(&self) -> User {
+        User {
+            username: self.username.clone(),
+            role: self.role,
+            scope: self.scope.clone(),
+            agency: self.agency.clone(),
+            password_hash: self.password_hash.clone(),
+        }
+    }
+
+    /// Whether a session's claims still describe this record.
+    fn issued(&self, claims: &Claims) -> bool {
+        claims.r#gen.unwrap_or(0) == self.generation
+            && claims.role == self.role
+            && claims.scope == self.scope
+            && claims.agency == self.agency
+    }
+}
+
 /// The users file.
+#[derive(Clone)]
 pub struct Users {
     path: PathBuf,
-    users: Vec<User>,
+    users: Vec<StoredUser>,
 }
 
 impl Users {
     /// Loads `<data-dir>/users.json` (empty when absent).
     pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join("users.json");
+        Self::load_file(data_dir.join("users.json"))
+    }
+
+    fn load_file(path: PathBuf) -> anyhow::Result<Self> {
         let users = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 anyhow::anyhow!("{} is not a valid users file: {e}", path.display())
@@ -215,36 +306,107 @@ impl Users {
         self.users.is_empty()
     }
 
-    /// Adds or replaces a user and saves the file.
+    /// Adds or replaces a user and saves the file. Replacing raises the user's generation,
+    /// which ends every session issued from the old record (role or password changed).
     pub fn put(&mut self, user: User) -> anyhow::Result<()> {
+        let generation = self
+            .users
+            .iter()
+            .find(|u| u.username == user.username)
+            .map_or(0, |old| old.generation + 1);
         self.users.retain(|u| u.username != user.username);
-        self.users.push(user);
+        self.users.push(StoredUser {
+            username: user.username,
+            role: user.role,
+            scope: user.scope,
+            agency: user.agency,
+            password_hash: user.password_hash,
+            generation,
+        });
         write_private(&self.path, &serde_json::to_vec_pretty(&self.users)?)
     }
 
     /// The user with this name and password, if both match. Takes the same time whether or
     /// not the user exists, so the answer does not reveal which usernames exist.
     pub fn check(&self, username: &str, password: &str) -> Option<User> {
+        self.check_stored(username, password).map(|(u, _)| u)
+    }
+
+    /// [`Users::check`], with the record's generation.
+    fn check_stored(&self, username: &str, password: &str) -> Option<(User, u64)> {
         match self.users.iter().find(|u| u.username == username) {
-            Some(u) if password_matches(u, password) => Some(u.clone()),
-            Some(_) => None,
+            Some(u) => {
+                let user = u.user();
+                password_matches(&user, password).then_some((user, u.generation))
+            }
             None => {
                 let _ = hash_password(password);
                 None
             }
         }
     }
+
+    /// Whether a session token still describes its user's record. A session that names no
+    /// user is accepted only if it was not issued by a login (no generation: tokens minted
+    /// with the signing key for a subject that is not a user).
+    fn session_current(&self, claims: &Claims) -> bool {
+        match self.users.iter().find(|u| u.username == claims.sub) {
+            Some(u) => u.issued(claims),
+            None => claims.r#gen.is_none(),
+        }
+    }
+}
+
+/// What identifies a version of a file without reading it: another process replaces the
+/// users file by renaming a new one over it, so the inode changes with every write, and the
+/// size and times too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64, i64, i64),
+}
+
+impl FileStamp {
+    /// `None` when the file does not exist (or cannot be examined).
+    fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+        };
+        Some(Self {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            inode,
+        })
+    }
+}
+
+/// The users as last read, and the version of the file they were read from.
+struct UsersCache {
+    stamp: Option<FileStamp>,
+    /// `Err` when the file could not be read or parsed: then no login or session is accepted
+    /// until it is fixed (the current roles are unknown; API tokens are unaffected).
+    users: Result<Users, String>,
 }
 
 /// Everything the gateway needs to authenticate and authorize.
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    users: RwLock<Users>,
+    users_path: PathBuf,
+    /// Re-read when the file's stamp changes (checked on every login and token check, a
+    /// `stat`), so users changed by another process take effect at once. A std Mutex: held
+    /// only for the stat and, rarely, a read of a small file; never across an await.
+    users: Mutex<UsersCache>,
     revoked_path: PathBuf,
-    /// Revoked token ids and the file's modification time they were read at; re-read when
-    /// the file changes, so `vigil token revoke` takes effect without a restart.
-    revoked: Mutex<(Option<SystemTime>, HashSet<String>)>,
+    /// Revoked token ids and the stamp of the file they were read from; re-read when the
+    /// file changes, so `vigil token revoke` takes effect without a restart.
+    revoked: Mutex<(Option<FileStamp>, HashSet<String>)>,
     /// Extra origins allowed to open the WebSocket (a gateway always allows its own).
     pub allowed_origins: Vec<String>,
 }
@@ -268,10 +430,17 @@ impl Auth {
             }
             Err(e) => anyhow::bail!("cannot read {}: {e}", key_path.display()),
         };
+        let users_path = data_dir.join("users.json");
+        let stamp = FileStamp::of(&users_path);
+        let users = Users::load_file(users_path.clone())?;
         Ok(Self {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
-            users: RwLock::new(Users::load(data_dir)?),
+            users_path,
+            users: Mutex::new(UsersCache {
+                stamp,
+                users: Ok(users),
+            }),
             revoked_path: data_dir.join("revoked-tokens"),
             revoked: Mutex::new((None, HashSet::new())),
             allowed_origins,
@@ -298,62 +467,107 @@ impl Auth {
             iat,
             jti: uuid::Uuid::new_v4().to_string(),
             kind: kind.to_owned(),
+            r#gen: None,
         };
+        self.sign(claims)
+    }
+
+    fn sign(&self, claims: Claims) -> anyhow::Result<(String, Claims)> {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
         Ok((token, claims))
     }
 
-    /// Checks a token: signature, expiry, revocation.
+    /// Checks a token: signature, expiry, revocation, and for a login session that its user's
+    /// record has not changed since.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.check(token).map_err(|_| AuthError::Invalid)
+    }
+
+    /// [`Auth::verify`], saying why a token is refused.
+    pub fn check(&self, token: &str) -> Result<Claims, Refusal> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| AuthError::Invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Refusal::Expired,
+                _ => Refusal::Malformed,
+            },
+        )?;
         if self.is_revoked(&data.claims.jti) {
-            return Err(AuthError::Invalid);
+            return Err(Refusal::Revoked);
+        }
+        if data.claims.kind == "session"
+            && !self.with_users(|users| users.is_some_and(|u| u.session_current(&data.claims)))
+        {
+            return Err(Refusal::Revoked);
         }
         Ok(data.claims)
     }
 
+    /// Runs `f` on the current users, re-reading the file first if it changed since it was
+    /// last read; `None` when it cannot be read.
+    fn with_users<T>(&self, f: impl FnOnce(Option<&Users>) -> T) -> T {
+        let stamp = FileStamp::of(&self.users_path);
+        let mut cache = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.stamp != stamp {
+            // Stamp first, then read: a write in between is seen again at the next check.
+            cache.users = Users::load_file(self.users_path.clone()).map_err(|e| e.to_string());
+            cache.stamp = stamp;
+            match &cache.users {
+                Ok(u) => tracing::info!(users = u.users.len(), "users file re-read"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "the users file cannot be read: no login or session is accepted until it is fixed"
+                ),
+            }
+        }
+        f(cache.users.as_ref().ok())
+    }
+
     fn is_revoked(&self, jti: &str) -> bool {
-        let mtime = std::fs::metadata(&self.revoked_path)
-            .and_then(|m| m.modified())
-            .ok();
+        let stamp = FileStamp::of(&self.revoked_path);
         let mut cache = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != mtime {
+        if cache.0 != stamp {
             let text = std::fs::read_to_string(&self.revoked_path).unwrap_or_default();
             cache.1 = text
                 .lines()
                 .map(|l| l.trim().to_owned())
                 .filter(|l| !l.is_empty())
                 .collect();
-            cache.0 = mtime;
+            cache.0 = stamp;
         }
         cache.1.contains(jti)
     }
 
-    /// Logs a user in: a session token, or `None` for a wrong username or password.
+    /// Logs a user in: a session token bound to the user's record as it is now, or `None`
+    /// for a wrong username or password.
     pub fn login(
         &self,
         username: &str,
         password: &str,
     ) -> anyhow::Result<Option<(String, Claims)>> {
-        let user = self
-            .users
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(username, password);
-        match user {
-            Some(u) => Ok(Some(self.issue(
-                &u.username,
-                u.role,
-                u.scope,
-                u.agency,
-                SESSION_TTL,
-                "session",
-            )?)),
+        // The file is re-read if it changed, but argon2 runs outside the lock.
+        let Some(users) = self.with_users(|users| users.cloned()) else {
+            anyhow::bail!("the users file cannot be read");
+        };
+        match users.check_stored(username, password) {
+            Some((u, generation)) => {
+                let iat = now_secs();
+                self.sign(Claims {
+                    sub: u.username,
+                    role: u.role,
+                    scope: u.scope,
+                    agency: u.agency,
+                    exp: iat + SESSION_TTL.as_secs(),
+                    iat,
+                    jti: uuid::Uuid::new_v4().to_string(),
+                    kind: "session".to_owned(),
+                    r#gen: Some(generation),
+                })
+                .map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -432,6 +646,63 @@ mod tests {
         assert!(users.check("nobody", "correct horse").is_none());
         let text = std::fs::read_to_string(dir.path().join("users.json")).unwrap();
         assert!(!text.contains("correct horse"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for ok in [
+            "Bearer t",
+            "bearer t",
+            "BEARER t",
+            "bEaReR   t",
+            "Bearer t ",
+        ] {
+            assert_eq!(bearer_token(ok), Some("t"), "{ok:?}");
+        }
+        for bad in ["Bearer", "Bearer ", "Basic t", "Bearert", "Token t", ""] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_changed_user_record_ends_its_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let ana = |role, password: &str| User {
+            username: "ana".into(),
+            role,
+            scope: None,
+            agency: None,
+            password_hash: hash_password(password).unwrap(),
+        };
+        let auth = Auth::open(dir.path(), vec![]).unwrap();
+        // Added after the gateway opened its users: logs in at once.
+        let mut users = Users::load(dir.path()).unwrap();
+        users.put(ana(Role::Admin, "first password")).unwrap();
+        let (old, claims) = auth.login("ana", "first password").unwrap().unwrap();
+        assert_eq!((claims.role, claims.r#gen), (Role::Admin, Some(0)));
+        assert!(auth.verify(&old).is_ok());
+        // Demoted, new password: the old session and the old password are refused.
+        users.put(ana(Role::WallScreen, "second password")).unwrap();
+        assert_eq!(auth.check(&old), Err(Refusal::Revoked));
+        assert!(auth.login("ana", "first password").unwrap().is_none());
+        let (new, claims) = auth.login("ana", "second password").unwrap().unwrap();
+        assert_eq!((claims.role, claims.r#gen), (Role::WallScreen, Some(1)));
+        assert!(auth.verify(&new).is_ok());
+        // A session minted for the same name with another role is refused too.
+        let (forged_role, _) = auth
+            .issue(
+                "ana",
+                Role::Admin,
+                None,
+                None,
+                Duration::from_secs(60),
+                "session",
+            )
+            .unwrap();
+        assert!(auth.verify(&forged_role).is_err());
+        // An unreadable users file accepts no session (the roles are unknown) until fixed.
+        std::fs::write(dir.path().join("users.json"), b"{not json").unwrap();
+        assert_eq!(auth.check(&new), Err(Refusal::Revoked));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! HTTP routes of the gateway: board snapshots, health, readiness, metrics, and the pages.
+//! HTTP routes of the gateway: board snapshots, login, the log, health, readiness, and the pages.
 //!
 //! Errors are JSON `{"error":{"code","message"}}` with the right status, never internals.
 //! Pages are embedded in the binary (no CDN, no files to deploy) and served with a strict
@@ -276,8 +276,8 @@ pub async fn require_access(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let verdict = match token.map(|t| state.auth.verify(t.trim())) {
+        .and_then(crate::auth::bearer_token);
+    let verdict = match token.map(|t| state.auth.verify(t)) {
         None => Err((AuthError::Missing, None)),
         Some(Err(e)) => Err((e, None)),
         Some(Ok(c)) if !access.admits(c.role) => Err((AuthError::Forbidden, Some(c))),

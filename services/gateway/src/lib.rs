@@ -5,8 +5,10 @@
 //! - [`hub`]: the board fold and its fan-out (snapshot, ring of deltas, bounded per-client
 //!   queues, resync of slow clients).
 //! - [`ws`]: the WebSocket board protocol at `/ws`.
-//! - [`http`]: board snapshots, login, the log, `/healthz`, `/readyz`, `/metrics`, the
-//!   embedded pages, JSON errors and security headers.
+//! - [`http`]: board snapshots, login, the log, `/healthz`, `/readyz`, the embedded pages,
+//!   JSON errors and security headers. `/metrics` is not here: it is served on the metrics
+//!   address only (`--metrics`, loopback by default), never on the public port, so every
+//!   path of the public port is in [`ROUTES`] or is a page.
 //! - [`api`]: the domain API (incidents, security levels), sent as commands to the services
 //!   that own them, and `/openapi.json`.
 //! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
@@ -28,7 +30,6 @@ use std::time::Duration;
 use async_nats::Client;
 use axum::Router;
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 use runtime::{CatchUp, CatchUpConfig, StoreClient};
 use tokio_util::sync::CancellationToken;
 
@@ -211,7 +212,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The router, for `serve` and for tests.
-pub fn router(state: Arc<AppState>, metrics: Option<PrometheusHandle>) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new();
     for spec in ROUTES {
         let access = spec.access;
@@ -219,11 +220,9 @@ pub fn router(state: Arc<AppState>, metrics: Option<PrometheusHandle>) -> Router
             axum::middleware::from_fn_with_state((state.clone(), access), http::require_access);
         app = app.route(spec.path, handler(spec).route_layer(guard));
     }
-    let mut app = app.fallback(get(http::page)).with_state(state);
-    if let Some(handle) = metrics {
-        app = app.merge(runtime::telemetry::metrics_router(handle));
-    }
-    app.layer(axum::middleware::from_fn(http::security_headers))
+    app.fallback(get(http::page))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(http::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -290,7 +289,6 @@ pub async fn start(
     addr: SocketAddr,
     client: Client,
     auth: Arc<Auth>,
-    metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -311,7 +309,7 @@ pub async fn start(
         field_limits: http::RateLimits::field(field_reports_per_minute()),
     });
     let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
-    let app = router(state, metrics);
+    let app = router(state);
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         axum::serve(

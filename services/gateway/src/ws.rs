@@ -9,6 +9,19 @@
 //! subscribe within [`SUBSCRIBE_TIMEOUT`]; a send that does not complete within
 //! [`SEND_TIMEOUT`] drops the client (its socket is stuck). A client that falls more than the
 //! fan-out ring behind gets a fresh snapshot (see `hub`).
+//!
+//! # Promises
+//! - The token is checked again at every heartbeat: a token revoked, expired, or whose
+//!   user's record changed closes its open connections within [`HEARTBEAT`], with an `error`
+//!   (`token_revoked` / `token_expired`) and the close code [`TOKEN_CLOSE`], which tells a
+//!   screen to ask for a new token rather than reconnect
+//!   (`sessions::a_revoked_token_closes_its_websocket_with_4001`,
+//!   `sessions::an_expired_token_closes_its_websocket_with_4001`,
+//!   `sessions::a_demotion_ends_old_sessions_at_once`).
+//! - Subscribes are rate-limited per connection ([`SUBSCRIBE_BURST`], then
+//!   [`SUBSCRIBES_PER_MINUTE`]): over it a subscribe gets `rate_limited` and no snapshot, and
+//!   after [`SUBSCRIBE_REFUSALS`] such refusals the connection is closed
+//!   (`sessions::resubscribing_in_a_loop_is_rate_limited_then_closed`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +54,16 @@ const UNREADABLE: &str =
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Time allowed between connecting and subscribing.
 pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The close code for a token that is missing, invalid, expired or revoked: a screen that
+/// gets it asks for a new token instead of reconnecting with the same one (4000-4999 are the
+/// application's own, RFC 6455; 4001 mirrors HTTP 401).
+pub const TOKEN_CLOSE: u16 = 4001;
+/// Subscribes a connection may send at once (the first one included) before the rate applies.
+pub const SUBSCRIBE_BURST: u32 = 5;
+/// Subscribes a connection may send per minute after the burst: each one costs a snapshot.
+pub const SUBSCRIBES_PER_MINUTE: u32 = 12;
+/// Refused (over the rate) subscribes after which the connection is closed as abusive.
+pub const SUBSCRIBE_REFUSALS: u32 = 5;
 /// A send that takes longer than this means the client's socket is stuck: drop it.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,15 +160,24 @@ impl Conn {
 
     async fn error_and_close(&mut self, code: &str, message: &str) {
         let body = json!({"type": "error", "code": code, "message": message}).to_string();
+        // A token problem gets its own close code; anything else is a policy violation.
+        let close = if matches!(
+            code,
+            "unauthorized" | "invalid_token" | "token_expired" | "token_revoked"
+        ) {
+            CloseFrame {
+                code: TOKEN_CLOSE,
+                reason: Utf8Bytes::from_static("token"),
+            }
+        } else {
+            CloseFrame {
+                code: 1008,
+                reason: Utf8Bytes::from_static("policy"),
+            }
+        };
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = self.socket.send(Message::Text(body.into())).await;
-            let _ = self
-                .socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1008,
-                    reason: Utf8Bytes::from_static("policy"),
-                })))
-                .await;
+            let _ = self.socket.send(Message::Close(Some(close))).await;
         })
         .await;
     }
@@ -218,15 +250,35 @@ fn authorize(
             "send a token in the subscribe message (\"token\") or as ?token= on the URL".into(),
         ));
     };
-    let claims = state
-        .auth
-        .verify(token)
-        .map_err(|e| ("invalid_token", e.to_string()))?;
+    let claims = state.auth.check(token).map_err(refusal)?;
     Ok((
         crate::auth::board_view(claims.role, asked),
         crate::auth::board_scope(&claims),
         claims.exp,
     ))
+}
+
+/// What a client is told about a refused token.
+fn refusal(r: crate::auth::Refusal) -> (&'static str, String) {
+    use crate::auth::Refusal;
+    let message = match r {
+        Refusal::Malformed => "the token is not valid: get a new one",
+        Refusal::Expired => "the token expired: log in again or get a new token",
+        Refusal::Revoked => {
+            "the token was revoked (or its user changed): log in again or get a new token"
+        }
+    };
+    (r.code(), message.to_owned())
+}
+
+/// A limiter on one connection's subscribes.
+type SubscribeLimiter = governor::DefaultDirectRateLimiter;
+
+fn subscribe_limiter() -> SubscribeLimiter {
+    let n = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::direct(
+        governor::Quota::per_minute(n(SUBSCRIBES_PER_MINUTE)).allow_burst(n(SUBSCRIBE_BURST)),
+    )
 }
 
 fn deadline_of(exp: u64) -> tokio::time::Instant {
@@ -270,15 +322,20 @@ async fn serve(
             Ok(Some(Err(_))) => return conn.error_and_close("invalid_message", UNREADABLE).await,
             Ok(None) => return,
         };
-    let (view, scope, exp) =
-        match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
-            Ok(v) => v,
-            Err((code, msg)) => {
-                metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
-                state.audit_denied("WS", "/ws", code, Some(peer), None);
-                return conn.error_and_close(code, &msg).await;
-            }
-        };
+    let limiter = subscribe_limiter();
+    let mut refused_subscribes = 0u32;
+    // The first subscribe counts against the burst.
+    let _ = limiter.check();
+    // The token this connection is served under, checked again at every heartbeat.
+    let mut current = token.or(url_token.clone());
+    let (view, scope, exp) = match authorize(&state, current.as_deref(), asked) {
+        Ok(v) => v,
+        Err((code, msg)) => {
+            metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
+            state.audit_denied("WS", "/ws", code, Some(peer), None);
+            return conn.error_and_close(code, &msg).await;
+        }
+    };
     let expires = tokio::time::sleep_until(deadline_of(exp));
     tokio::pin!(expires);
     conn.view = view;
@@ -295,7 +352,8 @@ async fn serve(
     loop {
         let outcome = tokio::select! {
             _ = &mut expires => {
-                conn.error_and_close("token_expired", "the token expired: log in again").await;
+                let (code, msg) = refusal(crate::auth::Refusal::Expired);
+                conn.error_and_close(code, &msg).await;
                 Outcome::Close
             }
             _ = state.shutdown.cancelled() => {
@@ -327,16 +385,42 @@ async fn serve(
                 Err(RecvError::Closed) => Outcome::Close,
             },
             _ = heartbeat.tick() => {
+                // Revocation and user changes are not pushed to connections: each one looks
+                // again here, so it ends within a heartbeat.
+                if let Err(r) = state.auth.check(current.as_deref().unwrap_or_default()) {
+                    metrics::counter!("vigil_gateway_ws_token_ended_total", "code" => r.code()).increment(1);
+                    let (code, msg) = refusal(r);
+                    conn.error_and_close(code, &msg).await;
+                    return;
+                }
                 let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
                 let body = json!({"type": "heartbeat", "position": conn.position, "at": at}).to_string();
                 conn.send(body.into()).await
             }
             msg = conn.socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => match parse_subscribe(&text) {
+                    Ok(_) if limiter.check().is_err() => {
+                        // Each subscribe costs a snapshot: a loop of them is refused, and
+                        // closed once it goes on.
+                        refused_subscribes += 1;
+                        metrics::counter!("vigil_gateway_ws_subscribes_refused_total").increment(1);
+                        let message = format!(
+                            "too many subscribes on this connection: at most {SUBSCRIBE_BURST} at once, then {SUBSCRIBES_PER_MINUTE} a minute"
+                        );
+                        if refused_subscribes >= SUBSCRIBE_REFUSALS {
+                            conn.error_and_close("rate_limited", &message).await;
+                            Outcome::Close
+                        } else {
+                            let body = json!({"type": "error", "code": "rate_limited", "message": message});
+                            conn.send(body.to_string().into()).await
+                        }
+                    }
                     Ok((asked, since, token)) => {
                         // A new subscribe on the same connection: checked again, as if new.
-                        match authorize(&state, token.as_deref().or(url_token.as_deref()), asked) {
+                        let token = token.or(url_token.clone());
+                        match authorize(&state, token.as_deref(), asked) {
                             Ok((view, scope, exp)) => {
+                                current = token;
                                 expires.as_mut().reset(deadline_of(exp));
                                 // Same view: continue from where this connection is, unless told otherwise.
                                 let same = view == conn.view && scope == conn.scope;

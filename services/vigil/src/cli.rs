@@ -156,6 +156,9 @@ pub struct GatewayArgs {
     /// Address to serve HTTP and WebSocket on. Default: 127.0.0.1:8080
     #[arg(long = "http", env = "VIGIL_HTTP_ADDR")]
     pub http: Option<String>,
+    /// Address of the Prometheus /metrics endpoint (none unless given; never the --http port).
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `vigil replay`.

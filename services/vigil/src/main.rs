@@ -90,7 +90,16 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
 async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = runtime::shutdown::on_signals();
     let addr = settings.http_addr(args.http.as_deref())?;
-    let handle = runtime::telemetry::install_metrics()?;
+    // `/metrics` only on its own address (loopback by default), never on the public port.
+    if let Some(metrics) = args.metrics {
+        let handle = runtime::telemetry::install_metrics()?;
+        let listener = runtime::telemetry::bind_metrics(metrics).await?;
+        tokio::spawn(runtime::telemetry::serve_metrics(
+            listener,
+            handle,
+            shutdown.clone(),
+        ));
+    }
     let auth = std::sync::Arc::new(gateway::auth::Auth::open(&settings.data_dir, vec![])?);
     let credentials = settings.nats_credentials_for(runtime::nats_auth::GATEWAY)?;
     let client = runtime::nats::connect(
@@ -100,7 +109,7 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
         Mode::Service,
     )
     .await?;
-    let (bound, task) = gateway::start(addr, client, auth, Some(handle), shutdown).await?;
+    let (bound, task) = gateway::start(addr, client, auth, shutdown).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
 }

@@ -3,7 +3,8 @@
 //! It owns a nats-server (config and logs under `<data-dir>/nats/`, listening on its own
 //! port, never 4222), restarts it if it dies, runs the store, the domain services (audit,
 //! incidents, levels: see `services`) and the gateway in this process, each with its own NATS
-//! user, and serves `/metrics`. The bus is secured: at the first start it generates one NATS user per service
+//! user, and serves `/metrics` on its own address (`--metrics`, loopback by default; never on
+//! the gateway's public port). The bus is secured: at the first start it generates one NATS user per service
 //! into `<data-dir>/secrets/nats-users.json` (mode 0600), and the server config gives each
 //! user only its subjects (see `runtime::nats_auth`); anonymous connections are refused.
 //!
@@ -99,8 +100,10 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Mode::Service,
     )
     .await?;
-    let auth = std::sync::Arc::new(gateway::auth::Auth::open(&data_dir, vec![])?);
+    // The first admin before the gateway opens the users (it would also see a later change
+    // at the next login, but the password printed below must work from the first request).
     let first_admin = crate::users::bootstrap_admin(&data_dir)?;
+    let auth = std::sync::Arc::new(gateway::auth::Auth::open(&data_dir, vec![])?);
     let (screen_token, _) = auth.issue(
         "wall-screen (vigil up)",
         gateway::auth::Role::WallScreen,
@@ -109,14 +112,8 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(30 * 24 * 3600),
         "api",
     )?;
-    let (http_bound, gateway) = gateway::start(
-        http_addr,
-        gateway_client,
-        auth,
-        Some(metrics.clone()),
-        shutdown.clone(),
-    )
-    .await?;
+    let (http_bound, gateway) =
+        gateway::start(http_addr, gateway_client, auth, shutdown.clone()).await?;
 
     let metrics_addr = args.metrics.unwrap_or_else(|| {
         runtime::config::DEFAULT_METRICS

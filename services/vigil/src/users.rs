@@ -1,5 +1,7 @@
 //! `vigil user` and `vigil token`: managing who may use the centre. They work on the same
-//! `--data-dir` as the running centre (the gateway re-reads revocations without a restart).
+//! `--data-dir` as the running centre: every gateway on that directory sees a user added or
+//! changed, and a token revoked, at once, without a restart (it re-reads the files when they
+//! change); a changed user's existing sessions end.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -72,7 +74,10 @@ pub fn user(settings: Resolved, command: UserCommand) -> anyhow::Result<()> {
                 agency,
                 password_hash: hash_password(&password)?,
             })?;
-            println!("user {username} saved with role {}", role.as_str());
+            println!(
+                "user {username} saved with role {} (in effect now; sessions issued before this change are ended)",
+                role.as_str()
+            );
             Ok(())
         }
     }

@@ -77,7 +77,6 @@ impl Center {
             "127.0.0.1:0".parse().unwrap(),
             nats.connect().await,
             auth.clone(),
-            None,
             stop.clone(),
         )
         .await
