@@ -221,7 +221,7 @@ fn write_nats_config(
     port: u16,
     users: &runtime::nats_auth::NatsUsers,
 ) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    runtime::data_dir::create_private_dir(dir)?;
     let conf = dir.join("nats-server.conf");
     // max_payload leaves room for the store's largest append (1 MiB by default) plus headers.
     let text = format!(
