@@ -12,8 +12,9 @@
 //!   read or write, saying the `chmod` to run ([`check_private`]), and writes nothing: files
 //!   an older version left 0644 were readable by anyone meanwhile, and the operator must know.
 //!   Broken by `vigil/tests/file_modes.rs` `a_data_dir_open_to_others_is_refused_and_left_alone`.
-//! - A new data directory that holds no events or secrets yet (e.g. made by `mkdir` with the
-//!   usual 0755) is made 0700 instead of refused: nothing in it was exposed.
+//! - A data directory that others may list but not write (0755, as `mkdir` and `tempfile`
+//!   make them), whose events and secrets are all private, is made 0700 instead of refused:
+//!   nothing in it was exposed, so there is nothing for the operator to act on.
 
 use std::path::{Path, PathBuf};
 
@@ -75,8 +76,10 @@ pub enum DataDirError {
 }
 
 /// Creates the data directory `dir` (0700) when it is missing, and checks that no other user
-/// can read or write it or the events and secrets in it (see [`SENSITIVE`]). A directory that
-/// holds none of them yet is made 0700; one that does is refused with the `chmod` to run.
+/// can read or write the events and secrets in it (see [`SENSITIVE`]) nor write the directory
+/// itself (and so swap them). When nothing in it is open, a directory that others may only
+/// list (0755, as `mkdir` and `tempfile` make them) is made 0700; anything open is refused
+/// with the `chmod` to run.
 pub fn check_private(dir: &Path) -> Result<(), DataDirError> {
     let io = |source| DataDirError::Io {
         dir: dir.to_owned(),
@@ -84,23 +87,21 @@ pub fn check_private(dir: &Path) -> Result<(), DataDirError> {
     };
     create_private_dir(dir).map_err(io)?;
     let mut open = Vec::new();
-    let mut holds_data = false;
-    if group_or_other(dir).map_err(io)?.is_some() {
+    let dir_mode = group_or_other(dir).map_err(io)?;
+    if dir_mode.is_some_and(|m| m & 0o022 != 0) {
         open.push(dir.to_owned());
     }
     for name in SENSITIVE {
         let path = dir.join(name);
         if std::fs::symlink_metadata(&path).is_ok() {
-            holds_data = true;
             walk(&path, &mut open).map_err(io)?;
         }
     }
-    if !holds_data && open.first().is_some_and(|p| p == dir) && open.len() == 1 {
-        set_mode(dir, 0o700).map_err(io)?;
-        tracing::info!(dir = %dir.display(), "made the new data directory private (mode 0700)");
-        return Ok(());
-    }
     let Some(first) = open.first() else {
+        if dir_mode.is_some() {
+            set_mode(dir, 0o700).map_err(io)?;
+            tracing::info!(dir = %dir.display(), "made the data directory private (mode 0700)");
+        }
         return Ok(());
     };
     let mode = group_or_other(first).map_err(io)?.unwrap_or(0);
@@ -169,21 +170,22 @@ mod tests {
     }
 
     #[test]
-    fn a_new_directory_is_made_private_and_one_with_open_data_is_refused() {
+    fn a_directory_others_may_only_list_is_made_private_and_open_data_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         // Missing: created 0700.
         check_private(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
-        // Empty but 0755 (mkdir): tightened.
+        // 0755 (mkdir, tempfile) with a process log and a private store: tightened.
         set_mode(&dir, 0o755).unwrap();
         std::fs::write(dir.join("store-process.log"), b"x").unwrap();
-        check_private(&dir).unwrap();
-        assert_eq!(mode(&dir), 0o700);
-        // A store file readable by others: refused, and left as it was.
         create_private_dir(&dir.join("store")).unwrap();
         let table = dir.join("store/00001.jnl");
         std::fs::write(&table, b"x").unwrap();
+        set_mode(&table, 0o600).unwrap();
+        check_private(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        // A store file readable by others: refused, and left as it was.
         set_mode(&table, 0o644).unwrap();
         let e = check_private(&dir).unwrap_err().to_string();
         assert!(
@@ -194,9 +196,10 @@ mod tests {
         assert_eq!(mode(&table), 0o644);
         set_mode(&table, 0o600).unwrap();
         check_private(&dir).unwrap();
-        // The directory itself open while it holds a store: refused too.
-        set_mode(&dir, 0o755).unwrap();
+        // The directory writable by its group (the store could have been swapped): refused.
+        set_mode(&dir, 0o775).unwrap();
         let e = check_private(&dir).unwrap_err().to_string();
-        assert!(e.contains("has mode 755"), "{e}");
+        assert!(e.contains("has mode 775"), "{e}");
+        assert_eq!(mode(&dir), 0o775);
     }
 }
