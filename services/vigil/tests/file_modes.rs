@@ -143,6 +143,34 @@ async fn everything_the_centre_writes_is_owner_only() {
         .map(|(p, _, mode)| format!("{} {mode:03o}", p.display()))
         .collect();
     assert!(open.is_empty(), "not owner-only: {open:#?}");
+
+    // As the probe did it, when this runs as root with `runuser`: another local user cannot
+    // read the journal.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let journal = all
+        .iter()
+        .find(|(p, _, _)| p.extension().is_some_and(|e| e == "jnl"));
+    if let (true, Some((journal, _, _))) = (root, journal)
+        && Path::new("/usr/sbin/runuser").exists()
+    {
+        let out = Command::new("/usr/sbin/runuser")
+            .args(["-u", "nobody", "--", "cat"])
+            .arg(journal)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "nobody read {}: {out:?}",
+            journal.display()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+            "{out:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
