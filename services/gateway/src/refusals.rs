@@ -19,7 +19,9 @@
 //!   `a_refusal_of_a_valid_token_is_recorded_alone`.
 //! - The counts are recorded at the end of every window and when the gateway stops, so a
 //!   refusal is in the log within about a minute (or at shutdown). Broken by the first test
-//!   (it stops the gateway) and by the unit test `counts_are_sent_at_the_end_of_the_window`.
+//!   (it stops the gateway), by the unit test `counts_are_sent_at_the_end_of_the_window`, and
+//!   for `vigil up` (whose bus, store and audit service stop after the gateway) by
+//!   `vigil/tests/refusal_audit.rs` `the_refusals_counted_when_vigil_up_stops_are_recorded`.
 //! - Memory is bounded: at most [`MAX_KEYS`] keys a window; refusals past it are counted in
 //!   one catch-all row (code `overflow`, no address, route `*`) and in
 //!   `vigil_gateway_refusals_overflow_total`. Unit test `keys_past_the_cap_go_to_one_row`.

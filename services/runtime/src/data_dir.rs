@@ -15,6 +15,7 @@
 //! - A data directory that others may list but not write (0755, as `mkdir` and `tempfile`
 //!   make them), whose events and secrets are all private, is made 0700 instead of refused:
 //!   nothing in it was exposed, so there is nothing for the operator to act on.
+//!   Unit test `a_directory_others_may_only_list_is_made_private_and_open_data_is_refused`.
 
 use std::path::{Path, PathBuf};
 
