@@ -41,8 +41,30 @@ pub struct AccessDenied {
     /// The path (without the query, which may carry a token).
     pub path: String,
     /// The refusal's code: `unauthorized`, `invalid_token`, `forbidden`, `foreign_origin`,
-    /// `invalid_credentials`, `rate_limited`.
+    /// `invalid_credentials`, `rate_limited`; `overflow` for the catch-all row of counted
+    /// refusals past the cap of distinct (address, route, code) in a window.
     pub code: String,
+    /// How many refusals this record stands for. Refusals of callers without a valid token
+    /// are counted per client address, route pattern and code over a window (a minute) and
+    /// recorded once with their count, so they cannot flood the log; a refusal of a valid
+    /// token is recorded alone (1). Records written before counting existed read as 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u64,
+    /// For a counted record: the end of the window (`at` is its start).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub until: Option<OffsetDateTime>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 impl AccessDenied {
@@ -118,9 +140,32 @@ mod tests {
             method: "GET".into(),
             path: "/".repeat(5000),
             code: "forbidden".into(),
+            count: 1,
+            until: None,
         }
         .bounded();
         assert_eq!(r.path.len(), 256);
         assert_eq!(r.actor.map(|a| a.len()), Some(128));
+    }
+
+    #[test]
+    fn a_record_from_before_counting_reads_as_one_refusal() {
+        let old = r#"{"id":"00000000-0000-0000-0000-000000000000","at":"2026-11-27T01:00:00Z","method":"GET","path":"/api/v1/events","code":"unauthorized"}"#;
+        let r: AccessDenied = serde_json::from_str(old).unwrap();
+        assert_eq!((r.count, r.until), (1, None));
+        // A single refusal is written as before; a counted one carries its count and window.
+        let again = serde_json::to_string(&r).unwrap();
+        assert!(
+            !again.contains("count") && !again.contains("until"),
+            "{again}"
+        );
+        let counted = AccessDenied {
+            count: 7,
+            until: Some(time::macros::datetime!(2026-11-27 01:01 UTC)),
+            ..r
+        };
+        let back: AccessDenied =
+            serde_json::from_str(&serde_json::to_string(&counted).unwrap()).unwrap();
+        assert_eq!(back, counted);
     }
 }

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// Copies the directory tree `from` into `to` (created), file by file: for tests and tools
-/// that damage or inspect a copy of a stopped store.
+/// that damage or inspect a copy of a stopped store. Modes are copied too (a store's
+/// directories are 0700, and a writer refuses a store open to other users).
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());

@@ -198,8 +198,20 @@ impl System {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread exists: the data directories this tool makes (and the files in
+    // them) are owner-only, as `vigil` makes its own; `vigil` refuses one open to others.
+    runtime::data_dir::restrict_umask();
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run_main()),
+        Err(e) => {
+            eprintln!("vigil-bench: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => run(cli.store).await,

@@ -212,8 +212,24 @@ impl WorkDir {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread exists: the data directories this tool makes (and the files in
+    // them) are owner-only, as `vigil` makes its own; `vigil` refuses one open to others.
+    runtime::data_dir::restrict_umask();
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run_main()),
+        Err(e) => {
+            eprintln!("vigil-chaos: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_main() -> ExitCode {
     let cli = Cli::parse();
     // On Ctrl-C or SIGTERM the scenario's future is dropped, and with it everything it
     // started (each process, nats-server, mount and namespace is owned by a value whose

@@ -47,6 +47,8 @@ async fn records_are_stored_once_and_bad_ones_change_nothing() {
         method: "GET".into(),
         path: "/api/v1/events".into(),
         code: "forbidden".into(),
+        count: 1,
+        until: None,
     };
     let body = serde_json::to_vec(&record).unwrap();
     let first = ask(body.clone()).await;

@@ -293,16 +293,26 @@ pub async fn require_access(
                 .extensions()
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|c| c.0);
-            let code = error_code(&e);
-            let response = deny(e);
-            state.audit_denied(
-                req.method().as_str(),
-                req.uri().path(),
-                code,
-                peer,
-                claims.as_ref(),
-            );
-            response
+            let method = req.method().as_str();
+            if let Some(claims) = &claims {
+                // A valid token refused: recorded alone, with the path it asked for.
+                state.audit_denied(method, req.uri().path(), error_code(&e), peer, Some(claims));
+                return deny(e);
+            }
+            // No valid token: counted under the route's pattern (ids in paths make no new
+            // rows), and answered 429 past the address's rate (see `refusals`).
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or("*", |m| m.as_str());
+            if let Err(wait) = state.refusals.admit(peer.map(|p| p.ip())) {
+                metrics::counter!("vigil_gateway_denied_total", "code" => "rate_limited")
+                    .increment(1);
+                state.audit_denied(method, route, "rate_limited", peer, None);
+                return too_many(wait, "requests without a valid token");
+            }
+            state.audit_denied(method, route, error_code(&e), peer, None);
+            deny(e)
         }
     }
 }

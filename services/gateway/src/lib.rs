@@ -11,6 +11,8 @@
 //!   path of the public port is in [`ROUTES`] or is a page.
 //! - [`api`]: the domain API (incidents, security levels), sent as commands to the services
 //!   that own them, and `/openapi.json`.
+//! - [`refusals`]: the audit of refused requests, counted per address and route for callers
+//!   without a valid token so that they cannot flood the log.
 //! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
 //!   route is built from, with who may use it, so no route can exist without a policy.
 //!
@@ -21,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod http;
 pub mod hub;
+pub mod refusals;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -54,50 +57,39 @@ pub struct AppState {
     pub field_limits: http::RateLimits,
     /// Origins allowed to open the WebSocket: this gateway's own, plus configured ones.
     pub allowed_origins: Vec<String>,
+    /// The audit of refusals: counted for callers without a valid token, alone for others.
+    pub refusals: Arc<refusals::Refusals>,
 }
 
 impl AppState {
     /// Reports a refused request to the audit service, off the request's path: the answer
-    /// to the client never waits for it. Retried a few times with the same id (stored once);
-    /// a report that cannot be delivered is counted in `vigil_gateway_audit_failed_total`.
+    /// to the client never waits for it. A refusal of a valid token (`who`) is recorded
+    /// alone; one of a caller without a valid token is counted per address, `route` and code
+    /// and recorded with its count at the end of the window (see [`refusals`]).
     pub fn audit_denied(
         &self,
         method: &str,
-        path: &str,
+        route: &str,
         code: &str,
         peer: Option<SocketAddr>,
         who: Option<&auth::Claims>,
     ) {
-        let record = events::audit::AccessDenied {
+        let Some(who) = who else {
+            self.refusals
+                .count(peer.map(|p| p.ip()), method, route, code);
+            return;
+        };
+        self.refusals.record_alone(events::audit::AccessDenied {
             id: uuid::Uuid::new_v4(),
             at: time::OffsetDateTime::now_utc(),
-            actor: who.map(|c| c.sub.clone()),
-            role: who.map(|c| c.role.as_str().to_owned()),
+            actor: Some(who.sub.clone()),
+            role: Some(who.role.as_str().to_owned()),
             peer: peer.map(|p| p.ip().to_string()),
             method: method.to_owned(),
-            path: path.to_owned(),
+            path: route.to_owned(),
             code: code.to_owned(),
-        }
-        .bounded();
-        let body: bytes::Bytes = events::codec::encode(&record).into();
-        let client = self.store.nats().clone();
-        tokio::spawn(async move {
-            for attempt in 0..3u32 {
-                let answer = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    client.request(events::audit::RECORD_SUBJECT, body.clone()),
-                )
-                .await;
-                if let Ok(Ok(msg)) = answer
-                    && serde_json::from_slice::<serde_json::Value>(&msg.payload)
-                        .is_ok_and(|v| v.get("ok").is_some())
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
-            }
-            metrics::counter!("vigil_gateway_audit_failed_total").increment(1);
-            tracing::warn!("could not record a refused request with the audit service");
+            count: 1,
+            until: None,
         });
     }
 }
@@ -296,6 +288,8 @@ pub async fn start(
     })?;
     let bound = listener.local_addr()?;
     let hub = Arc::new(Hub::new());
+    let refusals = Arc::new(refusals::Refusals::new(client.clone()));
+    let counting = tokio::spawn(refusals.clone().run(shutdown.clone()));
     let state = Arc::new(AppState {
         hub: hub.clone(),
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
@@ -307,6 +301,7 @@ pub async fn start(
         auth,
         login_limits: http::RateLimits::login(),
         field_limits: http::RateLimits::field(field_reports_per_minute()),
+        refusals: refusals.clone(),
     });
     let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     let app = router(state);
@@ -319,6 +314,9 @@ pub async fn start(
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
         follower.abort();
+        // After the last request: the refusals counted in the window that did not end.
+        let _ = counting.await;
+        refusals.flush().await;
         Ok(())
     });
     tracing::info!(%bound, "gateway listening");

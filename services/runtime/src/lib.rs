@@ -1,6 +1,8 @@
 //! Shared plumbing of Vigil's services. Every service uses these pieces the same way.
 //!
 //! # Layout
+//! - [`data_dir`]: owner-only files and directories, and the check of a data directory's
+//!   modes at start.
 //! - [`nats`]: connecting to NATS (reconnect forever for services, fail fast for tools).
 //! - [`nats_auth`]: the NATS users of the services, their credentials file and their
 //!   per-subject permissions (the nats-server config `vigil up` writes).
@@ -18,6 +20,7 @@
 pub mod catchup;
 pub mod commands;
 pub mod config;
+pub mod data_dir;
 pub mod nats;
 pub mod nats_auth;
 pub mod read_model;

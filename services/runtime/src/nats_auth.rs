@@ -222,17 +222,9 @@ fn random_password() -> anyhow::Result<String> {
     Ok(s)
 }
 
-/// Creates `dir` (and its parents) with mode 0700 for the last component.
+/// Creates `dir` (and its parents) with mode 0700.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
+    crate::data_dir::create_private_dir(dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
 }
 

@@ -349,6 +349,10 @@ impl Log {
     /// progress in the log. A head that does not hold together is refused with
     /// [`LogError::Damaged`] naming the position.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
+        // Owner-only: the log holds hostage cases' details. fjall creates its files under the
+        // process umask (see `runtime::data_dir`); the directory is made 0700 here.
+        runtime::data_dir::create_private_dir(dir)
+            .map_err(|e| LogError::Storage(fjall::Error::from(e)))?;
         let log = Self::open_keyspaces(dir, durability)?;
         let head = log.head();
         // Positions are dense, so the count of entries must equal the head; anything else

@@ -100,6 +100,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command writes the data directory (the log, secrets, users): those refuse
+    /// to start when other users can read it (see `runtime::data_dir`).
+    pub fn writes_data_dir(&self) -> bool {
+        matches!(
+            self,
+            Command::Up(_)
+                | Command::Store(_)
+                | Command::Gateway(_)
+                | Command::User { .. }
+                | Command::Token { .. }
+        )
+    }
+}
+
 /// `vigil user …`.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {

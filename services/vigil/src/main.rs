@@ -22,31 +22,31 @@ use runtime::nats::Mode;
 
 use crate::cli::{Cli, Command, GatewayArgs, StoreArgs};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread exists (the umask is per process): everything this process and the
+    // libraries in it create (fjall's tables and journals too) is owner-only.
+    runtime::data_dir::restrict_umask();
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("vigil: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     runtime::telemetry::init_tracing();
     let result = match cli.common.resolve() {
-        Ok(settings) => match cli.command {
-            Command::Up(args) => up::run(settings, args).await,
-            Command::Store(args) => run_store(settings, args).await,
-            Command::Tail(args) => tools::tail(settings, args).await,
-            Command::Append(args) => tools::append(settings, args).await,
-            Command::Gateway(args) => run_gateway(settings, args).await,
-            Command::Audit => services::run_one(settings, "audit").await,
-            Command::Incidents => services::run_one(settings, incidents::SERVICE).await,
-            Command::Levels => services::run_one(settings, levels::SERVICE).await,
-            Command::Relocation => services::run_one(settings, relocation::SERVICE).await,
-            Command::Surge => services::run_one(settings, surge::SERVICE).await,
-            Command::Hostage => services::run_one(settings, hostage::SERVICE).await,
-            Command::Clearances => services::run_one(settings, clearances::SERVICE).await,
-            Command::Broadcast => services::run_one(settings, broadcast::SERVICE).await,
-            Command::Import(args) => import::run(settings, args).await,
-            Command::Replay(args) => tools::replay(settings, args).await,
-            Command::Verify(args) => tools::verify(settings, args).await,
-            Command::User { command } => users::user(settings, command),
-            Command::Token { command } => users::token(settings, command),
-        },
+        Ok(settings) if cli.command.writes_data_dir() => {
+            // Before anything is written: a data directory other users can read is refused.
+            match runtime::data_dir::check_private(&settings.data_dir) {
+                Ok(()) => dispatch(settings, cli.command).await,
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(settings) => dispatch(settings, cli.command).await,
         Err(e) => Err(e),
     };
     match result {
@@ -55,6 +55,29 @@ async fn main() -> ExitCode {
             eprintln!("vigil: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::run(settings, args).await,
+        Command::Store(args) => run_store(settings, args).await,
+        Command::Tail(args) => tools::tail(settings, args).await,
+        Command::Append(args) => tools::append(settings, args).await,
+        Command::Gateway(args) => run_gateway(settings, args).await,
+        Command::Audit => services::run_one(settings, "audit").await,
+        Command::Incidents => services::run_one(settings, incidents::SERVICE).await,
+        Command::Levels => services::run_one(settings, levels::SERVICE).await,
+        Command::Relocation => services::run_one(settings, relocation::SERVICE).await,
+        Command::Surge => services::run_one(settings, surge::SERVICE).await,
+        Command::Hostage => services::run_one(settings, hostage::SERVICE).await,
+        Command::Clearances => services::run_one(settings, clearances::SERVICE).await,
+        Command::Broadcast => services::run_one(settings, broadcast::SERVICE).await,
+        Command::Import(args) => import::run(settings, args).await,
+        Command::Replay(args) => tools::replay(settings, args).await,
+        Command::Verify(args) => tools::verify(settings, args).await,
+        Command::User { command } => users::user(settings, command),
+        Command::Token { command } => users::token(settings, command),
     }
 }
 

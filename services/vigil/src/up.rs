@@ -8,8 +8,8 @@
 //! into `<data-dir>/secrets/nats-users.json` (mode 0600), and the server config gives each
 //! user only its subjects (see `runtime::nats_auth`); anonymous connections are refused.
 //!
-//! On SIGINT/SIGTERM it stops taking requests, lets the store finish the commit in flight,
-//! then stops nats-server, and exits 0.
+//! On SIGINT/SIGTERM it stops taking requests, lets the gateway record the refusals it was
+//! counting, lets the store finish the commit in flight, then stops nats-server, and exits 0.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,6 +25,9 @@ use crate::cli::{Resolved, UpArgs};
 /// Runs everything until a signal.
 pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let shutdown = runtime::shutdown::on_signals();
+    // The bus, the store and the audit service stop after the gateway: it records the
+    // refusals it counted in its last window when it stops (see `gateway::refusals`).
+    let last = CancellationToken::new();
     let metrics = runtime::telemetry::install_metrics()?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
@@ -61,7 +64,7 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
                 data_dir.join("nats/nats-server.log").display()
             );
         }
-        Some(tokio::spawn(supervise_nats(child, conf, shutdown.clone())))
+        Some(tokio::spawn(supervise_nats(child, conf, last.clone())))
     };
 
     let credentials_of = |user: &str| match &owned_users {
@@ -78,15 +81,20 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let mut store_config = settings.store_config();
     store_config.dir = data_dir.join("store");
     let store_dir = store_config.dir.clone();
-    let store = tokio::spawn(store::run(client, store_config, shutdown.clone()));
+    let mut store = tokio::spawn(store::run(client, store_config, last.clone()));
 
     let mut service_tasks = Vec::new();
     for service in crate::services::SERVICES {
+        let stop = if service.name == "audit" {
+            &last
+        } else {
+            &shutdown
+        };
         let task = crate::services::spawn(
             service,
             &settings.nats_url,
             credentials_of(service.name)?,
-            shutdown.clone(),
+            stop.clone(),
         )
         .await?;
         service_tasks.push((service.name, task));
@@ -178,19 +186,27 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     );
     println!("Ctrl-C stops it cleanly.");
 
-    let store_result = store.await;
-    // Whatever ended the store (signal or failure), stop the rest.
+    // A signal, or the store ending by itself (a failure): either way, stop everything.
+    let store_ended = tokio::select! {
+        r = &mut store => Some(r),
+        _ = shutdown.cancelled() => None,
+    };
     shutdown.cancel();
-    for (name, task) in service_tasks {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(error = %e, "{name} service stopped with an error");
-        }
-    }
     match gateway.await {
         Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),
         Err(e) => tracing::error!(error = %e, "gateway task failed"),
         Ok(Ok(())) => {}
     }
+    last.cancel();
+    for (name, task) in service_tasks {
+        if let Ok(Err(e)) = task.await {
+            tracing::error!(error = %e, "{name} service stopped with an error");
+        }
+    }
+    let store_result = match store_ended {
+        Some(r) => r,
+        None => store.await,
+    };
     let _ = metrics_task.await;
     if let Some(task) = nats_task {
         let _ = task.await;
@@ -218,7 +234,7 @@ fn write_nats_config(
     port: u16,
     users: &runtime::nats_auth::NatsUsers,
 ) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    runtime::data_dir::create_private_dir(dir)?;
     let conf = dir.join("nats-server.conf");
     // max_payload leaves room for the store's largest append (1 MiB by default) plus headers.
     let text = format!(

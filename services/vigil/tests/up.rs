@@ -28,6 +28,21 @@ async fn http_get(port: u16, path: &str) -> String {
     body
 }
 
+async fn http_get_as(port: u16, path: &str, token: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,9 +135,15 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     assert!(metrics.contains("vigil_store_head_position 1"), "{metrics}");
     assert!(metrics.contains("vigil_store_commit_seconds"), "{metrics}");
 
-    // A refused request lands in the log as an audit event, via the audit service.
-    let refused = http_get(http_port, "/api/v1/events?from=1").await;
-    assert!(refused.starts_with("HTTP/1.0 401"), "{refused}");
+    // A refused request of a valid token lands in the log at once as an audit event, via the
+    // audit service (refusals without one are counted for a minute: tests/refusal_audit.rs).
+    let screen_token = banner
+        .split("token=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let refused = http_get_as(http_port, "/api/v1/events?from=1", screen_token).await;
+    assert!(refused.starts_with("HTTP/1.0 403"), "{refused}");
     let out = vigil()
         .args([
             "tail",
@@ -142,7 +163,7 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(audit["type"], "AccessDenied", "{audit}");
     assert_eq!(audit["data"]["path"], "/api/v1/events");
-    assert_eq!(audit["data"]["code"], "unauthorized");
+    assert_eq!(audit["data"]["code"], "forbidden");
     assert!(
         audit["stream"]
             .as_str()
