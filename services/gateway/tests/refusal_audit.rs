@@ -59,7 +59,6 @@ async fn start() -> Centre {
         "127.0.0.1:0".parse().unwrap(),
         nats.connect().await,
         auth,
-        None,
         gateway_stop.clone(),
     )
     .await
