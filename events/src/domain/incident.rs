@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::MAX_REASON;
 use crate::validate::{
-    self, Country, LatLon, Severity, ValidationError, id, non_blank, opt_id, opt_non_blank,
+    self, Country, LatLon, Severity, ValidationError, id, line, non_blank, opt_id, opt_line,
+    opt_non_blank,
 };
 
 /// Longest incident title.
@@ -111,7 +112,7 @@ pub struct IncidentReported {
 impl IncidentReported {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        non_blank("title", &self.title, MAX_TITLE)?;
+        line("title", &self.title, MAX_TITLE)?;
         validate::timestamp("occurred_at", self.occurred_at)?;
         if let Some(l) = &self.location {
             l.validate().map_err(|e| e.at("location"))?;
@@ -171,7 +172,7 @@ impl IncidentUpdated {
                 "an update must change a field or add a note",
             ));
         }
-        opt_non_blank("title", self.title.as_deref(), MAX_TITLE)?;
+        opt_line("title", self.title.as_deref(), MAX_TITLE)?;
         validate::opt_timestamp("occurred_at", self.occurred_at)?;
         if let Some(l) = &self.location {
             l.validate().map_err(|e| e.at("location"))?;
