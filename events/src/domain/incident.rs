@@ -15,6 +15,10 @@ use crate::validate::{
 pub const MAX_TITLE: usize = 200;
 /// Longest incident description.
 pub const MAX_DESCRIPTION: usize = 10_000;
+/// How long before it is reported an incident may have happened. A flash report is news: a
+/// phone that was out of reach for a field trip still flushes its queue well within it;
+/// older events are history, entered through `vigil import`, not reported.
+pub const MAX_REPORT_AGE: time::Duration = time::Duration::days(30);
 
 /// The stream of incident `id` (the client's UUID of the report): `incident-<id>`.
 pub fn stream_for(id: Uuid) -> crate::StreamName {
