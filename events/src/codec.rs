@@ -97,6 +97,106 @@ pub fn decode_json<T: DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))
 }
 
+/// Checks that no JSON object in `bytes` names a key twice, and says which key (with its
+/// path, e.g. `location.lat`) if one does. serde_json keeps the last of two equal keys of a
+/// map without a word, and a derived struct refuses them only where it reads a struct: a body
+/// with `"country": "SO", …, "country": "KE"` would mean one thing to this service and
+/// another to a proxy, a log reader or a client library that keeps the first. Malformed JSON
+/// is left for the real parse to report.
+pub fn unique_keys(bytes: &[u8]) -> Result<(), String> {
+    use serde::de::{
+        DeserializeSeed, Deserializer as _, Error as _, MapAccess, SeqAccess, Visitor,
+    };
+    use std::fmt;
+
+    /// Walks one JSON value; `path` is where it is.
+    struct Walk<'p>(&'p str);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            loop {
+                let at = format!("{}[{i}]", self.0);
+                if seq.next_element_seed(Walk(&at))?.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let at = if self.0.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{}.{key}", self.0)
+                };
+                if !seen.insert(key) {
+                    return Err(A::Error::custom(DuplicateKey(at)));
+                }
+                map.next_value_seed(Walk(&at))?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The message of a duplicate, told apart from syntax errors.
+    struct DuplicateKey(String);
+    impl fmt::Display for DuplicateKey {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "{}: this key appears twice in one object; send it once",
+                self.0
+            )
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match de.deserialize_any(Walk("")) {
+        Ok(()) => Ok(()),
+        // A syntax or depth error: the typed parse that follows reports it in its own words.
+        Err(e) if !e.is_data() => Ok(()),
+        Err(e) => {
+            // serde_json appends " at line L column C" to a custom message; keep ours only.
+            let text = e.to_string();
+            let message = text
+                .rsplit_once(" at line ")
+                .map_or(text.as_str(), |(m, _)| m);
+            Err(message.to_owned())
+        }
+    }
+}
+
 /// Decodes and checks an append request against `limits`.
 pub fn decode_append(bytes: &[u8], limits: &Limits) -> Result<AppendRequest, CodecError> {
     let req: AppendRequest = decode_json(bytes, "the append request", limits.max_append_bytes)?;
@@ -224,6 +324,49 @@ pub enum Decoded<T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_key_named_twice_is_found_with_its_path() {
+        assert_eq!(
+            unique_keys(br#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#),
+            Ok(())
+        );
+        // The same key in two different objects is fine.
+        assert_eq!(unique_keys(br#"[{"a": 1}, {"a": 2}]"#), Ok(()));
+        assert_eq!(
+            unique_keys(br#"{"country": "SO", "title": "x", "country": "KE"}"#),
+            Err("country: this key appears twice in one object; send it once".into())
+        );
+        assert_eq!(
+            unique_keys(br#"{"location": {"lat": 1, "lat": 2}}"#).unwrap_err(),
+            "location.lat: this key appears twice in one object; send it once"
+        );
+        assert!(
+            unique_keys(br#"{"legs": [{"to": 1}, {"to": 1, "to": 2}]}"#)
+                .unwrap_err()
+                .starts_with("legs[1].to:")
+        );
+        // An escaped key is the same key.
+        assert!(unique_keys(br#"{"id": 1, "\u0069d": 2}"#).is_err());
+        // Malformed JSON is for the real parse to report.
+        assert_eq!(unique_keys(b"{\"a\": "), Ok(()));
+        assert_eq!(unique_keys(&[b'['; 10_000]), Ok(()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unique_keys_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = unique_keys(&bytes);
+        }
+
+        #[test]
+        fn a_serialised_map_has_unique_keys(
+            m in proptest::collection::btree_map("[a-z\u{E9}]{0,4}", proptest::prelude::any::<i32>(), 0..8)
+        ) {
+            let bytes = serde_json::to_vec(&m).unwrap_or_default();
+            proptest::prop_assert_eq!(unique_keys(&bytes), Ok(()));
+        }
+    }
 
     fn rename_field(mut v: Value) -> Result<Value, String> {
         let obj = v.as_object_mut().ok_or("not an object")?;

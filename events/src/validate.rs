@@ -192,12 +192,93 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Vali
     Ok(())
 }
 
-/// Checks a title, reason or summary: not blank, at most `max` characters.
-pub fn non_blank(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.trim().is_empty() {
+/// Whether `c` shows nothing: zero-width spaces and joiners, the word joiner, the byte-order
+/// mark, the soft hyphen. A text made only of these (and spaces) looks empty on a screen.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+    )
+}
+
+/// Whether `c` reorders the text around it: the bidi embeddings and overrides (U+202A to
+/// U+202E) and isolates (U+2066 to U+2069). With them a title can show a different text from
+/// the one stored (a "Trojan source" title on the wall screen); nobody types them in a report.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The text rules shared by [`line`] and [`non_blank`]: no control character other than
+/// those in `allowed`, no bidi control, something visible, at most `max` characters.
+fn visible_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    allowed: &[char],
+) -> Result<(), ValidationError> {
+    if let Some((i, c)) = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| (c.is_control() && !allowed.contains(c)) || is_bidi_control(*c))
+    {
+        let what = if is_bidi_control(c) {
+            "a bidirectional-text control"
+        } else {
+            "a control character"
+        };
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "character {} is {what} (U+{:04X}); remove it",
+                i + 1,
+                u32::from(c)
+            ),
+        ));
+    }
+    if value.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
         return Err(ValidationError::new(field, "must not be blank"));
     }
     text(field, value, 1, max)
+}
+
+/// Checks a single-line text (a title, a name): something visible, at most `max` characters,
+/// no control character at all (not even a newline or a tab) and no bidi control. Input is
+/// normalised to NFC before it is checked ([`nfc_json`]).
+pub fn line(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    visible_text(field, value, max, &[])
+}
+
+/// Checks an optional single-line text with [`line`].
+pub fn opt_line(field: &str, value: Option<&str>, max: usize) -> Result<(), ValidationError> {
+    value.map_or(Ok(()), |v| line(field, v, max))
+}
+
+/// Checks a free text (a description, a reason, a note): something visible, at most `max`
+/// characters; it may hold line breaks and tabs but no other control character and no bidi
+/// control.
+pub fn non_blank(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    visible_text(field, value, max, &['\n', '\r', '\t'])
+}
+
+/// Normalises every string value of a JSON tree to Unicode NFC, so the same
+/// words typed on two keyboards are stored, compared and searched as the same text. Commands
+/// pass through it before they are read (`runtime::commands::decode`).
+pub fn nfc_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    use unicode_normalization::{UnicodeNormalization, is_nfc_quick};
+    fn nfc(s: &mut String) {
+        // Most input is ASCII or already NFC: leave it untouched, without allocating.
+        if is_nfc_quick(s.chars()) != unicode_normalization::IsNormalized::Yes {
+            *s = s.nfc().collect();
+        }
+    }
+    match value {
+        Value::String(s) => nfc(s),
+        Value::Array(items) => items.iter_mut().for_each(nfc_json),
+        // Keys are field names: the typed read refuses any it does not know.
+        Value::Object(map) => map.values_mut().for_each(nfc_json),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// Checks an identifier (duty station, area, user, person, agency): 1 to [`MAX_ID_LEN`]
@@ -260,6 +341,45 @@ pub fn timestamp(field: &str, t: OffsetDateTime) -> Result<(), ValidationError> 
         return Err(ValidationError::new(
             field,
             format!("{t} is not a timestamp from 1900 to 9999 with a whole-minute offset"),
+        ));
+    }
+    Ok(())
+}
+
+/// How far after the receiving service's clock a reported time may be: a phone or laptop
+/// clock that runs a few minutes fast is normal, an hour ahead is a wrong date.
+pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// Checks that `t` happened between `earliest` and `now` (plus [`CLOCK_SKEW`]). The clock is
+/// the caller's: `now` is passed in, so the rule is pure and testable.
+pub fn in_window(
+    field: &str,
+    t: OffsetDateTime,
+    earliest: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), ValidationError> {
+    let fmt = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    if t > now + CLOCK_SKEW {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{} is in the future (the centre's clock says {}); check the date, time and time zone",
+                fmt(t),
+                fmt(now)
+            ),
+        ));
+    }
+    if t < earliest {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{} is before {}, the earliest accepted here",
+                fmt(t),
+                fmt(earliest)
+            ),
         ));
     }
     Ok(())
@@ -551,6 +671,93 @@ mod tests {
             serde_json::from_str::<Severity>("3").unwrap(),
             Severity::new(3).unwrap()
         );
+    }
+
+    #[test]
+    fn times_must_fall_in_their_window() {
+        let now = time::macros::datetime!(2026-12-06 12:00 UTC);
+        let week = now - time::Duration::days(7);
+        assert!(in_window("occurred_at", now, week, now).is_ok());
+        assert!(in_window("occurred_at", now + CLOCK_SKEW, week, now).is_ok());
+        assert!(in_window("occurred_at", week, week, now).is_ok());
+        let e = in_window("occurred_at", now + time::Duration::minutes(6), week, now).unwrap_err();
+        assert_eq!(e.field, "occurred_at");
+        assert!(e.message.contains("in the future"), "{e}");
+        let e = in_window("occurred_at", week - time::Duration::SECOND, week, now).unwrap_err();
+        assert!(e.message.contains("before"), "{e}");
+    }
+
+    #[test]
+    fn single_lines_refuse_controls_bidi_and_invisible_text() {
+        assert!(line("title", "Gunfire near the compound", 200).is_ok());
+        assert!(line("title", "Tir près du camp — 漢字 ✓", 200).is_ok());
+        for bad in [
+            "",
+            "   ",
+            "\u{200B}",
+            "\u{200B} \u{FEFF}\u{2060}",
+            "two\nlines",
+            "tab\there",
+            "bell\u{7}",
+            "nul\u{0}",
+            "del\u{7F}",
+            "c1\u{85}",
+            "evil \u{202E}txt.exe",
+            "isolate \u{2066}x\u{2069}",
+            "embed \u{202A}x",
+        ] {
+            let e = line("title", bad, 200).unwrap_err();
+            assert_eq!(e.field, "title", "{bad:?}");
+        }
+        assert!(
+            line("title", "rlo \u{202E}", 200)
+                .unwrap_err()
+                .message
+                .contains("U+202E")
+        );
+        // Free text keeps its line breaks and tabs, not the rest.
+        assert!(non_blank("description", "line one\r\n\tline two", 100).is_ok());
+        for bad in ["\n\n", "\u{200B}\n", "x\u{1B}[31m", "x\u{2067}y", "x\u{0}"] {
+            assert_eq!(
+                non_blank("description", bad, 100).unwrap_err().field,
+                "description",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_strings_are_normalised_to_nfc() {
+        // "é" typed as e + combining acute becomes the one precomposed character.
+        let mut v = serde_json::json!({"title": "Cafe\u{301}", "tags": ["e\u{301}"], "n": 1});
+        nfc_json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"title": "Caf\u{E9}", "tags": ["\u{E9}"], "n": 1})
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_checks_never_panic(s in proptest::prelude::any::<String>()) {
+            let _ = line("title", &s, 200);
+            let _ = non_blank("description", &s, 200);
+            let mut v = serde_json::Value::String(s);
+            nfc_json(&mut v);
+        }
+
+        #[test]
+        fn a_valid_title_survives_nfc(
+            s in "[A-Za-z0-9\u{C0}-\u{17F}\u{4E00}-\u{4E80}][ A-Za-z0-9.,\u{300}-\u{36F}\u{C0}-\u{17F}\u{4E00}-\u{4E80}-]{0,80}"
+        ) {
+            let mut v = serde_json::Value::String(s.clone());
+            nfc_json(&mut v);
+            let normal = v.as_str().unwrap_or_default().to_owned();
+            proptest::prop_assert!(line("title", &normal, 200).is_ok(), "{:?}", normal);
+            let mut again = v.clone();
+            nfc_json(&mut again);
+            proptest::prop_assert_eq!(&again, &v, "NFC is idempotent");
+        }
     }
 
     #[test]

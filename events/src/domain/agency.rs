@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::area::{MAX_NAME, named_stream};
 use crate::envelope::StreamName;
-use crate::validate::{Country, ValidationError, count, id, non_blank};
+use crate::validate::{Country, ValidationError, count, id, line};
 
 /// Most countries one agency lists (there are 249 ISO codes).
 pub const MAX_COUNTRIES: usize = 250;
@@ -27,7 +27,7 @@ impl AgencyRegistered {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         id("agency", &self.agency)?;
-        non_blank("name", &self.name, MAX_NAME)?;
+        line("name", &self.name, MAX_NAME)?;
         count("countries", self.countries.len(), 0, MAX_COUNTRIES)?;
         let mut seen = std::collections::HashSet::new();
         if let Some(twice) = self.countries.iter().find(|c| !seen.insert(**c)) {

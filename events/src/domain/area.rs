@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::envelope::{Category, StreamName};
-use crate::validate::{Country, ValidationError, id, non_blank};
+use crate::validate::{Country, ValidationError, id, line};
 
 /// Longest display name of an area or duty station.
 pub const MAX_NAME: usize = 200;
@@ -27,7 +27,7 @@ impl AreaRegistered {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         id("area", &self.area)?;
-        non_blank("name", &self.name, MAX_NAME)
+        line("name", &self.name, MAX_NAME)
     }
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::MAX_REASON;
 use crate::envelope::StreamName;
-use crate::validate::{Country, ValidationError, id, id_list, non_blank, opt_timestamp};
+use crate::validate::{Country, ValidationError, id, id_list, line, non_blank, opt_timestamp};
 
 /// The stream of broadcast `id`.
 pub fn stream_for(id: Uuid) -> StreamName {
@@ -123,7 +123,7 @@ pub struct BroadcastIssued {
 impl BroadcastIssued {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        non_blank("title", &self.title, MAX_TITLE)?;
+        line("title", &self.title, MAX_TITLE)?;
         non_blank("body", &self.body, MAX_BODY)?;
         if let Audience::Agencies(list) = &self.audience {
             id_list("audience.agencies", list, 1, MAX_AGENCIES)?;

@@ -7,13 +7,18 @@ use uuid::Uuid;
 
 use super::MAX_REASON;
 use crate::validate::{
-    self, Country, LatLon, Severity, ValidationError, id, non_blank, opt_id, opt_non_blank,
+    self, Country, LatLon, Severity, ValidationError, id, line, non_blank, opt_id, opt_line,
+    opt_non_blank,
 };
 
 /// Longest incident title.
 pub const MAX_TITLE: usize = 200;
 /// Longest incident description.
 pub const MAX_DESCRIPTION: usize = 10_000;
+/// How long before it is reported an incident may have happened. A flash report is news: a
+/// phone that was out of reach for a field trip still flushes its queue well within it;
+/// older events are history, entered through `vigil import`, not reported.
+pub const MAX_REPORT_AGE: time::Duration = time::Duration::days(30);
 
 /// The stream of incident `id` (the client's UUID of the report): `incident-<id>`.
 pub fn stream_for(id: Uuid) -> crate::StreamName {
@@ -111,7 +116,7 @@ pub struct IncidentReported {
 impl IncidentReported {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        non_blank("title", &self.title, MAX_TITLE)?;
+        line("title", &self.title, MAX_TITLE)?;
         validate::timestamp("occurred_at", self.occurred_at)?;
         if let Some(l) = &self.location {
             l.validate().map_err(|e| e.at("location"))?;
@@ -171,7 +176,7 @@ impl IncidentUpdated {
                 "an update must change a field or add a note",
             ));
         }
-        opt_non_blank("title", self.title.as_deref(), MAX_TITLE)?;
+        opt_line("title", self.title.as_deref(), MAX_TITLE)?;
         validate::opt_timestamp("occurred_at", self.occurred_at)?;
         if let Some(l) = &self.location {
             l.validate().map_err(|e| e.at("location"))?;

@@ -664,6 +664,11 @@ mod tests {
         "[A-Za-z0-9é][ -~é漢\n]{0,40}"
     }
 
+    /// A single-line text (a title).
+    fn arb_line() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9é][ -~é漢]{0,40}"
+    }
+
     fn arb_id() -> impl Strategy<Value = String> {
         "[a-z0-9][a-z0-9._-]{0,20}"
     }
@@ -712,7 +717,7 @@ mod tests {
             arb_country(),
             category,
             severity.clone(),
-            arb_text(),
+            arb_line(),
             arb_time(),
             proptest::option::of(arb_location()),
             proptest::option::of(arb_id()),
@@ -749,7 +754,7 @@ mod tests {
             );
         let updated = (
             proptest::option::of(severity),
-            proptest::option::of(arb_text()),
+            proptest::option::of(arb_line()),
             proptest::option::of(arb_time()),
             proptest::option::of(arb_location()),
             arb_text(),
@@ -827,7 +832,7 @@ mod tests {
                 .prop_map(|s| Audience::Agencies(s.into_iter().collect())),
         ];
         let issued = (
-            arb_text(),
+            arb_line(),
             arb_text(),
             severity,
             audience,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::area::{MAX_NAME, named_stream};
 use crate::envelope::StreamName;
-use crate::validate::{Country, ValidationError, id, non_blank};
+use crate::validate::{Country, ValidationError, id, line};
 
 /// Most dependants recorded for one person.
 pub const MAX_DEPENDANTS: u16 = 50;
@@ -40,7 +40,7 @@ impl PersonRegistered {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         id("person", &self.person)?;
-        non_blank("name", &self.name, MAX_NAME)?;
+        line("name", &self.name, MAX_NAME)?;
         id("agency", &self.agency)?;
         id("duty_station", &self.duty_station)?;
         if self.dependants > MAX_DEPENDANTS {

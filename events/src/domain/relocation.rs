@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::MAX_REASON;
-use crate::validate::{Country, ValidationError, id, non_blank, opt_id, opt_non_blank, timestamp};
+use crate::validate::{
+    Country, ValidationError, id, line, non_blank, opt_id, opt_non_blank, timestamp,
+};
 
 /// The stream of relocation `id` (the id of the command that created it): `relocation-<id>`.
 pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
@@ -66,7 +68,7 @@ impl RelocationOrdered {
     pub fn validate(&self) -> Result<(), ValidationError> {
         opt_id("area", self.area.as_deref())?;
         opt_id("duty_station", self.duty_station.as_deref())?;
-        non_blank("destination", &self.destination, MAX_DESTINATION)?;
+        line("destination", &self.destination, MAX_DESTINATION)?;
         timestamp("deadline", self.deadline)
     }
 }

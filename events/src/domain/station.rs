@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::area::{MAX_NAME, named_stream};
 use crate::envelope::StreamName;
-use crate::validate::{Country, LatLon, ValidationError, id, non_blank};
+use crate::validate::{Country, LatLon, ValidationError, id, line};
 
 /// A duty station was registered, or its reference record changed (the latest one stands).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +30,7 @@ impl DutyStationRegistered {
     pub fn validate(&self) -> Result<(), ValidationError> {
         id("station", &self.station)?;
         id("area", &self.area)?;
-        non_blank("name", &self.name, MAX_NAME)?;
+        line("name", &self.name, MAX_NAME)?;
         LatLon {
             lat: self.lat,
             lon: self.lon,

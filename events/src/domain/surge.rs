@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::MAX_REASON;
-use crate::validate::{Country, ValidationError, count, id, non_blank, timestamp};
+use crate::validate::{Country, ValidationError, count, id, line, non_blank, timestamp};
 
 /// The stream of surge `id` (the id of the command that created it): `surge-<id>`.
 pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
@@ -49,7 +49,7 @@ impl SurgeRequested {
         }
         count("assets", self.assets.len(), 0, MAX_ASSETS)?;
         for (i, a) in self.assets.iter().enumerate() {
-            non_blank(&format!("assets[{i}]"), a, MAX_ASSET_LEN)?;
+            line(&format!("assets[{i}]"), a, MAX_ASSET_LEN)?;
         }
         Ok(())
     }

@@ -97,7 +97,10 @@ fn report_body(n: u64, country: &str) -> String {
         "category": "road_traffic",
         "severity": 3,
         "title": format!("bench {n}"),
-        "occurred_at": "2026-11-27T03:00:00Z",
+        // Now: a report may be at most 30 days late and never ahead of the centre's clock.
+        "occurred_at": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         "location": {"lat": 2.04, "lon": 45.3},
     })
     .to_string()

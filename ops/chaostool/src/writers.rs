@@ -223,9 +223,14 @@ pub async fn http_writer(
     let auth = format!("Bearer {token}");
     while !progress.stop.load(Ordering::Acquire) {
         let id = Uuid::new_v4();
+        // Now, fixed into the body: a report may be at most 30 days late, and a retry
+        // carries the same bytes.
+        let occurred_at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         let body = serde_json::to_vec(&json!({
             "id": id, "country": "SO", "category": "crime", "severity": 2,
-            "title": "Chaos report", "occurred_at": "2026-11-27T03:00:00Z"
+            "title": "Chaos report", "occurred_at": occurred_at
         }))?;
         // The same id until it lands: a retry is never stored twice.
         loop {

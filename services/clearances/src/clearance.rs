@@ -15,19 +15,30 @@
 //!   existence is not revealed);
 //! - approves or refuses it only when *every* leg is in their country (`forbidden`
 //!   otherwise: a duty officer decides journeys that cross countries);
-//! - records an arrival or a departure only in their own country.
+//! - records an arrival or a departure only in their own country;
+//! - requests a clearance only for a journey with at least one leg in their country
+//!   (`forbidden` otherwise). At least one, not every: a journey from their station to a
+//!   meeting abroad is ordinary, and it is the rule by which they see a clearance, so they
+//!   always see what they asked for; the decision on a journey that crosses countries stays
+//!   with a duty officer (above).
+//!
+//! An agency focal point acts for the travellers of its own agency only (the agency of the
+//! traveller's latest `PersonRegistered`): it requests clearances for them, and records their
+//! arrivals and departures. Another agency's traveller answers `not_found`, as an unknown one
+//! does, and another agency's clearance is `not_found` (neither's existence is revealed).
 //!
 //! The traveller must be in the personnel register (`PersonRegistered`, loaded with
-//! `vigil import`); the caller looks them up and passes the answer to [`decide_request`].
+//! `vigil import`); the caller looks them up and passes the registration in [`Facts`].
 
 use std::collections::{BTreeSet, HashMap};
 
-use events::command::{Actor, Refusal, policy};
+use events::command::{Actor, Refusal, Role, policy};
 use events::domain::DomainEvent;
 use events::domain::clearance::{
     ArrivalRecorded, ClearanceApproved, ClearanceRefused, ClearanceRequested, DepartureRecorded,
     Leg,
 };
+use events::domain::person::PersonRegistered;
 use events::validate::Country;
 use events::{Decoded, RecordedEvent};
 use serde::{Deserialize, Serialize};
@@ -273,25 +284,51 @@ fn not_found(id: Uuid) -> Refusal {
     ))
 }
 
+/// What `decide` and [`decide_request`] know besides the clearance's stream, looked up by the
+/// service first.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Facts<'a> {
+    /// The traveller's registration in the personnel register: for a request, always looked
+    /// up (`None`: not registered); for a transition, looked up when the actor is an agency
+    /// focal point (whose scope is the traveller's agency). `None` is never in a focal
+    /// point's scope.
+    pub traveller: Option<&'a PersonRegistered>,
+}
+
+/// Whether `actor` speaks for the agency of `traveller` (an agency focal point with an
+/// agency, and the traveller registered in it).
+fn same_agency(actor: &Actor, traveller: Option<&PersonRegistered>) -> bool {
+    matches!((actor.agency.as_deref(), traveller), (Some(a), Some(t)) if t.agency == a)
+}
+
 /// Whether `actor` may read `clearance`: a reading role and, for a field officer, a leg in
 /// their country.
 pub fn visible(actor: &Actor, clearance: &ClearanceState) -> bool {
-    actor.may(policy::CLEARANCE_READ, "read clearances").is_ok() && within_reach(actor, clearance)
+    actor.may(policy::CLEARANCE_READ, "read clearances").is_ok()
+        && within_reach(actor, clearance, &Facts::default())
 }
 
-/// Whether a leg of `clearance` is within `actor`'s scope (everyone but a field officer of
-/// another country).
-fn within_reach(actor: &Actor, clearance: &ClearanceState) -> bool {
-    clearance.itinerary.iter().any(|l| actor.covers(l.country))
+/// Whether `clearance` is within `actor`'s scope: for a field officer, a leg in their
+/// country; for an agency focal point, a traveller of their agency; for the other roles,
+/// every clearance.
+fn within_reach(actor: &Actor, clearance: &ClearanceState, facts: &Facts<'_>) -> bool {
+    match actor.role {
+        Role::AgencyFocalPoint => {
+            let traveller = facts.traveller.filter(|t| t.person == clearance.traveller);
+            same_agency(actor, traveller)
+        }
+        _ => clearance.itinerary.iter().any(|l| actor.covers(l.country)),
+    }
 }
 
 fn existing<'a>(
     id: Uuid,
     actor: &Actor,
     state: Option<&'a ClearanceState>,
+    facts: &Facts<'_>,
 ) -> Result<&'a ClearanceState, Refusal> {
     state
-        .filter(|c| within_reach(actor, c))
+        .filter(|c| within_reach(actor, c, facts))
         .ok_or_else(|| not_found(id))
 }
 
@@ -299,20 +336,37 @@ fn scope(actor: &Actor) -> &'static str {
     actor.scope.map_or("no country", |c| c.as_str())
 }
 
-/// Decides a `request` for clearance `id` by `actor`; `registered` says whether the
-/// traveller is in the personnel register.
+/// Decides a `request` for clearance `id` by `actor`; `facts.traveller` is the traveller's
+/// registration in the personnel register, if any.
 pub fn decide_request(
     id: Uuid,
     state: Option<&ClearanceState>,
     actor: &Actor,
     requested: ClearanceRequested,
-    registered: bool,
+    facts: &Facts<'_>,
 ) -> Result<Vec<DomainEvent>, Refusal> {
     actor.may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
     requested.validate()?;
-    if !registered {
+    if actor.role == Role::FieldOfficer
+        && !requested.itinerary.iter().any(|l| actor.covers(l.country))
+    {
+        return Err(Refusal::forbidden(format!(
+            "you request clearances for journeys through {} only, and no leg of this one is there; ask a duty officer or the field officer of the destination",
+            scope(actor)
+        )));
+    }
+    let traveller = facts.traveller.filter(|t| t.person == requested.traveller);
+    let in_scope = actor.role != Role::AgencyFocalPoint || same_agency(actor, traveller);
+    if traveller.is_none() || !in_scope {
+        // An agency focal point hears the same about another agency's traveller as about an
+        // unknown one: who works for whom is not its to learn.
+        let whose = if actor.role == Role::AgencyFocalPoint {
+            format!(" of {}", actor.agency.as_deref().unwrap_or("your agency"))
+        } else {
+            String::new()
+        };
         return Err(Refusal::not_found(format!(
-            "traveller {:?} is not in the personnel register; import personnel first (`vigil import <file>` with their PersonRegistered record), then request again",
+            "traveller {:?} is not in the personnel register{whose}; import personnel first (`vigil import <file>` with their PersonRegistered record), then request again",
             requested.traveller
         )));
     }
@@ -331,11 +385,12 @@ pub fn decide(
     state: Option<&ClearanceState>,
     actor: &Actor,
     command: ClearanceCommand,
+    facts: &Facts<'_>,
 ) -> Result<Vec<DomainEvent>, Refusal> {
     let event: DomainEvent = match command {
         ClearanceCommand::Approve(a) => {
             actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
-            let c = existing(id, actor, state)?;
+            let c = existing(id, actor, state, facts)?;
             a.validate()?;
             may_decide(actor, c)?;
             still_requested(id, c, "approve")?;
@@ -343,7 +398,7 @@ pub fn decide(
         }
         ClearanceCommand::Refuse(r) => {
             actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
-            let c = existing(id, actor, state)?;
+            let c = existing(id, actor, state, facts)?;
             r.validate()?;
             may_decide(actor, c)?;
             still_requested(id, c, "refuse")?;
@@ -351,7 +406,7 @@ pub fn decide(
         }
         ClearanceCommand::Arrive(a) => {
             actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
-            let c = existing(id, actor, state)?;
+            let c = existing(id, actor, state, facts)?;
             a.validate()?;
             movable(id, actor, c, a.country)?;
             if let Some(last) = c.last_movement_in(a.country) {
@@ -375,7 +430,7 @@ pub fn decide(
         }
         ClearanceCommand::Depart(d) => {
             actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
-            let c = existing(id, actor, state)?;
+            let c = existing(id, actor, state, facts)?;
             d.validate()?;
             movable(id, actor, c, d.country)?;
             let arrival = c
@@ -600,7 +655,7 @@ impl Register {
             .clearances
             .values()
             .flatten()
-            .filter(|c| within_reach(actor, c))
+            .filter(|c| within_reach(actor, c, &Facts::default()))
             .filter(|c| q.country.is_none_or(|country| c.goes_to(country)))
             .filter(|c| status.is_none_or(|s| c.status == s))
             .filter(|c| q.traveller.as_deref().is_none_or(|t| c.traveller == t))
@@ -624,12 +679,35 @@ mod tests {
 
     const ID: Uuid = Uuid::from_u128(0xc1ea);
 
+    /// An actor of `role`; a focal point speaks for `unicef`, the agency of the travellers
+    /// of these tests.
     fn actor(role: Role, scope: Option<&str>) -> Actor {
         Actor {
             user: format!("{}.user", role.as_str()),
             role,
             scope: scope.map(|s| Country::parse(s).unwrap()),
-            agency: None,
+            agency: (role == Role::AgencyFocalPoint).then(|| "unicef".to_owned()),
+        }
+    }
+
+    fn focal(agency: &str) -> Actor {
+        Actor {
+            agency: Some(agency.to_owned()),
+            ..actor(Role::AgencyFocalPoint, None)
+        }
+    }
+
+    /// Traveller `person` as registered, working for `agency`.
+    fn person(person: &str, agency: &str) -> PersonRegistered {
+        PersonRegistered {
+            person: person.into(),
+            name: "Amina Hassan".into(),
+            agency: agency.into(),
+            nationality: Country::parse("KE").unwrap(),
+            duty_station: "KEN-NBO".into(),
+            dependants: 0,
+            security_officer: false,
+            essential: false,
         }
     }
 
@@ -724,7 +802,17 @@ mod tests {
         change: Value,
     ) -> Result<Vec<DomainEvent>, Refusal> {
         let command = parse(name, who, change)?;
-        decide(ID, ClearanceState::fold(history).as_ref(), who, command)
+        let traveller = person("P-0010", "unicef");
+        let facts = Facts {
+            traveller: Some(&traveller),
+        };
+        decide(
+            ID,
+            ClearanceState::fold(history).as_ref(),
+            who,
+            command,
+            &facts,
+        )
     }
 
     fn when_requested(
@@ -734,13 +822,83 @@ mod tests {
         registered: bool,
     ) -> Result<Vec<DomainEvent>, Refusal> {
         let r = parse_request(body)?;
-        decide_request(
-            ID,
-            ClearanceState::fold(history).as_ref(),
-            who,
-            r,
-            registered,
-        )
+        let traveller = person(&r.traveller, "unicef");
+        let facts = Facts {
+            traveller: registered.then_some(&traveller),
+        };
+        decide_request(ID, ClearanceState::fold(history).as_ref(), who, r, &facts)
+    }
+
+    #[test]
+    fn a_focal_point_acts_for_its_own_agencys_travellers_only() {
+        let wfp = person("P-0010", "wfp");
+        let undp = person("P-0010", "undp");
+        let request = || parse_request(request_body()).unwrap();
+        fn as_of(t: &PersonRegistered) -> Facts<'_> {
+            Facts { traveller: Some(t) }
+        }
+        assert!(decide_request(ID, None, &focal("wfp"), request(), &as_of(&wfp)).is_ok());
+        // Another agency's traveller is answered like an unknown one.
+        let r = decide_request(ID, None, &focal("wfp"), request(), &as_of(&undp)).unwrap_err();
+        assert_eq!(r.code, RefusalCode::NotFound);
+        let unknown =
+            decide_request(ID, None, &focal("wfp"), request(), &Facts::default()).unwrap_err();
+        assert_eq!(unknown.code, RefusalCode::NotFound);
+        // A focal point without an agency speaks for nobody.
+        let nobody = Actor {
+            agency: None,
+            ..focal("wfp")
+        };
+        assert_eq!(
+            decide_request(ID, None, &nobody, request(), &as_of(&wfp)).map_err(|r| r.code),
+            Err(RefusalCode::NotFound)
+        );
+        // A registration of someone else than the traveller is no proof.
+        let other = person("P-0099", "wfp");
+        assert_eq!(
+            decide_request(ID, None, &focal("wfp"), request(), &as_of(&other)).map_err(|r| r.code),
+            Err(RefusalCode::NotFound)
+        );
+
+        // Movements on another agency's clearance: not found, as if it did not exist.
+        let history = given(vec![requested(request_body()), approved()]);
+        let state = ClearanceState::fold(&history).unwrap();
+        let arrive = || {
+            parse(
+                "arrive",
+                &focal("wfp"),
+                json!({"country": "KE", "at": "2026-11-20T08:00:00Z"}),
+            )
+            .unwrap()
+        };
+        assert!(decide(ID, Some(&state), &focal("wfp"), arrive(), &as_of(&wfp)).is_ok());
+        for facts in [as_of(&undp), Facts::default(), as_of(&other)] {
+            assert_eq!(
+                decide(ID, Some(&state), &focal("wfp"), arrive(), &facts).map_err(|r| r.code),
+                Err(RefusalCode::NotFound),
+                "{facts:?}"
+            );
+        }
+        // The duty officer's scope does not depend on the traveller.
+        assert!(decide(ID, Some(&state), &duty(), arrive(), &Facts::default()).is_ok());
+    }
+
+    #[test]
+    fn a_field_officer_requests_journeys_with_a_leg_in_their_country() {
+        // Nairobi → Mogadishu → Nairobi: one leg in Somalia is enough.
+        assert!(when_requested(&[], &fso(), request_body(), true).is_ok());
+        let kenya_only = json!({"traveller": "P-0010", "itinerary": [
+            {"country": "KE", "from": "2026-11-20", "to": "2026-11-21"}
+        ]});
+        let r = refused(when_requested(&[], &fso(), kenya_only.clone(), true));
+        assert_eq!(r.code, RefusalCode::Forbidden);
+        assert!(r.message.contains("SO"), "{}", r.message);
+        // The role decides, not the register: the same answer for an unknown traveller.
+        assert_eq!(
+            code(when_requested(&[], &fso(), kenya_only.clone(), false)),
+            RefusalCode::Forbidden
+        );
+        assert!(when_requested(&[], &duty(), kenya_only, true).is_ok());
     }
 
     fn refused<T: std::fmt::Debug>(r: Result<T, Refusal>) -> Refusal {

@@ -9,7 +9,9 @@
 //! - `request` (`CLEARANCE_REQUEST`) — body: the fields of `ClearanceRequested`
 //!   (`traveller`, `itinerary: [{country, area?, from, to}]`, `purpose?`). The traveller
 //!   must be in the personnel register (`PersonRegistered`, loaded by `vigil import`),
-//!   else `not_found`. The command's id is the clearance's id, its stream's id and its first
+//!   else `not_found`; for an agency focal point, registered in its agency (another
+//!   agency's traveller is `not_found` too). A field officer requests only a journey with a
+//!   leg in their country (`forbidden`). The command's id is the clearance's id, its stream's id and its first
 //!   event's id: a retry is stored once and answered with the original outcome
 //!   (`duplicate: true`); the same id with another request is refused `id_reused`.
 //! - `approve` (`CLEARANCE_DECIDE`) — `{"clearance": <uuid>, "change": {}}`; `refuse`
@@ -18,7 +20,8 @@
 //! - `arrive`, `depart` (`CLEARANCE_MOVEMENT`) — `{"clearance", "change": {"country",
 //!   "at"}}`: approved clearances only, a country of the itinerary, no second arrival
 //!   without a departure, no departure without an arrival or before it. A field officer
-//!   records movements in their own country only.
+//!   records movements in their own country only; an agency focal point on clearances of
+//!   its agency's travellers only (another's is `not_found`).
 //! - `get` (`CLEARANCE_READ`) — `{"clearance": <uuid>}`: folded from its stream, so always
 //!   current. A field officer sees a clearance with a leg in their country (else
 //!   `not_found`).
@@ -49,10 +52,10 @@ use std::time::Duration;
 use async_nats::Client;
 use bytes::Bytes;
 use events::Decoded;
-use events::command::{Command, Refusal, RefusalCode, Written, policy};
+use events::command::{Actor, Command, Refusal, RefusalCode, Role, Written, policy};
 use events::domain::DomainEvent;
 use events::domain::clearance::ClearanceRequested;
-use events::domain::person;
+use events::domain::person::{self, PersonRegistered};
 use runtime::commands::{self, reply};
 use runtime::{ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
@@ -60,7 +63,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::clearance::{ClearanceState, ListQuery, Register};
+use crate::clearance::{ClearanceState, Facts, ListQuery, Register};
 
 /// The service's name in subjects, NATS users and metrics.
 pub const SERVICE: &str = "clearances";
@@ -136,7 +139,10 @@ impl Service {
         cmd.actor
             .may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
         requested.validate()?;
-        let registered = self.registered(&requested.traveller).await?;
+        let traveller = self.traveller(&requested.traveller).await?;
+        let facts = Facts {
+            traveller: traveller.as_ref(),
+        };
         let id = cmd.id;
         let written = commands::execute(&self.store, &stream_of(id), &cmd, |history| {
             clearance::decide_request(
@@ -144,7 +150,7 @@ impl Service {
                 ClearanceState::fold(history).as_ref(),
                 &cmd.actor,
                 requested.clone(),
-                registered,
+                &facts,
             )
         })
         .await?;
@@ -154,14 +160,37 @@ impl Service {
         Ok(written)
     }
 
-    /// Whether `traveller` is in the personnel register: their `person-<v5>` stream, read
-    /// now, so a person imported a moment ago is found.
-    async fn registered(&self, traveller: &str) -> Result<bool, Refusal> {
+    /// `traveller`'s latest registration in the personnel register: their `person-<v5>`
+    /// stream, read now, so a person imported a moment ago is found.
+    async fn traveller(&self, traveller: &str) -> Result<Option<PersonRegistered>, Refusal> {
         let (history, _) = commands::load(&self.store, &person::stream_for(traveller)).await?;
-        Ok(history.iter().any(|e| {
-            matches!(DomainEvent::decode(e),
-                Decoded::Known(DomainEvent::PersonRegistered(p)) if p.person == traveller)
-        }))
+        Ok(history
+            .iter()
+            .rev()
+            .find_map(|e| match DomainEvent::decode(e) {
+                Decoded::Known(DomainEvent::PersonRegistered(p)) if p.person == traveller => {
+                    Some(p)
+                }
+                _ => None,
+            }))
+    }
+
+    /// For an agency focal point (whose scope is the traveller's agency): the registration
+    /// of clearance `id`'s traveller. The traveller of a clearance never changes, so reading
+    /// it before the decision cannot race with it. Nothing for the other roles.
+    async fn traveller_of(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<Option<PersonRegistered>, Refusal> {
+        if actor.role != Role::AgencyFocalPoint {
+            return Ok(None);
+        }
+        let (history, _) = commands::load(&self.store, &stream_of(id)).await?;
+        match ClearanceState::fold(&history) {
+            Some(c) => self.traveller(&c.traveller).await,
+            None => Ok(None),
+        }
     }
 
     /// A retry answered from the stream must carry the request that is stored, else the id
@@ -184,12 +213,17 @@ impl Service {
         let cmd: Command<Change> = commands::decode(payload)?;
         let parsed = clearance::parse(name, &cmd.actor, cmd.body.change.clone())?;
         let id = cmd.body.clearance;
+        let traveller = self.traveller_of(&cmd.actor, id).await?;
+        let facts = Facts {
+            traveller: traveller.as_ref(),
+        };
         commands::execute(&self.store, &stream_of(id), &cmd, |history| {
             clearance::decide(
                 id,
                 ClearanceState::fold(history).as_ref(),
                 &cmd.actor,
                 parsed.clone(),
+                &facts,
             )
         })
         .await

@@ -289,7 +289,7 @@ async fn a_clearance_from_request_to_departure() {
     let other = Uuid::new_v4();
     c.ok(
         "request",
-        &field("fso.ke", "KE"),
+        &field("fso.so2", "SO"),
         other,
         json!({"traveller": "P-0011", "itinerary": [{"country": "SO", "from": "2026-11-25", "to": "2026-11-28"}]}),
     )

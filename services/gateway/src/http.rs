@@ -344,7 +344,8 @@ pub fn deny(e: crate::auth::AuthError) -> Response {
 }
 
 /// A JSON body whose rejections are JSON errors: 400 for malformed JSON, 422 for the wrong
-/// shape, 413 over the body limit, 415 without a JSON content type.
+/// shape or a key named twice in one object, 413 over the body limit, 415 without a JSON
+/// content type. Every JSON body of the API is read through it.
 pub struct ApiJson<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
@@ -372,6 +373,11 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
                     format!("the body is over {} bytes", crate::MAX_BODY_BYTES),
                 )
             })?;
+        // One meaning per body: a key named twice is refused before anything reads it
+        // (422, like any other well-formed body the API cannot take; the key is named).
+        events::codec::unique_keys(&bytes).map_err(|message| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+        })?;
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {

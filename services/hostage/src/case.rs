@@ -393,6 +393,14 @@ fn stamp(p: &Person) -> String {
     p.at.map_or_else(String::new, |t| format!(" (at {t})"))
 }
 
+/// What `decide` knows besides the case's stream, looked up by the service first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// For `open`: whether the incident named by `incident_id` is reported (its stream holds
+    /// an `IncidentReported`). A case opened from no incident would hang on nothing.
+    pub incident_reported: bool,
+}
+
 /// Decides what `command` by `actor` does to case `id` in `state`: the events to append, or
 /// why not.
 pub fn decide(
@@ -400,6 +408,7 @@ pub fn decide(
     state: Option<&Case>,
     actor: &Actor,
     command: HostageCommand,
+    facts: Facts,
 ) -> Result<Vec<DomainEvent>, Refusal> {
     actor.may(
         policy::HOSTAGE_MANAGE,
@@ -417,6 +426,12 @@ pub fn decide(
             if state.is_some() {
                 return Err(Refusal::conflict(format!(
                     "hostage case {id} is already open; act on it, or open a new case with a new id"
+                )));
+            }
+            if !facts.incident_reported {
+                return Err(Refusal::invalid(format!(
+                    "incident_id: no incident {} is reported; report the incident first, then open the case from it",
+                    o.incident_id
                 )));
             }
             o.into()
@@ -751,7 +766,7 @@ mod tests {
         body: Value,
     ) -> Result<Vec<DomainEvent>, Refusal> {
         let command = parse(name, body)?;
-        decide(ID, Case::fold(history).as_ref(), who, command)
+        decide(ID, Case::fold(history).as_ref(), who, command, REPORTED)
     }
 
     /// Runs `name` on the history and returns the history with its events added.
@@ -865,6 +880,31 @@ mod tests {
         let minimal =
             json!({"incident_id": Uuid::from_u128(7), "country": "ML", "persons": ["P-1"]});
         assert!(when(&[], &crisis(), "open", minimal).is_ok());
+    }
+
+    /// The facts of an opening from a reported incident.
+    const REPORTED: Facts = Facts {
+        incident_reported: true,
+    };
+
+    #[test]
+    fn a_case_is_opened_from_a_reported_incident_only() {
+        let command = parse("open", open_body()).unwrap();
+        let r = decide(ID, None, &crisis(), command, Facts::default()).unwrap_err();
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert!(r.message.starts_with("incident_id:"), "{}", r.message);
+        // The role is checked first: a duty officer learns nothing about incidents here.
+        let duty = Actor {
+            user: "d".into(),
+            role: Role::DutyOfficer,
+            scope: None,
+            agency: None,
+        };
+        let command = parse("open", open_body()).unwrap();
+        assert_eq!(
+            decide(ID, None, &duty, command, Facts::default()).map_err(|r| r.code),
+            Err(RefusalCode::Forbidden)
+        );
     }
 
     #[test]
@@ -1528,13 +1568,13 @@ mod properties {
                     time::OffsetDateTime::UNIX_EPOCH,
                 ));
             };
-            for e in decide(ID, None, &crisis, parse("open", open).unwrap()).unwrap() {
+            for e in decide(ID, None, &crisis, parse("open", open).unwrap(), Facts { incident_reported: true }).unwrap() {
                 record(e, &mut log);
             }
             for (kind, who, accounting) in commands {
                 let before = Case::fold(&log).unwrap();
                 let (name, body) = body(kind, who, &accounting, &before);
-                let outcome = parse(name, body).and_then(|c| decide(ID, Some(&before), &crisis, c));
+                let outcome = parse(name, body).and_then(|c| decide(ID, Some(&before), &crisis, c, Facts { incident_reported: true }));
                 if kind == 6 && before.is_open() {
                     prop_assert!(outcome.is_ok(), "an account as recorded is refused: {:?}", outcome);
                 }

@@ -6,7 +6,8 @@
 //! - `open` — body: `HostageCaseOpened`'s fields. The command's id is the case's id (its
 //!   stream is `hostage-<id>`) and its first event's id: a retry is stored once and answered
 //!   with the original outcome (`duplicate: true`); the same id with other content is
-//!   refused `id_reused`.
+//!   refused `id_reused`. `incident_id` must name a reported incident (its stream is read
+//!   when the case is opened), else `invalid` naming `incident_id`.
 //! - `proof_of_life`, `negotiation`, `release`, `deceased`, `close` — body
 //!   `{"case": <uuid>, "change": {…the event's fields…}}`; decided by [`case::decide`]
 //!   against the case's stream and appended with the version read (optimistic concurrency:
@@ -163,6 +164,17 @@ impl Service {
     async fn open(&self, payload: &[u8]) -> Result<Written, Refusal> {
         let cmd: Command<Value> = commands::decode(payload)?;
         let parsed = case::parse("open", cmd.body.clone())?;
+        // Role first: only a crisis manager learns whether an incident exists here.
+        cmd.actor.may(
+            policy::HOSTAGE_MANAGE,
+            "open or act on hostage cases; ask a crisis manager",
+        )?;
+        let facts = match &parsed {
+            HostageCommand::Open(o) => case::Facts {
+                incident_reported: self.incident_reported(o.incident_id).await?,
+            },
+            _ => case::Facts::default(),
+        };
         let stream = stream_of(cmd.id);
         let written = commands::execute(&self.store, &stream, &cmd, |history| {
             case::decide(
@@ -170,6 +182,7 @@ impl Service {
                 Case::fold(history).as_ref(),
                 &cmd.actor,
                 parsed.clone(),
+                facts,
             )
         })
         .await?;
@@ -198,12 +211,30 @@ impl Service {
         Ok(written)
     }
 
+    /// Whether incident `id` is reported: its stream, read now (a report a moment ago counts).
+    async fn incident_reported(&self, id: Uuid) -> Result<bool, Refusal> {
+        let (history, _) =
+            commands::load(&self.store, &events::domain::incident::stream_for(id)).await?;
+        Ok(history.iter().any(|e| {
+            matches!(
+                DomainEvent::decode(e),
+                Decoded::Known(DomainEvent::IncidentReported(_))
+            )
+        }))
+    }
+
     async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
         let cmd: Command<Change> = commands::decode(payload)?;
         let parsed = case::parse(name, cmd.body.change.clone())?;
         let id = cmd.body.case;
         commands::execute(&self.store, &stream_of(id), &cmd, |history| {
-            case::decide(id, Case::fold(history).as_ref(), &cmd.actor, parsed.clone())
+            case::decide(
+                id,
+                Case::fold(history).as_ref(),
+                &cmd.actor,
+                parsed.clone(),
+                case::Facts::default(),
+            )
         })
         .await
     }

@@ -56,6 +56,29 @@ impl Centre {
         })
         .await
         .expect("the hostage service answers lists");
+        // The incident the cases open from: a case needs a reported incident.
+        let reported = serde_json::from_value::<events::domain::incident::IncidentReported>(
+            json!({"country": "SO", "category": "crime", "severity": 4,
+                   "title": "Staff abducted on the airport road",
+                   "occurred_at": "2026-11-27T07:00:00Z", "reporter": "fso.ali"}),
+        )
+        .unwrap();
+        let meta = Meta {
+            actor: Some("fso.ali".into()),
+            ..Meta::default()
+        };
+        c.store
+            .append(&AppendRequest {
+                stream: events::domain::incident::stream_for(INCIDENT),
+                expected_version: ExpectedVersion::NoStream,
+                events: vec![
+                    DomainEvent::from(reported)
+                        .try_to_new_event(INCIDENT, meta)
+                        .unwrap(),
+                ],
+            })
+            .await
+            .unwrap();
         c
     }
 
@@ -146,8 +169,11 @@ fn code(reply: &Value) -> &str {
     reply["error"]["code"].as_str().unwrap_or("ok")
 }
 
+/// The reported incident every case of these tests opens from.
+const INCIDENT: Uuid = Uuid::from_u128(0x1c1d);
+
 fn open_body(persons: &[&str]) -> Value {
-    json!({"incident_id": Uuid::new_v4(), "country": "SO", "persons": persons,
+    json!({"incident_id": INCIDENT, "country": "SO", "persons": persons,
            "captors": "unknown armed group", "location": {"lat": 2.1, "lon": 45.3}})
 }
 

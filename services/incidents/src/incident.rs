@@ -11,6 +11,15 @@
 //! A field officer sees and touches only incidents in the country of their scope: another
 //! country's incident is `not_found` (its existence is not revealed); reporting for, or moving
 //! an incident to, another country is `forbidden`.
+//!
+//! # What the input must be (each refused `invalid`, naming the field)
+//! - `occurred_at`: not after the centre's clock plus `validate::CLOCK_SKEW` (5 minutes),
+//!   not more than `MAX_REPORT_AGE` (30 days) before the report was received (for a report:
+//!   now; for a correction: when the incident was first reported). The clock is
+//!   [`Facts::now`], passed in.
+//! - `duty_station`: a registered duty station ([`Facts::station`], looked up by the
+//!   service) in the incident's country. Moving an incident that names a station to another
+//!   country needs the new country's station in the same update.
 
 use std::collections::HashMap;
 
@@ -18,9 +27,10 @@ use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::incident::{
     Casualties, Escalation, IncidentCategory, IncidentClosed, IncidentEscalated, IncidentReported,
-    IncidentUpdated, IncidentVerified, Location,
+    IncidentUpdated, IncidentVerified, Location, MAX_REPORT_AGE,
 };
-use events::validate::{Country, Severity};
+use events::domain::station::DutyStationRegistered;
+use events::validate::{self, Country, Severity};
 use events::{Decoded, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -220,6 +230,46 @@ pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<IncidentCommand, 
     })
 }
 
+/// What `decide` knows besides the incident's stream, gathered by the service before it
+/// decides: the clock, and the reference data the command names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Facts<'a> {
+    /// The service's clock when the command arrived.
+    pub now: OffsetDateTime,
+    /// The registration of the duty station the command names (`None`: none is named, or it
+    /// is not registered).
+    pub station: Option<&'a DutyStationRegistered>,
+}
+
+impl<'a> Facts<'a> {
+    /// Facts at `now` with no duty station.
+    pub fn at(now: OffsetDateTime) -> Self {
+        Self { now, station: None }
+    }
+}
+
+/// Checks that `named` (a duty station in the command) is registered and in `country`.
+fn station_in(named: &str, country: Country, facts: &Facts<'_>) -> Result<(), Refusal> {
+    let short: String = named.chars().take(64).collect();
+    let station = facts
+        .station
+        .filter(|s| s.station == named)
+        .ok_or_else(|| {
+            Refusal::invalid(format!(
+                "duty_station: {short:?} is not a registered duty station; check the code (duty stations are loaded with `vigil import`)"
+            ))
+        })?;
+    if station.country != country {
+        return Err(Refusal::invalid(format!(
+            "duty_station: {short} is in {}, not {}; send a duty station of {}",
+            station.country.as_str(),
+            country.as_str(),
+            country.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// The refusal for an incident the actor may not see (or that does not exist).
 fn not_found(id: Uuid) -> Refusal {
     Refusal::not_found(format!(
@@ -251,6 +301,7 @@ pub fn decide(
     state: Option<&Incident>,
     actor: &Actor,
     command: IncidentCommand,
+    facts: &Facts<'_>,
 ) -> Result<Vec<DomainEvent>, Refusal> {
     let event: DomainEvent = match command {
         IncidentCommand::Report(r) => {
@@ -263,15 +314,46 @@ pub fn decide(
                     "incident {id} is already reported; send changes as an update"
                 )));
             }
+            r.validate()?;
+            validate::in_window(
+                "occurred_at",
+                r.occurred_at,
+                facts.now - MAX_REPORT_AGE,
+                facts.now,
+            )?;
+            if let Some(named) = &r.duty_station {
+                station_in(named, r.country, facts)?;
+            }
             r.into()
         }
         IncidentCommand::Update(u) => {
             actor.may(policy::INCIDENT_UPDATE, "update incidents")?;
-            open(id, actor, state)?;
+            let incident = open(id, actor, state)?;
             if let Some(c) = u.country
                 && !actor.covers(c)
             {
                 return Err(scope_refusal(actor, c));
+            }
+            u.validate()?;
+            if let Some(t) = u.occurred_at {
+                validate::in_window(
+                    "occurred_at",
+                    t,
+                    incident.reported_at - MAX_REPORT_AGE,
+                    facts.now,
+                )?;
+            }
+            let country = u.country.unwrap_or(incident.country);
+            match (&u.duty_station, &incident.duty_station) {
+                (Some(named), _) => station_in(named, country, facts)?,
+                (None, Some(kept)) if country != incident.country => {
+                    return Err(Refusal::invalid(format!(
+                        "duty_station: the incident names {kept}, a station of {}; send a duty station of {} with the new country",
+                        incident.country.as_str(),
+                        country.as_str()
+                    )));
+                }
+                (None, _) => {}
             }
             u.into()
         }
@@ -472,14 +554,168 @@ mod tests {
         }
     }
 
+    /// The clock of the tests: 5 minutes after the report's `occurred_at`, when `given`
+    /// records the first event.
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-11-27 03:15 UTC);
+
+    /// The duty stations registered in the tests.
+    fn stations() -> Vec<DutyStationRegistered> {
+        let station = |id: &str, country: &str| DutyStationRegistered {
+            station: id.into(),
+            country: Country::parse(country).unwrap(),
+            area: "A".into(),
+            name: id.into(),
+            lat: 0.0,
+            lon: 0.0,
+        };
+        vec![station("SOM-MGQ", "SO"), station("KEN-NBO", "KE")]
+    }
+
     fn when(
         history: &[RecordedEvent],
         who: &Actor,
         name: &str,
         body: Value,
     ) -> Result<Vec<DomainEvent>, Refusal> {
+        when_at(NOW, history, who, name, body)
+    }
+
+    /// [`when`] at `now`, with the station the command names looked up as the service does.
+    fn when_at(
+        now: OffsetDateTime,
+        history: &[RecordedEvent],
+        who: &Actor,
+        name: &str,
+        body: Value,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
         let command = parse(name, who, body)?;
-        decide(ID, Incident::fold(history).as_ref(), who, command)
+        let named = match &command {
+            IncidentCommand::Report(r) => r.duty_station.clone(),
+            IncidentCommand::Update(u) => u.duty_station.clone(),
+            _ => None,
+        };
+        let stations = stations();
+        let facts = Facts {
+            now,
+            station: stations.iter().find(|s| Some(&s.station) == named.as_ref()),
+        };
+        decide(ID, Incident::fold(history).as_ref(), who, command, &facts)
+    }
+
+    #[test]
+    fn occurred_at_is_not_in_the_future_nor_older_than_a_month() {
+        let at = |t: &str| {
+            let mut body = report_body();
+            body["occurred_at"] = json!(t);
+            body
+        };
+        // Up to five minutes ahead of the centre's clock: a phone clock running fast.
+        assert!(when(&[], &fso(), "report", at("2026-11-27T03:20:00Z")).is_ok());
+        assert!(when(&[], &fso(), "report", at("2026-10-28T03:15:00Z")).is_ok());
+        for bad in [
+            "2026-11-27T03:20:01Z",
+            "2026-11-28T03:00:00Z",
+            "2026-10-28T03:14:59Z",
+            "2020-01-01T00:00:00Z",
+            // The future hidden behind an offset: 06:00+02:00 is 04:00 UTC.
+            "2026-11-27T06:00:00+02:00",
+        ] {
+            let r = when(&[], &fso(), "report", at(bad)).expect_err(bad);
+            assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
+            assert!(
+                r.message.starts_with("occurred_at:"),
+                "{bad}: {}",
+                r.message
+            );
+        }
+        // A correction is held to the same window, counted from when it was reported.
+        let history = given(vec![reported()]);
+        let later = NOW + time::Duration::days(20);
+        assert!(
+            when_at(
+                later,
+                &history,
+                &fso(),
+                "update",
+                json!({"occurred_at": "2026-10-29T00:00:00Z"})
+            )
+            .is_ok()
+        );
+        for bad in ["2026-10-27T00:00:00Z", "2026-12-18T00:00:00Z"] {
+            let r = when_at(
+                later,
+                &history,
+                &fso(),
+                "update",
+                json!({"occurred_at": bad}),
+            )
+            .expect_err(bad);
+            assert!(
+                r.message.starts_with("occurred_at:"),
+                "{bad}: {}",
+                r.message
+            );
+        }
+    }
+
+    #[test]
+    fn the_duty_station_is_registered_and_in_the_incidents_country() {
+        let with = |station: &str| {
+            let mut body = report_body();
+            body["duty_station"] = json!(station);
+            body
+        };
+        assert!(when(&[], &fso(), "report", with("SOM-MGQ")).is_ok());
+        for bad in ["SOM-XXX", "KEN-NBO", "two words"] {
+            let r = when(&[], &fso(), "report", with(bad)).expect_err(bad);
+            assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
+            assert!(
+                r.message.starts_with("duty_station:"),
+                "{bad}: {}",
+                r.message
+            );
+        }
+        let r = when(&[], &fso(), "report", with("KEN-NBO")).unwrap_err();
+        assert!(r.message.contains("is in KE, not SO"), "{}", r.message);
+
+        // Updates: a station of the incident's country, or of the country it moves to.
+        let plain = given(vec![reported()]);
+        assert!(
+            when(
+                &plain,
+                &duty(),
+                "update",
+                json!({"duty_station": "SOM-MGQ"})
+            )
+            .is_ok()
+        );
+        assert!(
+            when(
+                &plain,
+                &duty(),
+                "update",
+                json!({"duty_station": "KEN-NBO"})
+            )
+            .is_err()
+        );
+        assert!(
+            when(
+                &plain,
+                &duty(),
+                "update",
+                json!({"country": "KE", "duty_station": "KEN-NBO"})
+            )
+            .is_ok()
+        );
+        let stationed = given(vec![
+            match parse("report", &fso(), with("SOM-MGQ")).unwrap() {
+                IncidentCommand::Report(r) => r.into(),
+                other => panic!("{other:?}"),
+            },
+        ]);
+        let r = when(&stationed, &duty(), "update", json!({"country": "KE"})).unwrap_err();
+        assert!(r.message.starts_with("duty_station:"), "{}", r.message);
+        assert!(when(&stationed, &duty(), "update", json!({"note": "more"})).is_ok());
     }
 
     fn refused(r: Result<Vec<DomainEvent>, Refusal>) -> RefusalCode {

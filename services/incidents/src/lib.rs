@@ -30,7 +30,9 @@ use std::time::Duration;
 use async_nats::Client;
 use bytes::Bytes;
 use events::command::{Command, Refusal, Written};
-use events::{AppendRequest, ErrorCode, ExpectedVersion};
+use events::domain::DomainEvent;
+use events::domain::station::{self, DutyStationRegistered};
+use events::{AppendRequest, Decoded, ErrorCode, ExpectedVersion};
 use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
 use runtime::{ClientError, ReadModel, StoreClient};
 use serde::{Deserialize, Serialize};
@@ -38,7 +40,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::incident::{Incident, IncidentCommand, ListQuery, Register};
+use time::OffsetDateTime;
+
+use crate::incident::{Facts, Incident, IncidentCommand, ListQuery, Register};
 
 /// The service's name in subjects, NATS users and metrics.
 pub const SERVICE: &str = "incidents";
@@ -110,7 +114,12 @@ impl Service {
     async fn report(&self, payload: &[u8]) -> Result<Written, Refusal> {
         let cmd: Command<Value> = commands::decode(payload)?;
         let parsed = incident::parse("report", &cmd.actor, cmd.body.clone())?;
-        let new = incident::decide(cmd.id, None, &cmd.actor, parsed)?;
+        let station = self.station_named(&parsed).await?;
+        let facts = Facts {
+            now: OffsetDateTime::now_utc(),
+            station: station.as_ref(),
+        };
+        let new = incident::decide(cmd.id, None, &cmd.actor, parsed, &facts)?;
         let stream = stream_of(cmd.id);
         let events = new
             .iter()
@@ -149,11 +158,43 @@ impl Service {
         let cmd: Command<Change> = commands::decode(payload)?;
         let parsed: IncidentCommand = incident::parse(name, &cmd.actor, cmd.body.change.clone())?;
         let id = cmd.body.incident;
+        let station = self.station_named(&parsed).await?;
+        let facts = Facts {
+            now: OffsetDateTime::now_utc(),
+            station: station.as_ref(),
+        };
         commands::execute(&self.store, &stream_of(id), &cmd, |history| {
             let state = Incident::fold(history);
-            incident::decide(id, state.as_ref(), &cmd.actor, parsed.clone())
+            incident::decide(id, state.as_ref(), &cmd.actor, parsed.clone(), &facts)
         })
         .await
+    }
+
+    /// The registration of the duty station `command` names, read from its stream (always
+    /// current, also right after `vigil import`); `None` when it names none, names one that
+    /// is not registered, or names something that is not an id (decide refuses it).
+    async fn station_named(
+        &self,
+        command: &IncidentCommand,
+    ) -> Result<Option<DutyStationRegistered>, Refusal> {
+        let named = match command {
+            IncidentCommand::Report(r) => r.duty_station.as_deref(),
+            IncidentCommand::Update(u) => u.duty_station.as_deref(),
+            _ => None,
+        };
+        let Some(named) = named.filter(|n| events::validate::id("duty_station", n).is_ok()) else {
+            return Ok(None);
+        };
+        let (history, _) = commands::load(&self.store, &station::stream_for(named)).await?;
+        Ok(history
+            .iter()
+            .rev()
+            .find_map(|e| match DomainEvent::decode(e) {
+                Decoded::Known(DomainEvent::DutyStationRegistered(s)) if s.station == named => {
+                    Some(s)
+                }
+                _ => None,
+            }))
     }
 
     async fn get(&self, payload: &[u8]) -> Result<Incident, Refusal> {

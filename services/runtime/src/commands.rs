@@ -91,10 +91,14 @@ where
     Ok(())
 }
 
-/// Reads a command with the size limit; an unreadable one is an `invalid` refusal.
+/// Reads a command with the size limit; an unreadable one is an `invalid` refusal. Every
+/// string in it is normalised to Unicode NFC first (`events::validate::nfc_json`), so what a
+/// service checks and stores is one spelling of the text, whatever keyboard typed it.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<Command<T>, Refusal> {
-    codec::decode_json(payload, "the command", MAX_COMMAND_BYTES)
-        .map_err(|e| Refusal::invalid(e.to_string()))
+    let mut tree: serde_json::Value = codec::decode_json(payload, "the command", MAX_COMMAND_BYTES)
+        .map_err(|e| Refusal::invalid(e.to_string()))?;
+    events::validate::nfc_json(&mut tree);
+    codec::from_value(tree).map_err(|e| Refusal::invalid(format!("malformed request: {e}")))
 }
 
 /// The reply body of an outcome.

@@ -436,12 +436,22 @@ async fn surges_and_hostage_cases_through_the_centre() {
     .await;
 
     // A hostage case: counts on every board, names nowhere but the crisis manager's read.
+    // It opens from a reported incident.
+    let incident = Uuid::new_v4();
+    c.ok(
+        "POST",
+        "/api/v1/incidents",
+        &c.crisis,
+        json!({"id": incident, "country": "SO", "category": "crime", "severity": 5,
+               "title": "Two staff abducted", "occurred_at": now_plus(-1)}),
+    )
+    .await;
     let case = Uuid::new_v4();
     c.ok(
         "POST",
         "/api/v1/hostage-cases",
         &c.crisis,
-        json!({"id": case, "incident_id": Uuid::new_v4(), "country": "SO",
+        json!({"id": case, "incident_id": incident, "country": "SO",
                "persons": ["P-0002", "P-0003"], "captors": "unknown armed group"}),
     )
     .await;
