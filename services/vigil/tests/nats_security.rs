@@ -383,9 +383,12 @@ async fn the_bus_admits_only_known_users_each_to_its_own_subjects() {
 
     // The store's user does its job (appends above went through it); a domain service appends
     // through the store and the store publishes the event.
+    // (Only to its own category: see nats_append_scope.rs.)
     let service_log = StoreClient::new(incidents.clone(), Duration::from_secs(5));
+    let mut own = append_request("from incidents");
+    own.stream = StreamName::parse(&format!("incident-{}", uuid::Uuid::now_v7())).unwrap();
     let ok = service_log
-        .append_retrying(&append_request("from incidents"), Duration::from_secs(10))
+        .append_retrying(&own, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(ok.last_position, head_before + 1);
@@ -394,7 +397,7 @@ async fn the_bus_admits_only_known_users_each_to_its_own_subjects() {
             .await
             .expect("the store published the committed event")
             .unwrap();
-    assert!(published.subject.starts_with("vigil.events.note."));
+    assert!(published.subject.starts_with("vigil.events.incident."));
 
     // `vigil gateway` run alone reads its own entry from the data directory.
     let alone_port = free_port();
