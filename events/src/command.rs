@@ -197,6 +197,7 @@ impl<T> Command<T> {
             source: Some(self.source.clone()),
             correlation_id: self.correlation_id,
             causation_id: None,
+            appended_by: None,
         }
     }
 }

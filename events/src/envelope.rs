@@ -235,6 +235,11 @@ pub struct Meta {
     /// The event that caused this one (a rule firing, an escalation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// The NATS user that appended the event (`incidents`, `cli`, ...). Set by the store from
+    /// the append subject, whose user token the NATS permissions hold each user to; whatever
+    /// a writer puts here is replaced. Absent on events recorded before the store set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appended_by: Option<String>,
 }
 
 /// An event as a writer sends it to the store.

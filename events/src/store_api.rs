@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{ExpectedVersion, NewEvent, RecordedEvent, StreamName};
 
-/// `vigil.store.append`: append a batch to one stream, all or nothing.
+/// `vigil.store.append.<user>.<category>`: append a batch to one stream, all or nothing.
+/// The stream must be of the subject's category (see [`crate::subjects::append_subject`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppendRequest {
@@ -57,6 +58,9 @@ pub enum ErrorCode {
     /// The store cannot take writes now (overloaded, stopped after a disk error, shutting
     /// down). Retry with the same event ids.
     Unavailable,
+    /// The append subject does not allow this stream: its category is not the one the
+    /// subject names (each NATS user may append only to the categories it owns).
+    Forbidden,
 }
 
 /// A typed refusal from the store.
@@ -87,6 +91,15 @@ impl StoreError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
             code: ErrorCode::Unavailable,
+            message: message.into(),
+            current_version: None,
+        }
+    }
+
+    /// A `forbidden` error.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::Forbidden,
             message: message.into(),
             current_version: None,
         }

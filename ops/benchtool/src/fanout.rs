@@ -403,6 +403,9 @@ impl VigilLoad {
         stream: events::StreamName,
         event: events::NewEvent,
     ) -> Result<events::store_api::AppendOk, (String, String)> {
+        let subject =
+            subjects::append_subject(&runtime::store_client::appender_of(nats), stream.category())
+                .ok_or_else(|| ("subject".to_owned(), "no append subject".to_owned()))?;
         let request = AppendRequest {
             stream,
             expected_version: ExpectedVersion::Any,
@@ -411,7 +414,7 @@ impl VigilLoad {
         let payload =
             serde_json::to_vec(&request).map_err(|e| ("encode".to_owned(), e.to_string()))?;
         let reply = nats
-            .request(subjects::STORE_APPEND, payload.into())
+            .request(subject, payload.into())
             .await
             .map_err(|e| (format!("nats {:?}", e.kind()), e.to_string()))?;
         match serde_json::from_slice::<AppendReply>(&reply.payload) {

@@ -128,6 +128,7 @@ impl Peer {
             source: Some("http".into()),
             correlation_id: Some(Uuid::new_v4()),
             causation_id: None,
+            appended_by: None,
         };
         let event = event
             .try_to_new_event(event_id, meta)
@@ -140,9 +141,15 @@ impl Peer {
         let payload = serde_json::to_vec(&request)
             .map_err(|e| refused(StatusCode::INTERNAL_SERVER_ERROR, "encode", e.to_string()))?;
         let unavailable = |m: String| refused(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+        // As the services do: the subject names this connection's NATS user and the category.
+        let subject = subjects::append_subject(
+            &runtime::store_client::appender_of(&self.nats),
+            stream.category(),
+        )
+        .ok_or_else(|| unavailable("this NATS user cannot name an append subject".into()))?;
         let reply = tokio::time::timeout(
             self.store_timeout,
-            self.nats.request(subjects::STORE_APPEND, payload.into()),
+            self.nats.request(subject, payload.into()),
         )
         .await
         .map_err(|_| unavailable("the store did not answer in time".into()))?

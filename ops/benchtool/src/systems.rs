@@ -417,7 +417,7 @@ impl Appender {
     }
 }
 
-/// A worker appending through `vigil.store.append`.
+/// A worker appending through `vigil.store.append.<user>.<category>`.
 pub struct VigilWorker {
     client: async_nats::Client,
     streams: Vec<StreamName>,
@@ -433,6 +433,11 @@ impl VigilWorker {
             .cloned()
             .ok_or_else(|| Failure::new("bench", "no stream"))?;
         self.next = self.next.wrapping_add(1);
+        let subject = subjects::append_subject(
+            &runtime::store_client::appender_of(&self.client),
+            stream.category(),
+        )
+        .ok_or_else(|| Failure::new("bench", "no append subject"))?;
         let request = events::AppendRequest {
             stream,
             expected_version: ExpectedVersion::Any,
@@ -441,7 +446,7 @@ impl VigilWorker {
         let payload = serde_json::to_vec(&request).map_err(|e| Failure::new("encode", e))?;
         let reply = self
             .client
-            .request(subjects::STORE_APPEND, payload.into())
+            .request(subject, payload.into())
             .await
             .map_err(|e| {
                 let kind = match e.kind() {

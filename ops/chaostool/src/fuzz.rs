@@ -1339,6 +1339,13 @@ async fn fuzz_append_wire(
     )
     .await?;
     let store = runtime::StoreClient::new(client.clone(), Duration::from_secs(5));
+    // The store decodes before it checks the subject's category, so any category will do:
+    // every payload sent here is refused by the decoder.
+    let subject = format!(
+        "{}.{}.fuzz",
+        events::subjects::STORE_APPEND,
+        store.appender()
+    );
     let (_, head_before) = store
         .read(u64::MAX, 1)
         .await
@@ -1364,10 +1371,11 @@ async fn fuzz_append_wire(
         }
         sent += 1;
         let client = client.clone();
+        let subject = subject.clone();
         in_flight.spawn(async move {
             let answer = tokio::time::timeout(
                 Duration::from_secs(5),
-                client.request(events::subjects::STORE_APPEND, input.payload.clone().into()),
+                client.request(subject, input.payload.clone().into()),
             )
             .await;
             let what = || clip(&String::from_utf8_lossy(&input.payload), 300);

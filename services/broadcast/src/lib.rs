@@ -553,6 +553,7 @@ fn system_meta(source: &str, causation: Option<Uuid>, correlation: Option<Uuid>)
         source: Some(source.to_owned()),
         correlation_id: correlation,
         causation_id: causation,
+        appended_by: None,
     }
 }
 

@@ -116,6 +116,11 @@ pub fn store_refusal(e: ClientError) -> Refusal {
                 s.message
             )),
             ErrorCode::Invalid => Refusal::invalid(s.message),
+            // This service wrote outside its categories: a bug, not the caller's fault.
+            ErrorCode::Forbidden => Refusal::unavailable(format!(
+                "the event store refused this service's write ({}); nothing was stored",
+                s.message
+            )),
             ErrorCode::WrongExpectedVersion => Refusal::conflict(
                 "someone else changed this at the same moment; reload it and try again",
             ),

@@ -9,9 +9,17 @@
 //! - only `store` publishes committed events (`vigil.events.>`) and serves `vigil.store.>`;
 //! - `gateway` reads the log (`vigil.store.read`, `vigil.store.stream`) and sends commands
 //!   (`vigil.cmd.>`), but cannot append or fake an event;
-//! - a domain service appends and reads through the store, receives only its own commands
+//! - a domain service reads through the store and appends only to the stream categories it
+//!   owns ([`append_categories`]): it may publish `vigil.store.append.<itself>.<category>` for
+//!   those and no other append subject, so the store (which records the subject's user in
+//!   `meta.appended_by`) knows who wrote each event; it receives only its own commands
 //!   (`vigil.cmd.<service>.>`), and only `broadcast` publishes `vigil.alerts.>`;
-//! - `cli` (tail/append/replay) talks to the store and follows the event feed;
+//! - `cli` (tail/append/import/replay) reads the store, follows the event feed and appends to
+//!   any category as `cli` (`vigil.store.append.cli.*`): it is the operator's repair and
+//!   import tool, and its password sits in the same owner-only file as every service's, so a
+//!   narrower grant would not stop whoever holds it; every event it writes says
+//!   `appended_by: cli` instead;
+//! - nobody publishes on the bare `vigil.store.append` (the store does not serve it);
 //! - each user receives replies only on its own inbox prefix, `_INBOX_<user>.>` (see
 //!   [`inbox_prefix`]; `runtime::nats::connect` uses it), so no service can read the answers
 //!   meant for another (the gateway's login-free reads, the store's replies to a service);
@@ -59,6 +67,39 @@ pub fn all_users() -> Vec<&'static str> {
     users
 }
 
+/// In [`append_categories`]: every category (the NATS wildcard token).
+pub const ANY_CATEGORY: &str = "*";
+
+/// The stream categories `user` may append to (the `<category>` tokens of its
+/// `vigil.store.append.<user>.<category>` subjects); empty for `store`, `gateway` and unknown
+/// users. Read off the services: each writes the streams of its own aggregate, `hostage` also
+/// the audit record of a details read (written before the details are shown), and `cli`
+/// anything ([`ANY_CATEGORY`]; reference data from `vigil import`, repairs with `vigil
+/// append`).
+pub fn append_categories(user: &str) -> &'static [&'static str] {
+    match user {
+        "audit" => &["audit"],
+        "incidents" => &["incident"],
+        "levels" => &["level"],
+        "hostage" => &["hostage", "audit"],
+        "surge" => &["surge"],
+        "relocation" => &["relocation"],
+        "clearances" => &["clearance"],
+        "broadcast" => &["broadcast"],
+        CLI => &[ANY_CATEGORY],
+        _ => &[],
+    }
+}
+
+/// The append subjects `user` may publish on: `vigil.store.append.<user>.<category>` for each
+/// of its [`append_categories`].
+fn append_subjects(user: &str) -> Vec<String> {
+    append_categories(user)
+        .iter()
+        .map(|category| format!("{}.{user}.{category}", events::subjects::STORE_APPEND))
+        .collect()
+}
+
 /// What one user may publish and subscribe to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
@@ -88,6 +129,9 @@ pub fn inbox_prefix(user: &str) -> String {
 pub fn permissions(user: &str) -> Option<Permissions> {
     const EVENTS: &str = "vigil.events.>";
     const STORE_ALL: &str = "vigil.store.>";
+    const READS: [&str; 2] = ["vigil.store.read", "vigil.store.stream"];
+    // Every append subject but one's own: the bare prefix and any other user's token.
+    const APPENDS: [&str; 2] = ["vigil.store.append", "vigil.store.append.>"];
     let inbox = format!("{}.>", inbox_prefix(user));
     let inbox = inbox.as_str();
     let p = match user {
@@ -100,20 +144,20 @@ pub fn permissions(user: &str) -> Option<Permissions> {
         },
         GATEWAY => Permissions {
             publish_allow: strings(&["vigil.store.read", "vigil.store.stream", "vigil.cmd.>"]),
-            publish_deny: strings(&["vigil.store.append", EVENTS]),
+            publish_deny: strings(&[APPENDS[0], APPENDS[1], EVENTS]),
             subscribe_allow: strings(&[EVENTS, inbox]),
             subscribe_deny: strings(&[STORE_ALL]),
             allow_responses: false,
         },
         CLI => Permissions {
-            publish_allow: strings(&[STORE_ALL]),
-            publish_deny: strings(&[EVENTS]),
+            publish_allow: [strings(&READS), append_subjects(user)].concat(),
+            publish_deny: strings(&["vigil.store.append", EVENTS]),
             subscribe_allow: strings(&[EVENTS, inbox]),
             subscribe_deny: strings(&[STORE_ALL]),
             allow_responses: false,
         },
         service if DOMAIN_SERVICES.contains(&service) => {
-            let mut publish_allow = strings(&[STORE_ALL]);
+            let mut publish_allow = [strings(&READS), append_subjects(service)].concat();
             let mut subscribe_allow = vec![
                 EVENTS.to_owned(),
                 format!("vigil.cmd.{service}.>"),
@@ -126,7 +170,7 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             }
             Permissions {
                 publish_allow,
-                publish_deny: strings(&[EVENTS]),
+                publish_deny: strings(&["vigil.store.append", EVENTS]),
                 subscribe_allow,
                 subscribe_deny: strings(&[STORE_ALL]),
                 allow_responses: true,
@@ -390,6 +434,27 @@ mod tests {
             assert_eq!(alerts, service == "broadcast", "{service}");
         }
         assert!(permissions("nobody").is_none());
+    }
+
+    #[test]
+    fn each_user_appends_only_on_its_own_token_and_categories() {
+        for user in all_users() {
+            let p = permissions(user).unwrap();
+            let appends: Vec<&String> = p
+                .publish_allow
+                .iter()
+                .filter(|s| s.starts_with("vigil.store.append") || *s == "vigil.store.>")
+                .collect();
+            let own: Vec<String> = append_categories(user)
+                .iter()
+                .map(|c| format!("vigil.store.append.{user}.{c}"))
+                .collect();
+            assert_eq!(appends, own.iter().collect::<Vec<_>>(), "{user}");
+        }
+        assert!(append_categories(STORE).is_empty());
+        assert!(append_categories(GATEWAY).is_empty());
+        assert_eq!(append_categories("levels"), ["level"]);
+        assert_eq!(append_categories(CLI), [ANY_CATEGORY]);
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! timeouts, lost connections and `unavailable` with the same request, which is safe because
 //! event ids are idempotency keys: a retry of an append that did land returns its original
 //! positions and stores nothing new.
+//!
+//! An append goes to `vigil.store.append.<user>.<category>` (see
+//! [`events::subjects::append_subject`]): `<user>` is the NATS user the client logged in as,
+//! which [`crate::nats::connect`] also made its inbox prefix (`_INBOX_<user>`), so the client
+//! reads it from there ([`appender_of`]); a client connected without credentials appends as
+//! [`ANONYMOUS`]. The nats-server of `vigil up` lets each user publish only on its own token.
 
 use std::time::Duration;
 
@@ -41,17 +47,42 @@ impl ClientError {
     }
 }
 
+/// The user token of a client that logged in without credentials (only a nats-server without
+/// Vigil's users lets it in).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The NATS user `client` appends as: the `<user>` of its inbox prefix `_INBOX_<user>`, which
+/// [`crate::nats::connect`] sets from the credentials it logs in with, else [`ANONYMOUS`].
+pub fn appender_of(client: &Client) -> String {
+    let inbox = client.new_inbox();
+    inbox
+        .strip_prefix(&crate::nats_auth::inbox_prefix(""))
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(user, _)| user)
+        .filter(|user| !user.is_empty())
+        .unwrap_or(ANONYMOUS)
+        .to_owned()
+}
+
 /// A handle on the store's API; cheap to clone.
 #[derive(Clone)]
 pub struct StoreClient {
     client: Client,
     timeout: Duration,
+    /// The `<user>` of the append subjects: see [`appender_of`].
+    appender: String,
 }
 
 impl StoreClient {
-    /// A client whose calls give up after `timeout`.
+    /// A client whose calls give up after `timeout`; it appends as the NATS user `client`
+    /// logged in as ([`appender_of`]).
     pub fn new(client: Client, timeout: Duration) -> Self {
-        Self { client, timeout }
+        let appender = appender_of(&client);
+        Self {
+            client,
+            timeout,
+            appender,
+        }
     }
 
     /// The NATS client underneath.
@@ -59,11 +90,12 @@ impl StoreClient {
         &self.client
     }
 
-    async fn call(
-        &self,
-        subject: &'static str,
-        body: Vec<u8>,
-    ) -> Result<bytes::Bytes, ClientError> {
+    /// The user token this client appends with.
+    pub fn appender(&self) -> &str {
+        &self.appender
+    }
+
+    async fn call(&self, subject: String, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
         let request = self.client.request(subject, body.into());
         match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(msg)) => Ok(msg.payload),
@@ -77,9 +109,14 @@ impl StoreClient {
 
     /// Appends once.
     pub async fn append(&self, req: &AppendRequest) -> Result<AppendOk, ClientError> {
-        let payload = self
-            .call(subjects::STORE_APPEND, codec::encode(req))
-            .await?;
+        let subject =
+            subjects::append_subject(&self.appender, req.stream.category()).ok_or_else(|| {
+                ClientError::Store(StoreError::invalid(format!(
+                    "the NATS user {:?} cannot name an append subject",
+                    self.appender
+                )))
+            })?;
+        let payload = self.call(subject, codec::encode(req)).await?;
         match serde_json::from_slice::<AppendReply>(&payload) {
             Ok(AppendReply::Ok(ok)) => Ok(ok),
             Ok(AppendReply::Error(e)) => Err(ClientError::Store(e)),
@@ -114,7 +151,7 @@ impl StoreClient {
     ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
         let payload = self
             .call(
-                subjects::STORE_READ,
+                subjects::STORE_READ.to_owned(),
                 codec::encode(&ReadRequest { from, limit }),
             )
             .await?;
@@ -138,7 +175,7 @@ impl StoreClient {
             limit,
         };
         let payload = self
-            .call(subjects::STORE_STREAM, codec::encode(&req))
+            .call(subjects::STORE_STREAM.to_owned(), codec::encode(&req))
             .await?;
         match serde_json::from_slice::<StreamReadReply>(&payload) {
             Ok(StreamReadReply::Page { events, version }) => Ok((events, version)),

@@ -1,5 +1,16 @@
-//! The store's NATS API: `vigil.store.append`, `vigil.store.read`, `vigil.store.stream`, and
-//! the committed-event feed `vigil.events.<category>.<uuid>`.
+//! The store's NATS API: `vigil.store.append.<user>.<category>`, `vigil.store.read`,
+//! `vigil.store.stream`, and the committed-event feed `vigil.events.<category>.<uuid>`.
+//!
+//! # Who appends
+//! An append's subject names the NATS user that sends it and the category of the stream it
+//! writes (`vigil.store.append.levels.level`). The nats-server config of `vigil up` lets each
+//! user publish only on its own user token with the categories it owns (see
+//! `runtime::nats_auth`), so the subject is as good as the connection's login. The store
+//! refuses (`forbidden`) an append whose stream is not of the subject's category, and records
+//! the subject's user in every event's `meta.appended_by`, replacing whatever the writer
+//! sent: the log says which credential wrote each event, next to the actor it claims. On a
+//! nats-server without Vigil's users (tests, an external bus) nobody enforces the user token
+//! and `appended_by` is what the client said. The bare `vigil.store.append` is not served.
 //!
 //! # Write path and what it promises
 //! 1. A request is decoded and size-checked in the NATS handler; a bad one is answered
@@ -169,7 +180,7 @@ pub async fn run(
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
     let mut appends = client
-        .queue_subscribe(subjects::STORE_APPEND, subjects::STORE_QUEUE.into())
+        .queue_subscribe(subjects::STORE_APPEND_ALL, subjects::STORE_QUEUE.into())
         .await?;
     let mut reads = client
         .queue_subscribe(subjects::STORE_READ, subjects::STORE_QUEUE.into())
@@ -275,11 +286,15 @@ async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job
         metrics::counter!("vigil_store_requests_without_reply_total").increment(1);
         return;
     };
-    let request = match codec::decode_append(&msg.payload, limits) {
+    let request = match codec::decode_append(&msg.payload, limits)
+        .map_err(StoreError::from)
+        .and_then(|r| attribute(r, &msg.subject))
+    {
         Ok(r) => r,
         Err(e) => {
-            metrics::counter!("vigil_store_appends_total", "outcome" => "invalid").increment(1);
-            respond(client, reply_to, &AppendReply::Error(e.into())).await;
+            metrics::counter!("vigil_store_appends_total", "outcome" => outcome_label_of(&e))
+                .increment(1);
+            respond(client, reply_to, &AppendReply::Error(e)).await;
             return;
         }
     };
@@ -304,15 +319,45 @@ async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job
     }
 }
 
+/// Checks `request` against its subject, `vigil.store.append.<user>.<category>`: the stream
+/// must be of that category (`forbidden` otherwise). Records the user in every event's
+/// `meta.appended_by`, replacing what the writer sent.
+fn attribute(
+    mut request: events::AppendRequest,
+    subject: &str,
+) -> Result<events::AppendRequest, StoreError> {
+    let Some((user, category)) = subjects::parse_append_subject(subject) else {
+        return Err(StoreError::invalid(format!(
+            "append on {subject:?}: send appends to vigil.store.append.<user>.<category>"
+        )));
+    };
+    let stream_category = request.stream.category().as_str();
+    if stream_category != category {
+        return Err(StoreError::forbidden(format!(
+            "{subject} appends only to `{category}` streams, not to {}; each NATS user appends only to the categories it owns",
+            request.stream
+        )));
+    }
+    for event in &mut request.events {
+        event.meta.appended_by = Some(user.to_owned());
+    }
+    Ok(request)
+}
+
 fn outcome_label(reply: &AppendReply) -> &'static str {
     match reply {
         AppendReply::Ok(_) => "ok",
-        AppendReply::Error(e) => match e.code {
-            events::ErrorCode::WrongExpectedVersion => "wrong_expected_version",
-            events::ErrorCode::Invalid => "invalid",
-            events::ErrorCode::IdReused => "id_reused",
-            events::ErrorCode::Unavailable => "unavailable",
-        },
+        AppendReply::Error(e) => outcome_label_of(e),
+    }
+}
+
+fn outcome_label_of(e: &StoreError) -> &'static str {
+    match e.code {
+        events::ErrorCode::WrongExpectedVersion => "wrong_expected_version",
+        events::ErrorCode::Invalid => "invalid",
+        events::ErrorCode::IdReused => "id_reused",
+        events::ErrorCode::Unavailable => "unavailable",
+        events::ErrorCode::Forbidden => "forbidden",
     }
 }
 

@@ -152,10 +152,15 @@ async fn append_read_and_stream_round_trip_with_paging() {
         .collect();
     assert_eq!(positions, (1..=7).collect::<Vec<_>>());
     assert!(p4.is_empty());
-    // What was written is what is read, with the store's coordinates added.
+    // What was written is what is read, with the store's coordinates (and the user that
+    // appended, here one without credentials) added.
     for (sent, got) in sent.iter().zip(&p1) {
+        let meta = Meta {
+            appended_by: Some("anonymous".into()),
+            ..sent.meta.clone()
+        };
         assert_eq!(
-            (sent.id, &sent.event_type, &sent.data, &sent.meta),
+            (sent.id, &sent.event_type, &sent.data, &meta),
             (got.id, &got.event_type, &got.data, &got.meta)
         );
         assert_eq!(got.stream, a);
@@ -429,7 +434,7 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
     ];
     for (what, body) in cases {
         let reply = client
-            .request(events::subjects::STORE_APPEND, body.into())
+            .request("vigil.store.append.anonymous.incident", body.into())
             .await
             .unwrap();
         let v: Value = serde_json::from_slice(&reply.payload)

@@ -226,15 +226,23 @@ pub async fn verify(settings: Resolved, _args: crate::cli::VerifyArgs) -> anyhow
         let (dir, bar) = (dir.clone(), bar.clone());
         tokio::task::spawn_blocking(move || {
             let log = store::Log::open_for_verify(&dir)?;
-            log.verify(|done, total| {
+            let report = log.verify(|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
-            })
+            })?;
+            // Who appended what is read only from an intact log (a damaged one is reported
+            // above and restored from a backup).
+            let appenders = if report.is_intact() {
+                Some(Appenders::of(&log)?)
+            } else {
+                None
+            };
+            Ok::<_, store::LogError>((report, appenders))
         })
         .await?
     };
     bar.finish_and_clear();
-    let report = report.map_err(|e| match e {
+    let (report, appenders) = report.map_err(|e| match e {
         store::LogError::Locked(_) => anyhow::anyhow!(
             "{e}. `vigil verify` reads the files itself: stop the store, verify, then start it again"
         ),
@@ -246,6 +254,9 @@ pub async fn verify(settings: Resolved, _args: crate::cli::VerifyArgs) -> anyhow
         started.elapsed().as_secs_f64()
     );
     println!("{report}");
+    if let Some(appenders) = appenders {
+        print!("{appenders}");
+    }
     if report.is_intact() {
         return Ok(());
     }
@@ -272,5 +283,67 @@ pub async fn verify(settings: Resolved, _args: crate::cli::VerifyArgs) -> anyhow
         None => anyhow::bail!(
             "the event log's hash chain is not built over the whole log yet: start the store once (it builds the chain at open), stop it, and run `vigil verify` again"
         ),
+    }
+}
+
+/// Who appended what, from each event's `meta.appended_by` (the NATS user the store saw):
+/// events per user and stream category, and those whose user does not own the category
+/// (`runtime::nats_auth::append_categories`), which `vigil up`'s nats-server refuses: seeing
+/// any means the bus did not hold its users to their categories (an external nats-server,
+/// a bus without credentials, or events from before the rule).
+#[derive(Debug, Default)]
+struct Appenders {
+    /// (user, category) → events; user `None`: not recorded (events from before the store
+    /// recorded it).
+    counts: std::collections::BTreeMap<(Option<String>, String), u64>,
+    /// Events appended outside their user's categories, and the first one's position.
+    outside: u64,
+    first_outside: Option<(u64, String, String)>,
+}
+
+impl Appenders {
+    fn of(log: &store::Log) -> Result<Self, store::LogError> {
+        let mut a = Self::default();
+        let mut from = 1;
+        loop {
+            let page = log.read_from(from, 10_000)?;
+            let Some(last) = page.last() else { break };
+            from = last.position + 1;
+            for event in &page {
+                let category = event.stream.category().as_str();
+                let user = event.meta.appended_by.clone();
+                if let Some(user) = &user {
+                    let owned = runtime::nats_auth::append_categories(user);
+                    if !owned.contains(&category)
+                        && !owned.contains(&runtime::nats_auth::ANY_CATEGORY)
+                    {
+                        a.outside += 1;
+                        a.first_outside.get_or_insert_with(|| {
+                            (event.position, user.clone(), category.to_owned())
+                        });
+                    }
+                }
+                *a.counts.entry((user, category.to_owned())).or_default() += 1;
+            }
+        }
+        Ok(a)
+    }
+}
+
+impl std::fmt::Display for Appenders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "appended by (NATS user: stream category events):")?;
+        for ((user, category), n) in &self.counts {
+            let user = user.as_deref().unwrap_or("(not recorded)");
+            writeln!(f, "  {user}: {category} {n}")?;
+        }
+        if let Some((position, user, category)) = &self.first_outside {
+            writeln!(
+                f,
+                "OUTSIDE THEIR CATEGORIES: {} event(s) appended by a NATS user that does not own the stream's category (first: position {position}, `{user}` wrote a `{category}` stream). `vigil up`'s nats-server refuses these: check which nats-server the centre used and the actors of these events",
+                self.outside
+            )?;
+        }
+        Ok(())
     }
 }
