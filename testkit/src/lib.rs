@@ -31,6 +31,14 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result
     Ok(())
 }
 
+/// An hour ago, as RFC 3339: an `occurred_at` the incidents service accepts on any day the
+/// tests run (it refuses reports older than 30 days, so a fixed date in a test is a time bomb).
+pub fn recent() -> String {
+    let at = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("formatting the current time: {e}"))
+}
+
 /// Finds a free loopback TCP port (the OS picks one; it is free again once we drop it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -76,7 +76,7 @@ async fn append(c: &Center, stream: events::StreamName, event: events::NewEvent)
 
 async fn report(c: &Center, id: &str, country: &str, title: &str, lat: f64, lon: f64) {
     let body = json!({"id": id, "country": country, "category": "armed_conflict",
-        "severity": 4, "title": title, "occurred_at": "2026-11-27T02:00:00Z",
+        "severity": 4, "title": title, "occurred_at": testkit::recent(),
         "location": {"lat": lat, "lon": lon}});
     let a = call_ready(c, "POST", "/api/v1/incidents", &c.duty_token, &body).await;
     assert_eq!(a.status, 201, "{}", a.body);
