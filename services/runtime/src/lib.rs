@@ -13,6 +13,7 @@
 //!   readable once caught up.
 //! - [`config`]: settings from flags, environment and an optional file.
 //! - [`telemetry`]: tracing setup and the Prometheus `/metrics` endpoint.
+//! - [`open_files`]: raising the open-file soft limit to the hard limit at start.
 //! - [`shutdown`]: one cancellation token that SIGINT and SIGTERM fire.
 
 pub mod catchup;
@@ -20,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod nats;
 pub mod nats_auth;
+pub mod open_files;
 pub mod read_model;
 pub mod shutdown;
 pub mod store_client;

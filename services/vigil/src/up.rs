@@ -109,12 +109,13 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(30 * 24 * 3600),
         "api",
     )?;
-    let (http_bound, gateway) = gateway::start(
+    let (http_bound, gateway) = gateway::start_with_limits(
         http_addr,
         gateway_client,
         auth,
         Some(metrics.clone()),
         shutdown.clone(),
+        settings.connection_limits()?,
     )
     .await?;
 
