@@ -316,7 +316,7 @@ pub async fn start_with_limits(
     shutdown: CancellationToken,
     limits: ConnLimits,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let listener = server::listen(addr).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
     let bound = listener.local_addr()?;

@@ -373,6 +373,25 @@ impl Throttled {
     }
 }
 
+/// Pending connections the kernel may queue for `accept` (capped by `net.core.somaxconn`,
+/// 4,096 on current Linux). Tokio's default of 1,024 overflowed when thousands of half-open
+/// connections were closed and reopened at once (`ops/chaos slowloris`): the kernel then
+/// drops new SYNs, and a field officer's connection waits a whole second for its retry.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind` does, so
+/// a restart does not wait for old connections' TIME_WAIT).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` until `shutdown`, within `limits`; returns once every
 /// connection has finished.
 pub async fn serve(
