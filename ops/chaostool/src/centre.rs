@@ -164,8 +164,16 @@ impl Centre {
         procs.push(Proc {
             name: "gateway".into(),
             args: gw,
-            // The writers submit far more than a field officer may by hand.
-            env: vec![("VIGIL_FIELD_REPORTS_PER_MINUTE".into(), "1000000".into())],
+            // The writers submit far more than a field officer may by hand, and the soak's
+            // hundreds of screens all come from 127.0.0.1 with one token.
+            env: [
+                ("VIGIL_FIELD_REPORTS_PER_MINUTE", "1000000"),
+                ("VIGIL_MAX_CONNECTIONS_PER_ADDRESS", "100000"),
+                ("VIGIL_MAX_WS_PER_ADDRESS", "100000"),
+                ("VIGIL_MAX_WS_PER_TOKEN", "100000"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .to_vec(),
             child: None,
         });
         // The gateway's signing key lives in the data directory; make it before the gateway

@@ -19,6 +19,9 @@
 //! - `powerloss --cycles N`: the store on a `vigil-lazyfs` mount, killed and its unsynced
 //!   writes dropped N times; then the same without fsync, which must lose (see
 //!   [`powerloss`]).
+//! - `slowloris [--connections 5000] [--seconds 30]`: thousands of half-open connections
+//!   against a running `vigil up` while field reports flow; report latency with and without
+//!   (see [`slowloris`]).
 //!
 //! # Layout
 //! - `centre`: a centre as separate processes that can be killed and started again.
@@ -34,6 +37,7 @@ mod diskfull;
 mod fuzz;
 mod partition;
 mod powerloss;
+mod slowloris;
 mod soak;
 mod writers;
 
@@ -167,6 +171,22 @@ enum Command {
         /// The `vigil-lazyfs` binary.
         #[arg(long, default_value = "target/debug/vigil-lazyfs")]
         lazyfs: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Half-open connections (slow loris) against a running `vigil up` while field reports
+    /// flow: report latency with and without, nothing lost, /readyz answering.
+    #[command(name = "slowloris")]
+    SlowLoris {
+        /// Half-open connections to hold.
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
+        /// Seconds of reports without, then with, the attack.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// 15 s phases instead of `--seconds`.
+        #[arg(long)]
+        quick: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -412,6 +432,23 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 }
                 ok &= off.ok();
             }
+            if !ok {
+                work.keep();
+            }
+            Ok(ok)
+        }
+        Command::SlowLoris {
+            connections,
+            seconds,
+            quick,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "slowloris")?;
+            let seconds = if quick { 15 } else { seconds };
+            let outcome = slowloris::run(&common.vigil, &work.path, connections, seconds).await?;
+            println!("{}", outcome.line());
+            report_problems(&outcome.verdict.problems, &Ok(()), &outcome.problems);
+            let ok = outcome.ok();
             if !ok {
                 work.keep();
             }

@@ -66,7 +66,8 @@ impl AckFile {
         Ok(AckFile(Arc::new(Mutex::new(f))))
     }
 
-    async fn record(&self, ack: &Ack) -> anyhow::Result<()> {
+    /// Appends `ack` (one flushed line).
+    pub async fn record(&self, ack: &Ack) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(ack)?;
         line.push(b'\n');
         let mut f = self.0.lock().await;

@@ -15,6 +15,8 @@
 //!   without a valid token so that they cannot flood the log.
 //! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
 //!   route is built from, with who may use it, so no route can exist without a policy.
+//! - [`server`]: the HTTP server under the router: header and keep-alive timeouts, the
+//!   connection caps ([`ConnLimits`]), graceful shutdown.
 //!
 //! The gateway never writes to the log directly; it reads it through the catch-up
 //! subscription, so any number of gateways can run side by side and agree.
@@ -24,7 +26,10 @@ pub mod auth;
 pub mod http;
 pub mod hub;
 pub mod refusals;
+pub mod server;
 pub mod ws;
+
+pub use server::ConnLimits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +64,10 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     /// The audit of refusals: counted for callers without a valid token, alone for others.
     pub refusals: Arc<refusals::Refusals>,
+    /// Open WebSockets per client address (see [`ConnLimits::max_ws_per_address`]).
+    pub ws_per_address: server::Slots<std::net::IpAddr>,
+    /// Open WebSockets per token id (see [`ConnLimits::max_ws_per_token`]).
+    pub ws_per_token: server::Slots<String>,
 }
 
 impl AppState {
@@ -276,14 +285,27 @@ pub fn default_origins(addr: SocketAddr) -> Vec<String> {
     v
 }
 
-/// Binds `addr` and serves until `shutdown`; returns the bound address and the server task.
+/// Binds `addr` and serves until `shutdown`, with the connection limits of the environment
+/// (see [`ConnLimits::from_env`]); returns the bound address and the server task.
 pub async fn start(
     addr: SocketAddr,
     client: Client,
     auth: Arc<Auth>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let limits = ConnLimits::from_env()?;
+    start_with_limits(addr, client, auth, shutdown, limits).await
+}
+
+/// [`start`] with the given connection limits.
+pub async fn start_with_limits(
+    addr: SocketAddr,
+    client: Client,
+    auth: Arc<Auth>,
+    shutdown: CancellationToken,
+    limits: ConnLimits,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let listener = server::listen(addr).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
     let bound = listener.local_addr()?;
@@ -302,23 +324,28 @@ pub async fn start(
         login_limits: http::RateLimits::login(),
         field_limits: http::RateLimits::field(field_reports_per_minute()),
         refusals: refusals.clone(),
+        ws_per_address: server::Slots::new(limits.max_ws_per_address),
+        ws_per_token: server::Slots::new(limits.max_ws_per_token),
     });
     let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     let app = router(state);
+    tracing::info!(
+        %bound,
+        header_timeout_s = limits.header_timeout.as_secs_f64(),
+        keepalive_s = limits.keepalive_timeout.as_secs_f64(),
+        max_connections = limits.max_connections,
+        max_per_address = limits.max_connections_per_address,
+        max_ws_per_address = limits.max_ws_per_address,
+        max_ws_per_token = limits.max_ws_per_token,
+        "gateway listening"
+    );
     let task = tokio::spawn(async move {
-        let stop = shutdown.clone();
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+        server::serve(listener, app, limits, shutdown).await?;
         follower.abort();
         // After the last request: the refusals counted in the window that did not end.
         let _ = counting.await;
         refusals.flush().await;
         Ok(())
     });
-    tracing::info!(%bound, "gateway listening");
     Ok((bound, task))
 }

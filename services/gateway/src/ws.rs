@@ -22,6 +22,10 @@
 //!   [`SUBSCRIBES_PER_MINUTE`]): over it a subscribe gets `rate_limited` and no snapshot, and
 //!   after [`SUBSCRIBE_REFUSALS`] such refusals the connection is closed
 //!   (`sessions::resubscribing_in_a_loop_is_rate_limited_then_closed`).
+//! - Caps: at most `max_ws_per_address` open WebSockets per client address and
+//!   `max_ws_per_token` per token (see `ConnLimits`); one over either is sent an `error`
+//!   (`too_many_connections`, `too_many_token_connections`) and closed, and counted in
+//!   `vigil_gateway_ws_refused_total{reason}`: `websockets_are_capped_per_address_and_per_token`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +44,8 @@ use crate::AppState;
 use crate::hub::Subscription;
 use boards::Cut;
 
-/// What a subscriber is allowed: its view, its cut, its token's expiry.
-type Allowed = (View, Option<Cut>, u64);
+/// What a subscriber is allowed: its view, its cut, its token's expiry and id (the per-token cap).
+type Allowed = (View, Option<Cut>, u64, String);
 
 /// Largest message a client may send; a subscribe is ~200 bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
@@ -117,6 +121,10 @@ pub async fn upgrade(
         }
     }
     let url_token = query.ok().and_then(|q| q.0.token);
+    // Taken before the upgrade, so a burst of upgrades cannot pass the cap between checks.
+    let address_slot = state
+        .ws_per_address
+        .try_take(crate::server::client_key(peer.ip()));
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         // Clients only send a subscribe: tungstenite's 128 KiB read buffer per connection
@@ -124,7 +132,7 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("vigil_gateway_connections").increment(1.0);
-            serve(socket, state, url_token, peer).await;
+            serve(socket, state, url_token, peer, address_slot).await;
             metrics::gauge!("vigil_gateway_connections").decrement(1.0);
         })
 }
@@ -238,7 +246,8 @@ fn parse_subscribe(text: &str) -> Result<Subscribe, (&'static str, String)> {
     Ok((view, since, token))
 }
 
-/// Checks the token and picks the view the role gets.
+/// Checks the token and picks the view the role gets; the view, the token's expiry and its
+/// id.
 fn authorize(
     state: &AppState,
     token: Option<&str>,
@@ -255,6 +264,7 @@ fn authorize(
         crate::auth::board_view(claims.role, asked),
         crate::auth::board_scope(&claims),
         claims.exp,
+        claims.jti,
     ))
 }
 
@@ -281,6 +291,31 @@ fn subscribe_limiter() -> SubscribeLimiter {
     )
 }
 
+/// A place among the token's WebSockets: the one held when it is the same token, else a new
+/// one (the old one is given back when the caller replaces it).
+fn token_slot(
+    state: &AppState,
+    held: Option<&TokenSlot>,
+    jti: String,
+) -> Result<Option<TokenSlot>, (&'static str, String)> {
+    if held.is_some_and(|h| *h.key() == jti) {
+        return Ok(None);
+    }
+    match state.ws_per_token.try_take(jti) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            metrics::counter!("vigil_gateway_ws_refused_total", "reason" => "per_token")
+                .increment(1);
+            Err((
+                "too_many_token_connections",
+                "this token has as many board connections open as one token may; close one or use another token".into(),
+            ))
+        }
+    }
+}
+
+type TokenSlot = crate::server::Slot<String>;
+
 fn deadline_of(exp: u64) -> tokio::time::Instant {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -293,12 +328,23 @@ async fn serve(
     state: Arc<AppState>,
     url_token: Option<String>,
     peer: std::net::SocketAddr,
+    address_slot: Option<crate::server::Slot<std::net::IpAddr>>,
 ) {
     let mut conn = Conn {
         socket,
         view: View::WallScreen,
         scope: None,
         position: 0,
+    };
+    // Held until this function returns (the connection closes).
+    let Some(_address_slot) = address_slot else {
+        metrics::counter!("vigil_gateway_ws_refused_total", "reason" => "per_address").increment(1);
+        return conn
+            .error_and_close(
+                "too_many_connections",
+                "your address has as many board connections open as one address may; close one or retry shortly",
+            )
+            .await;
     };
     // 1. Wait for a subscribe.
     let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, conn.socket.recv()).await;
@@ -328,13 +374,17 @@ async fn serve(
     let _ = limiter.check();
     // The token this connection is served under, checked again at every heartbeat.
     let mut current = token.or(url_token.clone());
-    let (view, scope, exp) = match authorize(&state, current.as_deref(), asked) {
+    let (view, scope, exp, jti) = match authorize(&state, current.as_deref(), asked) {
         Ok(v) => v,
         Err((code, msg)) => {
             metrics::counter!("vigil_gateway_denied_total", "code" => code).increment(1);
             state.audit_denied("WS", "/ws", code, Some(peer), None);
             return conn.error_and_close(code, &msg).await;
         }
+    };
+    let mut held = match token_slot(&state, None, jti) {
+        Ok(slot) => slot,
+        Err((code, msg)) => return conn.error_and_close(code, &msg).await,
     };
     let expires = tokio::time::sleep_until(deadline_of(exp));
     tokio::pin!(expires);
@@ -418,9 +468,15 @@ async fn serve(
                     Ok((asked, since, token)) => {
                         // A new subscribe on the same connection: checked again, as if new.
                         let token = token.or(url_token.clone());
-                        match authorize(&state, token.as_deref(), asked) {
-                            Ok((view, scope, exp)) => {
+                        match authorize(&state, token.as_deref(), asked)
+                            .and_then(|(view, scope, exp, jti)| {
+                                Ok((view, scope, exp, token_slot(&state, held.as_ref(), jti)?))
+                            }) {
+                            Ok((view, scope, exp, slot)) => {
                                 current = token;
+                                if slot.is_some() {
+                                    held = slot;
+                                }
                                 expires.as_mut().reset(deadline_of(exp));
                                 // Same view: continue from where this connection is, unless told otherwise.
                                 let same = view == conn.view && scope == conn.scope;

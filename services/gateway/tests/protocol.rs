@@ -191,7 +191,12 @@ async fn heartbeats_arrive_when_nothing_happens() {
 async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
     const READERS: usize = 50;
     const EVENTS: usize = 2500; // more than the fan-out ring of 1024 frames
-    let c = Center::start().await;
+    // 51 screens with one token: more than one token may hold by default.
+    let c = Center::start_with_limits(vigil_gateway::ConnLimits {
+        max_ws_per_token: READERS + 1,
+        ..vigil_gateway::ConnLimits::default()
+    })
+    .await;
 
     // A small receive buffer, so the kernel cannot soak up the backlog for it.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();

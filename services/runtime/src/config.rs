@@ -31,6 +31,28 @@ pub struct FileConfig {
     /// Store settings.
     #[serde(default)]
     pub store: StoreFileConfig,
+    /// The gateway's connection limits.
+    #[serde(default)]
+    pub gateway: GatewayFileConfig,
+}
+
+/// The gateway's connection limits in the file (the environment's `VIGIL_HTTP_*` and
+/// `VIGIL_MAX_*` variables win over these; see the gateway's `ConnLimits`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFileConfig {
+    /// Seconds a new connection has to send its first whole request head.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may wait for (and read) its next request head.
+    pub keepalive_secs: Option<u64>,
+    /// Connections open at once, WebSockets included.
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: Option<usize>,
+    /// WebSockets open at once from one client address.
+    pub max_ws_per_address: Option<usize>,
+    /// WebSockets open at once with one token.
+    pub max_ws_per_token: Option<usize>,
 }
 
 /// Store settings in the file.
@@ -76,12 +98,13 @@ mod tests {
         let good = dir.join("good.toml");
         std::fs::write(
             &good,
-            "nats_url = \"nats://127.0.0.1:1\"\n[store]\nmax_event_bytes = 100\n",
+            "nats_url = \"nats://127.0.0.1:1\"\n[store]\nmax_event_bytes = 100\n[gateway]\nmax_ws_per_token = 4\n",
         )
         .unwrap();
         let cfg = load(Some(&good)).unwrap();
         assert_eq!(cfg.nats_url.as_deref(), Some("nats://127.0.0.1:1"));
         assert_eq!(cfg.store.max_event_bytes, Some(100));
+        assert_eq!(cfg.gateway.max_ws_per_token, Some(4));
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "nats_ur = \"x\"\n").unwrap();
         let err = load(Some(&bad)).unwrap_err().to_string();

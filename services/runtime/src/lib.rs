@@ -15,6 +15,7 @@
 //!   readable once caught up.
 //! - [`config`]: settings from flags, environment and an optional file.
 //! - [`telemetry`]: tracing setup and the Prometheus `/metrics` endpoint.
+//! - [`open_files`]: raising the open-file soft limit to the hard limit at start.
 //! - [`shutdown`]: one cancellation token that SIGINT and SIGTERM fire.
 
 pub mod catchup;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod data_dir;
 pub mod nats;
 pub mod nats_auth;
+pub mod open_files;
 pub mod read_model;
 pub mod shutdown;
 pub mod store_client;

@@ -321,6 +321,49 @@ impl Resolved {
         Ok(runtime::nats_auth::load(&self.data_dir)?.and_then(|users| users.credentials(user)))
     }
 
+    /// The gateway's connection limits: the defaults, the file's `[gateway]` over them, the
+    /// environment (`VIGIL_HTTP_HEADER_TIMEOUT_SECS`, `VIGIL_MAX_CONNECTIONS`, ...) over that.
+    pub fn connection_limits(&self) -> anyhow::Result<gateway::ConnLimits> {
+        let mut l = gateway::ConnLimits::default();
+        let f = &self.file.gateway;
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                anyhow::bail!("[gateway] {name} in the config file must be at least 1");
+            }
+            Ok(v)
+        };
+        if let Some(v) = f.header_timeout_secs {
+            l.header_timeout = std::time::Duration::from_secs(positive("header_timeout_secs", v)?);
+        }
+        if let Some(v) = f.keepalive_secs {
+            l.keepalive_timeout = std::time::Duration::from_secs(positive("keepalive_secs", v)?);
+        }
+        for (name, value, field) in [
+            ("max_connections", f.max_connections, &mut l.max_connections),
+            (
+                "max_connections_per_address",
+                f.max_connections_per_address,
+                &mut l.max_connections_per_address,
+            ),
+            (
+                "max_ws_per_address",
+                f.max_ws_per_address,
+                &mut l.max_ws_per_address,
+            ),
+            (
+                "max_ws_per_token",
+                f.max_ws_per_token,
+                &mut l.max_ws_per_token,
+            ),
+        ] {
+            if let Some(v) = value {
+                positive(name, v as u64)?;
+                *field = v;
+            }
+        }
+        l.with_env()
+    }
+
     /// The store's settings under this data directory.
     pub fn store_config(&self) -> store::StoreConfig {
         let mut c = store::StoreConfig::new(self.data_dir.join("store"));

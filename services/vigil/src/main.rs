@@ -38,6 +38,24 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let cli = Cli::parse();
     runtime::telemetry::init_tracing();
+    // A server holds a descriptor per client, per NATS connection and per store file: it
+    // raises its own soft limit (often 1,024) to the hard limit, once, before it starts.
+    if matches!(
+        cli.command,
+        Command::Up(_)
+            | Command::Store(_)
+            | Command::Gateway(_)
+            | Command::Audit
+            | Command::Incidents
+            | Command::Levels
+            | Command::Relocation
+            | Command::Surge
+            | Command::Hostage
+            | Command::Clearances
+            | Command::Broadcast
+    ) {
+        runtime::open_files::raise_to_hard_limit();
+    }
     let result = match cli.common.resolve() {
         Ok(settings) if cli.command.writes_data_dir() => {
             // Before anything is written: a data directory other users can read is refused.
@@ -132,7 +150,8 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
         Mode::Service,
     )
     .await?;
-    let (bound, task) = gateway::start(addr, client, auth, shutdown).await?;
+    let limits = settings.connection_limits()?;
+    let (bound, task) = gateway::start_with_limits(addr, client, auth, shutdown, limits).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
 }

@@ -120,8 +120,14 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(30 * 24 * 3600),
         "api",
     )?;
-    let (http_bound, gateway) =
-        gateway::start(http_addr, gateway_client, auth, shutdown.clone()).await?;
+    let (http_bound, gateway) = gateway::start_with_limits(
+        http_addr,
+        gateway_client,
+        auth,
+        shutdown.clone(),
+        settings.connection_limits()?,
+    )
+    .await?;
 
     let metrics_addr = args.metrics.unwrap_or_else(|| {
         runtime::config::DEFAULT_METRICS

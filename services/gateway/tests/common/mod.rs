@@ -34,6 +34,11 @@ pub struct Center {
 
 impl Center {
     pub async fn start() -> Self {
+        Self::start_with_limits(vigil_gateway::ConnLimits::default()).await
+    }
+
+    /// [`Center::start`] with the gateway's connection limits given.
+    pub async fn start_with_limits(limits: vigil_gateway::ConnLimits) -> Self {
         let nats = NatsServer::start();
         let dir = tempfile::tempdir().unwrap();
         let stop = CancellationToken::new();
@@ -73,11 +78,12 @@ impl Center {
         let (duty_token, _) = auth
             .issue("ana", Role::DutyOfficer, None, None, hour, "session")
             .unwrap();
-        let (addr, _task) = vigil_gateway::start(
+        let (addr, _task) = vigil_gateway::start_with_limits(
             "127.0.0.1:0".parse().unwrap(),
             nats.connect().await,
             auth.clone(),
             stop.clone(),
+            limits,
         )
         .await
         .unwrap();
