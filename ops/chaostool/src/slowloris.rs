@@ -247,10 +247,7 @@ async fn report_for(
             while Instant::now() < until {
                 tick.tick().await;
                 let id = Uuid::new_v4();
-                let body = serde_json::to_vec(&json!({
-                    "id": id, "country": "SO", "category": "crime", "severity": 2,
-                    "title": "Slow loris report", "occurred_at": "2026-11-27T03:00:00Z"
-                }))?;
+                let body = crate::writers::report_body(id, "Slow loris report")?;
                 let started = Instant::now();
                 loop {
                     let answer = tokio::time::timeout(

@@ -224,15 +224,7 @@ pub async fn http_writer(
     let auth = format!("Bearer {token}");
     while !progress.stop.load(Ordering::Acquire) {
         let id = Uuid::new_v4();
-        // Now, fixed into the body: a report may be at most 30 days late, and a retry
-        // carries the same bytes.
-        let occurred_at = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let body = serde_json::to_vec(&json!({
-            "id": id, "country": "SO", "category": "crime", "severity": 2,
-            "title": "Chaos report", "occurred_at": occurred_at
-        }))?;
+        let body = report_body(id, "Chaos report")?;
         // The same id until it lands: a retry is never stored twice.
         loop {
             let answer = tokio::time::timeout(
@@ -324,4 +316,17 @@ pub async fn nats_writer(
         }
     }
     Ok(())
+}
+
+/// A field report's body, `occurred_at` now: the incidents service refuses reports more than
+/// 30 days late, so a fixed date would make the scenario fail a month after it was written;
+/// the bytes are fixed once, so a retry carries the same body.
+pub fn report_body(id: Uuid, title: &str) -> anyhow::Result<Vec<u8>> {
+    let occurred_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Ok(serde_json::to_vec(&json!({
+        "id": id, "country": "SO", "category": "crime", "severity": 2,
+        "title": title, "occurred_at": occurred_at
+    }))?)
 }
