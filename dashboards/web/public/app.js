@@ -159,6 +159,11 @@ function onMessage(raw) {
     }
     case "heartbeat":
       conn.heartbeat = msg;
+      // Every delta up to a heartbeat's position was sent before it: events that changed
+      // nothing on this board moved it on, so the board is as of that position.
+      if (board && typeof msg.position === "number" && msg.position > board.position) {
+        board.position = msg.position;
+      }
       break;
     case "error":
       conn.error = { code: String(msg.code ?? "error"), message: String(msg.message ?? "") };

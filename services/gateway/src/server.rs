@@ -20,6 +20,16 @@
 //!   `connections_over_the_address_cap_are_refused_at_once`.
 //! - Running out of file descriptors never stops the server: `accept` errors are logged (at
 //!   most every few seconds) and retried after a short pause.
+//! - A request answered before its body was read (a 401/403 from the access check, a 413
+//!   over the body limit, a 408) does not cost the client its connection: the rest of the
+//!   body is read and dropped first, up to [`DRAIN_MAX_BYTES`] and with at most
+//!   [`DRAIN_IDLE`] between two pieces, and the connection stays open for the next request.
+//!   A body larger than that, or one that stalls, or one the client has not sent yet
+//!   (`Expect: 100-continue`) is answered with `Connection: close` and the connection is
+//!   closed after the answer, so a client never sends its next request on a connection the
+//!   gateway is about to drop: `a_refusal_before_the_body_keeps_the_connection_or_says_close`.
+//!   (Closing with more than the bound still unread may reset the connection before the
+//!   client reads the answer: TCP's rule, not the gateway's choice.)
 //! - On shutdown it stops accepting, asks every connection to finish the request in flight
 //!   and close, and waits for them (upgraded WebSockets close themselves, see `ws`).
 //!
@@ -39,7 +49,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -468,6 +479,85 @@ pub async fn serve(
     Ok(())
 }
 
+/// The most of an unread request body drained after an early answer so that the connection
+/// can be kept (a few requests' worth of the 64 KiB limit: a client that sends 3 MB by
+/// mistake gets its 413 and keeps its connection; beyond this, reading is the attacker's
+/// bandwidth spent on our time, and the connection is closed instead).
+pub const DRAIN_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// While draining, the longest wait for the next piece of the body; a client that stalls is
+/// answered with `Connection: close` instead.
+pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
+/// The longest a drain may take in all.
+pub const DRAIN_TOTAL: Duration = Duration::from_secs(10);
+
+/// A request body that comes back to the connection when the router drops it unfinished,
+/// so the connection can drain it (hyper alone gives up on it and closes the socket after
+/// the answer, without `Connection: close`: the client's next request then finds it dead).
+struct Returned {
+    inner: Option<Incoming>,
+    back: Option<tokio::sync::oneshot::Sender<Incoming>>,
+}
+
+impl Body for Returned {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for Returned {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(back)) = (self.inner.take(), self.back.take())
+            && !inner.is_end_stream()
+        {
+            let _ = back.send(inner);
+        }
+    }
+}
+
+/// Reads and drops the rest of `body`: `true` when it ended within the bounds.
+async fn drain(mut body: Incoming) -> bool {
+    let mut read = 0usize;
+    let all = async {
+        loop {
+            let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+            match tokio::time::timeout(DRAIN_IDLE, next).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        read = read.saturating_add(data.len());
+                        if read > DRAIN_MAX_BYTES {
+                            return false;
+                        }
+                    }
+                }
+                Ok(Some(Err(_))) | Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_TOTAL, all)
+        .await
+        .unwrap_or(false)
+}
+
 /// Serves one connection: HTTP/1.1 with upgrades, the header timeout on its first request,
 /// hyper's header-read timer (the keep-alive limit) on the later ones.
 async fn connection(
@@ -484,8 +574,30 @@ async fn connection(
         seen.store(true, Ordering::Release);
         // Handlers read the client's address through `ConnectInfo`, as under axum::serve.
         req.extensions_mut().insert(ConnectInfo(peer));
+        // A client that waits for `100 Continue` has not sent its body: nothing to drain.
+        let expects = req.headers().contains_key(hyper::header::EXPECT);
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let req = req.map(|inner| Returned {
+            inner: Some(inner),
+            back: Some(tx),
+        });
         let mut app = app.clone();
-        async move { app.call(req).await }
+        async move {
+            let mut answer = app.call(req).await?;
+            if let Ok(rest) = rx.try_recv() {
+                // Answered before the body was read: read it now so the connection can
+                // carry the next request, or say that it will not.
+                let kept = !expects && drain(rest).await;
+                if !kept {
+                    metrics::counter!("vigil_gateway_undrained_bodies_total").increment(1);
+                    answer.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
+            }
+            Ok::<_, std::convert::Infallible>(answer)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

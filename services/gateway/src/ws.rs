@@ -22,6 +22,10 @@
 //!   [`SUBSCRIBES_PER_MINUTE`]): over it a subscribe gets `rate_limited` and no snapshot, and
 //!   after [`SUBSCRIBE_REFUSALS`] such refusals the connection is closed
 //!   (`sessions::resubscribing_in_a_loop_is_rate_limited_then_closed`).
+//! - A heartbeat carries the position the board it follows reflects: the hub's folded
+//!   position (events that change nothing on a view, or nothing in a cut, send no delta but
+//!   move it), and every delta up to that position is sent before it, so "as of position N"
+//!   on a screen is true (`heartbeat_position::a_heartbeat_carries_the_position_the_board_reflects`).
 //! - Caps: at most `max_ws_per_address` open WebSockets per client address and
 //!   `max_ws_per_token` per token (see `ConnLimits`); one over either is sent an `error`
 //!   (`too_many_connections`, `too_many_token_connections`) and closed, and counted in
@@ -38,7 +42,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
 use crate::hub::Subscription;
@@ -196,6 +200,24 @@ impl Conn {
             Some(cut) => state.hub.subscribe_scoped(cut, since),
             None => state.hub.subscribe(self.view, since),
         }
+    }
+
+    /// Sends a live delta (cut to this connection's scope) unless already past it.
+    async fn forward(&mut self, f: crate::hub::Frame) -> Outcome {
+        if f.position <= self.position {
+            return Outcome::Continue;
+        }
+        let p = f.position;
+        let bytes = match self.scope {
+            None => Some(f.bytes),
+            Some(cut) => crate::hub::scoped_delta(&f, cut),
+        };
+        let out = match bytes {
+            Some(b) => self.send(b).await,
+            None => Outcome::Continue,
+        };
+        self.position = p;
+        out
     }
 
     async fn start(&mut self, sub: &mut Subscription) -> Outcome {
@@ -411,20 +433,7 @@ async fn serve(
                 Outcome::Close
             }
             frame = sub.live.recv() => match frame {
-                Ok(f) if f.position <= conn.position => Outcome::Continue,
-                Ok(f) => {
-                    let p = f.position;
-                    let bytes = match conn.scope {
-                        None => Some(f.bytes),
-                        Some(cut) => crate::hub::scoped_delta(&f, cut),
-                    };
-                    let out = match bytes {
-                        Some(b) => conn.send(b).await,
-                        None => Outcome::Continue,
-                    };
-                    conn.position = p;
-                    out
-                }
+                Ok(f) => conn.forward(f).await,
                 Err(RecvError::Lagged(n)) => {
                     // Too far behind: a snapshot instead of the backlog.
                     metrics::counter!("vigil_gateway_resyncs_total").increment(1);
@@ -443,6 +452,37 @@ async fn serve(
                     conn.error_and_close(code, &msg).await;
                     return;
                 }
+                // The position the board reflects, not the last delta's: events that change
+                // nothing on this view send no delta, and a screen says "as of position N".
+                // Read before draining: every delta up to it is already in the channel, so
+                // it goes out before the heartbeat that claims it.
+                let folded = state.hub.position();
+                let mut out = Outcome::Continue;
+                loop {
+                    match sub.live.try_recv() {
+                        Ok(f) => {
+                            out = conn.forward(f).await;
+                            if let Outcome::Close = out {
+                                break;
+                            }
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(_)) => {
+                            metrics::counter!("vigil_gateway_resyncs_total").increment(1);
+                            sub = conn.subscribe(&state, None);
+                            out = conn.start(&mut sub).await;
+                            break;
+                        }
+                        Err(TryRecvError::Closed) => {
+                            out = Outcome::Close;
+                            break;
+                        }
+                    }
+                }
+                if let Outcome::Close = out {
+                    return;
+                }
+                conn.position = conn.position.max(folded);
                 let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
                 let body = json!({"type": "heartbeat", "position": conn.position, "at": at}).to_string();
                 conn.send(body.into()).await

@@ -643,7 +643,27 @@ async fn scenario(client: &Client, centre: &mut Centre) {
         "the STALE banner is gone: {page:#}"
     );
 
-    // (e) A picture for people.
+    // (e) An event that changes nothing on the board (an audit record) sends no delta, yet
+    // the board is as of it: the heartbeat carries the position, and the page shows it.
+    let audit = serde_json::json!({"id": uuid::Uuid::new_v4(), "at": "2026-12-06T00:00:00Z",
+        "method": "GET", "path": "/wall-screen-test", "code": "forbidden"});
+    let quiet = centre
+        .append(
+            &format!("audit-{}", uuid::Uuid::new_v4()),
+            "AccessDenied",
+            1,
+            &audit,
+        )
+        .to_string();
+    wait_for(
+        client,
+        Duration::from_secs(6),
+        "the page shows the position of an event the board ignores (from a heartbeat)",
+        |p| p["position"] == quiet.as_str(),
+    )
+    .await;
+
+    // (f) A picture for people.
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let path = target_dir().join("wall-screen.png");
