@@ -589,7 +589,12 @@ where
         } else {
             held(p, what)
         };
-        checked.map_err(|r| Refusal::new(r.code, format!("{field}: {}; nothing was recorded", r.message)))?;
+        checked.map_err(|r| {
+            Refusal::new(
+                r.code,
+                format!("{field}: {}; nothing was recorded", r.message),
+            )
+        })?;
     }
     let events: Vec<DomainEvent> = each.iter().cloned().map(Into::into).collect();
     for e in &events {
@@ -1028,7 +1033,12 @@ mod tests {
         let body = json!({"persons": ["P-1"], "at": "2026-11-03T10:00:00Z"});
         for role in [Role::DutyOfficer, Role::WallScreen, Role::Admin] {
             assert_eq!(
-                code(when(&history, &actor(role, None), "release_many", body.clone())),
+                code(when(
+                    &history,
+                    &actor(role, None),
+                    "release_many",
+                    body.clone()
+                )),
                 RefusalCode::Forbidden,
                 "{role:?}"
             );

@@ -157,9 +157,7 @@ impl Service {
         match name {
             "open" => reply(self.open(&payload).await),
             "proof_of_life" | "proof_of_life_many" | "negotiation" | "release" | "release_many"
-            | "deceased" | "close" => {
-                reply(self.transition(name, &payload).await)
-            }
+            | "deceased" | "close" => reply(self.transition(name, &payload).await),
             "get" => reply(self.get(&payload).await),
             "list" => reply(self.list(&payload)),
             other => reply::<()>(Err(Refusal::invalid(format!(

@@ -1501,9 +1501,18 @@ mod tests {
             let r = refused(when(&history, &crisis(), "cancel", bad.clone()));
             assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
         }
-        for who in [fso(), actor(Role::WallScreen, None), actor(Role::AgencyFocalPoint, None)] {
+        for who in [
+            fso(),
+            actor(Role::WallScreen, None),
+            actor(Role::AgencyFocalPoint, None),
+        ] {
             assert_eq!(
-                code(when(&history, &who, "cancel", json!({"reason": "not needed"}))),
+                code(when(
+                    &history,
+                    &who,
+                    "cancel",
+                    json!({"reason": "not needed"})
+                )),
                 RefusalCode::Forbidden,
                 "{who:?}"
             );
@@ -1523,7 +1532,12 @@ mod tests {
         .into();
         for (history, says) in [
             (
-                given(vec![requested(), approved(), assigned("P-1", "SOM-BAI"), deployed()]),
+                given(vec![
+                    requested(),
+                    approved(),
+                    assigned("P-1", "SOM-BAI"),
+                    deployed(),
+                ]),
                 "deployed",
             ),
             (
@@ -1563,14 +1577,23 @@ mod tests {
         let mut register = Register::default();
         feed(
             &mut register,
-            &record(ID, vec![requested(), approved(), assigned("P-1", "SOM-BAI")], 1),
+            &record(
+                ID,
+                vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+                1,
+            ),
         );
         assert_eq!(register.active_surge_of("P-1", OTHER), Some(ID));
         feed(
             &mut register,
             &record(
                 ID,
-                vec![requested(), approved(), assigned("P-1", "SOM-BAI"), cancelled()],
+                vec![
+                    requested(),
+                    approved(),
+                    assigned("P-1", "SOM-BAI"),
+                    cancelled(),
+                ],
                 1,
             ),
         );

@@ -30,7 +30,9 @@ fn opened(country: &str, persons: usize) -> HostageCaseOpened {
     HostageCaseOpened {
         incident_id: uuid::Uuid::from_u128(1),
         country: c(country),
-        persons: (0..persons).map(|i| format!("hostage.person.{i}")).collect(),
+        persons: (0..persons)
+            .map(|i| format!("hostage.person.{i}"))
+            .collect(),
         captors: None,
         location: None,
     }
@@ -113,7 +115,12 @@ fn a_cancelled_surge_leaves_the_board_with_a_timeline_note_and_no_reason() {
             assets: vec![],
         },
     );
-    log.push(30, SurgeApproved { by: "cm.lena".into() });
+    log.push(
+        30,
+        SurgeApproved {
+            by: "cm.lena".into(),
+        },
+    );
     log.push(
         30,
         SurgeOfficerAssigned {
