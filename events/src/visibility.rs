@@ -83,6 +83,7 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("SurgeOfficerAssigned", Class::Internal),
     ("SurgeDeployed", Class::Internal),
     ("SurgeCompleted", Class::Internal),
+    ("SurgeCancelled", Class::Internal),
     ("RelocationOrdered", Class::Internal),
     ("RollCallEntryAdded", Class::Internal),
     ("PersonMarked", Class::Internal),

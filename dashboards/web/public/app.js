@@ -572,7 +572,14 @@ function HostagePanel({ now }) {
         .map((s) => daysSince(s, now))
         .filter((d) => d !== null)
         .sort((a, b) => b - a);
-      items.push({ cc, cases: num(h.cases), held: num(h.persons_held), days });
+      items.push({
+        cc,
+        cases: num(h.cases),
+        held: num(h.persons_held),
+        released: num(h.persons_released),
+        deceased: num(h.persons_deceased),
+        days,
+      });
     }
   }
   items.sort((a, b) => (b.days[0] ?? 0) - (a.days[0] ?? 0));
@@ -585,8 +592,12 @@ function HostagePanel({ now }) {
       render=${(i) => html`<li key=${i.cc}>
         <span class="cc">${i.cc}</span>${countryName(i.cc)}
         <div>
-          <span class="num">${i.cases}</span> ${i.cases === 1 ? "case" : "cases"}${" · "}
-          <span class="num">${i.held}</span>${" held"}
+          <span class="num">${i.cases}</span> ${i.cases === 1 ? "case" : "cases"}
+        </div>
+        <div class="hostage-counts" data-testid="hostage-counts">
+          <span class="held"><span class="num">${i.held}</span> held</span>
+          <span class="released"><span class="num">${i.released}</span> released</span>
+          <span class="deceased"><span class="num">${i.deceased}</span> deceased</span>
         </div>
         ${i.days.length
           ? html`<div class="dim">held ${i.days.map((d) => `${d} d`).join(", ")}</div>`

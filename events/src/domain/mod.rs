@@ -134,7 +134,7 @@ domain_events! {
     }
     surge {
         SurgeRequested = 1, SurgeApproved = 1, SurgeRejected = 1, SurgeOfficerAssigned = 1,
-        SurgeDeployed = 1, SurgeCompleted = 1,
+        SurgeDeployed = 1, SurgeCompleted = 1, SurgeCancelled = 1,
     }
     relocation {
         RelocationOrdered = 1, RollCallEntryAdded = 1, PersonMarked = 1, OrderCompleted = 1,
@@ -405,6 +405,11 @@ mod tests {
             .into(),
             SurgeDeployed { at }.into(),
             SurgeCompleted { at }.into(),
+            SurgeCancelled {
+                by: id(),
+                reason: reason(),
+            }
+            .into(),
             RelocationOrdered {
                 kind: OrderKind::Relocation,
                 country: country("SD"),

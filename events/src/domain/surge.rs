@@ -138,6 +138,25 @@ impl SurgeCompleted {
     }
 }
 
+/// A requested or approved surge was called off before it deployed: it is no longer needed.
+/// Its officers are free again (a surge that is cancelled is no longer active).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeCancelled {
+    /// The user who cancelled it.
+    pub by: String,
+    /// Why, on one line (it is shown on the board's timeline).
+    pub reason: String,
+}
+
+impl SurgeCancelled {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("by", &self.by)?;
+        line("reason", &self.reason, MAX_REASON)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +215,18 @@ mod tests {
         round_trip(&SurgeDeployed { at });
         round_trip(&SurgeCompleted { at });
         assert!(SurgeApproved { by: "".into() }.validate().is_err());
+        round_trip(&SurgeCancelled {
+            by: "cm.1".into(),
+            reason: "the convoy got through".into(),
+        });
+        let cancelled = |reason: &str| SurgeCancelled {
+            by: "cm.1".into(),
+            reason: reason.into(),
+        };
+        assert!(cancelled("").validate().is_err());
+        assert!(cancelled("  ").validate().is_err());
+        assert!(cancelled("two\nlines").validate().is_err());
+        assert!(cancelled(&"x".repeat(MAX_REASON + 1)).validate().is_err());
+        assert!(cancelled("not needed").validate().is_ok());
     }
 }

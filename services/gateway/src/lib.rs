@@ -153,8 +153,10 @@ routes! {
     "GET" "/api/v1/hostage-cases" Access::Roles(policy::HOSTAGE_SUMMARY) => resource::list("hostage");
     "GET" "/api/v1/hostage-cases/{id}" Access::Roles(policy::HOSTAGE_DETAILS) => resource::one("hostage", "case");
     "POST" "/api/v1/hostage-cases/{id}/proof-of-life" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "proof_of_life");
+    "POST" "/api/v1/hostage-cases/{id}/proof-of-life-many" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "proof_of_life_many");
     "POST" "/api/v1/hostage-cases/{id}/negotiation" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "negotiation");
     "POST" "/api/v1/hostage-cases/{id}/release" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "release");
+    "POST" "/api/v1/hostage-cases/{id}/release-many" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "release_many");
     "POST" "/api/v1/hostage-cases/{id}/deceased" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "deceased");
     "POST" "/api/v1/hostage-cases/{id}/close" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "close");
     "POST" "/api/v1/surges" Access::Roles(policy::SURGE_REQUEST) => resource::create("surge", "request");
@@ -165,6 +167,7 @@ routes! {
     "POST" "/api/v1/surges/{id}/assign" Access::Roles(policy::SURGE_RUN) => resource::transition("surge", "surge", "assign");
     "POST" "/api/v1/surges/{id}/deploy" Access::Roles(policy::SURGE_RUN) => resource::transition("surge", "surge", "deploy");
     "POST" "/api/v1/surges/{id}/complete" Access::Roles(policy::SURGE_RUN) => resource::transition("surge", "surge", "complete");
+    "POST" "/api/v1/surges/{id}/cancel" Access::Roles(policy::SURGE_DECIDE) => resource::transition("surge", "surge", "cancel");
     "POST" "/api/v1/orders" Access::Roles(policy::ORDER_ISSUE) => resource::create("relocation", "order");
     "GET" "/api/v1/orders" Access::Roles(policy::ORDER_READ) => resource::list("relocation");
     "GET" "/api/v1/orders/{id}" Access::Roles(policy::ORDER_READ) => resource::one("relocation", "order");

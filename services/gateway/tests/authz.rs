@@ -287,6 +287,16 @@ const MATRIX: &[Row] = &[
     },
     Row {
         method: "POST",
+        path: "/api/v1/hostage-cases/{id}/proof-of-life-many",
+        concrete: "/api/v1/hostage-cases/00000000-0000-4000-8000-0000000000ff/proof-of-life-many",
+        body: Some((
+            "application/json",
+            br#"{"persons":["P1"],"at":"2026-11-27T00:00:00Z","note":"video"}"#,
+        )),
+        expect: [401, 401, 401, 403, 403, 404, 403, 403, 403, 403],
+    },
+    Row {
+        method: "POST",
         path: "/api/v1/hostage-cases/{id}/negotiation",
         concrete: "/api/v1/hostage-cases/00000000-0000-4000-8000-0000000000ff/negotiation",
         body: Some((
@@ -302,6 +312,16 @@ const MATRIX: &[Row] = &[
         body: Some((
             "application/json",
             br#"{"person":"P1","at":"2026-11-27T00:00:00Z"}"#,
+        )),
+        expect: [401, 401, 401, 403, 403, 404, 403, 403, 403, 403],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/hostage-cases/{id}/release-many",
+        concrete: "/api/v1/hostage-cases/00000000-0000-4000-8000-0000000000ff/release-many",
+        body: Some((
+            "application/json",
+            br#"{"persons":["P1"],"at":"2026-11-27T00:00:00Z"}"#,
         )),
         expect: [401, 401, 401, 403, 403, 404, 403, 403, 403, 403],
     },
@@ -380,6 +400,13 @@ const MATRIX: &[Row] = &[
         concrete: "/api/v1/surges/00000000-0000-4000-8000-0000000000ff/complete",
         body: Some(("application/json", br#"{"at":"2026-11-27T00:00:00Z"}"#)),
         expect: [401, 401, 401, 403, 404, 404, 403, 403, 403, 403],
+    },
+    Row {
+        method: "POST",
+        path: "/api/v1/surges/{id}/cancel",
+        concrete: "/api/v1/surges/00000000-0000-4000-8000-0000000000ff/cancel",
+        body: Some(("application/json", br#"{"reason":"not needed"}"#)),
+        expect: [401, 401, 401, 403, 403, 404, 403, 403, 403, 403],
     },
     Row {
         method: "POST",

@@ -20,7 +20,7 @@ use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::hostage::{
     HostageCaseClosed, HostageCaseOpened, HostageDeceased, HostageOutcome, HostageReleased,
-    NegotiationContactLogged, PersonAccount, ProofOfLifeReceived,
+    MAX_PERSONS, NegotiationContactLogged, PersonAccount, ProofOfLifeReceived,
 };
 use events::domain::incident::Location;
 use events::validate::Country;
@@ -299,6 +299,34 @@ fn settle(c: &mut Case, person: &str, status: PersonStatus, at: OffsetDateTime) 
     }
 }
 
+/// Most persons named in one bulk command: every person a case can hold (one append).
+pub const MAX_MANY: usize = MAX_PERSONS;
+
+/// Body of `release_many`: several persons of the case released at the same time (70 people
+/// freed together need one request, not 70).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseMany {
+    /// The persons, 1 to [`MAX_MANY`], each once, every one still held.
+    pub persons: Vec<String>,
+    /// When they were released.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Body of `proof_of_life_many`: one proof showing several persons alive (a group video).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofOfLifeMany {
+    /// The persons, 1 to [`MAX_MANY`], each once, every one still held.
+    pub persons: Vec<String>,
+    /// When the proof shows them alive.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What the proof is.
+    pub note: String,
+}
+
 /// A command on one case, its body read and checked for shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostageCommand {
@@ -310,6 +338,10 @@ pub enum HostageCommand {
     Negotiation(NegotiationContactLogged),
     /// A person was released.
     Release(HostageReleased),
+    /// Several persons were released together: all of them or none.
+    ReleaseMany(ReleaseMany),
+    /// One proof of life for several persons: all of them or none.
+    ProofOfLifeMany(ProofOfLifeMany),
     /// A person died.
     Deceased(HostageDeceased),
     /// Close the case with an account of every person.
@@ -318,11 +350,13 @@ pub enum HostageCommand {
 
 /// The commands that change a case, by the name of their subject
 /// (`vigil.cmd.hostage.<name>`).
-pub const COMMANDS: [&str; 6] = [
+pub const COMMANDS: [&str; 8] = [
     "open",
     "proof_of_life",
+    "proof_of_life_many",
     "negotiation",
     "release",
+    "release_many",
     "deceased",
     "close",
 ];
@@ -342,6 +376,8 @@ pub fn parse(name: &str, body: Value) -> Result<HostageCommand, Refusal> {
         "proof_of_life" => HostageCommand::ProofOfLife(read(body)?),
         "negotiation" => HostageCommand::Negotiation(read(body)?),
         "release" => HostageCommand::Release(read(body)?),
+        "release_many" => HostageCommand::ReleaseMany(read(body)?),
+        "proof_of_life_many" => HostageCommand::ProofOfLifeMany(read(body)?),
         "deceased" => HostageCommand::Deceased(read(body)?),
         "close" => HostageCommand::Close(read(body)?),
         other => {
@@ -439,26 +475,33 @@ pub fn decide(
         HostageCommand::ProofOfLife(p) => {
             let case = open_case(id, actor, state)?;
             p.validate()?;
-            let person = member(case, "person", &p.person)?;
-            match person.status {
-                PersonStatus::Held => {}
-                PersonStatus::Released => {
-                    return Err(Refusal::conflict(format!(
-                        "{} was released{}; proof of life is only for persons still held",
-                        p.person,
-                        stamp(person)
-                    )));
-                }
-                PersonStatus::Deceased => {
-                    return Err(Refusal::conflict(format!(
-                        "{} is recorded deceased{}; proof of life is only for persons still held (log what was learned as a negotiation contact)",
-                        p.person,
-                        stamp(person)
-                    )));
-                }
-                PersonStatus::Other => return Err(accounted(person)),
-            }
+            alive(member(case, "person", &p.person)?)?;
             p.into()
+        }
+        HostageCommand::ReleaseMany(m) => {
+            let case = open_case(id, actor, state)?;
+            let released = m
+                .persons
+                .iter()
+                .map(|person| HostageReleased {
+                    person: person.clone(),
+                    at: m.at,
+                })
+                .collect::<Vec<_>>();
+            return many(case, &m.persons, "released", &released, |r| r.validate());
+        }
+        HostageCommand::ProofOfLifeMany(m) => {
+            let case = open_case(id, actor, state)?;
+            let proofs = m
+                .persons
+                .iter()
+                .map(|person| ProofOfLifeReceived {
+                    person: person.clone(),
+                    at: m.at,
+                    note: m.note.clone(),
+                })
+                .collect::<Vec<_>>();
+            return many(case, &m.persons, "", &proofs, |p| p.validate());
         }
         HostageCommand::Negotiation(n) => {
             open_case(id, actor, state)?;
@@ -485,6 +528,79 @@ pub fn decide(
     };
     event.validate()?;
     Ok(vec![event])
+}
+
+/// Proof of life is only for a person still held.
+fn alive(person: &Person) -> Result<(), Refusal> {
+    match person.status {
+        PersonStatus::Held => Ok(()),
+        PersonStatus::Released => Err(Refusal::conflict(format!(
+            "{} was released{}; proof of life is only for persons still held",
+            person.person,
+            stamp(person)
+        ))),
+        PersonStatus::Deceased => Err(Refusal::conflict(format!(
+            "{} is recorded deceased{}; proof of life is only for persons still held (log what was learned as a negotiation contact)",
+            person.person,
+            stamp(person)
+        ))),
+        PersonStatus::Other => Err(accounted(person)),
+    }
+}
+
+/// A bulk command: one event per listed person, all of them or none. The list holds 1 to
+/// [`MAX_MANY`] persons, each once, every one of the case and still held; the first person
+/// that is not is named in the refusal (`persons[i]`), and nothing is recorded. `what` is
+/// "released" for a release (checked like one release), empty for a proof of life.
+fn many<T>(
+    case: &Case,
+    persons: &[String],
+    what: &str,
+    each: &[T],
+    validate: impl Fn(&T) -> Result<(), events::validate::ValidationError>,
+) -> Result<Vec<DomainEvent>, Refusal>
+where
+    T: Clone + Into<DomainEvent>,
+{
+    if persons.is_empty() || persons.len() > MAX_MANY {
+        return Err(Refusal::invalid(format!(
+            "persons: 1 to {MAX_MANY} persons at a time (this list has {})",
+            persons.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, (person, event)) in persons.iter().zip(each).enumerate() {
+        let field = format!("persons[{i}]");
+        validate(event).map_err(|mut e| {
+            // The person's id is the list's entry; `at` and `note` are the body's own.
+            if e.field == "person" {
+                e.field.clone_from(&field);
+            }
+            Refusal::from(e)
+        })?;
+        if !seen.insert(person.as_str()) {
+            return Err(Refusal::invalid(format!(
+                "{field}: {person:?} is listed twice; name each person once"
+            )));
+        }
+        let p = member(case, &field, person)?;
+        let checked = if what.is_empty() {
+            alive(p)
+        } else {
+            held(p, what)
+        };
+        checked.map_err(|r| {
+            Refusal::new(
+                r.code,
+                format!("{field}: {}; nothing was recorded", r.message),
+            )
+        })?;
+    }
+    let events: Vec<DomainEvent> = each.iter().cloned().map(Into::into).collect();
+    for e in &events {
+        e.validate()?;
+    }
+    Ok(events)
 }
 
 /// A release or a death is recorded once per person, and never both.
@@ -790,6 +906,159 @@ mod tests {
 
     fn at(person: &str) -> Value {
         json!({"person": person, "at": "2026-11-03T10:00:00Z"})
+    }
+
+    fn released(person: &str) -> DomainEvent {
+        HostageReleased {
+            person: person.into(),
+            at: datetime!(2026-11-03 10:00 UTC),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_bulk_release_records_one_release_per_person_in_one_decision() {
+        let history = given(opened());
+        let out = when(
+            &history,
+            &crisis(),
+            "release_many",
+            json!({"persons": ["P-3", "P-1"], "at": "2026-11-03T10:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(out, vec![released("P-3"), released("P-1")]);
+        let case = Case::fold(&given([opened(), out].concat())).unwrap();
+        assert_eq!(case.persons_held(), 1);
+        assert_eq!(case.person("P-2").unwrap().status, PersonStatus::Held);
+        assert_eq!(case.person("P-1").unwrap().status, PersonStatus::Released);
+        assert_eq!(case.person("P-3").unwrap().status, PersonStatus::Released);
+    }
+
+    #[test]
+    fn a_bulk_proof_of_life_records_one_proof_per_person() {
+        let history = given(opened());
+        let out = when(
+            &history,
+            &crisis(),
+            "proof_of_life_many",
+            json!({"persons": ["P-1", "P-2", "P-3"], "at": "2026-11-02T10:00:00Z", "note": "group video"}),
+        )
+        .unwrap();
+        assert_eq!(out.len(), 3);
+        let case = Case::fold(&given([opened(), out].concat())).unwrap();
+        assert_eq!(case.proofs.len(), 3);
+        assert!(
+            case.persons
+                .iter()
+                .all(|p| p.last_proof_of_life == Some(datetime!(2026-11-02 10:00 UTC)))
+        );
+    }
+
+    #[test]
+    fn a_bulk_with_one_bad_person_is_refused_whole_naming_that_person() {
+        let history = given([opened(), vec![released("P-2")]].concat());
+        let at = "2026-11-03T10:00:00Z";
+        for (name, body, expect, names) in [
+            (
+                "release_many",
+                json!({"persons": ["P-1", "P-2", "P-3"], "at": at}),
+                RefusalCode::Conflict,
+                "persons[1]: P-2 was already released",
+            ),
+            (
+                "release_many",
+                json!({"persons": ["P-1", "P-9"], "at": at}),
+                RefusalCode::Invalid,
+                "persons[1]: \"P-9\" is not held",
+            ),
+            (
+                "release_many",
+                json!({"persons": ["P-1", "P-3", "P-1"], "at": at}),
+                RefusalCode::Invalid,
+                "persons[2]: \"P-1\" is listed twice",
+            ),
+            (
+                "release_many",
+                json!({"persons": [], "at": at}),
+                RefusalCode::Invalid,
+                "persons: 1 to 500",
+            ),
+            (
+                "release_many",
+                json!({"persons": ["P-1", ""], "at": at}),
+                RefusalCode::Invalid,
+                "persons[1]",
+            ),
+            (
+                "proof_of_life_many",
+                json!({"persons": ["P-1", "P-2"], "at": at, "note": "video"}),
+                RefusalCode::Conflict,
+                "persons[1]: P-2 was released",
+            ),
+            (
+                "proof_of_life_many",
+                json!({"persons": ["P-1"], "at": at, "note": ""}),
+                RefusalCode::Invalid,
+                "note",
+            ),
+        ] {
+            let r = refused(when(&history, &crisis(), name, body.clone()));
+            assert_eq!(r.code, expect, "{body}: {}", r.message);
+            assert!(r.message.contains(names), "{body}: {}", r.message);
+        }
+        let too_many: Vec<String> = (0..=MAX_MANY).map(|i| format!("P-{i}")).collect();
+        let r = refused(when(
+            &history,
+            &crisis(),
+            "release_many",
+            json!({"persons": too_many, "at": at}),
+        ));
+        assert_eq!(r.code, RefusalCode::Invalid, "{}", r.message);
+        for bad in [
+            json!({"persons": ["P-1"]}),
+            json!({"persons": "P-1", "at": at}),
+            json!({"persons": ["P-1"], "at": at, "extra": 1}),
+        ] {
+            assert_eq!(
+                code(when(&history, &crisis(), "release_many", bad.clone())),
+                RefusalCode::Invalid,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bulk_commands_are_for_crisis_managers_on_open_cases_in_scope() {
+        let history = given(opened());
+        let body = json!({"persons": ["P-1"], "at": "2026-11-03T10:00:00Z"});
+        for role in [Role::DutyOfficer, Role::WallScreen, Role::Admin] {
+            assert_eq!(
+                code(when(
+                    &history,
+                    &actor(role, None),
+                    "release_many",
+                    body.clone()
+                )),
+                RefusalCode::Forbidden,
+                "{role:?}"
+            );
+        }
+        assert_eq!(
+            code(when(&[], &crisis(), "release_many", body.clone())),
+            RefusalCode::NotFound
+        );
+        let closing = then_ok(
+            opened(),
+            "close",
+            json!({"outcome": "escaped", "accounting": [
+                {"person": "P-1", "status": "other", "note": "escaped"},
+                {"person": "P-2", "status": "other", "note": "escaped"},
+                {"person": "P-3", "status": "other", "note": "escaped"}]}),
+        );
+        assert_eq!(
+            code(when(&given(closing), &crisis(), "release_many", body)),
+            RefusalCode::Conflict
+        );
     }
 
     #[test]

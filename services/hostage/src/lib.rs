@@ -13,6 +13,12 @@
 //!   against the case's stream and appended with the version read (optimistic concurrency:
 //!   two crisis managers releasing the same person at once get one `ok` and one
 //!   `conflict`); a retry with the same command id is answered with the original outcome.
+//! - `release_many` `{"case", "change": {"persons": […], "at"}}` and `proof_of_life_many`
+//!   `{"case", "change": {"persons": […], "at", "note"}}` — the bulk forms, all or nothing:
+//!   1 to [`case::MAX_MANY`] persons, each once, every one held, else the whole command is
+//!   refused naming the first bad entry (`persons[i]`) and nothing is recorded. One append
+//!   of one `HostageReleased` (or `ProofOfLifeReceived`) per person, so the case file and
+//!   the boards fold them as they fold single ones; retry-safe by the command id.
 //! - `get` — `{"case": <uuid>}`: the whole case ([`Details`]), folded from its stream, so it
 //!   is always current. Crisis managers only. The read is first recorded as a `DetailsRead`
 //!   event in the day's audit stream; if that record cannot be stored, the answer is
@@ -58,7 +64,8 @@ pub const SERVICE: &str = "hostage";
 /// The stream of case `id`.
 pub use events::domain::hostage::stream_for as stream_of;
 
-/// Body of `proof_of_life`, `negotiation`, `release`, `deceased` and `close`.
+/// Body of `proof_of_life`, `proof_of_life_many`, `negotiation`, `release`, `release_many`,
+/// `deceased` and `close`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
@@ -149,13 +156,12 @@ impl Service {
     async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
         match name {
             "open" => reply(self.open(&payload).await),
-            "proof_of_life" | "negotiation" | "release" | "deceased" | "close" => {
-                reply(self.transition(name, &payload).await)
-            }
+            "proof_of_life" | "proof_of_life_many" | "negotiation" | "release" | "release_many"
+            | "deceased" | "close" => reply(self.transition(name, &payload).await),
             "get" => reply(self.get(&payload).await),
             "list" => reply(self.list(&payload)),
             other => reply::<()>(Err(Refusal::invalid(format!(
-                "unknown command {:?}; hostage takes open, proof_of_life, negotiation, release, deceased, close, get, list",
+                "unknown command {:?}; hostage takes open, proof_of_life, proof_of_life_many, negotiation, release, release_many, deceased, close, get, list",
                 other.chars().take(32).collect::<String>()
             )))),
         }

@@ -20,6 +20,10 @@
 //! - `deploy` (`SURGE_RUN`) `{"surge", "change": {"at"}}` — approved, with an officer;
 //!   `complete` (`SURGE_RUN`) `{"surge", "change": {"at"}}` — deployed only. Completion (or
 //!   rejection) frees the officers.
+//! - `cancel` (`SURGE_DECIDE`) `{"surge", "change": {"reason"}}` — only while requested or
+//!   approved (a deployed surge is completed instead; a closed one is `conflict`); the reason
+//!   is one line; `by` is the login. The assigned officers are free at once for another
+//!   surge (a cancelled surge is not active).
 //! - `get` (`SURGE_READ`) `{"surge"}` — the surge folded from its stream (always current),
 //!   its officers with the station each came from, and `away_from`: officers away from each
 //!   station because of it ([`surge::away_from`]).
@@ -104,7 +108,7 @@ pub struct SurgeView {
     /// How many officers are assigned.
     pub officers_assigned: usize,
     /// Officers away from each duty station because of this surge: the gap it leaves there
-    /// (empty once it is completed or rejected: they are back).
+    /// (empty once it is completed, rejected or cancelled: they are back).
     pub away_from: BTreeMap<String, usize>,
 }
 
@@ -169,13 +173,13 @@ impl Service {
     async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
         match name {
             "request" => reply(self.request(&payload).await),
-            "approve" | "reject" | "assign" | "deploy" | "complete" => {
+            "approve" | "reject" | "assign" | "deploy" | "complete" | "cancel" => {
                 reply(self.transition(name, &payload).await)
             }
             "get" => reply(self.get(&payload).await),
             "list" => reply(self.list(&payload)),
             other => reply::<()>(Err(Refusal::invalid(format!(
-                "unknown command {:?}; surge takes request, approve, reject, assign, deploy, complete, get, list",
+                "unknown command {:?}; surge takes request, approve, reject, assign, deploy, complete, cancel, get, list",
                 other.chars().take(32).collect::<String>()
             )))),
         }

@@ -33,8 +33,8 @@ use events::domain::DomainEvent;
 use events::domain::person::PersonRegistered;
 use events::domain::station::DutyStationRegistered;
 use events::domain::surge::{
-    SurgeApproved, SurgeCompleted, SurgeDeployed, SurgeOfficerAssigned, SurgeRejected,
-    SurgeRequested,
+    SurgeApproved, SurgeCancelled, SurgeCompleted, SurgeDeployed, SurgeOfficerAssigned,
+    SurgeRejected, SurgeRequested,
 };
 use events::validate::Country;
 use events::{Decoded, RecordedEvent};
@@ -57,6 +57,9 @@ pub enum Status {
     Deployed,
     /// The mission ended, the officers went home; no more changes.
     Completed,
+    /// Called off before deployment (no longer needed); its officers are free again; no more
+    /// changes.
+    Cancelled,
 }
 
 impl Status {
@@ -73,6 +76,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Deployed => "deployed",
             Status::Completed => "completed",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -112,6 +116,12 @@ pub struct Surge {
     pub decided_by: Option<String>,
     /// Why it was rejected.
     pub rejected_reason: Option<String>,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<String>,
+    /// Why it was cancelled.
+    #[serde(default)]
+    pub cancelled_reason: Option<String>,
     /// The officers assigned, in order of assignment.
     pub officers: Vec<Assignment>,
     /// When the team was deployed.
@@ -149,7 +159,10 @@ impl Surge {
 
     /// Whether it can still change.
     pub fn is_open(&self) -> bool {
-        !matches!(self.status, Status::Rejected | Status::Completed)
+        !matches!(
+            self.status,
+            Status::Rejected | Status::Completed | Status::Cancelled
+        )
     }
 }
 
@@ -179,6 +192,8 @@ pub fn apply(state: &mut Option<Surge>, recorded: &RecordedEvent) {
                 requested_by: recorded.meta.actor.clone(),
                 decided_by: None,
                 rejected_reason: None,
+                cancelled_by: None,
+                cancelled_reason: None,
                 officers: vec![],
                 deployed_at: None,
                 completed_at: None,
@@ -218,13 +233,20 @@ pub fn apply(state: &mut Option<Surge>, recorded: &RecordedEvent) {
             s.status = Status::Completed;
             s.completed_at = Some(c.at);
         }
+        DomainEvent::SurgeCancelled(c)
+            if matches!(s.status, Status::Requested | Status::Approved) =>
+        {
+            s.status = Status::Cancelled;
+            s.cancelled_by = Some(c.by);
+            s.cancelled_reason = Some(c.reason);
+        }
         _ => {}
     }
 }
 
 /// Officers away from each duty station because of the given surges: for every *active*
 /// surge (approved or deployed), each assigned officer counts once at the station they came
-/// from. Completed and rejected surges count nothing: their officers are back.
+/// from. Completed, rejected and cancelled surges count nothing: their officers are back.
 pub fn away_from<'a>(surges: impl IntoIterator<Item = &'a Surge>) -> BTreeMap<String, usize> {
     let mut away = BTreeMap::new();
     for s in surges.into_iter().filter(|s| s.status.is_active()) {
@@ -264,6 +286,8 @@ pub enum SurgeCommand {
     Deploy(SurgeDeployed),
     /// The mission ended.
     Complete(SurgeCompleted),
+    /// Call it off before deployment (`by` is the login).
+    Cancel(SurgeCancelled),
 }
 
 impl SurgeCommand {
@@ -271,7 +295,9 @@ impl SurgeCommand {
     pub fn roles(&self) -> &'static [events::command::Role] {
         match self {
             SurgeCommand::Request(_) => policy::SURGE_REQUEST,
-            SurgeCommand::Approve(_) | SurgeCommand::Reject(_) => policy::SURGE_DECIDE,
+            SurgeCommand::Approve(_) | SurgeCommand::Reject(_) | SurgeCommand::Cancel(_) => {
+                policy::SURGE_DECIDE
+            }
             SurgeCommand::Assign(_) | SurgeCommand::Deploy(_) | SurgeCommand::Complete(_) => {
                 policy::SURGE_RUN
             }
@@ -287,6 +313,7 @@ impl SurgeCommand {
             SurgeCommand::Assign(_) => "assign officers to surges",
             SurgeCommand::Deploy(_) => "deploy surges",
             SurgeCommand::Complete(_) => "complete surges",
+            SurgeCommand::Cancel(_) => "cancel surges",
         }
     }
 }
@@ -334,6 +361,7 @@ pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<SurgeCommand, Ref
         }
         "deploy" => SurgeCommand::Deploy(read(body)?),
         "complete" => SurgeCommand::Complete(read(body)?),
+        "cancel" => SurgeCommand::Cancel(read(with_actor(body, "by")?)?),
         other => {
             return Err(Refusal::invalid(format!(
                 "unknown surge command {:?}",
@@ -436,6 +464,14 @@ pub fn decide(
             {
                 return Err(Refusal::invalid(format!(
                     "at: the mission cannot end before it was deployed ({deployed}); check the time"
+                )));
+            }
+            c.into()
+        }
+        SurgeCommand::Cancel(c) => {
+            if surge.status == Status::Deployed {
+                return Err(Refusal::conflict(format!(
+                    "surge {id} is deployed; cancel is for a surge not yet deployed: complete it when the team leaves"
                 )));
             }
             c.into()
@@ -566,8 +602,8 @@ pub struct ListQuery {
     /// Only this country.
     #[serde(default)]
     pub country: Option<Country>,
-    /// `requested`, `approved`, `rejected`, `deployed`, `completed`, or `active` (approved
-    /// or deployed).
+    /// `requested`, `approved`, `rejected`, `deployed`, `completed`, `cancelled`, or `active`
+    /// (approved or deployed).
     #[serde(default)]
     pub status: Option<String>,
     /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
@@ -688,10 +724,11 @@ impl Register {
             Some("rejected") => Some(|s| s == Status::Rejected),
             Some("deployed") => Some(|s| s == Status::Deployed),
             Some("completed") => Some(|s| s == Status::Completed),
+            Some("cancelled") => Some(|s| s == Status::Cancelled),
             Some("active") => Some(Status::is_active),
             Some(_) => {
                 return Err(Refusal::invalid(
-                    "status: must be requested, approved, rejected, deployed, completed or active",
+                    "status: must be requested, approved, rejected, deployed, completed, cancelled or active",
                 ));
             }
         };
@@ -1418,6 +1455,157 @@ mod tests {
         assert_eq!(register.get(ID).unwrap().status, Status::Completed);
     }
 
+    fn cancelled() -> DomainEvent {
+        SurgeCancelled {
+            by: "crisis.1".into(),
+            reason: "the road reopened".into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_requested_or_approved_surge_is_cancelled_with_a_reason_and_by_the_login() {
+        let reason = json!({"reason": "the road reopened"});
+        for before in [
+            vec![requested()],
+            vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+        ] {
+            let events = when(&given(before.clone()), &crisis(), "cancel", reason.clone()).unwrap();
+            let by_login: DomainEvent = SurgeCancelled {
+                by: crisis().user,
+                reason: "the road reopened".into(),
+            }
+            .into();
+            assert_eq!(events, vec![by_login]);
+            let state = Surge::fold(&given([before, events].concat())).unwrap();
+            assert_eq!(state.status, Status::Cancelled);
+            assert_eq!(state.cancelled_by, Some(crisis().user));
+            assert_eq!(state.cancelled_reason.as_deref(), Some("the road reopened"));
+            assert!(!state.is_open());
+            assert!(away_from([&state]).is_empty(), "its officers are back");
+        }
+    }
+
+    #[test]
+    fn cancel_needs_a_one_line_reason_and_the_right_to_decide_surges() {
+        let history = given(vec![requested(), approved()]);
+        for bad in [
+            json!({}),
+            json!({"reason": ""}),
+            json!({"reason": "   "}),
+            json!({"reason": "two\nlines"}),
+            json!({"reason": "x".repeat(events::domain::MAX_REASON + 1)}),
+            json!({"reason": "ok", "by": "someone.else"}),
+            json!({"reason": "ok", "extra": 1}),
+        ] {
+            let r = refused(when(&history, &crisis(), "cancel", bad.clone()));
+            assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
+        }
+        for who in [
+            fso(),
+            actor(Role::WallScreen, None),
+            actor(Role::AgencyFocalPoint, None),
+        ] {
+            assert_eq!(
+                code(when(
+                    &history,
+                    &who,
+                    "cancel",
+                    json!({"reason": "not needed"})
+                )),
+                RefusalCode::Forbidden,
+                "{who:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deployed_or_closed_surge_cannot_be_cancelled() {
+        let reason = json!({"reason": "not needed"});
+        let done = SurgeCompleted {
+            at: time::macros::datetime!(2026-12-01 00:00 UTC),
+        };
+        let rejected: DomainEvent = SurgeRejected {
+            by: "crisis.1".into(),
+            reason: "no".into(),
+        }
+        .into();
+        for (history, says) in [
+            (
+                given(vec![
+                    requested(),
+                    approved(),
+                    assigned("P-1", "SOM-BAI"),
+                    deployed(),
+                ]),
+                "deployed",
+            ),
+            (
+                given(vec![
+                    requested(),
+                    approved(),
+                    assigned("P-1", "SOM-BAI"),
+                    deployed(),
+                    done.into(),
+                ]),
+                "completed",
+            ),
+            (given(vec![requested(), rejected]), "rejected"),
+            (given(vec![requested(), cancelled()]), "cancelled"),
+        ] {
+            let r = refused(when(&history, &crisis(), "cancel", reason.clone()));
+            assert_eq!(r.code, RefusalCode::Conflict, "{says}: {}", r.message);
+            assert!(r.message.contains(says), "{says}: {}", r.message);
+        }
+        // Nothing else moves a cancelled surge either.
+        let gone = given(vec![requested(), approved(), cancelled()]);
+        for (name, body) in [
+            ("approve", json!({})),
+            ("assign", json!({"officer": "P-1"})),
+            ("deploy", json!({"at": "2026-11-28T06:00:00Z"})),
+        ] {
+            assert_eq!(
+                code(when(&gone, &crisis(), name, body)),
+                RefusalCode::Conflict,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelled_surge_frees_its_officers_for_another() {
+        let mut register = Register::default();
+        feed(
+            &mut register,
+            &record(
+                ID,
+                vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+                1,
+            ),
+        );
+        assert_eq!(register.active_surge_of("P-1", OTHER), Some(ID));
+        feed(
+            &mut register,
+            &record(
+                ID,
+                vec![
+                    requested(),
+                    approved(),
+                    assigned("P-1", "SOM-BAI"),
+                    cancelled(),
+                ],
+                1,
+            ),
+        );
+        assert_eq!(register.active_surge_of("P-1", OTHER), None, "free again");
+        assert!(gaps(&register).is_empty());
+        let q = ListQuery {
+            status: Some("cancelled".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(register.list(&crisis(), &q).unwrap().len(), 1);
+    }
+
     #[test]
     fn what_this_instance_wrote_counts_before_the_feed_brings_it() {
         let mut register = Register::default();
@@ -1571,6 +1759,7 @@ mod tests {
             Assign(usize, usize),
             Deploy(usize),
             Complete(usize),
+            Cancel(usize),
         }
 
         fn step() -> impl Strategy<Value = Step> {
@@ -1580,6 +1769,7 @@ mod tests {
                 (0..3usize, 0..4usize).prop_map(|(s, o)| Step::Assign(s, o)),
                 (0..3usize).prop_map(Step::Deploy),
                 (0..3usize).prop_map(Step::Complete),
+                (0..3usize).prop_map(Step::Cancel),
             ]
         }
 
@@ -1606,6 +1796,7 @@ mod tests {
                         Step::Assign(i, o) => (i, "assign", json!({"officer": format!("P-{o}")})),
                         Step::Deploy(i) => (i, "deploy", at.clone()),
                         Step::Complete(i) => (i, "complete", at.clone()),
+                        Step::Cancel(i) => (i, "cancel", json!({"reason": "not needed"})),
                     };
                     let history = record(ids[i], streams[i].clone(), 0);
                     let officer = body["officer"].as_str().and_then(|o| officers.iter().find(|p| p.person == o));

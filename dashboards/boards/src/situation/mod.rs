@@ -12,9 +12,9 @@
 //! - Every other event advances `position` and `as_of`, even when it is unknown, unreadable, of
 //!   a category the board does not show (clearances), or about a stream the board has never
 //!   seen (a verification of an unknown incident): those change nothing else.
-//! - A case that ends (incident closed, hostage case closed, surge rejected or completed, order
-//!   completed or rescinded) leaves the state: later events of its stream are ignored, and the
-//!   board's memory is bounded by what is open, not by the length of the log.
+//! - A case that ends (incident closed, hostage case closed, surge rejected, completed or
+//!   cancelled, order completed or rescinded) leaves the state: later events of its stream are
+//!   ignored, and the board's memory is bounded by what is open, not by the length of the log.
 //! - A second "opening" event for a stream the board already holds (a second
 //!   `IncidentReported`) is ignored: the first one stands.
 //! - Counters are kept up to date incrementally; a test recounts them from scratch.
@@ -236,6 +236,10 @@ struct HostageCase {
     opened_pos: u64,
     opened_at: OffsetDateTime,
     held: HashSet<String>,
+    /// How many of the case were released (counts only: the wall screen says "70 released").
+    released: u64,
+    /// How many died in captivity.
+    deceased: u64,
 }
 
 /// Where a surge stands; it only moves forward.
@@ -839,16 +843,18 @@ impl Situation {
                         opened_pos: at.position,
                         opened_at: at.time,
                         held,
+                        released: 0,
+                        deceased: 0,
                     },
                 );
             }
             E::HostageReleased(e) => {
-                if let Some((country, still)) = self.free_hostage(at.id, &e.person, fx) {
+                if let Some((country, still)) = self.free_hostage(at.id, &e.person, true, fx) {
                     self.note(at, fx, text::hostage_released(country, still));
                 }
             }
             E::HostageDeceased(e) => {
-                self.free_hostage(at.id, &e.person, fx);
+                self.free_hostage(at.id, &e.person, false, fx);
             }
             E::HostageCaseClosed(_) => {
                 let Some(case) = self.hostage.remove(&at.id) else {
@@ -900,11 +906,17 @@ impl Situation {
                 }
             }
             E::SurgeRejected(_) | E::SurgeCompleted(_) => {
-                if let Some(surge) = self.surges.remove(&at.id) {
-                    self.country_mut(surge.country, fx)
-                        .surges
-                        .remove(&surge.requested_pos);
-                    bump(&mut self.counters.active_surges, false, 1);
+                self.end_surge(at.id, fx);
+            }
+            E::SurgeCancelled(_) => {
+                // Only a surge not yet deployed is cancelled (as the service decides); the
+                // timeline says so, without the reason (free text may name someone).
+                let cancellable = self
+                    .surges
+                    .get(&at.id)
+                    .is_some_and(|s| s.status < SurgeStatus::Deployed);
+                if cancellable && let Some(surge) = self.end_surge(at.id, fx) {
+                    self.note(at, fx, text::surge_cancelled(&surge));
                 }
             }
             E::RelocationOrdered(e) => {
@@ -1127,17 +1139,43 @@ impl Situation {
         touch(&mut self.countries, country, fx)
     }
 
-    /// A person of a hostage case is no longer held. Returns the case's country and how many
-    /// are still held, or `None` if the case or the person is unknown.
-    fn free_hostage(&mut self, id: Uuid, person: &str, fx: &mut Effects) -> Option<(Country, u64)> {
+    /// A person of a hostage case is no longer held: `released`, or else deceased. Returns the
+    /// case's country and how many are still held, or `None` if the case or the person is
+    /// unknown (or no longer held: the first release or death stands).
+    fn free_hostage(
+        &mut self,
+        id: Uuid,
+        person: &str,
+        released: bool,
+        fx: &mut Effects,
+    ) -> Option<(Country, u64)> {
         let case = self.hostage.get_mut(&id)?;
         if !case.held.remove(person) {
             return None;
         }
+        bump(
+            if released {
+                &mut case.released
+            } else {
+                &mut case.deceased
+            },
+            true,
+            1,
+        );
         let (country, still) = (case.country, case.held.len() as u64);
         bump(&mut self.country_mut(country, fx).persons_held, false, 1);
         bump(&mut self.counters.persons_held, false, 1);
         Some((country, still))
+    }
+
+    /// A surge leaves the board (rejected, completed or cancelled); returns it.
+    fn end_surge(&mut self, id: Uuid, fx: &mut Effects) -> Option<Surge> {
+        let surge = self.surges.remove(&id)?;
+        self.country_mut(surge.country, fx)
+            .surges
+            .remove(&surge.requested_pos);
+        bump(&mut self.counters.active_surges, false, 1);
+        Some(surge)
     }
 
     /// Moves a surge forward to `status` (never back).

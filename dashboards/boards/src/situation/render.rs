@@ -166,12 +166,26 @@ impl Situation {
             .take(MAX_MARKERS)
             .map(|(id, incident)| marker(id, incident, view))
             .collect();
-        let held_since: Vec<Value> = s
-            .hostage_cases
-            .values()
-            .filter_map(|id| self.hostage.get(id))
-            .map(|case| timestamp(case.opened_at))
+        let cases = || {
+            s.hostage_cases
+                .values()
+                .filter_map(|id| self.hostage.get(id))
+        };
+        let held_since: Vec<Value> = cases().map(|case| timestamp(case.opened_at)).collect();
+        // Counts only, in every view: the persons' references are never looked at here.
+        let by_case: Vec<Value> = cases()
+            .map(|case| {
+                object([
+                    ("held_since", timestamp(case.opened_at)),
+                    ("held", (case.held.len() as u64).into()),
+                    ("released", case.released.into()),
+                    ("deceased", case.deceased.into()),
+                ])
+            })
             .collect();
+        let (released, deceased) = cases().fold((0u64, 0u64), |(r, d), c| {
+            (r.saturating_add(c.released), d.saturating_add(c.deceased))
+        });
         let surges: Vec<Value> = s
             .surges
             .values()
@@ -244,7 +258,10 @@ impl Situation {
                 object([
                     ("cases", s.hostage_cases.len().into()),
                     ("persons_held", s.persons_held.into()),
+                    ("persons_released", released.into()),
+                    ("persons_deceased", deceased.into()),
                     ("held_since", Value::Array(held_since)),
+                    ("by_case", Value::Array(by_case)),
                 ]),
             ),
             ("surges", Value::Array(surges)),

@@ -240,6 +240,16 @@ pub(super) fn surge_deployed(s: &Surge) -> Note {
     (Kind::Surge, Some(s.country), Urgency::Medium, text)
 }
 
+pub(super) fn surge_cancelled(s: &Surge) -> Note {
+    let text = format!(
+        "Surge cancelled for {}, {}: {} free again",
+        s.duty_station,
+        s.country,
+        plural(s.officers_assigned, "officer", "officers")
+    );
+    (Kind::Surge, Some(s.country), Urgency::Medium, text)
+}
+
 pub(super) fn order_issued(o: &Order) -> Note {
     let place = match (&o.area, &o.duty_station) {
         (Some(area), _) => format!(" (area {area})"),

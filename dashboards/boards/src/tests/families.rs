@@ -133,7 +133,8 @@ fn a_report_shows_on_the_map_and_in_the_counters() {
     );
     assert_eq!(
         so["hostage"],
-        json!({"cases": 0, "persons_held": 0, "held_since": []})
+        json!({"cases": 0, "persons_held": 0, "persons_released": 0, "persons_deceased": 0,
+               "held_since": [], "by_case": []})
     );
     assert_eq!(so["surges"], json!([]));
     assert_eq!(so["orders"], json!([]));
@@ -501,7 +502,9 @@ fn hostage_cases_show_counts_and_dates_but_never_persons() {
     let snap = log.snapshot(View::Duty);
     assert_eq!(
         snap["countries"]["ML"]["hostage"],
-        json!({"cases": 1, "persons_held": 2, "held_since": [at_text(1)]})
+        json!({"cases": 1, "persons_held": 2, "persons_released": 0, "persons_deceased": 0,
+               "held_since": [at_text(1)],
+               "by_case": [{"held_since": at_text(1), "held": 2, "released": 0, "deceased": 0}]})
     );
     assert_eq!(snap["counters"]["hostage_cases"], 1);
     assert_eq!(snap["counters"]["persons_held"], 2);

@@ -257,6 +257,7 @@ fn surge() -> impl Strategy<Value = Step> {
         }.into())),
         1 => stream(4000).prop_map(|id| Step::Known(id, SurgeDeployed { at: datetime!(2026-11-27 00:00 UTC) }.into())),
         1 => stream(4000).prop_map(|id| Step::Known(id, SurgeCompleted { at: datetime!(2026-11-27 00:00 UTC) }.into())),
+        1 => (stream(4000), text(USERS), text(PERSONS)).prop_map(|(id, by, who)| Step::Known(id, SurgeCancelled { by, reason: format!("Not needed, says {who}") }.into())),
     ]
 }
 
