@@ -103,6 +103,7 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("BroadcastResent", Class::Internal),
     ("BroadcastEscalated", Class::Internal),
     ("BroadcastCancelled", Class::Internal),
+    ("BroadcastTriggerSuppressed", Class::Internal),
     (crate::audit::ACCESS_DENIED, Class::Internal),
     (crate::audit::DETAILS_READ, Class::Internal),
 ];

@@ -347,6 +347,25 @@ impl BroadcastEscalated {
     }
 }
 
+/// A rule's trigger that would have fired this rule broadcast again, damped: the same rule
+/// and area, within the rules' `damp_minutes` of this broadcast's trigger, and no higher
+/// level. Recorded on the broadcast that damped it, once per trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastTriggerSuppressed {
+    /// The rule.
+    pub rule: String,
+    /// The event that would have fired it.
+    pub trigger: Uuid,
+}
+
+impl BroadcastTriggerSuppressed {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("rule", &self.rule)
+    }
+}
+
 /// The broadcast was withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -449,6 +468,10 @@ mod tests {
         round_trip(&BroadcastEscalated {
             reason: "3 agencies overdue".into(),
             agencies: vec!["wfp".into()],
+        });
+        round_trip(&BroadcastTriggerSuppressed {
+            rule: "level-5-6-to-country".into(),
+            trigger: Uuid::from_u128(4),
         });
         round_trip(&BroadcastCancelled {
             reason: "sent in error".into(),

@@ -148,6 +148,7 @@ domain_events! {
         BroadcastIssued = 1, BroadcastApproved = 1, BroadcastDeliveryAttempted = 1,
         BroadcastDelivered = 1, BroadcastDeliveryFailed = 1, BroadcastAcknowledged = 1,
         BroadcastResent = 1, BroadcastEscalated = 1, BroadcastCancelled = 1,
+        BroadcastTriggerSuppressed = 1,
     }
 }
 
@@ -518,6 +519,11 @@ mod tests {
             BroadcastCancelled {
                 reason: reason(),
                 by_broadcast: None,
+            }
+            .into(),
+            BroadcastTriggerSuppressed {
+                rule: id(),
+                trigger: Uuid::from_u128(4),
             }
             .into(),
         ]

@@ -135,6 +135,8 @@ pub struct Broadcast {
     pub escalated: Option<(Vec<String>, OffsetDateTime)>,
     /// Why and by which broadcast it was cancelled.
     pub cancelled: Option<(String, Option<Uuid>)>,
+    /// Triggers of its rule it damped (`BroadcastTriggerSuppressed`).
+    pub suppressed: u64,
     /// Every event of the stream, for the causal chain.
     pub chain: Vec<Link>,
 }
@@ -174,6 +176,7 @@ impl Broadcast {
             resent: None,
             escalated: None,
             cancelled: None,
+            suppressed: 0,
             chain: Vec::new(),
         };
         b.link(first);
@@ -266,6 +269,7 @@ impl Broadcast {
             DomainEvent::BroadcastCancelled(c) => {
                 self.cancelled.get_or_insert((c.reason, c.by_broadcast));
             }
+            DomainEvent::BroadcastTriggerSuppressed(_) => self.suppressed += 1,
             _ => {}
         }
     }

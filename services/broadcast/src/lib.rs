@@ -27,7 +27,10 @@
 //! # Promises
 //! - An `ok` answer means the events are on disk; a refusal changes nothing.
 //! - A rule fires once per triggering event, whatever restarts, replays or second instances
-//!   (its broadcast id is derived from rule and trigger, see [`rules::firing_id`]).
+//!   (its broadcast id is derived from rule and trigger, see [`rules::firing_id`]), unless
+//!   the fold damps it ([`rules::Damper`], decided at the trigger's position): then a
+//!   `BroadcastTriggerSuppressed` is recorded once on the broadcast that damped it, under
+//!   the id the firing would have had.
 //! - Each delivery attempt, re-send and escalation is recorded under a fixed id before it is
 //!   acted on, and only the instance whose append was new acts (see [`broadcast`]): an
 //!   escalation happens once; a delivery is at least once, with an idempotency key.
@@ -119,6 +122,23 @@ struct Pending {
     correlation_id: Option<Uuid>,
 }
 
+/// What the scheduler does in one tick: rule firings, damped triggers to record, and
+/// delivery work.
+type Due = (
+    Vec<(Uuid, Pending)>,
+    Vec<(Uuid, Suppression)>,
+    Vec<(Uuid, Work, Option<Arc<Broadcast>>)>,
+);
+
+/// A damped trigger waiting to be recorded on the broadcast that damped it.
+#[derive(Debug, Clone)]
+struct Suppression {
+    /// The broadcast that stands for it.
+    broadcast: Uuid,
+    event: bevents::BroadcastTriggerSuppressed,
+    trigger_at: OffsetDateTime,
+}
+
 /// The service's view of the log.
 struct Register {
     config: Arc<Config>,
@@ -130,6 +150,11 @@ struct Register {
     superseded: HashMap<Uuid, Uuid>,
     /// Rule firings not yet in the log, by broadcast id.
     pending: BTreeMap<Uuid, Pending>,
+    /// The last firing of each damped rule and group (see [`rules::Damper`]).
+    damper: rules::Damper,
+    /// Damped triggers not yet in the log, by the id their firing would have had (the
+    /// event's id).
+    suppressions: BTreeMap<Uuid, Suppression>,
     /// Broadcasts that may still have work.
     active: HashSet<Uuid>,
     position: u64,
@@ -141,6 +166,7 @@ impl Default for Register {
             version: 0,
             sender: String::new(),
             fire_within_minutes: 0,
+            damp_minutes: 0,
             delivery: rules::DeliveryConfig::default(),
             agencies: BTreeMap::new(),
             rules: Vec::new(),
@@ -157,6 +183,8 @@ impl Register {
             order: Vec::new(),
             superseded: HashMap::new(),
             pending: BTreeMap::new(),
+            damper: rules::Damper::default(),
+            suppressions: BTreeMap::new(),
             active: HashSet::new(),
             position: 0,
         }
@@ -218,11 +246,16 @@ impl runtime::Fold for Register {
         match e.stream.category().as_str() {
             "broadcast" => {
                 let id = e.stream.id();
+                if e.event_type == "BroadcastTriggerSuppressed" {
+                    self.suppressions.remove(&e.id);
+                }
                 if let Some(b) = self.broadcasts.get_mut(&id) {
                     b.apply(e);
                     self.active.insert(id);
                 } else if let Some(b) = Broadcast::start(e) {
                     self.pending.remove(&id);
+                    // Fired by an older build that did not damp it: it went out.
+                    self.suppressions.remove(&id);
                     if let Some(o) = b.issued.updates {
                         self.superseded.insert(o, id);
                     }
@@ -254,17 +287,36 @@ impl runtime::Fold for Register {
                         rule.fire(config.version, e, &event, &|c| self.agencies_in(c), &|| {
                             self.all_agencies()
                         });
-                    if let Some(issued) = fired {
-                        self.pending.insert(
-                            id,
-                            Pending {
-                                issued,
-                                trigger: e.id,
-                                trigger_at: e.recorded_at,
-                                correlation_id: e.meta.correlation_id,
-                            },
-                        );
+                    let Some(issued) = fired else { continue };
+                    if let Some(key) = rule.damp_key(&event) {
+                        let window = time::Duration::minutes(i64::from(config.damp_minutes));
+                        let decided = self
+                            .damper
+                            .decide(&rule.id, &key, e.recorded_at, id, window);
+                        if let rules::Damping::Suppress(by) = decided {
+                            self.suppressions.insert(
+                                id,
+                                Suppression {
+                                    broadcast: by,
+                                    event: bevents::BroadcastTriggerSuppressed {
+                                        rule: rule.id.clone(),
+                                        trigger: e.id,
+                                    },
+                                    trigger_at: e.recorded_at,
+                                },
+                            );
+                            continue;
+                        }
                     }
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            issued,
+                            trigger: e.id,
+                            trigger_at: e.recorded_at,
+                            correlation_id: e.meta.correlation_id,
+                        },
+                    );
                 }
             }
             _ => {}
@@ -391,6 +443,8 @@ pub struct View {
     pub cancelled: Option<String>,
     /// The broadcast that updates it.
     pub superseded_by: Option<Uuid>,
+    /// Triggers of its rule damped by it (see [`rules::Damper`]).
+    pub suppressed: u64,
     /// Log position of the issue.
     pub position: u64,
 }
@@ -492,6 +546,7 @@ fn view(b: &Broadcast, superseded_by: Option<Uuid>, actor: &Actor) -> View {
             .map(|(a, _)| a.iter().filter(own).cloned().collect()),
         cancelled: b.cancelled.as_ref().map(|(r, _)| r.clone()),
         superseded_by,
+        suppressed: b.suppressed,
         position: b.position,
     }
 }
@@ -1042,11 +1097,14 @@ impl Service {
                 _ = tokio::time::sleep(self.options.tick) => {}
                 _ = moved => {}
             }
-            let Some((firings, work)) = self.due_now() else {
+            let Some((firings, suppressions, work)) = self.due_now() else {
                 continue;
             };
             for (id, p) in firings {
                 self.fire(id, p).await;
+            }
+            for (id, s) in suppressions {
+                self.suppress(id, s).await;
             }
             // Concurrently: the store commits concurrent appends in one group (one fsync).
             futures::stream::iter(work)
@@ -1059,13 +1117,7 @@ impl Service {
 
     /// The rule firings and the work due now, once the register has read the log (before
     /// that, work it does not know about yet may be done already).
-    #[allow(clippy::type_complexity)]
-    fn due_now(
-        &self,
-    ) -> Option<(
-        Vec<(Uuid, Pending)>,
-        Vec<(Uuid, Work, Option<Arc<Broadcast>>)>,
-    )> {
+    fn due_now(&self) -> Option<Due> {
         let due = {
             let register = self.register.caught_up().ok()?;
             self.due(&register)
@@ -1082,9 +1134,19 @@ impl Service {
                 }
                 fresh
             });
+            register
+                .suppressions
+                .retain(|_, s| s.trigger_at + window >= now);
             if let Ok(mut done) = self.done.lock() {
+                let damping: HashSet<Uuid> = register
+                    .suppressions
+                    .values()
+                    .map(|s| s.broadcast)
+                    .collect();
                 done.retain(|id, _| {
-                    register.active.contains(id) || register.pending.contains_key(id)
+                    register.active.contains(id)
+                        || register.pending.contains_key(id)
+                        || damping.contains(id)
                 });
             }
         }
@@ -1092,19 +1154,12 @@ impl Service {
     }
 
     /// The rule firings and the work due now.
-    #[allow(clippy::type_complexity)]
-    fn due(
-        &self,
-        register: &Register,
-    ) -> (
-        Vec<(Uuid, Pending)>,
-        Vec<(Uuid, Work, Option<Arc<Broadcast>>)>,
-    ) {
+    fn due(&self, register: &Register) -> Due {
         let now = self.options.clock.now();
         let config = &self.options.config;
         let window = time::Duration::minutes(i64::from(config.fire_within_minutes));
         let Ok(done) = self.done.lock() else {
-            return (vec![], vec![]);
+            return (vec![], vec![], vec![]);
         };
         let is_done = |b: &Uuid, w: &Uuid| done.get(b).is_some_and(|d| d.contains(w));
         let firings = register
@@ -1112,6 +1167,17 @@ impl Service {
             .iter()
             .filter(|(id, p)| p.trigger_at + window >= now && !is_done(id, id))
             .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        // Recorded once the broadcast that damped them is in the log (its stream exists).
+        let suppressions = register
+            .suppressions
+            .iter()
+            .filter(|(id, s)| {
+                s.trigger_at + window >= now
+                    && register.broadcasts.contains_key(&s.broadcast)
+                    && !is_done(&s.broadcast, id)
+            })
+            .map(|(id, s)| (*id, s.clone()))
             .collect();
         let retry = config.delivery.retry();
         let channels = |agency: &str| channels_of(config, agency);
@@ -1133,7 +1199,25 @@ impl Service {
                 work.push((*id, w, Some(b)));
             }
         }
-        (firings, work)
+        (firings, suppressions, work)
+    }
+
+    /// Records a damped trigger on the broadcast that damped it (once, under the id its
+    /// firing would have had).
+    async fn suppress(&self, id: Uuid, s: Suppression) {
+        let rule = s.event.rule.clone();
+        let trigger = s.event.trigger;
+        let event = DomainEvent::from(s.event);
+        if let Some(new) = self
+            .append_caused(s.broadcast, id, event, Some(trigger))
+            .await
+        {
+            if new {
+                metrics::counter!("vigil_broadcast_rule_suppressed_total").increment(1);
+                tracing::info!(broadcast = %s.broadcast, %rule, %trigger, "rule firing damped");
+            }
+            self.mark_done(s.broadcast, id);
+        }
     }
 
     /// Appends a rule's broadcast (once, whoever else tries).

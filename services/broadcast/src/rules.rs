@@ -19,6 +19,11 @@
 //! - A hostage-case firing carries no names (counts only).
 //! - A trigger older than `fire_within_minutes` when first seen does not fire: deploying
 //!   the service on an old log does not replay a year of alerts.
+//! - Flap damping ([`Damper`]): a `level_raised` rule fires at most once per area within
+//!   `damp_minutes` (default 60; 0 turns damping off) of its last firing there, unless the
+//!   level rises above the level last broadcast; a damped trigger is counted on that
+//!   broadcast (`BroadcastTriggerSuppressed`). The decision is a function of the triggers'
+//!   recorded times and levels in log order, so every instance and replay decides alike.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -151,6 +156,9 @@ mod defaults {
     pub fn fire_within_minutes() -> u32 {
         60
     }
+    pub fn damp_minutes() -> u32 {
+        60
+    }
     pub fn yes() -> bool {
         true
     }
@@ -195,6 +203,10 @@ pub struct Config {
     /// Triggers older than this when first seen do not fire.
     #[serde(default = "defaults::fire_within_minutes")]
     pub fire_within_minutes: u32,
+    /// A `level_raised` rule fires again for the same area within this many minutes of its
+    /// last firing there only for a higher level (0: no damping).
+    #[serde(default = "defaults::damp_minutes")]
+    pub damp_minutes: u32,
     /// Retries.
     #[serde(default)]
     pub delivery: DeliveryConfig,
@@ -263,6 +275,56 @@ pub fn firing_id(rule: &str, trigger: Uuid) -> Uuid {
     Uuid::new_v5(&trigger, format!("vigil-rule/{rule}").as_bytes())
 }
 
+/// Where a firing is damped: the rule's firings for one area, and the level it announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DampKey {
+    /// The group (`<country>/<area>`).
+    pub group: String,
+    /// The level announced.
+    pub level: u8,
+}
+
+/// What the damper decided for a firing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damping {
+    /// Fire it.
+    Fire,
+    /// Do not: this broadcast, fired for the same rule and group within the window at the
+    /// same or a higher level, stands for it.
+    Suppress(Uuid),
+}
+
+/// The last firing of each rule and group: decides whether a new firing goes out. Fed in log
+/// order, it decides the same on every instance and replay (no clock: the window is measured
+/// between the triggers' recorded times).
+#[derive(Debug, Default)]
+pub struct Damper {
+    last: std::collections::HashMap<(String, String), (OffsetDateTime, u8, Uuid)>,
+}
+
+impl Damper {
+    /// Whether rule `rule`'s firing `broadcast` for `key`, triggered at `at`, goes out; a
+    /// firing that goes out becomes the one later firings are measured against.
+    pub fn decide(
+        &mut self,
+        rule: &str,
+        key: &DampKey,
+        at: OffsetDateTime,
+        broadcast: Uuid,
+        window: time::Duration,
+    ) -> Damping {
+        let slot = (rule.to_owned(), key.group.clone());
+        if let Some((last_at, last_level, last_id)) = self.last.get(&slot)
+            && at - *last_at < window
+            && key.level <= *last_level
+        {
+            return Damping::Suppress(*last_id);
+        }
+        self.last.insert(slot, (at, key.level, broadcast));
+        Damping::Fire
+    }
+}
+
 /// What a trigger says, for the broadcast's text.
 struct Fired {
     country: Country,
@@ -314,6 +376,18 @@ impl Rule {
                 trigger_type: trigger.event_type.clone(),
             }),
         })
+    }
+
+    /// Where a firing of this rule on `event` is damped: `level_raised` firings by area
+    /// and level; other rules are not damped (each order, incident and case is news).
+    pub fn damp_key(&self, event: &DomainEvent) -> Option<DampKey> {
+        match (self.on, event) {
+            (Trigger::LevelRaised, DomainEvent::AreaSecurityLevelSet(l)) => Some(DampKey {
+                group: format!("{}/{}", l.country, l.area),
+                level: l.level.get(),
+            }),
+            _ => None,
+        }
     }
 
     fn matches(&self, event: &DomainEvent) -> Option<Fired> {
@@ -544,6 +618,86 @@ mod tests {
         assert_eq!(
             firing_id("a", Uuid::nil()).to_string(),
             Uuid::new_v5(&Uuid::nil(), b"vigil-rule/a").to_string()
+        );
+    }
+
+    /// The level rule fed a flapping area: (minutes after 03:00, level, previous level).
+    /// Returns per raise: `Some(true)` fired, `Some(false)` damped, `None` not a firing.
+    fn flap(damp_minutes: u32, raises: &[(i64, u8, u8)]) -> Vec<Option<bool>> {
+        let config = Config::parse(DEFAULT_CONFIG).unwrap();
+        let rule = config
+            .rules
+            .iter()
+            .find(|r| r.on == Trigger::LevelRaised)
+            .unwrap();
+        let window = time::Duration::minutes(i64::from(damp_minutes));
+        let mut damper = Damper::default();
+        let so = |_: Country| vec!["unicef".to_owned()];
+        let all = || vec!["unicef".to_owned()];
+        raises
+            .iter()
+            .enumerate()
+            .map(|(n, (minutes, level, previous))| {
+                let (mut recorded, event) = trigger(
+                    "AreaSecurityLevelSet",
+                    serde_json::json!({"area": "SOM-BAN", "country": "SO", "level": level,
+                        "reason": "Fighting", "previous_level": previous}),
+                );
+                recorded.id = Uuid::from_u128(100 + n as u128);
+                recorded.recorded_at += time::Duration::minutes(*minutes);
+                rule.fire(config.version, &recorded, &event, &so, &all)?;
+                let key = rule.damp_key(&event)?;
+                let id = firing_id(&rule.id, recorded.id);
+                Some(
+                    damper.decide(&rule.id, &key, recorded.recorded_at, id, window)
+                        == Damping::Fire,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flapping_area_is_broadcast_once_per_window_unless_the_level_rises() {
+        assert_eq!(Config::parse(DEFAULT_CONFIG).unwrap().damp_minutes, 60);
+        // 5, down to 3, 5 again within the hour: one broadcast, one damped.
+        let f = flap(60, &[(0, 5, 3), (10, 3, 5), (20, 5, 3)]);
+        assert_eq!(f, [Some(true), None, Some(false)]);
+        // Then 6: a higher level goes out; 5 again after it stays damped.
+        let f = flap(60, &[(0, 5, 3), (20, 5, 3), (30, 6, 5), (40, 5, 3)]);
+        assert_eq!(f, [Some(true), Some(false), Some(true), Some(false)]);
+        // After the window (measured from the last broadcast, not the damped raises): again.
+        let f = flap(60, &[(0, 5, 3), (50, 5, 3), (60, 5, 3), (100, 5, 3)]);
+        assert_eq!(f, [Some(true), Some(false), Some(true), Some(false)]);
+        // A burst: one broadcast.
+        let burst: Vec<(i64, u8, u8)> = (0..500).map(|_| (0, 5, 3)).collect();
+        let f = flap(60, &burst);
+        assert_eq!(f.iter().filter(|d| **d == Some(true)).count(), 1);
+        assert_eq!(f.iter().filter(|d| **d == Some(false)).count(), 499);
+        // damp_minutes 0: no damping.
+        assert_eq!(flap(0, &[(0, 5, 3), (0, 5, 3)]), [Some(true), Some(true)]);
+        // Another area is its own group.
+        let mut damper = Damper::default();
+        let w = time::Duration::minutes(60);
+        let at = time::macros::datetime!(2026-11-27 03:00 UTC);
+        let key = |g: &str| DampKey {
+            group: g.to_owned(),
+            level: 5,
+        };
+        assert_eq!(
+            damper.decide("r", &key("SO/A"), at, Uuid::from_u128(1), w),
+            Damping::Fire
+        );
+        assert_eq!(
+            damper.decide("r", &key("SO/B"), at, Uuid::from_u128(2), w),
+            Damping::Fire
+        );
+        assert_eq!(
+            damper.decide("r", &key("SO/A"), at, Uuid::from_u128(3), w),
+            Damping::Suppress(Uuid::from_u128(1))
+        );
+        assert_eq!(
+            damper.decide("s", &key("SO/A"), at, Uuid::from_u128(4), w),
+            Damping::Fire
         );
     }
 }

@@ -558,9 +558,14 @@ pub struct ListQuery {
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
 
 /// Every clearance, folded from the whole log: answers lists and headcounts.
+///
+/// A list by traveller reads the traveller's clearances only, from an index the fold keeps
+/// (a clearance's traveller is set by its request and never changes), not a scan of every
+/// clearance.
 #[derive(Debug, Default)]
 pub struct Register {
     clearances: HashMap<Uuid, Option<ClearanceState>>,
+    by_traveller: HashMap<String, BTreeSet<Uuid>>,
     position: u64,
 }
 
@@ -579,7 +584,15 @@ impl Register {
         }
         self.position = e.position;
         if e.stream.category().as_str() == "clearance" {
-            apply(self.clearances.entry(e.stream.id()).or_default(), e);
+            let id = e.stream.id();
+            let state = self.clearances.entry(id).or_default();
+            apply(state, e);
+            if let Some(c) = state.as_ref() {
+                self.by_traveller
+                    .entry(c.traveller.clone())
+                    .or_default()
+                    .insert(id);
+            }
         }
     }
 
@@ -651,10 +664,17 @@ impl Register {
             (None, _) => None,
         };
         let limit = events::command::page_limit(q.limit)?;
-        let mut found: Vec<&ClearanceState> = self
-            .clearances
-            .values()
-            .flatten()
+        let candidates: Box<dyn Iterator<Item = &ClearanceState>> = match q.traveller.as_deref() {
+            Some(t) => Box::new(
+                self.by_traveller
+                    .get(t)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.get(*id)),
+            ),
+            None => Box::new(self.clearances.values().flatten()),
+        };
+        let mut found: Vec<&ClearanceState> = candidates
             .filter(|c| within_reach(actor, c, &Facts::default()))
             .filter(|c| q.country.is_none_or(|country| c.goes_to(country)))
             .filter(|c| status.is_none_or(|s| c.status == s))
@@ -1700,5 +1720,59 @@ mod tests {
             register.get(Uuid::from_u128(1)).unwrap().status,
             Status::Requested
         );
+    }
+
+    proptest::proptest! {
+        /// The traveller index agrees with a scan: over random interleavings of requests (a
+        /// second request on a stream included), decisions and movements on several streams,
+        /// every traveller's list equals the full list filtered by traveller, and the index
+        /// holds exactly the clearances whose traveller it names.
+        #[test]
+        fn the_traveller_index_agrees_with_a_scan(
+            history in proptest::collection::vec((0u128..8, 0u8..4, 0usize..4), 0..60),
+        ) {
+            let travellers = ["P-1", "P-2", "P-3", "P-4"];
+            let mut register = Register::default();
+            let mut versions: HashMap<u128, u64> = HashMap::new();
+            for (n, (stream, kind, who)) in history.into_iter().enumerate() {
+                let event = match kind {
+                    0 => requested(body(travellers[who], if who % 2 == 0 { "SO" } else { "KE" }, None)),
+                    1 => approved(),
+                    2 => ClearanceRefused { by: "d".into(), reason: "no".into() }.into(),
+                    _ => arrival("SO", at(21, 9)),
+                };
+                let version = versions.entry(stream).or_default();
+                *version += 1;
+                register.apply(&RecordedEvent::record(
+                    event.to_new_event(Uuid::from_u128(1000 + n as u128), Meta::default()),
+                    events::domain::clearance::stream_for(Uuid::from_u128(stream + 1)),
+                    n as u64 + 1,
+                    *version,
+                    OffsetDateTime::UNIX_EPOCH,
+                ));
+            }
+            let everything = ListQuery { limit: Some(MAX_LIST), ..ListQuery::default() };
+            let all = register.list(&duty(), &everything).unwrap();
+            for t in travellers.iter().chain(&["P-9"]) {
+                let scanned: Vec<Uuid> = all.iter().filter(|c| c.traveller == *t).map(|c| c.id).collect();
+                let indexed: Vec<Uuid> = register
+                    .list(&duty(), &ListQuery { traveller: Some((*t).to_owned()), ..everything.clone() })
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.id)
+                    .collect();
+                proptest::prop_assert_eq!(&indexed, &scanned, "traveller {}", t);
+                let held: BTreeSet<Uuid> = register.by_traveller.get(*t).cloned().unwrap_or_default();
+                proptest::prop_assert_eq!(held, scanned.into_iter().collect::<BTreeSet<Uuid>>());
+                let approved_only = ListQuery {
+                    traveller: Some((*t).to_owned()),
+                    status: Some("approved".into()),
+                    ..everything.clone()
+                };
+                let both = register.list(&duty(), &approved_only).unwrap().len();
+                let by_scan = all.iter().filter(|c| c.traveller == *t && c.status == Status::Approved).count();
+                proptest::prop_assert_eq!(both, by_scan);
+            }
+        }
     }
 }

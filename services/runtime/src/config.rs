@@ -80,6 +80,32 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
         .map_err(|e| anyhow::anyhow!("the config file {} is not valid: {e}", path.display()))
 }
 
+/// The file under the data directory where a running `vigil up` records the NATS URL its
+/// clients use (owner-only, like everything there; removed at a clean stop). The operator
+/// tools read it when no URL is given, so a centre started on another port is found.
+pub const NATS_URL_FILE: &str = "nats-url";
+
+/// Largest `nats-url` record read.
+const MAX_NATS_URL_BYTES: u64 = 4096;
+
+/// Where `vigil up` records its NATS URL in `data_dir`.
+pub fn nats_url_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(NATS_URL_FILE)
+}
+
+/// The NATS URL recorded in `data_dir` by the `vigil up` that owns it, if any (a missing,
+/// unreadable, oversized or blank record counts as none: the default applies).
+pub fn recorded_nats_url(data_dir: &Path) -> Option<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(nats_url_file(data_dir)).ok()?;
+    let mut text = String::new();
+    file.take(MAX_NATS_URL_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    let url = text.lines().next()?.trim();
+    (!url.is_empty()).then(|| url.to_owned())
+}
+
 /// The default data directory: `./data` beside where Vigil is started.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
@@ -110,5 +136,18 @@ mod tests {
         let err = load(Some(&bad)).unwrap_err().to_string();
         assert!(err.contains("nats_ur"), "{err}");
         assert!(load(Some(&dir.join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn the_recorded_nats_url_is_read_back_and_a_missing_or_blank_one_is_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_nats_url(tmp.path()), None);
+        std::fs::write(nats_url_file(tmp.path()), "nats://127.0.0.1:4391\n").unwrap();
+        assert_eq!(
+            recorded_nats_url(tmp.path()).as_deref(),
+            Some("nats://127.0.0.1:4391")
+        );
+        std::fs::write(nats_url_file(tmp.path()), "  \n").unwrap();
+        assert_eq!(recorded_nats_url(tmp.path()), None);
     }
 }

@@ -25,7 +25,8 @@ pub struct Common {
     /// Where all data lives (event log, nats-server config). Default: ./data
     #[arg(long, env = "VIGIL_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// NATS server URL. Default: nats://127.0.0.1:4290 (the server `vigil up` owns)
+    /// NATS server URL. Default: the one the running `vigil up` recorded in
+    /// <data-dir>/nats-url, else nats://127.0.0.1:4290 (the server `vigil up` owns)
     #[arg(long, env = "VIGIL_NATS_URL", global = true)]
     pub nats_url: Option<String>,
     /// Optional TOML config file with the same settings.
@@ -273,8 +274,11 @@ pub struct Resolved {
 }
 
 impl Common {
-    /// Combines flags/environment with the config file and the defaults.
-    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+    /// Combines flags/environment with the config file and the defaults. The NATS URL:
+    /// flag or environment, then the file, then (when `use_record`: every command but
+    /// `vigil up`, which decides it) the one recorded in the data directory by the running
+    /// `vigil up` that owns it, then the default.
+    pub fn resolve(&self, use_record: bool) -> anyhow::Result<Resolved> {
         let file = config::load(self.config.as_deref())?;
         let data_dir = self
             .data_dir
@@ -285,6 +289,11 @@ impl Common {
             .nats_url
             .clone()
             .or_else(|| file.nats_url.clone())
+            .or_else(|| {
+                use_record
+                    .then(|| config::recorded_nats_url(&data_dir))
+                    .flatten()
+            })
             .unwrap_or_else(|| format!("nats://127.0.0.1:{}", config::DEFAULT_NATS_PORT));
         let nats_credentials = match (&self.nats_user, &self.nats_password) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),

@@ -56,7 +56,9 @@ async fn run() -> ExitCode {
     ) {
         runtime::open_files::raise_to_hard_limit();
     }
-    let result = match cli.common.resolve() {
+    // `vigil up` decides the NATS URL; every other command finds the running centre's.
+    let use_record = !matches!(cli.command, Command::Up(_));
+    let result = match cli.common.resolve(use_record) {
         Ok(settings) if cli.command.writes_data_dir() => {
             // Before anything is written: a data directory other users can read is refused.
             match runtime::data_dir::check_private(&settings.data_dir) {

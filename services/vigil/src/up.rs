@@ -8,6 +8,10 @@
 //! into `<data-dir>/secrets/nats-users.json` (mode 0600), and the server config gives each
 //! user only its subjects (see `runtime::nats_auth`); anonymous connections are refused.
 //!
+//! While it runs, `<data-dir>/nats-url` (mode 0600) holds the NATS URL its clients use: the
+//! operator tools read it when no URL is given, so the commands it prints work as pasted
+//! whatever `--nats-url` it was started with. A clean stop removes it.
+//!
 //! On SIGINT/SIGTERM it stops taking requests, lets the gateway record the refusals it was
 //! counting, lets the store finish the commit in flight, then stops nats-server, and exits 0.
 
@@ -141,6 +145,16 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    // The operator tools (and the commands printed below) find this centre's bus here.
+    let url_record = runtime::config::nats_url_file(&data_dir);
+    runtime::nats_auth::write_private(&url_record, format!("{}\n", settings.nats_url).as_bytes())?;
+
+    // The operator tools find their NATS credentials and URL under the data directory.
+    let dir_flag = if settings.data_dir == runtime::config::default_data_dir() {
+        String::new()
+    } else {
+        format!("--data-dir {} ", data_dir.display())
+    };
     println!("Vigil is up.");
     println!("  data directory : {}", data_dir.display());
     println!("  event log      : {}", store_dir.display());
@@ -152,9 +166,8 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
                 data_dir.join("nats").display()
             );
             println!(
-                "  NATS users     : {} (one per service; `vigil tail/append/replay --data-dir {}` use `cli`)",
+                "  NATS users     : {} (one per service; the operator tools use `cli`)",
                 runtime::nats_auth::users_file(&data_dir).display(),
-                data_dir.display()
             );
         }
         None => println!("  NATS           : {} (external)", settings.nats_url),
@@ -170,20 +183,14 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
     println!(
-        "                   (a wall_screen token valid 30 days; make others with `vigil token create --role wall_screen`)"
+        "                   (a wall_screen token valid 30 days; make others with `vigil {dir_flag}token create --role wall_screen`)"
     );
     if let Some(password) = first_admin {
         println!("  first start    : created the admin user `admin` with password {password}");
         println!(
-            "                   (shown once; log in at POST /api/v1/auth/login; change it with `vigil user add admin --role admin`)"
+            "                   (shown once; log in at POST /api/v1/auth/login; change it with `vigil {dir_flag}user add admin --role admin`)"
         );
     }
-    // The operator tools find their NATS credentials under the data directory.
-    let dir_flag = if settings.data_dir == runtime::config::default_data_dir() {
-        String::new()
-    } else {
-        format!("--data-dir {} ", data_dir.display())
-    };
     println!(
         "Reference data (areas, duty stations): vigil {dir_flag}import ops/reference/sample.jsonl"
     );
@@ -216,6 +223,13 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let _ = metrics_task.await;
     if let Some(task) = nats_task {
         let _ = task.await;
+    }
+    // Stopped: no tool should dial a bus that is gone (after a crash the record stays, and
+    // the next start rewrites it).
+    if let Err(e) = std::fs::remove_file(&url_record)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, file = %url_record.display(), "cannot remove the NATS URL record");
     }
     match store_result {
         Ok(Ok(())) => Ok(()),

@@ -398,6 +398,8 @@ struct Broadcast {
     resent: u64,
     /// Number of `BroadcastEscalated` events.
     escalations: u64,
+    /// Number of `BroadcastTriggerSuppressed` events: rule triggers this broadcast damped.
+    suppressed: u64,
     cancelled: bool,
 }
 
@@ -1032,6 +1034,7 @@ impl Situation {
                     failed: 0,
                     resent: 0,
                     escalations: 0,
+                    suppressed: 0,
                     cancelled: false,
                 };
                 count_broadcast(&mut self.counters, broadcast.share(), true);
@@ -1121,6 +1124,12 @@ impl Situation {
                 if let Some(item) = item.map(text::broadcast_escalated) {
                     self.note(at, fx, item);
                 }
+            }
+            E::BroadcastTriggerSuppressed(_) => {
+                self.change_broadcast(at, fx, Detail::None, |b| {
+                    b.suppressed = b.suppressed.saturating_add(1);
+                    true
+                });
             }
             E::BroadcastCancelled(_) => {
                 let changed = self.change_broadcast(at, fx, Detail::None, |b| {

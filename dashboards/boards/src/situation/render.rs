@@ -356,6 +356,7 @@ fn broadcast(id: &uuid::Uuid, b: &Broadcast, view: View) -> Value {
     put("resent", b.resent.into());
     put("escalated", (b.escalations > 0).into());
     put("escalations", b.escalations.into());
+    put("suppressed", b.suppressed.into());
     if view == View::Duty {
         put("issued_by", text_or_null(b.issued_by.as_deref()));
         let (by, at) = b
