@@ -20,7 +20,7 @@ use crate::validate::Country;
 /// character description, well under this).
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
-/// The roles of DESIGN.md.
+/// The roles (who may do what: docs/SECURITY.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

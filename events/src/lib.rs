@@ -1,7 +1,7 @@
 //! Vigil's vocabulary, shared by every service and by the store.
 //!
 //! # Layout
-//! - [`envelope`]: the event envelope of DESIGN.md — what a writer sends ([`NewEvent`]) and
+//! - [`envelope`]: the event envelope — what a writer sends ([`NewEvent`]) and
 //!   what the store records ([`RecordedEvent`]), stream names, expected versions.
 //! - [`store_api`]: the request/reply shapes of `vigil.store.*` and their typed errors.
 //! - [`subjects`]: every NATS subject name, in one place.

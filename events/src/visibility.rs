@@ -18,8 +18,8 @@
 //!   Everyone else who may read the log gets counts and ids: never persons, captors,
 //!   location, notes, summaries or outcomes.
 //! - An unknown event type is never shown whole to anyone: its data could be anything, so
-//!   its envelope is shown with its data withheld (DESIGN.md: an unknown type is kept and
-//!   shown, never dropped).
+//!   its envelope is shown with its data withheld (an unknown type is kept and shown, never
+//!   dropped).
 //! - Roles that may not read the log (field officers, focal points, wall screens) get
 //!   [`Sight::Nothing`] for raw events, except a focal point's own agency's broadcast
 //!   events: their scoped views are the boards and the resources' own routes.

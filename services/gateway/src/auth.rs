@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 /// How long a login session lasts: one shift.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
-/// The roles of DESIGN.md (defined with the command vocabulary, so services check the same).
+/// The roles of docs/SECURITY.md (defined with the command vocabulary, so services check the same).
 pub use events::command::Role;
 
 /// Who may use a route.

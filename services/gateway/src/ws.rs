@@ -1,4 +1,4 @@
-//! The board WebSocket (`/ws`), protocol of DESIGN.md.
+//! The board WebSocket (`/ws`); the protocol is described in the README ("The live boards").
 //!
 //! client → `{"type":"subscribe","board":"situation","view":"wall_screen","since":120,"token":"…"}`
 //! server → one `snapshot` (or the deltas missed since `since`), then `delta`s in position
