@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use vigil_gateway::auth::Role;
 
 mod common;
 
-use common::Center;
+use common::{Center, call};
 
 async fn register_agency(c: &Center, agency: &str, countries: &[&str]) {
     let e = events::domain::agency::AgencyRegistered {
@@ -37,18 +37,6 @@ async fn register_agency(c: &Center, agency: &str, countries: &[&str]) {
         })
         .await
         .unwrap();
-}
-
-async fn call(
-    c: &Center,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> testkit::http::Answer {
-    testkit::http::json(c.addr, method, path, Some(token), body)
-        .await
-        .unwrap()
 }
 
 fn token(c: &Center, user: &str, role: Role, agency: Option<&str>) -> String {

@@ -17,41 +17,13 @@ use vigil_gateway::auth::Role;
 
 mod common;
 
-use common::Center;
+use common::{Center, call, call_ready};
 
 fn token(c: &Center, role: Role, user: &str) -> String {
     c.auth
         .issue(user, role, None, None, Duration::from_secs(3600), "session")
         .unwrap()
         .0
-}
-
-async fn call(
-    c: &Center,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> testkit::http::Answer {
-    testkit::http::json(c.addr, method, path, Some(token), body)
-        .await
-        .unwrap()
-}
-
-/// A service may still be starting: retry while it answers 503.
-async fn call_ready(
-    c: &Center,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &Value,
-) -> testkit::http::Answer {
-    testkit::eventually(Duration::from_secs(15), || async {
-        let a = call(c, method, path, token, Some(body)).await;
-        (a.status != 503).then_some(a)
-    })
-    .await
-    .unwrap()
 }
 
 fn parse(a: &testkit::http::Answer) -> Value {

@@ -15,7 +15,7 @@ use vigil_gateway::auth::Role;
 
 mod common;
 
-use common::Center;
+use common::{Center, call, call_ready};
 
 const PERSON: &str = "P-7781";
 const CAPTORS: &str = "Testaab brigade";
@@ -33,34 +33,6 @@ fn token(c: &Center, role: Role, scope: Option<&str>, agency: Option<&str>) -> S
         )
         .unwrap()
         .0
-}
-
-async fn call(
-    c: &Center,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> testkit::http::Answer {
-    testkit::http::json(c.addr, method, path, Some(token), body)
-        .await
-        .unwrap()
-}
-
-/// A service may still be starting: retry while it answers 503.
-async fn call_ready(
-    c: &Center,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &Value,
-) -> testkit::http::Answer {
-    testkit::eventually(Duration::from_secs(15), || async {
-        let a = call(c, method, path, token, Some(body)).await;
-        (a.status != 503).then_some(a)
-    })
-    .await
-    .unwrap()
 }
 
 async fn append(c: &Center, stream: events::StreamName, event: events::NewEvent) {

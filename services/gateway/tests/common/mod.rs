@@ -130,3 +130,32 @@ impl Drop for Center {
         self.stop.cancel();
     }
 }
+
+/// One request with a bearer token, answered (a failed connection is a failed test).
+pub async fn call(
+    c: &Center,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> testkit::http::Answer {
+    testkit::http::json(c.addr, method, path, Some(token), body)
+        .await
+        .unwrap()
+}
+
+/// A service may still be starting: retry while it answers 503.
+pub async fn call_ready(
+    c: &Center,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> testkit::http::Answer {
+    testkit::eventually(Duration::from_secs(15), || async {
+        let a = call(c, method, path, token, Some(body)).await;
+        (a.status != 503).then_some(a)
+    })
+    .await
+    .unwrap()
+}
