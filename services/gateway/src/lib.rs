@@ -68,6 +68,8 @@ pub struct AppState {
     pub ws_per_address: server::Slots<std::net::IpAddr>,
     /// Open WebSockets per token id (see [`ConnLimits::max_ws_per_token`]).
     pub ws_per_token: server::Slots<String>,
+    /// See [`ConnLimits::ws_send_timeout`].
+    pub ws_send_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -329,6 +331,7 @@ pub async fn start_with_limits(
         refusals: refusals.clone(),
         ws_per_address: server::Slots::new(limits.max_ws_per_address),
         ws_per_token: server::Slots::new(limits.max_ws_per_token),
+        ws_send_timeout: limits.ws_send_timeout,
     });
     let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     let app = router(state);

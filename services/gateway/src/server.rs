@@ -88,6 +88,10 @@ pub struct ConnLimits {
     /// wall-screen token is often shown on every screen of a wall; a leaked token cannot
     /// open thousands.
     pub max_ws_per_token: usize,
+    /// A WebSocket frame that cannot be handed to the client's socket within this means the
+    /// client stopped reading: it is dropped (`VIGIL_WS_SEND_TIMEOUT_SECS`, default 10 s).
+    /// A screen that merely fell behind is resynced with a snapshot long before this.
+    pub ws_send_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -101,6 +105,7 @@ impl Default for ConnLimits {
             max_connections_per_address: 256,
             max_ws_per_address: 128,
             max_ws_per_token: 32,
+            ws_send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -141,6 +146,9 @@ impl ConnLimits {
         }
         if let Some(n) = var("VIGIL_MAX_WS_PER_TOKEN")? {
             self.max_ws_per_token = count(n);
+        }
+        if let Some(s) = var("VIGIL_WS_SEND_TIMEOUT_SECS")? {
+            self.ws_send_timeout = Duration::from_secs(s);
         }
         Ok(self)
     }

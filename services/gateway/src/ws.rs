@@ -7,7 +7,7 @@
 //! Limits: client messages are small (a subscribe), so a frame over [`MAX_CLIENT_MESSAGE`]
 //! (or one that cannot be read) gets an `error` and closes the connection; a client must
 //! subscribe within [`SUBSCRIBE_TIMEOUT`]; a send that does not complete within
-//! [`SEND_TIMEOUT`] drops the client (its socket is stuck). A client that falls more than the
+//! `ConnLimits::ws_send_timeout` drops the client (its socket is stuck). A client that falls more than the
 //! fan-out ring behind gets a fresh snapshot (see `hub`).
 //!
 //! # Promises
@@ -72,8 +72,6 @@ pub const SUBSCRIBE_BURST: u32 = 5;
 pub const SUBSCRIBES_PER_MINUTE: u32 = 12;
 /// Refused (over the rate) subscribes after which the connection is closed as abusive.
 pub const SUBSCRIBE_REFUSALS: u32 = 5;
-/// A send that takes longer than this means the client's socket is stuck: drop it.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -153,11 +151,13 @@ struct Conn {
     scope: Option<Cut>,
     /// Last position this client has been sent.
     position: u64,
+    /// See `ConnLimits::ws_send_timeout`.
+    send_timeout: Duration,
 }
 
 impl Conn {
     async fn send(&mut self, text: Utf8Bytes) -> Outcome {
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(text))).await {
+        match tokio::time::timeout(self.send_timeout, self.socket.send(Message::Text(text))).await {
             Ok(Ok(())) => {
                 metrics::counter!("vigil_gateway_frames_sent_total").increment(1);
                 Outcome::Continue
@@ -357,6 +357,7 @@ async fn serve(
         view: View::WallScreen,
         scope: None,
         position: 0,
+        send_timeout: state.ws_send_timeout,
     };
     // Held until this function returns (the connection closes).
     let Some(_address_slot) = address_slot else {

@@ -194,6 +194,10 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
     // 51 screens with one token: more than one token may hold by default.
     let c = Center::start_with_limits(vigil_gateway::ConnLimits {
         max_ws_per_token: READERS + 1,
+        // The stuck client must outlast the writing below, which takes far longer than the
+        // default 10 s on a loaded 2-core machine: this test is about the resync, the drop
+        // of a client stuck past the timeout is the next test.
+        ws_send_timeout: Duration::from_secs(300),
         ..vigil_gateway::ConnLimits::default()
     })
     .await;
@@ -319,6 +323,79 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
     );
     let http: Value = reqwest_get(&c, "/api/v1/boards/situation?view=wall_screen").await;
     assert_eq!(board, http);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stuck_past_the_send_timeout_is_dropped_and_the_others_keep_going() {
+    let c = Center::start_with_limits(vigil_gateway::ConnLimits {
+        ws_send_timeout: Duration::from_secs(1),
+        ..vigil_gateway::ConnLimits::default()
+    })
+    .await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(c.addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(
+        format!("ws://{}/ws?token={}", c.addr, c.screen_token),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    send(
+        &mut stuck,
+        json!({"type": "subscribe", "board": "situation"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut stuck).await["type"], "snapshot");
+    let mut reader = c.connect().await;
+    send(
+        &mut reader,
+        json!({"type": "subscribe", "board": "situation"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut reader).await["type"], "snapshot");
+
+    // Each delta of SO carries every marker so far: a few hundred reports outgrow any socket
+    // buffer, and the stuck client's send then waits past its 1 s.
+    let mut last = 0;
+    for _ in 0..300 {
+        last = c.report("SO", 3).await;
+    }
+    loop {
+        let d = next_json(&mut reader).await;
+        if d["position"].as_u64() == Some(last) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // What the kernel buffered still arrives; then the connection ends, short of the head.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stuck.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_ne!(
+                        v["position"].as_u64(),
+                        Some(last),
+                        "a client that stopped reading for longer than the send timeout is dropped"
+                    );
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stuck connection was closed by the gateway"
+    );
+
+    // The reader was never held by it.
+    let p = c.report("SO", 2).await;
+    let d = next_json(&mut reader).await;
+    assert_eq!(d["position"].as_u64(), Some(p));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
