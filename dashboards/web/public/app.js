@@ -1,6 +1,6 @@
 // Vigil wall screen: the situation board, live over the gateway's WebSocket (/ws).
 //
-// Protocol (docs: README.md "The live boards", dashboards/boards/MODEL.md):
+// Protocol (docs/PROTOCOL.md "The WebSocket", dashboards/boards/MODEL.md):
 //   → {"type":"subscribe","board":"situation","view":"wall_screen","since":P?,"token":T?}
 //   ← snapshot (replace the board) | delta (apply ops in order, then position/as_of)
 //   ← heartbeat (at least every 5 s) | error

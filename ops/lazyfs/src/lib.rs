@@ -1,5 +1,5 @@
 //! `vigil-lazyfs`: power loss on command, for the reliability battery (`vigil-chaos
-//! powerloss`, see `docs/reliability-powerloss.md`).
+//! powerloss`, see `docs/RELIABILITY.md`, "Power loss").
 //!
 //! A passthrough FUSE file system in the spirit of LazyFS: it mounts a backing directory at
 //! a mount point, keeps every write and truncate of a regular file in memory until that file

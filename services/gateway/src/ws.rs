@@ -1,4 +1,5 @@
-//! The board WebSocket (`/ws`); the protocol is described in the README ("The live boards").
+//! The board WebSocket (`/ws`); the protocol is written down in `docs/PROTOCOL.md`
+//! ("The WebSocket"), the board JSON and its deltas in `dashboards/boards/MODEL.md`.
 //!
 //! client → `{"type":"subscribe","board":"situation","view":"wall_screen","since":120,"token":"…"}`
 //! server → one `snapshot` (or the deltas missed since `since`), then `delta`s in position

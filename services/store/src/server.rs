@@ -73,7 +73,7 @@ pub struct StoreConfig {
     /// Size limits of appends.
     pub limits: Limits,
     /// Most events in one group commit. Around 100–200 keeps p99 low on these disks
-    /// (FACTS.md: groups of 1,000 worsen the tail).
+    /// (groups of 1,000 were measured to worsen the tail).
     pub max_group_events: usize,
     /// Appends that may wait for the writer before new ones are refused as `unavailable`.
     pub queue_capacity: usize,
