@@ -720,7 +720,10 @@ impl Run {
             wall_board["position"].as_u64() >= Some(head),
             "the wall board is behind"
         );
-        assert_eq!(wall_board["counters"], board["counters"], "wall vs duty counters");
+        assert_eq!(
+            wall_board["counters"], board["counters"],
+            "wall vs duty counters"
+        );
         let text = wall_board.to_string();
         for name in &self.names_never_on_walls {
             assert!(
@@ -793,7 +796,11 @@ impl Run {
             );
             eq(
                 "hostage counts".into(),
-                json!([h["persons_held"], h["persons_released"], h["persons_deceased"]]),
+                json!([
+                    h["persons_held"],
+                    h["persons_released"],
+                    h["persons_deceased"]
+                ]),
                 json!([held, released, deceased]),
             );
             let case = &h["by_case"][0];
@@ -828,7 +835,12 @@ impl Run {
             }
             eq(
                 format!("surge {id}"),
-                json!([on["status"], on["officers_needed"], on["officers_assigned"], on["away_from"]]),
+                json!([
+                    on["status"],
+                    on["officers_needed"],
+                    on["officers_assigned"],
+                    on["away_from"]
+                ]),
                 json!([s.status, s.needed, s.officers.len(), away]),
             );
         }
@@ -865,7 +877,12 @@ impl Run {
             let pct = (accounted as f64 * 1000.0 / total as f64).round() / 10.0;
             eq(
                 format!("order {id}"),
-                json!([on["total"], on["accounted"], on["missing"], on["accounted_pct"]]),
+                json!([
+                    on["total"],
+                    on["accounted"],
+                    on["missing"],
+                    on["accounted_pct"]
+                ]),
                 json!([total, accounted, missing, pct]),
             );
         }
@@ -935,7 +952,15 @@ fn garowe(path: &Path) -> Vec<(String, String)> {
         "Hodan", "Abdi", "Faduma", "Liban", "Sagal", "Yasin", "Ifrah", "Guled",
     ];
     const LAST: [&str; 9] = [
-        "Warsame", "Jama", "Egal", "Farah", "Nur", "Dirie", "Samatar", "Abdullahi", "Yusuf",
+        "Warsame",
+        "Jama",
+        "Egal",
+        "Farah",
+        "Nur",
+        "Dirie",
+        "Samatar",
+        "Abdullahi",
+        "Yusuf",
     ];
     let mut text = String::from(
         "{\"kind\": \"area\", \"area\": \"SOM-NUG\", \"country\": \"SO\", \"name\": \"Nugaal\"}\n\
@@ -979,9 +1004,15 @@ async fn a_whole_crisis_in_one_country() {
 
     // The people: three field officers and two duty officers log in; a crisis manager, a
     // wall screen, an admin (the log reader) and one focal point per agency get API tokens.
-    let amina = centre.person("amina", "field_officer", &["--scope", "SO"]).await;
-    let yusuf = centre.person("yusuf", "field_officer", &["--scope", "SO"]).await;
-    let hodan = centre.person("hodan", "field_officer", &["--scope", "SO"]).await;
+    let amina = centre
+        .person("amina", "field_officer", &["--scope", "SO"])
+        .await;
+    let yusuf = centre
+        .person("yusuf", "field_officer", &["--scope", "SO"])
+        .await;
+    let hodan = centre
+        .person("hodan", "field_officer", &["--scope", "SO"])
+        .await;
     let ana = centre.person("ana", "duty_officer", &[]).await;
     let ben = centre.person("ben", "duty_officer", &[]).await;
     let lena = centre.token("crisis_manager", "lena", &[]);
@@ -992,7 +1023,10 @@ async fn a_whole_crisis_in_one_country() {
         .keys()
         .map(|a| {
             let label = format!("fp.{a}");
-            (a.clone(), centre.token("agency_focal_point", &label, &["--agency", a]))
+            (
+                a.clone(),
+                centre.token("agency_focal_point", &label, &["--agency", a]),
+            )
         })
         .collect();
     let so_agencies = reference.agencies_in("SO");
@@ -1121,7 +1155,13 @@ async fn a_whole_crisis_in_one_country() {
         (
             &amina,
             gunfire,
-            report(gunfire, "SO", "armed_conflict", 4, "Gunfire near the Mogadishu compound"),
+            report(
+                gunfire,
+                "SO",
+                "armed_conflict",
+                4,
+                "Gunfire near the Mogadishu compound",
+            ),
             0,
             0,
         ),
@@ -1135,7 +1175,13 @@ async fn a_whole_crisis_in_one_country() {
         (
             &hodan,
             raid,
-            report(raid, "SO", "crime", 5, "Armed men entered the Garowe compound"),
+            report(
+                raid,
+                "SO",
+                "crime",
+                5,
+                "Armed men entered the Garowe compound",
+            ),
             0,
             0,
         ),
@@ -1145,7 +1191,13 @@ async fn a_whole_crisis_in_one_country() {
             body["casualties"] = json!({"killed": killed, "injured": injured});
         }
         let a = run
-            .ok(&format!("report {id}"), "POST", "/api/v1/incidents", token, body.clone())
+            .ok(
+                &format!("report {id}"),
+                "POST",
+                "/api/v1/incidents",
+                token,
+                body.clone(),
+            )
             .await;
         run.truth.incidents.insert(
             id,
@@ -1158,7 +1210,14 @@ async fn a_whole_crisis_in_one_country() {
             },
         );
         // The phone did not hear the answer and sends it again: the same answer, one incident.
-        let again = call(run.addr(), "POST", "/api/v1/incidents", Some(token), Some(&body)).await;
+        let again = call(
+            run.addr(),
+            "POST",
+            "/api/v1/incidents",
+            Some(token),
+            Some(&body),
+        )
+        .await;
         assert_eq!(again.status, 200, "a resend: {}", again.body);
         assert_eq!(again.json(), a, "a resend gets the first answer");
         run.checks += 2;
@@ -1182,7 +1241,9 @@ async fn a_whole_crisis_in_one_country() {
         ("malformed JSON", b"{\"id\": ".to_vec(), &[400]),
         (
             "severity 9",
-            report(refused_id, "SO", "crime", 9, "x").to_string().into_bytes(),
+            report(refused_id, "SO", "crime", 9, "x")
+                .to_string()
+                .into_bytes(),
             &[400, 422],
         ),
         (
@@ -1221,8 +1282,15 @@ async fn a_whole_crisis_in_one_country() {
         ),
     ];
     for (what, body, status) in bad {
-        run.refused(what, "POST", "/api/v1/incidents", &amina, Some(&body), status)
-            .await;
+        run.refused(
+            what,
+            "POST",
+            "/api/v1/incidents",
+            &amina,
+            Some(&body),
+            status,
+        )
+        .await;
     }
     let gone = call(
         run.addr(),
@@ -1232,16 +1300,28 @@ async fn a_whole_crisis_in_one_country() {
         None,
     )
     .await;
-    assert_eq!(gone.status, 404, "no refused report was stored: {}", gone.body);
+    assert_eq!(
+        gone.status, 404,
+        "no refused report was stored: {}",
+        gone.body
+    );
     let (listed_after, _) = run.list("/api/v1/incidents?country=SO", &ana).await;
-    assert_eq!(ids(&listed_after), ids(&listed_before), "refusals change no list");
+    assert_eq!(
+        ids(&listed_after),
+        ids(&listed_before),
+        "refusals change no list"
+    );
     assert_eq!(
         run.board(&ana).await["counters"],
         counters_before,
         "refusals change no count"
     );
     let expected: BTreeSet<String> = run.truth.incidents.keys().map(Uuid::to_string).collect();
-    assert_eq!(ids(&listed_after), expected, "the SO incident list is the truth's");
+    assert_eq!(
+        ids(&listed_after),
+        expected,
+        "the SO incident list is the truth's"
+    );
     run.checks += 3;
 
     // A duty officer reports in Kenya; a Somali field officer does not see it.
@@ -1272,7 +1352,11 @@ async fn a_whole_crisis_in_one_country() {
         None,
     )
     .await;
-    assert_eq!(hidden.status, 404, "another country's incident: {}", hidden.body);
+    assert_eq!(
+        hidden.status, 404,
+        "another country's incident: {}",
+        hidden.body
+    );
     // Verified, escalated, closed.
     for id in [gunfire, ied, raid] {
         run.ok(
@@ -1391,7 +1475,11 @@ async fn a_whole_crisis_in_one_country() {
         None,
     )
     .await;
-    assert_eq!(denied.status, 403, "details are for crisis managers: {}", denied.body);
+    assert_eq!(
+        denied.status, 403,
+        "details are for crisis managers: {}",
+        denied.body
+    );
     let file = run
         .get(&format!("/api/v1/hostage-cases/{case}"), &lena)
         .await;
@@ -1420,8 +1508,14 @@ async fn a_whole_crisis_in_one_country() {
     let (cases, _) = run.list("/api/v1/hostage-cases", &lena).await;
     assert_eq!(ids(&cases), BTreeSet::from([case.to_string()]));
     assert_eq!(
-        (cases[0]["persons_held"].as_u64(), cases[0]["persons_total"].as_u64()),
-        (Some(run.truth.hostage_count("held")), Some(persons.len() as u64)),
+        (
+            cases[0]["persons_held"].as_u64(),
+            cases[0]["persons_total"].as_u64()
+        ),
+        (
+            Some(run.truth.hostage_count("held")),
+            Some(persons.len() as u64)
+        ),
         "the case list's counts: {}",
         cases[0]
     );
@@ -1480,7 +1574,12 @@ async fn a_whole_crisis_in_one_country() {
             json!({"officer": officer}),
         )
         .await;
-        run.truth.surges.get_mut(&id).unwrap().officers.push(officer.into());
+        run.truth
+            .surges
+            .get_mut(&id)
+            .unwrap()
+            .officers
+            .push(officer.into());
     }
     run.refused(
         "an officer already on a surge",
@@ -1563,11 +1662,17 @@ async fn a_whole_crisis_in_one_country() {
                     2,
                     &format!("Crowd at the gate, update {n}.{i}"),
                 );
-                let answer = testkit::http::json(addr, "POST", "/api/v1/incidents", Some(&token), Some(&body))
-                    .await
-                    .ok()
-                    .filter(|a| a.status != 0)
-                    .map(|a| (a.status, a.json(), Instant::now()));
+                let answer = testkit::http::json(
+                    addr,
+                    "POST",
+                    "/api/v1/incidents",
+                    Some(&token),
+                    Some(&body),
+                )
+                .await
+                .ok()
+                .filter(|a| a.status != 0)
+                .map(|a| (a.status, a.json(), Instant::now()));
                 outcomes
                     .lock()
                     .unwrap()
@@ -1639,7 +1744,10 @@ async fn a_whole_crisis_in_one_country() {
     // Every acknowledged write is in the log, where its answer said.
     for w in &run.truth.writes {
         let page = run
-            .get(&format!("/api/v1/events?from={}&limit=1", w.position), &admin)
+            .get(
+                &format!("/api/v1/events?from={}&limit=1", w.position),
+                &admin,
+            )
             .await;
         let e = &page["events"][0];
         assert_eq!(
@@ -1657,7 +1765,14 @@ async fn a_whole_crisis_in_one_country() {
     // Resent after the restart with the same id: an acknowledged one gets its first answer,
     // an unanswered one is stored (or was, and is answered 200): one incident each either way.
     for (id, body, first, token) in &acked_in_burst {
-        let a = call(run.addr(), "POST", "/api/v1/incidents", Some(token), Some(body)).await;
+        let a = call(
+            run.addr(),
+            "POST",
+            "/api/v1/incidents",
+            Some(token),
+            Some(body),
+        )
+        .await;
         assert_eq!(a.status, 200, "resent {id} after the restart: {}", a.body);
         assert_eq!(a.json()["position"], first["position"]);
         run.checks += 1;
@@ -1665,7 +1780,14 @@ async fn a_whole_crisis_in_one_country() {
     let w2 = Watcher::start(run.addr(), &ana).await;
     let heard_to = run.truth.writes.len();
     for (id, body, token) in &unanswered {
-        let a = call(run.addr(), "POST", "/api/v1/incidents", Some(token), Some(body)).await;
+        let a = call(
+            run.addr(),
+            "POST",
+            "/api/v1/incidents",
+            Some(token),
+            Some(body),
+        )
+        .await;
         assert!(
             a.status == 201 || a.status == 200,
             "resent {id} after the restart: {} {}",
@@ -1674,7 +1796,9 @@ async fn a_whole_crisis_in_one_country() {
         );
         run.record(&format!("report {id} resent"), &a.json());
     }
-    let (listed, _) = run.list("/api/v1/incidents?country=SO&limit=500", &ana).await;
+    let (listed, _) = run
+        .list("/api/v1/incidents?country=SO&limit=500", &ana)
+        .await;
     let expected: BTreeSet<String> = run
         .truth
         .incidents
@@ -1682,15 +1806,17 @@ async fn a_whole_crisis_in_one_country() {
         .filter(|(_, i)| i.country == "SO")
         .map(|(id, _)| id.to_string())
         .collect();
-    assert_eq!(ids(&listed), expected, "one incident per report id, none lost");
+    assert_eq!(
+        ids(&listed),
+        expected,
+        "one incident per report id, none lost"
+    );
     run.checks += 1;
     run.check_board(&ana, &wall, Some(&w2)).await;
 
     // --- 6. Clearances, and the traveller query.
     let (into_banaadir, into_bay, into_juba) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let leg = |area: &str, from: i64, to: i64| {
-        json!([{"country": "SO", "area": area, "from": today_plus(from), "to": today_plus(to)}])
-    };
+    let leg = |area: &str, from: i64, to: i64| json!([{"country": "SO", "area": area, "from": today_plus(from), "to": today_plus(to)}]);
     run.ok(
         "clearance P-0020 into Banaadir",
         "POST",
@@ -1762,13 +1888,14 @@ async fn a_whole_crisis_in_one_country() {
             vec![],
         ),
     ] {
-        let (list, position) = run
-            .list(&format!("/api/v1/clearances?{query}"), &ana)
-            .await;
+        let (list, position) = run.list(&format!("/api/v1/clearances?{query}"), &ana).await;
         let want: BTreeSet<String> = want.iter().map(Uuid::to_string).collect();
         assert_eq!(ids(&list), want, "clearances?{query}");
         if let Some(p) = position {
-            assert!(p >= run.truth.writes.last().unwrap().position, "clearances?{query} as of {p}");
+            assert!(
+                p >= run.truth.writes.last().unwrap().position,
+                "clearances?{query} as of {p}"
+            );
         }
         run.checks += 1;
     }
@@ -1881,7 +2008,11 @@ async fn a_whole_crisis_in_one_country() {
         for e in view["roll_call"].as_array().unwrap() {
             let p = e["person"].as_str().unwrap();
             if let Some(r) = run.reference.persons.iter().find(|r| r.id == p) {
-                assert_eq!(e["name"].as_str(), Some(r.name.as_str()), "duty views have names");
+                assert_eq!(
+                    e["name"].as_str(),
+                    Some(r.name.as_str()),
+                    "duty views have names"
+                );
                 run.names_never_on_walls.push(r.name.clone());
             }
         }
@@ -1910,7 +2041,12 @@ async fn a_whole_crisis_in_one_country() {
         json!({"person": "P-0001", "status": "safe"}),
     )
     .await;
-    run.truth.orders.get_mut(&evacuation).unwrap().roll.insert("P-0001".into(), Some("safe"));
+    run.truth
+        .orders
+        .get_mut(&evacuation)
+        .unwrap()
+        .roll
+        .insert("P-0001".into(), Some("safe"));
     let rest: Vec<String> = roll
         .keys()
         .filter(|p| *p != "P-0001" && *p != "P-0004")
@@ -1937,7 +2073,12 @@ async fn a_whole_crisis_in_one_country() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["position"], first["position"]);
     for p in &rest {
-        run.truth.orders.get_mut(&evacuation).unwrap().roll.insert(p.clone(), Some("relocated"));
+        run.truth
+            .orders
+            .get_mut(&evacuation)
+            .unwrap()
+            .roll
+            .insert(p.clone(), Some("relocated"));
     }
     run.ok(
         "mark P-0004 missing",
@@ -1947,7 +2088,12 @@ async fn a_whole_crisis_in_one_country() {
         json!({"person": "P-0004", "status": "missing"}),
     )
     .await;
-    run.truth.orders.get_mut(&evacuation).unwrap().roll.insert("P-0004".into(), Some("missing"));
+    run.truth
+        .orders
+        .get_mut(&evacuation)
+        .unwrap()
+        .roll
+        .insert("P-0004".into(), Some("missing"));
     let some: Vec<String> = kismayo.keys().take(2).cloned().collect();
     run.ok(
         "bulk mark in Kismayo",
@@ -1958,7 +2104,12 @@ async fn a_whole_crisis_in_one_country() {
     )
     .await;
     for p in &some {
-        run.truth.orders.get_mut(&relocation).unwrap().roll.insert(p.clone(), Some("relocated"));
+        run.truth
+            .orders
+            .get_mut(&relocation)
+            .unwrap()
+            .roll
+            .insert(p.clone(), Some("relocated"));
     }
     run.check_board(&ana, &wall, Some(&w2)).await;
     run.ok(
@@ -1969,7 +2120,12 @@ async fn a_whole_crisis_in_one_country() {
         json!({"person": "P-0004", "status": "safe"}),
     )
     .await;
-    run.truth.orders.get_mut(&evacuation).unwrap().roll.insert("P-0004".into(), Some("safe"));
+    run.truth
+        .orders
+        .get_mut(&evacuation)
+        .unwrap()
+        .roll
+        .insert("P-0004".into(), Some("safe"));
     run.check_board(&ana, &wall, Some(&w2)).await;
     run.ok(
         "evacuation complete",
@@ -1985,7 +2141,11 @@ async fn a_whole_crisis_in_one_country() {
         "POST",
         &format!("/api/v1/orders/{evacuation}/mark"),
         &ana,
-        Some(json!({"person": "P-0001", "status": "missing"}).to_string().as_bytes()),
+        Some(
+            json!({"person": "P-0001", "status": "missing"})
+                .to_string()
+                .as_bytes(),
+        ),
         &[409],
     )
     .await;
@@ -1994,7 +2154,10 @@ async fn a_whole_crisis_in_one_country() {
     let evacuation_broadcast = order_ids[&evacuation_trigger];
     let acks: Vec<(Uuid, Vec<String>)> = vec![
         (level_ids[0], so_agencies.iter().cloned().collect()),
-        (level_ids[2], vec!["unicef".into(), "undss".into(), "who".into()]),
+        (
+            level_ids[2],
+            vec!["unicef".into(), "undss".into(), "who".into()],
+        ),
         (evacuation_broadcast, so_agencies.iter().cloned().collect()),
     ];
     for (id, agencies) in &acks {
@@ -2007,7 +2170,12 @@ async fn a_whole_crisis_in_one_country() {
                 json!({}),
             )
             .await;
-            run.truth.broadcasts.get_mut(id).unwrap().acked.insert(agency.clone());
+            run.truth
+                .broadcasts
+                .get_mut(id)
+                .unwrap()
+                .acked
+                .insert(agency.clone());
         }
     }
     let again = call(
@@ -2018,7 +2186,11 @@ async fn a_whole_crisis_in_one_country() {
         Some(&json!({})),
     )
     .await;
-    assert_eq!(again.status, 200, "the same focal point again: {}", again.body);
+    assert_eq!(
+        again.status, 200,
+        "the same focal point again: {}",
+        again.body
+    );
     let colleague = run
         .centre
         .token("agency_focal_point", "fp2.unicef", &["--agency", "unicef"]);
@@ -2052,7 +2224,10 @@ async fn a_whole_crisis_in_one_country() {
         run.checks += 1;
     }
     let chain = run
-        .get(&format!("/api/v1/broadcasts/{evacuation_broadcast}/chain"), &ana)
+        .get(
+            &format!("/api/v1/broadcasts/{evacuation_broadcast}/chain"),
+            &ana,
+        )
         .await;
     let types: Vec<&str> = chain["events"]
         .as_array()
@@ -2062,7 +2237,10 @@ async fn a_whole_crisis_in_one_country() {
         .collect();
     assert!(types.contains(&"BroadcastIssued"), "{types:?}");
     assert_eq!(
-        types.iter().filter(|t| **t == "BroadcastAcknowledged").count(),
+        types
+            .iter()
+            .filter(|t| **t == "BroadcastAcknowledged")
+            .count(),
         so_agencies.len(),
         "the chain reaches every acknowledgement: {types:?}"
     );
@@ -2080,7 +2258,8 @@ async fn a_whole_crisis_in_one_country() {
     // --- 9. A manual all-agency broadcast under the two-person rule.
     let manual = Uuid::new_v4();
     let title = "All agencies: movement restrictions in Somalia";
-    let text = "All movement outside compounds in Somalia needs UNDSS clearance until further notice.";
+    let text =
+        "All movement outside compounds in Somalia needs UNDSS clearance until further notice.";
     run.ok(
         "manual broadcast",
         "POST",
@@ -2130,7 +2309,11 @@ async fn a_whole_crisis_in_one_country() {
         None,
     )
     .await;
-    assert_eq!(unseen.status, 404, "not sent before approval: {}", unseen.body);
+    assert_eq!(
+        unseen.status, 404,
+        "not sent before approval: {}",
+        unseen.body
+    );
     run.ok(
         "second duty officer approves",
         "POST",
@@ -2139,7 +2322,11 @@ async fn a_whole_crisis_in_one_country() {
         json!({}),
     )
     .await;
-    run.truth.broadcasts.get_mut(&manual).unwrap().awaiting_approval = false;
+    run.truth
+        .broadcasts
+        .get_mut(&manual)
+        .unwrap()
+        .awaiting_approval = false;
     for agency in ["wfp", "undss"] {
         run.ok(
             &format!("{agency} acknowledges the manual broadcast"),
@@ -2149,7 +2336,12 @@ async fn a_whole_crisis_in_one_country() {
             json!({}),
         )
         .await;
-        run.truth.broadcasts.get_mut(&manual).unwrap().acked.insert(agency.into());
+        run.truth
+            .broadcasts
+            .get_mut(&manual)
+            .unwrap()
+            .acked
+            .insert(agency.into());
     }
     let view = run.get(&format!("/api/v1/broadcasts/{manual}"), &ana).await;
     assert_eq!(
@@ -2157,7 +2349,9 @@ async fn a_whole_crisis_in_one_country() {
         (Some("live"), Some("ben")),
         "{view}"
     );
-    let seen = run.get(&format!("/api/v1/broadcasts/{manual}"), &focal["wfp"]).await;
+    let seen = run
+        .get(&format!("/api/v1/broadcasts/{manual}"), &focal["wfp"])
+        .await;
     assert_eq!(seen["id"], json!(manual));
     run.checks += 2;
     run.check_board(&ana, &wall, Some(&w2)).await;
@@ -2221,7 +2415,10 @@ async fn a_whole_crisis_in_one_country() {
         .await
         .unwrap();
     assert_eq!(public.status, 200);
-    assert!(public.body.contains(title), "the all-agency alert is public");
+    assert!(
+        public.body.contains(title),
+        "the all-agency alert is public"
+    );
     assert!(
         !public.body.contains("Security level") && !public.body.contains("Evacuation ordered"),
         "country broadcasts are not public: {}",
@@ -2233,13 +2430,17 @@ async fn a_whole_crisis_in_one_country() {
             "nothing internal in the public feed: {internal}"
         );
     }
-    let feed = call(run.addr(), "GET", "/api/v1/cap/feed", Some(&focal["undss"]), None).await;
+    let feed = call(
+        run.addr(),
+        "GET",
+        "/api/v1/cap/feed",
+        Some(&focal["undss"]),
+        None,
+    )
+    .await;
     assert_eq!(feed.status, 200);
     for id in [level_ids[0], evacuation_broadcast, manual] {
-        assert!(
-            feed.body.contains(&id.to_string()),
-            "undss's feed has {id}"
-        );
+        assert!(feed.body.contains(&id.to_string()), "undss's feed has {id}");
     }
     run.checks += 6;
 
@@ -2253,7 +2454,10 @@ async fn a_whole_crisis_in_one_country() {
         .map(|b| b["id"].as_str().unwrap().to_owned())
         .collect();
     let truth: BTreeSet<String> = run.truth.broadcasts.keys().map(Uuid::to_string).collect();
-    assert_eq!(agency_facing, truth, "every broadcast to agencies, and only those");
+    assert_eq!(
+        agency_facing, truth,
+        "every broadcast to agencies, and only those"
+    );
     run.checks += 1;
 
     let mut l = run.latencies.clone();
