@@ -2269,12 +2269,14 @@ async fn a_whole_crisis_in_one_country() {
     run.checks += 2;
     // TODO(issue 14 item 1, agencies over NATS — being built; the coordinator fills this
     // after merging): issue per-agency NATS credentials with the operator verb (e.g.
-    // `vigil agency credentials undss`), connect a plain async-nats client with ONLY those
-    // credentials, receive the level-6 broadcast on `vigil.alerts.undss`, send the receipt
-    // and acknowledge on `vigil.alerts.undss.ack`; check the board and `GET
-    // /broadcasts/{id}` distinguish sent / delivered (receipt) / acknowledged / failed, and
-    // that the same client is refused another agency's subjects. Update
-    // `run.truth.broadcasts` (acked) so the board checks below count it.
+    // `vigil agency credentials ocha`), connect a plain async-nats client with ONLY those
+    // credentials, receive the level-6 broadcast (`level_ids[2]`, which ocha has not
+    // acknowledged over HTTP above) on `vigil.alerts.ocha`, send the receipt and acknowledge
+    // on `vigil.alerts.ocha.ack`; check the board and `GET /broadcasts/{id}` distinguish
+    // sent / delivered (receipt) / acknowledged / failed (the agencies without a listening
+    // system must not count as delivered), and that the same client is refused another
+    // agency's subjects. Insert "ocha" into `run.truth.broadcasts[&level_ids[2]].acked` so
+    // the board checks below count it.
     run.check_board(&ana, &wall, Some(&w2)).await;
 
     // --- 9. A manual all-agency broadcast under the two-person rule.
