@@ -53,6 +53,8 @@ pub struct GatewayFileConfig {
     pub max_ws_per_address: Option<usize>,
     /// WebSockets open at once with one token.
     pub max_ws_per_token: Option<usize>,
+    /// Seconds a WebSocket frame may wait for a client that stopped reading before it is dropped.
+    pub ws_send_timeout_secs: Option<u64>,
 }
 
 /// Store settings in the file.

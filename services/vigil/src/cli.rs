@@ -347,6 +347,10 @@ impl Resolved {
         if let Some(v) = f.keepalive_secs {
             l.keepalive_timeout = std::time::Duration::from_secs(positive("keepalive_secs", v)?);
         }
+        if let Some(v) = f.ws_send_timeout_secs {
+            l.ws_send_timeout =
+                std::time::Duration::from_secs(positive("ws_send_timeout_secs", v)?);
+        }
         for (name, value, field) in [
             ("max_connections", f.max_connections, &mut l.max_connections),
             (
