@@ -5,7 +5,8 @@
 //! store, as the `cli` user, for the agency's stream), then records the new public key in
 //! the data directory and writes the seed into the agency's file (mode 0600). `revoke`
 //! removes the key. The running `vigil up` reloads nats-server when the identities change;
-//! each verb also prints the server entry for an operator running `--external-nats`.
+//! `credentials` waits (up to 5 s) until the bus admits the new identity and says whether it
+//! does, and prints the server entry for an operator running `--external-nats`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,7 +88,15 @@ async fn credentials(
         "  receives broadcasts on {} (answer each with a receipt), acknowledges on {}",
         creds.alerts, creds.acks
     );
-    println!("  the running `vigil up` admits it now; any older identity of {agency} is revoked.");
+    println!("  any older identity of {agency} is revoked.");
+    if admitted(&creds).await {
+        println!("  the centre at {} admits it now.", creds.nats_url);
+    } else {
+        println!(
+            "  the NATS server at {} does not admit it yet (is `vigil up` running on this data directory?)",
+            creds.nats_url
+        );
+    }
     if let Some(entry) = nats_agencies::server_users(&nats_agencies::load(&settings.data_dir)?)
         .into_iter()
         .find(|e| e.contains(&creds.public_key))
@@ -97,4 +106,25 @@ async fn credentials(
         );
     }
     Ok(())
+}
+
+/// Whether the bus admits the new identity within a few seconds (the running `vigil up`
+/// reloads nats-server when it sees the change): tells the operator it works before the file
+/// is handed over.
+async fn admitted(creds: &nats_agencies::AgencyCredentials) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let attempt = async_nats::ConnectOptions::with_nkey(creds.nkey_seed.clone())
+            .custom_inbox_prefix(&creds.inbox_prefix)
+            .name("vigil-agency-check")
+            .connection_timeout(Duration::from_secs(2))
+            .connect(creds.nats_url.as_str())
+            .await;
+        if let Ok(client) = attempt {
+            drop(client);
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }

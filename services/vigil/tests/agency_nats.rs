@@ -125,36 +125,30 @@ impl Centre {
         secs: u64,
         ok: impl Fn(&Value, &Value) -> bool,
     ) -> (Value, Value) {
-        let mut last = (Value::Null, Value::Null);
-        let found = testkit::eventually(Duration::from_secs(secs), || {
-            let fetched = async {
-                let view = self
-                    .call("GET", &format!("/api/v1/broadcasts/{id}"), None)
-                    .await
-                    .json();
-                let board = self
-                    .call("GET", "/api/v1/boards/situation", None)
-                    .await
-                    .json();
-                let on_board = board["broadcasts"]
-                    .as_array()
-                    .and_then(|l| l.iter().find(|b| b["id"] == json!(id)).cloned())
-                    .unwrap_or(Value::Null);
-                let mut line = on_board;
-                line["agencies"] = board["broadcast_agencies"][id.to_string()].clone();
-                (view, line)
-            };
-            let ok = &ok;
-            let last = &mut last;
-            async move {
-                let (view, line) = fetched.await;
-                let done = ok(&view, &line);
-                *last = (view.clone(), line.clone());
-                done.then_some((view, line))
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let view = self
+                .call("GET", &format!("/api/v1/broadcasts/{id}"), None)
+                .await
+                .json();
+            let board = self
+                .call("GET", "/api/v1/boards/situation", None)
+                .await
+                .json();
+            let mut line = board["broadcasts"]
+                .as_array()
+                .and_then(|l| l.iter().find(|b| b["id"] == json!(id)).cloned())
+                .unwrap_or(Value::Null);
+            line["agencies"] = board["broadcast_agencies"][id.to_string()].clone();
+            if ok(&view, &line) {
+                return (view, line);
             }
-        })
-        .await;
-        found.unwrap_or_else(|| panic!("not reached in {secs} s; last seen {last:#?}"))
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not reached in {secs} s; the view: {view:#}, the board: {line:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -243,6 +237,11 @@ async fn an_agency_system_with_only_its_credentials_file_receives_sends_the_rece
         file.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        printed.contains(&format!("the centre at {} admits it now", c.nats)),
+        "the running centre took the identity without a restart: {printed}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
