@@ -677,10 +677,12 @@ const BROADCAST_STATUS = {
 };
 
 /** One broadcast: exercise badge, severity, status, escalation, time; title; the agencies'
- * delivered / acknowledged / total, and failed in red. A cancelled one is one title line. */
+ * sent / delivered (an agency system received it) / acknowledged (a person) / total, and
+ * failed in red. A cancelled one is one title line. */
 function BroadcastItem({ b, now }) {
   const total = num(b.total);
   const acked = num(b.acked);
+  const sent = num(b.sent);
   const delivered = num(b.delivered);
   const failed = num(b.failed);
   const status = String(b.status ?? "");
@@ -721,12 +723,15 @@ function BroadcastItem({ b, now }) {
         : html`<div
             class="bc-counts"
             data-testid="broadcast-counts"
+            data-sent=${sent}
             data-delivered=${delivered}
             data-acked=${acked}
             data-total=${total}
             data-failed=${failed}
           >
-            ${"delivered "}<span class="num">${delivered}</span>${" / acknowledged "}<span
+            ${"sent "}<span class="num">${sent}</span>${" / delivered "}<span class="num"
+              >${delivered}</span
+            >${" / acknowledged "}<span
               class="num"
               >${acked}</span
             >${" / of "}<span class="num">${total}</span>

@@ -10,6 +10,14 @@
 //!   so a receiver keeps the keys it has seen.
 //!
 //! A 2xx answer is a delivery; anything else, a timeout or no connection is a failed attempt.
+//!
+//! Over NATS the message is a **request** on `vigil.alerts.<agency>`: the agency's system
+//! answers it with a [`Receipt`] (`{"received": "<broadcast id>"}`), and only that receipt
+//! is a delivery. No responder (nobody of the agency connected), no receipt within the
+//! delivery timeout, or a receipt naming another broadcast is a failed attempt, retried on
+//! the delivery schedule. A receipt says a system has the message; a person's
+//! acknowledgement is separate (a request on `vigil.alerts.<agency>.ack`, see the crate
+//! docs). Agency identities and what they may do: `runtime::nats_agencies`.
 
 use std::time::Duration;
 
@@ -138,8 +146,21 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance: i64
     m.verify_slice(&v1).is_ok()
 }
 
-/// Publishes `message` on `vigil.alerts.<agency>` and waits until the server has it.
-pub async fn over_nats(client: &async_nats::Client, message: &Message) -> Result<(), String> {
+/// What an agency system answers to a broadcast delivered over NATS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The broadcast received.
+    pub received: Uuid,
+}
+
+/// Sends `message` as a request on `vigil.alerts.<agency>` and waits up to `timeout` for the
+/// agency system's [`Receipt`].
+pub async fn over_nats(
+    client: &async_nats::Client,
+    message: &Message,
+    timeout: Duration,
+) -> Result<(), String> {
+    use async_nats::RequestErrorKind;
     let subject = events::subjects::alert_subject(&message.agency).ok_or_else(|| {
         format!(
             "agency id {:?} cannot be a NATS subject token",
@@ -147,14 +168,31 @@ pub async fn over_nats(client: &async_nats::Client, message: &Message) -> Result
         )
     })?;
     let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
-    client
-        .publish(subject, body.into())
+    let request = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(timeout));
+    let answer = client
+        .send_request(subject.clone(), request)
         .await
-        .map_err(|e| format!("NATS publish failed: {e}"))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| format!("NATS flush failed: {e}"))
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => {
+                format!("no agency system is listening on {subject}")
+            }
+            RequestErrorKind::TimedOut => {
+                format!("no receipt within {} ms", timeout.as_millis())
+            }
+            _ => format!("NATS request failed: {e}"),
+        })?;
+    match serde_json::from_slice::<Receipt>(&answer.payload) {
+        Ok(r) if r.received == message.broadcast => Ok(()),
+        Ok(r) => Err(format!(
+            "the receipt names broadcast {}, not {}",
+            r.received, message.broadcast
+        )),
+        Err(e) => Err(format!(
+            "the agency system's answer is not a receipt ({{\"received\": \"<broadcast id>\"}}): {e}"
+        )),
+    }
 }
 
 /// POSTs `message` to `url`, signed with `secret`, at `now`.

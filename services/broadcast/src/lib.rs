@@ -401,7 +401,10 @@ pub struct AgencyState {
 pub struct Totals {
     /// Agencies it was sent to.
     pub recipients: usize,
-    /// Of them, delivered over some channel.
+    /// Of them, sent: at least one delivery attempt was made.
+    pub sent: usize,
+    /// Of them, delivered over some channel (an agency system received it: a receipt over
+    /// NATS, a 2xx from its webhook).
     pub delivered: usize,
     /// Of them, acknowledged.
     pub acknowledged: usize,
@@ -429,9 +432,11 @@ pub struct View {
     pub approved_by: Option<String>,
     /// Per recipient agency.
     pub agencies: BTreeMap<String, AgencyState>,
-    /// Counts.
+    /// Agencies at least one delivery attempt was made to.
+    pub sent: usize,
+    /// Agencies whose system received it (a receipt over NATS, a 2xx from a webhook).
     pub delivered: usize,
-    /// Agencies that acknowledged.
+    /// Agencies that acknowledged (a person of the agency).
     pub acknowledged: usize,
     /// Agencies with a channel given up on and not delivered over another.
     pub failed: usize,
@@ -508,8 +513,19 @@ fn view(b: &Broadcast, superseded_by: Option<Uuid>, actor: &Actor) -> View {
         .values()
         .filter(|s| s.delivered.is_empty() && !s.failed.is_empty())
         .count();
+    let sent = agencies.values().filter(|s| s.attempts > 0).count();
     let totals = Totals {
         recipients: b.issued.recipients.len(),
+        sent: b
+            .issued
+            .recipients
+            .iter()
+            .filter(|a| {
+                b.deliveries
+                    .iter()
+                    .any(|((agency, _, _), d)| agency == *a && d.attempts > 0)
+            })
+            .count(),
         delivered: b
             .issued
             .recipients
@@ -531,6 +547,7 @@ fn view(b: &Broadcast, superseded_by: Option<Uuid>, actor: &Actor) -> View {
         issued_by: b.issued_by.clone(),
         issued_at: b.issued_at,
         approved_by: b.approved.as_ref().map(|(by, _)| by.clone()),
+        sent,
         delivered,
         acknowledged: b.acks.keys().filter(own).count(),
         failed,
@@ -1369,7 +1386,14 @@ impl Service {
         let message = Message::new(b.id, &b.issued, agency, *round);
         let config = &self.options.config;
         let outcome = match channel {
-            Channel::Nats => deliver::over_nats(&self.client, &message).await,
+            Channel::Nats => {
+                deliver::over_nats(
+                    &self.client,
+                    &message,
+                    Duration::from_millis(config.delivery.timeout_ms),
+                )
+                .await
+            }
             Channel::Webhook => match config.agencies.get(agency) {
                 Some(rules::Endpoint {
                     webhook: Some(url),

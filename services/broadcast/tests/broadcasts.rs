@@ -210,7 +210,33 @@ impl Centre {
             };
             c.append(agency::stream_for(a), e.into()).await;
         }
+        c.agency_systems_listen().await;
         c
+    }
+
+    /// Agency systems on NATS: each broadcast on `vigil.alerts.<agency>` is answered with
+    /// its receipt, which is what makes it delivered.
+    async fn agency_systems_listen(&self) {
+        let client = self.nats.connect().await;
+        let mut alerts = client.subscribe("vigil.alerts.*").await.unwrap();
+        client.flush().await.unwrap();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    m = alerts.next() => match m { Some(m) => m, None => return },
+                };
+                let m: deliver::Message = serde_json::from_slice(&msg.payload).unwrap();
+                let receipt = deliver::Receipt {
+                    received: m.broadcast,
+                };
+                if let Some(reply) = msg.reply {
+                    let body = serde_json::to_vec(&receipt).unwrap();
+                    client.publish(reply, body.into()).await.unwrap();
+                }
+            }
+        });
     }
 
     async fn append(&self, stream: events::StreamName, e: DomainEvent) -> Uuid {

@@ -6,6 +6,8 @@
 //! - [`nats`]: connecting to NATS (reconnect forever for services, fail fast for tools).
 //! - [`nats_auth`]: the NATS users of the services, their credentials file and their
 //!   per-subject permissions (the nats-server config `vigil up` writes).
+//! - [`nats_agencies`]: the NATS identities (nkeys) of agency systems, issued and revoked by
+//!   the operator, and what each may do on the bus.
 //! - [`store_client`]: the typed client of the store's API, with idempotent retries.
 //! - [`catchup`]: the catch-up subscription every consumer uses: read the log from the last
 //!   applied position, then follow the live feed, filling gaps from the log.
@@ -23,6 +25,7 @@ pub mod commands;
 pub mod config;
 pub mod data_dir;
 pub mod nats;
+pub mod nats_agencies;
 pub mod nats_auth;
 pub mod open_files;
 pub mod read_model;

@@ -26,6 +26,10 @@
 //!   those that answer requests get `allow_responses` (they may publish to the reply subject
 //!   of a request they received).
 //!
+//! - agency systems are not services: each logs in with an nkey the operator issued, limited
+//!   to its own alert and acknowledgement subjects (see [`crate::nats_agencies`]); their
+//!   entries sit in the same application account.
+//!
 //! The nats-server config has an application account holding these users plus the system
 //! account, and no `no_auth_user`: a connection without valid credentials is refused (and the
 //! `accounts` block never holds only the system account: CVE-2023-47090).
@@ -317,7 +321,7 @@ fn tighten(path: &Path) -> anyhow::Result<()> {
 }
 
 /// A string in nats-server config syntax (double-quoted, escaped).
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -345,10 +349,24 @@ fn allow_deny(allow: &[String], deny: &[String]) -> String {
     }
 }
 
+/// A user's `permissions` value in nats-server config syntax.
+pub(crate) fn permissions_block(p: &Permissions) -> String {
+    format!(
+        "{{ publish: {}, subscribe: {}, allow_responses: {} }}",
+        allow_deny(&p.publish_allow, &p.publish_deny),
+        allow_deny(&p.subscribe_allow, &p.subscribe_deny),
+        p.allow_responses,
+    )
+}
+
 /// The `accounts` block (and `system_account`) of the nats-server config: Vigil's users with
-/// their permissions in [`ACCOUNT`], and the system account. Users not in the table are left
-/// out. Fails if a known user has no password in `users`.
-pub fn server_config(users: &NatsUsers) -> anyhow::Result<String> {
+/// their permissions in [`ACCOUNT`], the agency systems' nkeys (see
+/// [`crate::nats_agencies`]) next to them, and the system account. Users not in the table are
+/// left out. Fails if a known user has no password in `users`.
+pub fn server_config(
+    users: &NatsUsers,
+    agencies: &crate::nats_agencies::AgencyIdentities,
+) -> anyhow::Result<String> {
     let mut out = String::new();
     out.push_str(
         "# One NATS user per service, each limited to its subjects; no anonymous access.\n",
@@ -372,6 +390,9 @@ pub fn server_config(users: &NatsUsers) -> anyhow::Result<String> {
             allow_deny(&p.subscribe_allow, &p.subscribe_deny),
             p.allow_responses,
         );
+    }
+    for agency in crate::nats_agencies::server_users(agencies) {
+        let _ = writeln!(out, "      {agency}");
     }
     out.push_str("    ]\n  }\n");
     let _ = writeln!(out, "  {SYSTEM_ACCOUNT}: {{}}");
@@ -509,7 +530,7 @@ mod tests {
         let dir = tempfile_dir();
         let mut users = load_or_create(dir.path()).unwrap();
         users.users.insert("intruder".into(), "x".into());
-        let conf = server_config(&users).unwrap();
+        let conf = server_config(&users, &Default::default()).unwrap();
         assert!(conf.contains("VIGIL: {"), "{conf}");
         assert!(conf.contains("system_account: SYS"), "{conf}");
         assert!(!conf.contains("no_auth_user"), "{conf}");
@@ -517,6 +538,31 @@ mod tests {
         for user in all_users() {
             assert!(conf.contains(&format!("user: \"{user}\"")), "{conf}");
         }
+    }
+
+    #[test]
+    fn agency_nkeys_sit_in_the_application_account_with_their_subjects_only() {
+        let dir = tempfile_dir();
+        let users = load_or_create(dir.path()).unwrap();
+        let creds = crate::nats_agencies::issue(dir.path(), "wfp", "nats://x:1").unwrap();
+        let agencies = crate::nats_agencies::load(dir.path()).unwrap();
+        let conf = server_config(&users, &agencies).unwrap();
+        let line = conf
+            .lines()
+            .find(|l| l.contains(&creds.public_key))
+            .unwrap();
+        assert!(
+            line.contains("publish: { allow: [\"vigil.alerts.wfp.ack\"] }"),
+            "{line}"
+        );
+        assert!(
+            line.contains("subscribe: { allow: [\"vigil.alerts.wfp\", \"_INBOX_agency_wfp.>\"] }"),
+            "{line}"
+        );
+        assert!(line.contains("allow_responses: true"), "{line}");
+        assert!(!conf.contains(&creds.nkey_seed));
+        let account_end = conf.find(&format!("  {SYSTEM_ACCOUNT}:")).unwrap();
+        assert!(conf.find(&creds.public_key).unwrap() < account_end);
     }
 
     fn tempfile_dir() -> tempfile::TempDir {

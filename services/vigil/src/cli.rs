@@ -93,6 +93,14 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage the NATS identities of agency systems (they receive broadcasts on
+    /// `vigil.alerts.<agency>`, send receipts and acknowledge); the running `vigil up` picks
+    /// up a change without a restart.
+    Agency {
+        /// What to do.
+        #[command(subcommand)]
+        command: AgencyCommand,
+    },
     /// Manage long-lived API tokens (wall screens, agency systems).
     Token {
         /// What to do.
@@ -112,6 +120,7 @@ impl Command {
                 | Command::Gateway(_)
                 | Command::User { .. }
                 | Command::Token { .. }
+                | Command::Agency { .. }
         )
     }
 }
@@ -136,6 +145,29 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+/// `vigil agency …`.
+#[derive(Debug, Subcommand)]
+pub enum AgencyCommand {
+    /// Issue a NATS identity (an nkey) for an agency in the reference data and write its
+    /// credentials file (mode 0600; the centre keeps only the public key). Issuing again
+    /// replaces the older identity.
+    Credentials {
+        /// The agency id, as in the reference data (e.g. `unicef`).
+        agency: String,
+        /// Where to write the credentials file. Default: ./<agency>.nats-credentials.json
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke an agency's NATS identity: its live connection is closed and it cannot log in
+    /// again until new credentials are issued.
+    Revoke {
+        /// The agency id.
+        agency: String,
+    },
+    /// List the agencies with a NATS identity.
+    List,
 }
 
 /// `vigil token …`.

@@ -6,8 +6,10 @@
 //! - `services`: the domain services, run together by `up` or one by one.
 //! - `import`: `vigil import`, reference data into the log.
 //! - `tools`: operator verbs (`tail`, `append`, `replay`, `verify`).
+//! - `agency`: `vigil agency`, the NATS identities of agency systems.
 //! - `users`: `vigil user` and `vigil token`, and the first admin of a new centre.
 
+mod agency;
 mod cli;
 mod import;
 mod services;
@@ -98,6 +100,7 @@ async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<(
         Command::Verify(args) => tools::verify(settings, args).await,
         Command::User { command } => users::user(settings, command),
         Command::Token { command } => users::token(settings, command),
+        Command::Agency { command } => agency::run(settings, command).await,
     }
 }
 

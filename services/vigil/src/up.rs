@@ -12,6 +12,11 @@
 //! operator tools read it when no URL is given, so the commands it prints work as pasted
 //! whatever `--nats-url` it was started with. A clean stop removes it.
 //!
+//! Agency systems log in with the nkeys `vigil agency credentials` issues: `vigil up` watches
+//! `<data-dir>/secrets/nats-agencies.json` and reloads nats-server when it changes (a revoked
+//! agency's connection is closed); with `--external-nats` it prints the entries the
+//! operator's server needs (see `runtime::nats_agencies`).
+//!
 //! On SIGINT/SIGTERM it stops taking requests, lets the gateway record the refusals it was
 //! counting, lets the store finish the commit in flight, then stops nats-server, and exits 0.
 
@@ -59,7 +64,15 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             );
         }
         let users = runtime::nats_auth::load_or_create(&data_dir)?;
-        let conf = write_nats_config(&data_dir.join("nats"), port, &users)?;
+        // Read before the config is written: a change made in between is reloaded.
+        let agencies_seen = read_agencies(&data_dir);
+        let conf = write_nats_config(&data_dir, port, &users)?;
+        tokio::spawn(watch_agencies(
+            data_dir.clone(),
+            agencies_seen,
+            Some((port, users.clone())),
+            last.clone(),
+        ));
         owned_users = Some(users);
         let mut child = spawn_nats(&conf).await?;
         if !wait_for_nats(port, &mut child, Duration::from_secs(10)).await {
@@ -170,7 +183,14 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
                 runtime::nats_auth::users_file(&data_dir).display(),
             );
         }
-        None => println!("  NATS           : {} (external)", settings.nats_url),
+        None => {
+            println!("  NATS           : {} (external)", settings.nats_url);
+            // The operator's server needs the agency identities: print them now and at
+            // each change.
+            let seen = read_agencies(&data_dir);
+            print_external_agencies(&data_dir);
+            tokio::spawn(watch_agencies(data_dir.clone(), seen, None, last.clone()));
+        }
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
     println!("  board API      : http://{http_bound}/api/v1/boards/situation");
@@ -247,13 +267,100 @@ fn port_of(url: &str) -> Option<u16> {
     port.parse().ok()
 }
 
+/// How often the agency identities file is looked at.
+const AGENCY_POLL: Duration = Duration::from_millis(300);
+
+fn read_agencies(data_dir: &Path) -> Option<Vec<u8>> {
+    std::fs::read(runtime::nats_agencies::agencies_file(data_dir)).ok()
+}
+
+/// Keeps the bus in step with `<data-dir>/secrets/nats-agencies.json` (written by `vigil
+/// agency`): when it changes, rewrites the config of the server we own (`owned`: its port and
+/// the services' users) and makes nats-server reload it, which admits a new identity and
+/// closes the connection of a revoked one; with an external server, prints what its operator
+/// must change.
+async fn watch_agencies(
+    data_dir: PathBuf,
+    mut seen: Option<Vec<u8>>,
+    owned: Option<(u16, runtime::nats_auth::NatsUsers)>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(AGENCY_POLL) => {}
+        }
+        let now = read_agencies(&data_dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let Some((port, users)) = &owned else {
+            print_external_agencies(&data_dir);
+            continue;
+        };
+        let reloaded = match write_nats_config(&data_dir, *port, users) {
+            Ok(_) => reload_nats(&data_dir.join("nats")).await,
+            Err(e) => Err(e),
+        };
+        match reloaded {
+            Ok(()) => tracing::info!("agency identities changed; nats-server reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "agency identities changed but nats-server was not reloaded");
+                // Try again at the next look.
+                seen = None;
+            }
+        }
+    }
+}
+
+/// Asks our nats-server (its pid file) to reload its config.
+async fn reload_nats(dir: &Path) -> anyhow::Result<()> {
+    let pid_file = dir.join("nats-server.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("cannot read {}", pid_file.display()))?;
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .with_context(|| format!("{} holds no pid", pid_file.display()))?;
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(pid.to_string())
+        .status()
+        .await
+        .context("cannot run kill")?;
+    anyhow::ensure!(status.success(), "kill -HUP {pid} failed: {status}");
+    Ok(())
+}
+
+/// With `--external-nats`: the `users` entries the operator's server needs for the agency
+/// identities (in the account of Vigil's users).
+fn print_external_agencies(data_dir: &Path) {
+    match runtime::nats_agencies::load(data_dir) {
+        Ok(identities) => {
+            let entries = runtime::nats_agencies::server_users(&identities);
+            println!(
+                "Agency identities ({}): add these entries to the `users` of Vigil's account on your NATS server, replacing any earlier ones, and reload it:",
+                entries.len()
+            );
+            for entry in entries {
+                println!("  {entry}");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the agency identities"),
+    }
+}
+
 /// Writes the nats-server config for a loopback-only server on `port` that admits only
-/// `users`, each with its permissions. The file holds their passwords, so it is mode 0600.
+/// `users`, each with its permissions, and the agency identities of the data directory.
+/// The file holds their passwords, so it is mode 0600.
 fn write_nats_config(
-    dir: &Path,
+    data_dir: &Path,
     port: u16,
     users: &runtime::nats_auth::NatsUsers,
 ) -> anyhow::Result<PathBuf> {
+    let agencies = runtime::nats_agencies::load(data_dir)?;
+    let dir = &data_dir.join("nats");
     runtime::data_dir::create_private_dir(dir)?;
     let conf = dir.join("nats-server.conf");
     // max_payload leaves room for the store's largest append (1 MiB by default) plus headers.
@@ -266,7 +373,7 @@ fn write_nats_config(
          {accounts}",
         log = dir.join("nats-server.log").display(),
         pid = dir.join("nats-server.pid").display(),
-        accounts = runtime::nats_auth::server_config(users)?,
+        accounts = runtime::nats_auth::server_config(users, &agencies)?,
     );
     runtime::nats_auth::write_private(&conf, text.as_bytes())?;
     Ok(conf)

@@ -294,7 +294,11 @@ impl Order {
 /// One agency a broadcast goes to: what is known of its delivery and acknowledgement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Reach {
-    /// A `BroadcastDelivered` came for it (any channel, any round).
+    /// A delivery attempt was made to it: a `BroadcastDeliveryAttempted`, or an outcome
+    /// (`BroadcastDelivered`, `BroadcastDeliveryFailed`), any channel, any round.
+    sent: bool,
+    /// A `BroadcastDelivered` came for it (any channel, any round): its system received it
+    /// (a receipt over NATS, a 2xx from its webhook).
     delivered: bool,
     /// A `BroadcastDeliveryFailed` with `gave_up` came for it (any channel, any round).
     gave_up: bool,
@@ -316,9 +320,11 @@ impl Reach {
         self.gave_up && !self.delivered && !self.acknowledged()
     }
 
-    /// What the board shows of it, as counted flags: delivered, acknowledged, failed, resent.
-    fn shown(&self) -> [bool; 4] {
+    /// What the board shows of it, as counted flags: sent, delivered, acknowledged, failed,
+    /// resent.
+    fn shown(&self) -> [bool; 5] {
         [
+            self.sent,
             self.delivered,
             self.acknowledged(),
             self.failed(),
@@ -391,7 +397,9 @@ struct Broadcast {
     fixed: bool,
     /// At most [`MAX_AGENCIES`] agencies, by id; the total is their number.
     agencies: BTreeMap<String, Reach>,
-    /// Agencies delivered to, acknowledged, finally failed, sent again: kept with `agencies`.
+    /// Agencies sent to, delivered to, acknowledged, finally failed, sent again: kept with
+    /// `agencies`.
+    sent: u64,
     delivered: u64,
     acked: u64,
     failed: u64,
@@ -464,7 +472,7 @@ impl Broadcast {
                 }
                 let after = v.insert(r).shown();
                 // A new agency: the total changed even if it shows no flag.
-                self.count_reach([false; 4], after);
+                self.count_reach([false; 5], after);
                 return true;
             }
             Entry::Vacant(_) => return false,
@@ -473,8 +481,9 @@ impl Broadcast {
         before != after
     }
 
-    fn count_reach(&mut self, before: [bool; 4], after: [bool; 4]) {
+    fn count_reach(&mut self, before: [bool; 5], after: [bool; 5]) {
         let counts = [
+            &mut self.sent,
             &mut self.delivered,
             &mut self.acked,
             &mut self.failed,
@@ -1029,6 +1038,7 @@ impl Situation {
                     country,
                     fixed,
                     agencies,
+                    sent: 0,
                     delivered: 0,
                     acked: 0,
                     failed: 0,
@@ -1065,24 +1075,37 @@ impl Situation {
                     self.note(at, fx, item);
                 }
             }
-            // A claim, not an outcome: the board waits for the outcome.
-            E::BroadcastDeliveryAttempted(_) => {}
+            // A claim: the broadcast is being sent to the agency (the outcome follows).
+            E::BroadcastDeliveryAttempted(e) => {
+                let detail = Detail::Agency(at.id, e.agency.clone());
+                self.change_broadcast(at, fx, detail, |b| b.reach(e.agency, |r| r.sent = true));
+            }
             E::BroadcastDelivered(e) => {
                 let detail = Detail::Agency(at.id, e.agency.clone());
                 self.change_broadcast(at, fx, detail, |b| {
-                    b.reach(e.agency, |r| r.delivered = true)
+                    b.reach(e.agency, |r| {
+                        r.sent = true;
+                        r.delivered = true;
+                    })
                 });
             }
             E::BroadcastDeliveryFailed(e) => {
-                if !e.gave_up {
-                    return; // another attempt follows
-                }
                 let detail = Detail::Agency(at.id, e.agency.clone());
+                if !e.gave_up {
+                    // Another attempt follows: it was sent, nothing more.
+                    self.change_broadcast(at, fx, detail, |b| {
+                        b.reach(e.agency, |r| r.sent = true)
+                    });
+                    return;
+                }
                 let agency = e.agency.clone();
                 let mut newly_failed = false;
                 self.change_broadcast(at, fx, detail, |b| {
                     let was = b.agencies.get(&agency).is_some_and(Reach::failed);
-                    let changed = b.reach(e.agency, |r| r.gave_up = true);
+                    let changed = b.reach(e.agency, |r| {
+                        r.sent = true;
+                        r.gave_up = true;
+                    });
                     newly_failed = !was
                         && b.status() == BroadcastStatus::Live
                         && b.agencies.get(&agency).is_some_and(Reach::failed);
@@ -1326,8 +1349,8 @@ impl Situation {
         }
         for (id, b) in &self.broadcasts {
             let count = |flag: usize| b.agencies.values().filter(|r| r.shown()[flag]).count();
-            let kept = [b.delivered, b.acked, b.failed, b.resent];
-            if (0..4).any(|flag| kept[flag] != count(flag) as u64) {
+            let kept = [b.sent, b.delivered, b.acked, b.failed, b.resent];
+            if (0..5).any(|flag| kept[flag] != count(flag) as u64) {
                 return Err(format!("broadcast {id}: agency counts drifted: {kept:?}"));
             }
             if b.agencies.len() > MAX_AGENCIES {

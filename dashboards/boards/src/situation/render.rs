@@ -350,6 +350,7 @@ fn broadcast(id: &uuid::Uuid, b: &Broadcast, view: View) -> Value {
         b.ack_deadline.map_or(Value::Null, timestamp),
     );
     put("total", b.total().into());
+    put("sent", b.sent.into());
     put("delivered", b.delivered.into());
     put("acked", b.acked.into());
     put("failed", b.failed.into());
@@ -384,6 +385,7 @@ fn agencies_json(b: &Broadcast) -> Value {
 /// One agency of a broadcast.
 fn reach_json(r: &Reach) -> Value {
     object([
+        ("sent", r.sent.into()),
         ("delivered", r.delivered.into()),
         ("acknowledged", r.acknowledged().into()),
         (

@@ -215,15 +215,28 @@ fn a_delivery_given_up_shows_as_failed_until_a_later_delivery_succeeds() {
         "another attempt follows"
     );
     assert_eq!(snap["counters"]["broadcast_deliveries_failed"], 0);
+    // Sent, but no agency system received it yet.
+    assert_eq!(snap["broadcast_agencies"][uuid(1)]["wfp"]["sent"], true);
+    assert_eq!(snap["broadcast_agencies"][uuid(1)]["unicef"]["sent"], false);
+    assert_eq!(
+        (
+            &snap["broadcasts"][0]["sent"],
+            &snap["broadcasts"][0]["delivered"]
+        ),
+        (&json!(1), &json!(0))
+    );
 
     log.push(1, failed("wfp", true));
     let snap = log.snapshot(View::Duty);
     assert_eq!(
         snap["broadcast_agencies"][uuid(1)]["wfp"],
-        json!({"delivered": false, "acknowledged": false, "ack_seconds": null, "failed": true, "resent": false})
+        json!({"sent": true, "delivered": false, "acknowledged": false, "ack_seconds": null, "failed": true, "resent": false})
     );
     let b = &snap["broadcasts"][0];
-    assert_eq!((&b["failed"], &b["delivered"]), (&json!(1), &json!(0)));
+    assert_eq!(
+        (&b["failed"], &b["delivered"], &b["sent"]),
+        (&json!(1), &json!(0), &json!(1))
+    );
     assert_eq!(snap["counters"]["broadcast_deliveries_failed"], 1);
     let note = &snap["timeline"][0];
     assert_eq!(
@@ -329,7 +342,7 @@ fn acknowledgement_time_counts_from_approval_or_from_issue() {
     let detail = &snap["broadcast_agencies"];
     assert_eq!(
         detail[uuid(1)]["wfp"],
-        json!({"delivered": true, "acknowledged": true, "ack_seconds": 3 * MINUTE, "failed": false, "resent": false})
+        json!({"sent": true, "delivered": true, "acknowledged": true, "ack_seconds": 3 * MINUTE, "failed": false, "resent": false})
     );
     assert_eq!(detail[uuid(9)]["wfp"]["ack_seconds"], 3 * MINUTE);
     assert_eq!(detail[uuid(9)]["unicef"]["ack_seconds"], Value::Null);
@@ -359,7 +372,7 @@ fn an_acknowledgement_sends_one_agency_to_the_duty_view_and_none_to_the_wall() {
         detail,
         [&Op::Set {
             path: vec!["broadcast_agencies".into(), uuid(1), "unicef".into()],
-            value: json!({"delivered": false, "acknowledged": true, "ack_seconds": MINUTE, "failed": false, "resent": false}),
+            value: json!({"sent": false, "delivered": false, "acknowledged": true, "ack_seconds": MINUTE, "failed": false, "resent": false}),
         }]
     );
     let wall = board.delta(&changes, View::WallScreen);

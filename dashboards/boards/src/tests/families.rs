@@ -782,7 +782,7 @@ fn broadcasts_count_acknowledgements_by_agency() {
         json!([{
             "id": uuid(50), "title": "Curfew in Mogadishu", "severity": "high", "exercise": false,
             "issued_at": at_text(1), "status": "live", "internal": false, "rule": null,
-            "requires_ack": true, "ack_deadline": null, "total": 3, "delivered": 0, "acked": 1,
+            "requires_ack": true, "ack_deadline": null, "total": 3, "sent": 0, "delivered": 0, "acked": 1,
             "failed": 0, "resent": 0, "escalated": false, "escalations": 0,
             "suppressed": 0
         }])

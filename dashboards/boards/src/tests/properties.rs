@@ -584,7 +584,7 @@ fn the_generated_logs_reach_every_broadcast_state() {
         let snap = log.snapshot(View::Duty);
         for b in snap["broadcasts"].as_array().unwrap() {
             seen.insert(format!("status {}", b["status"].as_str().unwrap()));
-            for key in ["failed", "delivered", "acked", "resent"] {
+            for key in ["failed", "sent", "delivered", "acked", "resent"] {
                 if b[key].as_u64() > Some(0) {
                     seen.insert(key.to_owned());
                 }
@@ -637,6 +637,7 @@ fn the_generated_logs_reach_every_broadcast_state() {
             "more than listed",
             "resent",
             "rule",
+            "sent",
             "status awaiting_approval",
             "status cancelled",
             "status live",
