@@ -22,7 +22,7 @@
 // - A form's fields are checked before sending, naming the field and what to write.
 
 import { list, get, act, positionOf } from "./api.js";
-import { html, redraw, may, sentence, splitList, toRfc3339, localValue, dateValue, ErrorLine, ResultLine, relative } from "./kit.js";
+import { html, redraw, may, sentence, splitList, toRfc3339, localValue, dateValue, ErrorLine, ResultLine } from "./kit.js";
 
 // ---------------------------------------------------------------- the controller
 
@@ -486,7 +486,7 @@ export function Section({ s }) {
               <div class="row detail-head">
                 <button type="button" class="secondary" data-testid=${`${s.prefix}-close-detail`} onClick=${() => c.close()}>Close</button>
                 ${c.readsDetail() && c.detailAt
-                  ? html`<span class="updated">Read ${relative(new Date(c.detailAt).toISOString())}</span>`
+                  ? html`<span class="updated">Read at ${new Date(c.detailAt).toISOString().slice(11, 19)} UTC</span>`
                   : null}
               </div>
               <${ErrorLine} testid=${`${s.prefix}-detail-error`} text=${c.detailError} />
