@@ -11,7 +11,7 @@
 // is written on `last-position` ("Marked 20 safe · log position N").
 
 import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText, plural, may } from "./kit.js";
+import { html, POLICY, Badge, KV, fmtUtc, words, countryText, plural, may, localValue } from "./kit.js";
 
 const path = (id, action = "") => `/api/v1/orders/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
 const MARKS = ["safe", "relocated", "injured", "missing"];
@@ -119,7 +119,7 @@ export const section = {
       { name: "area", label: "Area", optional: true },
       { name: "duty_station", label: "Duty station", optional: true },
       { name: "destination", label: "Destination" },
-      { name: "deadline", label: "Deadline", type: "datetime", init: () => null },
+      { name: "deadline", label: "Deadline", type: "datetime", init: () => localValue(12 * 60) },
     ],
     body: (v) => ({ ...v, country: v.country.toUpperCase() }),
     done: "Order given: its roll call is computed now",
