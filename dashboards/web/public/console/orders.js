@@ -53,14 +53,27 @@ const mark = {
   failed: "Not marked",
 };
 
+/** Whether roll-call entry `e` matches the search `q` (name or person id, any case). */
+const matches = (e, q) => !q || `${e.name ?? ""} ${e.person}`.toLowerCase().includes(q.toLowerCase());
+
 function RollCall({ c, o }) {
-  const rows = entries(o);
+  const q = String(c.val("rollcall:", "q")).trim();
+  const status = c.val("rollcall:", "status");
+  const rows = entries(o).filter((e) => matches(e, q) && (!status || (e.status || "unmarked") === status));
   const marking = may(POLICY.ORDER_MARK) && active(o);
   const all = rows.map((e) => e.person);
-  return html`<table class="rollcall" data-testid="rollcall">
+  return html`<div class="row rc-tools">
+      <label class="search">Find <input type="search" data-testid="rollcall-search" placeholder="name or person id"
+        value=${c.val("rollcall:", "q")} onInput=${(e) => c.set("rollcall:", "q", e.target.value)} /></label>
+      <label class="inline">Show <select data-testid="rollcall-filter" value=${status} onChange=${(e) => c.set("rollcall:", "status", e.target.value)}>
+        <option value="">Everyone</option>${["unmarked", ...MARKS].map((m) => html`<option key=${m} value=${m}>${words(m)}</option>`)}
+      </select></label>
+      <span class="hint" data-testid="rollcall-shown" data-shown=${rows.length}>${rows.length} of ${entries(o).length} shown${c.selection.size ? ` · ${c.selection.size} ticked` : ""}</span>
+    </div>
+    <table class="rollcall" data-testid="rollcall">
     <thead><tr>
       <th>${marking
-        ? html`<input type="checkbox" aria-label="Tick everyone" data-testid="rollcall-select-all"
+        ? html`<input type="checkbox" aria-label="Tick everyone shown" data-testid="rollcall-select-all"
             checked=${all.length > 0 && all.every((p) => c.selection.has(p))} onChange=${(e) => c.selectOnly(e.target.checked ? all : [])} />`
         : null}</th>
       <th>Name</th><th>Person</th><th>Agency</th><th>Station</th><th>Status</th>${marking ? html`<th>Mark</th>` : null}</tr></thead>
@@ -70,7 +83,7 @@ function RollCall({ c, o }) {
             checked=${c.selection.has(e.person)} onChange=${() => c.toggle(e.person)} />`
         : null}</td>
       <td>${e.name || "—"}</td><td class="mono">${e.person}</td><td>${e.agency || "—"}</td><td class="mono">${e.duty_station || "—"}</td>
-      <td><${Badge} kind="mark" status=${e.status} />${e.marked_by ? html`<small class="hint">by ${e.marked_by}</small>` : null}</td>
+      <td><${Badge} kind="mark" status=${e.status || "unmarked"} />${e.marked_by ? html`<small class="hint">by ${e.marked_by}</small>` : null}</td>
       ${marking
         ? html`<td class="row">${MARKS.filter((m) => m !== e.status).map((m) => html`<button key=${m} type="button" class="secondary small"
             data-testid=${`rollcall-mark-${m}`} onClick=${() => c.run(mark, o.id, { person: e.person, status: m })}>${words(m)}</button>`)}</td>`
