@@ -157,9 +157,10 @@ function Header() {
   </header>`;
 }
 
-function Login() {
+/** The login form; kept in the page (hidden) while logged in, so its hooks always answer. */
+function Login({ hidden }) {
   const s = getSession();
-  return html`<section id="login-section" class="card login-card">
+  return html`<section id="login-section" class="card login-card" hidden=${hidden}>
     <h1 id="login-title">${s?.username ? "Log in again" : "Log in"}</h1>
     <p id="login-why" class="why" hidden=${!shell.loginWhy}>${shell.loginWhy}</p>
     <form id="login" data-testid="login" novalidate onSubmit=${login}>
@@ -183,7 +184,8 @@ function App() {
   return html`<${Header} />
     <main>
       <p id="role-note" class="note" hidden=${!note}>${note || ""}</p>
-      ${ok ? (s ? html`<${Section} key=${s.name} s=${s} />` : null) : html`<${Login} />`}
+      <${Login} hidden=${ok} />
+      ${ok && s ? html`<${Section} key=${s.name} s=${s} />` : null}
     </main>`;
 }
 
