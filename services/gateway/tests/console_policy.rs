@@ -42,7 +42,10 @@ const LISTS: &[(&str, &[Role])] = &[
 
 /// kit.js `POLICY` as name → roles (role names as the API spells them).
 fn console_policy() -> BTreeMap<String, BTreeSet<String>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dashboards/web/public/console/kit.js");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dashboards/web/public/console/kit.js"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     // `const DUTY = "duty_officer";` … : the short names the lists use.
     let short: BTreeMap<&str, &str> = text
@@ -81,10 +84,19 @@ fn the_console_hides_what_the_server_refuses_and_nothing_else() {
         .map(|(name, roles)| {
             let roles = roles
                 .iter()
-                .map(|r| serde_json::to_value(r).unwrap().as_str().unwrap().to_owned())
+                .map(|r| {
+                    serde_json::to_value(r)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
                 .collect();
             ((*name).to_owned(), roles)
         })
         .collect();
-    assert_eq!(console, server, "kit.js POLICY against events::command::policy");
+    assert_eq!(
+        console, server,
+        "kit.js POLICY against events::command::policy"
+    );
 }

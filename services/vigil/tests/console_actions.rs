@@ -93,7 +93,13 @@ impl Up {
             .0
     }
 
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let r = testkit::http::json(self.addr, method, path, Some(token), body)
             .await
             .unwrap();
@@ -136,7 +142,10 @@ async fn a_duty_officer_and_a_crisis_manager_take_every_step_in_the_console() {
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let mut users = gateway::auth::Users::load(&data_dir).unwrap();
-    for (username, role) in [("duty.ana", Role::DutyOfficer), ("crisis.cara", Role::CrisisManager)] {
+    for (username, role) in [
+        ("duty.ana", Role::DutyOfficer),
+        ("crisis.cara", Role::CrisisManager),
+    ] {
         users
             .put(gateway::auth::User {
                 username: username.into(),
@@ -194,7 +203,12 @@ async fn login(client: &Client, username: &str) {
 }
 
 async fn logout(client: &Client) {
-    js(client, r#"document.querySelector('[data-testid="logout"]').click(); return null;"#, vec![]).await;
+    js(
+        client,
+        r#"document.querySelector('[data-testid="logout"]').click(); return null;"#,
+        vec![],
+    )
+    .await;
 }
 
 /// Opens tab `name` and waits for its list to be read.
@@ -262,7 +276,9 @@ async fn step(
     expect: &str,
     refused: bool,
 ) -> Value {
-    let before = result(client, result_id).await["position"].as_u64().unwrap_or(0);
+    let before = result(client, result_id).await["position"]
+        .as_u64()
+        .unwrap_or(0);
     let pressed = js(
         client,
         r#"const [scope, button, form, fields] = arguments;
@@ -381,7 +397,11 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Given through the API: an incident, the hostage case it became, an approved surge.
     let duty = up.token("duty.api", Role::DutyOfficer);
@@ -391,20 +411,36 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         "severity": 4, "title": "Five staff abducted on the airport road", "occurred_at": testkit::recent()}))
         .await;
     let case = up
-        .given("POST", "/api/v1/hostage-cases", &crisis, json!({"incident_id": incident, "country": "SO",
-            "persons": ["P-0001", "P-0002", "P-0003", "P-0004", "P-0005"]}))
+        .given(
+            "POST",
+            "/api/v1/hostage-cases",
+            &crisis,
+            json!({"incident_id": incident, "country": "SO",
+            "persons": ["P-0001", "P-0002", "P-0003", "P-0004", "P-0005"]}),
+        )
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let surge = up
-        .given("POST", "/api/v1/surges", &duty, json!({"duty_station": "SOM-MGQ", "country": "SO",
-            "reason": "Two more officers for the airport road", "officers_needed": 2}))
+        .given(
+            "POST",
+            "/api/v1/surges",
+            &duty,
+            json!({"duty_station": "SOM-MGQ", "country": "SO",
+            "reason": "Two more officers for the airport road", "officers_needed": 2}),
+        )
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    up.given("POST", &format!("/api/v1/surges/{surge}/approve"), &crisis, json!({})).await;
+    up.given(
+        "POST",
+        &format!("/api/v1/surges/{surge}/approve"),
+        &crisis,
+        json!({}),
+    )
+    .await;
 
     let console = format!("http://{}/console/#incidents", up.addr);
     client.goto(&console).await.unwrap();
@@ -417,24 +453,58 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
     .await;
     assert_eq!(
         tabs,
-        json!(["incidents", "levels", "orders", "surges", "hostage", "clearances", "broadcasts"]),
+        json!([
+            "incidents",
+            "levels",
+            "orders",
+            "surges",
+            "hostage",
+            "clearances",
+            "broadcasts"
+        ]),
         "a duty officer reads every section"
     );
 
     // ---- incidents: verify, a refused escalation, escalate, close.
     tab(client, "incidents").await;
     open(client, "incident", &incident, "incident-verify").await;
-    step(client, "incident-detail", Some("incident-verify"), "incident-verify-form",
-        json!({"incident-verify-note": "Confirmed by phone with the station"}), "incident-result", "Verified", false).await;
-    let i = up.get(&format!("/api/v1/incidents/{incident}"), &duty).await;
-    assert_eq!((i["status"].as_str(), i["verified_by"].as_str()), (Some("verified"), Some("duty.ana")), "{i}");
+    step(
+        client,
+        "incident-detail",
+        Some("incident-verify"),
+        "incident-verify-form",
+        json!({"incident-verify-note": "Confirmed by phone with the station"}),
+        "incident-result",
+        "Verified",
+        false,
+    )
+    .await;
+    let i = up
+        .get(&format!("/api/v1/incidents/{incident}"), &duty)
+        .await;
+    assert_eq!(
+        (i["status"].as_str(), i["verified_by"].as_str()),
+        (Some("verified"), Some("duty.ana")),
+        "{i}"
+    );
 
-    let refused = step(client, "incident-detail", Some("incident-escalate"), "incident-escalate-form",
+    let refused = step(
+        client,
+        "incident-detail",
+        Some("incident-escalate"),
+        "incident-escalate-form",
         json!({"incident-escalate-kind": "hostage_case", "incident-escalate-target": "case-17",
                "incident-escalate-reason": "Staff held by an armed group"}),
-        "incident-result", "Not escalated: ", true).await;
+        "incident-result",
+        "Not escalated: ",
+        true,
+    )
+    .await;
     let said = refused["text"].as_str().unwrap();
-    assert!(said.len() > "Not escalated: ".len() + 10, "the server's words: {said}");
+    assert!(
+        said.len() > "Not escalated: ".len() + 10,
+        "the server's words: {said}"
+    );
     let row_error = js(
         client,
         r#"const [id] = arguments;
@@ -442,20 +512,60 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         vec![json!(incident)],
     )
     .await;
-    assert_eq!(row_error.as_str(), Some(said), "the refusal stays on the row");
-    let i = up.get(&format!("/api/v1/incidents/{incident}"), &duty).await;
-    assert_eq!(i["escalations"], json!([]), "nothing escalated by the refused step: {i}");
+    assert_eq!(
+        row_error.as_str(),
+        Some(said),
+        "the refusal stays on the row"
+    );
+    let i = up
+        .get(&format!("/api/v1/incidents/{incident}"), &duty)
+        .await;
+    assert_eq!(
+        i["escalations"],
+        json!([]),
+        "nothing escalated by the refused step: {i}"
+    );
 
     // The form is still open with what was typed: only the id changes.
-    step(client, "incident-detail", None, "incident-escalate-form",
-        json!({"incident-escalate-target": case}), "incident-result", "Escalated", false).await;
-    let i = up.get(&format!("/api/v1/incidents/{incident}"), &duty).await;
-    assert_eq!(i["escalations"], json!([{"kind": "hostage_case", "id": case}]), "{i}");
+    step(
+        client,
+        "incident-detail",
+        None,
+        "incident-escalate-form",
+        json!({"incident-escalate-target": case}),
+        "incident-result",
+        "Escalated",
+        false,
+    )
+    .await;
+    let i = up
+        .get(&format!("/api/v1/incidents/{incident}"), &duty)
+        .await;
+    assert_eq!(
+        i["escalations"],
+        json!([{"kind": "hostage_case", "id": case}]),
+        "{i}"
+    );
 
-    step(client, "incident-detail", Some("incident-close"), "incident-close-form",
-        json!({"incident-close-reason": "Followed up as a hostage case"}), "incident-result", "Closed", false).await;
-    let i = up.get(&format!("/api/v1/incidents/{incident}"), &duty).await;
-    assert_eq!((i["status"].as_str(), i["closed_reason"].as_str()), (Some("closed"), Some("Followed up as a hostage case")), "{i}");
+    step(
+        client,
+        "incident-detail",
+        Some("incident-close"),
+        "incident-close-form",
+        json!({"incident-close-reason": "Followed up as a hostage case"}),
+        "incident-result",
+        "Closed",
+        false,
+    )
+    .await;
+    let i = up
+        .get(&format!("/api/v1/incidents/{incident}"), &duty)
+        .await;
+    assert_eq!(
+        (i["status"].as_str(), i["closed_reason"].as_str()),
+        (Some("closed"), Some("Followed up as a hostage case")),
+        "{i}"
+    );
 
     // ---- levels: 5, 4, 5 again (the second raise within the damping window).
     tab(client, "levels").await;
@@ -468,9 +578,22 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
     )
     .await;
     open(client, "level", "SOM-BAN", "level-set").await;
-    for (level, reason) in [("5", "Armed clashes near the airport"), ("4", "Clashes over, roads open"), ("5", "Clashes again at dusk")] {
-        step(client, "level-detail", Some("level-set"), "level-set-form",
-            json!({"level-set-level": level, "level-set-reason": reason}), "level-result", &format!("Level {level} set"), false).await;
+    for (level, reason) in [
+        ("5", "Armed clashes near the airport"),
+        ("4", "Clashes over, roads open"),
+        ("5", "Clashes again at dusk"),
+    ] {
+        step(
+            client,
+            "level-detail",
+            Some("level-set"),
+            "level-set-form",
+            json!({"level-set-level": level, "level-set-reason": reason}),
+            "level-result",
+            &format!("Level {level} set"),
+            false,
+        )
+        .await;
     }
     let l = up.get("/api/v1/areas/SOM-BAN/level", &duty).await;
     assert_eq!(l["level"], 5, "{l}");
@@ -481,7 +604,12 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
 
     // ---- clearances: request one, approve it.
     tab(client, "clearances").await;
-    js(client, r#"document.querySelector('[data-testid="clearance-new"]').click(); return null;"#, vec![]).await;
+    js(
+        client,
+        r#"document.querySelector('[data-testid="clearance-new"]').click(); return null;"#,
+        vec![],
+    )
+    .await;
     step(client, "clearances", None, "clearance-request-form",
         json!({"clearance-request-traveller": "P-0006", "clearance-request-country": "SO", "clearance-request-area": "SOM-BAN",
                "clearance-request-purpose": "Relief of the Mogadishu team"}),
@@ -499,22 +627,47 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         r#"const [id] = arguments;
            return Boolean(document.querySelector(`[data-testid="clearance"][data-id="${id}"] [data-testid="clearance-approve"]`));"#,
         vec![json!(clearance)], |v| v == &json!(true)).await;
-    let before = result(client, "clearance-result").await["position"].as_u64().unwrap_or(0);
+    let before = result(client, "clearance-result").await["position"]
+        .as_u64()
+        .unwrap_or(0);
     js(client, r#"const [id] = arguments;
         document.querySelector(`[data-testid="clearance"][data-id="${id}"] [data-testid="clearance-approve"]`).click(); return null;"#,
         vec![json!(clearance)]).await;
-    wait_js(client, WAIT, "the approval is taken",
+    wait_js(
+        client,
+        WAIT,
+        "the approval is taken",
         r#"const r = document.querySelector('[data-testid="clearance-result"]');
            return {text: r.textContent, position: Number(r.dataset.position ?? 0)};"#,
-        vec![], |v| v["text"].as_str().is_some_and(|t| t.starts_with("Approved")) && v["position"].as_u64().unwrap_or(0) > before).await;
-    let c = up.get(&format!("/api/v1/clearances/{clearance}"), &duty).await;
-    assert_eq!((c["status"].as_str(), c["decided_by"].as_str()), (Some("approved"), Some("duty.ana")), "{c}");
+        vec![],
+        |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Approved"))
+                && v["position"].as_u64().unwrap_or(0) > before
+        },
+    )
+    .await;
+    let c = up
+        .get(&format!("/api/v1/clearances/{clearance}"), &duty)
+        .await;
+    assert_eq!(
+        (c["status"].as_str(), c["decided_by"].as_str()),
+        (Some("approved"), Some("duty.ana")),
+        "{c}"
+    );
 
     // ---- what a duty officer may not do is not offered.
     tab(client, "surges").await;
     open(client, "surge", &surge, "surge-status").await;
-    assert!(in_detail(client, "surge", "surge-assign").await, "a duty officer runs surges");
-    assert!(!in_detail(client, "surge", "surge-cancel").await, "only crisis managers cancel a surge");
+    assert!(
+        in_detail(client, "surge", "surge-assign").await,
+        "a duty officer runs surges"
+    );
+    assert!(
+        !in_detail(client, "surge", "surge-cancel").await,
+        "only crisis managers cancel a surge"
+    );
     tab(client, "hostage").await;
     let row = wait_js(client, WAIT, "the duty officer sees the case's counts",
         r#"const [id] = arguments;
@@ -523,17 +676,29 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         vec![json!(case)], |v| v.is_string()).await;
     assert_eq!(row, "5 held · 0 released · 0 deceased");
     open(client, "hostage", &case, "hostage-status").await;
-    assert!(!in_detail(client, "hostage", "hostage-persons").await, "no names for a duty officer");
+    assert!(
+        !in_detail(client, "hostage", "hostage-persons").await,
+        "no names for a duty officer"
+    );
 
     // ---- the rule broadcast of the level, with the damped second raise counted on it.
     tab(client, "broadcasts").await;
-    let damped = wait_js(client, WAIT, "the level's broadcast counts one damped trigger",
+    let damped = wait_js(
+        client,
+        WAIT,
+        "the level's broadcast counts one damped trigger",
         r#"const s = document.querySelector('#broadcast-list [data-testid="broadcast-suppressed"]');
            return s ? {n: s.dataset.suppressed, text: s.textContent} : null;"#,
-        vec![], |v| v["n"] == "1").await;
+        vec![],
+        |v| v["n"] == "1",
+    )
+    .await;
     eprintln!("console: {}", damped["text"]);
     let list = up.get("/api/v1/broadcasts", &duty).await;
-    let ruled: Vec<&Value> = items(&list, "broadcasts").iter().filter(|b| b["suppressed"] == 1).collect();
+    let ruled: Vec<&Value> = items(&list, "broadcasts")
+        .iter()
+        .filter(|b| b["suppressed"] == 1)
+        .collect();
     assert_eq!(ruled.len(), 1, "one broadcast for the two raises: {list}");
     if let Ok(png) = client.screenshot().await {
         let _ = std::fs::write(target_dir().join("console-actions.png"), png);
@@ -544,11 +709,31 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
     login(client, "crisis.cara").await;
     tab(client, "surges").await;
     open(client, "surge", &surge, "surge-cancel").await;
-    step(client, "surge-detail", Some("surge-cancel"), "surge-cancel-form",
-        json!({"surge-cancel-reason": "The road is secured by the police"}), "surge-result", "Cancelled", false).await;
+    step(
+        client,
+        "surge-detail",
+        Some("surge-cancel"),
+        "surge-cancel-form",
+        json!({"surge-cancel-reason": "The road is secured by the police"}),
+        "surge-result",
+        "Cancelled",
+        false,
+    )
+    .await;
     let s = up.get(&format!("/api/v1/surges/{surge}"), &crisis).await;
-    assert_eq!((s["status"].as_str(), s["cancelled_reason"].as_str(), s["cancelled_by"].as_str()),
-        (Some("cancelled"), Some("The road is secured by the police"), Some("crisis.cara")), "{s}");
+    assert_eq!(
+        (
+            s["status"].as_str(),
+            s["cancelled_reason"].as_str(),
+            s["cancelled_by"].as_str()
+        ),
+        (
+            Some("cancelled"),
+            Some("The road is secured by the police"),
+            Some("crisis.cara")
+        ),
+        "{s}"
+    );
 
     tab(client, "hostage").await;
     open(client, "hostage", &case, "hostage-persons").await;
@@ -556,16 +741,42 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         for (const b of boxes.slice(0, 3)) b.click();
         return {boxes: boxes.length, persons: boxes.slice(0, 3).map((b) => b.closest("tr").dataset.person)};"#, vec![]).await;
     assert_eq!(ticked["boxes"], 5, "{ticked}");
-    step(client, "hostage-detail", None, "hostage-release-many-form", json!({}), "hostage-result",
-        "Release of 3 persons recorded", false).await;
-    let k = up.get(&format!("/api/v1/hostage-cases/{case}"), &crisis).await;
-    let released: Vec<&str> = k["persons"].as_array().unwrap().iter()
-        .filter(|p| p["status"] == "released").map(|p| p["person"].as_str().unwrap()).collect();
+    step(
+        client,
+        "hostage-detail",
+        None,
+        "hostage-release-many-form",
+        json!({}),
+        "hostage-result",
+        "Release of 3 persons recorded",
+        false,
+    )
+    .await;
+    let k = up
+        .get(&format!("/api/v1/hostage-cases/{case}"), &crisis)
+        .await;
+    let released: Vec<&str> = k["persons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "released")
+        .map(|p| p["person"].as_str().unwrap())
+        .collect();
     assert_eq!(json!(released), ticked["persons"], "{k}");
     let summary = up.get("/api/v1/hostage-cases", &duty).await;
-    let s = items(&summary, "cases").iter().find(|c| c["case"] == case.as_str()).unwrap();
-    assert_eq!((s["persons_held"].as_u64(), s["persons_released"].as_u64(), s["persons_deceased"].as_u64()),
-        (Some(2), Some(3), Some(0)), "{s}");
+    let s = items(&summary, "cases")
+        .iter()
+        .find(|c| c["case"] == case.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            s["persons_held"].as_u64(),
+            s["persons_released"].as_u64(),
+            s["persons_deceased"].as_u64()
+        ),
+        (Some(2), Some(3), Some(0)),
+        "{s}"
+    );
 
     // ---- the wall screen: the counts and the damped trigger, large.
     client.goto(&up.wall_url()).await.unwrap();
@@ -576,7 +787,10 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
                    size: c ? parseFloat(getComputedStyle(c.querySelector(".num")).fontSize) : 0,
                    suppressed: s?.dataset.suppressed ?? null};"#,
         vec![], |v| v["counts"] == "2 held · 3 released · 0 deceased" && v["suppressed"] == "1").await;
-    assert!(wall["size"].as_f64().unwrap() >= 24.0, "readable from across a room: {wall}");
+    assert!(
+        wall["size"].as_f64().unwrap() >= 24.0,
+        "readable from across a room: {wall}"
+    );
     if let Ok(png) = client.screenshot().await {
         let _ = std::fs::write(target_dir().join("wall-screen-hostage.png"), png);
     }

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use testkit::{ChildGuard, free_port, wait_for_port};
 
 /// What to run when Chromium or chromedriver is missing.
-pub const INSTALL: &str = "run `apt-get install -y chromium chromium-driver` (ops/test installs them)";
+pub const INSTALL: &str =
+    "run `apt-get install -y chromium chromium-driver` (ops/test installs them)";
 
 /// A binary from an environment variable, `PATH`, or Debian's places for it.
 pub fn find_binary(env: &str, names: &[&str], extra: &[&str]) -> Option<PathBuf> {
@@ -132,4 +133,3 @@ pub async fn wait_js(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-
