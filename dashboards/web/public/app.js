@@ -595,9 +595,9 @@ function HostagePanel({ now }) {
           <span class="num">${i.cases}</span> ${i.cases === 1 ? "case" : "cases"}
         </div>
         <div class="hostage-counts" data-testid="hostage-counts">
-          <span class="held"><span class="num">${i.held}</span> held</span>
-          <span class="released"><span class="num">${i.released}</span> released</span>
-          <span class="deceased"><span class="num">${i.deceased}</span> deceased</span>
+          <span class="held"><span class="num">${i.held}</span> held</span>${" · "}<span class="released"
+            ><span class="num">${i.released}</span> released</span
+          >${" · "}<span class="deceased"><span class="num">${i.deceased}</span> deceased</span>
         </div>
         ${i.days.length
           ? html`<div class="dim">held ${i.days.map((d) => `${d} d`).join(", ")}</div>`
@@ -740,6 +740,11 @@ function BroadcastItem({ b, now }) {
               : null}
           </div>`}
     ${open && facts.length ? html`<div class="dim bc-facts">${facts.join(" · ")}</div>` : null}
+    ${num(b.suppressed) > 0
+      ? html`<div class="bc-suppressed" data-testid="broadcast-suppressed" data-suppressed=${num(b.suppressed)}>
+          +<span class="num">${num(b.suppressed)}</span> ${num(b.suppressed) === 1 ? "trigger" : "triggers"} damped
+        </div>`
+      : null}
     ${open && b.requires_ack && !b.internal && status === "live"
       ? html`<div class=${cls("bar", pct < 50 ? "low" : pct < 100 && "mid")}>
           <i style=${{ width: `${Math.min(100, pct)}%` }}></i>

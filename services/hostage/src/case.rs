@@ -171,10 +171,12 @@ impl Case {
     /// How many persons are still held (none once the case is closed: the closing account
     /// says what became of everyone).
     pub fn persons_held(&self) -> usize {
-        self.persons
-            .iter()
-            .filter(|p| p.status == PersonStatus::Held)
-            .count()
+        self.count(PersonStatus::Held)
+    }
+
+    /// How many persons of the case are in `status`.
+    pub fn count(&self, status: PersonStatus) -> usize {
+        self.persons.iter().filter(|p| p.status == status).count()
     }
 
     /// Whole days held: from the opening to the closure, or to `now` while open (never
@@ -693,6 +695,10 @@ pub struct Summary {
     pub incident_id: Uuid,
     /// How many are still held.
     pub persons_held: usize,
+    /// How many have been released (a wall screen says "70 released, 1 deceased").
+    pub persons_released: usize,
+    /// How many died in captivity.
+    pub persons_deceased: usize,
     /// How many the case concerns.
     pub persons_total: usize,
     /// When the centre recorded the opening.
@@ -711,6 +717,8 @@ pub fn summary(case: &Case, now: OffsetDateTime) -> Summary {
         country: case.country,
         incident_id: case.incident_id,
         persons_held: case.persons_held(),
+        persons_released: case.count(PersonStatus::Released),
+        persons_deceased: case.count(PersonStatus::Deceased),
         persons_total: case.persons.len(),
         opened_at: case.opened_at,
         days_held: case.days_held(now),
@@ -1523,6 +1531,7 @@ mod tests {
         let case = Case::fold(&given(events)).unwrap();
         let s = summary(&case, OPENED + time::Duration::hours(71));
         assert_eq!(s.persons_held, 2);
+        assert_eq!((s.persons_released, s.persons_deceased), (1, 0));
         assert_eq!(s.persons_total, 3);
         assert_eq!(s.days_held, 2, "whole days");
         assert_eq!(s.status, Status::Open);

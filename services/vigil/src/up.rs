@@ -199,7 +199,7 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         "  field page     : http://{http_bound}/field/   (field officers report here, also offline)"
     );
     println!(
-        "  console        : http://{http_bound}/console/ (duty officers and crisis managers: orders, surges, hostage cases)"
+        "  console        : http://{http_bound}/console/ (duty officers and crisis managers: incidents, levels, orders, surges, hostage cases, clearances, broadcasts)"
     );
     println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
     println!(

@@ -16,6 +16,9 @@
 //   failure (no answer, 5xx, 408, 429): the server stores an id once, so a retry after a
 //   lost answer never does a thing twice.
 //
+// - `list` is the ONE reader of list answers: every section reads its list through it, so a
+//   change of the lists' shape is made here only (see `listOf`).
+//
 // Plain ES module, no build step, no library.
 
 const SESSION_KEY = "vigil.console.session";
@@ -195,23 +198,48 @@ export async function api(method, path, body, opts = {}) {
 
 export const get = (path) => api("GET", path);
 
+// ---------------------------------------------------------------- lists
+
+/** Where each list answer of today keeps its items (the services named them differently). */
+const LIST_KEYS = ["items", "incidents", "cases", "surges", "orders", "clearances", "broadcasts"];
+
+/**
+ * Any list answer as `{items, position, next, answer}`: `items` the array, `position` the
+ * log position it reflects (or null), `next` the cursor of the next page (or null), `answer`
+ * the whole answer for the few extra fields (a surge list's `away_from`). Reads the one shape
+ * `{items, position, next}` and, until every list has it, a bare array or `{<things>, position}`.
+ */
+export function listOf(answer) {
+  if (Array.isArray(answer)) return { items: answer, position: null, next: null, answer };
+  const key = LIST_KEYS.find((k) => Array.isArray(answer?.[k]));
+  return {
+    items: key ? answer[key] : [],
+    position: Number.isFinite(answer?.position) ? answer.position : null,
+    next: answer?.next ?? null,
+    answer,
+  };
+}
+
+/** GET a list: `{items, position, next, answer}` (see `listOf`). */
+export const list = async (path) => listOf(await get(path));
+
 // ---------------------------------------------------------------- commands
 
 /** key → {json, id}: the id of a command whose last send failed transiently. */
 const pending = new Map();
 
 /**
- * Sends command `fields` (without id) to POST `path` with a client id: fresh, or the one of
+ * Sends command `fields` (without id) to `method` (POST, or PUT for a level) `path` with a client id: fresh, or the one of
  * the same command (same `key`, same fields) whose last send failed transiently.
  * Resolves to the answer ({id, stream, event_id, position, stream_version}).
  */
-export async function act(path, fields, key = path) {
+export async function act(path, fields, key = path, method = "POST") {
   const json = JSON.stringify(fields);
   const prev = pending.get(key);
   const id = prev && prev.json === json ? prev.id : uuid();
   pending.set(key, { json, id });
   try {
-    const answer = await api("POST", path, { id, ...fields });
+    const answer = await api(method, path, { id, ...fields });
     pending.delete(key);
     return answer;
   } catch (e) {

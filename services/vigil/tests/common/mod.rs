@@ -14,6 +14,8 @@ use runtime::StoreClient;
 use testkit::ChildGuard;
 use uuid::Uuid;
 
+pub mod browser;
+
 /// A real `vigil <command>` process (the store, a service, the gateway) against `nats_url`
 /// with its data in `data_dir`; its stderr goes to `<data_dir>/<command>-process.log`.
 pub struct VigilProcess {
