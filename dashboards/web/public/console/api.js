@@ -195,6 +195,21 @@ export async function api(method, path, body, opts = {}) {
 
 export const get = (path) => api("GET", path);
 
+/**
+ * One page of a list: every list of the API answers `{items, position, next}` (`position`:
+ * the log position the list reflects; `next`: the cursor of the following page, or null).
+ * Resolves to that page; an answer of another shape is not Vigil's (ApiError "not_vigil").
+ * `cursor` (a previous page's `next`) asks for the following page.
+ */
+export async function getList(path, cursor = null) {
+  const url = cursor ? `${path}${path.includes("?") ? "&" : "?"}cursor=${encodeURIComponent(cursor)}` : path;
+  const data = await get(url);
+  if (!Array.isArray(data.items) || !Number.isFinite(data.position) || !("next" in data)) {
+    throw new ApiError(200, "not_vigil", "The list did not come in Vigil's shape: reload the page, then try again.", true);
+  }
+  return data;
+}
+
 // ---------------------------------------------------------------- commands
 
 /** key → {json, id}: the id of a command whose last send failed transiently. */

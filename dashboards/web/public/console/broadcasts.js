@@ -1,8 +1,8 @@
 // Vigil operations console: all-agency broadcasts (the centre's communiqués to the agencies,
 // acknowledged by each agency's focal point).
 //
-// Owns: the Broadcasts panel — the list (GET /api/v1/broadcasts[?status=], a bare array of
-// broadcasts with their per-agency state, newest first), the form that issues one
+// Owns: the Broadcasts panel — the list (GET /api/v1/broadcasts[?status=]: {items, position,
+// next}, broadcasts with their per-agency state, newest first), the form that issues one
 // (POST /api/v1/broadcasts), the open broadcast (GET /api/v1/broadcasts/{id}) with its
 // agencies, and the actions: approve, ack (`{}`) and cancel `{reason}`
 // (POST /api/v1/broadcasts/{id}/<action>).
@@ -25,7 +25,7 @@
 //   after every action; a late answer never replaces a newer one; what is being typed (the
 //   form, the cancellation reason) is never cleared by a refresh.
 
-import { get, act, positionOf, getSession } from "./api.js";
+import { get, getList, act, positionOf, getSession } from "./api.js";
 import {
   $, h, fill, plural, words, fmtUtc, relative, toRfc3339, utcHint, showResult, showError, bindForm,
   invalid, badge, dl, splitList, countryText, isCountry,
@@ -120,9 +120,9 @@ async function refreshList() {
   listTriedAt = Date.now();
   const status = $("bc-filter").value;
   try {
-    const data = await get(`/api/v1/broadcasts${status ? `?status=${encodeURIComponent(status)}` : ""}`);
+    const data = await getList(`/api/v1/broadcasts${status ? `?status=${encodeURIComponent(status)}` : ""}`);
     if (seq !== listSeq) return;
-    list = Array.isArray(data) ? data : Array.isArray(data?.broadcasts) ? data.broadcasts : [];
+    list = data.items;
     showError($("broadcasts-error"), null);
     renderList();
   } catch (e) {

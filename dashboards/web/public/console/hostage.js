@@ -1,7 +1,7 @@
 // Vigil operations console: hostage cases.
 //
 // Owns: the Hostage cases panel — the summary list for everyone allowed to see it
-// (GET /api/v1/hostage-cases: {cases, position}, no names), and, for a crisis manager only,
+// (GET /api/v1/hostage-cases: {items, position, next}, no names), and, for a crisis manager only,
 // the form that opens a case (POST /api/v1/hostage-cases), the case's details
 // (GET /api/v1/hostage-cases/{id}) and its actions: proof of life, negotiation contact,
 // release, death, close with an account of every person (POST …/{id}/<action>).
@@ -18,7 +18,7 @@
 // - Every action writes "… · log position N" (or the server's message, data-error="true") on
 //   `hostage-result`. The list is read every 10 s and after every action.
 
-import { get, act, positionOf, getSession } from "./api.js";
+import { get, getList, act, positionOf, getSession } from "./api.js";
 import {
   $, h, fill, plural, words, fmtUtc, toRfc3339, utcHint, setNow, showResult, showError, bindForm, invalid,
   badge, dl, splitList, countryText, isCountry,
@@ -60,9 +60,9 @@ async function refreshList() {
   listTriedAt = Date.now();
   const status = $("hostage-filter").value;
   try {
-    const data = await get(`/api/v1/hostage-cases${status ? `?status=${encodeURIComponent(status)}` : ""}`);
+    const data = await getList(`/api/v1/hostage-cases${status ? `?status=${encodeURIComponent(status)}` : ""}`);
     if (seq !== listSeq) return;
-    list = Array.isArray(data) ? data : Array.isArray(data?.cases) ? data.cases : [];
+    list = data.items;
     showError($("hostage-error"), null);
     renderList();
   } catch (e) {

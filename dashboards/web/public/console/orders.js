@@ -1,6 +1,6 @@
 // Vigil operations console: relocation and evacuation orders and their roll calls.
 //
-// Owns: the Orders panel — the list (GET /api/v1/orders, an array of summaries), the form
+// Owns: the Orders panel — the list (GET /api/v1/orders: {items, position, next}, summaries), the form
 // that gives an order (POST /api/v1/orders), the open order (GET /api/v1/orders/{id}) with
 // its tally, findings and roll call, and the actions on it: mark one person
 // (POST …/mark), bulk mark (POST …/mark-many), complete (POST …/complete) and rescind
@@ -20,7 +20,7 @@
 // - A command that failed for a transient reason (no answer, 5xx) is resent with the same
 //   client id (see api.js `act`), so it is never stored twice.
 
-import { get, act, positionOf, getSession } from "./api.js";
+import { get, getList, act, positionOf, getSession } from "./api.js";
 import {
   $, h, fill, plural, words, fmtUtc, relative, toRfc3339, utcHint, showResult, showError, bindForm,
   invalid, badge, dl, countryText, isCountry,
@@ -89,9 +89,9 @@ async function refreshList() {
   listTriedAt = Date.now();
   const status = $("order-filter").value;
   try {
-    const data = await get(`/api/v1/orders${status ? `?status=${encodeURIComponent(status)}` : ""}`);
+    const data = await getList(`/api/v1/orders${status ? `?status=${encodeURIComponent(status)}` : ""}`);
     if (seq !== listSeq) return;
-    list = Array.isArray(data) ? data : Array.isArray(data?.orders) ? data.orders : [];
+    list = data.items;
     showError($("orders-error"), null);
     renderList();
   } catch (e) {

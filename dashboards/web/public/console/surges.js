@@ -1,8 +1,8 @@
 // Vigil operations console: surge deployments (security officers sent to reinforce a duty
 // station).
 //
-// Owns: the Surges panel — the list (GET /api/v1/surges: {surges, away_from, position}, or a
-// bare array), the request form (POST /api/v1/surges), the open surge
+// Owns: the Surges panel — the list (GET /api/v1/surges: {items, position, next}, each
+// surge with its away_from), the request form (POST /api/v1/surges), the open surge
 // (GET /api/v1/surges/{id}) and its actions: approve, reject {reason}, assign {officer},
 // deploy {at}, complete {at} (POST /api/v1/surges/{id}/<action>).
 //
@@ -17,7 +17,7 @@
 //   on `surge-result`; the open surge is read again every 5 s and after every action, the
 //   list every 10 s and after every action; what is being typed is never cleared by it.
 
-import { get, act, positionOf, getSession } from "./api.js";
+import { get, getList, act, positionOf, getSession } from "./api.js";
 import {
   $, h, fill, words, fmtUtc, toRfc3339, utcHint, setNow, showResult, showError, bindForm, invalid,
   badge, dl, anyText, countryText, isCountry,
@@ -78,10 +78,12 @@ async function refreshList() {
   listTriedAt = Date.now();
   const status = $("surge-filter").value;
   try {
-    const data = await get(`/api/v1/surges${status ? `?status=${encodeURIComponent(status)}` : ""}`);
+    const data = await getList(`/api/v1/surges${status ? `?status=${encodeURIComponent(status)}` : ""}`);
     if (seq !== listSeq) return;
-    list = Array.isArray(data) ? data : Array.isArray(data?.surges) ? data.surges : [];
-    const gaps = Array.isArray(data) ? null : awayText(data?.away_from);
+    list = data.items;
+    const away = {};
+    for (const s of list) for (const [st, n] of Object.entries(s?.away_from ?? {})) away[st] = (away[st] ?? 0) + n;
+    const gaps = awayText(away);
     const g = $("surge-gaps");
     g.hidden = !gaps;
     g.textContent = gaps ? `Officers away from their stations (active surges): ${gaps}` : "";
