@@ -234,14 +234,26 @@ mod tests {
 
     #[test]
     fn the_page_serialises_as_items_position_next() {
-        let page = newest_first(vec![3u64, 1, 2], |k| *k, PageQuery::new(Some(2), None), 9, |k| k)
-            .unwrap();
+        let page = newest_first(
+            vec![3u64, 1, 2],
+            |k| *k,
+            PageQuery::new(Some(2), None),
+            9,
+            |k| k,
+        )
+        .unwrap();
         assert_eq!(
             serde_json::to_value(&page).unwrap(),
             serde_json::json!({"items": [3, 2], "position": 9, "next": "c1-2"})
         );
-        let last = newest_first(vec![3u64, 1, 2], |k| *k, PageQuery::new(Some(2), page.next), 9, |k| k)
-            .unwrap();
+        let last = newest_first(
+            vec![3u64, 1, 2],
+            |k| *k,
+            PageQuery::new(Some(2), page.next),
+            9,
+            |k| k,
+        )
+        .unwrap();
         assert_eq!(
             serde_json::to_value(&last).unwrap(),
             serde_json::json!({"items": [1], "position": 9, "next": null})

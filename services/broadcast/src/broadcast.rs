@@ -354,7 +354,10 @@ impl Broadcast {
     /// command), or a trigger of its rule it damped (`BroadcastTriggerSuppressed`, recorded
     /// with the damped trigger as its cause): the broadcast that stands for that trigger.
     pub fn caused_by(&self, event: Uuid) -> bool {
-        self.issued.rule.as_ref().is_some_and(|r| r.trigger == event)
+        self.issued
+            .rule
+            .as_ref()
+            .is_some_and(|r| r.trigger == event)
             || self.chain.iter().enumerate().any(|(i, l)| {
                 l.causation_id == Some(event)
                     && (i == 0 || l.event_type == "BroadcastTriggerSuppressed")

@@ -1601,7 +1601,11 @@ mod tests {
             "newest first"
         );
         assert_eq!(
-            register.list(&fso(), &ListQuery::default()).unwrap().items.len(),
+            register
+                .list(&fso(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             3
         );
         let q = |f: Value| -> ListQuery { serde_json::from_value(f).unwrap() };

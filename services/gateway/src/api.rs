@@ -692,14 +692,19 @@ mod tests {
             assert_eq!(paged, listed, "GET {}: {schema}", route.path);
             if listed {
                 let params = op["parameters"].to_string();
-                for p in ["#/components/parameters/Limit", "#/components/parameters/Cursor"] {
+                for p in [
+                    "#/components/parameters/Limit",
+                    "#/components/parameters/Cursor",
+                ] {
                     assert!(params.contains(p), "GET {} lacks {p}", route.path);
                 }
             }
         }
         for path in crate::LIST_ROUTES {
             assert!(
-                crate::ROUTES.iter().any(|r| r.method == "GET" && r.path == *path),
+                crate::ROUTES
+                    .iter()
+                    .any(|r| r.method == "GET" && r.path == *path),
                 "{path} is not a route"
             );
         }

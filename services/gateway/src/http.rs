@@ -597,9 +597,7 @@ pub async fn events(
     };
     // The last position read, shown or not: the next page starts after it.
     let last = page.last().map(|e| e.position);
-    let next = last
-        .filter(|l| *l < head)
-        .map(events::page::Cursor::after);
+    let next = last.filter(|l| *l < head).map(events::page::Cursor::after);
     let actor = claims.actor();
     let mut audited: std::collections::HashMap<events::StreamName, bool> =
         std::collections::HashMap::new();

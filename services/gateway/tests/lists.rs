@@ -84,7 +84,12 @@ async fn somalia(c: &Center) {
 /// Creates one thing with `token` (retried while the service starts) and returns the answer.
 async fn make(c: &Center, token: &str, path: &str, body: Value) -> Value {
     let a = call_ready(c, "POST", path, token, &body).await;
-    assert!(a.status == 201 || a.status == 200, "{path}: {} {}", a.status, a.body);
+    assert!(
+        a.status == 201 || a.status == 200,
+        "{path}: {} {}",
+        a.status,
+        a.body
+    );
     a.json()
 }
 
@@ -135,7 +140,12 @@ fn with(path: &str, query: &str) -> String {
 /// Walks `path` page by page (`limit` a page), calling `between` after the first page;
 /// returns the ids in the order listed and the number of pages. Only the log may answer an
 /// empty page that is not the last (the events a caller may not see are left out of it).
-async fn walk(c: &Center, path: &str, limit: usize, between: impl AsyncFnOnce()) -> (Vec<String>, usize) {
+async fn walk(
+    c: &Center,
+    path: &str,
+    limit: usize,
+    between: impl AsyncFnOnce(),
+) -> (Vec<String>, usize) {
     let mut ids = Vec::new();
     let mut pages = 0;
     let mut url = with(path, &format!("limit={limit}"));
@@ -177,23 +187,46 @@ async fn every_list_has_one_shape_and_its_pages_list_each_item_once() {
         let a = make(&c, &c.duty_token, "/api/v1/incidents", incident(n)).await;
         incidents.push(a["id"].as_str().unwrap().to_owned());
     }
-    for (n, person) in ["P-UNICEF-1", "P-UNICEF-2", "P-UNICEF-3"].iter().enumerate() {
-        make(&c, &crisis, "/api/v1/hostage-cases", json!({"incident_id": incidents[n],
-            "country": "SO", "persons": [person], "captors": "unknown"}))
+    for (n, person) in ["P-UNICEF-1", "P-UNICEF-2", "P-UNICEF-3"]
+        .iter()
+        .enumerate()
+    {
+        make(
+            &c,
+            &crisis,
+            "/api/v1/hostage-cases",
+            json!({"incident_id": incidents[n],
+            "country": "SO", "persons": [person], "captors": "unknown"}),
+        )
         .await;
         make(&c, &c.duty_token, "/api/v1/surges", json!({"duty_station": "SOM-MGQ",
             "country": "SO", "reason": format!("List check {n}"), "officers_needed": 1, "assets": []}))
         .await;
-        make(&c, &c.duty_token, "/api/v1/orders", json!({"kind": "relocation", "country": "SO",
+        make(
+            &c,
+            &c.duty_token,
+            "/api/v1/orders",
+            json!({"kind": "relocation", "country": "SO",
             "area": "SOM-BAN", "scope": "all_personnel", "destination": format!("Kismayo {n}"),
-            "deadline": deadline}))
+            "deadline": deadline}),
+        )
         .await;
-        make(&c, &c.duty_token, "/api/v1/clearances", json!({"traveller": person,
-            "itinerary": [{"country": "SO", "from": "2026-12-01", "to": "2026-12-20"}]}))
+        make(
+            &c,
+            &c.duty_token,
+            "/api/v1/clearances",
+            json!({"traveller": person,
+            "itinerary": [{"country": "SO", "from": "2026-12-01", "to": "2026-12-20"}]}),
+        )
         .await;
-        make(&c, &c.duty_token, "/api/v1/broadcasts", json!({"title": format!("List check {n}"),
+        make(
+            &c,
+            &c.duty_token,
+            "/api/v1/broadcasts",
+            json!({"title": format!("List check {n}"),
             "body": "Stay in.", "severity": "low", "audience": {"country": "SO"},
-            "requires_ack": false}))
+            "requires_ack": false}),
+        )
         .await;
     }
 
@@ -210,26 +243,61 @@ async fn every_list_has_one_shape_and_its_pages_list_each_item_once() {
         })
         .await
         .unwrap_or_else(|| panic!("GET {path} never listed {made} items"));
-        assert_eq!(whole["next"], Value::Null, "GET {path}: one page holds it all");
-        let all: Vec<String> = whole["items"].as_array().unwrap().iter().map(id_of).collect();
+        assert_eq!(
+            whole["next"],
+            Value::Null,
+            "GET {path}: one page holds it all"
+        );
+        let all: Vec<String> = whole["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect();
 
         let (walked, pages) = walk(&c, path, 2, async || {}).await;
-        assert!(pages >= 2, "GET {path}: {} items in {pages} page(s)", walked.len());
+        assert!(
+            pages >= 2,
+            "GET {path}: {} items in {pages} page(s)",
+            walked.len()
+        );
         let once: BTreeSet<&String> = walked.iter().collect();
-        assert_eq!(once.len(), walked.len(), "GET {path}: an item listed twice: {walked:?}");
+        assert_eq!(
+            once.len(),
+            walked.len(),
+            "GET {path}: an item listed twice: {walked:?}"
+        );
         if *path == "/api/v1/events" {
             // The log grows at its end meanwhile (deliveries are recorded as they happen).
-            assert_eq!(walked[..all.len()], all[..], "GET {path}: the log, in order");
+            assert_eq!(
+                walked[..all.len()],
+                all[..],
+                "GET {path}: the log, in order"
+            );
         } else {
-            assert_eq!(walked, all, "GET {path}: the pages, end to end, are the whole list");
+            assert_eq!(
+                walked, all,
+                "GET {path}: the pages, end to end, are the whole list"
+            );
         }
 
         // Refusals: JSON, 422, nothing listed.
-        for bad in ["cursor=garbage", "cursor=c1-zz", "cursor=", "limit=0", "limit=501"] {
+        for bad in [
+            "cursor=garbage",
+            "cursor=c1-zz",
+            "cursor=",
+            "limit=0",
+            "limit=501",
+        ] {
             let url = with(path, bad);
             let a = call(&c, "GET", &url, &c.duty_token, None).await;
             assert_eq!(a.status, 422, "GET {url}: {}", a.body);
-            assert_eq!(a.json()["error"]["code"], "invalid", "GET {url}: {}", a.body);
+            assert_eq!(
+                a.json()["error"]["code"],
+                "invalid",
+                "GET {url}: {}",
+                a.body
+            );
         }
     }
 
@@ -257,9 +325,7 @@ async fn every_list_has_one_shape_and_its_pages_list_each_item_once() {
 async fn a_level_raise_links_to_the_rule_broadcast_it_caused() {
     let c = Center::start().await;
     somalia(&c).await;
-    let set = |level: u8| {
-        json!({"level": level, "reason": format!("list check: level {level}")})
-    };
+    let set = |level: u8| json!({"level": level, "reason": format!("list check: level {level}")});
     let caused = async |link: &str| -> Vec<Value> {
         testkit::eventually(Duration::from_secs(15), || async {
             let v = page(&c, link).await;
@@ -271,7 +337,14 @@ async fn a_level_raise_links_to_the_rule_broadcast_it_caused() {
     };
 
     // Raised to 5: the rule "level-5-6-to-country" fires for unicef, after the answer.
-    let a = call_ready(&c, "PUT", "/api/v1/areas/SOM-BAN/level", &c.duty_token, &set(5)).await;
+    let a = call_ready(
+        &c,
+        "PUT",
+        "/api/v1/areas/SOM-BAN/level",
+        &c.duty_token,
+        &set(5),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let raised = a.json();
     let event = raised["event_id"].as_str().unwrap();
@@ -295,9 +368,23 @@ async fn a_level_raise_links_to_the_rule_broadcast_it_caused() {
 
     // Lowered, then raised to 5 again within the damping window: no new broadcast; the
     // link of the second raise lists the broadcast that stands for it.
-    let a = call(&c, "PUT", "/api/v1/areas/SOM-BAN/level", &c.duty_token, Some(&set(3))).await;
+    let a = call(
+        &c,
+        "PUT",
+        "/api/v1/areas/SOM-BAN/level",
+        &c.duty_token,
+        Some(&set(3)),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let a = call(&c, "PUT", "/api/v1/areas/SOM-BAN/level", &c.duty_token, Some(&set(5))).await;
+    let a = call(
+        &c,
+        "PUT",
+        "/api/v1/areas/SOM-BAN/level",
+        &c.duty_token,
+        Some(&set(5)),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let again = a.json();
     let damped = caused(again["triggered"].as_str().unwrap()).await;
@@ -308,14 +395,22 @@ async fn a_level_raise_links_to_the_rule_broadcast_it_caused() {
     let deadline = (OffsetDateTime::now_utc() + time::Duration::hours(24))
         .format(&Rfc3339)
         .unwrap();
-    let order = make(&c, &c.duty_token, "/api/v1/orders", json!({"kind": "evacuation",
+    let order = make(
+        &c,
+        &c.duty_token,
+        "/api/v1/orders",
+        json!({"kind": "evacuation",
         "country": "SO", "area": "SOM-BAN", "scope": "all_personnel",
-        "destination": "Nairobi", "deadline": deadline}))
+        "destination": "Nairobi", "deadline": deadline}),
+    )
     .await;
     let link = order["triggered"].as_str().unwrap();
     assert_eq!(
         link,
-        format!("/api/v1/broadcasts?caused_by={}", order["event_id"].as_str().unwrap())
+        format!(
+            "/api/v1/broadcasts?caused_by={}",
+            order["event_id"].as_str().unwrap()
+        )
     );
     let fired = caused(link).await;
     assert_eq!(fired.len(), 1, "{fired:?}");
@@ -325,20 +420,37 @@ async fn a_level_raise_links_to_the_rule_broadcast_it_caused() {
     let report = make(&c, &c.duty_token, "/api/v1/incidents", incident(0)).await;
     assert_eq!(
         report["triggered"],
-        json!(format!("/api/v1/broadcasts?caused_by={}", report["event_id"].as_str().unwrap()))
+        json!(format!(
+            "/api/v1/broadcasts?caused_by={}",
+            report["event_id"].as_str().unwrap()
+        ))
     );
     let verified = call(
         &c,
         "POST",
-        &format!("/api/v1/incidents/{}/verify", report["id"].as_str().unwrap()),
+        &format!(
+            "/api/v1/incidents/{}/verify",
+            report["id"].as_str().unwrap()
+        ),
         &c.duty_token,
         Some(&json!({})),
     )
     .await;
     assert_eq!(verified.status, 200, "{}", verified.body);
-    assert!(verified.json().get("triggered").is_none(), "{}", verified.body);
+    assert!(
+        verified.json().get("triggered").is_none(),
+        "{}",
+        verified.body
+    );
 
     // caused_by is an event id.
-    let a = call(&c, "GET", "/api/v1/broadcasts?caused_by=yesterday", &c.duty_token, None).await;
+    let a = call(
+        &c,
+        "GET",
+        "/api/v1/broadcasts?caused_by=yesterday",
+        &c.duty_token,
+        None,
+    )
+    .await;
     assert_eq!(a.status, 422, "{}", a.body);
 }

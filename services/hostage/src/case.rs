@@ -1670,7 +1670,10 @@ mod tests {
 
         let now = OPENED + time::Duration::days(30);
         let duty = actor(Role::DutyOfficer, None);
-        let all = register.list(&duty, &ListQuery::default(), now).unwrap().items;
+        let all = register
+            .list(&duty, &ListQuery::default(), now)
+            .unwrap()
+            .items;
         assert_eq!(
             all.iter().map(|s| s.case).collect::<Vec<_>>(),
             vec![ids[2], ids[1], ids[0]],
@@ -1714,7 +1717,11 @@ mod tests {
             1
         );
         assert_eq!(
-            register.list(&duty, &q(None, None, Some(1)), now).unwrap().items[0].case,
+            register
+                .list(&duty, &q(None, None, Some(1)), now)
+                .unwrap()
+                .items[0]
+                .case,
             ids[2]
         );
         for limit in [0, 501] {

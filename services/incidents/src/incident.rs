@@ -926,7 +926,11 @@ mod tests {
             "newest first"
         );
         assert_eq!(
-            register.list(&fso(), &ListQuery::default()).unwrap().items.len(),
+            register
+                .list(&fso(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             2
         );
         let q = ListQuery {

@@ -1645,7 +1645,11 @@ mod tests {
         register.wrote(other);
         assert_eq!(register.surges().count(), 2);
         assert_eq!(
-            register.list(&duty(), &ListQuery::default()).unwrap().items.len(),
+            register
+                .list(&duty(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             2
         );
     }
@@ -1686,7 +1690,11 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert!(all[0].position > all[1].position, "newest first");
         assert_eq!(
-            register.list(&fso(), &ListQuery::default()).unwrap().items.len(),
+            register
+                .list(&fso(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             2
         );
         let q = |status: Option<&str>, country: Option<&str>, limit: Option<usize>| ListQuery {

@@ -494,10 +494,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     let log = testkit::http::all_items(c.addr, "/api/v1/events?limit=500", &c.admin)
         .await
         .unwrap();
-    let reads: Vec<&Value> = log
-        .iter()
-        .filter(|e| e["type"] == "DetailsRead")
-        .collect();
+    let reads: Vec<&Value> = log.iter().filter(|e| e["type"] == "DetailsRead").collect();
     assert_eq!(reads.len(), 1, "one audited read");
     assert_eq!(reads[0]["data"]["what"], format!("hostage-{case}"));
     assert_eq!(reads[0]["data"]["role"], "crisis_manager");

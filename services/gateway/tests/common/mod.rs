@@ -132,11 +132,7 @@ impl Drop for Center {
 }
 
 /// Appends reference data as `vigil import` does (actor `import`).
-pub async fn import(
-    c: &Center,
-    stream: events::StreamName,
-    event: events::domain::DomainEvent,
-) {
+pub async fn import(c: &Center, stream: events::StreamName, event: events::domain::DomainEvent) {
     let meta = events::Meta {
         actor: Some("import".into()),
         ..Default::default()
