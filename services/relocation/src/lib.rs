@@ -14,7 +14,8 @@
 //!   id is answered with the original outcome.
 //! - `get` — `{"order": <uuid>}`: the order, its roll call with names (duty views only),
 //!   its tally and findings (people missing or unmarked after the deadline).
-//! - `list` — [`order::ListQuery`]: summaries, newest first.
+//! - `list` — [`order::ListQuery`] (`country`, `status`, `limit`, `cursor`): one
+//!   [`events::page::Page`] of summaries, newest first.
 //!
 //! # Promises
 //! An `ok` answer means every event of the command is on disk; a refusal changes nothing;
@@ -39,6 +40,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use events::page::{Page, PageQuery};
 
 use crate::order::{ListQuery, Order, Reference, Status, Tally};
 
@@ -302,13 +305,12 @@ impl Service {
         })
     }
 
-    fn list(&self, payload: &[u8]) -> Result<Vec<Summary>, Refusal> {
+    fn list(&self, payload: &[u8]) -> Result<Page<Summary>, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::ORDER_READ, "read orders")?;
-        let limit = events::command::page_limit(cmd.body.limit)?;
         let register = self.register.caught_up()?;
         let now = OffsetDateTime::now_utc();
-        let mut found: Vec<&Order> = register
+        let found: Vec<&Order> = register
             .orders
             .values()
             .flatten()
@@ -316,18 +318,19 @@ impl Service {
             .filter(|o| cmd.body.country.is_none_or(|c| o.ordered.country == c))
             .filter(|o| cmd.body.status.is_none_or(|s| o.status == s))
             .collect();
-        found.sort_by_key(|o| std::cmp::Reverse(o.position));
-        found.truncate(limit);
-        Ok(found
-            .into_iter()
-            .map(|o| Summary {
+        events::page::newest_first(
+            found,
+            |o| o.position,
+            PageQuery::new(cmd.body.limit, cmd.body.cursor),
+            register.position,
+            |o| Summary {
                 id: o.id,
                 ordered: o.ordered.clone(),
                 status: o.status,
                 tally: o.tally(),
                 findings: o.findings(now).len(),
                 position: o.position,
-            })
-            .collect())
+            },
+        )
     }
 }

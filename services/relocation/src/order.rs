@@ -481,6 +481,9 @@ pub struct ListQuery {
     /// At most this many (1 to 500, default 100).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// After this one: the `next` of the previous page (see [`events::page`]).
+    #[serde(default)]
+    pub cursor: Option<events::page::Cursor>,
 }
 
 #[cfg(test)]
