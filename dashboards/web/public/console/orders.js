@@ -124,6 +124,8 @@ function listItem(o) {
         { class: "item-line" },
         h("b", { class: "pct", "data-testid": "order-accounted" }, fmtPct(t)),
         ` accounted · ${t.missing ?? "?"} missing · ${t.unmarked ?? "?"} unmarked · ${t.total ?? "?"} people`,
+        t.late_arrivals ? ` · ${t.late_arrivals} late` : "",
+        t.left_area ? ` · ${t.left_area} left the area` : "",
       ),
       n
         ? h("span", { class: "warn-line", "data-testid": "order-findings" },
@@ -255,6 +257,8 @@ function renderHeader() {
   $("od-n-missing").textContent = t.missing ?? "–";
   $("od-n-unmarked").textContent = t.unmarked ?? "–";
   $("od-n-total").textContent = t.total ?? "–";
+  $("od-n-late").textContent = t.late_arrivals ?? 0;
+  $("od-n-left").textContent = t.left_area ?? 0;
 
   const findings = Array.isArray(o.findings) ? o.findings : [];
   const box = $("od-findings");
@@ -372,12 +376,14 @@ function makeRow(e) {
 function updateRow(r, e) {
   r.entry = e;
   r.cb.checked = selected.has(e.person);
-  const sig = JSON.stringify([e.name, e.agency, e.duty_station, e.dependants, e.status, e.marked_by, e.marked_at_position, r.busy]);
+  const sig = JSON.stringify([e.name, e.agency, e.duty_station, e.dependants, e.status, e.marked_by, e.marked_at_position, e.late_arrival, e.left_area, r.busy]);
   if (sig === r.sig) return;
   r.sig = sig;
   const st = e.status || "";
   r.tr.dataset.status = st;
-  r.tr.className = `st-${st || "unmarked"}`;
+  r.tr.className = `st-${st || "unmarked"}${e.left_area ? " left-area" : ""}`;
+  r.tr.dataset.late = e.late_arrival ? "true" : "false";
+  r.tr.dataset.left = e.left_area ? "true" : "false";
   const label = e.name || e.person;
   r.cb.setAttribute("aria-label", `Select ${label}`);
   r.name.textContent = e.name || "(not in the register)";
@@ -387,6 +393,8 @@ function updateRow(r, e) {
   r.dependants.textContent = e.dependants ? String(e.dependants) : "0";
   fill(r.status,
     badge("mark", st || "unmarked", STATUS_TEXT[st || "unmarked"] || words(st)),
+    e.late_arrival ? h("span", { class: "badge tag-late", "data-testid": "late-arrival" }, "late arrival") : null,
+    e.left_area ? h("span", { class: "badge tag-left", "data-testid": "left-area" }, "left the area") : null,
     e.marked_by
       ? h("small", { class: "by" }, `by ${e.marked_by}${e.marked_at_position != null ? ` · pos ${e.marked_at_position}` : ""}`)
       : null,
