@@ -15,8 +15,10 @@
 //! up and its nats-server) while the field officers are sending, a restart on the same data
 //! directory, every acknowledged write still there and the unanswered ones resent with their
 //! ids; clearances (and the traveller query); two evacuation/relocation orders with roll
-//! calls and bulk marks; rule broadcasts acknowledged by agency focal points over HTTP; a
-//! manual all-agency broadcast under the two-person rule; CAP output checked for the
+//! calls, a late arrival (a traveller cleared in who arrives) and a leaver (a traveller who
+//! departs: kept on the roll call, flagged) on them, and bulk marks; rule broadcasts
+//! acknowledged by agency focal points over HTTP and by one agency's own system over NATS;
+//! a manual all-agency broadcast under the two-person rule; CAP output checked for the
 //! essentials. Every acknowledged change is seen on a WebSocket (a delta, or a snapshot or
 //! heartbeat at or past its position) within `VIGIL_CRISIS_WS_BOUND_MS` (default 3000: a
 //! change no board view shows is only carried by the next heartbeat, every 2 s) of its 2xx —
@@ -28,9 +30,16 @@
 //! Size knob: `VIGIL_CRISIS_BURST` field reports per officer in the burst the centre is
 //! killed in (default 10; it is killed after the third acknowledgement).
 //!
-//! Lists are read through one function, [`items`], because their shape is changing to
-//! `{items, position, next}`; the sections marked `TODO(issue 14 …)` are filled when the
-//! agency-over-NATS receipts and the relocation late arrivals are merged.
+//! OCHA's system is on the bus from the start: the operator issues its credentials (`vigil
+//! agency credentials`), a plain async-nats client connects with that file alone, answers
+//! every broadcast it receives with the receipt (across the kill -9, by reconnecting) and
+//! acknowledges one over NATS. The truth counts a broadcast delivered to an agency only
+//! when that agency's system received it; the other agencies have no system listening, so
+//! their broadcasts are sent but never delivered (failed or still tried), and the identity
+//! is refused another agency's subjects. The board's orders are compared with their late
+//! arrivals and leavers, its broadcasts with their deliveries.
+//!
+//! Lists are read through one function, [`items`]: every list is `{items, position, next}`.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -458,6 +467,141 @@ fn apply(board: &mut Value, op: &Value) {
 }
 
 // ---------------------------------------------------------------------------------------
+// An agency's own system on the bus.
+
+/// A plain async-nats client with nothing but the credentials file `vigil agency
+/// credentials` wrote (as the README's example client): it answers every broadcast it
+/// receives with the receipt and keeps what it received; it acknowledges when told to.
+struct AgencySystem {
+    client: async_nats::Client,
+    acks: String,
+    /// Broadcasts received (id, round), in arrival order.
+    received: Arc<Mutex<Vec<(Uuid, u64)>>>,
+    /// The server's errors and the connection's events, as the client heard them.
+    events: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AgencySystem {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AgencySystem {
+    async fn start(file: &Path) -> Self {
+        let creds: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let field = |k: &str| creds[k].as_str().unwrap().to_owned();
+        let events: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = events.clone();
+        let client = async_nats::ConnectOptions::with_nkey(field("nkey_seed"))
+            .custom_inbox_prefix(field("inbox_prefix"))
+            .request_timeout(Some(Duration::from_secs(5)))
+            .event_callback(move |event| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(match event {
+                        async_nats::Event::ServerError(e) => format!("server error: {e}"),
+                        other => format!("event: {other}"),
+                    });
+                }
+            })
+            .connect(field("nats_url"))
+            .await
+            .unwrap();
+        let mut alerts = client.subscribe(field("alerts")).await.unwrap();
+        client.flush().await.unwrap();
+        let received: Arc<Mutex<Vec<(Uuid, u64)>>> = Arc::default();
+        let (r, c) = (received.clone(), client.clone());
+        let task = tokio::spawn(async move {
+            while let Some(msg) = alerts.next().await {
+                let Ok(alert) = serde_json::from_slice::<Value>(&msg.payload) else {
+                    continue;
+                };
+                let Some(id) = alert["broadcast"].as_str().and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                // Kept before the receipt goes out: the centre counts it delivered only after.
+                r.lock()
+                    .unwrap()
+                    .push((id, alert["round"].as_u64().unwrap_or(1)));
+                if let Some(reply) = msg.reply {
+                    let receipt = json!({ "received": id });
+                    let _ = c.publish(reply, receipt.to_string().into()).await;
+                }
+            }
+        });
+        Self {
+            client,
+            acks: field("acks"),
+            received,
+            events,
+            task,
+        }
+    }
+
+    fn has(&self, id: Uuid) -> bool {
+        self.received.lock().unwrap().iter().any(|(b, _)| *b == id)
+    }
+
+    fn broadcasts(&self) -> BTreeSet<Uuid> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(b, _)| *b)
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until the system has received broadcast `id`.
+    async fn receives(&self, id: Uuid) {
+        testkit::eventually(Duration::from_secs(10), || {
+            let has = self.has(id);
+            async move { has.then_some(()) }
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the agency system never received {id}; it received {:?}, heard {:?}",
+                self.received.lock().unwrap(),
+                self.events.lock().unwrap()
+            )
+        });
+    }
+
+    /// Acknowledges `id` as `by` on its own `acks` subject; the centre's answer.
+    async fn ack(&self, id: Uuid, by: &str) -> Value {
+        let ack = json!({ "broadcast": id, "by": by });
+        let answer = self
+            .client
+            .request(self.acks.clone(), ack.to_string().into())
+            .await
+            .unwrap();
+        serde_json::from_slice(&answer.payload).unwrap()
+    }
+
+    /// Waits (up to 5 s) until the server told the client something containing `needle`.
+    async fn told(&self, needle: &str) {
+        let needle = needle.to_lowercase();
+        let told = testkit::eventually(Duration::from_secs(5), || {
+            let told = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.to_lowercase().contains(&needle));
+            async move { told.then_some(()) }
+        })
+        .await;
+        assert!(
+            told.is_some(),
+            "expected {needle:?} from the server; heard {:?}",
+            self.events.lock().unwrap()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The truth the test keeps.
 
 #[derive(Debug, Clone)]
@@ -479,12 +623,18 @@ struct Surge {
 #[derive(Debug, Clone)]
 struct Order {
     roll: BTreeMap<String, Option<&'static str>>,
+    /// On the roll call as late arrivals (came into the place after the order).
+    late: BTreeSet<String>,
+    /// Marked "left the area" (still on the roll call).
+    left: BTreeSet<String>,
     active: bool,
 }
 
 #[derive(Debug, Clone)]
 struct Broadcast {
     recipients: BTreeSet<String>,
+    /// Agencies whose own system answered it with a receipt (delivered, not merely sent).
+    delivered: BTreeSet<String>,
     acked: BTreeSet<String>,
     awaiting_approval: bool,
     requires_ack: bool,
@@ -875,14 +1025,16 @@ impl Run {
                 .count();
             let pct = (accounted as f64 * 1000.0 / total as f64).round() / 10.0;
             eq(
-                format!("order {id}"),
+                format!("order {id} [total, accounted, missing, %, late, left]"),
                 json!([
                     on["total"],
                     on["accounted"],
                     on["missing"],
-                    on["accounted_pct"]
+                    on["accounted_pct"],
+                    on["late_arrivals"],
+                    on["left_area"]
                 ]),
-                json!([total, accounted, missing, pct]),
+                json!([total, accounted, missing, pct, o.late.len(), o.left.len()]),
             );
         }
         // The broadcasts the truth knows, as the board lists them (the latest 20).
@@ -900,9 +1052,21 @@ impl Run {
                 "live"
             };
             eq(
-                format!("broadcast {id} [status, total, acked, suppressed]"),
-                json!([on["status"], on["total"], on["acked"], on["suppressed"]]),
-                json!([status, x.recipients.len(), x.acked.len(), x.suppressed]),
+                format!("broadcast {id} [status, total, delivered, acked, suppressed]"),
+                json!([
+                    on["status"],
+                    on["total"],
+                    on["delivered"],
+                    on["acked"],
+                    on["suppressed"]
+                ]),
+                json!([
+                    status,
+                    x.recipients.len(),
+                    x.delivered.len(),
+                    x.acked.len(),
+                    x.suppressed
+                ]),
             );
         }
         self.compare_count = n;
@@ -1028,7 +1192,27 @@ async fn a_whole_crisis_in_one_country() {
             )
         })
         .collect();
+    // OCHA's own system takes broadcasts off the bus from the start: the operator issues its
+    // credentials (`vigil agency credentials`), and the system connects with that file alone.
+    // The other agencies have no system listening.
+    let ocha_file = files.path().join("ocha.nats-credentials.json");
+    let printed = centre.vigil(
+        &[
+            "agency",
+            "credentials",
+            "ocha",
+            "--out",
+            ocha_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        printed.contains("admits it now"),
+        "the running centre admits the identity: {printed}"
+    );
+    let ocha = AgencySystem::start(&ocha_file).await;
     let so_agencies = reference.agencies_in("SO");
+    assert!(so_agencies.contains("ocha"));
     let all_agencies: BTreeSet<String> = reference.agencies.keys().cloned().collect();
 
     let mut run = Run {
@@ -1132,6 +1316,7 @@ async fn a_whole_crisis_in_one_country() {
             id,
             Broadcast {
                 recipients,
+                delivered: BTreeSet::new(),
                 acked: BTreeSet::new(),
                 awaiting_approval: false,
                 requires_ack: true,
@@ -1140,6 +1325,17 @@ async fn a_whole_crisis_in_one_country() {
             },
         );
         level_ids.push(id);
+    }
+    // OCHA's system received each one and answered with the receipt: delivered to ocha, and
+    // to nobody else (no other agency has a system listening).
+    for id in &level_ids {
+        ocha.receives(*id).await;
+        run.truth
+            .broadcasts
+            .get_mut(id)
+            .unwrap()
+            .delivered
+            .insert("ocha".into());
     }
     run.checks += 4;
     run.check_board(&ana, &wall, Some(&w1)).await;
@@ -1936,6 +2132,8 @@ async fn a_whole_crisis_in_one_country() {
         evacuation,
         Order {
             roll: roll.clone(),
+            late: BTreeSet::new(),
+            left: BTreeSet::new(),
             active: true,
         },
     );
@@ -1965,6 +2163,8 @@ async fn a_whole_crisis_in_one_country() {
         relocation,
         Order {
             roll: kismayo.clone(),
+            late: BTreeSet::new(),
+            left: BTreeSet::new(),
             active: true,
         },
     );
@@ -1989,10 +2189,12 @@ async fn a_whole_crisis_in_one_country() {
         );
         let id: Uuid = b["id"].as_str().unwrap().parse().unwrap();
         order_ids.insert(trigger.to_owned(), id);
+        ocha.receives(id).await;
         run.truth.broadcasts.insert(
             id,
             Broadcast {
                 recipients: so_agencies.clone(),
+                delivered: BTreeSet::from(["ocha".to_owned()]),
                 acked: BTreeSet::new(),
                 awaiting_approval: false,
                 requires_ack: true,
@@ -2033,12 +2235,121 @@ async fn a_whole_crisis_in_one_country() {
         BTreeSet::from([evacuation.to_string(), relocation.to_string()]),
         "the order list"
     );
-    // TODO(issue 14 item 11, relocation late arrivals — being built; the coordinator fills
-    // this after merging): a traveller cleared into SOM-JH for today arrives now
-    // (`POST /clearances/{id}/arrive`) and must appear on the open Kismayo order's roll call
-    // as a late arrival (visible as such in `GET /orders/{relocation}`, counted in the
-    // board's `total`); P-0020 departing Banaadir must be marked "left the area" on the
-    // evacuation's roll call rather than dropped. Update `run.truth.orders` accordingly.
+    // Late arrivals and leavers while the orders are open: P-0012 (non-essential, based in
+    // Hargeisa) is cleared into Lower Juba for today and arrives, so joins the Kismayo
+    // relocation (whose travellers are counted in the station's area) as a late arrival;
+    // P-0020 leaves Banaadir and stays on the evacuation's roll call, marked "left the area".
+    let into_kismayo = Uuid::new_v4();
+    run.ok(
+        "clearance P-0012 into Lower Juba today",
+        "POST",
+        "/api/v1/clearances",
+        &hodan,
+        json!({"id": into_kismayo, "traveller": "P-0012", "itinerary": leg("SOM-JH", 0, 3),
+               "purpose": "relocation support"}),
+    )
+    .await;
+    run.ok(
+        "approved",
+        "POST",
+        &format!("/api/v1/clearances/{into_kismayo}/approve"),
+        &ana,
+        json!({}),
+    )
+    .await;
+    run.ok(
+        "P-0012 arrived",
+        "POST",
+        &format!("/api/v1/clearances/{into_kismayo}/arrive"),
+        &hodan,
+        json!({"country": "SO", "at": now_plus_minutes(0)}),
+    )
+    .await;
+    run.ok(
+        "P-0020 departed",
+        "POST",
+        &format!("/api/v1/clearances/{into_banaadir}/depart"),
+        &amina,
+        json!({"country": "SO", "at": now_plus_minutes(0)}),
+    )
+    .await;
+    // The relocation service appends the presence changes once it has read the triggers.
+    let roll_flags = |view: &Value| -> BTreeMap<String, (bool, bool)> {
+        view["roll_call"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["person"].as_str().unwrap_or_default().to_owned(),
+                    (e["late_arrival"] == true, e["left_area"] == true),
+                )
+            })
+            .collect()
+    };
+    for (order, person, flags, what) in [
+        (
+            relocation,
+            "P-0012",
+            (true, false),
+            "a late arrival on the Kismayo order",
+        ),
+        (
+            evacuation,
+            "P-0020",
+            (false, true),
+            "left Banaadir, still on the roll call",
+        ),
+    ] {
+        let view = testkit::eventually(Duration::from_secs(10), || async {
+            let v = run.get(&format!("/api/v1/orders/{order}"), &ana).await;
+            (roll_flags(&v).get(person) == Some(&flags)).then_some(v)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{person}: {what}"));
+        let all = roll_flags(&view);
+        assert_eq!(
+            all.iter()
+                .filter(|(p, f)| *p != person && **f != (false, false))
+                .count(),
+            0,
+            "only {person} is flagged on {order}: {view}"
+        );
+        assert_eq!(view["tally"]["late_arrivals"], json!(u64::from(flags.0)));
+        assert_eq!(view["tally"]["left_area"], json!(u64::from(flags.1)));
+        let line = view["roll_call"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["person"] == person)
+            .unwrap();
+        let r = run
+            .reference
+            .persons
+            .iter()
+            .find(|r| r.id == person)
+            .unwrap();
+        assert_eq!(
+            line["name"].as_str(),
+            Some(r.name.as_str()),
+            "{what}: {line}"
+        );
+        run.names_never_on_walls.push(r.name.clone());
+        let o = run.truth.orders.get_mut(&order).unwrap();
+        o.roll.insert(person.to_owned(), None);
+        if flags.0 {
+            o.late.insert(person.to_owned());
+        }
+        if flags.1 {
+            o.left.insert(person.to_owned());
+        }
+        assert_eq!(
+            view["tally"]["total"],
+            json!(o.roll.len()),
+            "{what}: nobody dropped"
+        );
+        run.checks += 5;
+    }
     run.check_board(&ana, &wall, Some(&w2)).await;
 
     // Marks: one by one and in bulk (a resent bulk mark is answered once).
@@ -2254,17 +2565,129 @@ async fn a_whole_crisis_in_one_country() {
         "the chain reaches every acknowledgement: {types:?}"
     );
     run.checks += 2;
-    // TODO(issue 14 item 1, agencies over NATS — being built; the coordinator fills this
-    // after merging): issue per-agency NATS credentials with the operator verb (e.g.
-    // `vigil agency credentials ocha`), connect a plain async-nats client with ONLY those
-    // credentials, receive the level-6 broadcast (`level_ids[2]`, which ocha has not
-    // acknowledged over HTTP above) on `vigil.alerts.ocha`, send the receipt and acknowledge
-    // on `vigil.alerts.ocha.ack`; check the board and `GET /broadcasts/{id}` distinguish
-    // sent / delivered (receipt) / acknowledged / failed (the agencies without a listening
-    // system must not count as delivered), and that the same client is refused another
-    // agency's subjects. Insert "ocha" into `run.truth.broadcasts[&level_ids[2]].acked` so
-    // the board checks below count it.
+    // OCHA's system acknowledges the level-6 broadcast (which no focal point of ocha has
+    // acknowledged over HTTP) on its own `acks` subject.
+    let level6 = level_ids[2];
+    assert!(
+        ocha.has(level6),
+        "ocha's system received the level-6 broadcast"
+    );
+    let answer = ocha.ack(level6, "ocha-ops-desk").await;
+    assert!(
+        answer["ok"]["position"].is_u64(),
+        "the acknowledgement is answered ok: {answer}"
+    );
+    run.record(
+        "ocha's system acknowledges the level-6 broadcast",
+        &answer["ok"],
+    );
+    run.truth
+        .broadcasts
+        .get_mut(&level6)
+        .unwrap()
+        .acked
+        .insert("ocha".into());
+    // The broadcast's view tells sent / delivered / acknowledged / failed apart: sent to
+    // every agency in Somalia, delivered to ocha's system alone (the others have no system
+    // listening: failed once the delivery schedule gave up, or still being tried; never
+    // delivered), acknowledged by the three focal points and ocha's system.
+    let acked = run.truth.broadcasts[&level6].acked.clone();
+    let view = testkit::eventually(Duration::from_secs(5), || async {
+        let v = run.get(&format!("/api/v1/broadcasts/{level6}"), &ana).await;
+        (v["acknowledged"] == json!(acked.len())).then_some(v)
+    })
+    .await
+    .expect("the view counts ocha's acknowledgement");
+    let mut failed = 0;
+    for agency in &so_agencies {
+        let a = &view["agencies"][agency];
+        let listening = agency == "ocha";
+        let delivered: Vec<&str> = a["delivered"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{agency}: {view}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            delivered,
+            if listening { vec!["nats"] } else { vec![] },
+            "{agency} is delivered over NATS only if its system is listening: {view}"
+        );
+        if !listening {
+            let nats_failure = a["failed"]["nats"].as_str();
+            assert!(
+                nats_failure.is_none_or(|e| e.contains("no agency system is listening")),
+                "{agency} failed or pending: {view}"
+            );
+            failed += usize::from(nats_failure.is_some());
+        }
+        let by = if listening {
+            Some("ocha-ops-desk".to_owned())
+        } else {
+            acked.contains(agency).then(|| format!("fp.{agency}"))
+        };
+        assert_eq!(
+            a["ack"]["by"].as_str(),
+            by.as_deref(),
+            "who acknowledged for {agency}: {view}"
+        );
+        run.checks += 3;
+    }
+    assert_eq!(
+        (
+            &view["sent"],
+            &view["delivered"],
+            &view["acknowledged"],
+            &view["failed"]
+        ),
+        (
+            &json!(so_agencies.len()),
+            &json!(1),
+            &json!(acked.len()),
+            &json!(failed)
+        ),
+        "{view:#}"
+    );
+    run.checks += 1;
+    // The identity can do nothing for another agency: the server refuses unicef's alerts
+    // and acknowledging on unicef's behalf (a broadcast nobody has acknowledged yet, which
+    // stays so).
+    let _theirs = ocha.client.subscribe("vigil.alerts.unicef").await.unwrap();
+    ocha.told("permissions violation for subscription to \"vigil.alerts.unicef\"")
+        .await;
+    let forged = json!({"broadcast": level_ids[1], "by": "ocha-ops-desk"});
+    ocha.client
+        .publish("vigil.alerts.unicef.ack", forged.to_string().into())
+        .await
+        .unwrap();
+    ocha.told("permissions violation for publish to \"vigil.alerts.unicef.ack\"")
+        .await;
+    let untouched = run
+        .get(&format!("/api/v1/broadcasts/{}", level_ids[1]), &ana)
+        .await;
+    assert_eq!(untouched["acknowledged"], json!(0), "{untouched:#}");
+    run.checks += 3;
     run.check_board(&ana, &wall, Some(&w2)).await;
+    // The duty board says the same per agency: delivered to ocha's system alone.
+    let board = run.board(&ana).await;
+    let per_agency = &board["broadcast_agencies"][level6.to_string()];
+    for agency in &so_agencies {
+        let a = &per_agency[agency];
+        assert_eq!(
+            (&a["sent"], &a["delivered"], &a["acknowledged"]),
+            (
+                &json!(true),
+                &json!(agency == "ocha"),
+                &json!(acked.contains(agency))
+            ),
+            "{agency} on the board: {per_agency}"
+        );
+        assert!(
+            !(a["delivered"] == true && a["failed"] == true),
+            "{agency}: {per_agency}"
+        );
+        run.checks += 1;
+    }
 
     // --- 9. A manual all-agency broadcast under the two-person rule.
     let manual = Uuid::new_v4();
@@ -2285,6 +2708,7 @@ async fn a_whole_crisis_in_one_country() {
         manual,
         Broadcast {
             recipients: all_agencies.clone(),
+            delivered: BTreeSet::new(),
             acked: BTreeSet::new(),
             awaiting_approval: true,
             requires_ack: true,
@@ -2325,6 +2749,10 @@ async fn a_whole_crisis_in_one_country() {
         "not sent before approval: {}",
         unseen.body
     );
+    assert!(
+        !ocha.has(manual),
+        "ocha's system did not get it before the approval either"
+    );
     run.ok(
         "second duty officer approves",
         "POST",
@@ -2338,6 +2766,13 @@ async fn a_whole_crisis_in_one_country() {
         .get_mut(&manual)
         .unwrap()
         .awaiting_approval = false;
+    ocha.receives(manual).await;
+    run.truth
+        .broadcasts
+        .get_mut(&manual)
+        .unwrap()
+        .delivered
+        .insert("ocha".into());
     for agency in ["wfp", "undss"] {
         run.ok(
             &format!("{agency} acknowledges the manual broadcast"),
@@ -2486,6 +2921,19 @@ async fn a_whole_crisis_in_one_country() {
     assert_eq!(
         agency_facing, truth,
         "every broadcast to agencies, and only those"
+    );
+    run.checks += 1;
+    let delivered_to_ocha: BTreeSet<Uuid> = run
+        .truth
+        .broadcasts
+        .iter()
+        .filter(|(_, x)| x.delivered.contains("ocha"))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        ocha.broadcasts(),
+        delivered_to_ocha,
+        "ocha's system received every broadcast to ocha, and only those"
     );
     run.checks += 1;
 
