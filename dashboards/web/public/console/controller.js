@@ -322,7 +322,7 @@ export class ListDetail {
         const from = (b * a.batch + 1).toLocaleString("en-US");
         const to = Math.min(all.length, (b + 1) * a.batch).toLocaleString("en-US");
         const before = done ? `${counted(done)} (log positions ${positions.join(", ")}); then ` : `${a.failed}: `;
-        const text = `${before}request ${b + 1} of ${chunks.length} (people ${from} to ${to}) failed: ${sentence(e.message)} The ${(all.length - done).toLocaleString("en-US")} not sent are still ticked: send again to go on from request ${b + 1}.`;
+        const text = `${before}request ${b + 1} of ${chunks.length} (people ${from} to ${to}) failed: ${sentence(e.message)} The ${(all.length - done).toLocaleString("en-US")} not confirmed are still ticked: send again to go on from request ${b + 1} (a request the centre took already is not stored twice).`;
         if (id) this.rowErrors.set(id, text);
         this.result = { error: text, position: positions.at(-1) };
       }
