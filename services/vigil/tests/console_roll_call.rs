@@ -9,7 +9,8 @@
 //! the second request is lost on the way back (the page's `fetch` drops it after the server
 //! took it): the console names request 2 as failed, keeps the rest ticked, and a second press
 //! resumes. Over HTTP every one of the 1,200 is marked once: the order's stream grew by
-//! exactly one event per person. The roll call shows each person's dependants.
+//! exactly one event per person. The roll call shows each person's dependants, and an order
+//! whose deadline has passed lists its findings (missing or unmarked) by name.
 //!
 //! Crisis manager Cara opens a hostage case of four (one released before, one released while
 //! the case is open: shown only after Reload, the details are never read by themselves),
@@ -75,8 +76,8 @@ fn person(i: usize) -> String {
     format!("P-{i:05}")
 }
 
-fn deadline() -> String {
-    (time::OffsetDateTime::now_utc() + time::Duration::hours(12))
+fn deadline(minutes: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
@@ -191,7 +192,7 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
             "/api/v1/orders",
             &duty,
             json!({"kind": "evacuation", "scope": "all_personnel", "country": "SO", "area": "SOM-BAN",
-               "destination": "Nairobi", "deadline": deadline()}),
+               "destination": "Nairobi", "deadline": deadline(12 * 60)}),
         )
         .await["id"]
         .as_str()
@@ -353,6 +354,54 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         "the marks came in several requests: {positions:?}"
     );
     assert_eq!(ticked(client).await.1, 0, "nobody left ticked");
+
+    // ---- findings by name: an order whose deadline has passed, one person marked missing.
+    let late = up
+        .given(
+            "POST",
+            "/api/v1/orders",
+            &duty,
+            json!({"kind": "relocation", "scope": "all_personnel", "country": "SO", "duty_station": "SOM-MGQ",
+               "destination": "Baidoa", "deadline": deadline(-1)}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    testkit::eventually(WAIT, || async {
+        let (rows, _) = roll_call(up, &late, &duty).await;
+        (rows.len() == PEOPLE).then_some(())
+    })
+    .await
+    .expect("the late order's roll call holds everyone");
+    up.given(
+        "POST",
+        &format!("/api/v1/orders/{late}/mark"),
+        &duty,
+        json!({"person": person(5), "status": "missing"}),
+    )
+    .await;
+    open(client, "order", &late, "order-findings-list").await;
+    let findings = wait_js(
+        client,
+        WAIT,
+        "the findings are listed by name",
+        r#"const box = document.querySelector('[data-testid="order-detail"] [data-testid="order-findings-list"]');
+           return {count: Number(box.dataset.count),
+                   names: [...box.querySelectorAll('[data-testid="order-finding"]')].slice(0, 6).map((l) => l.textContent.trim())};"#,
+        vec![],
+        |v| v["names"].as_array().is_some_and(|n| n.len() == 6 && n[4].as_str().unwrap().ends_with("Missing")),
+    )
+    .await;
+    assert_eq!(findings["count"], PEOPLE, "{findings}");
+    assert_eq!(
+        findings["names"][0], "Person 00001 (P-00001) — Unmarked",
+        "{findings}"
+    );
+    assert_eq!(
+        findings["names"][4], "Person 00005 (P-00005) — Missing",
+        "{findings}"
+    );
 
     // ---- hostage case: Reload, Other fields of a surge, close person by person.
     let incident = uuid::Uuid::new_v4().to_string();
