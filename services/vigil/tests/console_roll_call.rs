@@ -488,6 +488,13 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         json!({"person": person(2), "at": testkit::recent()}),
     )
     .await;
+    // The tab coming back into view reads the lists again, not the case.
+    js(
+        client,
+        r#"document.dispatchEvent(new Event("visibilitychange")); return null;"#,
+        vec![],
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(
         status_of(person(2)).await,

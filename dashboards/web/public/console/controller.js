@@ -389,7 +389,9 @@ export class ListDetail {
     if (!this.shown) return;
     if (force || (!this.listLoading && now - this.listTriedAt >= this.cfg.listEveryMs)) this.refresh();
     const every = this.cfg.detailEveryMs;
-    if (this.openId && this.readsDetail() && (force || (every && !this.detailLoading && now - this.detailTriedAt >= every))) {
+    // An item never read by itself (detailEveryMs 0: a hostage case, each read audited) is
+    // not read when the tab comes back either: only on opening, Reload or an action.
+    if (this.openId && this.readsDetail() && every && (force || (!this.detailLoading && now - this.detailTriedAt >= every))) {
       this.refreshDetail();
     }
   }
