@@ -335,23 +335,7 @@ impl<T> From<Reply<T>> for Result<T, Refusal> {
     }
 }
 
-/// Largest page of a list query.
-pub const MAX_LIST: usize = 500;
-/// Page of a list query when none is asked.
-pub const DEFAULT_LIST: usize = 100;
-
-/// The page size of a list query: `asked`, or [`DEFAULT_LIST`]; outside 1 to [`MAX_LIST`]
-/// it is an `invalid` refusal. Every service's list reads its limit through this.
-pub fn page_limit(asked: Option<usize>) -> Result<usize, Refusal> {
-    let limit = asked.unwrap_or(DEFAULT_LIST);
-    if (1..=MAX_LIST).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(Refusal::invalid(format!(
-            "limit: must be 1 to {MAX_LIST}, got {limit}"
-        )))
-    }
-}
+pub use crate::page::{DEFAULT_LIST, MAX_LIST, page_limit};
 
 /// Where a command's events landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,8 @@
 //!   cases, surges, relocation orders, clearances, broadcasts), as past-tense facts.
 //! - [`validate`]: input rules shared by the domain events (countries, coordinates, lengths).
 //! - [`command`]: domain commands over NATS: the actor, the envelope, typed refusals.
+//! - [`page`]: the one shape of every list answer (`items`, `position`, `next`) and its
+//!   cursor paging.
 //! - [`audit`]: records of refused requests, kept in the log like everything else.
 //! - [`visibility`]: the sensitivity class of each event type and the one decision of what
 //!   of a raw event each caller may see (whole, redacted, nothing).
@@ -22,6 +24,7 @@ pub mod codec;
 pub mod command;
 pub mod domain;
 pub mod envelope;
+pub mod page;
 pub mod store_api;
 pub mod subjects;
 pub mod validate;

@@ -89,6 +89,8 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("PersonMarked", Class::Internal),
     ("OrderCompleted", Class::Internal),
     ("OrderRescinded", Class::Internal),
+    ("PersonArrivedInArea", Class::Internal),
+    ("PersonLeftArea", Class::Internal),
     ("ClearanceRequested", Class::Internal),
     ("ClearanceApproved", Class::Internal),
     ("ClearanceRefused", Class::Internal),

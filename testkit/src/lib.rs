@@ -350,4 +350,45 @@ pub mod http {
         }
         request(addr, method, path, &headers, bytes.as_deref()).await
     }
+
+    /// Every item of the list at `path` (a list route of the API with its filters, e.g.
+    /// `/api/v1/events?limit=500`), following each page's `next` cursor until it is `null`.
+    /// An answer that is not a 200 page (`{"items", "position", "next"}`) is an error that
+    /// quotes it.
+    pub async fn all_items(
+        addr: SocketAddr,
+        path: &str,
+        token: &str,
+    ) -> std::io::Result<Vec<serde_json::Value>> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                None => path.to_owned(),
+                Some(c) => {
+                    let sep = if path.contains('?') { '&' } else { '?' };
+                    format!("{path}{sep}cursor={c}")
+                }
+            };
+            let a = json(addr, "GET", &url, Some(token), None).await?;
+            let page = a.json();
+            let (Some(got), Some(next)) = (page["items"].as_array(), page.get("next")) else {
+                return Err(std::io::Error::other(format!(
+                    "GET {url} is not a page: {} {}",
+                    a.status, a.body
+                )));
+            };
+            if a.status != 200 || !page["position"].is_u64() {
+                return Err(std::io::Error::other(format!(
+                    "GET {url}: {} {}",
+                    a.status, a.body
+                )));
+            }
+            items.extend(got.iter().cloned());
+            match next.as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(items),
+            }
+        }
+    }
 }

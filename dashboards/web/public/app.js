@@ -656,7 +656,9 @@ function OrdersPanel({ now }) {
           <div>
             <span class="num">${pct.toFixed(pct % 1 ? 1 : 0)} %</span>${" accounted "}
             <span class="dim">
-              (${num(o.accounted)}/${num(o.total)})${num(o.missing) ? ` · ${num(o.missing)} missing` : ""}${o.deadline
+              (${num(o.accounted)}/${num(o.total)})${num(o.missing) ? ` · ${num(o.missing)} missing` : ""}${num(o.late_arrivals)
+                ? ` · ${num(o.late_arrivals)} late`
+                : ""}${num(o.left_area) ? ` · ${num(o.left_area)} left the area` : ""}${o.deadline
                 ? ` · by ${shortTime(o.deadline, now)}`
                 : ""}</span
             >

@@ -138,7 +138,7 @@ domain_events! {
     }
     relocation {
         RelocationOrdered = 1, RollCallEntryAdded = 1, PersonMarked = 1, OrderCompleted = 1,
-        OrderRescinded = 1,
+        OrderRescinded = 1, PersonArrivedInArea = 1, PersonLeftArea = 1,
     }
     clearance {
         ClearanceRequested = 1, ClearanceApproved = 1, ClearanceRefused = 1,
@@ -437,6 +437,19 @@ mod tests {
             .into(),
             OrderCompleted { note: None }.into(),
             OrderRescinded { reason: reason() }.into(),
+            PersonArrivedInArea {
+                person: "p-4".into(),
+                agency: Some("wfp".into()),
+                duty_station: Some("SDN-KRT".into()),
+                dependants: 1,
+                cause: PresenceCause::Assignment,
+            }
+            .into(),
+            PersonLeftArea {
+                person: "p-4".into(),
+                cause: PresenceCause::Clearance,
+            }
+            .into(),
             ClearanceRequested {
                 traveller: "t.1".into(),
                 itinerary: vec![Leg {

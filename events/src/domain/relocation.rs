@@ -99,6 +99,65 @@ impl RollCallEntryAdded {
     }
 }
 
+/// What moved a person into or out of an order's place after the order was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceCause {
+    /// Their personnel record: a new person, or a new duty station.
+    Assignment,
+    /// A clearance: approved, refused, an arrival or a departure.
+    Clearance,
+}
+
+/// A person came into the order's place after the order was given (by the same rule that
+/// built the roll call): added to the roll call as a late arrival, or back in the area if
+/// they had left it. The event's `meta.causation_id` is the event that moved them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonArrivedInArea {
+    /// The person.
+    pub person: String,
+    /// Their agency, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
+    /// Their duty station, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty_station: Option<String>,
+    /// How many dependants move with them.
+    #[serde(default)]
+    pub dependants: u16,
+    /// What brought them.
+    pub cause: PresenceCause,
+}
+
+impl PersonArrivedInArea {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("person", &self.person)?;
+        opt_id("agency", self.agency.as_deref())?;
+        opt_id("duty_station", self.duty_station.as_deref())
+    }
+}
+
+/// A person on the roll call is no longer in the order's place (assigned elsewhere, departed,
+/// or no longer covered by the order): they stay on the roll call, marked "left the area".
+/// The event's `meta.causation_id` is the event that moved them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonLeftArea {
+    /// The person.
+    pub person: String,
+    /// What took them away.
+    pub cause: PresenceCause,
+}
+
+impl PersonLeftArea {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        id("person", &self.person)
+    }
+}
+
 /// Where a person on the roll call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -225,6 +284,34 @@ mod tests {
             }
             .validate()
             .is_err()
+        );
+        let arrived = PersonArrivedInArea {
+            person: "p-10".into(),
+            agency: Some("wfp".into()),
+            duty_station: Some("SDN-KRT".into()),
+            dependants: 1,
+            cause: PresenceCause::Clearance,
+        };
+        assert!(arrived.validate().is_ok());
+        round_trip(&arrived);
+        assert_eq!(
+            serde_json::to_value(&arrived).unwrap()["cause"],
+            "clearance"
+        );
+        let left = PersonLeftArea {
+            person: "p-10".into(),
+            cause: PresenceCause::Assignment,
+        };
+        round_trip(&left);
+        assert_eq!(
+            PersonLeftArea {
+                person: "".into(),
+                ..left
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "person"
         );
         round_trip(&OrderCompleted { note: None });
         assert_eq!(

@@ -676,10 +676,10 @@ struct Listed {
     status: String,
 }
 
-/// `GET /api/v1/clearances`'s answer.
+/// `GET /api/v1/clearances`'s answer (a page of the list; the first is enough here).
 #[derive(Deserialize)]
 struct List {
-    clearances: Vec<Listed>,
+    items: Vec<Listed>,
     position: u64,
 }
 
@@ -722,7 +722,7 @@ async fn poll_register(
                         v.rtt
                             .saturating_record(micros(now.saturating_duration_since(sent)));
                         let listed = list
-                            .clearances
+                            .items
                             .iter()
                             .any(|c| c.id == id && c.status == "approved");
                         v.on_answer(list.position, now, asked_at, listed, id);

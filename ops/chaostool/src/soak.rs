@@ -197,7 +197,7 @@ async fn closer(http: SocketAddr, token: String, progress: Progress, closed: Arc
         .await
         .map(|a| a.json())
         .unwrap_or_default();
-        let items = open["incidents"].as_array();
+        let items = open["items"].as_array();
         let ids: Vec<String> = items
             .into_iter()
             .flatten()

@@ -350,6 +350,20 @@ impl Broadcast {
         (links, others)
     }
 
+    /// Whether event `event` caused it: the cause (a rule's trigger, a cancelling
+    /// command), or a trigger of its rule it damped (`BroadcastTriggerSuppressed`, recorded
+    /// with the damped trigger as its cause): the broadcast that stands for that trigger.
+    pub fn caused_by(&self, event: Uuid) -> bool {
+        self.issued
+            .rule
+            .as_ref()
+            .is_some_and(|r| r.trigger == event)
+            || self.chain.iter().enumerate().any(|(i, l)| {
+                l.causation_id == Some(event)
+                    && (i == 0 || l.event_type == "BroadcastTriggerSuppressed")
+            })
+    }
+
     /// Whether `actor` may see it: focal points only what was sent to their agency;
     /// crisis-manager broadcasts only crisis managers and admins.
     pub fn visible_to(&self, actor: &Actor) -> bool {

@@ -18,7 +18,9 @@
 //!   was never sent: it is withdrawn, and no notice goes out.
 //! - `get`, `chain`, `cap` — `{"broadcast": <uuid>}`: the broadcast with its per-agency
 //!   state; the causal chain from the trigger to each acknowledgement; its CAP 1.2 XML.
-//! - `list` — `{"limit", "status"}`; `feed` — `{"agency"}`: an agency's CAP feed (a focal
+//! - `list` — `{"limit", "cursor", "status", "caused_by"}`: one [`events::page::Page`] of
+//!   broadcasts, newest first; `caused_by` (an event id) keeps the broadcasts that event
+//!   caused (see [`broadcast::Broadcast::caused_by`]); `feed` — `{"agency"}`: an agency's CAP feed (a focal
 //!   point gets their own; a wall-screen actor gets the public all-agency feed).
 //!
 //! Agency systems acknowledge over NATS too: a request on `vigil.alerts.<agency>.ack` with
@@ -367,7 +369,13 @@ struct ListQuery {
     #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
+    cursor: Option<events::page::Cursor>,
+    #[serde(default)]
     status: Option<String>,
+    /// Only the broadcasts this event caused: issued by a rule it triggered, or standing
+    /// for it when the trigger was damped (see [`rules::Damper`]).
+    #[serde(default)]
+    caused_by: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -947,10 +955,9 @@ impl Service {
         }
     }
 
-    fn list(&self, payload: &[u8]) -> Result<Vec<View>, Refusal> {
+    fn list(&self, payload: &[u8]) -> Result<events::page::Page<View>, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::BROADCAST_READ, "read broadcasts")?;
-        let limit = events::command::page_limit(cmd.body.limit)?;
         let status = match cmd.body.status.as_deref() {
             None => None,
             Some("awaiting_approval") => Some(Status::AwaitingApproval),
@@ -963,16 +970,20 @@ impl Service {
             }
         };
         let register = self.register.caught_up()?;
-        Ok(register
-            .order
-            .iter()
-            .rev()
-            .filter_map(|id| register.broadcasts.get(id))
+        let found: Vec<&Broadcast> = register
+            .broadcasts
+            .values()
             .filter(|b| b.visible_to(&cmd.actor))
             .filter(|b| status.is_none_or(|s| b.status() == s))
-            .take(limit)
-            .map(|b| view(b, register.superseded.get(&b.id).copied(), &cmd.actor))
-            .collect())
+            .filter(|b| cmd.body.caused_by.is_none_or(|e| b.caused_by(e)))
+            .collect();
+        events::page::newest_first(
+            found,
+            |b| b.position,
+            events::page::PageQuery::new(cmd.body.limit, cmd.body.cursor),
+            register.position,
+            |b| view(b, register.superseded.get(&b.id).copied(), &cmd.actor),
+        )
     }
 
     /// An agency's CAP feed (newest first, at most 100 alerts), or the public feed.

@@ -553,9 +553,13 @@ pub struct ListQuery {
     /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// After this one: the `next` of the previous page (see [`events::page`]).
+    #[serde(default)]
+    pub cursor: Option<Cursor>,
 }
 
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
+use events::page::{Cursor, Page, PageQuery};
 
 /// Every clearance, folded from the whole log: answers lists and headcounts.
 ///
@@ -621,7 +625,7 @@ impl Register {
     }
 
     /// The clearances `actor` may see that match `q`, newest request first.
-    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<&ClearanceState>, Refusal> {
+    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Page<&ClearanceState>, Refusal> {
         actor.may(policy::CLEARANCE_READ, "read clearances")?;
         if let Some(c) = q.country
             && !actor.covers(c)
@@ -663,7 +667,6 @@ impl Register {
             }
             (None, _) => None,
         };
-        let limit = events::command::page_limit(q.limit)?;
         let candidates: Box<dyn Iterator<Item = &ClearanceState>> = match q.traveller.as_deref() {
             Some(t) => Box::new(
                 self.by_traveller
@@ -674,16 +677,20 @@ impl Register {
             ),
             None => Box::new(self.clearances.values().flatten()),
         };
-        let mut found: Vec<&ClearanceState> = candidates
+        let found: Vec<&ClearanceState> = candidates
             .filter(|c| within_reach(actor, c, &Facts::default()))
             .filter(|c| q.country.is_none_or(|country| c.goes_to(country)))
             .filter(|c| status.is_none_or(|s| c.status == s))
             .filter(|c| q.traveller.as_deref().is_none_or(|t| c.traveller == t))
             .filter(|c| presence.is_none_or(|(country, area, on)| present(c, country, area, on)))
             .collect();
-        found.sort_by_key(|c| std::cmp::Reverse(c.requested_position));
-        found.truncate(limit);
-        Ok(found)
+        events::page::newest_first(
+            found,
+            |c| c.requested_position,
+            PageQuery::new(q.limit, q.cursor),
+            self.position,
+            |c| c,
+        )
     }
 }
 
@@ -1586,7 +1593,7 @@ mod tests {
                 .into(),
             ],
         ]);
-        let all = register.list(&duty(), &ListQuery::default()).unwrap();
+        let all = register.list(&duty(), &ListQuery::default()).unwrap().items;
         assert_eq!(all.len(), 4);
         assert!(
             all.windows(2)
@@ -1594,11 +1601,15 @@ mod tests {
             "newest first"
         );
         assert_eq!(
-            register.list(&fso(), &ListQuery::default()).unwrap().len(),
+            register
+                .list(&fso(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             3
         );
         let q = |f: Value| -> ListQuery { serde_json::from_value(f).unwrap() };
-        let count = |who: &Actor, f: Value| register.list(who, &q(f)).map(|l| l.len());
+        let count = |who: &Actor, f: Value| register.list(who, &q(f)).map(|l| l.items.len());
         assert_eq!(count(&duty(), json!({"status": "approved"})), Ok(2));
         assert_eq!(count(&duty(), json!({"status": "refused"})), Ok(1));
         assert_eq!(count(&duty(), json!({"country": "KE"})), Ok(1));
@@ -1752,12 +1763,13 @@ mod tests {
                 ));
             }
             let everything = ListQuery { limit: Some(MAX_LIST), ..ListQuery::default() };
-            let all = register.list(&duty(), &everything).unwrap();
+            let all = register.list(&duty(), &everything).unwrap().items;
             for t in travellers.iter().chain(&["P-9"]) {
                 let scanned: Vec<Uuid> = all.iter().filter(|c| c.traveller == *t).map(|c| c.id).collect();
                 let indexed: Vec<Uuid> = register
                     .list(&duty(), &ListQuery { traveller: Some((*t).to_owned()), ..everything.clone() })
                     .unwrap()
+                    .items
                     .iter()
                     .map(|c| c.id)
                     .collect();
@@ -1769,7 +1781,7 @@ mod tests {
                     status: Some("approved".into()),
                     ..everything.clone()
                 };
-                let both = register.list(&duty(), &approved_only).unwrap().len();
+                let both = register.list(&duty(), &approved_only).unwrap().items.len();
                 let by_scan = all.iter().filter(|c| c.traveller == *t && c.status == Status::Approved).count();
                 proptest::prop_assert_eq!(both, by_scan);
             }

@@ -27,7 +27,7 @@
 //!   `not_found`).
 //! - `list` (`CLEARANCE_READ`) — [`clearance::ListQuery`] (`status`, `country`,
 //!   `traveller`; `on` with `country` and optionally `area` for the travellers present
-//!   there that day; `limit`): from the register, which follows the log (it may lag by the
+//!   there that day; `limit`, `cursor`): one [`events::page::Page`] from the register, which follows the log (it may lag by the
 //!   time an event takes to arrive; `unavailable` until it has read the log as it was at
 //!   start). Newest request first.
 //!
@@ -86,14 +86,8 @@ pub struct Get {
     pub clearance: Uuid,
 }
 
-/// Answer of `list`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
-    /// Newest request first.
-    pub clearances: Vec<ClearanceState>,
-    /// The log position the list is as of.
-    pub position: u64,
-}
+/// Answer of `list`: newest request first (see [`events::page`]).
+pub type Listed = events::page::Page<ClearanceState>;
 
 /// The stream of clearance `id`.
 pub use events::domain::clearance::stream_for as stream_of;
@@ -247,14 +241,8 @@ impl Service {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::CLEARANCE_READ, "read clearances")?;
         let register = self.register.caught_up()?;
-        let clearances = register
+        Ok(register
             .list(&cmd.actor, &cmd.body)?
-            .into_iter()
-            .cloned()
-            .collect();
-        Ok(Listed {
-            clearances,
-            position: register.position(),
-        })
+            .map(ClearanceState::clone))
     }
 }

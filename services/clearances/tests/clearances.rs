@@ -160,7 +160,7 @@ impl Centre {
             let until = &until;
             async move {
                 let answer = self.ask("list", actor, Uuid::new_v4(), filters).await;
-                let list = answer["ok"]["clearances"].as_array()?.clone();
+                let list = answer["ok"]["items"].as_array()?.clone();
                 until(&list).then_some(list)
             }
         })

@@ -15,6 +15,18 @@
 //!   a retry may apply twice (a note recorded twice), never a transition twice (the state
 //!   refuses it).
 //! - A refusal changes nothing; errors are JSON `{"error": {"code", "message"}}`.
+//! - Every list answers one shape, `{"items", "position", "next"}`, paged with `?limit=`
+//!   (1 to 500, default 100) and `?cursor=<next>` ([`events::page`]); a bad cursor or limit
+//!   is a 422 `invalid`.
+//! - A call whose event a broadcast rule may fire on (`PUT …/areas/{area}/level`,
+//!   `POST /api/v1/incidents`, `POST /api/v1/hostage-cases`, `POST /api/v1/orders`) answers
+//!   `"triggered": "/api/v1/broadcasts?caused_by=<event id>"`: the broadcasts that event
+//!   caused (a rule's broadcast, or the one that stands for it when damping held the trigger
+//!   back). A link, not ids: rule broadcast ids are derived from (rule, trigger), but
+//!   whether a rule fires at all (which rules the centre runs, agencies present in the
+//!   country, the trigger's age, flap damping) is decided by the broadcast service when it
+//!   sees the event, after this answer; ids given here could name broadcasts that never
+//!   exist. The broadcasts appear under the link within moments of the answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,6 +180,10 @@ struct Acknowledged {
     event_id: Uuid,
     position: u64,
     stream_version: u64,
+    /// For an event a broadcast rule may fire on: where the broadcasts it caused are listed
+    /// (see [`triggered`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    triggered: Option<String>,
 }
 
 fn acknowledged(id: Uuid, w: &Written) -> Acknowledged {
@@ -177,6 +193,22 @@ fn acknowledged(id: Uuid, w: &Written) -> Acknowledged {
         event_id: w.event_id,
         position: w.position,
         stream_version: w.stream_version,
+        triggered: None,
+    }
+}
+
+/// The list of the broadcasts event `event` caused: rule broadcasts are fired by the
+/// broadcast service when it sees the event, after this answer, so the caller gets where to
+/// find them rather than their ids (see the module doc).
+pub fn triggered(event: Uuid) -> String {
+    format!("/api/v1/broadcasts?caused_by={event}")
+}
+
+/// [`acknowledged`] for a command whose event a broadcast rule may fire on.
+fn acknowledged_triggering(id: Uuid, w: &Written) -> Acknowledged {
+    Acknowledged {
+        triggered: Some(triggered(w.event_id)),
+        ..acknowledged(id, w)
     }
 }
 
@@ -210,7 +242,7 @@ pub async fn report(
     };
     metrics::counter!("vigil_gateway_reports_total", "outcome" => if written.duplicate { "duplicate" } else { "created" })
         .increment(1);
-    Ok((status, Json(acknowledged(id, &written))).into_response())
+    Ok((status, Json(acknowledged_triggering(id, &written))).into_response())
 }
 
 fn incident_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -305,9 +337,12 @@ pub struct ListQuery {
     since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
 }
 
-/// `GET /api/v1/incidents?country=&status=&severity=&since=&limit=`.
+/// `GET /api/v1/incidents?country=&status=&severity=&since=&limit=&cursor=`: one page
+/// (see [`events::page`]).
 pub async fn incidents(
     State(state): State<Arc<AppState>>,
     axum::Extension(claims): axum::Extension<Claims>,
@@ -354,6 +389,7 @@ pub async fn set_level(
         "event_id": written.event_id,
         "position": written.position,
         "stream_version": written.stream_version,
+        "triggered": triggered(written.event_id),
     }))
     .into_response())
 }
@@ -392,6 +428,20 @@ pub mod resource {
 
     /// `POST /api/v1/<things>`: command `command` of `service` creates one.
     pub fn create(service: &'static str, command: &'static str) -> Routed {
+        creating(service, command, acknowledged)
+    }
+
+    /// [`create`] for a thing whose creation a broadcast rule may fire on (a hostage case,
+    /// an order): the answer carries `triggered`, where the broadcasts it caused are listed.
+    pub fn create_triggering(service: &'static str, command: &'static str) -> Routed {
+        creating(service, command, acknowledged_triggering)
+    }
+
+    fn creating(
+        service: &'static str,
+        command: &'static str,
+        answer: fn(Uuid, &Written) -> Acknowledged,
+    ) -> Routed {
         post(
             move |State(state): State<Arc<AppState>>,
                   axum::Extension(claims): axum::Extension<Claims>,
@@ -404,13 +454,14 @@ pub mod resource {
                 } else {
                     StatusCode::CREATED
                 };
-                Ok::<_, ApiError>((status, Json(acknowledged(id, &written))).into_response())
+                Ok::<_, ApiError>((status, Json(answer(id, &written))).into_response())
             },
         )
     }
 
     /// `GET /api/v1/<things>?…`: `list` of `service`, the query as its filters (`limit` a
-    /// number, the rest text; the service refuses unknown filters).
+    /// number, the rest text; the service refuses unknown filters and bad cursors), answered
+    /// as one page (see [`events::page`]).
     pub fn list(service: &'static str) -> Routed {
         get(
             move |State(state): State<Arc<AppState>>,
@@ -619,6 +670,42 @@ mod tests {
                 "{} {} has no responses",
                 route.method,
                 route.path
+            );
+        }
+    }
+
+    #[test]
+    fn every_list_route_and_only_those_answer_the_shared_page() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let page = json!({"$ref": "#/components/schemas/Page"});
+        assert_eq!(
+            doc["components"]["schemas"]["Page"]["required"],
+            json!(["items", "position", "next"])
+        );
+        for route in crate::ROUTES.iter().filter(|r| r.method == "GET") {
+            let op = &doc["paths"][route.path]["get"];
+            let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+            let paged = schema["allOf"]
+                .as_array()
+                .is_some_and(|all| all.contains(&page));
+            let listed = crate::LIST_ROUTES.contains(&route.path);
+            assert_eq!(paged, listed, "GET {}: {schema}", route.path);
+            if listed {
+                let params = op["parameters"].to_string();
+                for p in [
+                    "#/components/parameters/Limit",
+                    "#/components/parameters/Cursor",
+                ] {
+                    assert!(params.contains(p), "GET {} lacks {p}", route.path);
+                }
+            }
+        }
+        for path in crate::LIST_ROUTES {
+            assert!(
+                crate::ROUTES
+                    .iter()
+                    .any(|r| r.method == "GET" && r.path == *path),
+                "{path} is not a route"
             );
         }
     }

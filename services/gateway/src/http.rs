@@ -552,31 +552,52 @@ pub async fn login(
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     from: Option<u64>,
-    limit: Option<u32>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
-/// `GET /api/v1/events?from=&limit=`: a page of the log (duty officers and admins), each
-/// event as [`events::visibility`] lets the caller see it: whole, redacted (a hostage case
-/// without persons, captors or location) or not at all. An event shown whole only after an
-/// audited read is shown whole only once the owning service has recorded the read; when it
-/// cannot, the event is shown redacted. `next` is where the following page starts (events
-/// left out leave gaps in `position`).
+/// `GET /api/v1/events?from=&limit=&cursor=`: a page of the log (duty officers and admins),
+/// oldest first, in the shape of every list ([`events::page::Page`]: `items`, `position`
+/// the log's head, `next` the cursor of the following page or `null` once the page reached
+/// the head; follow the log later with `from=<position + 1>`). `from` (default 1) and
+/// `cursor` are two ways to say where to start: give one. Each event is shown as
+/// [`events::visibility`] lets the caller see it: whole, redacted (a hostage case without
+/// persons, captors or location) or not at all (left out: `items` may hold fewer than
+/// `limit` events, and an empty page with a `next` is not the end). An event shown whole
+/// only after an audited read is shown whole only once the owning service has recorded the
+/// read; when it cannot, the event is shown redacted.
 pub async fn events(
     State(state): State<Arc<AppState>>,
     axum::Extension(claims): axum::Extension<crate::auth::Claims>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let from = q.from.unwrap_or(1).max(1);
-    let Ok((page, head)) = state.store.read(from, limit).await else {
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    let limit = events::page::page_limit(q.limit).map_err(|r| invalid(r.message))?;
+    let from = match (q.from, q.cursor.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "from, cursor: give one (a cursor already says where the page starts)".into(),
+            ));
+        }
+        (_, Some(c)) => events::page::Cursor::parse(c)
+            .map_err(invalid)?
+            .key()
+            .saturating_add(1),
+        (from, None) => from.unwrap_or(1).max(1),
+    };
+    // Within `limit`, as `page_limit` checked; the store's read takes a u32.
+    let count = u32::try_from(limit).unwrap_or(u32::MAX);
+    let Ok((page, head)) = state.store.read(from, count).await else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "the event store is not answering; retry shortly",
         ));
     };
-    let next = page.last().map_or(from, |e| e.position + 1);
+    // The last position read, shown or not: the next page starts after it.
+    let last = page.last().map(|e| e.position);
+    let next = last.filter(|l| *l < head).map(events::page::Cursor::after);
     let actor = claims.actor();
     let mut audited: std::collections::HashMap<events::StreamName, bool> =
         std::collections::HashMap::new();
@@ -601,7 +622,12 @@ pub async fn events(
         }
         shown.push(event);
     }
-    Ok(Json(json!({"events": shown, "head": head, "next": next})).into_response())
+    Ok(Json(events::page::Page {
+        items: shown,
+        position: head,
+        next,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

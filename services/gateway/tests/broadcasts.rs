@@ -210,5 +210,10 @@ async fn a_broadcast_over_http_from_issue_to_acknowledgement_with_cap_and_the_bo
             .contains("severity")
     );
     let list = call(&c, "GET", "/api/v1/broadcasts", &c.duty_token, None).await;
-    assert_eq!(list.json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        list.json()["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.body
+    );
 }

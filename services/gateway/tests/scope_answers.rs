@@ -11,8 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Center;
-use events::domain::DomainEvent;
+use common::{Center, import};
 use events::validate::Country;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -57,22 +56,6 @@ async fn make(c: &Center, path: &str, body: Value) {
     .await
     .unwrap();
     assert!(status == 201 || status == 200, "{path}: {status} {v}");
-}
-
-/// Appends reference data as `vigil import` does.
-async fn import(c: &Center, stream: events::StreamName, event: DomainEvent) {
-    let meta = events::Meta {
-        actor: Some("import".into()),
-        ..Default::default()
-    };
-    c.store
-        .append(&events::AppendRequest {
-            stream,
-            expected_version: events::ExpectedVersion::Any,
-            events: vec![event.try_to_new_event(Uuid::new_v4(), meta).unwrap()],
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

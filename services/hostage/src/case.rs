@@ -739,9 +739,13 @@ pub struct ListQuery {
     /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// After this one: the `next` of the previous page (see [`events::page`]).
+    #[serde(default)]
+    pub cursor: Option<Cursor>,
 }
 
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
+use events::page::{Cursor, Page, PageQuery};
 
 /// Every hostage case and every person's name, folded from the whole log: answers lists
 /// and puts names on a crisis manager's read.
@@ -795,7 +799,7 @@ impl Register {
         actor: &Actor,
         q: &ListQuery,
         now: OffsetDateTime,
-    ) -> Result<Vec<Summary>, Refusal> {
+    ) -> Result<Page<Summary>, Refusal> {
         actor.may(
             policy::HOSTAGE_SUMMARY,
             "list hostage cases; ask the duty officer",
@@ -808,8 +812,7 @@ impl Register {
                 actor.scope.map_or("no country", |c| c.as_str())
             )));
         }
-        let limit = events::command::page_limit(q.limit)?;
-        let mut found: Vec<&Case> = self
+        let found: Vec<&Case> = self
             .cases
             .values()
             .flatten()
@@ -817,9 +820,13 @@ impl Register {
             .filter(|c| q.country.is_none_or(|country| c.country == country))
             .filter(|c| q.status.is_none_or(|s| c.status == s))
             .collect();
-        found.sort_by_key(|c| std::cmp::Reverse(c.opened_position));
-        found.truncate(limit);
-        Ok(found.into_iter().map(|c| summary(c, now)).collect())
+        events::page::newest_first(
+            found,
+            |c| c.opened_position,
+            PageQuery::new(q.limit, q.cursor),
+            self.position,
+            |c| summary(c, now),
+        )
     }
 }
 
@@ -1672,7 +1679,10 @@ mod tests {
 
         let now = OPENED + time::Duration::days(30);
         let duty = actor(Role::DutyOfficer, None);
-        let all = register.list(&duty, &ListQuery::default(), now).unwrap();
+        let all = register
+            .list(&duty, &ListQuery::default(), now)
+            .unwrap()
+            .items;
         assert_eq!(
             all.iter().map(|s| s.case).collect::<Vec<_>>(),
             vec![ids[2], ids[1], ids[0]],
@@ -1689,11 +1699,13 @@ mod tests {
             status,
             country: country.map(|c| Country::parse(c).unwrap()),
             limit,
+            cursor: None,
         };
         assert_eq!(
             register
                 .list(&duty, &q(Some(Status::Open), None, None), now)
                 .unwrap()
+                .items
                 .len(),
             2
         );
@@ -1701,6 +1713,7 @@ mod tests {
             register
                 .list(&duty, &q(Some(Status::Closed), None, None), now)
                 .unwrap()
+                .items
                 .len(),
             1
         );
@@ -1708,11 +1721,16 @@ mod tests {
             register
                 .list(&duty, &q(None, Some("SO"), None), now)
                 .unwrap()
+                .items
                 .len(),
             1
         );
         assert_eq!(
-            register.list(&duty, &q(None, None, Some(1)), now).unwrap()[0].case,
+            register
+                .list(&duty, &q(None, None, Some(1)), now)
+                .unwrap()
+                .items[0]
+                .case,
             ids[2]
         );
         for limit in [0, 501] {

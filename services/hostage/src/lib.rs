@@ -23,7 +23,7 @@
 //!   is always current. Crisis managers only. The read is first recorded as a `DetailsRead`
 //!   event in the day's audit stream; if that record cannot be stored, the answer is
 //!   `unavailable` and nothing is shown.
-//! - `list` — [`case::ListQuery`] (`status`, `country`, `limit`): [`Listed`], summaries only
+//! - `list` — [`case::ListQuery`] (`status`, `country`, `limit`, `cursor`): [`Listed`], summaries only
 //!   (counts and days held; no names, captors or location), from the register, which follows
 //!   the log; `unavailable` until it has read the log as it stood at start.
 //!
@@ -95,14 +95,8 @@ pub struct Details {
     pub days_held: u64,
 }
 
-/// Answer of `list`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
-    /// Newest opening first.
-    pub cases: Vec<Summary>,
-    /// The log position the list is as of.
-    pub position: u64,
-}
+/// Answer of `list`: newest opening first (see [`events::page`]).
+pub type Listed = events::page::Page<Summary>;
 
 /// The audit record of `actor`'s read of `what` at `now` (through `source`), as the event to
 /// append to the day's audit stream (`events::audit::stream_for(now)`) with id `id`. Its
@@ -283,11 +277,7 @@ impl Service {
         let cmd: Command<Value> = commands::decode(payload)?;
         let query: ListQuery = events::codec::from_value(cmd.body).map_err(Refusal::invalid)?;
         let register = self.register.caught_up()?;
-        let cases = register.list(&cmd.actor, &query, OffsetDateTime::now_utc())?;
-        Ok(Listed {
-            cases,
-            position: register.position(),
-        })
+        register.list(&cmd.actor, &query, OffsetDateTime::now_utc())
     }
 }
 

@@ -289,11 +289,11 @@ async fn the_life_of_a_case_over_nats() {
     // The list: counts and days only, for a duty officer too.
     let listed = testkit::eventually(Duration::from_secs(5), || async {
         let l = c.ok("list", &duty(), json!({"status": "open"})).await;
-        (l["cases"][0]["persons_held"] == 1).then_some(l)
+        (l["items"][0]["persons_held"] == 1).then_some(l)
     })
     .await
     .expect("the list shows the case with one person held");
-    let summary = &listed["cases"][0];
+    let summary = &listed["items"][0];
     assert_eq!(summary["case"], json!(case));
     assert_eq!(summary["persons_total"], 3);
     assert_eq!(summary["days_held"], 0);
@@ -383,17 +383,17 @@ async fn the_life_of_a_case_over_nats() {
     }
     let closed = testkit::eventually(Duration::from_secs(5), || async {
         let l = c.ok("list", &duty(), json!({"status": "closed"})).await;
-        (l["cases"].as_array().unwrap().len() == 1).then_some(l)
+        (l["items"].as_array().unwrap().len() == 1).then_some(l)
     })
     .await
     .expect("the list shows the case closed");
-    assert_eq!(closed["cases"][0]["persons_held"], 0);
+    assert_eq!(closed["items"][0]["persons_held"], 0);
     let after = c.ok("get", &crisis(), json!({"case": case})).await;
     assert_eq!(after["status"], "closed");
     assert_eq!(after["persons"][2]["status"], "other");
     assert_eq!(after["accounting"][2]["note"], "escaped on the third day");
     let open = c.ok("list", &duty(), json!({"status": "open"})).await;
-    assert_eq!(open["cases"], json!([]));
+    assert_eq!(open["items"], json!([]));
 
     let types: Vec<String> = c
         .stream(&vigil_hostage::stream_of(case))

@@ -416,9 +416,13 @@ pub struct ListQuery {
     /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// After this one: the `next` of the previous page (see [`events::page`]).
+    #[serde(default)]
+    pub cursor: Option<Cursor>,
 }
 
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
+use events::page::{Cursor, Page, PageQuery};
 
 /// Every incident, folded from the whole log: answers lists.
 #[derive(Debug, Default)]
@@ -448,7 +452,7 @@ impl Register {
     }
 
     /// The incidents `actor` may see that match `q`, newest report first.
-    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<&Incident>, Refusal> {
+    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Page<&Incident>, Refusal> {
         actor.may(policy::INCIDENT_READ, "read incidents")?;
         if let Some(c) = q.country
             && !actor.covers(c)
@@ -470,8 +474,7 @@ impl Register {
                 ));
             }
         };
-        let limit = events::command::page_limit(q.limit)?;
-        let mut found: Vec<&Incident> = self
+        let found: Vec<&Incident> = self
             .incidents
             .values()
             .flatten()
@@ -481,9 +484,13 @@ impl Register {
             .filter(|i| q.severity.is_none_or(|s| i.severity >= s))
             .filter(|i| q.since.is_none_or(|t| i.reported_at >= t))
             .collect();
-        found.sort_by_key(|i| std::cmp::Reverse(i.reported_position));
-        found.truncate(limit);
-        Ok(found)
+        events::page::newest_first(
+            found,
+            |i| i.reported_position,
+            PageQuery::new(q.limit, q.cursor),
+            self.position,
+            |i| i,
+        )
     }
 }
 
@@ -912,21 +919,25 @@ mod tests {
                 time::OffsetDateTime::UNIX_EPOCH,
             ));
         }
-        let all = register.list(&duty(), &ListQuery::default()).unwrap();
+        let all = register.list(&duty(), &ListQuery::default()).unwrap().items;
         assert_eq!(all.len(), 3);
         assert!(
             all[0].reported_position > all[1].reported_position,
             "newest first"
         );
         assert_eq!(
-            register.list(&fso(), &ListQuery::default()).unwrap().len(),
+            register
+                .list(&fso(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             2
         );
         let q = ListQuery {
             severity: Some(Severity::new(4).unwrap()),
             ..Default::default()
         };
-        assert_eq!(register.list(&duty(), &q).unwrap().len(), 2);
+        assert_eq!(register.list(&duty(), &q).unwrap().items.len(), 2);
         let q = ListQuery {
             country: Some(Country::parse("KE").unwrap()),
             ..Default::default()
@@ -940,7 +951,7 @@ mod tests {
             limit: Some(1),
             ..Default::default()
         };
-        assert_eq!(register.list(&duty(), &q).unwrap().len(), 1);
+        assert_eq!(register.list(&duty(), &q).unwrap().items.len(), 1);
         let q = ListQuery {
             status: Some("lost".into()),
             ..Default::default()

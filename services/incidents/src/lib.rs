@@ -12,7 +12,8 @@
 //!   with the original outcome.
 //! - `get` — body `{"incident": <uuid>}`: the incident folded from its stream, so it always
 //!   includes the caller's own latest change.
-//! - `list` — body: [`incident::ListQuery`]: from the register, which follows the log
+//! - `list` — body: [`incident::ListQuery`] (filters, `limit`, `cursor`), answered as one
+//!   [`events::page::Page`]: from the register, which follows the log
 //!   (it may lag the log by the time it takes an event to arrive).
 //!
 //! # Promises
@@ -65,14 +66,8 @@ pub struct Get {
     pub incident: Uuid,
 }
 
-/// Answer of `list`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
-    /// Newest report first.
-    pub incidents: Vec<Incident>,
-    /// The log position the list is as of.
-    pub position: u64,
-}
+/// Answer of `list`: newest report first (see [`events::page`]).
+pub type Listed = events::page::Page<Incident>;
 
 /// The stream of incident `id`.
 pub use events::domain::incident::stream_for as stream_of;
@@ -215,14 +210,6 @@ impl Service {
     fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         let register = self.register.caught_up()?;
-        let incidents = register
-            .list(&cmd.actor, &cmd.body)?
-            .into_iter()
-            .cloned()
-            .collect();
-        Ok(Listed {
-            incidents,
-            position: register.position(),
-        })
+        Ok(register.list(&cmd.actor, &cmd.body)?.map(Incident::clone))
     }
 }

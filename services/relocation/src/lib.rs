@@ -14,7 +14,15 @@
 //!   id is answered with the original outcome.
 //! - `get` — `{"order": <uuid>}`: the order, its roll call with names (duty views only),
 //!   its tally and findings (people missing or unmarked after the deadline).
-//! - `list` — [`order::ListQuery`]: summaries, newest first.
+//! - `list` — [`order::ListQuery`] (`country`, `status`, `limit`, `cursor`): one
+//!   [`events::page::Page`] of summaries, newest first.
+//!
+//! # Late arrivals and departures
+//! The register decides, at each personnel or clearance event, who comes into or leaves the
+//! place of each active order ([`order::Tracker`]); a background task appends those changes
+//! (`PersonArrivedInArea`, `PersonLeftArea`) to the order's stream once the register has
+//! read the log, under ids derived from order, trigger and person
+//! ([`order::presence_id`]): a restart, a replay or a second instance stores each once.
 //!
 //! # Promises
 //! An `ok` answer means every event of the command is on disk; a refusal changes nothing;
@@ -40,7 +48,9 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::order::{ListQuery, Order, Reference, Status, Tally};
+use events::page::{Page, PageQuery};
+
+use crate::order::{ListQuery, Order, Reference, Status, Tally, Tracker, Transition};
 
 /// The service's name in subjects, NATS users and metrics.
 pub const SERVICE: &str = "relocation";
@@ -116,11 +126,16 @@ pub struct Summary {
     pub position: u64,
 }
 
-/// The service's view of the log: reference data and every order.
+/// How often the presence changes decided by the register are looked for and appended.
+const PRESENCE_TICK: Duration = Duration::from_millis(100);
+
+/// The service's view of the log: reference data, every order, and who moved in or out of
+/// the open ones.
 #[derive(Debug, Default)]
 struct Register {
     reference: Reference,
     orders: HashMap<Uuid, Option<Order>>,
+    tracker: Tracker,
     /// The last position applied: events at or below it are duplicates.
     position: u64,
 }
@@ -133,8 +148,9 @@ impl runtime::Fold for Register {
         self.position = e.position;
         if e.stream.category().as_str() == "relocation" {
             order::apply(self.orders.entry(e.stream.id()).or_default(), e);
-        } else {
-            self.reference.apply(e);
+            self.tracker.follow_order(e);
+        } else if let Some((person, cause)) = self.reference.apply(e) {
+            self.tracker.moved(&self.reference, e, &person, cause);
         }
     }
 }
@@ -150,6 +166,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
         register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
     });
+    tokio::spawn(service.clone().presence(shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let service = service.clone();
         async move { service.handle(&name, payload).await }
@@ -158,6 +175,92 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 impl Service {
+    /// Appends the presence changes the register decided, every tick, once it has read the
+    /// log (before that, a change may already be stored further on).
+    async fn presence(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(PRESENCE_TICK) => {}
+            }
+            let pending = match self.register.caught_up() {
+                Ok(register) => register.tracker.pending(),
+                Err(_) => continue,
+            };
+            for (order, changes) in pending {
+                for chunk in changes.chunks(CHUNK) {
+                    self.append_presence(order, chunk).await;
+                }
+            }
+        }
+    }
+
+    /// Appends one order's changes in one request; if the store says some are stored and
+    /// some not (another instance got there first), one by one.
+    async fn append_presence(&self, order: Uuid, changes: &[Transition]) {
+        let stored: Vec<Uuid> = match self.append_changes(order, changes).await {
+            Ok(()) => changes.iter().map(|c| c.id).collect(),
+            Err(e) if e.code == events::ErrorCode::IdReused => {
+                let mut stored = Vec::new();
+                for c in changes {
+                    match self.append_changes(order, std::slice::from_ref(c)).await {
+                        Ok(()) => stored.push(c.id),
+                        // Stored already with other content (by an instance whose register
+                        // differed): the change is recorded once, which is what matters.
+                        Err(e) if e.code == events::ErrorCode::IdReused => {
+                            tracing::info!(%order, id = %c.id, "presence change already stored");
+                            stored.push(c.id);
+                        }
+                        Err(e) => {
+                            tracing::warn!(%order, id = %c.id, error = %e.message, "a presence change was not stored; will retry");
+                        }
+                    }
+                }
+                stored
+            }
+            Err(e) => {
+                tracing::warn!(%order, error = %e.message, "presence changes were not stored; will retry");
+                return;
+            }
+        };
+        if let Ok(mut register) = self.register.write() {
+            for id in stored {
+                register.tracker.settle(id);
+            }
+        }
+    }
+
+    async fn append_changes(
+        &self,
+        order: Uuid,
+        changes: &[Transition],
+    ) -> Result<(), events::StoreError> {
+        let events = changes
+            .iter()
+            .map(|c| {
+                let meta = events::Meta {
+                    actor: Some(format!("system:{SERVICE}")),
+                    role: None,
+                    source: Some("presence".to_owned()),
+                    correlation_id: c.correlation_id,
+                    causation_id: Some(c.trigger),
+                    appended_by: None,
+                };
+                c.event.to_new_event(c.id, meta)
+            })
+            .collect();
+        let request = AppendRequest {
+            stream: relocation::stream_for(order),
+            expected_version: ExpectedVersion::Any,
+            events,
+        };
+        match self.store.append_retrying(&request, STORE_DEADLINE).await {
+            Ok(_) => Ok(()),
+            Err(runtime::store_client::ClientError::Store(e)) => Err(e),
+            Err(e) => Err(events::StoreError::unavailable(e.to_string())),
+        }
+    }
+
     async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
         match name {
             "order" => reply(self.order(&payload).await),
@@ -302,13 +405,12 @@ impl Service {
         })
     }
 
-    fn list(&self, payload: &[u8]) -> Result<Vec<Summary>, Refusal> {
+    fn list(&self, payload: &[u8]) -> Result<Page<Summary>, Refusal> {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::ORDER_READ, "read orders")?;
-        let limit = events::command::page_limit(cmd.body.limit)?;
         let register = self.register.caught_up()?;
         let now = OffsetDateTime::now_utc();
-        let mut found: Vec<&Order> = register
+        let found: Vec<&Order> = register
             .orders
             .values()
             .flatten()
@@ -316,18 +418,19 @@ impl Service {
             .filter(|o| cmd.body.country.is_none_or(|c| o.ordered.country == c))
             .filter(|o| cmd.body.status.is_none_or(|s| o.status == s))
             .collect();
-        found.sort_by_key(|o| std::cmp::Reverse(o.position));
-        found.truncate(limit);
-        Ok(found
-            .into_iter()
-            .map(|o| Summary {
+        events::page::newest_first(
+            found,
+            |o| o.position,
+            PageQuery::new(cmd.body.limit, cmd.body.cursor),
+            register.position,
+            |o| Summary {
                 id: o.id,
                 ordered: o.ordered.clone(),
                 status: o.status,
                 tally: o.tally(),
                 findings: o.findings(now).len(),
                 position: o.position,
-            })
-            .collect())
+            },
+        )
     }
 }

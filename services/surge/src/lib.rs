@@ -27,10 +27,10 @@
 //! - `get` (`SURGE_READ`) `{"surge"}` — the surge folded from its stream (always current),
 //!   its officers with the station each came from, and `away_from`: officers away from each
 //!   station because of it ([`surge::away_from`]).
-//! - `list` (`SURGE_READ`) — [`surge::ListQuery`] (`status`, `country`, `limit`): newest
-//!   first, from the register (it may lag the log by the time an event takes to arrive; this
-//!   instance's own writes show at once), with `away_from` over every surge matching the
-//!   filters.
+//! - `list` (`SURGE_READ`) — [`surge::ListQuery`] (`status`, `country`, `limit`, `cursor`):
+//!   one [`events::page::Page`] of [`SurgeView`]s, newest first, from the register (it may
+//!   lag the log by the time an event takes to arrive; this instance's own writes show at
+//!   once). The gap every active surge leaves is on the situation board.
 //!
 //! Transitions go through `runtime::commands::execute` (optimistic concurrency on the
 //! surge's stream; a retry with the same command id is answered with the original outcome).
@@ -123,17 +123,9 @@ impl SurgeView {
     }
 }
 
-/// Answer of `list`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
-    /// Newest request first.
-    pub surges: Vec<SurgeView>,
-    /// Officers away from each duty station because of every surge matching the filters
-    /// (not only this page).
-    pub away_from: BTreeMap<String, usize>,
-    /// The log position the list is as of.
-    pub position: u64,
-}
+/// Answer of `list`: newest request first (see [`events::page`]); each surge with the gap
+/// it leaves (`away_from`).
+pub type Listed = events::page::Page<SurgeView>;
 
 /// The service's state: the store, and the register that follows the log.
 struct Service {
@@ -383,17 +375,8 @@ impl Service {
         let cmd: Command<ListQuery> = commands::decode(payload)?;
         cmd.actor.may(policy::SURGE_READ, "read surges")?;
         let register = self.register.caught_up()?;
-        let matching = register.matching(&cmd.actor, &cmd.body)?;
-        let away_from = surge::away_from(matching.iter().copied());
-        let limit = cmd.body.limit.unwrap_or(surge::DEFAULT_LIST);
-        Ok(Listed {
-            surges: matching
-                .into_iter()
-                .take(limit)
-                .map(|s| SurgeView::of(s.clone()))
-                .collect(),
-            away_from,
-            position: register.position(),
-        })
+        Ok(register
+            .list(&cmd.actor, &cmd.body)?
+            .map(|s| SurgeView::of(s.clone())))
     }
 }

@@ -609,9 +609,13 @@ pub struct ListQuery {
     /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// After this one: the `next` of the previous page (see [`events::page`]).
+    #[serde(default)]
+    pub cursor: Option<Cursor>,
 }
 
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
+use events::page::{Cursor, Page, PageQuery};
 
 /// Every surge, folded from the whole log, plus what this service instance itself wrote and
 /// the log's feed has not brought yet.
@@ -698,11 +702,15 @@ impl Register {
             .min()
     }
 
-    /// The surges `actor` may see that match `q`, newest request first, at most `q.limit`.
-    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<&Surge>, Refusal> {
-        let mut found = self.matching(actor, q)?;
-        found.truncate(q.limit.unwrap_or(DEFAULT_LIST));
-        Ok(found)
+    /// The page `q` of the surges `actor` may see that match `q`, newest request first.
+    pub fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Page<&Surge>, Refusal> {
+        events::page::newest_first(
+            self.matching(actor, q)?,
+            |s| s.position,
+            PageQuery::new(q.limit, q.cursor),
+            self.position(),
+            |s| s,
+        )
     }
 
     /// Every surge `actor` may see that matches `q`'s filters (the limit is checked, not
@@ -1603,7 +1611,7 @@ mod tests {
             status: Some("cancelled".into()),
             ..ListQuery::default()
         };
-        assert_eq!(register.list(&crisis(), &q).unwrap().len(), 1);
+        assert_eq!(register.list(&crisis(), &q).unwrap().items.len(), 1);
     }
 
     #[test]
@@ -1637,7 +1645,11 @@ mod tests {
         register.wrote(other);
         assert_eq!(register.surges().count(), 2);
         assert_eq!(
-            register.list(&duty(), &ListQuery::default()).unwrap().len(),
+            register
+                .list(&duty(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             2
         );
     }
@@ -1674,22 +1686,28 @@ mod tests {
             OffsetDateTime::UNIX_EPOCH,
         ));
         assert_eq!(register.position(), 5);
-        let all = register.list(&duty(), &ListQuery::default()).unwrap();
+        let all = register.list(&duty(), &ListQuery::default()).unwrap().items;
         assert_eq!(all.len(), 3);
         assert!(all[0].position > all[1].position, "newest first");
         assert_eq!(
-            register.list(&fso(), &ListQuery::default()).unwrap().len(),
+            register
+                .list(&fso(), &ListQuery::default())
+                .unwrap()
+                .items
+                .len(),
             2
         );
         let q = |status: Option<&str>, country: Option<&str>, limit: Option<usize>| ListQuery {
             status: status.map(Into::into),
             country: country.map(|c| Country::parse(c).unwrap()),
             limit,
+            cursor: None,
         };
         assert_eq!(
             register
                 .list(&duty(), &q(Some("approved"), None, None))
                 .unwrap()
+                .items
                 .len(),
             1
         );
@@ -1697,6 +1715,7 @@ mod tests {
             register
                 .list(&duty(), &q(Some("active"), None, None))
                 .unwrap()
+                .items
                 .len(),
             1
         );
@@ -1704,6 +1723,7 @@ mod tests {
             register
                 .list(&duty(), &q(Some("requested"), None, None))
                 .unwrap()
+                .items
                 .len(),
             2
         );
@@ -1711,6 +1731,7 @@ mod tests {
             register
                 .list(&duty(), &q(None, Some("KE"), None))
                 .unwrap()
+                .items
                 .len(),
             1
         );
@@ -1718,6 +1739,7 @@ mod tests {
             register
                 .list(&duty(), &q(None, None, Some(1)))
                 .unwrap()
+                .items
                 .len(),
             1
         );

@@ -298,7 +298,7 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
             &duty(),
             json!({"status": "approved", "country": "SO"}),
             |l| {
-                l["surges"]
+                l["items"]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -306,10 +306,16 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
             },
         )
         .await;
-    assert_eq!(listed["away_from"]["SOM-BAI"], 1, "{listed}");
+    let listed_surge = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == json!(id))
+        .unwrap();
+    assert_eq!(listed_surge["away_from"]["SOM-BAI"], 1, "{listed}");
     let theirs = c.list_until(&fso_ke(), json!({}), |_| true).await;
     assert!(
-        theirs["surges"]
+        theirs["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -344,7 +350,7 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
         ]
     );
     c.list_until(&duty(), json!({"status": "completed"}), |l| {
-        l["surges"][0]["id"] == json!(id)
+        l["items"][0]["id"] == json!(id)
     })
     .await;
     assert_eq!(

@@ -348,13 +348,13 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
             )
             .await;
         let v = a.json();
-        (v["incidents"].as_array().is_some_and(|l| l.len() == 1)).then_some(v)
+        (v["items"].as_array().is_some_and(|l| l.len() == 1)).then_some(v)
     })
     .await
     .expect("the closed incident is listed");
-    assert_eq!(listed["incidents"][0]["id"], json!(id));
+    assert_eq!(listed["items"][0]["id"], json!(id));
     let a = c.call("GET", "/api/v1/incidents", &c.fso_ke, None).await;
-    assert_eq!(a.json()["incidents"], json!([]), "KE sees none of SO's");
+    assert_eq!(a.json()["items"], json!([]), "KE sees none of SO's");
     assert_refused(
         &c.call("GET", "/api/v1/incidents?status=lost", &c.duty, None)
             .await,

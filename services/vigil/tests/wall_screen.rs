@@ -794,17 +794,9 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
         )
         .unwrap();
     let addr = format!("127.0.0.1:{}", centre.http_port).parse().unwrap();
-    let log = testkit::http::json(
-        addr,
-        "GET",
-        "/api/v1/events?from=1&limit=1000",
-        Some(&duty),
-        None,
-    )
-    .await
-    .unwrap()
-    .json();
-    let events = log["events"].as_array().unwrap();
+    let events = testkit::http::all_items(addr, "/api/v1/events?limit=500", &duty)
+        .await
+        .unwrap();
     for id in &ids {
         let n = events.iter().filter(|e| e["id"] == json!(id)).count();
         assert_eq!(n, 1, "report {id} is in the log {n} times");

@@ -279,6 +279,11 @@ struct Order {
     deadline: OffsetDateTime,
     /// Every person on the roll call and their latest mark; only the counts are rendered.
     roll: HashMap<String, Option<PersonStatus>>,
+    /// Persons added after the order (`PersonArrivedInArea` for someone not on it yet) and
+    /// not put on it by the order's own `RollCallEntryAdded` since.
+    late: HashSet<String>,
+    /// Persons on the roll call whose latest presence event is `PersonLeftArea`.
+    left: HashSet<String>,
     /// Persons whose latest mark is safe, relocated or injured.
     accounted: u64,
     /// Persons whose latest mark is missing.
@@ -944,6 +949,8 @@ impl Situation {
                     destination: e.destination,
                     deadline: e.deadline,
                     roll: HashMap::new(),
+                    late: HashSet::new(),
+                    left: HashSet::new(),
                     accounted: 0,
                     missing: 0,
                 };
@@ -959,9 +966,41 @@ impl Situation {
                     return;
                 };
                 if order.roll.contains_key(&e.person) {
+                    // On it from the order after all (a large roll call is written in
+                    // chunks): not a late arrival.
+                    if order.late.remove(&e.person) {
+                        let country = order.country;
+                        self.country_mut(country, fx);
+                    }
                     return;
                 }
                 order.roll.insert(e.person, None);
+                let country = order.country;
+                self.country_mut(country, fx);
+            }
+            E::PersonArrivedInArea(e) => {
+                let Some(order) = self.orders.get_mut(&at.id) else {
+                    return;
+                };
+                if order.roll.contains_key(&e.person) {
+                    // Back in the area.
+                    if !order.left.remove(&e.person) {
+                        return;
+                    }
+                } else {
+                    order.roll.insert(e.person.clone(), None);
+                    order.late.insert(e.person);
+                }
+                let country = order.country;
+                self.country_mut(country, fx);
+            }
+            E::PersonLeftArea(e) => {
+                let Some(order) = self.orders.get_mut(&at.id) else {
+                    return;
+                };
+                if !order.roll.contains_key(&e.person) || !order.left.insert(e.person) {
+                    return;
+                }
                 let country = order.country;
                 self.country_mut(country, fx);
             }
@@ -1345,6 +1384,15 @@ impl Situation {
                 .count() as u64;
             if (accounted, missing) != (o.accounted, o.missing) {
                 return Err(format!("order {id}: roll call counts drifted"));
+            }
+            if o.late
+                .iter()
+                .chain(&o.left)
+                .any(|p| !o.roll.contains_key(p))
+            {
+                return Err(format!(
+                    "order {id}: a late arrival or a leaver is not on the roll call"
+                ));
             }
         }
         for (id, b) in &self.broadcasts {

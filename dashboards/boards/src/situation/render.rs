@@ -237,6 +237,8 @@ impl Situation {
                     ("accounted", o.accounted.into()),
                     ("accounted_pct", pct.into()),
                     ("missing", o.missing.into()),
+                    ("late_arrivals", (o.late.len() as u64).into()),
+                    ("left_area", (o.left.len() as u64).into()),
                 ])
             })
             .collect();

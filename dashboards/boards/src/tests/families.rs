@@ -717,7 +717,8 @@ fn orders_count_their_roll_call() {
             "id": uuid(40), "kind": "evacuation", "scope": "non_essential", "area": null,
             "duty_station": "SDN-KRT", "destination": "Port Sudan",
             "deadline": "2026-11-28T18:00:00Z", "status": "active",
-            "total": 5, "accounted": 3, "accounted_pct": 60.0, "missing": 1
+            "total": 5, "accounted": 3, "accounted_pct": 60.0, "missing": 1,
+            "late_arrivals": 0, "left_area": 0
         }])
     );
     assert!(!snap.to_string().contains("rc."), "no roll call names");
@@ -744,6 +745,95 @@ fn orders_count_their_roll_call() {
         snap["timeline"][0]["text"],
         "Evacuation order completed in SD: 4 of 6 accounted for"
     );
+    deltas_agree(&log);
+}
+
+#[test]
+fn orders_count_late_arrivals_and_people_who_left() {
+    let mut log = Log::default();
+    log.push(
+        41,
+        RelocationOrdered {
+            kind: OrderKind::Relocation,
+            country: c("SO"),
+            area: Some("SOM-BAN".into()),
+            duty_station: None,
+            scope: Scope::AllPersonnel,
+            destination: "Kismayo".into(),
+            deadline: datetime!(2026-11-28 18:00 UTC),
+        },
+    );
+    for person in ["rc.a", "rc.b"] {
+        log.push(
+            41,
+            RollCallEntryAdded {
+                person: person.into(),
+                agency: None,
+                duty_station: None,
+                dependants: 0,
+            },
+        );
+    }
+    let arrived = |person: &str| PersonArrivedInArea {
+        person: person.into(),
+        agency: Some("wfp".into()),
+        duty_station: Some("SOM-MGQ".into()),
+        dependants: 0,
+        cause: PresenceCause::Clearance,
+    };
+    let left = |person: &str| PersonLeftArea {
+        person: person.into(),
+        cause: PresenceCause::Assignment,
+    };
+    let counts = |log: &Log| {
+        let snap = log.snapshot(View::WallScreen);
+        let o = &snap["countries"]["SO"]["orders"][0];
+        (
+            o["total"].clone(),
+            o["late_arrivals"].clone(),
+            o["left_area"].clone(),
+        )
+    };
+    log.push(41, arrived("rc.c"));
+    log.push(41, arrived("rc.c"));
+    assert_eq!(
+        counts(&log),
+        (json!(3), json!(1), json!(0)),
+        "one late arrival, once"
+    );
+    log.push(41, left("rc.a"));
+    log.push(41, left("rc.c"));
+    log.push(41, left("rc.z"));
+    assert_eq!(
+        counts(&log),
+        (json!(3), json!(1), json!(2)),
+        "those who left stay on the roll call; someone never on it does not count"
+    );
+    log.push(41, arrived("rc.a"));
+    assert_eq!(
+        counts(&log),
+        (json!(3), json!(1), json!(1)),
+        "rc.a is back, not late"
+    );
+    log.push(
+        41,
+        RollCallEntryAdded {
+            person: "rc.c".into(),
+            agency: None,
+            duty_station: None,
+            dependants: 0,
+        },
+    );
+    assert_eq!(
+        counts(&log),
+        (json!(3), json!(0), json!(1)),
+        "on the order's own roll call after all: not late"
+    );
+    let snap = log.snapshot(View::WallScreen);
+    assert!(!snap.to_string().contains("rc."), "no roll call names");
+    log.push(41, OrderCompleted { note: None });
+    log.push(41, arrived("rc.d"));
+    assert_eq!(log.snapshot(View::Duty)["countries"], json!({}));
     deltas_agree(&log);
 }
 

@@ -281,6 +281,13 @@ fn order() -> impl Strategy<Value = Step> {
         3 => (stream(5000), text(PERSONS), status, text(USERS)).prop_map(|(id, person, status, by)| Step::Known(id, PersonMarked {
             person, status, by, note: None,
         }.into())),
+        2 => (stream(5000), text(PERSONS), any::<bool>()).prop_map(|(id, person, clearance)| Step::Known(id, PersonArrivedInArea {
+            person, agency: Some("wfp".into()), duty_station: Some("SOM-MGQ".into()), dependants: 1,
+            cause: if clearance { PresenceCause::Clearance } else { PresenceCause::Assignment },
+        }.into())),
+        2 => (stream(5000), text(PERSONS)).prop_map(|(id, person)| Step::Known(id, PersonLeftArea {
+            person, cause: PresenceCause::Clearance,
+        }.into())),
         1 => stream(5000).prop_map(|id| Step::Known(id, OrderCompleted { note: None }.into())),
         1 => stream(5000).prop_map(|id| Step::Known(id, OrderRescinded { reason: "Calm".into() }.into())),
     ]

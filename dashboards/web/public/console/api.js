@@ -17,7 +17,7 @@
 //   lost answer never does a thing twice.
 //
 // - `list` is the ONE reader of list answers: every section reads its list through it, so a
-//   change of the lists' shape is made here only (see `listOf`).
+//   lists are read here only (see `list`).
 //
 // Plain ES module, no build step, no library.
 
@@ -200,28 +200,38 @@ export const get = (path) => api("GET", path);
 
 // ---------------------------------------------------------------- lists
 
-/** Where each list answer of today keeps its items (the services named them differently). */
-const LIST_KEYS = ["items", "incidents", "cases", "surges", "orders", "clearances", "broadcasts"];
+/** Pages read for one list: 4 × 500 items; past that the section asks for a narrower filter. */
+const LIST_PAGES = 4;
+const PAGE_LIMIT = 500;
 
 /**
- * Any list answer as `{items, position, next, answer}`: `items` the array, `position` the
- * log position it reflects (or null), `next` the cursor of the next page (or null), `answer`
- * the whole answer for the few extra fields (a surge list's `away_from`). Reads the one shape
- * `{items, position, next}` and, until every list has it, a bare array or `{<things>, position}`.
+ * One page of a list: every list of the API answers `{items, position, next}` (`position` the
+ * log position it reflects, `next` the cursor of the following page or null). Any other shape
+ * is not Vigil's answer (a proxy's page, an old server): refused rather than guessed at.
  */
 export function listOf(answer) {
-  if (Array.isArray(answer)) return { items: answer, position: null, next: null, answer };
-  const key = LIST_KEYS.find((k) => Array.isArray(answer?.[k]));
-  return {
-    items: key ? answer[key] : [],
-    position: Number.isFinite(answer?.position) ? answer.position : null,
-    next: answer?.next ?? null,
-    answer,
-  };
+  if (!answer || !Array.isArray(answer.items) || !Number.isFinite(answer.position) || !("next" in answer)) {
+    throw new ApiError(200, "not_vigil", "The list did not come in Vigil's shape: reload the page, then try again.", true);
+  }
+  return { items: answer.items, position: answer.position, next: answer.next ?? null };
 }
 
-/** GET a list: `{items, position, next, answer}` (see `listOf`). */
-export const list = async (path) => listOf(await get(path));
+/**
+ * GET a whole list, following `next` for up to LIST_PAGES pages: `{items, position, next}`,
+ * `next` non-null when more remain than were read.
+ */
+export async function list(path) {
+  const sep = path.includes("?") ? "&" : "?";
+  let page = listOf(await get(`${path}${sep}limit=${PAGE_LIMIT}`));
+  const items = [...page.items];
+  let position = page.position;
+  for (let n = 1; n < LIST_PAGES && page.next; n += 1) {
+    page = listOf(await get(`${path}${sep}limit=${PAGE_LIMIT}&cursor=${encodeURIComponent(page.next)}`));
+    items.push(...page.items);
+    position = Math.max(position, page.position);
+  }
+  return { items, position, next: page.next };
+}
 
 // ---------------------------------------------------------------- commands
 

@@ -53,7 +53,6 @@ export class ListDetail {
     this.items = [];
     this.position = null;
     this.next = null;
-    this.answer = null;
     this.listed = false;
     this.listError = null;
     this.listSeq += 1;
@@ -95,7 +94,7 @@ export class ListDetail {
     try {
       const l = await list(path);
       if (seq !== this.listSeq) return;
-      Object.assign(this, { items: l.items, position: l.position, next: l.next, answer: l.answer, listed: true, listError: null });
+      Object.assign(this, { items: l.items, position: l.position, next: l.next, listed: true, listError: null });
       if (this.openId && !this.readsDetail()) this.detail = this.find(this.openId) ?? this.detail;
     } catch (e) {
       if (seq !== this.listSeq || e.status === 401) return;
@@ -571,6 +570,7 @@ export function Section({ s }) {
           ${c.items.map((item) => html`<${Row} key=${c.cfg.idOf(item)} s=${s} c=${c} item=${item} />`)}
         </ul>
         ${c.listed && !c.items.length ? html`<p class="placeholder" data-testid=${`${s.prefix}s-empty`}>${s.empty || "Nothing here."}</p>` : null}
+        ${c.next ? html`<p class="placeholder" data-testid=${`${s.prefix}s-more`}>The first ${c.items.length} are shown: narrow the filter to see the others.</p>` : null}
         ${c.position != null ? html`<p class="updated">As of log position ${c.position}</p>` : null}
       </div>
       <div class="col-detail" data-testid=${`${s.prefix}-detail`}>

@@ -42,13 +42,16 @@ export const c = new ListDetail({
   filters: { status: "" },
 });
 
+/** " · N late · M left the area": who came into the area after the order and who left it. */
+const presence = (t) => `${t.late_arrivals ? ` · ${t.late_arrivals} late` : ""}${t.left_area ? ` · ${t.left_area} left the area` : ""}`;
+
 function Row({ item: o }) {
   const t = o.tally || {};
   const n = findings(o);
   return html`<span class="item-top"><span class=${`kind kind-${o.kind}`}>${words(o.kind)}</span>
       <b class="place">${placeText(o)}</b><${Badge} kind="order" status=${o.status} /></span>
     <span class="item-line">→ ${o.destination} · deadline ${fmtUtc(o.deadline)}</span>
-    <span class="item-line"><b class="pct" data-testid="order-accounted">${pct(t)}</b> accounted · ${t.missing ?? "?"} missing · ${t.unmarked ?? "?"} unmarked · ${t.total ?? "?"} people</span>
+    <span class="item-line"><b class="pct" data-testid="order-accounted">${pct(t)}</b> accounted · ${t.missing ?? "?"} missing · ${t.unmarked ?? "?"} unmarked · ${t.total ?? "?"} people${presence(t)}</span>
     ${n ? html`<span class="warn-line" data-testid="order-findings">⚠ ${plural(n, "person", "people")} missing or unmarked after the deadline</span>` : null}`;
 }
 
@@ -92,12 +95,13 @@ function RollCall({ c, o }) {
             checked=${all.length > 0 && all.every((p) => c.selection.has(p))} onChange=${(e) => c.selectOnly(e.target.checked ? all : [])} />`
         : null}</th>
       <th>Name</th><th>Person</th><th>Agency</th><th>Station</th><th>Dependants</th><th>Status</th>${marking ? html`<th>Mark</th>` : null}</tr></thead>
-    <tbody>${rows.map((e) => html`<tr key=${e.person} data-testid="rollcall-row" data-person=${e.person} data-status=${e.status}>
+    <tbody>${rows.map((e) => html`<tr key=${e.person} data-testid="rollcall-row" data-person=${e.person} data-status=${e.status}
+      data-late=${e.late_arrival ? "true" : "false"} data-left=${e.left_area ? "true" : "false"} class=${e.left_area ? "left-area" : ""}>
       <td>${marking
         ? html`<input type="checkbox" data-testid="rollcall-select" aria-label=${`Tick ${e.name || e.person}`}
             checked=${c.selection.has(e.person)} onClick=${(ev) => c.pick(e.person, ev.currentTarget.checked, ev.shiftKey, all)} />`
         : null}</td>
-      <td>${e.name || "—"}</td><td class="mono">${e.person}</td><td>${e.agency || "—"}</td><td class="mono">${e.duty_station || "—"}</td>
+      <td class="c-name">${e.name || "—"}${e.late_arrival ? html`<span class="badge tag-late" data-testid="late-arrival">late arrival</span>` : null}${e.left_area ? html`<span class="badge tag-left" data-testid="left-area">left the area</span>` : null}</td><td class="mono">${e.person}</td><td>${e.agency || "—"}</td><td class="mono">${e.duty_station || "—"}</td>
       <td class="num" data-testid="rollcall-dependants">${Number(e.dependants) || 0}</td>
       <td><${Badge} kind="mark" status=${e.status || "unmarked"} />${e.marked_by ? html`<small class="hint">by ${e.marked_by}</small>` : null}</td>
       ${marking
@@ -133,7 +137,7 @@ function Detail({ c, item: o }) {
       ["Destination", o.destination],
       ["Deadline", fmtUtc(o.deadline)],
       ["Accounted", html`<b data-testid="order-detail-accounted">${pct(t)}</b>`],
-      ["Counts", `${t.accounted ?? "–"} accounted · ${t.missing ?? "–"} missing · ${t.unmarked ?? "–"} unmarked · ${t.total ?? "–"} people`],
+      ["Counts", html`<span data-testid="order-counts" data-late=${t.late_arrivals ?? 0} data-left=${t.left_area ?? 0}>${t.accounted ?? "–"} accounted · ${t.missing ?? "–"} missing · ${t.unmarked ?? "–"} unmarked · ${t.total ?? "–"} people${presence(t)}</span>`],
       ["Order id", o.id],
     ]} />
     <${Findings} o=${o} />

@@ -26,7 +26,10 @@ export const c = new ListDetail({
 });
 
 function Intro({ c }) {
-  const away = Object.entries(c.answer?.away_from || {});
+  // The gap per station, summed over the surges listed (each carries its own `away_from`).
+  const total = {};
+  for (const s of c.items) for (const [st, n] of Object.entries(s.away_from || {})) total[st] = (total[st] || 0) + n;
+  const away = Object.entries(total).filter(([, n]) => n > 0);
   return away.length
     ? html`<p class="gaps" data-testid="surge-gaps">Officers away from their stations (active surges): ${away.map(([st, n]) => `${st} ${n}`).join(", ")}</p>`
     : null;

@@ -131,6 +131,22 @@ impl Drop for Center {
     }
 }
 
+/// Appends reference data as `vigil import` does (actor `import`).
+pub async fn import(c: &Center, stream: events::StreamName, event: events::domain::DomainEvent) {
+    let meta = events::Meta {
+        actor: Some("import".into()),
+        ..Default::default()
+    };
+    c.store
+        .append(&events::AppendRequest {
+            stream,
+            expected_version: events::ExpectedVersion::Any,
+            events: vec![event.try_to_new_event(uuid::Uuid::new_v4(), meta).unwrap()],
+        })
+        .await
+        .unwrap();
+}
+
 /// One request with a bearer token, answered (a failed connection is a failed test).
 pub async fn call(
     c: &Center,
