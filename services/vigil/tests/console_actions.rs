@@ -18,145 +18,30 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
 use common::browser::{browser, js, target_dir, wait_js};
+use common::console::{
+    Up, WAIT, add_users, in_detail, items, login, logout, open, result, step, tab,
+};
 use fantoccini::Client;
 use futures::FutureExt;
 use gateway::auth::Role;
 use serde_json::{Value, json};
-use testkit::free_port;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// `vigil up`, stopped cleanly when dropped (its nats-server with it).
-struct Up {
-    child: tokio::process::Child,
-    banner: String,
-    data_dir: PathBuf,
-    nats_url: String,
-    addr: SocketAddr,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        common::stop_up(&mut self.child);
-    }
-}
-
-impl Up {
-    async fn start(data_dir: &Path) -> Self {
-        let nats_url = format!("nats://127.0.0.1:{}", free_port());
-        let http_port = free_port();
-        let stderr = std::fs::File::create(data_dir.join("vigil-up.stderr.log")).unwrap();
-        let (child, banner) = common::spawn_up(
-            data_dir,
-            &nats_url,
-            http_port,
-            free_port(),
-            Stdio::from(stderr),
-        )
-        .await;
-        assert!(testkit::wait_for_port(http_port, Duration::from_secs(20)));
-        Self {
-            child,
-            banner,
-            data_dir: data_dir.to_owned(),
-            nats_url,
-            addr: format!("127.0.0.1:{http_port}").parse().unwrap(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("vigil-up.stderr.log")).unwrap_or_default()
-    }
-
-    /// The wall screen's address as `vigil up` printed it (with its token).
-    fn wall_url(&self) -> String {
-        self.banner
-            .lines()
-            .find_map(|l| l.trim_start().strip_prefix("wall screen    : "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("vigil up printed the wall screen's address")
-            .to_owned()
-    }
-
-    /// A token for checking through the API, as `role`.
-    fn token(&self, user: &str, role: Role) -> String {
-        let auth = gateway::auth::Auth::open(&self.data_dir, vec![]).unwrap();
-        auth.issue(user, role, None, None, Duration::from_secs(1800), "session")
-            .unwrap()
-            .0
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let r = testkit::http::json(self.addr, method, path, Some(token), body)
-            .await
-            .unwrap();
-        (r.status, r.json())
-    }
-
-    /// GET `path`, 200 expected.
-    async fn get(&self, path: &str, token: &str) -> Value {
-        let (status, v) = self.call("GET", path, token, None).await;
-        assert_eq!(status, 200, "GET {path}: {v}");
-        v
-    }
-
-    /// Sends `body` until a 2xx (the services may still be reading the import).
-    async fn given(&self, method: &str, path: &str, token: &str, body: Value) -> Value {
-        let answer = testkit::eventually(WAIT, || {
-            let body = body.clone();
-            async move {
-                let (status, v) = self.call(method, path, token, Some(&body)).await;
-                (status < 300).then_some(v)
-            }
-        })
-        .await;
-        answer.unwrap_or_else(|| panic!("{method} {path} {body} was not taken"))
-    }
-}
-
-/// The items of a list answer: `{items}` (one list shape), `{<key>}`, or a bare array.
-fn items<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
-    v.get("items")
-        .or_else(|| v.get(key))
-        .unwrap_or(v)
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of {key}: {v}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duty_officer_and_a_crisis_manager_take_every_step_in_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
-    for (username, role) in [
-        ("duty.ana", Role::DutyOfficer),
-        ("crisis.cara", Role::CrisisManager),
-    ] {
-        users
-            .put(gateway::auth::User {
-                username: username.into(),
-                role,
-                scope: None,
-                agency: None,
-                password_hash: gateway::auth::hash_password(&format!("{username} password"))
-                    .unwrap(),
-            })
-            .unwrap();
-    }
+    add_users(
+        &data_dir,
+        &[
+            ("duty.ana", Role::DutyOfficer),
+            ("crisis.cara", Role::CrisisManager),
+        ],
+    );
     let (_driver, client) = browser(
         &dir.path().join("chromium-profile"),
         &dir.path().join("chromedriver.log"),
@@ -178,202 +63,6 @@ async fn a_duty_officer_and_a_crisis_manager_take_every_step_in_the_console() {
     }
 }
 
-// ---------------------------------------------------------------- the console, as a person
-
-async fn login(client: &Client, username: &str) {
-    js(
-        client,
-        r#"const [u, p] = arguments;
-           document.getElementById("username").value = u;
-           document.getElementById("password").value = p;
-           document.getElementById("login").requestSubmit(); return null;"#,
-        vec![json!(username), json!(format!("{username} password"))],
-    )
-    .await;
-    wait_js(
-        client,
-        WAIT,
-        &format!("{username} is logged in"),
-        r#"const w = document.querySelector('[data-testid="who"]');
-           return {who: w?.textContent ?? "", role: w?.dataset.role ?? ""};"#,
-        vec![],
-        |v| v["who"].as_str().unwrap_or("").starts_with(username) && v["role"] != "",
-    )
-    .await;
-}
-
-async fn logout(client: &Client) {
-    js(
-        client,
-        r#"document.querySelector('[data-testid="logout"]').click(); return null;"#,
-        vec![],
-    )
-    .await;
-}
-
-/// Opens tab `name` and waits for its list to be read.
-async fn tab(client: &Client, name: &str) {
-    wait_js(
-        client,
-        WAIT,
-        &format!("the {name} tab opens"),
-        r#"const [name] = arguments;
-           document.querySelector(`[data-testid="tab-${name}"]`).click();
-           return document.querySelector(`[data-testid="tab-${name}"]`).getAttribute("aria-selected") === "true"
-             && Boolean(document.getElementById(name));"#,
-        vec![json!(name)],
-        |v| v == &json!(true),
-    )
-    .await;
-}
-
-/// Opens item `id` of the list whose rows are `prefix`, and waits until its detail shows
-/// `ready` (a data-testid inside the detail).
-async fn open(client: &Client, prefix: &str, id: &str, ready: &str) {
-    wait_js(
-        client,
-        WAIT,
-        &format!("{prefix} {id} opens with {ready}"),
-        r#"const [prefix, id, ready] = arguments;
-           const row = document.querySelector(`[data-testid="${prefix}"][data-id="${id}"]`);
-           if (!row) return "no row";
-           const detail = document.querySelector(`[data-testid="${prefix}-detail"]`);
-           if (!detail.querySelector(`[data-testid="${ready}"]`)) {
-             row.querySelector(`[data-testid="${prefix}-open"]`).click();
-             return "opening";
-           }
-           return "open";"#,
-        vec![json!(prefix), json!(id), json!(ready)],
-        |v| v == "open",
-    )
-    .await;
-}
-
-/// The section's result line: {text, error, position}.
-async fn result(client: &Client, testid: &str) -> Value {
-    js(
-        client,
-        r#"const [id] = arguments; const r = document.querySelector(`[data-testid="${id}"]`);
-           return r && !r.hidden ? {text: r.textContent, error: r.dataset.error, position: Number(r.dataset.position ?? 0)} : {text: null, position: 0};"#,
-        vec![json!(testid)],
-    )
-    .await
-}
-
-/// Presses `button` (a data-testid inside the open item's detail, or anywhere if
-/// `anywhere`), fills form `form` (`id` → value; ids as the console names them) and submits
-/// it, confirming when the form asks to; waits for the result line `result_id` to start with
-/// `expect` at a new log position (or with `expect` as an error when `refused`). Returns the
-/// result line.
-#[allow(clippy::too_many_arguments)]
-async fn step(
-    client: &Client,
-    scope: &str,
-    button: Option<&str>,
-    form: &str,
-    fields: Value,
-    result_id: &str,
-    expect: &str,
-    refused: bool,
-) -> Value {
-    let before = result(client, result_id).await["position"]
-        .as_u64()
-        .unwrap_or(0);
-    let pressed = js(
-        client,
-        r#"const [scope, button, form, fields] = arguments;
-           if (button) {
-             const b = document.querySelector(`[data-testid="${scope}"] [data-testid="${button}"]`);
-             if (!b) return `no ${button} in ${scope}`;
-             b.click();
-           }
-           const f = document.querySelector(`[data-testid="${form}"]`);
-           if (!f) return `no form ${form}`;
-           for (const [id, v] of Object.entries(fields)) {
-             const e = document.getElementById(id);
-             if (!e) return `no field ${id}`;
-             if (e.type === "checkbox") { if (e.checked !== v) e.click(); continue; }
-             e.value = v;
-             e.dispatchEvent(new Event("input", {bubbles: true}));
-             e.dispatchEvent(new Event("change", {bubbles: true}));
-           }
-           f.requestSubmit();
-           return "sent";"#,
-        vec![json!(scope), json!(button), json!(form), fields],
-    )
-    .await;
-    assert_eq!(pressed, "sent", "{form}");
-    let confirmed = std::cell::Cell::new(false);
-    wait_js(
-        client,
-        WAIT,
-        &format!("{form}: {expect}"),
-        r#"const [id, form] = arguments;
-           const r = document.querySelector(`[data-testid="${id}"]`);
-           const f = document.querySelector(`[data-testid="${form}"]`);
-           const confirm = f?.querySelector('[data-testid$="-confirm-text"]');
-           return {text: r && !r.hidden ? r.textContent : null, error: r?.dataset.error ?? null,
-                   position: Number(r?.dataset.position ?? 0), confirm: confirm ? confirm.textContent : null,
-                   form_error: f?.querySelector('[role="alert"]:not([hidden])')?.textContent ?? null};"#,
-        vec![json!(result_id), json!(form)],
-        |v| {
-            if let Some(err) = v["form_error"].as_str().filter(|e| !e.is_empty()) {
-                panic!("{form} refused by the page: {err}");
-            }
-            v["text"].as_str().is_some_and(|t| t.starts_with(expect))
-                && (refused
-                    || (v["error"] == "false" && v["position"].as_u64().unwrap_or(0) > before))
-                || (!confirmed.get() && v["confirm"].is_string() && {
-                    confirmed.set(true);
-                    true
-                })
-        },
-    )
-    .await;
-    if confirmed.get() {
-        js(
-            client,
-            r#"const [form] = arguments; document.querySelector(`[data-testid="${form}"]`).requestSubmit(); return null;"#,
-            vec![json!(form)],
-        )
-        .await;
-        wait_js(
-            client,
-            WAIT,
-            &format!("{form} confirmed: {expect}"),
-            r#"const [id] = arguments; const r = document.querySelector(`[data-testid="${id}"]`);
-               return {text: r && !r.hidden ? r.textContent : null, error: r?.dataset.error ?? null, position: Number(r?.dataset.position ?? 0)};"#,
-            vec![json!(result_id)],
-            |v| {
-                v["text"].as_str().is_some_and(|t| t.starts_with(expect))
-                    && v["error"] == "false"
-                    && v["position"].as_u64().unwrap_or(0) > before
-            },
-        )
-        .await;
-    }
-    let r = result(client, result_id).await;
-    eprintln!("console: {form}: {}", r["text"]);
-    if refused {
-        assert_eq!(r["error"], "true", "{r}");
-    } else {
-        assert!(r["text"].as_str().unwrap().contains("log position"), "{r}");
-    }
-    r
-}
-
-/// Whether `testid` is in the open item's detail of `prefix` now.
-async fn in_detail(client: &Client, prefix: &str, testid: &str) -> bool {
-    js(
-        client,
-        r#"const [prefix, t] = arguments;
-           return Boolean(document.querySelector(`[data-testid="${prefix}-detail"] [data-testid="${t}"]`));"#,
-        vec![json!(prefix), json!(testid)],
-    )
-    .await
-        == json!(true)
-}
-
 // ---------------------------------------------------------------- the scenario
 
 async fn scenario(client: &Client, up: &Up, dir: &Path) {
@@ -388,20 +77,7 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         lines.push(json!({"kind": "person", "person": format!("P-{i:04}"), "name": format!("Person {i:02}"),
             "agency": "wfp", "nationality": "KE", "duty_station": "SOM-MGQ"}));
     }
-    let file = dir.join("reference.jsonl");
-    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
-    std::fs::write(&file, text.join("\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["import", "--nats-url", &up.nats_url, "--data-dir"])
-        .arg(&up.data_dir)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    up.import(&dir.join("reference.jsonl"), &lines);
 
     // Given through the API: an incident, the hostage case it became, an approved surge.
     let duty = up.token("duty.api", Role::DutyOfficer);

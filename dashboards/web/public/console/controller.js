@@ -9,14 +9,22 @@
 //
 // A section is a description (see incidents.js for the smallest): its paths, its row and
 // detail, and its actions as data — name, label, the roles that may (kit.js POLICY), when it
-// applies, its fields, how the fields become the body, what to say when it is done. Every
-// action goes through `ListDetail.run`, so every one behaves alike.
+// applies, its fields (and `Extra`, inputs drawn by the section and kept in the same form
+// values, e.g. one row per person), how the fields become the body, what to say when it is
+// done. Every action goes through `ListDetail.run`, so every one behaves alike; a bulk action
+// with `batch` (the server's limit) goes through `runBatches` when more people are ticked.
 //
 // Promises:
 // - An action a role may never do is not shown; one shown may still be refused, and the
 //   refusal shows the server's message (which says what to do) on the section's result line
 //   and, for an item, on its row until an action on it succeeds.
 // - A command resent after a transient failure carries the same id (api.js `act`).
+// - A bulk action over more people than its `batch` is sent as several commands, each with
+//   its own id (the same one again for the same batch after a transient failure); the
+//   result line counts them, a failure names the request that failed, and the people sent
+//   already leave the selection, so sending again resumes and marks nobody twice.
+// - Ticking: a shift-click (`pick`) ticks or unticks the whole range of shown rows from the
+//   last one clicked.
 // - A late answer never replaces a newer one (a sequence number per read); what is being
 //   typed is never cleared by a refresh; a double submit sends once (busy set).
 // - A form's fields are checked before sending, naming the field and what to write.
@@ -62,6 +70,7 @@ export class ListDetail {
     this.rowErrors = new Map();
     this.busy = new Set();
     this.selection = new Set();
+    this.anchor = null;
     this.asking = null;
     this.confirming = null;
     this.formErrors = new Map();
@@ -117,6 +126,7 @@ export class ListDetail {
       this.asking = null;
       this.confirming = null;
       this.selection.clear();
+      this.anchor = null;
     }
     this.setRoute(this.cfg.name, id);
     redraw();
@@ -202,6 +212,29 @@ export class ListDetail {
 
   selectOnly(keys) {
     this.selection = new Set(keys);
+    this.anchor = null;
+    redraw();
+  }
+
+  /** Ticks every one of `keys` too (what a search shows), keeping the ones ticked already. */
+  selectMore(keys) {
+    for (const k of keys) this.selection.add(k);
+    redraw();
+  }
+
+  /**
+   * Ticks or unticks `key` as a checkbox click does; with `shift`, every key of `order` (the
+   * rows shown, in their order) from the last one clicked to this one takes the same state.
+   */
+  pick(key, on, shift = false, order = []) {
+    const a = shift && this.anchor != null ? order.indexOf(this.anchor) : -1;
+    const b = order.indexOf(key);
+    const range = a >= 0 && b >= 0 ? order.slice(Math.min(a, b), Math.max(a, b) + 1) : [key];
+    for (const k of range) {
+      if (on) this.selection.add(k);
+      else this.selection.delete(k);
+    }
+    this.anchor = key;
     redraw();
   }
 
@@ -214,6 +247,7 @@ export class ListDetail {
   async run(a, id, fields) {
     const key = `${a.name}:${id ?? ""}`;
     if (this.busy.has(key)) return false;
+    if (a.batch && Array.isArray(fields.persons) && fields.persons.length > a.batch) return this.runBatches(a, id, fields);
     this.busy.add(key);
     redraw();
     let ok = false;
@@ -234,6 +268,62 @@ export class ListDetail {
         const text = `${a.failed}: ${sentence(e.message)}`;
         if (id) this.rowErrors.set(id, text);
         this.result = { error: text };
+      }
+    } finally {
+      this.busy.delete(key);
+      redraw();
+      if (this.openId) this.refreshDetail();
+      this.refresh();
+    }
+    return ok;
+  }
+
+  /**
+   * Sends bulk action `a` (its `batch`: the most people the server takes at once) on item
+   * `id` as several requests of at most `batch` people, one after the other. Each request is
+   * a command of its own (`act`, keyed by its first person: resent after a transient failure,
+   * the same batch carries the same id, so it is never stored twice). The result line counts
+   * ("Marked 499 of 1,200…"); the people of every request that went through leave the
+   * selection at once, so after a failure the selection is exactly what is left, and sending
+   * again resumes with the batch that failed.
+   */
+  async runBatches(a, id, fields) {
+    const key = `${a.name}:${id ?? ""}`;
+    this.busy.add(key);
+    const all = fields.persons;
+    const chunks = [];
+    for (let i = 0; i < all.length; i += a.batch) chunks.push(all.slice(i, i + a.batch));
+    const counted = (done) => a.counted(fields, done.toLocaleString("en-US"), all.length.toLocaleString("en-US"));
+    const positions = [];
+    let done = 0;
+    let ok = false;
+    this.result = { ok: `${counted(0)}… (request 1 of ${chunks.length})` };
+    redraw();
+    let b = 0;
+    try {
+      for (; b < chunks.length; b += 1) {
+        const chunk = chunks[b];
+        const answer = await act(a.path(id, fields), { ...fields, persons: chunk }, `${key}:${chunk[0]}`, a.method);
+        positions.push(positionOf(answer));
+        done += chunk.length;
+        for (const p of chunk) this.selection.delete(p);
+        const more = b + 1 < chunks.length ? `… (request ${b + 2} of ${chunks.length})` : "";
+        this.result = { ok: `${counted(done)}${more}`, position: positions.at(-1) };
+        redraw();
+      }
+      if (id) this.rowErrors.delete(id);
+      this.result = { ok: `${counted(done)} in ${chunks.length} requests · log positions ${positions.join(", ")}`, position: positions.at(-1) };
+      ok = true;
+      this.clearForm(key);
+      this.selection.clear();
+    } catch (e) {
+      if (e.status !== 401) {
+        const from = (b * a.batch + 1).toLocaleString("en-US");
+        const to = Math.min(all.length, (b + 1) * a.batch).toLocaleString("en-US");
+        const before = done ? `${counted(done)} (log positions ${positions.join(", ")}); then ` : `${a.failed}: `;
+        const text = `${before}request ${b + 1} of ${chunks.length} (people ${from} to ${to}) failed: ${sentence(e.message)} The ${(all.length - done).toLocaleString("en-US")} not confirmed are still ticked: send again to go on from request ${b + 1} (a request the centre took already is not stored twice).`;
+        if (id) this.rowErrors.set(id, text);
+        this.result = { error: text, position: positions.at(-1) };
       }
     } finally {
       this.busy.delete(key);
@@ -298,7 +388,9 @@ export class ListDetail {
     if (!this.shown) return;
     if (force || (!this.listLoading && now - this.listTriedAt >= this.cfg.listEveryMs)) this.refresh();
     const every = this.cfg.detailEveryMs;
-    if (this.openId && this.readsDetail() && (force || (every && !this.detailLoading && now - this.detailTriedAt >= every))) {
+    // An item never read by itself (detailEveryMs 0: a hostage case, each read audited) is
+    // not read when the tab comes back either: only on opening, Reload or an action.
+    if (this.openId && this.readsDetail() && every && (force || (!this.detailLoading && now - this.detailTriedAt >= every))) {
       this.refreshDetail();
     }
   }
@@ -387,6 +479,7 @@ export function ActionForm({ c, a, item, prefix, title, onCancel }) {
     ${title ? html`<h3>${title}</h3>` : null}
     ${a.explain ? html`<p class="hint">${typeof a.explain === "function" ? a.explain(item, c) : a.explain}</p>` : null}
     ${(a.fields || []).map((f) => html`<${Field} key=${f.name} c=${c} form=${form} f=${f} item=${item} prefix=${prefix} />`)}
+    ${a.Extra ? html`<${a.Extra} c=${c} form=${form} item=${item} />` : null}
     ${a.bulk ? html`<p class="hint" data-testid=${`${prefix}-${a.name}-selected`}>${c.selection.size ? `${c.selection.size} selected` : "Nobody selected yet"}</p>` : null}
     <${ErrorLine} testid=${`${prefix}-${a.name}-error`} text=${error} />
     ${confirming ? html`<p class="note" data-testid=${`${prefix}-${a.name}-confirm-text`}>${a.confirm(item, c)}</p>` : null}

@@ -4,14 +4,15 @@
 // (GET /api/v1/hostage-cases: no names; held · released · deceased per case), and, for a
 // crisis manager only, the form that opens a case (POST /api/v1/hostage-cases), the case's
 // details (GET /api/v1/hostage-cases/{id}) and its actions (POST …/{id}/<action>): proof of
-// life, negotiation contact, release, death, close with an account of every person, and in
+// life, negotiation contact, release, death, close with an account of every person (one row,
+// outcome and note per person still held: escaped, unaccounted for…), and in
 // bulk, all or nothing, release-many {persons, at} and proof-of-life-many {persons, at, note}
 // of the persons ticked in the case.
 //
 // Promises:
 // - Every read of a case's details is recorded in the audit log by the server, so the page
-//   reads them only when a crisis manager opens the case or after one of their own actions —
-//   never on a timer, never by itself when the page loads — and says so.
+//   reads them only when a crisis manager opens the case, presses Reload, or after one of
+//   their own actions — never on a timer, never by itself when the page loads — and says so.
 // - Anyone but a crisis manager sees the counts only: the open case shows the summary.
 // - A death and a closure ask for a confirmation that repeats what will be recorded.
 
@@ -83,7 +84,9 @@ function Detail({ c, item: k }) {
   return html`<h3>Hostage case · ${countryText(k.country)}</h3>
     <p class="big-counts"><${Counts} ...${countsOf(k)} /></p>
     ${details
-      ? html`<p class="audit">Your read of this case is recorded in the audit log; it is read again only when you open it or act on it.</p>`
+      ? html`<p class="audit">Your read of this case is recorded in the audit log; it is read again only when you open it, press Reload or act on it.
+          <button type="button" class="secondary small" data-testid="hostage-reload" disabled=${c.detailLoading}
+            onClick=${() => c.refreshDetail()}>${c.detailLoading ? "Reading…" : "Reload (recorded)"}</button></p>`
       : html`<p class="hint">Counts only: the details of a case are for crisis managers.</p>`}
     <${KV} pairs=${[
       ["Status", html`<span data-testid="hostage-status">${words(k.status)}</span>`],
@@ -91,6 +94,10 @@ function Detail({ c, item: k }) {
       ["Days held", String(num(k.days_held))],
       ["Captors", k.captors],
       ["Outcome", k.outcome],
+      ["Account at closure", Array.isArray(k.accounting) && k.accounting.length
+        ? html`<ul class="names" data-testid="hostage-accounting">${k.accounting.map((a) => html`<li key=${a.person} data-person=${a.person} data-status=${a.status}>
+            ${nameOf(persons(k).find((p) => p.person === a.person) ?? { person: a.person })}: ${words(a.status)}${a.note ? ` — ${a.note}` : ""}</li>`)}</ul>`
+        : null],
       ["Incident", k.incident_id],
       ["Case id", k.case ?? k.id],
     ]} />
@@ -98,6 +105,44 @@ function Detail({ c, item: k }) {
     ${details && k.contacts?.length
       ? html`<h4>Negotiation contacts</h4><ul>${k.contacts.map((x, i) => html`<li key=${i}>${fmtUtc(x.at)}: ${x.summary}</li>`)}</ul>`
       : null}`;
+}
+
+/** What may have become of a person still held when the case closes (all recorded as "other"). */
+const FATES = [["", "Choose…"], ["Escaped", "Escaped"], ["Unaccounted for", "Unaccounted for"], ["Other", "Other (say what)"]];
+const fateId = (p) => `hostage-close-fate-${p}`;
+const noteId = (p) => `hostage-close-note-${p}`;
+
+/** The closing account's rows: one per person still held, with its outcome and note. */
+function Accounting({ c, form, item: k }) {
+  const still = held(k);
+  if (!still.length) return html`<p class="hint">Nobody is held any more: everyone is accounted for as recorded.</p>`;
+  const on = (name) => (e) => c.set(form, name, e.target.value);
+  return html`<table class="accounting" data-testid="hostage-accounting-rows">
+    <thead><tr><th>Still held</th><th>What became of them</th><th>Note</th></tr></thead>
+    <tbody>${still.map((p) => html`<tr key=${p.person} data-testid="hostage-account-row" data-person=${p.person}>
+      <td>${nameOf(p)}</td>
+      <td><select id=${fateId(p.person)} data-testid="hostage-account-fate" aria-label=${`What became of ${nameOf(p)}`}
+        value=${c.val(form, `fate:${p.person}`)} onChange=${on(`fate:${p.person}`)} onInput=${on(`fate:${p.person}`)}>
+        ${FATES.map(([v, t]) => html`<option key=${v} value=${v}>${t}</option>`)}</select></td>
+      <td><input id=${noteId(p.person)} data-testid="hostage-account-note" maxlength="2000" aria-label=${`Note for ${nameOf(p)}`}
+        value=${c.val(form, `note:${p.person}`)} onInput=${on(`note:${p.person}`)} onChange=${on(`note:${p.person}`)} /></td>
+    </tr>`)}</tbody></table>`;
+}
+
+/** The closing account: as recorded for the released and the dead, as written for the rest. */
+function accounting(c, k) {
+  const form = `close:${k.case ?? k.id}`;
+  const bad = [];
+  const out = persons(k).map((p) => {
+    if (p.status !== "held") return { person: p.person, status: p.status };
+    const fate = String(c.val(form, `fate:${p.person}`)).trim();
+    const note = String(c.val(form, `note:${p.person}`)).trim();
+    if (!fate) bad.push(`${nameOf(p)}: choose what became of them.`);
+    else if (fate === "Other" && !note) bad.push(`${nameOf(p)}: say what became of them in the note.`);
+    return { person: p.person, status: "other", note: fate === "Other" ? note : note ? `${fate}: ${note}` : fate };
+  });
+  if (bad.length) throw new Error(bad.join(" "));
+  return out;
 }
 
 const manage = { roles: POLICY.HOSTAGE_MANAGE, when: (k) => Array.isArray(k.persons) && isOpen(k) };
@@ -212,13 +257,14 @@ export const section = {
       name: "close",
       label: "Close the case…",
       danger: true,
-      explain: (k) => `Every person is accounted for as the record says; the ${plural(held(k).length, "person")} still held ${held(k).length === 1 ? "is" : "are"} accounted for as “other” (say what happened in the outcome).`,
-      fields: [{ name: "outcome", label: "Outcome", type: "textarea" }],
-      body: (v, k) => ({
-        outcome: v.outcome,
-        accounting: persons(k).map((p) => ({ person: p.person, status: p.status === "held" ? "other" : p.status })),
-      }),
-      confirm: (k) => `Close the case: ${count(k, "released")} released, ${count(k, "deceased")} deceased, ${held(k).length} other? A closed case takes no more changes.`,
+      explain: (k) => `The released and the dead are accounted for as recorded; say for each of the ${plural(held(k).length, "person")} still held what became of them.`,
+      fields: [{ name: "outcome", label: "How the case ended", type: "textarea" }],
+      Extra: Accounting,
+      body: (v, k, c) => ({ outcome: v.outcome, accounting: accounting(c, k) }),
+      confirm: (k) => {
+        const fates = held(k).map((p) => `${nameOf(p)}: ${c.val(`close:${k.case ?? k.id}`, `fate:${p.person}`) || "?"}`);
+        return `Close the case: ${count(k, "released")} released, ${count(k, "deceased")} deceased${fates.length ? `, ${fates.join("; ")}` : ""}? A closed case takes no more changes.`;
+      },
       path: (id) => path(id, "close"),
       done: "Case closed",
       failed: "Not closed",

@@ -169,6 +169,16 @@ export function toRfc3339(value) {
   return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
+/** Any JSON value as one line of text (times in UTC), for fields shown without a place of their own. */
+export function anyText(v) {
+  if (v == null) return "—";
+  if (typeof v === "string") return /^\d{4}-\d\d-\d\dT/.test(v) ? fmtUtc(v) : v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (Array.isArray(v)) return v.length ? v.map(anyText).join(", ") : "none";
+  const e = Object.entries(v);
+  return e.length ? e.map(([k, x]) => `${k}: ${anyText(x)}`).join("; ") : "none";
+}
+
 // ---------------------------------------------------------------- countries
 
 let names = null;

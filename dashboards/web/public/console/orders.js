@@ -4,10 +4,15 @@
 // roll call (GET /api/v1/orders/{id}), giving an order (POST /api/v1/orders {kind, scope,
 // country, area?, duty_station?, destination, deadline}), marking people one by one
 // (POST …/{id}/mark {person, status}) or the ticked ones at once (POST …/{id}/mark-many
-// {persons, status}, all or nothing), completing {note?} and rescinding {reason}.
+// {persons, status}, all or nothing per request), completing {note?} and rescinding {reason}.
 //
-// Promises: the roll call shows each person's mark, who marked it and the accounted %; the
-// bulk mark leaves out the ticked people already so marked and says how many; the outcome
+// Promises: the roll call shows each person's mark, who marked it, their dependants and the
+// accounted %; the findings (missing or unmarked after the deadline) are listed by name.
+// Ticking: a shift-click ticks (or unticks) every row shown from the last one clicked;
+// "Tick all shown" adds what the search and filter show. The bulk mark leaves out the ticked
+// people already so marked and says how many; more than MAX_MARK_MANY people (the server's
+// limit, services/relocation `MAX_MARK_MANY`) go in several requests, counted on the result
+// line, and a failed one is named and resumed from (controller.js `runBatches`). The outcome
 // is written on `last-position` ("Marked 20 safe · log position N").
 
 import { ListDetail } from "./controller.js";
@@ -15,6 +20,8 @@ import { html, POLICY, Badge, KV, fmtUtc, words, countryText, plural, may, local
 
 const path = (id, action = "") => `/api/v1/orders/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
 const MARKS = ["safe", "relocated", "injured", "missing"];
+/** The most people one mark-many takes: services/relocation/src/order.rs `MAX_MARK_MANY`. */
+export const MAX_MARK_MANY = 499;
 const SCOPE_TEXT = { all_personnel: "All personnel", non_essential: "Non-essential staff", dependants: "Dependants" };
 const active = (o) => o.status === "active";
 const entries = (o) => (Array.isArray(o.roll_call) ? o.roll_call : []);
@@ -65,13 +72,21 @@ function RollCall({ c, o }) {
   const rows = entries(o).filter((e) => matches(e, q) && (!status || (e.status || "unmarked") === status));
   const marking = may(POLICY.ORDER_MARK) && active(o);
   const all = rows.map((e) => e.person);
+  const shown = new Set(all);
+  const hidden = [...c.selection].filter((p) => !shown.has(p)).length;
   return html`<div class="row rc-tools">
       <label class="search">Find <input type="search" data-testid="rollcall-search" placeholder="name or person id"
         value=${c.val("rollcall:", "q")} onInput=${(e) => c.set("rollcall:", "q", e.target.value)} /></label>
       <label class="inline">Show <select data-testid="rollcall-filter" value=${status} onChange=${(e) => c.set("rollcall:", "status", e.target.value)}>
         <option value="">Everyone</option>${["unmarked", ...MARKS].map((m) => html`<option key=${m} value=${m}>${words(m)}</option>`)}
       </select></label>
-      <span class="hint" data-testid="rollcall-shown" data-shown=${rows.length}>${rows.length} of ${entries(o).length} shown${c.selection.size ? ` · ${c.selection.size} ticked` : ""}</span>
+      <span class="hint" data-testid="rollcall-shown" data-shown=${rows.length} data-ticked=${c.selection.size}>${rows.length} of ${entries(o).length} shown${c.selection.size ? ` · ${c.selection.size} ticked${hidden ? ` (${hidden} not shown)` : ""}` : ""}</span>
+      ${marking
+        ? html`<button type="button" class="secondary small" data-testid="rollcall-select-visible" disabled=${!rows.length}
+              onClick=${() => c.selectMore(all)}>Tick all ${rows.length} shown</button>
+            <button type="button" class="secondary small" data-testid="rollcall-select-none" disabled=${!c.selection.size}
+              onClick=${() => c.selectOnly([])}>Untick all</button>`
+        : null}
     </div>
     <table class="rollcall" data-testid="rollcall">
     <thead><tr>
@@ -79,19 +94,37 @@ function RollCall({ c, o }) {
         ? html`<input type="checkbox" aria-label="Tick everyone shown" data-testid="rollcall-select-all"
             checked=${all.length > 0 && all.every((p) => c.selection.has(p))} onChange=${(e) => c.selectOnly(e.target.checked ? all : [])} />`
         : null}</th>
-      <th>Name</th><th>Person</th><th>Agency</th><th>Station</th><th>Status</th>${marking ? html`<th>Mark</th>` : null}</tr></thead>
+      <th>Name</th><th>Person</th><th>Agency</th><th>Station</th><th>Dependants</th><th>Status</th>${marking ? html`<th>Mark</th>` : null}</tr></thead>
     <tbody>${rows.map((e) => html`<tr key=${e.person} data-testid="rollcall-row" data-person=${e.person} data-status=${e.status}
       data-late=${e.late_arrival ? "true" : "false"} data-left=${e.left_area ? "true" : "false"} class=${e.left_area ? "left-area" : ""}>
       <td>${marking
         ? html`<input type="checkbox" data-testid="rollcall-select" aria-label=${`Tick ${e.name || e.person}`}
-            checked=${c.selection.has(e.person)} onChange=${() => c.toggle(e.person)} />`
+            checked=${c.selection.has(e.person)} onClick=${(ev) => c.pick(e.person, ev.currentTarget.checked, ev.shiftKey, all)} />`
         : null}</td>
       <td class="c-name">${e.name || "—"}${e.late_arrival ? html`<span class="badge tag-late" data-testid="late-arrival">late arrival</span>` : null}${e.left_area ? html`<span class="badge tag-left" data-testid="left-area">left the area</span>` : null}</td><td class="mono">${e.person}</td><td>${e.agency || "—"}</td><td class="mono">${e.duty_station || "—"}</td>
+      <td class="num" data-testid="rollcall-dependants">${Number(e.dependants) || 0}</td>
       <td><${Badge} kind="mark" status=${e.status || "unmarked"} />${e.marked_by ? html`<small class="hint">by ${e.marked_by}</small>` : null}</td>
       ${marking
         ? html`<td class="row">${MARKS.filter((m) => m !== e.status).map((m) => html`<button key=${m} type="button" class="secondary small"
             data-testid=${`rollcall-mark-${m}`} onClick=${() => c.run(mark, o.id, { person: e.person, status: m })}>${words(m)}</button>`)}</td>`
         : null}</tr>`)}</tbody></table>`;
+}
+
+/** The people missing or unmarked after the deadline, by name (the first 60; the filter shows all). */
+function Findings({ o }) {
+  const ids = Array.isArray(o.findings) ? o.findings : [];
+  if (!ids.length) return null;
+  const byId = new Map(entries(o).map((e) => [e.person, e]));
+  const most = 60;
+  return html`<div class="findings" data-testid="order-findings-list" data-count=${ids.length}>
+    <b>⚠ Deadline passed: ${plural(ids.length, "person", "people")} missing or unmarked</b>
+    <ul class="names">${ids.slice(0, most).map((p) => {
+      const e = byId.get(p);
+      return html`<li key=${p} data-testid="order-finding" data-person=${p} class=${`st-${e?.status || "unmarked"}`}>
+        ${e?.name ? `${e.name} (${p})` : p} — ${words(e?.status || "unmarked")}</li>`;
+    })}</ul>
+    ${ids.length > most ? html`<p class="hint">… and ${ids.length - most} more: show Missing or Unmarked below to see everyone.</p>` : null}
+  </div>`;
 }
 
 function Detail({ c, item: o }) {
@@ -107,6 +140,7 @@ function Detail({ c, item: o }) {
       ["Counts", html`<span data-testid="order-counts" data-late=${t.late_arrivals ?? 0} data-left=${t.left_area ?? 0}>${t.accounted ?? "–"} accounted · ${t.missing ?? "–"} missing · ${t.unmarked ?? "–"} unmarked · ${t.total ?? "–"} people${presence(t)}</span>`],
       ["Order id", o.id],
     ]} />
+    <${Findings} o=${o} />
     ${Array.isArray(o.roll_call) ? html`<${RollCall} c=${c} o=${o} />` : html`<p class="hint">Reading the roll call…</p>`}`;
 }
 
@@ -147,6 +181,8 @@ export const section = {
       name: "mark-many",
       label: "Mark the ticked people…",
       bulk: true,
+      batch: MAX_MARK_MANY,
+      counted: (f, done, total) => `Marked ${done} of ${total} ${f.status}`,
       roles: POLICY.ORDER_MARK,
       when: active,
       noneSelected: "Nobody is ticked: tick people in the roll call first.",

@@ -6,9 +6,12 @@
 // approve {}, reject {reason} and cancel {reason} (crisis managers; cancel for a requested or
 // approved surge no longer needed, its officers free at once), assign {officer}, deploy {at},
 // complete {at} (duty officers and crisis managers).
+//
+// Promises: nothing the server sends about a surge is hidden — the fields with a place of
+// their own are shown by name, every other one under "Other fields".
 
 import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText, splitList } from "./kit.js";
+import { html, POLICY, Badge, KV, fmtUtc, words, countryText, splitList, anyText } from "./kit.js";
 
 const path = (id, action = "") => `/api/v1/surges/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
 const assigned = (s) => (Number.isFinite(s.officers_assigned) ? s.officers_assigned : (s.officers || []).length);
@@ -38,8 +41,16 @@ function Row({ item: s }) {
     <span class="item-line muted">${s.reason.length > 140 ? `${s.reason.slice(0, 140)}…` : s.reason}</span>`;
 }
 
+/** The fields `Detail` shows by name; the rest go under "Other fields". */
+const SHOWN = new Set([
+  "id", "duty_station", "country", "reason", "officers_needed", "assets", "status", "requested_by", "requested_at",
+  "decided_by", "rejected_reason", "cancelled_by", "cancelled_reason", "officers", "officers_assigned",
+  "deployed_at", "completed_at",
+]);
+
 function Detail({ item: s }) {
   const officers = s.officers || [];
+  const rest = Object.entries(s).filter(([k]) => !SHOWN.has(k));
   return html`<h3>Surge to ${s.duty_station} · ${countryText(s.country)}</h3>
     <${KV} pairs=${[
       ["Status", html`<span data-testid="surge-status">${words(s.status)}</span>`],
@@ -57,6 +68,10 @@ function Detail({ item: s }) {
     ${officers.length
       ? html`<table class="officers" data-testid="surge-officers"><thead><tr><th>Officer</th><th>From station</th><th>Assigned at</th></tr></thead>
           <tbody>${officers.map((o) => html`<tr key=${o.officer}><td class="mono">${o.officer}</td><td>${o.from_duty_station}</td><td>${fmtUtc(o.assigned_at)}</td></tr>`)}</tbody></table>`
+      : null}
+    ${rest.length
+      ? html`<details class="more" data-testid="surge-more"><summary>Other fields</summary>
+          <div data-testid="surge-fields"><${KV} pairs=${rest.map(([k, v]) => [words(k), anyText(v)])} /></div></details>`
       : null}`;
 }
 
