@@ -352,7 +352,10 @@ mod tests {
         assert_eq!(verdict_of(&results, "p99.9 ≤ 3× p99 with 128"), Some(false));
         assert_eq!(verdict_of(&results, "≥ 2.5× PostgreSQL"), Some(false)); // 2.4×
         assert_eq!(verdict_of(&results, "≥ 5× JetStream sync"), Some(true)); // 5.45×
-        assert_eq!(verdict_of(&results, "≥ 0.5× JetStream default"), Some(false)); // 0.46×
+        assert_eq!(
+            verdict_of(&results, "≥ 0.5× JetStream default"),
+            Some(false)
+        ); // 0.46×
         // The 16 window was not run: its targets say so instead of passing or missing.
         assert_eq!(verdict_of(&results, "≥ 20,000/s"), None);
     }

@@ -176,8 +176,7 @@ impl Env {
                 "  vigil:     vigil.store.append request/reply; the store fsyncs (group commit) before it acks"
             );
             let ver = v.trim_start_matches('v');
-            let old =
-                ver.starts_with("2.9.") || ver.starts_with("2.8.") || ver.starts_with("2.7.");
+            let old = ver.starts_with("2.9.") || ver.starts_with("2.8.") || ver.starts_with("2.7.");
             println!(
                 "  jetstream: publish-with-ack to a file-storage stream{}, server default sync_interval (2 min): acked BEFORE fsync, not a durable rate{}",
                 if settings.js_msg_id {
@@ -261,10 +260,7 @@ impl Env {
                 })
                 .await
                 .with_context(|| format!("creating the JetStream stream {JS_STREAM} (is JetStream on: nats-server -js?)"))?;
-                let contexts: Vec<_> = clients
-                    .iter()
-                    .map(|c| jetstream::new(c.clone()))
-                    .collect();
+                let contexts: Vec<_> = clients.iter().map(|c| jetstream::new(c.clone())).collect();
                 let workers = (0..window)
                     .map(|w| {
                         let js = contexts
