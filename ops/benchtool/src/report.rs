@@ -305,12 +305,12 @@ mod tests {
     use crate::System;
     use crate::driver::{CellResult, CellSpec};
 
-    /// A cell of `ok` appends in one second, every latency `p99_us` except the slowest 0.1 %
+    /// A cell of `ok` appends in one second, every latency `p99_us` except the slowest 0.2 %
     /// at `tail_us`.
     fn cell(system: System, window: usize, ok: u64, p99_us: u64, tail_us: u64) -> CellResult {
         let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)
             .unwrap_or_else(|e| panic!("histogram: {e}"));
-        let tail = ok / 1000;
+        let tail = ok / 500;
         hist.record_n(p99_us, ok - tail)
             .unwrap_or_else(|e| panic!("record: {e}"));
         hist.record_n(tail_us, tail)
