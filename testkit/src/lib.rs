@@ -1,8 +1,10 @@
 //! Starts the real parts for tests: `nats-server` processes on free loopback ports, each with
 //! its own temp directory, killed on `Drop`. Nothing here is a mock.
 //!
-//! The server binary is `$VIGIL_NATS_SERVER`, else `nats-server` on `PATH`, else
-//! `/usr/sbin/nats-server` (Debian's package; `ops/test` installs it when missing).
+//! The server binary is the one `runtime::nats_server::binary` picks for every part of Vigil:
+//! `$VIGIL_NATS_SERVER`, else the pinned install under the target directory (`ops/test`
+//! installs it when the system's is older than 2.11), else `nats-server` on `PATH`, else
+//! `/usr/sbin/nats-server`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -47,20 +49,9 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
 
-/// Path of the nats-server binary.
+/// Path of the nats-server binary (see `runtime::nats_server`).
 pub fn nats_server_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("VIGIL_NATS_SERVER") {
-        return PathBuf::from(p);
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("nats-server");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    PathBuf::from("/usr/sbin/nats-server")
+    runtime::nats_server::binary()
 }
 
 /// Waits until something accepts TCP connections on `port`.

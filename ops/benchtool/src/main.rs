@@ -4,8 +4,11 @@
 //! - `store`: Vigil's store (`vigil.store.append` over NATS, fsync before ack, group commit)
 //!   beside two peers in the same run, on the same machine, with the same window of requests
 //!   in flight and the same ~300 B events:
-//!   - **jetstream**: publish-with-ack to a file-storage JetStream stream (nats-server 2.9
-//!     does not fsync before ack, so its rate is not a durable rate);
+//!   - **jetstream-sync**: publish-with-ack to a file-storage JetStream stream on a
+//!     nats-server of its own run with `jetstream { sync_interval: always }` (≥ 2.10): it
+//!     fsyncs before it acks, the same promise as Vigil — the fair peer;
+//!   - **jetstream**: the same on the server's default (`sync_interval` 2 min: acked before
+//!     fsync, so its rate is not a durable rate; the moonshot peer);
 //!   - **postgres**: one `INSERT … SELECT max(version)+1` per append with
 //!     `synchronous_commit = on` (fsync before ack, the same promise as Vigil).
 //!
@@ -131,6 +134,9 @@ struct StoreArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     nats_url: String,
+    /// NATS server run with `jetstream { sync_interval: always }`, for `jetstream-sync`.
+    #[arg(long, env = "VIGIL_BENCH_JS_SYNC_URL")]
+    js_sync_url: Option<String>,
     /// PostgreSQL connection URL (a database the benchmark may create a schema in).
     #[arg(
         long,
@@ -152,7 +158,7 @@ struct StoreArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "vigil,jetstream,postgres"
+        default_value = "vigil,jetstream-sync,jetstream,postgres"
     )]
     systems: Vec<System>,
     /// Streams each worker appends to, round-robin.
@@ -181,7 +187,11 @@ struct StoreArgs {
 pub enum System {
     /// Vigil's store: `vigil.store.append` over NATS.
     Vigil,
-    /// JetStream publish-with-ack to a file stream.
+    /// JetStream publish-with-ack to a file stream on a server with `sync_interval: always`
+    /// (fsync before ack).
+    JetstreamSync,
+    /// JetStream publish-with-ack to a file stream on the server's default sync (no fsync
+    /// before ack).
     Jetstream,
     /// PostgreSQL `INSERT … SELECT` with `synchronous_commit = on`.
     Postgres,
@@ -192,6 +202,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             Self::Vigil => "vigil",
+            Self::JetstreamSync => "jetstream-sync",
             Self::Jetstream => "jetstream",
             Self::Postgres => "postgres",
         }
@@ -246,9 +257,16 @@ async fn run(cli: StoreArgs) -> anyhow::Result<()> {
     }
     let mut systems = cli.systems.clone();
     systems.dedup();
+    if cli.js_sync_url.is_none() && systems.contains(&System::JetstreamSync) {
+        eprintln!(
+            "vigil-bench: no --js-sync-url (a nats-server with `jetstream {{ sync_interval: always }}`): jetstream-sync is not run"
+        );
+        systems.retain(|s| *s != System::JetstreamSync);
+    }
 
     let settings = systems::Settings {
         nats_url: cli.nats_url.clone(),
+        js_sync_url: cli.js_sync_url.clone(),
         pg_url: cli.pg_url.clone(),
         streams_per_worker: cli.streams_per_worker,
         data_bytes: cli.data_bytes,

@@ -1,4 +1,4 @@
-//! The three systems under test: how each appends one event, and how each is set up before a
+//! The four systems under test: how each appends one event, and how each is set up before a
 //! cell and cleaned after it.
 //!
 //! Every append carries one new event (a fresh UUID id, type `BenchAppended`, ~300 B of JSON
@@ -36,8 +36,10 @@ const PG_ATTEMPTS: u32 = 10;
 /// Connection settings and workload shape shared by the systems.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// NATS URL (Vigil's store and JetStream).
+    /// NATS URL (Vigil's store and JetStream on the server's default sync).
     pub nats_url: String,
+    /// NATS URL of the server with `sync_interval: always` (`jetstream-sync`).
+    pub js_sync_url: Option<String>,
     /// PostgreSQL URL.
     pub pg_url: String,
     /// Streams per worker, used round-robin.
@@ -68,6 +70,8 @@ struct PgInfo {
 pub struct Env {
     nats: Vec<async_nats::Client>,
     nats_version: Option<String>,
+    /// Connections to the `sync_interval: always` server.
+    js_sync: Vec<async_nats::Client>,
     pg: Option<PgInfo>,
     pg_url: String,
 }
@@ -87,6 +91,7 @@ impl Env {
         let mut env = Self {
             nats: Vec::new(),
             nats_version: None,
+            js_sync: Vec::new(),
             pg: None,
             pg_url: settings.pg_url.clone(),
         };
@@ -104,6 +109,20 @@ impl Env {
                 env.nats.push(client);
             }
             env.nats_version = env.nats.first().map(|c| c.server_info().version);
+        }
+        if let (true, Some(url)) = (
+            systems.contains(&System::JetstreamSync),
+            settings.js_sync_url.as_deref(),
+        ) {
+            for i in 0..settings.nats_connections {
+                let client = async_nats::ConnectOptions::new()
+                    .name(format!("vigil-bench-sync-{i}"))
+                    .request_timeout(Some(settings.request_timeout))
+                    .connect(url)
+                    .await
+                    .with_context(|| format!("connecting to NATS at {url}"))?;
+                env.js_sync.push(client);
+            }
         }
         if systems.contains(&System::Vigil) {
             env.wait_for_store().await?;
@@ -157,20 +176,26 @@ impl Env {
                 "  vigil:     vigil.store.append request/reply; the store fsyncs (group commit) before it acks"
             );
             let ver = v.trim_start_matches('v');
-            let durable =
-                !(ver.starts_with("2.9.") || ver.starts_with("2.8.") || ver.starts_with("2.7."));
+            let old = ver.starts_with("2.9.") || ver.starts_with("2.8.") || ver.starts_with("2.7.");
             println!(
-                "  jetstream: publish-with-ack to a file-storage stream{}; {}",
+                "  jetstream: publish-with-ack to a file-storage stream{}, server default sync_interval (2 min): acked BEFORE fsync, not a durable rate{}",
                 if settings.js_msg_id {
                     " with Nats-Msg-Id dedup"
                 } else {
                     ""
                 },
-                if durable {
-                    "check the server's sync_interval to know whether an ack is durable"
+                if old {
+                    "; NOTE: nats-server 2.9 cannot fsync before ack at all"
                 } else {
-                    "NOTE: nats-server 2.9 does NOT fsync before ack (it syncs every 2 min): its rate is not a durable rate"
+                    ""
                 }
+            );
+        }
+        if let Some(c) = self.js_sync.first() {
+            println!(
+                "  jetstream-sync: the same on nats-server {} at {} with jetstream {{ sync_interval: always }}: fsync before ack (the fair peer)",
+                c.server_info().version,
+                settings.js_sync_url.as_deref().unwrap_or("?")
             );
         }
         if let Some(pg) = &self.pg {
@@ -222,8 +247,9 @@ impl Env {
                     note: Some(note),
                 })
             }
-            System::Jetstream => {
-                let js = jetstream::new(self.nats_client(0)?);
+            System::Jetstream | System::JetstreamSync => {
+                let clients = self.js_clients(system);
+                let js = jetstream::new(clients.first().cloned().context("no NATS connection")?);
                 // Start from an empty stream; a missing one is fine.
                 let _ = js.delete_stream(JS_STREAM).await;
                 js.create_stream(jetstream::stream::Config {
@@ -234,11 +260,7 @@ impl Env {
                 })
                 .await
                 .with_context(|| format!("creating the JetStream stream {JS_STREAM} (is JetStream on: nats-server -js?)"))?;
-                let contexts: Vec<_> = self
-                    .nats
-                    .iter()
-                    .map(|c| jetstream::new(c.clone()))
-                    .collect();
+                let contexts: Vec<_> = clients.iter().map(|c| jetstream::new(c.clone())).collect();
                 let workers = (0..window)
                     .map(|w| {
                         let js = contexts
@@ -258,8 +280,13 @@ impl Env {
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let note = format!(
-                    "{window} publishes in flight over {} NATS connection(s); file storage, R1; not fsync'd before ack on 2.9",
-                    self.nats.len()
+                    "{window} publishes in flight over {} NATS connection(s); file storage, R1; {}",
+                    clients.len(),
+                    if system == System::JetstreamSync {
+                        "sync_interval: always (fsync before ack)"
+                    } else {
+                        "default sync_interval (acked before fsync)"
+                    }
                 );
                 Ok(Prepared {
                     workers,
@@ -306,14 +333,14 @@ impl Env {
     pub async fn finish(&self, system: System) {
         match system {
             System::Vigil => {}
-            System::Jetstream => {
-                let deleted = match self.nats_client(0) {
-                    Ok(client) => jetstream::new(client)
+            System::Jetstream | System::JetstreamSync => {
+                let deleted = match self.js_clients(system).first().cloned() {
+                    Some(client) => jetstream::new(client)
                         .delete_stream(JS_STREAM)
                         .await
                         .map(drop)
                         .map_err(anyhow::Error::from),
-                    Err(e) => Err(e),
+                    None => Err(anyhow::anyhow!("no NATS connection")),
                 };
                 if let Err(e) = deleted {
                     eprintln!(
@@ -335,6 +362,15 @@ impl Env {
                     );
                 }
             }
+        }
+    }
+
+    /// The connections a JetStream system publishes over.
+    fn js_clients(&self, system: System) -> &[async_nats::Client] {
+        if system == System::JetstreamSync {
+            &self.js_sync
+        } else {
+            &self.nats
         }
     }
 

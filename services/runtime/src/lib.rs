@@ -4,6 +4,8 @@
 //! - [`data_dir`]: owner-only files and directories, and the check of a data directory's
 //!   modes at start.
 //! - [`nats`]: connecting to NATS (reconnect forever for services, fail fast for tools).
+//! - [`nats_server`]: which nats-server binary to start (one lookup for `vigil up`, tests,
+//!   chaos and bench).
 //! - [`nats_auth`]: the NATS users of the services, their credentials file and their
 //!   per-subject permissions (the nats-server config `vigil up` writes).
 //! - [`nats_agencies`]: the NATS identities (nkeys) of agency systems, issued and revoked by
@@ -27,6 +29,7 @@ pub mod data_dir;
 pub mod nats;
 pub mod nats_agencies;
 pub mod nats_auth;
+pub mod nats_server;
 pub mod open_files;
 pub mod read_model;
 pub mod shutdown;

@@ -614,10 +614,11 @@ impl Log {
         let now = OffsetDateTime::now_utc();
         let mut head = self.head();
         // What this group has already written, visible to the appends after it in the group.
-        let mut group_versions: HashMap<StreamName, u64> = HashMap::new();
-        let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::new();
+        let events: usize = group.iter().map(|p| p.request.events.len()).sum();
+        let mut group_versions: HashMap<StreamName, u64> = HashMap::with_capacity(group.len());
+        let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::with_capacity(events);
         let mut batch = self.db.batch();
-        let mut recorded: Vec<(RecordedEvent, Vec<u8>)> = Vec::new();
+        let mut recorded: Vec<(RecordedEvent, Vec<u8>)> = Vec::with_capacity(events);
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         let mut last_hash = self.last_hash.lock().unwrap_or_else(|p| p.into_inner());
         // Chain hash of the last event of this group so far; kept only if the batch commits.
@@ -654,7 +655,7 @@ impl Log {
                             let mut idv = [0u8; 16];
                             idv[..8].copy_from_slice(&be(head));
                             idv[8..].copy_from_slice(&be(version));
-                            batch.insert(&self.ids, id.as_bytes().to_vec(), idv);
+                            batch.insert(&self.ids, id.as_bytes(), idv);
                             let entry = IdEntry {
                                 position: head,
                                 version,

@@ -24,6 +24,13 @@ use runtime::nats::Mode;
 
 use crate::cli::{Cli, Command, GatewayArgs, StoreArgs};
 
+// The store's writer allocates per event (the recorded JSON, batch keys, fjall's memtable
+// skiplist nodes) on one thread while the NATS tasks allocate on others: under glibc's malloc
+// that was about a sixth of the store's CPU in the profile of the 128-in-flight cell
+// (docs/BENCHMARKS.md). mimalloc's per-thread heaps make those allocations cheap.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Before any thread exists (the umask is per process): everything this process and the
     // libraries in it create (fjall's tables and journals too) is owner-only.

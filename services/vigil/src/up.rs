@@ -379,31 +379,16 @@ fn write_nats_config(
     Ok(conf)
 }
 
-fn nats_bin() -> PathBuf {
-    std::env::var_os("VIGIL_NATS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("nats-server"))
-}
-
 async fn spawn_nats(conf: &Path) -> anyhow::Result<Child> {
-    let mut cmd = Command::new(nats_bin());
-    cmd.arg("-c")
+    let bin = runtime::nats_server::binary();
+    Command::new(&bin)
+        .arg("-c")
         .arg(conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true);
-    // Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
-    match cmd.spawn() {
-        Ok(c) => Ok(c),
-        Err(_) => Command::new("/usr/sbin/nats-server")
-            .arg("-c")
-            .arg(conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start nats-server: install it (`apt-get install -y nats-server`, or run ops/up) or pass --external-nats --nats-url <url>"),
-    }
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start nats-server ({}): install it (ops/up installs a current one), set VIGIL_NATS_SERVER, or pass --external-nats --nats-url <url>", bin.display()))
 }
 
 /// Waits until our nats-server greets clients with `INFO` on `port`; false if it exits or
