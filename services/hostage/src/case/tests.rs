@@ -1,0 +1,941 @@
+//! Given the events of a stream, when a command arrives, then these events (or this
+//! refusal).
+use super::*;
+use events::command::{RefusalCode, Role};
+use events::{Meta, StreamName};
+use serde_json::json;
+use time::macros::datetime;
+
+const ID: Uuid = Uuid::from_u128(0x4057);
+const OPENED: OffsetDateTime = datetime!(2026-11-01 06:00 UTC);
+
+fn actor(role: Role, scope: Option<&str>) -> Actor {
+    Actor {
+        user: format!("{}.user", role.as_str()),
+        role,
+        scope: scope.map(|s| Country::parse(s).unwrap()),
+        agency: None,
+    }
+}
+
+fn crisis() -> Actor {
+    actor(Role::CrisisManager, None)
+}
+
+fn open_body() -> Value {
+    json!({"incident_id": Uuid::from_u128(7), "country": "ML",
+           "persons": ["P-1", "P-2", "P-3"], "captors": "unknown armed group",
+           "location": {"lat": 16.77, "lon": -3.0, "accuracy_m": 5000.0}})
+}
+
+/// Records `events` as the stream's history, one hour apart from [`OPENED`].
+fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let n = i as u64 + 1;
+            RecordedEvent::record(
+                e.to_new_event(
+                    Uuid::from_u128(n as u128),
+                    Meta {
+                        actor: Some("crisis.lead".into()),
+                        ..Meta::default()
+                    },
+                ),
+                stream(),
+                n * 10,
+                n,
+                OPENED + time::Duration::hours(i as i64),
+            )
+        })
+        .collect()
+}
+
+fn stream() -> StreamName {
+    events::domain::hostage::stream_for(ID)
+}
+
+fn when(
+    history: &[RecordedEvent],
+    who: &Actor,
+    name: &str,
+    body: Value,
+) -> Result<Vec<DomainEvent>, Refusal> {
+    let command = parse(name, body)?;
+    decide(ID, Case::fold(history).as_ref(), who, command, REPORTED)
+}
+
+/// Runs `name` on the history and returns the history with its events added.
+fn then_ok(history: Vec<DomainEvent>, name: &str, body: Value) -> Vec<DomainEvent> {
+    let mut out = history.clone();
+    out.extend(when(&given(history), &crisis(), name, body).unwrap());
+    out
+}
+
+fn opened() -> Vec<DomainEvent> {
+    when(&[], &crisis(), "open", open_body()).unwrap()
+}
+
+fn refused(r: Result<Vec<DomainEvent>, Refusal>) -> Refusal {
+    r.expect_err("refused")
+}
+
+fn code(r: Result<Vec<DomainEvent>, Refusal>) -> RefusalCode {
+    refused(r).code
+}
+
+fn at(person: &str) -> Value {
+    json!({"person": person, "at": "2026-11-03T10:00:00Z"})
+}
+
+fn released(person: &str) -> DomainEvent {
+    HostageReleased {
+        person: person.into(),
+        at: datetime!(2026-11-03 10:00 UTC),
+    }
+    .into()
+}
+
+#[test]
+fn a_bulk_release_records_one_release_per_person_in_one_decision() {
+    let history = given(opened());
+    let out = when(
+        &history,
+        &crisis(),
+        "release_many",
+        json!({"persons": ["P-3", "P-1"], "at": "2026-11-03T10:00:00Z"}),
+    )
+    .unwrap();
+    assert_eq!(out, vec![released("P-3"), released("P-1")]);
+    let case = Case::fold(&given([opened(), out].concat())).unwrap();
+    assert_eq!(case.persons_held(), 1);
+    assert_eq!(case.person("P-2").unwrap().status, PersonStatus::Held);
+    assert_eq!(case.person("P-1").unwrap().status, PersonStatus::Released);
+    assert_eq!(case.person("P-3").unwrap().status, PersonStatus::Released);
+}
+
+#[test]
+fn a_bulk_proof_of_life_records_one_proof_per_person() {
+    let history = given(opened());
+    let out = when(
+        &history,
+        &crisis(),
+        "proof_of_life_many",
+        json!({"persons": ["P-1", "P-2", "P-3"], "at": "2026-11-02T10:00:00Z", "note": "group video"}),
+    )
+    .unwrap();
+    assert_eq!(out.len(), 3);
+    let case = Case::fold(&given([opened(), out].concat())).unwrap();
+    assert_eq!(case.proofs.len(), 3);
+    assert!(
+        case.persons
+            .iter()
+            .all(|p| p.last_proof_of_life == Some(datetime!(2026-11-02 10:00 UTC)))
+    );
+}
+
+#[test]
+fn a_bulk_with_one_bad_person_is_refused_whole_naming_that_person() {
+    let history = given([opened(), vec![released("P-2")]].concat());
+    let at = "2026-11-03T10:00:00Z";
+    for (name, body, expect, names) in [
+        (
+            "release_many",
+            json!({"persons": ["P-1", "P-2", "P-3"], "at": at}),
+            RefusalCode::Conflict,
+            "persons[1]: P-2 was already released",
+        ),
+        (
+            "release_many",
+            json!({"persons": ["P-1", "P-9"], "at": at}),
+            RefusalCode::Invalid,
+            "persons[1]: \"P-9\" is not held",
+        ),
+        (
+            "release_many",
+            json!({"persons": ["P-1", "P-3", "P-1"], "at": at}),
+            RefusalCode::Invalid,
+            "persons[2]: \"P-1\" is listed twice",
+        ),
+        (
+            "release_many",
+            json!({"persons": [], "at": at}),
+            RefusalCode::Invalid,
+            "persons: 1 to 500",
+        ),
+        (
+            "release_many",
+            json!({"persons": ["P-1", ""], "at": at}),
+            RefusalCode::Invalid,
+            "persons[1]",
+        ),
+        (
+            "proof_of_life_many",
+            json!({"persons": ["P-1", "P-2"], "at": at, "note": "video"}),
+            RefusalCode::Conflict,
+            "persons[1]: P-2 was released",
+        ),
+        (
+            "proof_of_life_many",
+            json!({"persons": ["P-1"], "at": at, "note": ""}),
+            RefusalCode::Invalid,
+            "note",
+        ),
+    ] {
+        let r = refused(when(&history, &crisis(), name, body.clone()));
+        assert_eq!(r.code, expect, "{body}: {}", r.message);
+        assert!(r.message.contains(names), "{body}: {}", r.message);
+    }
+    let too_many: Vec<String> = (0..=MAX_MANY).map(|i| format!("P-{i}")).collect();
+    let r = refused(when(
+        &history,
+        &crisis(),
+        "release_many",
+        json!({"persons": too_many, "at": at}),
+    ));
+    assert_eq!(r.code, RefusalCode::Invalid, "{}", r.message);
+    for bad in [
+        json!({"persons": ["P-1"]}),
+        json!({"persons": "P-1", "at": at}),
+        json!({"persons": ["P-1"], "at": at, "extra": 1}),
+    ] {
+        assert_eq!(
+            code(when(&history, &crisis(), "release_many", bad.clone())),
+            RefusalCode::Invalid,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn bulk_commands_are_for_crisis_managers_on_open_cases_in_scope() {
+    let history = given(opened());
+    let body = json!({"persons": ["P-1"], "at": "2026-11-03T10:00:00Z"});
+    for role in [Role::DutyOfficer, Role::WallScreen, Role::Admin] {
+        assert_eq!(
+            code(when(
+                &history,
+                &actor(role, None),
+                "release_many",
+                body.clone()
+            )),
+            RefusalCode::Forbidden,
+            "{role:?}"
+        );
+    }
+    assert_eq!(
+        code(when(&[], &crisis(), "release_many", body.clone())),
+        RefusalCode::NotFound
+    );
+    let closing = then_ok(
+        opened(),
+        "close",
+        json!({"outcome": "escaped", "accounting": [
+            {"person": "P-1", "status": "other", "note": "escaped"},
+            {"person": "P-2", "status": "other", "note": "escaped"},
+            {"person": "P-3", "status": "other", "note": "escaped"}]}),
+    );
+    assert_eq!(
+        code(when(&given(closing), &crisis(), "release_many", body)),
+        RefusalCode::Conflict
+    );
+}
+
+#[test]
+fn a_crisis_manager_opens_a_case_and_everyone_is_held() {
+    let out = opened();
+    let [DomainEvent::HostageCaseOpened(o)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(o.persons.len(), 3);
+    let case = Case::fold(&given(out)).unwrap();
+    assert_eq!(case.id, ID);
+    assert_eq!(case.status, Status::Open);
+    assert_eq!(case.persons_held(), 3);
+    assert_eq!(case.opened_at, OPENED);
+    assert_eq!(case.opened_by.as_deref(), Some("crisis.lead"));
+    assert_eq!(case.captors.as_deref(), Some("unknown armed group"));
+    assert!(case.persons.iter().all(|p| p.status == PersonStatus::Held));
+}
+
+#[test]
+fn only_crisis_managers_act_on_cases() {
+    let history = given(opened());
+    for role in [
+        Role::FieldOfficer,
+        Role::DutyOfficer,
+        Role::AgencyFocalPoint,
+        Role::WallScreen,
+        Role::Admin,
+    ] {
+        let who = actor(role, (role == Role::FieldOfficer).then_some("ML"));
+        let r = refused(when(&[], &who, "open", open_body()));
+        assert_eq!(r.code, RefusalCode::Forbidden, "{role:?} opens");
+        assert!(r.message.contains("crisis manager"), "{}", r.message);
+        for (name, body) in [
+            (
+                "proof_of_life",
+                json!({"person": "P-1", "at": "2026-11-02T10:00:00Z", "note": "video"}),
+            ),
+            (
+                "negotiation",
+                json!({"at": "2026-11-02T10:00:00Z", "summary": "call"}),
+            ),
+            ("release", at("P-1")),
+            ("deceased", at("P-1")),
+            ("close", json!({"outcome": "x", "accounting": []})),
+        ] {
+            assert_eq!(
+                code(when(&history, &who, name, body)),
+                RefusalCode::Forbidden,
+                "{role:?} {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_openings_are_refused_with_the_field() {
+    for (field, bad) in [
+        ("persons", json!([])),
+        ("persons", json!(["P-1", "P-1"])),
+        ("persons", json!(["has space"])),
+        ("country", json!("XX")),
+        ("incident_id", json!("not-a-uuid")),
+        ("captors", json!("  ")),
+        ("location", json!({"lat": 91.0, "lon": 0.0})),
+    ] {
+        let mut body = open_body();
+        body[field] = bad.clone();
+        let r = refused(when(&[], &crisis(), "open", body));
+        assert_eq!(r.code, RefusalCode::Invalid, "{field} {bad}");
+        assert!(r.message.contains(field), "{field}: {}", r.message);
+    }
+    let mut unknown = open_body();
+    unknown["by"] = json!("someone");
+    assert_eq!(
+        code(when(&[], &crisis(), "open", unknown)),
+        RefusalCode::Invalid
+    );
+    assert_eq!(
+        code(when(&[], &crisis(), "open", json!([1]))),
+        RefusalCode::Invalid
+    );
+    assert_eq!(
+        code(when(&[], &crisis(), "kidnap", json!({}))),
+        RefusalCode::Invalid
+    );
+    // Captors and location are optional.
+    let minimal =
+        json!({"incident_id": Uuid::from_u128(7), "country": "ML", "persons": ["P-1"]});
+    assert!(when(&[], &crisis(), "open", minimal).is_ok());
+}
+
+/// The facts of an opening from a reported incident.
+const REPORTED: Facts = Facts {
+    incident_reported: true,
+};
+
+#[test]
+fn a_case_is_opened_from_a_reported_incident_only() {
+    let command = parse("open", open_body()).unwrap();
+    let r = decide(ID, None, &crisis(), command, Facts::default()).unwrap_err();
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.starts_with("incident_id:"), "{}", r.message);
+    // The role is checked first: a duty officer learns nothing about incidents here.
+    let duty = Actor {
+        user: "d".into(),
+        role: Role::DutyOfficer,
+        scope: None,
+        agency: None,
+    };
+    let command = parse("open", open_body()).unwrap();
+    assert_eq!(
+        decide(ID, None, &duty, command, Facts::default()).map_err(|r| r.code),
+        Err(RefusalCode::Forbidden)
+    );
+}
+
+#[test]
+fn a_case_is_opened_once() {
+    let r = refused(when(&given(opened()), &crisis(), "open", open_body()));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains("new id"), "{}", r.message);
+}
+
+#[test]
+fn the_life_of_a_case() {
+    let mut events = opened();
+    events = then_ok(
+        events,
+        "proof_of_life",
+        json!({"person": "P-1", "at": "2026-11-02T08:00:00Z", "note": "video, dated newspaper"}),
+    );
+    events = then_ok(
+        events,
+        "proof_of_life",
+        json!({"person": "P-1", "at": "2026-11-01T20:00:00Z", "note": "older photo"}),
+    );
+    events = then_ok(
+        events,
+        "negotiation",
+        json!({"at": "2026-11-02T09:00:00Z", "summary": "first call through the elders"}),
+    );
+    events = then_ok(events, "release", at("P-1"));
+    events = then_ok(events, "deceased", at("P-2"));
+    let case = Case::fold(&given(events.clone())).unwrap();
+    assert_eq!(case.persons_held(), 1);
+    assert_eq!(case.person("P-1").unwrap().status, PersonStatus::Released);
+    assert_eq!(
+        case.person("P-1").unwrap().last_proof_of_life,
+        Some(datetime!(2026-11-02 08:00 UTC)),
+        "the latest proof, not the latest recorded"
+    );
+    assert_eq!(case.person("P-2").unwrap().status, PersonStatus::Deceased);
+    assert_eq!(case.proofs.len(), 2);
+    assert_eq!(case.contacts[0].by.as_deref(), Some("crisis.lead"));
+    events = then_ok(
+        events,
+        "close",
+        json!({"outcome": "one released, one died, one escaped", "accounting": [
+            {"person": "P-3", "status": "other", "note": "escaped on day 3"},
+            {"person": "P-1", "status": "released"},
+            {"person": "P-2", "status": "deceased"}]}),
+    );
+    let history = given(events);
+    let case = Case::fold(&history).unwrap();
+    assert_eq!(case.status, Status::Closed);
+    assert_eq!(case.accounting.len(), 3);
+    assert_eq!(
+        case.outcome.as_deref(),
+        Some("one released, one died, one escaped")
+    );
+    assert_eq!(case.closed_at, Some(OPENED + time::Duration::hours(6)));
+    assert_eq!(case.person("P-3").unwrap().status, PersonStatus::Other);
+    assert_eq!(case.person("P-1").unwrap().status, PersonStatus::Released);
+    assert_eq!(case.persons_held(), 0, "nobody is held in a closed case");
+    assert_eq!(case.version, 7);
+    for (name, body) in [
+        ("open", open_body()),
+        (
+            "proof_of_life",
+            json!({"person": "P-3", "at": "2026-11-02T10:00:00Z", "note": "x"}),
+        ),
+        (
+            "negotiation",
+            json!({"at": "2026-11-02T10:00:00Z", "summary": "call"}),
+        ),
+        ("release", at("P-3")),
+        ("deceased", at("P-3")),
+        (
+            "close",
+            json!({"outcome": "again", "accounting": [
+            {"person": "P-3", "status": "other", "note": "n"},
+            {"person": "P-1", "status": "released"},
+            {"person": "P-2", "status": "deceased"}]}),
+        ),
+    ] {
+        assert_eq!(
+            code(when(&history, &crisis(), name, body)),
+            RefusalCode::Conflict,
+            "{name} after close"
+        );
+    }
+}
+
+#[test]
+fn release_and_death_once_per_person_and_never_both() {
+    let released = then_ok(opened(), "release", at("P-1"));
+    let dead = then_ok(opened(), "deceased", at("P-1"));
+    for (history, name) in [
+        (&released, "release"),
+        (&released, "deceased"),
+        (&dead, "release"),
+        (&dead, "deceased"),
+    ] {
+        let r = refused(when(&given(history.clone()), &crisis(), name, at("P-1")));
+        assert_eq!(r.code, RefusalCode::Conflict, "{name}");
+        assert!(r.message.contains("P-1"), "{}", r.message);
+    }
+    // The others are unaffected.
+    assert!(when(&given(released), &crisis(), "deceased", at("P-2")).is_ok());
+    assert!(when(&given(dead), &crisis(), "release", at("P-2")).is_ok());
+}
+
+#[test]
+fn the_fold_keeps_the_first_release_or_death() {
+    // Written around the service: the fold still never makes a person both.
+    let mut events = opened();
+    events.push(
+        HostageReleased {
+            person: "P-1".into(),
+            at: datetime!(2026-11-03 10:00 UTC),
+        }
+        .into(),
+    );
+    events.push(
+        HostageDeceased {
+            person: "P-1".into(),
+            at: datetime!(2026-11-04 10:00 UTC),
+        }
+        .into(),
+    );
+    let case = Case::fold(&given(events)).unwrap();
+    let p = case.person("P-1").unwrap();
+    assert_eq!(p.status, PersonStatus::Released);
+    assert_eq!(p.at, Some(datetime!(2026-11-03 10:00 UTC)));
+    assert_eq!(case.version, 3);
+}
+
+#[test]
+fn proof_of_life_only_for_a_person_still_held() {
+    let pol = |p: &str| json!({"person": p, "at": "2026-11-02T10:00:00Z", "note": "call"});
+    let history = then_ok(
+        then_ok(opened(), "release", at("P-1")),
+        "deceased",
+        at("P-2"),
+    );
+    let history = given(history);
+    for p in ["P-1", "P-2"] {
+        let r = refused(when(&history, &crisis(), "proof_of_life", pol(p)));
+        assert_eq!(r.code, RefusalCode::Conflict, "{p}");
+        assert!(r.message.contains("still held"), "{}", r.message);
+    }
+    assert!(when(&history, &crisis(), "proof_of_life", pol("P-3")).is_ok());
+}
+
+#[test]
+fn the_person_must_be_one_of_the_case() {
+    let history = given(opened());
+    for (name, body) in [
+        ("release", at("P-9")),
+        ("deceased", at("P-9")),
+        (
+            "proof_of_life",
+            json!({"person": "P-9", "at": "2026-11-02T10:00:00Z", "note": "x"}),
+        ),
+    ] {
+        let r = refused(when(&history, &crisis(), name, body));
+        assert_eq!(r.code, RefusalCode::Invalid, "{name}");
+        assert!(r.message.starts_with("person:"), "{}", r.message);
+        assert!(r.message.contains("P-1, P-2, P-3"), "{}", r.message);
+    }
+}
+
+#[test]
+fn bad_changes_are_refused_with_the_field() {
+    let history = given(opened());
+    for (name, body, field) in [
+        ("release", json!({"person": "P-1"}), "at"),
+        ("release", json!({"person": "P-1", "at": "soon"}), "at"),
+        (
+            "release",
+            json!({"person": "", "at": "2026-11-02T10:00:00Z"}),
+            "person",
+        ),
+        (
+            "deceased",
+            json!({"person": "P-1", "at": "2026-11-02T10:00:00Z", "cause": "x"}),
+            "cause",
+        ),
+        (
+            "proof_of_life",
+            json!({"person": "P-1", "at": "2026-11-02T10:00:00Z", "note": " "}),
+            "note",
+        ),
+        (
+            "negotiation",
+            json!({"at": "2026-11-02T10:00:00Z", "summary": ""}),
+            "summary",
+        ),
+        ("negotiation", json!({"summary": "call"}), "at"),
+        ("close", json!({"accounting": []}), "outcome"),
+        (
+            "close",
+            json!({"outcome": "x", "accounting": []}),
+            "accounting",
+        ),
+    ] {
+        let r = refused(when(&history, &crisis(), name, body));
+        assert_eq!(r.code, RefusalCode::Invalid, "{name} {field}");
+        assert!(r.message.contains(field), "{name} {field}: {}", r.message);
+    }
+    assert_eq!(
+        code(when(&history, &crisis(), "release", json!("P-1"))),
+        RefusalCode::Invalid
+    );
+}
+
+#[test]
+fn changes_to_a_case_that_does_not_exist_are_not_found() {
+    for (name, body) in [
+        (
+            "proof_of_life",
+            json!({"person": "P-1", "at": "2026-11-02T10:00:00Z", "note": "x"}),
+        ),
+        (
+            "negotiation",
+            json!({"at": "2026-11-02T10:00:00Z", "summary": "call"}),
+        ),
+        ("release", at("P-1")),
+        ("deceased", at("P-1")),
+        (
+            "close",
+            json!({"outcome": "x", "accounting": [{"person": "P-1", "status": "released"}]}),
+        ),
+    ] {
+        assert_eq!(
+            code(when(&[], &crisis(), name, body)),
+            RefusalCode::NotFound,
+            "{name}"
+        );
+    }
+}
+
+fn close(accounting: Value) -> Value {
+    json!({"outcome": "ended", "accounting": accounting})
+}
+
+#[test]
+fn the_closing_account_names_every_person_once() {
+    let history = given(then_ok(
+        then_ok(opened(), "release", at("P-1")),
+        "deceased",
+        at("P-2"),
+    ));
+    let right = || {
+        vec![
+            json!({"person": "P-1", "status": "released"}),
+            json!({"person": "P-2", "status": "deceased"}),
+            json!({"person": "P-3", "status": "other", "note": "unaccounted for"}),
+        ]
+    };
+    assert!(when(&history, &crisis(), "close", close(json!(right()))).is_ok());
+
+    let mut missing = right();
+    missing.pop();
+    let r = refused(when(&history, &crisis(), "close", close(json!(missing))));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.contains("add P-3"), "{}", r.message);
+
+    let mut twice = right();
+    twice.push(json!({"person": "P-1", "status": "released"}));
+    let r = refused(when(&history, &crisis(), "close", close(json!(twice))));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.contains("accounting[3]"), "{}", r.message);
+
+    let mut stranger = right();
+    stranger.push(json!({"person": "P-9", "status": "released"}));
+    let r = refused(when(&history, &crisis(), "close", close(json!(stranger))));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(
+        r.message.starts_with("accounting[3].person"),
+        "{}",
+        r.message
+    );
+
+    let mut no_note = right();
+    no_note[2] = json!({"person": "P-3", "status": "other"});
+    let r = refused(when(&history, &crisis(), "close", close(json!(no_note))));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.contains("accounting[2].note"), "{}", r.message);
+}
+
+#[test]
+fn the_closing_account_agrees_with_the_record() {
+    let history = given(then_ok(
+        then_ok(opened(), "release", at("P-1")),
+        "deceased",
+        at("P-2"),
+    ));
+    for (i, wrong, hint) in [
+        (
+            0,
+            json!({"person": "P-1", "status": "deceased"}),
+            "as released",
+        ),
+        (
+            0,
+            json!({"person": "P-1", "status": "other", "note": "n"}),
+            "as released",
+        ),
+        (
+            1,
+            json!({"person": "P-2", "status": "released"}),
+            "as deceased",
+        ),
+        (
+            1,
+            json!({"person": "P-2", "status": "other", "note": "n"}),
+            "as deceased",
+        ),
+        (
+            2,
+            json!({"person": "P-3", "status": "released"}),
+            "still held",
+        ),
+        (
+            2,
+            json!({"person": "P-3", "status": "deceased"}),
+            "still held",
+        ),
+    ] {
+        let mut accounting = vec![
+            json!({"person": "P-1", "status": "released"}),
+            json!({"person": "P-2", "status": "deceased"}),
+            json!({"person": "P-3", "status": "other", "note": "escaped"}),
+        ];
+        accounting[i] = wrong.clone();
+        let r = refused(when(&history, &crisis(), "close", close(json!(accounting))));
+        assert_eq!(r.code, RefusalCode::Conflict, "{wrong}");
+        assert!(r.message.contains(hint), "{wrong}: {}", r.message);
+        assert!(
+            r.message.starts_with(&format!("accounting[{i}]")),
+            "{}",
+            r.message
+        );
+    }
+}
+
+#[test]
+fn the_summary_counts_without_naming_anyone() {
+    let events = then_ok(opened(), "release", at("P-1"));
+    let case = Case::fold(&given(events)).unwrap();
+    let s = summary(&case, OPENED + time::Duration::hours(71));
+    assert_eq!(s.persons_held, 2);
+    assert_eq!((s.persons_released, s.persons_deceased), (1, 0));
+    assert_eq!(s.persons_total, 3);
+    assert_eq!(s.days_held, 2, "whole days");
+    assert_eq!(s.status, Status::Open);
+    assert_eq!(s.opened_at, OPENED);
+    let text = serde_json::to_string(&s).unwrap();
+    for secret in ["P-1", "P-2", "armed group", "16.77", "crisis.lead"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(
+        summary(&case, OPENED - time::Duration::hours(1)).days_held,
+        0,
+        "a clock behind the store's is not negative"
+    );
+}
+
+#[test]
+fn days_held_stop_at_the_closure() {
+    let mut events = then_ok(opened(), "release", at("P-1"));
+    events = then_ok(events, "release", at("P-2"));
+    events = then_ok(events, "release", at("P-3"));
+    // Recorded one hour apart: closed 3 h after opening. Push it days later.
+    events = then_ok(
+        events,
+        "close",
+        close(json!([
+            {"person": "P-1", "status": "released"},
+            {"person": "P-2", "status": "released"},
+            {"person": "P-3", "status": "released"}])),
+    );
+    let mut history = given(events);
+    let last = history.len() - 1;
+    history[last].recorded_at = OPENED + time::Duration::days(12) + time::Duration::hours(5);
+    let case = Case::fold(&history).unwrap();
+    let s = summary(&case, OPENED + time::Duration::days(400));
+    assert_eq!(s.days_held, 12);
+    assert_eq!(s.persons_held, 0);
+    assert_eq!(s.status, Status::Closed);
+}
+
+#[test]
+fn names_are_put_on_a_read() {
+    let case = Case::fold(&given(opened())).unwrap();
+    assert!(
+        case.persons.iter().all(|p| p.name.is_none()),
+        "the fold has no names"
+    );
+    let named = case.named(|p| (p == "P-2").then(|| "Fatima Garcia".to_owned()));
+    assert_eq!(named.persons[1].name.as_deref(), Some("Fatima Garcia"));
+    assert_eq!(named.persons[0].name, None);
+}
+
+fn record_in(stream: StreamName, e: DomainEvent, position: u64, version: u64) -> RecordedEvent {
+    RecordedEvent::record(
+        e.to_new_event(Uuid::from_u128(1000 + position as u128), Meta::default()),
+        stream,
+        position,
+        version,
+        OPENED + time::Duration::days(position as i64),
+    )
+}
+
+#[test]
+fn the_register_lists_summaries_newest_first_with_filters() {
+    let mut register = Register::default();
+    let mut position = 0;
+    let mut ids = vec![];
+    for (i, country) in ["ML", "SO", "ML"].into_iter().enumerate() {
+        position += 1;
+        let mut body = open_body();
+        body["country"] = json!(country);
+        let HostageCommand::Open(o) = parse("open", body).unwrap() else {
+            unreachable!()
+        };
+        let id = Uuid::from_u128(100 + i as u128);
+        ids.push(id);
+        register.apply(&record_in(
+            events::domain::hostage::stream_for(id),
+            o.into(),
+            position,
+            1,
+        ));
+    }
+    // The first case is closed.
+    for (v, person) in ["P-1", "P-2", "P-3"].into_iter().enumerate() {
+        position += 1;
+        register.apply(&record_in(
+            events::domain::hostage::stream_for(ids[0]),
+            HostageReleased {
+                person: person.into(),
+                at: OPENED,
+            }
+            .into(),
+            position,
+            v as u64 + 2,
+        ));
+    }
+    position += 1;
+    let closed = HostageCaseClosed {
+        outcome: "all released".into(),
+        accounting: ["P-1", "P-2", "P-3"]
+            .into_iter()
+            .map(|p| PersonAccount {
+                person: p.into(),
+                status: HostageOutcome::Released,
+                note: None,
+            })
+            .collect(),
+    };
+    let closing = record_in(
+        events::domain::hostage::stream_for(ids[0]),
+        closed.into(),
+        position,
+        5,
+    );
+    register.apply(&closing);
+    register.apply(&closing); // a duplicate delivery changes nothing
+    assert_eq!(register.position(), position);
+    // Reference data gives names.
+    position += 1;
+    register.apply(&record_in(
+        events::domain::person::stream_for("P-2"),
+        events::domain::person::PersonRegistered {
+            person: "P-2".into(),
+            name: "Fatima Garcia".into(),
+            agency: "unicef".into(),
+            nationality: Country::parse("UA").unwrap(),
+            duty_station: "SOM-MGQ".into(),
+            dependants: 0,
+            security_officer: false,
+            essential: false,
+        }
+        .into(),
+        position,
+        1,
+    ));
+    assert_eq!(register.name("P-2"), Some("Fatima Garcia"));
+    assert_eq!(register.name("P-1"), None);
+
+    let now = OPENED + time::Duration::days(30);
+    let duty = actor(Role::DutyOfficer, None);
+    let all = register
+        .list(&duty, &ListQuery::default(), now)
+        .unwrap()
+        .items;
+    assert_eq!(
+        all.iter().map(|s| s.case).collect::<Vec<_>>(),
+        vec![ids[2], ids[1], ids[0]],
+        "newest opening first"
+    );
+    assert_eq!(all[2].status, Status::Closed);
+    assert_eq!(all[2].persons_held, 0);
+    assert_eq!(
+        all[2].days_held, 6,
+        "from opening (day 1) to closing (day 7)"
+    );
+    assert_eq!(all[0].days_held, 27);
+    let q = |status, country: Option<&str>, limit| ListQuery {
+        status,
+        country: country.map(|c| Country::parse(c).unwrap()),
+        limit,
+        cursor: None,
+    };
+    assert_eq!(
+        register
+            .list(&duty, &q(Some(Status::Open), None, None), now)
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(
+        register
+            .list(&duty, &q(Some(Status::Closed), None, None), now)
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        register
+            .list(&duty, &q(None, Some("SO"), None), now)
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        register
+            .list(&duty, &q(None, None, Some(1)), now)
+            .unwrap()
+            .items[0]
+            .case,
+        ids[2]
+    );
+    for limit in [0, 501] {
+        let r = register.list(&duty, &q(None, None, Some(limit)), now);
+        assert_eq!(r.unwrap_err().code, RefusalCode::Invalid, "limit {limit}");
+    }
+    for role in [Role::CrisisManager, Role::Admin] {
+        assert!(
+            register
+                .list(&actor(role, None), &ListQuery::default(), now)
+                .is_ok()
+        );
+    }
+    for who in [
+        actor(Role::FieldOfficer, Some("ML")),
+        actor(Role::WallScreen, None),
+        actor(Role::AgencyFocalPoint, None),
+    ] {
+        let r = register.list(&who, &ListQuery::default(), now);
+        assert_eq!(r.unwrap_err().code, RefusalCode::Forbidden, "{who:?}");
+    }
+}
+
+#[test]
+fn list_filters_are_read_strictly() {
+    let q: ListQuery = events::codec::from_value(json!({"status": null, "limit": 5})).unwrap();
+    assert_eq!(q.status, None);
+    let q: ListQuery =
+        events::codec::from_value(json!({"status": "closed", "country": "SO"})).unwrap();
+    assert_eq!(q.status, Some(Status::Closed));
+    for bad in [
+        json!({"status": "lost"}),
+        json!({"country": "XX"}),
+        json!({"names": true}),
+        json!({"limit": "ten"}),
+    ] {
+        assert!(
+            events::codec::from_value::<ListQuery>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}

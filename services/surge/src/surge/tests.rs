@@ -1,0 +1,1099 @@
+//! Given the events of a stream (and the reference data), when a command arrives, then
+//! these events (or this refusal).
+use super::*;
+use events::command::{RefusalCode, Role};
+use events::{Meta, StreamName};
+use serde_json::json;
+
+const ID: Uuid = Uuid::from_u128(0x5u128);
+const OTHER: Uuid = Uuid::from_u128(0x6u128);
+
+fn actor(role: Role, scope: Option<&str>) -> Actor {
+    Actor {
+        user: format!("{}.user", role.as_str()),
+        role,
+        scope: scope.map(|s| Country::parse(s).unwrap()),
+        agency: None,
+    }
+}
+
+fn fso() -> Actor {
+    actor(Role::FieldOfficer, Some("SO"))
+}
+
+fn duty() -> Actor {
+    actor(Role::DutyOfficer, None)
+}
+
+fn crisis() -> Actor {
+    actor(Role::CrisisManager, None)
+}
+
+fn station(id: &str, country: &str) -> DutyStationRegistered {
+    DutyStationRegistered {
+        station: id.into(),
+        country: Country::parse(country).unwrap(),
+        area: "A".into(),
+        name: id.into(),
+        lat: 1.0,
+        lon: 1.0,
+    }
+}
+
+fn person(id: &str, at: &str, officer: bool) -> PersonRegistered {
+    PersonRegistered {
+        person: id.into(),
+        name: "Some One".into(),
+        agency: "undss".into(),
+        nationality: Country::parse("KE").unwrap(),
+        duty_station: at.into(),
+        dependants: 0,
+        security_officer: officer,
+        essential: false,
+    }
+}
+
+fn request_body() -> Value {
+    json!({"duty_station": "SOM-MGQ", "country": "SO", "reason": "attacks on the airport road",
+           "officers_needed": 2, "assets": ["armoured vehicle"]})
+}
+
+/// Records `events` as the stream of surge `id`, from position `first`.
+fn record(id: Uuid, events: Vec<DomainEvent>, first: u64) -> Vec<RecordedEvent> {
+    let stream: StreamName = events::domain::surge::stream_for(id);
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let n = i as u64 + 1;
+            RecordedEvent::record(
+                e.to_new_event(
+                    Uuid::new_v5(&id, &n.to_le_bytes()),
+                    Meta {
+                        actor: Some("someone".into()),
+                        ..Meta::default()
+                    },
+                ),
+                stream.clone(),
+                first + n - 1,
+                n,
+                time::macros::datetime!(2026-11-27 03:15 UTC)
+                    + time::Duration::minutes(n as i64),
+            )
+        })
+        .collect()
+}
+
+fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
+    record(ID, events, 10)
+}
+
+fn requested() -> DomainEvent {
+    match parse("request", &fso(), request_body()).unwrap() {
+        SurgeCommand::Request(r) => r.into(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn approved() -> DomainEvent {
+    SurgeApproved {
+        by: "crisis.1".into(),
+    }
+    .into()
+}
+
+fn assigned(officer: &str, from: &str) -> DomainEvent {
+    SurgeOfficerAssigned {
+        officer: officer.into(),
+        from_duty_station: from.into(),
+    }
+    .into()
+}
+
+fn deployed() -> DomainEvent {
+    SurgeDeployed {
+        at: time::macros::datetime!(2026-11-28 06:00 UTC),
+    }
+    .into()
+}
+
+fn when_with(
+    history: &[RecordedEvent],
+    who: &Actor,
+    name: &str,
+    body: Value,
+    facts: &Facts<'_>,
+) -> Result<Vec<DomainEvent>, Refusal> {
+    let command = parse(name, who, body)?;
+    decide(ID, Surge::fold(history).as_ref(), who, command, facts)
+}
+
+fn when(
+    history: &[RecordedEvent],
+    who: &Actor,
+    name: &str,
+    body: Value,
+) -> Result<Vec<DomainEvent>, Refusal> {
+    let mgq = station("SOM-MGQ", "SO");
+    let o1 = person("P-1", "SOM-BAI", true);
+    let o2 = person("P-2", "KEN-NBO", true);
+    let officer = match body.get("officer").and_then(Value::as_str) {
+        Some("P-1") => Some(&o1),
+        Some("P-2") => Some(&o2),
+        _ => None,
+    };
+    let facts = Facts {
+        station: Some(&mgq),
+        officer,
+        officer_on: None,
+    };
+    when_with(history, who, name, body, &facts)
+}
+
+fn refused(r: Result<Vec<DomainEvent>, Refusal>) -> Refusal {
+    r.expect_err("refused")
+}
+
+fn code(r: Result<Vec<DomainEvent>, Refusal>) -> RefusalCode {
+    refused(r).code
+}
+
+#[test]
+fn the_life_of_a_surge() {
+    let out = when(&[], &fso(), "request", request_body()).unwrap();
+    let mut events = out.clone();
+    let state = Surge::fold(&given(events.clone())).unwrap();
+    assert_eq!(state.status, Status::Requested);
+    assert_eq!(state.id, ID);
+    assert_eq!(state.requested_by.as_deref(), Some("someone"));
+    assert_eq!(state.assets, vec!["armoured vehicle".to_owned()]);
+
+    events.extend(when(&given(events.clone()), &crisis(), "approve", json!({})).unwrap());
+    let state = Surge::fold(&given(events.clone())).unwrap();
+    assert_eq!(state.status, Status::Approved);
+    assert_eq!(state.decided_by.as_deref(), Some("crisis_manager.user"));
+
+    let out = when(
+        &given(events.clone()),
+        &duty(),
+        "assign",
+        json!({"officer": "P-1"}),
+    )
+    .unwrap();
+    assert_eq!(out, vec![assigned("P-1", "SOM-BAI")], "from their station");
+    events.extend(out);
+    events.extend(
+        when(
+            &given(events.clone()),
+            &duty(),
+            "deploy",
+            json!({"at": "2026-11-28T06:00:00Z"}),
+        )
+        .unwrap(),
+    );
+    // Reinforcing a deployed surge.
+    events.extend(
+        when(
+            &given(events.clone()),
+            &crisis(),
+            "assign",
+            json!({"officer": "P-2"}),
+        )
+        .unwrap(),
+    );
+    let state = Surge::fold(&given(events.clone())).unwrap();
+    assert_eq!(state.status, Status::Deployed);
+    assert_eq!(state.officers.len(), 2);
+    assert_eq!(
+        away_from([&state]),
+        BTreeMap::from([("KEN-NBO".to_owned(), 1), ("SOM-BAI".to_owned(), 1)])
+    );
+    events.extend(
+        when(
+            &given(events.clone()),
+            &duty(),
+            "complete",
+            json!({"at": "2026-12-05T06:00:00+03:00"}),
+        )
+        .unwrap(),
+    );
+    let state = Surge::fold(&given(events.clone())).unwrap();
+    assert_eq!(state.status, Status::Completed);
+    assert_eq!(state.version, 6);
+    assert!(away_from([&state]).is_empty(), "the officers went home");
+    let done = given(events);
+    for (name, body) in [
+        ("approve", json!({})),
+        ("reject", json!({"reason": "r"})),
+        ("assign", json!({"officer": "P-1"})),
+        ("deploy", json!({"at": "2026-12-06T00:00:00Z"})),
+        ("complete", json!({"at": "2026-12-06T00:00:00Z"})),
+    ] {
+        let r = refused(when(&done, &crisis(), name, body));
+        assert_eq!(r.code, RefusalCode::Conflict, "{name} after completion");
+        assert!(r.message.contains("completed"), "{}", r.message);
+    }
+}
+
+#[test]
+fn a_rejected_surge_takes_no_more_changes() {
+    let history = given(vec![requested()]);
+    let out = when(
+        &history,
+        &crisis(),
+        "reject",
+        json!({"reason": "no capacity"}),
+    )
+    .unwrap();
+    let rejected = given(vec![requested(), out[0].clone()]);
+    let state = Surge::fold(&rejected).unwrap();
+    assert_eq!(state.status, Status::Rejected);
+    assert_eq!(state.rejected_reason.as_deref(), Some("no capacity"));
+    for (name, body) in [
+        ("approve", json!({})),
+        ("reject", json!({"reason": "again"})),
+        ("assign", json!({"officer": "P-1"})),
+        ("deploy", json!({"at": "2026-12-06T00:00:00Z"})),
+    ] {
+        assert_eq!(
+            code(when(&rejected, &crisis(), name, body)),
+            RefusalCode::Conflict,
+            "{name} after rejection"
+        );
+    }
+}
+
+#[test]
+fn decisions_are_taken_once_and_only_while_requested() {
+    let history = given(vec![requested(), approved()]);
+    let r = refused(when(&history, &crisis(), "approve", json!({})));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(
+        r.message.contains("already approved by crisis.1"),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        code(when(
+            &history,
+            &crisis(),
+            "reject",
+            json!({"reason": "late"})
+        )),
+        RefusalCode::Conflict
+    );
+}
+
+#[test]
+fn each_command_is_refused_to_roles_without_the_right() {
+    let requested_only = given(vec![requested()]);
+    let running = given(vec![requested(), approved()]);
+    let cases: [(&str, Value, &[RecordedEvent], &[Role]); 6] = [
+        ("request", request_body(), &[], policy::SURGE_REQUEST),
+        ("approve", json!({}), &requested_only, policy::SURGE_DECIDE),
+        (
+            "reject",
+            json!({"reason": "r"}),
+            &requested_only,
+            policy::SURGE_DECIDE,
+        ),
+        (
+            "assign",
+            json!({"officer": "P-1"}),
+            &running,
+            policy::SURGE_RUN,
+        ),
+        (
+            "deploy",
+            json!({"at": "2026-11-28T06:00:00Z"}),
+            &running,
+            policy::SURGE_RUN,
+        ),
+        (
+            "complete",
+            json!({"at": "2026-11-28T06:00:00Z"}),
+            &running,
+            policy::SURGE_RUN,
+        ),
+    ];
+    for (name, body, history, allowed) in cases {
+        for role in Role::ALL {
+            let who = actor(role, (role == Role::FieldOfficer).then_some("SO"));
+            let got = when(history, &who, name, body.clone());
+            if allowed.contains(&role) {
+                assert!(
+                    !matches!(&got, Err(r) if r.code == RefusalCode::Forbidden),
+                    "{name} as {role:?}: {got:?}"
+                );
+            } else {
+                assert_eq!(code(got), RefusalCode::Forbidden, "{name} as {role:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_field_officer_requests_only_for_their_country_and_sees_only_it() {
+    let mut body = request_body();
+    body["country"] = json!("KE");
+    body["duty_station"] = json!("KEN-NBO");
+    let nbo = station("KEN-NBO", "KE");
+    let facts = Facts {
+        station: Some(&nbo),
+        ..Facts::default()
+    };
+    assert_eq!(
+        code(when_with(&[], &fso(), "request", body.clone(), &facts)),
+        RefusalCode::Forbidden
+    );
+    assert!(when_with(&[], &duty(), "request", body, &facts).is_ok());
+    let unscoped = actor(Role::FieldOfficer, None);
+    assert_eq!(
+        code(when(&[], &unscoped, "request", request_body())),
+        RefusalCode::Forbidden
+    );
+    let history = given(vec![requested()]);
+    let state = Surge::fold(&history).unwrap();
+    let kenya = actor(Role::FieldOfficer, Some("KE"));
+    assert!(visible(&fso(), &state));
+    assert!(!visible(&kenya, &state));
+    assert!(!visible(&actor(Role::WallScreen, None), &state));
+    assert!(visible(&actor(Role::Admin, None), &state));
+}
+
+#[test]
+fn a_request_needs_a_registered_station_in_its_country() {
+    let r = refused(when_with(
+        &[],
+        &duty(),
+        "request",
+        request_body(),
+        &Facts::default(),
+    ));
+    assert_eq!(r.code, RefusalCode::NotFound);
+    assert!(r.message.contains("vigil import"), "{}", r.message);
+    let elsewhere = station("SOM-MGQ", "KE");
+    let r = refused(when_with(
+        &[],
+        &duty(),
+        "request",
+        request_body(),
+        &Facts {
+            station: Some(&elsewhere),
+            ..Facts::default()
+        },
+    ));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.starts_with("country"), "{}", r.message);
+    // The same surge requested twice.
+    assert_eq!(
+        code(when(
+            &given(vec![requested()]),
+            &duty(),
+            "request",
+            request_body()
+        )),
+        RefusalCode::Conflict
+    );
+}
+
+#[test]
+fn bad_bodies_are_refused_with_the_field() {
+    for (field, bad) in [
+        ("country", json!("XX")),
+        ("officers_needed", json!(0)),
+        ("officers_needed", json!(201)),
+        ("reason", json!(" ")),
+        ("duty_station", json!("has space")),
+        ("assets", json!(["ok", ""])),
+    ] {
+        let mut body = request_body();
+        body[field] = bad;
+        let r = refused(when(&[], &duty(), "request", body));
+        assert_eq!(r.code, RefusalCode::Invalid, "{field}");
+        assert!(r.message.contains(field), "{field}: {}", r.message);
+    }
+    let mut extra = request_body();
+    extra["by"] = json!("x");
+    assert_eq!(
+        code(when(&[], &duty(), "request", extra)),
+        RefusalCode::Invalid
+    );
+    let history = given(vec![requested()]);
+    let r = refused(when(
+        &history,
+        &crisis(),
+        "approve",
+        json!({"by": "someone.else"}),
+    ));
+    assert!(r.message.starts_with("by"), "{}", r.message);
+    assert_eq!(
+        code(when(&history, &crisis(), "approve", json!([]))),
+        RefusalCode::Invalid
+    );
+    let r = refused(when(&history, &crisis(), "reject", json!({"reason": ""})));
+    assert!(r.message.starts_with("reason"), "{}", r.message);
+    assert_eq!(
+        code(when(&history, &crisis(), "reject", json!({}))),
+        RefusalCode::Invalid,
+        "a rejection needs a reason"
+    );
+    let running = given(vec![requested(), approved()]);
+    let r = refused(when(
+        &running,
+        &duty(),
+        "assign",
+        json!({"officer": "P-1", "from_duty_station": "SOM-BAI"}),
+    ));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.starts_with("from_duty_station"), "{}", r.message);
+    for bad in [
+        json!({}),
+        json!({"officer": ""}),
+        json!({"officer": "P 1"}),
+        json!({"officer": "P-1", "x": 1}),
+        json!("P-1"),
+    ] {
+        assert_eq!(
+            code(when(&running, &duty(), "assign", bad.clone())),
+            RefusalCode::Invalid,
+            "{bad}"
+        );
+    }
+    for name in ["deploy", "complete"] {
+        let r = refused(when(&running, &duty(), name, json!({"at": "tomorrow"})));
+        assert_eq!(r.code, RefusalCode::Invalid);
+        assert!(r.message.starts_with("at"), "{}", r.message);
+    }
+    assert_eq!(
+        code(when(&running, &duty(), "launch", json!({}))),
+        RefusalCode::Invalid
+    );
+}
+
+#[test]
+fn changes_to_a_surge_that_does_not_exist_or_is_out_of_scope_are_not_found() {
+    for (name, body) in [
+        ("approve", json!({})),
+        ("reject", json!({"reason": "r"})),
+        ("assign", json!({"officer": "P-1"})),
+        ("deploy", json!({"at": "2026-11-28T06:00:00Z"})),
+        ("complete", json!({"at": "2026-11-28T06:00:00Z"})),
+    ] {
+        assert_eq!(
+            code(when(&[], &crisis(), name, body)),
+            RefusalCode::NotFound,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn officers_are_assigned_only_to_an_approved_surge_that_is_not_full() {
+    let requested_only = given(vec![requested()]);
+    let r = refused(when(
+        &requested_only,
+        &duty(),
+        "assign",
+        json!({"officer": "P-1"}),
+    ));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains("not approved"), "{}", r.message);
+    let full = given(vec![
+        requested(),
+        approved(),
+        assigned("P-7", "X"),
+        assigned("P-8", "Y"),
+    ]);
+    let r = refused(when(&full, &duty(), "assign", json!({"officer": "P-1"})));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains("full: 2 of 2"), "{}", r.message);
+}
+
+#[test]
+fn the_officer_must_be_a_registered_security_officer_from_elsewhere() {
+    let running = given(vec![requested(), approved()]);
+    let r = refused(when(
+        &running,
+        &duty(),
+        "assign",
+        json!({"officer": "P-404"}),
+    ));
+    assert_eq!(r.code, RefusalCode::NotFound);
+    assert!(r.message.contains("vigil import"), "{}", r.message);
+    let clerk = person("P-3", "SOM-BAI", false);
+    let r = refused(when_with(
+        &running,
+        &duty(),
+        "assign",
+        json!({"officer": "P-3"}),
+        &Facts {
+            officer: Some(&clerk),
+            ..Facts::default()
+        },
+    ));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(
+        r.message.contains("not a security officer"),
+        "{}",
+        r.message
+    );
+    let local = person("P-4", "SOM-MGQ", true);
+    let r = refused(when_with(
+        &running,
+        &duty(),
+        "assign",
+        json!({"officer": "P-4"}),
+        &Facts {
+            officer: Some(&local),
+            ..Facts::default()
+        },
+    ));
+    assert_eq!(r.code, RefusalCode::Invalid);
+    assert!(r.message.contains("another duty station"), "{}", r.message);
+    // Facts about someone else are not facts about this officer.
+    let other = person("P-9", "SOM-BAI", true);
+    assert_eq!(
+        code(when_with(
+            &running,
+            &duty(),
+            "assign",
+            json!({"officer": "P-1"}),
+            &Facts {
+                officer: Some(&other),
+                ..Facts::default()
+            },
+        )),
+        RefusalCode::NotFound
+    );
+    let twice = given(vec![requested(), approved(), assigned("P-1", "SOM-BAI")]);
+    let r = refused(when(&twice, &duty(), "assign", json!({"officer": "P-1"})));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(
+        r.message.contains("already assigned to surge"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn an_officer_already_on_an_active_surge_is_refused_naming_it() {
+    let running = given(vec![requested(), approved()]);
+    let o1 = person("P-1", "SOM-BAI", true);
+    let facts = Facts {
+        officer: Some(&o1),
+        officer_on: Some(OTHER),
+        ..Facts::default()
+    };
+    let r = refused(when_with(
+        &running,
+        &duty(),
+        "assign",
+        json!({"officer": "P-1"}),
+        &facts,
+    ));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains(&OTHER.to_string()), "{}", r.message);
+}
+
+#[test]
+fn deployment_needs_approval_and_an_officer_and_completion_needs_deployment() {
+    let at = json!({"at": "2026-11-28T06:00:00Z"});
+    let r = refused(when(
+        &given(vec![requested()]),
+        &duty(),
+        "deploy",
+        at.clone(),
+    ));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains("not approved"), "{}", r.message);
+    let r = refused(when(
+        &given(vec![requested(), approved()]),
+        &duty(),
+        "deploy",
+        at.clone(),
+    ));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains("no officer"), "{}", r.message);
+    let d = given(vec![
+        requested(),
+        approved(),
+        assigned("P-1", "SOM-BAI"),
+        deployed(),
+    ]);
+    let r = refused(when(&d, &duty(), "deploy", at.clone()));
+    assert_eq!(r.code, RefusalCode::Conflict);
+    assert!(r.message.contains("already deployed"), "{}", r.message);
+    for history in [
+        given(vec![requested()]),
+        given(vec![requested(), approved(), assigned("P-1", "SOM-BAI")]),
+    ] {
+        assert_eq!(
+            code(when(&history, &duty(), "complete", at.clone())),
+            RefusalCode::Conflict
+        );
+    }
+    let r = refused(when(
+        &d,
+        &duty(),
+        "complete",
+        json!({"at": "2026-11-27T06:00:00Z"}),
+    ));
+    assert_eq!(r.code, RefusalCode::Invalid, "before the deployment");
+    assert!(r.message.starts_with("at"), "{}", r.message);
+}
+
+#[test]
+fn the_fold_follows_the_log_even_where_decide_would_not_have() {
+    // A second approval, a duplicate assignment and events before a request move only
+    // the version.
+    let mut state = None;
+    for e in record(ID, vec![approved()], 1) {
+        apply(&mut state, &e);
+    }
+    assert!(state.is_none());
+    let s = Surge::fold(&given(vec![
+        requested(),
+        approved(),
+        approved(),
+        assigned("P-1", "A"),
+        assigned("P-1", "A"),
+    ]))
+    .unwrap();
+    assert_eq!(s.officers.len(), 1);
+    assert_eq!(s.version, 5);
+    assert_eq!(s.status, Status::Approved);
+}
+
+fn feed(register: &mut Register, events: &[RecordedEvent]) {
+    for e in events {
+        register.apply(e);
+    }
+}
+
+#[test]
+fn the_register_knows_who_is_on_which_surge_and_frees_them() {
+    let mut register = Register::default();
+    let a = record(
+        ID,
+        vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+        1,
+    );
+    feed(&mut register, &a);
+    assert_eq!(register.active_surge_of("P-1", OTHER), Some(ID));
+    assert_eq!(register.active_surge_of("P-1", ID), None, "not on another");
+    assert_eq!(register.active_surge_of("P-2", OTHER), None);
+    assert_eq!(gaps(&register), BTreeMap::from([("SOM-BAI".to_owned(), 1)]));
+    let done = record(
+        ID,
+        vec![
+            requested(),
+            approved(),
+            assigned("P-1", "SOM-BAI"),
+            deployed(),
+            SurgeCompleted {
+                at: time::macros::datetime!(2026-12-01 00:00 UTC),
+            }
+            .into(),
+        ],
+        1,
+    );
+    feed(&mut register, &done);
+    assert_eq!(register.active_surge_of("P-1", OTHER), None, "back home");
+    assert!(gaps(&register).is_empty());
+    // Positions already applied are ignored.
+    assert_eq!(register.position(), 5);
+    feed(&mut register, &a);
+    assert_eq!(register.get(ID).unwrap().status, Status::Completed);
+}
+
+fn cancelled() -> DomainEvent {
+    SurgeCancelled {
+        by: "crisis.1".into(),
+        reason: "the road reopened".into(),
+    }
+    .into()
+}
+
+#[test]
+fn a_requested_or_approved_surge_is_cancelled_with_a_reason_and_by_the_login() {
+    let reason = json!({"reason": "the road reopened"});
+    for before in [
+        vec![requested()],
+        vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+    ] {
+        let events = when(&given(before.clone()), &crisis(), "cancel", reason.clone()).unwrap();
+        let by_login: DomainEvent = SurgeCancelled {
+            by: crisis().user,
+            reason: "the road reopened".into(),
+        }
+        .into();
+        assert_eq!(events, vec![by_login]);
+        let state = Surge::fold(&given([before, events].concat())).unwrap();
+        assert_eq!(state.status, Status::Cancelled);
+        assert_eq!(state.cancelled_by, Some(crisis().user));
+        assert_eq!(state.cancelled_reason.as_deref(), Some("the road reopened"));
+        assert!(!state.is_open());
+        assert!(away_from([&state]).is_empty(), "its officers are back");
+    }
+}
+
+#[test]
+fn cancel_needs_a_one_line_reason_and_the_right_to_decide_surges() {
+    let history = given(vec![requested(), approved()]);
+    for bad in [
+        json!({}),
+        json!({"reason": ""}),
+        json!({"reason": "   "}),
+        json!({"reason": "two\nlines"}),
+        json!({"reason": "x".repeat(events::domain::MAX_REASON + 1)}),
+        json!({"reason": "ok", "by": "someone.else"}),
+        json!({"reason": "ok", "extra": 1}),
+    ] {
+        let r = refused(when(&history, &crisis(), "cancel", bad.clone()));
+        assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
+    }
+    for who in [
+        fso(),
+        actor(Role::WallScreen, None),
+        actor(Role::AgencyFocalPoint, None),
+    ] {
+        assert_eq!(
+            code(when(
+                &history,
+                &who,
+                "cancel",
+                json!({"reason": "not needed"})
+            )),
+            RefusalCode::Forbidden,
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn a_deployed_or_closed_surge_cannot_be_cancelled() {
+    let reason = json!({"reason": "not needed"});
+    let done = SurgeCompleted {
+        at: time::macros::datetime!(2026-12-01 00:00 UTC),
+    };
+    let rejected: DomainEvent = SurgeRejected {
+        by: "crisis.1".into(),
+        reason: "no".into(),
+    }
+    .into();
+    for (history, says) in [
+        (
+            given(vec![
+                requested(),
+                approved(),
+                assigned("P-1", "SOM-BAI"),
+                deployed(),
+            ]),
+            "deployed",
+        ),
+        (
+            given(vec![
+                requested(),
+                approved(),
+                assigned("P-1", "SOM-BAI"),
+                deployed(),
+                done.into(),
+            ]),
+            "completed",
+        ),
+        (given(vec![requested(), rejected]), "rejected"),
+        (given(vec![requested(), cancelled()]), "cancelled"),
+    ] {
+        let r = refused(when(&history, &crisis(), "cancel", reason.clone()));
+        assert_eq!(r.code, RefusalCode::Conflict, "{says}: {}", r.message);
+        assert!(r.message.contains(says), "{says}: {}", r.message);
+    }
+    // Nothing else moves a cancelled surge either.
+    let gone = given(vec![requested(), approved(), cancelled()]);
+    for (name, body) in [
+        ("approve", json!({})),
+        ("assign", json!({"officer": "P-1"})),
+        ("deploy", json!({"at": "2026-11-28T06:00:00Z"})),
+    ] {
+        assert_eq!(
+            code(when(&gone, &crisis(), name, body)),
+            RefusalCode::Conflict,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_cancelled_surge_frees_its_officers_for_another() {
+    let mut register = Register::default();
+    feed(
+        &mut register,
+        &record(
+            ID,
+            vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+            1,
+        ),
+    );
+    assert_eq!(register.active_surge_of("P-1", OTHER), Some(ID));
+    feed(
+        &mut register,
+        &record(
+            ID,
+            vec![
+                requested(),
+                approved(),
+                assigned("P-1", "SOM-BAI"),
+                cancelled(),
+            ],
+            1,
+        ),
+    );
+    assert_eq!(register.active_surge_of("P-1", OTHER), None, "free again");
+    assert!(gaps(&register).is_empty());
+    let q = ListQuery {
+        status: Some("cancelled".into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(register.list(&crisis(), &q).unwrap().items.len(), 1);
+}
+
+#[test]
+fn what_this_instance_wrote_counts_before_the_feed_brings_it() {
+    let mut register = Register::default();
+    let history = record(ID, vec![requested(), approved()], 1);
+    feed(&mut register, &history);
+    let mut ahead = history.clone();
+    ahead.extend(
+        record(
+            ID,
+            vec![requested(), approved(), assigned("P-1", "SOM-BAI")],
+            1,
+        )
+        .pop(),
+    );
+    let written = Surge::fold(&ahead).unwrap();
+    assert_eq!(written.version, 3);
+    register.wrote(written.clone());
+    assert_eq!(register.active_surge_of("P-1", OTHER), Some(ID));
+    assert_eq!(register.surges().count(), 1);
+    // An older state written late does not replace a newer one.
+    register.wrote(Surge::fold(&history).unwrap());
+    assert_eq!(register.get(ID).unwrap().version, 3);
+    // The feed's copy takes over.
+    feed(&mut register, &ahead[2..]);
+    assert!(register.ahead.is_empty());
+    assert_eq!(register.get(ID).unwrap().officers.len(), 1);
+    // A surge known only from this instance's write is listed too.
+    let other = Surge::fold(&record(OTHER, vec![requested()], 50)).unwrap();
+    register.wrote(other);
+    assert_eq!(register.surges().count(), 2);
+    assert_eq!(
+        register
+            .list(&duty(), &ListQuery::default())
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn the_register_lists_within_scope_with_filters() {
+    let mut register = Register::default();
+    let mut kenya = request_body();
+    kenya["country"] = json!("KE");
+    kenya["duty_station"] = json!("KEN-NBO");
+    let SurgeCommand::Request(ke) = parse("request", &duty(), kenya).unwrap() else {
+        unreachable!()
+    };
+    feed(
+        &mut register,
+        &record(Uuid::from_u128(1), vec![requested()], 1),
+    );
+    feed(
+        &mut register,
+        &record(Uuid::from_u128(2), vec![requested(), approved()], 2),
+    );
+    feed(
+        &mut register,
+        &record(Uuid::from_u128(3), vec![ke.into()], 4),
+    );
+    // Another category is skipped but moves the position.
+    let other = events::domain::person::stream_for("P-1");
+    register.apply(&RecordedEvent::record(
+        DomainEvent::from(person("P-1", "X", true))
+            .to_new_event(Uuid::from_u128(99), Meta::default()),
+        other,
+        5,
+        1,
+        OffsetDateTime::UNIX_EPOCH,
+    ));
+    assert_eq!(register.position(), 5);
+    let all = register.list(&duty(), &ListQuery::default()).unwrap().items;
+    assert_eq!(all.len(), 3);
+    assert!(all[0].position > all[1].position, "newest first");
+    assert_eq!(
+        register
+            .list(&fso(), &ListQuery::default())
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let q = |status: Option<&str>, country: Option<&str>, limit: Option<usize>| ListQuery {
+        status: status.map(Into::into),
+        country: country.map(|c| Country::parse(c).unwrap()),
+        limit,
+        cursor: None,
+    };
+    assert_eq!(
+        register
+            .list(&duty(), &q(Some("approved"), None, None))
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        register
+            .list(&duty(), &q(Some("active"), None, None))
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        register
+            .list(&duty(), &q(Some("requested"), None, None))
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(
+        register
+            .list(&duty(), &q(None, Some("KE"), None))
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        register
+            .list(&duty(), &q(None, None, Some(1)))
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let refused =
+        |who: &Actor, q: ListQuery| register.list(who, &q).map(|_| ()).unwrap_err().code;
+    assert_eq!(
+        refused(&fso(), q(None, Some("KE"), None)),
+        RefusalCode::Forbidden
+    );
+    assert_eq!(
+        refused(&duty(), q(Some("lost"), None, None)),
+        RefusalCode::Invalid
+    );
+    assert_eq!(
+        refused(&duty(), q(None, None, Some(0))),
+        RefusalCode::Invalid
+    );
+    assert_eq!(
+        refused(&duty(), q(None, None, Some(501))),
+        RefusalCode::Invalid
+    );
+    assert_eq!(
+        refused(&actor(Role::WallScreen, None), ListQuery::default()),
+        RefusalCode::Forbidden
+    );
+}
+
+mod properties {
+    //! Whatever commands arrive in whatever order, decided against the register as the
+    //! service does, no officer is ever on two active surges and no surge takes more
+    //! officers than it asked for.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Approve(usize),
+        Reject(usize),
+        Assign(usize, usize),
+        Deploy(usize),
+        Complete(usize),
+        Cancel(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..3usize).prop_map(Step::Approve),
+            (0..3usize).prop_map(Step::Reject),
+            (0..3usize, 0..4usize).prop_map(|(s, o)| Step::Assign(s, o)),
+            (0..3usize).prop_map(Step::Deploy),
+            (0..3usize).prop_map(Step::Complete),
+            (0..3usize).prop_map(Step::Cancel),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_officer_is_ever_on_two_active_surges(steps in proptest::collection::vec(step(), 0..60)) {
+            let ids = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
+            let officers: Vec<PersonRegistered> = (0..4)
+                .map(|i| person(&format!("P-{i}"), "SOM-BAI", true))
+                .collect();
+            let mut streams: Vec<Vec<DomainEvent>> = ids.iter().map(|_| vec![requested()]).collect();
+            let mut position = 0;
+            let mut register = Register::default();
+            for (i, s) in streams.iter().enumerate() {
+                let r = record(ids[i], s.clone(), position + 1);
+                position += r.len() as u64;
+                feed(&mut register, &r);
+            }
+            let at = json!({"at": "2026-11-28T06:00:00Z"});
+            for step in steps {
+                let (i, name, body) = match step {
+                    Step::Approve(i) => (i, "approve", json!({})),
+                    Step::Reject(i) => (i, "reject", json!({"reason": "no"})),
+                    Step::Assign(i, o) => (i, "assign", json!({"officer": format!("P-{o}")})),
+                    Step::Deploy(i) => (i, "deploy", at.clone()),
+                    Step::Complete(i) => (i, "complete", at.clone()),
+                    Step::Cancel(i) => (i, "cancel", json!({"reason": "not needed"})),
+                };
+                let history = record(ids[i], streams[i].clone(), 0);
+                let officer = body["officer"].as_str().and_then(|o| officers.iter().find(|p| p.person == o));
+                let facts = Facts {
+                    station: None,
+                    officer,
+                    officer_on: officer.and_then(|o| register.active_surge_of(&o.person, ids[i])),
+                };
+                let command = parse(name, &crisis(), body).unwrap();
+                if let Ok(new) = decide(ids[i], Surge::fold(&history).as_ref(), &crisis(), command, &facts) {
+                    let version = streams[i].len();
+                    streams[i].extend(new.clone());
+                    let all = record(ids[i], streams[i].clone(), 0);
+                    for e in &all[version..] {
+                        let mut e = e.clone();
+                        position += 1;
+                        e.position = position;
+                        register.apply(&e);
+                    }
+                }
+                let mut on: HashMap<&str, usize> = HashMap::new();
+                for s in register.surges() {
+                    prop_assert!(s.officers.len() <= usize::from(s.officers_needed));
+                    if s.status.is_active() {
+                        for a in &s.officers {
+                            *on.entry(a.officer.as_str()).or_default() += 1;
+                        }
+                    }
+                }
+                prop_assert!(on.values().all(|n| *n == 1), "{on:?}");
+            }
+        }
+    }
+}
