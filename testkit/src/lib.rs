@@ -33,6 +33,20 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result
     Ok(())
 }
 
+/// The actor of an aggregate's unit tests: user `<role>.user` (the login `decide` records
+/// as who did it), limited to the country `scope` (a field officer's), speaking for no agency.
+pub fn actor(role: events::command::Role, scope: Option<&str>) -> events::command::Actor {
+    events::command::Actor {
+        user: format!("{}.user", role.as_str()),
+        role,
+        scope: scope.map(|s| {
+            events::validate::Country::parse(s)
+                .unwrap_or_else(|e| panic!("test country {s:?}: {e}"))
+        }),
+        agency: None,
+    }
+}
+
 /// An hour ago, as RFC 3339: an `occurred_at` the incidents service accepts on any day the
 /// tests run (it refuses reports older than 30 days, so a fixed date in a test is a time bomb).
 pub fn recent() -> String {

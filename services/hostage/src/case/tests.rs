@@ -4,19 +4,11 @@ use super::*;
 use events::command::{RefusalCode, Role};
 use events::{Meta, StreamName};
 use serde_json::json;
+use testkit::actor;
 use time::macros::datetime;
 
 const ID: Uuid = Uuid::from_u128(0x4057);
 const OPENED: OffsetDateTime = datetime!(2026-11-01 06:00 UTC);
-
-fn actor(role: Role, scope: Option<&str>) -> Actor {
-    Actor {
-        user: format!("{}.user", role.as_str()),
-        role,
-        scope: scope.map(|s| Country::parse(s).unwrap()),
-        agency: None,
-    }
-}
 
 fn crisis() -> Actor {
     actor(Role::CrisisManager, None)

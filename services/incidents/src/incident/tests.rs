@@ -6,17 +6,9 @@ use events::domain::incident::EscalationKind;
 use events::{Meta, StreamName};
 use runtime::Fold;
 use serde_json::json;
+use testkit::actor;
 
 const ID: Uuid = Uuid::from_u128(0x1234);
-
-fn actor(role: Role, scope: Option<&str>) -> Actor {
-    Actor {
-        user: format!("{}.user", role.as_str()),
-        role,
-        scope: scope.map(|s| Country::parse(s).unwrap()),
-        agency: None,
-    }
-}
 
 fn fso() -> Actor {
     actor(Role::FieldOfficer, Some("SO"))

@@ -7,21 +7,13 @@ use events::domain::relocation::OrderKind;
 use events::{Meta, StreamName};
 use proptest::prelude::*;
 use serde_json::json;
+use testkit::actor;
 use time::macros::{date, datetime};
 
 const ID: Uuid = Uuid::from_u128(0x5eed);
 
 fn so() -> Country {
     Country::parse("SO").unwrap()
-}
-
-fn actor(role: Role, scope: Option<&str>) -> Actor {
-    Actor {
-        user: format!("{}.user", role.as_str()),
-        role,
-        scope: scope.map(|s| Country::parse(s).unwrap()),
-        agency: None,
-    }
 }
 
 fn duty() -> Actor {

@@ -4,18 +4,10 @@ use super::*;
 use events::command::{RefusalCode, Role};
 use events::{Meta, StreamName};
 use serde_json::json;
+use testkit::actor;
 
 const ID: Uuid = Uuid::from_u128(0x5u128);
 const OTHER: Uuid = Uuid::from_u128(0x6u128);
-
-fn actor(role: Role, scope: Option<&str>) -> Actor {
-    Actor {
-        user: format!("{}.user", role.as_str()),
-        role,
-        scope: scope.map(|s| Country::parse(s).unwrap()),
-        agency: None,
-    }
-}
 
 fn fso() -> Actor {
     actor(Role::FieldOfficer, Some("SO"))
