@@ -319,8 +319,7 @@ fn bad_openings_are_refused_with_the_field() {
         RefusalCode::Invalid
     );
     // Captors and location are optional.
-    let minimal =
-        json!({"incident_id": Uuid::from_u128(7), "country": "ML", "persons": ["P-1"]});
+    let minimal = json!({"incident_id": Uuid::from_u128(7), "country": "ML", "persons": ["P-1"]});
     assert!(when(&[], &crisis(), "open", minimal).is_ok());
 }
 

@@ -37,8 +37,7 @@ fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
                 stream.clone(),
                 n * 10,
                 n,
-                time::macros::datetime!(2026-11-27 03:15 UTC)
-                    + time::Duration::minutes(n as i64),
+                time::macros::datetime!(2026-11-27 03:15 UTC) + time::Duration::minutes(n as i64),
             )
         })
         .collect()
@@ -403,8 +402,8 @@ fn the_register_lists_within_scope_with_filters() {
         let IncidentCommand::Report(r) = parse("report", &duty(), body).unwrap() else {
             unreachable!()
         };
-        let e = DomainEvent::from(r)
-            .to_new_event(Uuid::from_u128(100 + i as u128), Meta::default());
+        let e =
+            DomainEvent::from(r).to_new_event(Uuid::from_u128(100 + i as u128), Meta::default());
         register.apply(&RecordedEvent::record(
             e,
             events::domain::incident::stream_for(Uuid::from_u128(i as u128)),

@@ -69,8 +69,7 @@ fn record(id: Uuid, events: Vec<DomainEvent>, first: u64) -> Vec<RecordedEvent> 
                 stream.clone(),
                 first + n - 1,
                 n,
-                time::macros::datetime!(2026-11-27 03:15 UTC)
-                    + time::Duration::minutes(n as i64),
+                time::macros::datetime!(2026-11-27 03:15 UTC) + time::Duration::minutes(n as i64),
             )
         })
         .collect()
@@ -979,8 +978,7 @@ fn the_register_lists_within_scope_with_filters() {
             .len(),
         1
     );
-    let refused =
-        |who: &Actor, q: ListQuery| register.list(who, &q).map(|_| ()).unwrap_err().code;
+    let refused = |who: &Actor, q: ListQuery| register.list(who, &q).map(|_| ()).unwrap_err().code;
     assert_eq!(
         refused(&fso(), q(None, Some("KE"), None)),
         RefusalCode::Forbidden
