@@ -18,49 +18,27 @@
 
 mod common;
 
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use common::browser::{browser, js, target_dir, wait_js};
+use common::browser::{js, target_dir, wait_js};
 use common::console::{
-    Up, WAIT, add_users, in_detail, items, login, logout, open, result, step, tab,
+    Up, WAIT, in_detail, in_the_console, items, login, logout, open, result, step, tab,
 };
 use fantoccini::Client;
-use futures::FutureExt;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duty_officer_and_a_crisis_manager_take_every_step_in_the_console() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    add_users(
-        &data_dir,
+    in_the_console(
+        "console-actions",
         &[
             ("duty.ana", Role::DutyOfficer),
             ("crisis.cara", Role::CrisisManager),
         ],
-    );
-    let (_driver, client) = browser(
-        &dir.path().join("chromium-profile"),
-        &dir.path().join("chromedriver.log"),
+        scenario,
     )
     .await;
-    let up = Up::start(&data_dir).await;
-    let outcome = AssertUnwindSafe(scenario(&client, &up, dir.path()))
-        .catch_unwind()
-        .await;
-    if outcome.is_err()
-        && let Ok(png) = client.screenshot().await
-    {
-        let _ = std::fs::write(target_dir().join("console-actions-failed.png"), png);
-    }
-    let _ = client.close().await;
-    if let Err(panic) = outcome {
-        eprintln!("vigil up stderr:\n{}", up.stderr());
-        std::panic::resume_unwind(panic);
-    }
 }
 
 // ---------------------------------------------------------------- the scenario

@@ -24,13 +24,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use common::browser::{browser, js, target_dir, wait_js};
-use common::console::{Up, WAIT, add_users, login, logout, open, step, tab};
+use common::browser::{js, wait_js};
+use common::console::{Up, WAIT, in_the_console, login, logout, open, step, tab};
 use fantoccini::Client;
-use futures::FutureExt;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
@@ -41,35 +39,15 @@ const LIMIT: usize = 499;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_roll_call_is_marked_in_batches_and_a_case_closed_person_by_person() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    add_users(
-        &data_dir,
+    in_the_console(
+        "console-roll-call",
         &[
             ("duty.ana", Role::DutyOfficer),
             ("crisis.cara", Role::CrisisManager),
         ],
-    );
-    let (_driver, client) = browser(
-        &dir.path().join("chromium-profile"),
-        &dir.path().join("chromedriver.log"),
+        scenario,
     )
     .await;
-    let up = Up::start(&data_dir).await;
-    let outcome = AssertUnwindSafe(scenario(&client, &up, dir.path()))
-        .catch_unwind()
-        .await;
-    if outcome.is_err()
-        && let Ok(png) = client.screenshot().await
-    {
-        let _ = std::fs::write(target_dir().join("console-roll-call-failed.png"), png);
-    }
-    let _ = client.close().await;
-    if let Err(panic) = outcome {
-        eprintln!("vigil up stderr:\n{}", up.stderr());
-        std::panic::resume_unwind(panic);
-    }
 }
 
 fn person(i: usize) -> String {

@@ -18,6 +18,43 @@ use testkit::free_port;
 
 use super::browser::{js, wait_js};
 
+/// Runs `scenario` in headless Chromium against a fresh `vigil up` whose register holds
+/// `users` (see [`add_users`]); on a failure, a screenshot `<name>-failed.png` in the target
+/// directory and `vigil up`'s stderr, then the panic goes on.
+pub async fn in_the_console(
+    name: &str,
+    users: &[(&str, Role)],
+    scenario: impl AsyncFnOnce(&Client, &Up, &Path),
+) {
+    use futures::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    add_users(&data_dir, users);
+    let (_driver, client) = super::browser::browser(
+        &dir.path().join("chromium-profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
+    let up = Up::start(&data_dir).await;
+    let outcome = std::panic::AssertUnwindSafe(scenario(&client, &up, dir.path()))
+        .catch_unwind()
+        .await;
+    if outcome.is_err()
+        && let Ok(png) = client.screenshot().await
+    {
+        let _ = std::fs::write(
+            super::browser::target_dir().join(format!("{name}-failed.png")),
+            png,
+        );
+    }
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        eprintln!("vigil up stderr:\n{}", up.stderr());
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// How long a step in the page may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
