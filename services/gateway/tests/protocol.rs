@@ -45,6 +45,23 @@ impl Center {
         self.store.append(&req).await.unwrap().last_position
     }
 
+    /// A board client subscribed (its snapshot read) whose socket has a small receive
+    /// buffer, so the kernel cannot soak up a backlog for it once the test stops reading.
+    async fn subscribed_client_that_will_not_read(&self) -> Ws {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let stream = sock.connect(self.addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{}/ws?token={}", self.addr, self.screen_token),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .unwrap();
+        send(&mut ws, json!({"type": "subscribe", "board": "situation"})).await;
+        assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+        ws
+    }
+
     async fn connect(&self) -> Ws {
         let (ws, _) = tokio_tungstenite::connect_async(format!(
             "ws://{}/ws?token={}",
@@ -202,22 +219,7 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
     })
     .await;
 
-    // A small receive buffer, so the kernel cannot soak up the backlog for it.
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(c.addr).await.unwrap();
-    let (mut stuck, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/ws?token={}", c.addr, c.screen_token),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
-    send(
-        &mut stuck,
-        json!({"type": "subscribe", "board": "situation"}),
-    )
-    .await;
-    assert_eq!(next_json(&mut stuck).await["type"], "snapshot");
+    let mut stuck = c.subscribed_client_that_will_not_read().await;
 
     let mut readers = Vec::new();
     for _ in 0..READERS {
@@ -332,21 +334,7 @@ async fn a_client_stuck_past_the_send_timeout_is_dropped_and_the_others_keep_goi
         ..vigil_gateway::ConnLimits::default()
     })
     .await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(c.addr).await.unwrap();
-    let (mut stuck, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/ws?token={}", c.addr, c.screen_token),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
-    send(
-        &mut stuck,
-        json!({"type": "subscribe", "board": "situation"}),
-    )
-    .await;
-    assert_eq!(next_json(&mut stuck).await["type"], "snapshot");
+    let mut stuck = c.subscribed_client_that_will_not_read().await;
     let mut reader = c.connect().await;
     send(
         &mut reader,
