@@ -36,7 +36,7 @@ pub(crate) struct ListQuery {
     #[serde(default)]
     pub(crate) status: Option<String>,
     /// Only the broadcasts this event caused: issued by a rule it triggered, or standing
-    /// for it when the trigger was damped (see [`rules::Damper`]).
+    /// for it when the trigger was damped (see [`crate::rules::Damper`]).
     #[serde(default)]
     pub(crate) caused_by: Option<Uuid>,
 }
@@ -113,7 +113,7 @@ pub struct View {
     pub cancelled: Option<String>,
     /// The broadcast that updates it.
     pub superseded_by: Option<Uuid>,
-    /// Triggers of its rule damped by it (see [`rules::Damper`]).
+    /// Triggers of its rule damped by it (see [`crate::rules::Damper`]).
     pub suppressed: u64,
     /// Log position of the issue.
     pub position: u64,
