@@ -7,6 +7,11 @@
 //! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
 //! a page up to date.
 //!
+//! The fold is split by event family: `fold` here dispatches each event to the sibling module
+//! that owns its family (`incidents`, `levels`, `hostage`, `surges`, `orders`, `broadcasts`);
+//! clearances and reference data change nothing but the position. `text` words the timeline
+//! items, `render` turns the state into ops.
+//!
 //! Rules the fold follows, beyond MODEL.md (they are written there too):
 //! - An event at or below the board's position is a duplicate: ignored, nothing changes.
 //! - Every other event advances `position` and `as_of`, even when it is unknown, unreadable, of
@@ -19,8 +24,9 @@
 //!   `IncidentReported`) is ignored: the first one stands.
 //! - Counters are kept up to date incrementally; a test recounts them from scratch.
 //! - Broadcasts never leave the state (an old one may still await acknowledgements), but each
-//!   keeps at most [`MAX_AGENCIES`] agencies, and only the newest [`MAX_BROADCASTS`] are
-//!   rendered: a change to an older one moves its counters only.
+//!   keeps at most [`MAX_AGENCIES`](events::domain::broadcast::MAX_AGENCIES) agencies, and only
+//!   the newest [`MAX_BROADCASTS`] are rendered: a change to an older one moves its counters
+//!   only.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -28,15 +34,22 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use events::RecordedEvent;
 use events::codec::Decoded;
 use events::domain::DomainEvent;
-use events::domain::broadcast::{Audience, BroadcastSeverity, MAX_AGENCIES};
 use events::domain::incident::{Casualties, IncidentCategory, Location};
 use events::domain::relocation::{OrderKind, PersonStatus, Scope};
 use events::validate::{Country, SecurityLevel, Severity};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod broadcasts;
+mod hostage;
+mod incidents;
+mod levels;
+mod orders;
 mod render;
+mod surges;
 mod text;
+
+use broadcasts::{Broadcast, BroadcastStatus, Reach};
 
 /// Most markers shown per country (the newest open incidents with a location).
 pub const MAX_MARKERS: usize = 100;
@@ -296,212 +309,6 @@ impl Order {
     }
 }
 
-/// One agency a broadcast goes to: what is known of its delivery and acknowledgement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Reach {
-    /// A delivery attempt was made to it: a `BroadcastDeliveryAttempted`, or an outcome
-    /// (`BroadcastDelivered`, `BroadcastDeliveryFailed`), any channel, any round.
-    sent: bool,
-    /// A `BroadcastDelivered` came for it (any channel, any round): its system received it
-    /// (a receipt over NATS, a 2xx from its webhook).
-    delivered: bool,
-    /// A `BroadcastDeliveryFailed` with `gave_up` came for it (any channel, any round).
-    gave_up: bool,
-    /// Seconds from going live (approval, or issue when it needed none) to its first
-    /// acknowledgement; `None` until it acknowledges.
-    ack_seconds: Option<i64>,
-    /// Named by a `BroadcastResent`.
-    resent: bool,
-}
-
-impl Reach {
-    fn acknowledged(&self) -> bool {
-        self.ack_seconds.is_some()
-    }
-
-    /// Every attempt over some channel was given up, and nothing shows that it reached the
-    /// agency anyway (no delivery over any channel or round, no acknowledgement).
-    fn failed(&self) -> bool {
-        self.gave_up && !self.delivered && !self.acknowledged()
-    }
-
-    /// What the board shows of it, as counted flags: sent, delivered, acknowledged, failed,
-    /// resent.
-    fn shown(&self) -> [bool; 5] {
-        [
-            self.sent,
-            self.delivered,
-            self.acknowledged(),
-            self.failed(),
-            self.resent,
-        ]
-    }
-}
-
-/// A broadcast's share of the board-wide counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Share {
-    awaiting_ack: bool,
-    awaiting_approval: bool,
-    failed: u64,
-}
-
-/// Adds (or removes) a broadcast's share of the counters.
-fn count_broadcast(counters: &mut Counters, share: Share, add: bool) {
-    bump(
-        &mut counters.broadcasts_awaiting_ack,
-        add,
-        u64::from(share.awaiting_ack),
-    );
-    bump(
-        &mut counters.broadcasts_awaiting_approval,
-        add,
-        u64::from(share.awaiting_approval),
-    );
-    bump(&mut counters.broadcast_deliveries_failed, add, share.failed);
-}
-
-/// Where a broadcast is in its life (as the broadcast service sees it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BroadcastStatus {
-    /// Waiting for a second duty officer; nothing is sent.
-    AwaitingApproval,
-    /// Being sent and acknowledged.
-    Live,
-    /// Withdrawn.
-    Cancelled,
-}
-
-/// A broadcast, issued at some point; kept while the board may show or count it.
-#[derive(Debug, Clone)]
-struct Broadcast {
-    /// Its index in `Situation::broadcast_order`.
-    seq: usize,
-    title: String,
-    severity: BroadcastSeverity,
-    exercise: bool,
-    issued_at: OffsetDateTime,
-    /// The issue's `meta.actor` (duty view only).
-    issued_by: Option<String>,
-    requires_ack: bool,
-    ack_deadline: Option<OffsetDateTime>,
-    /// It must be approved by a second duty officer before it goes out.
-    needs_approval: bool,
-    /// Who approved it (duty view only) and when: the first `BroadcastApproved` stands.
-    approved: Option<(String, OffsetDateTime)>,
-    /// For the centre only (duty officers): no agency receives it.
-    internal: bool,
-    /// The rule that issued it.
-    rule: Option<String>,
-    /// The country when the audience is a country (for the timeline).
-    country: Option<Country>,
-    /// Whether `agencies` is the whole audience, fixed when issued (its `recipients`, or the
-    /// named list of an older event; empty for an internal one): other agencies are ignored.
-    /// Otherwise (an older event for all agencies or a country) an agency joins when a
-    /// delivery or an acknowledgement names it.
-    fixed: bool,
-    /// At most [`MAX_AGENCIES`] agencies, by id; the total is their number.
-    agencies: BTreeMap<String, Reach>,
-    /// Agencies sent to, delivered to, acknowledged, finally failed, sent again: kept with
-    /// `agencies`.
-    sent: u64,
-    delivered: u64,
-    acked: u64,
-    failed: u64,
-    resent: u64,
-    /// Number of `BroadcastEscalated` events.
-    escalations: u64,
-    /// Number of `BroadcastTriggerSuppressed` events: rule triggers this broadcast damped.
-    suppressed: u64,
-    cancelled: bool,
-}
-
-impl Broadcast {
-    fn total(&self) -> u64 {
-        self.agencies.len() as u64
-    }
-
-    fn status(&self) -> BroadcastStatus {
-        if self.cancelled {
-            BroadcastStatus::Cancelled
-        } else if self.needs_approval && self.approved.is_none() {
-            BroadcastStatus::AwaitingApproval
-        } else {
-            BroadcastStatus::Live
-        }
-    }
-
-    fn awaiting_ack(&self) -> bool {
-        self.status() == BroadcastStatus::Live
-            && self.requires_ack
-            && !self.internal
-            && (self.total() == 0 || self.acked < self.total())
-    }
-
-    /// Its share of the board-wide counters.
-    fn share(&self) -> Share {
-        let status = self.status();
-        Share {
-            awaiting_ack: self.awaiting_ack(),
-            awaiting_approval: status == BroadcastStatus::AwaitingApproval,
-            failed: if status == BroadcastStatus::Live {
-                self.failed
-            } else {
-                0
-            },
-        }
-    }
-
-    /// When it went live: its approval, or its issue when none came.
-    fn live_since(&self) -> OffsetDateTime {
-        self.approved.as_ref().map_or(self.issued_at, |(_, at)| *at)
-    }
-
-    /// Changes what is known of `agency` with `change`, keeping the counts in step. An agency
-    /// outside a fixed audience is ignored; an open audience takes it in when the change
-    /// shows something (up to [`MAX_AGENCIES`]). Returns whether anything shown changed.
-    fn reach(&mut self, agency: String, change: impl FnOnce(&mut Reach)) -> bool {
-        let room = self.agencies.len() < MAX_AGENCIES;
-        let (before, after) = match self.agencies.entry(agency) {
-            Entry::Occupied(o) => {
-                let r = o.into_mut();
-                let before = r.shown();
-                change(r);
-                (before, r.shown())
-            }
-            Entry::Vacant(v) if !self.fixed && room => {
-                let mut r = Reach::default();
-                change(&mut r);
-                if r == Reach::default() {
-                    return false;
-                }
-                let after = v.insert(r).shown();
-                // A new agency: the total changed even if it shows no flag.
-                self.count_reach([false; 5], after);
-                return true;
-            }
-            Entry::Vacant(_) => return false,
-        };
-        self.count_reach(before, after);
-        before != after
-    }
-
-    fn count_reach(&mut self, before: [bool; 5], after: [bool; 5]) {
-        let counts = [
-            &mut self.sent,
-            &mut self.delivered,
-            &mut self.acked,
-            &mut self.failed,
-            &mut self.resent,
-        ];
-        for ((n, was), now) in counts.into_iter().zip(before).zip(after) {
-            if was != now {
-                bump(n, now, 1);
-            }
-        }
-    }
-}
-
 /// One country's entry: what it shows, with its incident counts kept incrementally.
 #[derive(Debug, Clone, Default)]
 struct CountryState {
@@ -613,44 +420,6 @@ fn touch<'a>(
     state
 }
 
-/// Adds (or, with `add` false, removes) an open incident's share of its country's entry and of
-/// the counters.
-fn count_incident(
-    countries: &mut BTreeMap<Code, CountryState>,
-    counters: &mut Counters,
-    fx: &mut Effects,
-    id: Uuid,
-    incident: &Incident,
-    add: bool,
-) {
-    let state = touch(countries, incident.country, fx);
-    bump(&mut state.open, add, 1);
-    let severity = usize::from(incident.severity.get().clamp(1, 5)) - 1;
-    bump(&mut state.by_severity[severity], add, 1);
-    if !incident.verified {
-        bump(&mut state.unverified, add, 1);
-    }
-    if incident.location.is_some() {
-        if add {
-            state.markers.insert(incident.reported_at, id);
-        } else {
-            state.markers.remove(&incident.reported_at);
-        }
-    }
-    bump(&mut counters.open_incidents, add, 1);
-    if !incident.verified {
-        bump(&mut counters.unverified_incidents, add, 1);
-    }
-    if let Some(cas) = incident.casualties {
-        bump(&mut counters.casualties_killed, add, u64::from(cas.killed));
-        bump(
-            &mut counters.casualties_injured,
-            add,
-            u64::from(cas.injured),
-        );
-    }
-}
-
 /// What the event being folded touched so far.
 #[derive(Default)]
 struct Effects {
@@ -734,299 +503,42 @@ impl Situation {
     fn fold(&mut self, event: DomainEvent, at: At, actor: Option<&str>, fx: &mut Effects) {
         use DomainEvent as E;
         match event {
-            E::IncidentReported(e) => {
-                if self.incidents.contains_key(&at.id) {
-                    return;
-                }
-                let incident = Incident {
-                    country: e.country,
-                    reported_at: at.position,
-                    category: e.category,
-                    severity: e.severity,
-                    title: e.title,
-                    occurred_at: e.occurred_at,
-                    location: e.location,
-                    description: e.description,
-                    casualties: e.casualties,
-                    reporter: e.reporter,
-                    verified: false,
-                };
-                let c = (&mut self.countries, &mut self.counters);
-                count_incident(c.0, c.1, fx, at.id, &incident, true);
-                let item = text::incident_reported(&incident);
-                self.incidents.insert(at.id, incident);
-                self.note(at, fx, item);
-            }
-            E::IncidentUpdated(e) => {
-                let Some(incident) = self.incidents.get_mut(&at.id) else {
-                    return;
-                };
-                let c = (&mut self.countries, &mut self.counters);
-                count_incident(c.0, c.1, fx, at.id, incident, false);
-                if let Some(c) = e.country {
-                    incident.country = c;
-                }
-                if let Some(c) = e.category {
-                    incident.category = c;
-                }
-                if let Some(s) = e.severity {
-                    incident.severity = s;
-                }
-                if let Some(t) = e.title {
-                    incident.title = t;
-                }
-                if let Some(t) = e.occurred_at {
-                    incident.occurred_at = t;
-                }
-                if let Some(l) = e.location {
-                    incident.location = Some(l);
-                }
-                if let Some(d) = e.description {
-                    incident.description = Some(d);
-                }
-                if let Some(c) = e.casualties {
-                    incident.casualties = Some(c);
-                }
-                count_incident(c.0, c.1, fx, at.id, incident, true);
-            }
-            E::IncidentVerified(_) => {
-                let Some(incident) = self.incidents.get_mut(&at.id) else {
-                    return;
-                };
-                if !incident.verified {
-                    let c = (&mut self.countries, &mut self.counters);
-                    count_incident(c.0, c.1, fx, at.id, incident, false);
-                    incident.verified = true;
-                    count_incident(c.0, c.1, fx, at.id, incident, true);
-                }
-                let item = text::incident_verified(incident);
-                self.note(at, fx, item);
-            }
-            E::IncidentEscalated(e) => {
-                if let Some(incident) = self.incidents.get(&at.id) {
-                    let item = text::incident_escalated(incident, e.to.kind);
-                    self.note(at, fx, item);
-                }
-            }
-            E::IncidentClosed(_) => {
-                if let Some(incident) = self.incidents.remove(&at.id) {
-                    let c = (&mut self.countries, &mut self.counters);
-                    count_incident(c.0, c.1, fx, at.id, &incident, false);
-                    self.note(at, fx, text::incident_closed(&incident));
-                }
-            }
-            E::AreaSecurityLevelSet(e) => {
-                let state = self.country_mut(e.country, fx);
-                let was = state.level;
-                let previous = state
-                    .areas
-                    .get(&e.area)
-                    .map(|a| a.level)
-                    .or(e.previous_level);
-                let item = text::level_set(&e.area, e.country, e.level, previous);
-                state.areas.insert(
-                    e.area,
-                    AreaLevel {
-                        level: e.level,
-                        reason: e.reason,
-                        set_at: at.time,
-                    },
-                );
-                state.level = state.areas.values().map(|a| a.level).max();
-                let high = |l: Option<SecurityLevel>| l >= Some(SecurityLevel::High);
-                let now = state.level;
-                if high(was) != high(now) {
-                    bump(&mut self.counters.countries_level_5_plus, high(now), 1);
-                }
-                self.note(at, fx, item);
-            }
-            E::HostageCaseOpened(e) => {
-                if self.hostage.contains_key(&at.id) {
-                    return;
-                }
-                let held: HashSet<String> = e.persons.into_iter().collect();
-                let n = held.len() as u64;
-                let state = self.country_mut(e.country, fx);
-                state.hostage_cases.insert(at.position, at.id);
-                bump(&mut state.persons_held, true, n);
-                bump(&mut self.counters.hostage_cases, true, 1);
-                bump(&mut self.counters.persons_held, true, n);
-                self.note(at, fx, text::hostage_opened(e.country, n));
-                self.hostage.insert(
-                    at.id,
-                    HostageCase {
-                        country: e.country,
-                        opened_pos: at.position,
-                        opened_at: at.time,
-                        held,
-                        released: 0,
-                        deceased: 0,
-                    },
-                );
-            }
-            E::HostageReleased(e) => {
-                if let Some((country, still)) = self.free_hostage(at.id, &e.person, true, fx) {
-                    self.note(at, fx, text::hostage_released(country, still));
-                }
-            }
-            E::HostageDeceased(e) => {
-                self.free_hostage(at.id, &e.person, false, fx);
-            }
-            E::HostageCaseClosed(_) => {
-                let Some(case) = self.hostage.remove(&at.id) else {
-                    return;
-                };
-                let n = case.held.len() as u64;
-                let state = self.country_mut(case.country, fx);
-                state.hostage_cases.remove(&case.opened_pos);
-                bump(&mut state.persons_held, false, n);
-                bump(&mut self.counters.hostage_cases, false, 1);
-                bump(&mut self.counters.persons_held, false, n);
-                self.note(at, fx, text::hostage_closed(case.country));
-            }
-            E::ProofOfLifeReceived(_) | E::NegotiationContactLogged(_) => {}
-            E::SurgeRequested(e) => {
-                if self.surges.contains_key(&at.id) {
-                    return;
-                }
-                let surge = Surge {
-                    country: e.country,
-                    requested_pos: at.position,
-                    duty_station: e.duty_station,
-                    status: SurgeStatus::Requested,
-                    officers_needed: e.officers_needed,
-                    officers_assigned: 0,
-                    away_from: BTreeMap::new(),
-                };
-                self.country_mut(e.country, fx)
-                    .surges
-                    .insert(at.position, at.id);
-                bump(&mut self.counters.active_surges, true, 1);
-                self.note(at, fx, text::surge_requested(&surge));
-                self.surges.insert(at.id, surge);
-            }
-            E::SurgeApproved(_) => self.advance_surge(at.id, SurgeStatus::Approved, fx),
-            E::SurgeDeployed(_) => {
-                self.advance_surge(at.id, SurgeStatus::Deployed, fx);
-                if let Some(surge) = self.surges.get(&at.id) {
-                    let item = text::surge_deployed(surge);
-                    self.note(at, fx, item);
-                }
-            }
-            E::SurgeOfficerAssigned(e) => {
-                if let Some(surge) = self.surges.get_mut(&at.id) {
-                    bump(&mut surge.officers_assigned, true, 1);
-                    *surge.away_from.entry(e.from_duty_station).or_default() += 1;
-                    let country = surge.country;
-                    self.country_mut(country, fx);
-                }
-            }
-            E::SurgeRejected(_) | E::SurgeCompleted(_) => {
-                self.end_surge(at.id, fx);
-            }
-            E::SurgeCancelled(_) => {
-                // Only a surge not yet deployed is cancelled (as the service decides); the
-                // timeline says so, without the reason (free text may name someone).
-                let cancellable = self
-                    .surges
-                    .get(&at.id)
-                    .is_some_and(|s| s.status < SurgeStatus::Deployed);
-                if cancellable && let Some(surge) = self.end_surge(at.id, fx) {
-                    self.note(at, fx, text::surge_cancelled(&surge));
-                }
-            }
-            E::RelocationOrdered(e) => {
-                if self.orders.contains_key(&at.id) {
-                    return;
-                }
-                let order = Order {
-                    country: e.country,
-                    ordered_pos: at.position,
-                    kind: e.kind,
-                    scope: e.scope,
-                    area: e.area,
-                    duty_station: e.duty_station,
-                    destination: e.destination,
-                    deadline: e.deadline,
-                    roll: HashMap::new(),
-                    late: HashSet::new(),
-                    left: HashSet::new(),
-                    accounted: 0,
-                    missing: 0,
-                };
-                self.country_mut(e.country, fx)
-                    .orders
-                    .insert(at.position, at.id);
-                bump(&mut self.counters.active_orders, true, 1);
-                self.note(at, fx, text::order_issued(&order));
-                self.orders.insert(at.id, order);
-            }
-            E::RollCallEntryAdded(e) => {
-                let Some(order) = self.orders.get_mut(&at.id) else {
-                    return;
-                };
-                if order.roll.contains_key(&e.person) {
-                    // On it from the order after all (a large roll call is written in
-                    // chunks): not a late arrival.
-                    if order.late.remove(&e.person) {
-                        let country = order.country;
-                        self.country_mut(country, fx);
-                    }
-                    return;
-                }
-                order.roll.insert(e.person, None);
-                let country = order.country;
-                self.country_mut(country, fx);
-            }
-            E::PersonArrivedInArea(e) => {
-                let Some(order) = self.orders.get_mut(&at.id) else {
-                    return;
-                };
-                if order.roll.contains_key(&e.person) {
-                    // Back in the area.
-                    if !order.left.remove(&e.person) {
-                        return;
-                    }
-                } else {
-                    order.roll.insert(e.person.clone(), None);
-                    order.late.insert(e.person);
-                }
-                let country = order.country;
-                self.country_mut(country, fx);
-            }
-            E::PersonLeftArea(e) => {
-                let Some(order) = self.orders.get_mut(&at.id) else {
-                    return;
-                };
-                if !order.roll.contains_key(&e.person) || !order.left.insert(e.person) {
-                    return;
-                }
-                let country = order.country;
-                self.country_mut(country, fx);
-            }
-            E::PersonMarked(e) => {
-                let Some(order) = self.orders.get_mut(&at.id) else {
-                    return;
-                };
-                // A mark for someone not on the roll call puts them on it: a person marked
-                // missing must count even if the roll call entry never arrived.
-                let before = order.roll.insert(e.person, Some(e.status)).flatten();
-                for (status, add) in [(before, false), (Some(e.status), true)] {
-                    match status {
-                        Some(
-                            PersonStatus::Safe | PersonStatus::Relocated | PersonStatus::Injured,
-                        ) => {
-                            bump(&mut order.accounted, add, 1);
-                        }
-                        Some(PersonStatus::Missing) => bump(&mut order.missing, add, 1),
-                        None => {}
-                    }
-                }
-                let country = order.country;
-                self.country_mut(country, fx);
-            }
-            E::OrderCompleted(_) => self.end_order(at, fx, true),
-            E::OrderRescinded(_) => self.end_order(at, fx, false),
+            E::IncidentReported(_)
+            | E::IncidentUpdated(_)
+            | E::IncidentVerified(_)
+            | E::IncidentEscalated(_)
+            | E::IncidentClosed(_) => self.fold_incident(event, at, fx),
+            E::AreaSecurityLevelSet(e) => self.fold_level(e, at, fx),
+            E::HostageCaseOpened(_)
+            | E::HostageReleased(_)
+            | E::HostageDeceased(_)
+            | E::HostageCaseClosed(_)
+            | E::ProofOfLifeReceived(_)
+            | E::NegotiationContactLogged(_) => self.fold_hostage(event, at, fx),
+            E::SurgeRequested(_)
+            | E::SurgeApproved(_)
+            | E::SurgeDeployed(_)
+            | E::SurgeOfficerAssigned(_)
+            | E::SurgeRejected(_)
+            | E::SurgeCompleted(_)
+            | E::SurgeCancelled(_) => self.fold_surge(event, at, fx),
+            E::RelocationOrdered(_)
+            | E::RollCallEntryAdded(_)
+            | E::PersonArrivedInArea(_)
+            | E::PersonLeftArea(_)
+            | E::PersonMarked(_)
+            | E::OrderCompleted(_)
+            | E::OrderRescinded(_) => self.fold_order(event, at, fx),
+            E::BroadcastIssued(_)
+            | E::BroadcastApproved(_)
+            | E::BroadcastDeliveryAttempted(_)
+            | E::BroadcastDelivered(_)
+            | E::BroadcastDeliveryFailed(_)
+            | E::BroadcastAcknowledged(_)
+            | E::BroadcastResent(_)
+            | E::BroadcastEscalated(_)
+            | E::BroadcastTriggerSuppressed(_)
+            | E::BroadcastCancelled(_) => self.fold_broadcast(event, at, actor, fx),
             E::ClearanceRequested(_)
             | E::ClearanceApproved(_)
             | E::ClearanceRefused(_)
@@ -1037,267 +549,12 @@ impl Situation {
             | E::DutyStationRegistered(_)
             | E::PersonRegistered(_)
             | E::AgencyRegistered(_) => {}
-            E::BroadcastIssued(e) => {
-                // A broadcast to crisis managers is theirs alone (the broadcast service hides
-                // it from duty officers): the board, seen by duty officers and visitors, never
-                // shows it, and its later events are of a stream the board does not know.
-                if self.broadcasts.contains_key(&at.id) || e.audience == Audience::CrisisManagers
-                {
-                    return;
-                }
-                let needs_approval = e.needs_second_person()
-                    // An older event, issued before recipients were resolved and before the
-                    // two-person rule: it went out when issued.
-                    && (e.audience.is_internal() || !e.recipients.is_empty());
-                let internal = e.audience.is_internal();
-                let (fixed, listed, country) = match e.audience {
-                    _ if internal => (true, Vec::new(), None),
-                    Audience::Country(c) => (!e.recipients.is_empty(), e.recipients, Some(c)),
-                    Audience::Agencies(named) if e.recipients.is_empty() => (true, named, None),
-                    _ => (!e.recipients.is_empty(), e.recipients, None),
-                };
-                let agencies = listed
-                    .into_iter()
-                    .map(|a| (a, Reach::default()))
-                    .take(MAX_AGENCIES)
-                    .collect();
-                let broadcast = Broadcast {
-                    seq: self.broadcast_order.len(),
-                    title: e.title,
-                    severity: e.severity,
-                    exercise: e.exercise,
-                    issued_at: at.time,
-                    issued_by: actor.map(str::to_owned),
-                    requires_ack: e.requires_ack,
-                    ack_deadline: e.ack_deadline,
-                    needs_approval,
-                    approved: None,
-                    internal,
-                    rule: e.rule.map(|f| f.rule),
-                    country,
-                    fixed,
-                    agencies,
-                    sent: 0,
-                    delivered: 0,
-                    acked: 0,
-                    failed: 0,
-                    resent: 0,
-                    escalations: 0,
-                    suppressed: 0,
-                    cancelled: false,
-                };
-                count_broadcast(&mut self.counters, broadcast.share(), true);
-                self.broadcast_order.push(at.id);
-                let dropped = self
-                    .broadcast_order
-                    .len()
-                    .checked_sub(MAX_BROADCASTS + 1)
-                    .and_then(|i| self.broadcast_order.get(i))
-                    .copied();
-                fx.broadcasts = true;
-                fx.detail = Detail::Listed {
-                    added: at.id,
-                    dropped,
-                };
-                self.note(at, fx, text::broadcast_issued(&broadcast));
-                self.broadcasts.insert(at.id, broadcast);
-            }
-            E::BroadcastApproved(e) => {
-                let changed = self.change_broadcast(at, fx, Detail::None, |b| {
-                    b.approved.is_none() && {
-                        b.approved = Some((e.by, at.time));
-                        true
-                    }
-                });
-                let item = self.broadcasts.get(&at.id).filter(|_| changed);
-                if let Some(item) = item.map(text::broadcast_approved) {
-                    self.note(at, fx, item);
-                }
-            }
-            // A claim: the broadcast is being sent to the agency (the outcome follows).
-            E::BroadcastDeliveryAttempted(e) => {
-                let detail = Detail::Agency(at.id, e.agency.clone());
-                self.change_broadcast(at, fx, detail, |b| b.reach(e.agency, |r| r.sent = true));
-            }
-            E::BroadcastDelivered(e) => {
-                let detail = Detail::Agency(at.id, e.agency.clone());
-                self.change_broadcast(at, fx, detail, |b| {
-                    b.reach(e.agency, |r| {
-                        r.sent = true;
-                        r.delivered = true;
-                    })
-                });
-            }
-            E::BroadcastDeliveryFailed(e) => {
-                let detail = Detail::Agency(at.id, e.agency.clone());
-                if !e.gave_up {
-                    // Another attempt follows: it was sent, nothing more.
-                    self.change_broadcast(at, fx, detail, |b| {
-                        b.reach(e.agency, |r| r.sent = true)
-                    });
-                    return;
-                }
-                let agency = e.agency.clone();
-                let mut newly_failed = false;
-                self.change_broadcast(at, fx, detail, |b| {
-                    let was = b.agencies.get(&agency).is_some_and(Reach::failed);
-                    let changed = b.reach(e.agency, |r| {
-                        r.sent = true;
-                        r.gave_up = true;
-                    });
-                    newly_failed = !was
-                        && b.status() == BroadcastStatus::Live
-                        && b.agencies.get(&agency).is_some_and(Reach::failed);
-                    changed
-                });
-                let item = self.broadcasts.get(&at.id).filter(|_| newly_failed);
-                if let Some(item) = item.map(|b| text::broadcast_not_delivered(b, &agency)) {
-                    self.note(at, fx, item);
-                }
-            }
-            E::BroadcastAcknowledged(e) => {
-                let detail = Detail::Agency(at.id, e.agency.clone());
-                self.change_broadcast(at, fx, detail, |b| {
-                    let seconds = (at.time - b.live_since()).whole_seconds();
-                    b.reach(e.agency, |r| {
-                        r.ack_seconds.get_or_insert(seconds);
-                    })
-                });
-            }
-            E::BroadcastResent(e) => {
-                self.change_broadcast(at, fx, Detail::Broadcast(at.id), |b| {
-                    let mut changed = false;
-                    for agency in e.agencies {
-                        changed |= b.reach(agency, |r| r.resent = true);
-                    }
-                    changed
-                });
-            }
-            E::BroadcastEscalated(_) => {
-                let changed = self.change_broadcast(at, fx, Detail::None, |b| {
-                    b.escalations = b.escalations.saturating_add(1);
-                    true
-                });
-                // The first escalation only: a second one says nothing new on the timeline.
-                let item = self
-                    .broadcasts
-                    .get(&at.id)
-                    .filter(|b| changed && b.escalations == 1);
-                if let Some(item) = item.map(text::broadcast_escalated) {
-                    self.note(at, fx, item);
-                }
-            }
-            E::BroadcastTriggerSuppressed(_) => {
-                self.change_broadcast(at, fx, Detail::None, |b| {
-                    b.suppressed = b.suppressed.saturating_add(1);
-                    true
-                });
-            }
-            E::BroadcastCancelled(_) => {
-                let changed = self.change_broadcast(at, fx, Detail::None, |b| {
-                    !std::mem::replace(&mut b.cancelled, true)
-                });
-                let item = self.broadcasts.get(&at.id).filter(|_| changed);
-                if let Some(item) = item.map(text::broadcast_cancelled) {
-                    self.note(at, fx, item);
-                }
-            }
         }
     }
 
     /// The entry of `country`, created if needed, marked as touched by this event.
     fn country_mut(&mut self, country: Country, fx: &mut Effects) -> &mut CountryState {
         touch(&mut self.countries, country, fx)
-    }
-
-    /// A person of a hostage case is no longer held: `released`, or else deceased. Returns the
-    /// case's country and how many are still held, or `None` if the case or the person is
-    /// unknown (or no longer held: the first release or death stands).
-    fn free_hostage(
-        &mut self,
-        id: Uuid,
-        person: &str,
-        released: bool,
-        fx: &mut Effects,
-    ) -> Option<(Country, u64)> {
-        let case = self.hostage.get_mut(&id)?;
-        if !case.held.remove(person) {
-            return None;
-        }
-        bump(
-            if released {
-                &mut case.released
-            } else {
-                &mut case.deceased
-            },
-            true,
-            1,
-        );
-        let (country, still) = (case.country, case.held.len() as u64);
-        bump(&mut self.country_mut(country, fx).persons_held, false, 1);
-        bump(&mut self.counters.persons_held, false, 1);
-        Some((country, still))
-    }
-
-    /// A surge leaves the board (rejected, completed or cancelled); returns it.
-    fn end_surge(&mut self, id: Uuid, fx: &mut Effects) -> Option<Surge> {
-        let surge = self.surges.remove(&id)?;
-        self.country_mut(surge.country, fx)
-            .surges
-            .remove(&surge.requested_pos);
-        bump(&mut self.counters.active_surges, false, 1);
-        Some(surge)
-    }
-
-    /// Moves a surge forward to `status` (never back).
-    fn advance_surge(&mut self, id: Uuid, status: SurgeStatus, fx: &mut Effects) {
-        let surge = self.surges.get_mut(&id).filter(|s| s.status < status);
-        if let Some(surge) = surge {
-            surge.status = status;
-            let country = surge.country;
-            self.country_mut(country, fx);
-        }
-    }
-
-    /// Ends an order: completed, or rescinded.
-    fn end_order(&mut self, at: At, fx: &mut Effects, completed: bool) {
-        let Some(order) = self.orders.remove(&at.id) else {
-            return;
-        };
-        self.country_mut(order.country, fx)
-            .orders
-            .remove(&order.ordered_pos);
-        bump(&mut self.counters.active_orders, false, 1);
-        self.note(at, fx, text::order_ended(&order, completed));
-    }
-
-    /// Changes a known broadcast with `change` (which says whether it changed anything) and
-    /// keeps its share of the counters, the broadcast list and its per-agency `detail` in
-    /// step. Returns whether the broadcast is known and changed.
-    fn change_broadcast(
-        &mut self,
-        at: At,
-        fx: &mut Effects,
-        detail: Detail,
-        change: impl FnOnce(&mut Broadcast) -> bool,
-    ) -> bool {
-        let Some(b) = self.broadcasts.get_mut(&at.id) else {
-            return false;
-        };
-        let was = b.share();
-        if !change(b) {
-            return false;
-        }
-        let now = b.share();
-        if was != now {
-            count_broadcast(&mut self.counters, was, false);
-            count_broadcast(&mut self.counters, now, true);
-        }
-        if b.seq + MAX_BROADCASTS >= self.broadcast_order.len() {
-            fx.broadcasts = true;
-            fx.detail = detail;
-        }
-        true
     }
 
     /// Adds a timeline item for the event being folded.
@@ -1318,6 +575,7 @@ impl Situation {
     /// promises (no empty country, markers match located incidents). For tests.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        use events::domain::broadcast::MAX_AGENCIES;
         let mut counters = Counters::default();
         let mut expect: BTreeMap<Code, CountryState> = BTreeMap::new();
         for (country, state) in &self.countries {
@@ -1404,7 +662,7 @@ impl Situation {
             if b.agencies.len() > MAX_AGENCIES {
                 return Err(format!("broadcast {id} outgrew {MAX_AGENCIES} agencies"));
             }
-            count_broadcast(&mut counters, b.share(), true);
+            broadcasts::count_broadcast(&mut counters, b.share(), true);
         }
         if counters != self.counters {
             return Err(format!(
