@@ -656,6 +656,16 @@ async fn an_unacknowledged_broadcast_is_resent_then_escalated_once_also_across_a
     c.until(id, "BroadcastDelivered", 2).await;
     c.ok("ack", &focal_point("unicef"), json!({"broadcast": id}))
         .await;
+    // The ack is on disk; the scheduler decides from the register, which learns it from the
+    // log a moment later. An agency whose ack it has not seen yet may be sent it again
+    // (delivery is at least once): wait until the register has it, so the resend below is
+    // the one for the silent agency only.
+    testkit::eventually(Duration::from_secs(10), || async {
+        let view = c.ok("get", &duty("ana"), json!({"broadcast": id})).await;
+        view["agencies"]["unicef"]["ack"].is_object().then_some(())
+    })
+    .await
+    .expect("the register sees UNICEF's acknowledgement");
     c.clock.advance(time::Duration::minutes(61));
     let resent = c.until(id, "BroadcastResent", 1).await;
     assert_eq!(resent[0].data["agencies"], json!(["who"]));
