@@ -112,6 +112,15 @@ async fn credentials(
 /// reloads nats-server when it sees the change): tells the operator it works before the file
 /// is handed over.
 async fn admitted(creds: &nats_agencies::AgencyCredentials) -> bool {
+    use tracing::instrument::WithSubscriber;
+    // A refusal until the reload lands is expected here: the client's own ERROR log of it
+    // would alarm the operator, so the probe runs without a log.
+    probe(creds)
+        .with_subscriber(tracing::subscriber::NoSubscriber::default())
+        .await
+}
+
+async fn probe(creds: &nats_agencies::AgencyCredentials) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {
         let attempt = async_nats::ConnectOptions::with_nkey(creds.nkey_seed.clone())
