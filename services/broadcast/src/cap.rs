@@ -212,23 +212,21 @@ fn find_alert_start(s: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// The CAP headline of a broadcast: the cleaned title (with [`EXERCISE_PREFIX`] for an
-/// exercise), cut to [`HEADLINE_MAX_CHARS`] characters; the event name when nothing printable
-/// is left.
+/// The CAP headline of a broadcast: the cleaned title, or [`EVENT`] when nothing printable is
+/// left of it, with [`EXERCISE_PREFIX`] for an exercise (so an exercise is marked even when its
+/// title was all control characters), cut to [`HEADLINE_MAX_CHARS`] characters.
 pub fn headline(issued: &BroadcastIssued) -> String {
-    let title = clean(&issued.title);
+    let mut title = clean(&issued.title);
+    if title.is_empty() {
+        title = EVENT.to_owned();
+    }
     let full = if issued.exercise {
         format!("{EXERCISE_PREFIX}{title}")
     } else {
         title
     };
     let cut: String = full.chars().take(HEADLINE_MAX_CHARS).collect();
-    let cut = trim_xml_space(&cut);
-    if cut.is_empty() {
-        event(issued).to_owned()
-    } else {
-        cut.to_owned()
-    }
+    trim_xml_space(&cut).to_owned()
 }
 
 /// `text` as XML 1.0 can carry it: `\r\n` and `\r` become `\n`, characters outside the XML

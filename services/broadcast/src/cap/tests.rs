@@ -315,6 +315,18 @@ fn control_characters_are_stripped_and_line_ends_normalised() {
     let alert = round_trip(&cap(1, &blank));
     assert_eq!(alert.info[0].headline.as_deref(), Some(EVENT));
     assert_eq!(alert.info[0].description, None);
+
+    // An exercise stays marked as one even then (found by the property below).
+    let blank_exercise = BroadcastIssued {
+        exercise: true,
+        title: "\u{e}".into(),
+        ..blank
+    };
+    let alert = round_trip(&cap(1, &blank_exercise));
+    assert_eq!(
+        alert.info[0].headline.as_deref(),
+        Some(format!("{EXERCISE_PREFIX}{EVENT}").as_str())
+    );
 }
 
 #[test]
