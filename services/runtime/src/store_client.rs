@@ -130,17 +130,7 @@ impl StoreClient {
         req: &AppendRequest,
         deadline: Duration,
     ) -> Result<AppendOk, ClientError> {
-        let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match self.append(req).await {
-                Err(e) if e.is_retryable() && started.elapsed() < deadline => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                other => return other,
-            }
-        }
+        retrying(deadline, || self.append(req)).await
     }
 
     /// Reads a page of the global log from `from`; returns the events and the durable head.
@@ -162,6 +152,18 @@ impl StoreClient {
         }
     }
 
+    /// [`Self::read_stream`], retrying what is retryable (a store still starting, a moment
+    /// without NATS) with backoff until `deadline` has passed.
+    pub async fn read_stream_retrying(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        limit: u32,
+        deadline: Duration,
+    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        retrying(deadline, || self.read_stream(stream, from_version, limit)).await
+    }
+
     /// Reads a page of one stream from `from_version`; returns the events and its version.
     pub async fn read_stream(
         &self,
@@ -181,6 +183,26 @@ impl StoreClient {
             Ok(StreamReadReply::Page { events, version }) => Ok((events, version)),
             Ok(StreamReadReply::Error { error }) => Err(ClientError::Store(error)),
             Err(e) => Err(ClientError::Decode(e.to_string())),
+        }
+    }
+}
+
+/// Runs `call` until it succeeds, fails for good, or `deadline` has passed, with backoff from
+/// 20 ms to 500 ms between tries.
+async fn retrying<T, F, Fut>(deadline: Duration, call: F) -> Result<T, ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && started.elapsed() < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
         }
     }
 }

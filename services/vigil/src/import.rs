@@ -14,9 +14,14 @@
 //! # Promises
 //! - The whole file is read and checked first; if any line is bad, every bad line is
 //!   reported with its number (up to 20) and nothing is written.
-//! - Idempotent: a record's event id is derived from its content, so importing the same file
-//!   again stores nothing new; a changed record is stored as a new registration (the latest
-//!   stands).
+//! - A record is stored when it differs from the latest registration of its kind in its
+//!   stream, and only then: importing the same file again stores nothing new, a changed record
+//!   is stored as a new registration (the latest stands), and a record changed back to an
+//!   earlier content (a person moved A → B → A) is stored again, because it differs from the
+//!   latest. Within one file, the last line for a record wins.
+//! - Each append names the stream version it was decided on, and its id is derived from that
+//!   version and the content: a retried append is stored once (the store's id index), and a
+//!   stream written meanwhile by someone else is read and decided again.
 //! - Interrupted (store down, Ctrl-C), it can simply be run again: what landed is not stored
 //!   twice, the rest is stored.
 
@@ -28,10 +33,12 @@ use events::domain::agency::{self, AgencyRegistered};
 use events::domain::area::{self, AreaRegistered};
 use events::domain::person::{self, PersonRegistered};
 use events::domain::station::{self, DutyStationRegistered};
-use events::{AppendRequest, ExpectedVersion, Meta, StreamName};
+use events::{
+    AppendRequest, ErrorCode, ExpectedVersion, Meta, NewEvent, RecordedEvent, StreamName,
+};
 use futures::StreamExt;
-use runtime::StoreClient;
 use runtime::nats::Mode;
+use runtime::{ClientError, StoreClient};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -92,14 +99,92 @@ pub fn parse(text: &str) -> Result<Vec<(StreamName, DomainEvent)>, Vec<String>> 
     }
 }
 
-/// The event id of a record: the same content always gets the same id.
-fn content_id(stream: &StreamName, event: &DomainEvent) -> Uuid {
-    let data = serde_json::to_string(&event.to_new_event(Uuid::nil(), Meta::default()).data)
-        .unwrap_or_default();
+/// The event id of a record stored on top of stream version `version`: the same content on
+/// the same version always gets the same id, so a retried append is stored once.
+fn content_id(stream: &StreamName, version: u64, event: &NewEvent) -> Uuid {
+    let data = serde_json::to_string(&event.data).unwrap_or_default();
     Uuid::new_v5(
         &Uuid::NAMESPACE_OID,
-        format!("vigil-import-{stream}-{data}").as_bytes(),
+        format!("vigil-import-{stream}-{version}-{data}").as_bytes(),
     )
+}
+
+/// Whether `record` says what the latest registration of its kind in `history` says.
+fn unchanged(history: &[RecordedEvent], record: &NewEvent) -> bool {
+    history
+        .iter()
+        .rev()
+        .find(|e| e.event_type == record.event_type)
+        .is_some_and(|latest| latest.data == record.data)
+}
+
+/// How long one record waits for a store that does not answer (starting, restarting).
+const STORE_DEADLINE: Duration = Duration::from_secs(30);
+/// How many times one record is decided again after its stream changed under it.
+const MAX_RACES: usize = 8;
+
+/// Stores `event` in `stream` unless it is already the latest registration there; `true`
+/// when this call stored it.
+async fn import_one(
+    store: &StoreClient,
+    stream: StreamName,
+    event: NewEvent,
+) -> anyhow::Result<bool> {
+    for _ in 0..MAX_RACES {
+        let mut history = Vec::new();
+        let version = loop {
+            let from = history.len() as u64 + 1;
+            let (page, version) = store
+                .read_stream_retrying(
+                    &stream,
+                    from,
+                    events::store_api::MAX_READ_LIMIT,
+                    STORE_DEADLINE,
+                )
+                .await?;
+            let n = page.len() as u64;
+            history.extend(page);
+            if n == 0 || from + n > version {
+                break version;
+            }
+        };
+        if unchanged(&history, &event) {
+            return Ok(false);
+        }
+        let request = AppendRequest {
+            events: vec![NewEvent {
+                id: content_id(&stream, version, &event),
+                ..event.clone()
+            }],
+            stream: stream.clone(),
+            expected_version: match version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            },
+        };
+        match store.append_retrying(&request, STORE_DEADLINE).await {
+            // A duplicate is this very append, landed by an earlier try whose answer was lost.
+            Ok(ok) => return Ok(!ok.duplicate),
+            Err(ClientError::Store(e)) if e.code == ErrorCode::WrongExpectedVersion => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("{stream} kept changing while it was imported ({MAX_RACES} tries)")
+}
+
+/// The records to store, one per stream: a later line for the same record replaces an earlier
+/// one, in the order of the file's last lines.
+fn last_per_stream(records: Vec<(StreamName, DomainEvent)>) -> Vec<(StreamName, DomainEvent)> {
+    let mut last = std::collections::HashMap::new();
+    for (i, (stream, _)) in records.iter().enumerate() {
+        last.insert(stream.clone(), i);
+    }
+    records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (stream, _))| last.get(stream) == Some(i))
+        .map(|(_, r)| r)
+        .collect()
 }
 
 /// Runs `vigil import`.
@@ -116,7 +201,7 @@ pub async fn run(settings: Resolved, args: ImportArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     let records = match parse(&text) {
-        Ok(r) => r,
+        Ok(r) => last_per_stream(r),
         Err(errors) => {
             for e in errors.iter().take(20) {
                 eprintln!("{}: {e}", args.file.display());
@@ -157,24 +242,16 @@ pub async fn run(settings: Resolved, args: ImportArgs) -> anyhow::Result<()> {
         ..Meta::default()
     };
     let appends = records.into_iter().map(|(stream, event)| {
-        let request = AppendRequest {
-            events: vec![event.to_new_event(content_id(&stream, &event), meta.clone())],
-            stream,
-            expected_version: ExpectedVersion::Any,
-        };
+        let event = event.to_new_event(Uuid::nil(), meta.clone());
         let store = store.clone();
-        async move {
-            store
-                .append_retrying(&request, Duration::from_secs(30))
-                .await
-        }
+        async move { import_one(&store, stream, event).await }
     });
     let mut outcomes = futures::stream::iter(appends).buffer_unordered(IN_FLIGHT);
     let (mut new, mut unchanged) = (0u64, 0u64);
     while let Some(outcome) = outcomes.next().await {
         match outcome {
-            Ok(ok) if ok.duplicate => unchanged += 1,
-            Ok(_) => new += 1,
+            Ok(false) => unchanged += 1,
+            Ok(true) => new += 1,
             Err(e) => {
                 bar.abandon();
                 anyhow::bail!(
@@ -210,10 +287,16 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].0, area::stream_for("SOM-BAN"));
         let again = parse(good).unwrap();
+        let new = |e: &DomainEvent| e.to_new_event(Uuid::nil(), Meta::default());
         assert_eq!(
-            content_id(&events[1].0, &events[1].1),
-            content_id(&again[1].0, &again[1].1),
-            "the same record always gets the same id"
+            content_id(&events[1].0, 3, &new(&events[1].1)),
+            content_id(&again[1].0, 3, &new(&again[1].1)),
+            "the same record on the same version always gets the same id"
+        );
+        assert_ne!(
+            content_id(&events[1].0, 3, &new(&events[1].1)),
+            content_id(&events[1].0, 5, &new(&events[1].1)),
+            "a record stored again on a later version is a new event"
         );
         let bad = "{\"kind\":\"area\",\"area\":\"A\",\"country\":\"XX\",\"name\":\"n\"}\nnot json\n{\"kind\":\"planet\"}\n{\"kind\":\"duty_station\",\"station\":\"S\",\"country\":\"SO\",\"area\":\"A\",\"name\":\"n\",\"lat\":99,\"lon\":0}\n";
         let errors = parse(bad).unwrap_err();
@@ -221,5 +304,17 @@ mod tests {
         assert!(errors[0].starts_with("line 1: country"), "{}", errors[0]);
         assert!(errors[1].starts_with("line 2:"));
         assert!(errors[3].starts_with("line 4: lat"), "{}", errors[3]);
+    }
+
+    #[test]
+    fn a_later_line_for_the_same_record_wins() {
+        let text = "{\"kind\":\"agency\",\"agency\":\"undp\",\"name\":\"UNDP\"}\n{\"kind\":\"agency\",\"agency\":\"wfp\",\"name\":\"WFP\"}\n{\"kind\":\"agency\",\"agency\":\"undp\",\"name\":\"UN Development Programme\"}\n";
+        let kept = last_per_stream(parse(text).unwrap());
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].0, agency::stream_for("wfp"));
+        let DomainEvent::AgencyRegistered(undp) = &kept[1].1 else {
+            panic!("{:?}", kept[1].1)
+        };
+        assert_eq!(undp.name, "UN Development Programme");
     }
 }
