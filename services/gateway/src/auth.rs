@@ -219,6 +219,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `change` while holding an exclusive lock on `<path>.lock`, so that two operator
+/// commands changing the same file (two `vigil user add` at once, a revoke during an add)
+/// each read what the other wrote instead of overwriting it. The lock is released when the
+/// process ends, even by kill -9, since it is the kernel's.
+fn with_file_locked<T>(
+    path: &Path,
+    change: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if let Some(dir) = path.parent() {
+        runtime::data_dir::create_private_dir(dir)?;
+    }
+    let lock_path = path.with_extension("lock");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let lock = opts
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", lock_path.display()))?;
+    let result = change();
+    drop(lock);
+    result
+}
+
 /// Hashes a password with argon2id and a random salt.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let hash: PasswordHash = Argon2::default()
@@ -308,7 +337,17 @@ impl Users {
 
     /// Adds or replaces a user and saves the file. Replacing raises the user's generation,
     /// which ends every session issued from the old record (role or password changed).
+    /// The file is read again under its lock first, so a user another command saved since
+    /// [`Users::load`] is kept.
     pub fn put(&mut self, user: User) -> anyhow::Result<()> {
+        let path = self.path.clone();
+        with_file_locked(&path, || {
+            self.users = Self::load_file(path.clone())?.users;
+            self.put_loaded(user)
+        })
+    }
+
+    fn put_loaded(&mut self, user: User) -> anyhow::Result<()> {
         let generation = self
             .users
             .iter()
@@ -576,10 +615,21 @@ impl Auth {
 /// Adds a token id to the revocation list.
 pub fn revoke(data_dir: &Path, jti: &str) -> anyhow::Result<()> {
     let path = data_dir.join("revoked-tokens");
-    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    text.push_str(jti.trim());
-    text.push('\n');
-    write_private(&path, text.as_bytes())
+    with_file_locked(&path, || {
+        // A file that exists but cannot be read must stop the revoke: writing anyway would
+        // drop every revocation already in it.
+        let mut text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => anyhow::bail!(
+                "cannot read {} ({e}); nothing was revoked. Fix its permissions and run the revoke again",
+                path.display()
+            ),
+        };
+        text.push_str(jti.trim());
+        text.push('\n');
+        write_private(&path, text.as_bytes())
+    })
 }
 
 #[cfg(test)]
@@ -717,5 +767,70 @@ mod tests {
             board_view(Role::Admin, Some(View::WallScreen)),
             View::WallScreen
         );
+    }
+
+    /// Eight operators add a user and revoke a token at the same moment, each from what it
+    /// loaded before the others saved: every user and every revocation is kept.
+    #[test]
+    fn concurrent_operator_commands_keep_each_others_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = hash_password("correct horse battery").unwrap();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (data_dir, hash, start) = (dir.path().to_owned(), hash.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut users = Users::load(&data_dir).unwrap();
+                    start.wait();
+                    users
+                        .put(User {
+                            username: format!("officer-{i}"),
+                            role: Role::DutyOfficer,
+                            scope: None,
+                            agency: None,
+                            password_hash: hash,
+                        })
+                        .unwrap();
+                    revoke(&data_dir, &format!("token-{i}")).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let users = Users::load(dir.path()).unwrap();
+        for i in 0..8 {
+            assert!(
+                users
+                    .users
+                    .iter()
+                    .any(|u| u.username == format!("officer-{i}")),
+                "officer-{i} lost: {:?}",
+                users.users.iter().map(|u| &u.username).collect::<Vec<_>>()
+            );
+        }
+        let revoked = std::fs::read_to_string(dir.path().join("revoked-tokens")).unwrap();
+        for i in 0..8 {
+            assert!(
+                revoked.lines().any(|l| l == format!("token-{i}")),
+                "{revoked}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_revocation_list_that_cannot_be_read_is_not_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        revoke(dir.path(), "first").unwrap();
+        let path = dir.path().join("revoked-tokens");
+        // A directory in its place cannot be read as text whoever runs the test (root too).
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = revoke(dir.path(), "second").unwrap_err().to_string();
+        assert!(err.contains("nothing was revoked"), "{err}");
+        assert!(path.is_dir(), "the unreadable list was replaced");
     }
 }
