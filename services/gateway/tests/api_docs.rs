@@ -173,7 +173,11 @@ return Boolean(control);
         )
         .await
         .unwrap();
-    assert_eq!(clicked, json!(true), "POST /api/v1/incidents is on the page");
+    assert_eq!(
+        clicked,
+        json!(true),
+        "POST /api/v1/incidents is on the page"
+    );
     let started = Instant::now();
     loop {
         let opened: Value = client
