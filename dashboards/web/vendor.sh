@@ -13,7 +13,7 @@ npm ci --no-audit --no-fund --ignore-scripts
 
 out=public/vendor
 rm -rf "$out"
-mkdir -p "$out/leaflet/images" "$out/topojson-client" "$out/world-atlas" "$out/htm" "$out/preact"
+mkdir -p "$out/leaflet/images" "$out/topojson-client" "$out/world-atlas" "$out/htm" "$out/preact" "$out/swagger-ui"
 
 # Leaflet: the minified UMD build (sets window.L), its stylesheet and the images it refers to.
 cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css "$out/leaflet/"
@@ -34,10 +34,16 @@ cp node_modules/htm/preact/standalone.module.js "$out/htm/preact-standalone.modu
 cp node_modules/htm/LICENSE "$out/htm/LICENSE"
 cp node_modules/preact/LICENSE "$out/preact/LICENSE"
 
+# Swagger UI for the API reference page (/docs/): the one-file bundle (sets window.SwaggerUIBundle)
+# and its stylesheet; the page's own init script is public/docs/init.js (no inline script).
+cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css "$out/swagger-ui/"
+cp node_modules/swagger-ui-dist/LICENSE "$out/swagger-ui/LICENSE"
+[ -f node_modules/swagger-ui-dist/NOTICE ] && cp node_modules/swagger-ui-dist/NOTICE "$out/swagger-ui/NOTICE"
+
 # What was vendored, for people and for the page-weight report.
 {
     echo "# Vendored by dashboards/web/vendor.sh from package-lock.json; do not edit by hand."
-    for p in leaflet topojson-client world-atlas htm preact; do
+    for p in leaflet topojson-client world-atlas htm preact swagger-ui-dist; do
         printf '%s %s\n' "$p" "$(node -p "require('./node_modules/$p/package.json').version")"
     done
 } > "$out/VERSIONS.txt"

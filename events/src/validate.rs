@@ -769,3 +769,55 @@ mod tests {
         assert!(timestamp("at", odd).is_err());
     }
 }
+
+/// OpenAPI schemas of the newtypes above: they (de)serialise by hand, so their schemas are
+/// written by hand too, from the same constants the parsers use.
+mod schemas {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+    use super::{COUNTRY_CODES, Country, SecurityLevel, Severity};
+
+    impl utoipa::PartialSchema for Country {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "An assigned ISO 3166-1 alpha-2 country code, upper-case (`SO`).",
+                ))
+                .enum_values(Some(COUNTRY_CODES.iter().copied()))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for Country {}
+
+    impl utoipa::PartialSchema for Severity {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(
+                    "The severity of an incident, 1 (lowest) to 5 (highest).",
+                ))
+                .minimum(Some(1))
+                .maximum(Some(5))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for Severity {}
+
+    impl utoipa::PartialSchema for SecurityLevel {
+        fn schema() -> RefOr<Schema> {
+            let names: Vec<String> = SecurityLevel::ALL.iter().map(|l| l.to_string()).collect();
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(format!(
+                    "A security level, by its number: {}.",
+                    names.join(", ")
+                )))
+                .minimum(Some(1))
+                .maximum(Some(6))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for SecurityLevel {}
+}

@@ -28,7 +28,19 @@ pub const MAX_BODY: usize = 20_000;
 pub const MAX_AGENCIES: usize = 200;
 
 /// How urgent a broadcast is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BroadcastSeverity {
     /// For information.
@@ -46,7 +58,7 @@ pub enum BroadcastSeverity {
 /// Who a broadcast is for. JSON: `"all_agencies"`, `{"country": "SO"}`,
 /// `{"agencies": ["wfp", "unicef"]}`, or `"duty_officers"` / `"crisis_managers"` (inside the
 /// centre only: shown on the board, never sent to an agency).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Audience {
     /// Every agency.

@@ -22,7 +22,7 @@ pub const MAX_LEGS: usize = 20;
 time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
 
 /// One leg of a journey: a stay in a country (or an area of it) between two dates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Leg {
     /// The country.
@@ -53,7 +53,7 @@ impl Leg {
 }
 
 /// A traveller asked for clearance for an itinerary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearanceRequested {
     /// The person travelling.
@@ -112,7 +112,7 @@ impl ClearanceRefused {
 }
 
 /// The traveller arrived in a country.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArrivalRecorded {
     /// The country.
@@ -130,7 +130,7 @@ impl ArrivalRecorded {
 }
 
 /// The traveller left a country.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepartureRecorded {
     /// The country.

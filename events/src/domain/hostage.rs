@@ -20,7 +20,7 @@ pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
 pub const MAX_PERSONS: usize = 500;
 
 /// A hostage case was opened from an incident.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostageCaseOpened {
     /// The incident it arose from.
@@ -49,7 +49,7 @@ impl HostageCaseOpened {
 }
 
 /// Proof that a person was alive at a given time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProofOfLifeReceived {
     /// The person.
@@ -71,7 +71,7 @@ impl ProofOfLifeReceived {
 }
 
 /// A contact with the captors or intermediaries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NegotiationContactLogged {
     /// When the contact took place.
@@ -90,7 +90,7 @@ impl NegotiationContactLogged {
 }
 
 /// A person was released.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostageReleased {
     /// The person.
@@ -109,7 +109,7 @@ impl HostageReleased {
 }
 
 /// A person died in captivity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostageDeceased {
     /// The person.
@@ -128,7 +128,7 @@ impl HostageDeceased {
 }
 
 /// What became of a person when the case closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HostageOutcome {
     /// Released.
@@ -140,7 +140,7 @@ pub enum HostageOutcome {
 }
 
 /// The final account of one person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonAccount {
     /// The person.
@@ -153,7 +153,7 @@ pub struct PersonAccount {
 }
 
 /// The case was closed, with an account of every person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostageCaseClosed {
     /// How it ended.

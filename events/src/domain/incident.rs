@@ -27,7 +27,7 @@ pub fn stream_for(id: Uuid) -> crate::StreamName {
 }
 
 /// What kind of incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentCategory {
     /// Armed conflict.
@@ -47,7 +47,7 @@ pub enum IncidentCategory {
 }
 
 /// Where something happened: a point and, when known, how accurate it is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// Latitude, −90 to 90.
@@ -73,7 +73,7 @@ impl Location {
 }
 
 /// People killed and injured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Casualties {
     /// Killed.
@@ -128,7 +128,7 @@ impl IncidentReported {
 }
 
 /// New details of an incident: only the fields that changed, and/or a note.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentUpdated {
     /// Corrected country.
@@ -207,7 +207,7 @@ impl IncidentVerified {
 }
 
 /// What an incident can be escalated into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscalationKind {
     /// A hostage case (`hostage-<id>`).
@@ -230,7 +230,7 @@ impl EscalationKind {
 }
 
 /// The case an incident was escalated into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Escalation {
     /// What kind of case.
@@ -240,7 +240,7 @@ pub struct Escalation {
 }
 
 /// The incident was escalated into a hostage case, a surge or a relocation order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentEscalated {
     /// The case it was escalated into.
@@ -257,7 +257,7 @@ impl IncidentEscalated {
 }
 
 /// The incident is closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentClosed {
     /// Why.

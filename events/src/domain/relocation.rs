@@ -19,7 +19,7 @@ pub fn stream_for(id: uuid::Uuid) -> crate::StreamName {
 pub const MAX_DESTINATION: usize = 200;
 
 /// Relocation (elsewhere in the country) or evacuation (out of it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderKind {
     /// Move to a safer place in the country.
@@ -29,7 +29,7 @@ pub enum OrderKind {
 }
 
 /// Who the order covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Everyone.
@@ -41,7 +41,7 @@ pub enum Scope {
 }
 
 /// A relocation or evacuation was ordered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelocationOrdered {
     /// Relocation or evacuation.
@@ -159,7 +159,7 @@ impl PersonLeftArea {
 }
 
 /// Where a person on the roll call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PersonStatus {
     /// Confirmed safe where they are.
@@ -197,7 +197,7 @@ impl PersonMarked {
 }
 
 /// Everyone covered by the order is accounted for; the order is done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCompleted {
     /// Closing remarks, if any.
@@ -213,7 +213,7 @@ impl OrderCompleted {
 }
 
 /// The order was withdrawn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRescinded {
     /// Why.

@@ -20,7 +20,7 @@ pub const MAX_ASSETS: usize = 100;
 pub const MAX_ASSET_LEN: usize = 200;
 
 /// A duty station asked for a surge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SurgeRequested {
     /// The duty station that needs help.
@@ -107,7 +107,7 @@ impl SurgeOfficerAssigned {
 }
 
 /// The surge team arrived and started work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SurgeDeployed {
     /// When.
@@ -123,7 +123,7 @@ impl SurgeDeployed {
 }
 
 /// The surge mission ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SurgeCompleted {
     /// When.

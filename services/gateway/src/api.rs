@@ -1,10 +1,11 @@
 //! The domain API: incidents and security levels over HTTP, turned into commands to the
 //! services that own them (`vigil.cmd.incidents.*`, `vigil.cmd.levels.*`).
 //!
-//! The gateway checks what it can without knowing the domain (a JSON object, the size limit,
-//! a client UUID where one is required, the route's roles, the field rate limits) and passes
-//! the authenticated actor with every command; the service decides, with the actor's scope,
-//! and its typed refusal becomes the HTTP status (`RefusalCode::http_status`).
+//! The gateway checks what it can without the state of the domain (a JSON object, the size
+//! limit, a client UUID where one is required, the route's roles, the field rate limits, and
+//! the body's shape: read as the route's type, [`crate::bodies`]) and passes the
+//! authenticated actor with every command; the service decides, with the actor's scope, and
+//! its typed refusal becomes the HTTP status (`RefusalCode::http_status`).
 //!
 //! # Promises
 //! - `POST /api/v1/incidents`: the body's `id` (a client UUID) is the incident's id and the
@@ -43,7 +44,8 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Claims;
-use crate::http::{ApiError, ApiJson};
+use crate::bodies::{Acknowledged, Body, LevelSet, ReportIncident, RequestBody, SetLevel};
+use crate::http::ApiError;
 
 /// How long the gateway waits for a service's answer. A command that takes longer may still
 /// land: the client retries with the same id and gets the original outcome.
@@ -145,21 +147,6 @@ pub(crate) async fn audit_restricted_read(
     }
 }
 
-/// Takes the client's UUID out of a body: `required` for reports, optional for the rest.
-fn take_id(body: &mut Map<String, Value>, required: bool) -> Result<Option<Uuid>, ApiError> {
-    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
-    match body.remove("id") {
-        None if required => Err(invalid(
-            "id: a UUID chosen by the client is required (it makes a resend safe: the same id is stored once)",
-        )),
-        None => Ok(None),
-        Some(Value::String(s)) => Uuid::parse_str(&s)
-            .map(Some)
-            .map_err(|_| invalid("id: must be a UUID, e.g. from crypto.randomUUID()")),
-        Some(_) => Err(invalid("id: must be a UUID string")),
-    }
-}
-
 /// The field rate limits for `claims` from `peer`: `Some(429 answer)` when over them.
 fn field_limited(
     state: &AppState,
@@ -170,20 +157,6 @@ fn field_limited(
     let wait = state.field_limits.check(peer.ip(), &claims.sub).err()?;
     state.audit_denied("POST", path, "rate_limited", Some(peer), Some(claims));
     Some(crate::http::too_many(wait, "submissions"))
-}
-
-/// What a written command answers over HTTP (the same body on every retry).
-#[derive(Debug, Serialize)]
-struct Acknowledged {
-    id: Uuid,
-    stream: String,
-    event_id: Uuid,
-    position: u64,
-    stream_version: u64,
-    /// For an event a broadcast rule may fire on: where the broadcasts it caused are listed
-    /// (see [`triggered`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    triggered: Option<String>,
 }
 
 fn acknowledged(id: Uuid, w: &Written) -> Acknowledged {
@@ -217,21 +190,23 @@ pub async fn report(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     axum::Extension(claims): axum::Extension<Claims>,
-    ApiJson(mut body): ApiJson<Map<String, Value>>,
+    mut body: Body<ReportIncident>,
 ) -> Result<Response, Response> {
     if let Some(limited) = field_limited(&state, peer, &claims, "/api/v1/incidents") {
         return Err(limited);
     }
-    let id = take_id(&mut body, true)
+    let id = body
+        .take_id(true)
         .map_err(IntoResponse::into_response)?
         .unwrap_or_default();
+    let (_, fields) = body.read().map_err(IntoResponse::into_response)?;
     let written: Written = call(
         &state,
         "incidents",
         "report",
         id,
         &claims,
-        Value::Object(body),
+        Value::Object(fields),
     )
     .await
     .map_err(IntoResponse::into_response)?;
@@ -257,14 +232,14 @@ fn incident_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// A transition's handler: `POST /api/v1/incidents/{id}/<action>` sends command `name`.
 macro_rules! transitions {
-    ($($(#[$doc:meta])* $handler:ident => $name:literal),+ $(,)?) => {$(
+    ($($(#[$doc:meta])* $handler:ident => $name:literal $body:ty),+ $(,)?) => {$(
         $(#[$doc])*
         pub async fn $handler(
             state: State<Arc<AppState>>,
             peer: ConnectInfo<SocketAddr>,
             claims: axum::Extension<Claims>,
             id: Path<String>,
-            body: ApiJson<Map<String, Value>>,
+            body: Body<$body>,
         ) -> Result<Response, Response> {
             transition(state, peer, claims, id, body, $name).await
         }
@@ -273,31 +248,33 @@ macro_rules! transitions {
 
 transitions! {
     /// `POST /api/v1/incidents/{id}/updates`: details added or corrected, or a note.
-    update => "update",
+    update => "update" events::domain::incident::IncidentUpdated,
     /// `POST /api/v1/incidents/{id}/verify`: a duty officer confirms the report.
-    verify => "verify",
+    verify => "verify" crate::bodies::Verification,
     /// `POST /api/v1/incidents/{id}/escalate`: linked to a hostage case, surge or order.
-    escalate => "escalate",
+    escalate => "escalate" events::domain::incident::IncidentEscalated,
     /// `POST /api/v1/incidents/{id}/close`.
-    close => "close",
+    close => "close" events::domain::incident::IncidentClosed,
 }
 
-async fn transition(
+async fn transition<T: RequestBody>(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     axum::Extension(claims): axum::Extension<Claims>,
     Path(id): Path<String>,
-    ApiJson(mut body): ApiJson<Map<String, Value>>,
+    mut body: Body<T>,
     name: &'static str,
 ) -> Result<Response, Response> {
     let incident = incident_id(&id).map_err(IntoResponse::into_response)?;
     if let Some(limited) = field_limited(&state, peer, &claims, "/api/v1/incidents/{id}") {
         return Err(limited);
     }
-    let command_id = take_id(&mut body, false)
+    let command_id = body
+        .take_id(false)
         .map_err(IntoResponse::into_response)?
         .unwrap_or_else(Uuid::new_v4);
-    let change = json!({"incident": incident, "change": Value::Object(body)});
+    let (_, fields) = body.read().map_err(IntoResponse::into_response)?;
+    let change = json!({"incident": incident, "change": Value::Object(fields)});
     let written: Written = call(&state, "incidents", name, command_id, &claims, change)
         .await
         .map_err(IntoResponse::into_response)?;
@@ -354,43 +331,40 @@ pub async fn incidents(
     Ok(Json(list).into_response())
 }
 
-fn area_body(area: &str, mut body: Map<String, Value>) -> Result<Value, ApiError> {
-    if body.contains_key("area") {
+/// `PUT /api/v1/areas/{area}/level`: `{level 1..6, reason, id?}`.
+pub async fn set_level(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    Path(area): Path<String>,
+    mut body: Body<SetLevel>,
+) -> Result<Response, ApiError> {
+    let command_id = body.take_id(false)?.unwrap_or_else(Uuid::new_v4);
+    if body.contains("area") {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
             "area: it is in the path; leave it out of the body",
         ));
     }
-    body.insert("area".to_owned(), Value::String(area.to_owned()));
-    Ok(Value::Object(body))
-}
-
-/// `PUT /api/v1/areas/{area}/level`: `{level 1..6, reason, id?}`.
-pub async fn set_level(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(claims): axum::Extension<Claims>,
-    Path(area): Path<String>,
-    ApiJson(mut body): ApiJson<Map<String, Value>>,
-) -> Result<Response, ApiError> {
-    let command_id = take_id(&mut body, false)?.unwrap_or_else(Uuid::new_v4);
+    let (_, mut fields) = body.read()?;
+    fields.insert("area".to_owned(), Value::String(area.clone()));
     let written: Written = call(
         &state,
         "levels",
         "set",
         command_id,
         &claims,
-        area_body(&area, body)?,
+        Value::Object(fields),
     )
     .await?;
-    Ok(Json(json!({
-        "area": area,
-        "stream": written.stream.as_str(),
-        "event_id": written.event_id,
-        "position": written.position,
-        "stream_version": written.stream_version,
-        "triggered": triggered(written.event_id),
-    }))
+    Ok(Json(LevelSet {
+        triggered: triggered(written.event_id),
+        area,
+        stream: written.stream.as_str().to_owned(),
+        event_id: written.event_id,
+        position: written.position,
+        stream_version: written.stream_version,
+    })
     .into_response())
 }
 
@@ -426,18 +400,21 @@ pub mod resource {
 
     type Routed = MethodRouter<Arc<AppState>>;
 
-    /// `POST /api/v1/<things>`: command `command` of `service` creates one.
-    pub fn create(service: &'static str, command: &'static str) -> Routed {
-        creating(service, command, acknowledged)
+    /// `POST /api/v1/<things>`: command `command` of `service` creates one from a `T`.
+    pub fn create<T: RequestBody>(service: &'static str, command: &'static str) -> Routed {
+        creating::<T>(service, command, acknowledged)
     }
 
     /// [`create`] for a thing whose creation a broadcast rule may fire on (a hostage case,
     /// an order): the answer carries `triggered`, where the broadcasts it caused are listed.
-    pub fn create_triggering(service: &'static str, command: &'static str) -> Routed {
-        creating(service, command, acknowledged_triggering)
+    pub fn create_triggering<T: RequestBody>(
+        service: &'static str,
+        command: &'static str,
+    ) -> Routed {
+        creating::<T>(service, command, acknowledged_triggering)
     }
 
-    fn creating(
+    fn creating<T: RequestBody>(
         service: &'static str,
         command: &'static str,
         answer: fn(Uuid, &Written) -> Acknowledged,
@@ -445,10 +422,11 @@ pub mod resource {
         post(
             move |State(state): State<Arc<AppState>>,
                   axum::Extension(claims): axum::Extension<Claims>,
-                  ApiJson(mut body): ApiJson<Map<String, Value>>| async move {
-                let id = take_id(&mut body, false)?.unwrap_or_else(Uuid::new_v4);
+                  mut body: Body<T>| async move {
+                let id = body.take_id(false)?.unwrap_or_else(Uuid::new_v4);
+                let (_, fields) = body.read()?;
                 let written: Written =
-                    call(&state, service, command, id, &claims, Value::Object(body)).await?;
+                    call(&state, service, command, id, &claims, Value::Object(fields)).await?;
                 let status = if written.duplicate {
                     StatusCode::OK
                 } else {
@@ -540,15 +518,20 @@ pub mod resource {
 
     /// `POST /api/v1/<things>/{id}/<action>`: command `command` of `service` with
     /// `{key: id, "change": body}`.
-    pub fn transition(service: &'static str, key: &'static str, command: &'static str) -> Routed {
+    pub fn transition<T: RequestBody>(
+        service: &'static str,
+        key: &'static str,
+        command: &'static str,
+    ) -> Routed {
         post(
             move |State(state): State<Arc<AppState>>,
                   axum::Extension(claims): axum::Extension<Claims>,
                   Path(id): Path<String>,
-                  ApiJson(mut body): ApiJson<Map<String, Value>>| async move {
+                  mut body: Body<T>| async move {
                 let id = path_id(&id)?;
-                let command_id = take_id(&mut body, false)?.unwrap_or_else(Uuid::new_v4);
-                let change = json!({ key: id, "change": Value::Object(body) });
+                let command_id = body.take_id(false)?.unwrap_or_else(Uuid::new_v4);
+                let (_, fields) = body.read()?;
+                let change = json!({ key: id, "change": Value::Object(fields) });
                 let written: Written =
                     call(&state, service, command, command_id, &claims, change).await?;
                 Ok::<_, ApiError>(Json(acknowledged(id, &written)).into_response())
@@ -633,94 +616,5 @@ pub mod cap {
         )
         .await?;
         Ok(xml(body, "application/atom+xml"))
-    }
-}
-
-/// `GET /openapi.json`: the API's description (kept in the binary; a test checks it names
-/// every route of [`crate::ROUTES`]).
-pub async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
-}
-
-/// The OpenAPI document.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_openapi_document_names_every_route() {
-        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
-        assert_eq!(doc["openapi"], "3.1.0");
-        for route in crate::ROUTES {
-            let op = &doc["paths"][route.path][route.method.to_lowercase()];
-            assert!(
-                op.is_object(),
-                "{} {} is not in openapi.json",
-                route.method,
-                route.path
-            );
-            assert!(
-                op["responses"].is_object(),
-                "{} {} has no responses",
-                route.method,
-                route.path
-            );
-        }
-    }
-
-    #[test]
-    fn every_list_route_and_only_those_answer_the_shared_page() {
-        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
-        let page = json!({"$ref": "#/components/schemas/Page"});
-        assert_eq!(
-            doc["components"]["schemas"]["Page"]["required"],
-            json!(["items", "position", "next"])
-        );
-        for route in crate::ROUTES.iter().filter(|r| r.method == "GET") {
-            let op = &doc["paths"][route.path]["get"];
-            let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
-            let paged = schema["allOf"]
-                .as_array()
-                .is_some_and(|all| all.contains(&page));
-            let listed = crate::LIST_ROUTES.contains(&route.path);
-            assert_eq!(paged, listed, "GET {}: {schema}", route.path);
-            if listed {
-                let params = op["parameters"].to_string();
-                for p in [
-                    "#/components/parameters/Limit",
-                    "#/components/parameters/Cursor",
-                ] {
-                    assert!(params.contains(p), "GET {} lacks {p}", route.path);
-                }
-            }
-        }
-        for path in crate::LIST_ROUTES {
-            assert!(
-                crate::ROUTES
-                    .iter()
-                    .any(|r| r.method == "GET" && r.path == *path),
-                "{path} is not a route"
-            );
-        }
-    }
-
-    #[test]
-    fn the_client_id_is_taken_out_of_the_body() {
-        let mut body = json!({"id": "0190a5d2-7f3e-7c1a-9b1e-1a2b3c4d5e6f", "x": 1});
-        let map = body.as_object_mut().unwrap();
-        assert!(take_id(map, true).unwrap().is_some());
-        assert!(!map.contains_key("id"));
-        assert!(take_id(map, true).is_err(), "a report needs its id");
-        assert_eq!(take_id(map, false).unwrap(), None);
-        map.insert("id".into(), json!("not-a-uuid"));
-        assert!(take_id(map, false).is_err());
-        map.insert("id".into(), json!(7));
-        assert!(take_id(map, false).is_err());
     }
 }

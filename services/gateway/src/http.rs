@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use boards::View;
 use rust_embed::Embed;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
+use crate::bodies::{Alive, ErrorBody, ErrorDetail, LoginAnswer, LoginRequest, Readiness};
 
 /// The wall screen and other pages, from `dashboards/web/public/`, inside the binary.
 #[derive(Embed)]
@@ -40,11 +40,21 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The status, code and message.
+    pub fn parts(&self) -> (StatusCode, &'static str, &str) {
+        (self.status, self.code, &self.message)
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        });
         (self.status, body).into_response()
     }
 }
@@ -111,7 +121,7 @@ fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
 
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "alive"}))
+    Json(Alive { status: "alive" })
 }
 
 /// `GET /readyz`: NATS connected, the store answering, and the boards caught up with the
@@ -128,14 +138,14 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let caught_up =
         state.hub.caught_up() && head.is_some_and(|h| h.saturating_sub(position) <= MAX_LAG);
     let ready = nats && head.is_some() && caught_up;
-    let body = json!({
-        "ready": ready,
-        "nats": nats,
-        "store": head.is_some(),
-        "head": head,
-        "board_position": position,
-        "caught_up": caught_up,
-    });
+    let body = Readiness {
+        ready,
+        nats,
+        store: head.is_some(),
+        head,
+        board_position: position,
+        caught_up,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -466,14 +476,6 @@ pub fn too_many(wait: Duration, what: &str) -> Response {
     r
 }
 
-/// Body of `POST /api/v1/auth/login`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    username: String,
-    password: String,
-}
-
 /// `POST /api/v1/auth/login`: a session token for a username and password.
 pub async fn login(
     State(state): State<Arc<AppState>>,
@@ -523,10 +525,14 @@ pub async fn login(
                     t.format(&time::format_description::well_known::Rfc3339)
                         .ok()
                 });
-            Ok(
-                Json(json!({"token": token, "role": claims.role, "scope": claims.scope, "agency": claims.agency, "expires_at": expires_at}))
-                    .into_response(),
-            )
+            Ok(Json(LoginAnswer {
+                token,
+                role: claims.role,
+                scope: claims.scope,
+                agency: claims.agency,
+                expires_at,
+            })
+            .into_response())
         }
         None => {
             metrics::counter!("vigil_gateway_denied_total", "code" => "invalid_credentials")

@@ -9,8 +9,12 @@
 //!   JSON errors and security headers. `/metrics` is not here: it is served on the metrics
 //!   address only (`--metrics`, loopback by default), never on the public port, so every
 //!   path of the public port is in [`ROUTES`] or is a page.
-//! - [`api`]: the domain API (incidents, security levels), sent as commands to the services
-//!   that own them, and `/openapi.json`.
+//! - [`api`]: the domain API (incidents, security levels, crisis resources, broadcasts), sent
+//!   as commands to the services that own them.
+//! - [`bodies`]: every request and answer body as a Rust type; a request body is read as its
+//!   type at the edge, with the refusal its service gives.
+//! - [`openapi`]: the OpenAPI 3.1 document at `/openapi.json`, generated from [`ROUTES`] and
+//!   the body types (shown by the Swagger UI page at `/docs/`).
 //! - [`refusals`]: the audit of refused requests, counted per address and route for callers
 //!   without a valid token so that they cannot flood the log.
 //! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
@@ -23,8 +27,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod bodies;
 pub mod http;
 pub mod hub;
+pub mod openapi;
 pub mod refusals;
 pub mod server;
 pub mod ws;
@@ -105,8 +111,9 @@ impl AppState {
     }
 }
 
-/// One HTTP route: its method, path and who may use it. The router is built from [`ROUTES`]
-/// and the authorization matrix test walks it, so a new route without a policy row fails.
+/// One HTTP route: its method, path and who may use it. The router is built from [`ROUTES`],
+/// the authorization matrix test walks it, and the OpenAPI document is generated from it,
+/// so a new route without a policy row or a documented body fails.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteSpec {
     /// HTTP method.
@@ -121,9 +128,11 @@ pub struct RouteSpec {
 /// Duty officers and admins read the raw log.
 const LOG_READERS: &[Role] = &[Role::DutyOfficer, Role::Admin];
 
-/// The route table: the router is built from it and the authorization matrix walks it.
+/// The route table: the router is built from it, the authorization matrix walks it, and the
+/// OpenAPI document is generated from it (each route's [`openapi::Doc`] names its body and
+/// answer types).
 macro_rules! routes {
-    ($($method:literal $path:literal $access:expr => $handler:expr;)+) => {
+    ($($method:literal $path:literal $access:expr => $handler:expr, $doc:expr;)+) => {
         /// Every API route.
         pub const ROUTES: &[RouteSpec] = &[$(RouteSpec { method: $method, path: $path, access: $access },)+];
 
@@ -135,69 +144,159 @@ macro_rules! routes {
                 _ => get(http::page),
             }
         }
+
+        /// The documentation of route `spec` (see [`openapi`]).
+        pub(crate) fn doc(spec: &RouteSpec) -> openapi::Doc {
+            use crate::openapi::{ClientId, Doc};
+            use utoipa::openapi::schema::Type;
+            match (spec.method, spec.path) {
+                $(($method, $path) => $doc,)+
+                _ => Doc::new("A page"),
+            }
+        }
     };
 }
 
+use crate::bodies::{
+    Acknowledged, Alive, Approval, AssignOfficer, CancelBroadcast, Decision, ErrorBody,
+    IssueBroadcast, LevelSet, LoginAnswer, LoginRequest, MarkPerson, MarkPersons, NoFields,
+    ProofOfLifeMany, Readiness, ReleaseMany, ReportIncident, SetLevel, Verification,
+};
+use events::domain::{
+    clearance as cl, hostage as ho, incident as inc, relocation as rel, surge as su,
+};
+
 routes! {
-    "POST" "/api/v1/auth/login" Access::Public => post(http::login);
-    "GET" "/api/v1/boards/{board}" Access::AnyRole => get(http::board);
-    "GET" "/api/v1/events" Access::Roles(LOG_READERS) => get(http::events);
-    "POST" "/api/v1/incidents" Access::Roles(policy::INCIDENT_REPORT) => post(api::report);
-    "GET" "/api/v1/incidents" Access::Roles(policy::INCIDENT_READ) => get(api::incidents);
-    "GET" "/api/v1/incidents/{id}" Access::Roles(policy::INCIDENT_READ) => get(api::incident);
-    "POST" "/api/v1/incidents/{id}/updates" Access::Roles(policy::INCIDENT_UPDATE) => post(api::update);
-    "POST" "/api/v1/incidents/{id}/verify" Access::Roles(policy::INCIDENT_VERIFY) => post(api::verify);
-    "POST" "/api/v1/incidents/{id}/escalate" Access::Roles(policy::INCIDENT_ESCALATE) => post(api::escalate);
-    "POST" "/api/v1/incidents/{id}/close" Access::Roles(policy::INCIDENT_CLOSE) => post(api::close);
-    "PUT" "/api/v1/areas/{area}/level" Access::Roles(policy::LEVEL_SET) => put(api::set_level);
-    "GET" "/api/v1/areas/{area}/level" Access::Roles(policy::LEVEL_READ) => get(api::level_history);
-    "POST" "/api/v1/hostage-cases" Access::Roles(policy::HOSTAGE_MANAGE) => resource::create_triggering("hostage", "open");
-    "GET" "/api/v1/hostage-cases" Access::Roles(policy::HOSTAGE_SUMMARY) => resource::list("hostage");
-    "GET" "/api/v1/hostage-cases/{id}" Access::Roles(policy::HOSTAGE_DETAILS) => resource::one("hostage", "case");
-    "POST" "/api/v1/hostage-cases/{id}/proof-of-life" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "proof_of_life");
-    "POST" "/api/v1/hostage-cases/{id}/proof-of-life-many" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "proof_of_life_many");
-    "POST" "/api/v1/hostage-cases/{id}/negotiation" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "negotiation");
-    "POST" "/api/v1/hostage-cases/{id}/release" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "release");
-    "POST" "/api/v1/hostage-cases/{id}/release-many" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "release_many");
-    "POST" "/api/v1/hostage-cases/{id}/deceased" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "deceased");
-    "POST" "/api/v1/hostage-cases/{id}/close" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition("hostage", "case", "close");
-    "POST" "/api/v1/surges" Access::Roles(policy::SURGE_REQUEST) => resource::create("surge", "request");
-    "GET" "/api/v1/surges" Access::Roles(policy::SURGE_READ) => resource::list("surge");
-    "GET" "/api/v1/surges/{id}" Access::Roles(policy::SURGE_READ) => resource::one("surge", "surge");
-    "POST" "/api/v1/surges/{id}/approve" Access::Roles(policy::SURGE_DECIDE) => resource::transition("surge", "surge", "approve");
-    "POST" "/api/v1/surges/{id}/reject" Access::Roles(policy::SURGE_DECIDE) => resource::transition("surge", "surge", "reject");
-    "POST" "/api/v1/surges/{id}/assign" Access::Roles(policy::SURGE_RUN) => resource::transition("surge", "surge", "assign");
-    "POST" "/api/v1/surges/{id}/deploy" Access::Roles(policy::SURGE_RUN) => resource::transition("surge", "surge", "deploy");
-    "POST" "/api/v1/surges/{id}/complete" Access::Roles(policy::SURGE_RUN) => resource::transition("surge", "surge", "complete");
-    "POST" "/api/v1/surges/{id}/cancel" Access::Roles(policy::SURGE_DECIDE) => resource::transition("surge", "surge", "cancel");
-    "POST" "/api/v1/orders" Access::Roles(policy::ORDER_ISSUE) => resource::create_triggering("relocation", "order");
-    "GET" "/api/v1/orders" Access::Roles(policy::ORDER_READ) => resource::list("relocation");
-    "GET" "/api/v1/orders/{id}" Access::Roles(policy::ORDER_READ) => resource::one("relocation", "order");
-    "POST" "/api/v1/orders/{id}/mark" Access::Roles(policy::ORDER_MARK) => resource::transition("relocation", "order", "mark");
-    "POST" "/api/v1/orders/{id}/mark-many" Access::Roles(policy::ORDER_MARK) => resource::transition("relocation", "order", "mark_many");
-    "POST" "/api/v1/orders/{id}/complete" Access::Roles(policy::ORDER_ISSUE) => resource::transition("relocation", "order", "complete");
-    "POST" "/api/v1/orders/{id}/rescind" Access::Roles(policy::ORDER_ISSUE) => resource::transition("relocation", "order", "rescind");
-    "POST" "/api/v1/clearances" Access::Roles(policy::CLEARANCE_REQUEST) => resource::create("clearances", "request");
-    "GET" "/api/v1/clearances" Access::Roles(policy::CLEARANCE_READ) => resource::list("clearances");
-    "GET" "/api/v1/clearances/{id}" Access::Roles(policy::CLEARANCE_READ) => resource::one("clearances", "clearance");
-    "POST" "/api/v1/clearances/{id}/approve" Access::Roles(policy::CLEARANCE_DECIDE) => resource::transition("clearances", "clearance", "approve");
-    "POST" "/api/v1/clearances/{id}/refuse" Access::Roles(policy::CLEARANCE_DECIDE) => resource::transition("clearances", "clearance", "refuse");
-    "POST" "/api/v1/clearances/{id}/arrive" Access::Roles(policy::CLEARANCE_MOVEMENT) => resource::transition("clearances", "clearance", "arrive");
-    "POST" "/api/v1/clearances/{id}/depart" Access::Roles(policy::CLEARANCE_MOVEMENT) => resource::transition("clearances", "clearance", "depart");
-    "POST" "/api/v1/broadcasts" Access::Roles(policy::BROADCAST_ISSUE) => resource::create("broadcast", "issue");
-    "GET" "/api/v1/broadcasts" Access::Roles(policy::BROADCAST_READ) => resource::list("broadcast");
-    "GET" "/api/v1/broadcasts/{id}" Access::Roles(policy::BROADCAST_READ) => resource::one("broadcast", "broadcast");
-    "GET" "/api/v1/broadcasts/{id}/chain" Access::Roles(policy::BROADCAST_READ) => resource::read("broadcast", "broadcast", "chain");
-    "GET" "/api/v1/broadcasts/{id}/cap" Access::Roles(policy::BROADCAST_READ) => get(api::cap::alert);
-    "POST" "/api/v1/broadcasts/{id}/approve" Access::Roles(policy::BROADCAST_APPROVE) => resource::transition("broadcast", "broadcast", "approve");
-    "POST" "/api/v1/broadcasts/{id}/ack" Access::Roles(policy::BROADCAST_ACK) => resource::transition("broadcast", "broadcast", "ack");
-    "POST" "/api/v1/broadcasts/{id}/cancel" Access::Roles(policy::BROADCAST_ISSUE) => resource::transition("broadcast", "broadcast", "cancel");
-    "GET" "/api/v1/cap/feed" Access::Roles(policy::BROADCAST_READ) => get(api::cap::feed);
-    "GET" "/api/v1/cap/public" Access::Public => get(api::cap::public);
-    "GET" "/openapi.json" Access::Public => get(api::openapi);
-    "GET" "/ws" Access::Public => get(ws::upgrade);
-    "GET" "/healthz" Access::Public => get(http::healthz);
-    "GET" "/readyz" Access::Public => get(http::readyz);
+    "POST" "/api/v1/auth/login" Access::Public => post(http::login),
+        Doc::new("Log in: a session token for one shift").body::<LoginRequest>(ClientId::None).answers::<LoginAnswer>(200, "A token");
+    "GET" "/api/v1/boards/{board}" Access::AnyRole => get(http::board),
+        Doc::read("A board's snapshot, in the caller's view (boards: see dashboards/boards/MODEL.md)").query("view", "duty or wall_screen (a role gets at most its own view)", Type::String);
+    "GET" "/api/v1/events" Access::Roles(LOG_READERS) => get(http::events),
+        Doc::list("A page of the log (duty officers, admins), oldest first; next is null once the page reached the head (follow the log later with from=<position + 1>)").query("from", "The first position (default 1); give from or cursor", Type::Integer);
+    "POST" "/api/v1/incidents" Access::Roles(policy::INCIDENT_REPORT) => post(api::report),
+        Doc::new("A flash report. 201 the first time; 200 with the same body on a resend of the same id; 409 if the id comes with other content")
+            .body::<ReportIncident>(ClientId::Required)
+            .answers::<Acknowledged>(201, "Stored, durable on disk")
+            .answers::<Acknowledged>(200, "Already stored (a resend): the original answer");
+    "GET" "/api/v1/incidents" Access::Roles(policy::INCIDENT_READ) => get(api::incidents),
+        Doc::list("Incidents, newest first (field officers: their country)")
+            .query("country", "Only this country", Type::String)
+            .query("status", "reported, verified, closed, or open", Type::String)
+            .query("severity", "At least this severity", Type::Integer)
+            .query("since", "Reported at or after this time (RFC 3339)", Type::String);
+    "GET" "/api/v1/incidents/{id}" Access::Roles(policy::INCIDENT_READ) => get(api::incident),
+        Doc::read("One incident, always current");
+    "POST" "/api/v1/incidents/{id}/updates" Access::Roles(policy::INCIDENT_UPDATE) => post(api::update),
+        Doc::command::<inc::IncidentUpdated>("Add or correct details, or add a note");
+    "POST" "/api/v1/incidents/{id}/verify" Access::Roles(policy::INCIDENT_VERIFY) => post(api::verify),
+        Doc::command::<Verification>("Verify the report (duty officers)");
+    "POST" "/api/v1/incidents/{id}/escalate" Access::Roles(policy::INCIDENT_ESCALATE) => post(api::escalate),
+        Doc::command::<inc::IncidentEscalated>("Escalate into a hostage case, surge or relocation order");
+    "POST" "/api/v1/incidents/{id}/close" Access::Roles(policy::INCIDENT_CLOSE) => post(api::close),
+        Doc::command::<inc::IncidentClosed>("Close the incident");
+    "PUT" "/api/v1/areas/{area}/level" Access::Roles(policy::LEVEL_SET) => put(api::set_level),
+        Doc::new("Set an area's security level (duty officers)").body::<SetLevel>(ClientId::Optional).answers::<LevelSet>(200, "Stored");
+    "GET" "/api/v1/areas/{area}/level" Access::Roles(policy::LEVEL_READ) => get(api::level_history),
+        Doc::read("The level now and its history");
+    "POST" "/api/v1/hostage-cases" Access::Roles(policy::HOSTAGE_MANAGE) => resource::create_triggering::<ho::HostageCaseOpened>("hostage", "open"),
+        Doc::create::<ho::HostageCaseOpened>("Open a hostage case (crisis managers), from a reported incident");
+    "GET" "/api/v1/hostage-cases" Access::Roles(policy::HOSTAGE_SUMMARY) => resource::list("hostage"),
+        Doc::list("Hostage cases without names (duty officers, crisis managers, admins), newest opening first");
+    "GET" "/api/v1/hostage-cases/{id}" Access::Roles(policy::HOSTAGE_DETAILS) => resource::one("hostage", "case"),
+        Doc::read("Hostage case details (crisis managers only; every read is recorded in the audit log first)");
+    "POST" "/api/v1/hostage-cases/{id}/proof-of-life" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ho::ProofOfLifeReceived>("hostage", "case", "proof_of_life"),
+        Doc::command::<ho::ProofOfLifeReceived>("A proof of life of one person");
+    "POST" "/api/v1/hostage-cases/{id}/proof-of-life-many" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ProofOfLifeMany>("hostage", "case", "proof_of_life_many"),
+        Doc::command::<ProofOfLifeMany>("One proof of life for several persons (all or nothing)");
+    "POST" "/api/v1/hostage-cases/{id}/negotiation" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ho::NegotiationContactLogged>("hostage", "case", "negotiation"),
+        Doc::command::<ho::NegotiationContactLogged>("A negotiation contact");
+    "POST" "/api/v1/hostage-cases/{id}/release" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ho::HostageReleased>("hostage", "case", "release"),
+        Doc::command::<ho::HostageReleased>("A person released");
+    "POST" "/api/v1/hostage-cases/{id}/release-many" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ReleaseMany>("hostage", "case", "release_many"),
+        Doc::command::<ReleaseMany>("Several persons released together (all or nothing)");
+    "POST" "/api/v1/hostage-cases/{id}/deceased" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ho::HostageDeceased>("hostage", "case", "deceased"),
+        Doc::command::<ho::HostageDeceased>("A person deceased");
+    "POST" "/api/v1/hostage-cases/{id}/close" Access::Roles(policy::HOSTAGE_MANAGE) => resource::transition::<ho::HostageCaseClosed>("hostage", "case", "close"),
+        Doc::command::<ho::HostageCaseClosed>("Close the case, accounting for every person");
+    "POST" "/api/v1/surges" Access::Roles(policy::SURGE_REQUEST) => resource::create::<su::SurgeRequested>("surge", "request"),
+        Doc::create::<su::SurgeRequested>("Request a surge deployment");
+    "GET" "/api/v1/surges" Access::Roles(policy::SURGE_READ) => resource::list("surge"),
+        Doc::list("Surge deployments, newest first (query: status, country, …)");
+    "GET" "/api/v1/surges/{id}" Access::Roles(policy::SURGE_READ) => resource::one("surge", "surge"),
+        Doc::read("One surge, always current");
+    "POST" "/api/v1/surges/{id}/approve" Access::Roles(policy::SURGE_DECIDE) => resource::transition::<Approval>("surge", "surge", "approve"),
+        Doc::command::<Approval>("Approve the surge (crisis managers)");
+    "POST" "/api/v1/surges/{id}/reject" Access::Roles(policy::SURGE_DECIDE) => resource::transition::<Decision>("surge", "surge", "reject"),
+        Doc::command::<Decision>("Reject the surge (crisis managers)");
+    "POST" "/api/v1/surges/{id}/assign" Access::Roles(policy::SURGE_RUN) => resource::transition::<AssignOfficer>("surge", "surge", "assign"),
+        Doc::command::<AssignOfficer>("Assign an officer");
+    "POST" "/api/v1/surges/{id}/deploy" Access::Roles(policy::SURGE_RUN) => resource::transition::<su::SurgeDeployed>("surge", "surge", "deploy"),
+        Doc::command::<su::SurgeDeployed>("The officers are deployed");
+    "POST" "/api/v1/surges/{id}/complete" Access::Roles(policy::SURGE_RUN) => resource::transition::<su::SurgeCompleted>("surge", "surge", "complete"),
+        Doc::command::<su::SurgeCompleted>("The surge is over");
+    "POST" "/api/v1/surges/{id}/cancel" Access::Roles(policy::SURGE_DECIDE) => resource::transition::<Decision>("surge", "surge", "cancel"),
+        Doc::command::<Decision>("Cancel a requested or approved surge no longer needed (frees its officers)");
+    "POST" "/api/v1/orders" Access::Roles(policy::ORDER_ISSUE) => resource::create_triggering::<rel::RelocationOrdered>("relocation", "order"),
+        Doc::create::<rel::RelocationOrdered>("Order a relocation or evacuation; its roll call is drawn from personnel and clearances");
+    "GET" "/api/v1/orders" Access::Roles(policy::ORDER_READ) => resource::list("relocation"),
+        Doc::list("Relocation and evacuation orders, newest first (query: status, country, …)");
+    "GET" "/api/v1/orders/{id}" Access::Roles(policy::ORDER_READ) => resource::one("relocation", "order"),
+        Doc::read("One order with its roll call, always current");
+    "POST" "/api/v1/orders/{id}/mark" Access::Roles(policy::ORDER_MARK) => resource::transition::<MarkPerson>("relocation", "order", "mark"),
+        Doc::command::<MarkPerson>("Mark one person on the roll call");
+    "POST" "/api/v1/orders/{id}/mark-many" Access::Roles(policy::ORDER_MARK) => resource::transition::<MarkPersons>("relocation", "order", "mark_many"),
+        Doc::command::<MarkPersons>("Mark several people with one status");
+    "POST" "/api/v1/orders/{id}/complete" Access::Roles(policy::ORDER_ISSUE) => resource::transition::<rel::OrderCompleted>("relocation", "order", "complete"),
+        Doc::command::<rel::OrderCompleted>("Everyone is accounted for");
+    "POST" "/api/v1/orders/{id}/rescind" Access::Roles(policy::ORDER_ISSUE) => resource::transition::<rel::OrderRescinded>("relocation", "order", "rescind"),
+        Doc::command::<rel::OrderRescinded>("Withdraw the order");
+    "POST" "/api/v1/clearances" Access::Roles(policy::CLEARANCE_REQUEST) => resource::create::<cl::ClearanceRequested>("clearances", "request"),
+        Doc::create::<cl::ClearanceRequested>("Request a travel security clearance");
+    "GET" "/api/v1/clearances" Access::Roles(policy::CLEARANCE_READ) => resource::list("clearances"),
+        Doc::list("Travel security clearances, newest first (query: status, country, …)");
+    "GET" "/api/v1/clearances/{id}" Access::Roles(policy::CLEARANCE_READ) => resource::one("clearances", "clearance"),
+        Doc::read("One clearance, always current");
+    "POST" "/api/v1/clearances/{id}/approve" Access::Roles(policy::CLEARANCE_DECIDE) => resource::transition::<Approval>("clearances", "clearance", "approve"),
+        Doc::command::<Approval>("Approve the clearance");
+    "POST" "/api/v1/clearances/{id}/refuse" Access::Roles(policy::CLEARANCE_DECIDE) => resource::transition::<Decision>("clearances", "clearance", "refuse"),
+        Doc::command::<Decision>("Refuse the clearance");
+    "POST" "/api/v1/clearances/{id}/arrive" Access::Roles(policy::CLEARANCE_MOVEMENT) => resource::transition::<cl::ArrivalRecorded>("clearances", "clearance", "arrive"),
+        Doc::command::<cl::ArrivalRecorded>("The traveller arrived in a country");
+    "POST" "/api/v1/clearances/{id}/depart" Access::Roles(policy::CLEARANCE_MOVEMENT) => resource::transition::<cl::DepartureRecorded>("clearances", "clearance", "depart"),
+        Doc::command::<cl::DepartureRecorded>("The traveller left a country");
+    "POST" "/api/v1/broadcasts" Access::Roles(policy::BROADCAST_ISSUE) => resource::create::<IssueBroadcast>("broadcast", "issue"),
+        Doc::create::<IssueBroadcast>("Issue a broadcast (duty officers); another duty officer approves it before it goes out");
+    "GET" "/api/v1/broadcasts" Access::Roles(policy::BROADCAST_READ) => resource::list("broadcast"),
+        Doc::list("Broadcasts, newest first; focal points see those sent to their agency")
+            .query("caused_by", "Only those this event caused (the `triggered` link of an answer)", Type::String);
+    "GET" "/api/v1/broadcasts/{id}" Access::Roles(policy::BROADCAST_READ) => resource::one("broadcast", "broadcast"),
+        Doc::read("One broadcast, with per-agency delivered / acknowledged / failed, time to acknowledge, escalation");
+    "GET" "/api/v1/broadcasts/{id}/chain" Access::Roles(policy::BROADCAST_READ) => resource::read("broadcast", "broadcast", "chain"),
+        Doc::read("The causal chain from the triggering event to each acknowledgement");
+    "GET" "/api/v1/broadcasts/{id}/cap" Access::Roles(policy::BROADCAST_READ) => get(api::cap::alert),
+        Doc::new("The broadcast as a CAP 1.2 alert").answers_text(200, "CAP 1.2", "application/cap+xml");
+    "POST" "/api/v1/broadcasts/{id}/approve" Access::Roles(policy::BROADCAST_APPROVE) => resource::transition::<NoFields>("broadcast", "broadcast", "approve"),
+        Doc::command::<NoFields>("Approve another duty officer's broadcast (two-person rule; the issuer cannot)");
+    "POST" "/api/v1/broadcasts/{id}/ack" Access::Roles(policy::BROADCAST_ACK) => resource::transition::<NoFields>("broadcast", "broadcast", "ack"),
+        Doc::command::<NoFields>("Acknowledge for your agency (agency focal points)");
+    "POST" "/api/v1/broadcasts/{id}/cancel" Access::Roles(policy::BROADCAST_ISSUE) => resource::transition::<CancelBroadcast>("broadcast", "broadcast", "cancel"),
+        Doc::command::<CancelBroadcast>("Cancel: issues a new broadcast cancelling the original");
+    "GET" "/api/v1/cap/feed" Access::Roles(policy::BROADCAST_READ) => get(api::cap::feed),
+        Doc::new("An agency's alerts as an Atom feed of CAP 1.2 alerts (focal points get their own)")
+            .query("agency", "The agency", Type::String)
+            .answers_text(200, "Atom feed", "application/atom+xml");
+    "GET" "/api/v1/cap/public" Access::Public => get(api::cap::public),
+        Doc::new("The public-safe all-agency feed (no token; live broadcasts to every agency only)").answers_text(200, "Atom feed", "application/atom+xml");
+    "GET" "/openapi.json" Access::Public => get(openapi::serve),
+        Doc::read("This document (OpenAPI 3.1), generated from the route table and the body types");
+    "GET" "/ws" Access::Public => get(ws::upgrade),
+        Doc::new("WebSocket boards: subscribe with a token in the first message (protocol in docs/PROTOCOL.md, \"The WebSocket\")")
+            .answers_empty(101, "Switching protocols")
+            .answers::<ErrorBody>(400, "Not a WebSocket upgrade, or a refused Origin");
+    "GET" "/healthz" Access::Public => get(http::healthz),
+        Doc::new("Liveness").answers::<Alive>(200, "Alive");
+    "GET" "/readyz" Access::Public => get(http::readyz),
+        Doc::new("Readiness: NATS, store, boards caught up").answers::<Readiness>(200, "Ready").answers::<Readiness>(503, "Not ready (yet)");
 }
 
 /// The list routes: each answers one page in the one shape of every list

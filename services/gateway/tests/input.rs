@@ -3,7 +3,8 @@
 //! long past, an unknown duty station or another country's, a hostage case from no incident,
 //! titles of controls, bidi overrides or invisible characters (and NFC on the way in), a
 //! focal point acting for another agency's traveller, a field officer requesting a journey
-//! with no leg in their country. Each refusal is 422 naming the field (404 for what is
+//! with no leg in their country, a body of the wrong shape (read as its type at the edge).
+//! Each refusal is 422 naming the field (404 for what is
 //! outside the caller's scope, 403 for what the caller may never do), and stores nothing.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
@@ -440,5 +441,70 @@ async fn a_field_officer_requests_journeys_through_their_country_only() {
     assert_eq!(
         get(&c, &format!("/api/v1/clearances/{id}"), &fso).await.0,
         200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_the_wrong_shape_is_refused_at_the_edge_naming_what_to_fix() {
+    let c = Center::start().await;
+    let now = OffsetDateTime::now_utc();
+    // A wrong type deep in a report: 422 `invalid`, the field named by its path.
+    let mut body = report("Roadblock", now);
+    body["location"] = json!({"lat": "north", "lon": 45.0});
+    let answer = call(&c, "POST", "/api/v1/incidents", &c.duty_token, &body).await;
+    refused_on("location.lat", &answer);
+    assert_eq!(answer.1["error"]["code"], "invalid", "{}", answer.1);
+    not_stored(&c, &body["id"]).await;
+    // A field the login fills in, and one the reference data fills in, refused by name.
+    let mut body = report("Roadblock", now);
+    body["reporter"] = json!("someone.else");
+    let answer = call(&c, "POST", "/api/v1/incidents", &c.duty_token, &body).await;
+    refused_on("reporter", &answer);
+    not_stored(&c, &body["id"]).await;
+    let surge = Uuid::new_v4();
+    let answer = call(
+        &c,
+        "POST",
+        &format!("/api/v1/surges/{surge}/assign"),
+        &c.duty_token,
+        &json!({"officer": "P-0001", "from_duty_station": "SOM-MGQ"}),
+    )
+    .await;
+    refused_on("from_duty_station", &answer);
+    // A broadcast with a field it does not take (the hand-written document had no schema
+    // for this body): refused with the field named, and nothing issued.
+    let id = Uuid::new_v4();
+    let answer = call(
+        &c,
+        "POST",
+        "/api/v1/broadcasts",
+        &c.duty_token,
+        &json!({"id": id, "title": "Curfew", "body": "From 18:00", "severity": "high",
+                "audience": "all_agencies", "weather": "fine"}),
+    )
+    .await;
+    assert_eq!(answer.0, 422, "{}", answer.1);
+    assert_eq!(answer.1["error"]["code"], "invalid", "{}", answer.1);
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("weather"), "names the field: {message}");
+    let (status, _) = get(&c, &format!("/api/v1/broadcasts/{id}"), &c.duty_token).await;
+    assert_eq!(status, 404, "nothing was issued");
+    // An approval takes no fields.
+    let answer = call(
+        &c,
+        "POST",
+        &format!("/api/v1/broadcasts/{id}/approve"),
+        &c.duty_token,
+        &json!({"note": "fine by me"}),
+    )
+    .await;
+    assert_eq!(answer.0, 422, "{}", answer.1);
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("note"),
+        "{}",
+        answer.1
     );
 }
