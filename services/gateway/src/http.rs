@@ -409,10 +409,23 @@ type KeyedLimiter<K> = governor::RateLimiter<
 >;
 
 /// Requests per client address and per user, each with its own quota: a burst is allowed,
-/// then a steady rate; over it the answer is 429 with `Retry-After`.
+/// then a steady rate; over it the answer is 429 with `Retry-After`. Memory follows the
+/// clients seen recently, not every address or username ever tried (see [`prune`]).
 pub struct RateLimits {
     by_addr: KeyedLimiter<std::net::IpAddr>,
     by_user: KeyedLimiter<String>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+/// Checks between two prunings of a keyed limiter.
+const PRUNE_EVERY: u64 = 1024;
+
+/// Forgets the keys of `limiter` whose quota has refilled, since they are indistinguishable
+/// from keys never seen: without it, an attacker cycling addresses or usernames grows the
+/// gateway's memory for ever.
+fn prune<K: std::hash::Hash + Eq + Clone>(limiter: &KeyedLimiter<K>) {
+    limiter.retain_recent();
+    limiter.shrink_to_fit();
 }
 
 fn quota(per_minute: u32, burst: u32) -> governor::Quota {
@@ -447,7 +460,13 @@ impl RateLimits {
         Self {
             by_addr: governor::RateLimiter::keyed(addr),
             by_user: governor::RateLimiter::keyed(user),
+            checks: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many client addresses and users it keeps state for.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.by_addr.len(), self.by_user.len())
     }
 
     /// `Ok`, or how long to wait.
@@ -455,6 +474,13 @@ impl RateLimits {
         use governor::clock::Clock;
         let now = governor::clock::DefaultClock::default().now();
         let wait = |nu: governor::NotUntil<governor::clock::QuantaInstant>| nu.wait_time_from(now);
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            prune(&self.by_addr);
+            prune(&self.by_user);
+        }
         self.by_addr.check_key(&addr).map_err(wait)?;
         self.by_user.check_key(&user.to_owned()).map_err(wait)?;
         Ok(())
@@ -655,5 +681,27 @@ mod tests {
             let clobbered = extra.is_some() && !unknown; // a field replaced by a number
             proptest::prop_assert_eq!(parsed.is_ok(), !unknown && !clobbered);
         }
+    }
+
+    /// Usernames and addresses tried once and never again are forgotten once their quota has
+    /// refilled (here within microseconds), so guessing from many addresses or against many
+    /// names does not grow the gateway's memory without bound.
+    #[test]
+    fn limiters_forget_clients_whose_quota_has_refilled() {
+        let limits = RateLimits::field(6_000_000);
+        for i in 0..4_000u32 {
+            let addr = std::net::IpAddr::from(i.to_be_bytes());
+            limits.check(addr, &format!("guess-{i}")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..PRUNE_EVERY {
+            limits.check(loopback, "duty").unwrap();
+        }
+        let (addrs, users) = limits.tracked();
+        assert!(
+            addrs < 100 && users < 100,
+            "still tracked: {addrs} addresses, {users} users"
+        );
     }
 }
