@@ -55,6 +55,11 @@
 //! nats-server sharing its cores; the peer's sender and receiver share the bench process.
 //! Every round is a fresh broadcast. Nothing is retried silently: retries, duplicates, stray
 //! and failed deliveries and failed acknowledgements are printed.
+//!
+//! # Layout
+//! `receiver` (the agencies and the webhook receiver), `acks` (the focal points'
+//! acknowledgements), `view` (the poller of the broadcast's view), `rounds` (a Vigil round and
+//! a peer round), `print` (the figures); this module keeps the flags and the run.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 use crate::cell::{self, lock};
 use crate::load::Server;
 use crate::report::thousands;
-use crate::server_side::{self};
+use crate::server_side;
 use crate::util::fmt_ms;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 use crate::prom;
 use crate::report::thousands;
 use crate::server_side::{self, Procs, ServerSide, cpu_text};
-use crate::util::{self};
+use crate::util;
 use anyhow::{Context as _, bail};
 use events::domain::DomainEvent;
 use events::domain::agency::{self, AgencyRegistered};

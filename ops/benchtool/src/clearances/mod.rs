@@ -57,6 +57,11 @@
 //!
 //! Progress goes to stderr every second. The target (issue: "a crisis rate, e.g. 200/s") is
 //! printed with PASS/MISS, then Markdown tables.
+//!
+//! # Layout
+//! `import` (the reference data, `vigil import` and the import peer), `register` (the
+//! register's poller), `pairs` (one cell and the probe); this module keeps the flags, the
+//! printing of the cells and the run.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -25,13 +25,18 @@
 //! bench never pretends it connected. Deltas a client never received (it was resynced with a
 //! snapshot, or dropped) are counted as missing, from the number of events the log recorded
 //! inside the window.
+//!
+//! # Layout
+//! `clients` (the K board clients and what they measure), `sources` (Vigil's appends and the
+//! baseline server), `phase` (one system at one K), `print` (the figures); this module keeps
+//! the flags and the run.
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use crate::prom;
-use crate::util::{self};
+use crate::util;
 use crate::workload::Generator;
 use phase::{Target, run_phase};
 use print::{print_metrics, print_phase, print_summary};
