@@ -2,7 +2,8 @@
 //! measured duration, recording every successful ack's latency (µs) in an HDR histogram.
 //!
 //! An append counts in the measurement when it started after the warm-up and was answered
-//! before the end, so the rate is `measured appends / measured seconds`.
+//! before the end, so the rate is `measured appends / measured seconds`. The window, the
+//! progress line, the histograms and the tallies are the shared harness's (`cell`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,10 +14,9 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use crate::System;
+use crate::cell::{self, Tally, Window, merge, micros, new_histogram, tally};
 use crate::systems::Appender;
 
-/// Largest latency the histograms hold (60 s, in µs); larger values are clamped.
-const MAX_LATENCY_US: u64 = 60_000_000;
 /// Pause after a failed append, so a system that refuses at once is not spun on.
 const ERROR_PAUSE: Duration = Duration::from_millis(1);
 
@@ -33,15 +33,6 @@ pub struct CellSpec {
     pub duration: Duration,
     /// A line about how this system realises the window (printed with the results).
     pub note: Option<String>,
-}
-
-/// One kind of failure: how often, and one full message.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    /// Occurrences.
-    pub count: u64,
-    /// The first message seen.
-    pub sample: String,
 }
 
 /// Why one append failed: a short kind to group by, and the details.
@@ -119,28 +110,6 @@ struct WorkerOut {
     warmup_errors: BTreeMap<String, Tally>,
 }
 
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("creating a latency histogram")
-}
-
-fn tally(map: &mut BTreeMap<String, Tally>, failure: Failure) {
-    let t = map.entry(failure.kind).or_default();
-    if t.count == 0 {
-        t.sample = failure.detail;
-    }
-    t.count += 1;
-}
-
-fn merge(into: &mut BTreeMap<String, Tally>, from: BTreeMap<String, Tally>) {
-    for (kind, t) in from {
-        let e = into.entry(kind).or_default();
-        if e.count == 0 {
-            e.sample = t.sample;
-        }
-        e.count += t.count;
-    }
-}
-
 async fn worker(
     mut appender: Appender,
     measure_from: Instant,
@@ -167,19 +136,19 @@ async fn worker(
             Ok(()) => {
                 progress.ok.fetch_add(1, Ordering::Relaxed);
                 if measured && done <= end {
-                    let us =
-                        u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-                    out.hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
+                    out.hist
+                        .saturating_record(micros(done.duration_since(started)));
                     out.ok += 1;
                 }
             }
             Err(failure) => {
                 progress.errors.fetch_add(1, Ordering::Relaxed);
-                if measured {
-                    tally(&mut out.errors, failure);
+                let into = if measured {
+                    &mut out.errors
                 } else {
-                    tally(&mut out.warmup_errors, failure);
-                }
+                    &mut out.warmup_errors
+                };
+                tally(into, failure.kind, failure.detail);
                 tokio::time::sleep(ERROR_PAUSE).await;
             }
         }
@@ -197,43 +166,29 @@ pub async fn run_cell(spec: &CellSpec, workers: Vec<Appender>) -> anyhow::Result
     }
     let progress = Arc::new(Progress::default());
     progress.running.store(workers.len(), Ordering::Relaxed);
-    let start = Instant::now();
-    let measure_from = start + spec.warmup;
-    let end = measure_from + spec.duration;
+    let window = Window::starting(Instant::now(), spec.warmup, spec.duration);
 
     let handles: Vec<_> = workers
         .into_iter()
-        .map(|a| tokio::spawn(worker(a, measure_from, end, progress.clone())))
+        .map(|a| {
+            tokio::spawn(worker(
+                a,
+                window.measure_from,
+                window.stop,
+                progress.clone(),
+            ))
+        })
         .collect();
 
     let ticker = {
         let progress = progress.clone();
-        let label = label.clone();
-        let total = spec.warmup + spec.duration;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::from_std(start + Duration::from_secs(1)),
-                Duration::from_secs(1),
-            );
-            loop {
-                tick.tick().await;
-                let now = Instant::now();
-                let phase = if now < measure_from {
-                    "warm-up"
-                } else if now < end {
-                    "measuring"
-                } else {
-                    "draining"
-                };
-                eprintln!(
-                    "[{label}] {:>5.1}/{:.0} s {phase:<9} acked {:>10}  errors {}  workers running {}",
-                    now.duration_since(start).as_secs_f64(),
-                    total.as_secs_f64(),
-                    crate::report::thousands(progress.ok.load(Ordering::Relaxed)),
-                    progress.errors.load(Ordering::Relaxed),
-                    progress.running.load(Ordering::Relaxed),
-                );
-            }
+        cell::spawn_ticker(window, label.clone(), move || {
+            std::future::ready(format!(
+                "acked {:>10}  errors {}  workers running {}",
+                crate::report::thousands(progress.ok.load(Ordering::Relaxed)),
+                progress.errors.load(Ordering::Relaxed),
+                progress.running.load(Ordering::Relaxed),
+            ))
         })
     };
 

@@ -2,10 +2,10 @@
 //! and from the POST to the delta on a WebSocket board client, beside a peer in the same run.
 //!
 //! # One cell (one system at one rate R)
-//! - **Open loop**: report n is *scheduled* at `start + n/R`, whatever the answers; a pool of
-//!   `--connections` keep-alive HTTP/1.1 connections (a small client written for the bench over
-//!   tokio's `TcpStream`, `TCP_NODELAY`) takes the scheduled reports in order, one request per
-//!   connection at a time. Every latency is measured **from the scheduled time**, so a report
+//! - **Open loop**: report n is *scheduled* at `start + n/R`, whatever the answers;
+//!   `--connections` workers take the scheduled reports in order, each with one request in
+//!   flight at a time on a keep-alive HTTP/1.1 connection (reqwest, `TCP_NODELAY`; see `http`,
+//!   `open_loop`). Every latency is measured **from the scheduled time**, so a report
 //!   that waited for a free connection counts its wait (no coordinated omission); the wait
 //!   itself is printed too (`send delay`), to show when the bench, not the server, was late.
 //! - Each report is the brief's flash report: a fresh UUID v4 `id`, `country` (SO), category
@@ -50,12 +50,14 @@ use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::load::{
-    self, Ack, Counters, Follower, HttpConn, Job, Measure, PeerProcess, Procs, Queue, Row, RunArgs,
-    Schedule, Server, Totals, Tracker, Watch, host_port, latency_text, lock, ms, new_histogram,
-    request_bytes, take_histogram,
-};
+use crate::cell::{latency_text, lock, ms, new_histogram, take_histogram};
+use crate::http::{self, Ack, Http, host_port};
+use crate::load::{PeerProcess, RunArgs, Server};
+use crate::open_loop::{Counters, Follower, Job, Queue, Schedule};
 use crate::report::thousands;
+use crate::server_side::{self, Procs, Watch};
+use crate::summary::{self, Measure, Row, Totals};
+use crate::tracker::Tracker;
 use crate::util::{self, fmt_ms, head, verdict};
 
 /// The issue's target: p99 ≤ 50 ms at 1,000 reports/s.
@@ -206,29 +208,24 @@ struct CellShared {
 }
 
 struct Target {
-    addr: String,
     token: String,
     country: String,
     timeout: Duration,
 }
 
-async fn worker(
-    target: Arc<Target>,
-    jobs: Queue<Job>,
-    shared: Arc<CellShared>,
-    mut conn: Option<HttpConn>,
-) {
+async fn worker(target: Arc<Target>, jobs: Queue<Job>, shared: Arc<CellShared>, http: Http) {
     let c = &shared.counters;
-    while let Some(job) = load::next_job(&jobs).await {
+    while let Some(job) = crate::open_loop::next_job(&jobs).await {
         let body = report_body(job.n, &target.country);
-        let request = request_bytes(
-            "/api/v1/incidents",
-            &target.addr,
-            &target.token,
-            Some(&body),
-        );
         c.sending(job.scheduled, job.measured);
-        let result = load::exchange(&mut conn, &target.addr, &request, target.timeout).await;
+        let result = http
+            .exchange(
+                "/api/v1/incidents",
+                &target.token,
+                Some(&body),
+                target.timeout,
+            )
+            .await;
         let now = Instant::now();
         match result {
             Ok(answer) if answer.status == 201 => {
@@ -247,7 +244,7 @@ async fn worker(
                     ),
                 }
             }
-            Ok(answer) => c.errors.record(load::status_failure(&answer), job.measured),
+            Ok(answer) => c.errors.record(http::status_failure(&answer), job.measured),
             Err(failure) => c.errors.record(failure, job.measured),
         }
         c.finished.fetch_add(1, Ordering::Relaxed);
@@ -319,14 +316,13 @@ async fn run_cell(
         &ctx.procs,
         WATCH.consumers,
     );
-    let (conns, counters) = schedule.prepare(addr).await?;
+    let (http, counters) = schedule.prepare(addr).await?;
     let shared = Arc::new(CellShared {
         counters,
         hist: Mutex::new(new_histogram()?),
         tracker: ctx.tracker.clone(),
     });
     let target = Arc::new(Target {
-        addr: addr.to_owned(),
         token: args.field_token.clone(),
         country: args.country.clone(),
         timeout: args.run.timeout(),
@@ -352,8 +348,8 @@ async fn run_cell(
     let done = schedule
         .run(
             &shared.counters,
-            conns,
-            |jobs, conn| worker(target.clone(), jobs, shared.clone(), conn),
+            http,
+            |jobs, http| worker(target.clone(), jobs, shared.clone(), http),
             ctx.seq,
             progress,
             move || lock(&tracker).board_at,
@@ -384,22 +380,23 @@ async fn probe(
     seq: &mut u64,
 ) -> anyhow::Result<()> {
     lock(tracker).reset()?;
-    let mut conn = HttpConn::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
+    let http = Http::new(addr, 1)?;
     *seq += 1;
     let started = Instant::now();
-    let answer = tokio::time::timeout(
-        args.run.timeout(),
-        conn.exchange(&request_bytes(
+    let answer = http
+        .exchange(
             "/api/v1/incidents",
-            addr,
             &args.field_token,
             Some(&report_body(*seq, &args.country)),
-        )),
-    )
-    .await
-    .with_context(|| format!("{}: no answer to the probe report", system.name()))??;
+            args.run.timeout(),
+        )
+        .await
+        .map_err(|(kind, detail)| {
+            anyhow::anyhow!(
+                "{}: no answer to the probe report ({kind}: {detail})",
+                system.name()
+            )
+        })?;
     let took = started.elapsed();
     if answer.status != 201 {
         bail!(
@@ -461,7 +458,7 @@ fn print_summary(args: &IntakeArgs, results: &[CellResult], per_rate: usize) {
         args.run.duration, args.run.connections
     );
     let rows: Vec<Row> = results.iter().map(CellResult::row).collect();
-    load::print_table(
+    summary::print_table(
         &rows,
         per_rate,
         "201/s",
@@ -469,7 +466,7 @@ fn print_summary(args: &IntakeArgs, results: &[CellResult], per_rate: usize) {
     );
     println!();
     println!("== targets (from the intake issue) ==");
-    for v in load::judged(results, |r| &r.totals, TARGET_RATE, "1,000 reports/s") {
+    for v in summary::judged(results, |r| &r.totals, TARGET_RATE, "1,000 reports/s") {
         let clean = v.totals.clean();
         let why = v.totals.why_not_clean();
         let p99 = ms(&v.http, 0.99);
@@ -495,7 +492,7 @@ fn print_summary(args: &IntakeArgs, results: &[CellResult], per_rate: usize) {
 
     println!();
     println!("== markdown ==");
-    load::print_markdown(&rows, "reports/s", "201/s");
+    summary::print_markdown(&rows, "reports/s", "201/s");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -543,7 +540,7 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     );
 
     let peer = PeerProcess::start_for(&systems, &run.nats, "intake").await?;
-    let procs = load::procs(run.vigil_pid, &run.nats, peer.as_ref());
+    let procs = server_side::procs(run.vigil_pid, &run.nats, peer.as_ref());
 
     let mut seq = 0u64;
     for &system in &systems {

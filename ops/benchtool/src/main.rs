@@ -36,6 +36,8 @@
 //!   (see `broadcast`).
 //!
 //! # Layout
+//! - `cell`: the harness every benchmark measures a cell with: the warm-up and measured
+//!   window, the progress line a second, latency histograms, failures tallied by kind.
 //! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
 //! - `systems`: how each system appends one event, and how each is set up and torn down.
 //! - `report`: the store tables, ratios and targets.
@@ -46,23 +48,31 @@
 //!   takes the clearance routes).
 //! - `clearances`: the clearances and import benchmark.
 //! - `broadcast`: the all-agency broadcast benchmark, its webhook receiver and its peer.
-//! - `load`: what the HTTP benchmarks share: the keep-alive client, the open loop, histograms,
-//!   the tracker of writes waiting for a follower of the log, the peer process, the server-side
-//!   readings.
-//! - `util`: HTTP GET, `/readyz`, NATS credentials, board frame heads, `/proc` readings,
-//!   Prometheus scraping.
+//! - what the HTTP benchmarks share: `load` (the systems, the peer process, the flags),
+//!   `http` (the client), `open_loop` (one cell's schedule), `tracker` (writes waiting for a
+//!   follower of the log), `server_side` (what `vigil up` did over a window), `summary` (a
+//!   cell's totals and the tables).
+//! - `prom`: `vigil up`'s Prometheus page, fetched and read (counters, gauges, histograms).
+//! - `util`: HTTP GET, `/readyz`, NATS credentials, board frame heads, `/proc` readings.
 
 mod baseline;
 mod broadcast;
+mod cell;
 mod clearances;
 mod driver;
 mod fanout;
+mod http;
 mod intake;
 mod intake_peer;
 mod load;
+mod open_loop;
+mod prom;
 mod replay;
 mod report;
+mod server_side;
+mod summary;
 mod systems;
+mod tracker;
 mod util;
 mod workload;
 

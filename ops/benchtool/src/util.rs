@@ -1,15 +1,14 @@
-//! Small helpers shared by the benchmarks that run against a `vigil up`: a minimal HTTP GET,
+//! Small helpers shared by the benchmarks that run against a `vigil up`: an HTTP GET (reqwest),
 //! waiting for `/readyz`, the NATS credentials of a data dir, the board frames' heads, process
-//! memory, CPU time and file limits from `/proc`, Prometheus samples and histograms, and
-//! wall-clock time.
+//! memory, CPU time and file limits from `/proc`, and wall-clock time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Nanoseconds since the Unix epoch, now.
@@ -19,61 +18,35 @@ pub fn unix_nanos() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// `GET url` (plain `http://host:port/path`) with `Connection: close`; returns the status and
-/// the body. Enough for `/readyz` and `/metrics` on loopback, no client library needed.
-pub async fn http_get(url: &str, timeout: Duration) -> anyhow::Result<(u16, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
-    };
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(host).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
-    };
-    let buf = tokio::time::timeout(timeout, exchange)
-        .await
-        .with_context(|| format!("GET {url}: no answer within {timeout:?}"))?
-        .with_context(|| format!("GET {url}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .with_context(|| format!("GET {url}: not an HTTP response"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
+/// The one HTTP client of the bench's small GETs (`/readyz`, `/metrics`): no proxy (loopback),
+/// and no idle connection kept, so a GET leaves no connection open on the server it reads.
+fn client() -> anyhow::Result<&'static reqwest::Client> {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .context("building the HTTP client")?;
+    Ok(CLIENT.get_or_init(|| c))
 }
 
-/// Decodes an HTTP/1.1 chunked body (best effort; enough for our own servers).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            out.push_str(rest.get(..n.min(rest.len())).unwrap_or(""));
-            break;
-        }
-        out.push_str(rest.get(..n).unwrap_or(""));
-        body = rest.get(n..).unwrap_or("").trim_start_matches("\r\n");
-    }
-    out
+/// `GET url` within `timeout`; returns the status and the body.
+pub async fn http_get(url: &str, timeout: Duration) -> anyhow::Result<(u16, String)> {
+    let answer = client()?
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = answer.status().as_u16();
+    let body = answer
+        .text()
+        .await
+        .with_context(|| format!("GET {url}: reading the body"))?;
+    Ok((status, body))
 }
 
 /// A `VmXxx:` line of `/proc/<pid>/status`, in bytes.
@@ -111,179 +84,6 @@ pub fn open_files(pid: &str) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
         .map(|d| d.count())
-}
-
-/// The `vigil_gateway_*` samples of a Prometheus text page, by series (name and labels).
-pub fn gateway_metrics(page: &str) -> BTreeMap<String, f64> {
-    page.lines()
-        .filter(|l| l.starts_with("vigil_gateway_"))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// Scrapes `url` for the gateway's metrics; empty (with a note on stderr) if it fails.
-pub async fn scrape(url: Option<&str>) -> BTreeMap<String, f64> {
-    scrape_page(url)
-        .await
-        .map_or_else(BTreeMap::new, |page| gateway_metrics(&page))
-}
-
-/// The whole Prometheus page at `url`; `None` (with a note on stderr) if it fails.
-pub async fn scrape_page(url: Option<&str>) -> Option<String> {
-    let url = url?;
-    match http_get(url, Duration::from_secs(5)).await {
-        Ok((200, body)) => Some(body),
-        Ok((status, _)) => {
-            eprintln!("vigil-bench: GET {url} answered {status}");
-            None
-        }
-        Err(e) => {
-            eprintln!("vigil-bench: {e:#}");
-            None
-        }
-    }
-}
-
-/// One Prometheus histogram (or the change of one between two scrapes): sample count, sum and
-/// cumulative buckets `(le, count)` in ascending `le`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PromHistogram {
-    /// Observations.
-    pub count: f64,
-    /// Sum of the observations.
-    pub sum: f64,
-    /// Cumulative counts per upper bound (`+Inf` as `f64::INFINITY`).
-    pub buckets: Vec<(f64, f64)>,
-}
-
-impl PromHistogram {
-    /// Reads histogram `name` from a Prometheus page, adding up every series whose labels
-    /// contain all of `labels` (e.g. `service="incidents"`). `None` when there is none.
-    pub fn read(page: &str, name: &str, labels: &[&str]) -> Option<Self> {
-        let mut h = Self::default();
-        let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
-        let mut found = false;
-        for line in page.lines() {
-            let Some(rest) = line.strip_prefix(name) else {
-                continue;
-            };
-            let (series, value) = match rest.rsplit_once(' ') {
-                Some(x) => x,
-                None => continue,
-            };
-            let Ok(value) = value.trim().parse::<f64>() else {
-                continue;
-            };
-            let (suffix, label_text) = match series.find('{') {
-                Some(i) => (series.get(..i).unwrap_or(""), series.get(i..).unwrap_or("")),
-                None => (series, ""),
-            };
-            if !labels.iter().all(|l| label_text.contains(l)) {
-                continue;
-            }
-            match suffix {
-                "_count" => {
-                    h.count += value;
-                    found = true;
-                }
-                "_sum" => h.sum += value,
-                "_bucket" => {
-                    let le = label_text
-                        .split("le=\"")
-                        .nth(1)
-                        .and_then(|r| r.split('"').next())
-                        .map(|v| {
-                            if v == "+Inf" {
-                                f64::INFINITY
-                            } else {
-                                v.parse().unwrap_or(f64::NAN)
-                            }
-                        });
-                    if let Some(le) = le.filter(|l| !l.is_nan()) {
-                        *buckets.entry(le.to_bits()).or_default() += value;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut b: Vec<(f64, f64)> = buckets
-            .into_iter()
-            .map(|(k, v)| (f64::from_bits(k), v))
-            .collect();
-        b.sort_by(|x, y| x.0.total_cmp(&y.0));
-        h.buckets = b;
-        found.then_some(h)
-    }
-
-    /// What was observed between `before` and `self` (a later scrape of the same process).
-    pub fn since(&self, before: Option<&Self>) -> Self {
-        let Some(b) = before else {
-            return self.clone();
-        };
-        Self {
-            count: self.count - b.count,
-            sum: self.sum - b.sum,
-            buckets: self
-                .buckets
-                .iter()
-                .map(|&(le, c)| {
-                    let old = b
-                        .buckets
-                        .iter()
-                        .find(|(l, _)| *l == le)
-                        .map_or(0.0, |(_, c)| *c);
-                    (le, c - old)
-                })
-                .collect(),
-        }
-    }
-
-    /// Mean observation (`NaN` without observations).
-    pub fn mean(&self) -> f64 {
-        if self.count > 0.0 {
-            self.sum / self.count
-        } else {
-            f64::NAN
-        }
-    }
-
-    /// The upper bound of the bucket holding quantile `q`: "the q-quantile is ≤ this".
-    pub fn quantile_bound(&self, q: f64) -> f64 {
-        if self.count <= 0.0 {
-            return f64::NAN;
-        }
-        let rank = q * self.count;
-        self.buckets
-            .iter()
-            .find(|&&(_, c)| c >= rank)
-            .map_or(f64::INFINITY, |&(le, _)| le)
-    }
-}
-
-/// The sum of every sample of counter/gauge `name` whose labels contain all of `labels`.
-pub fn prom_sum(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    let mut total = None;
-    for line in page.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let Some((series, value)) = rest.rsplit_once(' ') else {
-            continue;
-        };
-        if !labels.iter().all(|l| series.contains(l)) {
-            continue;
-        }
-        if let Ok(v) = value.trim().parse::<f64>() {
-            *total.get_or_insert(0.0) += v;
-        }
-    }
-    total
 }
 
 /// CPU time (user + system) `pid` has used so far, seconds (`/proc/<pid>/stat`; Linux's
@@ -563,21 +363,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_lines_are_read() {
-        let page = "# HELP x\nvigil_gateway_connections 12\nvigil_gateway_resyncs_total 3\nother 1\nvigil_gateway_x{a=\"b c\"} 2.5\n";
-        let m = gateway_metrics(page);
-        assert_eq!(m.get("vigil_gateway_connections"), Some(&12.0));
-        assert_eq!(m.get("vigil_gateway_resyncs_total"), Some(&3.0));
-        assert_eq!(m.get("vigil_gateway_x{a=\"b c\"}"), Some(&2.5));
-        assert_eq!(m.len(), 3);
-    }
-
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
-    }
-
-    #[test]
     fn frame_heads_are_read_fast_and_slow() {
         let d = r#"{"as_of":"2026-11-27T03:29:25.123456789Z","board":"situation","ops":[{"op":"set","path":["x"],"value":{"type":"x","position":3}}],"position":42,"type":"delta","view":"wall_screen"}"#;
         assert_eq!(
@@ -611,33 +396,5 @@ mod tests {
             error_kind("IO error: Too many open files (os error 24)"),
             "Too many open files (os error 24)"
         );
-    }
-
-    #[test]
-    fn prometheus_histograms_are_read_and_subtracted() {
-        let page = "# TYPE vigil_command_seconds histogram\n\
-vigil_command_seconds_bucket{service=\"incidents\",command=\"report\",le=\"0.001\"} 2\n\
-vigil_command_seconds_bucket{service=\"incidents\",command=\"report\",le=\"0.01\"} 9\n\
-vigil_command_seconds_bucket{service=\"incidents\",command=\"report\",le=\"+Inf\"} 10\n\
-vigil_command_seconds_sum{service=\"incidents\",command=\"report\"} 0.05\n\
-vigil_command_seconds_count{service=\"incidents\",command=\"report\"} 10\n\
-vigil_command_seconds_count{service=\"levels\",command=\"set\"} 3\n\
-vigil_store_head_position 42\n";
-        let h =
-            PromHistogram::read(page, "vigil_command_seconds", &["service=\"incidents\""]).unwrap();
-        assert_eq!(h.count, 10.0);
-        assert!((h.mean() - 0.005).abs() < 1e-12);
-        assert_eq!(h.quantile_bound(0.5), 0.01);
-        assert_eq!(h.quantile_bound(0.99), f64::INFINITY);
-        let before = PromHistogram {
-            count: 2.0,
-            sum: 0.001,
-            buckets: vec![(0.001, 2.0), (0.01, 2.0), (f64::INFINITY, 2.0)],
-        };
-        let d = h.since(Some(&before));
-        assert_eq!(d.count, 8.0);
-        assert_eq!(d.quantile_bound(0.5), 0.01);
-        assert_eq!(prom_sum(page, "vigil_store_head_position", &[]), Some(42.0));
-        assert_eq!(prom_sum(page, "vigil_store_head", &[]), None);
     }
 }

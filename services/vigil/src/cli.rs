@@ -107,6 +107,10 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Write a large, realistic reference dataset for `vigil import` (JSON Lines on stdout):
+    /// agencies, areas, duty stations and personnel, the same for the same --seed. Needs no
+    /// data directory and no running centre.
+    GenReference(GenReferenceArgs),
 }
 
 impl Command {
@@ -123,6 +127,26 @@ impl Command {
                 | Command::Agency { .. }
         )
     }
+}
+
+/// `vigil gen-reference`: the size of the dataset.
+#[derive(Debug, Args)]
+pub struct GenReferenceArgs {
+    /// Countries (at most 240).
+    #[arg(long, default_value_t = 180)]
+    pub countries: usize,
+    /// Areas per country.
+    #[arg(long, default_value_t = 4)]
+    pub areas_per_country: usize,
+    /// Duty stations, spread over the countries.
+    #[arg(long, default_value_t = 2_000)]
+    pub stations: usize,
+    /// Personnel, spread over the stations.
+    #[arg(long, default_value_t = 150_000)]
+    pub personnel: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// `vigil user …`.

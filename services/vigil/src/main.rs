@@ -5,12 +5,14 @@
 //! - `up`: `vigil up`, the whole centre on one machine (owns its nats-server).
 //! - `services`: the domain services, run together by `up` or one by one.
 //! - `import`: `vigil import`, reference data into the log.
+//! - `gen_reference`: `vigil gen-reference`, a large reference dataset for `import`.
 //! - `tools`: operator verbs (`tail`, `append`, `replay`, `verify`).
 //! - `agency`: `vigil agency`, the NATS identities of agency systems.
 //! - `users`: `vigil user` and `vigil token`, and the first admin of a new centre.
 
 mod agency;
 mod cli;
+mod gen_reference;
 mod import;
 mod services;
 mod tools;
@@ -46,6 +48,16 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::GenReference(args) = &cli.command {
+        // Offline: no settings, no data directory, no log lines; only the records on stdout.
+        return match gen_reference::write(args, std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vigil gen-reference: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     runtime::telemetry::init_tracing();
     // A server holds a descriptor per client, per NATS connection and per store file: it
     // raises its own soft limit (often 1,024) to the hard limit, once, before it starts.
@@ -108,6 +120,8 @@ async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<(
         Command::User { command } => users::user(settings, command),
         Command::Token { command } => users::token(settings, command),
         Command::Agency { command } => agency::run(settings, command).await,
+        // Normally answered in `run` before any settings are read.
+        Command::GenReference(args) => gen_reference::write(&args, std::io::stdout().lock()),
     }
 }
 
