@@ -437,6 +437,33 @@ fn other() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Incident steps on 132 streams, nine in ten in one country and every report located: more
+/// open markers than a country shows (`MAX_MARKERS`), so markers come into view at the end of
+/// the list as others close or move away.
+fn crowded_incident() -> impl Strategy<Value = Step> {
+    let is_report = |s: &Step| matches!(s, Step::Known(_, DomainEvent::IncidentReported(_)));
+    let any_step = prop_oneof![2 => incident(), 3 => incident().prop_filter("a report", is_report)];
+    (any_step, 0u128..33, 0u8..10, location()).prop_map(|(step, spread, where_, at)| {
+        let country = Country::parse(if where_ == 0 { "ML" } else { "SO" }).unwrap();
+        match step {
+            Step::Known(id, mut event) => {
+                match &mut event {
+                    DomainEvent::IncidentReported(e) => {
+                        e.country = country;
+                        e.location = Some(at);
+                    }
+                    DomainEvent::IncidentUpdated(e) => {
+                        e.country = e.country.map(|_| country);
+                    }
+                    _ => {}
+                }
+                Step::Known(id + 4 * spread, event)
+            }
+            other => other,
+        }
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => incident(),
@@ -567,6 +594,25 @@ proptest! {
     #[test]
     fn more_broadcasts_than_the_list_shows_keep_the_delta_contract(
         steps in proptest::collection::vec(broadcast_on(26, 8), 0..200),
+        k in any::<proptest::sample::Index>(),
+    ) {
+        let log = log_of(&steps);
+        let k = k.index(log.events.len() + 1);
+        let board = log.board(); // checks the invariants
+        for view in View::ALL {
+            let page = page_after_deltas(&log.events, k, view);
+            prop_assert_eq!(page, board.snapshot(view), "k = {}, {:?}", k, view);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Per-entity marker ops (`item`, `drop`) keep the contract past `MAX_MARKERS`.
+    #[test]
+    fn more_markers_than_a_country_shows_keep_the_delta_contract(
+        steps in proptest::collection::vec(crowded_incident(), 0..500),
         k in any::<proptest::sample::Index>(),
     ) {
         let log = log_of(&steps);
