@@ -86,6 +86,10 @@ enum ClientMessage {
         /// The bearer token (or `?token=` on the URL).
         #[serde(default)]
         token: Option<String>,
+        /// The version of the board messages the client speaks (`hub::PROTOCOL`); none
+        /// means the current one.
+        #[serde(default)]
+        protocol: Option<u32>,
     },
 }
 
@@ -248,7 +252,17 @@ fn parse_subscribe(text: &str) -> Result<Subscribe, (&'static str, String)> {
         view,
         since,
         token,
+        protocol,
     } = msg;
+    if let Some(p) = protocol.filter(|p| *p != crate::hub::PROTOCOL) {
+        return Err((
+            "unsupported_protocol",
+            format!(
+                "this gateway speaks board protocol {} only, not {p}: reload the page",
+                crate::hub::PROTOCOL
+            ),
+        ));
+    }
     if !boards::BOARDS.contains(&board.as_str()) {
         return Err((
             "unknown_board",
@@ -576,6 +590,10 @@ mod tests {
             ),
             Ok((Some(View::Duty), Some(7), Some(_)))
         ));
+        assert!(matches!(
+            parse_subscribe(r#"{"type":"subscribe","board":"situation","protocol":2}"#),
+            Ok((None, None, None))
+        ));
         for (bad, code) in [
             (r#"{"type":"subscribe","board":"nope"}"#, "unknown_board"),
             (
@@ -587,6 +605,10 @@ mod tests {
                 "invalid_message",
             ),
             (r#"{"type":"unsubscribe"}"#, "invalid_message"),
+            (
+                r#"{"type":"subscribe","board":"situation","protocol":1}"#,
+                "unsupported_protocol",
+            ),
             (
                 r#"{"type":"subscribe","board":"situation","since":-1}"#,
                 "invalid_message",
