@@ -227,7 +227,7 @@ impl Hub {
                 {
                     inner.ring_floor[i] = inner.ring_floor[i].max(old.position);
                 }
-                // No receivers is fine: nobody is watching this view.
+                // A receiver that went since the look above is fine: its connection closed.
                 let _ = self.senders[i].send(frame);
                 metrics::counter!("vigil_gateway_deltas_encoded_total").increment(1);
             }
