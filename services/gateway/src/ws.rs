@@ -12,6 +12,9 @@
 //! fan-out ring behind gets a fresh snapshot (see `hub`).
 //!
 //! # Promises
+//! - Board protocol 2 (`hub::PROTOCOL`): snapshots say so, deltas are per entity; a subscribe
+//!   that announces another `protocol` is refused with `unsupported_protocol` (close 1008),
+//!   one that announces none is served protocol 2 (`docs/PROTOCOL.md`, "Protocol versions").
 //! - The token is checked again at every heartbeat: a token revoked, expired, or whose
 //!   user's record changed closes its open connections within [`HEARTBEAT`], with an `error`
 //!   (`token_revoked` / `token_expired`) and the close code [`TOKEN_CLOSE`], which tells a
