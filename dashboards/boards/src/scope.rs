@@ -107,7 +107,7 @@ pub fn scope_snapshot(board: &Value, cut: Cut) -> Value {
     Value::Object(out)
 }
 
-/// A delta's ops cut to `cut`: another country's set/remove, any broadcast op and any op
+/// A delta's ops cut to `cut`: another country's set/remove/item/drop, any broadcast op and any op
 /// on a part the cut does not show are dropped.
 pub fn scope_ops(ops: &[Op], cut: Cut) -> Vec<Op> {
     let own = |path: &[String]| match path {
@@ -128,6 +128,12 @@ pub fn scope_ops(ops: &[Op], cut: Cut) -> Vec<Op> {
                 },
             }),
             Op::Remove { path } if own(path) && !path.is_empty() => Some(op.clone()),
+            // One element of a list: kept where its list is (a country's markers, surges,
+            // orders); the broadcast list is not shown in any cut.
+            Op::Merge { path, .. } if own(path) && !path.is_empty() => Some(op.clone()),
+            Op::Item { path, .. } | Op::Drop { path, .. } if own(path) && !path.is_empty() => {
+                Some(op.clone())
+            }
             Op::Timeline { value, .. } if item_shown(value, cut) => Some(op.clone()),
             _ => None,
         })

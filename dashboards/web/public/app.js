@@ -1,8 +1,11 @@
 // Vigil wall screen: the situation board, live over the gateway's WebSocket (/ws).
 //
 // Protocol (docs/PROTOCOL.md "The WebSocket", dashboards/boards/MODEL.md):
-//   → {"type":"subscribe","board":"situation","view":"wall_screen","since":P?,"token":T?}
+//   → {"type":"subscribe","board":"situation","view":"wall_screen","protocol":2,"since":P?,"token":T?}
 //   ← snapshot (replace the board) | delta (apply ops in order, then position/as_of)
+// Protocol 2: deltas are per entity (set/remove of a key, item/drop of one element of a list
+// by its id, merge of some keys, timeline); an op this page does not know makes it ask for a
+// fresh snapshot.
 //   ← heartbeat (at least every 5 s) | error
 // The page is honest about its freshness: LIVE only while it heard from the centre within the
 // last 7 s; STALE when the socket is open but silent; OFFLINE when the socket is closed. It
@@ -17,6 +20,7 @@
 import { html, render, Component } from "./vendor/htm/preact-standalone.module.js";
 
 const BOARD = "situation";
+const PROTOCOL = 2; // the board protocol this page speaks (hub::PROTOCOL in the gateway)
 const VIEW = "wall_screen";
 const LIVE_WINDOW_MS = 7000; // a message within this window = live
 const SILENT_RECONNECT_MS = 15000; // open but silent this long: assume a dead socket, reconnect
@@ -78,9 +82,49 @@ const conn = {
 
 // ---------------------------------------------------------------- board model
 
+/** The object at `keys` under `root`, making objects on the way (as `boards::apply_ops`). */
+function objectAt(root, keys) {
+  let obj = root;
+  for (const k of keys) {
+    if (obj[k] === null || typeof obj[k] !== "object" || Array.isArray(obj[k])) obj[k] = {};
+    obj = obj[k];
+  }
+  return obj;
+}
+
 /** Applies one delta op (MODEL.md) to `root` in place. Returns false for an unknown op. */
 export function applyOp(root, op) {
   if (!op || typeof op !== "object") return false;
+  if (op.op === "item" || op.op === "drop" || op.op === "merge") {
+    const path = op.path;
+    if (!Array.isArray(path) || path.length === 0) return false;
+    if (op.op === "merge") {
+      if (op.value && typeof op.value === "object" && !Array.isArray(op.value)) {
+        Object.assign(objectAt(root, path), op.value);
+      }
+      return true;
+    }
+    const last = path[path.length - 1];
+    if (op.op === "drop") {
+      // Like a remove: nothing is made on the way.
+      let parent = root;
+      for (const k of path.slice(0, -1)) {
+        parent = parent?.[k];
+        if (parent === null || typeof parent !== "object") return true;
+      }
+      if (Array.isArray(parent[last])) parent[last] = parent[last].filter((v) => v?.id !== op.id);
+      return true;
+    }
+    const parent = objectAt(root, path.slice(0, -1));
+    // item: the element with the value's id leaves, the value goes in at `at`, `limit` kept.
+    const id = op.value?.id;
+    const list = Array.isArray(parent[last]) ? parent[last].filter((v) => id === undefined || v?.id !== id) : [];
+    const at = Number.isInteger(op.at) && op.at >= 0 ? Math.min(op.at, list.length) : list.length;
+    list.splice(at, 0, op.value);
+    if (Number.isInteger(op.limit) && op.limit >= 0 && list.length > op.limit) list.length = op.limit;
+    parent[last] = list;
+    return true;
+  }
   if (op.op === "timeline") {
     if (!Array.isArray(root.timeline)) root.timeline = [];
     root.timeline.unshift(op.value);
@@ -183,7 +227,7 @@ function wsUrl() {
 }
 
 function subscribeMessage() {
-  const m = { type: "subscribe", board: BOARD, view: VIEW };
+  const m = { type: "subscribe", board: BOARD, view: VIEW, protocol: PROTOCOL };
   if (board && !conn.resync && typeof board.position === "number") m.since = board.position;
   if (token) m.token = token;
   return m;

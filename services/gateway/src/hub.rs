@@ -6,8 +6,11 @@
 //! subscriber of that view.
 //!
 //! # What it promises
-//! - Each delta is encoded **once** per view and the same bytes (reference-counted) go to
-//!   every subscriber of that view.
+//! - A view's delta is rendered and encoded only while someone watches that view (its
+//!   channel has a receiver), **once** per delta, and the same bytes (reference-counted) go
+//!   to every subscriber of that view. A view nobody watches costs nothing per event; its
+//!   ring is emptied and its floor raised, so a client resuming it from before then gets a
+//!   snapshot (`docs/PROTOCOL.md`, "Resume, resync").
 //! - A subscriber gets one `snapshot` at position P (or, resuming from `since`, exactly the
 //!   deltas after `since` while they are still in the ring), then every later delta in
 //!   position order, with no gap and no repeat: subscription and the initial frames are taken
@@ -34,6 +37,9 @@ pub const FANOUT_CAPACITY: usize = 1024;
 pub const RING_CAPACITY: usize = 4096;
 /// The views served, in a fixed order (index = position in the per-view arrays).
 pub const VIEWS: [View; 2] = [View::Duty, View::WallScreen];
+/// The version of the board messages (`docs/PROTOCOL.md`): 2 since deltas are per entity
+/// (`item`, `drop`, `merge` ops). Snapshots carry it; a client may announce it.
+pub const PROTOCOL: u32 = 2;
 
 fn view_index(view: View) -> usize {
     match view {
@@ -91,10 +97,11 @@ struct Inner {
     as_of: Option<OffsetDateTime>,
     /// Per view: recent deltas in position order.
     rings: [VecDeque<Frame>; 2],
-    /// Every delta for a position above this is in the rings (positions whose event changed
-    /// nothing have no delta). Raised when the ring evicts, and while catching up at start
-    /// (no deltas are built then).
-    ring_floor: u64,
+    /// Per view: every delta for a position above this is in the view's ring (positions
+    /// whose event changed nothing have no delta). Raised when the ring evicts, while nobody
+    /// watches the view (no delta is built for it then), and while catching up at start (no
+    /// deltas are built then).
+    ring_floor: [u64; 2],
     /// Deltas are built only once the fold has reached the head seen at start; before that
     /// nobody can be behind a delta, and replay runs at full speed.
     live_from: u64,
@@ -126,7 +133,7 @@ impl Hub {
                 board: Situation::new(),
                 as_of: None,
                 rings: [VecDeque::new(), VecDeque::new()],
-                ring_floor: 0,
+                ring_floor: [0, 0],
                 live_from: 0,
             }),
             senders: [
@@ -183,7 +190,7 @@ impl Hub {
             inner.as_of = Some(event.recorded_at);
             let position = event.position;
             if position <= inner.live_from {
-                inner.ring_floor = position;
+                inner.ring_floor = [position; 2];
                 continue;
             }
             if changes.is_empty() {
@@ -191,6 +198,15 @@ impl Hub {
             }
             let at = inner.as_of.and_then(|t| t.format(&Rfc3339).ok());
             for view in VIEWS {
+                let i = view_index(view);
+                // Subscribing takes the read lock, so nobody can start watching between this
+                // look and the publication below.
+                if self.senders[i].receiver_count() == 0 {
+                    inner.rings[i].clear();
+                    inner.ring_floor[i] = position;
+                    metrics::counter!("vigil_gateway_deltas_unwatched_total").increment(1);
+                    continue;
+                }
                 let ops = inner.board.delta(&changes, view);
                 let msg = json!({
                     "type": "delta",
@@ -205,14 +221,13 @@ impl Hub {
                     bytes: Utf8Bytes::from(msg.to_string()),
                     cut: (view == View::WallScreen).then(|| Arc::new((ops, at.clone()))),
                 };
-                let i = view_index(view);
                 inner.rings[i].push_back(frame.clone());
                 if inner.rings[i].len() > RING_CAPACITY
                     && let Some(old) = inner.rings[i].pop_front()
                 {
-                    inner.ring_floor = inner.ring_floor.max(old.position);
+                    inner.ring_floor[i] = inner.ring_floor[i].max(old.position);
                 }
-                // No receivers is fine: nobody is watching this view.
+                // A receiver that went since the look above is fine: its connection closed.
                 let _ = self.senders[i].send(frame);
                 metrics::counter!("vigil_gateway_deltas_encoded_total").increment(1);
             }
@@ -244,6 +259,7 @@ impl Hub {
         }
         let msg = json!({
             "type": "snapshot",
+            "protocol": PROTOCOL,
             "board": "situation",
             "view": view.as_str(),
             "position": position,
@@ -264,7 +280,7 @@ impl Hub {
         let live = self.senders[i].subscribe();
         let position = inner.board.position();
         if let Some(since) = since
-            && since >= inner.ring_floor
+            && since >= inner.ring_floor[i]
             && since <= position
         {
             let initial = inner.rings[i]
@@ -281,6 +297,7 @@ impl Hub {
         }
         let msg = json!({
             "type": "snapshot",
+            "protocol": PROTOCOL,
             "board": "situation",
             "view": View::WallScreen.as_str(),
             "scope": scope.label(),
@@ -306,7 +323,7 @@ impl Hub {
         let live = self.senders[i].subscribe();
         let position = inner.board.position();
         if let Some(since) = since
-            && since >= inner.ring_floor
+            && since >= inner.ring_floor[i]
             && since <= position
         {
             let initial = inner.rings[i]

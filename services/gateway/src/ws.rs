@@ -12,6 +12,9 @@
 //! fan-out ring behind gets a fresh snapshot (see `hub`).
 //!
 //! # Promises
+//! - Board protocol 2 (`hub::PROTOCOL`): snapshots say so, deltas are per entity; a subscribe
+//!   that announces another `protocol` is refused with `unsupported_protocol` (close 1008),
+//!   one that announces none is served protocol 2 (`docs/PROTOCOL.md`, "Protocol versions").
 //! - The token is checked again at every heartbeat: a token revoked, expired, or whose
 //!   user's record changed closes its open connections within [`HEARTBEAT`], with an `error`
 //!   (`token_revoked` / `token_expired`) and the close code [`TOKEN_CLOSE`], which tells a
@@ -86,6 +89,10 @@ enum ClientMessage {
         /// The bearer token (or `?token=` on the URL).
         #[serde(default)]
         token: Option<String>,
+        /// The version of the board messages the client speaks (`hub::PROTOCOL`); none
+        /// means the current one.
+        #[serde(default)]
+        protocol: Option<u32>,
     },
 }
 
@@ -248,7 +255,17 @@ fn parse_subscribe(text: &str) -> Result<Subscribe, (&'static str, String)> {
         view,
         since,
         token,
+        protocol,
     } = msg;
+    if let Some(p) = protocol.filter(|p| *p != crate::hub::PROTOCOL) {
+        return Err((
+            "unsupported_protocol",
+            format!(
+                "this gateway speaks board protocol {} only, not {p}: reload the page",
+                crate::hub::PROTOCOL
+            ),
+        ));
+    }
     if !boards::BOARDS.contains(&board.as_str()) {
         return Err((
             "unknown_board",
@@ -576,6 +593,10 @@ mod tests {
             ),
             Ok((Some(View::Duty), Some(7), Some(_)))
         ));
+        assert!(matches!(
+            parse_subscribe(r#"{"type":"subscribe","board":"situation","protocol":2}"#),
+            Ok((None, None, None))
+        ));
         for (bad, code) in [
             (r#"{"type":"subscribe","board":"nope"}"#, "unknown_board"),
             (
@@ -587,6 +608,10 @@ mod tests {
                 "invalid_message",
             ),
             (r#"{"type":"unsubscribe"}"#, "invalid_message"),
+            (
+                r#"{"type":"subscribe","board":"situation","protocol":1}"#,
+                "unsupported_protocol",
+            ),
             (
                 r#"{"type":"subscribe","board":"situation","since":-1}"#,
                 "invalid_message",

@@ -73,6 +73,58 @@ impl Center {
     }
 }
 
+/// Appends one located incident in `country` and then `updates` updates of it, `per_append`
+/// events to an append (at most 500): as many small deltas, fast. The last position.
+async fn burst(
+    store: &runtime::StoreClient,
+    country: &str,
+    updates: usize,
+    per_append: usize,
+) -> u64 {
+    let id = Uuid::new_v4();
+    let stream = StreamName::parse(&format!("incident-{id}")).unwrap();
+    let event = |event_type: &str, data: Value| NewEvent {
+        id: Uuid::new_v4(),
+        event_type: event_type.into(),
+        v: 1,
+        data,
+        meta: Meta {
+            actor: Some("amina.hassan".into()),
+            ..Meta::default()
+        },
+    };
+    let mut events = vec![event(
+        "IncidentReported",
+        json!({
+            "country": country, "category": "armed_conflict", "severity": 3,
+            "title": "Gunfire near the compound", "occurred_at": "2026-11-27T01:00:00Z",
+            "location": {"lat": 2.04, "lon": 45.34}, "reporter": "amina.hassan"
+        }),
+    )];
+    events.extend((0..updates).map(|i| {
+        event(
+            "IncidentUpdated",
+            json!({"title": format!("Gunfire near the compound, update {i}"), "severity": 1 + i % 5}),
+        )
+    }));
+    let mut version = 0u64;
+    let mut last = 0;
+    for chunk in events.chunks(per_append) {
+        let req = AppendRequest {
+            stream: stream.clone(),
+            expected_version: if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(version)
+            },
+            events: chunk.to_vec(),
+        };
+        last = store.append(&req).await.unwrap().last_position;
+        version += chunk.len() as u64;
+    }
+    last
+}
+
 async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
@@ -124,6 +176,10 @@ async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
     .await;
     let snap = next_json(&mut ws).await;
     assert_eq!(snap["type"], "snapshot");
+    assert_eq!(
+        snap["protocol"], 2,
+        "snapshots say which board protocol follows"
+    );
     assert_eq!(snap["position"], 1);
     let mut board = snap["data"].clone();
     assert_eq!(board["countries"]["SO"]["incidents"]["open"], 1);
@@ -143,6 +199,15 @@ async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
         "snapshot + deltas equals the board served over HTTP"
     );
     let last = board["position"].as_u64().unwrap();
+    // Another screen keeps watching the view while this one is away: its deltas are built
+    // and kept for a resume (a view nobody watches is not rendered; see the end).
+    let mut watcher = c.connect().await;
+    send(
+        &mut watcher,
+        json!({"type": "subscribe", "board": "situation", "view": "wall_screen"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut watcher).await["type"], "snapshot");
     drop(ws);
 
     // Missed while disconnected: resume with `since` gets exactly the missed deltas.
@@ -177,6 +242,85 @@ async fn snapshot_then_ordered_deltas_then_resume_without_gaps() {
     )
     .await;
     assert_eq!(next_json(&mut ws2).await["type"], "snapshot");
+
+    // Nobody watches the view any more: its deltas are neither built nor kept, and a resume
+    // from before them gets a snapshot, as for any resume the ring cannot serve. (The
+    // gateway notices the closed sockets within moments: until then a delta still comes.)
+    drop((ws, ws2, watcher));
+    let mut resumed_with = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let p = c.report("SO", 2).await;
+        let mut ws = c.connect().await;
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "board": "situation", "since": p - 1}),
+        )
+        .await;
+        let first = next_json(&mut ws).await;
+        assert_eq!(first["position"].as_u64(), Some(p), "{first}");
+        resumed_with.push(first["type"].as_str().unwrap().to_owned());
+        if first["type"] == "snapshot" {
+            break;
+        }
+        assert_eq!(first["type"], "delta", "{first}");
+    }
+    assert_eq!(
+        resumed_with.last().map(String::as_str),
+        Some("snapshot"),
+        "{resumed_with:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incidents_delta_is_at_most_1_kb_on_the_wire() {
+    let c = Center::start().await;
+    // A country with more markers than it shows, so nothing small is left to send by luck.
+    let mut last = 0;
+    for _ in 0..110 {
+        last = c.report("SO", 3).await;
+    }
+    let mut duty = c.connect().await;
+    let token = c.duty_token.clone();
+    send(
+        &mut duty,
+        json!({"type": "subscribe", "board": "situation", "view": "duty", "token": token, "protocol": 2}),
+    )
+    .await;
+    let mut wall = c.connect().await;
+    send(
+        &mut wall,
+        json!({"type": "subscribe", "board": "situation"}),
+    )
+    .await;
+    for ws in [&mut duty, &mut wall] {
+        // The snapshot, or deltas still coming after it, up to the head.
+        loop {
+            let m = next_json(ws).await;
+            if m["position"].as_u64() == Some(last) {
+                break;
+            }
+        }
+    }
+    for severity in [1, 3, 5] {
+        let p = c.report("SO", severity).await;
+        for ws in [&mut duty, &mut wall] {
+            let msg = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    if let Some(Ok(Message::Text(t))) = ws.next().await {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if v["type"] == "delta" {
+                            return (t.len(), v);
+                        }
+                    }
+                }
+            })
+            .await
+            .expect("a delta within 10 s");
+            assert_eq!(msg.1["position"].as_u64(), Some(p));
+            assert!(msg.0 <= 1024, "{} bytes: {}", msg.0, msg.1);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +351,11 @@ async fn heartbeats_arrive_when_nothing_happens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
     const READERS: usize = 50;
-    const EVENTS: usize = 2500; // more than the fan-out ring of 1024 frames
+    // Deltas are small (one incident's counts and marker, ~500 B): it takes many of them to
+    // outgrow what the stuck socket buffers (its 4 KiB receive buffer, and a send buffer that
+    // grows to 4 MiB on loopback), then more than the fan-out ring of 1024 frames.
+    const EVENTS: usize = 16_000;
+    const PER_APPEND: usize = 20;
     // 51 screens with one token: more than one token may hold by default.
     let c = Center::start_with_limits(vigil_gateway::ConnLimits {
         max_ws_per_token: READERS + 1,
@@ -244,35 +392,14 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
         }));
     }
 
-    // Append fast, from several writers, while `stuck` reads nothing.
+    // Append fast, from several writers, while `stuck` reads nothing: each writer reports
+    // incidents and updates them, a few events to an append (a burst a reader can take).
     let mut writers = Vec::new();
-    for w in 0..4 {
+    for _ in 0..4 {
         let store = c.store.clone();
         writers.push(tokio::spawn(async move {
-            for i in 0..EVENTS / 4 {
-                let id = Uuid::new_v4();
-                let ev = NewEvent {
-                    id: Uuid::new_v4(),
-                    event_type: "IncidentReported".into(),
-                    v: 1,
-                    // The first few carry a location, so every later delta of SO carries
-                    // their markers (a few KB): the backlog outgrows any socket buffer.
-                    data: if i < 5 {
-                        json!({"country": "SO", "category": "crime", "severity": 1 + (i % 5),
-                            "title": format!("writer {w} report {i}"), "occurred_at": "2026-11-27T01:00:00Z", "reporter": "x",
-                            "location": {"lat": 2.0 + i as f64 / 100.0, "lon": 45.0}})
-                    } else {
-                        json!({"country": "SO", "category": "crime", "severity": 1 + (i % 5),
-                            "title": format!("writer {w} report {i}"), "occurred_at": "2026-11-27T01:00:00Z", "reporter": "x"})
-                    },
-                    meta: Meta { actor: Some(format!("writer-{w}")), ..Meta::default() },
-                };
-                let req = AppendRequest {
-                    stream: StreamName::parse(&format!("incident-{id}")).unwrap(),
-                    expected_version: ExpectedVersion::NoStream,
-                    events: vec![ev],
-                };
-                store.append(&req).await.unwrap();
+            for _ in 0..EVENTS / 4 / PER_APPEND {
+                burst(&store, "SO", PER_APPEND - 1, PER_APPEND).await;
             }
         }));
     }
@@ -343,18 +470,19 @@ async fn a_client_stuck_past_the_send_timeout_is_dropped_and_the_others_keep_goi
     .await;
     assert_eq!(next_json(&mut reader).await["type"], "snapshot");
 
-    // Each delta of SO carries every marker so far: a few hundred reports outgrow any socket
-    // buffer, and the stuck client's send then waits past its 1 s.
-    let mut last = 0;
-    for _ in 0..300 {
-        last = c.report("SO", 3).await;
-    }
-    loop {
-        let d = next_json(&mut reader).await;
-        if d["position"].as_u64() == Some(last) {
-            break;
+    // Deltas are small (~400 B: one incident's counts and marker): 12,000 of them (~5 MB)
+    // outgrow the stuck socket's buffers (a send buffer grows to 4 MiB on loopback), and its
+    // send then waits past its 1 s. The reader reads all along, as a live screen does.
+    let store = c.store.clone();
+    let mut writing = tokio::spawn(async move { burst(&store, "SO", 12_000, 500).await });
+    let (mut head, mut last) = (0, None);
+    while last.is_none_or(|l| head < l) {
+        tokio::select! {
+            done = &mut writing, if last.is_none() => last = Some(done.unwrap()),
+            m = next_json(&mut reader) => head = head.max(m["position"].as_u64().unwrap_or(0)),
         }
     }
+    let last = last.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // What the kernel buffered still arrives; then the connection ends, short of the head.

@@ -450,6 +450,72 @@ fn apply(board: &mut Value, op: &Value) {
                 o.remove(*last);
             }
         }
+        Some("merge") => {
+            let mut at = &mut *board;
+            for key in &path {
+                if !at.is_object() {
+                    *at = json!({});
+                }
+                at = at
+                    .as_object_mut()
+                    .unwrap()
+                    .entry((*key).to_owned())
+                    .or_insert(json!({}));
+            }
+            if let (Some(fields), Some(target)) = (op["value"].as_object(), at.as_object_mut()) {
+                for (k, v) in fields {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Some("item") | Some("drop") => {
+            let Some((last, parents)) = path.split_last() else {
+                return;
+            };
+            if op["op"] == "drop" {
+                // Like a remove: nothing is made on the way.
+                let mut at = &mut *board;
+                for key in &path {
+                    match at.get_mut(*key) {
+                        Some(next) => at = next,
+                        None => return,
+                    }
+                }
+                if let Some(items) = at.as_array_mut() {
+                    items.retain(|v| v["id"] != op["id"]);
+                }
+                return;
+            }
+            let mut at = &mut *board;
+            for key in parents {
+                if !at.is_object() {
+                    *at = json!({});
+                }
+                at = at
+                    .as_object_mut()
+                    .unwrap()
+                    .entry((*key).to_owned())
+                    .or_insert(json!({}));
+            }
+            if !at.is_object() {
+                *at = json!({});
+            }
+            let list = at
+                .as_object_mut()
+                .unwrap()
+                .entry((*last).to_owned())
+                .or_insert(json!([]));
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            let items = list.as_array_mut().unwrap();
+            items.retain(|v| v["id"] != op["value"]["id"]);
+            let index = (op["at"].as_u64().unwrap_or(0) as usize).min(items.len());
+            items.insert(index, op["value"].clone());
+            if let Some(limit) = op["limit"].as_u64() {
+                items.truncate(limit as usize);
+            }
+        }
         Some("timeline") => {
             let limit = op["limit"].as_u64().unwrap_or(200) as usize;
             let list = board

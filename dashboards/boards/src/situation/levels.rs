@@ -19,6 +19,7 @@ impl Situation {
             .map(|a| a.level)
             .or(e.previous_level);
         let item = text::level_set(&e.area, e.country, e.level, previous);
+        fx.area = Some(e.area.clone());
         state.areas.insert(
             e.area,
             AreaLevel {

@@ -5,7 +5,7 @@
 //! once and updates plain structs keyed by stream id and country; it never builds JSON and never
 //! reads a clock (time is each event's `recorded_at`). What an event touched comes back as
 //! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
-//! a page up to date.
+//! a page up to date: per entity (one incident's marker, one area, one order), not per country.
 //!
 //! The fold is split by event family: `fold` here dispatches each event to the sibling module
 //! that owns its family (`incidents`, `levels`, `hostage`, `surges`, `orders`, `broadcasts`);
@@ -62,10 +62,18 @@ pub const TIMELINE_LIMIT: usize = 200;
 /// [`Situation::delta`] reads it. Opaque to the gateway: only [`Changes::is_empty`] matters there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Countries whose entry changed, appeared or disappeared (at most two: an incident moved).
-    countries: Few<Country>,
+    /// Countries whose entry changed, appeared or disappeared (at most two: an incident
+    /// moved), each with whether it had an entry before the event.
+    countries: Few<(Country, bool)>,
     /// Whether any counter changed.
     counters: bool,
+    /// The counters before the event: the delta sends the ones that moved.
+    counters_before: Counters,
+    /// The stream the event is about, and its family: what in a country it can have changed
+    /// (the delta sends that one incident, area, case, surge, order or broadcast).
+    entity: Option<(Family, Uuid)>,
+    /// The area whose level the event set.
+    area: Option<String>,
     /// Whether the list of the latest broadcasts changed.
     broadcasts: bool,
     /// Which per-agency detail of the listed broadcasts changed (duty view).
@@ -84,6 +92,23 @@ impl Changes {
             && self.detail == Detail::None
             && !self.timeline
     }
+}
+
+/// The family of the event folded: which part of a country's entry it can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `incidents` (the counts) and one marker.
+    Incident,
+    /// `level` and one area.
+    Level,
+    /// `hostage` (counts only).
+    Hostage,
+    /// One surge.
+    Surge,
+    /// One order.
+    Order,
+    /// No country: one listed broadcast and its agencies.
+    Broadcast,
 }
 
 /// What changed in `broadcast_agencies` (the duty view's per-agency detail of the listed
@@ -425,6 +450,10 @@ fn touch<'a>(
 struct Effects {
     /// Countries touched, with whether each had an entry before the event.
     countries: Few<(Code, bool)>,
+    /// The family of the event (set when it is one the board shows).
+    family: Option<Family>,
+    /// The area a level event set.
+    area: Option<String>,
     broadcasts: bool,
     detail: Detail,
     timeline: bool,
@@ -486,12 +515,15 @@ impl Situation {
                 None => false,
             };
             if existed || now {
-                countries.push(code.country);
+                countries.push((code.country, existed));
             }
         }
         Changes {
             countries,
             counters: self.counters != before,
+            counters_before: before,
+            entity: fx.family.map(|f| (f, at.id)),
+            area: fx.area,
             broadcasts: fx.broadcasts,
             detail: fx.detail,
             timeline: fx.timeline,
@@ -507,28 +539,43 @@ impl Situation {
             | E::IncidentUpdated(_)
             | E::IncidentVerified(_)
             | E::IncidentEscalated(_)
-            | E::IncidentClosed(_) => self.fold_incident(event, at, fx),
-            E::AreaSecurityLevelSet(e) => self.fold_level(e, at, fx),
+            | E::IncidentClosed(_) => {
+                fx.family = Some(Family::Incident);
+                self.fold_incident(event, at, fx);
+            }
+            E::AreaSecurityLevelSet(e) => {
+                fx.family = Some(Family::Level);
+                self.fold_level(e, at, fx);
+            }
             E::HostageCaseOpened(_)
             | E::HostageReleased(_)
             | E::HostageDeceased(_)
             | E::HostageCaseClosed(_)
             | E::ProofOfLifeReceived(_)
-            | E::NegotiationContactLogged(_) => self.fold_hostage(event, at, fx),
+            | E::NegotiationContactLogged(_) => {
+                fx.family = Some(Family::Hostage);
+                self.fold_hostage(event, at, fx);
+            }
             E::SurgeRequested(_)
             | E::SurgeApproved(_)
             | E::SurgeDeployed(_)
             | E::SurgeOfficerAssigned(_)
             | E::SurgeRejected(_)
             | E::SurgeCompleted(_)
-            | E::SurgeCancelled(_) => self.fold_surge(event, at, fx),
+            | E::SurgeCancelled(_) => {
+                fx.family = Some(Family::Surge);
+                self.fold_surge(event, at, fx);
+            }
             E::RelocationOrdered(_)
             | E::RollCallEntryAdded(_)
             | E::PersonArrivedInArea(_)
             | E::PersonLeftArea(_)
             | E::PersonMarked(_)
             | E::OrderCompleted(_)
-            | E::OrderRescinded(_) => self.fold_order(event, at, fx),
+            | E::OrderRescinded(_) => {
+                fx.family = Some(Family::Order);
+                self.fold_order(event, at, fx);
+            }
             E::BroadcastIssued(_)
             | E::BroadcastApproved(_)
             | E::BroadcastDeliveryAttempted(_)
@@ -538,7 +585,10 @@ impl Situation {
             | E::BroadcastResent(_)
             | E::BroadcastEscalated(_)
             | E::BroadcastTriggerSuppressed(_)
-            | E::BroadcastCancelled(_) => self.fold_broadcast(event, at, actor, fx),
+            | E::BroadcastCancelled(_) => {
+                fx.family = Some(Family::Broadcast);
+                self.fold_broadcast(event, at, actor, fx);
+            }
             E::ClearanceRequested(_)
             | E::ClearanceApproved(_)
             | E::ClearanceRefused(_)

@@ -3,15 +3,17 @@
 //! Redaction lives here: only [`View::Duty`] gets incident reporters and descriptions, who
 //! issued and approved a broadcast, and the per-agency detail of broadcasts
 //! (`broadcast_agencies`); no view gets any person reference of a hostage case, a roll call or
-//! a surge (they are not even looked at). A delta renders only what [`Changes`] names, with the same functions as the
-//! snapshot, so the two cannot disagree.
+//! a surge (they are not even looked at). A delta renders only what [`Changes`] names, per
+//! entity (one marker, area, surge, order, broadcast; the counters that moved), with the same
+//! functions as the snapshot, so the two cannot disagree.
 
 use serde_json::{Map, Value};
 
 use super::text::{category_code, order_kind_code, scope_code, surge_status_code};
-use super::{Broadcast, BroadcastStatus, Changes, Code, Detail, Reach, Urgency};
+use super::{AreaLevel, Broadcast, BroadcastStatus, Changes, Code, Counters, Detail, Family};
 use super::{
-    CountryState, Incident, MAX_BROADCASTS, MAX_MARKERS, Situation, TIMELINE_LIMIT, TimelineItem,
+    CountryState, Incident, MAX_BROADCASTS, MAX_MARKERS, Order, Reach, Situation, Surge,
+    TIMELINE_LIMIT, TimelineItem, Urgency,
 };
 use crate::{Op, View, timestamp};
 use events::validate::Country;
@@ -23,6 +25,11 @@ fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
         map.insert(key.to_owned(), value);
     }
     Value::Object(map)
+}
+
+/// A path of object keys.
+fn path<const N: usize>(keys: [&str; N]) -> Vec<String> {
+    keys.iter().map(|k| (*k).to_owned()).collect()
 }
 
 /// A string, or `null`.
@@ -80,29 +87,57 @@ impl Situation {
     /// last [`Situation::apply`] returned. Call it right after that `apply` (before the next):
     /// it renders the current state of what changed. `position` and `as_of` are not in the
     /// ops: the delta message carries them and the page sets them after applying the ops.
+    ///
+    /// Per entity (MODEL.md, "Deltas"): a country that stays on the board gets only the part
+    /// the event's family changed (one marker, one area, one surge, one order, its incident
+    /// or hostage counts); a country that appears is sent whole (it holds that one thing), one
+    /// that leaves is removed; only the counters that moved are sent; one broadcast of the list.
     pub fn delta(&self, changes: &Changes, view: View) -> Vec<Op> {
-        let mut ops = Vec::with_capacity(5);
-        for code in changes.countries.iter() {
-            let path = vec!["countries".to_owned(), code.as_str().to_owned()];
-            ops.push(match self.countries.get(&Code::of(code)) {
-                Some(state) => Op::Set {
-                    path,
+        let mut ops = Vec::with_capacity(6);
+        for (code, existed) in changes.countries.iter() {
+            let key = code.as_str();
+            match self.countries.get(&Code::of(code)) {
+                None => ops.push(Op::Remove {
+                    path: path(["countries", key]),
+                }),
+                Some(state) if !existed => ops.push(Op::Set {
+                    path: path(["countries", key]),
                     value: self.country(code, state, view),
-                },
-                None => Op::Remove { path },
-            });
+                }),
+                Some(state) => self.country_ops(code, state, changes, view, &mut ops),
+            }
         }
         if changes.counters {
-            ops.push(Op::Set {
-                path: vec!["counters".to_owned()],
-                value: self.counters_json(),
+            let was = counter_fields(&changes.counters_before);
+            let moved: Map<String, Value> = counter_fields(&self.counters)
+                .into_iter()
+                .zip(was)
+                .filter(|((_, now), (_, before))| now != before)
+                .map(|((key, now), _)| (key.to_owned(), now.into()))
+                .collect();
+            ops.push(Op::Merge {
+                path: path(["counters"]),
+                value: Value::Object(moved),
             });
         }
-        if changes.broadcasts {
-            ops.push(Op::Set {
-                path: vec!["broadcasts".to_owned()],
-                value: self.broadcasts_json(view),
-            });
+        if changes.broadcasts
+            && let Some((_, id)) = changes.entity
+            && let Some(b) = self.broadcasts.get(&id)
+        {
+            // Newest first: the last one issued is at 0. A new one pushes the oldest out
+            // through `limit`.
+            let rank = self
+                .broadcast_order
+                .len()
+                .saturating_sub(b.seq.saturating_add(1));
+            if rank < MAX_BROADCASTS {
+                ops.push(Op::Item {
+                    path: path(["broadcasts"]),
+                    at: rank,
+                    value: broadcast(&id, b, view),
+                    limit: Some(MAX_BROADCASTS),
+                });
+            }
         }
         if view == View::Duty {
             self.detail_ops(&changes.detail, &mut ops);
@@ -116,63 +151,150 @@ impl Situation {
         ops
     }
 
-    fn counters_json(&self) -> Value {
-        let c = &self.counters;
-        object([
-            ("open_incidents", c.open_incidents.into()),
-            ("unverified_incidents", c.unverified_incidents.into()),
-            ("casualties_killed", c.casualties_killed.into()),
-            ("casualties_injured", c.casualties_injured.into()),
-            ("countries_level_5_plus", c.countries_level_5_plus.into()),
-            ("hostage_cases", c.hostage_cases.into()),
-            ("persons_held", c.persons_held.into()),
-            ("active_surges", c.active_surges.into()),
-            ("active_orders", c.active_orders.into()),
-            ("broadcasts_awaiting_ack", c.broadcasts_awaiting_ack.into()),
-            (
-                "broadcasts_awaiting_approval",
-                c.broadcasts_awaiting_approval.into(),
-            ),
-            (
-                "broadcast_deliveries_failed",
-                c.broadcast_deliveries_failed.into(),
-            ),
-        ])
+    /// The ops of a country that had an entry and keeps it: the part the event's family
+    /// changed, for the one entity it is about.
+    fn country_ops(
+        &self,
+        code: Country,
+        s: &CountryState,
+        changes: &Changes,
+        view: View,
+        ops: &mut Vec<Op>,
+    ) {
+        let key = code.as_str();
+        let part = |name: &str| path(["countries", key, name]);
+        let Some((family, id)) = changes.entity else {
+            // Every touch of a country comes from a family; if one ever does not, the whole
+            // entry is still right.
+            ops.push(Op::Set {
+                path: path(["countries", key]),
+                value: self.country(code, s, view),
+            });
+            return;
+        };
+        match family {
+            Family::Incident => {
+                ops.push(Op::Set {
+                    path: part("incidents"),
+                    value: incident_counts(s),
+                });
+                match self.incidents.get(&id).filter(|i| i.country == code) {
+                    Some(i) => {
+                        // An incident without a location was never a marker (a location is
+                        // never taken away); one past the first MAX_MARKERS is not shown.
+                        let rank = i.location.map(|_| {
+                            s.markers
+                                .range(i.reported_at.saturating_add(1)..)
+                                .take(MAX_MARKERS)
+                                .count()
+                        });
+                        if let Some(rank) = rank.filter(|r| *r < MAX_MARKERS) {
+                            ops.push(Op::Item {
+                                path: part("markers"),
+                                at: rank,
+                                value: marker(&id, i, view),
+                                limit: Some(MAX_MARKERS),
+                            });
+                        }
+                    }
+                    None => {
+                        // Closed, or moved to another country.
+                        ops.push(Op::Drop {
+                            path: part("markers"),
+                            id: id.to_string(),
+                        });
+                        // The marker that comes into view at the end of the list in its
+                        // place (the same one again, harmlessly, if it was not shown).
+                        let next = s
+                            .markers
+                            .values()
+                            .rev()
+                            .nth(MAX_MARKERS - 1)
+                            .and_then(|m| Some((m, self.incidents.get(m)?)));
+                        if let Some((m, i)) = next {
+                            ops.push(Op::Item {
+                                path: part("markers"),
+                                at: MAX_MARKERS - 1,
+                                value: marker(m, i, view),
+                                limit: Some(MAX_MARKERS),
+                            });
+                        }
+                    }
+                }
+            }
+            Family::Level => {
+                ops.push(Op::Set {
+                    path: part("level"),
+                    value: s.level.map_or(Value::Null, |l| l.get().into()),
+                });
+                if let Some(area) = &changes.area {
+                    let at = path(["countries", key, "areas", area.as_str()]);
+                    ops.push(match s.areas.get(area) {
+                        Some(a) => Op::Set {
+                            path: at,
+                            value: area_json(a),
+                        },
+                        None => Op::Remove { path: at },
+                    });
+                }
+            }
+            Family::Hostage => ops.push(Op::Set {
+                path: part("hostage"),
+                value: self.hostage_json(s),
+            }),
+            Family::Surge => {
+                let surge = self.surges.get(&id).filter(|x| x.country == code);
+                ops.push(match surge {
+                    Some(x) => Op::Item {
+                        path: part("surges"),
+                        at: s.surges.range(x.requested_pos.saturating_add(1)..).count(),
+                        value: surge_json(&id, x),
+                        limit: None,
+                    },
+                    None => Op::Drop {
+                        path: part("surges"),
+                        id: id.to_string(),
+                    },
+                });
+            }
+            Family::Order => {
+                let order = self.orders.get(&id).filter(|o| o.country == code);
+                ops.push(match order {
+                    Some(o) => Op::Item {
+                        path: part("orders"),
+                        at: s.orders.range(o.ordered_pos.saturating_add(1)..).count(),
+                        value: order_json(&id, o),
+                        limit: None,
+                    },
+                    None => Op::Drop {
+                        path: part("orders"),
+                        id: id.to_string(),
+                    },
+                });
+            }
+            // Broadcasts have no country.
+            Family::Broadcast => {}
+        }
     }
 
-    fn country(&self, code: Country, s: &CountryState, view: View) -> Value {
-        let areas: Map<String, Value> = s
-            .areas
-            .iter()
-            .map(|(name, a)| {
-                let area = object([
-                    ("level", a.level.get().into()),
-                    ("name", a.level.name().into()),
-                    ("reason", a.reason.as_str().into()),
-                    ("set_at", timestamp(a.set_at)),
-                ]);
-                (name.clone(), area)
-            })
-            .collect();
-        let by_severity: Map<String, Value> = (1..=5)
-            .zip(s.by_severity)
-            .map(|(n, count)| (n.to_string(), Value::from(count)))
-            .collect();
-        let markers: Vec<Value> = s
-            .markers
-            .values()
-            .rev()
-            .filter_map(|id| Some((id, self.incidents.get(id)?)))
-            .take(MAX_MARKERS)
-            .map(|(id, incident)| marker(id, incident, view))
-            .collect();
+    fn counters_json(&self) -> Value {
+        Value::Object(
+            counter_fields(&self.counters)
+                .into_iter()
+                .map(|(key, n)| (key.to_owned(), Value::from(n)))
+                .collect(),
+        )
+    }
+
+    /// A country's `hostage`: counts only, in every view (the persons' references are never
+    /// looked at here).
+    fn hostage_json(&self, s: &CountryState) -> Value {
         let cases = || {
             s.hostage_cases
                 .values()
                 .filter_map(|id| self.hostage.get(id))
         };
         let held_since: Vec<Value> = cases().map(|case| timestamp(case.opened_at)).collect();
-        // Counts only, in every view: the persons' references are never looked at here.
         let by_case: Vec<Value> = cases()
             .map(|case| {
                 object([
@@ -186,86 +308,51 @@ impl Situation {
         let (released, deceased) = cases().fold((0u64, 0u64), |(r, d), c| {
             (r.saturating_add(c.released), d.saturating_add(c.deceased))
         });
+        object([
+            ("cases", s.hostage_cases.len().into()),
+            ("persons_held", s.persons_held.into()),
+            ("persons_released", released.into()),
+            ("persons_deceased", deceased.into()),
+            ("held_since", Value::Array(held_since)),
+            ("by_case", Value::Array(by_case)),
+        ])
+    }
+
+    fn country(&self, code: Country, s: &CountryState, view: View) -> Value {
+        let areas: Map<String, Value> = s
+            .areas
+            .iter()
+            .map(|(name, a)| (name.clone(), area_json(a)))
+            .collect();
+        let markers: Vec<Value> = s
+            .markers
+            .values()
+            .rev()
+            .filter_map(|id| Some((id, self.incidents.get(id)?)))
+            .take(MAX_MARKERS)
+            .map(|(id, incident)| marker(id, incident, view))
+            .collect();
         let surges: Vec<Value> = s
             .surges
             .values()
             .rev()
             .filter_map(|id| Some((id, self.surges.get(id)?)))
-            .map(|(id, surge)| {
-                object([
-                    ("id", id.to_string().into()),
-                    ("duty_station", surge.duty_station.as_str().into()),
-                    ("status", surge_status_code(surge.status).into()),
-                    ("officers_needed", surge.officers_needed.into()),
-                    ("officers_assigned", surge.officers_assigned.into()),
-                    (
-                        "away_from",
-                        Value::Object(
-                            surge
-                                .away_from
-                                .iter()
-                                .map(|(station, n)| (station.clone(), (*n).into()))
-                                .collect(),
-                        ),
-                    ),
-                ])
-            })
+            .map(|(id, surge)| surge_json(id, surge))
             .collect();
         let orders: Vec<Value> = s
             .orders
             .values()
             .rev()
             .filter_map(|id| Some((id, self.orders.get(id)?)))
-            .map(|(id, o)| {
-                let total = o.total();
-                let pct = if total == 0 {
-                    0.0
-                } else {
-                    // One decimal: 31 of 40 is 77.5.
-                    (o.accounted as f64 * 1000.0 / total as f64).round() / 10.0
-                };
-                object([
-                    ("id", id.to_string().into()),
-                    ("kind", order_kind_code(o.kind).into()),
-                    ("scope", scope_code(o.scope).into()),
-                    ("area", text_or_null(o.area.as_deref())),
-                    ("duty_station", text_or_null(o.duty_station.as_deref())),
-                    ("destination", o.destination.as_str().into()),
-                    ("deadline", timestamp(o.deadline)),
-                    ("status", "active".into()),
-                    ("total", total.into()),
-                    ("accounted", o.accounted.into()),
-                    ("accounted_pct", pct.into()),
-                    ("missing", o.missing.into()),
-                    ("late_arrivals", (o.late.len() as u64).into()),
-                    ("left_area", (o.left.len() as u64).into()),
-                ])
-            })
+            .map(|(id, o)| order_json(id, o))
             .collect();
         object([
             ("code", code.as_str().into()),
             ("level", s.level.map_or(Value::Null, |l| l.get().into())),
             ("areas", Value::Object(areas)),
-            (
-                "incidents",
-                object([
-                    ("open", s.open.into()),
-                    ("unverified", s.unverified.into()),
-                    ("by_severity", Value::Object(by_severity)),
-                ]),
-            ),
+            ("incidents", incident_counts(s)),
             ("markers", Value::Array(markers)),
-            (
-                "hostage",
-                object([
-                    ("cases", s.hostage_cases.len().into()),
-                    ("persons_held", s.persons_held.into()),
-                    ("persons_released", released.into()),
-                    ("persons_deceased", deceased.into()),
-                    ("held_since", Value::Array(held_since)),
-                    ("by_case", Value::Array(by_case)),
-                ]),
-            ),
+            ("hostage", self.hostage_json(s)),
             ("surges", Value::Array(surges)),
             ("orders", Value::Array(orders)),
         ])
@@ -322,6 +409,98 @@ impl Situation {
             }
         }
     }
+}
+
+/// The counters by their MODEL.md names, in MODEL.md's order.
+fn counter_fields(c: &Counters) -> [(&'static str, u64); 12] {
+    [
+        ("open_incidents", c.open_incidents),
+        ("unverified_incidents", c.unverified_incidents),
+        ("casualties_killed", c.casualties_killed),
+        ("casualties_injured", c.casualties_injured),
+        ("countries_level_5_plus", c.countries_level_5_plus),
+        ("hostage_cases", c.hostage_cases),
+        ("persons_held", c.persons_held),
+        ("active_surges", c.active_surges),
+        ("active_orders", c.active_orders),
+        ("broadcasts_awaiting_ack", c.broadcasts_awaiting_ack),
+        (
+            "broadcasts_awaiting_approval",
+            c.broadcasts_awaiting_approval,
+        ),
+        ("broadcast_deliveries_failed", c.broadcast_deliveries_failed),
+    ]
+}
+
+/// A country's `incidents`: its open incidents counted.
+fn incident_counts(s: &CountryState) -> Value {
+    let by_severity: Map<String, Value> = (1..=5)
+        .zip(s.by_severity)
+        .map(|(n, count)| (n.to_string(), Value::from(count)))
+        .collect();
+    object([
+        ("open", s.open.into()),
+        ("unverified", s.unverified.into()),
+        ("by_severity", Value::Object(by_severity)),
+    ])
+}
+
+/// One area of a country's `areas`.
+fn area_json(a: &AreaLevel) -> Value {
+    object([
+        ("level", a.level.get().into()),
+        ("name", a.level.name().into()),
+        ("reason", a.reason.as_str().into()),
+        ("set_at", timestamp(a.set_at)),
+    ])
+}
+
+/// One active surge; counts only, no officer.
+fn surge_json(id: &uuid::Uuid, surge: &Surge) -> Value {
+    object([
+        ("id", id.to_string().into()),
+        ("duty_station", surge.duty_station.as_str().into()),
+        ("status", surge_status_code(surge.status).into()),
+        ("officers_needed", surge.officers_needed.into()),
+        ("officers_assigned", surge.officers_assigned.into()),
+        (
+            "away_from",
+            Value::Object(
+                surge
+                    .away_from
+                    .iter()
+                    .map(|(station, n)| (station.clone(), (*n).into()))
+                    .collect(),
+            ),
+        ),
+    ])
+}
+
+/// One active order and its roll call's counts (never a person).
+fn order_json(id: &uuid::Uuid, o: &Order) -> Value {
+    let total = o.total();
+    let pct = if total == 0 {
+        0.0
+    } else {
+        // One decimal: 31 of 40 is 77.5.
+        (o.accounted as f64 * 1000.0 / total as f64).round() / 10.0
+    };
+    object([
+        ("id", id.to_string().into()),
+        ("kind", order_kind_code(o.kind).into()),
+        ("scope", scope_code(o.scope).into()),
+        ("area", text_or_null(o.area.as_deref())),
+        ("duty_station", text_or_null(o.duty_station.as_deref())),
+        ("destination", o.destination.as_str().into()),
+        ("deadline", timestamp(o.deadline)),
+        ("status", "active".into()),
+        ("total", total.into()),
+        ("accounted", o.accounted.into()),
+        ("accounted_pct", pct.into()),
+        ("missing", o.missing.into()),
+        ("late_arrivals", (o.late.len() as u64).into()),
+        ("left_area", (o.left.len() as u64).into()),
+    ])
 }
 
 /// One listed broadcast; who issued and approved it for the duty view only.

@@ -158,17 +158,61 @@ fn a_report_shows_on_the_map_and_in_the_counters() {
 fn a_report_gives_a_country_counters_and_timeline_delta() {
     let mut board = Situation::new();
     let mut log = Log::default();
+    let kinds = |ops: Vec<Op>| -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Set { path, .. } => format!("set {}", path.join("/")),
+                Op::Remove { path } => format!("remove {}", path.join("/")),
+                Op::Item {
+                    path, at, limit, ..
+                } => {
+                    format!("item {} {at} {limit:?}", path.join("/"))
+                }
+                Op::Drop { path, .. } => format!("drop {}", path.join("/")),
+                Op::Merge { path, value } => format!(
+                    "merge {} {}",
+                    path.join("/"),
+                    value.as_object().map_or(0, |m| m.len())
+                ),
+                Op::Timeline { limit, .. } => format!("timeline {limit}"),
+            })
+            .collect()
+    };
+    // A country that appears is sent whole (it holds this one incident); the counters that
+    // moved, one by one.
     let changes = board.apply(log.push(1, report("SO", 5, "IED", true)));
-    let ops = board.delta(&changes, View::WallScreen);
-    let kinds: Vec<String> = ops
-        .iter()
-        .map(|op| match op {
-            Op::Set { path, .. } => format!("set {}", path.join("/")),
-            Op::Remove { path } => format!("remove {}", path.join("/")),
-            Op::Timeline { limit, .. } => format!("timeline {limit}"),
-        })
-        .collect();
-    assert_eq!(kinds, ["set countries/SO", "set counters", "timeline 200"]);
+    assert_eq!(
+        kinds(board.delta(&changes, View::WallScreen)),
+        ["set countries/SO", "merge counters 4", "timeline 200"]
+    );
+    // Once it is there, a report sends its counts and the one new marker, never the country.
+    let changes = board.apply(log.push(2, report("SO", 3, "Roadblock", true)));
+    assert_eq!(
+        kinds(board.delta(&changes, View::WallScreen)),
+        [
+            "set countries/SO/incidents",
+            "item countries/SO/markers 0 Some(100)",
+            "merge counters 4",
+            "timeline 200"
+        ]
+    );
+    // A verification of the older one: its marker in its place.
+    let changes = board.apply(log.push(
+        1,
+        IncidentVerified {
+            by: "duty.jean.dupont".into(),
+            note: None,
+        },
+    ));
+    assert_eq!(
+        kinds(board.delta(&changes, View::Duty)),
+        [
+            "set countries/SO/incidents",
+            "item countries/SO/markers 1 Some(100)",
+            "merge counters 1",
+            "timeline 200"
+        ]
+    );
 }
 
 #[test]
@@ -1025,4 +1069,132 @@ fn views_parse_and_print() {
     }
     assert_eq!(View::parse("wall"), None);
     assert_eq!(crate::BOARDS, ["situation"]);
+}
+
+/// `count` located reports in `country` on streams `first..`, each a minute apart.
+fn crowd(log: &mut Log, country: &str, first: u128, count: u128) {
+    for i in 0..count {
+        let severity = i64::try_from(i % 5).unwrap() + 1;
+        log.push(
+            first + i,
+            report(country, severity, &format!("Report {i}"), true),
+        );
+    }
+}
+
+#[test]
+fn a_crowded_country_keeps_its_newest_markers_through_item_and_drop() {
+    let mut log = Log::default();
+    crowd(&mut log, "SO", 1, 130);
+    // The newest closes: the 101st newest comes into view at the end of the list.
+    log.push(
+        130,
+        IncidentClosed {
+            reason: "Resolved".into(),
+        },
+    );
+    // An old one (not shown) closes: nothing to see but counts.
+    log.push(
+        2,
+        IncidentClosed {
+            reason: "Resolved".into(),
+        },
+    );
+    // A shown one moves to Kenya: it leaves SO's list (another comes in) and enters KE's.
+    log.push(
+        100,
+        IncidentUpdated {
+            country: Some(c("KE")),
+            ..Default::default()
+        },
+    );
+    // One in the middle is verified: it changes in place.
+    log.push(
+        60,
+        IncidentVerified {
+            by: "duty.jean.dupont".into(),
+            note: None,
+        },
+    );
+    let snap = log.snapshot(View::Duty);
+    let markers = snap["countries"]["SO"]["markers"].as_array().unwrap();
+    assert_eq!(markers.len(), 100);
+    assert_eq!(markers[0]["title"], "Report 128", "newest first");
+    assert_eq!(
+        markers[99]["title"], "Report 28",
+        "the 100th newest open one"
+    );
+    assert_eq!(snap["countries"]["KE"]["markers"][0]["title"], "Report 99");
+    for k in [0, 1, 100, 129, 130, 131, 132, 133] {
+        for view in View::ALL {
+            assert_eq!(
+                page_after_deltas(&log.events, k, view),
+                log.snapshot(view),
+                "k = {k}, {view:?}"
+            );
+        }
+    }
+}
+
+/// The `delta` message the gateway sends for `ops` (`services/gateway/src/hub.rs`).
+fn delta_message(board: &Situation, ops: &[Op], view: View) -> String {
+    json!({
+        "type": "delta",
+        "board": "situation",
+        "view": view.as_str(),
+        "position": board.position(),
+        "as_of": board.as_of().map_or(Value::Null, crate::timestamp),
+        "ops": ops,
+    })
+    .to_string()
+}
+
+#[test]
+fn an_incidents_delta_is_at_most_1_kb_encoded() {
+    // A busy board: a crowded country, levels, a broadcast.
+    let mut log = Log::default();
+    crowd(&mut log, "SO", 1, 150);
+    log.push(1000, level("mogadishu", "SO", 5));
+    let mut board = crate::replay(&log.events);
+    let report = IncidentReported {
+        description: Some("Two vehicles hit near the checkpoint".into()),
+        casualties: Some(Casualties {
+            killed: 1,
+            injured: 3,
+        }),
+        ..report("SO", 4, "Gunfire near the compound", true)
+    };
+    let steps: Vec<(u128, DomainEvent)> = vec![
+        (2000, report.into()),
+        (
+            2000,
+            IncidentVerified {
+                by: "duty.jean.dupont".into(),
+                note: None,
+            }
+            .into(),
+        ),
+        (
+            2000,
+            IncidentUpdated {
+                severity: Some(Severity::new(5).unwrap()),
+                ..Default::default()
+            }
+            .into(),
+        ),
+        (
+            2000,
+            IncidentClosed {
+                reason: "Resolved".into(),
+            }
+            .into(),
+        ),
+    ];
+    for (id, event) in steps {
+        let changes = board.apply(log.push(id, event));
+        for view in View::ALL {
+            let msg = delta_message(&board, &board.delta(&changes, view), view);
+            assert!(msg.len() <= 1024, "{} bytes: {msg}", msg.len());
+        }
+    }
 }

@@ -437,6 +437,33 @@ fn other() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Incident steps on 240 streams, nine in ten in one country and every report located: more
+/// open markers than a country shows (`MAX_MARKERS`), so markers come into view at the end of
+/// the list as others close or move away.
+fn crowded_incident() -> impl Strategy<Value = Step> {
+    let is_report = |s: &Step| matches!(s, Step::Known(_, DomainEvent::IncidentReported(_)));
+    let any_step = prop_oneof![2 => incident(), 3 => incident().prop_filter("a report", is_report)];
+    (any_step, 0u128..60, 0u8..10, location()).prop_map(|(step, spread, where_, at)| {
+        let country = Country::parse(if where_ == 0 { "ML" } else { "SO" }).unwrap();
+        match step {
+            Step::Known(id, mut event) => {
+                match &mut event {
+                    DomainEvent::IncidentReported(e) => {
+                        e.country = country;
+                        e.location = Some(at);
+                    }
+                    DomainEvent::IncidentUpdated(e) => {
+                        e.country = e.country.map(|_| country);
+                    }
+                    _ => {}
+                }
+                Step::Known(id + 4 * spread, event)
+            }
+            other => other,
+        }
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => incident(),
@@ -579,6 +606,25 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Per-entity marker ops (`item`, `drop`) keep the contract past `MAX_MARKERS`.
+    #[test]
+    fn more_markers_than_a_country_shows_keep_the_delta_contract(
+        steps in proptest::collection::vec(crowded_incident(), 0..600),
+        k in any::<proptest::sample::Index>(),
+    ) {
+        let log = log_of(&steps);
+        let k = k.index(log.events.len() + 1);
+        let board = log.board(); // checks the invariants
+        for view in View::ALL {
+            let page = page_after_deltas(&log.events, k, view);
+            prop_assert_eq!(page, board.snapshot(view), "k = {}, {:?}", k, view);
+        }
+    }
+}
+
 #[test]
 fn the_generated_logs_reach_every_broadcast_state() {
     // Guards the broadcast generator: statuses, failures, acknowledgement times, internal and
@@ -649,6 +695,34 @@ fn the_generated_logs_reach_every_broadcast_state() {
             "status cancelled",
             "status live",
         ]
+    );
+}
+
+#[test]
+fn the_crowded_logs_bring_markers_into_view_at_the_end_of_the_list() {
+    // Guards the generator of `more_markers_than_a_country_shows_keep_the_delta_contract`:
+    // its logs must crowd a country past `MAX_MARKERS` and then close or move shown ones, so
+    // that a marker comes into view at index 99.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let steps = proptest::collection::vec(crowded_incident(), 600..=600);
+    let mut into_view = 0;
+    for _ in 0..5 {
+        let log = log_of(&steps.new_tree(&mut runner).unwrap().current());
+        let mut board = Situation::new();
+        for event in &log.events {
+            let changes = board.apply(event);
+            let ops = board.delta(&changes, View::WallScreen);
+            // A shown marker dropped, and the next one brought in at the end of the list.
+            let dropped = ops.iter().any(|op| matches!(op, crate::Op::Drop { .. }));
+            let brought = ops
+                .iter()
+                .any(|op| matches!(op, crate::Op::Item { at: 99, .. }));
+            into_view += usize::from(dropped && brought);
+        }
+    }
+    assert!(
+        into_view > 0,
+        "no marker came into view at the end of a full list"
     );
 }
 
