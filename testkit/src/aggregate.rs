@@ -163,9 +163,10 @@ impl<A: Aggregate> Given<A> {
 
     /// With other facts for the next decisions.
     #[must_use]
-    pub fn with_facts(mut self, facts: impl Fn(&A::Command) -> A::Facts + 'static) -> Self {
-        self.stream.facts = Rc::new(facts);
-        self
+    pub fn with_facts(&self, facts: impl Fn(&A::Command) -> A::Facts + 'static) -> Self {
+        let mut given = self.clone();
+        given.stream.facts = Rc::new(facts);
+        given
     }
 
     /// When `actor` sends command `name` with `body`: parsed, then decided against the
