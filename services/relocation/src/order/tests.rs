@@ -176,7 +176,13 @@ fn when(
     name: &str,
     body: serde_json::Value,
 ) -> Result<Vec<DomainEvent>, Refusal> {
-    decide(ID, Order::fold(history).as_ref(), who, parse(name, body)?)
+    Order::decide(
+        ID,
+        Order::fold(history).as_ref(),
+        who,
+        parse(name, body)?,
+        &(),
+    )
 }
 
 #[test]
