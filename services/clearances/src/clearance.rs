@@ -142,11 +142,67 @@ impl Aggregate for ClearanceState {
         }
     }
 
-    fn apply(state: &mut Option<ClearanceState>, event: &RecordedEvent) {
-        apply(state, event);
+    /// Applies one recorded event of the clearance's stream. Events `decide` would never have
+    /// produced (an approval after a refusal, written by hand) do not change the status.
+    fn apply(state: &mut Option<ClearanceState>, recorded: &RecordedEvent) {
+        let event = match DomainEvent::decode(recorded) {
+            Decoded::Known(e) => e,
+            // Unknown types stay in the log; the aggregate only moves its version on.
+            Decoded::Unknown { .. } => {
+                if let Some(c) = state.as_mut() {
+                    c.version = recorded.version;
+                }
+                return;
+            }
+        };
+        if let DomainEvent::ClearanceRequested(r) = event {
+            if state.is_none() {
+                *state = Some(ClearanceState {
+                    id: recorded.stream.id(),
+                    traveller: r.traveller,
+                    itinerary: r.itinerary,
+                    purpose: r.purpose,
+                    status: Status::Requested,
+                    requested_by: recorded.meta.actor.clone(),
+                    decided_by: None,
+                    refusal_reason: None,
+                    movements: vec![],
+                    requested_position: recorded.position,
+                    requested_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(c) = state.as_mut() else { return };
+        c.version = recorded.version;
+        c.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::ClearanceApproved(a) if c.status == Status::Requested => {
+                c.status = Status::Approved;
+                c.decided_by = Some(a.by);
+            }
+            DomainEvent::ClearanceRefused(r) if c.status == Status::Requested => {
+                c.status = Status::Refused;
+                c.decided_by = Some(r.by);
+                c.refusal_reason = Some(r.reason);
+            }
+            DomainEvent::ArrivalRecorded(a) => c.movements.push(Movement {
+                kind: MovementKind::Arrival,
+                country: a.country,
+                at: a.at,
+            }),
+            DomainEvent::DepartureRecorded(d) => c.movements.push(Movement {
+                kind: MovementKind::Departure,
+                country: d.country,
+                at: d.at,
+            }),
+            _ => {}
+        }
     }
 
-    /// A `request` by [`decide_request`]; a transition by the rules below.
+    /// A `request` by `decide_request`; a transition by the rules below.
     fn decide(
         id: Uuid,
         state: Option<&ClearanceState>,
@@ -249,66 +305,6 @@ impl ClearanceState {
     }
 }
 
-/// Applies one recorded event of the clearance's stream. Events `decide` would never have
-/// produced (an approval after a refusal, written by hand) do not change the status.
-fn apply(state: &mut Option<ClearanceState>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types stay in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(c) = state.as_mut() {
-                c.version = recorded.version;
-            }
-            return;
-        }
-    };
-    if let DomainEvent::ClearanceRequested(r) = event {
-        if state.is_none() {
-            *state = Some(ClearanceState {
-                id: recorded.stream.id(),
-                traveller: r.traveller,
-                itinerary: r.itinerary,
-                purpose: r.purpose,
-                status: Status::Requested,
-                requested_by: recorded.meta.actor.clone(),
-                decided_by: None,
-                refusal_reason: None,
-                movements: vec![],
-                requested_position: recorded.position,
-                requested_at: recorded.recorded_at,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(c) = state.as_mut() else { return };
-    c.version = recorded.version;
-    c.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::ClearanceApproved(a) if c.status == Status::Requested => {
-            c.status = Status::Approved;
-            c.decided_by = Some(a.by);
-        }
-        DomainEvent::ClearanceRefused(r) if c.status == Status::Requested => {
-            c.status = Status::Refused;
-            c.decided_by = Some(r.by);
-            c.refusal_reason = Some(r.reason);
-        }
-        DomainEvent::ArrivalRecorded(a) => c.movements.push(Movement {
-            kind: MovementKind::Arrival,
-            country: a.country,
-            at: a.at,
-        }),
-        DomainEvent::DepartureRecorded(d) => c.movements.push(Movement {
-            kind: MovementKind::Departure,
-            country: d.country,
-            at: d.at,
-        }),
-        _ => {}
-    }
-}
-
 /// A command on a clearance, its body read and checked for shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClearanceCommand {
@@ -377,7 +373,7 @@ fn not_found(id: Uuid) -> Refusal {
     ))
 }
 
-/// What `decide` and [`decide_request`] know besides the clearance's stream, looked up by the
+/// What `decide` and `decide_request` know besides the clearance's stream, looked up by the
 /// service first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
@@ -629,7 +625,7 @@ impl Register {
         if e.stream.category().as_str() == "clearance" {
             let id = e.stream.id();
             let state = self.clearances.entry(id).or_default();
-            apply(state, e);
+            ClearanceState::apply(state, e);
             if let Some(c) = state.as_ref() {
                 self.by_traveller
                     .entry(c.traveller.clone())

@@ -161,8 +161,96 @@ impl Aggregate for Case {
         parse(name, body)
     }
 
-    fn apply(state: &mut Option<Case>, event: &RecordedEvent) {
-        apply(state, event);
+    /// Applies one recorded event of the case's stream. The fold keeps each person's first
+    /// release or death only, so a log written around the service (e.g. `vigil append`) cannot
+    /// make a person both.
+    fn apply(state: &mut Option<Case>, recorded: &RecordedEvent) {
+        let event = match DomainEvent::decode(recorded) {
+            Decoded::Known(e) => e,
+            // Unknown types are kept in the log; the aggregate only moves its version on.
+            Decoded::Unknown { .. } => {
+                if let Some(c) = state.as_mut() {
+                    c.version = recorded.version;
+                }
+                return;
+            }
+        };
+        let by = recorded.meta.actor.clone();
+        if let DomainEvent::HostageCaseOpened(o) = event {
+            if state.is_none() {
+                *state = Some(Case {
+                    id: recorded.stream.id(),
+                    incident_id: o.incident_id,
+                    country: o.country,
+                    persons: o
+                        .persons
+                        .into_iter()
+                        .map(|person| Person {
+                            person,
+                            name: None,
+                            status: PersonStatus::Held,
+                            at: None,
+                            last_proof_of_life: None,
+                        })
+                        .collect(),
+                    captors: o.captors,
+                    location: o.location,
+                    proofs: vec![],
+                    contacts: vec![],
+                    status: Status::Open,
+                    outcome: None,
+                    accounting: vec![],
+                    opened_by: by,
+                    opened_at: recorded.recorded_at,
+                    opened_position: recorded.position,
+                    closed_at: None,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(c) = state.as_mut() else { return };
+        c.version = recorded.version;
+        c.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::ProofOfLifeReceived(p) => {
+                if let Some(person) = c.person_mut(&p.person) {
+                    person.last_proof_of_life =
+                        Some(person.last_proof_of_life.map_or(p.at, |t| t.max(p.at)));
+                }
+                c.proofs.push(Proof {
+                    person: p.person,
+                    at: p.at,
+                    note: p.note,
+                    by,
+                    recorded_at: recorded.recorded_at,
+                });
+            }
+            DomainEvent::NegotiationContactLogged(n) => c.contacts.push(Contact {
+                at: n.at,
+                summary: n.summary,
+                by,
+                recorded_at: recorded.recorded_at,
+            }),
+            DomainEvent::HostageReleased(r) => settle(c, &r.person, PersonStatus::Released, r.at),
+            DomainEvent::HostageDeceased(d) => settle(c, &d.person, PersonStatus::Deceased, d.at),
+            DomainEvent::HostageCaseClosed(closed) if c.is_open() => {
+                c.status = Status::Closed;
+                for a in &closed.accounting {
+                    if a.status == HostageOutcome::Other
+                        && let Some(p) = c.person_mut(&a.person)
+                        && p.status == PersonStatus::Held
+                    {
+                        p.status = PersonStatus::Other;
+                    }
+                }
+                c.outcome = Some(closed.outcome);
+                c.accounting = closed.accounting;
+                c.closed_at = Some(recorded.recorded_at);
+            }
+            _ => {}
+        }
     }
 
     fn decide(
@@ -297,98 +385,6 @@ impl Case {
 
     fn person_mut(&mut self, person: &str) -> Option<&mut Person> {
         self.persons.iter_mut().find(|p| p.person == person)
-    }
-}
-
-/// Applies one recorded event of the case's stream. The fold keeps each person's first
-/// release or death only, so a log written around the service (e.g. `vigil append`) cannot
-/// make a person both.
-fn apply(state: &mut Option<Case>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types are kept in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(c) = state.as_mut() {
-                c.version = recorded.version;
-            }
-            return;
-        }
-    };
-    let by = recorded.meta.actor.clone();
-    if let DomainEvent::HostageCaseOpened(o) = event {
-        if state.is_none() {
-            *state = Some(Case {
-                id: recorded.stream.id(),
-                incident_id: o.incident_id,
-                country: o.country,
-                persons: o
-                    .persons
-                    .into_iter()
-                    .map(|person| Person {
-                        person,
-                        name: None,
-                        status: PersonStatus::Held,
-                        at: None,
-                        last_proof_of_life: None,
-                    })
-                    .collect(),
-                captors: o.captors,
-                location: o.location,
-                proofs: vec![],
-                contacts: vec![],
-                status: Status::Open,
-                outcome: None,
-                accounting: vec![],
-                opened_by: by,
-                opened_at: recorded.recorded_at,
-                opened_position: recorded.position,
-                closed_at: None,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(c) = state.as_mut() else { return };
-    c.version = recorded.version;
-    c.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::ProofOfLifeReceived(p) => {
-            if let Some(person) = c.person_mut(&p.person) {
-                person.last_proof_of_life =
-                    Some(person.last_proof_of_life.map_or(p.at, |t| t.max(p.at)));
-            }
-            c.proofs.push(Proof {
-                person: p.person,
-                at: p.at,
-                note: p.note,
-                by,
-                recorded_at: recorded.recorded_at,
-            });
-        }
-        DomainEvent::NegotiationContactLogged(n) => c.contacts.push(Contact {
-            at: n.at,
-            summary: n.summary,
-            by,
-            recorded_at: recorded.recorded_at,
-        }),
-        DomainEvent::HostageReleased(r) => settle(c, &r.person, PersonStatus::Released, r.at),
-        DomainEvent::HostageDeceased(d) => settle(c, &d.person, PersonStatus::Deceased, d.at),
-        DomainEvent::HostageCaseClosed(closed) if c.is_open() => {
-            c.status = Status::Closed;
-            for a in &closed.accounting {
-                if a.status == HostageOutcome::Other
-                    && let Some(p) = c.person_mut(&a.person)
-                    && p.status == PersonStatus::Held
-                {
-                    p.status = PersonStatus::Other;
-                }
-            }
-            c.outcome = Some(closed.outcome);
-            c.accounting = closed.accounting;
-            c.closed_at = Some(recorded.recorded_at);
-        }
-        _ => {}
     }
 }
 
@@ -799,7 +795,7 @@ impl Register {
         }
         self.position = e.position;
         match e.stream.category().as_str() {
-            "hostage" => apply(self.cases.entry(e.stream.id()).or_default(), e),
+            "hostage" => Case::apply(self.cases.entry(e.stream.id()).or_default(), e),
             "person" => {
                 if let Decoded::Known(DomainEvent::PersonRegistered(p)) = DomainEvent::decode(e) {
                     // The latest registration of a person stands.

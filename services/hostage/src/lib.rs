@@ -9,7 +9,7 @@
 //!   refused `id_reused`. `incident_id` must name a reported incident (its stream is read
 //!   when the case is opened), else `invalid` naming `incident_id`.
 //! - `proof_of_life`, `negotiation`, `release`, `deceased`, `close` — body
-//!   `{"case": <uuid>, "change": {…the event's fields…}}`; decided by [`case::decide`]
+//!   `{"case": <uuid>, "change": {…the event's fields…}}`; decided by `Case::decide` ([`case::Case`])
 //!   against the case's stream and appended with the version read (optimistic concurrency:
 //!   two crisis managers releasing the same person at once get one `ok` and one
 //!   `conflict`); a retry with the same command id is answered with the original outcome.

@@ -116,8 +116,70 @@ impl Aggregate for Incident {
         parse(name, actor, body)
     }
 
-    fn apply(state: &mut Option<Incident>, event: &RecordedEvent) {
-        apply(state, event);
+    /// Applies one recorded event of the incident's stream.
+    fn apply(state: &mut Option<Incident>, recorded: &RecordedEvent) {
+        let event = match DomainEvent::decode(recorded) {
+            Decoded::Known(e) => e,
+            // Unknown types are kept in the log; the aggregate only moves its version on.
+            Decoded::Unknown { .. } => {
+                if let Some(i) = state.as_mut() {
+                    i.version = recorded.version;
+                }
+                return;
+            }
+        };
+        if let DomainEvent::IncidentReported(r) = event {
+            if state.is_none() {
+                *state = Some(Incident {
+                    id: recorded.stream.id(),
+                    country: r.country,
+                    category: r.category,
+                    severity: r.severity,
+                    title: r.title,
+                    occurred_at: r.occurred_at,
+                    location: r.location,
+                    duty_station: r.duty_station,
+                    description: r.description,
+                    casualties: r.casualties,
+                    reporter: r.reporter,
+                    status: Status::Reported,
+                    verified_by: None,
+                    escalations: vec![],
+                    closed_reason: None,
+                    reported_position: recorded.position,
+                    reported_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(i) = state.as_mut() else { return };
+        i.version = recorded.version;
+        i.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::IncidentUpdated(u) => {
+                i.country = u.country.unwrap_or(i.country);
+                i.category = u.category.unwrap_or(i.category);
+                i.severity = u.severity.unwrap_or(i.severity);
+                i.title = u.title.unwrap_or(std::mem::take(&mut i.title));
+                i.occurred_at = u.occurred_at.unwrap_or(i.occurred_at);
+                i.location = u.location.or(i.location);
+                i.duty_station = u.duty_station.or(i.duty_station.take());
+                i.description = u.description.or(i.description.take());
+                i.casualties = u.casualties.or(i.casualties);
+            }
+            DomainEvent::IncidentVerified(v) if i.status == Status::Reported => {
+                i.status = Status::Verified;
+                i.verified_by = Some(v.by);
+            }
+            DomainEvent::IncidentEscalated(e) => i.escalations.push(e.to),
+            DomainEvent::IncidentClosed(c) => {
+                i.status = Status::Closed;
+                i.closed_reason = Some(c.reason);
+            }
+            _ => {}
+        }
     }
 
     fn decide(
@@ -211,72 +273,6 @@ impl Aggregate for Incident {
         };
         event.validate()?;
         Ok(vec![event])
-    }
-}
-
-/// Applies one recorded event of the incident's stream.
-fn apply(state: &mut Option<Incident>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types are kept in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(i) = state.as_mut() {
-                i.version = recorded.version;
-            }
-            return;
-        }
-    };
-    if let DomainEvent::IncidentReported(r) = event {
-        if state.is_none() {
-            *state = Some(Incident {
-                id: recorded.stream.id(),
-                country: r.country,
-                category: r.category,
-                severity: r.severity,
-                title: r.title,
-                occurred_at: r.occurred_at,
-                location: r.location,
-                duty_station: r.duty_station,
-                description: r.description,
-                casualties: r.casualties,
-                reporter: r.reporter,
-                status: Status::Reported,
-                verified_by: None,
-                escalations: vec![],
-                closed_reason: None,
-                reported_position: recorded.position,
-                reported_at: recorded.recorded_at,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(i) = state.as_mut() else { return };
-    i.version = recorded.version;
-    i.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::IncidentUpdated(u) => {
-            i.country = u.country.unwrap_or(i.country);
-            i.category = u.category.unwrap_or(i.category);
-            i.severity = u.severity.unwrap_or(i.severity);
-            i.title = u.title.unwrap_or(std::mem::take(&mut i.title));
-            i.occurred_at = u.occurred_at.unwrap_or(i.occurred_at);
-            i.location = u.location.or(i.location);
-            i.duty_station = u.duty_station.or(i.duty_station.take());
-            i.description = u.description.or(i.description.take());
-            i.casualties = u.casualties.or(i.casualties);
-        }
-        DomainEvent::IncidentVerified(v) if i.status == Status::Reported => {
-            i.status = Status::Verified;
-            i.verified_by = Some(v.by);
-        }
-        DomainEvent::IncidentEscalated(e) => i.escalations.push(e.to),
-        DomainEvent::IncidentClosed(c) => {
-            i.status = Status::Closed;
-            i.closed_reason = Some(c.reason);
-        }
-        _ => {}
     }
 }
 
@@ -398,7 +394,6 @@ fn open<'a>(id: Uuid, actor: &Actor, state: Option<&'a Incident>) -> Result<&'a 
     Ok(incident)
 }
 
-
 fn scope_refusal(actor: &Actor, country: Country) -> Refusal {
     Refusal::forbidden(format!(
         "you report for {} only, not {}; ask the duty officer to report it",
@@ -450,7 +445,7 @@ impl runtime::Fold for Register {
         }
         self.position = e.position;
         if e.stream.category().as_str() == "incident" {
-            apply(self.incidents.entry(e.stream.id()).or_default(), e);
+            Incident::apply(self.incidents.entry(e.stream.id()).or_default(), e);
         }
     }
 }

@@ -7,7 +7,7 @@
 //!   id: a retried report is stored once and answered with the original outcome
 //!   (`duplicate: true`); the same id with other content is refused `id_reused`.
 //! - `update`, `verify`, `escalate`, `close` — body `{"incident": <uuid>, "change": {…}}`;
-//!   decided against the incident's stream (see [`incident::decide`]) and appended with the
+//!   decided against the incident's stream (see `Incident::decide`, [`incident::Incident`]) and appended with the
 //!   version read (optimistic concurrency); a retry with the same command id is answered
 //!   with the original outcome.
 //! - `get` — body `{"incident": <uuid>}`: the incident folded from its stream, so it always

@@ -10,7 +10,7 @@
 //!   (a roll call cut short by a crash is completed; nothing is stored twice) and answers
 //!   with the order's original position (`duplicate: true`).
 //! - `mark`, `mark_many`, `complete`, `rescind` — body `{"order": <uuid>, "change": {…}}`,
-//!   decided by [`order::decide`] with optimistic concurrency; a retry with the same command
+//!   decided by `Order::decide` ([`order::Order`]) with optimistic concurrency; a retry with the same command
 //!   id is answered with the original outcome.
 //! - `get` — `{"order": <uuid>}`: the order, its roll call with names (duty views only),
 //!   its tally and findings (people missing or unmarked after the deadline).

@@ -449,8 +449,80 @@ impl Aggregate for Order {
         parse(name, body)
     }
 
-    fn apply(state: &mut Option<Order>, event: &RecordedEvent) {
-        apply(state, event);
+    /// Applies one recorded event of the order's stream.
+    fn apply(state: &mut Option<Order>, recorded: &RecordedEvent) {
+        let Decoded::Known(event) = DomainEvent::decode(recorded) else {
+            if let Some(o) = state.as_mut() {
+                o.version = recorded.version;
+            }
+            return;
+        };
+        if let DomainEvent::RelocationOrdered(ordered) = event {
+            if state.is_none() {
+                *state = Some(Order {
+                    id: recorded.stream.id(),
+                    ordered,
+                    status: Status::Active,
+                    roll_call: BTreeMap::new(),
+                    position: recorded.position,
+                    ordered_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(o) = state.as_mut() else { return };
+        o.version = recorded.version;
+        match event {
+            DomainEvent::RollCallEntryAdded(entry) => {
+                // On the roll call from the order: never a late arrival, even if a presence
+                // change reached the log between two chunks of a large roll call.
+                o.roll_call
+                    .entry(entry.person.clone())
+                    .and_modify(|e| e.late_arrival = false)
+                    .or_insert(Entry {
+                        entry,
+                        status: None,
+                        marked_by: None,
+                        marked_at_position: None,
+                        late_arrival: false,
+                        left_area: false,
+                    });
+            }
+            DomainEvent::PersonArrivedInArea(a) if o.status == Status::Active => {
+                o.roll_call
+                    .entry(a.person.clone())
+                    .and_modify(|e| e.left_area = false)
+                    .or_insert(Entry {
+                        entry: RollCallEntryAdded {
+                            person: a.person,
+                            agency: a.agency,
+                            duty_station: a.duty_station,
+                            dependants: a.dependants,
+                        },
+                        status: None,
+                        marked_by: None,
+                        marked_at_position: None,
+                        late_arrival: true,
+                        left_area: false,
+                    });
+            }
+            DomainEvent::PersonLeftArea(l) if o.status == Status::Active => {
+                if let Some(e) = o.roll_call.get_mut(&l.person) {
+                    e.left_area = true;
+                }
+            }
+            DomainEvent::PersonMarked(m) => {
+                if let Some(e) = o.roll_call.get_mut(&m.person) {
+                    e.status = Some(m.status);
+                    e.marked_by = Some(m.by);
+                    e.marked_at_position = Some(recorded.position);
+                }
+            }
+            DomainEvent::OrderCompleted(_) => o.status = Status::Completed,
+            DomainEvent::OrderRescinded(_) => o.status = Status::Rescinded,
+            _ => {}
+        }
     }
 
     fn decide(
@@ -584,82 +656,6 @@ impl Order {
             })
             .map(|e| e.entry.person.as_str())
             .collect()
-    }
-}
-
-/// Applies one recorded event of the order's stream.
-fn apply(state: &mut Option<Order>, recorded: &RecordedEvent) {
-    let Decoded::Known(event) = DomainEvent::decode(recorded) else {
-        if let Some(o) = state.as_mut() {
-            o.version = recorded.version;
-        }
-        return;
-    };
-    if let DomainEvent::RelocationOrdered(ordered) = event {
-        if state.is_none() {
-            *state = Some(Order {
-                id: recorded.stream.id(),
-                ordered,
-                status: Status::Active,
-                roll_call: BTreeMap::new(),
-                position: recorded.position,
-                ordered_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(o) = state.as_mut() else { return };
-    o.version = recorded.version;
-    match event {
-        DomainEvent::RollCallEntryAdded(entry) => {
-            // On the roll call from the order: never a late arrival, even if a presence
-            // change reached the log between two chunks of a large roll call.
-            o.roll_call
-                .entry(entry.person.clone())
-                .and_modify(|e| e.late_arrival = false)
-                .or_insert(Entry {
-                    entry,
-                    status: None,
-                    marked_by: None,
-                    marked_at_position: None,
-                    late_arrival: false,
-                    left_area: false,
-                });
-        }
-        DomainEvent::PersonArrivedInArea(a) if o.status == Status::Active => {
-            o.roll_call
-                .entry(a.person.clone())
-                .and_modify(|e| e.left_area = false)
-                .or_insert(Entry {
-                    entry: RollCallEntryAdded {
-                        person: a.person,
-                        agency: a.agency,
-                        duty_station: a.duty_station,
-                        dependants: a.dependants,
-                    },
-                    status: None,
-                    marked_by: None,
-                    marked_at_position: None,
-                    late_arrival: true,
-                    left_area: false,
-                });
-        }
-        DomainEvent::PersonLeftArea(l) if o.status == Status::Active => {
-            if let Some(e) = o.roll_call.get_mut(&l.person) {
-                e.left_area = true;
-            }
-        }
-        DomainEvent::PersonMarked(m) => {
-            if let Some(e) = o.roll_call.get_mut(&m.person) {
-                e.status = Some(m.status);
-                e.marked_by = Some(m.by);
-                e.marked_at_position = Some(recorded.position);
-            }
-        }
-        DomainEvent::OrderCompleted(_) => o.status = Status::Completed,
-        DomainEvent::OrderRescinded(_) => o.status = Status::Rescinded,
-        _ => {}
     }
 }
 

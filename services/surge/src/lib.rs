@@ -2,7 +2,7 @@
 //! one (request, approval or rejection, assignment, deployment, completion), over NATS only.
 //!
 //! # Commands (`vigil.cmd.surge.<name>`, a [`Command`] in, a [`Reply`] out)
-//! Who may send each is the one policy table (`events::command::policy`); [`surge::decide`]
+//! Who may send each is the one policy table (`events::command::policy`); `Surge::decide`
 //! checks it again with the actor's country.
 //! - `request` (`SURGE_REQUEST`; field officers for a station of their own country) — body:
 //!   `SurgeRequested`'s fields. The duty station must be registered (reference data) and in

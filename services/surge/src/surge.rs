@@ -155,8 +155,82 @@ impl Aggregate for Surge {
         parse(name, actor, body)
     }
 
-    fn apply(state: &mut Option<Surge>, event: &RecordedEvent) {
-        apply(state, event);
+    /// Applies one recorded event of the surge's stream. The log is the truth: an event that
+    /// the aggregate would not have decided (a second approval) moves only the version on.
+    fn apply(state: &mut Option<Surge>, recorded: &RecordedEvent) {
+        let event = match DomainEvent::decode(recorded) {
+            Decoded::Known(e) => e,
+            // Unknown types are kept in the log; the aggregate only moves its version on.
+            Decoded::Unknown { .. } => {
+                if let Some(s) = state.as_mut() {
+                    s.version = recorded.version;
+                }
+                return;
+            }
+        };
+        if let DomainEvent::SurgeRequested(r) = event {
+            if state.is_none() {
+                *state = Some(Surge {
+                    id: recorded.stream.id(),
+                    duty_station: r.duty_station,
+                    country: r.country,
+                    reason: r.reason,
+                    officers_needed: r.officers_needed,
+                    assets: r.assets,
+                    status: Status::Requested,
+                    requested_by: recorded.meta.actor.clone(),
+                    decided_by: None,
+                    rejected_reason: None,
+                    cancelled_by: None,
+                    cancelled_reason: None,
+                    officers: vec![],
+                    deployed_at: None,
+                    completed_at: None,
+                    position: recorded.position,
+                    requested_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(s) = state.as_mut() else { return };
+        s.version = recorded.version;
+        s.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::SurgeApproved(a) if s.status == Status::Requested => {
+                s.status = Status::Approved;
+                s.decided_by = Some(a.by);
+            }
+            DomainEvent::SurgeRejected(r) if s.status == Status::Requested => {
+                s.status = Status::Rejected;
+                s.decided_by = Some(r.by);
+                s.rejected_reason = Some(r.reason);
+            }
+            DomainEvent::SurgeOfficerAssigned(a) if !s.has_officer(&a.officer) => {
+                s.officers.push(Assignment {
+                    officer: a.officer,
+                    from_duty_station: a.from_duty_station,
+                    assigned_at: recorded.recorded_at,
+                });
+            }
+            DomainEvent::SurgeDeployed(d) if s.status == Status::Approved => {
+                s.status = Status::Deployed;
+                s.deployed_at = Some(d.at);
+            }
+            DomainEvent::SurgeCompleted(c) if s.is_open() => {
+                s.status = Status::Completed;
+                s.completed_at = Some(c.at);
+            }
+            DomainEvent::SurgeCancelled(c)
+                if matches!(s.status, Status::Requested | Status::Approved) =>
+            {
+                s.status = Status::Cancelled;
+                s.cancelled_by = Some(c.by);
+                s.cancelled_reason = Some(c.reason);
+            }
+            _ => {}
+        }
     }
 
     fn decide(
@@ -251,84 +325,6 @@ impl Surge {
             self.status,
             Status::Rejected | Status::Completed | Status::Cancelled
         )
-    }
-}
-
-/// Applies one recorded event of the surge's stream. The log is the truth: an event that
-/// the aggregate would not have decided (a second approval) moves only the version on.
-fn apply(state: &mut Option<Surge>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types are kept in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(s) = state.as_mut() {
-                s.version = recorded.version;
-            }
-            return;
-        }
-    };
-    if let DomainEvent::SurgeRequested(r) = event {
-        if state.is_none() {
-            *state = Some(Surge {
-                id: recorded.stream.id(),
-                duty_station: r.duty_station,
-                country: r.country,
-                reason: r.reason,
-                officers_needed: r.officers_needed,
-                assets: r.assets,
-                status: Status::Requested,
-                requested_by: recorded.meta.actor.clone(),
-                decided_by: None,
-                rejected_reason: None,
-                cancelled_by: None,
-                cancelled_reason: None,
-                officers: vec![],
-                deployed_at: None,
-                completed_at: None,
-                position: recorded.position,
-                requested_at: recorded.recorded_at,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(s) = state.as_mut() else { return };
-    s.version = recorded.version;
-    s.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::SurgeApproved(a) if s.status == Status::Requested => {
-            s.status = Status::Approved;
-            s.decided_by = Some(a.by);
-        }
-        DomainEvent::SurgeRejected(r) if s.status == Status::Requested => {
-            s.status = Status::Rejected;
-            s.decided_by = Some(r.by);
-            s.rejected_reason = Some(r.reason);
-        }
-        DomainEvent::SurgeOfficerAssigned(a) if !s.has_officer(&a.officer) => {
-            s.officers.push(Assignment {
-                officer: a.officer,
-                from_duty_station: a.from_duty_station,
-                assigned_at: recorded.recorded_at,
-            });
-        }
-        DomainEvent::SurgeDeployed(d) if s.status == Status::Approved => {
-            s.status = Status::Deployed;
-            s.deployed_at = Some(d.at);
-        }
-        DomainEvent::SurgeCompleted(c) if s.is_open() => {
-            s.status = Status::Completed;
-            s.completed_at = Some(c.at);
-        }
-        DomainEvent::SurgeCancelled(c)
-            if matches!(s.status, Status::Requested | Status::Approved) =>
-        {
-            s.status = Status::Cancelled;
-            s.cancelled_by = Some(c.by);
-            s.cancelled_reason = Some(c.reason);
-        }
-        _ => {}
     }
 }
 
@@ -679,7 +675,7 @@ impl Register {
         }
         let id = e.stream.id();
         let slot = self.surges.entry(id).or_default();
-        apply(slot, e);
+        Surge::apply(slot, e);
         let version = slot.as_ref().map_or(0, |s| s.version);
         if self.ahead.get(&id).is_some_and(|a| a.version <= version) {
             self.ahead.remove(&id);

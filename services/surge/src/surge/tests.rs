@@ -635,7 +635,7 @@ fn the_fold_follows_the_log_even_where_decide_would_not_have() {
     // the version.
     let mut state = None;
     for e in record(ID, vec![approved()], 1) {
-        apply(&mut state, &e);
+        Surge::apply(&mut state, &e);
     }
     assert!(state.is_none());
     let s = surge()
