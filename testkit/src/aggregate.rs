@@ -21,6 +21,9 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+/// The facts a decision gets, given the parsed command.
+type FactsOf<A> = Rc<dyn Fn(&<A as Aggregate>::Command) -> <A as Aggregate>::Facts>;
+
 /// One aggregate's stream as the tests record it: its id, how its events are stamped, and
 /// the facts a decision is given.
 pub struct Stream<A: Aggregate> {
@@ -30,7 +33,7 @@ pub struct Stream<A: Aggregate> {
     first_at: OffsetDateTime,
     every: Duration,
     by: Option<String>,
-    facts: Rc<dyn Fn(&A::Command) -> A::Facts>,
+    facts: FactsOf<A>,
 }
 
 impl<A: Aggregate> Clone for Stream<A> {
