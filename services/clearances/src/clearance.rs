@@ -41,7 +41,7 @@ use events::domain::clearance::{
 };
 use events::domain::person::PersonRegistered;
 use events::validate::Country;
-use events::{Decoded, RecordedEvent, StreamName};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{Date, OffsetDateTime};
@@ -142,19 +142,17 @@ impl Aggregate for ClearanceState {
         }
     }
 
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
     /// Applies one recorded event of the clearance's stream. Events `decide` would never have
     /// produced (an approval after a refusal, written by hand) do not change the status.
-    fn apply(state: &mut Option<ClearanceState>, recorded: &RecordedEvent) {
-        let event = match DomainEvent::decode(recorded) {
-            Decoded::Known(e) => e,
-            // Unknown types stay in the log; the aggregate only moves its version on.
-            Decoded::Unknown { .. } => {
-                if let Some(c) = state.as_mut() {
-                    c.version = recorded.version;
-                }
-                return;
-            }
-        };
+    fn apply_known(
+        state: &mut Option<ClearanceState>,
+        event: DomainEvent,
+        recorded: &RecordedEvent,
+    ) {
         if let DomainEvent::ClearanceRequested(r) = event {
             if state.is_none() {
                 *state = Some(ClearanceState {

@@ -161,20 +161,14 @@ impl Aggregate for Case {
         parse(name, body)
     }
 
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
     /// Applies one recorded event of the case's stream. The fold keeps each person's first
     /// release or death only, so a log written around the service (e.g. `vigil append`) cannot
     /// make a person both.
-    fn apply(state: &mut Option<Case>, recorded: &RecordedEvent) {
-        let event = match DomainEvent::decode(recorded) {
-            Decoded::Known(e) => e,
-            // Unknown types are kept in the log; the aggregate only moves its version on.
-            Decoded::Unknown { .. } => {
-                if let Some(c) = state.as_mut() {
-                    c.version = recorded.version;
-                }
-                return;
-            }
-        };
+    fn apply_known(state: &mut Option<Case>, event: DomainEvent, recorded: &RecordedEvent) {
         let by = recorded.meta.actor.clone();
         if let DomainEvent::HostageCaseOpened(o) = event {
             if state.is_none() {

@@ -33,7 +33,7 @@ use events::domain::incident::{
 };
 use events::domain::station::DutyStationRegistered;
 use events::validate::{self, Country, Severity};
-use events::{Decoded, RecordedEvent, StreamName};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -116,18 +116,12 @@ impl Aggregate for Incident {
         parse(name, actor, body)
     }
 
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
     /// Applies one recorded event of the incident's stream.
-    fn apply(state: &mut Option<Incident>, recorded: &RecordedEvent) {
-        let event = match DomainEvent::decode(recorded) {
-            Decoded::Known(e) => e,
-            // Unknown types are kept in the log; the aggregate only moves its version on.
-            Decoded::Unknown { .. } => {
-                if let Some(i) = state.as_mut() {
-                    i.version = recorded.version;
-                }
-                return;
-            }
-        };
+    fn apply_known(state: &mut Option<Incident>, event: DomainEvent, recorded: &RecordedEvent) {
         if let DomainEvent::IncidentReported(r) = event {
             if state.is_none() {
                 *state = Some(Incident {

@@ -449,14 +449,12 @@ impl Aggregate for Order {
         parse(name, body)
     }
 
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
     /// Applies one recorded event of the order's stream.
-    fn apply(state: &mut Option<Order>, recorded: &RecordedEvent) {
-        let Decoded::Known(event) = DomainEvent::decode(recorded) else {
-            if let Some(o) = state.as_mut() {
-                o.version = recorded.version;
-            }
-            return;
-        };
+    fn apply_known(state: &mut Option<Order>, event: DomainEvent, recorded: &RecordedEvent) {
         if let DomainEvent::RelocationOrdered(ordered) = event {
             if state.is_none() {
                 *state = Some(Order {

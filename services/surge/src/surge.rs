@@ -38,7 +38,7 @@ use events::domain::surge::{
     SurgeRejected, SurgeRequested,
 };
 use events::validate::Country;
-use events::{Decoded, RecordedEvent, StreamName};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -155,19 +155,13 @@ impl Aggregate for Surge {
         parse(name, actor, body)
     }
 
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
     /// Applies one recorded event of the surge's stream. The log is the truth: an event that
     /// the aggregate would not have decided (a second approval) moves only the version on.
-    fn apply(state: &mut Option<Surge>, recorded: &RecordedEvent) {
-        let event = match DomainEvent::decode(recorded) {
-            Decoded::Known(e) => e,
-            // Unknown types are kept in the log; the aggregate only moves its version on.
-            Decoded::Unknown { .. } => {
-                if let Some(s) = state.as_mut() {
-                    s.version = recorded.version;
-                }
-                return;
-            }
-        };
+    fn apply_known(state: &mut Option<Surge>, event: DomainEvent, recorded: &RecordedEvent) {
         if let DomainEvent::SurgeRequested(r) = event {
             if state.is_none() {
                 *state = Some(Surge {
