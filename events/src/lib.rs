@@ -1,6 +1,7 @@
 //! Vigil's vocabulary, shared by every service and by the store.
 //!
 //! # Layout
+//! - [`aggregate`]: the one shape of a domain aggregate (parse, decide, apply, fold), pure.
 //! - [`envelope`]: the event envelope — what a writer sends ([`NewEvent`]) and
 //!   what the store records ([`RecordedEvent`]), stream names, expected versions.
 //! - [`store_api`]: the request/reply shapes of `vigil.store.*` and their typed errors.
@@ -19,6 +20,7 @@
 //!
 //! Nothing here does I/O.
 
+pub mod aggregate;
 pub mod audit;
 pub mod codec;
 pub mod command;

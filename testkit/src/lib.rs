@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod aggregate;
+
 /// Copies the directory tree `from` into `to` (created), file by file: for tests and tools
 /// that damage or inspect a copy of a stopped store. Modes are copied too (a store's
 /// directories are 0700, and a writer refuses a store open to other users).

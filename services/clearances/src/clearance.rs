@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, Role, policy};
 use events::domain::DomainEvent;
 use events::domain::clearance::{
@@ -40,7 +41,7 @@ use events::domain::clearance::{
 };
 use events::domain::person::PersonRegistered;
 use events::validate::Country;
-use events::{Decoded, RecordedEvent};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{Date, OffsetDateTime};
@@ -126,16 +127,160 @@ pub struct ClearanceState {
     pub version: u64,
 }
 
-impl ClearanceState {
-    /// Folds a stream's events; `None` when the stream holds no request.
-    pub fn fold(events: &[RecordedEvent]) -> Option<ClearanceState> {
-        let mut state = None;
-        for e in events {
-            apply(&mut state, e);
-        }
-        state
+impl Aggregate for ClearanceState {
+    type Command = ClearanceCommand;
+    type Facts = Facts;
+
+    fn stream(id: Uuid) -> StreamName {
+        events::domain::clearance::stream_for(id)
     }
 
+    fn parse(name: &str, actor: &Actor, body: Value) -> Result<ClearanceCommand, Refusal> {
+        match name {
+            "request" => parse_request(body).map(ClearanceCommand::Request),
+            _ => parse(name, actor, body),
+        }
+    }
+
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
+    /// Applies one recorded event of the clearance's stream. Events `decide` would never have
+    /// produced (an approval after a refusal, written by hand) do not change the status.
+    fn apply_known(
+        state: &mut Option<ClearanceState>,
+        event: DomainEvent,
+        recorded: &RecordedEvent,
+    ) {
+        if let DomainEvent::ClearanceRequested(r) = event {
+            if state.is_none() {
+                *state = Some(ClearanceState {
+                    id: recorded.stream.id(),
+                    traveller: r.traveller,
+                    itinerary: r.itinerary,
+                    purpose: r.purpose,
+                    status: Status::Requested,
+                    requested_by: recorded.meta.actor.clone(),
+                    decided_by: None,
+                    refusal_reason: None,
+                    movements: vec![],
+                    requested_position: recorded.position,
+                    requested_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(c) = state.as_mut() else { return };
+        c.version = recorded.version;
+        c.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::ClearanceApproved(a) if c.status == Status::Requested => {
+                c.status = Status::Approved;
+                c.decided_by = Some(a.by);
+            }
+            DomainEvent::ClearanceRefused(r) if c.status == Status::Requested => {
+                c.status = Status::Refused;
+                c.decided_by = Some(r.by);
+                c.refusal_reason = Some(r.reason);
+            }
+            DomainEvent::ArrivalRecorded(a) => c.movements.push(Movement {
+                kind: MovementKind::Arrival,
+                country: a.country,
+                at: a.at,
+            }),
+            DomainEvent::DepartureRecorded(d) => c.movements.push(Movement {
+                kind: MovementKind::Departure,
+                country: d.country,
+                at: d.at,
+            }),
+            _ => {}
+        }
+    }
+
+    /// A `request` by `decide_request`; a transition by the rules below.
+    fn decide(
+        id: Uuid,
+        state: Option<&ClearanceState>,
+        actor: &Actor,
+        command: ClearanceCommand,
+        facts: &Facts,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let event: DomainEvent = match command {
+            ClearanceCommand::Request(r) => return decide_request(id, state, actor, r, facts),
+            ClearanceCommand::Approve(a) => {
+                actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
+                let c = existing(id, actor, state, facts)?;
+                a.validate()?;
+                may_decide(actor, c)?;
+                still_requested(id, c, "approve")?;
+                a.into()
+            }
+            ClearanceCommand::Refuse(r) => {
+                actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
+                let c = existing(id, actor, state, facts)?;
+                r.validate()?;
+                may_decide(actor, c)?;
+                still_requested(id, c, "refuse")?;
+                r.into()
+            }
+            ClearanceCommand::Arrive(a) => {
+                actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
+                let c = existing(id, actor, state, facts)?;
+                a.validate()?;
+                movable(id, actor, c, a.country)?;
+                if let Some(last) = c.last_movement_in(a.country) {
+                    if last.kind == MovementKind::Arrival {
+                        return Err(Refusal::conflict(format!(
+                            "the traveller already arrived in {} at {} and has not departed; record the departure first",
+                            a.country,
+                            rfc3339(last.at)
+                        )));
+                    }
+                    if a.at < last.at {
+                        return Err(Refusal::invalid(format!(
+                            "at: {} is before the departure from {} at {}; check the time",
+                            rfc3339(a.at),
+                            a.country,
+                            rfc3339(last.at)
+                        )));
+                    }
+                }
+                a.into()
+            }
+            ClearanceCommand::Depart(d) => {
+                actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
+                let c = existing(id, actor, state, facts)?;
+                d.validate()?;
+                movable(id, actor, c, d.country)?;
+                let arrival = c
+                    .last_movement_in(d.country)
+                    .filter(|m| m.kind == MovementKind::Arrival)
+                    .ok_or_else(|| {
+                        Refusal::conflict(format!(
+                            "the traveller is not recorded as arrived in {} (no arrival, or already departed); record the arrival first",
+                            d.country
+                        ))
+                    })?;
+                if d.at < arrival.at {
+                    return Err(Refusal::invalid(format!(
+                        "at: {} is before the arrival in {} at {}; check the time",
+                        rfc3339(d.at),
+                        d.country,
+                        rfc3339(arrival.at)
+                    )));
+                }
+                d.into()
+            }
+        };
+        event.validate()?;
+        Ok(vec![event])
+    }
+}
+
+impl ClearanceState {
     /// Whether a leg of the itinerary is in `country`.
     pub fn goes_to(&self, country: Country) -> bool {
         self.itinerary.iter().any(|l| l.country == country)
@@ -158,69 +303,11 @@ impl ClearanceState {
     }
 }
 
-/// Applies one recorded event of the clearance's stream. Events `decide` would never have
-/// produced (an approval after a refusal, written by hand) do not change the status.
-pub fn apply(state: &mut Option<ClearanceState>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types stay in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(c) = state.as_mut() {
-                c.version = recorded.version;
-            }
-            return;
-        }
-    };
-    if let DomainEvent::ClearanceRequested(r) = event {
-        if state.is_none() {
-            *state = Some(ClearanceState {
-                id: recorded.stream.id(),
-                traveller: r.traveller,
-                itinerary: r.itinerary,
-                purpose: r.purpose,
-                status: Status::Requested,
-                requested_by: recorded.meta.actor.clone(),
-                decided_by: None,
-                refusal_reason: None,
-                movements: vec![],
-                requested_position: recorded.position,
-                requested_at: recorded.recorded_at,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(c) = state.as_mut() else { return };
-    c.version = recorded.version;
-    c.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::ClearanceApproved(a) if c.status == Status::Requested => {
-            c.status = Status::Approved;
-            c.decided_by = Some(a.by);
-        }
-        DomainEvent::ClearanceRefused(r) if c.status == Status::Requested => {
-            c.status = Status::Refused;
-            c.decided_by = Some(r.by);
-            c.refusal_reason = Some(r.reason);
-        }
-        DomainEvent::ArrivalRecorded(a) => c.movements.push(Movement {
-            kind: MovementKind::Arrival,
-            country: a.country,
-            at: a.at,
-        }),
-        DomainEvent::DepartureRecorded(d) => c.movements.push(Movement {
-            kind: MovementKind::Departure,
-            country: d.country,
-            at: d.at,
-        }),
-        _ => {}
-    }
-}
-
-/// A command on an existing clearance, its body read and checked for shape.
+/// A command on a clearance, its body read and checked for shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClearanceCommand {
+    /// Ask for it (creates the stream).
+    Request(ClearanceRequested),
     /// Grant it.
     Approve(ClearanceApproved),
     /// Refuse it, with a reason.
@@ -250,7 +337,7 @@ pub fn parse_request(body: Value) -> Result<ClearanceRequested, Refusal> {
 
 /// Reads the `change` of transition `name` for `actor`. The decider (`by`) comes from the
 /// login and is refused in the body: nobody decides in another person's name.
-pub fn parse(name: &str, actor: &Actor, change: Value) -> Result<ClearanceCommand, Refusal> {
+fn parse(name: &str, actor: &Actor, change: Value) -> Result<ClearanceCommand, Refusal> {
     let with_actor = |mut body: Value, field: &str| -> Result<Value, Refusal> {
         let obj = body
             .as_object_mut()
@@ -284,15 +371,15 @@ fn not_found(id: Uuid) -> Refusal {
     ))
 }
 
-/// What `decide` and [`decide_request`] know besides the clearance's stream, looked up by the
+/// What `decide` and `decide_request` know besides the clearance's stream, looked up by the
 /// service first.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Facts<'a> {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
     /// The traveller's registration in the personnel register: for a request, always looked
     /// up (`None`: not registered); for a transition, looked up when the actor is an agency
     /// focal point (whose scope is the traveller's agency). `None` is never in a focal
     /// point's scope.
-    pub traveller: Option<&'a PersonRegistered>,
+    pub traveller: Option<PersonRegistered>,
 }
 
 /// Whether `actor` speaks for the agency of `traveller` (an agency focal point with an
@@ -311,10 +398,13 @@ pub fn visible(actor: &Actor, clearance: &ClearanceState) -> bool {
 /// Whether `clearance` is within `actor`'s scope: for a field officer, a leg in their
 /// country; for an agency focal point, a traveller of their agency; for the other roles,
 /// every clearance.
-fn within_reach(actor: &Actor, clearance: &ClearanceState, facts: &Facts<'_>) -> bool {
+fn within_reach(actor: &Actor, clearance: &ClearanceState, facts: &Facts) -> bool {
     match actor.role {
         Role::AgencyFocalPoint => {
-            let traveller = facts.traveller.filter(|t| t.person == clearance.traveller);
+            let traveller = facts
+                .traveller
+                .as_ref()
+                .filter(|t| t.person == clearance.traveller);
             same_agency(actor, traveller)
         }
         _ => clearance.itinerary.iter().any(|l| actor.covers(l.country)),
@@ -325,7 +415,7 @@ fn existing<'a>(
     id: Uuid,
     actor: &Actor,
     state: Option<&'a ClearanceState>,
-    facts: &Facts<'_>,
+    facts: &Facts,
 ) -> Result<&'a ClearanceState, Refusal> {
     state
         .filter(|c| within_reach(actor, c, facts))
@@ -338,12 +428,12 @@ fn scope(actor: &Actor) -> &'static str {
 
 /// Decides a `request` for clearance `id` by `actor`; `facts.traveller` is the traveller's
 /// registration in the personnel register, if any.
-pub fn decide_request(
+fn decide_request(
     id: Uuid,
     state: Option<&ClearanceState>,
     actor: &Actor,
     requested: ClearanceRequested,
-    facts: &Facts<'_>,
+    facts: &Facts,
 ) -> Result<Vec<DomainEvent>, Refusal> {
     actor.may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
     requested.validate()?;
@@ -355,7 +445,10 @@ pub fn decide_request(
             scope(actor)
         )));
     }
-    let traveller = facts.traveller.filter(|t| t.person == requested.traveller);
+    let traveller = facts
+        .traveller
+        .as_ref()
+        .filter(|t| t.person == requested.traveller);
     let in_scope = actor.role != Role::AgencyFocalPoint || same_agency(actor, traveller);
     if traveller.is_none() || !in_scope {
         // An agency focal point hears the same about another agency's traveller as about an
@@ -376,85 +469,6 @@ pub fn decide_request(
         )));
     }
     Ok(vec![requested.into()])
-}
-
-/// Decides what transition `command` by `actor` does to clearance `id` in `state`: the
-/// events to append, or why not.
-pub fn decide(
-    id: Uuid,
-    state: Option<&ClearanceState>,
-    actor: &Actor,
-    command: ClearanceCommand,
-    facts: &Facts<'_>,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    let event: DomainEvent = match command {
-        ClearanceCommand::Approve(a) => {
-            actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
-            let c = existing(id, actor, state, facts)?;
-            a.validate()?;
-            may_decide(actor, c)?;
-            still_requested(id, c, "approve")?;
-            a.into()
-        }
-        ClearanceCommand::Refuse(r) => {
-            actor.may(policy::CLEARANCE_DECIDE, "approve or refuse clearances")?;
-            let c = existing(id, actor, state, facts)?;
-            r.validate()?;
-            may_decide(actor, c)?;
-            still_requested(id, c, "refuse")?;
-            r.into()
-        }
-        ClearanceCommand::Arrive(a) => {
-            actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
-            let c = existing(id, actor, state, facts)?;
-            a.validate()?;
-            movable(id, actor, c, a.country)?;
-            if let Some(last) = c.last_movement_in(a.country) {
-                if last.kind == MovementKind::Arrival {
-                    return Err(Refusal::conflict(format!(
-                        "the traveller already arrived in {} at {} and has not departed; record the departure first",
-                        a.country,
-                        rfc3339(last.at)
-                    )));
-                }
-                if a.at < last.at {
-                    return Err(Refusal::invalid(format!(
-                        "at: {} is before the departure from {} at {}; check the time",
-                        rfc3339(a.at),
-                        a.country,
-                        rfc3339(last.at)
-                    )));
-                }
-            }
-            a.into()
-        }
-        ClearanceCommand::Depart(d) => {
-            actor.may(policy::CLEARANCE_MOVEMENT, "record arrivals and departures")?;
-            let c = existing(id, actor, state, facts)?;
-            d.validate()?;
-            movable(id, actor, c, d.country)?;
-            let arrival = c
-                .last_movement_in(d.country)
-                .filter(|m| m.kind == MovementKind::Arrival)
-                .ok_or_else(|| {
-                    Refusal::conflict(format!(
-                        "the traveller is not recorded as arrived in {} (no arrival, or already departed); record the arrival first",
-                        d.country
-                    ))
-                })?;
-            if d.at < arrival.at {
-                return Err(Refusal::invalid(format!(
-                    "at: {} is before the arrival in {} at {}; check the time",
-                    rfc3339(d.at),
-                    d.country,
-                    rfc3339(arrival.at)
-                )));
-            }
-            d.into()
-        }
-    };
-    event.validate()?;
-    Ok(vec![event])
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -579,6 +593,25 @@ impl runtime::Fold for Register {
     }
 }
 
+impl runtime::host::Listing for Register {
+    type Query = ListQuery;
+    type Filter = ListQuery;
+    type Item = ClearanceState;
+
+    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
+        Ok(query)
+    }
+
+    fn list(
+        &self,
+        actor: &Actor,
+        q: &ListQuery,
+        _now: OffsetDateTime,
+    ) -> Result<Page<ClearanceState>, Refusal> {
+        Ok(Register::list(self, actor, q)?.map(ClearanceState::clone))
+    }
+}
+
 impl Register {
     /// Applies one event of the log (any category; only clearances are kept). Events at or
     /// below the register's position are duplicates and ignored.
@@ -590,7 +623,7 @@ impl Register {
         if e.stream.category().as_str() == "clearance" {
             let id = e.stream.id();
             let state = self.clearances.entry(id).or_default();
-            apply(state, e);
+            ClearanceState::apply(state, e);
             if let Some(c) = state.as_ref() {
                 self.by_traveller
                     .entry(c.traveller.clone())

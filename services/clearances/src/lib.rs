@@ -31,10 +31,13 @@
 //!   time an event takes to arrive; `unavailable` until it has read the log as it was at
 //!   start). Newest request first.
 //!
-//! Every transition is decided by the pure [`clearance::decide`] inside
+//! Every transition is decided by the pure `ClearanceState::decide` inside
 //! `runtime::commands::execute`: read the stream, decide, append with the version read; if
 //! someone wrote in between, decide again on the new state. Two officers approving and
 //! refusing at once: one wins, the other is refused `conflict`.
+//!
+//! Served by the generic host (`runtime::host`): this crate is the aggregate
+//! ([`clearance::ClearanceState`]), its register and the wiring below ([`Clearances`]).
 //!
 //! # Promises
 //! An answer `ok` means the events are on disk. A refusal changes nothing. A field officer
@@ -46,45 +49,22 @@
 pub mod clearance;
 pub mod presence;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::Client;
-use bytes::Bytes;
-use events::Decoded;
-use events::command::{Actor, Command, Refusal, RefusalCode, Role, Written, policy};
+use events::StreamName;
+use events::aggregate::Aggregate;
+use events::command::{Actor, Command, Refusal, Role, policy};
 use events::domain::DomainEvent;
-use events::domain::clearance::ClearanceRequested;
 use events::domain::person::{self, PersonRegistered};
-use runtime::commands::{self, reply};
-use runtime::{ReadModel, StoreClient};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use runtime::host::{self, Create, Host, Route, Service};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::clearance::{ClearanceState, Facts, ListQuery, Register};
+use crate::clearance::{ClearanceCommand, ClearanceState, Facts, Register};
 
 /// The service's name in subjects, NATS users and metrics.
 pub const SERVICE: &str = "clearances";
 
-/// Body of `approve`, `refuse`, `arrive` and `depart`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Change {
-    /// The clearance.
-    pub clearance: Uuid,
-    /// The transition's fields.
-    pub change: Value,
-}
-
-/// Body of `get`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Get {
-    /// The clearance.
-    pub clearance: Uuid,
-}
+// `Change` (body of `approve`, `refuse`, `arrive` and `depart`) and `Get`, by `clearance`.
+runtime::bodies!(clearance);
 
 /// Answer of `list`: newest request first (see [`events::page`]).
 pub type Listed = events::page::Page<ClearanceState>;
@@ -92,157 +72,102 @@ pub type Listed = events::page::Page<ClearanceState>;
 /// The stream of clearance `id`.
 pub use events::domain::clearance::stream_for as stream_of;
 
-struct Service {
-    store: StoreClient,
-    register: Arc<ReadModel<Register>>,
-}
+/// The clearances service, as the host serves it.
+pub struct Clearances;
 
 /// Serves the clearances commands until `shutdown`.
-pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Arc::new(Service {
-        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
-    });
-    commands::serve(client, SERVICE, shutdown, move |name, payload| {
-        let service = service.clone();
-        async move { service.handle(&name, payload).await }
+pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    host::run::<Clearances>(client, shutdown).await
+}
+
+fn another_request(id: Uuid) -> String {
+    format!("clearance {id} already exists with another request; send a new request with a new id")
+}
+
+/// `traveller`'s latest registration in the personnel register: their `person-<v5>`
+/// stream, read now, so a person imported a moment ago is found.
+async fn traveller(
+    host: &Host<Clearances>,
+    traveller: &str,
+) -> Result<Option<PersonRegistered>, Refusal> {
+    host.latest(&person::stream_for(traveller), |e| match e {
+        DomainEvent::PersonRegistered(p) if p.person == traveller => Some(p),
+        _ => None,
     })
     .await
 }
 
-impl Service {
-    async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
-        match name {
-            "request" => reply(self.request(&payload).await),
-            "approve" | "refuse" | "arrive" | "depart" => {
-                reply(self.transition(name, &payload).await)
-            }
-            "get" => reply(self.get(&payload).await),
-            "list" => reply(self.list(&payload)),
-            other => reply::<()>(Err(Refusal::invalid(format!(
-                "unknown command {:?}; clearances takes request, approve, refuse, arrive, depart, get, list",
-                other.chars().take(32).collect::<String>()
-            )))),
-        }
-    }
+impl Service for Clearances {
+    type Aggregate = ClearanceState;
+    type Register = Register;
+    type Change = Change;
+    type Get = Get;
+    type View = ClearanceState;
 
-    async fn request(&self, payload: &[u8]) -> Result<Written, Refusal> {
-        let cmd: Command<Value> = commands::decode(payload)?;
-        let requested = clearance::parse_request(cmd.body.clone())?;
-        // Role and fields before the register is consulted: nobody probes for names.
-        cmd.actor
-            .may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
-        requested.validate()?;
-        let traveller = self.traveller(&requested.traveller).await?;
-        let facts = Facts {
-            traveller: traveller.as_ref(),
-        };
-        let id = cmd.id;
-        let written = commands::execute(&self.store, &stream_of(id), &cmd, |history| {
-            clearance::decide_request(
-                id,
-                ClearanceState::fold(history).as_ref(),
-                &cmd.actor,
-                requested.clone(),
-                &facts,
-            )
-        })
-        .await?;
-        if written.duplicate {
-            self.same_request(id, &requested).await?;
-        }
-        Ok(written)
-    }
+    const NAME: &'static str = SERVICE;
+    const COMMANDS: &'static [(&'static str, Route)] = &[
+        ("request", Route::Create(Create::Checked(another_request))),
+        ("approve", Route::Change),
+        ("refuse", Route::Change),
+        ("arrive", Route::Change),
+        ("depart", Route::Change),
+        ("get", Route::Get),
+        ("list", Route::List),
+    ];
+    const READ: (&'static [Role], &'static str) = (policy::CLEARANCE_READ, "read clearances");
 
-    /// `traveller`'s latest registration in the personnel register: their `person-<v5>`
-    /// stream, read now, so a person imported a moment ago is found.
-    async fn traveller(&self, traveller: &str) -> Result<Option<PersonRegistered>, Refusal> {
-        let (history, _) = commands::load(&self.store, &person::stream_for(traveller)).await?;
-        Ok(history
-            .iter()
-            .rev()
-            .find_map(|e| match DomainEvent::decode(e) {
-                Decoded::Known(DomainEvent::PersonRegistered(p)) if p.person == traveller => {
-                    Some(p)
-                }
-                _ => None,
-            }))
-    }
-
-    /// For an agency focal point (whose scope is the traveller's agency): the registration
-    /// of clearance `id`'s traveller. The traveller of a clearance never changes, so reading
-    /// it before the decision cannot race with it. Nothing for the other roles.
-    async fn traveller_of(
-        &self,
-        actor: &Actor,
+    /// For a request, the traveller's registration, after the role and the fields (nobody
+    /// probes for names). For a transition by an agency focal point (whose scope is the
+    /// traveller's agency), the registration of the clearance's traveller: it never changes,
+    /// so reading it before the decision cannot race with it. Nothing for the other roles.
+    async fn facts(
+        host: &Host<Self>,
         id: Uuid,
-    ) -> Result<Option<PersonRegistered>, Refusal> {
+        actor: &Actor,
+        command: &ClearanceCommand,
+    ) -> Result<Facts, Refusal> {
+        if let ClearanceCommand::Request(requested) = command {
+            actor.may(policy::CLEARANCE_REQUEST, "request travel clearances")?;
+            requested.validate()?;
+            return Ok(Facts {
+                traveller: traveller(host, &requested.traveller).await?,
+            });
+        }
         if actor.role != Role::AgencyFocalPoint {
-            return Ok(None);
+            return Ok(Facts::default());
         }
-        let (history, _) = commands::load(&self.store, &stream_of(id)).await?;
-        match ClearanceState::fold(&history) {
-            Some(c) => self.traveller(&c.traveller).await,
-            None => Ok(None),
-        }
-    }
-
-    /// A retry answered from the stream must carry the request that is stored, else the id
-    /// was reused for another request.
-    async fn same_request(&self, id: Uuid, requested: &ClearanceRequested) -> Result<(), Refusal> {
-        let (history, _) = commands::load(&self.store, &stream_of(id)).await?;
-        let stored = history.iter().find(|e| e.id == id).map(DomainEvent::decode);
-        match stored {
-            Some(Decoded::Known(DomainEvent::ClearanceRequested(r))) if &r == requested => Ok(()),
-            _ => Err(Refusal::new(
-                RefusalCode::IdReused,
-                format!(
-                    "clearance {id} already exists with another request; send a new request with a new id"
-                ),
-            )),
-        }
-    }
-
-    async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
-        let cmd: Command<Change> = commands::decode(payload)?;
-        let parsed = clearance::parse(name, &cmd.actor, cmd.body.change.clone())?;
-        let id = cmd.body.clearance;
-        let traveller = self.traveller_of(&cmd.actor, id).await?;
-        let facts = Facts {
-            traveller: traveller.as_ref(),
-        };
-        commands::execute(&self.store, &stream_of(id), &cmd, |history| {
-            clearance::decide(
-                id,
-                ClearanceState::fold(history).as_ref(),
-                &cmd.actor,
-                parsed.clone(),
-                &facts,
-            )
+        let (history, _) = host.load(&stream_of(id)).await?;
+        Ok(Facts {
+            traveller: match ClearanceState::fold(&history) {
+                Some(c) => traveller(host, &c.traveller).await?,
+                None => None,
+            },
         })
-        .await
     }
 
-    async fn get(&self, payload: &[u8]) -> Result<ClearanceState, Refusal> {
-        let cmd: Command<Get> = commands::decode(payload)?;
-        cmd.actor.may(policy::CLEARANCE_READ, "read clearances")?;
-        let (history, _) = commands::load(&self.store, &stream_of(cmd.body.clearance)).await?;
-        ClearanceState::fold(&history)
-            .filter(|c| clearance::visible(&cmd.actor, c))
-            .ok_or_else(|| {
-                Refusal::not_found(format!(
-                    "no clearance {} that you can see; check the id (field officers see clearances with a leg in their country)",
-                    cmd.body.clearance
-                ))
-            })
+    fn created(command: &ClearanceCommand) -> Option<DomainEvent> {
+        match command {
+            ClearanceCommand::Request(r) => Some(r.clone().into()),
+            _ => None,
+        }
     }
 
-    fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
-        let cmd: Command<ListQuery> = commands::decode(payload)?;
-        cmd.actor.may(policy::CLEARANCE_READ, "read clearances")?;
-        let register = self.register.caught_up()?;
-        Ok(register
-            .list(&cmd.actor, &cmd.body)?
-            .map(ClearanceState::clone))
+    fn visible(actor: &Actor, c: &ClearanceState) -> bool {
+        clearance::visible(actor, c)
+    }
+
+    fn not_found(id: Uuid) -> Refusal {
+        Refusal::not_found(format!(
+            "no clearance {id} that you can see; check the id (field officers see clearances with a leg in their country)"
+        ))
+    }
+
+    async fn view(
+        _host: &Host<Self>,
+        _command: &Command<Get>,
+        _stream: &StreamName,
+        c: ClearanceState,
+    ) -> Result<ClearanceState, Refusal> {
+        Ok(c)
     }
 }

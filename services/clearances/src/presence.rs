@@ -54,6 +54,7 @@ pub fn present(clearance: &ClearanceState, country: Country, area: Option<&str>,
 mod tests {
     use super::*;
     use crate::clearance::Movement;
+    use events::aggregate::Aggregate;
     use events::domain::DomainEvent;
     use events::domain::clearance::{
         ArrivalRecorded, ClearanceApproved, ClearanceRefused, ClearanceRequested,

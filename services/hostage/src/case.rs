@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::hostage::{
@@ -24,7 +25,7 @@ use events::domain::hostage::{
 };
 use events::domain::incident::Location;
 use events::validate::Country;
-use events::{Decoded, RecordedEvent};
+use events::{Decoded, RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -148,16 +149,197 @@ pub struct Case {
     pub version: u64,
 }
 
-impl Case {
-    /// Folds a stream's events; `None` when the stream holds no opening.
-    pub fn fold(events: &[RecordedEvent]) -> Option<Case> {
-        let mut state = None;
-        for e in events {
-            apply(&mut state, e);
-        }
-        state
+impl Aggregate for Case {
+    type Command = HostageCommand;
+    type Facts = Facts;
+
+    fn stream(id: Uuid) -> StreamName {
+        events::domain::hostage::stream_for(id)
     }
 
+    fn parse(name: &str, _actor: &Actor, body: Value) -> Result<HostageCommand, Refusal> {
+        parse(name, body)
+    }
+
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
+    /// Applies one recorded event of the case's stream. The fold keeps each person's first
+    /// release or death only, so a log written around the service (e.g. `vigil append`) cannot
+    /// make a person both.
+    fn apply_known(state: &mut Option<Case>, event: DomainEvent, recorded: &RecordedEvent) {
+        let by = recorded.meta.actor.clone();
+        if let DomainEvent::HostageCaseOpened(o) = event {
+            if state.is_none() {
+                *state = Some(Case {
+                    id: recorded.stream.id(),
+                    incident_id: o.incident_id,
+                    country: o.country,
+                    persons: o
+                        .persons
+                        .into_iter()
+                        .map(|person| Person {
+                            person,
+                            name: None,
+                            status: PersonStatus::Held,
+                            at: None,
+                            last_proof_of_life: None,
+                        })
+                        .collect(),
+                    captors: o.captors,
+                    location: o.location,
+                    proofs: vec![],
+                    contacts: vec![],
+                    status: Status::Open,
+                    outcome: None,
+                    accounting: vec![],
+                    opened_by: by,
+                    opened_at: recorded.recorded_at,
+                    opened_position: recorded.position,
+                    closed_at: None,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(c) = state.as_mut() else { return };
+        c.version = recorded.version;
+        c.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::ProofOfLifeReceived(p) => {
+                if let Some(person) = c.person_mut(&p.person) {
+                    person.last_proof_of_life =
+                        Some(person.last_proof_of_life.map_or(p.at, |t| t.max(p.at)));
+                }
+                c.proofs.push(Proof {
+                    person: p.person,
+                    at: p.at,
+                    note: p.note,
+                    by,
+                    recorded_at: recorded.recorded_at,
+                });
+            }
+            DomainEvent::NegotiationContactLogged(n) => c.contacts.push(Contact {
+                at: n.at,
+                summary: n.summary,
+                by,
+                recorded_at: recorded.recorded_at,
+            }),
+            DomainEvent::HostageReleased(r) => settle(c, &r.person, PersonStatus::Released, r.at),
+            DomainEvent::HostageDeceased(d) => settle(c, &d.person, PersonStatus::Deceased, d.at),
+            DomainEvent::HostageCaseClosed(closed) if c.is_open() => {
+                c.status = Status::Closed;
+                for a in &closed.accounting {
+                    if a.status == HostageOutcome::Other
+                        && let Some(p) = c.person_mut(&a.person)
+                        && p.status == PersonStatus::Held
+                    {
+                        p.status = PersonStatus::Other;
+                    }
+                }
+                c.outcome = Some(closed.outcome);
+                c.accounting = closed.accounting;
+                c.closed_at = Some(recorded.recorded_at);
+            }
+            _ => {}
+        }
+    }
+
+    fn decide(
+        id: Uuid,
+        state: Option<&Case>,
+        actor: &Actor,
+        command: HostageCommand,
+        facts: &Facts,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        actor.may(
+            policy::HOSTAGE_MANAGE,
+            "open or act on hostage cases; ask a crisis manager",
+        )?;
+        let event: DomainEvent = match command {
+            HostageCommand::Open(o) => {
+                if !actor.covers(o.country) {
+                    return Err(Refusal::forbidden(format!(
+                        "you act for {} only, not {}; ask a crisis manager",
+                        actor.scope.map_or("no country", |c| c.as_str()),
+                        o.country.as_str()
+                    )));
+                }
+                if state.is_some() {
+                    return Err(Refusal::conflict(format!(
+                        "hostage case {id} is already open; act on it, or open a new case with a new id"
+                    )));
+                }
+                if !facts.incident_reported {
+                    return Err(Refusal::invalid(format!(
+                        "incident_id: no incident {} is reported; report the incident first, then open the case from it",
+                        o.incident_id
+                    )));
+                }
+                o.into()
+            }
+            HostageCommand::ProofOfLife(p) => {
+                let case = open_case(id, actor, state)?;
+                p.validate()?;
+                alive(member(case, "person", &p.person)?)?;
+                p.into()
+            }
+            HostageCommand::ReleaseMany(m) => {
+                let case = open_case(id, actor, state)?;
+                let released = m
+                    .persons
+                    .iter()
+                    .map(|person| HostageReleased {
+                        person: person.clone(),
+                        at: m.at,
+                    })
+                    .collect::<Vec<_>>();
+                return many(case, &m.persons, "released", &released, |r| r.validate());
+            }
+            HostageCommand::ProofOfLifeMany(m) => {
+                let case = open_case(id, actor, state)?;
+                let proofs = m
+                    .persons
+                    .iter()
+                    .map(|person| ProofOfLifeReceived {
+                        person: person.clone(),
+                        at: m.at,
+                        note: m.note.clone(),
+                    })
+                    .collect::<Vec<_>>();
+                return many(case, &m.persons, "", &proofs, |p| p.validate());
+            }
+            HostageCommand::Negotiation(n) => {
+                open_case(id, actor, state)?;
+                n.into()
+            }
+            HostageCommand::Release(r) => {
+                let case = open_case(id, actor, state)?;
+                r.validate()?;
+                held(member(case, "person", &r.person)?, "released")?;
+                r.into()
+            }
+            HostageCommand::Deceased(d) => {
+                let case = open_case(id, actor, state)?;
+                d.validate()?;
+                held(member(case, "person", &d.person)?, "recorded deceased")?;
+                d.into()
+            }
+            HostageCommand::Close(c) => {
+                let case = open_case(id, actor, state)?;
+                c.validate()?;
+                accounts_for_everyone(case, &c)?;
+                c.into()
+            }
+        };
+        event.validate()?;
+        Ok(vec![event])
+    }
+}
+
+impl Case {
     /// Whether it can still change.
     pub fn is_open(&self) -> bool {
         self.status == Status::Open
@@ -197,98 +379,6 @@ impl Case {
 
     fn person_mut(&mut self, person: &str) -> Option<&mut Person> {
         self.persons.iter_mut().find(|p| p.person == person)
-    }
-}
-
-/// Applies one recorded event of the case's stream. The fold keeps each person's first
-/// release or death only, so a log written around the service (e.g. `vigil append`) cannot
-/// make a person both.
-pub fn apply(state: &mut Option<Case>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types are kept in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(c) = state.as_mut() {
-                c.version = recorded.version;
-            }
-            return;
-        }
-    };
-    let by = recorded.meta.actor.clone();
-    if let DomainEvent::HostageCaseOpened(o) = event {
-        if state.is_none() {
-            *state = Some(Case {
-                id: recorded.stream.id(),
-                incident_id: o.incident_id,
-                country: o.country,
-                persons: o
-                    .persons
-                    .into_iter()
-                    .map(|person| Person {
-                        person,
-                        name: None,
-                        status: PersonStatus::Held,
-                        at: None,
-                        last_proof_of_life: None,
-                    })
-                    .collect(),
-                captors: o.captors,
-                location: o.location,
-                proofs: vec![],
-                contacts: vec![],
-                status: Status::Open,
-                outcome: None,
-                accounting: vec![],
-                opened_by: by,
-                opened_at: recorded.recorded_at,
-                opened_position: recorded.position,
-                closed_at: None,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(c) = state.as_mut() else { return };
-    c.version = recorded.version;
-    c.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::ProofOfLifeReceived(p) => {
-            if let Some(person) = c.person_mut(&p.person) {
-                person.last_proof_of_life =
-                    Some(person.last_proof_of_life.map_or(p.at, |t| t.max(p.at)));
-            }
-            c.proofs.push(Proof {
-                person: p.person,
-                at: p.at,
-                note: p.note,
-                by,
-                recorded_at: recorded.recorded_at,
-            });
-        }
-        DomainEvent::NegotiationContactLogged(n) => c.contacts.push(Contact {
-            at: n.at,
-            summary: n.summary,
-            by,
-            recorded_at: recorded.recorded_at,
-        }),
-        DomainEvent::HostageReleased(r) => settle(c, &r.person, PersonStatus::Released, r.at),
-        DomainEvent::HostageDeceased(d) => settle(c, &d.person, PersonStatus::Deceased, d.at),
-        DomainEvent::HostageCaseClosed(closed) if c.is_open() => {
-            c.status = Status::Closed;
-            for a in &closed.accounting {
-                if a.status == HostageOutcome::Other
-                    && let Some(p) = c.person_mut(&a.person)
-                    && p.status == PersonStatus::Held
-                {
-                    p.status = PersonStatus::Other;
-                }
-            }
-            c.outcome = Some(closed.outcome);
-            c.accounting = closed.accounting;
-            c.closed_at = Some(recorded.recorded_at);
-        }
-        _ => {}
     }
 }
 
@@ -369,7 +459,7 @@ fn read<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Refusal> {
 
 /// Reads the body of command `name` (for `open`, the case's fields; for the others, the
 /// `change` part). Errors name the field.
-pub fn parse(name: &str, body: Value) -> Result<HostageCommand, Refusal> {
+fn parse(name: &str, body: Value) -> Result<HostageCommand, Refusal> {
     if !body.is_object() {
         return Err(Refusal::invalid("the body must be a JSON object"));
     }
@@ -437,99 +527,6 @@ pub struct Facts {
     /// For `open`: whether the incident named by `incident_id` is reported (its stream holds
     /// an `IncidentReported`). A case opened from no incident would hang on nothing.
     pub incident_reported: bool,
-}
-
-/// Decides what `command` by `actor` does to case `id` in `state`: the events to append, or
-/// why not.
-pub fn decide(
-    id: Uuid,
-    state: Option<&Case>,
-    actor: &Actor,
-    command: HostageCommand,
-    facts: Facts,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    actor.may(
-        policy::HOSTAGE_MANAGE,
-        "open or act on hostage cases; ask a crisis manager",
-    )?;
-    let event: DomainEvent = match command {
-        HostageCommand::Open(o) => {
-            if !actor.covers(o.country) {
-                return Err(Refusal::forbidden(format!(
-                    "you act for {} only, not {}; ask a crisis manager",
-                    actor.scope.map_or("no country", |c| c.as_str()),
-                    o.country.as_str()
-                )));
-            }
-            if state.is_some() {
-                return Err(Refusal::conflict(format!(
-                    "hostage case {id} is already open; act on it, or open a new case with a new id"
-                )));
-            }
-            if !facts.incident_reported {
-                return Err(Refusal::invalid(format!(
-                    "incident_id: no incident {} is reported; report the incident first, then open the case from it",
-                    o.incident_id
-                )));
-            }
-            o.into()
-        }
-        HostageCommand::ProofOfLife(p) => {
-            let case = open_case(id, actor, state)?;
-            p.validate()?;
-            alive(member(case, "person", &p.person)?)?;
-            p.into()
-        }
-        HostageCommand::ReleaseMany(m) => {
-            let case = open_case(id, actor, state)?;
-            let released = m
-                .persons
-                .iter()
-                .map(|person| HostageReleased {
-                    person: person.clone(),
-                    at: m.at,
-                })
-                .collect::<Vec<_>>();
-            return many(case, &m.persons, "released", &released, |r| r.validate());
-        }
-        HostageCommand::ProofOfLifeMany(m) => {
-            let case = open_case(id, actor, state)?;
-            let proofs = m
-                .persons
-                .iter()
-                .map(|person| ProofOfLifeReceived {
-                    person: person.clone(),
-                    at: m.at,
-                    note: m.note.clone(),
-                })
-                .collect::<Vec<_>>();
-            return many(case, &m.persons, "", &proofs, |p| p.validate());
-        }
-        HostageCommand::Negotiation(n) => {
-            open_case(id, actor, state)?;
-            n.into()
-        }
-        HostageCommand::Release(r) => {
-            let case = open_case(id, actor, state)?;
-            r.validate()?;
-            held(member(case, "person", &r.person)?, "released")?;
-            r.into()
-        }
-        HostageCommand::Deceased(d) => {
-            let case = open_case(id, actor, state)?;
-            d.validate()?;
-            held(member(case, "person", &d.person)?, "recorded deceased")?;
-            d.into()
-        }
-        HostageCommand::Close(c) => {
-            let case = open_case(id, actor, state)?;
-            c.validate()?;
-            accounts_for_everyone(case, &c)?;
-            c.into()
-        }
-    };
-    event.validate()?;
-    Ok(vec![event])
 }
 
 /// Proof of life is only for a person still held.
@@ -762,6 +759,27 @@ impl runtime::Fold for Register {
     }
 }
 
+impl runtime::host::Listing for Register {
+    // Read from the body here, not by the command's decoder: a bad filter is refused
+    // naming the field alone (`status: …`), as it always was.
+    type Query = Value;
+    type Filter = ListQuery;
+    type Item = Summary;
+
+    fn filter(query: Value) -> Result<ListQuery, Refusal> {
+        events::codec::from_value(query).map_err(Refusal::invalid)
+    }
+
+    fn list(
+        &self,
+        actor: &Actor,
+        q: &ListQuery,
+        now: OffsetDateTime,
+    ) -> Result<Page<Summary>, Refusal> {
+        Register::list(self, actor, q, now)
+    }
+}
+
 impl Register {
     /// Applies one event of the log (any category; hostage cases and personnel are kept).
     /// Events at or below the register's position are duplicates and ignored.
@@ -771,7 +789,7 @@ impl Register {
         }
         self.position = e.position;
         match e.stream.category().as_str() {
-            "hostage" => apply(self.cases.entry(e.stream.id()).or_default(), e),
+            "hostage" => Case::apply(self.cases.entry(e.stream.id()).or_default(), e),
             "person" => {
                 if let Decoded::Known(DomainEvent::PersonRegistered(p)) = DomainEvent::decode(e) {
                     // The latest registration of a person stands.

@@ -9,7 +9,7 @@
 //!   refused `id_reused`. `incident_id` must name a reported incident (its stream is read
 //!   when the case is opened), else `invalid` naming `incident_id`.
 //! - `proof_of_life`, `negotiation`, `release`, `deceased`, `close` — body
-//!   `{"case": <uuid>, "change": {…the event's fields…}}`; decided by [`case::decide`]
+//!   `{"case": <uuid>, "change": {…the event's fields…}}`; decided by `Case::decide` ([`case::Case`])
 //!   against the case's stream and appended with the version read (optimistic concurrency:
 //!   two crisis managers releasing the same person at once get one `ok` and one
 //!   `conflict`); a retry with the same command id is answered with the original outcome.
@@ -27,6 +27,9 @@
 //!   (counts and days held; no names, captors or location), from the register, which follows
 //!   the log; `unavailable` until it has read the log as it stood at start.
 //!
+//! Served by the generic host (`runtime::host`): this crate is the aggregate
+//! ([`case::Case`]), its register and the wiring below ([`Hostage`]).
+//!
 //! Everything changing a case is for `policy::HOSTAGE_MANAGE`; details for
 //! `policy::HOSTAGE_DETAILS`; summaries for `policy::HOSTAGE_SUMMARY`.
 //!
@@ -39,24 +42,18 @@
 
 pub mod case;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::Client;
-use bytes::Bytes;
 use events::audit::{DETAILS_READ, DetailsRead};
-use events::command::{Command, Refusal, RefusalCode, Written, policy};
+use events::command::{Actor, Command, Refusal, Role, policy};
 use events::domain::DomainEvent;
-use events::{AppendRequest, Decoded, ExpectedVersion, NewEvent, StreamName};
-use runtime::commands::{self, STORE_DEADLINE, reply};
-use runtime::{ReadModel, StoreClient};
+use events::{AppendRequest, ExpectedVersion, NewEvent, StreamName};
+use runtime::commands::STORE_DEADLINE;
+use runtime::host::{self, Create, Host, Route, Service};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::case::{Case, HostageCommand, ListQuery, Register, Summary};
+use crate::case::{Case, HostageCommand, Register, Summary};
 
 /// The service's name in subjects, NATS users and metrics.
 pub const SERVICE: &str = "hostage";
@@ -64,24 +61,9 @@ pub const SERVICE: &str = "hostage";
 /// The stream of case `id`.
 pub use events::domain::hostage::stream_for as stream_of;
 
-/// Body of `proof_of_life`, `proof_of_life_many`, `negotiation`, `release`, `release_many`,
-/// `deceased` and `close`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Change {
-    /// The case.
-    pub case: Uuid,
-    /// The event's fields.
-    pub change: Value,
-}
-
-/// Body of `get`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Get {
-    /// The case.
-    pub case: Uuid,
-}
+// `Change` (body of `proof_of_life`, `proof_of_life_many`, `negotiation`, `release`,
+// `release_many`, `deceased` and `close`: the event's fields) and `Get`, by `case`.
+runtime::bodies!(case);
 
 /// Answer of `get`: the whole case, for a crisis manager.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,156 +110,114 @@ pub fn details_read<T>(
     })
 }
 
-struct Service {
-    store: StoreClient,
-    register: Arc<ReadModel<Register>>,
-}
+/// The hostage service, as the host serves it.
+pub struct Hostage;
 
 /// Serves the hostage commands until `shutdown`.
-pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Arc::new(Service {
-        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
-    });
-    commands::serve(client, SERVICE, shutdown, move |name, payload| {
-        let service = service.clone();
-        async move { service.handle(&name, payload).await }
-    })
-    .await
+pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    host::run::<Hostage>(client, shutdown).await
 }
 
-impl Service {
-    async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
-        match name {
-            "open" => reply(self.open(&payload).await),
-            "proof_of_life" | "proof_of_life_many" | "negotiation" | "release" | "release_many"
-            | "deceased" | "close" => reply(self.transition(name, &payload).await),
-            "get" => reply(self.get(&payload).await),
-            "list" => reply(self.list(&payload)),
-            other => reply::<()>(Err(Refusal::invalid(format!(
-                "unknown command {:?}; hostage takes open, proof_of_life, proof_of_life_many, negotiation, release, release_many, deceased, close, get, list",
-                other.chars().take(32).collect::<String>()
-            )))),
-        }
-    }
+fn other_details(id: Uuid) -> String {
+    format!("hostage case {id} already exists with other details; open a new case with a new id")
+}
 
-    async fn open(&self, payload: &[u8]) -> Result<Written, Refusal> {
-        let cmd: Command<Value> = commands::decode(payload)?;
-        let parsed = case::parse("open", cmd.body.clone())?;
-        // Role first: only a crisis manager learns whether an incident exists here.
-        cmd.actor.may(
+impl Service for Hostage {
+    type Aggregate = Case;
+    type Register = Register;
+    type Change = Change;
+    type Get = Get;
+    type View = Details;
+
+    const NAME: &'static str = SERVICE;
+    const COMMANDS: &'static [(&'static str, Route)] = &[
+        ("open", Route::Create(Create::Checked(other_details))),
+        ("proof_of_life", Route::Change),
+        ("proof_of_life_many", Route::Change),
+        ("negotiation", Route::Change),
+        ("release", Route::Change),
+        ("release_many", Route::Change),
+        ("deceased", Route::Change),
+        ("close", Route::Change),
+        ("get", Route::Get),
+        ("list", Route::List),
+    ];
+    const READ: (&'static [Role], &'static str) = (
+        policy::HOSTAGE_DETAILS,
+        "read hostage-case details; the list shows counts and days held",
+    );
+    // Summaries are for `policy::HOSTAGE_SUMMARY`, which the register checks.
+    const LIST_CHECKS_READ: bool = false;
+
+    /// For `open`: whether the incident is reported, its stream read now (a report a moment
+    /// ago counts). The role comes first: only a crisis manager learns whether an incident
+    /// exists here.
+    async fn facts(
+        host: &Host<Self>,
+        _id: Uuid,
+        actor: &Actor,
+        command: &HostageCommand,
+    ) -> Result<case::Facts, Refusal> {
+        let HostageCommand::Open(o) = command else {
+            return Ok(case::Facts::default());
+        };
+        actor.may(
             policy::HOSTAGE_MANAGE,
             "open or act on hostage cases; ask a crisis manager",
         )?;
-        let facts = match &parsed {
-            HostageCommand::Open(o) => case::Facts {
-                incident_reported: self.incident_reported(o.incident_id).await?,
-            },
-            _ => case::Facts::default(),
-        };
-        let stream = stream_of(cmd.id);
-        let written = commands::execute(&self.store, &stream, &cmd, |history| {
-            case::decide(
-                cmd.id,
-                Case::fold(history).as_ref(),
-                &cmd.actor,
-                parsed.clone(),
-                facts,
-            )
+        let stream = events::domain::incident::stream_for(o.incident_id);
+        let reported = host
+            .latest(&stream, |e| {
+                matches!(e, DomainEvent::IncidentReported(_)).then_some(())
+            })
+            .await?;
+        Ok(case::Facts {
+            incident_reported: reported.is_some(),
         })
-        .await?;
-        if written.duplicate {
-            // `execute` recognises a retry by its id alone: make sure it is the same case,
-            // so a reused id is refused rather than answered as if it had been stored.
-            let HostageCommand::Open(asked) = parsed else {
-                return Ok(written);
-            };
-            let (history, _) = commands::load(&self.store, &stream).await?;
-            let same = history.first().is_some_and(|e| {
-                e.id == cmd.id
-                    && matches!(DomainEvent::decode(e),
-                        Decoded::Known(DomainEvent::HostageCaseOpened(o)) if o == asked)
-            });
-            if !same {
-                return Err(Refusal::new(
-                    RefusalCode::IdReused,
-                    format!(
-                        "hostage case {} already exists with other details; open a new case with a new id",
-                        cmd.id
-                    ),
-                ));
-            }
+    }
+
+    fn created(command: &HostageCommand) -> Option<DomainEvent> {
+        match command {
+            HostageCommand::Open(o) => Some(o.clone().into()),
+            _ => None,
         }
-        Ok(written)
     }
 
-    /// Whether incident `id` is reported: its stream, read now (a report a moment ago counts).
-    async fn incident_reported(&self, id: Uuid) -> Result<bool, Refusal> {
-        let (history, _) =
-            commands::load(&self.store, &events::domain::incident::stream_for(id)).await?;
-        Ok(history.iter().any(|e| {
-            matches!(
-                DomainEvent::decode(e),
-                Decoded::Known(DomainEvent::IncidentReported(_))
-            )
-        }))
+    fn visible(actor: &Actor, case: &Case) -> bool {
+        actor.covers(case.country)
     }
 
-    async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
-        let cmd: Command<Change> = commands::decode(payload)?;
-        let parsed = case::parse(name, cmd.body.change.clone())?;
-        let id = cmd.body.case;
-        commands::execute(&self.store, &stream_of(id), &cmd, |history| {
-            case::decide(
-                id,
-                Case::fold(history).as_ref(),
-                &cmd.actor,
-                parsed.clone(),
-                case::Facts::default(),
-            )
-        })
-        .await
+    fn not_found(id: Uuid) -> Refusal {
+        case::not_found(id)
     }
 
-    async fn get(&self, payload: &[u8]) -> Result<Details, Refusal> {
-        let cmd: Command<Get> = commands::decode(payload)?;
-        cmd.actor.may(
-            policy::HOSTAGE_DETAILS,
-            "read hostage-case details; the list shows counts and days held",
-        )?;
-        let stream = stream_of(cmd.body.case);
-        let (history, _) = commands::load(&self.store, &stream).await?;
-        let found = Case::fold(&history)
-            .filter(|c| cmd.actor.covers(c.country))
-            .ok_or_else(|| case::not_found(cmd.body.case))?;
-        // No unaudited read: the record is on disk before anything is answered.
+    /// No unaudited read: the record is on disk before anything is answered.
+    async fn view(
+        host: &Host<Self>,
+        cmd: &Command<Get>,
+        stream: &StreamName,
+        found: Case,
+    ) -> Result<Details, Refusal> {
         let now = OffsetDateTime::now_utc();
-        let record = details_read(&cmd, &stream, now, Uuid::new_v4())?;
+        let record = details_read(cmd, stream, now, Uuid::new_v4())?;
         let request = AppendRequest {
             stream: events::audit::stream_for(now),
             expected_version: ExpectedVersion::Any,
             events: vec![record],
         };
-        if let Err(e) = self.store.append_retrying(&request, STORE_DEADLINE).await {
+        if let Err(e) = host.store().append_retrying(&request, STORE_DEADLINE).await {
             tracing::warn!(error = %e, case = %cmd.body.case, "a details read could not be audited");
             return Err(Refusal::unavailable(
                 "the read could not be recorded in the audit log, so nothing is shown; retry in a few seconds",
             ));
         }
-        let register = self.register.read()?;
+        let register = host.register().read()?;
         let named = found.named(|p| register.name(p).map(str::to_owned));
         Ok(Details {
             persons_held: named.persons_held(),
             days_held: named.days_held(now),
             case: named,
         })
-    }
-
-    fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
-        let cmd: Command<Value> = commands::decode(payload)?;
-        let query: ListQuery = events::codec::from_value(cmd.body).map_err(Refusal::invalid)?;
-        let register = self.register.caught_up()?;
-        register.list(&cmd.actor, &query, OffsetDateTime::now_utc())
     }
 }
 

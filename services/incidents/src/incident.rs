@@ -1,5 +1,6 @@
 //! The incident aggregate: pure decide and apply over one `incident-<id>` stream, and the
-//! register of all incidents that answers lists. No I/O, no clock.
+//! register of all incidents that answers lists. No I/O, no clock. [`Incident`] is the
+//! [`Aggregate`]: its `parse`, `decide` and `apply` are the functions below.
 //!
 //! # Life of an incident
 //! `reported` (a flash report, unverified) → `verified` (a duty officer confirmed it) →
@@ -23,6 +24,7 @@
 
 use std::collections::HashMap;
 
+use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::incident::{
@@ -31,7 +33,7 @@ use events::domain::incident::{
 };
 use events::domain::station::DutyStationRegistered;
 use events::validate::{self, Country, Severity};
-use events::{Decoded, RecordedEvent};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -96,84 +98,175 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// Folds a stream's events; `None` when the stream holds no report.
-    pub fn fold(events: &[RecordedEvent]) -> Option<Incident> {
-        let mut state = None;
-        for e in events {
-            apply(&mut state, e);
-        }
-        state
-    }
-
     /// Whether it can still change.
     pub fn is_open(&self) -> bool {
         self.status != Status::Closed
     }
 }
 
-/// Applies one recorded event of the incident's stream.
-pub fn apply(state: &mut Option<Incident>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types are kept in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(i) = state.as_mut() {
-                i.version = recorded.version;
+impl Aggregate for Incident {
+    type Command = IncidentCommand;
+    type Facts = Facts;
+
+    fn stream(id: Uuid) -> StreamName {
+        events::domain::incident::stream_for(id)
+    }
+
+    fn parse(name: &str, actor: &Actor, body: Value) -> Result<IncidentCommand, Refusal> {
+        parse(name, actor, body)
+    }
+
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
+    /// Applies one recorded event of the incident's stream.
+    fn apply_known(state: &mut Option<Incident>, event: DomainEvent, recorded: &RecordedEvent) {
+        if let DomainEvent::IncidentReported(r) = event {
+            if state.is_none() {
+                *state = Some(Incident {
+                    id: recorded.stream.id(),
+                    country: r.country,
+                    category: r.category,
+                    severity: r.severity,
+                    title: r.title,
+                    occurred_at: r.occurred_at,
+                    location: r.location,
+                    duty_station: r.duty_station,
+                    description: r.description,
+                    casualties: r.casualties,
+                    reporter: r.reporter,
+                    status: Status::Reported,
+                    verified_by: None,
+                    escalations: vec![],
+                    closed_reason: None,
+                    reported_position: recorded.position,
+                    reported_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
             }
             return;
         }
-    };
-    if let DomainEvent::IncidentReported(r) = event {
-        if state.is_none() {
-            *state = Some(Incident {
-                id: recorded.stream.id(),
-                country: r.country,
-                category: r.category,
-                severity: r.severity,
-                title: r.title,
-                occurred_at: r.occurred_at,
-                location: r.location,
-                duty_station: r.duty_station,
-                description: r.description,
-                casualties: r.casualties,
-                reporter: r.reporter,
-                status: Status::Reported,
-                verified_by: None,
-                escalations: vec![],
-                closed_reason: None,
-                reported_position: recorded.position,
-                reported_at: recorded.recorded_at,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
+        let Some(i) = state.as_mut() else { return };
+        i.version = recorded.version;
+        i.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::IncidentUpdated(u) => {
+                i.country = u.country.unwrap_or(i.country);
+                i.category = u.category.unwrap_or(i.category);
+                i.severity = u.severity.unwrap_or(i.severity);
+                i.title = u.title.unwrap_or(std::mem::take(&mut i.title));
+                i.occurred_at = u.occurred_at.unwrap_or(i.occurred_at);
+                i.location = u.location.or(i.location);
+                i.duty_station = u.duty_station.or(i.duty_station.take());
+                i.description = u.description.or(i.description.take());
+                i.casualties = u.casualties.or(i.casualties);
+            }
+            DomainEvent::IncidentVerified(v) if i.status == Status::Reported => {
+                i.status = Status::Verified;
+                i.verified_by = Some(v.by);
+            }
+            DomainEvent::IncidentEscalated(e) => i.escalations.push(e.to),
+            DomainEvent::IncidentClosed(c) => {
+                i.status = Status::Closed;
+                i.closed_reason = Some(c.reason);
+            }
+            _ => {}
         }
-        return;
     }
-    let Some(i) = state.as_mut() else { return };
-    i.version = recorded.version;
-    i.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::IncidentUpdated(u) => {
-            i.country = u.country.unwrap_or(i.country);
-            i.category = u.category.unwrap_or(i.category);
-            i.severity = u.severity.unwrap_or(i.severity);
-            i.title = u.title.unwrap_or(std::mem::take(&mut i.title));
-            i.occurred_at = u.occurred_at.unwrap_or(i.occurred_at);
-            i.location = u.location.or(i.location);
-            i.duty_station = u.duty_station.or(i.duty_station.take());
-            i.description = u.description.or(i.description.take());
-            i.casualties = u.casualties.or(i.casualties);
-        }
-        DomainEvent::IncidentVerified(v) if i.status == Status::Reported => {
-            i.status = Status::Verified;
-            i.verified_by = Some(v.by);
-        }
-        DomainEvent::IncidentEscalated(e) => i.escalations.push(e.to),
-        DomainEvent::IncidentClosed(c) => {
-            i.status = Status::Closed;
-            i.closed_reason = Some(c.reason);
-        }
-        _ => {}
+
+    fn decide(
+        id: Uuid,
+        state: Option<&Incident>,
+        actor: &Actor,
+        command: IncidentCommand,
+        facts: &Facts,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let event: DomainEvent = match command {
+            IncidentCommand::Report(r) => {
+                actor.may(policy::INCIDENT_REPORT, "report incidents")?;
+                if !actor.covers(r.country) {
+                    return Err(scope_refusal(actor, r.country));
+                }
+                if state.is_some() {
+                    return Err(Refusal::conflict(format!(
+                        "incident {id} is already reported; send changes as an update"
+                    )));
+                }
+                r.validate()?;
+                validate::in_window(
+                    "occurred_at",
+                    r.occurred_at,
+                    facts.now - MAX_REPORT_AGE,
+                    facts.now,
+                )?;
+                if let Some(named) = &r.duty_station {
+                    station_in(named, r.country, facts)?;
+                }
+                r.into()
+            }
+            IncidentCommand::Update(u) => {
+                actor.may(policy::INCIDENT_UPDATE, "update incidents")?;
+                let incident = open(id, actor, state)?;
+                if let Some(c) = u.country
+                    && !actor.covers(c)
+                {
+                    return Err(scope_refusal(actor, c));
+                }
+                u.validate()?;
+                if let Some(t) = u.occurred_at {
+                    validate::in_window(
+                        "occurred_at",
+                        t,
+                        incident.reported_at - MAX_REPORT_AGE,
+                        facts.now,
+                    )?;
+                }
+                let country = u.country.unwrap_or(incident.country);
+                match (&u.duty_station, &incident.duty_station) {
+                    (Some(named), _) => station_in(named, country, facts)?,
+                    (None, Some(kept)) if country != incident.country => {
+                        return Err(Refusal::invalid(format!(
+                            "duty_station: the incident names {kept}, a station of {}; send a duty station of {} with the new country",
+                            incident.country.as_str(),
+                            country.as_str()
+                        )));
+                    }
+                    (None, _) => {}
+                }
+                u.into()
+            }
+            IncidentCommand::Verify(v) => {
+                actor.may(policy::INCIDENT_VERIFY, "verify incidents")?;
+                let incident = open(id, actor, state)?;
+                if incident.status == Status::Verified {
+                    return Err(Refusal::conflict(format!(
+                        "incident {id} is already verified by {}",
+                        incident.verified_by.as_deref().unwrap_or("someone")
+                    )));
+                }
+                v.into()
+            }
+            IncidentCommand::Escalate(e) => {
+                actor.may(policy::INCIDENT_ESCALATE, "escalate incidents")?;
+                let incident = open(id, actor, state)?;
+                if incident.escalations.contains(&e.to) {
+                    return Err(Refusal::conflict(format!(
+                        "incident {id} is already escalated to that {}",
+                        e.to.kind.category()
+                    )));
+                }
+                e.into()
+            }
+            IncidentCommand::Close(c) => {
+                actor.may(policy::INCIDENT_CLOSE, "close incidents")?;
+                open(id, actor, state)?;
+                c.into()
+            }
+        };
+        event.validate()?;
+        Ok(vec![event])
     }
 }
 
@@ -202,7 +295,7 @@ fn read<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Refusal> {
 /// Reads the body of command `name` for `actor`. Fields that come from the login (the
 /// reporter, the verifier) are set here and refused in the body: nobody reports in another
 /// person's name.
-pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<IncidentCommand, Refusal> {
+fn parse(name: &str, actor: &Actor, body: Value) -> Result<IncidentCommand, Refusal> {
     let with_actor = |mut body: Value, field: &str| -> Result<Value, Refusal> {
         let obj = body
             .as_object_mut()
@@ -232,16 +325,16 @@ pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<IncidentCommand, 
 
 /// What `decide` knows besides the incident's stream, gathered by the service before it
 /// decides: the clock, and the reference data the command names.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Facts<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
     /// The service's clock when the command arrived.
     pub now: OffsetDateTime,
     /// The registration of the duty station the command names (`None`: none is named, or it
     /// is not registered).
-    pub station: Option<&'a DutyStationRegistered>,
+    pub station: Option<DutyStationRegistered>,
 }
 
-impl<'a> Facts<'a> {
+impl Facts {
     /// Facts at `now` with no duty station.
     pub fn at(now: OffsetDateTime) -> Self {
         Self { now, station: None }
@@ -249,10 +342,11 @@ impl<'a> Facts<'a> {
 }
 
 /// Checks that `named` (a duty station in the command) is registered and in `country`.
-fn station_in(named: &str, country: Country, facts: &Facts<'_>) -> Result<(), Refusal> {
+fn station_in(named: &str, country: Country, facts: &Facts) -> Result<(), Refusal> {
     let short: String = named.chars().take(64).collect();
     let station = facts
         .station
+        .as_ref()
         .filter(|s| s.station == named)
         .ok_or_else(|| {
             Refusal::invalid(format!(
@@ -292,101 +386,6 @@ fn open<'a>(id: Uuid, actor: &Actor, state: Option<&'a Incident>) -> Result<&'a 
         )));
     }
     Ok(incident)
-}
-
-/// Decides what `command` by `actor` does to incident `id` in `state`: the events to append,
-/// or why not.
-pub fn decide(
-    id: Uuid,
-    state: Option<&Incident>,
-    actor: &Actor,
-    command: IncidentCommand,
-    facts: &Facts<'_>,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    let event: DomainEvent = match command {
-        IncidentCommand::Report(r) => {
-            actor.may(policy::INCIDENT_REPORT, "report incidents")?;
-            if !actor.covers(r.country) {
-                return Err(scope_refusal(actor, r.country));
-            }
-            if state.is_some() {
-                return Err(Refusal::conflict(format!(
-                    "incident {id} is already reported; send changes as an update"
-                )));
-            }
-            r.validate()?;
-            validate::in_window(
-                "occurred_at",
-                r.occurred_at,
-                facts.now - MAX_REPORT_AGE,
-                facts.now,
-            )?;
-            if let Some(named) = &r.duty_station {
-                station_in(named, r.country, facts)?;
-            }
-            r.into()
-        }
-        IncidentCommand::Update(u) => {
-            actor.may(policy::INCIDENT_UPDATE, "update incidents")?;
-            let incident = open(id, actor, state)?;
-            if let Some(c) = u.country
-                && !actor.covers(c)
-            {
-                return Err(scope_refusal(actor, c));
-            }
-            u.validate()?;
-            if let Some(t) = u.occurred_at {
-                validate::in_window(
-                    "occurred_at",
-                    t,
-                    incident.reported_at - MAX_REPORT_AGE,
-                    facts.now,
-                )?;
-            }
-            let country = u.country.unwrap_or(incident.country);
-            match (&u.duty_station, &incident.duty_station) {
-                (Some(named), _) => station_in(named, country, facts)?,
-                (None, Some(kept)) if country != incident.country => {
-                    return Err(Refusal::invalid(format!(
-                        "duty_station: the incident names {kept}, a station of {}; send a duty station of {} with the new country",
-                        incident.country.as_str(),
-                        country.as_str()
-                    )));
-                }
-                (None, _) => {}
-            }
-            u.into()
-        }
-        IncidentCommand::Verify(v) => {
-            actor.may(policy::INCIDENT_VERIFY, "verify incidents")?;
-            let incident = open(id, actor, state)?;
-            if incident.status == Status::Verified {
-                return Err(Refusal::conflict(format!(
-                    "incident {id} is already verified by {}",
-                    incident.verified_by.as_deref().unwrap_or("someone")
-                )));
-            }
-            v.into()
-        }
-        IncidentCommand::Escalate(e) => {
-            actor.may(policy::INCIDENT_ESCALATE, "escalate incidents")?;
-            let incident = open(id, actor, state)?;
-            if incident.escalations.contains(&e.to) {
-                return Err(Refusal::conflict(format!(
-                    "incident {id} is already escalated to that {}",
-                    e.to.kind.category()
-                )));
-            }
-            e.into()
-        }
-        IncidentCommand::Close(c) => {
-            actor.may(policy::INCIDENT_CLOSE, "close incidents")?;
-            open(id, actor, state)?;
-            c.into()
-        }
-    };
-    event.validate()?;
-    Ok(vec![event])
 }
 
 fn scope_refusal(actor: &Actor, country: Country) -> Refusal {
@@ -440,8 +439,27 @@ impl runtime::Fold for Register {
         }
         self.position = e.position;
         if e.stream.category().as_str() == "incident" {
-            apply(self.incidents.entry(e.stream.id()).or_default(), e);
+            Incident::apply(self.incidents.entry(e.stream.id()).or_default(), e);
         }
+    }
+}
+
+impl runtime::host::Listing for Register {
+    type Query = ListQuery;
+    type Filter = ListQuery;
+    type Item = Incident;
+
+    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
+        Ok(query)
+    }
+
+    fn list(
+        &self,
+        actor: &Actor,
+        q: &ListQuery,
+        _now: OffsetDateTime,
+    ) -> Result<Page<Incident>, Refusal> {
+        Ok(Register::list(self, actor, q)?.map(Incident::clone))
     }
 }
 

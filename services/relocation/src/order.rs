@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use events::RecordedEvent;
+use events::aggregate::Aggregate;
 use events::codec::Decoded;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
@@ -44,6 +44,7 @@ use events::domain::relocation::{
 };
 use events::domain::station::DutyStationRegistered;
 use events::validate::Country;
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -434,16 +435,181 @@ pub struct Tally {
     pub accounted_pct: f64,
 }
 
-impl Order {
-    /// Folds an order's stream; `None` when it holds no order.
-    pub fn fold(events: &[RecordedEvent]) -> Option<Order> {
-        let mut state = None;
-        for e in events {
-            apply(&mut state, e);
-        }
-        state
+/// An order is created by [`decide_order`] with its roll call (the service computes the
+/// roll call from its register first); the commands here change an existing one.
+impl Aggregate for Order {
+    type Command = OrderCommand;
+    type Facts = ();
+
+    fn stream(id: Uuid) -> StreamName {
+        events::domain::relocation::stream_for(id)
     }
 
+    fn parse(name: &str, _actor: &Actor, body: serde_json::Value) -> Result<OrderCommand, Refusal> {
+        parse(name, body)
+    }
+
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
+    /// Applies one recorded event of the order's stream.
+    fn apply_known(state: &mut Option<Order>, event: DomainEvent, recorded: &RecordedEvent) {
+        if let DomainEvent::RelocationOrdered(ordered) = event {
+            if state.is_none() {
+                *state = Some(Order {
+                    id: recorded.stream.id(),
+                    ordered,
+                    status: Status::Active,
+                    roll_call: BTreeMap::new(),
+                    position: recorded.position,
+                    ordered_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(o) = state.as_mut() else { return };
+        o.version = recorded.version;
+        match event {
+            DomainEvent::RollCallEntryAdded(entry) => {
+                // On the roll call from the order: never a late arrival, even if a presence
+                // change reached the log between two chunks of a large roll call.
+                o.roll_call
+                    .entry(entry.person.clone())
+                    .and_modify(|e| e.late_arrival = false)
+                    .or_insert(Entry {
+                        entry,
+                        status: None,
+                        marked_by: None,
+                        marked_at_position: None,
+                        late_arrival: false,
+                        left_area: false,
+                    });
+            }
+            DomainEvent::PersonArrivedInArea(a) if o.status == Status::Active => {
+                o.roll_call
+                    .entry(a.person.clone())
+                    .and_modify(|e| e.left_area = false)
+                    .or_insert(Entry {
+                        entry: RollCallEntryAdded {
+                            person: a.person,
+                            agency: a.agency,
+                            duty_station: a.duty_station,
+                            dependants: a.dependants,
+                        },
+                        status: None,
+                        marked_by: None,
+                        marked_at_position: None,
+                        late_arrival: true,
+                        left_area: false,
+                    });
+            }
+            DomainEvent::PersonLeftArea(l) if o.status == Status::Active => {
+                if let Some(e) = o.roll_call.get_mut(&l.person) {
+                    e.left_area = true;
+                }
+            }
+            DomainEvent::PersonMarked(m) => {
+                if let Some(e) = o.roll_call.get_mut(&m.person) {
+                    e.status = Some(m.status);
+                    e.marked_by = Some(m.by);
+                    e.marked_at_position = Some(recorded.position);
+                }
+            }
+            DomainEvent::OrderCompleted(_) => o.status = Status::Completed,
+            DomainEvent::OrderRescinded(_) => o.status = Status::Rescinded,
+            _ => {}
+        }
+    }
+
+    fn decide(
+        id: Uuid,
+        state: Option<&Order>,
+        actor: &Actor,
+        command: OrderCommand,
+        _facts: &(),
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let order = state
+            .filter(|o| actor.covers(o.ordered.country))
+            .ok_or_else(|| not_found(id))?;
+        let roles = match command {
+            OrderCommand::Mark(_) | OrderCommand::MarkMany(_) => policy::ORDER_MARK,
+            OrderCommand::Complete(_) | OrderCommand::Rescind(_) => policy::ORDER_ISSUE,
+        };
+        actor.may(roles, "do this to an order")?;
+        if order.status != Status::Active {
+            return Err(Refusal::conflict(format!(
+                "order {id} is {}; nothing can change on it now",
+                match order.status {
+                    Status::Completed => "completed",
+                    _ => "rescinded",
+                }
+            )));
+        }
+        let marked =
+            |person: &str, status, note: &Option<String>| -> Result<DomainEvent, Refusal> {
+                let entry = order.roll_call.get(person).ok_or_else(|| {
+                    Refusal::not_found(format!(
+                        "{:?} is not on this order's roll call; check the person's id",
+                        person.chars().take(64).collect::<String>()
+                    ))
+                })?;
+                if entry.status == Some(status) {
+                    return Err(Refusal::conflict(format!(
+                        "{person} is already marked {}",
+                        status_name(status)
+                    )));
+                }
+                Ok(PersonMarked {
+                    person: person.to_owned(),
+                    status,
+                    by: actor.user.clone(),
+                    note: note.clone(),
+                }
+                .into())
+            };
+        let events: Vec<DomainEvent> = match command {
+            OrderCommand::Mark(m) => vec![marked(&m.person, m.status, &m.note)?],
+            OrderCommand::MarkMany(m) => {
+                if m.persons.is_empty() || m.persons.len() > MAX_MARK_MANY {
+                    return Err(Refusal::invalid(format!(
+                        "persons: 1 to {MAX_MARK_MANY} people at a time"
+                    )));
+                }
+                let unique: BTreeSet<&String> = m.persons.iter().collect();
+                if unique.len() != m.persons.len() {
+                    return Err(Refusal::invalid("persons: each person once"));
+                }
+                // Already-marked people are skipped, not refused: a bulk mark after a partial one
+                // is the normal case in a busy console.
+                let events: Vec<DomainEvent> = m
+                    .persons
+                    .iter()
+                    .map(|p| marked(p, m.status, &m.note))
+                    .filter(
+                        |r| !matches!(r, Err(e) if e.code == events::command::RefusalCode::Conflict),
+                    )
+                    .collect::<Result<_, _>>()?;
+                if events.is_empty() {
+                    return Err(Refusal::conflict(format!(
+                        "everyone listed is already marked {}",
+                        status_name(m.status)
+                    )));
+                }
+                events
+            }
+            OrderCommand::Complete(c) => vec![c.into()],
+            OrderCommand::Rescind(r) => vec![r.into()],
+        };
+        for e in &events {
+            e.validate()?;
+        }
+        Ok(events)
+    }
+}
+
+impl Order {
     /// The counts the board shows.
     pub fn tally(&self) -> Tally {
         let total = self.roll_call.len();
@@ -491,82 +657,6 @@ impl Order {
     }
 }
 
-/// Applies one recorded event of the order's stream.
-pub fn apply(state: &mut Option<Order>, recorded: &RecordedEvent) {
-    let Decoded::Known(event) = DomainEvent::decode(recorded) else {
-        if let Some(o) = state.as_mut() {
-            o.version = recorded.version;
-        }
-        return;
-    };
-    if let DomainEvent::RelocationOrdered(ordered) = event {
-        if state.is_none() {
-            *state = Some(Order {
-                id: recorded.stream.id(),
-                ordered,
-                status: Status::Active,
-                roll_call: BTreeMap::new(),
-                position: recorded.position,
-                ordered_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(o) = state.as_mut() else { return };
-    o.version = recorded.version;
-    match event {
-        DomainEvent::RollCallEntryAdded(entry) => {
-            // On the roll call from the order: never a late arrival, even if a presence
-            // change reached the log between two chunks of a large roll call.
-            o.roll_call
-                .entry(entry.person.clone())
-                .and_modify(|e| e.late_arrival = false)
-                .or_insert(Entry {
-                    entry,
-                    status: None,
-                    marked_by: None,
-                    marked_at_position: None,
-                    late_arrival: false,
-                    left_area: false,
-                });
-        }
-        DomainEvent::PersonArrivedInArea(a) if o.status == Status::Active => {
-            o.roll_call
-                .entry(a.person.clone())
-                .and_modify(|e| e.left_area = false)
-                .or_insert(Entry {
-                    entry: RollCallEntryAdded {
-                        person: a.person,
-                        agency: a.agency,
-                        duty_station: a.duty_station,
-                        dependants: a.dependants,
-                    },
-                    status: None,
-                    marked_by: None,
-                    marked_at_position: None,
-                    late_arrival: true,
-                    left_area: false,
-                });
-        }
-        DomainEvent::PersonLeftArea(l) if o.status == Status::Active => {
-            if let Some(e) = o.roll_call.get_mut(&l.person) {
-                e.left_area = true;
-            }
-        }
-        DomainEvent::PersonMarked(m) => {
-            if let Some(e) = o.roll_call.get_mut(&m.person) {
-                e.status = Some(m.status);
-                e.marked_by = Some(m.by);
-                e.marked_at_position = Some(recorded.position);
-            }
-        }
-        DomainEvent::OrderCompleted(_) => o.status = Status::Completed,
-        DomainEvent::OrderRescinded(_) => o.status = Status::Rescinded,
-        _ => {}
-    }
-}
-
 /// Body of `mark`: one person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -607,7 +697,7 @@ pub enum OrderCommand {
 }
 
 /// Reads the body of command `name`.
-pub fn parse(name: &str, body: serde_json::Value) -> Result<OrderCommand, Refusal> {
+fn parse(name: &str, body: serde_json::Value) -> Result<OrderCommand, Refusal> {
     fn read<T: serde::de::DeserializeOwned>(b: serde_json::Value) -> Result<T, Refusal> {
         events::codec::from_value(b).map_err(Refusal::invalid)
     }
@@ -649,90 +739,6 @@ pub fn decide_order(
     }
     let mut events: Vec<DomainEvent> = vec![ordered.into()];
     events.extend(roll_call.into_iter().map(DomainEvent::from));
-    for e in &events {
-        e.validate()?;
-    }
-    Ok(events)
-}
-
-/// Decides a command on order `id` in `state`.
-pub fn decide(
-    id: Uuid,
-    state: Option<&Order>,
-    actor: &Actor,
-    command: OrderCommand,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    let order = state
-        .filter(|o| actor.covers(o.ordered.country))
-        .ok_or_else(|| not_found(id))?;
-    let roles = match command {
-        OrderCommand::Mark(_) | OrderCommand::MarkMany(_) => policy::ORDER_MARK,
-        OrderCommand::Complete(_) | OrderCommand::Rescind(_) => policy::ORDER_ISSUE,
-    };
-    actor.may(roles, "do this to an order")?;
-    if order.status != Status::Active {
-        return Err(Refusal::conflict(format!(
-            "order {id} is {}; nothing can change on it now",
-            match order.status {
-                Status::Completed => "completed",
-                _ => "rescinded",
-            }
-        )));
-    }
-    let marked = |person: &str, status, note: &Option<String>| -> Result<DomainEvent, Refusal> {
-        let entry = order.roll_call.get(person).ok_or_else(|| {
-            Refusal::not_found(format!(
-                "{:?} is not on this order's roll call; check the person's id",
-                person.chars().take(64).collect::<String>()
-            ))
-        })?;
-        if entry.status == Some(status) {
-            return Err(Refusal::conflict(format!(
-                "{person} is already marked {}",
-                status_name(status)
-            )));
-        }
-        Ok(PersonMarked {
-            person: person.to_owned(),
-            status,
-            by: actor.user.clone(),
-            note: note.clone(),
-        }
-        .into())
-    };
-    let events: Vec<DomainEvent> = match command {
-        OrderCommand::Mark(m) => vec![marked(&m.person, m.status, &m.note)?],
-        OrderCommand::MarkMany(m) => {
-            if m.persons.is_empty() || m.persons.len() > MAX_MARK_MANY {
-                return Err(Refusal::invalid(format!(
-                    "persons: 1 to {MAX_MARK_MANY} people at a time"
-                )));
-            }
-            let unique: BTreeSet<&String> = m.persons.iter().collect();
-            if unique.len() != m.persons.len() {
-                return Err(Refusal::invalid("persons: each person once"));
-            }
-            // Already-marked people are skipped, not refused: a bulk mark after a partial one
-            // is the normal case in a busy console.
-            let events: Vec<DomainEvent> = m
-                .persons
-                .iter()
-                .map(|p| marked(p, m.status, &m.note))
-                .filter(
-                    |r| !matches!(r, Err(e) if e.code == events::command::RefusalCode::Conflict),
-                )
-                .collect::<Result<_, _>>()?;
-            if events.is_empty() {
-                return Err(Refusal::conflict(format!(
-                    "everyone listed is already marked {}",
-                    status_name(m.status)
-                )));
-            }
-            events
-        }
-        OrderCommand::Complete(c) => vec![c.into()],
-        OrderCommand::Rescind(r) => vec![r.into()],
-    };
     for e in &events {
         e.validate()?;
     }

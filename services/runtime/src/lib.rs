@@ -15,6 +15,8 @@
 //!   applied position, then follow the live feed, filling gaps from the log.
 //! - [`commands`]: how a domain service takes commands and turns a pure decision into
 //!   events (optimistic concurrency, idempotent retries, typed refusals).
+//! - [`host`]: the generic service host: serves any aggregate over NATS from a command
+//!   table (create, change, get, list), with hooks for what is special about a service.
 //! - [`read_model`]: a service's register of the whole log, folded in the background,
 //!   readable once caught up.
 //! - [`config`]: settings from flags, environment and an optional file.
@@ -26,6 +28,7 @@ pub mod catchup;
 pub mod commands;
 pub mod config;
 pub mod data_dir;
+pub mod host;
 pub mod nats;
 pub mod nats_agencies;
 pub mod nats_auth;

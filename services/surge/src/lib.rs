@@ -2,7 +2,7 @@
 //! one (request, approval or rejection, assignment, deployment, completion), over NATS only.
 //!
 //! # Commands (`vigil.cmd.surge.<name>`, a [`Command`] in, a [`Reply`] out)
-//! Who may send each is the one policy table (`events::command::policy`); [`surge::decide`]
+//! Who may send each is the one policy table (`events::command::policy`); `Surge::decide`
 //! checks it again with the actor's country.
 //! - `request` (`SURGE_REQUEST`; field officers for a station of their own country) — body:
 //!   `SurgeRequested`'s fields. The duty station must be registered (reference data) and in
@@ -45,6 +45,10 @@
 //! at the same moment: run one surge instance, or accept that rare double booking shows up
 //! in both surges' officer lists for a person to resolve.
 //!
+//! Served by the generic host (`runtime::host`): this crate is the aggregate
+//! ([`surge::Surge`]), its register and the wiring below ([`Surges`]), whose hooks read
+//! the reference data, check the register and serialise `assign`.
+//!
 //! # Promises
 //! An answer `ok` means the events are on disk. A refusal changes nothing. A field officer
 //! never sees or changes another country's surge (`not_found`).
@@ -55,25 +59,17 @@
 pub mod surge;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::Client;
-use bytes::Bytes;
-use events::command::{Command, Refusal, RefusalCode, Written, policy};
+use events::StreamName;
+use events::command::{Actor, Command, Refusal, Role, policy};
 use events::domain::DomainEvent;
-use events::domain::person::{self, PersonRegistered};
-use events::domain::station::{self, DutyStationRegistered};
-use events::{AppendRequest, Decoded, ErrorCode, ExpectedVersion, RecordedEvent, StreamName};
-use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
-use runtime::{ClientError, ReadModel, StoreClient};
+use events::domain::{person, station};
+use runtime::host::{self, Create, Host, Route, Service};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::surge::{Facts, ListQuery, Register, Surge, SurgeCommand};
+use crate::surge::{Facts, Register, Surge, SurgeCommand};
 
 /// The service's name in subjects, NATS users and metrics.
 pub const SERVICE: &str = "surge";
@@ -81,23 +77,9 @@ pub const SERVICE: &str = "surge";
 /// The stream of surge `id`: `surge-<id>`.
 pub use events::domain::surge::stream_for as stream_of;
 
-/// Body of `approve`, `reject`, `assign`, `deploy` and `complete`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Change {
-    /// The surge.
-    pub surge: Uuid,
-    /// The transition's fields.
-    pub change: Value,
-}
-
-/// Body of `get`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Get {
-    /// The surge.
-    pub surge: Uuid,
-}
+// `Change` (body of `approve`, `reject`, `assign`, `deploy`, `complete` and `cancel`) and
+// `Get`, by `surge`.
+runtime::bodies!(surge);
 
 /// A surge as `get` and `list` show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,256 +109,138 @@ impl SurgeView {
 /// it leaves (`away_from`).
 pub type Listed = events::page::Page<SurgeView>;
 
-/// The service's state: the store, and the register that follows the log.
-struct Service {
-    store: StoreClient,
-    register: Arc<ReadModel<Register>>,
-    /// `assign` decisions one at a time (see the crate doc).
-    assign_lock: tokio::sync::Mutex<()>,
-}
+/// The surge service, as the host serves it.
+pub struct Surges;
 
 /// Serves the surge commands until `shutdown`.
-pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Arc::new(Service {
-        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: ReadModel::start(client.clone(), SERVICE, shutdown.clone()),
-        assign_lock: tokio::sync::Mutex::new(()),
-    });
-    commands::serve(client, SERVICE, shutdown, move |name, payload| {
-        let service = service.clone();
-        async move { service.handle(&name, payload).await }
-    })
-    .await
+pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    host::run::<Surges>(client, shutdown).await
 }
 
-/// The latest registration in a reference stream (`person-…`, `station-…`): the latest
-/// one stands.
-fn latest<T>(history: &[RecordedEvent], pick: impl Fn(DomainEvent) -> Option<T>) -> Option<T> {
-    history
-        .iter()
-        .rev()
-        .find_map(|e| match DomainEvent::decode(e) {
-            Decoded::Known(d) => pick(d),
-            Decoded::Unknown { .. } => None,
-        })
+fn already_requested(id: Uuid) -> String {
+    format!("surge {id} already exists; request a new surge with a new id")
 }
 
-impl Service {
-    async fn handle(&self, name: &str, payload: Bytes) -> Vec<u8> {
-        match name {
-            "request" => reply(self.request(&payload).await),
-            "approve" | "reject" | "assign" | "deploy" | "complete" | "cancel" => {
-                reply(self.transition(name, &payload).await)
+impl Service for Surges {
+    type Aggregate = Surge;
+    type Register = Register;
+    type Change = Change;
+    type Get = Get;
+    type View = SurgeView;
+
+    const NAME: &'static str = SERVICE;
+    // `request` does not read first (as for incident reports): the store's id index answers
+    // a retry, and `no_stream` refuses a second request on the same stream.
+    const COMMANDS: &'static [(&'static str, Route)] = &[
+        ("request", Route::Create(Create::Blind(already_requested))),
+        ("approve", Route::Change),
+        ("reject", Route::Change),
+        ("assign", Route::Change),
+        ("deploy", Route::Change),
+        ("complete", Route::Change),
+        ("cancel", Route::Change),
+        ("get", Route::Get),
+        ("list", Route::List),
+    ];
+    const READ: (&'static [Role], &'static str) = (policy::SURGE_READ, "read surges");
+    // The register learns each write at once: the next `assign` must see who is where.
+    const FOLDS_WRITES: bool = true;
+
+    /// For `request`, the duty station as registered; for `assign`, the officer as
+    /// registered (each read from its stream: always current, also right after `vigil
+    /// import`). The role comes first: nobody probes the reference data.
+    async fn facts(
+        host: &Host<Self>,
+        _id: Uuid,
+        actor: &Actor,
+        command: &SurgeCommand,
+    ) -> Result<Facts, Refusal> {
+        match command {
+            SurgeCommand::Request(r) => {
+                actor.may(policy::SURGE_REQUEST, "request surges")?;
+                events::validate::id("duty_station", &r.duty_station)?;
+                let id = r.duty_station.as_str();
+                let station = host
+                    .latest(&station::stream_for(id), |e| match e {
+                        DomainEvent::DutyStationRegistered(s) if s.station == id => Some(s),
+                        _ => None,
+                    })
+                    .await?;
+                Ok(Facts {
+                    station,
+                    ..Facts::default()
+                })
             }
-            "get" => reply(self.get(&payload).await),
-            "list" => reply(self.list(&payload)),
-            other => reply::<()>(Err(Refusal::invalid(format!(
-                "unknown command {:?}; surge takes request, approve, reject, assign, deploy, complete, cancel, get, list",
-                other.chars().take(32).collect::<String>()
-            )))),
-        }
-    }
-
-    /// Duty station `id` as registered (read from its stream: always current, also right
-    /// after `vigil import`).
-    async fn station(&self, id: &str) -> Result<Option<DutyStationRegistered>, Refusal> {
-        let (history, _) = commands::load(&self.store, &station::stream_for(id)).await?;
-        Ok(latest(&history, |e| match e {
-            DomainEvent::DutyStationRegistered(s) if s.station == id => Some(s),
-            _ => None,
-        }))
-    }
-
-    /// Person `id` as registered (read from their stream: always current).
-    async fn person(&self, id: &str) -> Result<Option<PersonRegistered>, Refusal> {
-        let (history, _) = commands::load(&self.store, &person::stream_for(id)).await?;
-        Ok(latest(&history, |e| match e {
-            DomainEvent::PersonRegistered(p) if p.person == id => Some(p),
-            _ => None,
-        }))
-    }
-
-    async fn request(&self, payload: &[u8]) -> Result<Written, Refusal> {
-        let cmd: Command<Value> = commands::decode(payload)?;
-        let parsed = surge::parse("request", &cmd.actor, cmd.body.clone())?;
-        let SurgeCommand::Request(requested) = &parsed else {
-            return Err(Refusal::invalid("the body must be a surge request"));
-        };
-        cmd.actor.may(policy::SURGE_REQUEST, "request surges")?;
-        events::validate::id("duty_station", &requested.duty_station)?;
-        let station = self.station(&requested.duty_station).await?;
-        let facts = Facts {
-            station: station.as_ref(),
-            ..Facts::default()
-        };
-        let new = surge::decide(cmd.id, None, &cmd.actor, parsed, &facts)?;
-        let stream = stream_of(cmd.id);
-        let events = new
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e.try_to_new_event(commands::event_id(cmd.id, i), cmd.meta()))
-            .collect::<Result<Vec<_>, _>>()?;
-        // No read first (as for incident reports): the store's id index makes a retry (same
-        // id, same content) return the original positions, and refuses the same id with other
-        // content; `no_stream` refuses a second request on the same stream.
-        let request = AppendRequest {
-            stream: stream.clone(),
-            expected_version: ExpectedVersion::NoStream,
-            events,
-        };
-        match self.store.append_retrying(&request, STORE_DEADLINE).await {
-            Ok(ok) => {
-                let written = Written {
-                    stream: stream.clone(),
-                    event_id: cmd.id,
-                    position: ok.first_position,
-                    stream_version: 1,
-                    duplicate: ok.duplicate,
-                };
-                if !written.duplicate {
-                    self.remember(&cmd, &stream, vec![], &new, &written);
-                }
-                Ok(written)
-            }
-            Err(ClientError::Store(e)) if e.code == ErrorCode::WrongExpectedVersion => {
-                Err(Refusal::new(
-                    RefusalCode::IdReused,
-                    format!(
-                        "surge {} already exists; request a new surge with a new id",
-                        cmd.id
-                    ),
-                ))
-            }
-            Err(e) => Err(store_refusal(e)),
-        }
-    }
-
-    async fn transition(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
-        let cmd: Command<Change> = commands::decode(payload)?;
-        let parsed = surge::parse(name, &cmd.actor, cmd.body.change.clone())?;
-        match &parsed {
             SurgeCommand::Assign(a) => {
-                let officer = a.officer.clone();
-                self.assign(&cmd, parsed, &officer).await
+                actor.may(policy::SURGE_RUN, "assign officers to surges")?;
+                let id = a.officer.as_str();
+                let officer = host
+                    .latest(&person::stream_for(id), |e| match e {
+                        DomainEvent::PersonRegistered(p) if p.person == id => Some(p),
+                        _ => None,
+                    })
+                    .await?;
+                Ok(Facts {
+                    officer,
+                    ..Facts::default()
+                })
             }
-            _ => self.decide_and_append(&cmd, parsed, None).await,
+            _ => Ok(Facts::default()),
         }
     }
 
-    /// `assign`: the surge must be approved or deployed and not full; the officer a
-    /// registered security officer (an unknown person is `not_found`, to be imported with
-    /// `vigil import`; someone else `invalid`), not posted at the surge's own station
-    /// (`invalid`), and not on another active surge (`conflict` naming it). Their
-    /// `from_duty_station` is their registered station.
-    async fn assign(
-        &self,
-        cmd: &Command<Change>,
+    /// The register is asked only when it matters (a known officer, an existing surge), so
+    /// a missing surge is `not_found` even while the register catches up.
+    fn decide(
+        host: &Host<Self>,
+        id: Uuid,
+        state: Option<&Surge>,
+        actor: &Actor,
         command: SurgeCommand,
-        officer: &str,
-    ) -> Result<Written, Refusal> {
-        cmd.actor
-            .may(policy::SURGE_RUN, "assign officers to surges")?;
-        let person = self.person(officer).await?;
-        // One assign decision at a time in this instance: the "already on another surge"
-        // check and the append that makes it true must not interleave with another assign
-        // (see the crate doc for what this does not cover).
-        let _one_at_a_time = self.assign_lock.lock().await;
-        self.decide_and_append(cmd, command, person.as_ref()).await
-    }
-
-    /// Decides `command` against the surge's stream (and, for an assignment, the register)
-    /// and appends it; on success the register learns the surge's new state at once.
-    async fn decide_and_append(
-        &self,
-        cmd: &Command<Change>,
-        command: SurgeCommand,
-        officer: Option<&PersonRegistered>,
-    ) -> Result<Written, Refusal> {
-        let id = cmd.body.surge;
-        let stream = stream_of(id);
-        // What the winning decision saw and produced, to update the register afterwards.
-        let seen: std::sync::Mutex<Option<(Vec<RecordedEvent>, Vec<DomainEvent>)>> =
-            std::sync::Mutex::new(None);
-        let written = commands::execute(&self.store, &stream, cmd, |history| {
-            let state = Surge::fold(history);
-            // The register is asked only when it matters (a known officer, an existing
-            // surge), so a missing surge is `not_found` even while the register catches up.
-            let officer_on = match officer {
-                Some(p) if state.is_some() => {
-                    self.register.caught_up()?.active_surge_of(&p.person, id)
-                }
-                _ => None,
-            };
-            let facts = Facts {
-                station: None,
-                officer,
-                officer_on,
-            };
-            let new = surge::decide(id, state.as_ref(), &cmd.actor, command.clone(), &facts)?;
-            if let Ok(mut seen) = seen.lock() {
-                *seen = Some((history.to_vec(), new.clone()));
+        facts: &Facts,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let officer_on = match &facts.officer {
+            Some(p) if state.is_some() => {
+                host.register().caught_up()?.active_surge_of(&p.person, id)
             }
-            Ok(new)
-        })
-        .await?;
-        if !written.duplicate
-            && let Ok(Some((history, new))) = seen.into_inner()
-        {
-            self.remember(cmd, &stream, history, &new, &written);
-        }
-        Ok(written)
+            _ => None,
+        };
+        let facts = Facts {
+            officer_on,
+            ..facts.clone()
+        };
+        <Surge as events::aggregate::Aggregate>::decide(id, state, actor, command, &facts)
     }
 
-    /// Puts the surge as it stands after a successful append into the register, ahead of the
-    /// feed (whose own copy replaces it when it arrives; only `recorded_at` differs, by the
-    /// time the append took).
-    fn remember<T>(
-        &self,
-        cmd: &Command<T>,
-        stream: &StreamName,
-        mut history: Vec<RecordedEvent>,
-        new: &[DomainEvent],
-        written: &Written,
-    ) {
-        let meta = cmd.meta();
-        let now = OffsetDateTime::now_utc();
-        for (i, e) in new.iter().enumerate() {
-            history.push(RecordedEvent::record(
-                e.to_new_event(commands::event_id(cmd.id, i), meta.clone()),
-                stream.clone(),
-                written.position + i as u64,
-                written.stream_version + i as u64,
-                now,
-            ));
-        }
-        if let Some(surge) = Surge::fold(&history)
-            && let Ok(mut register) = self.register.write()
-        {
+    /// One `assign` decision at a time in this instance: the "already on another surge"
+    /// check and the append that makes it true must not interleave with another assign
+    /// (see the crate doc for what this does not cover).
+    fn exclusive(command: &SurgeCommand) -> bool {
+        matches!(command, SurgeCommand::Assign(_))
+    }
+
+    /// The surge as it stands after a write goes into the register ahead of the feed (whose
+    /// own copy replaces it when it arrives).
+    fn wrote(host: &Host<Self>, surge: Surge) {
+        if let Ok(mut register) = host.register().write() {
             register.wrote(surge);
         }
     }
 
-    async fn get(&self, payload: &[u8]) -> Result<SurgeView, Refusal> {
-        let cmd: Command<Get> = commands::decode(payload)?;
-        cmd.actor.may(policy::SURGE_READ, "read surges")?;
-        let (history, _) = commands::load(&self.store, &stream_of(cmd.body.surge)).await?;
-        Surge::fold(&history)
-            .filter(|s| surge::visible(&cmd.actor, s))
-            .map(SurgeView::of)
-            .ok_or_else(|| {
-                Refusal::not_found(format!(
-                    "no surge {} that you can see; check the id",
-                    cmd.body.surge
-                ))
-            })
+    fn visible(actor: &Actor, s: &Surge) -> bool {
+        surge::visible(actor, s)
     }
 
-    fn list(&self, payload: &[u8]) -> Result<Listed, Refusal> {
-        let cmd: Command<ListQuery> = commands::decode(payload)?;
-        cmd.actor.may(policy::SURGE_READ, "read surges")?;
-        let register = self.register.caught_up()?;
-        Ok(register
-            .list(&cmd.actor, &cmd.body)?
-            .map(|s| SurgeView::of(s.clone())))
+    fn not_found(id: Uuid) -> Refusal {
+        Refusal::not_found(format!("no surge {id} that you can see; check the id"))
+    }
+
+    async fn view(
+        _host: &Host<Self>,
+        _command: &Command<Get>,
+        _stream: &StreamName,
+        surge: Surge,
+    ) -> Result<SurgeView, Refusal> {
+        Ok(SurgeView::of(surge))
     }
 }

@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::person::PersonRegistered;
@@ -37,7 +38,7 @@ use events::domain::surge::{
     SurgeRejected, SurgeRequested,
 };
 use events::validate::Country;
-use events::{Decoded, RecordedEvent};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -142,16 +143,171 @@ pub struct Surge {
     pub version: u64,
 }
 
-impl Surge {
-    /// Folds a stream's events; `None` when the stream holds no request.
-    pub fn fold(events: &[RecordedEvent]) -> Option<Surge> {
-        let mut state = None;
-        for e in events {
-            apply(&mut state, e);
-        }
-        state
+impl Aggregate for Surge {
+    type Command = SurgeCommand;
+    type Facts = Facts;
+
+    fn stream(id: Uuid) -> StreamName {
+        events::domain::surge::stream_for(id)
     }
 
+    fn parse(name: &str, actor: &Actor, body: Value) -> Result<SurgeCommand, Refusal> {
+        parse(name, actor, body)
+    }
+
+    fn skip(&mut self, recorded: &RecordedEvent) {
+        self.version = recorded.version;
+    }
+
+    /// Applies one recorded event of the surge's stream. The log is the truth: an event that
+    /// the aggregate would not have decided (a second approval) moves only the version on.
+    fn apply_known(state: &mut Option<Surge>, event: DomainEvent, recorded: &RecordedEvent) {
+        if let DomainEvent::SurgeRequested(r) = event {
+            if state.is_none() {
+                *state = Some(Surge {
+                    id: recorded.stream.id(),
+                    duty_station: r.duty_station,
+                    country: r.country,
+                    reason: r.reason,
+                    officers_needed: r.officers_needed,
+                    assets: r.assets,
+                    status: Status::Requested,
+                    requested_by: recorded.meta.actor.clone(),
+                    decided_by: None,
+                    rejected_reason: None,
+                    cancelled_by: None,
+                    cancelled_reason: None,
+                    officers: vec![],
+                    deployed_at: None,
+                    completed_at: None,
+                    position: recorded.position,
+                    requested_at: recorded.recorded_at,
+                    updated_at: recorded.recorded_at,
+                    version: recorded.version,
+                });
+            }
+            return;
+        }
+        let Some(s) = state.as_mut() else { return };
+        s.version = recorded.version;
+        s.updated_at = recorded.recorded_at;
+        match event {
+            DomainEvent::SurgeApproved(a) if s.status == Status::Requested => {
+                s.status = Status::Approved;
+                s.decided_by = Some(a.by);
+            }
+            DomainEvent::SurgeRejected(r) if s.status == Status::Requested => {
+                s.status = Status::Rejected;
+                s.decided_by = Some(r.by);
+                s.rejected_reason = Some(r.reason);
+            }
+            DomainEvent::SurgeOfficerAssigned(a) if !s.has_officer(&a.officer) => {
+                s.officers.push(Assignment {
+                    officer: a.officer,
+                    from_duty_station: a.from_duty_station,
+                    assigned_at: recorded.recorded_at,
+                });
+            }
+            DomainEvent::SurgeDeployed(d) if s.status == Status::Approved => {
+                s.status = Status::Deployed;
+                s.deployed_at = Some(d.at);
+            }
+            DomainEvent::SurgeCompleted(c) if s.is_open() => {
+                s.status = Status::Completed;
+                s.completed_at = Some(c.at);
+            }
+            DomainEvent::SurgeCancelled(c)
+                if matches!(s.status, Status::Requested | Status::Approved) =>
+            {
+                s.status = Status::Cancelled;
+                s.cancelled_by = Some(c.by);
+                s.cancelled_reason = Some(c.reason);
+            }
+            _ => {}
+        }
+    }
+
+    fn decide(
+        id: Uuid,
+        state: Option<&Surge>,
+        actor: &Actor,
+        command: SurgeCommand,
+        facts: &Facts,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        actor.may(command.roles(), command.what())?;
+        if let SurgeCommand::Request(r) = command {
+            return request(id, state, actor, r, facts);
+        }
+        let surge = state
+            .filter(|s| actor.covers(s.country))
+            .ok_or_else(|| not_found(id))?;
+        if !surge.is_open() {
+            return Err(closed(id, surge));
+        }
+        let event: DomainEvent = match command {
+            // Answered above; a request for an existing surge is a conflict, not a panic.
+            SurgeCommand::Request(_) => return Err(already_requested(id)),
+            SurgeCommand::Approve(a) => {
+                undecided(id, surge)?;
+                a.into()
+            }
+            SurgeCommand::Reject(r) => {
+                undecided(id, surge)?;
+                r.into()
+            }
+            SurgeCommand::Assign(a) => assign(id, surge, a, facts)?.into(),
+            SurgeCommand::Deploy(d) => {
+                match surge.status {
+                    Status::Requested => {
+                        return Err(Refusal::conflict(format!(
+                            "surge {id} is not approved yet; a crisis manager approves it first"
+                        )));
+                    }
+                    Status::Deployed => {
+                        return Err(Refusal::conflict(format!(
+                            "surge {id} is already deployed; complete it when the mission ends"
+                        )));
+                    }
+                    _ => {}
+                }
+                if surge.officers.is_empty() {
+                    return Err(Refusal::conflict(format!(
+                        "surge {id} has no officer yet; assign at least one officer, then deploy"
+                    )));
+                }
+                d.into()
+            }
+            SurgeCommand::Complete(c) => {
+                if surge.status != Status::Deployed {
+                    return Err(Refusal::conflict(format!(
+                        "surge {id} is {}, not deployed; complete ends a deployed mission: deploy it first",
+                        surge.status.as_str()
+                    )));
+                }
+                if let Some(deployed) = surge.deployed_at
+                    && c.at < deployed
+                {
+                    return Err(Refusal::invalid(format!(
+                        "at: the mission cannot end before it was deployed ({deployed}); check the time"
+                    )));
+                }
+                c.into()
+            }
+            SurgeCommand::Cancel(c) => {
+                if surge.status == Status::Deployed {
+                    return Err(Refusal::conflict(format!(
+                        "surge {id} is deployed; cancel is for a surge not yet deployed: complete it when the team leaves"
+                    )));
+                }
+                c.into()
+            }
+        };
+        event.validate()?;
+        Ok(vec![event])
+    }
+}
+
+impl Surge {
     /// Whether `officer` is assigned to this surge.
     pub fn has_officer(&self, officer: &str) -> bool {
         self.officers.iter().any(|a| a.officer == officer)
@@ -163,84 +319,6 @@ impl Surge {
             self.status,
             Status::Rejected | Status::Completed | Status::Cancelled
         )
-    }
-}
-
-/// Applies one recorded event of the surge's stream. The log is the truth: an event that
-/// the aggregate would not have decided (a second approval) moves only the version on.
-pub fn apply(state: &mut Option<Surge>, recorded: &RecordedEvent) {
-    let event = match DomainEvent::decode(recorded) {
-        Decoded::Known(e) => e,
-        // Unknown types are kept in the log; the aggregate only moves its version on.
-        Decoded::Unknown { .. } => {
-            if let Some(s) = state.as_mut() {
-                s.version = recorded.version;
-            }
-            return;
-        }
-    };
-    if let DomainEvent::SurgeRequested(r) = event {
-        if state.is_none() {
-            *state = Some(Surge {
-                id: recorded.stream.id(),
-                duty_station: r.duty_station,
-                country: r.country,
-                reason: r.reason,
-                officers_needed: r.officers_needed,
-                assets: r.assets,
-                status: Status::Requested,
-                requested_by: recorded.meta.actor.clone(),
-                decided_by: None,
-                rejected_reason: None,
-                cancelled_by: None,
-                cancelled_reason: None,
-                officers: vec![],
-                deployed_at: None,
-                completed_at: None,
-                position: recorded.position,
-                requested_at: recorded.recorded_at,
-                updated_at: recorded.recorded_at,
-                version: recorded.version,
-            });
-        }
-        return;
-    }
-    let Some(s) = state.as_mut() else { return };
-    s.version = recorded.version;
-    s.updated_at = recorded.recorded_at;
-    match event {
-        DomainEvent::SurgeApproved(a) if s.status == Status::Requested => {
-            s.status = Status::Approved;
-            s.decided_by = Some(a.by);
-        }
-        DomainEvent::SurgeRejected(r) if s.status == Status::Requested => {
-            s.status = Status::Rejected;
-            s.decided_by = Some(r.by);
-            s.rejected_reason = Some(r.reason);
-        }
-        DomainEvent::SurgeOfficerAssigned(a) if !s.has_officer(&a.officer) => {
-            s.officers.push(Assignment {
-                officer: a.officer,
-                from_duty_station: a.from_duty_station,
-                assigned_at: recorded.recorded_at,
-            });
-        }
-        DomainEvent::SurgeDeployed(d) if s.status == Status::Approved => {
-            s.status = Status::Deployed;
-            s.deployed_at = Some(d.at);
-        }
-        DomainEvent::SurgeCompleted(c) if s.is_open() => {
-            s.status = Status::Completed;
-            s.completed_at = Some(c.at);
-        }
-        DomainEvent::SurgeCancelled(c)
-            if matches!(s.status, Status::Requested | Status::Approved) =>
-        {
-            s.status = Status::Cancelled;
-            s.cancelled_by = Some(c.by);
-            s.cancelled_reason = Some(c.reason);
-        }
-        _ => {}
     }
 }
 
@@ -324,7 +402,7 @@ fn read<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Refusal> {
 
 /// Reads command `name`'s body (for a transition, the `change`). Fields that come from the
 /// login (`by`) or from the reference data (`from_duty_station`) are refused if present.
-pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<SurgeCommand, Refusal> {
+fn parse(name: &str, actor: &Actor, body: Value) -> Result<SurgeCommand, Refusal> {
     let object = |body: &Value| -> Result<(), Refusal> {
         if body.is_object() {
             Ok(())
@@ -372,12 +450,12 @@ pub fn parse(name: &str, actor: &Actor, body: Value) -> Result<SurgeCommand, Ref
 }
 
 /// What the decision needs to know beyond the surge's own stream.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Facts<'a> {
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
     /// For `request`: the duty station's registration (`None`: not registered).
-    pub station: Option<&'a DutyStationRegistered>,
+    pub station: Option<DutyStationRegistered>,
     /// For `assign`: the officer's registration (`None`: not registered).
-    pub officer: Option<&'a PersonRegistered>,
+    pub officer: Option<PersonRegistered>,
     /// For `assign`: another active surge the officer is already on.
     pub officer_on: Option<Uuid>,
 }
@@ -400,87 +478,6 @@ fn closed(id: Uuid, surge: &Surge) -> Refusal {
     ))
 }
 
-/// Decides `command` on surge `id` (in state `state`) for `actor`: the events to append, or
-/// why not.
-pub fn decide(
-    id: Uuid,
-    state: Option<&Surge>,
-    actor: &Actor,
-    command: SurgeCommand,
-    facts: &Facts<'_>,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    actor.may(command.roles(), command.what())?;
-    if let SurgeCommand::Request(r) = command {
-        return request(id, state, actor, r, facts);
-    }
-    let surge = state
-        .filter(|s| actor.covers(s.country))
-        .ok_or_else(|| not_found(id))?;
-    if !surge.is_open() {
-        return Err(closed(id, surge));
-    }
-    let event: DomainEvent = match command {
-        // Answered above; a request for an existing surge is a conflict, not a panic.
-        SurgeCommand::Request(_) => return Err(already_requested(id)),
-        SurgeCommand::Approve(a) => {
-            undecided(id, surge)?;
-            a.into()
-        }
-        SurgeCommand::Reject(r) => {
-            undecided(id, surge)?;
-            r.into()
-        }
-        SurgeCommand::Assign(a) => assign(id, surge, a, facts)?.into(),
-        SurgeCommand::Deploy(d) => {
-            match surge.status {
-                Status::Requested => {
-                    return Err(Refusal::conflict(format!(
-                        "surge {id} is not approved yet; a crisis manager approves it first"
-                    )));
-                }
-                Status::Deployed => {
-                    return Err(Refusal::conflict(format!(
-                        "surge {id} is already deployed; complete it when the mission ends"
-                    )));
-                }
-                _ => {}
-            }
-            if surge.officers.is_empty() {
-                return Err(Refusal::conflict(format!(
-                    "surge {id} has no officer yet; assign at least one officer, then deploy"
-                )));
-            }
-            d.into()
-        }
-        SurgeCommand::Complete(c) => {
-            if surge.status != Status::Deployed {
-                return Err(Refusal::conflict(format!(
-                    "surge {id} is {}, not deployed; complete ends a deployed mission: deploy it first",
-                    surge.status.as_str()
-                )));
-            }
-            if let Some(deployed) = surge.deployed_at
-                && c.at < deployed
-            {
-                return Err(Refusal::invalid(format!(
-                    "at: the mission cannot end before it was deployed ({deployed}); check the time"
-                )));
-            }
-            c.into()
-        }
-        SurgeCommand::Cancel(c) => {
-            if surge.status == Status::Deployed {
-                return Err(Refusal::conflict(format!(
-                    "surge {id} is deployed; cancel is for a surge not yet deployed: complete it when the team leaves"
-                )));
-            }
-            c.into()
-        }
-    };
-    event.validate()?;
-    Ok(vec![event])
-}
-
 fn already_requested(id: Uuid) -> Refusal {
     Refusal::conflict(format!(
         "surge {id} is already requested; send changes with approve, reject, assign, deploy or complete"
@@ -492,7 +489,7 @@ fn request(
     state: Option<&Surge>,
     actor: &Actor,
     r: SurgeRequested,
-    facts: &Facts<'_>,
+    facts: &Facts,
 ) -> Result<Vec<DomainEvent>, Refusal> {
     if !actor.covers(r.country) {
         return Err(Refusal::forbidden(format!(
@@ -508,7 +505,7 @@ fn request(
     }
     let event = DomainEvent::from(r.clone());
     event.validate()?;
-    let station = facts.station.ok_or_else(|| {
+    let station = facts.station.as_ref().ok_or_else(|| {
         Refusal::not_found(format!(
             "no duty station {:?} in the reference data; check the id, or import duty stations with `vigil import`",
             r.duty_station.chars().take(64).collect::<String>()
@@ -545,7 +542,7 @@ fn assign(
     id: Uuid,
     surge: &Surge,
     a: Assign,
-    facts: &Facts<'_>,
+    facts: &Facts,
 ) -> Result<SurgeOfficerAssigned, Refusal> {
     if !surge.status.is_active() {
         return Err(Refusal::conflict(format!(
@@ -559,7 +556,7 @@ fn assign(
             surge.officers_needed
         )));
     }
-    let officer = facts.officer.filter(|p| p.person == a.officer).ok_or_else(|| {
+    let officer = facts.officer.as_ref().filter(|p| p.person == a.officer).ok_or_else(|| {
         Refusal::not_found(format!(
             "no person {:?} in the reference data; check the id, or import personnel with `vigil import`",
             a.officer.chars().take(64).collect::<String>()
@@ -640,6 +637,25 @@ impl runtime::Fold for Register {
     }
 }
 
+impl runtime::host::Listing for Register {
+    type Query = ListQuery;
+    type Filter = ListQuery;
+    type Item = crate::SurgeView;
+
+    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
+        Ok(query)
+    }
+
+    fn list(
+        &self,
+        actor: &Actor,
+        q: &ListQuery,
+        _now: OffsetDateTime,
+    ) -> Result<Page<crate::SurgeView>, Refusal> {
+        Ok(Register::list(self, actor, q)?.map(|s| crate::SurgeView::of(s.clone())))
+    }
+}
+
 impl Register {
     /// Applies one event of the log (any category; only surges are kept). Events at or below
     /// the register's position are duplicates and ignored.
@@ -653,7 +669,7 @@ impl Register {
         }
         let id = e.stream.id();
         let slot = self.surges.entry(id).or_default();
-        apply(slot, e);
+        Surge::apply(slot, e);
         let version = slot.as_ref().map_or(0, |s| s.version);
         if self.ahead.get(&id).is_some_and(|a| a.version <= version) {
             self.ahead.remove(&id);

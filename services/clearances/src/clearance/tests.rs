@@ -1,21 +1,20 @@
 //! Given the events of a stream, when a command arrives, then these events (or this
 //! refusal).
 use super::*;
+use events::Meta;
 use events::command::{RefusalCode, Role};
-use events::{Meta, StreamName};
 use serde_json::json;
+use testkit::aggregate::{Given, Stream};
 use time::macros::{date, datetime};
 
 const ID: Uuid = Uuid::from_u128(0xc1ea);
 
-/// An actor of `role`; a focal point speaks for `unicef`, the agency of the travellers
-/// of these tests.
+/// The tests' actor of `role`; a focal point speaks for `unicef`, the agency of the
+/// travellers of these tests.
 fn actor(role: Role, scope: Option<&str>) -> Actor {
     Actor {
-        user: format!("{}.user", role.as_str()),
-        role,
-        scope: scope.map(|s| Country::parse(s).unwrap()),
         agency: (role == Role::AgencyFocalPoint).then(|| "unicef".to_owned()),
+        ..testkit::actor(role, scope)
     }
 }
 
@@ -71,30 +70,25 @@ fn so_only_body() -> Value {
     ]})
 }
 
-fn stream() -> StreamName {
-    events::domain::clearance::stream_for(ID)
+/// The clearance's stream, requested by `requester`; its traveller (P-0010, or the one a
+/// request names) is registered with `unicef`.
+fn clearance() -> Stream<ClearanceState> {
+    Stream::new(ID, |command| {
+        let traveller = match command {
+            ClearanceCommand::Request(r) => r.traveller.as_str(),
+            _ => "P-0010",
+        };
+        Facts {
+            traveller: Some(person(traveller, "unicef")),
+        }
+    })
+    .recorded(datetime!(2026-11-19 08:01 UTC), time::Duration::minutes(1))
+    .by("requester")
 }
 
-/// Records `events` as the stream's history (the first one requested by `requester`).
-fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let n = i as u64 + 1;
-            let meta = Meta {
-                actor: Some("requester".into()),
-                ..Meta::default()
-            };
-            RecordedEvent::record(
-                e.to_new_event(Uuid::from_u128(n as u128), meta),
-                stream(),
-                n * 10,
-                n,
-                datetime!(2026-11-19 08:00 UTC) + time::Duration::minutes(n as i64),
-            )
-        })
-        .collect()
+/// Nothing recorded yet.
+fn nothing() -> Given<ClearanceState> {
+    clearance().given(vec![])
 }
 
 fn requested(body: Value) -> DomainEvent {
@@ -124,38 +118,10 @@ fn departure(country: &str, at: OffsetDateTime) -> DomainEvent {
     .into()
 }
 
-fn when(
-    history: &[RecordedEvent],
-    who: &Actor,
-    name: &str,
-    change: Value,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    let command = parse(name, who, change)?;
-    let traveller = person("P-0010", "unicef");
-    let facts = Facts {
-        traveller: Some(&traveller),
-    };
-    decide(
-        ID,
-        ClearanceState::fold(history).as_ref(),
-        who,
-        command,
-        &facts,
-    )
-}
-
-fn when_requested(
-    history: &[RecordedEvent],
-    who: &Actor,
-    body: Value,
-    registered: bool,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    let r = parse_request(body)?;
-    let traveller = person(&r.traveller, "unicef");
-    let facts = Facts {
-        traveller: registered.then_some(&traveller),
-    };
-    decide_request(ID, ClearanceState::fold(history).as_ref(), who, r, &facts)
+fn at(day: u8, hour: u8) -> OffsetDateTime {
+    datetime!(2026-11-01 00:00 UTC)
+        + time::Duration::days(i64::from(day) - 1)
+        + time::Duration::hours(i64::from(hour))
 }
 
 #[test]
@@ -163,8 +129,10 @@ fn a_focal_point_acts_for_its_own_agencys_travellers_only() {
     let wfp = person("P-0010", "wfp");
     let undp = person("P-0010", "undp");
     let request = || parse_request(request_body()).unwrap();
-    fn as_of(t: &PersonRegistered) -> Facts<'_> {
-        Facts { traveller: Some(t) }
+    fn as_of(t: &PersonRegistered) -> Facts {
+        Facts {
+            traveller: Some(t.clone()),
+        }
     }
     assert!(decide_request(ID, None, &focal("wfp"), request(), &as_of(&wfp)).is_ok());
     // Another agency's traveller is answered like an unknown one.
@@ -190,8 +158,8 @@ fn a_focal_point_acts_for_its_own_agencys_travellers_only() {
     );
 
     // Movements on another agency's clearance: not found, as if it did not exist.
-    let history = given(vec![requested(request_body()), approved()]);
-    let state = ClearanceState::fold(&history).unwrap();
+    let history = clearance().given(vec![requested(request_body()), approved()]);
+    let state = history.state().unwrap();
     let arrive = || {
         parse(
             "arrive",
@@ -200,61 +168,68 @@ fn a_focal_point_acts_for_its_own_agencys_travellers_only() {
         )
         .unwrap()
     };
-    assert!(decide(ID, Some(&state), &focal("wfp"), arrive(), &as_of(&wfp)).is_ok());
+    assert!(
+        ClearanceState::decide(ID, Some(&state), &focal("wfp"), arrive(), &as_of(&wfp)).is_ok()
+    );
     for facts in [as_of(&undp), Facts::default(), as_of(&other)] {
         assert_eq!(
-            decide(ID, Some(&state), &focal("wfp"), arrive(), &facts).map_err(|r| r.code),
+            ClearanceState::decide(ID, Some(&state), &focal("wfp"), arrive(), &facts)
+                .map_err(|r| r.code),
             Err(RefusalCode::NotFound),
             "{facts:?}"
         );
     }
     // The duty officer's scope does not depend on the traveller.
-    assert!(decide(ID, Some(&state), &duty(), arrive(), &Facts::default()).is_ok());
+    assert!(ClearanceState::decide(ID, Some(&state), &duty(), arrive(), &Facts::default()).is_ok());
 }
 
 #[test]
 fn a_field_officer_requests_journeys_with_a_leg_in_their_country() {
     // Nairobi → Mogadishu → Nairobi: one leg in Somalia is enough.
-    assert!(when_requested(&[], &fso(), request_body(), true).is_ok());
+    assert!(
+        nothing()
+            .when(&fso(), "request", request_body())
+            .result()
+            .is_ok()
+    );
     let kenya_only = json!({"traveller": "P-0010", "itinerary": [
         {"country": "KE", "from": "2026-11-20", "to": "2026-11-21"}
     ]});
-    let r = refused(when_requested(&[], &fso(), kenya_only.clone(), true));
+    let r = nothing()
+        .when(&fso(), "request", kenya_only.clone())
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Forbidden);
     assert!(r.message.contains("SO"), "{}", r.message);
     // The role decides, not the register: the same answer for an unknown traveller.
-    assert_eq!(
-        code(when_requested(&[], &fso(), kenya_only.clone(), false)),
-        RefusalCode::Forbidden
+    nothing()
+        .with_facts(|_| Facts::default())
+        .when(&fso(), "request", kenya_only.clone())
+        .refused(RefusalCode::Forbidden);
+    assert!(
+        nothing()
+            .when(&duty(), "request", kenya_only)
+            .result()
+            .is_ok()
     );
-    assert!(when_requested(&[], &duty(), kenya_only, true).is_ok());
-}
-
-fn refused<T: std::fmt::Debug>(r: Result<T, Refusal>) -> Refusal {
-    r.expect_err("refused")
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, Refusal>) -> RefusalCode {
-    refused(r).code
-}
-
-fn at(day: u8, hour: u8) -> OffsetDateTime {
-    datetime!(2026-11-01 00:00 UTC)
-        + time::Duration::days(i64::from(day) - 1)
-        + time::Duration::hours(i64::from(hour))
 }
 
 #[test]
 fn the_life_of_a_clearance() {
-    let mut events = when_requested(&[], &duty(), request_body(), true).unwrap();
-    let state = ClearanceState::fold(&given(events.clone())).unwrap();
+    let mut events = nothing().when(&duty(), "request", request_body()).events();
+    let state = clearance().given(events.clone()).state().unwrap();
     assert_eq!(state.status, Status::Requested);
     assert_eq!(state.id, ID);
     assert_eq!(state.traveller, "P-0010");
     assert_eq!(state.requested_by.as_deref(), Some("requester"));
     assert_eq!(state.countries(), vec![ke(), so()]);
 
-    events.extend(when(&given(events.clone()), &duty(), "approve", json!({})).unwrap());
+    events.extend(
+        clearance()
+            .given(events.clone())
+            .when(&duty(), "approve", json!({}))
+            .events(),
+    );
     let moves = [
         ("arrive", "KE", at(20, 6)),
         ("depart", "KE", at(21, 7)),
@@ -267,11 +242,14 @@ fn the_life_of_a_clearance() {
     for (name, country, t) in moves {
         let change = json!({"country": country, "at": rfc3339(t)});
         events.extend(
-            when(&given(events.clone()), &duty(), name, change)
+            clearance()
+                .given(events.clone())
+                .when(&duty(), name, change)
+                .result()
                 .unwrap_or_else(|e| panic!("{name} {country}: {e}")),
         );
     }
-    let state = ClearanceState::fold(&given(events)).unwrap();
+    let state = clearance().given(events).state().unwrap();
     assert_eq!(state.status, Status::Approved);
     assert_eq!(state.decided_by.as_deref(), Some("duty_officer.user"));
     assert_eq!(state.movements.len(), 6);
@@ -281,62 +259,61 @@ fn the_life_of_a_clearance() {
 
 #[test]
 fn a_refused_clearance_keeps_its_reason_and_takes_nothing_more() {
-    let history = given(vec![requested(so_only_body())]);
-    let out = when(
-        &history,
-        &fso(),
-        "refuse",
-        json!({"reason": "level 6 in the area"}),
-    )
-    .unwrap();
+    let history = clearance().given(vec![requested(so_only_body())]);
+    let out = history
+        .when(&fso(), "refuse", json!({"reason": "level 6 in the area"}))
+        .result()
+        .unwrap();
     let [DomainEvent::ClearanceRefused(r)] = out.as_slice() else {
         panic!("{out:?}")
     };
     assert_eq!(r.by, "field_officer.user", "the decider is the login");
     let mut events = vec![requested(so_only_body())];
     events.extend(out);
-    let refused_history = given(events);
-    let state = ClearanceState::fold(&refused_history).unwrap();
+    let refused_history = clearance().given(events);
+    let state = refused_history.state().unwrap();
     assert_eq!(state.status, Status::Refused);
     assert_eq!(state.refusal_reason.as_deref(), Some("level 6 in the area"));
-    let r = refused(when(&refused_history, &duty(), "approve", json!({})));
+    let r = refused_history
+        .when(&duty(), "approve", json!({}))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Conflict);
     assert!(r.message.contains("already refused by"), "{}", r.message);
-    assert_eq!(
-        code(when(
-            &refused_history,
-            &duty(),
-            "refuse",
-            json!({"reason": "again"})
-        )),
-        RefusalCode::Conflict
-    );
+    refused_history
+        .when(&duty(), "refuse", json!({"reason": "again"}))
+        .refused(RefusalCode::Conflict);
     let arrive = json!({"country": "SO", "at": "2026-11-22T08:00:00Z"});
-    assert_eq!(
-        code(when(&refused_history, &duty(), "arrive", arrive)),
-        RefusalCode::Conflict
-    );
+    refused_history
+        .when(&duty(), "arrive", arrive)
+        .refused(RefusalCode::Conflict);
 }
 
 #[test]
 fn a_decision_is_taken_once() {
-    let history = given(vec![requested(request_body()), approved()]);
-    let r = refused(when(&history, &duty(), "approve", json!({})));
+    let history = clearance().given(vec![requested(request_body()), approved()]);
+    let r = history
+        .when(&duty(), "approve", json!({}))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Conflict);
     assert!(
         r.message.contains("already approved by duty.one"),
         "{}",
         r.message
     );
-    assert_eq!(
-        code(when(&history, &duty(), "refuse", json!({"reason": "late"}))),
-        RefusalCode::Conflict
-    );
+    history
+        .when(&duty(), "refuse", json!({"reason": "late"}))
+        .refused(RefusalCode::Conflict);
 }
 
 #[test]
 fn requests_need_a_registered_traveller_and_a_good_itinerary() {
-    let r = refused(when_requested(&[], &duty(), request_body(), false));
+    let r = nothing()
+        .with_facts(|_| Facts::default())
+        .when(&duty(), "request", request_body())
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::NotFound);
     assert!(r.message.contains("vigil import"), "{}", r.message);
     assert!(r.message.contains("P-0010"), "{}", r.message);
@@ -376,33 +353,32 @@ fn requests_need_a_registered_traveller_and_a_good_itinerary() {
             "by",
         ),
     ] {
-        let r = refused(when_requested(&[], &duty(), body, true));
+        let r = nothing()
+            .when(&duty(), "request", body)
+            .result()
+            .expect_err("refused");
         assert_eq!(r.code, RefusalCode::Invalid, "{field}: {}", r.message);
         assert!(r.message.contains(field), "{field}: {}", r.message);
     }
     let legs: Vec<Value> = (0..21)
         .map(|_| json!({"country": "SO", "from": "2026-11-21", "to": "2026-11-21"}))
         .collect();
-    assert_eq!(
-        code(when_requested(
-            &[],
+    // at most 20 legs
+    nothing()
+        .when(
             &duty(),
+            "request",
             json!({"traveller": "P-1", "itinerary": legs}),
-            true
-        )),
-        RefusalCode::Invalid,
-        "at most 20 legs"
-    );
-    assert_eq!(
-        code(when_requested(&[], &duty(), json!([1]), true)),
-        RefusalCode::Invalid
-    );
+        )
+        .refused(RefusalCode::Invalid);
+    nothing()
+        .when(&duty(), "request", json!([1]))
+        .refused(RefusalCode::Invalid);
     // A stream that already holds a request (written with another id).
-    let history = given(vec![requested(request_body())]);
-    assert_eq!(
-        code(when_requested(&history, &duty(), request_body(), true)),
-        RefusalCode::Conflict
-    );
+    let history = clearance().given(vec![requested(request_body())]);
+    history
+        .when(&duty(), "request", request_body())
+        .refused(RefusalCode::Conflict);
 }
 
 #[test]
@@ -414,110 +390,95 @@ fn who_may_request() {
     ] {
         let who = actor(role, (role == Role::FieldOfficer).then_some("SO"));
         assert!(
-            when_requested(&[], &who, request_body(), true).is_ok(),
+            nothing()
+                .when(&who, "request", request_body())
+                .result()
+                .is_ok(),
             "{role:?}"
         );
     }
     for role in [Role::CrisisManager, Role::WallScreen, Role::Admin] {
-        assert_eq!(
-            code(when_requested(
-                &[],
-                &actor(role, None),
-                request_body(),
-                true
-            )),
-            RefusalCode::Forbidden,
-            "{role:?}"
-        );
+        // {role:?}
+        nothing()
+            .when(&actor(role, None), "request", request_body())
+            .refused(RefusalCode::Forbidden);
     }
     // The role is checked before the register is consulted: no probing for names.
-    assert_eq!(
-        code(when_requested(
-            &[],
-            &actor(Role::WallScreen, None),
-            request_body(),
-            false
-        )),
-        RefusalCode::Forbidden
-    );
+    nothing()
+        .with_facts(|_| Facts::default())
+        .when(&actor(Role::WallScreen, None), "request", request_body())
+        .refused(RefusalCode::Forbidden);
 }
 
 #[test]
 fn who_may_decide() {
-    let history = given(vec![requested(so_only_body())]);
+    let history = clearance().given(vec![requested(so_only_body())]);
     for role in [
         Role::CrisisManager,
         Role::AgencyFocalPoint,
         Role::WallScreen,
         Role::Admin,
     ] {
-        assert_eq!(
-            code(when(&history, &actor(role, None), "approve", json!({}))),
-            RefusalCode::Forbidden,
-            "{role:?}"
-        );
-        assert_eq!(
-            code(when(
-                &history,
-                &actor(role, None),
-                "refuse",
-                json!({"reason": "r"})
-            )),
-            RefusalCode::Forbidden,
-            "{role:?}"
-        );
+        // {role:?}
+        history
+            .when(&actor(role, None), "approve", json!({}))
+            .refused(RefusalCode::Forbidden);
+        // {role:?}
+        history
+            .when(&actor(role, None), "refuse", json!({"reason": "r"}))
+            .refused(RefusalCode::Forbidden);
     }
     // A field officer of the only country decides.
-    assert!(when(&history, &fso(), "approve", json!({})).is_ok());
+    assert!(history.when(&fso(), "approve", json!({})).result().is_ok());
     // A journey through KE and SO: the SO officer sees it but may not decide it.
-    let crossing = given(vec![requested(request_body())]);
-    let r = refused(when(&crossing, &fso(), "approve", json!({})));
+    let crossing = clearance().given(vec![requested(request_body())]);
+    let r = crossing
+        .when(&fso(), "approve", json!({}))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Forbidden);
     assert!(
         r.message.contains("KE") && r.message.contains("duty officer"),
         "{}",
         r.message
     );
-    assert_eq!(
-        code(when(&crossing, &fso(), "refuse", json!({"reason": "no"}))),
-        RefusalCode::Forbidden
-    );
+    crossing
+        .when(&fso(), "refuse", json!({"reason": "no"}))
+        .refused(RefusalCode::Forbidden);
     // An officer of a country off the itinerary does not learn that it exists.
     let ethiopia = actor(Role::FieldOfficer, Some("ET"));
-    assert_eq!(
-        code(when(&crossing, &ethiopia, "approve", json!({}))),
-        RefusalCode::NotFound
+    crossing
+        .when(&ethiopia, "approve", json!({}))
+        .refused(RefusalCode::NotFound);
+    // a field officer without a country sees nothing
+    history
+        .when(&actor(Role::FieldOfficer, None), "approve", json!({}))
+        .refused(RefusalCode::NotFound);
+    assert!(
+        crossing
+            .when(&duty(), "approve", json!({}))
+            .result()
+            .is_ok()
     );
-    assert_eq!(
-        code(when(
-            &history,
-            &actor(Role::FieldOfficer, None),
-            "approve",
-            json!({})
-        )),
-        RefusalCode::NotFound,
-        "a field officer without a country sees nothing"
-    );
-    assert!(when(&crossing, &duty(), "approve", json!({})).is_ok());
 }
 
 #[test]
 fn decision_fields_are_checked() {
-    let history = given(vec![requested(so_only_body())]);
-    let r = refused(when(
-        &history,
-        &duty(),
-        "approve",
-        json!({"by": "someone.else"}),
-    ));
+    let history = clearance().given(vec![requested(so_only_body())]);
+    let r = history
+        .when(&duty(), "approve", json!({"by": "someone.else"}))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Invalid);
     assert!(r.message.starts_with("by"), "{}", r.message);
-    let r = refused(when(
-        &history,
-        &duty(),
-        "refuse",
-        json!({"reason": "x", "by": "someone.else"}),
-    ));
+    let r = history
+        .when(
+            &duty(),
+            "refuse",
+            json!({"reason": "x", "by": "someone.else"}),
+        )
+        .result()
+        .expect_err("refused");
     assert!(r.message.starts_with("by"), "{}", r.message);
     for (change, field) in [
         (json!({}), "reason"),
@@ -525,190 +486,152 @@ fn decision_fields_are_checked() {
         (json!({"reason": "x".repeat(2001)}), "reason"),
         (json!({"reason": "x", "note": "y"}), "note"),
     ] {
-        let r = refused(when(&history, &duty(), "refuse", change));
+        let r = history
+            .when(&duty(), "refuse", change)
+            .result()
+            .expect_err("refused");
         assert_eq!(r.code, RefusalCode::Invalid, "{field}: {}", r.message);
         assert!(r.message.contains(field), "{field}: {}", r.message);
     }
-    let r = refused(when(&history, &duty(), "approve", json!({"note": "ok"})));
+    let r = history
+        .when(&duty(), "approve", json!({"note": "ok"}))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Invalid);
-    assert_eq!(
-        code(when(&history, &duty(), "approve", json!("yes"))),
-        RefusalCode::Invalid
-    );
-    assert_eq!(
-        code(when(&history, &duty(), "cancel", json!({}))),
-        RefusalCode::Invalid
-    );
+    history
+        .when(&duty(), "approve", json!("yes"))
+        .refused(RefusalCode::Invalid);
+    history
+        .when(&duty(), "cancel", json!({}))
+        .refused(RefusalCode::Invalid);
     // Nothing to decide on.
-    assert_eq!(
-        code(when(&[], &duty(), "approve", json!({}))),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        code(when(&[], &duty(), "refuse", json!({"reason": "r"}))),
-        RefusalCode::NotFound
-    );
+    nothing()
+        .when(&duty(), "approve", json!({}))
+        .refused(RefusalCode::NotFound);
+    nothing()
+        .when(&duty(), "refuse", json!({"reason": "r"}))
+        .refused(RefusalCode::NotFound);
 }
 
 #[test]
 fn movements_need_an_approved_clearance() {
-    let history = given(vec![requested(request_body())]);
+    let history = clearance().given(vec![requested(request_body())]);
     let arrive = json!({"country": "SO", "at": "2026-11-22T08:00:00Z"});
-    let r = refused(when(&history, &duty(), "arrive", arrive.clone()));
+    let r = history
+        .when(&duty(), "arrive", arrive.clone())
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Conflict);
     assert!(r.message.contains("not approved"), "{}", r.message);
-    assert_eq!(
-        code(when(&history, &duty(), "depart", arrive.clone())),
-        RefusalCode::Conflict
-    );
-    assert_eq!(
-        code(when(&[], &duty(), "arrive", arrive.clone())),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        code(when(&[], &duty(), "depart", arrive)),
-        RefusalCode::NotFound
-    );
+    history
+        .when(&duty(), "depart", arrive.clone())
+        .refused(RefusalCode::Conflict);
+    nothing()
+        .when(&duty(), "arrive", arrive.clone())
+        .refused(RefusalCode::NotFound);
+    nothing()
+        .when(&duty(), "depart", arrive)
+        .refused(RefusalCode::NotFound);
 }
 
 #[test]
 fn movements_follow_the_itinerary_and_each_other() {
-    let history = given(vec![requested(request_body()), approved()]);
+    let history = clearance().given(vec![requested(request_body()), approved()]);
     let change = |country: &str, t: &str| json!({"country": country, "at": t});
     // A country off the itinerary.
-    let r = refused(when(
-        &history,
-        &duty(),
-        "arrive",
-        change("ET", "2026-11-22T08:00:00Z"),
-    ));
+    let r = history
+        .when(&duty(), "arrive", change("ET", "2026-11-22T08:00:00Z"))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Invalid);
     assert!(
         r.message.starts_with("country") && r.message.contains("KE, SO"),
         "{}",
         r.message
     );
-    assert_eq!(
-        code(when(
-            &history,
-            &duty(),
-            "depart",
-            change("ET", "2026-11-22T08:00:00Z")
-        )),
-        RefusalCode::Invalid
-    );
+    history
+        .when(&duty(), "depart", change("ET", "2026-11-22T08:00:00Z"))
+        .refused(RefusalCode::Invalid);
     // Departing without arriving.
-    let r = refused(when(
-        &history,
-        &duty(),
-        "depart",
-        change("SO", "2026-11-22T08:00:00Z"),
-    ));
+    let r = history
+        .when(&duty(), "depart", change("SO", "2026-11-22T08:00:00Z"))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Conflict);
     assert!(r.message.contains("arrival first"), "{}", r.message);
 
-    let arrived = given(vec![
+    let arrived = clearance().given(vec![
         requested(request_body()),
         approved(),
         arrival("SO", at(22, 8)),
     ]);
     // Arriving twice.
-    let r = refused(when(
-        &arrived,
-        &duty(),
-        "arrive",
-        change("SO", "2026-11-23T08:00:00Z"),
-    ));
+    let r = arrived
+        .when(&duty(), "arrive", change("SO", "2026-11-23T08:00:00Z"))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Conflict);
     assert!(r.message.contains("departure first"), "{}", r.message);
     // Arriving in another country of the itinerary is independent.
     assert!(
-        when(
-            &arrived,
-            &duty(),
-            "arrive",
-            change("KE", "2026-11-20T08:00:00Z")
-        )
-        .is_ok()
+        arrived
+            .when(&duty(), "arrive", change("KE", "2026-11-20T08:00:00Z"))
+            .result()
+            .is_ok()
     );
     // Departing before the arrival.
-    let r = refused(when(
-        &arrived,
-        &duty(),
-        "depart",
-        change("SO", "2026-11-22T07:59:00Z"),
-    ));
+    let r = arrived
+        .when(&duty(), "depart", change("SO", "2026-11-22T07:59:00Z"))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Invalid);
     assert!(r.message.starts_with("at:"), "{}", r.message);
     // Departing at the minute of arrival is fine (a transit).
     assert!(
-        when(
-            &arrived,
-            &duty(),
-            "depart",
-            change("SO", "2026-11-22T08:00:00Z")
-        )
-        .is_ok()
+        arrived
+            .when(&duty(), "depart", change("SO", "2026-11-22T08:00:00Z"))
+            .result()
+            .is_ok()
     );
     // The arrival's time in another offset compares as an instant.
-    assert_eq!(
-        code(when(
-            &arrived,
-            &duty(),
-            "depart",
-            change("SO", "2026-11-22T10:30:00+03:00")
-        )),
-        RefusalCode::Invalid
-    );
+    arrived
+        .when(&duty(), "depart", change("SO", "2026-11-22T10:30:00+03:00"))
+        .refused(RefusalCode::Invalid);
     assert!(
-        when(
-            &arrived,
-            &duty(),
-            "depart",
-            change("SO", "2026-11-22T11:30:00+03:00")
-        )
-        .is_ok()
+        arrived
+            .when(&duty(), "depart", change("SO", "2026-11-22T11:30:00+03:00"))
+            .result()
+            .is_ok()
     );
 
-    let departed = given(vec![
+    let departed = clearance().given(vec![
         requested(request_body()),
         approved(),
         arrival("SO", at(22, 8)),
         departure("SO", at(25, 8)),
     ]);
     // Departing twice.
-    assert_eq!(
-        code(when(
-            &departed,
-            &duty(),
-            "depart",
-            change("SO", "2026-11-26T08:00:00Z")
-        )),
-        RefusalCode::Conflict
-    );
+    departed
+        .when(&duty(), "depart", change("SO", "2026-11-26T08:00:00Z"))
+        .refused(RefusalCode::Conflict);
     // Coming back before having left.
-    let r = refused(when(
-        &departed,
-        &duty(),
-        "arrive",
-        change("SO", "2026-11-24T08:00:00Z"),
-    ));
+    let r = departed
+        .when(&duty(), "arrive", change("SO", "2026-11-24T08:00:00Z"))
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Invalid);
     assert!(r.message.contains("before the departure"), "{}", r.message);
     assert!(
-        when(
-            &departed,
-            &duty(),
-            "arrive",
-            change("SO", "2026-11-27T08:00:00Z")
-        )
-        .is_ok()
+        departed
+            .when(&duty(), "arrive", change("SO", "2026-11-27T08:00:00Z"))
+            .result()
+            .is_ok()
     );
 }
 
 #[test]
 fn movement_fields_are_checked() {
-    let history = given(vec![requested(request_body()), approved()]);
+    let history = clearance().given(vec![requested(request_body()), approved()]);
     for (change, field) in [
         (json!({"country": "SO"}), "at"),
         (json!({"at": "2026-11-22T08:00:00Z"}), "country"),
@@ -724,7 +647,10 @@ fn movement_fields_are_checked() {
         ),
     ] {
         for name in ["arrive", "depart"] {
-            let r = refused(when(&history, &duty(), name, change.clone()));
+            let r = history
+                .when(&duty(), name, change.clone())
+                .result()
+                .expect_err("refused");
             assert_eq!(
                 r.code,
                 RefusalCode::Invalid,
@@ -738,76 +664,73 @@ fn movement_fields_are_checked() {
 
 #[test]
 fn who_may_record_movements() {
-    let history = given(vec![requested(request_body()), approved()]);
+    let history = clearance().given(vec![requested(request_body()), approved()]);
     let so_arrival = json!({"country": "SO", "at": "2026-11-22T08:00:00Z"});
     let ke_arrival = json!({"country": "KE", "at": "2026-11-20T08:00:00Z"});
     for role in [Role::DutyOfficer, Role::AgencyFocalPoint] {
         assert!(
-            when(&history, &actor(role, None), "arrive", ke_arrival.clone()).is_ok(),
+            history
+                .when(&actor(role, None), "arrive", ke_arrival.clone())
+                .result()
+                .is_ok(),
             "{role:?}"
         );
     }
     for role in [Role::CrisisManager, Role::WallScreen, Role::Admin] {
-        assert_eq!(
-            code(when(
-                &history,
-                &actor(role, None),
-                "arrive",
-                so_arrival.clone()
-            )),
-            RefusalCode::Forbidden,
-            "{role:?}"
-        );
-        assert_eq!(
-            code(when(
-                &history,
-                &actor(role, None),
-                "depart",
-                so_arrival.clone()
-            )),
-            RefusalCode::Forbidden,
-            "{role:?}"
-        );
+        // {role:?}
+        history
+            .when(&actor(role, None), "arrive", so_arrival.clone())
+            .refused(RefusalCode::Forbidden);
+        // {role:?}
+        history
+            .when(&actor(role, None), "depart", so_arrival.clone())
+            .refused(RefusalCode::Forbidden);
     }
     // The SO officer records in SO, not in KE, though KE is on the same journey.
-    assert!(when(&history, &fso(), "arrive", so_arrival.clone()).is_ok());
-    let r = refused(when(&history, &fso(), "arrive", ke_arrival.clone()));
+    assert!(
+        history
+            .when(&fso(), "arrive", so_arrival.clone())
+            .result()
+            .is_ok()
+    );
+    let r = history
+        .when(&fso(), "arrive", ke_arrival.clone())
+        .result()
+        .expect_err("refused");
     assert_eq!(r.code, RefusalCode::Forbidden);
     assert!(r.message.contains("KE"), "{}", r.message);
-    let arrived_ke = given(vec![
+    let arrived_ke = clearance().given(vec![
         requested(request_body()),
         approved(),
         arrival("KE", at(20, 8)),
     ]);
-    assert_eq!(
-        code(when(
-            &arrived_ke,
+    arrived_ke
+        .when(
             &fso(),
             "depart",
-            json!({"country": "KE", "at": "2026-11-21T08:00:00Z"})
-        )),
-        RefusalCode::Forbidden
-    );
+            json!({"country": "KE", "at": "2026-11-21T08:00:00Z"}),
+        )
+        .refused(RefusalCode::Forbidden);
     // An officer of a country off the itinerary: not found, whatever the country asked.
     let ethiopia = actor(Role::FieldOfficer, Some("ET"));
-    assert_eq!(
-        code(when(
-            &history,
+    history
+        .when(
             &ethiopia,
             "arrive",
-            json!({"country": "ET", "at": "2026-11-22T08:00:00Z"})
-        )),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        code(when(&history, &ethiopia, "depart", so_arrival)),
-        RefusalCode::NotFound
-    );
+            json!({"country": "ET", "at": "2026-11-22T08:00:00Z"}),
+        )
+        .refused(RefusalCode::NotFound);
+    history
+        .when(&ethiopia, "depart", so_arrival)
+        .refused(RefusalCode::NotFound);
 }
 
 #[test]
 fn visibility_follows_the_legs() {
-    let state = ClearanceState::fold(&given(vec![requested(request_body())])).unwrap();
+    let state = clearance()
+        .given(vec![requested(request_body())])
+        .state()
+        .unwrap();
     assert!(visible(&fso(), &state));
     assert!(visible(&actor(Role::FieldOfficer, Some("KE")), &state));
     assert!(!visible(&actor(Role::FieldOfficer, Some("ET")), &state));
@@ -822,7 +745,9 @@ fn visibility_follows_the_legs() {
 
 #[test]
 fn unknown_events_move_the_version_only() {
-    let mut history = given(vec![requested(so_only_body()), approved()]);
+    let mut history = clearance()
+        .given(vec![requested(so_only_body()), approved()])
+        .history();
     let mut odd = history[1].clone();
     odd.event_type = "ClearanceExtended".into();
     odd.version = 3;
@@ -832,15 +757,15 @@ fn unknown_events_move_the_version_only() {
     assert_eq!(state.version, 3);
     assert_eq!(state.status, Status::Approved);
     // Events before a request, and a second request, change nothing.
-    let stray = given(vec![approved(), requested(so_only_body())]);
-    let state = ClearanceState::fold(&stray).unwrap();
+    let stray = clearance().given(vec![approved(), requested(so_only_body())]);
+    let state = stray.state().unwrap();
     assert_eq!(
         state.status,
         Status::Requested,
         "the stray approval came first"
     );
     // An approval written by hand after a refusal does not undo it.
-    let hand = given(vec![
+    let hand = clearance().given(vec![
         requested(so_only_body()),
         ClearanceRefused {
             by: "a".into(),
@@ -849,7 +774,7 @@ fn unknown_events_move_the_version_only() {
         .into(),
         approved(),
     ]);
-    assert_eq!(ClearanceState::fold(&hand).unwrap().status, Status::Refused);
+    assert_eq!(hand.state().unwrap().status, Status::Refused);
 }
 
 /// Builds a register from clearances, each given as the events of its stream.

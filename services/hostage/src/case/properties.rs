@@ -3,16 +3,12 @@
 //! an account that agrees with the record.
 use super::*;
 use events::command::Role;
-use events::{Meta, StreamName};
 use proptest::prelude::*;
 use serde_json::json;
+use testkit::aggregate::Stream;
 
 const ID: Uuid = Uuid::from_u128(0xCA5E);
 const PERSONS: [&str; 4] = ["P-1", "P-2", "P-3", "P-4"];
-
-fn stream() -> StreamName {
-    events::domain::hostage::stream_for(ID)
-}
 
 /// One command: which, about whom (an index into [`PERSONS`], 3 is never in the case),
 /// and for `close`, what each person is accounted as (0 released, 1 deceased, 2 other).
@@ -74,24 +70,12 @@ proptest! {
         let crisis = Actor { user: "c".into(), role: Role::CrisisManager, scope: None, agency: None };
         let open = json!({"incident_id": Uuid::nil(), "country": "ML",
                           "persons": ["P-1", "P-2", "P-3"]});
-        let mut log: Vec<RecordedEvent> = vec![];
-        let record = |e: DomainEvent, log: &mut Vec<RecordedEvent>| {
-            let n = log.len() as u64 + 1;
-            log.push(RecordedEvent::record(
-                e.to_new_event(Uuid::from_u128(n as u128), Meta::default()),
-                stream(),
-                n,
-                n,
-                time::OffsetDateTime::UNIX_EPOCH,
-            ));
-        };
-        for e in decide(ID, None, &crisis, parse("open", open).unwrap(), Facts { incident_reported: true }).unwrap() {
-            record(e, &mut log);
-        }
+        let stream = Stream::<Case>::new(ID, |_| Facts { incident_reported: true });
+        let mut given = stream.given(vec![]).when(&crisis, "open", open).accepted();
         for (kind, who, accounting) in commands {
-            let before = Case::fold(&log).unwrap();
+            let before = given.state().unwrap();
             let (name, body) = body(kind, who, &accounting, &before);
-            let outcome = parse(name, body).and_then(|c| decide(ID, Some(&before), &crisis, c, Facts { incident_reported: true }));
+            let outcome = given.when(&crisis, name, body).result();
             if kind == 6 && before.is_open() {
                 prop_assert!(outcome.is_ok(), "an account as recorded is refused: {:?}", outcome);
             }
@@ -112,10 +96,9 @@ proptest! {
                     prop_assert_eq!(a.status, expected);
                 }
             }
-            for e in new {
-                record(e, &mut log);
-            }
+            given = given.and(new);
         }
+        let log = given.history();
         // Each person is released or dies at most once in the whole log, never both.
         for person in PERSONS {
             let settled = log

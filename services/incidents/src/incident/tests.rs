@@ -1,12 +1,13 @@
 //! Given the events of a stream, when a command arrives, then these events (or this
 //! refusal).
 use super::*;
+use events::Meta;
 use events::command::{RefusalCode, Role};
 use events::domain::incident::EscalationKind;
-use events::{Meta, StreamName};
 use runtime::Fold;
 use serde_json::json;
 use testkit::actor;
+use testkit::aggregate::{Given, Stream};
 
 const ID: Uuid = Uuid::from_u128(0x1234);
 
@@ -24,27 +25,32 @@ fn report_body() -> Value {
            "occurred_at": "2026-11-27T03:10:00Z"})
 }
 
-/// Records `events` as the stream's history.
-fn given(events: Vec<DomainEvent>) -> Vec<RecordedEvent> {
-    let stream = stream_for_test();
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let n = i as u64 + 1;
-            RecordedEvent::record(
-                e.to_new_event(Uuid::from_u128(n as u128), Meta::default()),
-                stream.clone(),
-                n * 10,
-                n,
-                time::macros::datetime!(2026-11-27 03:15 UTC) + time::Duration::minutes(n as i64),
-            )
-        })
-        .collect()
+/// The incident's stream, decided at the tests' clock [`NOW`].
+fn stream() -> Stream<Incident> {
+    stream_at(NOW)
 }
 
-fn stream_for_test() -> StreamName {
-    events::domain::incident::stream_for(ID)
+/// The incident's stream decided at `now`, with the station the command names looked up as
+/// the service does.
+fn stream_at(now: OffsetDateTime) -> Stream<Incident> {
+    Stream::new(ID, move |command| {
+        let named = match command {
+            IncidentCommand::Report(r) => r.duty_station.clone(),
+            IncidentCommand::Update(u) => u.duty_station.clone(),
+            _ => None,
+        };
+        Facts {
+            now,
+            station: stations()
+                .into_iter()
+                .find(|s| Some(&s.station) == named.as_ref()),
+        }
+    })
+}
+
+/// Nothing recorded yet.
+fn nothing() -> Given<Incident> {
+    stream().given(vec![])
 }
 
 fn reported() -> DomainEvent {
@@ -54,8 +60,8 @@ fn reported() -> DomainEvent {
     }
 }
 
-/// The clock of the tests: 5 minutes after the report's `occurred_at`, when `given`
-/// records the first event.
+/// The clock of the tests: 5 minutes after the report's `occurred_at`, a minute before
+/// the stream's first event is recorded.
 const NOW: OffsetDateTime = time::macros::datetime!(2026-11-27 03:15 UTC);
 
 /// The duty stations registered in the tests.
@@ -71,37 +77,6 @@ fn stations() -> Vec<DutyStationRegistered> {
     vec![station("SOM-MGQ", "SO"), station("KEN-NBO", "KE")]
 }
 
-fn when(
-    history: &[RecordedEvent],
-    who: &Actor,
-    name: &str,
-    body: Value,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    when_at(NOW, history, who, name, body)
-}
-
-/// [`when`] at `now`, with the station the command names looked up as the service does.
-fn when_at(
-    now: OffsetDateTime,
-    history: &[RecordedEvent],
-    who: &Actor,
-    name: &str,
-    body: Value,
-) -> Result<Vec<DomainEvent>, Refusal> {
-    let command = parse(name, who, body)?;
-    let named = match &command {
-        IncidentCommand::Report(r) => r.duty_station.clone(),
-        IncidentCommand::Update(u) => u.duty_station.clone(),
-        _ => None,
-    };
-    let stations = stations();
-    let facts = Facts {
-        now,
-        station: stations.iter().find(|s| Some(&s.station) == named.as_ref()),
-    };
-    decide(ID, Incident::fold(history).as_ref(), who, command, &facts)
-}
-
 #[test]
 fn occurred_at_is_not_in_the_future_nor_older_than_a_month() {
     let at = |t: &str| {
@@ -110,8 +85,18 @@ fn occurred_at_is_not_in_the_future_nor_older_than_a_month() {
         body
     };
     // Up to five minutes ahead of the centre's clock: a phone clock running fast.
-    assert!(when(&[], &fso(), "report", at("2026-11-27T03:20:00Z")).is_ok());
-    assert!(when(&[], &fso(), "report", at("2026-10-28T03:15:00Z")).is_ok());
+    assert!(
+        nothing()
+            .when(&fso(), "report", at("2026-11-27T03:20:00Z"))
+            .result()
+            .is_ok()
+    );
+    assert!(
+        nothing()
+            .when(&fso(), "report", at("2026-10-28T03:15:00Z"))
+            .result()
+            .is_ok()
+    );
     for bad in [
         "2026-11-27T03:20:01Z",
         "2026-11-28T03:00:00Z",
@@ -120,7 +105,10 @@ fn occurred_at_is_not_in_the_future_nor_older_than_a_month() {
         // The future hidden behind an offset: 06:00+02:00 is 04:00 UTC.
         "2026-11-27T06:00:00+02:00",
     ] {
-        let r = when(&[], &fso(), "report", at(bad)).expect_err(bad);
+        let r = nothing()
+            .when(&fso(), "report", at(bad))
+            .result()
+            .expect_err(bad);
         assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
         assert!(
             r.message.starts_with("occurred_at:"),
@@ -129,27 +117,24 @@ fn occurred_at_is_not_in_the_future_nor_older_than_a_month() {
         );
     }
     // A correction is held to the same window, counted from when it was reported.
-    let history = given(vec![reported()]);
+    let history = stream().given(vec![reported()]);
     let later = NOW + time::Duration::days(20);
     assert!(
-        when_at(
-            later,
-            &history,
-            &fso(),
-            "update",
-            json!({"occurred_at": "2026-10-29T00:00:00Z"})
-        )
-        .is_ok()
+        stream_at(later)
+            .given(history.events().to_vec())
+            .when(
+                &fso(),
+                "update",
+                json!({"occurred_at": "2026-10-29T00:00:00Z"})
+            )
+            .result()
+            .is_ok()
     );
     for bad in ["2026-10-27T00:00:00Z", "2026-12-18T00:00:00Z"] {
-        let r = when_at(
-            later,
-            &history,
-            &fso(),
-            "update",
-            json!({"occurred_at": bad}),
-        )
-        .expect_err(bad);
+        let r = stream_at(later)
+            .given(history.events().to_vec())
+            .when(&fso(), "update", json!({"occurred_at": bad}))
+            .refused(RefusalCode::Invalid);
         assert!(
             r.message.starts_with("occurred_at:"),
             "{bad}: {}",
@@ -165,9 +150,17 @@ fn the_duty_station_is_registered_and_in_the_incidents_country() {
         body["duty_station"] = json!(station);
         body
     };
-    assert!(when(&[], &fso(), "report", with("SOM-MGQ")).is_ok());
+    assert!(
+        nothing()
+            .when(&fso(), "report", with("SOM-MGQ"))
+            .result()
+            .is_ok()
+    );
     for bad in ["SOM-XXX", "KEN-NBO", "two words"] {
-        let r = when(&[], &fso(), "report", with(bad)).expect_err(bad);
+        let r = nothing()
+            .when(&fso(), "report", with(bad))
+            .result()
+            .expect_err(bad);
         assert_eq!(r.code, RefusalCode::Invalid, "{bad}: {}", r.message);
         assert!(
             r.message.starts_with("duty_station:"),
@@ -175,47 +168,53 @@ fn the_duty_station_is_registered_and_in_the_incidents_country() {
             r.message
         );
     }
-    let r = when(&[], &fso(), "report", with("KEN-NBO")).unwrap_err();
+    let r = nothing()
+        .when(&fso(), "report", with("KEN-NBO"))
+        .result()
+        .unwrap_err();
     assert!(r.message.contains("is in KE, not SO"), "{}", r.message);
 
     // Updates: a station of the incident's country, or of the country it moves to.
-    let plain = given(vec![reported()]);
+    let plain = stream().given(vec![reported()]);
     assert!(
-        when(
-            &plain,
-            &duty(),
-            "update",
-            json!({"duty_station": "SOM-MGQ"})
-        )
-        .is_ok()
+        plain
+            .when(&duty(), "update", json!({"duty_station": "SOM-MGQ"}))
+            .result()
+            .is_ok()
     );
     assert!(
-        when(
-            &plain,
-            &duty(),
-            "update",
-            json!({"duty_station": "KEN-NBO"})
-        )
-        .is_err()
+        plain
+            .when(&duty(), "update", json!({"duty_station": "KEN-NBO"}))
+            .result()
+            .is_err()
     );
     assert!(
-        when(
-            &plain,
-            &duty(),
-            "update",
-            json!({"country": "KE", "duty_station": "KEN-NBO"})
-        )
-        .is_ok()
+        plain
+            .when(
+                &duty(),
+                "update",
+                json!({"country": "KE", "duty_station": "KEN-NBO"})
+            )
+            .result()
+            .is_ok()
     );
-    let stationed = given(vec![
+    let stationed = stream().given(vec![
         match parse("report", &fso(), with("SOM-MGQ")).unwrap() {
             IncidentCommand::Report(r) => r.into(),
             other => panic!("{other:?}"),
         },
     ]);
-    let r = when(&stationed, &duty(), "update", json!({"country": "KE"})).unwrap_err();
+    let r = stationed
+        .when(&duty(), "update", json!({"country": "KE"}))
+        .result()
+        .unwrap_err();
     assert!(r.message.starts_with("duty_station:"), "{}", r.message);
-    assert!(when(&stationed, &duty(), "update", json!({"note": "more"})).is_ok());
+    assert!(
+        stationed
+            .when(&duty(), "update", json!({"note": "more"}))
+            .result()
+            .is_ok()
+    );
 }
 
 fn refused(r: Result<Vec<DomainEvent>, Refusal>) -> RefusalCode {
@@ -224,12 +223,12 @@ fn refused(r: Result<Vec<DomainEvent>, Refusal>) -> RefusalCode {
 
 #[test]
 fn a_field_officer_reports_in_their_country_and_the_reporter_is_the_login() {
-    let out = when(&[], &fso(), "report", report_body()).unwrap();
+    let out = nothing().when(&fso(), "report", report_body()).events();
     let [DomainEvent::IncidentReported(r)] = out.as_slice() else {
         panic!("{out:?}")
     };
     assert_eq!(r.reporter, "field_officer.user");
-    let state = Incident::fold(&given(out)).unwrap();
+    let state = stream().given(out).state().unwrap();
     assert_eq!(state.status, Status::Reported);
     assert_eq!(state.id, ID);
     assert_eq!(state.reported_position, 10);
@@ -239,36 +238,32 @@ fn a_field_officer_reports_in_their_country_and_the_reporter_is_the_login() {
 fn a_field_officer_cannot_report_for_another_country() {
     let mut body = report_body();
     body["country"] = json!("KE");
-    assert_eq!(
-        refused(when(&[], &fso(), "report", body)),
-        RefusalCode::Forbidden
-    );
+    nothing()
+        .when(&fso(), "report", body)
+        .refused(RefusalCode::Forbidden);
     let unscoped = actor(Role::FieldOfficer, None);
-    assert_eq!(
-        refused(when(&[], &unscoped, "report", report_body())),
-        RefusalCode::Forbidden
-    );
+    nothing()
+        .when(&unscoped, "report", report_body())
+        .refused(RefusalCode::Forbidden);
     // A duty officer reports anywhere.
     let mut body = report_body();
     body["country"] = json!("KE");
-    assert!(when(&[], &duty(), "report", body).is_ok());
+    assert!(nothing().when(&duty(), "report", body).result().is_ok());
 }
 
 #[test]
 fn roles_without_the_right_are_refused() {
     for role in [Role::WallScreen, Role::AgencyFocalPoint, Role::Admin] {
         let who = actor(role, None);
-        assert_eq!(
-            refused(when(&[], &who, "report", report_body())),
-            RefusalCode::Forbidden
-        );
+        nothing()
+            .when(&who, "report", report_body())
+            .refused(RefusalCode::Forbidden);
     }
-    let history = given(vec![reported()]);
-    assert_eq!(
-        refused(when(&history, &fso(), "verify", json!({}))),
-        RefusalCode::Forbidden,
-        "a field officer does not verify"
-    );
+    let history = stream().given(vec![reported()]);
+    // a field officer does not verify
+    history
+        .when(&fso(), "verify", json!({}))
+        .refused(RefusalCode::Forbidden);
 }
 
 #[test]
@@ -282,56 +277,64 @@ fn bad_reports_are_refused_with_the_field() {
     ] {
         let mut body = report_body();
         body[field] = bad;
-        let r = when(&[], &fso(), "report", body).unwrap_err();
+        let r = nothing().when(&fso(), "report", body).result().unwrap_err();
         assert_eq!(r.code, RefusalCode::Invalid);
         assert!(r.message.contains(field), "{field}: {}", r.message);
     }
     let mut spoofed = report_body();
     spoofed["reporter"] = json!("someone.else");
-    let r = when(&[], &fso(), "report", spoofed).unwrap_err();
+    let r = nothing()
+        .when(&fso(), "report", spoofed)
+        .result()
+        .unwrap_err();
     assert!(r.message.starts_with("reporter"), "{}", r.message);
-    assert_eq!(
-        refused(when(&[], &fso(), "report", json!([1]))),
-        RefusalCode::Invalid
-    );
+    nothing()
+        .when(&fso(), "report", json!([1]))
+        .refused(RefusalCode::Invalid);
 }
 
 #[test]
 fn the_life_of_an_incident() {
     let mut events = vec![reported()];
     let update = json!({"casualties": {"killed": 0, "injured": 2}, "note": "two staff hurt"});
-    events.extend(when(&given(events.clone()), &fso(), "update", update).unwrap());
     events.extend(
-        when(
-            &given(events.clone()),
-            &duty(),
-            "verify",
-            json!({"note": "confirmed by phone"}),
-        )
-        .unwrap(),
+        stream()
+            .given(events.clone())
+            .when(&fso(), "update", update)
+            .events(),
+    );
+    events.extend(
+        stream()
+            .given(events.clone())
+            .when(&duty(), "verify", json!({"note": "confirmed by phone"}))
+            .result()
+            .unwrap(),
     );
     let to = json!({"to": {"kind": "hostage_case", "id": Uuid::from_u128(9)}, "reason": "two staff taken"});
-    events.extend(when(&given(events.clone()), &duty(), "escalate", to.clone()).unwrap());
-    assert_eq!(
-        refused(when(&given(events.clone()), &duty(), "escalate", to)),
-        RefusalCode::Conflict,
-        "once per target"
-    );
-    assert_eq!(
-        refused(when(&given(events.clone()), &duty(), "verify", json!({}))),
-        RefusalCode::Conflict,
-        "already verified"
-    );
     events.extend(
-        when(
-            &given(events.clone()),
-            &duty(),
-            "close",
-            json!({"reason": "staff released"}),
-        )
-        .unwrap(),
+        stream()
+            .given(events.clone())
+            .when(&duty(), "escalate", to.clone())
+            .events(),
     );
-    let state = Incident::fold(&given(events.clone())).unwrap();
+    // once per target
+    stream()
+        .given(events.clone())
+        .when(&duty(), "escalate", to)
+        .refused(RefusalCode::Conflict);
+    // already verified
+    stream()
+        .given(events.clone())
+        .when(&duty(), "verify", json!({}))
+        .refused(RefusalCode::Conflict);
+    events.extend(
+        stream()
+            .given(events.clone())
+            .when(&duty(), "close", json!({"reason": "staff released"}))
+            .result()
+            .unwrap(),
+    );
+    let state = stream().given(events.clone()).state().unwrap();
     assert_eq!(state.status, Status::Closed);
     assert_eq!(state.verified_by.as_deref(), Some("duty_officer.user"));
     assert_eq!(
@@ -343,51 +346,45 @@ fn the_life_of_an_incident() {
     );
     assert_eq!(state.escalations[0].kind, EscalationKind::HostageCase);
     assert_eq!(state.version, 5);
-    let closed = given(events);
+    let closed = stream().given(events);
     for (name, body) in [
         ("update", json!({"note": "more"})),
         ("verify", json!({})),
         ("close", json!({"reason": "again"})),
     ] {
-        assert_eq!(
-            refused(when(&closed, &duty(), name, body)),
-            RefusalCode::Conflict,
-            "{name} after close"
-        );
+        // {name} after close
+        closed
+            .when(&duty(), name, body)
+            .refused(RefusalCode::Conflict);
     }
 }
 
 #[test]
 fn another_countrys_incident_is_not_found_for_a_field_officer() {
-    let history = given(vec![reported()]);
+    let history = stream().given(vec![reported()]);
     let kenya = actor(Role::FieldOfficer, Some("KE"));
-    assert_eq!(
-        refused(when(&history, &kenya, "update", json!({"note": "x"}))),
-        RefusalCode::NotFound
-    );
-    let state = Incident::fold(&history).unwrap();
+    history
+        .when(&kenya, "update", json!({"note": "x"}))
+        .refused(RefusalCode::NotFound);
+    let state = history.state().unwrap();
     assert!(!visible(&kenya, &state));
     assert!(visible(&fso(), &state));
     assert!(!visible(&actor(Role::WallScreen, None), &state));
     // Nor may one move an incident out of their scope.
-    assert_eq!(
-        refused(when(&history, &fso(), "update", json!({"country": "KE"}))),
-        RefusalCode::Forbidden
-    );
+    history
+        .when(&fso(), "update", json!({"country": "KE"}))
+        .refused(RefusalCode::Forbidden);
     // Changes to an incident that does not exist.
-    assert_eq!(
-        refused(when(&[], &duty(), "close", json!({"reason": "r"}))),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        refused(when(&[], &duty(), "update", json!({}))),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        refused(when(&history, &duty(), "update", json!({}))),
-        RefusalCode::Invalid,
-        "an empty update"
-    );
+    nothing()
+        .when(&duty(), "close", json!({"reason": "r"}))
+        .refused(RefusalCode::NotFound);
+    nothing()
+        .when(&duty(), "update", json!({}))
+        .refused(RefusalCode::NotFound);
+    // an empty update
+    history
+        .when(&duty(), "update", json!({}))
+        .refused(RefusalCode::Invalid);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use events::{Meta, StreamName};
 use proptest::prelude::*;
 use serde_json::json;
 use testkit::actor;
+use testkit::aggregate::{Given, Stream};
 use time::macros::{date, datetime};
 
 const ID: Uuid = Uuid::from_u128(0x5eed);
@@ -158,12 +159,20 @@ fn the_roll_call_is_who_is_assigned_or_cleared_there_by_scope() {
     );
 }
 
-fn given_order() -> Vec<RecordedEvent> {
+/// Order [`ID`]'s stream: events at positions 1, 2, … (version = position), all recorded
+/// at 06:00.
+fn order() -> Stream<Order> {
+    Stream::new(ID, |_| ())
+        .positions(1, 1)
+        .recorded(datetime!(2026-11-27 06:00 UTC), time::Duration::ZERO)
+}
+
+/// An evacuation of area BAN given with its roll call (P1, P2, T1).
+fn given_order() -> Given<Order> {
     let r = reference();
     let o = ordered(Some("BAN"), Scope::AllPersonnel);
     let roll = r.roll_call(&o, date!(2026 - 11 - 27));
-    let events = decide_order(None, &duty(), o, roll).unwrap();
-    record(&relocation_stream(), events, 1)
+    order().given(decide_order(None, &duty(), o, roll).unwrap())
 }
 
 fn relocation_stream() -> StreamName {
@@ -176,72 +185,73 @@ fn when(
     name: &str,
     body: serde_json::Value,
 ) -> Result<Vec<DomainEvent>, Refusal> {
-    decide(ID, Order::fold(history).as_ref(), who, parse(name, body)?)
+    Order::decide(
+        ID,
+        Order::fold(history).as_ref(),
+        who,
+        parse(name, body)?,
+        &(),
+    )
 }
 
 #[test]
 fn the_life_of_an_order() {
     let mut history = given_order();
-    let o = Order::fold(&history).unwrap();
+    let o = history.state().unwrap();
     assert_eq!(o.tally().total, 3);
     assert_eq!(o.tally().accounted_pct, 0.0);
     let fso = actor(Role::FieldOfficer, Some("SO"));
-    let marked = when(
-        &history,
-        &fso,
-        "mark",
-        json!({"person": "P1", "status": "safe"}),
-    )
-    .unwrap();
-    history.extend(record(
-        &relocation_stream(),
-        marked,
-        history.len() as u64 + 1,
-    ));
+    let marked = history
+        .when(&fso, "mark", json!({"person": "P1", "status": "safe"}))
+        .result()
+        .unwrap();
+    history = history.and(marked);
     assert_eq!(
-        when(
-            &history,
-            &fso,
-            "mark",
-            json!({"person": "P1", "status": "safe"})
-        )
-        .unwrap_err()
-        .code,
+        history
+            .when(&fso, "mark", json!({"person": "P1", "status": "safe"}))
+            .result()
+            .unwrap_err()
+            .code,
         RefusalCode::Conflict,
         "already safe"
     );
-    let many = when(
-        &history,
-        &duty(),
-        "mark_many",
-        json!({"persons": ["P1", "P2", "T1"], "status": "safe"}),
-    )
-    .unwrap();
+    let many = history
+        .when(
+            &duty(),
+            "mark_many",
+            json!({"persons": ["P1", "P2", "T1"], "status": "safe"}),
+        )
+        .result()
+        .unwrap();
     assert_eq!(many.len(), 2, "P1 is skipped: already safe");
-    history.extend(record(&relocation_stream(), many, history.len() as u64 + 1));
-    let o = Order::fold(&history).unwrap();
+    history = history.and(many);
+    let o = history.state().unwrap();
     assert_eq!((o.tally().accounted, o.tally().accounted_pct), (3, 100.0));
     assert_eq!(
         o.roll_call["P1"].marked_by.as_deref(),
         Some("field_officer.user")
     );
     assert_eq!(
-        when(&history, &fso, "complete", json!({}))
+        history
+            .when(&fso, "complete", json!({}))
+            .result()
             .unwrap_err()
             .code,
         RefusalCode::Forbidden,
         "a field officer marks but does not complete"
     );
-    let done = when(&history, &duty(), "complete", json!({"note": "all out"})).unwrap();
-    history.extend(record(&relocation_stream(), done, history.len() as u64 + 1));
-    assert_eq!(Order::fold(&history).unwrap().status, Status::Completed);
+    let done = history
+        .when(&duty(), "complete", json!({"note": "all out"}))
+        .events();
+    history = history.and(done);
+    assert_eq!(history.state().unwrap().status, Status::Completed);
     for (name, body) in [
         ("mark", json!({"person": "P1", "status": "missing"})),
         ("rescind", json!({"reason": "late"})),
         ("complete", json!({})),
     ] {
         assert_eq!(
-            when(&history, &duty(), name, body).unwrap_err().code,
+            history.when(&duty(), name, body).result().unwrap_err().code,
             RefusalCode::Conflict,
             "{name}"
         );
@@ -252,68 +262,43 @@ fn the_life_of_an_order() {
 fn refusals_and_findings() {
     let history = given_order();
     let ke = actor(Role::FieldOfficer, Some("KE"));
-    let code = |r: Result<Vec<DomainEvent>, Refusal>| r.unwrap_err().code;
-    assert_eq!(
-        code(when(
-            &history,
-            &ke,
-            "mark",
-            json!({"person": "P1", "status": "safe"})
-        )),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        code(when(
-            &history,
-            &duty(),
-            "mark",
-            json!({"person": "P9", "status": "safe"})
-        )),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        code(when(
-            &history,
-            &duty(),
-            "mark",
-            json!({"person": "P1", "status": "fine"})
-        )),
-        RefusalCode::Invalid
-    );
-    assert_eq!(
-        code(when(
-            &history,
+    history
+        .when(&ke, "mark", json!({"person": "P1", "status": "safe"}))
+        .refused(RefusalCode::NotFound);
+    history
+        .when(&duty(), "mark", json!({"person": "P9", "status": "safe"}))
+        .refused(RefusalCode::NotFound);
+    history
+        .when(&duty(), "mark", json!({"person": "P1", "status": "fine"}))
+        .refused(RefusalCode::Invalid);
+    history
+        .when(
             &duty(),
             "mark_many",
-            json!({"persons": [], "status": "safe"})
-        )),
-        RefusalCode::Invalid
-    );
-    assert_eq!(
-        code(when(
-            &history,
+            json!({"persons": [], "status": "safe"}),
+        )
+        .refused(RefusalCode::Invalid);
+    history
+        .when(
             &duty(),
             "mark_many",
-            json!({"persons": ["P1", "P1"], "status": "safe"})
-        )),
-        RefusalCode::Invalid
-    );
-    assert_eq!(
-        code(when(&[], &duty(), "rescind", json!({"reason": "r"}))),
-        RefusalCode::NotFound
-    );
-    assert_eq!(
-        code(when(
-            &history,
+            json!({"persons": ["P1", "P1"], "status": "safe"}),
+        )
+        .refused(RefusalCode::Invalid);
+    order()
+        .given(vec![])
+        .when(&duty(), "rescind", json!({"reason": "r"}))
+        .refused(RefusalCode::NotFound);
+    history
+        .when(
             &actor(Role::WallScreen, None),
             "mark",
-            json!({"person": "P1", "status": "safe"})
-        )),
-        RefusalCode::Forbidden
-    );
+            json!({"person": "P1", "status": "safe"}),
+        )
+        .refused(RefusalCode::Forbidden);
     assert_eq!(
         decide_order(
-            Order::fold(&history).as_ref(),
+            history.state().as_ref(),
             &duty(),
             ordered(None, Scope::AllPersonnel),
             vec![]
@@ -333,7 +318,7 @@ fn refusals_and_findings() {
         .code,
         RefusalCode::Forbidden
     );
-    let o = Order::fold(&history).unwrap();
+    let o = history.state().unwrap();
     assert!(
         o.findings(datetime!(2026-11-28 12:00 UTC)).is_empty(),
         "before the deadline"
@@ -360,7 +345,7 @@ struct Centre {
 impl Centre {
     fn fold(&mut self, e: &RecordedEvent) {
         if e.stream.category().as_str() == "relocation" {
-            apply(&mut self.order, e);
+            Order::apply(&mut self.order, e);
             self.tracker.follow_order(e);
         } else if let Some((person, cause)) = self.reference.apply(e) {
             self.tracker.moved(&self.reference, e, &person, cause);

@@ -1,0 +1,506 @@
+//! The generic service host: serves any [`Aggregate`] over NATS, so a domain service is its
+//! aggregate, its register and a few lines of wiring (a [`Service`] impl).
+//!
+//! # What the host does for every service
+//! - Takes `vigil.cmd.<service>.<command>` through [`commands::serve`] (queue group, at most
+//!   `MAX_IN_FLIGHT` at once, the size limit, Unicode NFC) and dispatches by the command name
+//!   through the service's table [`Service::COMMANDS`]; a name not in it is refused
+//!   `invalid` with "unknown command …; <service> takes a, b, c", made from the table.
+//! - [`Route::Create`]: the command's id is the aggregate's id, its stream's id and its first
+//!   event's id; [`Create`] says how a retry is told from a reused id.
+//! - [`Route::Change`]: body `{"<target>": <uuid>, "change": {…}}`; read the stream, decide,
+//!   append with the version read, decide again after a lost race ([`commands::execute`]); a
+//!   retry with the same command id is answered with the original outcome.
+//! - [`Route::Get`]: body `{"<target>": <uuid>}`; the read policy, the aggregate folded from
+//!   its own stream (always current), the visibility check, then the service's view.
+//! - [`Route::List`]: one [`Page`] from the register that follows the log (`unavailable`
+//!   until it has read the log as it stood at start).
+//! - Typed replies: `{"ok": …}` or `{"error": Refusal}`; `ok` for a change means the events
+//!   are on disk; a refusal changes nothing.
+//!
+//! # Hooks, for what is special about a service
+//! [`Service::facts`] (reference data read from other streams before deciding, and checks
+//! that must come before that read), [`Service::decide`] (facts that depend on the state or
+//! the register), [`Service::exclusive`] (decisions one at a time in this instance),
+//! [`Service::wrote`] (the register learns a write before the feed brings it),
+//! [`Service::view`] (what `get` answers: audited reads, names from the register),
+//! [`Service::start`] (background tasks) and [`Service::custom`] (a command of its own).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use bytes::Bytes;
+use events::Decoded;
+use events::aggregate::Aggregate;
+use events::command::{Actor, Command, Refusal, RefusalCode, Role, Written};
+use events::domain::DomainEvent;
+use events::page::Page;
+use events::{AppendRequest, ErrorCode, ExpectedVersion, RecordedEvent, StreamName};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::commands::{self, STORE_DEADLINE, reply, store_refusal};
+use crate::store_client::ClientError;
+use crate::{Fold, ReadModel, StoreClient};
+
+/// How a command of a service's table is served.
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    /// Creates an aggregate from the command's body.
+    Create(Create),
+    /// Changes an existing aggregate: body [`Service::Change`].
+    Change,
+    /// One aggregate, folded from its stream: body [`Service::Get`].
+    Get,
+    /// A page of the register: body [`Listing::Query`].
+    List,
+    /// The service's own handler, [`Service::custom`].
+    Custom,
+}
+
+/// How a create tells a retry from a reused id. Each carries the message of the `id_reused`
+/// refusal, given the id.
+#[derive(Debug, Clone, Copy)]
+pub enum Create {
+    /// No read first: appended with `no_stream`. The store's id index answers a retry (same
+    /// id, same content) with the original positions and refuses the same id with other
+    /// content; `no_stream` refuses a second create on the stream (`id_reused`, this message).
+    Blind(fn(Uuid) -> String),
+    /// Read, decide and append like a change; a retry found in the stream must carry the
+    /// same creating event ([`Service::created`]), else `id_reused` with this message.
+    Checked(fn(Uuid) -> String),
+}
+
+/// A body that names one aggregate (`{"incident": <uuid>, …}`).
+pub trait Target {
+    /// The aggregate's id.
+    fn target(&self) -> Uuid;
+}
+
+/// The body of a change: the aggregate and the change's fields.
+pub trait Change: Target {
+    /// The change's fields, as sent.
+    fn change(&self) -> &Value;
+}
+
+/// A register that answers lists: one [`Page`] per query.
+pub trait Listing: Fold {
+    /// The list's body as it comes over the wire.
+    type Query: DeserializeOwned + Send;
+    /// The query as the register reads it.
+    type Filter;
+    /// One item of a page.
+    type Item: Serialize;
+    /// Reads the query's filters (a service that refuses bad filters with its own words).
+    fn filter(query: Self::Query) -> Result<Self::Filter, Refusal>;
+    /// The page `filter` asks for, of what `actor` may see, as of `now`.
+    fn list(
+        &self,
+        actor: &Actor,
+        filter: &Self::Filter,
+        now: OffsetDateTime,
+    ) -> Result<Page<Self::Item>, Refusal>;
+}
+
+/// Defines a service's `Change` and `Get` bodies for the target field `$target` (`incident`,
+/// `case`, …): `{"<target>": <uuid>, "change": {…}}` and `{"<target>": <uuid>}`, unknown
+/// fields refused.
+#[macro_export]
+macro_rules! bodies {
+    ($target:ident) => {
+        /// Body of a change: the target and the change's fields.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Change {
+            /// The target's id.
+            pub $target: uuid::Uuid,
+            /// The change's fields.
+            pub change: serde_json::Value,
+        }
+
+        /// Body of `get`.
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Get {
+            /// The target's id.
+            pub $target: uuid::Uuid,
+        }
+
+        impl $crate::host::Target for Change {
+            fn target(&self) -> uuid::Uuid {
+                self.$target
+            }
+        }
+
+        impl $crate::host::Change for Change {
+            fn change(&self) -> &serde_json::Value {
+                &self.change
+            }
+        }
+
+        impl $crate::host::Target for Get {
+            fn target(&self) -> uuid::Uuid {
+                self.$target
+            }
+        }
+    };
+}
+
+/// A domain service: its aggregate, its register, its command table and its hooks.
+pub trait Service: Sized + Send + Sync + 'static {
+    /// The aggregate of its streams.
+    type Aggregate: Aggregate<Command: Send + Sync, Facts: Send + Sync> + Send + Sync + 'static;
+    /// The register that follows the log and answers lists.
+    type Register: Listing;
+    /// Body of a change (see [`bodies!`]).
+    type Change: Change + DeserializeOwned + Send + Sync;
+    /// Body of `get` (see [`bodies!`]).
+    type Get: Target + DeserializeOwned + Send + Sync;
+    /// What `get` answers.
+    type View: Serialize + Send;
+
+    /// The service's name in subjects, NATS users and metrics.
+    const NAME: &'static str;
+    /// Its commands, in the order the "unknown command" refusal lists them.
+    const COMMANDS: &'static [(&'static str, Route)];
+    /// Who may read one aggregate, and what the refusal says they may not do.
+    const READ: (&'static [Role], &'static str);
+    /// Whether `list` checks [`Service::READ`] before the register is asked (else the
+    /// register's `list` checks it).
+    const LIST_CHECKS_READ: bool = true;
+    /// Whether [`Service::wrote`] wants the state after each write of this instance.
+    const FOLDS_WRITES: bool = false;
+
+    /// What the decision on aggregate `id` needs besides its stream, read before deciding
+    /// (once per command, not per race), with any check that must come before that read.
+    fn facts(
+        host: &Host<Self>,
+        id: Uuid,
+        actor: &Actor,
+        command: &<Self::Aggregate as Aggregate>::Command,
+    ) -> impl Future<Output = Result<<Self::Aggregate as Aggregate>::Facts, Refusal>> + Send;
+
+    /// Decides, inside the optimistic-concurrency loop (so once per read of the stream):
+    /// the aggregate's own `decide`, unless the service adds facts from its register.
+    fn decide(
+        host: &Host<Self>,
+        id: Uuid,
+        state: Option<&Self::Aggregate>,
+        actor: &Actor,
+        command: <Self::Aggregate as Aggregate>::Command,
+        facts: &<Self::Aggregate as Aggregate>::Facts,
+    ) -> Result<Vec<DomainEvent>, Refusal> {
+        let _ = host;
+        Self::Aggregate::decide(id, state, actor, command, facts)
+    }
+
+    /// Whether `command` is decided one at a time in this instance (read, decide, append
+    /// under one lock): for a rule that spans streams, which optimistic concurrency on one
+    /// stream cannot hold.
+    fn exclusive(command: &<Self::Aggregate as Aggregate>::Command) -> bool {
+        let _ = command;
+        false
+    }
+
+    /// For a [`Create::Checked`] create: the event the stream must start with for a retry
+    /// to be the same command.
+    fn created(command: &<Self::Aggregate as Aggregate>::Command) -> Option<DomainEvent> {
+        let _ = command;
+        None
+    }
+
+    /// The aggregate as it stands right after a write of this instance (when
+    /// [`Service::FOLDS_WRITES`]), ahead of the feed.
+    fn wrote(host: &Host<Self>, state: Self::Aggregate) {
+        let _ = (host, state);
+    }
+
+    /// Whether `actor` may see `state` (after the read policy).
+    fn visible(actor: &Actor, state: &Self::Aggregate) -> bool;
+
+    /// The refusal for an aggregate that does not exist or that the actor may not see.
+    fn not_found(id: Uuid) -> Refusal;
+
+    /// What `get` answers for `state`, which `command`'s actor may see (read from `stream`).
+    fn view(
+        host: &Host<Self>,
+        command: &Command<Self::Get>,
+        stream: &StreamName,
+        state: Self::Aggregate,
+    ) -> impl Future<Output = Result<Self::View, Refusal>> + Send;
+
+    /// Starts the service's background tasks, if any, until `shutdown`.
+    fn start(host: &Arc<Host<Self>>, shutdown: &CancellationToken) {
+        let _ = (host, shutdown);
+    }
+
+    /// A command of its own ([`Route::Custom`]): the reply body.
+    fn custom(
+        host: &Arc<Host<Self>>,
+        name: &str,
+        payload: Bytes,
+    ) -> impl Future<Output = Vec<u8>> + Send {
+        let _ = (host, payload);
+        let refusal = unknown_command(Self::NAME, Self::COMMANDS, name);
+        async move { reply::<()>(Err(refusal)) }
+    }
+}
+
+/// The refusal for a command name not in `commands`.
+pub fn unknown_command(service: &str, commands: &[(&str, Route)], name: &str) -> Refusal {
+    let names: Vec<&str> = commands.iter().map(|(n, _)| *n).collect();
+    Refusal::invalid(format!(
+        "unknown command {:?}; {service} takes {}",
+        name.chars().take(32).collect::<String>(),
+        names.join(", ")
+    ))
+}
+
+/// A running service: the store, the register, and the lock of [`Service::exclusive`].
+pub struct Host<S: Service> {
+    store: StoreClient,
+    register: Arc<ReadModel<S::Register>>,
+    exclusive: tokio::sync::Mutex<()>,
+}
+
+/// Serves service `S` until `shutdown`: its register follows the log, its background tasks
+/// run, and its commands are answered.
+pub async fn run<S: Service>(client: Client, shutdown: CancellationToken) -> anyhow::Result<()>
+where
+    S::Register: Default,
+{
+    let host = Arc::new(Host::<S> {
+        store: StoreClient::new(client.clone(), Duration::from_secs(5)),
+        register: ReadModel::start(client.clone(), S::NAME, shutdown.clone()),
+        exclusive: tokio::sync::Mutex::new(()),
+    });
+    S::start(&host, &shutdown);
+    commands::serve(client, S::NAME, shutdown, move |name, payload| {
+        let host = host.clone();
+        async move { host.handle(&name, payload).await }
+    })
+    .await
+}
+
+type Of<S> = <S as Service>::Aggregate;
+type CommandOf<S> = <Of<S> as Aggregate>::Command;
+type FactsOf<S> = <Of<S> as Aggregate>::Facts;
+
+impl<S: Service> Host<S> {
+    /// The store.
+    pub fn store(&self) -> &StoreClient {
+        &self.store
+    }
+
+    /// The register that follows the log.
+    pub fn register(&self) -> &ReadModel<S::Register> {
+        &self.register
+    }
+
+    /// Every event of `stream` and its version (0: no such stream).
+    pub async fn load(&self, stream: &StreamName) -> Result<(Vec<RecordedEvent>, u64), Refusal> {
+        commands::load(&self.store, stream).await
+    }
+
+    /// The latest event of `stream` that `pick` takes (a reference registration: the
+    /// latest one stands), read now, so what was imported a moment ago counts.
+    pub async fn latest<T>(
+        &self,
+        stream: &StreamName,
+        pick: impl Fn(DomainEvent) -> Option<T>,
+    ) -> Result<Option<T>, Refusal> {
+        let (history, _) = self.load(stream).await?;
+        Ok(history
+            .iter()
+            .rev()
+            .find_map(|e| match DomainEvent::decode(e) {
+                Decoded::Known(d) => pick(d),
+                Decoded::Unknown { .. } => None,
+            }))
+    }
+
+    async fn handle(self: Arc<Self>, name: &str, payload: Bytes) -> Vec<u8> {
+        let route = S::COMMANDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r);
+        match route {
+            Some(Route::Create(how)) => reply(self.create(name, how, &payload).await),
+            Some(Route::Change) => reply(self.change(name, &payload).await),
+            Some(Route::Get) => reply(self.get(&payload).await),
+            Some(Route::List) => reply(self.list(&payload)),
+            Some(Route::Custom) => S::custom(&self, name, payload).await,
+            None => reply::<()>(Err(unknown_command(S::NAME, S::COMMANDS, name))),
+        }
+    }
+
+    async fn create(&self, name: &str, how: Create, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<Value> = commands::decode(payload)?;
+        let parsed = Of::<S>::parse(name, &cmd.actor, cmd.body.clone())?;
+        let facts = S::facts(self, cmd.id, &cmd.actor, &parsed).await?;
+        match how {
+            Create::Blind(exists) => self.create_blind(&cmd, parsed, &facts, exists).await,
+            Create::Checked(reused) => {
+                let asked = S::created(&parsed);
+                let written = self.decide_and_append(&cmd, cmd.id, parsed, &facts).await?;
+                if written.duplicate
+                    && let Some(asked) = asked
+                {
+                    // `execute` recognises a retry by its id alone: make sure it is the same
+                    // creation, so a reused id is refused rather than answered as stored.
+                    let (history, _) = self.load(&written.stream).await?;
+                    let same = history.iter().find(|e| e.id == cmd.id).is_some_and(|e| {
+                        matches!(DomainEvent::decode(e), Decoded::Known(stored) if stored == asked)
+                    });
+                    if !same {
+                        return Err(Refusal::new(RefusalCode::IdReused, reused(cmd.id)));
+                    }
+                }
+                Ok(written)
+            }
+        }
+    }
+
+    async fn create_blind(
+        &self,
+        cmd: &Command<Value>,
+        parsed: CommandOf<S>,
+        facts: &FactsOf<S>,
+        exists: fn(Uuid) -> String,
+    ) -> Result<Written, Refusal> {
+        let new = S::decide(self, cmd.id, None, &cmd.actor, parsed, facts)?;
+        let stream = Of::<S>::stream(cmd.id);
+        let events = new
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.try_to_new_event(commands::event_id(cmd.id, i), cmd.meta()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected_version: ExpectedVersion::NoStream,
+            events,
+        };
+        match self.store.append_retrying(&request, STORE_DEADLINE).await {
+            Ok(ok) => {
+                let written = Written {
+                    stream: stream.clone(),
+                    event_id: cmd.id,
+                    position: ok.first_position,
+                    stream_version: 1,
+                    duplicate: ok.duplicate,
+                };
+                if S::FOLDS_WRITES && !written.duplicate {
+                    self.wrote(cmd, vec![], &new, &written);
+                }
+                Ok(written)
+            }
+            Err(ClientError::Store(e)) if e.code == ErrorCode::WrongExpectedVersion => {
+                Err(Refusal::new(RefusalCode::IdReused, exists(cmd.id)))
+            }
+            Err(e) => Err(store_refusal(e)),
+        }
+    }
+
+    async fn change(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {
+        let cmd: Command<S::Change> = commands::decode(payload)?;
+        let parsed = Of::<S>::parse(name, &cmd.actor, cmd.body.change().clone())?;
+        let id = cmd.body.target();
+        let facts = S::facts(self, id, &cmd.actor, &parsed).await?;
+        self.decide_and_append(&cmd, id, parsed, &facts).await
+    }
+
+    /// Decides `command` against aggregate `id`'s stream and appends the events
+    /// ([`commands::execute`]); with [`Service::FOLDS_WRITES`], hands the new state to
+    /// [`Service::wrote`].
+    async fn decide_and_append<T: Sync>(
+        &self,
+        cmd: &Command<T>,
+        id: Uuid,
+        command: CommandOf<S>,
+        facts: &FactsOf<S>,
+    ) -> Result<Written, Refusal> {
+        let stream = Of::<S>::stream(id);
+        let _one_at_a_time = if S::exclusive(&command) {
+            Some(self.exclusive.lock().await)
+        } else {
+            None
+        };
+        // What the winning decision saw and produced, for `wrote`.
+        let seen: std::sync::Mutex<Option<(Vec<RecordedEvent>, Vec<DomainEvent>)>> =
+            std::sync::Mutex::new(None);
+        let written = commands::execute(&self.store, &stream, cmd, |history| {
+            let state = Of::<S>::fold(history);
+            let new = S::decide(self, id, state.as_ref(), &cmd.actor, command.clone(), facts)?;
+            if S::FOLDS_WRITES
+                && let Ok(mut seen) = seen.lock()
+            {
+                *seen = Some((history.to_vec(), new.clone()));
+            }
+            Ok(new)
+        })
+        .await?;
+        if S::FOLDS_WRITES
+            && !written.duplicate
+            && let Ok(Some((history, new))) = seen.into_inner()
+        {
+            self.wrote(cmd, history, &new, &written);
+        }
+        Ok(written)
+    }
+
+    /// Folds `history` and the `new` events as stored (`written`) and hands the state to
+    /// [`Service::wrote`]; only `recorded_at` differs from the feed's copy, by the time the
+    /// append took.
+    fn wrote<T>(
+        &self,
+        cmd: &Command<T>,
+        mut history: Vec<RecordedEvent>,
+        new: &[DomainEvent],
+        written: &Written,
+    ) {
+        let meta = cmd.meta();
+        let now = OffsetDateTime::now_utc();
+        for (i, e) in new.iter().enumerate() {
+            history.push(RecordedEvent::record(
+                e.to_new_event(commands::event_id(cmd.id, i), meta.clone()),
+                written.stream.clone(),
+                written.position + i as u64,
+                written.stream_version + i as u64,
+                now,
+            ));
+        }
+        if let Some(state) = Of::<S>::fold(&history) {
+            S::wrote(self, state);
+        }
+    }
+
+    async fn get(&self, payload: &[u8]) -> Result<S::View, Refusal> {
+        let cmd: Command<S::Get> = commands::decode(payload)?;
+        let (roles, what) = S::READ;
+        cmd.actor.may(roles, what)?;
+        let id = cmd.body.target();
+        let stream = Of::<S>::stream(id);
+        let (history, _) = self.load(&stream).await?;
+        let found = Of::<S>::fold(&history)
+            .filter(|a| S::visible(&cmd.actor, a))
+            .ok_or_else(|| S::not_found(id))?;
+        S::view(self, &cmd, &stream, found).await
+    }
+
+    fn list(&self, payload: &[u8]) -> Result<Page<<S::Register as Listing>::Item>, Refusal> {
+        let cmd: Command<<S::Register as Listing>::Query> = commands::decode(payload)?;
+        let filter = S::Register::filter(cmd.body)?;
+        if S::LIST_CHECKS_READ {
+            let (roles, what) = S::READ;
+            cmd.actor.may(roles, what)?;
+        }
+        let register = self.register.caught_up()?;
+        register.list(&cmd.actor, &filter, OffsetDateTime::now_utc())
+    }
+}
