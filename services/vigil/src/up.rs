@@ -194,7 +194,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
     println!("  board API      : http://{http_bound}/api/v1/boards/situation");
-    println!("  API reference  : http://{http_bound}/openapi.json");
+    println!(
+        "  API reference  : http://{http_bound}/docs/ (browse and try it; the document itself: /openapi.json)"
+    );
     println!(
         "  field page     : http://{http_bound}/field/   (field officers report here, also offline)"
     );
