@@ -80,6 +80,21 @@ impl Centre {
         })
         .await
         .expect("the gateway is ready within 20 s");
+        // The gateway is ready before the incidents service has subscribed: wait until it
+        // answers, so the first report is not refused as "not running".
+        let bearer = format!("Bearer {duty}");
+        testkit::eventually(Duration::from_secs(20), || {
+            let bearer = bearer.clone();
+            async move {
+                let headers = [("authorization", bearer.as_str())];
+                let a = testkit::http::request(addr, "GET", "/api/v1/incidents", &headers, None)
+                    .await
+                    .ok()?;
+                (a.status == 200).then_some(())
+            }
+        })
+        .await
+        .expect("the incidents service answers within 20 s");
         Self {
             _nats: nats,
             dir,
