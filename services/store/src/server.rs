@@ -13,7 +13,8 @@
 //! and `appended_by` is what the client said. The bare `vigil.store.append` is not served.
 //!
 //! # Write path and what it promises
-//! 1. A request is decoded and size-checked in the NATS handler; a bad one is answered
+//! 1. A request is decoded and size-checked in the NATS handler into borrowed envelopes
+//!    ([`crate::incoming`]: `data` stays the bytes that came in); a bad one is answered
 //!    `invalid` at once and never reaches the log.
 //! 2. A good one goes into a bounded queue to the single writer thread. When the queue is
 //!    full the request is answered `unavailable` (retry with the same ids) rather than
@@ -52,7 +53,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, HeaderMap, Message};
-use bytes::Bytes;
 use events::codec::{self, Limits};
 use events::store_api::{AppendReply, MAX_READ_LIMIT, ReadRequest, StoreError, StreamReadRequest};
 use events::subjects;
@@ -61,6 +61,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::incoming::{self, Append};
 use crate::log::live::LiveLog;
 use crate::log::mark::MARK_EVERY;
 use crate::log::{Committed, Durability, Failure, LogError, Pending};
@@ -101,7 +102,7 @@ const MAX_REPLY_BYTES: usize = 900 * 1024;
 const MAX_READ_REQUEST_BYTES: usize = 4096;
 
 /// An append waiting for the writer, with the subject its answer goes to.
-type Job = (events::AppendRequest, async_nats::Subject);
+type Job = (Append, async_nats::Subject);
 
 /// What one group commit sends out, in this order: every answer, then the committed events.
 struct Outbox {
@@ -286,7 +287,7 @@ async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job
         metrics::counter!("vigil_store_requests_without_reply_total").increment(1);
         return;
     };
-    let request = match codec::decode_append(&msg.payload, limits)
+    let request = match incoming::decode_append(&msg.payload, limits)
         .map_err(StoreError::from)
         .and_then(|r| attribute(r, &msg.subject))
     {
@@ -322,10 +323,7 @@ async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job
 /// Checks `request` against its subject, `vigil.store.append.<user>.<category>`: the stream
 /// must be of that category (`forbidden` otherwise). Records the user in every event's
 /// `meta.appended_by`, replacing what the writer sent.
-fn attribute(
-    mut request: events::AppendRequest,
-    subject: &str,
-) -> Result<events::AppendRequest, StoreError> {
+fn attribute(mut request: Append, subject: &str) -> Result<Append, StoreError> {
     let Some((user, category)) = subjects::parse_append_subject(subject) else {
         return Err(StoreError::invalid(format!(
             "append on {subject:?}: send appends to vigil.store.append.<user>.<category>"
@@ -487,19 +485,13 @@ fn writer_loop(
     let mut reply_to: Vec<async_nats::Subject> = Vec::new();
     while let Some((req, subject)) = jobs.blocking_recv() {
         let mut n = req.events.len();
-        group.push(Pending {
-            request: req,
-            outcome: None,
-        });
+        group.push(Pending::new(req));
         reply_to.push(subject);
         while n < max_group_events {
             match jobs.try_recv() {
                 Ok((req, subject)) => {
                     n += req.events.len();
-                    group.push(Pending {
-                        request: req,
-                        outcome: None,
-                    });
+                    group.push(Pending::new(req));
                     reply_to.push(subject);
                 }
                 Err(_) => break,
@@ -573,7 +565,7 @@ async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
                 .increment(1);
             respond(&client, subject, &reply).await;
         }
-        for (event, bytes) in committed.events {
+        for event in committed.events {
             let mut headers = HeaderMap::new();
             headers.insert(
                 subjects::POSITION_HEADER,
@@ -581,7 +573,7 @@ async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
             );
             let subject = subjects::event_subject(&event.stream);
             if let Err(e) = client
-                .publish_with_headers(subject, headers, Bytes::from(bytes))
+                .publish_with_headers(subject, headers, event.bytes)
                 .await
             {
                 // Consumers fill gaps from the log; count it so an operator can see it.
