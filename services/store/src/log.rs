@@ -835,18 +835,19 @@ impl Log {
             head,
             events,
         } = prepared;
-        let Some(batch) = batch else {
-            return Committed { events: vec![] };
-        };
+        // Only a group with something to write was added to `inflight`.
+        let in_flight = batch.is_some();
         let written = if self.is_poisoned() {
-            // An earlier group failed: this one was judged as if it had been written, so
-            // none of its outcomes holds.
+            // An earlier group failed: this one was judged as if that one had been written
+            // (its refusals and its retries' answers too), so none of its outcomes holds.
             let refusal = self.refusal();
             for p in group.iter_mut() {
                 p.outcome = Some(Err(refusal.clone()));
             }
             false
-        } else if let Err(e) = batch.durability(self.persist_mode()).commit() {
+        } else if let Some(batch) = batch
+            && let Err(e) = batch.durability(self.persist_mode()).commit()
+        {
             // fjall has poisoned itself: this `Log` takes no more writes. What reached the
             // journal of this group is either whole (and found again at the next open) or
             // cut (and discarded at the next open); either way nothing of it is acknowledged.
@@ -869,13 +870,15 @@ impl Log {
             }
             false
         } else {
-            self.head.store(head, Ordering::Release);
+            if !events.is_empty() {
+                self.head.store(head, Ordering::Release);
+            }
             true
         };
         // Applied (or never to be): from now on its entries are on disk, or the log is
         // poisoned and nothing is judged on it any more.
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if inflight.front().is_some_and(|g| g.last == head) {
+        if in_flight && inflight.front().is_some_and(|g| g.last == head) {
             inflight.pop_front();
         }
         drop(inflight);
@@ -1206,5 +1209,106 @@ mod tests {
             out[4].as_ref().unwrap_err().code,
             events::ErrorCode::IdReused
         );
+    }
+
+    #[test]
+    fn a_group_prepared_while_another_is_in_flight_sees_it_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        let s = stream();
+        let first = ev(1);
+        let pending = |events: Vec<NewEvent>, x| {
+            Pending::new(AppendRequest {
+                stream: s.clone(),
+                expected_version: x,
+                events,
+            })
+        };
+        let mut one = vec![pending(vec![first.clone()], ExpectedVersion::NoStream)];
+        let prepared_one = log.prepare_group(&mut one).unwrap();
+        // Prepared on top of `one` before `one` is written: its version, its id and the
+        // head it leaves count already.
+        let mut two = vec![
+            pending(vec![first.clone()], ExpectedVersion::NoStream),
+            pending(vec![ev(2)], ExpectedVersion::Exact(1)),
+            pending(vec![ev(3)], ExpectedVersion::NoStream),
+        ];
+        let prepared_two = log.prepare_group(&mut two).unwrap();
+        assert_eq!(
+            log.head(),
+            0,
+            "nothing is durable, so readers see nothing yet"
+        );
+        assert_eq!(log.commit_prepared(&mut one, prepared_one).events.len(), 1);
+        assert_eq!(log.head(), 1);
+        let committed = log.commit_prepared(&mut two, prepared_two);
+        assert_eq!(
+            committed
+                .events
+                .iter()
+                .map(|e| e.position)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(log.head(), 2);
+        let out: Vec<_> = two.into_iter().map(|p| p.outcome.unwrap()).collect();
+        assert_eq!(
+            out[0],
+            Ok(AppendOk {
+                first_position: 1,
+                last_position: 1,
+                stream_version: 1,
+                duplicate: true,
+            }),
+            "a retry of an event in flight gets its position"
+        );
+        assert_eq!(out[1].as_ref().unwrap().first_position, 2);
+        assert_eq!(out[2].as_ref().unwrap_err().current_version, Some(2));
+        // Reopened, the log holds exactly what was committed, chained.
+        log.close().unwrap();
+        drop(log);
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        assert_eq!(log.head(), 2);
+        assert_eq!(log.stream_version(&s).unwrap(), 2);
+    }
+
+    #[test]
+    fn groups_prepared_on_a_group_that_is_never_written_are_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        let s = stream();
+        let mut one = vec![Pending::new(AppendRequest {
+            stream: s.clone(),
+            expected_version: ExpectedVersion::NoStream,
+            events: vec![ev(1)],
+        })];
+        let prepared_one = log.prepare_group(&mut one).unwrap();
+        // Judged as if `one` were written: `wrong_expected_version` here would be a lie.
+        let mut two = vec![Pending::new(AppendRequest {
+            stream: s.clone(),
+            expected_version: ExpectedVersion::NoStream,
+            events: vec![ev(2)],
+        })];
+        let prepared_two = log.prepare_group(&mut two).unwrap();
+        assert!(two[0].outcome.as_ref().unwrap().is_err());
+        log.stop_writes(Failure::Failed("test".into()));
+        assert!(
+            log.commit_prepared(&mut one, prepared_one)
+                .events
+                .is_empty()
+        );
+        assert!(
+            log.commit_prepared(&mut two, prepared_two)
+                .events
+                .is_empty()
+        );
+        for p in one.iter().chain(&two) {
+            assert_eq!(
+                p.outcome.as_ref().unwrap().as_ref().unwrap_err().code,
+                events::ErrorCode::Unavailable
+            );
+        }
+        assert_eq!(log.head(), 0);
+        assert_eq!(log.stream_version(&s).unwrap(), 0);
     }
 }
