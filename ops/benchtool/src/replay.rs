@@ -104,7 +104,8 @@ fn write_log(dir: &Path, n: u64, group: usize, seed: u64) -> anyhow::Result<Writ
                     stream,
                     expected_version: ExpectedVersion::Any,
                     events: vec![event],
-                },
+                }
+                .into(),
                 outcome: None,
             });
         }

@@ -37,15 +37,18 @@
 //!   than serving a damaged or shortened log. [`Log::verify`] checks
 //!   everything, offline (`vigil verify`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use bytes::Bytes;
 use events::store_api::{AppendOk, StoreError};
-use events::{AppendRequest, NewEvent, RecordedEvent, StreamName};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use events::{RecordedEvent, StreamName};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::incoming::{Append, Incoming};
 
 pub mod chain;
 pub mod live;
@@ -263,14 +266,14 @@ pub struct Log {
     closing: AtomicBool,
     /// The directory, for the free-space probe.
     dir: std::path::PathBuf,
-    /// Current version of recently written streams. Only the writer (one thread) touches it,
-    /// after a successful commit, so it is exact; it saves a reverse prefix scan of the
-    /// `streams` keyspace per append, the costliest lookup on the write path. The mutex is
-    /// never contended; it only makes `Log` shareable with the readers.
-    versions: std::sync::Mutex<HashMap<StreamName, u64>>,
-    /// Chain hash of the head position (32 zero bytes for an empty log). Like `versions`,
-    /// only the writer touches it, after a successful commit.
-    last_hash: std::sync::Mutex<[u8; 32]>,
+    /// The writer's view of the log, which runs ahead of `head` by the groups prepared but
+    /// not yet committed (see [`Log::prepare_group`]). Only the preparing thread touches it,
+    /// so the mutex is never contended; it only makes `Log` shareable with the readers.
+    ahead: std::sync::Mutex<Ahead>,
+    /// Groups prepared but not yet committed, oldest first: their ids and stream versions
+    /// are visible to the groups prepared after them. The committer removes a group once its
+    /// batch is applied, when the same entries are found on disk.
+    inflight: std::sync::Mutex<VecDeque<Inflight>>,
     /// The highest position recorded in the acknowledged-head mark ([`mark`]). Held while
     /// the mark is written, so the periodic record and the one at close never interleave.
     marked: std::sync::Mutex<u64>,
@@ -292,15 +295,72 @@ const BLOCK_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// One append waiting in a commit group, and the answer it gets once the group is durable.
 pub struct Pending {
     /// The validated request.
-    pub request: AppendRequest,
-    /// Filled by `commit_group`.
+    pub request: Append,
+    /// Filled by `commit_group` (or `prepare_group` and `commit_prepared`).
     pub outcome: Option<Result<AppendOk, StoreError>>,
+}
+
+impl Pending {
+    /// An append not yet judged; `request` is an [`Append`] or an
+    /// [`events::AppendRequest`] built in process.
+    pub fn new(request: impl Into<Append>) -> Self {
+        Self {
+            request: request.into(),
+            outcome: None,
+        }
+    }
+}
+
+/// One newly recorded event, for publication.
+#[derive(Debug, Clone)]
+pub struct CommittedEvent {
+    /// Its global position.
+    pub position: u64,
+    /// Its stream.
+    pub stream: StreamName,
+    /// The recorded event's JSON, exactly as stored.
+    pub bytes: Bytes,
 }
 
 /// What a successful group commit produced, for publication.
 pub struct Committed {
-    /// Newly recorded events in position order, with their JSON encoding.
-    pub events: Vec<(RecordedEvent, Vec<u8>)>,
+    /// Newly recorded events in position order.
+    pub events: Vec<CommittedEvent>,
+}
+
+/// A group judged, encoded, hashed and batched by [`Log::prepare_group`], to be written by
+/// [`Log::commit_prepared`] on the same `Log`.
+pub struct Prepared {
+    /// Nothing to write when `None` (every append refused or a retry).
+    batch: Option<OwnedWriteBatch>,
+    /// The head once this group is written.
+    head: u64,
+    events: Vec<CommittedEvent>,
+}
+
+/// The writer's view of the log: where the next group starts, if every group prepared so
+/// far commits.
+struct Ahead {
+    /// Last position prepared (≥ the durable head).
+    head: u64,
+    /// Chain hash of that position (32 zero bytes for an empty log).
+    last_hash: [u8; 32],
+    /// Current version of recently written streams, prepared groups included. It saves a
+    /// reverse prefix scan of the `streams` keyspace per append, the costliest lookup on the
+    /// write path.
+    versions: HashMap<StreamName, u64>,
+}
+
+/// A prepared group not yet committed, as later groups must see it.
+struct Inflight {
+    /// Its last position.
+    last: u64,
+    /// Its event ids: where each landed and its index in `bytes`.
+    ids: HashMap<Uuid, (IdEntry, usize)>,
+    /// Its recorded events, to answer a retry that arrives before the commit.
+    bytes: Vec<Bytes>,
+    /// The versions its streams reach.
+    versions: HashMap<StreamName, u64>,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -407,8 +467,12 @@ impl Log {
             failure: std::sync::Mutex::new(None),
             closing: AtomicBool::new(false),
             dir: dir.to_owned(),
-            versions: std::sync::Mutex::new(HashMap::new()),
-            last_hash: std::sync::Mutex::new(chain::GENESIS),
+            ahead: std::sync::Mutex::new(Ahead {
+                head,
+                last_hash: chain::GENESIS,
+                versions: HashMap::new(),
+            }),
+            inflight: std::sync::Mutex::new(VecDeque::new()),
             marked: std::sync::Mutex::new(0),
         })
     }
@@ -574,9 +638,34 @@ impl Log {
         if let Some(v) = cache.get(stream) {
             return Ok(*v);
         }
-        let v = self.stream_version(stream)?;
+        // The groups in flight first, then the disk: a group leaves `inflight` only after
+        // its batch is applied, so the stream's latest version is in one or the other.
+        let inflight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find_map(|g| g.versions.get(stream).copied());
+        let v = match inflight {
+            Some(v) => v,
+            None => self.stream_version(stream)?,
+        };
         cache.insert(stream.clone(), v);
         Ok(v)
+    }
+
+    /// Where `id` landed in a group prepared but not yet committed, with its recorded event.
+    fn inflight_id(&self, id: &Uuid) -> Option<(IdEntry, Bytes)> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find_map(|g| {
+                let (entry, idx) = g.ids.get(id)?;
+                Some((*entry, g.bytes.get(*idx)?.clone()))
+            })
     }
 
     fn lookup_id(&self, id: &Uuid) -> Result<Option<IdEntry>, LogError> {
@@ -596,7 +685,8 @@ impl Log {
         decode_stored(&value)
     }
 
-    /// Validates and commits a group of appends as one atomic, durable batch.
+    /// Validates and commits a group of appends as one atomic, durable batch:
+    /// [`Log::prepare_group`] then [`Log::commit_prepared`].
     ///
     /// Each pending append gets its own outcome: accepted appends get their positions,
     /// refused ones a typed error, and neither affects the others, except that all of them
@@ -604,25 +694,49 @@ impl Log {
     /// second of two racing appends with the same expected version sees the first one's
     /// effect and is refused.
     pub fn commit_group(&self, group: &mut [Pending]) -> Result<Committed, LogError> {
+        let prepared = self.prepare_group(group)?;
+        Ok(self.commit_prepared(group, prepared))
+    }
+
+    /// Judges a group of appends in order (expected versions, the permanent id index,
+    /// retries), assigns positions and versions, encodes the recorded events, links them
+    /// into the hash chain and builds the batch, without writing anything.
+    ///
+    /// The server prepares group N+1 while group N is written and fsync'd: a prepared group
+    /// counts as written for the groups prepared after it (its ids, versions, head and chain
+    /// hash), until [`Log::commit_prepared`] writes it. Groups must be committed in the order
+    /// they were prepared, each exactly once. If one fails, the log stops taking writes and
+    /// every group prepared after it is refused whole, so nothing built on it is ever
+    /// acknowledged.
+    ///
+    /// An error means an index could not be read: nothing of the group is kept (the outcomes
+    /// may be partly filled and must be ignored), and the log is unchanged.
+    pub fn prepare_group(&self, group: &mut [Pending]) -> Result<Prepared, LogError> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        let nothing = |head| Prepared {
+            batch: None,
+            head,
+            events: Vec::new(),
+        };
         if self.is_poisoned() {
             let refusal = self.refusal();
             for p in group.iter_mut() {
                 p.outcome = Some(Err(refusal.clone()));
             }
-            return Ok(Committed { events: vec![] });
+            return Ok(nothing(ahead.head));
         }
-        let now = OffsetDateTime::now_utc();
-        let mut head = self.head();
+        let recorded_at = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| LogError::Damaged(format!("cannot encode the commit time: {e}")))?;
+        let mut head = ahead.head;
         // What this group has already written, visible to the appends after it in the group.
         let events: usize = group.iter().map(|p| p.request.events.len()).sum();
         let mut group_versions: HashMap<StreamName, u64> = HashMap::with_capacity(group.len());
         let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::with_capacity(events);
-        let mut batch = self.db.batch();
-        let mut recorded: Vec<(RecordedEvent, Vec<u8>)> = Vec::with_capacity(events);
-        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        let mut last_hash = self.last_hash.lock().unwrap_or_else(|p| p.into_inner());
-        // Chain hash of the last event of this group so far; kept only if the batch commits.
-        let mut chained = *last_hash;
+        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events * 4);
+        let mut recorded: Vec<CommittedEvent> = Vec::with_capacity(events);
+        // Chain hash of the last event of this group so far.
+        let mut chained = ahead.last_hash;
 
         for p in group.iter_mut() {
             let outcome = match self.retry_outcome(&p.request, &group_ids, &recorded)? {
@@ -631,7 +745,7 @@ impl Log {
                     let stream = p.request.stream.clone();
                     let current = match group_versions.get(&stream) {
                         Some(v) => *v,
-                        None => self.cached_version(&mut versions, &stream)?,
+                        None => self.cached_version(&mut ahead.versions, &stream)?,
                     };
                     let expected = p.request.expected_version;
                     if !expected.admits(current) {
@@ -643,25 +757,29 @@ impl Log {
                         for ev in std::mem::take(&mut p.request.events) {
                             head += 1;
                             version += 1;
-                            let id = ev.id;
-                            let rec = RecordedEvent::record(ev, stream.clone(), head, version, now);
-                            let bytes = serde_json::to_vec(&rec).map_err(|e| {
-                                LogError::Damaged(format!("cannot encode event: {e}"))
-                            })?;
+                            let bytes = ev
+                                .encode_recorded(&stream, head, version, &recorded_at)
+                                .map_err(|e| {
+                                    LogError::Damaged(format!("cannot encode event: {e}"))
+                                })?;
                             chained = chain::link(&chained, &bytes);
                             batch.insert(&self.chain, be(head), chained);
-                            batch.insert(&self.log, be(head), bytes.clone());
+                            batch.insert(&self.log, be(head), bytes.as_slice());
                             batch.insert(&self.streams, stream_key(&stream, version), be(head));
                             let mut idv = [0u8; 16];
                             idv[..8].copy_from_slice(&be(head));
                             idv[8..].copy_from_slice(&be(version));
-                            batch.insert(&self.ids, id.as_bytes(), idv);
+                            batch.insert(&self.ids, ev.id.as_bytes(), idv);
                             let entry = IdEntry {
                                 position: head,
                                 version,
                             };
-                            group_ids.insert(id, (entry, recorded.len()));
-                            recorded.push((rec, bytes));
+                            group_ids.insert(ev.id, (entry, recorded.len()));
+                            recorded.push(CommittedEvent {
+                                position: head,
+                                stream: stream.clone(),
+                                bytes: Bytes::from(bytes),
+                            });
                         }
                         group_versions.insert(stream, version);
                         Ok(AppendOk {
@@ -677,9 +795,59 @@ impl Log {
         }
 
         if recorded.is_empty() {
-            return Ok(Committed { events: recorded });
+            return Ok(nothing(ahead.head));
         }
-        if let Err(e) = batch.durability(self.persist_mode()).commit() {
+        ahead.head = head;
+        ahead.last_hash = chained;
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if ahead.versions.len() + group_versions.len() > MAX_CACHED_VERSIONS {
+            ahead.versions.clear();
+            // What is in flight is not on disk yet: a miss must not read it from there.
+            for g in inflight.iter() {
+                ahead
+                    .versions
+                    .extend(g.versions.iter().map(|(s, v)| (s.clone(), *v)));
+            }
+        }
+        ahead
+            .versions
+            .extend(group_versions.iter().map(|(s, v)| (s.clone(), *v)));
+        inflight.push_back(Inflight {
+            last: head,
+            ids: group_ids,
+            bytes: recorded.iter().map(|e| e.bytes.clone()).collect(),
+            versions: group_versions,
+        });
+        Ok(Prepared {
+            batch: Some(batch),
+            head,
+            events: recorded,
+        })
+    }
+
+    /// Writes a group [`Log::prepare_group`] prepared on this `Log` as one atomic fjall batch
+    /// and fdatasyncs it; returns only once it is durable (or refused). Its appends' outcomes
+    /// stand if it is written; if the write fails (or an earlier group's did) they become
+    /// `unavailable` and nothing of the group is acknowledged.
+    pub fn commit_prepared(&self, group: &mut [Pending], prepared: Prepared) -> Committed {
+        let Prepared {
+            batch,
+            head,
+            events,
+        } = prepared;
+        // Only a group with something to write was added to `inflight`.
+        let in_flight = batch.is_some();
+        let written = if self.is_poisoned() {
+            // An earlier group failed: this one was judged as if that one had been written
+            // (its refusals and its retries' answers too), so none of its outcomes holds.
+            let refusal = self.refusal();
+            for p in group.iter_mut() {
+                p.outcome = Some(Err(refusal.clone()));
+            }
+            false
+        } else if let Some(batch) = batch
+            && let Err(e) = batch.durability(self.persist_mode()).commit()
+        {
             // fjall has poisoned itself: this `Log` takes no more writes. What reached the
             // journal of this group is either whole (and found again at the next open) or
             // cut (and discarded at the next open); either way nothing of it is acknowledged.
@@ -700,32 +868,46 @@ impl Log {
                     p.outcome = Some(Err(refusal.clone()));
                 }
             }
-            return Ok(Committed { events: vec![] });
+            false
+        } else {
+            if !events.is_empty() {
+                self.head.store(head, Ordering::Release);
+            }
+            true
+        };
+        // Applied (or never to be): from now on its entries are on disk, or the log is
+        // poisoned and nothing is judged on it any more.
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if in_flight && inflight.front().is_some_and(|g| g.last == head) {
+            inflight.pop_front();
         }
-        self.head.store(head, Ordering::Release);
-        *last_hash = chained;
-        if versions.len() + group_versions.len() > MAX_CACHED_VERSIONS {
-            versions.clear();
+        drop(inflight);
+        Committed {
+            events: if written { events } else { vec![] },
         }
-        versions.extend(group_versions);
-        Ok(Committed { events: recorded })
     }
 
-    /// If every event id of `req` is already stored (or earlier in this group), the original
-    /// outcome; `None` if none is. Mixed or reused ids are refused.
+    /// If every event id of `req` is already stored (or earlier in this group, or in a group
+    /// in flight), the original outcome; `None` if none is. Mixed or reused ids are refused.
     fn retry_outcome(
         &self,
-        req: &AppendRequest,
+        req: &Append,
         group_ids: &HashMap<Uuid, (IdEntry, usize)>,
-        group_events: &[(RecordedEvent, Vec<u8>)],
+        group_events: &[CommittedEvent],
     ) -> Result<Option<Result<AppendOk, StoreError>>, LogError> {
         let mut found = Vec::with_capacity(req.events.len());
         for ev in &req.events {
             let hit = match group_ids.get(&ev.id) {
-                Some((entry, idx)) => group_events.get(*idx).map(|(r, _)| (*entry, r.clone())),
-                None => match self.lookup_id(&ev.id)? {
-                    Some(entry) => Some((entry, self.event_at(entry.position)?)),
+                Some((entry, idx)) => match group_events.get(*idx) {
+                    Some(e) => Some((*entry, decode_stored(&e.bytes)?)),
                     None => None,
+                },
+                None => match self.inflight_id(&ev.id) {
+                    Some((entry, bytes)) => Some((entry, decode_stored(&bytes)?)),
+                    None => match self.lookup_id(&ev.id)? {
+                        Some(entry) => Some((entry, self.event_at(entry.position)?)),
+                        None => None,
+                    },
                 },
             };
             found.push(hit);
@@ -871,10 +1053,13 @@ impl Log {
     }
 }
 
-/// A retry is the same event when stream, type, version and data match; `meta` may differ
-/// (a retry can carry a new correlation id) and is not compared.
-fn same_event(ev: &NewEvent, stream: &StreamName, rec: &RecordedEvent) -> bool {
-    &rec.stream == stream && rec.event_type == ev.event_type && rec.v == ev.v && rec.data == ev.data
+/// A retry is the same event when stream, type, version and data (as JSON values) match;
+/// `meta` may differ (a retry can carry a new correlation id) and is not compared.
+fn same_event(ev: &Incoming, stream: &StreamName, rec: &RecordedEvent) -> bool {
+    &rec.stream == stream
+        && rec.event_type == ev.event_type
+        && rec.v == ev.v
+        && serde_json::from_slice::<serde_json::Value>(&ev.data).is_ok_and(|d| d == rec.data)
 }
 
 fn decode_stored(bytes: &[u8]) -> Result<RecordedEvent, LogError> {
@@ -884,7 +1069,7 @@ fn decode_stored(bytes: &[u8]) -> Result<RecordedEvent, LogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::ExpectedVersion;
+    use events::{AppendRequest, ExpectedVersion, NewEvent};
     use serde_json::json;
 
     fn stream() -> StreamName {
@@ -912,7 +1097,8 @@ mod tests {
                 stream: s.clone(),
                 expected_version: ev_,
                 events,
-            },
+            }
+            .into(),
             outcome: None,
         }];
         log.commit_group(&mut group).unwrap();
@@ -972,7 +1158,8 @@ mod tests {
                 stream: s.clone(),
                 expected_version: x,
                 events: e,
-            },
+            }
+            .into(),
             outcome: None,
         };
         let mut group = vec![
@@ -1022,5 +1209,106 @@ mod tests {
             out[4].as_ref().unwrap_err().code,
             events::ErrorCode::IdReused
         );
+    }
+
+    #[test]
+    fn a_group_prepared_while_another_is_in_flight_sees_it_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        let s = stream();
+        let first = ev(1);
+        let pending = |events: Vec<NewEvent>, x| {
+            Pending::new(AppendRequest {
+                stream: s.clone(),
+                expected_version: x,
+                events,
+            })
+        };
+        let mut one = vec![pending(vec![first.clone()], ExpectedVersion::NoStream)];
+        let prepared_one = log.prepare_group(&mut one).unwrap();
+        // Prepared on top of `one` before `one` is written: its version, its id and the
+        // head it leaves count already.
+        let mut two = vec![
+            pending(vec![first.clone()], ExpectedVersion::NoStream),
+            pending(vec![ev(2)], ExpectedVersion::Exact(1)),
+            pending(vec![ev(3)], ExpectedVersion::NoStream),
+        ];
+        let prepared_two = log.prepare_group(&mut two).unwrap();
+        assert_eq!(
+            log.head(),
+            0,
+            "nothing is durable, so readers see nothing yet"
+        );
+        assert_eq!(log.commit_prepared(&mut one, prepared_one).events.len(), 1);
+        assert_eq!(log.head(), 1);
+        let committed = log.commit_prepared(&mut two, prepared_two);
+        assert_eq!(
+            committed
+                .events
+                .iter()
+                .map(|e| e.position)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(log.head(), 2);
+        let out: Vec<_> = two.into_iter().map(|p| p.outcome.unwrap()).collect();
+        assert_eq!(
+            out[0],
+            Ok(AppendOk {
+                first_position: 1,
+                last_position: 1,
+                stream_version: 1,
+                duplicate: true,
+            }),
+            "a retry of an event in flight gets its position"
+        );
+        assert_eq!(out[1].as_ref().unwrap().first_position, 2);
+        assert_eq!(out[2].as_ref().unwrap_err().current_version, Some(2));
+        // Reopened, the log holds exactly what was committed, chained.
+        log.close().unwrap();
+        drop(log);
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        assert_eq!(log.head(), 2);
+        assert_eq!(log.stream_version(&s).unwrap(), 2);
+    }
+
+    #[test]
+    fn groups_prepared_on_a_group_that_is_never_written_are_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        let s = stream();
+        let mut one = vec![Pending::new(AppendRequest {
+            stream: s.clone(),
+            expected_version: ExpectedVersion::NoStream,
+            events: vec![ev(1)],
+        })];
+        let prepared_one = log.prepare_group(&mut one).unwrap();
+        // Judged as if `one` were written: `wrong_expected_version` here would be a lie.
+        let mut two = vec![Pending::new(AppendRequest {
+            stream: s.clone(),
+            expected_version: ExpectedVersion::NoStream,
+            events: vec![ev(2)],
+        })];
+        let prepared_two = log.prepare_group(&mut two).unwrap();
+        assert!(two[0].outcome.as_ref().unwrap().is_err());
+        log.stop_writes(Failure::Failed("test".into()));
+        assert!(
+            log.commit_prepared(&mut one, prepared_one)
+                .events
+                .is_empty()
+        );
+        assert!(
+            log.commit_prepared(&mut two, prepared_two)
+                .events
+                .is_empty()
+        );
+        for p in one.iter().chain(&two) {
+            assert_eq!(
+                p.outcome.as_ref().unwrap().as_ref().unwrap_err().code,
+                events::ErrorCode::Unavailable
+            );
+        }
+        assert_eq!(log.head(), 0);
+        assert_eq!(log.stream_version(&s).unwrap(), 0);
     }
 }

@@ -13,16 +13,22 @@
 //! and `appended_by` is what the client said. The bare `vigil.store.append` is not served.
 //!
 //! # Write path and what it promises
-//! 1. A request is decoded and size-checked in the NATS handler; a bad one is answered
+//! 1. A request is decoded and size-checked in the NATS handler into borrowed envelopes
+//!    ([`crate::incoming`]: `data` stays the bytes that came in); a bad one is answered
 //!    `invalid` at once and never reaches the log.
-//! 2. A good one goes into a bounded queue to the single writer thread. When the queue is
+//! 2. A good one goes into a bounded queue to the single writer. When the queue is
 //!    full the request is answered `unavailable` (retry with the same ids) rather than
 //!    letting memory grow or blocking the handler.
-//! 3. The writer takes everything queued, up to `max_group_events`, validates it in order,
-//!    writes it as one fjall batch and fdatasyncs once (group commit). The cap keeps a
-//!    group's commit short, so tail latency stays low under load.
-//! 4. Only then does one outbox task send every answer of the group and publish the new
-//!    events with their position in the `Vigil-Position` header. Publication is best-effort by
+//! 3. The writer is two threads in a pipeline. The preparing thread takes everything
+//!    queued, up to `max_group_events`, and judges it in order (expected versions, the id
+//!    index, retries), encodes, hashes and batches it ([`crate::Log::prepare_group`]); the
+//!    committing thread writes each prepared group as one fjall batch and fdatasyncs once
+//!    (group commit, [`crate::Log::commit_prepared`]). So group N+1 is prepared while group
+//!    N is on its way to the disk; N+1 is judged as if N were written, and is refused whole
+//!    if N's write fails. The cap keeps a group's commit short, so tail latency stays low
+//!    under load.
+//! 4. Only once a group is durable does one outbox task send every answer of the group and
+//!    publish the new events with their position in the `Vigil-Position` header. Publication is best-effort by
 //!    design: a consumer that misses one sees the gap in positions and reads it from the log
 //!    (see `vigil_runtime::catchup`); failures are counted in
 //!    `vigil_store_publish_failed_total`. The outbox queue holds 1,024 groups; when it is full
@@ -52,7 +58,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, HeaderMap, Message};
-use bytes::Bytes;
 use events::codec::{self, Limits};
 use events::store_api::{AppendReply, MAX_READ_LIMIT, ReadRequest, StoreError, StreamReadRequest};
 use events::subjects;
@@ -61,7 +66,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::log::live::LiveLog;
+use crate::incoming::{self, Append};
+use crate::log::live::{LiveLog, PreparedGroup};
 use crate::log::mark::MARK_EVERY;
 use crate::log::{Committed, Durability, Failure, LogError, Pending};
 
@@ -101,7 +107,16 @@ const MAX_REPLY_BYTES: usize = 900 * 1024;
 const MAX_READ_REQUEST_BYTES: usize = 4096;
 
 /// An append waiting for the writer, with the subject its answer goes to.
-type Job = (events::AppendRequest, async_nats::Subject);
+type Job = (Append, async_nats::Subject);
+
+/// A group on its way from the preparing thread to the committing one.
+struct Stage {
+    group: Vec<Pending>,
+    reply_to: Vec<async_nats::Subject>,
+    prepared: Result<PreparedGroup, LogError>,
+    /// How long the preparation took.
+    prepare: Duration,
+}
 
 /// What one group commit sends out, in this order: every answer, then the committed events.
 struct Outbox {
@@ -170,12 +185,21 @@ pub async fn run(
     // (answers must not be dropped); 1024 groups is seconds of NATS trouble.
     let (out_tx, out_rx) = mpsc::channel::<Outbox>(1024);
 
+    // One prepared group may wait while another is written (a rendezvous channel): the
+    // preparing thread runs at most one group ahead of the disk.
+    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel::<Stage>(0);
+    let committer = {
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("vigil-store-commit".into())
+            .spawn(move || commit_loop(&log, &stage_rx, &out_tx))?
+    };
     let writer = {
         let log = log.clone();
         let max = config.max_group_events;
         std::thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || writer_loop(&log, job_rx, out_tx, max))?
+            .spawn(move || prepare_loop(&log, job_rx, &stage_tx, max))?
     };
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
@@ -241,7 +265,7 @@ pub async fn run(
     })
     .await;
     drop(job_tx);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    let _ = tokio::task::spawn_blocking(move || (writer.join(), committer.join())).await;
     tasks.close();
     let _ = tokio::time::timeout(NATS_GRACE, tasks.wait()).await;
     let _ = tokio::time::timeout(NATS_GRACE, outbox).await;
@@ -286,7 +310,7 @@ async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job
         metrics::counter!("vigil_store_requests_without_reply_total").increment(1);
         return;
     };
-    let request = match codec::decode_append(&msg.payload, limits)
+    let request = match incoming::decode_append(&msg.payload, limits)
         .map_err(StoreError::from)
         .and_then(|r| attribute(r, &msg.subject))
     {
@@ -322,10 +346,7 @@ async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job
 /// Checks `request` against its subject, `vigil.store.append.<user>.<category>`: the stream
 /// must be of that category (`forbidden` otherwise). Records the user in every event's
 /// `meta.appended_by`, replacing what the writer sent.
-fn attribute(
-    mut request: events::AppendRequest,
-    subject: &str,
-) -> Result<events::AppendRequest, StoreError> {
+fn attribute(mut request: Append, subject: &str) -> Result<Append, StoreError> {
     let Some((user, category)) = subjects::parse_append_subject(subject) else {
         return Err(StoreError::invalid(format!(
             "append on {subject:?}: send appends to vigil.store.append.<user>.<category>"
@@ -477,37 +498,60 @@ async fn respond(client: &Client, reply_to: async_nats::Subject, reply: &AppendR
     }
 }
 
-fn writer_loop(
+/// The preparing half of the writer: gathers each group from the queue and prepares it
+/// ([`LiveLog::prepare_group`]) while the previous one is being written.
+fn prepare_loop(
     log: &LiveLog,
     mut jobs: mpsc::Receiver<Job>,
-    outbox: mpsc::Sender<Outbox>,
+    stages: &std::sync::mpsc::SyncSender<Stage>,
     max_group_events: usize,
 ) {
-    let mut group: Vec<Pending> = Vec::new();
-    let mut reply_to: Vec<async_nats::Subject> = Vec::new();
     while let Some((req, subject)) = jobs.blocking_recv() {
         let mut n = req.events.len();
-        group.push(Pending {
-            request: req,
-            outcome: None,
-        });
-        reply_to.push(subject);
+        let mut group = vec![Pending::new(req)];
+        let mut reply_to = vec![subject];
         while n < max_group_events {
             match jobs.try_recv() {
                 Ok((req, subject)) => {
                     n += req.events.len();
-                    group.push(Pending {
-                        request: req,
-                        outcome: None,
-                    });
+                    group.push(Pending::new(req));
                     reply_to.push(subject);
                 }
                 Err(_) => break,
             }
         }
         let started = Instant::now();
-        let committed = log.commit_group(&mut group);
-        let took = started.elapsed();
+        let prepared = log.prepare_group(&mut group);
+        let stage = Stage {
+            group,
+            reply_to,
+            prepared,
+            prepare: started.elapsed(),
+        };
+        if stages.send(stage).is_err() {
+            tracing::error!("the committing thread stopped; the store takes no more writes");
+            return;
+        }
+    }
+}
+
+/// The committing half of the writer: writes each prepared group, in order, then hands its
+/// answers and events to the outbox.
+fn commit_loop(
+    log: &LiveLog,
+    stages: &std::sync::mpsc::Receiver<Stage>,
+    outbox: &mpsc::Sender<Outbox>,
+) {
+    while let Ok(Stage {
+        mut group,
+        reply_to,
+        prepared,
+        prepare,
+    }) = stages.recv()
+    {
+        let started = Instant::now();
+        let committed = prepared.map(|prepared| log.commit_prepared(&mut group, prepared));
+        let took = prepare + started.elapsed();
         let (replies, committed) = match committed {
             Ok(committed) => {
                 if !committed.events.is_empty() {
@@ -526,8 +570,8 @@ fn writer_loop(
                     }
                 }
                 let replies = group
-                    .drain(..)
-                    .zip(reply_to.drain(..))
+                    .into_iter()
+                    .zip(reply_to)
                     .map(|(p, subject)| {
                         let reply = match p.outcome {
                             Some(Ok(ok)) => AppendReply::Ok(ok),
@@ -545,12 +589,11 @@ fn writer_loop(
                 // Reading an index or encoding failed before anything was written: refuse this
                 // group; the log on disk is unchanged.
                 tracing::error!(error = %e, "group refused before commit");
-                group.clear();
                 let error = StoreError::unavailable(format!(
                     "the store could not check this append against the log: {e}"
                 ));
                 let replies = reply_to
-                    .drain(..)
+                    .into_iter()
                     .map(|s| (s, AppendReply::Error(error.clone())))
                     .collect();
                 (replies, Committed { events: vec![] })
@@ -573,7 +616,7 @@ async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
                 .increment(1);
             respond(&client, subject, &reply).await;
         }
-        for (event, bytes) in committed.events {
+        for event in committed.events {
             let mut headers = HeaderMap::new();
             headers.insert(
                 subjects::POSITION_HEADER,
@@ -581,7 +624,7 @@ async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
             );
             let subject = subjects::event_subject(&event.stream);
             if let Err(e) = client
-                .publish_with_headers(subject, headers, Bytes::from(bytes))
+                .publish_with_headers(subject, headers, event.bytes)
                 .await
             {
                 // Consumers fill gaps from the log; count it so an operator can see it.

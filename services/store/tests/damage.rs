@@ -140,7 +140,8 @@ fn store_with_marked_event() -> (tempfile::TempDir, PathBuf, u64) {
                     data: json!({ "text": marker }),
                     ..event(99)
                 }],
-            },
+            }
+            .into(),
             outcome: None,
         }];
         log.commit_group(&mut group).unwrap();

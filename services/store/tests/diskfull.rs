@@ -44,7 +44,8 @@ fn append(live: &LiveLog, n: u64, pad: usize) -> (NewEvent, Result<AppendOk, Sto
             stream: stream((n % 5) as usize),
             expected_version: ExpectedVersion::Any,
             events: vec![e.clone()],
-        },
+        }
+        .into(),
         outcome: None,
     }];
     live.commit_group(&mut group).unwrap();

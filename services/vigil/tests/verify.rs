@@ -39,7 +39,8 @@ fn data_dir() -> tempfile::TempDir {
                             ..Meta::default()
                         },
                     }],
-                },
+                }
+                .into(),
                 outcome: None,
             })
             .collect();

@@ -31,7 +31,8 @@ fn append(dir: &Path, category: &str, user: Option<&str>) {
                     ..Meta::default()
                 },
             }],
-        },
+        }
+        .into(),
         outcome: None,
     }];
     log.commit_group(&mut group).unwrap();

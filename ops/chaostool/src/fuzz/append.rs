@@ -1,14 +1,18 @@
-//! Target 2, **append**: `codec::decode_append` (what the store's NATS handler reads an
-//! `AppendRequest` with) on random bytes and near-valid requests, under the default and
-//! under small limits: never a panic, and whatever it accepts keeps every rule (1..max
-//! events, a 1-64 character type, an actor, the size limits, distinct ids). Then the
-//! requests it refuses are published on `vigil.store.append` to the running store: each gets
-//! a typed `invalid` reply, the log head does not move, the store stays up, and a valid
+//! Target 2, **append**: `store::incoming::decode_append` — what the store's NATS handler
+//! reads an append with (borrowed envelopes, `data` kept as sent) — and
+//! `codec::decode_append`, the same rules over a `serde_json::Value` tree, on random bytes and
+//! near-valid requests, under the default and under small limits: never a panic, the two
+//! accept and refuse the same requests (except at a size limit, where `data` kept as sent may
+//! measure a few bytes apart from its tree encoding), and whatever they accept keeps every
+//! rule (1..max events, a 1-64 character type, an actor, the size limits, distinct ids). Then
+//! the requests both refuse are published on `vigil.store.append` to the running store: each
+//! gets a typed `invalid` reply, the log head does not move, the store stays up, and a valid
 //! append still works afterwards.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use events::codec::{self, Limits};
 use events::{AppendReply, ErrorCode};
 use proptest::collection::vec;
@@ -130,11 +134,38 @@ fn append_limits(input: &AppendInput) -> Limits {
         })
 }
 
-/// `decode_append` never panics, and what it accepts keeps every rule.
+/// The store's `decode_append` and the codec's never panic, agree, and what they accept keeps
+/// every rule.
 fn check_append(input: &AppendInput) -> Result<&'static str, String> {
     let limits = append_limits(input);
-    let Ok(req) = codec::decode_append(&input.payload, &limits) else {
-        return Ok("refused");
+    let ours = store::incoming::decode_append(&Bytes::copy_from_slice(&input.payload), &limits);
+    let size_only = |e: &codec::CodecError| matches!(e, codec::CodecError::TooLarge { .. });
+    let req = match (codec::decode_append(&input.payload, &limits), ours) {
+        (Err(_), Err(_)) => return Ok("refused"),
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) if size_only(&e) => return Ok("refused"),
+        (Ok(_), Err(e)) => {
+            return Err(format!(
+                "the store's decoder refused a request the codec accepts: {e}"
+            ));
+        }
+        (Err(e), Ok(_)) => {
+            return Err(format!(
+                "the store's decoder accepted a request the codec refuses: {e}"
+            ));
+        }
+        (Ok(req), Ok(ours)) => {
+            if ours.events.len() != req.events.len()
+                || ours.events.iter().zip(&req.events).any(|(o, r)| {
+                    o.id != r.id
+                        || serde_json::from_slice::<Value>(&o.data).ok().as_ref() != Some(&r.data)
+                })
+            {
+                return Err(
+                    "the store's decoder read other events (ids or data) than the codec".into(),
+                );
+            }
+            req
+        }
     };
     let mut broken = Vec::new();
     if input.payload.len() > limits.max_append_bytes {
@@ -230,7 +261,10 @@ pub(super) async fn fuzz_append_wire(
         let mut input = tree.current();
         // Only what the decoder refuses (with the store's own limits), so nothing may land.
         input.limits = None;
-        if input.payload.len() > 512 * 1024 || codec::decode_append(&input.payload, &limits).is_ok()
+        if input.payload.len() > 512 * 1024
+            || codec::decode_append(&input.payload, &limits).is_ok()
+            || store::incoming::decode_append(&Bytes::copy_from_slice(&input.payload), &limits)
+                .is_ok()
         {
             continue;
         }

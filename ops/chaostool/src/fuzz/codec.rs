@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use events::codec::{self, Limits};
 use events::domain::DomainEvent;
 use events::{Decoded, RecordedEvent};
@@ -133,6 +134,7 @@ fn check_bytes(bytes: &[u8], limits: &Limits) -> Result<&'static str, String> {
     let _ = codec::decode_json::<Value>(bytes, "fuzz", limits.max_append_bytes);
     let _ = codec::decode_json::<RecordedEvent>(bytes, "fuzz", limits.max_append_bytes);
     let _ = codec::decode_append(bytes, limits);
+    let _ = store::incoming::decode_append(&Bytes::copy_from_slice(bytes), limits);
     match codec::decode_recorded(bytes) {
         Ok(rec) => check_recorded(&rec),
         Err(_) => Ok("refused"),

@@ -12,12 +12,13 @@
 //!    driven by the same messages) with up to three values changed. Never a panic; an unknown type or a version newer than the
 //!    build is `Decoded::Unknown` with a reason; a `Known` event is valid and survives a
 //!    round trip through the log's envelope unchanged.
-//! 2. **append**: `codec::decode_append` — what the store's NATS handler reads an
-//!    `AppendRequest` with — on random bytes and near-valid requests, under the default and
-//!    under small limits: never a panic, and whatever it accepts keeps every rule (1..max
-//!    events, a 1-64 character type, an actor, the size limits, distinct ids). Then the
-//!    requests it refuses are published on `vigil.store.append` to the running store: each
-//!    gets a typed `invalid` reply, the log head does not move, the store stays up, and a
+//! 2. **append**: `store::incoming::decode_append` — what the store's NATS handler reads an
+//!    append with (borrowed envelopes, `data` kept as sent) — and `codec::decode_append`, the
+//!    same rules over a `serde_json::Value` tree, on random bytes and near-valid requests,
+//!    under the default and under small limits: never a panic, the two accept and refuse the
+//!    same requests (except at a size limit), and whatever they accept keeps every rule. Then
+//!    the requests both refuse are published on `vigil.store.append` to the running store:
+//!    each gets a typed `invalid` reply, the log head does not move, the store stays up, and a
 //!    valid append still works afterwards.
 //! 3. **http**: every route of `gateway::ROUTES`, its `{id}`/`{area}`/`{board}` filled with
 //!    valid and random values, random queries, and bodies of random JSON (often shaped like

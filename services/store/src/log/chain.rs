@@ -189,9 +189,10 @@ impl Log {
     /// Recomputes the chain over the last [`TAIL_CHECK`] positions and loads the head's hash.
     fn check_tail(&self) -> Result<(), LogError> {
         let head = self.head();
-        let mut last = self.last_hash.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        ahead.head = head;
         if head == 0 {
-            *last = GENESIS;
+            ahead.last_hash = GENESIS;
             return Ok(());
         }
         let start = head.saturating_sub(TAIL_CHECK - 1).max(1);
@@ -230,7 +231,7 @@ impl Log {
             }
             prev = stored;
         }
-        *last = prev;
+        ahead.last_hash = prev;
         Ok(())
     }
 

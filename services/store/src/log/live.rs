@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{Committed, Durability, Failure, Log, LogError, Pending};
+use super::{Committed, Durability, Failure, Log, LogError, Pending, Prepared};
 
 /// How often, at most, the writer tries to resume while the disk is full.
 pub const RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -62,6 +62,13 @@ pub fn probe_space(dir: &Path) -> std::io::Result<()> {
     })();
     let _ = std::fs::remove_file(&path);
     written
+}
+
+/// A group prepared by [`LiveLog::prepare_group`], held with the log it was prepared on (a
+/// reopen in between must not move it to another one). It holds that log open until it is
+/// committed; a reopen waits for that, as it waits for reads.
+pub struct PreparedGroup {
+    log: Option<(Arc<Log>, Prepared)>,
 }
 
 /// The open log, replaced by a freshly opened one after the disk was full (see the module
@@ -113,27 +120,48 @@ impl LiveLog {
         }
     }
 
-    /// Commits a group on the current log ([`Log::commit_group`]). While the disk is full it
+    /// Commits a group on the current log ([`Log::commit_group`]): [`LiveLog::prepare_group`]
+    /// then [`LiveLog::commit_prepared`].
+    pub fn commit_group(&self, group: &mut [Pending]) -> Result<Committed, LogError> {
+        let prepared = self.prepare_group(group)?;
+        Ok(self.commit_prepared(group, prepared))
+    }
+
+    /// Prepares a group on the current log ([`Log::prepare_group`]). While the disk is full it
     /// first tries to resume (at most every [`RETRY_EVERY`]); until it has, the group is
     /// refused as `unavailable`, saying the disk is full.
-    pub fn commit_group(&self, group: &mut [Pending]) -> Result<Committed, LogError> {
+    pub fn prepare_group(&self, group: &mut [Pending]) -> Result<PreparedGroup, LogError> {
         let stalled = self.get().map_or(true, |log| log.is_disk_full());
         if stalled {
             self.try_resume();
         }
         match self.get() {
             Ok(log) => {
-                let committed = log.commit_group(group);
-                self.head.store(log.head(), Ordering::Release);
-                committed
+                let prepared = log.prepare_group(group)?;
+                Ok(PreparedGroup {
+                    log: Some((log, prepared)),
+                })
             }
             Err(_) => {
                 let refusal = Failure::DiskFull.refusal();
                 for p in group.iter_mut() {
                     p.outcome = Some(Err(refusal.clone()));
                 }
-                Ok(Committed { events: vec![] })
+                Ok(PreparedGroup { log: None })
             }
+        }
+    }
+
+    /// Writes a prepared group on the log it was prepared on ([`Log::commit_prepared`]).
+    /// Groups are committed in the order they were prepared.
+    pub fn commit_prepared(&self, group: &mut [Pending], prepared: PreparedGroup) -> Committed {
+        match prepared.log {
+            Some((log, prepared)) => {
+                let committed = log.commit_prepared(group, prepared);
+                self.head.store(log.head(), Ordering::Release);
+                committed
+            }
+            None => Committed { events: vec![] },
         }
     }
 

@@ -37,7 +37,8 @@ pub fn fill(log: &Log, count: u64) {
                     stream: stream(((n + i) % 7) as usize),
                     expected_version: ExpectedVersion::Any,
                     events: vec![event(n + i)],
-                },
+                }
+                .into(),
                 outcome: None,
             })
             .collect();
