@@ -1,6 +1,6 @@
 //! The hostage case aggregate: pure decide and apply over one `hostage-<id>` stream, the
 //! summary that everyone but a crisis manager sees, and the register of every case that
-//! answers lists. No I/O, no clock: the time is passed in.
+//! answers lists (the last two in `case/register.rs`). No I/O, no clock: the time is passed in.
 //!
 //! # Life of a case
 //! `open` (from an incident: the persons held, captors and location if known) → proofs of
@@ -14,8 +14,6 @@
 //! `policy::HOSTAGE_SUMMARY` sees [`Summary`]: counts and days held, never a person
 //! reference, captors or a location.
 
-use std::collections::HashMap;
-
 use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
@@ -25,7 +23,7 @@ use events::domain::hostage::{
 };
 use events::domain::incident::Location;
 use events::validate::Country;
-use events::{Decoded, RecordedEvent, StreamName};
+use events::{RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -679,174 +677,9 @@ fn accounts_for_everyone(case: &Case, closed: &HostageCaseClosed) -> Result<(), 
     Ok(())
 }
 
-/// What everyone allowed to list hostage cases sees of one: no person reference, no captors,
-/// no location.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Summary {
-    /// The case's id.
-    pub case: Uuid,
-    /// Where the persons were taken.
-    pub country: Country,
-    /// The incident it arose from.
-    pub incident_id: Uuid,
-    /// How many are still held.
-    pub persons_held: usize,
-    /// How many have been released (a wall screen says "70 released, 1 deceased").
-    pub persons_released: usize,
-    /// How many died in captivity.
-    pub persons_deceased: usize,
-    /// How many the case concerns.
-    pub persons_total: usize,
-    /// When the centre recorded the opening.
-    #[serde(with = "time::serde::rfc3339")]
-    pub opened_at: OffsetDateTime,
-    /// Whole days from the opening to now, or to the closure.
-    pub days_held: u64,
-    /// Open or closed.
-    pub status: Status,
-}
-
-/// The summary of `case` as of `now`.
-pub fn summary(case: &Case, now: OffsetDateTime) -> Summary {
-    Summary {
-        case: case.id,
-        country: case.country,
-        incident_id: case.incident_id,
-        persons_held: case.persons_held(),
-        persons_released: case.count(PersonStatus::Released),
-        persons_deceased: case.count(PersonStatus::Deceased),
-        persons_total: case.persons.len(),
-        opened_at: case.opened_at,
-        days_held: case.days_held(now),
-        status: case.status,
-    }
-}
-
-/// Filters of a list (`GET /api/v1/hostage-cases`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// `open` or `closed`; `null` or absent for both.
-    #[serde(default)]
-    pub status: Option<Status>,
-    /// Only this country.
-    #[serde(default)]
-    pub country: Option<Country>,
-    /// At most this many (1 to [`MAX_LIST`], default [`DEFAULT_LIST`]).
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// After this one: the `next` of the previous page (see [`events::page`]).
-    #[serde(default)]
-    pub cursor: Option<Cursor>,
-}
-
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
-use events::page::{Cursor, Page, PageQuery};
-
-/// Every hostage case and every person's name, folded from the whole log: answers lists
-/// and puts names on a crisis manager's read.
-#[derive(Debug, Default)]
-pub struct Register {
-    cases: HashMap<Uuid, Option<Case>>,
-    names: HashMap<String, String>,
-    position: u64,
-}
-
-impl runtime::Fold for Register {
-    fn apply(&mut self, event: &RecordedEvent) {
-        Register::apply(self, event);
-    }
-}
-
-impl runtime::host::Listing for Register {
-    // Read from the body here, not by the command's decoder: a bad filter is refused
-    // naming the field alone (`status: …`), as it always was.
-    type Query = Value;
-    type Filter = ListQuery;
-    type Item = Summary;
-
-    fn filter(query: Value) -> Result<ListQuery, Refusal> {
-        events::codec::from_value(query).map_err(Refusal::invalid)
-    }
-
-    fn list(
-        &self,
-        actor: &Actor,
-        q: &ListQuery,
-        now: OffsetDateTime,
-    ) -> Result<Page<Summary>, Refusal> {
-        Register::list(self, actor, q, now)
-    }
-}
-
-impl Register {
-    /// Applies one event of the log (any category; hostage cases and personnel are kept).
-    /// Events at or below the register's position are duplicates and ignored.
-    pub fn apply(&mut self, e: &RecordedEvent) {
-        if e.position <= self.position {
-            return;
-        }
-        self.position = e.position;
-        match e.stream.category().as_str() {
-            "hostage" => Case::apply(self.cases.entry(e.stream.id()).or_default(), e),
-            "person" => {
-                if let Decoded::Known(DomainEvent::PersonRegistered(p)) = DomainEvent::decode(e) {
-                    // The latest registration of a person stands.
-                    self.names.insert(p.person, p.name);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The last log position applied.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-
-    /// The registered name of `person`.
-    pub fn name(&self, person: &str) -> Option<&str> {
-        self.names.get(person).map(String::as_str)
-    }
-
-    /// Summaries of the cases `actor` may see that match `q`, newest opening first, as of
-    /// `now`.
-    pub fn list(
-        &self,
-        actor: &Actor,
-        q: &ListQuery,
-        now: OffsetDateTime,
-    ) -> Result<Page<Summary>, Refusal> {
-        actor.may(
-            policy::HOSTAGE_SUMMARY,
-            "list hostage cases; ask the duty officer",
-        )?;
-        if let Some(c) = q.country
-            && !actor.covers(c)
-        {
-            return Err(Refusal::forbidden(format!(
-                "you see hostage cases of {} only; leave out the country",
-                actor.scope.map_or("no country", |c| c.as_str())
-            )));
-        }
-        let found: Vec<&Case> = self
-            .cases
-            .values()
-            .flatten()
-            .filter(|c| actor.covers(c.country))
-            .filter(|c| q.country.is_none_or(|country| c.country == country))
-            .filter(|c| q.status.is_none_or(|s| c.status == s))
-            .collect();
-        events::page::newest_first(
-            found,
-            |c| c.opened_position,
-            PageQuery::new(q.limit, q.cursor),
-            self.position,
-            |c| summary(c, now),
-        )
-    }
-}
+mod register;
+pub use register::{ListQuery, Register, Summary, summary};
 
 #[cfg(test)]
 mod tests;

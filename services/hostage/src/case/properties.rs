@@ -2,6 +2,7 @@
 //! person both released and deceased, never changes after closure, and closes only with
 //! an account that agrees with the record.
 use super::*;
+use events::Decoded;
 use events::command::Role;
 use proptest::prelude::*;
 use serde_json::json;
