@@ -112,12 +112,14 @@ impl Builder {
         self
     }
 
-    /// In [`Centre::parts`]: also start `vigil <name>`, ready once GET `probe` answers 200.
-    pub fn service(mut self, name: &str, probe: &str) -> Self {
+    /// In [`Centre::parts`]: also start `vigil <name>`, ready once GET `probe` answers 200
+    /// (`None` for a service with no read the tests can wait on, e.g. `levels` before any
+    /// area is imported).
+    pub fn service(mut self, name: &str, probe: Option<&str>) -> Self {
         if let Shape::Parts { services } = &mut self.shape {
             services.push(name.to_owned());
         }
-        self.probes.push(probe.to_owned());
+        self.probes.extend(probe.map(str::to_owned));
         self
     }
 
