@@ -294,7 +294,7 @@ impl Centre {
         self.nats.as_mut().expect("a Centre::parts centre")
     }
 
-    /// What `vigil up` printed when it started (empty for [`Centre::parts`]).
+    /// What `vigil up` printed each time it started, in order (empty for [`Centre::parts`]).
     pub fn banner(&self) -> &str {
         &self.banner
     }
@@ -365,7 +365,8 @@ impl Centre {
         )
         .await;
         self.up = Some(child);
-        self.banner = banner;
+        // Every start's banner is kept: a test reads what the first start printed.
+        self.banner.push_str(&banner);
     }
 
     /// What `vigil up` wrote to stderr so far (for a failure message).
@@ -382,6 +383,58 @@ impl Centre {
         self.up = None;
         self.start_up().await;
         self.ready().await;
+    }
+
+    /// Sends signal `name` (`STOP`, `CONT`, …) to `vigil up`.
+    pub fn signal(&self, name: &str) {
+        let pid = self
+            .up
+            .as_ref()
+            .and_then(tokio::process::Child::id)
+            .expect("vigil up is running");
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{name} {pid}: {e}"));
+        assert!(sent.success(), "kill -{name} {pid}: {sent}");
+    }
+
+    /// SIGTERM to `vigil up`, which must exit cleanly within 30 s (it stops its nats-server).
+    pub async fn stop(&mut self) {
+        let mut child = self.up.take().expect("vigil up is running");
+        let pid = child.id().expect("vigil up has a pid");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -TERM {pid}: {e}"));
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("vigil up exits within 30 s of SIGTERM")
+            .unwrap_or_else(|e| panic!("waiting for vigil up: {e}"));
+        assert!(status.success(), "vigil up exit status {status:?}");
+    }
+
+    /// Starts `vigil up` again after [`Centre::stop`], on the same data and addresses, and
+    /// waits only for its banner and its HTTP port: a test that watches the parts come back
+    /// by themselves must not wait for them here.
+    pub async fn up_again(&mut self) {
+        assert!(
+            self.up.is_none(),
+            "vigil up is still running: stop it first"
+        );
+        self.start_up().await;
+        let port = self.http;
+        let listening = tokio::task::spawn_blocking(move || {
+            crate::wait_for_port(port, Duration::from_secs(20))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("waiting for port {port}: {e}"));
+        assert!(
+            listening,
+            "vigil up printed its banner but nothing listens on its --http port {port}.\n{}",
+            self.up_stderr()
+        );
     }
 
     /// Waits until the gateway answers `/readyz` and every probe answers 200.
@@ -517,7 +570,7 @@ pub async fn spawn_up(
         .unwrap_or_else(|| panic!("vigil up without its stdout"));
     let mut lines = BufReader::new(stdout).lines();
     let mut banner = String::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
             banner.push_str(&line);
             banner.push('\n');
@@ -527,7 +580,7 @@ pub async fn spawn_up(
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("vigil up printed no banner within 30 s; so far:\n{banner}"));
+    .unwrap_or_else(|_| panic!("vigil up printed no banner within 60 s; so far:\n{banner}"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, banner)
 }
