@@ -415,7 +415,44 @@ impl Centre {
         assert!(status.success(), "vigil up exit status {status:?}");
     }
 
-    /// Starts `vigil up` again after [`Centre::stop`], on the same data and addresses, and
+    /// kill -9 of the whole `vigil up` centre: `vigil up` and the nats-server it started (its
+    /// pid is in `<data_dir>/nats/nats-server.pid`), at once; returns once the NATS port is
+    /// free again.
+    pub async fn kill9(&mut self) {
+        let pid_file = self.dir.join("nats/nats-server.pid");
+        let nats_pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", pid_file.display()))
+            .trim()
+            .to_owned();
+        let mut child = self.up.take().expect("vigil up is running");
+        let up_pid = child.id().expect("vigil up has a pid").to_string();
+        let killed = Command::new("kill")
+            .args(["-KILL", &up_pid, &nats_pid])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -9 {up_pid} {nats_pid}: {e}"));
+        assert!(killed.success(), "kill -9 {up_pid} {nats_pid}");
+        child
+            .wait()
+            .await
+            .unwrap_or_else(|e| panic!("waiting for vigil up: {e}"));
+        // The nats-server's port is free once it is gone.
+        let port: u16 = self
+            .nats_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.nats_url));
+        crate::eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await
+        .expect("nats-server is gone after kill -9");
+    }
+
+    /// Starts `vigil up` again after [`Centre::stop`] or [`Centre::kill9`], on the same data and addresses, and
     /// waits only for its banner and its HTTP port: a test that watches the parts come back
     /// by themselves must not wait for them here.
     pub async fn up_again(&mut self) {
