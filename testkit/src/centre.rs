@@ -159,7 +159,7 @@ impl Builder {
             let issuer = self
                 .issuer
                 .as_ref()
-                .expect("Builder::issuer before Builder::token");
+                .unwrap_or_else(|| panic!("Builder::issuer before Builder::token"));
             for spec in &self.tokens {
                 let token = issuer(&c.dir, spec);
                 c.tokens.push((spec.name.clone(), token));
@@ -291,7 +291,9 @@ impl Centre {
 
     /// The nats-server of a [`Centre::parts`] centre.
     pub fn nats(&mut self) -> &mut NatsServer {
-        self.nats.as_mut().expect("a Centre::parts centre")
+        self.nats
+            .as_mut()
+            .unwrap_or_else(|| panic!("a Centre::parts centre"))
     }
 
     /// What `vigil up` printed each time it started, in order (empty for [`Centre::parts`]).
@@ -391,7 +393,7 @@ impl Centre {
             .up
             .as_ref()
             .and_then(tokio::process::Child::id)
-            .expect("vigil up is running");
+            .unwrap_or_else(|| panic!("vigil up is running"));
         let sent = Command::new("kill")
             .args([&format!("-{name}"), &pid.to_string()])
             .status()
@@ -401,8 +403,11 @@ impl Centre {
 
     /// SIGTERM to `vigil up`, which must exit cleanly within 30 s (it stops its nats-server).
     pub async fn stop(&mut self) {
-        let mut child = self.up.take().expect("vigil up is running");
-        let pid = child.id().expect("vigil up has a pid");
+        let mut child = self
+            .up
+            .take()
+            .unwrap_or_else(|| panic!("vigil up is running"));
+        let pid = child.id().unwrap_or_else(|| panic!("vigil up has a pid"));
         let sent = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
@@ -410,7 +415,7 @@ impl Centre {
         assert!(sent.success(), "kill -TERM {pid}: {sent}");
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
             .await
-            .expect("vigil up exits within 30 s of SIGTERM")
+            .unwrap_or_else(|_| panic!("vigil up exits within 30 s of SIGTERM"))
             .unwrap_or_else(|e| panic!("waiting for vigil up: {e}"));
         assert!(status.success(), "vigil up exit status {status:?}");
     }
@@ -424,8 +429,14 @@ impl Centre {
             .unwrap_or_else(|e| panic!("reading {}: {e}", pid_file.display()))
             .trim()
             .to_owned();
-        let mut child = self.up.take().expect("vigil up is running");
-        let up_pid = child.id().expect("vigil up has a pid").to_string();
+        let mut child = self
+            .up
+            .take()
+            .unwrap_or_else(|| panic!("vigil up is running"));
+        let up_pid = child
+            .id()
+            .unwrap_or_else(|| panic!("vigil up has a pid"))
+            .to_string();
         let killed = Command::new("kill")
             .args(["-KILL", &up_pid, &nats_pid])
             .status()
@@ -449,7 +460,7 @@ impl Centre {
                 .then_some(())
         })
         .await
-        .expect("nats-server is gone after kill -9");
+        .unwrap_or_else(|| panic!("nats-server is gone after kill -9"));
     }
 
     /// Starts `vigil up` again after [`Centre::stop`] or [`Centre::kill9`], on the same data and addresses, and
