@@ -693,9 +693,7 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
             "session",
         )
         .unwrap();
-    let addr = format!("127.0.0.1:{}", centre.addr().port())
-        .parse()
-        .unwrap();
+    let addr = centre.addr();
     let events = testkit::http::all_items(addr, "/api/v1/events?limit=500", &duty)
         .await
         .unwrap();
@@ -770,17 +768,7 @@ async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
     let file = dir.join("reference.jsonl");
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     std::fs::write(&file, text.join("\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["import", "--nats-url", centre.nats_url(), "--data-dir"])
-        .arg(centre.data_dir())
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    centre.import(&file);
     let auth = gateway::auth::Auth::open(centre.data_dir(), vec![]).unwrap();
     let (duty, _) = auth
         .issue(
@@ -792,9 +780,7 @@ async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
             "session",
         )
         .unwrap();
-    let addr = format!("127.0.0.1:{}", centre.addr().port())
-        .parse()
-        .unwrap();
+    let addr = centre.addr();
     let order = uuid::Uuid::new_v4();
     let deadline = (time::OffsetDateTime::now_utc() + time::Duration::hours(12))
         .format(&time::format_description::well_known::Rfc3339)
@@ -1093,17 +1079,7 @@ async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
         .join("\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["import", "--nats-url", centre.nats_url(), "--data-dir"])
-        .arg(centre.data_dir())
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    centre.import(&file);
     let console_url = format!(
         "http://127.0.0.1:{}/console/#broadcasts",
         centre.addr().port()
