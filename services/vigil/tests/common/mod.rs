@@ -215,7 +215,10 @@ pub async fn spawn_up(
     .await
 }
 
-pub use testkit::centre::stop_up;
+/// Stops `vigil up` the way an operator does (see `testkit::centre::stop_up`).
+pub fn stop_up(child: &mut tokio::process::Child) {
+    testkit::centre::stop_up(child);
+}
 
 /// The shipped sample reference data (`vigil import`).
 pub const SAMPLE: &str = concat!(
