@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod aggregate;
+pub mod centre;
 
 /// Copies the directory tree `from` into `to` (created), file by file: for tests and tools
 /// that damage or inspect a copy of a stopped store. Modes are copied too (a store's

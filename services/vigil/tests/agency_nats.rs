@@ -15,90 +15,45 @@ mod common;
 #[path = "../examples/agency_client.rs"]
 mod agency_client;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
-use gateway::auth::{Auth, Role};
 use serde_json::{Value, json};
-use testkit::free_port;
-use testkit::http::{Answer, json as send};
+use testkit::http::Answer;
 use uuid::Uuid;
 
-struct Centre {
-    child: tokio::process::Child,
-    dir: tempfile::TempDir,
-    nats: String,
-    addr: SocketAddr,
-    duty: String,
-}
+/// The shared test centre (`vigil up` with the sample imported); requests as the duty officer.
+struct Centre(testkit::centre::Centre);
 
-impl Drop for Centre {
-    fn drop(&mut self) {
-        common::stop_up(&mut self.child);
+impl std::ops::Deref for Centre {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
 impl Centre {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let nats = format!("nats://127.0.0.1:{}", free_port());
-        let http = free_port();
-        let stderr = std::fs::File::create(dir.path().join("vigil-up.stderr.log")).unwrap();
-        let (child, _) =
-            common::spawn_up(dir.path(), &nats, http, free_port(), stderr.into()).await;
-        let auth = Auth::open(dir.path(), vec![]).unwrap();
-        let (duty, _) = auth
-            .issue(
-                "duty",
-                Role::DutyOfficer,
-                None,
-                None,
-                Duration::from_secs(3600),
-                "session",
-            )
-            .unwrap();
-        let c = Self {
-            child,
-            dir,
-            nats,
-            addr: format!("127.0.0.1:{http}").parse().unwrap(),
-            duty,
-        };
-        let sample = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../ops/reference/sample.jsonl"
-        );
-        let out = c.vigil(&["import", sample]);
-        assert!(out.status.success(), "vigil import: {}", stderr_of(&out));
-        c
+        Self(
+            common::up()
+                .import(common::SAMPLE)
+                .token("duty", "duty", "duty_officer", None)
+                .probe("/api/v1/broadcasts")
+                .start()
+                .await,
+        )
     }
 
     fn data(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `vigil <args>` against this centre.
-    fn vigil(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(args)
-            .args(["--nats-url", &self.nats, "--data-dir"])
-            .arg(self.data())
-            .env_remove("VIGIL_NATS_USER")
-            .env_remove("VIGIL_NATS_PASSWORD")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.data_dir()
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
-        send(self.addr, method, path, Some(&self.duty), body)
-            .await
-            .unwrap()
+        self.0.call(method, path, &self.0["duty"], body).await
     }
 
     /// Issues a broadcast to `agencies` that asks for an acknowledgement; returns its id.
@@ -239,7 +194,7 @@ async fn an_agency_system_with_only_its_credentials_file_receives_sends_the_rece
     assert!(out.status.success(), "{}", stderr_of(&out));
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        printed.contains(&format!("the centre at {} admits it now", c.nats)),
+        printed.contains(&format!("the centre at {} admits it now", c.nats_url())),
         "the running centre took the identity without a restart: {printed}"
     );
     #[cfg(unix)]

@@ -96,7 +96,7 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
     )
     .await;
 
-    let console = format!("http://{}/console/#incidents", up.addr);
+    let console = format!("http://{}/console/#incidents", up.addr());
     client.goto(&console).await.unwrap();
     login(client, "duty.ana").await;
     let tabs = js(

@@ -187,7 +187,7 @@ async fn scenario(client: &Client, up: &Up, dir: &Path) {
         "nobody marked yet"
     );
 
-    let console = format!("http://{}/console/#orders", up.addr);
+    let console = format!("http://{}/console/#orders", up.addr());
     client.goto(&console).await.unwrap();
     login(client, "duty.ana").await;
     tab(client, "orders").await;

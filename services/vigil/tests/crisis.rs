@@ -12,106 +12,37 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gateway::auth::{Auth, Role};
 use serde_json::{Value, json};
-use testkit::free_port;
-use testkit::http::{Answer, json as send};
 use uuid::Uuid;
 
-struct Centre {
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-    duty: String,
-    crisis: String,
-    fso: String,
-    wall: String,
-    admin: String,
-}
+/// The shared test centre (`vigil up` with the sample imported) and this file's board checks.
+struct Centre(testkit::centre::Centre);
 
-impl Drop for Centre {
-    fn drop(&mut self) {
-        common::stop_up(&mut self._child);
+impl std::ops::Deref for Centre {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
 impl Centre {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let nats = format!("nats://127.0.0.1:{}", free_port());
-        let http = free_port();
-        let (child, _banner) =
-            common::spawn_up(dir.path(), &nats, http, free_port(), Stdio::null()).await;
-        let sample = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../ops/reference/sample.jsonl"
-        );
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["import", "--nats-url", &nats, "--data-dir"])
-            .arg(dir.path())
-            .arg(sample)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "vigil import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let auth = Auth::open(dir.path(), vec![]).unwrap();
-        let hour = Duration::from_secs(3600);
-        let token = |role: Role, scope: Option<&str>| {
-            auth.issue(
-                role.as_str(),
-                role,
-                scope.map(Into::into),
-                None,
-                hour,
-                "session",
-            )
-            .unwrap()
-            .0
-        };
-        let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-        let c = Self {
-            duty: token(Role::DutyOfficer, None),
-            crisis: token(Role::CrisisManager, None),
-            fso: token(Role::FieldOfficer, Some("SO")),
-            wall: token(Role::WallScreen, None),
-            admin: token(Role::Admin, None),
-            _child: child,
-            _dir: dir,
-            addr,
-        };
         // The services have read the imported reference data once a list answers with it.
-        testkit::eventually(Duration::from_secs(20), || async {
-            let a = c.call("GET", "/api/v1/orders", &c.duty, None).await;
-            (a.status == 200).then_some(())
-        })
-        .await
-        .expect("the relocation service is ready");
-        c
-    }
-
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Answer {
-        send(self.addr, method, path, Some(token), body)
-            .await
-            .unwrap()
-    }
-
-    /// Sends a command that must succeed; returns its answer.
-    async fn ok(&self, method: &str, path: &str, token: &str, body: Value) -> Value {
-        let a = self.call(method, path, token, Some(&body)).await;
-        assert!(
-            a.status == 200 || a.status == 201,
-            "{method} {path}: {} {}",
-            a.status,
-            a.body
-        );
-        a.json()
+        Self(
+            common::up()
+                .import(common::SAMPLE)
+                .token("duty", "duty_officer", "duty_officer", None)
+                .token("crisis", "crisis_manager", "crisis_manager", None)
+                .token("fso", "field_officer", "field_officer", Some("SO"))
+                .token("wall", "wall_screen", "wall_screen", None)
+                .token("admin", "admin", "admin", None)
+                .probe("/api/v1/orders")
+                .start()
+                .await,
+        )
     }
 
     async fn board(&self, token: &str) -> Value {
@@ -124,7 +55,7 @@ impl Centre {
     async fn shows(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
         loop {
-            let board = self.board(&self.duty).await;
+            let board = self.board(&self["duty"]).await;
             if ok(&board) {
                 let took = started.elapsed();
                 eprintln!("crisis: {what}: on the board after {took:?}");
@@ -168,14 +99,14 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     c.ok(
         "POST",
         "/api/v1/clearances",
-        &c.duty,
+        &c["duty"],
         json!({"id": clearance, "traveller": "P-0010", "itinerary": itinerary, "purpose": "mission"}),
     )
     .await;
     c.ok(
         "POST",
         &format!("/api/v1/clearances/{clearance}/approve"),
-        &c.fso,
+        &c["fso"],
         json!({}),
     )
     .await;
@@ -186,7 +117,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         .ok(
             "POST",
             "/api/v1/orders",
-            &c.duty,
+            &c["duty"],
             json!({"id": order, "kind": "evacuation", "country": "SO", "area": "SOM-BAN",
                    "scope": "all_personnel", "destination": "Nairobi", "deadline": now_plus(24)}),
         )
@@ -211,7 +142,12 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     })
     .await;
     let sent = c
-        .call("GET", &format!("/api/v1/broadcasts/{alert}"), &c.duty, None)
+        .call(
+            "GET",
+            &format!("/api/v1/broadcasts/{alert}"),
+            &c["duty"],
+            None,
+        )
         .await
         .json();
     assert_eq!(sent["rule"]["trigger"], json!(order), "{sent}");
@@ -231,7 +167,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         "wfp has nobody in Somalia: {recipients:?}"
     );
     let all = c
-        .call("GET", "/api/v1/broadcasts", &c.duty, None)
+        .call("GET", "/api/v1/broadcasts", &c["duty"], None)
         .await
         .json();
     let fired = all["items"]
@@ -242,7 +178,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         .count();
     assert_eq!(fired, 1, "one broadcast per order");
     let view = c
-        .call("GET", &format!("/api/v1/orders/{order}"), &c.duty, None)
+        .call("GET", &format!("/api/v1/orders/{order}"), &c["duty"], None)
         .await
         .json();
     let people: Vec<String> = view["roll_call"]
@@ -261,7 +197,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         view["roll_call"][0]["name"].is_string(),
         "duty views have names"
     );
-    let wall = c.board(&c.wall).await.to_string();
+    let wall = c.board(&c["wall"]).await.to_string();
     for p in &people {
         assert!(!wall.contains(p.as_str()), "the wall screen names nobody");
     }
@@ -270,7 +206,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/orders/{order}/mark"),
-        &c.fso,
+        &c["fso"],
         json!({"person": "P-0001", "status": "safe"}),
     )
     .await;
@@ -284,7 +220,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/orders/{order}/mark-many"),
-        &c.duty,
+        &c["duty"],
         bulk.clone(),
     )
     .await;
@@ -292,7 +228,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         .ok(
             "POST",
             &format!("/api/v1/orders/{order}/mark-many"),
-            &c.duty,
+            &c["duty"],
             bulk,
         )
         .await;
@@ -309,7 +245,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/orders/{order}/complete"),
-        &c.duty,
+        &c["duty"],
         json!({"note": "all out"}),
     )
     .await;
@@ -321,7 +257,7 @@ async fn relocation_orders_and_clearances_through_the_centre() {
         .call(
             "POST",
             &format!("/api/v1/orders/{order}/mark"),
-            &c.duty,
+            &c["duty"],
             Some(&json!({"person": "P-0001", "status": "missing"})),
         )
         .await;
@@ -331,14 +267,14 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/clearances/{clearance}/arrive"),
-        &c.fso,
+        &c["fso"],
         json!({"country": "SO", "at": now_plus(-2)}),
     )
     .await;
     c.ok(
         "POST",
         &format!("/api/v1/clearances/{clearance}/depart"),
-        &c.fso,
+        &c["fso"],
         json!({"country": "SO", "at": now_plus(0)}),
     )
     .await;
@@ -346,11 +282,11 @@ async fn relocation_orders_and_clearances_through_the_centre() {
     let roll = testkit::eventually(Duration::from_secs(5), || async {
         let id = Uuid::new_v4();
         let a = c
-            .call("POST", "/api/v1/orders", &c.duty, Some(&json!({"id": id, "kind": "relocation", "country": "SO",
+            .call("POST", "/api/v1/orders", &c["duty"], Some(&json!({"id": id, "kind": "relocation", "country": "SO",
                 "area": "SOM-BAN", "scope": "all_personnel", "destination": "Kismayo", "deadline": now_plus(24)})))
             .await;
         assert_eq!(a.status, 201, "{}", a.body);
-        let v = c.call("GET", &format!("/api/v1/orders/{id}"), &c.duty, None).await.json();
+        let v = c.call("GET", &format!("/api/v1/orders/{id}"), &c["duty"], None).await.json();
         (v["tally"]["total"] == 4).then_some(v)
     })
     .await;
@@ -369,7 +305,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         "/api/v1/surges",
-        &c.duty,
+        &c["duty"],
         json!({"id": surge, "duty_station": "SOM-MGQ", "country": "SO",
                "reason": "Attacks on the airport road", "officers_needed": 1, "assets": ["armoured vehicle"]}),
     )
@@ -387,7 +323,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/surges/{surge}/approve"),
-        &c.crisis,
+        &c["crisis"],
         json!({}),
     )
     .await;
@@ -400,7 +336,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/surges/{surge}/assign"),
-        &c.duty,
+        &c["duty"],
         json!({"officer": "P-0005"}),
     )
     .await;
@@ -413,7 +349,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/surges/{surge}/deploy"),
-        &c.duty,
+        &c["duty"],
         json!({"at": now_plus(0)}),
     )
     .await;
@@ -426,7 +362,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/surges/{surge}/complete"),
-        &c.duty,
+        &c["duty"],
         json!({"at": now_plus(1)}),
     )
     .await;
@@ -441,7 +377,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         "/api/v1/incidents",
-        &c.crisis,
+        &c["crisis"],
         json!({"id": incident, "country": "SO", "category": "crime", "severity": 5,
                "title": "Two staff abducted", "occurred_at": now_plus(-1)}),
     )
@@ -450,14 +386,14 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         "/api/v1/hostage-cases",
-        &c.crisis,
+        &c["crisis"],
         json!({"id": case, "incident_id": incident, "country": "SO",
                "persons": ["P-0002", "P-0003"], "captors": "unknown armed group"}),
     )
     .await;
     let held = |n: u64| move |b: &Value| b["counters"]["persons_held"] == n;
     c.shows("case opened, two held", held(2)).await;
-    for token in [&c.wall, &c.fso] {
+    for token in [&c["wall"], &c["fso"]] {
         let board = c.board(token).await.to_string();
         for secret in [
             "P-0002",
@@ -476,7 +412,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
         .call(
             "GET",
             &format!("/api/v1/hostage-cases/{case}"),
-            &c.duty,
+            &c["duty"],
             None,
         )
         .await;
@@ -485,13 +421,13 @@ async fn surges_and_hostage_cases_through_the_centre() {
         .call(
             "GET",
             &format!("/api/v1/hostage-cases/{case}"),
-            &c.crisis,
+            &c["crisis"],
             None,
         )
         .await;
     assert_eq!(details.status, 200, "{}", details.body);
     assert!(details.body.contains("P-0002"), "{}", details.body);
-    let log = testkit::http::all_items(c.addr, "/api/v1/events?limit=500", &c.admin)
+    let log = testkit::http::all_items(c.addr(), "/api/v1/events?limit=500", &c["admin"])
         .await
         .unwrap();
     let reads: Vec<&Value> = log.iter().filter(|e| e["type"] == "DetailsRead").collect();
@@ -502,7 +438,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/hostage-cases/{case}/release"),
-        &c.crisis,
+        &c["crisis"],
         json!({"person": "P-0002", "at": now_plus(0)}),
     )
     .await;
@@ -511,7 +447,7 @@ async fn surges_and_hostage_cases_through_the_centre() {
         .call(
             "POST",
             &format!("/api/v1/hostage-cases/{case}/release"),
-            &c.crisis,
+            &c["crisis"],
             Some(&json!({"person": "P-0002", "at": now_plus(0)})),
         )
         .await;
@@ -519,14 +455,14 @@ async fn surges_and_hostage_cases_through_the_centre() {
     c.ok(
         "POST",
         &format!("/api/v1/hostage-cases/{case}/release"),
-        &c.crisis,
+        &c["crisis"],
         json!({"person": "P-0003", "at": now_plus(0)}),
     )
     .await;
     c.ok(
         "POST",
         &format!("/api/v1/hostage-cases/{case}/close"),
-        &c.crisis,
+        &c["crisis"],
         json!({"outcome": "both released", "accounting": [
             {"person": "P-0002", "status": "released"}, {"person": "P-0003", "status": "released"}]}),
     )

@@ -12,108 +12,51 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{VigilProcess, check_log, read_all, wait_ready};
-use gateway::auth::{Auth, Role};
+use common::{check_log, read_all, wait_ready};
 use runtime::StoreClient;
 use serde_json::{Value, json};
-use testkit::NatsServer;
 use testkit::http::{Answer, json as send};
 use uuid::Uuid;
 
+/// The shared test centre as separate processes (nats-server, `vigil store`, `vigil
+/// incidents`, `vigil levels`, `vigil gateway`) and a store client of this test's own.
 struct Centre {
-    _nats: NatsServer,
-    dir: tempfile::TempDir,
-    store_proc: VigilProcess,
-    incidents_proc: VigilProcess,
-    _levels_proc: VigilProcess,
-    _gateway_proc: VigilProcess,
+    centre: testkit::centre::Centre,
     store: StoreClient,
-    addr: SocketAddr,
-    /// Field officer of SO.
-    fso: String,
-    /// Field officer of KE.
-    fso_ke: String,
-    duty: String,
+}
+
+impl std::ops::Deref for Centre {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.centre
+    }
+}
+
+impl std::ops::DerefMut for Centre {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.centre
+    }
 }
 
 impl Centre {
     async fn start(field_rate: u32) -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let url = nats.url();
-        // The signing key first, so the gateway and the tokens agree on it.
-        let auth = Auth::open(dir.path(), vec![]).unwrap();
-        let hour = Duration::from_secs(3600);
-        let token = |user: &str, role, scope: Option<&str>| {
-            auth.issue(user, role, scope.map(Into::into), None, hour, "session")
-                .unwrap()
-                .0
-        };
-        let (fso, fso_ke, duty) = (
-            token("fso.ali", Role::FieldOfficer, Some("SO")),
-            token("fso.wanjiru", Role::FieldOfficer, Some("KE")),
-            token("duty.ana", Role::DutyOfficer, None),
-        );
-        let store_proc = VigilProcess::spawn(dir.path(), &url);
-        let incidents_proc = VigilProcess::run(dir.path(), &url, &["incidents"], &[]);
-        let levels_proc = VigilProcess::run(dir.path(), &url, &["levels"], &[]);
-        let port = testkit::free_port();
-        let http = format!("127.0.0.1:{port}");
-        let rate = field_rate.to_string();
-        let gateway_proc = VigilProcess::run(
-            dir.path(),
-            &url,
-            &["gateway", "--http", &http],
-            &[("VIGIL_FIELD_REPORTS_PER_MINUTE", &rate)],
-        );
-        let store = StoreClient::new(nats.connect().await, Duration::from_secs(5));
+        // The gateway is ready before the incidents service has subscribed: the centre waits
+        // until the service answers, so the first report is not refused as "not running".
+        let mut centre = common::parts()
+            .service("incidents", Some("/api/v1/incidents"))
+            .service("levels", None)
+            .env("VIGIL_FIELD_REPORTS_PER_MINUTE", &field_rate.to_string())
+            .token("duty", "duty.ana", "duty_officer", None)
+            .token("fso", "fso.ali", "field_officer", Some("SO"))
+            .token("fso_ke", "fso.wanjiru", "field_officer", Some("KE"))
+            .start()
+            .await;
+        let store = StoreClient::new(centre.nats().connect().await, Duration::from_secs(5));
         wait_ready(&store).await;
-        let addr: SocketAddr = http.parse().unwrap();
-        testkit::eventually(Duration::from_secs(20), || async move {
-            let a = testkit::http::request(addr, "GET", "/readyz", &[], None)
-                .await
-                .ok()?;
-            (a.status == 200).then_some(())
-        })
-        .await
-        .expect("the gateway is ready within 20 s");
-        // The gateway is ready before the incidents service has subscribed: wait until it
-        // answers, so the first report is not refused as "not running".
-        let bearer = format!("Bearer {duty}");
-        testkit::eventually(Duration::from_secs(20), || {
-            let bearer = bearer.clone();
-            async move {
-                let headers = [("authorization", bearer.as_str())];
-                let a = testkit::http::request(addr, "GET", "/api/v1/incidents", &headers, None)
-                    .await
-                    .ok()?;
-                (a.status == 200).then_some(())
-            }
-        })
-        .await
-        .expect("the incidents service answers within 20 s");
-        Self {
-            _nats: nats,
-            dir,
-            store_proc,
-            incidents_proc,
-            _levels_proc: levels_proc,
-            _gateway_proc: gateway_proc,
-            store,
-            addr,
-            fso,
-            fso_ke,
-            duty,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Answer {
-        send(self.addr, method, path, Some(token), body)
-            .await
-            .unwrap()
+        Self { centre, store }
     }
 
     async fn head(&self) -> u64 {
@@ -181,7 +124,7 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     cases.push((json!([1, 2]), 422, "map"));
     for (body, status, what) in &cases {
         let a = c
-            .call("POST", "/api/v1/incidents", &c.fso, Some(body))
+            .call("POST", "/api/v1/incidents", &c["fso"], Some(body))
             .await;
         assert_refused(&a, *status, what);
         assert!(
@@ -193,12 +136,13 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
             a.body
         );
     }
-    let auth = format!("Bearer {}", c.fso);
+    let auth = format!("Bearer {}", &c["fso"]);
+    let addr = c.addr();
     let raw = |ctype: &'static str, body: Vec<u8>| {
         let auth = auth.clone();
         async move {
             testkit::http::request(
-                c.addr,
+                addr,
                 "POST",
                 "/api/v1/incidents",
                 &[("Authorization", &auth), ("Content-Type", ctype)],
@@ -229,13 +173,13 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     let mut kenya = report(Uuid::new_v4());
     kenya["country"] = json!("KE");
     assert_refused(
-        &c.call("POST", "/api/v1/incidents", &c.fso, Some(&kenya))
+        &c.call("POST", "/api/v1/incidents", &c["fso"], Some(&kenya))
             .await,
         403,
         "scope",
     );
     let a = send(
-        c.addr,
+        c.addr(),
         "POST",
         "/api/v1/incidents",
         None,
@@ -249,7 +193,7 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     // The same report 20 times at once: stored once, one 201, the same body every time.
     let id = Uuid::new_v4();
     let body = report(id);
-    let sends = (0..20).map(|_| c.call("POST", "/api/v1/incidents", &c.fso, Some(&body)));
+    let sends = (0..20).map(|_| c.call("POST", "/api/v1/incidents", &c["fso"], Some(&body)));
     let answers = futures::future::join_all(sends).await;
     let created = answers.iter().filter(|a| a.status == 201).count();
     let again = answers.iter().filter(|a| a.status == 200).count();
@@ -277,18 +221,18 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     let mut changed = report(id);
     changed["severity"] = json!(1);
     let a = c
-        .call("POST", "/api/v1/incidents", &c.fso, Some(&changed))
+        .call("POST", "/api/v1/incidents", &c["fso"], Some(&changed))
         .await;
     assert_refused(&a, 409, "id reuse");
     assert_eq!(a.json()["error"]["code"], "id_reused");
 
     // Reading: within scope only, and it includes the caller's own latest change.
     let path = format!("/api/v1/incidents/{id}");
-    let a = c.call("GET", &path, &c.fso, None).await;
+    let a = c.call("GET", &path, &c["fso"], None).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["status"], "reported");
     assert_refused(
-        &c.call("GET", &path, &c.fso_ke, None).await,
+        &c.call("GET", &path, &c["fso_ke"], None).await,
         404,
         "other country",
     );
@@ -297,16 +241,21 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     let update = json!({"id": Uuid::new_v4(), "severity": 5, "note": "a third person hurt",
                         "casualties": {"killed": 0, "injured": 3}});
     let a = c
-        .call("POST", &format!("{path}/updates"), &c.fso, Some(&update))
+        .call("POST", &format!("{path}/updates"), &c["fso"], Some(&update))
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let resent = c
-        .call("POST", &format!("{path}/updates"), &c.fso, Some(&update))
+        .call("POST", &format!("{path}/updates"), &c["fso"], Some(&update))
         .await;
     assert_eq!(resent.json(), a.json(), "a resent update is stored once");
     assert_refused(
-        &c.call("POST", &format!("{path}/verify"), &c.fso, Some(&json!({})))
-            .await,
+        &c.call(
+            "POST",
+            &format!("{path}/verify"),
+            &c["fso"],
+            Some(&json!({})),
+        )
+        .await,
         403,
         "a field officer verifies",
     );
@@ -314,18 +263,23 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
         .call(
             "POST",
             &format!("{path}/verify"),
-            &c.duty,
+            &c["duty"],
             Some(&json!({"note": "called the FSO"})),
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_refused(
-        &c.call("POST", &format!("{path}/verify"), &c.duty, Some(&json!({})))
-            .await,
+        &c.call(
+            "POST",
+            &format!("{path}/verify"),
+            &c["duty"],
+            Some(&json!({})),
+        )
+        .await,
         409,
         "verified twice",
     );
-    let a = c.call("GET", &path, &c.duty, None).await;
+    let a = c.call("GET", &path, &c["duty"], None).await;
     let incident = a.json();
     assert_eq!(incident["status"], "verified");
     assert_eq!(incident["severity"], 5);
@@ -335,7 +289,7 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
         .call(
             "POST",
             &format!("{path}/close"),
-            &c.duty,
+            &c["duty"],
             Some(&json!({"reason": "all staff safe"})),
         )
         .await;
@@ -344,7 +298,7 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
         &c.call(
             "POST",
             &format!("{path}/updates"),
-            &c.fso,
+            &c["fso"],
             Some(&json!({"note": "late"})),
         )
         .await,
@@ -358,7 +312,7 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
             .call(
                 "GET",
                 "/api/v1/incidents?status=closed&country=SO",
-                &c.duty,
+                &c["duty"],
                 None,
             )
             .await;
@@ -368,17 +322,17 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     .await
     .expect("the closed incident is listed");
     assert_eq!(listed["items"][0]["id"], json!(id));
-    let a = c.call("GET", "/api/v1/incidents", &c.fso_ke, None).await;
+    let a = c.call("GET", "/api/v1/incidents", &c["fso_ke"], None).await;
     assert_eq!(a.json()["items"], json!([]), "KE sees none of SO's");
     assert_refused(
-        &c.call("GET", "/api/v1/incidents?status=lost", &c.duty, None)
+        &c.call("GET", "/api/v1/incidents?status=lost", &c["duty"], None)
             .await,
         422,
         "bad filter",
     );
 
     // Levels: areas come from `vigil import`; a duty officer sets one; the history shows it.
-    let file = c.dir.path().join("reference.jsonl");
+    let file = c.data_dir().join("reference.jsonl");
     std::fs::write(
         &file,
         "{\"kind\":\"area\",\"area\":\"SOM-BAN\",\"country\":\"SO\",\"name\":\"Banaadir\"}\n\
@@ -387,8 +341,8 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     .unwrap();
     for want in ["2 new or changed, 0 already", "0 new or changed, 2 already"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["import", "--nats-url", &c._nats.url(), "--data-dir"])
-            .arg(c.dir.path())
+            .args(["import", "--nats-url", c.nats_url(), "--data-dir"])
+            .arg(c.data_dir())
             .arg(&file)
             .output()
             .unwrap();
@@ -405,11 +359,11 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
     }
     let set = json!({"level": 5, "reason": "attacks on the airport road"});
     let a = c
-        .call("PUT", "/api/v1/areas/SOM-BAN/level", &c.duty, Some(&set))
+        .call("PUT", "/api/v1/areas/SOM-BAN/level", &c["duty"], Some(&set))
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_refused(
-        &c.call("PUT", "/api/v1/areas/NOWHERE/level", &c.duty, Some(&set))
+        &c.call("PUT", "/api/v1/areas/NOWHERE/level", &c["duty"], Some(&set))
             .await,
         404,
         "unknown area",
@@ -418,7 +372,7 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
         &c.call(
             "PUT",
             "/api/v1/areas/SOM-BAN/level",
-            &c.duty,
+            &c["duty"],
             Some(&json!({"level": 7, "reason": "r"})),
         )
         .await,
@@ -426,13 +380,13 @@ async fn reports_are_stored_once_and_bad_input_changes_nothing() {
         "level 7",
     );
     let a = c
-        .call("GET", "/api/v1/areas/SOM-BAN/level", &c.fso, None)
+        .call("GET", "/api/v1/areas/SOM-BAN/level", &c["fso"], None)
         .await;
     let history = a.json();
     assert_eq!(history["level"], 5, "{}", a.body);
     assert_eq!(history["history"][0]["set_by"], "duty.ana");
     assert_refused(
-        &c.call("GET", "/api/v1/areas/SOM-BAN/level", &c.fso_ke, None)
+        &c.call("GET", "/api/v1/areas/SOM-BAN/level", &c["fso_ke"], None)
             .await,
         404,
         "another country's area",
@@ -447,9 +401,9 @@ async fn a_report_sent_while_the_store_or_the_service_is_down_is_503_then_stored
     let id = Uuid::new_v4();
     let body = report(id);
 
-    c.store_proc.kill9();
+    c.process("store").kill9();
     let a = c
-        .call("POST", "/api/v1/incidents", &c.fso, Some(&body))
+        .call("POST", "/api/v1/incidents", &c["fso"], Some(&body))
         .await;
     assert_refused(&a, 503, "store down");
     assert!(
@@ -460,10 +414,10 @@ async fn a_report_sent_while_the_store_or_the_service_is_down_is_503_then_stored
         "{}",
         a.body
     );
-    c.store_proc.start_again();
+    c.start_again("store");
     wait_ready(&c.store).await;
     let a = c
-        .call("POST", "/api/v1/incidents", &c.fso, Some(&body))
+        .call("POST", "/api/v1/incidents", &c["fso"], Some(&body))
         .await;
     assert_eq!(
         a.status, 201,
@@ -471,20 +425,30 @@ async fn a_report_sent_while_the_store_or_the_service_is_down_is_503_then_stored
         a.body
     );
     let a2 = c
-        .call("POST", "/api/v1/incidents", &c.fso, Some(&body))
+        .call("POST", "/api/v1/incidents", &c["fso"], Some(&body))
         .await;
     assert_eq!((a2.status, a2.json()), (200, a.json()));
 
     let second = Uuid::new_v4();
-    c.incidents_proc.kill9();
+    c.process("incidents").kill9();
     let a = c
-        .call("POST", "/api/v1/incidents", &c.fso, Some(&report(second)))
+        .call(
+            "POST",
+            "/api/v1/incidents",
+            &c["fso"],
+            Some(&report(second)),
+        )
         .await;
     assert_refused(&a, 503, "service down");
-    c.incidents_proc.start_again();
+    c.start_again("incidents");
     let a = testkit::eventually(Duration::from_secs(20), || async {
         let a = c
-            .call("POST", "/api/v1/incidents", &c.fso, Some(&report(second)))
+            .call(
+                "POST",
+                "/api/v1/incidents",
+                &c["fso"],
+                Some(&report(second)),
+            )
             .await;
         (a.status != 503).then_some(a)
     })
@@ -506,7 +470,7 @@ async fn field_submissions_are_rate_limited_per_user() {
         .call(
             "POST",
             "/api/v1/incidents",
-            &c.fso,
+            &c["fso"],
             Some(&report(Uuid::new_v4())),
         )
         .await;
@@ -515,7 +479,7 @@ async fn field_submissions_are_rate_limited_per_user() {
         .call(
             "POST",
             "/api/v1/incidents",
-            &c.fso,
+            &c["fso"],
             Some(&report(Uuid::new_v4())),
         )
         .await;
@@ -526,7 +490,7 @@ async fn field_submissions_are_rate_limited_per_user() {
         .call(
             "POST",
             "/api/v1/incidents",
-            &c.duty,
+            &c["duty"],
             Some(&report(Uuid::new_v4())),
         )
         .await;

@@ -12,126 +12,45 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use gateway::auth::{Auth, Role};
 use serde_json::{Value, json};
-use testkit::free_port;
-use testkit::http::{Answer, json as send};
 use uuid::Uuid;
 
-struct Centre {
-    child: tokio::process::Child,
-    dir: tempfile::TempDir,
-    nats: String,
-    http: u16,
-    metrics: u16,
-    duty: String,
-    fso: String,
+/// The shared test centre (`vigil up` with the sample imported) and this file's order checks.
+struct Centre(testkit::centre::Centre);
+
+impl std::ops::Deref for Centre {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-impl Drop for Centre {
-    fn drop(&mut self) {
-        common::stop_up(&mut self.child);
+impl std::ops::DerefMut for Centre {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
 impl Centre {
+    /// Ready once the relocation service has read the log.
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let nats = format!("nats://127.0.0.1:{}", free_port());
-        let (http, metrics) = (free_port(), free_port());
-        let (child, _) = common::spawn_up(dir.path(), &nats, http, metrics, Stdio::null()).await;
-        let sample = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../ops/reference/sample.jsonl"
-        );
-        import(dir.path(), &nats, Path::new(sample));
-        let auth = Auth::open(dir.path(), vec![]).unwrap();
-        let token = |role: Role, scope: Option<&str>| {
-            let hour = Duration::from_secs(3600);
-            let scope = scope.map(Into::into);
-            auth.issue(role.as_str(), role, scope, None, hour, "session")
-                .unwrap()
-                .0
-        };
-        let c = Self {
-            duty: token(Role::DutyOfficer, None),
-            fso: token(Role::FieldOfficer, Some("SO")),
-            child,
-            dir,
-            nats,
-            http,
-            metrics,
-        };
-        c.ready().await;
-        c
-    }
-
-    /// Stops the whole centre the way an operator does and starts it again on the same data.
-    async fn restart(&mut self) {
-        common::stop_up(&mut self.child);
-        let (child, _) = common::spawn_up(
-            self.dir.path(),
-            &self.nats,
-            self.http,
-            self.metrics,
-            Stdio::null(),
+        Self(
+            common::up()
+                .import(common::SAMPLE)
+                .token("duty", "duty_officer", "duty_officer", None)
+                .token("fso", "field_officer", "field_officer", Some("SO"))
+                .probe("/api/v1/orders")
+                .start()
+                .await,
         )
-        .await;
-        self.child = child;
-        self.ready().await;
-    }
-
-    /// Waits until the relocation service has read the log.
-    async fn ready(&self) {
-        testkit::eventually(Duration::from_secs(20), || async {
-            let a = self.call("GET", "/api/v1/orders", &self.duty, None).await;
-            (a.status == 200).then_some(())
-        })
-        .await
-        .expect("the relocation service is ready");
-    }
-
-    fn addr(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.http).parse().unwrap()
-    }
-
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Answer {
-        // A connection refused while the centre restarts is a status 0 for `ready`.
-        match send(self.addr(), method, path, Some(token), body).await {
-            Ok(a) => a,
-            Err(e) => Answer {
-                status: 0,
-                head: String::new(),
-                body: e.to_string(),
-            },
-        }
-    }
-
-    async fn ok(&self, method: &str, path: &str, token: &str, body: Value) -> Value {
-        let a = self.call(method, path, token, Some(&body)).await;
-        assert!(
-            a.status == 200 || a.status == 201,
-            "{method} {path}: {} {}",
-            a.status,
-            a.body
-        );
-        a.json()
     }
 
     /// Personnel records (JSON Lines) through `vigil import`, as an operator loads them.
     fn assign(&self, lines: &[Value]) {
-        let file = self
-            .dir
-            .path()
-            .join(format!("assign-{}.jsonl", Uuid::new_v4()));
-        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
-        std::fs::write(&file, text.join("\n")).unwrap();
-        import(self.dir.path(), &self.nats, &file);
+        self.import_lines(lines);
     }
 
     /// Gives an evacuation of Banaadir; returns its id.
@@ -139,13 +58,13 @@ impl Centre {
         let id = Uuid::new_v4();
         let body = json!({"id": id, "kind": "evacuation", "country": "SO", "area": "SOM-BAN",
             "scope": "all_personnel", "destination": "Nairobi", "deadline": now_plus(24 * 60)});
-        self.ok("POST", "/api/v1/orders", &self.duty, body).await;
+        self.ok("POST", "/api/v1/orders", &self["duty"], body).await;
         id
     }
 
     async fn order(&self, id: Uuid) -> Value {
         let a = self
-            .call("GET", &format!("/api/v1/orders/{id}"), &self.duty, None)
+            .call("GET", &format!("/api/v1/orders/{id}"), &self["duty"], None)
             .await;
         assert_eq!(a.status, 200, "{}", a.body);
         a.json()
@@ -166,7 +85,7 @@ impl Centre {
 
     async fn board_order(&self, id: Uuid) -> Value {
         let board = self
-            .call("GET", "/api/v1/boards/situation", &self.duty, None)
+            .call("GET", "/api/v1/boards/situation", &self["duty"], None)
             .await
             .json();
         board["countries"]["SO"]["orders"]
@@ -177,20 +96,6 @@ impl Centre {
             .cloned()
             .unwrap_or(Value::Null)
     }
-}
-
-fn import(dir: &Path, nats: &str, file: &Path) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["import", "--nats-url", nats, "--data-dir"])
-        .arg(dir)
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "vigil import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn now_plus(minutes: i64) -> String {
@@ -235,24 +140,24 @@ async fn late_arrivals_and_leavers_on_an_open_order_survive_a_restart() {
     c.ok(
         "POST",
         "/api/v1/clearances",
-        &c.duty,
+        &c["duty"],
         json!({"id": clearance, "traveller": "P-0010", "itinerary": itinerary}),
     )
     .await;
     let moves = format!("/api/v1/clearances/{clearance}");
-    c.ok("POST", &format!("{moves}/approve"), &c.fso, json!({}))
+    c.ok("POST", &format!("{moves}/approve"), &c["fso"], json!({}))
         .await;
     c.ok(
         "POST",
         &format!("{moves}/arrive"),
-        &c.fso,
+        &c["fso"],
         json!({"country": "SO", "at": now_plus(-3)}),
     )
     .await;
     c.ok(
         "POST",
         &format!("{moves}/depart"),
-        &c.fso,
+        &c["fso"],
         json!({"country": "SO", "at": now_plus(-2)}),
     )
     .await;
@@ -284,7 +189,7 @@ async fn late_arrivals_and_leavers_on_an_open_order_survive_a_restart() {
     c.ok(
         "POST",
         &format!("{moves}/arrive"),
-        &c.fso,
+        &c["fso"],
         json!({"country": "SO", "at": now_plus(-1)}),
     )
     .await;
@@ -318,7 +223,7 @@ async fn late_arrivals_and_leavers_on_an_open_order_survive_a_restart() {
     c.ok(
         "POST",
         &format!("{moves}/depart"),
-        &c.fso,
+        &c["fso"],
         json!({"country": "SO", "at": now_plus(0)}),
     )
     .await;
@@ -385,7 +290,7 @@ async fn late_arrivals_and_leavers_on_an_open_order_survive_a_restart() {
     c.ok(
         "POST",
         &format!("/api/v1/orders/{order}/complete"),
-        &c.duty,
+        &c["duty"],
         json!({}),
     )
     .await;

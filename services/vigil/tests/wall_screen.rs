@@ -30,17 +30,14 @@
 mod common;
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::browser::{browser, js, target_dir, wait_js};
 use fantoccini::Client;
 use futures::FutureExt;
 use serde_json::{Value, json};
-use testkit::{free_port, wait_for_port};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What the page shows, read in one WebDriver round trip through its `data-testid`s.
 const READ_PAGE: &str = r#"
@@ -61,130 +58,44 @@ return {
 };
 "#;
 
-/// `vigil up` with fixed ports and data directory, so a restart is the same centre.
-struct Centre {
-    child: Option<tokio::process::Child>,
-    data_dir: PathBuf,
-    nats_url: String,
-    http_port: u16,
-    metrics_port: u16,
-    output: Arc<Mutex<String>>,
+/// The shared test centre (`vigil up`) with its data in a directory of the test's, so a
+/// restart is the same centre; and this file's wall-screen address and appends.
+struct Centre(testkit::centre::Centre);
+
+impl std::ops::Deref for Centre {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Centre {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Centre {
-    fn new(data_dir: &Path) -> Self {
-        Self {
-            child: None,
-            data_dir: data_dir.to_owned(),
-            nats_url: format!("nats://127.0.0.1:{}", free_port()),
-            http_port: free_port(),
-            metrics_port: free_port(),
-            output: Arc::default(),
-        }
+    /// Starts `vigil up` on `data_dir` and waits until it is ready.
+    async fn start_in(data_dir: &Path) -> Self {
+        Self(common::up().data_dir(data_dir).start().await)
     }
 
-    /// Starts `vigil up` and waits for its banner and for its HTTP port.
+    /// Starts `vigil up` again after [`testkit::centre::Centre::stop`]; waits only for its
+    /// banner and its HTTP port (the page must come back by itself).
     async fn start(&mut self) {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join("vigil-up.stderr.log"))
-            .unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args([
-                "up",
-                "--nats-url",
-                &self.nats_url,
-                "--http",
-                &format!("127.0.0.1:{}", self.http_port),
-                "--metrics",
-                &format!("127.0.0.1:{}", self.metrics_port),
-                "--data-dir",
-            ])
-            .arg(&self.data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        self.child = Some(child);
-        let output = Arc::clone(&self.output);
-        let (banner_tx, banner_rx) = tokio::sync::oneshot::channel();
-        // Keeps reading stdout for the life of the process, so that it never blocks on a
-        // full pipe; the banner ends with the Ctrl-C line.
-        tokio::spawn(async move {
-            let mut banner_tx = Some(banner_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                let done = line.starts_with("Ctrl-C");
-                output.lock().unwrap().push_str(&format!("{line}\n"));
-                if let Some(tx) = banner_tx.take_if(|_| done) {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let banner = tokio::time::timeout(Duration::from_secs(60), banner_rx).await;
-        assert!(
-            matches!(banner, Ok(Ok(()))),
-            "vigil up did not print its banner within 60 s.\nstdout:\n{}\nstderr:\n{}",
-            self.output.lock().unwrap(),
-            self.stderr()
-        );
-        let port = self.http_port;
-        let listening =
-            tokio::task::spawn_blocking(move || wait_for_port(port, Duration::from_secs(20)))
-                .await
-                .unwrap();
-        assert!(
-            listening,
-            "vigil up printed its banner but nothing listens on its --http port {port}.\n{}",
-            self.stderr()
-        );
-    }
-
-    /// Sends a signal (`STOP`, `CONT`, …) to `vigil up`.
-    fn signal(&self, name: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(tokio::process::Child::id)
-            .expect("vigil up is running");
-        assert!(
-            Command::new("kill")
-                .args([&format!("-{name}"), &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    async fn stop(&mut self) {
-        let mut child = self.child.take().expect("vigil up is running");
-        let pid = child.id().expect("vigil up has a pid");
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .expect("vigil up exits within 30 s of SIGTERM")
-            .unwrap();
-        assert!(status.success(), "vigil up exit status {status:?}");
+        self.0.up_again().await;
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("vigil-up.stderr.log")).unwrap_or_default()
+        self.up_stderr()
     }
 
     /// The wall-screen address `vigil up` printed: it carries a wall_screen token.
     fn url(&self) -> String {
-        let output = self.output.lock().unwrap();
-        let url = output
+        let url = self
+            .banner()
             .lines()
             .find_map(|l| l.trim_start().strip_prefix("wall screen    : "))
             .map(|rest| {
@@ -197,7 +108,7 @@ impl Centre {
         assert!(
             url.starts_with(&format!(
                 "http://127.0.0.1:{}/?kiosk&token=",
-                self.http_port
+                self.addr().port()
             )),
             "{url}"
         );
@@ -210,7 +121,7 @@ impl Centre {
             .args([
                 "append",
                 "--nats-url",
-                &self.nats_url,
+                self.nats_url(),
                 "--stream",
                 stream,
                 "--type",
@@ -224,7 +135,7 @@ impl Centre {
             ])
             // The data directory holds the NATS credentials `vigil up` generated.
             .arg("--data-dir")
-            .arg(&self.data_dir)
+            .arg(self.data_dir())
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -241,15 +152,6 @@ impl Centre {
             .and_then(|s| s.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no position in {stdout:?}"))
-    }
-}
-
-impl Drop for Centre {
-    fn drop(&mut self) {
-        // A failed test still stops the centre cleanly, so that its own nats-server goes too.
-        if let Some(mut child) = self.child.take() {
-            common::stop_up(&mut child);
-        }
     }
 }
 
@@ -290,8 +192,7 @@ async fn the_wall_screen_goes_live_shows_an_incident_goes_stale_and_recovers_by_
     let profile = dir.path().join("chromium-profile");
     std::fs::create_dir_all(&data_dir).unwrap();
     let (_driver, client) = browser(&profile, &dir.path().join("chromedriver.log")).await;
-    let mut centre = Centre::new(&data_dir);
-    centre.start().await;
+    let mut centre = Centre::start_in(&data_dir).await;
 
     let outcome = AssertUnwindSafe(scenario(&client, &mut centre))
         .catch_unwind()
@@ -306,7 +207,7 @@ async fn the_wall_screen_goes_live_shows_an_incident_goes_stale_and_recovers_by_
     if let Err(panic) = outcome {
         eprintln!(
             "vigil up stdout:\n{}\nvigil up stderr:\n{}",
-            centre.output.lock().unwrap(),
+            centre.banner(),
             centre.stderr()
         );
         std::panic::resume_unwind(panic);
@@ -660,8 +561,7 @@ async fn the_field_page_keeps_reports_while_the_centre_is_down_and_each_arrives_
         &dir.path().join("chromedriver.log"),
     )
     .await;
-    let mut centre = Centre::new(&data_dir);
-    centre.start().await;
+    let mut centre = Centre::start_in(&data_dir).await;
     let outcome = AssertUnwindSafe(field_scenario(&client, &mut centre))
         .catch_unwind()
         .await;
@@ -678,7 +578,7 @@ async fn the_field_page_keeps_reports_while_the_centre_is_down_and_each_arrives_
 }
 
 async fn field_scenario(client: &Client, centre: &mut Centre) {
-    let base = format!("http://127.0.0.1:{}", centre.http_port);
+    let base = format!("http://127.0.0.1:{}", centre.addr().port());
     client.goto(&format!("{base}/field")).await.unwrap();
     assert_eq!(
         client.current_url().await.unwrap().path(),
@@ -782,7 +682,7 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
         .collect();
 
     // Each arrived exactly once.
-    let auth = gateway::auth::Auth::open(&centre.data_dir, vec![]).unwrap();
+    let auth = gateway::auth::Auth::open(centre.data_dir(), vec![]).unwrap();
     let (duty, _) = auth
         .issue(
             "duty.check",
@@ -793,7 +693,7 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
             "session",
         )
         .unwrap();
-    let addr = format!("127.0.0.1:{}", centre.http_port).parse().unwrap();
+    let addr = centre.addr();
     let events = testkit::http::all_items(addr, "/api/v1/events?limit=500", &duty)
         .await
         .unwrap();
@@ -838,8 +738,7 @@ async fn a_duty_officer_marks_twenty_people_safe_in_the_console_and_the_wall_scr
         &dir.path().join("chromedriver.log"),
     )
     .await;
-    let mut centre = Centre::new(&data_dir);
-    centre.start().await;
+    let centre = Centre::start_in(&data_dir).await;
     let outcome = AssertUnwindSafe(console_scenario(&client, &centre, dir.path()))
         .catch_unwind()
         .await;
@@ -869,18 +768,8 @@ async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
     let file = dir.join("reference.jsonl");
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     std::fs::write(&file, text.join("\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["import", "--nats-url", &centre.nats_url, "--data-dir"])
-        .arg(&centre.data_dir)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let auth = gateway::auth::Auth::open(&centre.data_dir, vec![]).unwrap();
+    centre.import(&file);
+    let auth = gateway::auth::Auth::open(centre.data_dir(), vec![]).unwrap();
     let (duty, _) = auth
         .issue(
             "duty.api",
@@ -891,7 +780,7 @@ async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
             "session",
         )
         .unwrap();
-    let addr = format!("127.0.0.1:{}", centre.http_port).parse().unwrap();
+    let addr = centre.addr();
     let order = uuid::Uuid::new_v4();
     let deadline = (time::OffsetDateTime::now_utc() + time::Duration::hours(12))
         .format(&time::format_description::well_known::Rfc3339)
@@ -949,7 +838,10 @@ async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
     let console = client.new_window(true).await.unwrap();
     client.switch_to_window(console.handle).await.unwrap();
     client
-        .goto(&format!("http://127.0.0.1:{}/console", centre.http_port))
+        .goto(&format!(
+            "http://127.0.0.1:{}/console",
+            centre.addr().port()
+        ))
         .await
         .unwrap();
     client
@@ -1155,8 +1047,7 @@ async fn two_duty_officers_issue_and_approve_an_exercise_broadcast_in_the_consol
         &dir.path().join("chromedriver.log"),
     )
     .await;
-    let mut centre = Centre::new(&data_dir);
-    centre.start().await;
+    let centre = Centre::start_in(&data_dir).await;
     let outcome = AssertUnwindSafe(broadcast_scenario(&client, &centre, dir.path()))
         .catch_unwind()
         .await;
@@ -1188,18 +1079,11 @@ async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
         .join("\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["import", "--nats-url", &centre.nats_url, "--data-dir"])
-        .arg(&centre.data_dir)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    centre.import(&file);
+    let console_url = format!(
+        "http://127.0.0.1:{}/console/#broadcasts",
+        centre.addr().port()
     );
-    let console_url = format!("http://127.0.0.1:{}/console/#broadcasts", centre.http_port);
     let title = "EXERCISE curfew drill: Mogadishu from 18:00";
 
     // The wall screen in one window.

@@ -56,7 +56,6 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use testkit::free_port;
 use testkit::http::Answer;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
@@ -176,90 +175,41 @@ fn ids(list: &[Value]) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------
 // The centre, as an operator runs it.
 
-struct Centre {
-    child: Option<tokio::process::Child>,
-    dir: PathBuf,
-    nats: String,
-    http: u16,
-    metrics: u16,
-    addr: SocketAddr,
+/// The shared test centre (`vigil up` on the test's data directory) and the operator's
+/// commands this file types.
+struct Centre(testkit::centre::Centre);
+
+impl std::ops::Deref for Centre {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-impl Drop for Centre {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            common::stop_up(c);
-        }
+impl std::ops::DerefMut for Centre {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
 impl Centre {
     async fn up(dir: &Path) -> (Self, String) {
-        let nats = format!("nats://127.0.0.1:{}", free_port());
-        let (http, metrics) = (free_port(), free_port());
-        let mut c = Self {
-            child: None,
-            dir: dir.to_owned(),
-            nats,
-            http,
-            metrics,
-            addr: format!("127.0.0.1:{http}").parse().unwrap(),
-        };
-        let banner = c.start().await;
-        (c, banner)
+        let c = common::up().data_dir(dir).start().await;
+        let banner = c.banner().to_owned();
+        (Self(c), banner)
     }
 
-    async fn start(&mut self) -> String {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("up-process.log"))
-            .unwrap();
-        let (child, banner) =
-            common::spawn_up(&self.dir, &self.nats, self.http, self.metrics, log.into()).await;
-        self.child = Some(child);
-        banner
+    /// Starts `vigil up` again on the same data directory and ports.
+    async fn start(&mut self) {
+        self.0.up_again().await;
     }
 
     /// Until `/readyz` answers 200; how long it took.
     async fn ready(&self) -> Duration {
         let started = Instant::now();
-        testkit::eventually(Duration::from_secs(30), || async {
-            let a = testkit::http::json(self.addr, "GET", "/readyz", None, None)
-                .await
-                .ok()?;
-            (a.status == 200).then_some(())
-        })
-        .await
-        .expect("the centre is ready within 30 s");
+        self.0.ready().await;
         started.elapsed()
-    }
-
-    /// kill -9 of the whole centre: `vigil up` and the nats-server it started, at once.
-    async fn kill9(&mut self) {
-        let nats_pid = std::fs::read_to_string(self.dir.join("nats/nats-server.pid"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        let child = self.child.as_mut().unwrap();
-        let up_pid = child.id().unwrap().to_string();
-        let killed = Command::new("kill")
-            .args(["-KILL", &up_pid, &nats_pid])
-            .status()
-            .unwrap();
-        assert!(killed.success(), "kill -9 {up_pid} {nats_pid}");
-        child.wait().await.unwrap();
-        self.child = None;
-        // The nats-server's port is free once it is gone.
-        let port: u16 = self.nats.rsplit(':').next().unwrap().parse().unwrap();
-        testkit::eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-                .then_some(())
-        })
-        .await
-        .expect("nats-server is gone after kill -9");
     }
 
     /// `vigil <args> --data-dir <dir>` as an operator types it (the tools find the running
@@ -268,7 +218,7 @@ impl Centre {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(args)
             .arg("--data-dir")
-            .arg(&self.dir)
+            .arg(self.data_dir())
             .env("RUST_LOG", "warn")
             .env_remove("VIGIL_NATS_URL")
             .stdin(Stdio::piped())
@@ -302,7 +252,7 @@ impl Centre {
         args.extend_from_slice(extra);
         self.vigil(&args, Some(&password));
         let a = call(
-            self.addr,
+            self.addr(),
             "POST",
             "/api/v1/auth/login",
             None,
@@ -758,7 +708,7 @@ struct Run {
 
 impl Run {
     fn addr(&self) -> SocketAddr {
-        self.centre.addr
+        self.centre.addr()
     }
 
     /// A write that must succeed; recorded with its position and answer time.

@@ -6,15 +6,12 @@
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use fantoccini::Client;
 use gateway::auth::Role;
 use serde_json::{Value, json};
-use testkit::free_port;
 
 use super::browser::{js, wait_js};
 
@@ -75,51 +72,30 @@ pub fn add_users(data_dir: &Path, users: &[(&str, Role)]) {
     }
 }
 
-/// `vigil up`, stopped cleanly when dropped (its nats-server with it).
-pub struct Up {
-    pub child: tokio::process::Child,
-    pub banner: String,
-    pub data_dir: PathBuf,
-    pub nats_url: String,
-    pub addr: SocketAddr,
-}
+/// `vigil up` (the shared test centre), stopped cleanly when dropped (its nats-server with
+/// it), and the console tests' own steps on it.
+pub struct Up(testkit::centre::Centre);
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        super::stop_up(&mut self.child);
+impl std::ops::Deref for Up {
+    type Target = testkit::centre::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
 impl Up {
     pub async fn start(data_dir: &Path) -> Self {
-        let nats_url = format!("nats://127.0.0.1:{}", free_port());
-        let http_port = free_port();
-        let stderr = std::fs::File::create(data_dir.join("vigil-up.stderr.log")).unwrap();
-        let (child, banner) = super::spawn_up(
-            data_dir,
-            &nats_url,
-            http_port,
-            free_port(),
-            Stdio::from(stderr),
-        )
-        .await;
-        assert!(testkit::wait_for_port(http_port, Duration::from_secs(20)));
-        Self {
-            child,
-            banner,
-            data_dir: data_dir.to_owned(),
-            nats_url,
-            addr: format!("127.0.0.1:{http_port}").parse().unwrap(),
-        }
+        Self(super::up().data_dir(data_dir).start().await)
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("vigil-up.stderr.log")).unwrap_or_default()
+        self.up_stderr()
     }
 
     /// The wall screen's address as `vigil up` printed it (with its token).
     pub fn wall_url(&self) -> String {
-        self.banner
+        self.banner()
             .lines()
             .find_map(|l| l.trim_start().strip_prefix("wall screen    : "))
             .and_then(|rest| rest.split_whitespace().next())
@@ -129,7 +105,7 @@ impl Up {
 
     /// A token for checking through the API, as `role`.
     pub fn token(&self, user: &str, role: Role) -> String {
-        let auth = gateway::auth::Auth::open(&self.data_dir, vec![]).unwrap();
+        let auth = gateway::auth::Auth::open(self.data_dir(), vec![]).unwrap();
         auth.issue(user, role, None, None, Duration::from_secs(1800), "session")
             .unwrap()
             .0
@@ -142,9 +118,7 @@ impl Up {
         token: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let r = testkit::http::json(self.addr, method, path, Some(token), body)
-            .await
-            .unwrap();
+        let r = self.0.call(method, path, token, body).await;
         (r.status, r.json())
     }
 
@@ -152,24 +126,7 @@ impl Up {
     pub fn import(&self, file: &Path, lines: &[Value]) {
         let text: Vec<String> = lines.iter().map(Value::to_string).collect();
         std::fs::write(file, text.join("\n")).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["import", "--nats-url", &self.nats_url, "--data-dir"])
-            .arg(&self.data_dir)
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// GET `path`, 200 expected.
-    pub async fn get(&self, path: &str, token: &str) -> Value {
-        let (status, v) = self.call("GET", path, token, None).await;
-        assert_eq!(status, 200, "GET {path}: {v}");
-        v
+        self.0.import(file);
     }
 
     /// Sends `body` until a 2xx (the services may still be reading the import).

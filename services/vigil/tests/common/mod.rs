@@ -7,11 +7,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use events::{RecordedEvent, StreamName};
 use runtime::StoreClient;
+
 use testkit::ChildGuard;
+use testkit::centre::{Builder, Centre, Issuer, TokenSpec};
 use uuid::Uuid;
 
 pub mod browser;
@@ -191,8 +194,8 @@ pub fn check_log(all: &[RecordedEvent], acked: &[Ack]) {
 }
 
 /// Starts `vigil up` on the given NATS URL and ports with its data in `data_dir`, waits for
-/// the banner it prints (up to the Ctrl-C line) and returns the process and that banner.
-/// Its stdout keeps being drained, so it never blocks on a full pipe.
+/// the banner it prints (up to the Ctrl-C line) and returns the process and that banner
+/// (see `testkit::centre::spawn_up`).
 pub async fn spawn_up(
     data_dir: &Path,
     nats_url: &str,
@@ -200,55 +203,56 @@ pub async fn spawn_up(
     metrics_port: u16,
     stderr: Stdio,
 ) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["up", "--nats-url", nats_url])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .env_remove("VIGIL_NATS_USER")
-        .env_remove("VIGIL_NATS_PASSWORD")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = String::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.starts_with("Ctrl-C") {
-                break;
-            }
-        }
-    })
+    testkit::centre::spawn_up(
+        Path::new(env!("CARGO_BIN_EXE_vigil")),
+        data_dir,
+        nats_url,
+        http_port,
+        metrics_port,
+        &[],
+        stderr,
+    )
     .await
-    .expect("vigil up printed its banner");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, banner)
 }
 
-/// Stops `vigil up` the way an operator does — SIGCONT (in case a test paused it) then
-/// SIGTERM, so it stops its own nats-server too — and SIGKILL after 10 s. A test's `Drop`
-/// calls it, so a failed test leaves no nats-server behind.
+/// Stops `vigil up` the way an operator does (see `testkit::centre::stop_up`).
 pub fn stop_up(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        for signal in ["-CONT", "-TERM"] {
-            let _ = Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status();
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let _ = child.start_kill();
+    testkit::centre::stop_up(child);
+}
+
+/// The shipped sample reference data (`vigil import`).
+pub const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../ops/reference/sample.jsonl"
+);
+
+/// Signs the test centre's tokens with the gateway's own code: session tokens valid an hour.
+pub fn issuer() -> Issuer {
+    Arc::new(|dir: &Path, spec: &TokenSpec| {
+        let role = gateway::auth::Role::parse(&spec.role)
+            .unwrap_or_else(|| panic!("unknown role {:?}", spec.role));
+        gateway::auth::Auth::open(dir, vec![])
+            .unwrap()
+            .issue(
+                &spec.user,
+                role,
+                spec.scope.clone(),
+                spec.agency.clone(),
+                Duration::from_secs(3600),
+                "session",
+            )
+            .unwrap()
+            .0
+    })
+}
+
+/// `vigil up` from this crate's binary, signing tokens with [`issuer`].
+pub fn up() -> Builder {
+    Centre::up(env!("CARGO_BIN_EXE_vigil")).issuer(issuer())
+}
+
+/// nats-server, `vigil store`, services and `vigil gateway` as separate processes from this
+/// crate's binary, signing tokens with [`issuer`].
+pub fn parts() -> Builder {
+    Centre::parts(env!("CARGO_BIN_EXE_vigil")).issuer(issuer())
 }
