@@ -355,13 +355,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) {
     let store = StoreClient::new(client.clone(), Duration::from_secs(5));
     // The head now: the fold builds no deltas until it gets there (nobody can be behind).
+    let mut attempts = 0u32;
     let head = loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = store.read(u64::MAX, 1) => match r {
                 Ok((_, head)) => break head,
                 Err(e) => {
-                    tracing::warn!(error = %e, "gateway waiting for the store");
+                    // `vigil up` starts the store beside the gateway, so the first tries
+                    // often find nobody: say so only when the wait gets long (every 10 s
+                    // from 5 s on), as the services' registers do.
+                    attempts += 1;
+                    if attempts % 100 == 50 {
+                        tracing::warn!(error = %e, "gateway waiting for the store");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
