@@ -139,20 +139,10 @@ pub async fn load(
     store: &StoreClient,
     stream: &StreamName,
 ) -> Result<(Vec<RecordedEvent>, u64), Refusal> {
-    let mut events = Vec::new();
-    let mut from = 1;
-    loop {
-        let (page, version) = store
-            .read_stream(stream, from, events::store_api::MAX_READ_LIMIT)
-            .await
-            .map_err(store_refusal)?;
-        let n = page.len() as u64;
-        events.extend(page);
-        if n == 0 || from + n > version {
-            return Ok((events, version));
-        }
-        from += n;
-    }
+    store
+        .read_whole_stream(stream, Duration::ZERO)
+        .await
+        .map_err(store_refusal)
 }
 
 /// The id of the `i`-th event of a command that produces several (the first is the

@@ -164,6 +164,28 @@ impl StoreClient {
         retrying(deadline, || self.read_stream(stream, from_version, limit)).await
     }
 
+    /// Every event of `stream` and its version (0: no such stream), page by page; each page
+    /// is retried as [`Self::read_stream_retrying`] does until `deadline` (zero: one try).
+    pub async fn read_whole_stream(
+        &self,
+        stream: &StreamName,
+        deadline: Duration,
+    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        let mut events = Vec::new();
+        let mut from = 1;
+        loop {
+            let (page, version) = self
+                .read_stream_retrying(stream, from, events::store_api::MAX_READ_LIMIT, deadline)
+                .await?;
+            let n = page.len() as u64;
+            events.extend(page);
+            if n == 0 || from + n > version {
+                return Ok((events, version));
+            }
+            from += n;
+        }
+    }
+
     /// Reads a page of one stream from `from_version`; returns the events and its version.
     pub async fn read_stream(
         &self,

@@ -131,23 +131,7 @@ async fn import_one(
     event: NewEvent,
 ) -> anyhow::Result<bool> {
     for _ in 0..MAX_RACES {
-        let mut history = Vec::new();
-        let version = loop {
-            let from = history.len() as u64 + 1;
-            let (page, version) = store
-                .read_stream_retrying(
-                    &stream,
-                    from,
-                    events::store_api::MAX_READ_LIMIT,
-                    STORE_DEADLINE,
-                )
-                .await?;
-            let n = page.len() as u64;
-            history.extend(page);
-            if n == 0 || from + n > version {
-                break version;
-            }
-        };
+        let (history, version) = store.read_whole_stream(&stream, STORE_DEADLINE).await?;
         if unchanged(&history, &event) {
             return Ok(false);
         }
