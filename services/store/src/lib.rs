@@ -15,4 +15,4 @@ pub mod log;
 pub mod server;
 
 pub use log::{Durability, Log, LogError};
-pub use server::{StoreConfig, run};
+pub use server::{Replication, StoreConfig, run};

@@ -85,6 +85,37 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// fsync before ack (production) or not (only to prove the crash harness sees loss).
     pub durability: Durability,
+    /// Replication through a JetStream journal (a centre of several nodes); `None` on one
+    /// machine, where the store needs no JetStream.
+    pub replication: Option<Replication>,
+}
+
+/// How a store replica of a several-node centre finds the journal and the leader lease.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// This node's name (in the lease, `vigil cluster status`, logs).
+    pub node: String,
+    /// The JetStream stream holding the journal.
+    pub journal: String,
+    /// The JetStream key-value bucket holding the leader lease.
+    pub lease_bucket: String,
+    /// How long a lease lives without renewal.
+    pub lease_ttl: Duration,
+    /// Replicas of the journal and of the lease bucket (3 in a 3-node centre).
+    pub replicas: usize,
+}
+
+impl Replication {
+    /// Defaults for node `node` of a 3-node centre.
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            journal: "VIGIL_JOURNAL".into(),
+            lease_bucket: "vigil_store_leader".into(),
+            lease_ttl: Duration::from_secs(3),
+            replicas: 3,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -96,6 +127,7 @@ impl StoreConfig {
             max_group_events: 128,
             queue_capacity: 8192,
             durability: Durability::SyncData,
+            replication: None,
         }
     }
 }
@@ -134,6 +166,9 @@ pub async fn run(
     config: StoreConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if config.replication.is_some() {
+        anyhow::bail!("this build of the store does not replicate yet: run it without a cluster node name");
+    }
     let dir = config.dir.clone();
     let log = tokio::task::spawn_blocking(move || LiveLog::open(&dir, config.durability))
         .await?
