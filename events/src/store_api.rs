@@ -149,6 +149,22 @@ fn one() -> u64 {
     1
 }
 
+/// A store replica's answer on [`crate::subjects::STORE_STATUS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// The node's name (`--cluster-node`), or `"single"` for a store that does not replicate.
+    pub node: String,
+    /// `leader`, `follower`, or `single`.
+    pub role: String,
+    /// The last position in this replica's own log.
+    pub head: u64,
+    /// The last journal sequence this replica applied (0 when it does not replicate).
+    pub journal_seq: u64,
+    /// When this replica last became leader (RFC 3339), if it leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_since: Option<String>,
+}
+
 /// `vigil.store.read`: the global log from a position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,6 +15,12 @@ pub const STORE_APPEND_ALL: &str = "vigil.store.append.*.*";
 pub const STORE_READ: &str = "vigil.store.read";
 /// Read one stream from a version (request/reply).
 pub const STORE_STREAM: &str = "vigil.store.stream";
+/// Ask every store replica how it stands (request, answered by each replica, not a queue
+/// group: collect the answers for a moment). The answer is a [`crate::store_api::StoreStatus`].
+pub const STORE_STATUS: &str = "vigil.store.status";
+/// The subject of the replicated store's journal (a JetStream stream; only the leader
+/// publishes there, see the store's `replication` module).
+pub const STORE_JOURNAL: &str = "vigil.journal";
 /// Every subject the store answers on.
 pub const STORE_ALL: &str = "vigil.store.>";
 /// Queue group the store's request handlers join, so a second store process never answers
