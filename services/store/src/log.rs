@@ -50,6 +50,7 @@ use uuid::Uuid;
 use crate::incoming::Incoming;
 
 pub mod chain;
+pub mod journal;
 pub mod live;
 pub mod mark;
 mod write;
@@ -278,6 +279,10 @@ pub struct Log {
     /// The highest position recorded in the acknowledged-head mark ([`mark`]). Held while
     /// the mark is written, so the periodic record and the one at close never interleave.
     marked: std::sync::Mutex<u64>,
+    /// The keyspace of the replicated journal's applied sequence ([`journal`]), opened (and
+    /// created) only by a replica: a store that does not replicate never creates it, so its
+    /// files stay exactly as before.
+    journal: std::sync::OnceLock<Keyspace>,
 }
 
 /// Streams whose version is kept in memory; past this the cache starts over (a miss costs
@@ -429,6 +434,7 @@ impl Log {
             }),
             inflight: std::sync::Mutex::new(VecDeque::new()),
             marked: std::sync::Mutex::new(0),
+            journal: std::sync::OnceLock::new(),
         })
     }
 

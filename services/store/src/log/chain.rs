@@ -495,6 +495,10 @@ impl Log {
             }
         }
         r.head = last_position;
+        r.chain_head = match last_position {
+            0 => None,
+            p => self.chain_at(p).ok().flatten(),
+        };
         // Chain entries past the end of the log: events were cut off the end. One is enough
         // to say it; the rest are the same story.
         if let Some((at, _)) = next_hash {

@@ -71,6 +71,13 @@ pub struct PreparedGroup {
     log: Option<(Arc<Log>, Prepared)>,
 }
 
+impl PreparedGroup {
+    /// The log it was prepared on and the prepared group, unless it was refused whole.
+    pub fn parts(&mut self) -> Option<(&Log, &mut Prepared)> {
+        self.log.as_mut().map(|(log, p)| (&**log, p))
+    }
+}
+
 /// The open log, replaced by a freshly opened one after the disk was full (see the module
 /// docs). Readers take the current one for each request.
 pub struct LiveLog {

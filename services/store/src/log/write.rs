@@ -67,6 +67,31 @@ pub struct Prepared {
     /// The head once this group is written.
     head: u64,
     events: Vec<CommittedEvent>,
+    /// The chain hash at each of `events` (for the replicated journal, which carries the
+    /// chain head after each of its messages).
+    hashes: Vec<[u8; 32]>,
+}
+
+impl Prepared {
+    /// The events this group records, in position order (empty: nothing to write).
+    pub fn events(&self) -> &[CommittedEvent] {
+        &self.events
+    }
+
+    /// The chain hash at each of [`Prepared::events`].
+    pub fn hashes(&self) -> &[[u8; 32]] {
+        &self.hashes
+    }
+
+    /// Records, in this group's own batch, that the log is the replicated journal applied up
+    /// to `seq` (see [`super::journal`]): the group and the mark land together or not at all.
+    pub fn record_journal_seq(&mut self, log: &Log, seq: u64) -> Result<(), LogError> {
+        let keyspace = log.journal_keyspace()?;
+        if let Some(batch) = self.batch.as_mut() {
+            batch.insert(keyspace, super::journal::APPLIED_KEY, be(seq));
+        }
+        Ok(())
+    }
 }
 
 impl Log {
@@ -102,6 +127,7 @@ impl Log {
             batch: None,
             head,
             events: Vec::new(),
+            hashes: Vec::new(),
         };
         if self.is_poisoned() {
             let refusal = self.refusal();
@@ -120,6 +146,7 @@ impl Log {
         let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::with_capacity(events);
         let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events * 4);
         let mut recorded: Vec<CommittedEvent> = Vec::with_capacity(events);
+        let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(events);
         // Chain hash of the last event of this group so far.
         let mut chained = ahead.last_hash;
 
@@ -148,6 +175,7 @@ impl Log {
                                     LogError::Damaged(format!("cannot encode event: {e}"))
                                 })?;
                             chained = chain::link(&chained, &bytes);
+                            hashes.push(chained);
                             batch.insert(&self.chain, be(head), chained);
                             batch.insert(&self.log, be(head), bytes.as_slice());
                             batch.insert(&self.streams, stream_key(&stream, version), be(head));
@@ -207,6 +235,7 @@ impl Log {
             batch: Some(batch),
             head,
             events: recorded,
+            hashes,
         })
     }
 
@@ -219,6 +248,7 @@ impl Log {
             batch,
             head,
             events,
+            hashes: _,
         } = prepared;
         // Only a group with something to write was added to `inflight`.
         let in_flight = batch.is_some();

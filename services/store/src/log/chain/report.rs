@@ -87,6 +87,9 @@ pub struct CheckReport {
 pub struct VerifyReport {
     /// Last position found in the log (0 = empty).
     pub head: u64,
+    /// The stored hash-chain hash at `head` (two replicas that agree on it hold the same
+    /// history, byte for byte, if both verify intact).
+    pub chain_head: Option<[u8; 32]>,
     /// Entries walked in the `log` keyspace.
     pub events: u64,
     /// Streams found in the `streams` index.
@@ -103,6 +106,7 @@ impl VerifyReport {
     pub(super) fn new() -> Self {
         Self {
             head: 0,
+            chain_head: None,
             events: 0,
             streams: 0,
             chain_pending: false,
@@ -165,6 +169,9 @@ impl std::fmt::Display for VerifyReport {
             "event log: {} entries, last position {}, {} streams",
             self.events, self.head, self.streams
         )?;
+        if let Some(h) = &self.chain_head {
+            writeln!(f, "hash-chain head: {}", hex::encode(h))?;
+        }
         for c in &self.checks {
             let verdict = match &c.first {
                 None if c.failed == 0 => "ok".to_owned(),
