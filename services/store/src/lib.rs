@@ -7,11 +7,14 @@
 //!   a group of appends (positions gap-free from 1, versions per stream, permanent id index).
 //! - [`server`]: the NATS API (`vigil.store.*`), group commit, and the publication of
 //!   committed events on `vigil.events.<category>.<uuid>`.
+//! - [`replication`]: a store replica of a several-node centre — the journal on JetStream,
+//!   the leader lease, following, failover (used when `StoreConfig::replication` is set).
 //!
 //! What each write path promises is written at the top of each module.
 
 pub mod incoming;
 pub mod log;
+pub mod replication;
 pub mod server;
 
 pub use log::{Durability, Log, LogError};

@@ -139,25 +139,25 @@ const MAX_REPLY_BYTES: usize = 900 * 1024;
 const MAX_READ_REQUEST_BYTES: usize = 4096;
 
 /// An append waiting for the writer, with the subject its answer goes to.
-type Job = (Append, async_nats::Subject);
+pub(crate) type Job = (Append, async_nats::Subject);
 
 /// A group on its way from the preparing thread to the committing one.
-struct Stage {
-    group: Vec<Pending>,
-    reply_to: Vec<async_nats::Subject>,
-    prepared: Result<PreparedGroup, LogError>,
+pub(crate) struct Stage {
+    pub(crate) group: Vec<Pending>,
+    pub(crate) reply_to: Vec<async_nats::Subject>,
+    pub(crate) prepared: Result<PreparedGroup, LogError>,
     /// How long the preparation took.
-    prepare: Duration,
+    pub(crate) prepare: Duration,
 }
 
 /// What one group commit sends out, in this order: every answer, then the committed events.
-struct Outbox {
-    replies: Vec<(async_nats::Subject, AppendReply)>,
-    committed: Committed,
+pub(crate) struct Outbox {
+    pub(crate) replies: Vec<(async_nats::Subject, AppendReply)>,
+    pub(crate) committed: Committed,
 }
 
 /// How long shutdown waits for each NATS step (unsubscribe, the last answers, flush).
-const NATS_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const NATS_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens the log and serves it over NATS until `shutdown` fires. A stop is honoured also
 /// while NATS is unreachable: the NATS steps of shutdown wait at most [`NATS_GRACE`] each.
@@ -166,8 +166,8 @@ pub async fn run(
     config: StoreConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    if config.replication.is_some() {
-        anyhow::bail!("this build of the store does not replicate yet: run it without a cluster node name");
+    if let Some(replication) = config.replication.clone() {
+        return crate::replication::run(client, config, replication, shutdown).await;
     }
     let dir = config.dir.clone();
     let log = tokio::task::spawn_blocking(move || LiveLog::open(&dir, config.durability))
@@ -321,7 +321,7 @@ pub async fn run(
 
 /// Records the acknowledged-head mark every [`MARK_EVERY`] until `stop`'s sender is dropped.
 /// A failure (a full disk) is logged once and retried; appends are not affected by it.
-fn mark_loop(log: &LiveLog, stop: &std::sync::mpsc::Receiver<()>) {
+pub(crate) fn mark_loop(log: &LiveLog, stop: &std::sync::mpsc::Receiver<()>) {
     let mut failing = false;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(MARK_EVERY) {
         let Ok(current) = log.get() else { continue };
@@ -340,7 +340,12 @@ fn mark_loop(log: &LiveLog, stop: &std::sync::mpsc::Receiver<()>) {
     }
 }
 
-async fn handle_append(client: &Client, limits: &Limits, jobs: &mpsc::Sender<Job>, msg: Message) {
+pub(crate) async fn handle_append(
+    client: &Client,
+    limits: &Limits,
+    jobs: &mpsc::Sender<Job>,
+    msg: Message,
+) {
     let Some(reply_to) = msg.reply.clone() else {
         metrics::counter!("vigil_store_requests_without_reply_total").increment(1);
         return;
@@ -407,7 +412,7 @@ fn outcome_label(reply: &AppendReply) -> &'static str {
     }
 }
 
-fn outcome_label_of(e: &StoreError) -> &'static str {
+pub(crate) fn outcome_label_of(e: &StoreError) -> &'static str {
     match e.code {
         events::ErrorCode::WrongExpectedVersion => "wrong_expected_version",
         events::ErrorCode::Invalid => "invalid",
@@ -417,7 +422,7 @@ fn outcome_label_of(e: &StoreError) -> &'static str {
     }
 }
 
-async fn handle_read(
+pub(crate) async fn handle_read(
     client: &Client,
     log: &Arc<LiveLog>,
     damage: &mpsc::UnboundedSender<String>,
@@ -469,7 +474,7 @@ async fn send_page<F>(
     }
 }
 
-async fn handle_stream(
+pub(crate) async fn handle_stream(
     client: &Client,
     log: &Arc<LiveLog>,
     damage: &mpsc::UnboundedSender<String>,
@@ -535,7 +540,7 @@ async fn respond(client: &Client, reply_to: async_nats::Subject, reply: &AppendR
 
 /// The preparing half of the writer: gathers each group from the queue and prepares it
 /// ([`LiveLog::prepare_group`]) while the previous one is being written.
-fn prepare_loop(
+pub(crate) fn prepare_loop(
     log: &LiveLog,
     mut jobs: mpsc::Receiver<Job>,
     stages: &std::sync::mpsc::SyncSender<Stage>,
@@ -604,21 +609,7 @@ fn commit_loop(
                         );
                     }
                 }
-                let replies = group
-                    .into_iter()
-                    .zip(reply_to)
-                    .map(|(p, subject)| {
-                        let reply = match p.outcome {
-                            Some(Ok(ok)) => AppendReply::Ok(ok),
-                            Some(Err(e)) => AppendReply::Error(e),
-                            None => AppendReply::Error(StoreError::unavailable(
-                                "the append was not decided; retry with the same event ids",
-                            )),
-                        };
-                        (subject, reply)
-                    })
-                    .collect();
-                (replies, committed)
+                (group_replies(group, reply_to), committed)
             }
             Err(e) => {
                 // Reading an index or encoding failed before anything was written: refuse this
@@ -627,11 +618,7 @@ fn commit_loop(
                 let error = StoreError::unavailable(format!(
                     "the store could not check this append against the log: {e}"
                 ));
-                let replies = reply_to
-                    .into_iter()
-                    .map(|s| (s, AppendReply::Error(error.clone())))
-                    .collect();
-                (replies, Committed { events: vec![] })
+                (refuse_all(reply_to, &error), Committed { events: vec![] })
             }
         };
         if outbox.blocking_send(Outbox { replies, committed }).is_err() {
@@ -642,9 +629,41 @@ fn commit_loop(
     }
 }
 
+/// Each append's answer from its outcome.
+pub(crate) fn group_replies(
+    group: Vec<Pending>,
+    reply_to: Vec<async_nats::Subject>,
+) -> Vec<(async_nats::Subject, AppendReply)> {
+    group
+        .into_iter()
+        .zip(reply_to)
+        .map(|(p, subject)| {
+            let reply = match p.outcome {
+                Some(Ok(ok)) => AppendReply::Ok(ok),
+                Some(Err(e)) => AppendReply::Error(e),
+                None => AppendReply::Error(StoreError::unavailable(
+                    "the append was not decided; retry with the same event ids",
+                )),
+            };
+            (subject, reply)
+        })
+        .collect()
+}
+
+/// The same refusal for every append of a group.
+pub(crate) fn refuse_all(
+    reply_to: Vec<async_nats::Subject>,
+    error: &StoreError,
+) -> Vec<(async_nats::Subject, AppendReply)> {
+    reply_to
+        .into_iter()
+        .map(|s| (s, AppendReply::Error(error.clone())))
+        .collect()
+}
+
 /// Sends each group's answers, then publishes its events with their positions. One task for
 /// all, so an append costs no task or channel of its own.
-async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
+pub(crate) async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
     while let Some(Outbox { replies, committed }) = rx.recv().await {
         for (subject, reply) in replies {
             metrics::counter!("vigil_store_appends_total", "outcome" => outcome_label(&reply))

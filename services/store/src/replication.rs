@@ -1,0 +1,426 @@
+//! A store replica of a several-node centre: the log replicated through a JetStream journal,
+//! one leader at a time, failover without losing an acknowledged event.
+//!
+//! # The journal
+//! A JetStream stream (`Replication::journal`, subject [`subjects::STORE_JOURNAL`], file
+//! storage, `replicas` replicas, created by whichever replica starts first) holds every
+//! group commit, in order, as one or more messages ([`entry`]: the first position, the exact
+//! stored bytes of the events, the hash-chain head after them). JetStream's Raft replicates
+//! it; with `sync_interval: always` on the servers, an acknowledged message is on the disk of
+//! a quorum. The journal keeps everything (no age or size limit yet): a replica that starts
+//! empty replays it from the first message.
+//!
+//! # The leader (see [`leader`])
+//! Only the leader serves `vigil.store.append.*.*`, `vigil.store.read` and
+//! `vigil.store.stream`, and publishes the live feed. It publishes each prepared group to
+//! the journal with `Nats-Expected-Last-Sequence` (and the same for the subject) set to the
+//! journal sequence it last applied, and only once the journal acknowledged does it commit
+//! the group to its own fjall log (with the applied sequence in the same batch) and answer
+//! the clients. A publish that fails for any reason — another replica extended the journal
+//! (JetStream error 10071), a timeout, no quorum — answers the group and every group prepared
+//! after it `unavailable` (clients retry with the same ids), and the replica steps down and
+//! follows: a group whose publish did reach the journal is then applied from there like any
+//! other, and a retry finds it by its ids with its original positions. So the journal has
+//! exactly one writer per sequence, whatever the lease says.
+//!
+//! # Followers
+//! Every other replica applies the journal in order from its applied sequence, one fjall
+//! batch per message with the sequence, fsync'd ([`crate::log::journal`]). A message that
+//! does not continue its log (first position not head + 1, a version out of order, a
+//! different chain head) stops the replica with an error naming the position and the
+//! sequence: it never serves a history that is not the journal's. A replica whose log holds
+//! events but has applied no journal message (a single-node store's directory) is refused
+//! at start for the same reason.
+//!
+//! # The lease and failover (see [`lease`])
+//! Leadership is a key in a JetStream KV bucket with a ttl. A follower tries to take it
+//! every [`LEASE_POLL`]. The new leader first applies the journal to its end (the stream's
+//! last sequence, asked of the stream's leader), then subscribes to the append subjects, so
+//! an append whose group reached the journal before the old leader died is found by its id.
+//! A leader stops serving as soon as a renewal fails or is late (within ttl/2), or its
+//! publish fails; an orderly stop deletes the key so another replica takes over at once.
+//!
+//! # Reads
+//! Reads are served by the leader only (followers are not subscribed): a reader never sees a
+//! replica behind what it was acknowledged, and needs no argument about stale reads.
+//!
+//! # Status
+//! Every replica answers [`subjects::STORE_STATUS`] (not a queue group) with a
+//! [`events::store_api::StoreStatus`]: node, role, head, applied journal sequence, leader
+//! since. Metrics: `vigil_store_leader` (1 when leading), `vigil_store_journal_applied`,
+//! `vigil_store_head_position`.
+//!
+//! # Not built yet
+//! A bounded journal with a snapshot copy for a replica that starts empty or falls too far
+//! behind; reads on followers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use async_nats::jetstream::{self, kv, stream};
+use events::store_api::StoreStatus;
+use events::subjects;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::log::journal::ApplyError;
+use crate::log::live::LiveLog;
+use crate::server::{Replication, StoreConfig, mark_loop};
+
+mod entry;
+mod leader;
+mod lease;
+
+pub use entry::{Entry, split};
+
+/// How often a follower tries to take the lease.
+const LEASE_POLL: Duration = Duration::from_millis(250);
+/// How long a follower waits for news of the journal before looking again.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Timeout of one JetStream request (a journal read, the lease).
+const JS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What every part of a replica shares.
+pub(crate) struct Shared {
+    pub(crate) node: String,
+    pub(crate) log: Arc<LiveLog>,
+    /// The last journal sequence in this replica's log.
+    pub(crate) applied: AtomicU64,
+    pub(crate) leading: AtomicBool,
+    pub(crate) leader_since: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn status(&self) -> StoreStatus {
+        let leading = self.leading.load(Ordering::Acquire);
+        StoreStatus {
+            node: self.node.clone(),
+            role: if leading { "leader" } else { "follower" }.into(),
+            head: self.log.head(),
+            journal_seq: self.applied.load(Ordering::Acquire),
+            leader_since: if leading {
+                self.leader_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    fn publish_metrics(&self) {
+        metrics::gauge!("vigil_store_leader").set(if self.leading.load(Ordering::Acquire) {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("vigil_store_journal_applied")
+            .set(self.applied.load(Ordering::Acquire) as f64);
+        metrics::gauge!("vigil_store_head_position").set(self.log.head() as f64);
+    }
+}
+
+/// Runs a replica until `shutdown` fires; an error when its log disagrees with the journal,
+/// its disk fails, or it cannot start.
+pub async fn run(
+    client: Client,
+    config: StoreConfig,
+    replication: Replication,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let dir = config.dir.clone();
+    let durability = config.durability;
+    let log = tokio::task::spawn_blocking(move || LiveLog::open(&dir, durability))
+        .await?
+        .map_err(|e| {
+            anyhow::anyhow!("cannot open the event log at {}: {e}", config.dir.display())
+        })?;
+    let log = Arc::new(log);
+    let current = log.get()?;
+    let applied = tokio::task::spawn_blocking(move || current.applied_journal_seq()).await??;
+    if applied == 0 && log.head() > 0 {
+        anyhow::bail!(
+            "the event log at {} holds {} events but none came from the journal (a single-node store, or a copy from another history): a replica starts empty or from a copy of a replica of this centre. This replica does not serve",
+            config.dir.display(),
+            log.head()
+        );
+    }
+    tracing::info!(node = %replication.node, head = log.head(), journal_seq = applied, "replica's event log open");
+    let shared = Arc::new(Shared {
+        node: replication.node.clone(),
+        log: log.clone(),
+        applied: AtomicU64::new(applied),
+        leading: AtomicBool::new(false),
+        leader_since: Mutex::new(None),
+    });
+    shared.publish_metrics();
+
+    let (stop_marking, marking) = std::sync::mpsc::channel::<()>();
+    let marker = {
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("vigil-store-mark".into())
+            .spawn(move || mark_loop(&log, &marking))?
+    };
+    let status = tokio::spawn(serve_status(
+        client.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
+
+    let result = roles(&client, &config, &replication, &shared, &shutdown).await;
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(crate::server::NATS_GRACE, status).await;
+    drop(stop_marking);
+    let _ = tokio::task::spawn_blocking(move || marker.join()).await;
+    let closing = log.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
+    tracing::info!(head = log.head(), "replica stopped");
+    result
+}
+
+/// Answers every status request with this replica's state.
+async fn serve_status(client: Client, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut sub = match client.subscribe(subjects::STORE_STATUS).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve {}", subjects::STORE_STATUS);
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            msg = sub.next() => {
+                let Some(msg) = msg else { break };
+                if let Some(reply) = msg.reply {
+                    let body = events::codec::encode(&shared.status());
+                    let _ = client.publish(reply, body.into()).await;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(crate::server::NATS_GRACE, sub.unsubscribe()).await;
+}
+
+/// Creates (or finds) the journal and the lease bucket, retrying until the cluster answers.
+async fn setup(
+    js: &jetstream::Context,
+    r: &Replication,
+    shutdown: &CancellationToken,
+) -> Option<(stream::Stream, kv::Store)> {
+    let started = Instant::now();
+    let mut warned = Instant::now();
+    loop {
+        let journal = js
+            .get_or_create_stream(stream::Config {
+                name: r.journal.clone(),
+                subjects: vec![subjects::STORE_JOURNAL.into()],
+                storage: stream::StorageType::File,
+                num_replicas: r.replicas,
+                duplicate_window: Duration::from_secs(2),
+                ..Default::default()
+            })
+            .await;
+        let bucket = match js.get_key_value(&r.lease_bucket).await {
+            Ok(kv) => Ok(kv),
+            Err(_) => match js
+                .create_key_value(kv::Config {
+                    bucket: r.lease_bucket.clone(),
+                    history: 1,
+                    max_age: r.lease_ttl,
+                    storage: stream::StorageType::File,
+                    num_replicas: r.replicas,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(kv) => Ok(kv),
+                // Another replica created it meanwhile.
+                Err(_) => js.get_key_value(&r.lease_bucket).await,
+            },
+        };
+        match (journal, bucket) {
+            (Ok(journal), Ok(bucket)) => {
+                tracing::info!(journal = %r.journal, lease = %r.lease_bucket, "journal and lease bucket ready");
+                return Some((journal, bucket));
+            }
+            (j, b) => {
+                if warned.elapsed() > Duration::from_secs(5) {
+                    warned = Instant::now();
+                    tracing::warn!(
+                        secs = started.elapsed().as_secs(),
+                        journal = ?j.err().map(|e| e.to_string()),
+                        lease = ?b.err().map(|e| e.to_string()),
+                        "waiting for JetStream to create or find the journal and the lease bucket"
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Follows, leads when it holds the lease, follows again when it loses it, until shutdown.
+async fn roles(
+    client: &Client,
+    config: &StoreConfig,
+    r: &Replication,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let js = jetstream::new(client.clone());
+    let Some((journal, bucket)) = setup(&js, r, shutdown).await else {
+        return Ok(());
+    };
+    // News of the journal (every message the leader publishes), to apply it promptly.
+    let mut news = client.subscribe(subjects::STORE_JOURNAL).await?;
+    let server = client.server_info().server_name;
+    loop {
+        // Following.
+        // The first round tries at once.
+        let mut last_try: Option<Instant> = None;
+        let revision = loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            apply_available(&journal, shared, None).await?;
+            if last_try.is_none_or(|t| t.elapsed() >= LEASE_POLL) {
+                last_try = Some(Instant::now());
+                if let Some(rev) =
+                    lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT).await
+                {
+                    break rev;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = news.next() => {}
+                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            }
+        };
+        let held = lease::Lease::hold(
+            bucket.clone(),
+            lease::value(&r.node, &server),
+            revision,
+            r.lease_ttl,
+        );
+        tracing::info!(node = %r.node, "took the leader lease: applying the journal to its end");
+        let caught_up = catch_up_to_end(&journal, shared, held.lost(), shutdown).await?;
+        if !caught_up {
+            held.release(false).await;
+            continue;
+        }
+        let outcome = leader::lead(
+            client,
+            &js,
+            config,
+            shared,
+            held.lost(),
+            shutdown,
+            &mut news,
+        )
+        .await;
+        held.release(shutdown.is_cancelled()).await;
+        outcome?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Applies the journal up to its last sequence (asked of the stream's leader). `false` when
+/// the lease was lost or a stop asked before it got there.
+async fn catch_up_to_end(
+    journal: &stream::Stream,
+    shared: &Arc<Shared>,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    loop {
+        if lost.is_cancelled() || shutdown.is_cancelled() {
+            return Ok(false);
+        }
+        let mut info = journal.clone();
+        let last = match tokio::time::timeout(JS_TIMEOUT, info.info()).await {
+            Ok(Ok(i)) => i.state.last_sequence,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        apply_available(journal, shared, Some(last)).await?;
+        if shared.applied.load(Ordering::Acquire) >= last {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Applies journal messages after the applied sequence until there is none (or `until` is
+/// reached). Unreachable JetStream is logged and left for the next round; a message that
+/// does not continue this log is an error.
+async fn apply_available(
+    journal: &stream::Stream,
+    shared: &Arc<Shared>,
+    until: Option<u64>,
+) -> anyhow::Result<()> {
+    loop {
+        let next = shared.applied.load(Ordering::Acquire) + 1;
+        if until.is_some_and(|u| next > u) {
+            return Ok(());
+        }
+        let msg = match tokio::time::timeout(JS_TIMEOUT, journal.get_raw_message(next)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                ) =>
+            {
+                return Ok(());
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, seq = next, "cannot read the journal now");
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        if msg.sequence != next {
+            anyhow::bail!(
+                "asked the journal for sequence {next} and got {}",
+                msg.sequence
+            );
+        }
+        let entry = Entry::decode(Some(&msg.headers), &msg.payload).map_err(|e| {
+            anyhow::anyhow!("journal message {next} is unreadable: {e}; this replica stops")
+        })?;
+        let log = shared.log.get()?;
+        let applied = tokio::task::spawn_blocking(move || {
+            log.apply_positioned(next, entry.first, &entry.events, &entry.chain_head)
+        })
+        .await?;
+        match applied {
+            Ok(_) => {
+                shared.applied.store(next, Ordering::Release);
+                shared.publish_metrics();
+            }
+            Err(ApplyError::Diverged(what)) => {
+                tracing::error!(%what, "this replica's log disagrees with the journal: it stops and never serves");
+                anyhow::bail!(
+                    "this replica's log disagrees with the journal: {what}. It does not serve: replace its store directory with a copy of a healthy replica's (or empty it to replay the journal)"
+                );
+            }
+            Err(ApplyError::Log(e)) => {
+                anyhow::bail!("applying journal message {next} failed: {e}")
+            }
+        }
+    }
+}
