@@ -21,14 +21,20 @@ pub enum Mode {
 /// drops messages (a slow consumer), which the catch-up subscription repairs from the log.
 const SUBSCRIPTION_CAPACITY: usize = 65_536;
 
-/// Connects to `url` as `name`. `credentials` are a user and password when the server
-/// requires them.
+/// Connects to `url` as `name`. `url` may list several servers of one cluster, separated by
+/// commas (`nats://a:4222,nats://b:4222`): the client picks one and moves to another when it
+/// is lost. `credentials` are a user and password when the server requires them.
 pub async fn connect(
     url: &str,
     name: &str,
     credentials: Option<(String, String)>,
     mode: Mode,
 ) -> anyhow::Result<Client> {
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let conn_name = name.to_owned();
     let quiet = mode == Mode::Tool;
     let mut opts = ConnectOptions::new()
@@ -65,11 +71,11 @@ pub async fn connect(
     match mode {
         Mode::Service => {
             opts = opts.retry_on_initial_connect().max_reconnects(None);
-            Ok(opts.connect(url).await?)
+            Ok(opts.connect(servers).await?)
         }
         Mode::Tool => opts
             .max_reconnects(Some(3))
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| match e.kind() {
                 ConnectErrorKind::AuthorizationViolation => anyhow::anyhow!(

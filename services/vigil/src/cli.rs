@@ -271,6 +271,12 @@ pub struct StoreArgs {
     /// detects loss; never use it for real data.
     #[arg(long, hide = true)]
     pub unsafe_no_fsync: bool,
+    /// Run as the replica NAME of a several-node centre: the log is replicated through a
+    /// JetStream journal on the NATS cluster (--nats-url lists its servers, comma-separated)
+    /// and only the replica holding the leader lease serves. Without it the store stands
+    /// alone, as on one machine.
+    #[arg(long, env = "VIGIL_CLUSTER_NODE", value_name = "NAME")]
+    pub cluster_node: Option<String>,
 }
 
 /// `vigil tail`.

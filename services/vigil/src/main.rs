@@ -134,6 +134,9 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
         );
         config.durability = store::Durability::UnsafeNoSync;
     }
+    if let Some(node) = args.cluster_node {
+        config.replication = Some(store::Replication::new(node));
+    }
     if let Some(addr) = args.metrics {
         let handle = runtime::telemetry::install_metrics()?;
         let listener = runtime::telemetry::bind_metrics(addr).await?;
