@@ -15,6 +15,9 @@ use tempfile::TempDir;
 
 pub mod aggregate;
 pub mod centre;
+pub mod cluster;
+
+pub use cluster::NatsCluster;
 
 /// Copies the directory tree `from` into `to` (created), file by file: for tests and tools
 /// that damage or inspect a copy of a stopped store. Modes are copied too (a store's
