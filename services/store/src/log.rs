@@ -11,6 +11,8 @@
 //!   zero bytes for position 1) ‖ the exact stored event bytes at this position. What it
 //!   promises, and what it does not, is written in [`chain`](self::chain) (the module
 //!   that also holds the checks at open and [`Log::verify`]).
+//! - `replication` (only on a replica of a several-node centre, see [`journal`]): the last
+//!   journal sequence applied, written in the same batch as the events it covers.
 //!
 //! # Promises
 //! - Positions are gap-free from 1 and versions gap-free from 1 per stream, because only
