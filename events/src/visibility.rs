@@ -84,6 +84,8 @@ pub const CLASSES: &[(&str, Class)] = &[
     ("SurgeDeployed", Class::Internal),
     ("SurgeCompleted", Class::Internal),
     ("SurgeCancelled", Class::Internal),
+    ("SurgeOfficerReserved", Class::Internal),
+    ("SurgeOfficerReleased", Class::Internal),
     ("RelocationOrdered", Class::Internal),
     ("RollCallEntryAdded", Class::Internal),
     ("PersonMarked", Class::Internal),

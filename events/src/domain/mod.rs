@@ -35,6 +35,7 @@ pub mod person;
 pub mod relocation;
 pub mod station;
 pub mod surge;
+pub mod surge_officer;
 
 /// Longest reason, note or outcome.
 pub const MAX_REASON: usize = 2_000;
@@ -78,8 +79,8 @@ macro_rules! domain_events {
                 match self { $($(Self::$name(_) => stringify!($name),)+)+ }
             }
 
-            /// The stream category: `incident`, `level`, `hostage`, `surge`, `relocation`,
-            /// `clearance` or `broadcast`.
+            /// The stream category: `incident`, `level`, `hostage`, `surge`, `surge_officer`,
+            /// `relocation`, `clearance`, `broadcast`, or one of the reference data.
             pub fn category(&self) -> &'static str {
                 match self { $($(Self::$name(_) => stringify!($cat),)+)+ }
             }
@@ -136,6 +137,7 @@ domain_events! {
         SurgeRequested = 1, SurgeApproved = 1, SurgeRejected = 1, SurgeOfficerAssigned = 1,
         SurgeDeployed = 1, SurgeCompleted = 1, SurgeCancelled = 1,
     }
+    surge_officer { SurgeOfficerReserved = 1, SurgeOfficerReleased = 1 }
     relocation {
         RelocationOrdered = 1, RollCallEntryAdded = 1, PersonMarked = 1, OrderCompleted = 1,
         OrderRescinded = 1, PersonArrivedInArea = 1, PersonLeftArea = 1,

@@ -5,6 +5,7 @@ use super::incident::*;
 use super::level::*;
 use super::relocation::*;
 use super::surge::*;
+use super::surge_officer::*;
 use super::*;
 use crate::codec::{self, Limits};
 use crate::envelope::{Category, StreamName};
@@ -186,6 +187,19 @@ fn samples() -> Vec<DomainEvent> {
         SurgeCancelled {
             by: id(),
             reason: reason(),
+        }
+        .into(),
+        SurgeOfficerReserved {
+            officer: "o.1".into(),
+            surge: Uuid::from_u128(7),
+            command: Uuid::from_u128(8),
+            from_duty_station: "KEN-NBO".into(),
+        }
+        .into(),
+        SurgeOfficerReleased {
+            officer: "o.1".into(),
+            surge: Uuid::from_u128(7),
+            command: Uuid::from_u128(8),
         }
         .into(),
         RelocationOrdered {

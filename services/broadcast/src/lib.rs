@@ -35,7 +35,10 @@
 //!   the id the firing would have had.
 //! - Each delivery attempt, re-send and escalation is recorded under a fixed id before it is
 //!   acted on, and only the instance whose append was new acts (see [`broadcast`]): an
-//!   escalation happens once; a delivery is at least once, with an idempotency key.
+//!   escalation happens once; a delivery is at least once, with an idempotency key. This holds
+//!   with an instance on every node of a centre, each with its own scheduler, and when one
+//!   stops mid-way: the ids, not any coordination between instances, make each timer's
+//!   effect recorded once (`tests/three_instances.rs`).
 //! - Nothing is sent before approval, nor after cancellation.
 //!
 //! # Modules

@@ -5,6 +5,21 @@
 //! instance whose append was new acts, so an escalation happens once and a delivery is at least
 //! once, with an idempotency key; nothing is planned before the register has read the log, and
 //! nothing is sent before approval nor after cancellation.
+//!
+//! # Instances on several nodes
+//! Every instance runs this scheduler (on a three-node centre, one per node) and none
+//! coordinates with another: each plans from its own register and clock, and two may plan the
+//! same work at the same moment. What makes each timer's effect happen once is the log alone:
+//! the work's event id is derived from the broadcast and the work (a rule firing from rule and
+//! trigger, [`rules::firing_id`]; an attempt from agency, channel, round and attempt; a
+//! re-send and an escalation one per broadcast, [`Work::event_id`]; an outcome,
+//! [`broadcast::outcome_id`]), the store keeps one event per id (a second append of it is a
+//! duplicate, or `id_reused` when another instance's register saw a different list of
+//! agencies: the first stands), and only the instance whose append was new acts on it. An
+//! instance that stops after claiming an attempt leaves a claim that times out; another
+//! instance then makes the next attempt under the next id. Pinned by
+//! `tests/three_instances.rs` (three instances, one stopped at the re-send, another at the
+//! deadline).
 
 use std::collections::HashSet;
 use std::sync::Arc;

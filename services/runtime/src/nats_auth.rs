@@ -77,7 +77,8 @@ pub const ANY_CATEGORY: &str = "*";
 /// The stream categories `user` may append to (the `<category>` tokens of its
 /// `vigil.store.append.<user>.<category>` subjects); empty for `store`, `gateway` and unknown
 /// users. Read off the services: each writes the streams of its own aggregate, `hostage` also
-/// the audit record of a details read (written before the details are shown), and `cli`
+/// the audit record of a details read (written before the details are shown), `surge` also
+/// its officers' reservation streams (one officer, one active surge), and `cli`
 /// anything ([`ANY_CATEGORY`]; reference data from `vigil import`, repairs with `vigil
 /// append`).
 pub fn append_categories(user: &str) -> &'static [&'static str] {
@@ -86,7 +87,7 @@ pub fn append_categories(user: &str) -> &'static [&'static str] {
         "incidents" => &["incident"],
         "levels" => &["level"],
         "hostage" => &["hostage", "audit"],
-        "surge" => &["surge"],
+        "surge" => &["surge", "surge_officer"],
         "relocation" => &["relocation"],
         "clearances" => &["clearance"],
         "broadcast" => &["broadcast"],

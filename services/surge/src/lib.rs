@@ -15,8 +15,11 @@
 //!   approved (or deployed, to reinforce) and not full; the officer a registered security
 //!   officer (unknown person: `not_found`, import personnel with `vigil import`; not a
 //!   security officer: `invalid`), not posted at the surge's own station (`invalid`), not on
-//!   another active surge (`conflict` naming it). `from_duty_station` is the officer's
-//!   registered station; a body that carries it is refused.
+//!   another active surge (`conflict` naming it; decided by the officer's reservation
+//!   stream, below). `from_duty_station` is the officer's registered station; a body that
+//!   carries it is refused. A retry is answered with the original outcome; an answer
+//!   `duplicate: true` to a first try means the assignment was already finished for it by
+//!   another assign of the officer (see [`reserve`]).
 //! - `deploy` (`SURGE_RUN`) `{"surge", "change": {"at"}}` — approved, with an officer;
 //!   `complete` (`SURGE_RUN`) `{"surge", "change": {"at"}}` — deployed only. Completion (or
 //!   rejection) frees the officers.
@@ -33,21 +36,28 @@
 //!   once). The gap every active surge leaves is on the situation board.
 //!
 //! Transitions go through `runtime::commands::execute` (optimistic concurrency on the
-//! surge's stream; a retry with the same command id is answered with the original outcome).
+//! surge's stream; a retry with the same command id is answered with the original outcome);
+//! `assign` appends to the officer's reservation stream first (below).
 //!
-//! # One officer, one surge — and its limit
+//! # One officer, one surge — on every node
 //! Two assigns of one officer to two *different* surges append to two different streams, so
-//! the store's optimistic concurrency cannot stop both. This instance therefore decides
-//! `assign` one at a time (a tokio mutex around read-decide-append) and puts the surge as it
-//! stands after each successful append into the register at once, without waiting for the
-//! feed. The check is exact **within one instance**. Two instances of the service (a NATS
-//! queue group spread over machines) could still each pass the check for the same officer
-//! at the same moment: run one surge instance, or accept that rare double booking shows up
-//! in both surges' officer lists for a person to resolve.
+//! the surge streams' optimistic concurrency cannot stop both; and on a three-node centre
+//! the two may be taken by two instances (a NATS queue group), each with a register that has
+//! not seen the other's write. So the check is not made on any instance's memory but on the
+//! log: `assign` first appends a reservation to the officer's own stream
+//! (`surge_officer-<uuid v5 of the officer>`) with the version it read — of two racing
+//! assigns exactly one succeeds, the other reads again and is refused `conflict` naming the
+//! surge that holds the officer — and then the assignment to the surge's stream, under the
+//! command's id. `complete` and `cancel` release their officers' reservations. A reservation
+//! whose assignment never came (the instance stopped between the two appends) is finished
+//! by the command's retry or by the next assignment of that officer, and is void once its
+//! surge can never take the officer: [`reserve`] says why that choice, `assign.rs` the steps.
+//! No lock: assigns run concurrently on every instance.
 //!
 //! Served by the generic host (`runtime::host`): this crate is the aggregate
-//! ([`surge::Surge`]), its register and the wiring below ([`Surges`]), whose hooks read
-//! the reference data, check the register and serialise `assign`.
+//! ([`surge::Surge`]), its register, the officers' reservations ([`reserve`]) and the wiring
+//! below ([`Surges`]), whose hooks read the reference data and take `assign`, `complete` and
+//! `cancel` (`assign.rs`).
 //!
 //! # Promises
 //! An answer `ok` means the events are on disk. A refusal changes nothing. A field officer
@@ -56,14 +66,20 @@
 //! [`Command`]: events::command::Command
 //! [`Reply`]: events::command::Reply
 
+mod assign;
+pub mod reserve;
 pub mod surge;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use events::StreamName;
 use events::command::{Actor, Command, Refusal, Role, policy};
 use events::domain::DomainEvent;
 use events::domain::{person, station};
+use runtime::commands::reply;
 use runtime::host::{self, Create, Host, Route, Service};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -135,10 +151,11 @@ impl Service for Surges {
         ("request", Route::Create(Create::Blind(already_requested))),
         ("approve", Route::Change),
         ("reject", Route::Change),
-        ("assign", Route::Change),
+        // With the officer's reservation stream (`assign`), and its release (see `assign.rs`).
+        ("assign", Route::Custom),
         ("deploy", Route::Change),
-        ("complete", Route::Change),
-        ("cancel", Route::Change),
+        ("complete", Route::Custom),
+        ("cancel", Route::Custom),
         ("get", Route::Get),
         ("list", Route::List),
     ];
@@ -189,36 +206,6 @@ impl Service for Surges {
         }
     }
 
-    /// The register is asked only when it matters (a known officer, an existing surge), so
-    /// a missing surge is `not_found` even while the register catches up.
-    fn decide(
-        host: &Host<Self>,
-        id: Uuid,
-        state: Option<&Surge>,
-        actor: &Actor,
-        command: SurgeCommand,
-        facts: &Facts,
-    ) -> Result<Vec<DomainEvent>, Refusal> {
-        let officer_on = match &facts.officer {
-            Some(p) if state.is_some() => {
-                host.register().caught_up()?.active_surge_of(&p.person, id)
-            }
-            _ => None,
-        };
-        let facts = Facts {
-            officer_on,
-            ..facts.clone()
-        };
-        <Surge as events::aggregate::Aggregate>::decide(id, state, actor, command, &facts)
-    }
-
-    /// One `assign` decision at a time in this instance: the "already on another surge"
-    /// check and the append that makes it true must not interleave with another assign
-    /// (see the crate doc for what this does not cover).
-    fn exclusive(command: &SurgeCommand) -> bool {
-        matches!(command, SurgeCommand::Assign(_))
-    }
-
     /// The surge as it stands after a write goes into the register ahead of the feed (whose
     /// own copy replaces it when it arrives).
     fn wrote(host: &Host<Self>, surge: Surge) {
@@ -242,5 +229,13 @@ impl Service for Surges {
         surge: Surge,
     ) -> Result<SurgeView, Refusal> {
         Ok(SurgeView::of(surge))
+    }
+
+    async fn custom(host: &Arc<Host<Self>>, name: &str, payload: Bytes) -> Vec<u8> {
+        match name {
+            "assign" => reply(assign::assign(host, &payload).await),
+            "complete" | "cancel" => reply(assign::close(host, name, &payload).await),
+            other => reply::<()>(Err(host::unknown_command(SERVICE, Self::COMMANDS, other))),
+        }
     }
 }

@@ -13,8 +13,10 @@
 //! An officer is a person registered (reference data, `PersonRegistered`) as a security
 //! officer. Their `from_duty_station` is their registered station, never the caller's word;
 //! they are never sent to their own station; and they are on at most one *active* surge
-//! (approved or deployed) at a time: the [`Register`] knows who is where. Completion or
-//! rejection frees them.
+//! (approved or deployed) at a time. Across instances the service holds that by the officer's
+//! reservation stream ([`crate::reserve`]); `decide` takes it as [`Facts::officer_on`]. The
+//! [`Register`] knows who is where, for lists and the gap. Completion or cancellation frees
+//! them.
 //!
 //! # The gap
 //! An officer on an active surge is away from the station they came from: [`away_from`]
@@ -456,7 +458,9 @@ pub struct Facts {
     pub station: Option<DutyStationRegistered>,
     /// For `assign`: the officer's registration (`None`: not registered).
     pub officer: Option<PersonRegistered>,
-    /// For `assign`: another active surge the officer is already on.
+    /// For `assign`: another active surge the officer is already on. The service leaves it
+    /// `None` and lets the officer's reservation stream decide ([`crate::reserve`]), which
+    /// names that surge in the same words.
     pub officer_on: Option<Uuid>,
 }
 

@@ -594,6 +594,10 @@ impl Situation {
             | E::ClearanceRefused(_)
             | E::ArrivalRecorded(_)
             | E::DepartureRecorded(_)
+            // The surge service's officer reservations: the assignments on the surges' own
+            // streams are what the board shows.
+            | E::SurgeOfficerReserved(_)
+            | E::SurgeOfficerReleased(_)
             // Reference data: the board shows areas by their levels, not their records.
             | E::AreaRegistered(_)
             | E::DutyStationRegistered(_)
