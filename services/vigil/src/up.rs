@@ -38,6 +38,15 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     // refusals it counted in its last window when it stops (see `gateway::refusals`).
     let last = CancellationToken::new();
     let metrics = runtime::telemetry::install_metrics()?;
+    // Bad cluster flags are refused before anything is created.
+    if let Some(name) = &args.cluster_node {
+        runtime::nats_cluster::ClusterNode::new(
+            name,
+            args.cluster_listen.as_deref().unwrap_or_default(),
+            &args.cluster_routes,
+            PathBuf::new(),
+        )?;
+    }
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -47,7 +56,7 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     let data_dir = std::fs::canonicalize(&settings.data_dir)?;
 
     // A node of a several-node centre (docs/CLUSTER.md): its nats-server joins the cluster
-    // with JetStream and the store replicates; the flags are checked before anything starts.
+    // with JetStream and the store replicates.
     let cluster = match &args.cluster_node {
         None => None,
         Some(name) => Some(runtime::nats_cluster::ClusterNode::new(
