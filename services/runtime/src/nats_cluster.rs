@@ -73,7 +73,8 @@ pub struct ClusterNode {
     pub listen: String,
     /// `host:port` of the other nodes' cluster listeners.
     pub routes: Vec<String>,
-    /// Where JetStream keeps its files (under the data directory's `nats/`).
+    /// JetStream's `store_dir` (the data directory's `nats/`; nats-server keeps its files in
+    /// `<store_dir>/jetstream`).
     pub store_dir: PathBuf,
 }
 

@@ -63,7 +63,8 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             name,
             args.cluster_listen.as_deref().unwrap_or_default(),
             &args.cluster_routes,
-            data_dir.join("nats").join("jetstream"),
+            // nats-server keeps its JetStream files in `<store_dir>/jetstream`.
+            data_dir.join("nats"),
         )?),
     };
 
@@ -244,7 +245,7 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             node.name,
             node.listen,
             node.routes.join(", "),
-            node.store_dir.display()
+            node.store_dir.join("jetstream").display()
         );
     }
     println!("  metrics        : http://{metrics_addr}/metrics");

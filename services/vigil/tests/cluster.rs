@@ -63,7 +63,7 @@ fn three_nodes(dir: &Path, users: &runtime::nats_auth::NatsUsers) -> Vec<Node> {
             &format!("n{}", k + 1),
             &routes[k],
             &routes,
-            nats_dir.join("jetstream"),
+            nats_dir.clone(),
         )
         .unwrap();
         let text = runtime::nats_cluster::server_conf(
