@@ -167,9 +167,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     if config.replication.is_some() {
-        anyhow::bail!(
-            "this build of the store does not replicate yet: run it without a cluster node name"
-        );
+        anyhow::bail!("this build of the store does not replicate yet: run it without a cluster node name");
     }
     let dir = config.dir.clone();
     let log = tokio::task::spawn_blocking(move || LiveLog::open(&dir, config.durability))
