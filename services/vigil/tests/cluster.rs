@@ -347,10 +347,23 @@ fn base_port() -> u16 {
     }
 }
 
+/// Runs `ops/cluster down` when the test ends, passed or failed: no node, cgroup or nftables
+/// table outlives it.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if self.0.join("state").exists() {
+            let _ = ops_cluster(&self.0, &["down"]);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_cluster_runs_three_nodes_and_fails_over() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
+    let _down = Down(dir.clone());
     let base = base_port().to_string();
     let t0 = Instant::now();
     let up = ops_cluster(&dir, &["up", "--base-port", &base]);
