@@ -221,11 +221,14 @@ pub fn permissions(user: &str) -> Option<Permissions> {
                 "$JS.API.>".to_owned(),
                 format!("$KV.{LEASE_BUCKET}.>"),
                 events::subjects::STORE_JOURNAL.to_owned(),
+                // Room for per-node or per-purpose journal subjects under the same prefix.
+                format!("{}.>", events::subjects::STORE_JOURNAL),
                 "$JS.ACK.>".to_owned(),
                 "$JS.FC.>".to_owned(),
             ]);
             p.subscribe_allow.extend([
                 events::subjects::STORE_JOURNAL.to_owned(),
+                format!("{}.>", events::subjects::STORE_JOURNAL),
                 format!("$KV.{LEASE_BUCKET}.>"),
             ]);
         }
