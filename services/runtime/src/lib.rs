@@ -8,6 +8,8 @@
 //!   chaos and bench).
 //! - [`nats_auth`]: the NATS users of the services, their credentials file and their
 //!   per-subject permissions (the nats-server config `vigil up` writes).
+//! - [`nats_cluster`]: a node of a several-node centre: its cluster and JetStream config
+//!   and what the store and the operator tools may do with JetStream.
 //! - [`nats_agencies`]: the NATS identities (nkeys) of agency systems, issued and revoked by
 //!   the operator, and what each may do on the bus.
 //! - [`store_client`]: the typed client of the store's API, with idempotent retries.
@@ -32,6 +34,7 @@ pub mod host;
 pub mod nats;
 pub mod nats_agencies;
 pub mod nats_auth;
+pub mod nats_cluster;
 pub mod nats_server;
 pub mod open_files;
 pub mod read_model;

@@ -3,6 +3,10 @@
 //! Services reconnect forever (NATS restarts must not take the centre down; the catch-up
 //! subscription repairs what was missed). Operator tools fail fast with a message that says
 //! what to check.
+//!
+//! A URL may be a comma-separated list (`nats://a:4290,nats://b:4290`, a node of a cluster and
+//! its peers): the client tries them in the order given, its own node first, and moves to
+//! another when its server goes away (it also learns the cluster's other servers from INFO).
 
 use std::time::Duration;
 
@@ -30,11 +34,6 @@ pub async fn connect(
     credentials: Option<(String, String)>,
     mode: Mode,
 ) -> anyhow::Result<Client> {
-    let servers: Vec<&str> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
     let conn_name = name.to_owned();
     let quiet = mode == Mode::Tool;
     let mut opts = ConnectOptions::new()
@@ -68,14 +67,19 @@ pub async fn connect(
             .custom_inbox_prefix(crate::nats_auth::inbox_prefix(&user))
             .user_and_password(user, pass);
     }
+    let urls = server_list(url);
+    if urls.len() > 1 {
+        // Its own node first: the others are for when that one is gone.
+        opts = opts.retain_servers_order();
+    }
     match mode {
         Mode::Service => {
             opts = opts.retry_on_initial_connect().max_reconnects(None);
-            Ok(opts.connect(servers).await?)
+            Ok(opts.connect(urls).await?)
         }
         Mode::Tool => opts
             .max_reconnects(Some(3))
-            .connect(servers)
+            .connect(urls)
             .await
             .map_err(|e| match e.kind() {
                 ConnectErrorKind::AuthorizationViolation => anyhow::anyhow!(
@@ -85,5 +89,28 @@ pub async fn connect(
                     "cannot reach NATS at {url}: {e}. Is Vigil running (`vigil up`)? Pass --nats-url or set VIGIL_NATS_URL if it listens elsewhere"
                 ),
             }),
+    }
+}
+
+/// The servers of a (possibly comma-separated) URL, blanks left out.
+fn server_list(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_list_is_split_in_order() {
+        assert_eq!(server_list("nats://a:1"), vec!["nats://a:1"]);
+        assert_eq!(
+            server_list("nats://a:1, nats://b:2,,nats://c:3"),
+            vec!["nats://a:1", "nats://b:2", "nats://c:3"]
+        );
     }
 }

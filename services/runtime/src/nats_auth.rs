@@ -199,6 +199,10 @@ pub struct NatsUsers {
     pub comment: String,
     /// User name → password.
     pub users: BTreeMap<String, String>,
+    /// The password the nodes of a several-node centre authenticate their routes with (see
+    /// `crate::nats_cluster`); absent on a single machine, which has no routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_password: Option<String>,
 }
 
 impl NatsUsers {
@@ -256,6 +260,17 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<NatsUsers> {
         write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
     } else {
         tighten(&path)?;
+    }
+    Ok(file)
+}
+
+/// [`load_or_create`], and a route password for a cluster node's routes when the file has
+/// none yet. The nodes of one cluster share this file (`ops/cluster` copies it to each).
+pub fn load_or_create_cluster(data_dir: &Path) -> anyhow::Result<NatsUsers> {
+    let mut file = load_or_create(data_dir)?;
+    if file.route_password.is_none() {
+        file.route_password = Some(random_password()?);
+        write_private(&users_file(data_dir), &serde_json::to_vec_pretty(&file)?)?;
     }
     Ok(file)
 }
@@ -368,6 +383,23 @@ pub fn server_config(
     users: &NatsUsers,
     agencies: &crate::nats_agencies::AgencyIdentities,
 ) -> anyhow::Result<String> {
+    accounts_config(users, agencies, false)
+}
+
+/// The `accounts` block of a cluster node: [`server_config`] with JetStream enabled for the
+/// application account and the JetStream permissions of `crate::nats_cluster::permissions`.
+pub fn cluster_server_config(
+    users: &NatsUsers,
+    agencies: &crate::nats_agencies::AgencyIdentities,
+) -> anyhow::Result<String> {
+    accounts_config(users, agencies, true)
+}
+
+fn accounts_config(
+    users: &NatsUsers,
+    agencies: &crate::nats_agencies::AgencyIdentities,
+    jetstream: bool,
+) -> anyhow::Result<String> {
     let mut out = String::new();
     out.push_str(
         "# One NATS user per service, each limited to its subjects; no anonymous access.\n",
@@ -379,7 +411,12 @@ pub fn server_config(
         let Some(password) = users.users.get(user) else {
             anyhow::bail!("the NATS credentials have no password for `{user}`");
         };
-        let Some(p) = permissions(user) else {
+        let p = if jetstream {
+            crate::nats_cluster::permissions(user)
+        } else {
+            permissions(user)
+        };
+        let Some(p) = p else {
             continue;
         };
         let _ = writeln!(
@@ -395,7 +432,11 @@ pub fn server_config(
     for agency in crate::nats_agencies::server_users(agencies) {
         let _ = writeln!(out, "      {agency}");
     }
-    out.push_str("    ]\n  }\n");
+    out.push_str("    ]\n");
+    if jetstream {
+        out.push_str("    jetstream: enabled\n");
+    }
+    out.push_str("  }\n");
     let _ = writeln!(out, "  {SYSTEM_ACCOUNT}: {{}}");
     out.push_str("}\n");
     let _ = writeln!(out, "system_account: {SYSTEM_ACCOUNT}");
@@ -564,6 +605,48 @@ mod tests {
         assert!(!conf.contains(&creds.nkey_seed));
         let account_end = conf.find(&format!("  {SYSTEM_ACCOUNT}:")).unwrap();
         assert!(conf.find(&creds.public_key).unwrap() < account_end);
+    }
+
+    #[test]
+    fn a_cluster_node_enables_jetstream_for_the_application_account_only() {
+        let dir = tempfile_dir();
+        let single_file = load_or_create(dir.path()).unwrap();
+        assert!(single_file.route_password.is_none());
+        let text = std::fs::read_to_string(users_file(dir.path())).unwrap();
+        assert!(
+            !text.contains("route_password"),
+            "single-node file unchanged"
+        );
+        let users = load_or_create_cluster(dir.path()).unwrap();
+        assert_eq!(users.users, single_file.users, "same passwords");
+        let route = users.route_password.clone().unwrap();
+        assert_eq!(route.len(), 48);
+        assert_eq!(
+            load_or_create_cluster(dir.path()).unwrap().route_password,
+            Some(route),
+            "generated once"
+        );
+        let single = server_config(&users, &Default::default()).unwrap();
+        assert!(!single.contains("jetstream"), "{single}");
+        assert!(!single.contains("$JS"), "{single}");
+        let conf = cluster_server_config(&users, &Default::default()).unwrap();
+        let sys = conf.find(&format!("  {SYSTEM_ACCOUNT}: {{}}")).unwrap();
+        let js = conf.find("    jetstream: enabled").unwrap();
+        assert!(js < sys, "in the application account: {conf}");
+        assert_eq!(conf.matches("jetstream: enabled").count(), 1, "{conf}");
+        assert!(!conf.contains("no_auth_user"), "{conf}");
+        let store_line = conf
+            .lines()
+            .skip_while(|l| !l.contains("user: \"store\""))
+            .nth(1)
+            .unwrap();
+        assert!(store_line.contains("\"$JS.API.>\""), "{store_line}");
+        let gateway_line = conf
+            .lines()
+            .skip_while(|l| !l.contains("user: \"gateway\""))
+            .nth(1)
+            .unwrap();
+        assert!(!gateway_line.contains("$JS"), "{gateway_line}");
     }
 
     fn tempfile_dir() -> tempfile::TempDir {

@@ -101,6 +101,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AgencyCommand,
     },
+    /// A centre of several nodes (docs/CLUSTER.md): the replicas' status, shared secrets.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Manage long-lived API tokens (wall screens, agency systems).
     Token {
         /// What to do.
@@ -125,6 +131,9 @@ impl Command {
                 | Command::User { .. }
                 | Command::Token { .. }
                 | Command::Agency { .. }
+                | Command::Cluster {
+                    command: ClusterCommand::Secrets
+                }
         )
     }
 }
@@ -259,6 +268,61 @@ pub struct UpArgs {
     /// The gateway's HTTP address (wall screen, API, WebSocket). Default: 127.0.0.1:8080
     #[arg(long = "http", env = "VIGIL_HTTP_ADDR")]
     pub http: Option<String>,
+    /// Run as node NAME of a several-node centre (docs/CLUSTER.md): the nats-server it owns
+    /// joins the cluster with JetStream, listening for clients at --nats-url, and the store
+    /// replicates through the journal. The nodes share one secrets/nats-users.json.
+    #[arg(
+        long,
+        env = "VIGIL_CLUSTER_NODE",
+        requires_all = ["cluster_listen", "cluster_routes"],
+        conflicts_with = "external_nats"
+    )]
+    pub cluster_node: Option<String>,
+    /// With --cluster-node: HOST:PORT this node's cluster (route) listener binds.
+    #[arg(long, env = "VIGIL_CLUSTER_LISTEN", requires = "cluster_node")]
+    pub cluster_listen: Option<String>,
+    /// With --cluster-node: the other nodes' cluster addresses, HOST:PORT or
+    /// nats-route://HOST:PORT, comma-separated (this node's own is skipped).
+    #[arg(
+        long,
+        env = "VIGIL_CLUSTER_ROUTES",
+        value_delimiter = ',',
+        requires = "cluster_node"
+    )]
+    pub cluster_routes: Vec<String>,
+    /// With --cluster-node: the other nodes' client URLs (nats://HOST:PORT, comma-separated),
+    /// which this node's services move to when their own nats-server is gone.
+    #[arg(
+        long,
+        env = "VIGIL_CLUSTER_PEERS_NATS",
+        value_delimiter = ',',
+        requires = "cluster_node"
+    )]
+    pub cluster_peers_nats: Vec<String>,
+}
+
+/// `vigil cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Ask every store replica how it stands (for ~1 s), read the leader lease and the
+    /// journal's stream info, print a table; exit 1 when no replica answers or none leads.
+    Status(ClusterStatusArgs),
+    /// Write <data-dir>/secrets/nats-users.json (the services' passwords and the route
+    /// password of a cluster) and secrets/token.key (the API tokens' signing key), unless
+    /// they are there already; copy both to every node's data directory (mode 0600) before
+    /// their first start.
+    Secrets,
+}
+
+/// `vigil cluster status`.
+#[derive(Debug, Args)]
+pub struct ClusterStatusArgs {
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to collect the replicas' answers, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub wait_ms: u64,
 }
 
 /// `vigil store`.

@@ -9,9 +9,12 @@
 //! - `tools`: operator verbs (`tail`, `append`, `replay`, `verify`).
 //! - `agency`: `vigil agency`, the NATS identities of agency systems.
 //! - `users`: `vigil user` and `vigil token`, and the first admin of a new centre.
+//! - `cluster`: `vigil cluster status` (the store replicas, the lease, the journal) and
+//!   `vigil cluster secrets` (the credentials the nodes of a cluster share).
 
 mod agency;
 mod cli;
+mod cluster;
 mod gen_reference;
 mod import;
 mod services;
@@ -120,6 +123,7 @@ async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<(
         Command::User { command } => users::user(settings, command),
         Command::Token { command } => users::token(settings, command),
         Command::Agency { command } => agency::run(settings, command).await,
+        Command::Cluster { command } => cluster::run(settings, command).await,
         // Normally answered in `run` before any settings are read.
         Command::GenReference(args) => gen_reference::write(&args, std::io::stdout().lock()),
     }

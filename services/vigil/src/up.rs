@@ -38,6 +38,15 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     // refusals it counted in its last window when it stops (see `gateway::refusals`).
     let last = CancellationToken::new();
     let metrics = runtime::telemetry::install_metrics()?;
+    // Bad cluster flags are refused before anything is created.
+    if let Some(name) = &args.cluster_node {
+        runtime::nats_cluster::ClusterNode::new(
+            name,
+            args.cluster_listen.as_deref().unwrap_or_default(),
+            &args.cluster_routes,
+            PathBuf::new(),
+        )?;
+    }
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -46,43 +55,78 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     })?;
     let data_dir = std::fs::canonicalize(&settings.data_dir)?;
 
+    // A node of a several-node centre (docs/CLUSTER.md): its nats-server joins the cluster
+    // with JetStream and the store replicates.
+    let cluster = match &args.cluster_node {
+        None => None,
+        Some(name) => Some(runtime::nats_cluster::ClusterNode::new(
+            name,
+            args.cluster_listen.as_deref().unwrap_or_default(),
+            &args.cluster_routes,
+            // nats-server keeps its JetStream files in `<store_dir>/jetstream`.
+            data_dir.join("nats"),
+        )?),
+    };
+
     // The credentials of the server we own; none with --external-nats (flags or the data
     // directory's file say how to log in there).
     let mut owned_users = None;
     let nats_task = if args.external_nats {
         None
     } else {
-        let port = port_of(&settings.nats_url).with_context(|| {
-            format!("--nats-url {} must be nats://127.0.0.1:<port> when vigil up starts nats-server itself (or pass --external-nats)", settings.nats_url)
+        let (host, port) = listen_of(&settings.nats_url, cluster.is_some()).with_context(|| {
+            if cluster.is_some() {
+                format!("--nats-url {} must be nats://<host>:<port>, the address this node's nats-server listens on for clients", settings.nats_url)
+            } else {
+                format!("--nats-url {} must be nats://127.0.0.1:<port> when vigil up starts nats-server itself (or pass --external-nats)", settings.nats_url)
+            }
         })?;
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        if tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .is_ok()
         {
             anyhow::bail!(
-                "127.0.0.1:{port} is already in use (another `vigil up`, or a NATS server?). Choose another port with --nats-url nats://127.0.0.1:<port>, or use that server with --external-nats"
+                "{host}:{port} is already in use (another `vigil up`, or a NATS server?). Choose another port with --nats-url nats://{host}:<port>, or use that server with --external-nats"
             );
         }
-        let users = runtime::nats_auth::load_or_create(&data_dir)?;
+        let users = if cluster.is_some() {
+            runtime::nats_auth::load_or_create_cluster(&data_dir)?
+        } else {
+            runtime::nats_auth::load_or_create(&data_dir)?
+        };
+        let owned = OwnedNats {
+            listen: format!("{host}:{port}"),
+            users: users.clone(),
+            cluster: cluster.clone(),
+        };
         // Read before the config is written: a change made in between is reloaded.
         let agencies_seen = read_agencies(&data_dir);
-        let conf = write_nats_config(&data_dir, port, &users)?;
+        let conf = write_nats_config(&data_dir, &owned)?;
         tokio::spawn(watch_agencies(
             data_dir.clone(),
             agencies_seen,
-            Some((port, users.clone())),
+            Some(owned),
             last.clone(),
         ));
         owned_users = Some(users);
         let mut child = spawn_nats(&conf).await?;
-        if !wait_for_nats(port, &mut child, Duration::from_secs(10)).await {
+        if !wait_for_nats(&host, port, &mut child, Duration::from_secs(10)).await {
             anyhow::bail!(
-                "nats-server did not start on 127.0.0.1:{port}; see {} (is the port taken? choose another with --nats-url)",
+                "nats-server did not start on {host}:{port}; see {} (is the port taken? choose another with --nats-url)",
                 data_dir.join("nats/nats-server.log").display()
             );
         }
         Some(tokio::spawn(supervise_nats(child, conf, last.clone())))
     };
+    // A cluster node's clients dial their own node first and know the others' client URLs
+    // (they also learn them from the server's INFO, but not while their own node is down at
+    // start); `runtime::nats::connect` takes the comma-separated list in this order.
+    let mut settings = settings;
+    if cluster.is_some() && !args.cluster_peers_nats.is_empty() {
+        let mut urls = vec![settings.nats_url.clone()];
+        urls.extend(args.cluster_peers_nats.iter().cloned());
+        settings.nats_url = urls.join(",");
+    }
 
     let credentials_of = |user: &str| match &owned_users {
         Some(users) => Ok(users.credentials(user)),
@@ -97,6 +141,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     .await?;
     let mut store_config = settings.store_config();
     store_config.dir = data_dir.join("store");
+    store_config.replication = cluster
+        .as_ref()
+        .map(|node| store::Replication::new(node.name.clone()));
     let store_dir = store_config.dir.clone();
     let mut store = tokio::spawn(store::run(client, store_config, last.clone()));
 
@@ -192,6 +239,15 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             tokio::spawn(watch_agencies(data_dir.clone(), seen, None, last.clone()));
         }
     }
+    if let Some(node) = &cluster {
+        println!(
+            "  cluster node   : {} (cluster listen {}, routes {}; JetStream in {}; `vigil {dir_flag}cluster status` shows the replicas)",
+            node.name,
+            node.listen,
+            node.routes.join(", "),
+            node.store_dir.join("jetstream").display()
+        );
+    }
     println!("  metrics        : http://{metrics_addr}/metrics");
     println!("  board API      : http://{http_bound}/api/v1/boards/situation");
     println!(
@@ -260,13 +316,33 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     }
 }
 
-fn port_of(url: &str) -> Option<u16> {
+/// Where the nats-server we own listens for clients: the host and port of `url`
+/// (`nats://host:port`). A single node listens on loopback only; a cluster node on the
+/// address its peers' clients reach it at.
+fn listen_of(url: &str, cluster: bool) -> Option<(String, u16)> {
     let rest = url.strip_prefix("nats://")?;
     let (host, port) = rest.rsplit_once(':')?;
-    if host != "127.0.0.1" && host != "localhost" {
+    let host_ok = if cluster {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+    } else {
+        host == "127.0.0.1" || host == "localhost"
+    };
+    if !host_ok {
         return None;
     }
-    port.parse().ok()
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// The nats-server `vigil up` owns: where it listens for clients, the services' users, and
+/// its cluster membership if it is a node of several.
+#[derive(Clone)]
+struct OwnedNats {
+    listen: String,
+    users: runtime::nats_auth::NatsUsers,
+    cluster: Option<runtime::nats_cluster::ClusterNode>,
 }
 
 /// How often the agency identities file is looked at.
@@ -284,7 +360,7 @@ fn read_agencies(data_dir: &Path) -> Option<Vec<u8>> {
 async fn watch_agencies(
     data_dir: PathBuf,
     mut seen: Option<Vec<u8>>,
-    owned: Option<(u16, runtime::nats_auth::NatsUsers)>,
+    owned: Option<OwnedNats>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -297,11 +373,11 @@ async fn watch_agencies(
             continue;
         }
         seen = now;
-        let Some((port, users)) = &owned else {
+        let Some(owned) = &owned else {
             print_external_agencies(&data_dir);
             continue;
         };
-        let reloaded = match write_nats_config(&data_dir, *port, users) {
+        let reloaded = match write_nats_config(&data_dir, owned) {
             Ok(_) => reload_nats(&data_dir.join("nats")).await,
             Err(e) => Err(e),
         };
@@ -353,30 +429,22 @@ fn print_external_agencies(data_dir: &Path) {
     }
 }
 
-/// Writes the nats-server config for a loopback-only server on `port` that admits only
-/// `users`, each with its permissions, and the agency identities of the data directory.
-/// The file holds their passwords, so it is mode 0600.
-fn write_nats_config(
-    data_dir: &Path,
-    port: u16,
-    users: &runtime::nats_auth::NatsUsers,
-) -> anyhow::Result<PathBuf> {
+/// Writes the nats-server config of the server we own (see
+/// `runtime::nats_cluster::server_conf`): it admits only the services' users, each with its
+/// permissions, and the agency identities of the data directory; a cluster node also joins
+/// the cluster with JetStream. The file holds passwords, so it is mode 0600.
+fn write_nats_config(data_dir: &Path, owned: &OwnedNats) -> anyhow::Result<PathBuf> {
     let agencies = runtime::nats_agencies::load(data_dir)?;
     let dir = &data_dir.join("nats");
     runtime::data_dir::create_private_dir(dir)?;
     let conf = dir.join("nats-server.conf");
-    // max_payload leaves room for the store's largest append (1 MiB by default) plus headers.
-    let text = format!(
-        "# Written by `vigil up`; rewritten at every start.\n\
-         listen: 127.0.0.1:{port}\n\
-         max_payload: 4MB\n\
-         log_file: \"{log}\"\n\
-         pid_file: \"{pid}\"\n\
-         {accounts}",
-        log = dir.join("nats-server.log").display(),
-        pid = dir.join("nats-server.pid").display(),
-        accounts = runtime::nats_auth::server_config(users, &agencies)?,
-    );
+    let text = runtime::nats_cluster::server_conf(
+        &owned.listen,
+        dir,
+        &owned.users,
+        &agencies,
+        owned.cluster.as_ref(),
+    )?;
     runtime::nats_auth::write_private(&conf, text.as_bytes())?;
     Ok(conf)
 }
@@ -395,14 +463,14 @@ async fn spawn_nats(conf: &Path) -> anyhow::Result<Child> {
 
 /// Waits until our nats-server greets clients with `INFO` on `port`; false if it exits or
 /// does not within `timeout`.
-async fn wait_for_nats(port: u16, child: &mut Child, timeout: Duration) -> bool {
+async fn wait_for_nats(host: &str, port: u16, child: &mut Child, timeout: Duration) -> bool {
     use tokio::io::AsyncReadExt;
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        if let Ok(mut s) = tokio::net::TcpStream::connect((host, port)).await {
             let mut buf = [0u8; 4];
             let greeted =
                 tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await;
@@ -464,11 +532,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_urls_can_be_owned() {
+    fn only_loopback_urls_can_be_owned_unless_a_cluster_node() {
+        let port_of = |url| listen_of(url, false).map(|(_, p)| p);
         assert_eq!(port_of("nats://127.0.0.1:4290"), Some(4290));
         assert_eq!(port_of("nats://localhost:5000"), Some(5000));
         assert_eq!(port_of("nats://10.0.0.1:4222"), None);
         assert_eq!(port_of("tls://127.0.0.1:4222"), None);
         assert_eq!(port_of("nats://127.0.0.1"), None);
+        assert_eq!(
+            listen_of("nats://10.0.0.1:4222", true),
+            Some(("10.0.0.1".to_owned(), 4222))
+        );
+        assert_eq!(listen_of("nats://a b:4222", true), None);
+        assert_eq!(listen_of("nats://127.0.0.2:x", true), None);
     }
 }
