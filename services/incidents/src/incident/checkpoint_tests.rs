@@ -48,7 +48,7 @@ fn event_of(step: &Step) -> (StreamName, DomainEvent) {
             IncidentReported {
                 country: Country::parse(country).unwrap_or_else(|e| panic!("{e}")),
                 category: IncidentCategory::ArmedConflict,
-                severity: Severity::new(*severity).unwrap_or_else(|e| panic!("{e}")),
+                severity: Severity::new(i64::from(*severity)).unwrap_or_else(|e| panic!("{e}")),
                 title: format!("Report on {s}"),
                 occurred_at: at,
                 location: None,
@@ -62,7 +62,7 @@ fn event_of(step: &Step) -> (StreamName, DomainEvent) {
         Step::Update(s, severity, killed) => (
             on(*s),
             IncidentUpdated {
-                severity: Severity::new(*severity).ok(),
+                severity: Severity::new(i64::from(*severity)).ok(),
                 casualties: Some(Casualties {
                     killed: *killed,
                     injured: 1,
