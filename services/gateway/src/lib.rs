@@ -429,7 +429,12 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
     if let Some(dir) = checkpoints
         && hub.position() > after
     {
-        let (board, position, id, _) = hub.checkpoint_copy();
+        let (board, position, id, held) = hub.checkpoint_copy();
+        tracing::info!(
+            position,
+            held_ms = held.as_secs_f64() * 1e3,
+            "boards copied for their checkpoint (the fold waits this long, never for the disk)"
+        );
         let _ = tokio::task::spawn_blocking(move || {
             runtime::checkpoint::save_logged(&dir, CHECKPOINT, &codec, position, id, &board)
         })
