@@ -14,6 +14,9 @@
 //! - **Fast replay.** [`Situation::apply`] decodes each event once and updates plain structs;
 //!   JSON is built only by [`Situation::snapshot`] and [`Situation::delta`], and a delta renders
 //!   only what the event touched.
+//! - **Checkpoints.** [`Situation`] is `Serialize`/`Deserialize`: a board saved after event k
+//!   and read back, fed the events after k, gives the same deltas and snapshots as the fold
+//!   of the whole log (property-tested); [`CHECKPOINT_VERSION`] names the state's version.
 //! - **Never panics on the log.** Unknown types, unreadable data, events for streams the board
 //!   has never seen: they advance the position and change nothing else.
 //!
@@ -55,7 +58,7 @@ pub mod situation;
 
 pub use ops::{Op, apply_ops};
 pub use scope::{Cut, scope_ops, scope_snapshot};
-pub use situation::{Changes, Situation};
+pub use situation::{CHECKPOINT_VERSION, Changes, Situation};
 
 /// Every board this crate projects, by the name clients subscribe to.
 pub const BOARDS: &[&str] = &["situation"];

@@ -575,12 +575,17 @@ pub struct ListQuery {
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
 use events::page::{Cursor, Page, PageQuery};
 
+/// The code version of the register's state and fold, written in its checkpoints
+/// (`runtime::checkpoint`): bump it whenever the register's fields or its fold change, so that
+/// an old checkpoint is ignored and the whole log folded again.
+pub const REGISTER_VERSION: u32 = 1;
+
 /// Every clearance, folded from the whole log: answers lists and headcounts.
 ///
 /// A list by traveller reads the traveller's clearances only, from an index the fold keeps
 /// (a clearance's traveller is set by its request and never changes), not a scan of every
 /// clearance.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Register {
     clearances: HashMap<Uuid, Option<ClearanceState>>,
     by_traveller: HashMap<String, BTreeSet<Uuid>>,
@@ -590,6 +595,10 @@ pub struct Register {
 impl runtime::Fold for Register {
     fn apply(&mut self, event: &RecordedEvent) {
         Register::apply(self, event);
+    }
+
+    fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
+        Some(runtime::checkpoint::Codec::json(REGISTER_VERSION))
     }
 }
 

@@ -18,6 +18,9 @@
 //! - Every subscriber's queue is bounded: it is a cursor in the shared broadcast ring
 //!   ([`FANOUT_CAPACITY`] frames). Publication never waits for a subscriber; one that falls
 //!   further behind is told so (`Lagged`) and is sent a fresh snapshot instead of its backlog.
+//! - A board restored from a checkpoint ([`Hub::restore`]) is taken only before anything is
+//!   folded; [`Hub::checkpoint_copy`] copies the board under the read lock (the fold waits
+//!   for the copy only, never for the disk: the caller writes it after the lock is released).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -105,6 +108,9 @@ struct Inner {
     /// Deltas are built only once the fold has reached the head seen at start; before that
     /// nobody can be behind a delta, and replay runs at full speed.
     live_from: u64,
+    /// The id of the event at the board's position (nil at 0): a checkpoint names it, so a
+    /// log from another history is told at the next start.
+    last_id: uuid::Uuid,
 }
 
 /// The hub: one per gateway process.
@@ -135,6 +141,7 @@ impl Hub {
                 rings: [VecDeque::new(), VecDeque::new()],
                 ring_floor: [0, 0],
                 live_from: 0,
+                last_id: uuid::Uuid::nil(),
             }),
             senders: [
                 broadcast::channel(FANOUT_CAPACITY).0,
@@ -157,6 +164,34 @@ impl Hub {
     /// The position folded so far.
     pub fn position(&self) -> u64 {
         self.read().board.position()
+    }
+
+    /// Starts from `board`, a checkpoint after the event `event_id` at the board's position;
+    /// refused (false) once anything was folded.
+    pub fn restore(&self, board: Situation, event_id: uuid::Uuid) -> bool {
+        let mut inner = self.write();
+        if inner.board.position() != 0 {
+            return false;
+        }
+        let position = board.position();
+        inner.as_of = board.as_of();
+        inner.board = board;
+        inner.last_id = event_id;
+        // No delta was built for anything up to here: a client resuming before it gets a
+        // snapshot.
+        inner.ring_floor = [position; 2];
+        true
+    }
+
+    /// A copy of the board for a checkpoint, with its position and the id of the event
+    /// there, and how long the read lock was held for it.
+    pub fn checkpoint_copy(&self) -> (Situation, u64, uuid::Uuid, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let inner = self.read();
+        let board = inner.board.clone();
+        let (position, id) = (board.position(), inner.last_id);
+        drop(inner);
+        (board, position, id, started.elapsed())
     }
 
     /// Whether the fold has reached the head the store reported at start.
@@ -188,6 +223,7 @@ impl Hub {
             }
             let changes = inner.board.apply(event);
             inner.as_of = Some(event.recorded_at);
+            inner.last_id = event.id;
             let position = event.position;
             if position <= inner.live_from {
                 inner.ring_floor = [position; 2];

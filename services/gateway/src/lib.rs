@@ -44,6 +44,8 @@ use std::time::Duration;
 use async_nats::Client;
 use axum::Router;
 use axum::routing::get;
+use boards::Situation;
+use runtime::checkpoint::{Codec, Ignored, Schedule};
 use runtime::{CatchUp, CatchUpConfig, StoreClient};
 use tokio_util::sync::CancellationToken;
 
@@ -351,7 +353,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(http::json_errors))
 }
 
-/// Reads the log into the hub, then follows it, until `shutdown`.
+/// The name of the boards' checkpoint (`<data-dir>/checkpoints/boards.ckpt`).
+pub const CHECKPOINT: &str = "boards";
+
+/// Reads the log into the hub, then follows it, until `shutdown`. With a checkpoint directory
+/// (`runtime::checkpoint::default_dir`), the boards start from their checkpoint when it is
+/// valid for this log and this build, save one every `checkpoint::EVERY_EVENTS` events or
+/// `checkpoint::EVERY` (copied under the hub's read lock, written on a blocking thread), and
+/// one more when `shutdown` fires.
 pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) {
     let store = StoreClient::new(client.clone(), Duration::from_secs(5));
     // The head now: the fold builds no deltas until it gets there (nobody can be behind).
@@ -374,11 +383,22 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
             }
         }
     };
-    tracing::info!(head, "folding the log into the boards");
+    let checkpoints = runtime::checkpoint::default_dir();
+    let codec = Codec::<Situation>::json(boards::CHECKPOINT_VERSION);
+    if let Some(dir) = &checkpoints {
+        restore(&hub, &store, dir, codec).await;
+    }
+    tracing::info!(
+        head,
+        from = hub.position(),
+        "folding the log into the boards"
+    );
     hub.set_live_from(head);
+    let after = hub.position();
+    let mut schedule = Schedule::from(after);
     let mut sub = CatchUp::start(
         client,
-        CatchUpConfig::new("gateway", hub.position()),
+        CatchUpConfig::new("gateway", after),
         shutdown.clone(),
     );
     // The fold is CPU work under the hub's write lock: in small slices, so the lock is never
@@ -396,6 +416,60 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
             hub.apply(&buf);
         }
         buf.clear();
+        if let Some(dir) = &checkpoints
+            && schedule.due(hub.position())
+        {
+            let (board, position, id, held) = hub.checkpoint_copy();
+            metrics::histogram!("vigil_checkpoint_copy_seconds", "checkpoint" => CHECKPOINT)
+                .record(held.as_secs_f64());
+            schedule.save_in_background(dir.clone(), CHECKPOINT, codec, position, id, board);
+        }
+    }
+    // Shutdown: one last checkpoint of what was folded.
+    if let Some(dir) = checkpoints
+        && hub.position() > after
+    {
+        let (board, position, id, held) = hub.checkpoint_copy();
+        tracing::info!(
+            position,
+            held_ms = held.as_secs_f64() * 1e3,
+            "boards copied for their checkpoint (the fold waits this long, never for the disk)"
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            runtime::checkpoint::save_logged(&dir, CHECKPOINT, &codec, position, id, &board)
+        })
+        .await;
+    }
+}
+
+/// Starts the hub from the boards' checkpoint in `dir` if it is valid for this log; logs why
+/// not otherwise (the whole log is folded then).
+async fn restore(hub: &Hub, store: &StoreClient, dir: &std::path::Path, codec: Codec<Situation>) {
+    let file = runtime::checkpoint::file(dir, CHECKPOINT);
+    let started = std::time::Instant::now();
+    let owned = dir.to_owned();
+    let loaded =
+        tokio::task::spawn_blocking(move || runtime::checkpoint::load(&owned, CHECKPOINT, &codec))
+            .await
+            .unwrap_or_else(|e| Err(Ignored::Damaged(format!("the load failed: {e}"))));
+    let loaded = match loaded {
+        Ok(c) => runtime::checkpoint::check_against_log(store, c.position, c.event_id)
+            .await
+            .map(|()| c),
+        Err(why) => Err(why),
+    };
+    match loaded {
+        Ok(c) => {
+            let position = c.position;
+            if hub.restore(c.state, c.event_id) {
+                tracing::info!(
+                    position,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "boards start from their checkpoint"
+                );
+            }
+        }
+        Err(why) => runtime::checkpoint::log_ignored(CHECKPOINT, &file, &why),
     }
 }
 
@@ -453,7 +527,7 @@ pub async fn start_with_limits(
         ws_per_token: server::Slots::new(limits.max_ws_per_token),
         ws_send_timeout: limits.ws_send_timeout,
     });
-    let follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
+    let mut follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     let app = router(state);
     tracing::info!(
         %bound,
@@ -467,7 +541,14 @@ pub async fn start_with_limits(
     );
     let task = tokio::spawn(async move {
         server::serve(listener, app, limits, shutdown).await?;
-        follower.abort();
+        // The follower ends by itself on shutdown, after writing the boards' checkpoint.
+        if tokio::time::timeout(Duration::from_secs(10), &mut follower)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the boards' fold did not stop within 10 s");
+            follower.abort();
+        }
         // After the last request: the refusals counted in the window that did not end.
         let _ = counting.await;
         refusals.flush().await;

@@ -423,8 +423,13 @@ pub struct ListQuery {
 pub use events::command::{DEFAULT_LIST, MAX_LIST};
 use events::page::{Cursor, Page, PageQuery};
 
-/// Every incident, folded from the whole log: answers lists.
-#[derive(Debug, Default)]
+/// The code version of the register's state and fold, written in its checkpoints
+/// (`runtime::checkpoint`): bump it whenever the register's fields or its fold change, so that
+/// an old checkpoint is ignored and the whole log folded again.
+pub const REGISTER_VERSION: u32 = 1;
+
+/// Every incident, folded from the whole log: answers lists. Checkpointed.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Register {
     incidents: HashMap<Uuid, Option<Incident>>,
     position: u64,
@@ -441,6 +446,10 @@ impl runtime::Fold for Register {
         if e.stream.category().as_str() == "incident" {
             Incident::apply(self.incidents.entry(e.stream.id()).or_default(), e);
         }
+    }
+
+    fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
+        Some(runtime::checkpoint::Codec::json(REGISTER_VERSION))
     }
 }
 
@@ -512,5 +521,7 @@ impl Register {
     }
 }
 
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod tests;

@@ -281,11 +281,15 @@ where
         exclusive: tokio::sync::Mutex::new(()),
     });
     S::start(&host, &shutdown);
-    commands::serve(client, S::NAME, shutdown, move |name, payload| {
+    let register = host.register.clone();
+    let served = commands::serve(client, S::NAME, shutdown, move |name, payload| {
         let host = host.clone();
         async move { host.handle(&name, payload).await }
     })
-    .await
+    .await;
+    // Its last checkpoint is written before the service counts as stopped.
+    register.stopped().await;
+    served
 }
 
 type Of<S> = <S as Service>::Aggregate;

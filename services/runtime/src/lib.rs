@@ -20,13 +20,16 @@
 //! - [`host`]: the generic service host: serves any aggregate over NATS from a command
 //!   table (create, change, get, list), with hooks for what is special about a service.
 //! - [`read_model`]: a service's register of the whole log, folded in the background,
-//!   readable once caught up.
+//!   readable once caught up, started from its checkpoint when it has one.
+//! - [`checkpoint`]: a projection's state saved at a log position (atomic, versioned,
+//!   checksummed; a bad one is refused and the whole log folded instead).
 //! - [`config`]: settings from flags, environment and an optional file.
 //! - [`telemetry`]: tracing setup and the Prometheus `/metrics` endpoint.
 //! - [`open_files`]: raising the open-file soft limit to the hard limit at start.
 //! - [`shutdown`]: one cancellation token that SIGINT and SIGTERM fire.
 
 pub mod catchup;
+pub mod checkpoint;
 pub mod commands;
 pub mod config;
 pub mod data_dir;

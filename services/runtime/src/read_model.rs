@@ -9,6 +9,13 @@
 //!   list never silently misses what was there before the restart.
 //! - A model's `apply` must ignore events at or below what it has applied (the subscription
 //!   delivers each once, but a service may also fold its own writes early).
+//! - A model that opts in to checkpoints ([`Fold::checkpoint`]) starts from its checkpoint in
+//!   the process's checkpoint directory (`runtime::checkpoint::default_dir`) when one is valid
+//!   for this log and this code version, and folds only the log after it; any other checkpoint
+//!   is logged and ignored, and the whole log is folded. It saves one in the background every
+//!   `checkpoint::EVERY_EVENTS` events or `checkpoint::EVERY`, and once more at shutdown
+//!   ([`ReadModel::stopped`] waits for that). The state replaces the initial model whole, so a
+//!   model that carries settings (`start_with`) must not opt in unless they are in its state.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -19,12 +26,23 @@ use events::RecordedEvent;
 use events::command::Refusal;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{self, Codec, Schedule};
 use crate::{CatchUp, CatchUpConfig, StoreClient};
 
 /// What a read model folds.
 pub trait Fold: Default + Send + Sync + 'static {
     /// Applies one committed event (of any category).
     fn apply(&mut self, event: &RecordedEvent);
+
+    /// How the model is checkpointed, if it is (`None`, the default: it folds the whole log
+    /// at every start). A model that opts in returns `Some(Codec::json(VERSION))` with a
+    /// version it bumps whenever its state or its fold changes. Its state is saved with the
+    /// position the subscription delivered; a model whose service folds its own writes early
+    /// (`Service::wrote`) may be ahead of that, so it opts in only if its `apply` tells a
+    /// repeated event per stream, not by one position for the whole log.
+    fn checkpoint() -> Option<Codec<Self>> {
+        None
+    }
 }
 
 /// A read model kept up to date from the log by a background task.
@@ -35,6 +53,8 @@ pub struct ReadModel<R> {
     position: AtomicU64,
     /// The log's head when the service started (`u64::MAX` until known).
     start_head: AtomicU64,
+    /// The task that follows the log (taken by [`ReadModel::stopped`]).
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl<R: Fold> ReadModel<R> {
@@ -56,9 +76,26 @@ impl<R: Fold> ReadModel<R> {
             state: RwLock::new(initial),
             position: AtomicU64::new(0),
             start_head: AtomicU64::new(u64::MAX),
+            task: std::sync::Mutex::new(None),
         });
-        tokio::spawn(follow(model.clone(), client, shutdown));
+        let task = tokio::spawn(follow(model.clone(), client, shutdown));
+        if let Ok(mut slot) = model.task.lock() {
+            *slot = Some(task);
+        }
         model
+    }
+
+    /// Waits (at most 10 s) until the task following the log has ended after shutdown,
+    /// having saved its last checkpoint.
+    pub async fn stopped(&self) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task
+            && tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!(service = self.name, "the register did not stop within 10 s");
+        }
     }
 
     fn poisoned(&self) -> Refusal {
@@ -117,18 +154,98 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
             }
         }
     };
+    let saving = match (checkpoint::default_dir(), R::checkpoint()) {
+        (Some(dir), Some(codec)) => Some((dir, codec)),
+        _ => None,
+    };
+    let mut last_id = uuid::Uuid::nil();
+    if let Some((dir, codec)) = &saving
+        && let Some((position, id)) = restore(&model, &store, dir, codec).await
+    {
+        last_id = id;
+        model.position.store(position, Ordering::Release);
+    }
     model.start_head.store(head, Ordering::Release);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(model.name, 0), shutdown);
+    let after = model.position.load(Ordering::Acquire);
+    let mut schedule = Schedule::from(after);
+    let mut sub = CatchUp::start(client, CatchUpConfig::new(model.name, after), shutdown);
     let mut buf = Vec::with_capacity(256);
     while sub.recv_many(&mut buf, 256).await > 0 {
+        let mut copy = None;
         if let Ok(mut state) = model.state.write() {
             for e in &buf {
                 state.apply(e);
             }
+            if let Some(last) = buf.last() {
+                model.position.fetch_max(last.position, Ordering::AcqRel);
+                last_id = last.id;
+                if let Some((_, codec)) = &saving
+                    && schedule.due(last.position)
+                {
+                    // Copied under the lock, written after it is released.
+                    copy = Some((last.position, (codec.copy)(&state)));
+                }
+            }
         }
-        if let Some(last) = buf.last() {
-            model.position.fetch_max(last.position, Ordering::AcqRel);
+        if let (Some((dir, codec)), Some((position, state))) = (&saving, copy) {
+            schedule.save_in_background(dir.clone(), model.name, *codec, position, last_id, state);
         }
         buf.clear();
+    }
+    // Shutdown: one last checkpoint of what was folded.
+    let position = model.position.load(Ordering::Acquire);
+    let last = match &saving {
+        Some((_, codec)) if position > after => model.state.read().ok().map(|s| (codec.copy)(&s)),
+        _ => None,
+    };
+    if let (Some((dir, codec)), Some(state)) = (saving, last) {
+        let name = model.name;
+        let _ = tokio::task::spawn_blocking(move || {
+            checkpoint::save_logged(&dir, name, &codec, position, last_id, &state)
+        })
+        .await;
+    }
+}
+
+/// Loads the model's checkpoint into it if it is valid for this log; returns its position and
+/// event id. Logs why it was ignored otherwise.
+async fn restore<R: Fold>(
+    model: &ReadModel<R>,
+    store: &StoreClient,
+    dir: &std::path::Path,
+    codec: &Codec<R>,
+) -> Option<(u64, uuid::Uuid)> {
+    let file = checkpoint::file(dir, model.name);
+    let loaded = {
+        let (dir, name, codec) = (dir.to_owned(), model.name, *codec);
+        tokio::task::spawn_blocking(move || checkpoint::load(&dir, name, &codec))
+            .await
+            .unwrap_or_else(|e| {
+                Err(checkpoint::Ignored::Damaged(format!(
+                    "the load failed: {e}"
+                )))
+            })
+    };
+    let loaded = match loaded {
+        Ok(c) => checkpoint::check_against_log(store, c.position, c.event_id)
+            .await
+            .map(|()| c),
+        Err(why) => Err(why),
+    };
+    match loaded {
+        Ok(c) => {
+            tracing::info!(
+                service = model.name,
+                position = c.position,
+                "register starts from its checkpoint"
+            );
+            let mut state = model.state.write().ok()?;
+            *state = c.state;
+            Some((c.position, c.event_id))
+        }
+        Err(why) => {
+            checkpoint::log_ignored(model.name, &file, &why);
+            None
+        }
     }
 }

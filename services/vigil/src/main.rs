@@ -103,6 +103,23 @@ async fn run() -> ExitCode {
 }
 
 async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<()> {
+    // The processes that fold the log (the gateway's boards, the services' registers) keep
+    // checkpoints in the data directory; the tools (`vigil replay` too) never read them.
+    if matches!(
+        command,
+        Command::Up(_)
+            | Command::Gateway(_)
+            | Command::Audit
+            | Command::Incidents
+            | Command::Levels
+            | Command::Relocation
+            | Command::Surge
+            | Command::Hostage
+            | Command::Clearances
+            | Command::Broadcast
+    ) {
+        runtime::checkpoint::set_default_dir(Some(runtime::checkpoint::dir_in(&settings.data_dir)));
+    }
     match command {
         Command::Up(args) => up::run(settings, args).await,
         Command::Store(args) => run_store(settings, args).await,

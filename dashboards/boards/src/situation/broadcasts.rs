@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use super::{At, Counters, Detail, Effects, MAX_BROADCASTS, Situation, bump, text};
 
 /// One agency a broadcast goes to: what is known of its delivery and acknowledgement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Reach {
     /// A delivery attempt was made to it: a `BroadcastDeliveryAttempted`, or an outcome
     /// (`BroadcastDelivered`, `BroadcastDeliveryFailed`), any channel, any round.
@@ -82,7 +82,7 @@ pub(super) fn count_broadcast(counters: &mut Counters, share: Share, add: bool) 
 }
 
 /// Where a broadcast is in its life (as the broadcast service sees it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) enum BroadcastStatus {
     /// Waiting for a second duty officer; nothing is sent.
     AwaitingApproval,
@@ -93,7 +93,7 @@ pub(super) enum BroadcastStatus {
 }
 
 /// A broadcast, issued at some point; kept while the board may show or count it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Broadcast {
     /// Its index in `Situation::broadcast_order`.
     pub(super) seq: usize,

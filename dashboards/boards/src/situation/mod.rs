@@ -37,6 +37,7 @@ use events::domain::DomainEvent;
 use events::domain::incident::{Casualties, IncidentCategory, Location};
 use events::domain::relocation::{OrderKind, PersonStatus, Scope};
 use events::validate::{Country, SecurityLevel, Severity};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -57,6 +58,11 @@ pub const MAX_MARKERS: usize = 100;
 pub const MAX_BROADCASTS: usize = 20;
 /// Most timeline items kept (the newest).
 pub const TIMELINE_LIMIT: usize = 200;
+/// The code version of the board's state and fold, written in every checkpoint of it
+/// (`runtime::checkpoint`). Bump it whenever [`Situation`]'s fields, their meaning, or what
+/// [`Situation::apply`] makes of an event change: a checkpoint of another version is ignored
+/// and the whole log folded again, so a board is never a mix of two folds.
+pub const CHECKPOINT_VERSION: u32 = 1;
 
 /// What one event touched on the board, as [`Situation::apply`] returns it and
 /// [`Situation::delta`] reads it. Opaque to the gateway: only [`Changes::is_empty`] matters there.
@@ -184,6 +190,19 @@ impl Code {
     }
 }
 
+/// Written as its country code (a JSON map key in a checkpoint).
+impl Serialize for Code {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.country.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Country::deserialize(d).map(Code::of)
+    }
+}
+
 impl PartialEq for Code {
     fn eq(&self, other: &Self) -> bool {
         self.packed == other.packed
@@ -205,7 +224,7 @@ impl Ord for Code {
 }
 
 /// The board-wide counters (MODEL.md `counters`), kept incrementally.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Counters {
     open_incidents: u64,
     /// Open incidents not yet verified.
@@ -239,7 +258,7 @@ fn bump(n: &mut u64, add: bool, by: u64) {
 }
 
 /// An open incident.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Incident {
     country: Country,
     /// Position of its `IncidentReported`: orders the markers, newest first.
@@ -258,7 +277,7 @@ struct Incident {
 }
 
 /// The latest level of one area.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct AreaLevel {
     level: SecurityLevel,
     reason: String,
@@ -267,7 +286,7 @@ struct AreaLevel {
 
 /// An open hostage case. Person references are kept only to count who is still held; they are
 /// never rendered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct HostageCase {
     country: Country,
     /// Position of its `HostageCaseOpened`.
@@ -281,7 +300,7 @@ struct HostageCase {
 }
 
 /// Where a surge stands; it only moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum SurgeStatus {
     Requested,
     Approved,
@@ -289,7 +308,7 @@ enum SurgeStatus {
 }
 
 /// An active surge.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Surge {
     country: Country,
     /// Position of its `SurgeRequested`.
@@ -304,7 +323,7 @@ struct Surge {
 }
 
 /// An active relocation or evacuation order with its roll call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Order {
     country: Country,
     /// Position of its `RelocationOrdered`.
@@ -335,7 +354,7 @@ impl Order {
 }
 
 /// One country's entry: what it shows, with its incident counts kept incrementally.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct CountryState {
     /// Latest level per area name.
     areas: BTreeMap<String, AreaLevel>,
@@ -368,7 +387,7 @@ impl CountryState {
 }
 
 /// What kind of thing a timeline item is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Kind {
     Incident,
     Level,
@@ -379,7 +398,7 @@ enum Kind {
 }
 
 /// How much a timeline item matters, as text on the board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Urgency {
     Info,
     Low,
@@ -390,7 +409,7 @@ enum Urgency {
 
 /// One timeline entry; its text is written when the event is folded (it needs the state of
 /// that moment) and never names a person.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TimelineItem {
     position: u64,
     at: OffsetDateTime,
@@ -401,7 +420,7 @@ struct TimelineItem {
 }
 
 /// The situation board: a pure fold of the event log. See the module docs and MODEL.md.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Situation {
     /// Last position folded in (0: nothing yet).
     position: u64,

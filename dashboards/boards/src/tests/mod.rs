@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::{Situation, View, apply_ops, timestamp};
 
 mod broadcasts;
+mod checkpoint;
 mod crisis_counts;
 mod families;
 mod properties;

@@ -67,7 +67,7 @@ const USERS: &[&str] = &["duty.olga.petrova", "cm.kofi.mensah"];
 
 /// One step of a generated log.
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     /// A domain event on stream `<its category>-<id>`.
     Known(u128, DomainEvent),
     /// Anything as written: unknown types, unreadable data.
@@ -304,7 +304,7 @@ fn channel() -> impl Strategy<Value = Channel> {
 
 /// Broadcasts on `streams` stream ids: issues of every kind (older events with no recipients,
 /// internal audiences, rule firings, cancellations) and everything that follows an issue.
-fn broadcast_on(streams: u128, issue_weight: u32) -> impl Strategy<Value = Step> {
+pub(super) fn broadcast_on(streams: u128, issue_weight: u32) -> impl Strategy<Value = Step> {
     let id = move || (0..streams).prop_map(|i| 6000 + i);
     let audience = prop_oneof![
         Just(Audience::AllAgencies),
@@ -440,7 +440,7 @@ fn other() -> impl Strategy<Value = Step> {
 /// Incident steps on 240 streams, nine in ten in one country and every report located: more
 /// open markers than a country shows (`MAX_MARKERS`), so markers come into view at the end of
 /// the list as others close or move away.
-fn crowded_incident() -> impl Strategy<Value = Step> {
+pub(super) fn crowded_incident() -> impl Strategy<Value = Step> {
     let is_report = |s: &Step| matches!(s, Step::Known(_, DomainEvent::IncidentReported(_)));
     let any_step = prop_oneof![2 => incident(), 3 => incident().prop_filter("a report", is_report)];
     (any_step, 0u128..60, 0u8..10, location()).prop_map(|(step, spread, where_, at)| {
@@ -464,7 +464,7 @@ fn crowded_incident() -> impl Strategy<Value = Step> {
     })
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => incident(),
         2 => level(),
@@ -486,7 +486,7 @@ fn actor_of(id: u128, event: &DomainEvent) -> &'static str {
     }
 }
 
-fn log_of(steps: &[Step]) -> Log {
+pub(super) fn log_of(steps: &[Step]) -> Log {
     let mut log = Log::default();
     for step in steps {
         match step {

@@ -81,9 +81,14 @@ pub struct ListQuery {
     pub cursor: Option<Cursor>,
 }
 
+/// The code version of the register's state and fold, written in its checkpoints
+/// (`runtime::checkpoint`): bump it whenever the register's fields or its fold change, so that
+/// an old checkpoint is ignored and the whole log folded again.
+pub const REGISTER_VERSION: u32 = 1;
+
 /// Every hostage case and every person's name, folded from the whole log: answers lists
 /// and puts names on a crisis manager's read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Register {
     cases: HashMap<Uuid, Option<Case>>,
     names: HashMap<String, String>,
@@ -93,6 +98,10 @@ pub struct Register {
 impl runtime::Fold for Register {
     fn apply(&mut self, event: &RecordedEvent) {
         Register::apply(self, event);
+    }
+
+    fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
+        Some(runtime::checkpoint::Codec::json(REGISTER_VERSION))
     }
 }
 
