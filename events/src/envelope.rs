@@ -217,7 +217,7 @@ impl<'de> Deserialize<'de> for ExpectedVersion {
 }
 
 /// Who did it and why: recorded with every event, so the log is the audit trail.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     /// The authenticated user or service that caused the event.
@@ -260,13 +260,15 @@ pub struct NewEvent {
     pub meta: Meta,
 }
 
-/// An event as the store recorded it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An event as the store recorded it (each item of `GET /api/v1/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedEvent {
     /// Writer-chosen id.
+    #[schema(value_type = String, format = Uuid)]
     pub id: EventId,
-    /// The stream it belongs to.
+    /// The stream it belongs to (`<category>-<uuid>`).
+    #[schema(value_type = String, examples("incident-0190a5d2-7f3e-7c1a-9b1e-1a2b3c4d5e6f"))]
     pub stream: StreamName,
     /// Event type name.
     #[serde(rename = "type")]

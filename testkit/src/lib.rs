@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod aggregate;
+pub mod browser;
 pub mod centre;
 pub mod cluster;
 

@@ -396,6 +396,45 @@ impl BroadcastCancelled {
     }
 }
 
+// --- Command bodies that are not events: what `vigil.cmd.broadcast.<name>` reads (and the
+// gateway documents); the broadcast service fills in the rest of the event.
+
+/// Body of `issue`: a broadcast as a duty officer issues it (another duty officer approves
+/// it). The recipients come from the audience and the reference data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueBroadcast {
+    /// One line, at most [`MAX_TITLE`] characters.
+    pub title: String,
+    /// The text, at most [`MAX_BODY`] characters.
+    pub body: String,
+    /// How urgent.
+    pub severity: BroadcastSeverity,
+    /// Who it is for.
+    pub audience: Audience,
+    /// Whether each agency must acknowledge it.
+    #[serde(default)]
+    pub requires_ack: bool,
+    /// By when (RFC 3339, to come).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ack_deadline: Option<OffsetDateTime>,
+    /// An exercise, marked as such everywhere.
+    #[serde(default)]
+    pub exercise: bool,
+    /// The broadcast this one updates.
+    #[serde(default)]
+    pub updates: Option<Uuid>,
+}
+
+/// Body of `cancel`'s change: why (sent to the recipients as a notice, unless the broadcast
+/// was still awaiting approval).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBroadcast {
+    /// Why.
+    pub reason: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,6 +188,74 @@ impl HostageCaseClosed {
     }
 }
 
+// --- Command bodies that are not events: what `vigil.cmd.hostage.<name>` reads (and the
+// gateway documents), checked against the case by the hostage service.
+
+/// Body of `release_many`: several persons of the case released at the same time (70 people
+/// freed together need one request, not 70).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseMany {
+    /// The persons, 1 to [`MAX_PERSONS`], each once, every one still held.
+    pub persons: Vec<String>,
+    /// When they were released.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Body of `proof_of_life_many`: one proof showing several persons alive (a group video).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofOfLifeMany {
+    /// The persons, 1 to [`MAX_PERSONS`], each once, every one still held.
+    pub persons: Vec<String>,
+    /// When the proof shows them alive.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What the proof is.
+    pub note: String,
+}
+
+// --- What the hostage service's list answers (`GET /api/v1/hostage-cases`).
+
+/// Where a case is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// Opened, not yet closed.
+    Open,
+    /// Closed with an account of every person; no more changes.
+    Closed,
+}
+
+/// What everyone allowed to list hostage cases sees of one: no person reference, no captors,
+/// no location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSummary {
+    /// The case's id.
+    pub case: Uuid,
+    /// Where the persons were taken.
+    pub country: Country,
+    /// The incident it arose from.
+    pub incident_id: Uuid,
+    /// How many are still held.
+    pub persons_held: usize,
+    /// How many have been released (a wall screen says "70 released, 1 deceased").
+    pub persons_released: usize,
+    /// How many died in captivity.
+    pub persons_deceased: usize,
+    /// How many the case concerns.
+    pub persons_total: usize,
+    /// When the centre recorded the opening.
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    /// Whole days from the opening to now, or to the closure.
+    pub days_held: u64,
+    /// Open or closed.
+    pub status: CaseStatus,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

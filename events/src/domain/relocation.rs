@@ -227,6 +227,86 @@ impl OrderRescinded {
     }
 }
 
+// --- Command bodies that are not events: what `vigil.cmd.relocation.<name>` reads (and the
+// gateway documents), checked against the order by the relocation service.
+
+/// Body of `mark`: one person marked on a roll call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPerson {
+    /// The person.
+    pub person: String,
+    /// Their status.
+    pub status: PersonStatus,
+    /// Details.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Body of `mark_many`: several people marked with one status (the console's bulk mark).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPersons {
+    /// The people (the relocation service takes at most 499 at a time).
+    pub persons: Vec<String>,
+    /// Their status.
+    pub status: PersonStatus,
+    /// Details.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+// --- What the relocation service's list answers (`GET /api/v1/orders`).
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Given; people are being accounted for.
+    Active,
+    /// Done.
+    Completed,
+    /// Withdrawn.
+    Rescinded,
+}
+
+/// Counts of a roll call.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RollCallTally {
+    /// People on the roll call.
+    pub total: usize,
+    /// Latest mark safe, relocated or injured.
+    pub accounted: usize,
+    /// Latest mark missing.
+    pub missing: usize,
+    /// Not marked yet.
+    pub unmarked: usize,
+    /// On the roll call as late arrivals (whatever their mark).
+    pub late_arrivals: usize,
+    /// Marked "left the area" (whatever their mark).
+    pub left_area: usize,
+    /// accounted / total × 100 (100 for an empty roll call).
+    pub accounted_pct: f64,
+}
+
+/// One order in a list: what was ordered, where it is, its counts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderSummary {
+    /// The order.
+    pub id: uuid::Uuid,
+    /// What was ordered.
+    #[serde(flatten)]
+    pub ordered: RelocationOrdered,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// Counts.
+    pub tally: RollCallTally,
+    /// How many people are missing or unmarked after the deadline.
+    pub findings: usize,
+    /// Log position of the order.
+    pub position: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

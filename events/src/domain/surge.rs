@@ -157,6 +157,18 @@ impl SurgeCancelled {
     }
 }
 
+// --- Command bodies that are not events: what `vigil.cmd.surge.<name>` reads (and the
+// gateway documents), checked against the surge and the reference data by the surge service.
+
+/// Body of `assign`'s change: the officer; where they come from is read from the reference
+/// data (the officer's registered duty station), never from the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignOfficer {
+    /// The officer's person id (`P-000123`).
+    pub officer: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,35 +9,16 @@
 use events::command::{Actor, Command, Refusal, RefusalCode, Written, policy};
 use events::domain::DomainEvent;
 use events::domain::broadcast::{
-    self as bevents, Audience, BroadcastCancelled, BroadcastIssued, BroadcastSeverity,
+    self as bevents, BroadcastCancelled, BroadcastIssued, CancelBroadcast, IssueBroadcast,
 };
 use events::{AppendRequest, ExpectedVersion};
 use runtime::commands::{self, STORE_DEADLINE, store_refusal};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::broadcast::{Broadcast, Status};
 use crate::{Service, broadcast};
-
-/// Body of `issue`: what a duty officer sets.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct IssueBody {
-    pub(crate) title: String,
-    pub(crate) body: String,
-    pub(crate) severity: BroadcastSeverity,
-    pub(crate) audience: Audience,
-    #[serde(default)]
-    pub(crate) requires_ack: bool,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub(crate) ack_deadline: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub(crate) exercise: bool,
-    #[serde(default)]
-    pub(crate) updates: Option<Uuid>,
-}
 
 /// Body of `approve`, `ack`, `cancel`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,17 +31,11 @@ pub struct Change {
     pub change: Value,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CancelBody {
-    pub(crate) reason: String,
-}
-
 impl Service {
     pub(crate) async fn issue(&self, payload: &[u8]) -> Result<Written, Refusal> {
         let cmd: Command<Value> = commands::decode(payload)?;
         cmd.actor.may(policy::BROADCAST_ISSUE, "issue broadcasts")?;
-        let body: IssueBody =
+        let body: IssueBroadcast =
             events::codec::from_value(cmd.body.clone()).map_err(Refusal::invalid)?;
         if let Some(deadline) = body.ack_deadline
             && deadline <= self.options.clock.now()
@@ -135,7 +110,7 @@ impl Service {
         let cmd: Command<Change> = commands::decode(payload)?;
         cmd.actor
             .may(policy::BROADCAST_ISSUE, "cancel broadcasts")?;
-        let body: CancelBody =
+        let body: CancelBroadcast =
             events::codec::from_value(cmd.body.change.clone()).map_err(Refusal::invalid)?;
         events::validate::non_blank("reason", &body.reason, events::domain::MAX_REASON)
             .map_err(|e| Refusal::invalid(e.to_string()))?;

@@ -15,16 +15,16 @@
 //! - The check happens where the service used to be the first to look (after the path's id
 //!   and the rate limits), so the order of refusals is the one of before.
 //! - What the service receives over NATS does not change: the body's fields as the client
-//!   sent them, without the `id` (which becomes the command's id). The types here read the
-//!   same fields with the same domain types (`events::domain`) as the services do.
+//!   sent them, without the `id` (which becomes the command's id). A body the owning service
+//!   reads as a type of `events::domain` (an event, or a command's own body such as
+//!   `hostage::ReleaseMany`) is read here as that same type, never a copy; the types defined
+//!   here are the gateway's own (a body less what the login fills in, the answers).
 
 use std::marker::PhantomData;
 
 use axum::extract::FromRequest;
 use axum::http::StatusCode;
-use events::domain::broadcast::{Audience, BroadcastSeverity};
 use events::domain::incident::{Casualties, IncidentCategory, Location};
-use events::domain::relocation::PersonStatus;
 use events::validate::{Country, SecurityLevel, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -129,8 +129,23 @@ impl RequestBody for events::domain::clearance::ClearanceRequested {}
 impl RequestBody for events::domain::clearance::ArrivalRecorded {}
 impl RequestBody for events::domain::clearance::DepartureRecorded {}
 
-// --- Request bodies of their own: the event less what the login fills in, or a command's
-// own fields.
+// --- Request bodies that are commands' own types (in `events`, beside the events they lead
+// to), read by the owning service as the same type.
+
+impl RequestBody for events::domain::hostage::ReleaseMany {}
+impl RequestBody for events::domain::hostage::ProofOfLifeMany {}
+impl RequestBody for events::domain::relocation::MarkPerson {}
+impl RequestBody for events::domain::relocation::MarkPersons {}
+impl RequestBody for events::domain::broadcast::IssueBroadcast {}
+impl RequestBody for events::domain::broadcast::CancelBroadcast {}
+impl RequestBody for events::domain::surge::AssignOfficer {
+    const NOT_IN_BODY: &'static [(&'static str, &'static str)] = &[(
+        "from_duty_station",
+        "is taken from the officer's registered duty station; leave it out",
+    )];
+}
+
+// --- Request bodies of the gateway's own: the event less what the login fills in.
 
 /// A flash report (`POST /api/v1/incidents`): the incident's fields; the reporter is the login.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -217,117 +232,6 @@ pub struct SetLevel {
 }
 
 impl RequestBody for SetLevel {}
-
-/// Several hostages released together.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseMany {
-    /// The persons, each once, every one still held.
-    pub persons: Vec<String>,
-    /// When they were released.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
-
-impl RequestBody for ReleaseMany {}
-
-/// One proof showing several persons alive (a group video).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProofOfLifeMany {
-    /// The persons, each once, every one still held.
-    pub persons: Vec<String>,
-    /// When the proof shows them alive.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// What the proof is.
-    pub note: String,
-}
-
-impl RequestBody for ProofOfLifeMany {}
-
-/// An officer assigned to a surge; their station is taken from the reference data.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssignOfficer {
-    /// The officer's person id (`P-000123`).
-    pub officer: String,
-}
-
-impl RequestBody for AssignOfficer {
-    const NOT_IN_BODY: &'static [(&'static str, &'static str)] = &[(
-        "from_duty_station",
-        "is taken from the officer's registered duty station; leave it out",
-    )];
-}
-
-/// One person marked on a roll call.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MarkPerson {
-    /// The person.
-    pub person: String,
-    /// Their status.
-    pub status: PersonStatus,
-    /// Details.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-impl RequestBody for MarkPerson {}
-
-/// Several people marked with one status (the console's bulk mark).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MarkPersons {
-    /// The people.
-    pub persons: Vec<String>,
-    /// Their status.
-    pub status: PersonStatus,
-    /// Details.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-impl RequestBody for MarkPersons {}
-
-/// A broadcast as a duty officer issues it (another duty officer approves it).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IssueBroadcast {
-    /// One line, at most 200 characters.
-    pub title: String,
-    /// The text, at most 20 000 characters.
-    pub body: String,
-    /// How urgent.
-    pub severity: BroadcastSeverity,
-    /// Who it is for.
-    pub audience: Audience,
-    /// Whether each agency must acknowledge it.
-    #[serde(default)]
-    pub requires_ack: bool,
-    /// By when (RFC 3339, to come).
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub ack_deadline: Option<OffsetDateTime>,
-    /// An exercise, marked as such everywhere.
-    #[serde(default)]
-    pub exercise: bool,
-    /// The broadcast this one updates.
-    #[serde(default)]
-    pub updates: Option<Uuid>,
-}
-
-impl RequestBody for IssueBroadcast {}
-
-/// A cancellation of a broadcast (sent to its recipients as a notice).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelBroadcast {
-    /// Why.
-    pub reason: String,
-}
-
-impl RequestBody for CancelBroadcast {}
 
 /// Body of `POST /api/v1/auth/login`.
 #[derive(Debug, Deserialize, ToSchema)]

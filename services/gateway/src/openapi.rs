@@ -7,7 +7,9 @@
 //!   parameters, its request body's schema where it takes one (with the client `id` where the
 //!   route takes one), its answers' schemas, and the one error body (`Error`) for each
 //!   refusal it can give; every `$ref` resolves (tested below).
-//! - The list routes ([`crate::LIST_ROUTES`]), and only those, answer the shared `Page`.
+//! - The list routes ([`crate::LIST_ROUTES`]), and only those, answer the shared `Page`;
+//!   a list whose item is a type the gateway knows documents its `items` as that type (the
+//!   log: `RecordedEvent`); the others are named in [`crate::ITEMS_SHAPED_BY_SERVICE`].
 //! - The document is built once, on first use, and is the same for the life of the process.
 
 use std::sync::OnceLock;
@@ -21,7 +23,7 @@ use utoipa::openapi::path::{
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{
-    AllOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+    AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -76,6 +78,8 @@ pub struct Doc {
     answers: Vec<(u16, &'static str, Content)>,
     query: Vec<(&'static str, &'static str, Type)>,
     list: bool,
+    /// A list's item type, where the gateway knows it.
+    items: Option<SchemaFn>,
 }
 
 impl Doc {
@@ -87,6 +91,7 @@ impl Doc {
             answers: Vec::new(),
             query: Vec::new(),
             list: false,
+            items: None,
         }
     }
 
@@ -168,6 +173,12 @@ impl Doc {
             );
         doc.list = true;
         doc
+    }
+
+    /// A list whose items are `T`s.
+    pub fn items<T: ToSchema>(mut self) -> Self {
+        self.items = Some(component::<T>);
+        self
     }
 
     /// Takes query parameter `name`.
@@ -283,7 +294,15 @@ fn operation(spec: &RouteSpec, doc: &Doc, schemas: &mut Schemas) -> Operation {
             Content::Json(schema) => {
                 let mut schema = schema(schemas);
                 if doc.list {
-                    schema = AllOfBuilder::new().item(schema).into();
+                    let mut all = AllOfBuilder::new().item(schema);
+                    if let Some(items) = doc.items {
+                        all = all.item(
+                            ObjectBuilder::new()
+                                .property("items", ArrayBuilder::new().items(items(schemas)))
+                                .required("items"),
+                        );
+                    }
+                    schema = all.into();
                 }
                 r = r.content(
                     "application/json",

@@ -10,40 +10,33 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
-use testkit::{ChildGuard, free_port, wait_for_port};
+use testkit::browser::browser;
 
 use common::Center;
 
-async fn browser(profile: &Path) -> (ChildGuard, Client) {
-    let port = free_port();
-    let guard = ChildGuard(Some(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver: apt-get install -y chromium chromium-driver"),
-    ));
-    assert!(wait_for_port(port, Duration::from_secs(20)));
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-dev-shm-usage",
-            "--window-size=1920,1080", format!("--user-data-dir={}", profile.display())]}),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with Chromium");
-    (guard, client)
+/// How many fields an object schema names, and how many of them it requires (its own, and
+/// those of the parts it is made of: a flattened field is an `allOf` part).
+fn fields_of(doc: &Value, schema: &Value) -> (usize, usize) {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or(&Value::Null),
+        None => schema,
+    };
+    let mut fields = schema["properties"].as_object().map_or(0, |p| p.len());
+    let mut required = schema["required"].as_array().map_or(0, Vec::len);
+    if let Some(v) = schema["type"].as_str() {
+        assert_eq!(v, "object", "an item is an object: {schema}");
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let (f, r) = fields_of(doc, part);
+        fields += f;
+        required += r;
+    }
+    (fields, required)
 }
 
 /// What the page shows: each operation's method and path, as Swagger UI draws them.
@@ -104,8 +97,48 @@ async fn the_docs_page_renders_every_operation_of_the_generated_document() {
     documented.sort();
     assert_eq!(documented, expected, "the document is the route table");
 
+    // Every list documents what its items are: never an item schema that says nothing
+    // (`{}`), except the lists whose items the owning service shapes from its own type.
+    let page_items = &document["components"]["schemas"]["Page"]["properties"]["items"];
+    for path in vigil_gateway::LIST_ROUTES {
+        let all = document["paths"][*path]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]["allOf"]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET {path} answers a page"));
+        let items = all
+            .iter()
+            .find_map(|s| s["properties"]["items"]["items"].as_object());
+        if vigil_gateway::ITEMS_SHAPED_BY_SERVICE.contains(path) {
+            assert!(items.is_none(), "GET {path}: {all:?}");
+            assert_eq!(page_items["type"], "array", "{page_items}");
+            continue;
+        }
+        let item = items.unwrap_or_else(|| panic!("GET {path} documents no item type: {all:?}"));
+        let name = item["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .unwrap_or_else(|| panic!("GET {path}: an item is not a named type: {item:?}"));
+        let schema = &document["components"]["schemas"][name];
+        let (fields, required) = fields_of(&document, schema);
+        assert!(fields > 0, "GET {path}: {name} names its fields: {schema}");
+        assert!(
+            required > 0,
+            "GET {path}: {name} says which fields every item has: {schema}"
+        );
+    }
+    assert_eq!(
+        document["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["allOf"][1]["properties"]["items"]["items"]["$ref"],
+        "#/components/schemas/RecordedEvent",
+        "the log's items are recorded events"
+    );
+
     let dir = tempfile::tempdir().unwrap();
-    let (_driver, client) = browser(&dir.path().join("profile")).await;
+    let (_driver, client) = browser(
+        &dir.path().join("profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
     client
         .goto(&format!("http://{}/docs/", c.addr))
         .await

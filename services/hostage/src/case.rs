@@ -19,7 +19,8 @@ use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::hostage::{
     HostageCaseClosed, HostageCaseOpened, HostageDeceased, HostageOutcome, HostageReleased,
-    MAX_PERSONS, NegotiationContactLogged, PersonAccount, ProofOfLifeReceived,
+    MAX_PERSONS, NegotiationContactLogged, PersonAccount, ProofOfLifeMany, ProofOfLifeReceived,
+    ReleaseMany,
 };
 use events::domain::incident::Location;
 use events::validate::Country;
@@ -29,15 +30,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where a case is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Opened, not yet closed.
-    Open,
-    /// Closed with an account of every person; no more changes.
-    Closed,
-}
+/// Where a case is in its life (in `events`, as the lists answer it).
+pub use events::domain::hostage::CaseStatus as Status;
 
 /// Where one person of a case stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -391,31 +385,6 @@ fn settle(c: &mut Case, person: &str, status: PersonStatus, at: OffsetDateTime) 
 
 /// Most persons named in one bulk command: every person a case can hold (one append).
 pub const MAX_MANY: usize = MAX_PERSONS;
-
-/// Body of `release_many`: several persons of the case released at the same time (70 people
-/// freed together need one request, not 70).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseMany {
-    /// The persons, 1 to [`MAX_MANY`], each once, every one still held.
-    pub persons: Vec<String>,
-    /// When they were released.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
-
-/// Body of `proof_of_life_many`: one proof showing several persons alive (a group video).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProofOfLifeMany {
-    /// The persons, 1 to [`MAX_MANY`], each once, every one still held.
-    pub persons: Vec<String>,
-    /// When the proof shows them alive.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// What the proof is.
-    pub note: String,
-}
 
 /// A command on one case, its body read and checked for shape.
 #[derive(Debug, Clone, PartialEq)]

@@ -97,23 +97,8 @@ pub struct OrderView {
     pub version: u64,
 }
 
-/// One order in a list.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// The order.
-    pub id: Uuid,
-    /// What was ordered.
-    #[serde(flatten)]
-    pub ordered: RelocationOrdered,
-    /// Where it is in its life.
-    pub status: Status,
-    /// Counts.
-    pub tally: Tally,
-    /// How many people are missing or unmarked after the deadline.
-    pub findings: usize,
-    /// Log position of the order.
-    pub position: u64,
-}
+/// One order in a list (in `events`, as the lists answer it).
+pub use events::domain::relocation::OrderSummary as Summary;
 
 /// How often the presence changes decided by the register are looked for and appended.
 const PRESENCE_TICK: Duration = Duration::from_millis(100);

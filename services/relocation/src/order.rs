@@ -39,8 +39,8 @@ use events::domain::DomainEvent;
 use events::domain::clearance::Travel;
 use events::domain::person::PersonRegistered;
 use events::domain::relocation::{
-    OrderCompleted, OrderRescinded, PersonArrivedInArea, PersonLeftArea, PersonMarked,
-    PersonStatus, PresenceCause, RelocationOrdered, RollCallEntryAdded, Scope,
+    MarkPerson, MarkPersons, OrderCompleted, OrderRescinded, PersonArrivedInArea, PersonLeftArea,
+    PersonMarked, PersonStatus, PresenceCause, RelocationOrdered, RollCallEntryAdded, Scope,
 };
 use events::domain::station::DutyStationRegistered;
 use events::validate::Country;
@@ -364,17 +364,8 @@ impl Tracker {
     }
 }
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Given; people are being accounted for.
-    Active,
-    /// Done.
-    Completed,
-    /// Withdrawn.
-    Rescinded,
-}
+/// Where an order is in its life (in `events`, as the lists answer it).
+pub use events::domain::relocation::OrderStatus as Status;
 
 /// One person on the roll call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -416,24 +407,8 @@ pub struct Order {
     pub version: u64,
 }
 
-/// Counts of a roll call.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Tally {
-    /// People on the roll call.
-    pub total: usize,
-    /// Latest mark safe, relocated or injured.
-    pub accounted: usize,
-    /// Latest mark missing.
-    pub missing: usize,
-    /// Not marked yet.
-    pub unmarked: usize,
-    /// On the roll call as late arrivals (whatever their mark).
-    pub late_arrivals: usize,
-    /// Marked "left the area" (whatever their mark).
-    pub left_area: usize,
-    /// accounted / total × 100 (100 for an empty roll call).
-    pub accounted_pct: f64,
-}
+/// Counts of a roll call (in `events`, as the lists answer it).
+pub use events::domain::relocation::RollCallTally as Tally;
 
 /// An order is created by [`decide_order`] with its roll call (the service computes the
 /// roll call from its register first); the commands here change an existing one.
@@ -657,39 +632,13 @@ impl Order {
     }
 }
 
-/// Body of `mark`: one person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Mark {
-    /// The person.
-    pub person: String,
-    /// Their status.
-    pub status: PersonStatus,
-    /// Details.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-/// Body of `mark_many`: several people, one status (the console's bulk mark).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarkMany {
-    /// The people, 1 to [`MAX_MARK_MANY`].
-    pub persons: Vec<String>,
-    /// Their status.
-    pub status: PersonStatus,
-    /// Details.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
 /// A command on an existing order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrderCommand {
     /// Mark one person.
-    Mark(Mark),
+    Mark(MarkPerson),
     /// Mark several.
-    MarkMany(MarkMany),
+    MarkMany(MarkPersons),
     /// Everyone is accounted for.
     Complete(OrderCompleted),
     /// Withdrawn.

@@ -36,8 +36,8 @@ use events::domain::DomainEvent;
 use events::domain::person::PersonRegistered;
 use events::domain::station::DutyStationRegistered;
 use events::domain::surge::{
-    SurgeApproved, SurgeCancelled, SurgeCompleted, SurgeDeployed, SurgeOfficerAssigned,
-    SurgeRejected, SurgeRequested,
+    AssignOfficer as Assign, SurgeApproved, SurgeCancelled, SurgeCompleted, SurgeDeployed,
+    SurgeOfficerAssigned, SurgeRejected, SurgeRequested,
 };
 use events::validate::Country;
 use events::{RecordedEvent, StreamName};
@@ -340,15 +340,6 @@ pub fn away_from<'a>(surges: impl IntoIterator<Item = &'a Surge>) -> BTreeMap<St
 /// The gap every active surge of the register leaves: duty station → officers away from it.
 pub fn gaps(register: &Register) -> BTreeMap<String, usize> {
     away_from(register.surges())
-}
-
-/// Body of `assign`'s change: the officer; where they come from is read from the reference
-/// data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Assign {
-    /// The officer's person id (`P-000123`).
-    pub officer: String,
 }
 
 /// A parsed command on a surge.

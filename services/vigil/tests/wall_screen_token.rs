@@ -14,9 +14,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
-use testkit::{ChildGuard, free_port, wait_for_port};
+use common::browser::browser;
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+use testkit::free_port;
 
 const READ: &str = r#"
 const q = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -25,31 +26,6 @@ return {
   token_needed: q("token-needed")?.dataset.code ?? null,
 };
 "#;
-
-async fn browser(profile: &Path) -> (ChildGuard, Client) {
-    let port = free_port();
-    let guard = ChildGuard(Some(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver: apt-get install -y chromium chromium-driver"),
-    ));
-    assert!(wait_for_port(port, Duration::from_secs(20)));
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-dev-shm-usage", "--window-size=1920,1080", format!("--user-data-dir={}", profile.display())]}),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with Chromium");
-    (guard, client)
-}
 
 async fn wait_page(client: &Client, what: &str, ok: impl Fn(&Value) -> bool) -> Duration {
     let start = Instant::now();
@@ -114,7 +90,11 @@ async fn a_revoked_wall_screen_asks_for_a_new_token_instead_of_reconnecting() {
     let (child, _) =
         common::spawn_up(&data, &nats_url, http_port, metrics_port, Stdio::null()).await;
     let _up = Up(child);
-    let (_driver, client) = browser(&dir.path().join("profile")).await;
+    let (_driver, client) = browser(
+        &dir.path().join("profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
 
     let (token, id) = create_token(&data);
     client

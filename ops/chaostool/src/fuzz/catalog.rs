@@ -138,6 +138,19 @@ impl Catalog {
         }
     }
 
+    /// Adds the field names and enum values of the API's bodies (from its OpenAPI document)
+    /// to the names random data is keyed with and the words it is made of.
+    pub(super) fn learn_names(&mut self, names: &[String]) {
+        for n in names {
+            if !self.keys.contains(n) {
+                self.keys.push(n.clone());
+            }
+            if !self.words.contains(n) {
+                self.words.push(n.clone());
+            }
+        }
+    }
+
     pub(super) fn seeds(&self) -> Vec<(&'static str, u32, Value, Vec<String>)> {
         self.types
             .iter()

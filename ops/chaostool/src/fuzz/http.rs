@@ -1,9 +1,11 @@
 //! Target 3, **http**: every route of `gateway::ROUTES`, its `{id}`/`{area}`/`{board}`
-//! filled with valid and random values, random queries, and bodies of random JSON (often
-//! shaped like the domain's own fields), random bytes, bodies over the 64 KiB limit, deep
-//! nesting and wrong content types, with a duty officer's token: every answer is a 2xx, a
-//! 4xx or a 503; every 4xx and 503 is JSON `{"error":{"code","message"}}`; nothing takes
-//! longer than [`HANG`] plus [`GRACE`].
+//! filled with valid and random values, random queries, and bodies of random JSON, random
+//! bytes, bodies over the 64 KiB limit, deep nesting and wrong content types — and, for
+//! every route that reads a body, bodies drawn from its schema in the gateway's generated
+//! OpenAPI document ([`super::schema`]): valid ones, and invalid ones with one thing wrong —
+//! with a duty officer's token: every answer is a 2xx, a 4xx or a 503; every 4xx and 503 is
+//! JSON `{"error":{"code","message"}}`; a body the document calls invalid is never answered
+//! 2xx; nothing takes longer than [`HANG`] plus [`GRACE`].
 //!
 //! The requests go over a raw TCP socket, not an HTTP client library: a fuzzer must be able
 //! to send what a client library refuses to build (any bytes in the path, a body with a
@@ -24,7 +26,8 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::catalog::Catalog;
-use super::values::{edge_numbers, event_data, json_value, nested, seeded_event};
+use super::schema::{Bodies, Fault};
+use super::values::{edge_numbers, json_value, nested};
 use super::{GRACE, HANG, HTTP_IN_FLIGHT, MAX_ANSWER, Tally, clip, settle_labelled};
 use crate::centre::Centre;
 
@@ -38,9 +41,21 @@ enum HttpBody {
     Deep(usize, bool),
 }
 
+/// What the document says of a JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drawn {
+    /// Random, not drawn from the route's schema.
+    Random,
+    /// Valid by the route's schema.
+    Valid,
+    /// Invalid by the route's schema, for this reason.
+    Invalid(Fault),
+}
+
 #[derive(Debug, Clone)]
 struct HttpCase {
     route: usize,
+    drawn: Drawn,
     /// Percent-encoded values for the route's `{…}` parameters, in order.
     params: Vec<String>,
     query: String,
@@ -61,8 +76,8 @@ pub(super) fn pct(bytes: &[u8]) -> String {
     out
 }
 
-fn http_case(c: &Arc<Catalog>) -> BoxedStrategy<HttpCase> {
-    let param = prop_oneof![
+fn param(c: &Arc<Catalog>) -> BoxedStrategy<String> {
+    prop_oneof![
         4 => any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()),
         1 => Just(Uuid::nil().to_string()),
         2 => Just("SO".to_owned()),
@@ -71,7 +86,61 @@ fn http_case(c: &Arc<Catalog>) -> BoxedStrategy<HttpCase> {
         2 => "\\PC{0,30}".prop_map(|s| pct(s.as_bytes())),
         2 => vec(any::<u8>(), 0..40).prop_map(|b| pct(&b)),
         1 => "[a-zA-Z0-9._~-]{100,400}",
-    ];
+    ]
+    .boxed()
+}
+
+/// A route that reads a body, its path filled, and a body drawn from its schema: valid, or
+/// with one fault.
+fn schema_case(c: &Arc<Catalog>, bodies: &Arc<Bodies>) -> BoxedStrategy<HttpCase> {
+    let routes: Vec<usize> = (0..gateway::ROUTES.len())
+        .filter(|r| bodies.of(*r).is_some())
+        .collect();
+    let words = Arc::new(bodies.names.clone());
+    let bodies = bodies.clone();
+    let c = c.clone();
+    proptest::sample::select(routes)
+        .prop_flat_map(move |route| {
+            let schema = bodies.of(route).unwrap_or_default();
+            let fault =
+                proptest::option::weighted(0.5, proptest::sample::select(Fault::ALL.to_vec()));
+            (
+                Just(route),
+                Just(schema.clone()),
+                vec(param(&c), 3),
+                super::schema::valid(&schema, &words),
+                fault,
+                any::<usize>(),
+            )
+        })
+        .prop_map(|(route, schema, params, body, fault, pick)| {
+            let (drawn, body) = match fault.and_then(|f| {
+                super::schema::invalid(&schema, body.clone(), f, pick).map(|b| (f, b))
+            }) {
+                Some((f, bad)) => (Drawn::Invalid(f), bad),
+                None => (Drawn::Valid, body),
+            };
+            HttpCase {
+                route,
+                drawn,
+                params,
+                query: String::new(),
+                content_type: Some("application/json".to_owned()),
+                body: HttpBody::Json(body),
+            }
+        })
+        .boxed()
+}
+
+fn http_case(c: &Arc<Catalog>, bodies: &Arc<Bodies>) -> BoxedStrategy<HttpCase> {
+    prop_oneof![
+        1 => random_case(c),
+        1 => schema_case(c, bodies),
+    ]
+    .boxed()
+}
+
+fn random_case(c: &Arc<Catalog>) -> BoxedStrategy<HttpCase> {
     let query_key = prop_oneof![
         4 => proptest::sample::select(vec![
             "view", "limit", "country", "status", "severity", "since", "from", "agency", "token",
@@ -106,19 +175,8 @@ fn http_case(c: &Arc<Catalog>) -> BoxedStrategy<HttpCase> {
         1 => Just(Some("multipart/form-data; boundary=x".to_owned())),
         1 => "[a-z]{1,10}/[a-z+.-]{1,12}".prop_map(Some),
     ];
-    let shaped = (
-        prop_oneof![1 => event_data(c), 2 => seeded_event(c)],
-        proptest::option::weighted(0.5, any::<u128>()),
-    )
-        .prop_map(|((_, _, mut data), id)| {
-            if let (Some(id), Some(obj)) = (id, data.as_object_mut()) {
-                obj.insert("id".into(), Value::from(Uuid::from_u128(id).to_string()));
-            }
-            HttpBody::Json(data)
-        });
     let body = prop_oneof![
         4 => json_value(c).prop_map(HttpBody::Json),
-        4 => shaped,
         2 => vec(any::<u8>(), 0..2048).prop_map(HttpBody::Bytes),
         1 => (64 * 1024 + 1..256 * 1024usize, any::<bool>()).prop_map(|(n, j)| HttpBody::Huge(n, j)),
         1 => (1usize..5_000, any::<bool>()).prop_map(|(n, o)| HttpBody::Deep(n, o)),
@@ -126,13 +184,14 @@ fn http_case(c: &Arc<Catalog>) -> BoxedStrategy<HttpCase> {
     ];
     (
         0..gateway::ROUTES.len(),
-        vec(param, 3),
+        vec(param(c), 3),
         query,
         content_type,
         body,
     )
         .prop_map(|(route, params, query, content_type, body)| HttpCase {
             route,
+            drawn: Drawn::Random,
             params,
             query,
             content_type,
@@ -190,9 +249,10 @@ fn describe(case: &HttpCase, method: &str, target: &str) -> String {
         HttpBody::Deep(n, _) => format!("JSON nested {n} deep"),
     };
     format!(
-        "{method} {} [{}] {body}",
+        "{method} {} [{}] ({:?}) {body}",
         clip(target, 200),
-        case.content_type.as_deref().unwrap_or("no content type")
+        case.content_type.as_deref().unwrap_or("no content type"),
+        case.drawn
     )
 }
 
@@ -263,6 +323,24 @@ fn judge(raw: &[u8]) -> Result<&'static str, String> {
     }
 }
 
+/// The figure an answer counts in; a 2xx to a body the document calls invalid breaks the
+/// promise (the gateway reads the types the document is generated from).
+fn labelled(drawn: Drawn, label: &'static str) -> Result<&'static str, String> {
+    Ok(match (drawn, label) {
+        (Drawn::Random, label) => label,
+        (Drawn::Valid, "2xx") => "schema-valid 2xx",
+        (Drawn::Valid, "4xx") => "schema-valid 4xx",
+        (Drawn::Valid, _) => "schema-valid 503",
+        (Drawn::Invalid(fault), "2xx") => {
+            return Err(format!(
+                "a body the OpenAPI document calls invalid ({fault:?}) was answered 2xx"
+            ));
+        }
+        (Drawn::Invalid(_), "4xx") => "schema-invalid 4xx",
+        (Drawn::Invalid(_), _) => "schema-invalid 503",
+    })
+}
+
 async fn http_one(
     addr: SocketAddr,
     token: Arc<str>,
@@ -303,7 +381,7 @@ async fn http_one(
                     what()
                 ));
             }
-            Ok(label)
+            labelled(case.drawn, label).map_err(|e| format!("{e}\n    request: {}", what()))
         }
     }
 }
@@ -311,11 +389,12 @@ async fn http_one(
 pub(super) async fn fuzz_http(
     centre: &Centre,
     c: &Arc<Catalog>,
+    bodies: &Arc<Bodies>,
     mut runner: TestRunner,
     budget: Duration,
 ) -> Tally {
     let mut tally = Tally::new("http");
-    let strategy = http_case(c);
+    let strategy = http_case(c, bodies);
     let token: Arc<str> = centre.duty_token.as_str().into();
     let end = Instant::now() + budget;
     let mut in_flight: JoinSet<Result<&'static str, String>> = JoinSet::new();
@@ -359,5 +438,11 @@ mod tests {
         );
         assert!(judge(b"HTTP/1.1 400 Bad Request\r\n\r\nplain text").is_err());
         assert!(judge(b"HTTP/1.1 500 Internal\r\n\r\n{}").is_err());
+        assert_eq!(labelled(Drawn::Valid, "4xx"), Ok("schema-valid 4xx"));
+        assert_eq!(
+            labelled(Drawn::Invalid(Fault::WrongType), "4xx"),
+            Ok("schema-invalid 4xx")
+        );
+        assert!(labelled(Drawn::Invalid(Fault::MissingField), "2xx").is_err());
     }
 }

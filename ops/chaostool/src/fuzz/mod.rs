@@ -21,11 +21,15 @@
 //!    each gets a typed `invalid` reply, the log head does not move, the store stays up, and a
 //!    valid append still works afterwards.
 //! 3. **http**: every route of `gateway::ROUTES`, its `{id}`/`{area}`/`{board}` filled with
-//!    valid and random values, random queries, and bodies of random JSON (often shaped like
-//!    the domain's own fields), random bytes, bodies over the 64 KiB limit, deep nesting and
-//!    wrong content types, with a duty officer's token: every answer is a 2xx, a 4xx or a
-//!    503; every 4xx and 503 is JSON `{"error":{"code","message"}}`; nothing takes longer
-//!    than 10 s (plus [`GRACE`]); no process dies; the centre is still ready afterwards.
+//!    valid and random values, random queries, and bodies of random JSON, random bytes,
+//!    bodies over the 64 KiB limit, deep nesting and wrong content types; and, half the
+//!    time, a body drawn from the route's schema in the gateway's generated OpenAPI document
+//!    (valid, or with one fault: a required field left out, a wrong type, a value outside
+//!    its enum or range, an unknown field, not an object), with a duty officer's token:
+//!    every answer is a 2xx, a 4xx or a 503; every 4xx and 503 is JSON
+//!    `{"error":{"code","message"}}`; a body the document calls invalid is never answered
+//!    2xx; nothing takes longer than 10 s (plus [`GRACE`]); no process dies; the centre is
+//!    still ready afterwards.
 //! 4. **ws**: `/ws` with its own, a foreign or no `Origin`, then random text, binary, ping,
 //!    oversized and random subscribe messages (valid, near-miss and garbage tokens): a
 //!    foreign origin gets a JSON 403, every server frame is protocol JSON, an `error` is
@@ -39,8 +43,10 @@
 //!
 //! # Layout
 //! - [`shrink`]: panics caught and failing inputs shrunk, for the in-process targets.
-//! - [`catalog`]: what the decoders know (types, fields, enum values, valid data), learned
-//!   from their own error messages.
+//! - [`catalog`]: what the event decoders know (types, fields, enum values, valid data),
+//!   learned from their own error messages (most event types have no schema of their own).
+//! - [`schema`]: what each HTTP route reads, from the gateway's generated OpenAPI document,
+//!   and the valid and invalid bodies drawn from it.
 //! - [`values`]: the generators every target builds its inputs from (edge values, JSON,
 //!   event data, damaged text).
 //! - [`codec`], [`append`], [`http`], [`ws`]: the four targets, each with its promise.
@@ -49,6 +55,7 @@ mod append;
 mod catalog;
 mod codec;
 mod http;
+mod schema;
 mod shrink;
 mod values;
 mod ws;
@@ -67,6 +74,7 @@ use append::{fuzz_append_decoder, fuzz_append_wire};
 use catalog::Catalog;
 use codec::fuzz_codec;
 use http::fuzz_http;
+use schema::Bodies;
 use shrink::install_panic_hook;
 use ws::{fuzz_ws, subscribe_works};
 
@@ -191,7 +199,7 @@ pub async fn run(vigil: &Path, dir: &Path, minutes: f64, seed: u64) -> anyhow::R
     let budget = Duration::from_secs_f64((minutes * 60.0).max(4.0));
     let share = |f: f64| budget.mul_f64(f);
     install_panic_hook();
-    let catalog = Arc::new(Catalog::learn());
+    let mut catalog = Catalog::learn();
     eprintln!(
         "  fuzz: seed {seed}, {} event types ({} with valid data found), {} field names, {} words learned from the decoders",
         catalog.types.len(),
@@ -199,6 +207,15 @@ pub async fn run(vigil: &Path, dir: &Path, minutes: f64, seed: u64) -> anyhow::R
         catalog.keys.len(),
         catalog.words.len()
     );
+    let bodies = Arc::new(Bodies::from_gateway()?);
+    eprintln!(
+        "  fuzz: {} routes read a body, {} fields in all, {} names, from the gateway's OpenAPI document",
+        bodies.count(),
+        bodies.fields(),
+        bodies.names.len()
+    );
+    catalog.learn_names(&bodies.names);
+    let catalog = Arc::new(catalog);
 
     // The in-process targets run while the centre starts.
     let offline = {
@@ -223,7 +240,7 @@ pub async fn run(vigil: &Path, dir: &Path, minutes: f64, seed: u64) -> anyhow::R
     }
     let mut crashed = centre.crashed();
 
-    let http = fuzz_http(&centre, &catalog, runner(seed, 4), share(0.25)).await;
+    let http = fuzz_http(&centre, &catalog, &bodies, runner(seed, 4), share(0.25)).await;
     crashed.extend(centre.crashed());
     if let Err(e) = centre.ready(Duration::from_secs(30)).await {
         problems.push(format!("after the HTTP target: {e:#}"));

@@ -18,33 +18,9 @@ use uuid::Uuid;
 
 use super::{Case, PersonStatus, Status};
 
-/// What everyone allowed to list hostage cases sees of one: no person reference, no captors,
-/// no location.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Summary {
-    /// The case's id.
-    pub case: Uuid,
-    /// Where the persons were taken.
-    pub country: Country,
-    /// The incident it arose from.
-    pub incident_id: Uuid,
-    /// How many are still held.
-    pub persons_held: usize,
-    /// How many have been released (a wall screen says "70 released, 1 deceased").
-    pub persons_released: usize,
-    /// How many died in captivity.
-    pub persons_deceased: usize,
-    /// How many the case concerns.
-    pub persons_total: usize,
-    /// When the centre recorded the opening.
-    #[serde(with = "time::serde::rfc3339")]
-    pub opened_at: OffsetDateTime,
-    /// Whole days from the opening to now, or to the closure.
-    pub days_held: u64,
-    /// Open or closed.
-    pub status: Status,
-}
+/// What everyone allowed to list hostage cases sees of one (in `events`, as the lists
+/// answer it).
+pub use events::domain::hostage::CaseSummary as Summary;
 
 /// The summary of `case` as of `now`.
 pub fn summary(case: &Case, now: OffsetDateTime) -> Summary {

@@ -1,32 +1,8 @@
-//! Headless Chromium for the page tests (the wall screen, the field page, the console):
-//! chromedriver on a free port with a WebDriver session, scripts run in the page, and where
-//! screenshots go.
+//! Headless Chromium for the page tests ([`testkit::browser`]) and where screenshots go.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
-use serde_json::{Value, json};
-use testkit::{ChildGuard, free_port, wait_for_port};
-
-/// What to run when Chromium or chromedriver is missing.
-pub const INSTALL: &str =
-    "run `apt-get install -y chromium chromium-driver` (ops/test installs them)";
-
-/// A binary from an environment variable, `PATH`, or Debian's places for it.
-pub fn find_binary(env: &str, names: &[&str], extra: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(extra.iter().map(PathBuf::from));
-    dirs.iter()
-        .flat_map(|d| names.iter().map(move |n| d.join(n)))
-        .find(|p| p.is_file())
-}
+pub use testkit::browser::{browser, js, wait_js};
 
 /// Where the screenshot goes: `$CARGO_TARGET_DIR`, else the target directory the binary
 /// under test was built into.
@@ -40,96 +16,4 @@ pub fn target_dir() -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("target"))
-}
-
-/// chromedriver on a free port, and a WebDriver session with headless Chromium.
-pub async fn browser(profile: &Path, log: &Path) -> (ChildGuard, Client) {
-    let chromium = find_binary(
-        "VIGIL_CHROMIUM",
-        &["chromium", "chromium-browser"],
-        &["/usr/bin", "/usr/lib/chromium"],
-    )
-    .unwrap_or_else(|| panic!("Chromium is not installed: {INSTALL}"));
-    let driver = find_binary(
-        "VIGIL_CHROMEDRIVER",
-        &["chromedriver"],
-        &["/usr/bin", "/usr/lib/chromium"],
-    )
-    .unwrap_or_else(|| panic!("chromedriver is not installed: {INSTALL}"));
-    let port = free_port();
-    let guard = ChildGuard(Some(
-        Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL}", driver.display())),
-    ));
-    assert!(
-        wait_for_port(port, Duration::from_secs(20)),
-        "chromedriver did not listen on port {port} within 20 s"
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--window-size=1920,1080",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "no WebDriver session with {} through {}: {e}\nchromedriver log:\n{}",
-                chromium.display(),
-                driver.display(),
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        });
-    (guard, client)
-}
-
-/// Runs `script` (with `arguments`) in the current window.
-pub async fn js(client: &Client, script: &str, args: Vec<Value>) -> Value {
-    client.execute(script, args).await.unwrap()
-}
-
-/// Polls `script` every 100 ms until `ok` holds of its answer; returns the answer, or panics
-/// with `what` and the last answer.
-pub async fn wait_js(
-    client: &Client,
-    timeout: Duration,
-    what: &str,
-    script: &str,
-    args: Vec<Value>,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    let started = Instant::now();
-    loop {
-        let v = js(client, script, args.clone()).await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: not within {timeout:?}; the page shows {v:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
