@@ -34,15 +34,31 @@
 //!
 //! # The lease and failover (see [`lease`])
 //! Leadership is a key in a JetStream KV bucket with a ttl. A follower tries to take it
-//! every [`LEASE_POLL`]. The new leader first applies the journal to its end (the stream's
+//! every [`LEASE_POLL`] (unless it defers, see below). The new leader first applies the journal to its end (the stream's
 //! last sequence, asked of the stream's leader), then subscribes to the append subjects, so
 //! an append whose group reached the journal before the old leader died is found by its id.
 //! A leader stops serving as soon as a renewal fails or is late (within ttl/2), or its
 //! publish fails; an orderly stop deletes the key so another replica takes over at once.
 //!
+//! # Where the store leader runs
+//! A JetStream stream whose Raft leader dies is without a leader for nats-server's election
+//! timeout (4–9 s, fixed in nats-server's `raft.go`, no setting changes it): the journal takes
+//! no publish and the lease bucket no renewal meanwhile. A store leader on the same node as
+//! those stream leaders turns the loss of that node into a 4–9 s failover; a store leader on
+//! another node turns it into a lease expiry. So a follower whose nats-server leads the
+//! journal's or the lease bucket's stream defers ([`DEFER`]): it takes the lease only after
+//! seeing it free that long, and a replica on another node, when one is up, takes it first.
+//! Losing the node of the stream leaders still costs a JetStream election; this only keeps the
+//! two costs from being paid by the same fault.
+//!
 //! # Reads
 //! Reads are served by the leader only (followers are not subscribed): a reader never sees a
 //! replica behind what it was acknowledged, and needs no argument about stale reads.
+//!
+//! # Damaged files
+//! As on one machine, a background scan reads every block of the replica's log once after
+//! start; damage stops the replica (no more writes, the lease handed over) and [`run`] returns
+//! an error naming it.
 //!
 //! # Status
 //! Every replica answers [`subjects::STORE_STATUS`] (not a queue group) with a
@@ -77,6 +93,12 @@ pub use entry::{Entry, split};
 
 /// How often a follower tries to take the lease.
 const LEASE_POLL: Duration = Duration::from_millis(250);
+/// How long a follower whose nats-server leads the journal's or the lease bucket's JetStream
+/// stream lets the lease lie free before it takes it (see "Where the store leader runs").
+const DEFER: Duration = Duration::from_secs(1);
+/// Timeout of the look-ups a follower makes before trying the lease (who leads the streams,
+/// is the lease free): short, so a dead stream leader never holds up a takeover.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a follower waits for news of the journal before looking again.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// Timeout of one JetStream request (a journal read, the lease).
@@ -165,22 +187,62 @@ pub async fn run(
             .name("vigil-store-mark".into())
             .spawn(move || mark_loop(&log, &marking))?
     };
-    let status = tokio::spawn(serve_status(
-        client.clone(),
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    // Damage the background scan finds stops this replica (as it stops a single-node store):
+    // it takes no more writes, hands the lease over and `run` returns the error.
+    let damage: Arc<Mutex<Option<String>>> = Arc::default();
+    let stop = shutdown.child_token();
+    scan_in_background(&log, &damage, &stop)?;
+    let status = tokio::spawn(serve_status(client.clone(), shared.clone(), stop.clone()));
 
-    let result = roles(&client, &config, &replication, &shared, &shutdown).await;
+    let result = roles(&client, &config, &replication, &shared, &stop).await;
 
-    shutdown.cancel();
+    stop.cancel();
     let _ = tokio::time::timeout(crate::server::NATS_GRACE, status).await;
     drop(stop_marking);
     let _ = tokio::task::spawn_blocking(move || marker.join()).await;
     let closing = log.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!(head = log.head(), "replica stopped");
+    if let Some(what) = damage.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        anyhow::bail!("the event log is damaged (found after start): {what}");
+    }
     result
+}
+
+/// Reads every block of the log once in a thread ([`crate::Log::scan`]); damage stops writes,
+/// is kept in `damage` and fires `stop`.
+fn scan_in_background(
+    log: &Arc<LiveLog>,
+    damage: &Arc<Mutex<Option<String>>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Ok(scanned) = log.get() else {
+        return Ok(());
+    };
+    let (log, damage, stop) = (log.clone(), damage.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("vigil-store-scan".into())
+        .spawn(move || {
+            let started = Instant::now();
+            match scanned.scan() {
+                Ok(Some(head)) => tracing::info!(
+                    head,
+                    secs = started.elapsed().as_secs_f64(),
+                    "event log scanned: every block readable, positions and hash chain gap-free"
+                ),
+                Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
+                Err(crate::log::LogError::Damaged(what)) => {
+                    tracing::error!(%what, "the scan found the event log damaged: this replica stops");
+                    log.stop_writes(crate::log::Failure::Damaged(what.clone()));
+                    *damage.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+                    stop.cancel();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the scan of the event log could not finish")
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Answers every status request with this replica's state.
@@ -282,11 +344,12 @@ async fn roles(
     };
     // News of the journal (every message the leader publishes), to apply it promptly.
     let mut news = client.subscribe(subjects::STORE_JOURNAL).await?;
-    let server = client.server_info().server_name;
     loop {
         // Following.
         // The first round tries at once.
         let mut last_try: Option<Instant> = None;
+        // Since when this replica has seen the lease free (only looked at when it defers).
+        let mut free_since: Option<Instant> = None;
         let revision = loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -294,8 +357,11 @@ async fn roles(
             apply_available(&journal, shared, None).await?;
             if last_try.is_none_or(|t| t.elapsed() >= LEASE_POLL) {
                 last_try = Some(Instant::now());
-                if let Some(rev) =
-                    lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT).await
+                let server = client.server_info().server_name;
+                if may_take_lease(&journal, &bucket, &server, &mut free_since).await
+                    && let Some(rev) =
+                        lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT)
+                            .await
                 {
                     break rev;
                 }
@@ -306,6 +372,8 @@ async fn roles(
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
             }
         };
+        let took = Instant::now();
+        let server = client.server_info().server_name;
         let held = lease::Lease::hold(
             bucket.clone(),
             lease::value(&r.node, &server),
@@ -318,6 +386,12 @@ async fn roles(
             held.release(false).await;
             continue;
         }
+        tracing::info!(
+            node = %r.node,
+            ms = took.elapsed().as_millis() as u64,
+            journal_seq = shared.applied.load(Ordering::Acquire),
+            "applied the journal to its end"
+        );
         let outcome = leader::lead(
             client,
             &js,
@@ -333,6 +407,45 @@ async fn roles(
         if shutdown.is_cancelled() {
             return Ok(());
         }
+    }
+}
+
+/// Whether this follower may try to take the lease now. A follower whose nats-server leads
+/// the journal's or the lease bucket's stream defers: it takes the lease only once it has
+/// seen it free for [`DEFER`], so a replica on another node takes it first when there is one.
+/// Look-ups that fail or time out count as "not this server": they never hold up a takeover.
+async fn may_take_lease(
+    journal: &stream::Stream,
+    bucket: &kv::Store,
+    server: &str,
+    free_since: &mut Option<Instant>,
+) -> bool {
+    let mut hosts = false;
+    for s in [journal, &bucket.stream] {
+        if let Ok(Ok(info)) = tokio::time::timeout(LOOKUP_TIMEOUT, s.get_info()).await
+            && info
+                .cluster
+                .and_then(|c| c.leader)
+                .is_some_and(|leader| leader == server)
+        {
+            hosts = true;
+        }
+    }
+    if !hosts {
+        return true;
+    }
+    match tokio::time::timeout(LOOKUP_TIMEOUT, bucket.entry(lease::KEY)).await {
+        Ok(Ok(None)) => free_since.get_or_insert_with(Instant::now).elapsed() >= DEFER,
+        // Deleted by an orderly hand-over: free too.
+        Ok(Ok(Some(e))) if e.operation != kv::Operation::Put => {
+            free_since.get_or_insert_with(Instant::now).elapsed() >= DEFER
+        }
+        Ok(Ok(Some(_))) => {
+            *free_since = None;
+            false
+        }
+        // Unknown: let `create` decide, which fails while the key is held.
+        _ => free_since.get_or_insert_with(Instant::now).elapsed() >= DEFER,
     }
 }
 
