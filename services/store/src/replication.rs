@@ -48,6 +48,12 @@
 //! another node turns it into a lease expiry. So a follower whose nats-server leads the
 //! journal's or the lease bucket's stream defers ([`DEFER`]): it takes the lease only after
 //! seeing it free that long, and a replica on another node, when one is up, takes it first.
+//! Stream leaders are elected after the lease is taken too (at start, after a node loss), so
+//! a new leader that finds its node leading one of those streams, while a node that leads
+//! neither is current in both, hands the lease over before it serves (deleting the key; at
+//! most once per [`HANDOVER_COOLDOWN`], so it never ping-pongs); a leader looks again every
+//! [`PLACEMENT_CHECK`] and ends its term the same way (the groups in its pipeline are
+//! answered `unavailable`, clients retry with the same ids).
 //! Losing the node of the stream leaders still costs a JetStream election; this only keeps the
 //! two costs from being paid by the same fault.
 //!
@@ -96,6 +102,14 @@ const LEASE_POLL: Duration = Duration::from_millis(250);
 /// How long a follower whose nats-server leads the journal's or the lease bucket's JetStream
 /// stream lets the lease lie free before it takes it (see "Where the store leader runs").
 const DEFER: Duration = Duration::from_secs(1);
+/// How long after handing the lease over (because its node leads a JetStream stream of the
+/// replication) a leader keeps it when it comes back (no ping-pong when every other node
+/// hosts one too, or the other replicas' stores are down).
+const HANDOVER_COOLDOWN: Duration = Duration::from_secs(10);
+/// How often a leader looks where the stream leaders are.
+const PLACEMENT_CHECK: Duration = Duration::from_secs(2);
+/// A stream peer heard from longer ago than this counts as gone (Raft heartbeats are 1 s).
+const PEER_SILENCE: Duration = Duration::from_millis(1500);
 /// Timeout of the look-ups a follower makes before trying the lease (who leads the streams,
 /// is the lease free): short, so a dead stream leader never holds up a takeover.
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
@@ -344,6 +358,7 @@ async fn roles(
     };
     // News of the journal (every message the leader publishes), to apply it promptly.
     let mut news = client.subscribe(subjects::STORE_JOURNAL).await?;
+    let mut handed_over: Option<Instant> = None;
     loop {
         // Following.
         // The first round tries at once.
@@ -358,7 +373,7 @@ async fn roles(
             if last_try.is_none_or(|t| t.elapsed() >= LEASE_POLL) {
                 last_try = Some(Instant::now());
                 let server = client.server_info().server_name;
-                if may_take_lease(&journal, &bucket, &server, &mut free_since).await
+                if may_take_lease(&journal, &bucket, own_server(r), &mut free_since).await
                     && let Some(rev) =
                         lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT)
                             .await
@@ -386,28 +401,119 @@ async fn roles(
             held.release(false).await;
             continue;
         }
+        let (journal_at, lease_at) = (
+            stream_placement(&journal).await,
+            stream_placement(&bucket.stream).await,
+        );
         tracing::info!(
             node = %r.node,
+            connected_to = %server,
             ms = took.elapsed().as_millis() as u64,
             journal_seq = shared.applied.load(Ordering::Acquire),
+            journal_stream = ?journal_at,
+            lease_stream = ?lease_at,
             "applied the journal to its end"
         );
-        let outcome = leader::lead(
-            client,
-            &js,
-            config,
-            shared,
-            held.lost(),
-            shutdown,
-            &mut news,
-        )
-        .await;
-        held.release(shutdown.is_cancelled()).await;
+        if handed_over.is_none_or(|t| t.elapsed() >= HANDOVER_COOLDOWN)
+            && let Some(peer) = better_placed(&journal, &bucket, own_server(r)).await
+        {
+            tracing::info!(node = %r.node, %peer, "this node leads a JetStream stream of the replication: handing the lease to a replica on another node");
+            handed_over = Some(Instant::now());
+            held.release(true).await;
+            continue;
+        }
+        // The term ends when the lease is lost, or to hand the lease over when a stream
+        // leader of the replication is (or comes) on this node and a better node is up.
+        let term_end = CancellationToken::new();
+        let watcher = tokio::spawn(watch_placement(
+            journal.clone(),
+            bucket.clone(),
+            r.node.clone(),
+            handed_over,
+            held.lost().clone(),
+            term_end.clone(),
+        ));
+        let outcome =
+            leader::lead(client, &js, config, shared, &term_end, shutdown, &mut news).await;
+        watcher.abort();
+        let handing_over = !held.lost().is_cancelled() && term_end.is_cancelled();
+        if handing_over {
+            handed_over = Some(Instant::now());
+        }
+        held.release(shutdown.is_cancelled() || handing_over).await;
         outcome?;
         if shutdown.is_cancelled() {
             return Ok(());
         }
     }
+}
+
+/// Ends the term (`term_end`) when the lease is lost, or when this node leads a JetStream
+/// stream of the replication while a better-placed node is up (looked at every
+/// [`PLACEMENT_CHECK`], never within [`HANDOVER_COOLDOWN`] of the last hand-over).
+async fn watch_placement(
+    journal: stream::Stream,
+    bucket: kv::Store,
+    node: String,
+    handed_over: Option<Instant>,
+    lost: CancellationToken,
+    term_end: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = lost.cancelled() => break,
+            _ = tokio::time::sleep(PLACEMENT_CHECK) => {}
+        }
+        if handed_over.is_none_or(|t| t.elapsed() >= HANDOVER_COOLDOWN)
+            && let Some(peer) = better_placed(&journal, &bucket, &node).await
+        {
+            tracing::info!(%node, %peer, "this node leads a JetStream stream of the replication: handing the lease to a replica on another node");
+            break;
+        }
+    }
+    term_end.cancel();
+}
+
+/// The name of this node's nats-server: the node's name (a centre names each node's
+/// nats-server like the node, `server_name`), which is what placement compares with the
+/// stream leaders; the store's connection may be to any server of the cluster.
+fn own_server(r: &Replication) -> &str {
+    &r.node
+}
+
+/// Who leads the stream (its nats-server's name) and its peers that are current, when the
+/// stream's leader answers within [`LOOKUP_TIMEOUT`].
+async fn stream_placement(s: &stream::Stream) -> Option<(String, Vec<String>)> {
+    let info = tokio::time::timeout(LOOKUP_TIMEOUT, s.get_info())
+        .await
+        .ok()?
+        .ok()?;
+    let cluster = info.cluster?;
+    let current = cluster
+        .replicas
+        .iter()
+        .filter(|p| p.current && !p.offline && p.active < PEER_SILENCE)
+        .map(|p| p.name.clone())
+        .collect();
+    Some((cluster.leader?, current))
+}
+
+/// A nats-server, other than `server`, that leads neither the journal's nor the lease
+/// bucket's stream and is current in both, when `server` leads one of them: a store leader
+/// there would survive the loss of this node without waiting for a JetStream election.
+async fn better_placed(
+    journal: &stream::Stream,
+    bucket: &kv::Store,
+    server: &str,
+) -> Option<String> {
+    let (j_leader, j_current) = stream_placement(journal).await?;
+    let (k_leader, k_current) = stream_placement(&bucket.stream).await?;
+    if j_leader != server && k_leader != server {
+        return None;
+    }
+    j_current
+        .into_iter()
+        .find(|p| p != server && *p != j_leader && *p != k_leader && k_current.contains(p))
 }
 
 /// Whether this follower may try to take the lease now. A follower whose nats-server leads
@@ -420,18 +526,7 @@ async fn may_take_lease(
     server: &str,
     free_since: &mut Option<Instant>,
 ) -> bool {
-    let mut hosts = false;
-    for s in [journal, &bucket.stream] {
-        if let Ok(Ok(info)) = tokio::time::timeout(LOOKUP_TIMEOUT, s.get_info()).await
-            && info
-                .cluster
-                .and_then(|c| c.leader)
-                .is_some_and(|leader| leader == server)
-        {
-            hosts = true;
-        }
-    }
-    if !hosts {
+    if better_placed(journal, bucket, server).await.is_none() {
         return true;
     }
     match tokio::time::timeout(LOOKUP_TIMEOUT, bucket.entry(lease::KEY)).await {

@@ -366,7 +366,9 @@ async fn a_replica_of_another_history_refuses_to_serve() {
 /// The replicas' own account of their roles (lease, catch-up, serving, stepping down), for
 /// the failover breakdown.
 fn timeline(dirs: &[tempfile::TempDir], names: &[&str]) {
-    const MARKS: [&str; 6] = [
+    const MARKS: [&str; 8] = [
+        "handing the lease",
+        "lease could not be renewed",
         "took the leader lease",
         "applied the journal to its end",
         "leading: serving",
