@@ -576,12 +576,10 @@ async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
     stop.store(true, Ordering::Relaxed);
     let mut acked = writer.await.unwrap();
     acked.extend(acked_meanwhile);
-    let head = converged(&client, 3, acked.last().unwrap().position).await;
-    let now = statuses(&client).await;
-    assert!(
-        now.iter().any(|s| s.node == old && s.role == "follower"),
-        "the old leader follows: {now:?}"
-    );
+    // One leader again (the old one may lead later by a placement hand-over: that is a new
+    // term, after it stepped down, which its log shows below).
+    let highest = acked.iter().map(|a| a.position).max().unwrap();
+    let head = converged(&client, 3, highest).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     collector.abort();
 
