@@ -7,7 +7,9 @@
 //!   catches up after its restart, and every acknowledged event is in every replica, at the
 //!   same position, with no duplicate and no gap;
 //! - a retry with the same ids after the failover is answered with the original positions;
-//! - a replica whose log is of another history (or a single-node store) refuses to serve.
+//! - a replica whose log is of another history (or a single-node store) refuses to serve;
+//! - one writer: a leader paused past its lease and resumed with appends in hand cannot
+//!   extend the journal past the new leader, and nothing it did not journal is acknowledged.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
