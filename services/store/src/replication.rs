@@ -34,15 +34,37 @@
 //!
 //! # The lease and failover (see [`lease`])
 //! Leadership is a key in a JetStream KV bucket with a ttl. A follower tries to take it
-//! every [`LEASE_POLL`]. The new leader first applies the journal to its end (the stream's
+//! every [`LEASE_POLL`] (unless it defers, see below). The new leader first applies the journal to its end (the stream's
 //! last sequence, asked of the stream's leader), then subscribes to the append subjects, so
 //! an append whose group reached the journal before the old leader died is found by its id.
 //! A leader stops serving as soon as a renewal fails or is late (within ttl/2), or its
 //! publish fails; an orderly stop deletes the key so another replica takes over at once.
 //!
+//! # Where the store leader runs
+//! A JetStream stream whose Raft leader dies is without a leader for nats-server's election
+//! timeout (4–9 s, fixed in nats-server's `raft.go`, no setting changes it): the journal takes
+//! no publish and the lease bucket no renewal meanwhile. A store leader on the same node as
+//! those stream leaders turns the loss of that node into a 4–9 s failover; a store leader on
+//! another node turns it into a lease expiry. So a follower whose nats-server leads the
+//! journal's or the lease bucket's stream defers ([`DEFER`]): it takes the lease only after
+//! seeing it free that long, and a replica on another node, when one is up, takes it first.
+//! Stream leaders are elected after the lease is taken too (at start, after a node loss), so
+//! a new leader that finds its node leading one of those streams, while a node that leads
+//! neither is current in both, hands the lease over before it serves (deleting the key; at
+//! most once per [`HANDOVER_COOLDOWN`], so it never ping-pongs); a leader looks again every
+//! [`PLACEMENT_CHECK`] and ends its term the same way (the groups in its pipeline are
+//! answered `unavailable`, clients retry with the same ids).
+//! Losing the node of the stream leaders still costs a JetStream election; this only keeps the
+//! two costs from being paid by the same fault.
+//!
 //! # Reads
 //! Reads are served by the leader only (followers are not subscribed): a reader never sees a
 //! replica behind what it was acknowledged, and needs no argument about stale reads.
+//!
+//! # Damaged files
+//! As on one machine, a background scan reads every block of the replica's log once after
+//! start; damage stops the replica (no more writes, the lease handed over) and [`run`] returns
+//! an error naming it.
 //!
 //! # Status
 //! Every replica answers [`subjects::STORE_STATUS`] (not a queue group) with a
@@ -77,6 +99,20 @@ pub use entry::{Entry, split};
 
 /// How often a follower tries to take the lease.
 const LEASE_POLL: Duration = Duration::from_millis(250);
+/// How long a follower whose nats-server leads the journal's or the lease bucket's JetStream
+/// stream lets the lease lie free before it takes it (see "Where the store leader runs").
+const DEFER: Duration = Duration::from_secs(1);
+/// How long after handing the lease over (because its node leads a JetStream stream of the
+/// replication) a leader keeps it when it comes back (no ping-pong when every other node
+/// hosts one too, or the other replicas' stores are down).
+const HANDOVER_COOLDOWN: Duration = Duration::from_secs(10);
+/// How often a leader looks where the stream leaders are.
+const PLACEMENT_CHECK: Duration = Duration::from_secs(2);
+/// A stream peer heard from longer ago than this counts as gone (Raft heartbeats are 1 s).
+const PEER_SILENCE: Duration = Duration::from_millis(1500);
+/// Timeout of the look-ups a follower makes before trying the lease (who leads the streams,
+/// is the lease free): short, so a dead stream leader never holds up a takeover.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a follower waits for news of the journal before looking again.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// Timeout of one JetStream request (a journal read, the lease).
@@ -165,22 +201,62 @@ pub async fn run(
             .name("vigil-store-mark".into())
             .spawn(move || mark_loop(&log, &marking))?
     };
-    let status = tokio::spawn(serve_status(
-        client.clone(),
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    // Damage the background scan finds stops this replica (as it stops a single-node store):
+    // it takes no more writes, hands the lease over and `run` returns the error.
+    let damage: Arc<Mutex<Option<String>>> = Arc::default();
+    let stop = shutdown.child_token();
+    scan_in_background(&log, &damage, &stop)?;
+    let status = tokio::spawn(serve_status(client.clone(), shared.clone(), stop.clone()));
 
-    let result = roles(&client, &config, &replication, &shared, &shutdown).await;
+    let result = roles(&client, &config, &replication, &shared, &stop).await;
 
-    shutdown.cancel();
+    stop.cancel();
     let _ = tokio::time::timeout(crate::server::NATS_GRACE, status).await;
     drop(stop_marking);
     let _ = tokio::task::spawn_blocking(move || marker.join()).await;
     let closing = log.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!(head = log.head(), "replica stopped");
+    if let Some(what) = damage.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        anyhow::bail!("the event log is damaged (found after start): {what}");
+    }
     result
+}
+
+/// Reads every block of the log once in a thread ([`crate::Log::scan`]); damage stops writes,
+/// is kept in `damage` and fires `stop`.
+fn scan_in_background(
+    log: &Arc<LiveLog>,
+    damage: &Arc<Mutex<Option<String>>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Ok(scanned) = log.get() else {
+        return Ok(());
+    };
+    let (log, damage, stop) = (log.clone(), damage.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("vigil-store-scan".into())
+        .spawn(move || {
+            let started = Instant::now();
+            match scanned.scan() {
+                Ok(Some(head)) => tracing::info!(
+                    head,
+                    secs = started.elapsed().as_secs_f64(),
+                    "event log scanned: every block readable, positions and hash chain gap-free"
+                ),
+                Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
+                Err(crate::log::LogError::Damaged(what)) => {
+                    tracing::error!(%what, "the scan found the event log damaged: this replica stops");
+                    log.stop_writes(crate::log::Failure::Damaged(what.clone()));
+                    *damage.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+                    stop.cancel();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the scan of the event log could not finish")
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Answers every status request with this replica's state.
@@ -282,11 +358,13 @@ async fn roles(
     };
     // News of the journal (every message the leader publishes), to apply it promptly.
     let mut news = client.subscribe(subjects::STORE_JOURNAL).await?;
-    let server = client.server_info().server_name;
+    let mut handed_over: Option<Instant> = None;
     loop {
         // Following.
         // The first round tries at once.
         let mut last_try: Option<Instant> = None;
+        // Since when this replica has seen the lease free (only looked at when it defers).
+        let mut free_since: Option<Instant> = None;
         let revision = loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -294,8 +372,11 @@ async fn roles(
             apply_available(&journal, shared, None).await?;
             if last_try.is_none_or(|t| t.elapsed() >= LEASE_POLL) {
                 last_try = Some(Instant::now());
-                if let Some(rev) =
-                    lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT).await
+                let server = client.server_info().server_name;
+                if may_take_lease(&journal, &bucket, own_server(r), &mut free_since).await
+                    && let Some(rev) =
+                        lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT)
+                            .await
                 {
                     break rev;
                 }
@@ -306,6 +387,8 @@ async fn roles(
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
             }
         };
+        let took = Instant::now();
+        let server = client.server_info().server_name;
         let held = lease::Lease::hold(
             bucket.clone(),
             lease::value(&r.node, &server),
@@ -318,21 +401,146 @@ async fn roles(
             held.release(false).await;
             continue;
         }
-        let outcome = leader::lead(
-            client,
-            &js,
-            config,
-            shared,
-            held.lost(),
-            shutdown,
-            &mut news,
-        )
-        .await;
-        held.release(shutdown.is_cancelled()).await;
+        let (journal_at, lease_at) = (
+            stream_placement(&journal).await,
+            stream_placement(&bucket.stream).await,
+        );
+        tracing::info!(
+            node = %r.node,
+            connected_to = %server,
+            ms = took.elapsed().as_millis() as u64,
+            journal_seq = shared.applied.load(Ordering::Acquire),
+            journal_stream = ?journal_at,
+            lease_stream = ?lease_at,
+            "applied the journal to its end"
+        );
+        if handed_over.is_none_or(|t| t.elapsed() >= HANDOVER_COOLDOWN)
+            && let Some(peer) = better_placed(&journal, &bucket, own_server(r)).await
+        {
+            tracing::info!(node = %r.node, %peer, "this node leads a JetStream stream of the replication: handing the lease to a replica on another node");
+            handed_over = Some(Instant::now());
+            held.release(true).await;
+            continue;
+        }
+        // The term ends when the lease is lost, or to hand the lease over when a stream
+        // leader of the replication is (or comes) on this node and a better node is up.
+        let term_end = CancellationToken::new();
+        let watcher = tokio::spawn(watch_placement(
+            journal.clone(),
+            bucket.clone(),
+            r.node.clone(),
+            handed_over,
+            held.lost().clone(),
+            term_end.clone(),
+        ));
+        let outcome =
+            leader::lead(client, &js, config, shared, &term_end, shutdown, &mut news).await;
+        watcher.abort();
+        let handing_over = !held.lost().is_cancelled() && term_end.is_cancelled();
+        if handing_over {
+            handed_over = Some(Instant::now());
+        }
+        held.release(shutdown.is_cancelled() || handing_over).await;
         outcome?;
         if shutdown.is_cancelled() {
             return Ok(());
         }
+    }
+}
+
+/// Ends the term (`term_end`) when the lease is lost, or when this node leads a JetStream
+/// stream of the replication while a better-placed node is up (looked at every
+/// [`PLACEMENT_CHECK`], never within [`HANDOVER_COOLDOWN`] of the last hand-over).
+async fn watch_placement(
+    journal: stream::Stream,
+    bucket: kv::Store,
+    node: String,
+    handed_over: Option<Instant>,
+    lost: CancellationToken,
+    term_end: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = lost.cancelled() => break,
+            _ = tokio::time::sleep(PLACEMENT_CHECK) => {}
+        }
+        if handed_over.is_none_or(|t| t.elapsed() >= HANDOVER_COOLDOWN)
+            && let Some(peer) = better_placed(&journal, &bucket, &node).await
+        {
+            tracing::info!(%node, %peer, "this node leads a JetStream stream of the replication: handing the lease to a replica on another node");
+            break;
+        }
+    }
+    term_end.cancel();
+}
+
+/// The name of this node's nats-server: the node's name (a centre names each node's
+/// nats-server like the node, `server_name`), which is what placement compares with the
+/// stream leaders; the store's connection may be to any server of the cluster.
+fn own_server(r: &Replication) -> &str {
+    &r.node
+}
+
+/// Who leads the stream (its nats-server's name) and its peers that are current, when the
+/// stream's leader answers within [`LOOKUP_TIMEOUT`].
+async fn stream_placement(s: &stream::Stream) -> Option<(String, Vec<String>)> {
+    let info = tokio::time::timeout(LOOKUP_TIMEOUT, s.get_info())
+        .await
+        .ok()?
+        .ok()?;
+    let cluster = info.cluster?;
+    let current = cluster
+        .replicas
+        .iter()
+        .filter(|p| p.current && !p.offline && p.active < PEER_SILENCE)
+        .map(|p| p.name.clone())
+        .collect();
+    Some((cluster.leader?, current))
+}
+
+/// A nats-server, other than `server`, that leads neither the journal's nor the lease
+/// bucket's stream and is current in both, when `server` leads one of them: a store leader
+/// there would survive the loss of this node without waiting for a JetStream election.
+async fn better_placed(
+    journal: &stream::Stream,
+    bucket: &kv::Store,
+    server: &str,
+) -> Option<String> {
+    let (j_leader, j_current) = stream_placement(journal).await?;
+    let (k_leader, k_current) = stream_placement(&bucket.stream).await?;
+    if j_leader != server && k_leader != server {
+        return None;
+    }
+    j_current
+        .into_iter()
+        .find(|p| p != server && *p != j_leader && *p != k_leader && k_current.contains(p))
+}
+
+/// Whether this follower may try to take the lease now. A follower whose nats-server leads
+/// the journal's or the lease bucket's stream defers: it takes the lease only once it has
+/// seen it free for [`DEFER`], so a replica on another node takes it first when there is one.
+/// Look-ups that fail or time out count as "not this server": they never hold up a takeover.
+async fn may_take_lease(
+    journal: &stream::Stream,
+    bucket: &kv::Store,
+    server: &str,
+    free_since: &mut Option<Instant>,
+) -> bool {
+    if better_placed(journal, bucket, server).await.is_none() {
+        return true;
+    }
+    match tokio::time::timeout(LOOKUP_TIMEOUT, bucket.entry(lease::KEY)).await {
+        Ok(Ok(None)) => free_since.get_or_insert_with(Instant::now).elapsed() >= DEFER,
+        // Deleted by an orderly hand-over: free too.
+        Ok(Ok(Some(e))) if e.operation != kv::Operation::Put => {
+            free_since.get_or_insert_with(Instant::now).elapsed() >= DEFER
+        }
+        Ok(Ok(Some(_))) => {
+            *free_since = None;
+            false
+        }
+        // Unknown: let `create` decide, which fails while the key is held.
+        _ => free_since.get_or_insert_with(Instant::now).elapsed() >= DEFER,
     }
 }
 

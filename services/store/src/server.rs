@@ -112,7 +112,10 @@ impl Replication {
             node: node.into(),
             journal: "VIGIL_JOURNAL".into(),
             lease_bucket: "vigil_store_leader".into(),
-            lease_ttl: Duration::from_secs(3),
+            // Short for a quick failover; safety never rests on it (the journal's expected
+            // last sequence does), a leader renews every ttl/4 and steps down when a renewal
+            // takes longer than that.
+            lease_ttl: Duration::from_secs(2),
             replicas: 3,
         }
     }

@@ -7,7 +7,9 @@
 //!   catches up after its restart, and every acknowledged event is in every replica, at the
 //!   same position, with no duplicate and no gap;
 //! - a retry with the same ids after the failover is answered with the original positions;
-//! - a replica whose log is of another history (or a single-node store) refuses to serve.
+//! - a replica whose log is of another history (or a single-node store) refuses to serve;
+//! - one writer: a leader paused past its lease and resumed with appends in hand cannot
+//!   extend the journal past the new leader, and nothing it did not journal is acknowledged.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -203,6 +205,7 @@ async fn replicas_agree_and_survive_the_loss_of_the_leaders_node() {
     stores[k].kill9();
     cluster.kill(k);
     let killed = Instant::now();
+    let killed_at = time::OffsetDateTime::now_utc();
     // A new leader serves: wait for the first acknowledgement after the kill.
     let new_leader = loop {
         let s = statuses(&client).await;
@@ -230,6 +233,9 @@ async fn replicas_agree_and_survive_the_loss_of_the_leaders_node() {
         after_kill.as_millis(),
         acked.len()
     );
+    // Where the time went: the replicas' own account, beside the kill's wall-clock time.
+    eprintln!("failover: killed at {killed_at}; the replicas say:");
+    timeline(&dirs, &names);
     assert!(acked.len() > 20, "the load was real: {}", acked.len());
     let last = acked.last().unwrap().ack.position;
     let head = converged(&client, 3, last).await;
@@ -357,4 +363,283 @@ async fn a_replica_of_another_history_refuses_to_serve() {
     assert_eq!((events.len(), head), (2, 2));
     a1.sigterm();
     assert!(a1.wait_exit(Duration::from_secs(15)).unwrap().success());
+}
+
+/// The replicas' own account of their roles (lease, catch-up, serving, stepping down), for
+/// the failover breakdown.
+fn timeline(dirs: &[tempfile::TempDir], names: &[&str]) {
+    const MARKS: [&str; 8] = [
+        "handing the lease",
+        "lease could not be renewed",
+        "took the leader lease",
+        "applied the journal to its end",
+        "leading: serving",
+        "no longer leading",
+        "stepping down",
+        "stops leading",
+    ];
+    for (d, name) in dirs.iter().zip(names) {
+        let said = std::fs::read_to_string(d.path().join("store-process.log")).unwrap_or_default();
+        for line in said.lines().filter(|l| MARKS.iter().any(|m| l.contains(m))) {
+            eprintln!("  {name}: {line}");
+        }
+    }
+}
+
+/// Every answer to a probe: (the probe's index, the reply's body).
+type Answers = Vec<(usize, Vec<u8>)>;
+
+/// Single-try appends whose replies go to `<inbox>.<n>` (`n`: the probe's index).
+struct Probing {
+    client: async_nats::Client,
+    subject: String,
+    inbox: String,
+    stream: StreamName,
+}
+
+impl Probing {
+    async fn send(&self, probes: &mut Vec<AppendRequest>, k: usize) {
+        for _ in 0..k {
+            let request = one_append(&self.stream, probes.len());
+            self.client
+                .publish_with_reply(
+                    self.subject.clone(),
+                    format!("{}.{}", self.inbox, probes.len()),
+                    events::codec::encode(&request).into(),
+                )
+                .await
+                .unwrap();
+            probes.push(request);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `kill -<signal> <pid>`.
+fn signal(pid: u32, signal: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "kill {signal} {pid}"
+    );
+}
+
+/// One writer, proven: the leader is paused (SIGSTOP) past its lease while appends keep
+/// arriving, another replica takes the lease and acknowledges appends, then the old leader
+/// resumes (SIGCONT) with appends waiting in its subscription. Both believe they lead for a
+/// moment; the journal's expected last sequence lets only the new one extend it. Every
+/// answer any replica ever sent (late ones included: the probes' replies are collected on
+/// one inbox for the whole test) that says "acknowledged" must be in every replica's log at
+/// the position it named; the old leader steps down and follows; every replica ends
+/// identical (same events at every position, same hash-chain head).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
+    let cluster = NatsCluster::start(3).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let names = ["n1", "n2", "n3"];
+    let mut stores: Vec<VigilProcess> = (0..3)
+        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
+        .collect();
+    let client = async_nats::connect(cluster.url_list()).await.unwrap();
+    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
+    wait_ready(&store).await;
+    let warm = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+    for n in 0..10 {
+        store
+            .append_retrying(&one_append(&warm, n), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    converged(&client, 3, 10).await;
+
+    // Probes: single-try appends whose replies, however late, land on one inbox.
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    let late: Arc<std::sync::Mutex<Answers>> = Arc::default();
+    let collector = {
+        let late = late.clone();
+        tokio::spawn(async move {
+            while let Some(m) = replies.next().await {
+                let n = m.subject.rsplit('.').next().and_then(|n| n.parse().ok());
+                if let Some(n) = n {
+                    late.lock().unwrap().push((n, m.payload.to_vec()));
+                }
+            }
+        })
+    };
+    let probe_stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+    let subject = subjects::append_subject(store.appender(), probe_stream.category()).unwrap();
+    let mut probes: Vec<AppendRequest> = Vec::new();
+    // One client per server: NATS hands a queue-group message to a member on the
+    // publisher's own server first, so probes sent through the paused leader's server wait
+    // in its subscription, and appends through the new leader's server reach the new leader.
+    let mut local = Vec::new();
+    for i in 0..3 {
+        local.push(async_nats::connect(cluster.url(i)).await.unwrap());
+    }
+    let mut probing = Probing {
+        client: client.clone(),
+        subject,
+        inbox,
+        stream: probe_stream.clone(),
+    };
+
+    // A writer that retries, as every client does.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+            let mut acked = Vec::new();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let request = one_append(&stream, n);
+                let ok = store
+                    .append_retrying(&request, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|e| panic!("append {n} failed for good: {e}"));
+                acked.push(Ack {
+                    id: request.events[0].id,
+                    stream: stream.clone(),
+                    position: ok.last_position,
+                    version: ok.stream_version,
+                });
+                n += 1;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Pause the leader past its lease (3 s) while appends keep coming: some wait in the
+    // paused process's subscription.
+    let old = leader(&client).await;
+    let k = names.iter().position(|n| *n == old).unwrap();
+    let pid = stores[k].pid().unwrap();
+    probing.client = local[k].clone();
+    signal(pid, "-STOP");
+    let paused = Instant::now();
+    eprintln!(
+        "one writer: {old} paused at {}",
+        time::OffsetDateTime::now_utc()
+    );
+    probing.send(&mut probes, 20).await;
+    let (new_leader, took_over) = loop {
+        let s = statuses(&client).await;
+        if let Some(l) = s.iter().find(|s| s.role == "leader" && s.node != old) {
+            break (l.clone(), paused.elapsed());
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(30),
+            "no new leader 30 s after the pause: {s:?}"
+        );
+    };
+    // The new leader extends the journal while the old one still believes it leads.
+    let extended = new_leader.journal_seq;
+    let j = names.iter().position(|n| *n == new_leader.node).unwrap();
+    let near_new = StoreClient::new(local[j].clone(), Duration::from_secs(2));
+    let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+    let mut acked_meanwhile = Vec::new();
+    for n in 0..5 {
+        let request = one_append(&stream, n);
+        let ok = near_new
+            .append_retrying(&request, Duration::from_secs(20))
+            .await
+            .unwrap();
+        acked_meanwhile.push(Ack {
+            id: request.events[0].id,
+            stream: stream.clone(),
+            position: ok.last_position,
+            version: ok.stream_version,
+        });
+    }
+    let now = statuses(&client).await;
+    assert!(
+        now.iter()
+            .any(|s| s.node == new_leader.node && s.journal_seq >= extended + 5),
+        "the new leader extended the journal: {now:?}"
+    );
+    probing.send(&mut probes, 20).await;
+    eprintln!(
+        "one writer: {old} paused; {} was seen leading {} ms after the pause, at journal sequence {extended}, and acknowledged 5 appends; resuming {old}",
+        new_leader.node,
+        took_over.as_millis()
+    );
+    signal(pid, "-CONT");
+    eprintln!(
+        "one writer: {old} resumed at {}",
+        time::OffsetDateTime::now_utc()
+    );
+    probing.send(&mut probes, 10).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = writer.await.unwrap();
+    acked.extend(acked_meanwhile);
+    // One leader again (the old one may lead later by a placement hand-over: that is a new
+    // term, after it stepped down, which its log shows below).
+    let highest = acked.iter().map(|a| a.position).max().unwrap();
+    let head = converged(&client, 3, highest).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    collector.abort();
+
+    // Every "acknowledged" any replica ever answered is in the journal where it said.
+    let answers = late.lock().unwrap().clone();
+    let mut refused = 0;
+    for (n, payload) in &answers {
+        match serde_json::from_slice::<events::store_api::AppendReply>(payload).unwrap() {
+            events::store_api::AppendReply::Ok(ok) => acked.push(Ack {
+                id: probes[*n].events[0].id,
+                stream: probe_stream.clone(),
+                position: ok.last_position,
+                version: ok.stream_version,
+            }),
+            events::store_api::AppendReply::Error(_) => refused += 1,
+        }
+    }
+    let said =
+        std::fs::read_to_string(dirs[k].path().join("store-process.log")).unwrap_or_default();
+    let fenced = said.contains("another replica extended the journal");
+    let lease_lost = said.contains("lease could not be renewed")
+        || said.contains("renewing the leader lease took too long");
+    eprintln!(
+        "one writer: {} probes, {} answered ({} refused); the old leader's journal publish was refused on the expected last sequence: {fenced}; it saw its lease lost: {lease_lost}",
+        probes.len(),
+        answers.len(),
+        refused
+    );
+    timeline(&dirs, &names);
+    assert!(
+        said.contains("no longer leading"),
+        "the old leader stepped down: {said}"
+    );
+
+    for s in &stores {
+        s.sigterm();
+    }
+    for s in &mut stores {
+        let status = s.wait_exit(Duration::from_secs(15)).expect("store stopped");
+        assert!(status.success(), "a replica stopped cleanly: {status}");
+    }
+    let logs: Vec<Vec<RecordedEvent>> = dirs.iter().map(|d| log_of(d.path())).collect();
+    acked.sort_by_key(|a| a.position);
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(
+            log.len() as u64,
+            head,
+            "replica {} holds the whole log",
+            names[i]
+        );
+        check_log(log, &acked);
+        assert_eq!(log, &logs[0], "replica {} holds the same events", names[i]);
+    }
+    let verified: Vec<_> = dirs.iter().map(|d| verify(d.path())).collect();
+    assert!(verified.iter().all(|v| v == &verified[0]), "{verified:?}");
+    eprintln!(
+        "one writer: {head} events, identical on every replica; {} acknowledged answers checked; {}",
+        acked.len(),
+        verified[0].1
+    );
 }
