@@ -62,12 +62,42 @@ pub fn recent() -> String {
         .unwrap_or_else(|e| panic!("formatting the current time: {e}"))
 }
 
-/// Finds a free loopback TCP port (the OS picks one; it is free again once we drop it).
+/// Lowest port [`free_port`] hands out.
+const FREE_PORTS_FROM: u16 = 20_000;
+/// How many ports [`free_port`] hands out from; they end below Linux's ephemeral range
+/// (32768–60999), with room above for a few consecutive ports per pick.
+const FREE_PORTS: u16 = 12_000;
+
+/// Finds a free loopback TCP port for a server a test starts.
+///
+/// Not the OS's pick (`bind` to port 0): that comes from the ephemeral range, which every
+/// outgoing connection of every test running in parallel also draws from, so a port found
+/// free could be taken by some client's connection before the server binds it (a `vigil up`
+/// then exits "address in use"). These ports sit below that range, where only explicit binds
+/// land; each process walks them from a random start, so parallel test processes rarely
+/// meet, and a port is handed out only if it binds now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(u16::MAX);
+    let start = || {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        ((nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % u32::from(FREE_PORTS)) as u16
+    };
+    let _ = NEXT.compare_exchange(u16::MAX, start(), Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..FREE_PORTS {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % FREE_PORTS;
+        let port = FREE_PORTS_FROM + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free loopback port between {FREE_PORTS_FROM} and {}",
+        FREE_PORTS_FROM + FREE_PORTS
+    )
 }
 
 /// Path of the nats-server binary (see `runtime::nats_server`).

@@ -334,7 +334,8 @@ fn alive(pid: i64) -> bool {
 /// A base port whose node ports (base+1..=base+303) are probably free.
 fn base_port() -> u16 {
     loop {
-        let base = 20_000 + (free_port() % 30_000);
+        // free_port's ports end 767 below the ephemeral range: base + 303 stays under it.
+        let base = free_port();
         let free = (1..=3).all(|k| {
             [0u16, 100, 200, 300].iter().all(|off| {
                 std::net::TcpListener::bind((format!("127.0.0.{k}").as_str(), base + off + k))
