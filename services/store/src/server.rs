@@ -241,15 +241,11 @@ pub async fn run(
     };
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
-    let mut appends = client
-        .queue_subscribe(subjects::STORE_APPEND_ALL, subjects::STORE_QUEUE.into())
-        .await?;
-    let mut reads = client
-        .queue_subscribe(subjects::STORE_READ, subjects::STORE_QUEUE.into())
-        .await?;
-    let mut streams = client
-        .queue_subscribe(subjects::STORE_STREAM, subjects::STORE_QUEUE.into())
-        .await?;
+    let Requests {
+        mut appends,
+        mut reads,
+        mut streams,
+    } = Requests::subscribe(&client).await?;
     // Until the server confirms the subscriptions; a stop asked meanwhile (NATS not there
     // yet) goes straight to the orderly shutdown below.
     let serving = tokio::select! {
@@ -291,23 +287,14 @@ pub async fn run(
     }
 
     tracing::info!("store stopping: finishing the commit in flight");
-    // Stop taking requests first, so nothing new reaches the writer. Every step that needs
-    // NATS is bounded: with the server gone they would wait for ever, and a store must stop
-    // when asked (what is committed is on disk; an unanswered client retries with its ids).
-    let _ = tokio::time::timeout(NATS_GRACE, async {
-        drop((
-            appends.unsubscribe().await,
-            reads.unsubscribe().await,
-            streams.unsubscribe().await,
-        ))
-    })
-    .await;
-    drop(job_tx);
-    let _ = tokio::task::spawn_blocking(move || (writer.join(), committer.join())).await;
-    tasks.close();
-    let _ = tokio::time::timeout(NATS_GRACE, tasks.wait()).await;
-    let _ = tokio::time::timeout(NATS_GRACE, outbox).await;
-    let _ = tokio::time::timeout(NATS_GRACE, client.flush()).await;
+    let requests = Requests {
+        appends,
+        reads,
+        streams,
+    };
+    requests
+        .stop(&client, job_tx, (writer, committer), tasks, outbox)
+        .await;
     drop(stop_marking);
     let _ = tokio::task::spawn_blocking(move || marker.join()).await;
     let closing = log.clone();
@@ -319,6 +306,60 @@ pub async fn run(
             config.dir.display()
         )),
         None => Ok(()),
+    }
+}
+
+/// The request subscriptions of a serving store, all in the store's queue group.
+pub(crate) struct Requests {
+    pub(crate) appends: async_nats::Subscriber,
+    pub(crate) reads: async_nats::Subscriber,
+    pub(crate) streams: async_nats::Subscriber,
+}
+
+impl Requests {
+    /// Subscribes to appends, reads and stream reads.
+    pub(crate) async fn subscribe(client: &Client) -> anyhow::Result<Self> {
+        let queue = || subjects::STORE_QUEUE.to_owned();
+        Ok(Self {
+            appends: client
+                .queue_subscribe(subjects::STORE_APPEND_ALL, queue())
+                .await?,
+            reads: client
+                .queue_subscribe(subjects::STORE_READ, queue())
+                .await?,
+            streams: client
+                .queue_subscribe(subjects::STORE_STREAM, queue())
+                .await?,
+        })
+    }
+
+    /// Stops serving in the one safe order: take no more requests, let the writer finish
+    /// (every request it holds is answered), let the read tasks and the outbox finish, flush.
+    /// Every step that needs NATS is bounded by [`NATS_GRACE`]: with the server gone it would
+    /// wait for ever, and a store must stop when asked (what is committed is on disk; an
+    /// unanswered client retries with its ids).
+    pub(crate) async fn stop(
+        mut self,
+        client: &Client,
+        jobs: mpsc::Sender<Job>,
+        (writer, committer): (std::thread::JoinHandle<()>, std::thread::JoinHandle<()>),
+        tasks: TaskTracker,
+        outbox: tokio::task::JoinHandle<()>,
+    ) {
+        let _ = tokio::time::timeout(NATS_GRACE, async {
+            drop((
+                self.appends.unsubscribe().await,
+                self.reads.unsubscribe().await,
+                self.streams.unsubscribe().await,
+            ))
+        })
+        .await;
+        drop(jobs);
+        let _ = tokio::task::spawn_blocking(move || (writer.join(), committer.join())).await;
+        tasks.close();
+        let _ = tokio::time::timeout(NATS_GRACE, tasks.wait()).await;
+        let _ = tokio::time::timeout(NATS_GRACE, outbox).await;
+        let _ = tokio::time::timeout(NATS_GRACE, client.flush()).await;
     }
 }
 

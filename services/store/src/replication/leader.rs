@@ -27,8 +27,8 @@ use super::{Shared, entry};
 use crate::log::Committed;
 use crate::log::live::{LiveLog, PreparedGroup};
 use crate::server::{
-    Job, NATS_GRACE, Outbox, Stage, StoreConfig, group_replies, handle_append, handle_read,
-    handle_stream, outbox_loop, prepare_loop, refuse_all,
+    Job, NATS_GRACE, Outbox, Requests, Stage, StoreConfig, group_replies, handle_append,
+    handle_read, handle_stream, outbox_loop, prepare_loop, refuse_all,
 };
 
 /// Room left in a journal message for its headers.
@@ -154,15 +154,11 @@ pub(super) async fn lead(
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
     let (damage_tx, mut damage_rx) = mpsc::unbounded_channel::<String>();
-    let mut appends = client
-        .queue_subscribe(subjects::STORE_APPEND_ALL, subjects::STORE_QUEUE.into())
-        .await?;
-    let mut reads = client
-        .queue_subscribe(subjects::STORE_READ, subjects::STORE_QUEUE.into())
-        .await?;
-    let mut streams = client
-        .queue_subscribe(subjects::STORE_STREAM, subjects::STORE_QUEUE.into())
-        .await?;
+    let Requests {
+        mut appends,
+        mut reads,
+        mut streams,
+    } = Requests::subscribe(client).await?;
     let _ = tokio::time::timeout(NATS_GRACE, client.flush()).await;
     tracing::info!(node = %shared.node, head = log.head(), journal_seq = shared.applied.load(Ordering::Acquire), "leading: serving {}", subjects::STORE_ALL);
 
@@ -198,20 +194,14 @@ pub(super) async fn lead(
     if lost.is_cancelled() {
         step_down.cancel();
     }
-    let _ = tokio::time::timeout(NATS_GRACE, async {
-        drop((
-            appends.unsubscribe().await,
-            reads.unsubscribe().await,
-            streams.unsubscribe().await,
-        ))
-    })
-    .await;
-    drop(job_tx);
-    let _ = tokio::task::spawn_blocking(move || (writer.join(), committer.join())).await;
-    tasks.close();
-    let _ = tokio::time::timeout(NATS_GRACE, tasks.wait()).await;
-    let _ = tokio::time::timeout(NATS_GRACE, outbox).await;
-    let _ = tokio::time::timeout(NATS_GRACE, client.flush()).await;
+    let requests = Requests {
+        appends,
+        reads,
+        streams,
+    };
+    requests
+        .stop(client, job_tx, (writer, committer), tasks, outbox)
+        .await;
     shared.leading.store(false, Ordering::Release);
     *shared
         .leader_since
