@@ -58,8 +58,11 @@
 //! two costs from being paid by the same fault.
 //!
 //! # Reads
-//! Reads are served by the leader only (followers are not subscribed): a reader never sees a
-//! replica behind what it was acknowledged, and needs no argument about stale reads.
+//! Reads are served by the leader only (followers are not subscribed), so that a reader does
+//! not see a replica behind what it was acknowledged. One window remains: a leader paused
+//! past its lease may answer reads from its own log after it resumes and before it notices
+//! the lost lease (its writes cannot land: the journal refuses them). Such a read can be
+//! behind; readers see it as a version conflict or a gap that catch-up repairs.
 //!
 //! # Damaged files
 //! As on one machine, a background scan reads every block of the replica's log once after
