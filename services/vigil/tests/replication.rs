@@ -144,6 +144,40 @@ struct Acked {
     at: Instant,
 }
 
+/// Stops every replica (each must exit cleanly), then reads their files: each holds `head`
+/// events, every acknowledged one once at its position (`check_log`), the same events as the
+/// others, and `vigil verify` gives every replica the same result. Returns that result.
+fn stop_and_compare(
+    stores: &mut [VigilProcess],
+    dirs: &[tempfile::TempDir],
+    names: &[&str],
+    head: u64,
+    mut acked: Vec<Ack>,
+) -> String {
+    for s in stores.iter() {
+        s.sigterm();
+    }
+    for s in stores.iter_mut() {
+        let status = s.wait_exit(Duration::from_secs(15)).expect("store stopped");
+        assert!(status.success(), "a replica stopped cleanly: {status}");
+    }
+    let logs: Vec<Vec<RecordedEvent>> = dirs.iter().map(|d| log_of(d.path())).collect();
+    acked.sort_by_key(|a| a.position);
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(
+            log.len() as u64,
+            head,
+            "replica {} holds the whole log",
+            names[i]
+        );
+        check_log(log, &acked);
+        assert_eq!(log, &logs[0], "replica {} holds the same events", names[i]);
+    }
+    let verified: Vec<_> = dirs.iter().map(|d| verify(d.path())).collect();
+    assert!(verified.iter().all(|v| v == &verified[0]), "{verified:?}");
+    verified[0].1.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_agree_and_survive_the_loss_of_the_leaders_node() {
     let mut cluster = NatsCluster::start(3).await;
@@ -260,29 +294,9 @@ async fn replicas_agree_and_survive_the_loss_of_the_leaders_node() {
     );
 
     // Every replica holds the same log, with every acknowledged event once.
-    for s in &stores {
-        s.sigterm();
-    }
-    for s in &mut stores {
-        let status = s.wait_exit(Duration::from_secs(15)).expect("store stopped");
-        assert!(status.success(), "a replica stopped cleanly: {status}");
-    }
-    let logs: Vec<Vec<RecordedEvent>> = dirs.iter().map(|d| log_of(d.path())).collect();
-    let mut all_acked: Vec<Ack> = acked.iter().map(|a| a.ack.clone()).collect();
-    all_acked.sort_by_key(|a| a.position);
-    for (i, log) in logs.iter().enumerate() {
-        assert_eq!(
-            log.len() as u64,
-            head,
-            "replica {} holds the whole log",
-            names[i]
-        );
-        check_log(log, &all_acked);
-        assert_eq!(log, &logs[0], "replica {} holds the same events", names[i]);
-    }
-    let verified: Vec<_> = dirs.iter().map(|d| verify(d.path())).collect();
-    assert!(verified.iter().all(|v| v == &verified[0]), "{verified:?}");
-    eprintln!("{} events on every replica; {}", head, verified[0].1);
+    let all_acked: Vec<Ack> = acked.iter().map(|a| a.ack.clone()).collect();
+    let verified = stop_and_compare(&mut stores, &dirs, &names, head, all_acked);
+    eprintln!("{head} events on every replica; {verified}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,30 +630,9 @@ async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
         "the old leader stepped down: {said}"
     );
 
-    for s in &stores {
-        s.sigterm();
-    }
-    for s in &mut stores {
-        let status = s.wait_exit(Duration::from_secs(15)).expect("store stopped");
-        assert!(status.success(), "a replica stopped cleanly: {status}");
-    }
-    let logs: Vec<Vec<RecordedEvent>> = dirs.iter().map(|d| log_of(d.path())).collect();
-    acked.sort_by_key(|a| a.position);
-    for (i, log) in logs.iter().enumerate() {
-        assert_eq!(
-            log.len() as u64,
-            head,
-            "replica {} holds the whole log",
-            names[i]
-        );
-        check_log(log, &acked);
-        assert_eq!(log, &logs[0], "replica {} holds the same events", names[i]);
-    }
-    let verified: Vec<_> = dirs.iter().map(|d| verify(d.path())).collect();
-    assert!(verified.iter().all(|v| v == &verified[0]), "{verified:?}");
+    let answers_checked = acked.len();
+    let verified = stop_and_compare(&mut stores, &dirs, &names, head, acked);
     eprintln!(
-        "one writer: {head} events, identical on every replica; {} acknowledged answers checked; {}",
-        acked.len(),
-        verified[0].1
+        "one writer: {head} events, identical on every replica; {answers_checked} acknowledged answers checked; {verified}"
     );
 }
