@@ -683,6 +683,58 @@ mod tests {
         }
     }
 
+    /// The pages are ES modules with no build step: every module a page imports must be
+    /// embedded, and the field page's service worker must keep every one of its modules, or
+    /// the page opens without a network but breaks (`SHELL` in `field/sw.js`).
+    #[test]
+    fn every_imported_module_is_embedded_and_in_the_field_shell() {
+        let text = |path: &str| {
+            let file = Pages::get(path).unwrap_or_else(|| panic!("{path} is not embedded"));
+            String::from_utf8(file.data.into_owned()).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let sw = text("field/sw.js");
+        let mut modules = 0;
+        for path in Pages::iter() {
+            if !path.ends_with(".js") || path.starts_with("vendor/") {
+                continue;
+            }
+            modules += 1;
+            let source = text(&path);
+            let imports = source.lines().map(str::trim_start).filter_map(|l| {
+                let statement = l.starts_with("import ") || l.starts_with("} from ");
+                let spec = l.rsplit_once(" from \"")?.1.strip_suffix("\";")?;
+                statement.then_some(spec)
+            });
+            for spec in imports {
+                let mut parts: Vec<&str> = path.split('/').collect();
+                parts.pop();
+                for part in spec.split('/') {
+                    match part {
+                        "." => {}
+                        ".." => {
+                            parts.pop();
+                        }
+                        _ => parts.push(part),
+                    }
+                }
+                let target = parts.join("/");
+                assert!(
+                    Pages::get(&target).is_some(),
+                    "{path} imports {spec}, and {target} is not embedded"
+                );
+            }
+            if let Some(name) = path.strip_prefix("field/")
+                && name != "sw.js"
+            {
+                assert!(
+                    sw.contains(&format!("\"./{name}\"")),
+                    "field/sw.js SHELL lacks ./{name}: the field page would break offline"
+                );
+            }
+        }
+        assert!(modules > 10, "only {modules} page modules found");
+    }
+
     /// Usernames and addresses tried once and never again are forgotten once their quota has
     /// refilled (here within microseconds), so guessing from many addresses or against many
     /// names does not grow the gateway's memory without bound.

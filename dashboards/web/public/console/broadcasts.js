@@ -17,14 +17,15 @@
 //   with Acknowledge, and whether and when their agency acknowledged.
 // - Each broadcast shows how many rule triggers were damped into it (`suppressed`).
 
-import { ListDetail } from "./controller.js";
+import { ListDetail, itemPath } from "./controller.js";
 import { getSession } from "./api.js";
 import {
   html, POLICY, KV, fmtUtc, relative, words, countryText, isCountry, plural, num, may, splitList, toRfc3339,
   localValue, ErrorLine, redraw,
 } from "./kit.js";
 
-const path = (id, action = "") => `/api/v1/broadcasts/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+const BASE = "/api/v1/broadcasts";
+const path = (id, action) => itemPath(BASE, id, action);
 const SEVERITIES = [["info", "Info"], ["low", "Low"], ["medium", "Medium"], ["high", "High"], ["critical", "Critical"]];
 const STATUS_TEXT = { awaiting_approval: "Awaiting approval", live: "Live", cancelled: "Cancelled" };
 const CHANNEL_TEXT = { nats: "NATS", webhook: "Webhook", cap: "CAP feed" };
@@ -61,8 +62,7 @@ function countsText(b) {
 export const c = new ListDetail({
   name: "broadcasts",
   things: "broadcasts",
-  list: (f) => `/api/v1/broadcasts${f.status ? `?status=${encodeURIComponent(f.status)}` : ""}`,
-  one: (id) => path(id),
+  base: BASE,
   sameShape: true,
   filters: { status: "" },
 });
@@ -201,7 +201,6 @@ async function issue(e) {
   const held = needsSecond(f.severity, f.audience);
   const a = {
     name: "issue",
-    path: () => "/api/v1/broadcasts",
     done: () => `${f.exercise ? "EXERCISE broadcast" : "Broadcast"} issued${held ? ": it waits for a second duty officer's approval" : " and going out"}`,
     failed: "Not issued",
     after: (answer) => {

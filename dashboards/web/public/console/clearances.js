@@ -6,18 +6,18 @@
 // {reason} (duty officers and field officers), arrive and depart {country, at}
 // (POST /api/v1/clearances/{id}/<action>). The decider is the login: the body never names one.
 
-import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText } from "./kit.js";
+import { ListDetail, itemPath } from "./controller.js";
+import { html, POLICY, COUNTRY_FIELD, Badge, KV, fmtUtc, words, countryText } from "./kit.js";
 
-const path = (id, action = "") => `/api/v1/clearances/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+const BASE = "/api/v1/clearances";
+const path = (id, action) => itemPath(BASE, id, action);
 const legText = (l) => `${countryText(l.country)}${l.area ? ` (${l.area})` : ""} ${l.from} → ${l.to}`;
 const countriesOf = (c) => [...new Set((c.itinerary || []).map((l) => l.country))];
 
 export const c = new ListDetail({
   name: "clearances",
   things: "clearances",
-  list: (f) => `/api/v1/clearances${f.status ? `?status=${encodeURIComponent(f.status)}` : ""}`,
-  one: (id) => path(id),
+  base: BASE,
   sameShape: true,
   filters: { status: "" },
 });
@@ -69,7 +69,6 @@ export const section = {
   c,
   Row,
   Detail,
-  rowProps: (x) => ({ class: `st-${x.status}`, data: { "data-status": x.status } }),
   filters: [{ name: "status", label: "Show", options: [["", "All"], ["requested", "Requested"], ["approved", "Approved"], ["refused", "Refused"]] }],
   empty: "No clearance with this status.",
   create: {
@@ -77,17 +76,16 @@ export const section = {
     label: "Request a clearance…",
     title: "Request a travel clearance",
     roles: POLICY.CLEARANCE_REQUEST,
-    path: () => "/api/v1/clearances",
     fields: [
       { name: "traveller", label: "Traveller (personnel id)", need: "the registered person's id, e.g. P-0001" },
-      { name: "country", label: "Country (2 letters)", need: "the 2-letter code, e.g. SO" },
+      COUNTRY_FIELD,
       { name: "area", label: "Area", optional: true },
       { name: "from", label: "From", type: "date" },
       { name: "to", label: "To", type: "date" },
       { name: "purpose", label: "Purpose", optional: true },
     ],
     body: (v) => {
-      const leg = { country: v.country.toUpperCase(), from: v.from, to: v.to };
+      const leg = { country: v.country, from: v.from, to: v.to };
       if (v.area) leg.area = v.area;
       const body = { traveller: v.traveller, itinerary: [leg] };
       if (v.purpose) body.purpose = v.purpose;

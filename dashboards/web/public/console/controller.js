@@ -34,15 +34,24 @@ import { html, redraw, may, sentence, splitList, toRfc3339, localValue, dateValu
 
 // ---------------------------------------------------------------- the controller
 
+/** The path of item `id` of the collection at `base` ("/api/v1/surges"), or of its `action`. */
+export const itemPath = (base, id, action = "") => `${base}/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+
 export class ListDetail {
   /**
-   * `cfg`: {name, things (for messages), list(filters) → path | null, one(id) → path | null,
+   * `cfg`: {name, things (for messages), base (the collection's path: by default the list
+   * is read from it, with `?status=` when that filter is set, an item from `itemPath`, and a
+   * creation without a `path` of its own is sent to it), list(filters) → path | null, one(id) → path | null,
    * idOf(item), readDetail() → whether the open item is read by itself (default: when `one`),
    * sameShape (a read item replaces its row), listEveryMs, detailEveryMs (0: never by itself),
    * filters (initial)}.
    */
   constructor(cfg) {
-    this.cfg = { listEveryMs: 10000, detailEveryMs: 5000, idOf: (x) => x?.id, ...cfg };
+    const base = cfg.base;
+    const paths = base
+      ? { list: (f) => `${base}${f.status ? `?status=${encodeURIComponent(f.status)}` : ""}`, one: (id) => itemPath(base, id) }
+      : {};
+    this.cfg = { listEveryMs: 10000, detailEveryMs: 5000, idOf: (x) => x?.id, ...paths, ...cfg };
     this.setRoute = () => {};
     this.listSeq = 0;
     this.detailSeq = 0;
@@ -252,7 +261,7 @@ export class ListDetail {
     redraw();
     let ok = false;
     try {
-      const answer = await act(a.path(id, fields), fields, key, a.method);
+      const answer = await act(a.path ? a.path(id, fields) : this.cfg.base, fields, key, a.method);
       const pos = positionOf(answer);
       if (id) this.rowErrors.delete(id);
       const text = typeof a.done === "function" ? a.done(answer, fields, this) : a.done;
@@ -426,7 +435,8 @@ function collect(c, a, form, item) {
       else out[f.name] = t;
     } else if (f.type === "list") out[f.name] = splitList(raw);
     else if (f.type === "checkbox") out[f.name] = Boolean(raw);
-    else out[f.name] = typeof raw === "string" ? raw.trim() : raw;
+    else if (typeof raw !== "string") out[f.name] = raw;
+    else out[f.name] = f.upper ? raw.trim().toUpperCase() : raw.trim();
   }
   if (a.bulk) {
     if (!c.selection.size) bad.push(a.noneSelected || "Nobody is selected: tick people in the list first.");
@@ -594,11 +604,14 @@ export function Section({ s }) {
   </section>`;
 }
 
+/** A row's class and data by its item's status: what most sections show. */
+const byStatus = (x) => ({ class: `st-${x.status}`, data: { "data-status": x.status } });
+
 /** One row of a section's list: its summary, row actions, and the refusal of its last action. */
 function Row({ s, c, item }) {
   const id = c.cfg.idOf(item);
   const error = c.rowErrors.get(id);
-  const props = s.rowProps ? s.rowProps(item, c) : {};
+  const props = (s.rowProps || byStatus)(item, c);
   return html`<li class=${`item${props.class ? ` ${props.class}` : ""}${id === c.openId ? " is-open" : ""}`} data-testid=${s.prefix} data-id=${id} ...${props.data || {}}>
     <div class=${`item-body${id === c.openId ? " current" : ""}`}>
       <${s.Row} c=${c} item=${item} />

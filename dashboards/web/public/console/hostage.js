@@ -16,10 +16,11 @@
 // - Anyone but a crisis manager sees the counts only: the open case shows the summary.
 // - A death and a closure ask for a confirmation that repeats what will be recorded.
 
-import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText, may, plural, num } from "./kit.js";
+import { ListDetail, itemPath } from "./controller.js";
+import { html, POLICY, COUNTRY_FIELD, Badge, KV, fmtUtc, words, countryText, may, plural, num } from "./kit.js";
 
-const path = (id, action = "") => `/api/v1/hostage-cases/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+const BASE = "/api/v1/hostage-cases";
+const path = (id, action) => itemPath(BASE, id, action);
 const PERSON_TEXT = { held: "Held", released: "Released", deceased: "Deceased", other: "Other" };
 const isOpen = (k) => k.status === "open";
 const persons = (k) => (Array.isArray(k.persons) ? k.persons : []);
@@ -31,8 +32,7 @@ const count = (k, status) => persons(k).filter((p) => p.status === status).lengt
 export const c = new ListDetail({
   name: "hostage",
   things: "hostage cases",
-  list: () => "/api/v1/hostage-cases",
-  one: (id) => path(id),
+  base: BASE,
   idOf: (x) => x?.case ?? x?.id,
   readDetail: () => may(POLICY.HOSTAGE_DETAILS),
   // Each read is audited: only when asked.
@@ -164,14 +164,12 @@ export const section = {
     label: "Open a case…",
     title: "Open a hostage case",
     roles: POLICY.HOSTAGE_MANAGE,
-    path: () => "/api/v1/hostage-cases",
     fields: [
       { name: "incident_id", label: "Incident id", need: "the id of the incident it arose from" },
-      { name: "country", label: "Country (2 letters)", need: "the 2-letter code, e.g. SO" },
+      COUNTRY_FIELD,
       { name: "persons", label: "Persons held (personnel ids)", type: "list", need: "at least one personnel id" },
       { name: "captors", label: "Captors", optional: true },
     ],
-    body: (v) => ({ ...v, country: v.country.toUpperCase() }),
     done: "Case opened",
     failed: "Not opened",
   },

@@ -6,10 +6,11 @@
 // verify {note?} (duty officers), escalate {to: {kind, id}, reason} and close {reason} (duty
 // officers and crisis managers), update {note} (POST /api/v1/incidents/{id}/<action>).
 
-import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText } from "./kit.js";
+import { ListDetail, itemPath } from "./controller.js";
+import { html, POLICY, COUNTRY_FIELD, Badge, KV, fmtUtc, words, countryText } from "./kit.js";
 
-const path = (id, action = "") => `/api/v1/incidents/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+const BASE = "/api/v1/incidents";
+const path = (id, action) => itemPath(BASE, id, action);
 const CATEGORIES = ["armed_conflict", "terrorism", "crime", "civil_unrest", "hazard", "road_traffic", "other"];
 const ESCALATE_TO = [["hostage_case", "Hostage case"], ["surge", "Surge"], ["relocation_order", "Relocation order"]];
 const open = (i) => i.status !== "closed";
@@ -17,8 +18,7 @@ const open = (i) => i.status !== "closed";
 export const c = new ListDetail({
   name: "incidents",
   things: "incidents",
-  list: (f) => `/api/v1/incidents${f.status ? `?status=${encodeURIComponent(f.status)}` : ""}`,
-  one: (id) => path(id),
+  base: BASE,
   sameShape: true,
   filters: { status: "open" },
 });
@@ -69,18 +69,17 @@ export const section = {
     label: "Report an incident…",
     title: "Flash report",
     roles: POLICY.INCIDENT_REPORT,
-    path: () => "/api/v1/incidents",
     fields: [
       { name: "title", label: "Title", need: "one line saying what happened" },
-      { name: "country", label: "Country (2 letters)", need: "the 2-letter code, e.g. SO" },
+      COUNTRY_FIELD,
       { name: "category", label: "Category", type: "select", options: [["", "Choose…"], ...CATEGORIES.map((k) => [k, words(k)])], need: "choose one" },
       { name: "severity", label: "Severity (1 to 5)", type: "number", min: 1, max: 5 },
       { name: "occurred_at", label: "Occurred at", type: "datetime" },
       { name: "duty_station", label: "Duty station", optional: true },
       { name: "description", label: "What happened", type: "textarea", optional: true },
     ],
-    // api.js `act` gives it its id: the incident's id, and the key of a safe resend.
-    body: (v) => ({ ...v, country: v.country.toUpperCase() }),
+    // The body is the fields; api.js `act` gives it its id: the incident's id, and the key of
+    // a safe resend.
     done: "Incident reported",
     failed: "Not reported",
   },

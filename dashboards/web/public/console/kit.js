@@ -183,6 +183,9 @@ export function anyText(v) {
 
 let names = null;
 
+/** The 2-letter country field of a creation form: sent in capitals (controller.js `collect`). */
+export const COUNTRY_FIELD = { name: "country", label: "Country (2 letters)", need: "the 2-letter code, e.g. SO", upper: true };
+
 /** Loads English country names (alpha-2 → name) once; the page works without them. */
 export async function loadCountries() {
   try {

@@ -15,10 +15,11 @@
 // line, and a failed one is named and resumed from (controller.js `runBatches`). The outcome
 // is written on `last-position` ("Marked 20 safe · log position N").
 
-import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText, plural, may, localValue } from "./kit.js";
+import { ListDetail, itemPath } from "./controller.js";
+import { html, POLICY, COUNTRY_FIELD, Badge, KV, fmtUtc, words, countryText, plural, may, localValue } from "./kit.js";
 
-const path = (id, action = "") => `/api/v1/orders/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+const BASE = "/api/v1/orders";
+const path = (id, action) => itemPath(BASE, id, action);
 const MARKS = ["safe", "relocated", "injured", "missing"];
 /** The most people one mark-many takes: services/relocation/src/order.rs `MAX_MARK_MANY`. */
 export const MAX_MARK_MANY = 499;
@@ -37,8 +38,7 @@ function pct(t) {
 export const c = new ListDetail({
   name: "orders",
   things: "orders",
-  list: (f) => `/api/v1/orders${f.status ? `?status=${encodeURIComponent(f.status)}` : ""}`,
-  one: (id) => path(id),
+  base: BASE,
   filters: { status: "" },
 });
 
@@ -162,17 +162,15 @@ export const section = {
     label: "Give an order…",
     title: "Give a relocation or evacuation order",
     roles: POLICY.ORDER_ISSUE,
-    path: () => "/api/v1/orders",
     fields: [
       { name: "kind", label: "Kind", type: "select", options: [["", "Choose…"], ["relocation", "Relocation (within the country)"], ["evacuation", "Evacuation (out of the country)"]], need: "choose one" },
       { name: "scope", label: "Who must move", type: "select", options: [["", "Choose…"], ...Object.entries(SCOPE_TEXT)], need: "choose one" },
-      { name: "country", label: "Country (2 letters)", need: "the 2-letter code, e.g. SO" },
+      COUNTRY_FIELD,
       { name: "area", label: "Area", optional: true },
       { name: "duty_station", label: "Duty station", optional: true },
       { name: "destination", label: "Destination" },
       { name: "deadline", label: "Deadline", type: "datetime", init: () => localValue(12 * 60) },
     ],
-    body: (v) => ({ ...v, country: v.country.toUpperCase() }),
     done: "Order given: its roll call is computed now",
     failed: "Not given",
   },

@@ -10,17 +10,17 @@
 // Promises: nothing the server sends about a surge is hidden — the fields with a place of
 // their own are shown by name, every other one under "Other fields".
 
-import { ListDetail } from "./controller.js";
-import { html, POLICY, Badge, KV, fmtUtc, words, countryText, splitList, anyText } from "./kit.js";
+import { ListDetail, itemPath } from "./controller.js";
+import { html, POLICY, COUNTRY_FIELD, Badge, KV, fmtUtc, words, countryText, splitList, anyText } from "./kit.js";
 
-const path = (id, action = "") => `/api/v1/surges/${encodeURIComponent(id)}${action ? `/${action}` : ""}`;
+const BASE = "/api/v1/surges";
+const path = (id, action) => itemPath(BASE, id, action);
 const assigned = (s) => (Number.isFinite(s.officers_assigned) ? s.officers_assigned : (s.officers || []).length);
 
 export const c = new ListDetail({
   name: "surges",
   things: "surges",
-  list: (f) => `/api/v1/surges${f.status ? `?status=${encodeURIComponent(f.status)}` : ""}`,
-  one: (id) => path(id),
+  base: BASE,
   sameShape: true,
   filters: { status: "" },
 });
@@ -77,6 +77,18 @@ function Detail({ item: s }) {
 
 const live = (s) => s.status === "requested" || s.status === "approved";
 
+/** A step of a running surge, recorded with when it happened: "Deployed…", "Completed…". */
+const step = (name, what, from, done, failed) => ({
+  name,
+  label: `${what}…`,
+  roles: POLICY.SURGE_RUN,
+  when: (s) => s.status === from,
+  fields: [{ name: "at", label: `${what} at`, type: "datetime" }],
+  path: (id) => path(id, name),
+  done,
+  failed,
+});
+
 export const section = {
   name: "surges",
   prefix: "surge",
@@ -87,7 +99,6 @@ export const section = {
   Intro,
   Row,
   Detail,
-  rowProps: (s) => ({ class: `st-${s.status}`, data: { "data-status": s.status } }),
   filters: [{ name: "status", label: "Show", options: [["", "All"], ["requested", "Requested"], ["approved", "Approved"], ["deployed", "Deployed"], ["completed", "Completed"], ["rejected", "Rejected"], ["cancelled", "Cancelled"]] }],
   empty: "No surge with this status.",
   create: {
@@ -95,15 +106,14 @@ export const section = {
     label: "Request a surge…",
     title: "Request a surge",
     roles: POLICY.SURGE_REQUEST,
-    path: () => "/api/v1/surges",
     fields: [
       { name: "duty_station", label: "Duty station", need: "its code, e.g. SOM-MGQ" },
-      { name: "country", label: "Country (2 letters)", need: "the 2-letter code, e.g. SO" },
+      COUNTRY_FIELD,
       { name: "officers_needed", label: "Officers needed", type: "number", min: 1, max: 200 },
       { name: "reason", label: "Why the station needs help", type: "textarea" },
       { name: "assets", label: "Assets (comma separated)", optional: true },
     ],
-    body: (v) => ({ ...v, country: v.country.toUpperCase(), assets: splitList(v.assets) }),
+    body: (v) => ({ ...v, assets: splitList(v.assets) }),
     done: "Surge requested",
     failed: "Not requested",
   },
@@ -138,26 +148,8 @@ export const section = {
       done: (a, f) => `Assigned ${f.officer}`,
       failed: "Not assigned",
     },
-    {
-      name: "deploy",
-      label: "Deployed…",
-      roles: POLICY.SURGE_RUN,
-      when: (s) => s.status === "approved",
-      fields: [{ name: "at", label: "Deployed at", type: "datetime" }],
-      path: (id) => path(id, "deploy"),
-      done: "Deployed",
-      failed: "Not deployed",
-    },
-    {
-      name: "complete",
-      label: "Completed…",
-      roles: POLICY.SURGE_RUN,
-      when: (s) => s.status === "deployed",
-      fields: [{ name: "at", label: "Completed at", type: "datetime" }],
-      path: (id) => path(id, "complete"),
-      done: "Completed: its officers are free again",
-      failed: "Not completed",
-    },
+    step("deploy", "Deployed", "approved", "Deployed", "Not deployed"),
+    step("complete", "Completed", "deployed", "Completed: its officers are free again", "Not completed"),
     {
       name: "cancel",
       label: "Cancel…",

@@ -12,13 +12,22 @@
 //   cache is updated with it), the cached copy otherwise, so updates arrive and the page opens
 //   offline. After one such fallback, the next 10 s of shell requests go to the cache first
 //   (still refreshing it in the background), so a dead network costs one wait, not one per file.
-// - Bump VERSION when SHELL changes; the files themselves refresh without it.
+// - Bump VERSION when SHELL changes (every module app.js imports is in it: a missing one
+//   breaks the page offline); the files themselves refresh without it.
 
-const VERSION = "vigil-field-v1";
+const VERSION = "vigil-field-v2";
 const SHELL = [
   "./",
   "./index.html",
   "./app.js",
+  "./dom.js",
+  "./outbox.js",
+  "./session.js",
+  "./net.js",
+  "./queue.js",
+  "./login.js",
+  "./form.js",
+  "./render.js",
   "./style.css",
   "./manifest.webmanifest",
   "./icon.svg",
