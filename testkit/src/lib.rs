@@ -1,5 +1,6 @@
 //! Starts the real parts for tests: `nats-server` processes on free loopback ports, each with
-//! its own temp directory, killed on `Drop`. Nothing here is a mock.
+//! its own temp directory, killed on `Drop`; Vigil's processes ([`centre`]); the store and a
+//! service as tasks of the test ([`inproc`]). Nothing here is a mock.
 //!
 //! The server binary is the one `runtime::nats_server::binary` picks for every part of Vigil:
 //! `$VIGIL_NATS_SERVER`, else the pinned install under the target directory (`ops/test`
@@ -17,6 +18,7 @@ pub mod aggregate;
 pub mod browser;
 pub mod centre;
 pub mod cluster;
+pub mod inproc;
 
 pub use cluster::NatsCluster;
 

@@ -525,30 +525,27 @@ fn arb_incident() -> impl Strategy<Value = DomainEvent> {
     let severity = (1i64..=5).prop_map(|n| Severity::new(n).unwrap());
     let casualties =
         (any::<u32>(), any::<u32>()).prop_map(|(killed, injured)| Casualties { killed, injured });
+    // What every report has, then what it may leave out (and who reported it).
     let reported = (
-        arb_country(),
-        category,
-        severity.clone(),
-        arb_line(),
-        arb_time(),
-        proptest::option::of(arb_location()),
-        proptest::option::of(arb_id()),
-        proptest::option::of(arb_text()),
-        proptest::option::of(casualties),
-        arb_id(),
+        (
+            arb_country(),
+            category,
+            severity.clone(),
+            arb_line(),
+            arb_time(),
+        ),
+        (
+            proptest::option::of(arb_location()),
+            proptest::option::of(arb_id()),
+            proptest::option::of(arb_text()),
+            proptest::option::of(casualties),
+            arb_id(),
+        ),
     )
         .prop_map(
             |(
-                country,
-                category,
-                severity,
-                title,
-                occurred_at,
-                location,
-                duty_station,
-                description,
-                casualties,
-                reporter,
+                (country, category, severity, title, occurred_at),
+                (location, duty_station, description, casualties, reporter),
             )| {
                 DomainEvent::from(IncidentReported {
                     country,

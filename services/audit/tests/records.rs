@@ -7,26 +7,18 @@
 use std::time::Duration;
 
 use events::audit::{AccessDenied, RECORD_SUBJECT};
-use runtime::StoreClient;
 use serde_json::Value;
-use testkit::NatsServer;
-use tokio_util::sync::CancellationToken;
+use testkit::inproc::Centre;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_stored_once_and_bad_ones_change_nothing() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let client = nats.connect().await;
-    tokio::spawn(store::run(
-        client.clone(),
-        store::StoreConfig::new(dir.path()),
-        stop.clone(),
-    ));
-    tokio::spawn(vigil_audit::run(nats.connect().await, stop.clone()));
-    let store = StoreClient::new(client.clone(), Duration::from_secs(5));
+    let mut c = Centre::start("audit", |nats, dir, stop| {
+        store::run(nats, store::StoreConfig::new(dir), stop)
+    })
+    .await;
+    c.instance(vigil_audit::run).await;
     let ask = |body: Vec<u8>| {
-        let client = client.clone();
+        let client = c.client().clone();
         async move {
             let reply = testkit::eventually(Duration::from_secs(10), || {
                 let (client, body) = (client.clone(), body.clone());
@@ -60,10 +52,9 @@ async fn records_are_stored_once_and_bad_ones_change_nothing() {
         let answer = ask(bad.to_vec()).await;
         assert_eq!(answer["error"]["code"], "invalid", "{answer}");
     }
-    let (events, head) = store.read(1, 10).await.unwrap();
+    let (events, head) = c.store().read(1, 10).await.unwrap();
     assert_eq!(head, 1);
     assert_eq!(events[0].event_type, "AccessDenied");
     assert_eq!(events[0].stream, events::audit::stream_for(record.at));
     assert_eq!(events[0].data["code"], "forbidden");
-    stop.cancel();
 }

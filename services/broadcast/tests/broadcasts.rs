@@ -8,6 +8,8 @@
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,22 +17,19 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use common::Centre;
+use events::RecordedEvent;
 use events::command::{Actor, Role};
-use events::domain::DomainEvent;
-use events::domain::agency::{self, AgencyRegistered};
 use events::domain::relocation::{self, OrderKind, RelocationOrdered, Scope};
 use events::validate::Country;
-use events::{AppendRequest, ExpectedVersion, Meta, RecordedEvent};
 use futures::StreamExt;
-use runtime::StoreClient;
 use serde_json::{Value, json};
-use testkit::NatsServer;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use vigil_broadcast::clock::{Clock, ManualClock};
+use vigil_broadcast::clock::Clock;
 use vigil_broadcast::rules::{Config, Endpoint};
-use vigil_broadcast::{Options, cap, deliver, rules};
+use vigil_broadcast::{cap, deliver, rules};
 
 const SECRET: &str = "test-secret-generated-per-run";
 
@@ -95,17 +94,6 @@ impl Receiver {
     }
 }
 
-struct Centre {
-    nats: NatsServer,
-    _dir: tempfile::TempDir,
-    stop: CancellationToken,
-    client: async_nats::Client,
-    store: StoreClient,
-    clock: Arc<ManualClock>,
-    options: Options,
-    instances: Vec<CancellationToken>,
-}
-
 fn country(c: &str) -> Country {
     Country::parse(c).unwrap()
 }
@@ -168,199 +156,43 @@ fn config(webhook: &str, attempts: u32) -> Config {
     c
 }
 
-impl Centre {
-    async fn start(config: Config) -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        tokio::spawn(store::run(
-            client.clone(),
-            store::StoreConfig::new(dir.path()),
-            stop.clone(),
-        ));
-        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let options = Options {
-            config: Arc::new(config),
-            clock: clock.clone(),
-            tick: Duration::from_millis(50),
-        };
-        let c = Self {
-            nats,
-            _dir: dir,
-            stop,
-            client,
-            store,
-            clock,
-            options,
-            instances: vec![],
-        };
-        for (a, countries) in [
-            ("unicef", vec!["SO"]),
-            ("wfp", vec!["SO", "KE"]),
-            ("who", vec!["KE"]),
-            ("ocha", vec!["SO"]),
-            ("iom", vec!["HT"]),
-        ] {
-            let e = AgencyRegistered {
-                agency: a.into(),
-                name: a.to_uppercase(),
-                countries: countries.into_iter().map(country).collect(),
-            };
-            c.append(agency::stream_for(a), e.into()).await;
-        }
-        c.agency_systems_listen().await;
-        c
-    }
-
-    /// Agency systems on NATS: each broadcast on `vigil.alerts.<agency>` is answered with
-    /// its receipt, which is what makes it delivered.
-    async fn agency_systems_listen(&self) {
-        let client = self.nats.connect().await;
-        let mut alerts = client.subscribe("vigil.alerts.*").await.unwrap();
-        client.flush().await.unwrap();
-        let stop = self.stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    m = alerts.next() => match m { Some(m) => m, None => return },
-                };
-                let m: deliver::Message = serde_json::from_slice(&msg.payload).unwrap();
-                let receipt = deliver::Receipt {
-                    received: m.broadcast,
-                };
-                if let Some(reply) = msg.reply {
-                    let body = serde_json::to_vec(&receipt).unwrap();
-                    client.publish(reply, body.into()).await.unwrap();
-                }
-            }
-        });
-    }
-
-    async fn append(&self, stream: events::StreamName, e: DomainEvent) -> Uuid {
-        let id = Uuid::new_v4();
-        let request = AppendRequest {
-            stream,
-            expected_version: ExpectedVersion::Any,
-            events: vec![e.to_new_event(
-                id,
-                Meta {
-                    actor: Some("test".into()),
-                    ..Meta::default()
-                },
-            )],
-        };
-        testkit::eventually(Duration::from_secs(10), || {
-            let (store, request) = (self.store.clone(), request.clone());
-            async move { store.append(&request).await.ok() }
-        })
-        .await
-        .expect("the store takes the event");
-        id
-    }
-
-    /// Starts one more instance of the service.
-    async fn instance(&mut self) {
-        let token = CancellationToken::new();
-        tokio::spawn(vigil_broadcast::run_with(
-            self.nats.connect().await,
-            token.clone(),
-            self.options.clone(),
-        ));
-        self.instances.push(token);
-    }
-
-    /// Stops every instance.
-    fn stop_instances(&mut self) {
-        for t in self.instances.drain(..) {
-            t.cancel();
-        }
-    }
-
-    async fn ask(&self, name: &str, who: &Actor, id: Uuid, body: Value) -> Value {
-        let payload = serde_json::to_vec(&json!({
-            "id": id, "actor": who, "source": "test", "body": body
-        }))
-        .unwrap();
-        let subject = format!("vigil.cmd.broadcast.{name}");
-        testkit::eventually(Duration::from_secs(10), || {
-            let (client, subject, payload) =
-                (self.client.clone(), subject.clone(), payload.clone());
-            async move {
-                let r = client.request(subject, payload.into()).await.ok()?;
-                let v: Value = serde_json::from_slice(&r.payload).ok()?;
-                // Still reading the log after a start: ask again.
-                (v["error"]["code"] != "unavailable").then_some(v)
-            }
-        })
-        .await
-        .expect("the broadcast service answers")
-    }
-
-    async fn ok(&self, name: &str, who: &Actor, body: Value) -> Value {
-        let answer = self.ask(name, who, Uuid::new_v4(), body).await;
-        assert!(!answer["ok"].is_null(), "{name}: {answer}");
-        answer["ok"].clone()
-    }
-
-    async fn refused(&self, name: &str, who: &Actor, body: Value) -> (String, String) {
-        let answer = self.ask(name, who, Uuid::new_v4(), body).await;
-        let e = &answer["error"];
-        assert!(e.is_object(), "{name} should be refused: {answer}");
-        (
-            e["code"].as_str().unwrap().to_owned(),
-            e["message"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// Every event in the log.
-    async fn log(&self) -> Vec<RecordedEvent> {
-        let mut all = vec![];
-        let mut from = 1;
-        loop {
-            let (page, head) = self.store.read(from, 500).await.unwrap();
-            let n = page.len() as u64;
-            all.extend(page);
-            if n == 0 || from + n > head {
-                return all;
-            }
-            from += n;
-        }
-    }
-
-    /// Events of broadcast `id` of type `ty`.
-    async fn of_type(&self, id: Uuid, ty: &str) -> Vec<RecordedEvent> {
-        let (events, _) = self
-            .store
-            .read_stream(&events::domain::broadcast::stream_for(id), 1, 1000)
-            .await
-            .unwrap();
-        events.into_iter().filter(|e| e.event_type == ty).collect()
-    }
-
-    /// Waits until broadcast `id` has at least `n` events of type `ty`.
-    async fn until(&self, id: Uuid, ty: &str, n: usize) -> Vec<RecordedEvent> {
-        testkit::eventually(Duration::from_secs(15), || async {
-            let found = self.of_type(id, ty).await;
-            (found.len() >= n).then_some(found)
-        })
-        .await
-        .unwrap_or_else(|| panic!("broadcast {id} never got {n} {ty}"))
-    }
-
-    /// Lets the scheduler run a few ticks.
-    async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
+/// A centre with every agency of these tests registered and their NATS systems answering.
+async fn start(config: Config) -> Centre {
+    let c = Centre::start(config).await;
+    c.register_agencies(&[
+        ("unicef", &["SO"]),
+        ("wfp", &["SO", "KE"]),
+        ("who", &["KE"]),
+        ("ocha", &["SO"]),
+        ("iom", &["HT"]),
+    ])
+    .await;
+    c.agency_systems_listen(&[]).await;
+    c
 }
 
-impl Drop for Centre {
-    fn drop(&mut self) {
-        self.stop_instances();
-        self.stop.cancel();
-    }
+/// Events of broadcast `id` of type `ty`.
+async fn of_type(c: &Centre, id: Uuid, ty: &str) -> Vec<RecordedEvent> {
+    let events = c.broadcast(id).await;
+    events.into_iter().filter(|e| e.event_type == ty).collect()
+}
+
+/// Waits until broadcast `id` has at least `n` events of type `ty`.
+async fn until(c: &Centre, id: Uuid, ty: &str, n: usize) -> Vec<RecordedEvent> {
+    testkit::eventually(Duration::from_secs(15), || async {
+        let found = of_type(c, id, ty).await;
+        (found.len() >= n).then_some(found)
+    })
+    .await
+    .unwrap_or_else(|| panic!("broadcast {id} never got {n} {ty}"))
+}
+
+/// A command whose `ok` is text (CAP XML); the text.
+async fn ok_text(c: &Centre, name: &str, who: &Actor, body: Value) -> String {
+    let answer = c.ask(name, who, Uuid::new_v4(), body).await;
+    let text = answer["ok"].as_str();
+    text.unwrap_or_else(|| panic!("{name}: {answer}"))
+        .to_owned()
 }
 
 fn evacuation() -> RelocationOrdered {
@@ -386,13 +218,13 @@ fn rule_broadcasts(log: &[RecordedEvent], trigger: Uuid) -> Vec<&RecordedEvent> 
 async fn an_evacuation_order_fires_one_broadcast_to_the_agencies_in_the_country_across_restarts_and_two_instances()
  {
     let receiver = Receiver::new();
-    let mut c = Centre::start(config(&receiver.url(), 2)).await;
+    let mut c = start(config(&receiver.url(), 2)).await;
     c.instance().await;
     let order = c
-        .append(relocation::stream_for(Uuid::new_v4()), evacuation().into())
+        .append_one(relocation::stream_for(Uuid::new_v4()), evacuation().into())
         .await;
     let id = rules::firing_id("order-to-country", order);
-    let issued = c.until(id, "BroadcastIssued", 1).await;
+    let issued = until(&c, id, "BroadcastIssued", 1).await;
     assert_eq!(
         issued[0].meta.causation_id,
         Some(order),
@@ -411,7 +243,7 @@ async fn an_evacuation_order_fires_one_broadcast_to_the_agencies_in_the_country_
     c.instance().await;
     c.instance().await;
     let second = c
-        .append(
+        .append_one(
             relocation::stream_for(Uuid::new_v4()),
             RelocationOrdered {
                 country: country("KE"),
@@ -420,7 +252,8 @@ async fn an_evacuation_order_fires_one_broadcast_to_the_agencies_in_the_country_
             .into(),
         )
         .await;
-    c.until(
+    until(
+        &c,
         rules::firing_id("order-to-country", second),
         "BroadcastIssued",
         1,
@@ -446,9 +279,9 @@ async fn an_evacuation_order_fires_one_broadcast_to_the_agencies_in_the_country_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_officer_approves() {
     let receiver = Receiver::new();
-    let mut c = Centre::start(config(&receiver.url(), 2)).await;
+    let mut c = start(config(&receiver.url(), 2)).await;
     c.instance().await;
-    let mut alerts = c.client.subscribe("vigil.alerts.unicef").await.unwrap();
+    let mut alerts = c.client().subscribe("vigil.alerts.unicef").await.unwrap();
     let id = Uuid::new_v4();
     let body = json!({"title": "Curfew 18:00", "body": "Stay in.", "severity": "high",
         "audience": {"country": "SO"}, "requires_ack": true,
@@ -464,7 +297,11 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
     assert_eq!(code, "second_person_required");
     assert!(message.contains("two-person"), "{message}");
     c.settle().await;
-    assert!(c.of_type(id, "BroadcastDeliveryAttempted").await.is_empty());
+    assert!(
+        of_type(&c, id, "BroadcastDeliveryAttempted")
+            .await
+            .is_empty()
+    );
     let (code, _) = c
         .refused("ack", &focal_point("unicef"), json!({"broadcast": id}))
         .await;
@@ -493,7 +330,7 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
     c.ok("ack", &focal_point("unicef"), json!({"broadcast": id}))
         .await;
     let ack = c
-        .client
+        .client()
         .request(
             "vigil.alerts.wfp.ack",
             serde_json::to_vec(&json!({"broadcast": id, "by": "wfp-ops-system"}))
@@ -505,7 +342,7 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
     let ack: Value = serde_json::from_slice(&ack.payload).unwrap();
     assert!(ack["ok"].is_object(), "{ack}");
     let bad = c
-        .client
+        .client()
         .request(
             "vigil.alerts.wfp.ack",
             b"{\"broadcast\": 7}".to_vec().into(),
@@ -561,7 +398,7 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
         "no cancellation notice for what was never sent"
     );
     assert!(
-        c.of_type(unsent, "BroadcastDeliveryAttempted")
+        of_type(&c, unsent, "BroadcastDeliveryAttempted")
             .await
             .is_empty()
     );
@@ -571,20 +408,20 @@ async fn the_issuer_cannot_approve_and_nothing_goes_out_before_a_second_duty_off
 async fn a_webhook_down_then_up_gets_the_broadcast_once_signed_and_one_down_for_good_is_recorded_as_failed()
  {
     let mut receiver = Receiver::new();
-    let mut c = Centre::start(config(&receiver.url(), 3)).await;
+    let mut c = start(config(&receiver.url(), 3)).await;
     c.instance().await;
     let id = Uuid::new_v4();
     let body = json!({"title": "Road closed", "body": "Route 3 is closed.", "severity": "medium",
         "audience": {"agencies": ["wfp"]}});
     c.ask("issue", &duty("ana"), id, body).await;
     // The receiver is down: the first attempt fails (nothing listens on its port).
-    let failed = c.until(id, "BroadcastDeliveryFailed", 1).await;
+    let failed = until(&c, id, "BroadcastDeliveryFailed", 1).await;
     assert_eq!(failed[0].data["gave_up"], false);
     receiver.up().await;
     // The retry is due one backoff (1 s) after the failure was recorded (by the store's
     // clock, a moment ahead of the test's): move the service's clock well past it.
     c.clock.advance(time::Duration::seconds(30));
-    let delivered = c.until(id, "BroadcastDelivered", 2).await;
+    let delivered = until(&c, id, "BroadcastDelivered", 2).await;
     assert!(
         delivered
             .iter()
@@ -609,11 +446,11 @@ async fn a_webhook_down_then_up_gets_the_broadcast_once_signed_and_one_down_for_
         "audience": {"agencies": ["iom"]}});
     c.ask("issue", &duty("ana"), id2, body).await;
     for n in 1..=3 {
-        c.until(id2, "BroadcastDeliveryFailed", n).await;
+        until(&c, id2, "BroadcastDeliveryFailed", n).await;
         c.clock.advance(time::Duration::seconds(30));
     }
     c.settle().await;
-    let failed = c.of_type(id2, "BroadcastDeliveryFailed").await;
+    let failed = of_type(&c, id2, "BroadcastDeliveryFailed").await;
     assert_eq!(failed.len(), 3, "exactly N attempts");
     assert_eq!(failed[2].data["gave_up"], true);
     let view = c.ok("get", &duty("ana"), json!({"broadcast": id2})).await;
@@ -645,7 +482,7 @@ async fn a_webhook_down_then_up_gets_the_broadcast_once_signed_and_one_down_for_
 async fn an_unacknowledged_broadcast_is_resent_then_escalated_once_also_across_a_restart_at_the_deadline()
  {
     let receiver = Receiver::new();
-    let mut c = Centre::start(config(&receiver.url(), 1)).await;
+    let mut c = start(config(&receiver.url(), 1)).await;
     c.instance().await;
     let id = Uuid::new_v4();
     let deadline = c.clock.now() + time::Duration::hours(2);
@@ -653,7 +490,7 @@ async fn an_unacknowledged_broadcast_is_resent_then_escalated_once_also_across_a
         "audience": {"agencies": ["unicef", "who"]}, "requires_ack": true,
         "ack_deadline": deadline.format(&time::format_description::well_known::Rfc3339).unwrap()});
     c.ask("issue", &duty("ana"), id, body).await;
-    c.until(id, "BroadcastDelivered", 2).await;
+    until(&c, id, "BroadcastDelivered", 2).await;
     c.ok("ack", &focal_point("unicef"), json!({"broadcast": id}))
         .await;
     // The ack is on disk; the scheduler decides from the register, which learns it from the
@@ -667,20 +504,20 @@ async fn an_unacknowledged_broadcast_is_resent_then_escalated_once_also_across_a
     .await
     .expect("the register sees UNICEF's acknowledgement");
     c.clock.advance(time::Duration::minutes(61));
-    let resent = c.until(id, "BroadcastResent", 1).await;
+    let resent = until(&c, id, "BroadcastResent", 1).await;
     assert_eq!(resent[0].data["agencies"], json!(["who"]));
-    c.until(id, "BroadcastDelivered", 3).await;
+    until(&c, id, "BroadcastDelivered", 3).await;
 
     // Stop just before the deadline; the deadline passes while nothing runs; two instances
     // come back at once.
     c.clock.advance(time::Duration::minutes(58));
     c.settle().await;
-    assert!(c.of_type(id, "BroadcastEscalated").await.is_empty());
+    assert!(of_type(&c, id, "BroadcastEscalated").await.is_empty());
     c.stop_instances();
     c.clock.advance(time::Duration::minutes(2));
     c.instance().await;
     c.instance().await;
-    let escalated = c.until(id, "BroadcastEscalated", 1).await;
+    let escalated = until(&c, id, "BroadcastEscalated", 1).await;
     assert_eq!(escalated[0].data["agencies"], json!(["who"]));
     c.clock.advance(time::Duration::hours(5));
     c.settle().await;
@@ -688,11 +525,11 @@ async fn an_unacknowledged_broadcast_is_resent_then_escalated_once_also_across_a
     c.instance().await;
     c.settle().await;
     assert_eq!(
-        c.of_type(id, "BroadcastEscalated").await.len(),
+        of_type(&c, id, "BroadcastEscalated").await.len(),
         1,
         "exactly one"
     );
-    assert_eq!(c.of_type(id, "BroadcastResent").await.len(), 1);
+    assert_eq!(of_type(&c, id, "BroadcastResent").await.len(), 1);
     let view = c.ok("get", &duty("ana"), json!({"broadcast": id})).await;
     assert_eq!(view["escalated"], json!(["who"]));
     assert!(
@@ -706,7 +543,7 @@ async fn an_unacknowledged_broadcast_is_resent_then_escalated_once_also_across_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cap_output_parses_back_as_cap_1_2_with_update_cancel_and_exercise() {
     let receiver = Receiver::new();
-    let mut c = Centre::start(config(&receiver.url(), 1)).await;
+    let mut c = start(config(&receiver.url(), 1)).await;
     c.instance().await;
     let original = Uuid::new_v4();
     let body = json!({"title": "Flooding <Beledweyne> & \"Jowhar\"", "body": "Move to high ground — now.",
@@ -742,10 +579,7 @@ async fn cap_output_parses_back_as_cap_1_2_with_update_cancel_and_exercise() {
 
     let xml = |id: Uuid| {
         let c = &c;
-        async move {
-            let v = c.ok("cap", &duty("ana"), json!({"broadcast": id})).await;
-            v.as_str().unwrap().to_owned()
-        }
+        async move { ok_text(c, "cap", &duty("ana"), json!({"broadcast": id})).await }
     };
     let first = xml(original).await;
     let parsed = cap::parse(&first).unwrap();
@@ -789,8 +623,8 @@ async fn cap_output_parses_back_as_cap_1_2_with_update_cancel_and_exercise() {
     assert!(message.contains("live broadcasts only"), "{message}");
 
     // unicef's feed holds all four; every alert in it parses.
-    let feed = c.ok("feed", &focal_point("unicef"), json!({})).await;
-    let alerts = cap::alerts_in_feed(feed.as_str().unwrap());
+    let feed = ok_text(&c, "feed", &focal_point("unicef"), json!({})).await;
+    let alerts = cap::alerts_in_feed(&feed);
     assert_eq!(alerts.len(), 4);
     for a in &alerts {
         cap::parse(a).unwrap();
@@ -813,7 +647,7 @@ async fn cap_output_parses_back_as_cap_1_2_with_update_cancel_and_exercise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_commands_are_refused_and_change_nothing() {
     let receiver = Receiver::new();
-    let mut c = Centre::start(config(&receiver.url(), 1)).await;
+    let mut c = start(config(&receiver.url(), 1)).await;
     c.instance().await;
     for (body, field) in [
         (
@@ -854,7 +688,7 @@ async fn bad_commands_are_refused_and_change_nothing() {
         .await;
     assert_eq!(code, "forbidden");
     let garbage = c
-        .client
+        .client()
         .request(
             "vigil.cmd.broadcast.issue",
             b"\xff\xfe not json".to_vec().into(),

@@ -7,175 +7,53 @@
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::Centre;
+use events::RecordedEvent;
 use events::command::{Actor, Role};
 use events::domain::DomainEvent;
-use events::domain::agency::{self, AgencyRegistered};
 use events::domain::level::{self, AreaSecurityLevelSet};
 use events::validate::{Country, SecurityLevel};
-use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, RecordedEvent};
-use runtime::StoreClient;
-use serde_json::{Value, json};
-use testkit::NatsServer;
-use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 use uuid::Uuid;
-use vigil_broadcast::Options;
-use vigil_broadcast::clock::ManualClock;
 use vigil_broadcast::rules::{self, Config};
 
 const RULE: &str = "level-5-6-to-country";
 
-struct Centre {
-    nats: NatsServer,
-    _dir: tempfile::TempDir,
-    stop: CancellationToken,
-    client: async_nats::Client,
-    store: StoreClient,
-    options: Options,
-    instances: Vec<CancellationToken>,
+async fn start() -> Centre {
+    let config = Config::parse(rules::DEFAULT_CONFIG).unwrap();
+    assert_eq!(config.damp_minutes, 60, "the shipped window");
+    let c = Centre::start(config).await;
+    c.register_agencies(&[("unicef", &["SO"])]).await;
+    c
 }
 
-impl Centre {
-    async fn start() -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        tokio::spawn(store::run(
-            client.clone(),
-            store::StoreConfig::new(dir.path()),
-            stop.clone(),
-        ));
-        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-        let config = Config::parse(rules::DEFAULT_CONFIG).unwrap();
-        assert_eq!(config.damp_minutes, 60, "the shipped window");
-        let options = Options {
-            config: Arc::new(config),
-            clock: Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
-            tick: Duration::from_millis(50),
-        };
-        let c = Self {
-            nats,
-            _dir: dir,
-            stop,
-            client,
-            store,
-            options,
-            instances: vec![],
-        };
-        let unicef = AgencyRegistered {
-            agency: "unicef".into(),
-            name: "UNICEF".into(),
-            countries: vec![Country::parse("SO").unwrap()],
-        };
-        c.append(agency::stream_for("unicef"), vec![unicef.into()])
-            .await;
-        c
-    }
-
-    /// Appends `events` to `stream` in one request; their ids.
-    async fn append(&self, stream: events::StreamName, events: Vec<DomainEvent>) -> Vec<Uuid> {
-        let news: Vec<NewEvent> = events
-            .iter()
-            .map(|e| {
-                e.to_new_event(
-                    Uuid::new_v4(),
-                    Meta {
-                        actor: Some("duty.test".into()),
-                        ..Meta::default()
-                    },
-                )
-            })
-            .collect();
-        let ids = news.iter().map(|e| e.id).collect();
-        let request = AppendRequest {
-            stream,
-            expected_version: ExpectedVersion::Any,
-            events: news,
-        };
-        testkit::eventually(Duration::from_secs(10), || {
-            let (store, request) = (self.store.clone(), request.clone());
-            async move { store.append(&request).await.ok() }
-        })
-        .await
-        .expect("the store takes the events");
-        ids
-    }
-
-    async fn instance(&mut self) {
-        let token = CancellationToken::new();
-        tokio::spawn(vigil_broadcast::run_with(
-            self.nats.connect().await,
-            token.clone(),
-            self.options.clone(),
-        ));
-        self.instances.push(token);
-    }
-
-    fn stop_instances(&mut self) {
-        for t in self.instances.drain(..) {
-            t.cancel();
-        }
-    }
-
-    async fn log(&self) -> Vec<RecordedEvent> {
-        let mut all = vec![];
-        let mut from = 1;
-        loop {
-            let (page, head) = self.store.read(from, 500).await.unwrap();
-            let n = page.len() as u64;
-            all.extend(page);
-            if n == 0 || from + n > head {
-                return all;
-            }
-            from += n;
-        }
-    }
-
-    /// Waits until the log holds `issued` rule broadcasts and `suppressed` damped triggers.
-    async fn until(&self, issued: usize, suppressed: usize) -> Vec<RecordedEvent> {
-        let found = testkit::eventually(Duration::from_secs(30), || async {
-            let log = self.log().await;
-            let (i, s) = counts(&log);
-            (i >= issued && s >= suppressed).then_some(log)
-        })
-        .await;
-        match found {
-            Some(log) => log,
-            None => panic!(
-                "never {issued} broadcasts and {suppressed} suppressed: {:?}",
-                counts(&self.log().await)
-            ),
-        }
-    }
-
-    async fn get(&self, id: Uuid) -> Value {
-        let duty = Actor {
-            user: "duty.test".into(),
-            role: Role::DutyOfficer,
-            scope: None,
-            agency: None,
-        };
-        let payload = serde_json::to_vec(&json!({
-            "id": Uuid::new_v4(), "actor": duty, "source": "test", "body": {"broadcast": id}
-        }))
-        .unwrap();
-        let r = self
-            .client
-            .request("vigil.cmd.broadcast.get", payload.into())
-            .await
-            .unwrap();
-        serde_json::from_slice(&r.payload).unwrap()
+/// Waits until the log holds `issued` rule broadcasts and `suppressed` damped triggers.
+async fn until(c: &Centre, issued: usize, suppressed: usize) -> Vec<RecordedEvent> {
+    let found = testkit::eventually(Duration::from_secs(30), || async {
+        let log = c.log().await;
+        let (i, s) = counts(&log);
+        (i >= issued && s >= suppressed).then_some(log)
+    })
+    .await;
+    match found {
+        Some(log) => log,
+        None => panic!(
+            "never {issued} broadcasts and {suppressed} suppressed: {:?}",
+            counts(&c.log().await)
+        ),
     }
 }
 
-impl Drop for Centre {
-    fn drop(&mut self) {
-        self.stop_instances();
-        self.stop.cancel();
+fn duty() -> Actor {
+    Actor {
+        user: "duty.test".into(),
+        role: Role::DutyOfficer,
+        scope: None,
+        agency: None,
     }
 }
 
@@ -205,15 +83,17 @@ fn set(level: u8, previous: u8) -> DomainEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_level_changes_fires_one_broadcast_and_counts_the_rest_as_suppressed() {
-    let mut c = Centre::start().await;
+    let mut c = start().await;
     c.instance().await;
     c.instance().await;
     // 60 raises to 5 (each after a drop to 3), in one burst within the hour.
     const RAISES: usize = 60;
     let burst: Vec<DomainEvent> = (0..RAISES).flat_map(|_| [set(5, 3), set(3, 5)]).collect();
-    let ids = c.append(level::stream_for("SOM-BAN"), burst).await;
+    let ids = c
+        .append(level::stream_for("SOM-BAN"), burst, "duty.test")
+        .await;
     let first = rules::firing_id(RULE, ids[0]);
-    c.until(1, RAISES - 1).await;
+    until(&c, 1, RAISES - 1).await;
     // Let the scheduler run on: nothing more may come of the burst.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let log = c.log().await;
@@ -233,7 +113,9 @@ async fn a_burst_of_level_changes_fires_one_broadcast_and_counts_the_rest_as_sup
         );
         assert_eq!(e.data["rule"], RULE);
     }
-    let view = c.get(first).await;
+    let view = c
+        .ask("get", &duty(), Uuid::new_v4(), json!({"broadcast": first}))
+        .await;
     assert_eq!(view["ok"]["suppressed"], RAISES - 1, "{view}");
     let board = boards::replay(&log).snapshot(boards::View::Duty);
     let on_board = board["broadcasts"]
@@ -252,9 +134,10 @@ async fn a_burst_of_level_changes_fires_one_broadcast_and_counts_the_rest_as_sup
         .append(
             level::stream_for("SOM-BAN"),
             vec![set(6, 3), set(3, 6), set(5, 3)],
+            "duty.test",
         )
         .await;
-    c.until(2, RAISES).await;
+    until(&c, 2, RAISES).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let log = c.log().await;
     assert_eq!(counts(&log), (2, RAISES));

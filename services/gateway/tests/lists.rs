@@ -35,20 +35,7 @@ fn token(c: &Center, user: &str, role: Role) -> String {
 async fn somalia(c: &Center) {
     c.register_area().await;
     let so = Country::parse("SO").unwrap();
-    import(
-        c,
-        events::domain::station::stream_for("SOM-MGQ"),
-        events::domain::station::DutyStationRegistered {
-            station: "SOM-MGQ".into(),
-            country: so,
-            area: "SOM-BAN".into(),
-            name: "Mogadishu".into(),
-            lat: 2.0,
-            lon: 45.3,
-        }
-        .into(),
-    )
-    .await;
+    c.register_mogadishu().await;
     import(
         c,
         events::domain::agency::stream_for("unicef"),

@@ -64,20 +64,7 @@ async fn objects_outside_the_callers_scope_are_not_found_whatever_is_asked() {
     c.register_area().await;
     let so = Country::parse("SO").unwrap();
     let ke = Country::parse("KE").unwrap();
-    import(
-        &c,
-        events::domain::station::stream_for("SOM-MGQ"),
-        events::domain::station::DutyStationRegistered {
-            station: "SOM-MGQ".into(),
-            country: so,
-            area: "SOM-BAN".into(),
-            name: "Mogadishu".into(),
-            lat: 2.0,
-            lon: 45.3,
-        }
-        .into(),
-    )
-    .await;
+    c.register_mogadishu().await;
     for (agency, country) in [("unicef", so), ("undp", ke)] {
         import(
             &c,

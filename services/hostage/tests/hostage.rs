@@ -12,41 +12,31 @@ use events::command::{Actor, Command, Role};
 use events::domain::DomainEvent;
 use events::domain::person::PersonRegistered;
 use events::validate::Country;
-use events::{AppendRequest, ExpectedVersion, Meta, RecordedEvent, StreamName};
-use runtime::StoreClient;
+use events::{AppendRequest, ExpectedVersion, Meta, RecordedEvent};
 use serde_json::{Value, json};
-use testkit::NatsServer;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-struct Centre {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    client: async_nats::Client,
-    store: StoreClient,
-    stop: CancellationToken,
+/// The in-process centre with the hostage service, spoken to with `source: "nats"` (the
+/// audit records of reads name it).
+struct Centre(testkit::inproc::Centre);
+
+impl std::ops::Deref for Centre {
+    type Target = testkit::inproc::Centre;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Centre {
     async fn start() -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        tokio::spawn(store::run(
-            nats.connect().await,
-            store::StoreConfig::new(dir.path()),
-            stop.clone(),
-        ));
-        tokio::spawn(vigil_hostage::run(nats.connect().await, stop.clone()));
-        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-        let c = Self {
-            _nats: nats,
-            _dir: dir,
-            client,
-            store,
-            stop,
-        };
+        let mut inner =
+            testkit::inproc::Centre::start(vigil_hostage::SERVICE, |nats, dir, stop| {
+                store::run(nats, store::StoreConfig::new(dir), stop)
+            })
+            .await;
+        inner.instance(vigil_hostage::run).await;
+        let c = Self(inner);
         // Up once the service answers and the store behind it reads.
         testkit::eventually(Duration::from_secs(10), || async {
             let a = c
@@ -67,7 +57,7 @@ impl Centre {
             actor: Some("fso.ali".into()),
             ..Meta::default()
         };
-        c.store
+        c.store()
             .append(&AppendRequest {
                 stream: events::domain::incident::stream_for(INCIDENT),
                 expected_version: ExpectedVersion::NoStream,
@@ -91,7 +81,7 @@ impl Centre {
             body,
         };
         let reply = self
-            .client
+            .client()
             .request(
                 format!("vigil.cmd.hostage.{name}"),
                 serde_json::to_vec(&cmd).unwrap().into(),
@@ -115,10 +105,6 @@ impl Centre {
         a["ok"].clone()
     }
 
-    async fn stream(&self, stream: &StreamName) -> Vec<RecordedEvent> {
-        self.store.read_stream(stream, 1, 1000).await.unwrap().0
-    }
-
     /// Every `DetailsRead` in today's audit stream (and tomorrow's, should the test cross
     /// midnight).
     async fn details_reads(&self) -> Vec<RecordedEvent> {
@@ -139,12 +125,6 @@ impl Centre {
         }
         reads.sort_by_key(|e| e.position);
         reads
-    }
-}
-
-impl Drop for Centre {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -186,7 +166,7 @@ fn change(case: Uuid, change: Value) -> Value {
 }
 
 async fn register_person(c: &Centre, id: &str, name: &str) {
-    let e = DomainEvent::from(PersonRegistered {
+    let e = PersonRegistered {
         person: id.into(),
         name: name.into(),
         agency: "unicef".into(),
@@ -195,19 +175,9 @@ async fn register_person(c: &Centre, id: &str, name: &str) {
         dependants: 0,
         security_officer: false,
         essential: false,
-    });
-    let meta = Meta {
-        actor: Some("import".into()),
-        ..Meta::default()
     };
-    c.store
-        .append(&AppendRequest {
-            stream: events::domain::person::stream_for(id),
-            expected_version: ExpectedVersion::Any,
-            events: vec![e.try_to_new_event(Uuid::new_v4(), meta).unwrap()],
-        })
-        .await
-        .unwrap();
+    c.import([(events::domain::person::stream_for(id), e.into())])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::time::Duration;
 
+use events::RecordedEvent;
 use events::aggregate::Aggregate;
 use events::command::{Actor, Role};
 use events::domain::DomainEvent;
@@ -19,25 +19,14 @@ use events::domain::person::{self, PersonRegistered};
 use events::domain::station::{self, DutyStationRegistered};
 use events::domain::surge_officer::{self, SurgeOfficerReserved};
 use events::validate::Country;
-use events::{AppendRequest, ExpectedVersion, Meta, RecordedEvent};
-use runtime::StoreClient;
 use serde_json::{Value, json};
-use testkit::NatsServer;
-use tokio_util::sync::CancellationToken;
+use testkit::inproc::Centre;
 use uuid::Uuid;
 use vigil_surge::reserve::{self, Reservation};
 use vigil_surge::surge::Surge;
 
 /// Officers P-10 … P-21, all security officers from Nairobi.
 const OFFICERS: std::ops::Range<u32> = 10..22;
-
-struct Centre {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    stop: CancellationToken,
-    client: async_nats::Client,
-    store: StoreClient,
-}
 
 fn duty() -> Actor {
     Actor {
@@ -90,121 +79,37 @@ fn reference() -> Vec<(events::StreamName, DomainEvent)> {
     r
 }
 
-/// Sends command `name` with id `id` as `who` on `client`; the service's JSON reply.
-async fn ask(client: async_nats::Client, name: &str, who: &Actor, id: Uuid, body: Value) -> Value {
-    let payload = serde_json::to_vec(&json!({
-        "id": id, "actor": who, "source": "test", "body": body
-    }))
-    .unwrap();
-    let subject = format!("vigil.cmd.surge.{name}");
-    let reply = testkit::eventually(Duration::from_secs(10), || {
-        let (client, subject, payload) = (client.clone(), subject.clone(), payload.clone());
-        async move { client.request(subject, payload.into()).await.ok() }
+/// A nats-server, a store, the reference data and two instances of the surge service.
+async fn start() -> Centre {
+    let mut c = Centre::start(vigil_surge::SERVICE, |nats, dir, stop| {
+        store::run(nats, store::StoreConfig::new(dir), stop)
     })
-    .await
-    .expect("the surge service answers");
-    serde_json::from_slice(&reply.payload).unwrap()
+    .await;
+    c.import(reference()).await;
+    for _ in 0..2 {
+        c.instance(vigil_surge::run).await;
+    }
+    c
 }
 
-impl Centre {
-    /// A nats-server, a store, the reference data and two instances of the surge service.
-    async fn start() -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        tokio::spawn(store::run(
-            client.clone(),
-            store::StoreConfig::new(dir.path()),
-            stop.clone(),
-        ));
-        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-        let c = Self {
-            _nats: nats,
-            _dir: dir,
-            stop,
-            client,
-            store,
-        };
-        for (stream, event) in reference() {
-            c.append(stream, event, Uuid::new_v4(), "import").await;
-        }
-        for _ in 0..2 {
-            tokio::spawn(vigil_surge::run(c._nats.connect().await, c.stop.clone()));
-        }
-        c
-    }
+/// A new approved surge at Mogadishu asking for `needed` officers.
+async fn surge(c: &Centre, needed: u16) -> Uuid {
+    let id = Uuid::new_v4();
+    let body = json!({"duty_station": "SOM-MGQ", "country": "SO",
+        "reason": "attacks on the airport road", "officers_needed": needed});
+    let answer = c.ask("request", &duty(), id, body).await;
+    assert!(answer["ok"].is_object(), "{answer}");
+    c.ok("approve", &crisis(), json!({"surge": id, "change": {}}))
+        .await;
+    id
+}
 
-    /// Appends `event` to `stream` as `actor` would have (what a stopped instance left).
-    async fn append(&self, stream: events::StreamName, event: DomainEvent, id: Uuid, actor: &str) {
-        let request = AppendRequest {
-            stream,
-            expected_version: ExpectedVersion::Any,
-            events: vec![event.to_new_event(
-                id,
-                Meta {
-                    actor: Some(actor.into()),
-                    ..Meta::default()
-                },
-            )],
-        };
-        testkit::eventually(Duration::from_secs(10), || {
-            let (store, request) = (self.store.clone(), request.clone());
-            async move { store.append(&request).await.ok() }
-        })
-        .await
-        .expect("the store takes the event");
-    }
+async fn surge_now(c: &Centre, id: Uuid) -> Surge {
+    Surge::fold(&c.stream(&vigil_surge::stream_of(id)).await).unwrap()
+}
 
-    async fn ask(&self, name: &str, who: &Actor, id: Uuid, body: Value) -> Value {
-        ask(self.client.clone(), name, who, id, body).await
-    }
-
-    async fn ok(&self, name: &str, who: &Actor, body: Value) -> Value {
-        let answer = self.ask(name, who, Uuid::new_v4(), body).await;
-        assert!(answer["ok"].is_object(), "{name}: {answer}");
-        answer["ok"].clone()
-    }
-
-    /// A new approved surge at Mogadishu asking for `needed` officers.
-    async fn surge(&self, needed: u16) -> Uuid {
-        let id = Uuid::new_v4();
-        let body = json!({"duty_station": "SOM-MGQ", "country": "SO",
-            "reason": "attacks on the airport road", "officers_needed": needed});
-        let answer = self.ask("request", &duty(), id, body).await;
-        assert!(answer["ok"].is_object(), "{answer}");
-        self.ok("approve", &crisis(), json!({"surge": id, "change": {}}))
-            .await;
-        id
-    }
-
-    async fn stream(&self, stream: &events::StreamName) -> Vec<RecordedEvent> {
-        self.store.read_stream(stream, 1, 1000).await.unwrap().0
-    }
-
-    async fn surge_now(&self, id: Uuid) -> Surge {
-        Surge::fold(&self.stream(&vigil_surge::stream_of(id)).await).unwrap()
-    }
-
-    async fn hold_of(&self, officer: &str) -> Option<reserve::Hold> {
-        Reservation::fold(&self.stream(&surge_officer::stream_for(officer)).await)
-            .and_then(|r| r.hold)
-    }
-
-    /// The whole log.
-    async fn log(&self) -> Vec<RecordedEvent> {
-        let mut all = vec![];
-        let mut from = 1;
-        loop {
-            let (page, head) = self.store.read(from, 500).await.unwrap();
-            let n = page.len() as u64;
-            all.extend(page);
-            if n == 0 || from + n > head {
-                return all;
-            }
-            from += n;
-        }
-    }
+async fn hold_of(c: &Centre, officer: &str) -> Option<reserve::Hold> {
+    Reservation::fold(&c.stream(&surge_officer::stream_for(officer)).await).and_then(|r| r.hold)
 }
 
 /// Folds every surge of the log event by event and fails if, at any position, an officer is
@@ -238,16 +143,16 @@ fn never_on_two_active_surges(log: &[RecordedEvent]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_assigns_through_two_instances_one_wins_each_time_and_the_log_never_doubles() {
-    let c = Centre::start().await;
+    let c = start().await;
     let officers: Vec<String> = OFFICERS.map(|i| format!("P-{i}")).collect();
     let mut total = 0;
     for round in 0..3 {
-        let (a, b) = (c.surge(20).await, c.surge(20).await);
+        let (a, b) = (surge(&c, 20).await, surge(&c, 20).await);
         // Every officer to both surges at once: 24 assigns in flight over two instances.
         let mut racing = tokio::task::JoinSet::new();
         for (i, officer) in officers.iter().enumerate() {
             for (surge, who) in [(a, duty()), (b, crisis())] {
-                let (client, officer) = (c.client.clone(), officer.clone());
+                let (commands, officer) = (c.commands(), officer.clone());
                 // Alternate which surge is asked first.
                 let surge = if (i + round) % 2 == 0 {
                     surge
@@ -258,7 +163,7 @@ async fn racing_assigns_through_two_instances_one_wins_each_time_and_the_log_nev
                 };
                 racing.spawn(async move {
                     let body = json!({"surge": surge, "change": {"officer": officer}});
-                    let answer = ask(client, "assign", &who, Uuid::new_v4(), body).await;
+                    let answer = commands.ask("assign", &who, Uuid::new_v4(), body).await;
                     (officer, surge, answer)
                 });
             }
@@ -282,11 +187,11 @@ async fn racing_assigns_through_two_instances_one_wins_each_time_and_the_log_nev
                 message.contains(&winner.to_string()),
                 "the loser is told which surge holds {officer}: {message}"
             );
-            let hold = c.hold_of(officer).await.unwrap();
+            let hold = hold_of(&c, officer).await.unwrap();
             assert_eq!(hold.surge, winner, "the reservation names the winner");
         }
         // The log agrees: every officer on exactly one of the two, never on both.
-        let (sa, sb) = (c.surge_now(a).await, c.surge_now(b).await);
+        let (sa, sb) = (surge_now(&c, a).await, surge_now(&c, b).await);
         for officer in &officers {
             assert!(
                 sa.has_officer(officer) ^ sb.has_officer(officer),
@@ -325,17 +230,16 @@ async fn racing_assigns_through_two_instances_one_wins_each_time_and_the_log_nev
         )
         .await;
         for officer in &officers {
-            assert_eq!(c.hold_of(officer).await, None, "{officer} released");
+            assert_eq!(hold_of(&c, officer).await, None, "{officer} released");
             let last = c.stream(&surge_officer::stream_for(officer)).await;
             assert_eq!(last.last().unwrap().event_type, "SurgeOfficerReleased");
         }
     }
-    c.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_nobody() {
-    let c = Centre::start().await;
+    let c = start().await;
     let reserved = |officer: &str, surge: Uuid, command: Uuid| -> DomainEvent {
         SurgeOfficerReserved {
             officer: officer.into(),
@@ -350,9 +254,9 @@ async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_n
 
     // An instance stopped after reserving P-10 for `first`, before the assignment: the retry
     // of its command (same id) finishes it.
-    let first = c.surge(2).await;
+    let first = surge(&c, 2).await;
     let k1 = Uuid::new_v4();
-    c.append(
+    c.append_with_id(
         surge_officer::stream_for("P-10"),
         reserved("P-10", first, k1),
         reserve::reservation_id(k1, 0),
@@ -373,9 +277,9 @@ async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_n
 
     // The same for P-11, but nobody retries: the next assignment of P-11 (elsewhere) finishes
     // the one that was cut short and is refused, naming the surge that holds them.
-    let (second, third) = (c.surge(2).await, c.surge(2).await);
+    let (second, third) = (surge(&c, 2).await, surge(&c, 2).await);
     let k2 = Uuid::new_v4();
-    c.append(
+    c.append_with_id(
         surge_officer::stream_for("P-11"),
         reserved("P-11", second, k2),
         reserve::reservation_id(k2, 0),
@@ -392,8 +296,8 @@ async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_n
             .unwrap()
             .contains(&second.to_string())
     );
-    assert!(c.surge_now(second).await.has_officer("P-11"));
-    assert!(!c.surge_now(third).await.has_officer("P-11"));
+    assert!(surge_now(&c, second).await.has_officer("P-11"));
+    assert!(!surge_now(&c, third).await.has_officer("P-11"));
     let late = c.ask("assign", &duty(), k2, assign(second, "P-11")).await;
     assert_eq!(
         late["ok"]["duplicate"], true,
@@ -402,9 +306,9 @@ async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_n
 
     // P-12 reserved for `fourth`, which is cancelled before the assignment was appended: the
     // reservation is void, P-12 goes elsewhere, and the cut-short command's retry is refused.
-    let (fourth, fifth) = (c.surge(2).await, c.surge(2).await);
+    let (fourth, fifth) = (surge(&c, 2).await, surge(&c, 2).await);
     let k3 = Uuid::new_v4();
-    c.append(
+    c.append_with_id(
         surge_officer::stream_for("P-12"),
         reserved("P-12", fourth, k3),
         reserve::reservation_id(k3, 0),
@@ -418,15 +322,15 @@ async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_n
     )
     .await;
     c.ok("assign", &duty(), assign(fifth, "P-12")).await;
-    assert_eq!(c.hold_of("P-12").await.unwrap().surge, fifth);
+    assert_eq!(hold_of(&c, "P-12").await.unwrap().surge, fifth);
     let stale = c.ask("assign", &duty(), k3, assign(fourth, "P-12")).await;
     assert_eq!(stale["error"]["code"], "conflict", "{stale}");
-    assert!(!c.surge_now(fourth).await.has_officer("P-12"));
+    assert!(!surge_now(&c, fourth).await.has_officer("P-12"));
 
     // A full surge is final too: P-13 reserved for `sixth`, which filled up meanwhile.
-    let sixth = c.surge(1).await;
+    let sixth = surge(&c, 1).await;
     let k4 = Uuid::new_v4();
-    c.append(
+    c.append_with_id(
         surge_officer::stream_for("P-13"),
         reserved("P-13", sixth, k4),
         reserve::reservation_id(k4, 0),
@@ -436,5 +340,4 @@ async fn a_reservation_cut_short_is_finished_and_one_whose_surge_closed_blocks_n
     c.ok("assign", &duty(), assign(sixth, "P-14")).await;
     c.ok("assign", &duty(), assign(fifth, "P-13")).await;
     assert_eq!(never_on_two_active_surges(&c.log().await), 5);
-    c.stop.cancel();
 }

@@ -8,25 +8,15 @@
 
 use std::time::Duration;
 
+use events::RecordedEvent;
 use events::command::{Actor, Role};
 use events::domain::DomainEvent;
 use events::domain::person::{self, PersonRegistered};
 use events::domain::station::{self, DutyStationRegistered};
 use events::validate::Country;
-use events::{AppendRequest, ExpectedVersion, Meta, RecordedEvent};
-use runtime::StoreClient;
 use serde_json::{Value, json};
-use testkit::NatsServer;
-use tokio_util::sync::CancellationToken;
+use testkit::inproc::Centre;
 use uuid::Uuid;
-
-struct Centre {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    stop: CancellationToken,
-    client: async_nats::Client,
-    store: StoreClient,
-}
 
 fn actor(user: &str, role: Role, scope: Option<&str>) -> Actor {
     Actor {
@@ -83,136 +73,67 @@ fn person(id: &str, at: &str, officer: bool) -> DomainEvent {
     .into()
 }
 
-impl Centre {
-    /// A nats-server, a store, the reference data (`vigil import` would write the same
-    /// events) and the surge service.
-    async fn start() -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        tokio::spawn(store::run(
-            client.clone(),
-            store::StoreConfig::new(dir.path()),
-            stop.clone(),
-        ));
-        let store = StoreClient::new(client.clone(), Duration::from_secs(5));
-        let mut reference = vec![
-            (station::stream_for("SOM-MGQ"), station("SOM-MGQ", "SO")),
-            (station::stream_for("SOM-BAI"), station("SOM-BAI", "SO")),
-            (station::stream_for("KEN-NBO"), station("KEN-NBO", "KE")),
-            (person::stream_for("P-1"), person("P-1", "SOM-BAI", true)),
-            (person::stream_for("P-2"), person("P-2", "KEN-NBO", true)),
-            (person::stream_for("P-3"), person("P-3", "SOM-BAI", false)),
-            (person::stream_for("P-4"), person("P-4", "SOM-MGQ", true)),
-        ];
-        for i in 10..20 {
-            let id = format!("P-{i}");
-            reference.push((person::stream_for(&id), person(&id, "KEN-NBO", true)));
+/// A nats-server, a store, the reference data (`vigil import` would write the same events)
+/// and the surge service.
+async fn start() -> Centre {
+    let mut c = Centre::start(vigil_surge::SERVICE, |nats, dir, stop| {
+        store::run(nats, store::StoreConfig::new(dir), stop)
+    })
+    .await;
+    let mut reference = vec![
+        (station::stream_for("SOM-MGQ"), station("SOM-MGQ", "SO")),
+        (station::stream_for("SOM-BAI"), station("SOM-BAI", "SO")),
+        (station::stream_for("KEN-NBO"), station("KEN-NBO", "KE")),
+        (person::stream_for("P-1"), person("P-1", "SOM-BAI", true)),
+        (person::stream_for("P-2"), person("P-2", "KEN-NBO", true)),
+        (person::stream_for("P-3"), person("P-3", "SOM-BAI", false)),
+        (person::stream_for("P-4"), person("P-4", "SOM-MGQ", true)),
+    ];
+    for i in 10..20 {
+        let id = format!("P-{i}");
+        reference.push((person::stream_for(&id), person(&id, "KEN-NBO", true)));
+    }
+    c.import(reference).await;
+    c.instance(vigil_surge::run).await;
+    c
+}
+
+/// A new surge at Mogadishu asking for `needed` officers, approved if `approve`.
+async fn surge(c: &Centre, needed: u16, approve: bool) -> Uuid {
+    let id = Uuid::new_v4();
+    let answer = c.ask("request", &duty(), id, request_body(needed)).await;
+    assert!(answer["ok"].is_object(), "{answer}");
+    if approve {
+        c.ok("approve", &crisis(), json!({"surge": id, "change": {}}))
+            .await;
+    }
+    id
+}
+
+async fn stream(c: &Centre, id: Uuid) -> Vec<RecordedEvent> {
+    c.stream(&vigil_surge::stream_of(id)).await
+}
+
+/// The list, once the register is caught up and `until` holds.
+async fn list_until(
+    c: &Centre,
+    who: &Actor,
+    filters: Value,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let found = testkit::eventually(Duration::from_secs(10), || {
+        let filters = filters.clone();
+        let until = &until;
+        async move {
+            let answer = c.ask("list", who, Uuid::new_v4(), filters).await;
+            answer["ok"]
+                .is_object()
+                .then_some(answer["ok"].clone())
+                .filter(until)
         }
-        for (stream, event) in reference {
-            let request = AppendRequest {
-                stream,
-                expected_version: ExpectedVersion::Any,
-                events: vec![event.to_new_event(
-                    Uuid::new_v4(),
-                    Meta {
-                        actor: Some("import".into()),
-                        ..Meta::default()
-                    },
-                )],
-            };
-            testkit::eventually(Duration::from_secs(10), || {
-                let (store, request) = (store.clone(), request.clone());
-                async move { store.append(&request).await.ok() }
-            })
-            .await
-            .expect("the store takes the reference data");
-        }
-        tokio::spawn(vigil_surge::run(nats.connect().await, stop.clone()));
-        Self {
-            _nats: nats,
-            _dir: dir,
-            stop,
-            client,
-            store,
-        }
-    }
-
-    /// Sends command `name` with id `id` as `who`; the service's JSON reply.
-    async fn ask(&self, name: &str, who: &Actor, id: Uuid, body: Value) -> Value {
-        let payload = serde_json::to_vec(&json!({
-            "id": id, "actor": who, "source": "test", "body": body
-        }))
-        .unwrap();
-        let subject = format!("vigil.cmd.surge.{name}");
-        let reply = testkit::eventually(Duration::from_secs(10), || {
-            let (client, subject, payload) =
-                (self.client.clone(), subject.clone(), payload.clone());
-            async move { client.request(subject, payload.into()).await.ok() }
-        })
-        .await
-        .expect("the surge service answers");
-        serde_json::from_slice(&reply.payload).unwrap()
-    }
-
-    async fn ok(&self, name: &str, who: &Actor, body: Value) -> Value {
-        let answer = self.ask(name, who, Uuid::new_v4(), body).await;
-        assert!(answer["ok"].is_object(), "{name}: {answer}");
-        answer["ok"].clone()
-    }
-
-    async fn refused(&self, name: &str, who: &Actor, body: Value) -> (String, String) {
-        let answer = self.ask(name, who, Uuid::new_v4(), body).await;
-        let e = &answer["error"];
-        assert!(e.is_object(), "{name} should be refused: {answer}");
-        (
-            e["code"].as_str().unwrap().to_owned(),
-            e["message"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// A new surge at Mogadishu asking for `needed` officers, approved if `approve`.
-    async fn surge(&self, needed: u16, approve: bool) -> Uuid {
-        let id = Uuid::new_v4();
-        let answer = self.ask("request", &duty(), id, request_body(needed)).await;
-        assert!(answer["ok"].is_object(), "{answer}");
-        if approve {
-            self.ok("approve", &crisis(), json!({"surge": id, "change": {}}))
-                .await;
-        }
-        id
-    }
-
-    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
-        self.store
-            .read_stream(&vigil_surge::stream_of(id), 1, 1000)
-            .await
-            .unwrap()
-            .0
-    }
-
-    /// The list, once the register is caught up and `until` holds.
-    async fn list_until(
-        &self,
-        who: &Actor,
-        filters: Value,
-        until: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let found = testkit::eventually(Duration::from_secs(10), || {
-            let filters = filters.clone();
-            let until = &until;
-            async move {
-                let answer = self.ask("list", who, Uuid::new_v4(), filters).await;
-                answer["ok"]
-                    .is_object()
-                    .then_some(answer["ok"].clone())
-                    .filter(until)
-            }
-        })
-        .await;
-        found.unwrap_or_else(|| panic!("the list never showed what was expected ({filters})"))
-    }
+    })
+    .await;
+    found.unwrap_or_else(|| panic!("the list never showed what was expected ({filters})"))
 }
 
 fn request_body(needed: u16) -> Value {
@@ -226,7 +147,7 @@ fn types(events: &[RecordedEvent]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() {
-    let c = Centre::start().await;
+    let c = start().await;
     let id = Uuid::new_v4();
 
     // Request by a field officer of the station's country; a retry is the same outcome.
@@ -237,7 +158,7 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
     assert_eq!(again["ok"]["position"], first["ok"]["position"]);
     let other = c.ask("request", &fso(), id, request_body(3)).await;
     assert_eq!(other["error"]["code"], "id_reused", "{other}");
-    assert_eq!(types(&c.stream(id).await), ["SurgeRequested"]);
+    assert_eq!(types(&stream(&c, id).await), ["SurgeRequested"]);
 
     // Scope and reference data.
     let mut kenya = request_body(2);
@@ -293,19 +214,19 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
     assert_eq!(seen["officers"][0]["officer"], "P-1");
     assert_eq!(seen["officers"][0]["from_duty_station"], "SOM-BAI");
     assert_eq!(seen["away_from"], json!({"SOM-BAI": 1}));
-    let listed = c
-        .list_until(
-            &duty(),
-            json!({"status": "approved", "country": "SO"}),
-            |l| {
-                l["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s["id"] == json!(id) && s["officers_assigned"] == 1)
-            },
-        )
-        .await;
+    let listed = list_until(
+        &c,
+        &duty(),
+        json!({"status": "approved", "country": "SO"}),
+        |l| {
+            l["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == json!(id) && s["officers_assigned"] == 1)
+        },
+    )
+    .await;
     let listed_surge = listed["items"]
         .as_array()
         .unwrap()
@@ -313,7 +234,7 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
         .find(|s| s["id"] == json!(id))
         .unwrap();
     assert_eq!(listed_surge["away_from"]["SOM-BAI"], 1, "{listed}");
-    let theirs = c.list_until(&fso_ke(), json!({}), |_| true).await;
+    let theirs = list_until(&c, &fso_ke(), json!({}), |_| true).await;
     assert!(
         theirs["items"]
             .as_array()
@@ -340,7 +261,7 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
     assert_eq!(seen["status"], "completed");
     assert_eq!(seen["away_from"], json!({}));
     assert_eq!(
-        types(&c.stream(id).await),
+        types(&stream(&c, id).await),
         [
             "SurgeRequested",
             "SurgeApproved",
@@ -349,7 +270,7 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
             "SurgeCompleted"
         ]
     );
-    c.list_until(&duty(), json!({"status": "completed"}), |l| {
+    list_until(&c, &duty(), json!({"status": "completed"}), |l| {
         l["items"][0]["id"] == json!(id)
     })
     .await;
@@ -363,14 +284,13 @@ async fn a_surge_lives_from_request_to_completion_and_retries_are_stored_once() 
         .0,
         "conflict"
     );
-    c.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_already_deployed_is_refused_until_their_surge_completes() {
-    let c = Centre::start().await;
-    let first = c.surge(2, true).await;
-    let second = c.surge(2, true).await;
+    let c = start().await;
+    let first = surge(&c, 2, true).await;
+    let second = surge(&c, 2, true).await;
     let assign = |surge: Uuid, change: Value| json!({"surge": surge, "change": change});
 
     c.ok("assign", &duty(), assign(first, json!({"officer": "P-2"})))
@@ -428,7 +348,7 @@ async fn an_officer_already_deployed_is_refused_until_their_surge_completes() {
         .await;
     assert_eq!(code, "invalid");
     assert!(message.starts_with("from_duty_station"), "{message}");
-    let unapproved = c.surge(1, false).await;
+    let unapproved = surge(&c, 1, false).await;
     assert_eq!(
         c.refused(
             "assign",
@@ -461,14 +381,13 @@ async fn an_officer_already_deployed_is_refused_until_their_surge_completes() {
         .await;
     let seen = c.ok("get", &duty(), json!({"surge": second})).await;
     assert_eq!(seen["away_from"], json!({"KEN-NBO": 1}));
-    c.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_assigns_of_one_officer_to_two_surges_exactly_one_wins() {
-    let c = Centre::start().await;
-    let a = c.surge(10, true).await;
-    let b = c.surge(10, true).await;
+    let c = start().await;
+    let a = surge(&c, 10, true).await;
+    let b = surge(&c, 10, true).await;
     for i in 10..20 {
         let officer = format!("P-{i}");
         let to = |surge: Uuid| json!({"surge": surge, "change": {"officer": officer}});
@@ -485,7 +404,7 @@ async fn two_concurrent_assigns_of_one_officer_to_two_surges_exactly_one_wins() 
     // The log agrees: each officer assigned exactly once over both surges.
     let mut assigned: Vec<String> = Vec::new();
     for surge in [a, b] {
-        for e in c.stream(surge).await {
+        for e in stream(&c, surge).await {
             if e.event_type == "SurgeOfficerAssigned" {
                 assigned.push(e.data["officer"].as_str().unwrap().to_owned());
             }
@@ -494,14 +413,13 @@ async fn two_concurrent_assigns_of_one_officer_to_two_surges_exactly_one_wins() 
     assigned.sort();
     let expected: Vec<String> = (10..20).map(|i| format!("P-{i}")).collect();
     assert_eq!(assigned, expected);
-    c.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_approvals_of_one_surge_one_ok_the_other_conflict() {
-    let c = Centre::start().await;
+    let c = start().await;
     for _ in 0..5 {
-        let id = c.surge(1, false).await;
+        let id = surge(&c, 1, false).await;
         let body = json!({"surge": id, "change": {}});
         let (m1, m2) = (crisis(), crisis2());
         let (x, y) = tokio::join!(
@@ -520,9 +438,8 @@ async fn two_concurrent_approvals_of_one_surge_one_ok_the_other_conflict() {
             "decided again on the new state: {loser}"
         );
         assert_eq!(
-            types(&c.stream(id).await),
+            types(&stream(&c, id).await),
             ["SurgeRequested", "SurgeApproved"]
         );
     }
-    c.stop.cancel();
 }

@@ -25,16 +25,8 @@ use serde_json::{Value, json};
 use testkit::http::Answer;
 use uuid::Uuid;
 
-/// The shared test centre (`vigil up` with the sample imported); requests as the duty officer.
-struct Centre(testkit::centre::Centre);
-
-impl std::ops::Deref for Centre {
-    type Target = testkit::centre::Centre;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
+// The shared test centre (`vigil up` with the sample imported); requests as the duty officer.
+common::centre_type!();
 
 impl Centre {
     async fn start() -> Self {

@@ -17,16 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The shared test centre (`vigil up` with the sample imported) and this file's board checks.
-struct Centre(testkit::centre::Centre);
-
-impl std::ops::Deref for Centre {
-    type Target = testkit::centre::Centre;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
+// The shared test centre (`vigil up` with the sample imported) and this file's board checks.
+common::centre_type!();
 
 impl Centre {
     async fn start() -> Self {

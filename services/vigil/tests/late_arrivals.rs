@@ -17,22 +17,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The shared test centre (`vigil up` with the sample imported) and this file's order checks.
-struct Centre(testkit::centre::Centre);
-
-impl std::ops::Deref for Centre {
-    type Target = testkit::centre::Centre;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Centre {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
+// The shared test centre (`vigil up` with the sample imported) and this file's order checks.
+common::centre_type!();
 
 impl Centre {
     /// Ready once the relocation service has read the log.

@@ -18,7 +18,6 @@ use events::{AppendRequest, ExpectedVersion, Meta, NewEvent, StreamName};
 use runtime::StoreClient;
 use runtime::nats_auth::{self, NatsUsers};
 use testkit::{ChildGuard, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A running `vigil up` on free ports, stopped (SIGTERM) on drop.
 struct Up {
@@ -138,33 +137,12 @@ impl ServerErrors {
     }
 }
 
-async fn http_get(port: u16, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body
-}
-
 /// Waits until `GET /readyz` on `port` answers 200.
 async fn wait_ready(port: u16) -> bool {
     testkit::eventually(Duration::from_secs(30), || async move {
-        let ok = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok();
-        if !ok {
-            return None;
-        }
-        http_get(port, "/readyz")
-            .await
-            .lines()
-            .next()
-            .is_some_and(|status| status.contains(" 200 "))
-            .then_some(())
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let answer = testkit::http::request(addr, "GET", "/readyz", &[], None).await;
+        (answer.ok()?.status == 200).then_some(())
     })
     .await
     .is_some()

@@ -10,37 +10,17 @@ use std::time::Duration;
 mod common;
 
 use testkit::{ChildGuard, free_port, speaks_nats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
 }
 
-async fn http_get(port: u16, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// `GET path` on the loopback `port`, with a bearer `token` if given.
+async fn http_get(port: u16, path: &str, token: Option<&str>) -> testkit::http::Answer {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    testkit::http::json(addr, "GET", path, token, None)
         .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body
-}
-
-async fn http_get_as(port: u16, path: &str, token: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,20 +43,16 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     assert!(banner.contains("wall screen"), "{banner}");
     assert!(speaks_nats(nats_port), "vigil up's own nats-server listens");
 
-    let out = vigil()
-        .args([
-            "append",
-            "--nats-url",
-            &nats_url,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--type",
-            "NoteAdded",
-            "--data",
-            r#"{"text":"hello"}"#,
-        ])
-        .output()
-        .unwrap();
+    // `vigil append` of a NoteAdded with `data`.
+    let append = |data: &str| {
+        vigil()
+            .args(["append", "--nats-url", &nats_url, "--data-dir"])
+            .arg(dir.path())
+            .args(["--type", "NoteAdded", "--data", data])
+            .output()
+            .unwrap()
+    };
+    let out = append(r#"{"text":"hello"}"#);
     assert!(
         out.status.success(),
         "{}",
@@ -88,21 +64,16 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let out = vigil()
-        .args([
-            "tail",
-            "--nats-url",
-            &nats_url,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--from",
-            "1",
-            "--count",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    // `vigil tail` of the one event at position `from`, as JSON.
+    let tail = |from: &str| {
+        vigil()
+            .args(["tail", "--nats-url", &nats_url, "--data-dir"])
+            .arg(dir.path())
+            .args(["--from", from, "--count", "1", "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = tail("1");
     assert!(
         out.status.success(),
         "{}",
@@ -114,24 +85,11 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     assert_eq!(event["position"], 1);
 
     // Bad CLI input: a clear message and a failing exit code, nothing appended.
-    let out = vigil()
-        .args([
-            "append",
-            "--nats-url",
-            &nats_url,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--type",
-            "NoteAdded",
-            "--data",
-            "{not json",
-        ])
-        .output()
-        .unwrap();
+    let out = append("{not json");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data is not valid JSON"));
 
-    let metrics = http_get(metrics_port, "/metrics").await;
+    let metrics = http_get(metrics_port, "/metrics", None).await.body;
     assert!(metrics.contains("vigil_store_head_position 1"), "{metrics}");
     assert!(metrics.contains("vigil_store_commit_seconds"), "{metrics}");
 
@@ -142,19 +100,9 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .unwrap();
-    let refused = http_get_as(http_port, "/api/v1/events?from=1", screen_token).await;
-    assert!(refused.starts_with("HTTP/1.0 403"), "{refused}");
-    let out = vigil()
-        .args([
-            "tail",
-            "--nats-url",
-            &nats_url,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .args(["--from", "2", "--count", "1", "--json"])
-        .output()
-        .unwrap();
+    let refused = http_get(http_port, "/api/v1/events?from=1", Some(screen_token)).await;
+    assert!(refused.head.starts_with("HTTP/1.0 403"), "{refused:?}");
+    let out = tail("2");
     assert!(
         out.status.success(),
         "{}",

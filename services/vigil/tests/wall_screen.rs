@@ -58,23 +58,9 @@ return {
 };
 "#;
 
-/// The shared test centre (`vigil up`) with its data in a directory of the test's, so a
-/// restart is the same centre; and this file's wall-screen address and appends.
-struct Centre(testkit::centre::Centre);
-
-impl std::ops::Deref for Centre {
-    type Target = testkit::centre::Centre;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Centre {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
+// The shared test centre (`vigil up`) with its data in a directory of the test's, so a
+// restart is the same centre; and this file's wall-screen address and appends.
+common::centre_type!();
 
 impl Centre {
     /// Starts `vigil up` on `data_dir` and waits until it is ready.
@@ -187,21 +173,40 @@ fn state(page: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wall_screen_goes_live_shows_an_incident_goes_stale_and_recovers_by_itself() {
+    in_browser("wall-screen", vec![], scenario).await;
+}
+
+/// Runs `scenario` in a fresh headless Chromium against `vigil up` on a fresh data directory
+/// holding `users` (the centre creates no admin when users exist), with a scratch directory
+/// for its files. On a failure it saves a screenshot as `<name>-failed.png` in the target
+/// directory, for people to look at, and prints what `vigil up` printed.
+async fn in_browser(
+    name: &str,
+    users: Vec<gateway::auth::User>,
+    scenario: impl AsyncFnOnce(&Client, &mut Centre, &Path),
+) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let profile = dir.path().join("chromium-profile");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let (_driver, client) = browser(&profile, &dir.path().join("chromedriver.log")).await;
+    if !users.is_empty() {
+        let mut store = gateway::auth::Users::load(&data_dir).unwrap();
+        for user in users {
+            store.put(user).unwrap();
+        }
+    }
+    let (_driver, client) = browser(
+        &dir.path().join("chromium-profile"),
+        &dir.path().join("chromedriver.log"),
+    )
+    .await;
     let mut centre = Centre::start_in(&data_dir).await;
-
-    let outcome = AssertUnwindSafe(scenario(&client, &mut centre))
+    let outcome = AssertUnwindSafe(scenario(&client, &mut centre, dir.path()))
         .catch_unwind()
         .await;
-    if outcome.is_err() {
-        // Something for people to look at when it fails, too.
-        if let Ok(png) = client.screenshot().await {
-            let _ = std::fs::write(target_dir().join("wall-screen-failed.png"), png);
-        }
+    if outcome.is_err()
+        && let Ok(png) = client.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join(format!("{name}-failed.png")), png);
     }
     let _ = client.close().await;
     if let Err(panic) = outcome {
@@ -214,7 +219,37 @@ async fn the_wall_screen_goes_live_shows_an_incident_goes_stale_and_recovers_by_
     }
 }
 
-async fn scenario(client: &Client, centre: &mut Centre) {
+/// Everything the page loaded, in bytes as sent over the wire.
+async fn page_weight(client: &Client) -> u64 {
+    let weight = js(
+        client,
+        "const n = performance.getEntriesByType('navigation')[0];\
+         return performance.getEntriesByType('resource')\
+         .reduce((sum, e) => sum + e.transferSize, n.transferSize);",
+        vec![],
+    )
+    .await;
+    weight.as_u64().unwrap_or(0)
+}
+
+/// A user of the pages, with `password`.
+fn user(
+    username: &str,
+    role: gateway::auth::Role,
+    scope: Option<&str>,
+    agency: Option<&str>,
+    password: &str,
+) -> gateway::auth::User {
+    gateway::auth::User {
+        username: username.into(),
+        role,
+        scope: scope.map(Into::into),
+        agency: agency.map(Into::into),
+        password_hash: gateway::auth::hash_password(password).unwrap(),
+    }
+}
+
+async fn scenario(client: &Client, centre: &mut Centre, _: &Path) {
     // A 1080p wall screen: the viewport (not the window) is 1920×1080.
     let chrome = client
         .execute(
@@ -266,17 +301,7 @@ async fn scenario(client: &Client, centre: &mut Centre) {
         "the page loaded from elsewhere: {foreign:?}"
     );
     // The page stays small: everything it loaded, as sent over the wire.
-    let weight = client
-        .execute(
-            "const n = performance.getEntriesByType('navigation')[0];\
-             return performance.getEntriesByType('resource')\
-             .reduce((sum, e) => sum + e.transferSize, n.transferSize);",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap_or(0);
+    let weight = page_weight(client).await;
     eprintln!("wall screen: page weight {} KiB transferred", weight / 1024);
     assert!(
         weight < 600 * 1024,
@@ -542,42 +567,18 @@ async fn submit_report(client: &Client, title: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_field_page_keeps_reports_while_the_centre_is_down_and_each_arrives_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    // A field officer of Somalia (the centre creates no admin when users exist).
-    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
-    users
-        .put(gateway::auth::User {
-            username: "fso.ali".into(),
-            role: gateway::auth::Role::FieldOfficer,
-            scope: Some("SO".into()),
-            agency: None,
-            password_hash: gateway::auth::hash_password("field password 1").unwrap(),
-        })
-        .unwrap();
-    let (_driver, client) = browser(
-        &dir.path().join("chromium-profile"),
-        &dir.path().join("chromedriver.log"),
-    )
-    .await;
-    let mut centre = Centre::start_in(&data_dir).await;
-    let outcome = AssertUnwindSafe(field_scenario(&client, &mut centre))
-        .catch_unwind()
-        .await;
-    if outcome.is_err()
-        && let Ok(png) = client.screenshot().await
-    {
-        let _ = std::fs::write(target_dir().join("field-page-failed.png"), png);
-    }
-    let _ = client.close().await;
-    if let Err(panic) = outcome {
-        eprintln!("vigil up stderr:\n{}", centre.stderr());
-        std::panic::resume_unwind(panic);
-    }
+    // A field officer of Somalia.
+    let fso = user(
+        "fso.ali",
+        gateway::auth::Role::FieldOfficer,
+        Some("SO"),
+        None,
+        "field password 1",
+    );
+    in_browser("field-page", vec![fso], field_scenario).await;
 }
 
-async fn field_scenario(client: &Client, centre: &mut Centre) {
+async fn field_scenario(client: &Client, centre: &mut Centre, _: &Path) {
     let base = format!("http://127.0.0.1:{}", centre.addr().port());
     client.goto(&format!("{base}/field")).await.unwrap();
     assert_eq!(
@@ -608,17 +609,7 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
         |p| p["login_visible"] == false && p["controlled"] == true,
     )
     .await;
-    let weight = client
-        .execute(
-            "const n = performance.getEntriesByType('navigation')[0];\
-             return performance.getEntriesByType('resource')\
-             .reduce((sum, e) => sum + e.transferSize, n.transferSize);",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap_or(0);
+    let weight = page_weight(client).await;
     eprintln!("field page: weight {} KiB transferred", weight / 1024);
     assert!(
         weight < 150 * 1024,
@@ -720,41 +711,17 @@ async fn field_scenario(client: &Client, centre: &mut Centre) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duty_officer_marks_twenty_people_safe_in_the_console_and_the_wall_screen_follows() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
-    users
-        .put(gateway::auth::User {
-            username: "duty.ana".into(),
-            role: gateway::auth::Role::DutyOfficer,
-            scope: None,
-            agency: None,
-            password_hash: gateway::auth::hash_password("console password 1").unwrap(),
-        })
-        .unwrap();
-    let (_driver, client) = browser(
-        &dir.path().join("chromium-profile"),
-        &dir.path().join("chromedriver.log"),
-    )
-    .await;
-    let centre = Centre::start_in(&data_dir).await;
-    let outcome = AssertUnwindSafe(console_scenario(&client, &centre, dir.path()))
-        .catch_unwind()
-        .await;
-    if outcome.is_err()
-        && let Ok(png) = client.screenshot().await
-    {
-        let _ = std::fs::write(target_dir().join("console-failed.png"), png);
-    }
-    let _ = client.close().await;
-    if let Err(panic) = outcome {
-        eprintln!("vigil up stderr:\n{}", centre.stderr());
-        std::panic::resume_unwind(panic);
-    }
+    let ana = user(
+        "duty.ana",
+        gateway::auth::Role::DutyOfficer,
+        None,
+        None,
+        "console password 1",
+    );
+    in_browser("console", vec![ana], console_scenario).await;
 }
 
-async fn console_scenario(client: &Client, centre: &Centre, dir: &Path) {
+async fn console_scenario(client: &Client, centre: &mut Centre, dir: &Path) {
     // Reference data: one station in Banaadir with 24 people; an evacuation of the area.
     let mut lines = vec![
         json!({"kind": "area", "area": "SOM-BAN", "country": "SO", "name": "Banaadir"}),
@@ -986,6 +953,34 @@ return Object.assign(out, {
 });
 "#;
 
+/// Clicks the console's `action` button (`approve`, `ack`) on broadcast `id` in the list and
+/// waits until [`CONSOLE_BROADCAST`] of it satisfies `done`; its answer.
+async fn broadcast_action(
+    client: &Client,
+    id: &str,
+    action: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    js(
+        client,
+        r#"const [id, action] = arguments;
+           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-${action}"]`).click();
+           return null;"#,
+        vec![json!(id), json!(action)],
+    )
+    .await;
+    wait_js(
+        client,
+        Duration::from_secs(10),
+        what,
+        CONSOLE_BROADCAST,
+        vec![json!(id), Value::Null],
+        done,
+    )
+    .await
+}
+
 /// The wall screen's broadcast `id`, read in one trip, with whether its EXERCISE badge is
 /// rendered and inside the window.
 const WALL_BROADCAST: &str = r#"
@@ -1018,53 +1013,21 @@ return {
 async fn two_duty_officers_issue_and_approve_an_exercise_broadcast_in_the_console_and_the_wall_screen_shows_exercise()
  {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let mut users = gateway::auth::Users::load(&data_dir).unwrap();
-    for (username, role, agency) in [
+    let users = [
         ("duty.ana", gateway::auth::Role::DutyOfficer, None),
         ("duty.ben", gateway::auth::Role::DutyOfficer, None),
         (
             "focal.wfp",
             gateway::auth::Role::AgencyFocalPoint,
-            Some("wfp".to_owned()),
+            Some("wfp"),
         ),
-    ] {
-        users
-            .put(gateway::auth::User {
-                username: username.into(),
-                role,
-                scope: None,
-                agency,
-                password_hash: gateway::auth::hash_password(&format!("{username} password"))
-                    .unwrap(),
-            })
-            .unwrap();
-    }
-    let (_driver, client) = browser(
-        &dir.path().join("chromium-profile"),
-        &dir.path().join("chromedriver.log"),
-    )
-    .await;
-    let centre = Centre::start_in(&data_dir).await;
-    let outcome = AssertUnwindSafe(broadcast_scenario(&client, &centre, dir.path()))
-        .catch_unwind()
-        .await;
-    if outcome.is_err()
-        && let Ok(png) = client.screenshot().await
-    {
-        let _ = std::fs::write(target_dir().join("console-broadcast-failed.png"), png);
-    }
-    let _ = client.close().await;
-    if let Err(panic) = outcome {
-        eprintln!("vigil up stderr:\n{}", centre.stderr());
-        std::panic::resume_unwind(panic);
-    }
+    ]
+    .map(|(name, role, agency)| user(name, role, None, agency, &format!("{name} password")));
+    in_browser("console-broadcast", users.into(), broadcast_scenario).await;
     eprintln!("broadcast: the whole test took {:?}", started.elapsed());
 }
 
-async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
+async fn broadcast_scenario(client: &Client, centre: &mut Centre, dir: &Path) {
     // Two agencies in Somalia: an all-agency broadcast has two recipients.
     let file = dir.join("agencies.jsonl");
     std::fs::write(
@@ -1186,22 +1149,9 @@ async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
 
     // A's own approval is refused, in plain words that say what to do.
     client.switch_to_window(ana.handle.clone()).await.unwrap();
-    js(
-        client,
-        r#"const [id] = arguments;
-           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-approve"]`).click();
-           return null;"#,
-        vec![json!(id)],
-    )
-    .await;
-    let refused = wait_js(
-        client,
-        Duration::from_secs(10),
-        "A's own approval is refused",
-        CONSOLE_BROADCAST,
-        vec![json!(id), Value::Null],
-        |v| v["result_error"] == "true" && v["row_error"].is_string(),
-    )
+    let refused = broadcast_action(client, &id, "approve", "A's own approval is refused", |v| {
+        v["result_error"] == "true" && v["row_error"].is_string()
+    })
     .await;
     eprintln!("broadcast: A approves: {}", refused["result"]);
     for text in [&refused["result"], &refused["row_error"]] {
@@ -1234,20 +1184,11 @@ async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
     .await;
     assert_eq!(listed["exercise_shown"], "EXERCISE", "{listed}");
     let approved_at = Instant::now();
-    js(
+    let live = broadcast_action(
         client,
-        r#"const [id] = arguments;
-           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-approve"]`).click();
-           return null;"#,
-        vec![json!(id)],
-    )
-    .await;
-    let live = wait_js(
-        client,
-        Duration::from_secs(10),
+        &id,
+        "approve",
         "B's approval is taken and the list shows the broadcast live",
-        CONSOLE_BROADCAST,
-        vec![json!(id), Value::Null],
         |v| {
             v["status"] == "live"
                 && v["result"]
@@ -1327,20 +1268,11 @@ async fn broadcast_scenario(client: &Client, centre: &Centre, dir: &Path) {
         |v| v["ack"] == true && v["exercise_shown"] == "EXERCISE",
     )
     .await;
-    js(
+    let acked = broadcast_action(
         client,
-        r#"const [id] = arguments;
-           document.querySelector(`#broadcast-list [data-id="${id}"] [data-testid="broadcast-ack"]`).click();
-           return null;"#,
-        vec![json!(id)],
-    )
-    .await;
-    let acked = wait_js(
-        client,
-        Duration::from_secs(10),
+        &id,
+        "ack",
         "the focal point's acknowledgement is taken",
-        CONSOLE_BROADCAST,
-        vec![json!(id), Value::Null],
         |v| {
             v["acked_by_me"] == "true"
                 && v["result"]

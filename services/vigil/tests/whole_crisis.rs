@@ -175,23 +175,9 @@ fn ids(list: &[Value]) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------
 // The centre, as an operator runs it.
 
-/// The shared test centre (`vigil up` on the test's data directory) and the operator's
-/// commands this file types.
-struct Centre(testkit::centre::Centre);
-
-impl std::ops::Deref for Centre {
-    type Target = testkit::centre::Centre;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Centre {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
+// The shared test centre (`vigil up` on the test's data directory) and the operator's
+// commands this file types.
+common::centre_type!();
 
 impl Centre {
     async fn up(dir: &Path) -> (Self, String) {

@@ -237,7 +237,7 @@ impl Situation {
                 // A broadcast to crisis managers is theirs alone (the broadcast service hides
                 // it from duty officers): the board, seen by duty officers and visitors, never
                 // shows it, and its later events are of a stream the board does not know.
-                if self.broadcasts.contains_key(&at.id) || e.audience == Audience::CrisisManagers {
+                if e.audience == Audience::CrisisManagers {
                     return;
                 }
                 let needs_approval = e.needs_second_person()

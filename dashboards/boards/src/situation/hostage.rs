@@ -18,9 +18,6 @@ impl Situation {
         use DomainEvent as E;
         match event {
             E::HostageCaseOpened(e) => {
-                if self.hostage.contains_key(&at.id) {
-                    return;
-                }
                 let held: HashSet<String> = e.persons.into_iter().collect();
                 let n = held.len() as u64;
                 let state = self.country_mut(e.country, fx);

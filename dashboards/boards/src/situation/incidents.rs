@@ -56,9 +56,6 @@ impl Situation {
         use DomainEvent as E;
         match event {
             E::IncidentReported(e) => {
-                if self.incidents.contains_key(&at.id) {
-                    return;
-                }
                 let incident = Incident {
                     country: e.country,
                     reported_at: at.position,

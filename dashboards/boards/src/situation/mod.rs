@@ -7,8 +7,8 @@
 //! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
 //! a page up to date: per entity (one incident's marker, one area, one order), not per country.
 //!
-//! The fold is split by event family: `fold` here dispatches each event to the sibling module
-//! that owns its family (`incidents`, `levels`, `hostage`, `surges`, `orders`, `broadcasts`);
+//! The fold is split by event family: `fold` here dispatches each event, by its stream
+//! category, to the sibling module that owns its family (`incidents`, `levels`, `hostage`, `surges`, `orders`, `broadcasts`);
 //! clearances and reference data change nothing but the position. `text` words the timeline
 //! items, `render` turns the state into ops.
 //!
@@ -115,6 +115,38 @@ enum Family {
     Order,
     /// No country: one listed broadcast and its agencies.
     Broadcast,
+}
+
+impl Family {
+    /// The family of the events of a stream category; `None` for those the board does not
+    /// show: clearances, the surge service's officer reservations (the assignments on the
+    /// surges' own streams are what the board shows) and reference data (the board shows
+    /// areas by their levels, not their records). A test names every category one way or
+    /// the other, so a new one is a decision.
+    fn of(category: &str) -> Option<Self> {
+        match category {
+            "incident" => Some(Self::Incident),
+            "level" => Some(Self::Level),
+            "hostage" => Some(Self::Hostage),
+            "surge" => Some(Self::Surge),
+            "relocation" => Some(Self::Order),
+            "broadcast" => Some(Self::Broadcast),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `event` opens a case: the first event of its stream.
+fn opens(event: &DomainEvent) -> bool {
+    use DomainEvent as E;
+    matches!(
+        event,
+        E::IncidentReported(_)
+            | E::HostageCaseOpened(_)
+            | E::SurgeRequested(_)
+            | E::RelocationOrdered(_)
+            | E::BroadcastIssued(_)
+    )
 }
 
 /// What changed in `broadcast_agencies` (the duty view's per-agency detail of the listed
@@ -552,76 +584,34 @@ impl Situation {
     /// Folds one decoded event; `actor` is its `meta.actor` (only a broadcast's issuer is
     /// kept, for the duty view).
     fn fold(&mut self, event: DomainEvent, at: At, actor: Option<&str>, fx: &mut Effects) {
-        use DomainEvent as E;
-        match event {
-            E::IncidentReported(_)
-            | E::IncidentUpdated(_)
-            | E::IncidentVerified(_)
-            | E::IncidentEscalated(_)
-            | E::IncidentClosed(_) => {
-                fx.family = Some(Family::Incident);
-                self.fold_incident(event, at, fx);
-            }
-            E::AreaSecurityLevelSet(e) => {
-                fx.family = Some(Family::Level);
+        fx.family = Family::of(event.category());
+        if fx.family.is_some_and(|f| self.holds(f, at.id)) && opens(&event) {
+            // A second opening event of a stream the board holds: the first one stands.
+            return;
+        }
+        match (fx.family, event) {
+            (Some(Family::Incident), event) => self.fold_incident(event, at, fx),
+            (Some(Family::Level), DomainEvent::AreaSecurityLevelSet(e)) => {
                 self.fold_level(e, at, fx);
             }
-            E::HostageCaseOpened(_)
-            | E::HostageReleased(_)
-            | E::HostageDeceased(_)
-            | E::HostageCaseClosed(_)
-            | E::ProofOfLifeReceived(_)
-            | E::NegotiationContactLogged(_) => {
-                fx.family = Some(Family::Hostage);
-                self.fold_hostage(event, at, fx);
-            }
-            E::SurgeRequested(_)
-            | E::SurgeApproved(_)
-            | E::SurgeDeployed(_)
-            | E::SurgeOfficerAssigned(_)
-            | E::SurgeRejected(_)
-            | E::SurgeCompleted(_)
-            | E::SurgeCancelled(_) => {
-                fx.family = Some(Family::Surge);
-                self.fold_surge(event, at, fx);
-            }
-            E::RelocationOrdered(_)
-            | E::RollCallEntryAdded(_)
-            | E::PersonArrivedInArea(_)
-            | E::PersonLeftArea(_)
-            | E::PersonMarked(_)
-            | E::OrderCompleted(_)
-            | E::OrderRescinded(_) => {
-                fx.family = Some(Family::Order);
-                self.fold_order(event, at, fx);
-            }
-            E::BroadcastIssued(_)
-            | E::BroadcastApproved(_)
-            | E::BroadcastDeliveryAttempted(_)
-            | E::BroadcastDelivered(_)
-            | E::BroadcastDeliveryFailed(_)
-            | E::BroadcastAcknowledged(_)
-            | E::BroadcastResent(_)
-            | E::BroadcastEscalated(_)
-            | E::BroadcastTriggerSuppressed(_)
-            | E::BroadcastCancelled(_) => {
-                fx.family = Some(Family::Broadcast);
-                self.fold_broadcast(event, at, actor, fx);
-            }
-            E::ClearanceRequested(_)
-            | E::ClearanceApproved(_)
-            | E::ClearanceRefused(_)
-            | E::ArrivalRecorded(_)
-            | E::DepartureRecorded(_)
-            // The surge service's officer reservations: the assignments on the surges' own
-            // streams are what the board shows.
-            | E::SurgeOfficerReserved(_)
-            | E::SurgeOfficerReleased(_)
-            // Reference data: the board shows areas by their levels, not their records.
-            | E::AreaRegistered(_)
-            | E::DutyStationRegistered(_)
-            | E::PersonRegistered(_)
-            | E::AgencyRegistered(_) => {}
+            (Some(Family::Hostage), event) => self.fold_hostage(event, at, fx),
+            (Some(Family::Surge), event) => self.fold_surge(event, at, fx),
+            (Some(Family::Order), event) => self.fold_order(event, at, fx),
+            (Some(Family::Broadcast), event) => self.fold_broadcast(event, at, actor, fx),
+            _ => {}
+        }
+    }
+
+    /// Whether the board holds the case `id` of `family` (an open incident, hostage case,
+    /// surge or order, or a broadcast).
+    fn holds(&self, family: Family, id: Uuid) -> bool {
+        match family {
+            Family::Incident => self.incidents.contains_key(&id),
+            Family::Hostage => self.hostage.contains_key(&id),
+            Family::Surge => self.surges.contains_key(&id),
+            Family::Order => self.orders.contains_key(&id),
+            Family::Broadcast => self.broadcasts.contains_key(&id),
+            Family::Level => false,
         }
     }
 
@@ -773,5 +763,24 @@ impl Situation {
             return Err("the timeline outgrew its limit".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn every_category_of_event_has_a_family_or_is_not_shown() {
+    const NOT_SHOWN: [&str; 6] = [
+        "clearance",
+        "surge_officer",
+        "area",
+        "station",
+        "person",
+        "agency",
+    ];
+    for (event_type, category, _) in DomainEvent::TYPES {
+        assert!(
+            Family::of(category).is_some() != NOT_SHOWN.contains(category),
+            "{event_type}: category {category:?} must be either on the board or NOT_SHOWN"
+        );
     }
 }

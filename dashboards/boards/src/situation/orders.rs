@@ -16,9 +16,6 @@ impl Situation {
         use DomainEvent as E;
         match event {
             E::RelocationOrdered(e) => {
-                if self.orders.contains_key(&at.id) {
-                    return;
-                }
                 let order = Order {
                     country: e.country,
                     ordered_pos: at.position,

@@ -7,7 +7,10 @@
 //! entity (one marker, area, surge, order, broadcast; the counters that moved), with the same
 //! functions as the snapshot, so the two cannot disagree.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::text::{category_code, order_kind_code, scope_code, surge_status_code};
 use super::{AreaLevel, Broadcast, BroadcastStatus, Changes, Code, Counters, Detail, Family};
@@ -30,6 +33,29 @@ fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
 /// A path of object keys.
 fn path<const N: usize>(keys: [&str; N]) -> Vec<String> {
     keys.iter().map(|k| (*k).to_owned()).collect()
+}
+
+/// The op for entity `id` of a country's newest-first list at `path` (indexed by position in
+/// `index`): `listed` is its position and JSON while it is in the list (put at its place),
+/// `None` once it has left it (dropped).
+fn listed_op(
+    path: Vec<String>,
+    index: &BTreeMap<u64, Uuid>,
+    id: Uuid,
+    listed: Option<(u64, Value)>,
+) -> Op {
+    match listed {
+        Some((position, value)) => Op::Item {
+            path,
+            at: index.range(position.saturating_add(1)..).count(),
+            value,
+            limit: None,
+        },
+        None => Op::Drop {
+            path,
+            id: id.to_string(),
+        },
+    }
 }
 
 /// A string, or `null`.
@@ -244,33 +270,13 @@ impl Situation {
             }),
             Family::Surge => {
                 let surge = self.surges.get(&id).filter(|x| x.country == code);
-                ops.push(match surge {
-                    Some(x) => Op::Item {
-                        path: part("surges"),
-                        at: s.surges.range(x.requested_pos.saturating_add(1)..).count(),
-                        value: surge_json(&id, x),
-                        limit: None,
-                    },
-                    None => Op::Drop {
-                        path: part("surges"),
-                        id: id.to_string(),
-                    },
-                });
+                let listed = surge.map(|x| (x.requested_pos, surge_json(&id, x)));
+                ops.push(listed_op(part("surges"), &s.surges, id, listed));
             }
             Family::Order => {
                 let order = self.orders.get(&id).filter(|o| o.country == code);
-                ops.push(match order {
-                    Some(o) => Op::Item {
-                        path: part("orders"),
-                        at: s.orders.range(o.ordered_pos.saturating_add(1)..).count(),
-                        value: order_json(&id, o),
-                        limit: None,
-                    },
-                    None => Op::Drop {
-                        path: part("orders"),
-                        id: id.to_string(),
-                    },
-                });
+                let listed = order.map(|o| (o.ordered_pos, order_json(&id, o)));
+                ops.push(listed_op(part("orders"), &s.orders, id, listed));
             }
             // Broadcasts have no country.
             Family::Broadcast => {}

@@ -16,9 +16,6 @@ impl Situation {
         use DomainEvent as E;
         match event {
             E::SurgeRequested(e) => {
-                if self.surges.contains_key(&at.id) {
-                    return;
-                }
                 let surge = Surge {
                     country: e.country,
                     requested_pos: at.position,

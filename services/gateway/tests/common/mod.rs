@@ -123,6 +123,20 @@ impl Center {
             .await
             .unwrap();
     }
+
+    /// Registers the duty station `SOM-MGQ` (Mogadishu, in the area `SOM-BAN` of Somalia).
+    pub async fn register_mogadishu(&self) {
+        let station = events::domain::station::DutyStationRegistered {
+            station: "SOM-MGQ".into(),
+            country: events::validate::Country::parse("SO").unwrap(),
+            area: "SOM-BAN".into(),
+            name: "Mogadishu".into(),
+            lat: 2.0,
+            lon: 45.3,
+        };
+        let stream = events::domain::station::stream_for("SOM-MGQ");
+        import(self, stream, station.into()).await;
+    }
 }
 
 impl Drop for Center {

@@ -246,6 +246,32 @@ pub fn issuer() -> Issuer {
     })
 }
 
+/// Declares a test file's `Centre`: the shared test centre ([`Centre`], reached through
+/// `Deref`), a type of the file's own so that it can add its helpers in an `impl Centre`.
+#[allow(unused_macros)]
+macro_rules! centre_type {
+    () => {
+        /// The shared test centre with this file's helpers.
+        struct Centre(testkit::centre::Centre);
+
+        impl std::ops::Deref for Centre {
+            type Target = testkit::centre::Centre;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for Centre {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.0
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use centre_type;
+
 /// `vigil up` from this crate's binary, signing tokens with [`issuer`].
 pub fn up() -> Builder {
     Centre::up(env!("CARGO_BIN_EXE_vigil")).issuer(issuer())
