@@ -77,6 +77,21 @@ async fn until_all(c: &Centre, ids: &[Uuid], what: &str, done: impl Fn(&[Recorde
     }
 }
 
+/// Sets the services' clock to `by` after the latest event recorded on the streams of `ids`
+/// (or after its own time, if later). A retry is due one backoff after the failure **as the
+/// store recorded it** (the store's clock), while the test's clock stands still: on a loaded
+/// machine more real time than the backoff can pass before the test moves it, so moving it
+/// by a fixed amount from where it stood may not reach the retry.
+async fn advance_past_recorded(c: &Centre, ids: &[Uuid], by: time::Duration) {
+    let mut latest = c.clock.now();
+    for id in ids {
+        for e in c.broadcast(*id).await {
+            latest = latest.max(e.recorded_at);
+        }
+    }
+    c.clock.set(latest + by);
+}
+
 fn count(events: &[RecordedEvent], ty: &str) -> usize {
     events.iter().filter(|e| e.event_type == ty).count()
 }
@@ -166,7 +181,7 @@ async fn with_three_instances_every_timer_effect_is_recorded_once_also_when_one_
     })
     .await;
     // The retry timer: the second attempt, and then the silent agency is given up on.
-    c.clock.advance(time::Duration::seconds(2));
+    advance_past_recorded(&c, &issued, time::Duration::seconds(2)).await;
     until_all(&c, &issued, "retry", |s| {
         s.iter().any(|e| {
             e.event_type == "BroadcastDeliveryFailed"
