@@ -99,6 +99,18 @@ impl RunArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.max(1))
     }
+
+    /// The start of a run's first line: `vigil-bench <bench>: rates [..] <unit>/s × systems
+    /// …; … s warm-up + … s measured per cell; … keep-alive connections`.
+    pub fn header(&self, bench: &str, rates: &[f64], unit: &str, systems: &[Server]) -> String {
+        format!(
+            "vigil-bench {bench}: rates {rates:?} {unit}/s × systems {} ; {} s warm-up + {} s measured per cell; {} keep-alive connections",
+            crate::cell::names(systems, |s| s.name()),
+            self.warmup,
+            self.duration,
+            self.connections,
+        )
+    }
 }
 
 /// `vigil-bench intake-peer`, started for a run and stopped when dropped.
