@@ -1,12 +1,14 @@
 //! The harness every benchmark runs its cells with (a cell: one system under one load, a
-//! warm-up and then a measured window): the window and whether an instant is measured, the
-//! progress line printed to stderr every second, the latency histograms (µs, 3 significant
-//! digits, up to [`MAX_LATENCY_US`]) and their quantiles, and the failures tallied by kind
-//! with one full message each.
+//! warm-up and then a measured window): the run of every cell ([`Bench`], [`run_cells`]), the
+//! window and whether an instant is measured, the progress line printed to stderr every
+//! second, the latency histograms (µs, 3 significant digits, up to [`MAX_LATENCY_US`]) and
+//! their quantiles, and the failures tallied by kind with one full message each.
 //!
-//! The store cells (`driver`), the fan-out phases (`fanout`), the open-loop HTTP cells
-//! (`open_loop`: `intake`, `clearances`) and the broadcast rounds (`broadcast`) all measure
-//! with these, so a p99 or an error count means the same thing in every table.
+//! Every benchmark runs its cells through [`run_cells`] — the store cells (`driver`), the
+//! fan-out phases (`fanout`), the open-loop HTTP cells (`open_loop`: `intake`,
+//! `clearances`), the broadcast rounds (`broadcast`) and the replay runs and cold starts
+//! (`replay`) — and measures with the rest, so a p99 or an error count means the same thing
+//! in every table.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,70 @@ pub const MAX_LATENCY_US: u64 = 300_000_000;
 /// The lock, also after a panic elsewhere (the figures are still worth printing).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ------------------------------------------------------------------------------------------
+// The cells
+
+/// What one benchmark brings to [`run_cells`]: how one cell runs and what it prints.
+///
+/// A benchmark sweeps one quantity (the store's window, an HTTP rate, a broadcast round, …);
+/// each value of it is a *point*, and each point runs once on every system under test.
+pub(crate) trait Bench {
+    /// One value of the swept quantity.
+    type Point: Copy;
+    /// A system under test.
+    type System: Copy;
+    /// What one cell measured.
+    type Cell;
+
+    /// Runs one cell: starts `system` (or readies it), runs the load of `point` (warm-up, then
+    /// the measured window), stops it and collects what it measured.
+    async fn run(&mut self, point: Self::Point, system: Self::System)
+    -> anyhow::Result<Self::Cell>;
+
+    /// Prints a cell's figures as soon as it ended.
+    fn print(&self, cell: &Self::Cell);
+
+    /// After a cell is printed: whether the run may go on (an error stops it), and anything a
+    /// later cell takes from this one.
+    fn after_cell(&mut self, _cell: &Self::Cell) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// After every system ran at `point`: `cells` are that point's cells, in order.
+    fn after_point(&mut self, _point: Self::Point, _cells: &[Self::Cell]) {}
+}
+
+/// Runs every cell of `bench`: for each point in order, each system in order, with `pause` of
+/// quiet between two cells (time for one system's work to settle before the next measures).
+/// Returns the cells in the order they ran.
+pub(crate) async fn run_cells<B: Bench>(
+    bench: &mut B,
+    points: &[B::Point],
+    systems: &[B::System],
+    pause: Duration,
+) -> anyhow::Result<Vec<B::Cell>> {
+    let mut cells: Vec<B::Cell> = Vec::with_capacity(points.len() * systems.len());
+    for &point in points {
+        let first = cells.len();
+        for &system in systems {
+            if !cells.is_empty() {
+                tokio::time::sleep(pause).await;
+            }
+            let cell = bench.run(point, system).await?;
+            bench.print(&cell);
+            bench.after_cell(&cell)?;
+            cells.push(cell);
+        }
+        bench.after_point(point, &cells[first..]);
+    }
+    Ok(cells)
+}
+
+/// The systems' names joined with `, ` (for a run's first line).
+pub fn names<S>(systems: &[S], name: impl Fn(&S) -> &'static str) -> String {
+    systems.iter().map(name).collect::<Vec<_>>().join(", ")
 }
 
 // ------------------------------------------------------------------------------------------
@@ -309,6 +375,75 @@ mod tests {
         record(&h, Duration::from_secs(3600));
         assert_eq!(take_histogram(&h).unwrap().max(), h_max());
         assert!(lock(&h).is_empty());
+    }
+
+    /// Records what the runner asked, in order.
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    impl Bench for Log {
+        type Point = u32;
+        type System = char;
+        type Cell = String;
+
+        async fn run(&mut self, point: u32, system: char) -> anyhow::Result<String> {
+            self.0.push(format!("run {system}{point}"));
+            if point == 9 {
+                anyhow::bail!("cell {system}{point} failed");
+            }
+            Ok(format!("{system}{point}"))
+        }
+
+        fn print(&self, cell: &String) {
+            println!("{cell}");
+        }
+
+        fn after_cell(&mut self, cell: &String) -> anyhow::Result<()> {
+            self.0.push(format!("after {cell}"));
+            if cell == "b3" {
+                anyhow::bail!("stop after b3");
+            }
+            Ok(())
+        }
+
+        fn after_point(&mut self, point: u32, cells: &[String]) {
+            self.0.push(format!("point {point}: {}", cells.join(" ")));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_system_runs_at_every_point_in_order_with_pauses_between() {
+        let mut log = Log::default();
+        let started = Instant::now();
+        let cells = run_cells(&mut log, &[1, 2], &['a', 'b'], Duration::from_millis(20))
+            .await
+            .unwrap();
+        assert_eq!(cells, ["a1", "b1", "a2", "b2"]);
+        assert_eq!(
+            log.0,
+            [
+                "run a1",
+                "after a1",
+                "run b1",
+                "after b1",
+                "point 1: a1 b1",
+                "run a2",
+                "after a2",
+                "run b2",
+                "after b2",
+                "point 2: a2 b2"
+            ]
+        );
+        // A pause between two cells: three of them.
+        assert!(started.elapsed() >= Duration::from_millis(60));
+
+        let mut log = Log::default();
+        let stopped = run_cells(&mut log, &[3, 9], &['a', 'b'], Duration::ZERO).await;
+        assert_eq!(stopped.unwrap_err().to_string(), "stop after b3");
+        let mut log = Log::default();
+        let failed = run_cells(&mut log, &[9], &['a', 'b'], Duration::ZERO).await;
+        assert_eq!(failed.unwrap_err().to_string(), "cell a9 failed");
+        assert_eq!(log.0, ["run a9"]);
     }
 
     fn h_max() -> u64 {

@@ -1,5 +1,7 @@
-//! Runs one cell: W workers, each keeping one append in flight, for a warm-up and then the
-//! measured duration, recording every successful ack's latency (µs) in an HDR histogram.
+//! Runs one store cell: W workers, each keeping one append in flight, for a warm-up and then
+//! the measured duration, recording every successful ack's latency (µs) in an HDR histogram.
+//! [`StoreBench`] is what the store brings to the shared run of cells (`cell::run_cells`):
+//! the system set up for the window, the cell, the system torn down, the tables it prints.
 //!
 //! An append counts in the measurement when it started after the warm-up and was answered
 //! before the end, so the rate is `measured appends / measured seconds`. The window, the
@@ -14,8 +16,9 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use crate::System;
-use crate::cell::{self, Tally, Window, merge, micros, new_histogram, tally};
-use crate::systems::Appender;
+use crate::cell::{self, Bench, Tally, Window, merge, micros, new_histogram, tally};
+use crate::report;
+use crate::systems::{Appender, Env, Settings};
 
 /// Pause after a failed append, so a system that refuses at once is not spun on.
 const ERROR_PAUSE: Duration = Duration::from_millis(1);
@@ -228,4 +231,48 @@ pub async fn run_cell(spec: &CellSpec, workers: Vec<Appender>) -> anyhow::Result
         result.error_count()
     );
     Ok(result)
+}
+
+/// The store benchmark's cells: one system at one window (requests in flight).
+pub struct StoreBench<'a> {
+    /// The connections to every system.
+    pub env: &'a Env,
+    /// How the systems are set up.
+    pub settings: &'a Settings,
+    /// Unmeasured time before each measurement.
+    pub warmup: Duration,
+    /// Measured time per cell.
+    pub duration: Duration,
+}
+
+impl Bench for StoreBench<'_> {
+    type Point = usize;
+    type System = System;
+    type Cell = CellResult;
+
+    async fn run(&mut self, window: usize, system: System) -> anyhow::Result<CellResult> {
+        let appenders = self
+            .env
+            .prepare(self.settings, system, window)
+            .await
+            .with_context(|| format!("preparing {} at window {window}", system.name()))?;
+        let spec = CellSpec {
+            system,
+            window,
+            warmup: self.warmup,
+            duration: self.duration,
+            note: appenders.note.clone(),
+        };
+        let result = run_cell(&spec, appenders.workers).await;
+        self.env.finish(system).await;
+        result
+    }
+
+    fn print(&self, cell: &CellResult) {
+        report::print_errors(cell);
+    }
+
+    fn after_point(&mut self, window: usize, row: &[CellResult]) {
+        report::print_window(window, row);
+    }
 }

@@ -50,12 +50,12 @@ use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::cell::{latency_text, lock, ms, new_histogram, take_histogram};
+use crate::cell::{self, Bench, latency_text, lock, ms, new_histogram, take_histogram};
 use crate::http::{self, Ack, Http, host_port};
 use crate::load::{PeerProcess, RunArgs, Server};
-use crate::open_loop::{Counters, Follower, Job, Queue, Schedule};
+use crate::open_loop::{Counters, Follower, HttpBench, Job, Queue, Schedule};
 use crate::report::thousands;
-use crate::server_side::{self, Procs, Watch};
+use crate::server_side::{self, Watch};
 use crate::summary::{self, Measure, Row, Totals};
 use crate::tracker::Tracker;
 use crate::util::{self, fmt_ms, head, verdict};
@@ -294,10 +294,34 @@ const WATCH: Watch = Watch {
 
 struct CellContext<'a> {
     args: &'a IntakeArgs,
+    bench: HttpBench<'a>,
     tracker: Arc<Mutex<Tracker>>,
     board: Arc<BoardStats>,
-    procs: Procs,
-    seq: &'a mut u64,
+    gateway: String,
+    peer: Option<&'a PeerProcess>,
+    seq: u64,
+}
+
+impl Bench for CellContext<'_> {
+    type Point = f64;
+    type System = Server;
+    type Cell = CellResult;
+
+    async fn run(&mut self, rate: f64, system: Server) -> anyhow::Result<CellResult> {
+        let addr = system.addr(&self.gateway, self.peer);
+        run_cell(self, system, &addr, rate).await
+    }
+
+    fn print(&self, cell: &CellResult) {
+        print_cell(cell);
+    }
+
+    fn after_cell(&mut self, _cell: &CellResult) -> anyhow::Result<()> {
+        if let Some(why) = lock(&self.board.ended).clone() {
+            bail!("the board client stopped ({why}); the POST→delta figures would be wrong");
+        }
+        Ok(())
+    }
 }
 
 async fn run_cell(
@@ -306,41 +330,27 @@ async fn run_cell(
     addr: &str,
     rate: f64,
 ) -> anyhow::Result<CellResult> {
-    let args = ctx.args;
     lock(&ctx.tracker).reset()?;
-    let schedule = Schedule::new(
-        &args.run,
-        "intake",
-        system,
-        rate,
-        &ctx.procs,
-        WATCH.consumers,
-    );
-    let (http, counters) = schedule.prepare(addr).await?;
+    let (schedule, http, counters) = Schedule::start(&ctx.bench, system, rate, addr).await?;
     let shared = Arc::new(CellShared {
         counters,
         hist: Mutex::new(new_histogram()?),
         tracker: ctx.tracker.clone(),
     });
     let target = Arc::new(Target {
-        token: args.field_token.clone(),
-        country: args.country.clone(),
-        timeout: args.run.timeout(),
+        token: ctx.args.field_token.clone(),
+        country: ctx.args.country.clone(),
+        timeout: ctx.args.run.timeout(),
     });
     let progress = {
         let shared = shared.clone();
         move |fold: &str, sent: u64| {
-            let (board_at, waiting, worst_delta) = {
-                let mut t = lock(&shared.tracker);
-                let w = std::mem::take(&mut t.sec_max_us);
-                (t.board_at, t.pending.len(), w)
-            };
+            let (board_at, waiting, worst_delta) = lock(&shared.tracker).take_second();
             let c = &shared.counters;
             format!(
-                "{}  client board at {board_at}  awaiting delta {waiting}{fold}  worst this second: POST→201 {} ms, POST→delta {} ms",
+                "{}  client board at {board_at}  awaiting delta {waiting}{fold}  {}",
                 c.progress(sent, "201"),
-                fmt_ms(c.take_sec_max_ms()),
-                fmt_ms(worst_delta as f64 / 1000.0),
+                c.worst("POST→201", "POST→delta", worst_delta),
             )
         }
     };
@@ -350,7 +360,7 @@ async fn run_cell(
             &shared.counters,
             http,
             |jobs, http| worker(target.clone(), jobs, shared.clone(), http),
-            ctx.seq,
+            &mut ctx.seq,
             progress,
             move || lock(&tracker).board_at,
             Follower {
@@ -362,7 +372,7 @@ async fn run_cell(
         .await?;
     let (delta, not_on_board) = lock(&ctx.tracker).finish()?;
     Ok(CellResult {
-        totals: Totals::new(system, rate, &done, &shared.counters, &ctx.procs, &WATCH)?,
+        totals: schedule.totals(&done, &shared.counters)?,
         http: take_histogram(&shared.hist)?,
         delta,
         not_on_board,
@@ -508,16 +518,8 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("ws://{gateway}/ws"));
     println!(
-        "vigil-bench intake: rates {:?} reports/s × systems {} ; {} s warm-up + {} s measured per cell; {} keep-alive connections; reports for {}; board client on {} (view {})",
-        args.rates,
-        systems
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-        run.warmup,
-        run.duration,
-        run.connections,
+        "{}; reports for {}; board client on {} (view {})",
+        run.header("intake", &args.rates, "reports", &systems),
         args.country,
         ws_url,
         args.view
@@ -542,32 +544,31 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     let peer = PeerProcess::start_for(&systems, &run.nats, "intake").await?;
     let procs = server_side::procs(run.vigil_pid, &run.nats, peer.as_ref());
 
-    let mut seq = 0u64;
-    for &system in &systems {
-        let addr = system.addr(&gateway, peer.as_ref());
-        probe(system, &addr, &args, &tracker, &mut seq).await?;
-    }
-
     let mut ctx = CellContext {
         args: &args,
+        bench: HttpBench {
+            name: "intake",
+            run,
+            procs: &procs,
+            watch: &WATCH,
+        },
         tracker: tracker.clone(),
         board: board.clone(),
-        procs,
-        seq: &mut seq,
+        gateway,
+        peer: peer.as_ref(),
+        seq: 0,
     };
-    let mut results = Vec::new();
-    for &rate in &args.rates {
-        for &system in &systems {
-            let addr = system.addr(&gateway, peer.as_ref());
-            let r = run_cell(&mut ctx, system, &addr, rate).await?;
-            print_cell(&r);
-            results.push(r);
-            if let Some(why) = lock(&board.ended).clone() {
-                bail!("the board client stopped ({why}); the POST→delta figures would be wrong");
-            }
-            tokio::time::sleep(Duration::from_secs(run.pause)).await;
-        }
+    for &system in &systems {
+        let addr = system.addr(&ctx.gateway, ctx.peer);
+        probe(system, &addr, &args, &tracker, &mut ctx.seq).await?;
     }
+    let results = cell::run_cells(
+        &mut ctx,
+        &args.rates,
+        &systems,
+        Duration::from_secs(run.pause),
+    )
+    .await?;
     println!();
     println!(
         "board client: {} deltas ({}), {} resyncs (snapshot after the first)",
@@ -576,6 +577,7 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
         board.resyncs.load(Ordering::Relaxed)
     );
     print_summary(&args, &results, systems.len());
+    drop(ctx);
     drop(peer);
     Ok(())
 }

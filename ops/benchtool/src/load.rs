@@ -7,14 +7,11 @@
 //! `server_side` (what `vigil up` did over a window), `summary` (a cell's totals and the
 //! tables), and `cell` (the window, histograms and tallies every benchmark uses).
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use anyhow::bail;
 
-use crate::util::NatsArgs;
+use crate::util::{NatsArgs, OwnServer};
 
 /// A system under test of the HTTP benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -102,11 +99,23 @@ impl RunArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.max(1))
     }
+
+    /// The start of a run's first line: `vigil-bench <bench>: rates [..] <unit>/s × systems
+    /// …; … s warm-up + … s measured per cell; … keep-alive connections`.
+    pub fn header(&self, bench: &str, rates: &[f64], unit: &str, systems: &[Server]) -> String {
+        format!(
+            "vigil-bench {bench}: rates {rates:?} {unit}/s × systems {} ; {} s warm-up + {} s measured per cell; {} keep-alive connections",
+            crate::cell::names(systems, |s| s.name()),
+            self.warmup,
+            self.duration,
+            self.connections,
+        )
+    }
 }
 
 /// `vigil-bench intake-peer`, started for a run and stopped when dropped.
 pub struct PeerProcess {
-    child: Child,
+    server: OwnServer,
     /// `host:port` it listens on.
     pub addr: String,
 }
@@ -114,27 +123,17 @@ pub struct PeerProcess {
 impl PeerProcess {
     /// Starts the peer against the store of `nats` and waits until it listens.
     pub async fn start(nats: &NatsArgs) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("finding vigil-bench's own path")?;
-        let mut command = Command::new(exe);
-        command.args(["intake-peer", "--listen", "127.0.0.1:0"]);
-        nats.pass_to(&mut command);
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting vigil-bench intake-peer")?;
-        let stdout = child.stdout.take().context("peer stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-            .await
-            .context("the peer did not start within 15 s")??
-            .context("the peer exited at start")?;
-        let addr = line
-            .strip_prefix("listening ")
-            .with_context(|| format!("unexpected peer greeting {line:?}"))?
-            .to_owned();
-        Ok(Self { child, addr })
+        let server = OwnServer::start(
+            |command| {
+                command.args(["intake-peer", "--listen", "127.0.0.1:0"]);
+                nats.pass_to(command);
+            },
+            "the peer",
+            Duration::from_secs(15),
+        )
+        .await?;
+        let addr = server.addr.clone();
+        Ok(Self { server, addr })
     }
 
     /// The peer when `systems` has it (`bench` names the bench in the log line).
@@ -153,6 +152,6 @@ impl PeerProcess {
 
     /// Its PID (CPU time).
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.server.pid()
     }
 }

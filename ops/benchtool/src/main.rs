@@ -36,8 +36,10 @@
 //!   (see `broadcast`).
 //!
 //! # Layout
-//! - `cell`: the harness every benchmark measures a cell with: the warm-up and measured
-//!   window, the progress line a second, latency histograms, failures tallied by kind.
+//! - `cell`: the harness every benchmark runs and measures its cells with: the run of every
+//!   cell (each benchmark says how one cell runs and what it prints), the warm-up and
+//!   measured window, the progress line a second, latency histograms, failures tallied by
+//!   kind.
 //! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
 //! - `systems`: how each system appends one event, and how each is set up and torn down.
 //! - `report`: the store tables, ratios and targets.
@@ -79,10 +81,8 @@ mod workload;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::driver::{CellResult, CellSpec};
 
 /// Load generator for `ops/bench`: the store beside JetStream and PostgreSQL (default), the
 /// board fan-out over WebSocket, replay/cold start of the board projections, field intake
@@ -292,38 +292,19 @@ async fn run(cli: StoreArgs) -> anyhow::Result<()> {
         cli.warmup,
         cli.duration,
         cli.windows,
-        systems
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        cell::names(&systems, |s| s.name())
     );
 
-    let mut results: Vec<CellResult> = Vec::new();
-    for &window in &cli.windows {
-        let mut row: Vec<CellResult> = Vec::new();
-        for &system in &systems {
-            let appenders = env
-                .prepare(&settings, system, window)
-                .await
-                .with_context(|| format!("preparing {} at window {window}", system.name()))?;
-            let spec = CellSpec {
-                system,
-                window,
-                warmup: Duration::from_secs(cli.warmup),
-                duration: Duration::from_secs(cli.duration),
-                note: appenders.note.clone(),
-            };
-            let result = driver::run_cell(&spec, appenders.workers).await?;
-            env.finish(system).await;
-            report::print_errors(&result);
-            row.push(result);
-            // Let the previous system's writes settle before the next one measures.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        report::print_window(window, &row);
-        results.extend(row);
-    }
+    let mut bench = driver::StoreBench {
+        env: &env,
+        settings: &settings,
+        warmup: Duration::from_secs(cli.warmup),
+        duration: Duration::from_secs(cli.duration),
+    };
+    // A second between cells lets the previous system's writes settle before the next one
+    // measures.
+    let results =
+        cell::run_cells(&mut bench, &cli.windows, &systems, Duration::from_secs(1)).await?;
     report::print_summary(&results, &cli.windows);
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! flight each, `--connections` of them), so a job that waited for a worker counts its wait
 //! (no coordinated omission). Around it: the cell's counters, a progress line a second, the
 //! server side read at both ends of the measured window, then the wait for every answer and
-//! for the follower of the log to reach every acknowledged write.
+//! for the follower of the log to reach every acknowledged write. The benchmarks' cells
+//! themselves run through `cell::run_cells`; a cell's [`Schedule`] starts from its
+//! [`HttpBench`] (the benchmark's name, flags, processes and what of `vigil up` it watches).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,9 @@ use crate::http::Http;
 use crate::load::{RunArgs, Server};
 use crate::prom;
 use crate::report::thousands;
-use crate::server_side::{Procs, Sample, fold_text, spawn_sampler};
+use crate::server_side::{Procs, Sample, Watch, fold_text, spawn_sampler};
+use crate::summary::Totals;
+use crate::util::fmt_ms;
 
 /// The counters and histograms a pool of connection workers shares in one cell.
 pub struct Counters {
@@ -124,6 +128,16 @@ impl Counters {
     /// The largest latency since the last call, ms.
     pub fn take_sec_max_ms(&self) -> f64 {
         self.sec_max_us.swap(0, Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// `worst this second: <answer> … ms, <follower> … ms` for a progress line: the largest
+    /// latency to an answer since the last call, and `follower_us` (µs).
+    pub fn worst(&self, answer: &str, follower: &str, follower_us: u64) -> String {
+        format!(
+            "worst this second: {answer} {} ms, {follower} {} ms",
+            fmt_ms(self.take_sec_max_ms()),
+            fmt_ms(follower_us as f64 / 1000.0),
+        )
     }
 }
 
@@ -244,18 +258,30 @@ pub struct Job {
     pub measured: bool,
 }
 
-/// How one cell runs: `rate` jobs a second under `run`'s flags; `label` starts its lines.
-pub struct Schedule<'a> {
+/// The HTTP benchmark a cell belongs to: its name (it starts the lines), its flags, the
+/// processes whose CPU time is read and what of `vigil up` it watches.
+pub struct HttpBench<'a> {
+    /// `intake`, `clearances`.
+    pub name: &'static str,
     /// The flags.
     pub run: &'a RunArgs,
+    /// The processes whose CPU time is read.
+    pub procs: &'a Procs,
+    /// What `vigil up` is read for; its followers are printed in the progress lines.
+    pub watch: &'static Watch,
+}
+
+/// How one cell runs: `rate` jobs a second for `system` under the bench's flags; `label`
+/// starts its lines.
+pub struct Schedule<'a> {
+    /// The benchmark.
+    pub bench: &'a HttpBench<'a>,
+    /// The system under test.
+    pub system: Server,
     /// Jobs per second.
     pub rate: f64,
     /// E.g. `intake vigil 1000/s`.
     pub label: String,
-    /// The processes whose CPU time is read.
-    pub procs: &'a Procs,
-    /// The followers printed in the progress lines.
-    pub consumers: &'static [&'static str],
 }
 
 /// What a cell's schedule ends with.
@@ -282,31 +308,38 @@ pub struct Follower<W, G> {
 }
 
 impl<'a> Schedule<'a> {
-    /// A cell of benchmark `bench` (its name in the lines) for `system` at `rate`.
-    pub fn new(
-        run: &'a RunArgs,
-        bench: &str,
+    /// A cell of `bench` for `system` at `rate` on `addr`: its schedule, its client with its
+    /// connections open (made before the schedule starts), and its counters (the window
+    /// starts 200 ms from now).
+    pub async fn start(
+        bench: &'a HttpBench<'a>,
         system: Server,
         rate: f64,
-        procs: &'a Procs,
-        consumers: &'static [&'static str],
-    ) -> Self {
-        Self {
-            run,
+        addr: &str,
+    ) -> anyhow::Result<(Self, Http, Counters)> {
+        let schedule = Self {
+            bench,
+            system,
             rate,
-            label: format!("{bench} {} {rate}/s", system.name()),
-            procs,
-            consumers,
-        }
+            label: format!("{} {} {rate}/s", bench.name, system.name()),
+        };
+        let run = bench.run;
+        let http = Http::new(addr, run.connections)?;
+        http.open(run.connections).await?;
+        let counters = Counters::new(Window::new(run.warmup, run.duration))?;
+        Ok((schedule, http, counters))
     }
 
-    /// The cell's client of `addr` with its connections open, made before the schedule
-    /// starts, and its counters (the window starts 200 ms from now).
-    pub async fn prepare(&self, addr: &str) -> anyhow::Result<(Http, Counters)> {
-        let http = Http::new(addr, self.run.connections)?;
-        http.open(self.run.connections).await?;
-        let counters = Counters::new(Window::new(self.run.warmup, self.run.duration))?;
-        Ok((http, counters))
+    /// The cell's totals, once [`Schedule::run`] returned `done`.
+    pub fn totals(&self, done: &Scheduled, counters: &Counters) -> anyhow::Result<Totals> {
+        Totals::new(
+            self.system,
+            self.rate,
+            done,
+            counters,
+            self.bench.procs,
+            self.bench.watch,
+        )
     }
 
     /// Runs the cell: `--connections` workers `worker(jobs, http)` sharing `http`, the open loop
@@ -329,7 +362,7 @@ impl<'a> Schedule<'a> {
         W: Fn() -> usize,
         G: Fn() -> bool,
     {
-        let run = self.run;
+        let run = self.bench.run;
         let window = counters.window;
         let (tx, rx) = mpsc::unbounded_channel::<Job>();
         let rx: Queue<Job> = Arc::new(tokio::sync::Mutex::new(rx));
@@ -337,7 +370,12 @@ impl<'a> Schedule<'a> {
         for _ in 0..run.connections.max(1) {
             workers.spawn(worker(rx.clone(), http.clone()));
         }
-        let sampler = spawn_sampler(run.metrics_url.clone(), self.procs.clone(), window, at_end);
+        let sampler = spawn_sampler(
+            run.metrics_url.clone(),
+            self.bench.procs.clone(),
+            window,
+            at_end,
+        );
         let sent = Arc::new(AtomicU64::new(0));
         let ticker = {
             let sent = sent.clone();
@@ -345,7 +383,7 @@ impl<'a> Schedule<'a> {
                 window,
                 self.label.clone(),
                 run.metrics_url.clone(),
-                self.consumers,
+                self.bench.watch.consumers,
                 move |fold| progress(fold, sent.load(Ordering::Relaxed)),
             )
         };

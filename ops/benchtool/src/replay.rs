@@ -13,6 +13,8 @@
 //!    then stops it with SIGTERM, which writes the boards' and the registers' checkpoints;
 //!    then once more, timed the same way, starting from those checkpoints.
 //!
+//! The replay runs and the cold starts are the cells of `cell::run_cells`.
+//!
 //! The page cache is warm (the log was just written and replayed): these are warm-cache
 //! figures. Targets (issue 3): replay ≥ 500,000 events/s; cold start ≤ 3 s with 1M events.
 
@@ -26,6 +28,7 @@ use events::envelope::ExpectedVersion;
 use store::{Durability, Log, log::Pending};
 use time::OffsetDateTime;
 
+use crate::cell::{self, Bench};
 use crate::report::thousands;
 use crate::util::{self, bytes_text, verdict};
 use crate::workload::Generator;
@@ -300,6 +303,153 @@ fn report_cold_start(
     }
 }
 
+/// The cold start on a fresh data directory, and the one on the checkpoints it wrote.
+const WITHOUT: &str = "without checkpoints";
+const FROM: &str = "from checkpoints";
+
+/// What a cell of the replay benchmark runs.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// `vigil replay --from-disk`.
+    Replay,
+    /// A cold `vigil up` until `/readyz`, labelled.
+    ColdStart(&'static str),
+}
+
+/// What a cell measured.
+enum Outcome {
+    /// Run `run` of `vigil replay`: its summary line, events folded, events/s, wall seconds.
+    Replay {
+        run: u32,
+        line: String,
+        replayed: u64,
+        rate: f64,
+        wall: f64,
+    },
+    /// A cold start: seconds to ready (`None`: not within `--ready-timeout`), RSS then.
+    ColdStart {
+        label: &'static str,
+        ready: Option<f64>,
+        rss: Option<u64>,
+    },
+}
+
+impl Outcome {
+    fn rate(&self) -> Option<f64> {
+        match self {
+            Self::Replay { rate, .. } => Some(*rate),
+            Self::ColdStart { .. } => None,
+        }
+    }
+
+    fn ready(&self) -> Option<f64> {
+        match self {
+            Self::Replay { .. } => None,
+            Self::ColdStart { ready, .. } => *ready,
+        }
+    }
+}
+
+/// The replay runs and the cold starts as cells, on the log written first.
+struct Steps<'a> {
+    args: &'a ReplayArgs,
+    data_dir: &'a Path,
+    /// The log's head.
+    head: u64,
+}
+
+impl Bench for Steps<'_> {
+    type Point = u32;
+    type System = Step;
+    type Cell = Outcome;
+
+    async fn run(&mut self, run: u32, step: Step) -> anyhow::Result<Outcome> {
+        let args = self.args;
+        match step {
+            Step::Replay => {
+                let started = Instant::now();
+                let out = tokio::process::Command::new(&args.vigil_bin)
+                    .arg("replay")
+                    .arg("--from-disk")
+                    .arg("--data-dir")
+                    .arg(self.data_dir)
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .await
+                    .with_context(|| format!("running {} replay", args.vigil_bin.display()))?;
+                let wall = started.elapsed().as_secs_f64();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                if !out.status.success() {
+                    bail!("vigil replay failed ({}): {stdout}", out.status);
+                }
+                let line = stdout
+                    .lines()
+                    .find(|l| l.starts_with("replayed "))
+                    .unwrap_or("")
+                    .to_owned();
+                let (replayed, rate) = parse_replay_line(&stdout).with_context(|| {
+                    format!("could not read events/s from vigil replay's output: {stdout}")
+                })?;
+                Ok(Outcome::Replay {
+                    run,
+                    line,
+                    replayed,
+                    rate,
+                    wall,
+                })
+            }
+            Step::ColdStart(label) => {
+                let (ready, rss) = cold_start(args, self.data_dir, label).await?;
+                Ok(Outcome::ColdStart { label, ready, rss })
+            }
+        }
+    }
+
+    fn print(&self, cell: &Outcome) {
+        match cell {
+            Outcome::Replay {
+                run,
+                line,
+                replayed,
+                rate,
+                wall,
+            } => {
+                println!("  vigil replay, run {run}: {line}");
+                println!(
+                    "    {} events at {} events/s (process wall time {wall:.2} s, including opening the log)",
+                    thousands(*replayed),
+                    thousands(rate.round() as u64),
+                );
+                if *replayed != self.head {
+                    println!(
+                        "    WARNING: vigil replay folded {replayed} events but the log holds {}",
+                        self.head
+                    );
+                }
+            }
+            Outcome::ColdStart { label, ready, rss } => {
+                report_cold_start(label, *ready, *rss, self.head, self.args, self.data_dir);
+            }
+        }
+    }
+
+    fn after_cell(&mut self, cell: &Outcome) -> anyhow::Result<()> {
+        if let Outcome::ColdStart { label: WITHOUT, .. } = cell {
+            let checkpoints = self.data_dir.join("checkpoints");
+            let saved = std::fs::read_dir(&checkpoints)
+                .map(|d| d.flatten().count())
+                .unwrap_or(0);
+            println!(
+                "  checkpoints written at the stop: {saved} in {} ({})",
+                checkpoints.display(),
+                bytes_text(dir_size(&checkpoints) as f64)
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Runs `vigil-bench replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     if args.events == 0 {
@@ -335,47 +485,17 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     );
 
     // 2. Replay from disk, --replay-runs times.
-    let mut rates = Vec::new();
-    for run in 1..=args.replay_runs.max(1) {
-        let started = Instant::now();
-        let out = tokio::process::Command::new(&args.vigil_bin)
-            .arg("replay")
-            .arg("--from-disk")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .await
-            .with_context(|| format!("running {} replay", args.vigil_bin.display()))?;
-        let wall = started.elapsed().as_secs_f64();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            bail!("vigil replay failed ({}): {stdout}", out.status);
-        }
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with("replayed "))
-            .unwrap_or("")
-            .to_owned();
-        let (replayed, rate) = parse_replay_line(&stdout).with_context(|| {
-            format!("could not read events/s from vigil replay's output: {stdout}")
-        })?;
-        println!("  vigil replay, run {run}: {line}");
-        println!(
-            "    {} events at {} events/s (process wall time {:.2} s, including opening the log)",
-            thousands(replayed),
-            thousands(rate.round() as u64),
-            wall
-        );
-        if replayed != w.head {
-            println!(
-                "    WARNING: vigil replay folded {replayed} events but the log holds {}",
-                w.head
-            );
-        }
-        rates.push(rate);
-    }
+    let mut bench = Steps {
+        args: &args,
+        data_dir: &data_dir,
+        head: w.head,
+    };
+    let runs: Vec<u32> = (1..=args.replay_runs.max(1)).collect();
+    let rates: Vec<f64> = cell::run_cells(&mut bench, &runs, &[Step::Replay], Duration::ZERO)
+        .await?
+        .iter()
+        .filter_map(Outcome::rate)
+        .collect();
     let rate = rates.iter().copied().fold(0.0, f64::max);
     let rates_text = rates
         .iter()
@@ -385,19 +505,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
     // 3. Cold start: without checkpoints (a fresh data directory), then again on the
     // checkpoints the first start wrote when it was stopped.
-    let (ready, rss) = cold_start(&args, &data_dir, "without checkpoints").await?;
-    report_cold_start("without checkpoints", ready, rss, w.head, &args, &data_dir);
-    let checkpoints = data_dir.join("checkpoints");
-    let saved = std::fs::read_dir(&checkpoints)
-        .map(|d| d.flatten().count())
-        .unwrap_or(0);
-    println!(
-        "  checkpoints written at the stop: {saved} in {} ({})",
-        checkpoints.display(),
-        bytes_text(dir_size(&checkpoints) as f64)
-    );
-    let (warm, warm_rss) = cold_start(&args, &data_dir, "from checkpoints").await?;
-    report_cold_start("from checkpoints", warm, warm_rss, w.head, &args, &data_dir);
+    let starts = cell::run_cells(
+        &mut bench,
+        &[1],
+        &[Step::ColdStart(WITHOUT), Step::ColdStart(FROM)],
+        Duration::ZERO,
+    )
+    .await?;
+    let [ready, warm] = [0, 1].map(|i| starts.get(i).and_then(Outcome::ready));
 
     println!();
     println!("== targets (from issue 3) ==");

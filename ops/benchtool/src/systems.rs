@@ -232,8 +232,7 @@ impl Env {
                             .collect::<anyhow::Result<Vec<_>>>()?;
                         Ok(Appender::Vigil(VigilWorker {
                             client,
-                            streams,
-                            next: 0,
+                            streams: RoundRobin::new(streams, "no stream"),
                             event: EventMaker::new(w, settings.data_bytes),
                         }))
                     })
@@ -272,8 +271,7 @@ impl Env {
                             .collect();
                         Ok(Appender::Jetstream(JsWorker {
                             js,
-                            subjects,
-                            next: 0,
+                            subjects: RoundRobin::new(subjects, "no subject"),
                             msg_id: settings.js_msg_id,
                             event: EventMaker::new(w, settings.data_bytes),
                         }))
@@ -312,8 +310,7 @@ impl Env {
                         Ok(Appender::Postgres(PgWorker {
                             client,
                             stmt,
-                            streams,
-                            next: 0,
+                            streams: RoundRobin::new(streams, "no stream"),
                             event: EventMaker::new(w, settings.data_bytes),
                         }))
                     })
@@ -453,22 +450,45 @@ impl Appender {
     }
 }
 
+/// What a worker appends to (its streams, or subjects), one after the other.
+struct RoundRobin<T> {
+    items: Vec<T>,
+    next: usize,
+    /// The failure's detail when there is nothing to append to.
+    none: &'static str,
+}
+
+impl<T: Clone> RoundRobin<T> {
+    fn new(items: Vec<T>, none: &'static str) -> Self {
+        Self {
+            items,
+            next: 0,
+            none,
+        }
+    }
+
+    /// The next one in turn.
+    fn next(&mut self) -> Result<T, Failure> {
+        let item = self
+            .items
+            .get(self.next % self.items.len().max(1))
+            .cloned()
+            .ok_or_else(|| Failure::new("bench", self.none))?;
+        self.next = self.next.wrapping_add(1);
+        Ok(item)
+    }
+}
+
 /// A worker appending through `vigil.store.append.<user>.<category>`.
 pub struct VigilWorker {
     client: async_nats::Client,
-    streams: Vec<StreamName>,
-    next: usize,
+    streams: RoundRobin<StreamName>,
     event: EventMaker,
 }
 
 impl VigilWorker {
     async fn append(&mut self, seq: u64) -> Result<(), Failure> {
-        let stream = self
-            .streams
-            .get(self.next % self.streams.len())
-            .cloned()
-            .ok_or_else(|| Failure::new("bench", "no stream"))?;
-        self.next = self.next.wrapping_add(1);
+        let stream = self.streams.next()?;
         let subject = subjects::append_subject(
             &runtime::store_client::appender_of(&self.client),
             stream.category(),
@@ -518,20 +538,14 @@ impl VigilWorker {
 /// A worker publishing to JetStream and waiting for the ack.
 pub struct JsWorker {
     js: jetstream::Context,
-    subjects: Vec<String>,
-    next: usize,
+    subjects: RoundRobin<String>,
     msg_id: bool,
     event: EventMaker,
 }
 
 impl JsWorker {
     async fn append(&mut self, seq: u64) -> Result<(), Failure> {
-        let subject = self
-            .subjects
-            .get(self.next % self.subjects.len())
-            .cloned()
-            .ok_or_else(|| Failure::new("bench", "no subject"))?;
-        self.next = self.next.wrapping_add(1);
+        let subject = self.subjects.next()?;
         let event = self.event.event(seq);
         let payload = serde_json::to_vec(&event).map_err(|e| Failure::new("encode", e))?;
         let ack = if self.msg_id {
@@ -554,19 +568,13 @@ impl JsWorker {
 pub struct PgWorker {
     client: Arc<tokio_postgres::Client>,
     stmt: Statement,
-    streams: Vec<String>,
-    next: usize,
+    streams: RoundRobin<String>,
     event: EventMaker,
 }
 
 impl PgWorker {
     async fn append(&mut self, seq: u64) -> Result<(), Failure> {
-        let stream = self
-            .streams
-            .get(self.next % self.streams.len())
-            .cloned()
-            .ok_or_else(|| Failure::new("bench", "no stream"))?;
-        self.next = self.next.wrapping_add(1);
+        let stream = self.streams.next()?;
         let id = Uuid::new_v4().to_string();
         let data =
             serde_json::to_string(&self.event.data(seq)).map_err(|e| Failure::new("encode", e))?;

@@ -78,6 +78,13 @@ impl Tracker {
         }
     }
 
+    /// For a progress line: where the follower is, how many writes wait for it, and the
+    /// largest latency to it since the last call (µs).
+    pub fn take_second(&mut self) -> (u64, usize, u64) {
+        let worst = std::mem::take(&mut self.sec_max_us);
+        (self.board_at, self.pending.len(), worst)
+    }
+
     /// The histogram of the cell, and how many measured writes the follower never reached.
     pub fn finish(&mut self) -> anyhow::Result<(Histogram<u64>, u64)> {
         let missing = self.pending.values().filter(|(_, m)| *m).count() as u64;

@@ -1,6 +1,7 @@
 //! Small helpers shared by the benchmarks that run against a `vigil up`: an HTTP GET (reqwest),
 //! waiting for `/readyz`, the NATS credentials of a data dir, the board frames' heads, process
-//! memory, CPU time and file limits from `/proc`, and wall-clock time.
+//! memory, CPU time and file limits from `/proc`, wall-clock time, and the servers this
+//! executable starts of itself (the intake peer, the fan-out baseline).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,63 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// A subcommand of this executable run as a server (stdin and stdout piped, killed when
+/// dropped), whose first line is `listening <host:port>`.
+pub struct OwnServer {
+    /// The process.
+    pub child: Child,
+    /// Its stdout after the first line.
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    /// `host:port` it listens on.
+    pub addr: String,
+}
+
+impl OwnServer {
+    /// Starts `vigil-bench` with the arguments `args` adds and waits at most `within` for it
+    /// to listen; `what` names it in the errors (e.g. "the peer").
+    pub async fn start(
+        args: impl FnOnce(&mut Command),
+        what: &str,
+        within: Duration,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding vigil-bench's own path")?;
+        let mut command = Command::new(exe);
+        args(&mut command);
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .with_context(|| format!("{what}: no stdout"))?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(within, stdout.next_line())
+            .await
+            .with_context(|| format!("{what} did not start within {} s", within.as_secs()))??
+            .with_context(|| format!("{what} exited at start"))?;
+        let addr = line
+            .strip_prefix("listening ")
+            .with_context(|| format!("unexpected greeting from {what}: {line:?}"))?
+            .to_owned();
+        Ok(Self {
+            child,
+            stdout,
+            addr,
+        })
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn unix_nanos() -> i64 {

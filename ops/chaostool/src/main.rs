@@ -223,12 +223,28 @@ impl WorkDir {
         }
     }
 
-    /// Keeps the directory (for the logs of a failed run) and says where it is.
-    fn keep(mut self) {
-        if let Some(t) = self.temp.take() {
+    /// Keeps the directory (for the logs of a failed run) and says where it is, when the run
+    /// did not pass (`ok`); returns `ok`.
+    fn finish(mut self, ok: bool) -> bool {
+        if !ok && let Some(t) = self.temp.take() {
             let path = t.keep();
             eprintln!("kept {} for its logs", path.display());
         }
+        ok
+    }
+
+    /// The end of a scenario: prints its `line` and its problems, and [`WorkDir::finish`]es.
+    fn conclude(
+        self,
+        line: String,
+        problems: &[String],
+        board: &Result<(), String>,
+        crashed: &[String],
+        ok: bool,
+    ) -> bool {
+        println!("{line}");
+        report_problems(problems, board, crashed);
+        self.finish(ok)
     }
 }
 
@@ -284,13 +300,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Crash { cycles, common } => {
             let work = WorkDir::new(common.dir, "crash")?;
             let outcome = crash::run(&common.vigil, &work.path, cycles).await?;
-            println!("{}", outcome.line("crash"));
-            report_problems(&outcome.verdict.problems, &outcome.board, &outcome.crashed);
-            let ok = outcome.ok();
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.conclude(
+                outcome.line("crash"),
+                &outcome.verdict.problems,
+                &outcome.board,
+                &outcome.crashed,
+                outcome.ok(),
+            ))
         }
         Command::Partition {
             cuts,
@@ -300,13 +316,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let work = WorkDir::new(common.dir, "partition")?;
             let chaos = std::env::current_exe()?;
             let outcome = partition::run(&common.vigil, &chaos, &work.path, cuts, quick).await?;
-            println!("{}", outcome.line());
-            report_problems(&outcome.verdict.problems, &outcome.board, &outcome.problems);
-            let ok = outcome.ok();
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.conclude(
+                outcome.line(),
+                &outcome.verdict.problems,
+                &outcome.board,
+                &outcome.problems,
+                outcome.ok(),
+            ))
         }
         Command::Soak {
             minutes,
@@ -323,13 +339,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 sample_every: std::time::Duration::from_secs(sample_every.max(1)),
             };
             let outcome = soak::run(&common.vigil, &work.path, &settings).await?;
-            println!("{}", outcome.line(settings.duration));
-            report_problems(&outcome.verdict.problems, &Ok(()), &outcome.problems);
-            let ok = outcome.ok();
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.conclude(
+                outcome.line(settings.duration),
+                &outcome.verdict.problems,
+                &Ok(()),
+                &outcome.problems,
+                outcome.ok(),
+            ))
         }
         Command::PartitionClient {
             role,
@@ -361,9 +377,8 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let ok = outcome.ok();
             if !ok {
                 eprintln!("  replay the generators with --seed {seed}");
-                work.keep();
             }
-            Ok(ok)
+            Ok(work.finish(ok))
         }
         Command::Damage {
             seeds,
@@ -374,13 +389,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let seed = seed.unwrap_or_else(rand::random);
             eprintln!("damage: seed {seed} (repeat with --seed {seed})");
             let outcome = damage::run(&common.vigil, &work.path, seeds, seed).await?;
-            println!("{}", outcome.line());
-            report_problems(&outcome.problems(), &Ok(()), &[]);
-            let ok = outcome.ok();
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.conclude(
+                outcome.line(),
+                &outcome.problems(),
+                &Ok(()),
+                &[],
+                outcome.ok(),
+            ))
         }
         Command::DiskFull {
             size_mib,
@@ -389,13 +404,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         } => {
             let work = WorkDir::new(common.dir, "diskfull")?;
             let outcome = diskfull::run(&common.vigil, &work.path, size_mib, free_mib).await?;
-            println!("{}", outcome.line());
-            report_problems(&outcome.problems, &Ok(()), &[]);
-            let ok = outcome.ok();
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.conclude(
+                outcome.line(),
+                &outcome.problems,
+                &Ok(()),
+                &[],
+                outcome.ok(),
+            ))
         }
         Command::PowerLoss {
             cycles,
@@ -432,10 +447,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 }
                 ok &= off.ok();
             }
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.finish(ok))
         }
         Command::SlowLoris {
             connections,
@@ -446,13 +458,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let work = WorkDir::new(common.dir, "slowloris")?;
             let seconds = if quick { 15 } else { seconds };
             let outcome = slowloris::run(&common.vigil, &work.path, connections, seconds).await?;
-            println!("{}", outcome.line());
-            report_problems(&outcome.verdict.problems, &Ok(()), &outcome.problems);
-            let ok = outcome.ok();
-            if !ok {
-                work.keep();
-            }
-            Ok(ok)
+            Ok(work.conclude(
+                outcome.line(),
+                &outcome.verdict.problems,
+                &Ok(()),
+                &outcome.problems,
+                outcome.ok(),
+            ))
         }
         Command::Check { store, acks } => {
             let log = check::read_dir(&store)?;

@@ -32,7 +32,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::check::{self, Verdict};
-use crate::writers::{Ack, AckFile};
+use crate::writers::AckFile;
 
 /// Field officers reporting at once.
 pub const WRITERS: usize = 4;
@@ -249,39 +249,21 @@ async fn report_for(
                 let body = crate::writers::report_body(id, "Slow loris report")?;
                 let started = Instant::now();
                 loop {
-                    let answer = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        testkit::http::request(
-                            http,
-                            "POST",
-                            "/api/v1/incidents",
-                            &[
-                                ("Authorization", auth.as_str()),
-                                ("Content-Type", "application/json"),
-                            ],
-                            Some(&body),
-                        ),
-                    )
-                    .await;
-                    if let Ok(Ok(a)) = &answer
-                        && (a.status == 201 || a.status == 200)
-                    {
-                        let took = started.elapsed();
-                        let v = a.json();
-                        acks.record(&Ack {
-                            id,
-                            stream: v["stream"].as_str().unwrap_or_default().to_owned(),
-                            position: v["position"].as_u64().unwrap_or_default(),
-                            version: v["stream_version"].as_u64().unwrap_or_default(),
-                            via: "http".into(),
-                        })
-                        .await?;
-                        tally.latencies.lock().await.push(took);
-                        break;
-                    }
-                    tally.failed.fetch_add(1, Ordering::Relaxed);
-                    if started.elapsed() > Duration::from_secs(60) {
-                        anyhow::bail!("a report was not acknowledged within 60 s: {answer:?}");
+                    match crate::writers::post_report(http, &auth, id, &body).await {
+                        Ok(ack) => {
+                            let took = started.elapsed();
+                            acks.record(&ack).await?;
+                            tally.latencies.lock().await.push(took);
+                            break;
+                        }
+                        Err(answer) => {
+                            tally.failed.fetch_add(1, Ordering::Relaxed);
+                            if started.elapsed() > Duration::from_secs(60) {
+                                anyhow::bail!(
+                                    "a report was not acknowledged within 60 s: {answer}"
+                                );
+                            }
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

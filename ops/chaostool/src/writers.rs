@@ -214,6 +214,43 @@ pub async fn subscribe_board(
     Some(ws)
 }
 
+/// One `POST /api/v1/incidents` of report `id` (`body`) with `auth`, within 5 s: its
+/// acknowledgement when answered 201 (or 200: already stored), else what came back.
+pub async fn post_report(
+    http: SocketAddr,
+    auth: &str,
+    id: Uuid,
+    body: &[u8],
+) -> Result<Ack, String> {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        testkit::http::request(
+            http,
+            "POST",
+            "/api/v1/incidents",
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body),
+        ),
+    )
+    .await;
+    match answer {
+        Ok(Ok(a)) if a.status == 201 || a.status == 200 => {
+            let v = a.json();
+            Ok(Ack {
+                id,
+                stream: v["stream"].as_str().unwrap_or_default().to_owned(),
+                position: v["position"].as_u64().unwrap_or_default(),
+                version: v["stream_version"].as_u64().unwrap_or_default(),
+                via: "http".into(),
+            })
+        }
+        other => Err(format!("{other:?}")),
+    }
+}
+
 /// Reports incidents through the gateway until stopped.
 pub async fn http_writer(
     http: SocketAddr,
@@ -227,31 +264,7 @@ pub async fn http_writer(
         let body = report_body(id, "Chaos report")?;
         // The same id until it lands: a retry is never stored twice.
         loop {
-            let answer = tokio::time::timeout(
-                Duration::from_secs(5),
-                testkit::http::request(
-                    http,
-                    "POST",
-                    "/api/v1/incidents",
-                    &[
-                        ("Authorization", auth.as_str()),
-                        ("Content-Type", "application/json"),
-                    ],
-                    Some(&body),
-                ),
-            )
-            .await;
-            if let Ok(Ok(a)) = answer
-                && (a.status == 201 || a.status == 200)
-            {
-                let v = a.json();
-                let ack = Ack {
-                    id,
-                    stream: v["stream"].as_str().unwrap_or_default().to_owned(),
-                    position: v["position"].as_u64().unwrap_or_default(),
-                    version: v["stream_version"].as_u64().unwrap_or_default(),
-                    via: "http".into(),
-                };
+            if let Ok(ack) = post_report(http, &auth, id, &body).await {
                 acks.record(&ack).await?;
                 progress.acked.fetch_add(1, Ordering::AcqRel);
                 progress.mark_http();

@@ -59,7 +59,8 @@
 //! # Layout
 //! `receiver` (the agencies and the webhook receiver), `acks` (the focal points'
 //! acknowledgements), `view` (the poller of the broadcast's view), `rounds` (a Vigil round and
-//! a peer round), `print` (the figures); this module keeps the flags and the run.
+//! a peer round), `print` (the figures); this module keeps the flags and the run (the rounds
+//! as the cells of `cell::run_cells`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,12 +72,13 @@ use anyhow::{Context as _, bail};
 use axum::routing::post;
 use vigil_broadcast::rules::Config;
 
+use crate::cell::{self, Bench};
 use crate::load::Server;
 use crate::server_side::{self, Watch};
 use crate::util::{self, NatsArgs};
 use print::{print_round, print_summary};
 use receiver::{Receiver, agencies, hook, peer_ack, serve};
-use rounds::{Ctx, peer_round, vigil_round, wait_register};
+use rounds::{Ctx, RoundResult, peer_round, vigil_round, wait_register};
 
 mod acks;
 mod print;
@@ -174,6 +176,26 @@ const WATCH: Watch = Watch {
     consumers: &["broadcast"],
 };
 
+/// The rounds as cells: round r (from 1) through one system.
+struct RoundsBench(Ctx);
+
+impl Bench for RoundsBench {
+    type Point = usize;
+    type System = Server;
+    type Cell = RoundResult;
+
+    async fn run(&mut self, round: usize, system: Server) -> anyhow::Result<RoundResult> {
+        match system {
+            Server::Vigil => vigil_round(&self.0, round).await,
+            Server::Peer => peer_round(&self.0, round).await,
+        }
+    }
+
+    fn print(&self, cell: &RoundResult) {
+        print_round(cell);
+    }
+}
+
 /// Runs `vigil-bench broadcast`.
 pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     if args.rounds == 0 {
@@ -249,11 +271,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
          peer: the same messages with vigil_broadcast::deliver::over_webhook, ≤ {} in flight; peer acks to http://{peer_addr}; \
          the view read every {} ms; {} cores",
         args.rounds,
-        systems
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(", "),
+        cell::names(&systems, |s| s.name()),
         config.delivery.attempts,
         config.delivery.backoff_ms,
         config.delivery.max_backoff_ms,
@@ -274,18 +292,14 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         procs: server_side::procs(args.vigil_pid, &args.nats, None),
         args: args.clone(),
     };
-    let mut results = Vec::new();
-    for round in 1..=args.rounds {
-        for &system in &systems {
-            let result = match system {
-                Server::Vigil => vigil_round(&ctx, round).await?,
-                Server::Peer => peer_round(&ctx, round).await?,
-            };
-            print_round(&result);
-            results.push(result);
-            tokio::time::sleep(Duration::from_secs(args.pause)).await;
-        }
-    }
+    let rounds: Vec<usize> = (1..=args.rounds).collect();
+    let results = cell::run_cells(
+        &mut RoundsBench(ctx),
+        &rounds,
+        &systems,
+        Duration::from_secs(args.pause),
+    )
+    .await?;
     print_summary(&results, n, &receiver, args.no_acks);
     let invalid = receiver.invalid.load(Ordering::Relaxed);
     if invalid > 0 {

@@ -70,12 +70,13 @@ use std::time::Duration;
 use crate::cell::{self, latency_text, ms};
 use crate::http::host_port;
 use crate::load::{PeerProcess, RunArgs};
+use crate::open_loop::HttpBench;
 use crate::report::thousands;
 use crate::server_side::{self, Watch};
 use crate::summary::{self, Row};
 use crate::util::{self, fmt_ms, verdict};
 use import::{peer_import, print_imports, read_reference, vigil_import};
-use pairs::{CellContext, CellResult, probe, run_cell};
+use pairs::{CellContext, CellResult, probe};
 use register::Visibility;
 
 mod import;
@@ -237,16 +238,8 @@ pub async fn run(args: ClearancesArgs) -> anyhow::Result<()> {
     let gateway = host_port(&run.http_url)?;
     let reference = read_reference(&args.reference)?;
     println!(
-        "vigil-bench clearances: rates {:?} pairs/s × systems {} ; {} s warm-up + {} s measured per cell; {} keep-alive connections; itineraries in {}; {} travellers from {}; register read every {} ms",
-        args.rates,
-        systems
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-        run.warmup,
-        run.duration,
-        run.connections,
+        "{}; itineraries in {}; {} travellers from {}; register read every {} ms",
+        run.header("clearances", &args.rates, "pairs", &systems),
         args.country,
         thousands(reference.persons.len() as u64),
         args.reference.display(),
@@ -267,30 +260,33 @@ pub async fn run(args: ClearancesArgs) -> anyhow::Result<()> {
 
     let peer = PeerProcess::start_for(&systems, &run.nats, "clearances").await?;
     let procs = server_side::procs(run.vigil_pid, &run.nats, peer.as_ref());
-    let mut seq = 0u64;
     let mut ctx = CellContext {
         args: &args,
+        bench: HttpBench {
+            name: "clearances",
+            run,
+            procs: &procs,
+            watch: &WATCH,
+        },
         travellers: Arc::new(reference.persons),
         visibility: Arc::new(Mutex::new(Visibility::new()?)),
-        gateway: gateway.clone(),
-        procs,
-        seq: &mut seq,
+        gateway,
+        peer: peer.as_ref(),
+        seq: 0,
     };
     for &system in &systems {
-        let addr = system.addr(&gateway, peer.as_ref());
+        let addr = system.addr(&ctx.gateway, ctx.peer);
         probe(&mut ctx, system, &addr).await?;
     }
-    let mut results = Vec::new();
-    for &rate in &args.rates {
-        for &system in &systems {
-            let addr = system.addr(&gateway, peer.as_ref());
-            let r = run_cell(&mut ctx, system, &addr, rate).await?;
-            print_cell(&r);
-            results.push(r);
-            tokio::time::sleep(Duration::from_secs(run.pause)).await;
-        }
-    }
+    let results = cell::run_cells(
+        &mut ctx,
+        &args.rates,
+        &systems,
+        Duration::from_secs(run.pause),
+    )
+    .await?;
     print_summary(&args, &results, systems.len());
+    drop(ctx);
     drop(peer);
     Ok(())
 }

@@ -3,13 +3,12 @@
 //! register's poller and the server side around them; and the probe before a system's first
 //! cell.
 
+use crate::cell::Bench;
 use crate::cell::{self, Failure, Tally, lock, new_histogram, take_histogram};
 use crate::http::{self, Ack, Answer, Http};
-use crate::load::Server;
-use crate::open_loop::{Counters, Follower, Job, Queue, Schedule};
-use crate::server_side::Procs;
+use crate::load::{PeerProcess, Server};
+use crate::open_loop::{Counters, Follower, HttpBench, Job, Queue, Schedule};
 use crate::summary::{Measure, Row, Totals};
-use crate::util::fmt_ms;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::register::{Visibility, poll_register};
-use super::{ClearancesArgs, WATCH};
+use super::{ClearancesArgs, print_cell};
 
 /// What the connection workers share.
 pub(super) struct CellShared {
@@ -178,11 +177,27 @@ impl CellResult {
 
 pub(super) struct CellContext<'a> {
     pub(super) args: &'a ClearancesArgs,
+    pub(super) bench: HttpBench<'a>,
     pub(super) travellers: Arc<Vec<String>>,
     pub(super) visibility: Arc<Mutex<Visibility>>,
     pub(super) gateway: String,
-    pub(super) procs: Procs,
-    pub(super) seq: &'a mut u64,
+    pub(super) peer: Option<&'a PeerProcess>,
+    pub(super) seq: u64,
+}
+
+impl Bench for CellContext<'_> {
+    type Point = f64;
+    type System = Server;
+    type Cell = CellResult;
+
+    async fn run(&mut self, rate: f64, system: Server) -> anyhow::Result<CellResult> {
+        let addr = system.addr(&self.gateway, self.peer);
+        run_cell(self, system, &addr, rate).await
+    }
+
+    fn print(&self, cell: &CellResult) {
+        print_cell(cell);
+    }
 }
 
 impl CellContext<'_> {
@@ -211,23 +226,14 @@ impl CellContext<'_> {
     }
 }
 
-pub(super) async fn run_cell(
+async fn run_cell(
     ctx: &mut CellContext<'_>,
     system: Server,
     addr: &str,
     rate: f64,
 ) -> anyhow::Result<CellResult> {
-    let args = ctx.args;
     lock(&ctx.visibility).reset()?;
-    let schedule = Schedule::new(
-        &args.run,
-        "clearances",
-        system,
-        rate,
-        &ctx.procs,
-        WATCH.consumers,
-    );
-    let (http, counters) = schedule.prepare(addr).await?;
+    let (schedule, http, counters) = Schedule::start(&ctx.bench, system, rate, addr).await?;
     let shared = Arc::new(CellShared {
         counters,
         request: Mutex::new(new_histogram()?),
@@ -240,17 +246,15 @@ pub(super) async fn run_cell(
     let progress = {
         let shared = shared.clone();
         move |fold: &str, sent: u64| {
-            let (register_at, waiting, worst, polls) = {
+            let ((register_at, waiting, worst), polls) = {
                 let mut v = lock(&shared.visibility);
-                let w = std::mem::take(&mut v.tracker.sec_max_us);
-                (v.tracker.board_at, v.tracker.pending.len(), w, v.polls)
+                (v.tracker.take_second(), v.polls)
             };
             let c = &shared.counters;
             format!(
-                "{}  register at {register_at} ({polls} reads)  awaiting the register {waiting}{fold}  worst this second: request POST→201 {} ms, POST→approved in the register {} ms",
+                "{}  register at {register_at} ({polls} reads)  awaiting the register {waiting}{fold}  {}",
                 c.progress(sent, "approved"),
-                fmt_ms(c.take_sec_max_ms()),
-                fmt_ms(worst as f64 / 1000.0),
+                c.worst("request POST→201", "POST→approved in the register", worst),
             )
         }
     };
@@ -260,7 +264,7 @@ pub(super) async fn run_cell(
             &shared.counters,
             http,
             |jobs, http| worker(target.clone(), jobs, shared.clone(), http),
-            ctx.seq,
+            &mut ctx.seq,
             progress,
             || 0,
             Follower {
@@ -272,7 +276,7 @@ pub(super) async fn run_cell(
         .await;
     poller.abort();
     let done = done?;
-    let totals = Totals::new(system, rate, &done, &shared.counters, &ctx.procs, &WATCH)?;
+    let totals = schedule.totals(&done, &shared.counters)?;
     let mut v = lock(&ctx.visibility);
     let (visible, not_visible) = v.tracker.finish()?;
     Ok(CellResult {
@@ -301,8 +305,8 @@ pub(super) async fn probe(
 ) -> anyhow::Result<()> {
     lock(&ctx.visibility).reset()?;
     let target = ctx.target();
-    *ctx.seq += 1;
-    let n = *ctx.seq;
+    ctx.seq += 1;
+    let n = ctx.seq;
     let id = Uuid::new_v4();
     let timeout = target.timeout;
     let http = Http::new(addr, 1)?;

@@ -25,7 +25,7 @@ fn parse_ns(as_of: &str) -> Option<i64> {
         .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Capture {
     pub(super) snapshot: Option<String>,
     pub(super) deltas: Vec<String>,

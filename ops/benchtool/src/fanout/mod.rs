@@ -29,16 +29,19 @@
 //! # Layout
 //! `clients` (the K board clients and what they measure), `sources` (Vigil's appends and the
 //! baseline server), `phase` (one system at one K), `print` (the figures); this module keeps
-//! the flags and the run.
+//! the flags and the run (the phases as the cells of `cell::run_cells`).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
+use crate::cell::{self, Bench};
 use crate::prom;
 use crate::util;
 use crate::workload::Generator;
-use phase::{Target, run_phase};
+use clients::Capture;
+use phase::{PhaseResult, Target, run_phase};
 use print::{print_metrics, print_phase, print_summary};
 use sources::{Baseline, VigilLoad};
 
@@ -47,6 +50,8 @@ mod phase;
 mod print;
 mod sources;
 
+/// The name of the vigil phase.
+const VIGIL: &str = "vigil";
 /// What every client sends after connecting.
 pub const SUBSCRIBE: &str = r#"{"type":"subscribe","board":"situation","view":"wall_screen"}"#;
 /// Histogram shards (clients record into `i % SHARDS`).
@@ -118,6 +123,83 @@ pub struct FanoutArgs {
     seed: u64,
 }
 
+/// A system of the fan-out: a phase each.
+#[derive(Debug, Clone, Copy)]
+enum System {
+    /// The gateway of `vigil up`, with the events appended to its store.
+    Vigil,
+    /// `vigil-bench baseline-server`, with the vigil phase's frames.
+    Baseline,
+}
+
+/// The phases as cells: K clients on one system.
+struct Phases<'a> {
+    args: &'a FanoutArgs,
+    vigil: VigilLoad,
+    /// The gateway's counters before and after the vigil phase.
+    metrics: (BTreeMap<String, f64>, BTreeMap<String, f64>),
+    /// What client 0 received in the vigil phase, which the baseline sends.
+    capture: Capture,
+}
+
+impl Bench for Phases<'_> {
+    type Point = usize;
+    type System = System;
+    type Cell = PhaseResult;
+
+    async fn run(&mut self, _clients: usize, system: System) -> anyhow::Result<PhaseResult> {
+        let args = self.args;
+        match system {
+            System::Vigil => {
+                let before = prom::scrape(args.metrics_url.as_deref()).await;
+                let v = run_phase(
+                    VIGIL,
+                    args,
+                    &args.ws_url,
+                    args.vigil_pid,
+                    Target::Vigil(&mut self.vigil),
+                )
+                .await?;
+                let after = prom::scrape(args.metrics_url.as_deref()).await;
+                self.metrics = (before, after);
+                Ok(v)
+            }
+            System::Baseline => {
+                let mut server =
+                    Baseline::start(args.baseline_read_buffer, args.baseline_nodelay).await?;
+                server.load_frames(&self.capture).await?;
+                let url = format!("ws://{}/ws", server.addr);
+                let pid = server.pid();
+                run_phase("baseline", args, &url, pid, Target::Baseline(&mut server)).await
+            }
+        }
+    }
+
+    fn print(&self, r: &PhaseResult) {
+        if r.name == VIGIL {
+            let mix = self.vigil.generator.mix();
+            println!(
+                "  events: {} IncidentReported, {} IncidentClosed, {} AreaSecurityLevelSet over {} countries (preload included)",
+                mix.reported,
+                mix.closed,
+                mix.levels,
+                self.vigil.generator.country_count()
+            );
+            print_phase(r);
+            print_metrics(&self.metrics.0, &self.metrics.1);
+        } else {
+            print_phase(r);
+        }
+    }
+
+    fn after_cell(&mut self, r: &PhaseResult) -> anyhow::Result<()> {
+        if r.name == VIGIL {
+            self.capture = r.capture.clone();
+        }
+        Ok(())
+    }
+}
+
 /// Runs `vigil-bench fanout`.
 pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     if args.clients == 0 || args.duration == 0 || args.rate.is_nan() || args.rate <= 0.0 {
@@ -143,41 +225,23 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let metrics_before = prom::scrape(args.metrics_url.as_deref()).await;
-    let v = run_phase(
-        "vigil",
-        &args,
-        &args.ws_url,
-        args.vigil_pid,
-        Target::Vigil(&mut vigil),
-    )
-    .await?;
-    let metrics_after = prom::scrape(args.metrics_url.as_deref()).await;
-    let mix = vigil.generator.mix();
-    println!(
-        "  events: {} IncidentReported, {} IncidentClosed, {} AreaSecurityLevelSet over {} countries (preload included)",
-        mix.reported,
-        mix.closed,
-        mix.levels,
-        vigil.generator.country_count()
-    );
-    print_phase(&v);
-    print_metrics(&metrics_before, &metrics_after);
-
-    let b = if args.no_baseline {
-        None
-    } else {
-        // Let the gateway's sockets close before the baseline takes the machine.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut server = Baseline::start(args.baseline_read_buffer, args.baseline_nodelay).await?;
-        server.load_frames(&v.capture).await?;
-        let url = format!("ws://{}/ws", server.addr);
-        let pid = server.pid();
-        let r = run_phase("baseline", &args, &url, pid, Target::Baseline(&mut server)).await?;
-        drop(server);
-        print_phase(&r);
-        Some(r)
+    let mut bench = Phases {
+        args: &args,
+        vigil,
+        metrics: Default::default(),
+        capture: Capture::default(),
     };
+    let systems: &[System] = if args.no_baseline {
+        &[System::Vigil]
+    } else {
+        &[System::Vigil, System::Baseline]
+    };
+    // Between the two, the gateway's sockets close before the baseline takes the machine.
+    let mut phases = cell::run_cells(&mut bench, &[args.clients], systems, Duration::from_secs(2))
+        .await?
+        .into_iter();
+    let v = phases.next().context("the vigil phase did not run")?;
+    let b = phases.next();
     print_summary(&args, &v, b.as_ref());
     Ok(())
 }

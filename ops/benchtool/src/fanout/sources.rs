@@ -3,6 +3,7 @@
 //! that broadcasts the captured frames at R/s with no projection).
 
 use crate::cell::{MAX_LATENCY_US, Tally, lock, new_histogram, tally};
+use crate::util::OwnServer;
 use crate::workload::Generator;
 use anyhow::{Context as _, bail};
 use events::envelope::ExpectedVersion;
@@ -14,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::ChildStdin;
 use tokio::sync::Semaphore;
 
 use super::clients::Capture;
@@ -251,54 +252,46 @@ impl VigilLoad {
 
 /// The baseline server, a child process driven over its stdin/stdout.
 pub(super) struct Baseline {
-    pub(super) child: Child,
+    pub(super) server: OwnServer,
     pub(super) stdin: ChildStdin,
-    pub(super) stdout: tokio::io::Lines<BufReader<ChildStdout>>,
     pub(super) addr: String,
 }
 
 impl Baseline {
     pub(super) async fn start(read_buffer: usize, nodelay: bool) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("finding vigil-bench's own path")?;
-        let mut command = Command::new(exe);
-        command
-            .args([
-                "baseline-server",
-                "--listen",
-                "127.0.0.1:0",
-                "--read-buffer",
-            ])
-            .arg(read_buffer.to_string());
-        if nodelay {
-            command.arg("--nodelay");
-        }
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the baseline server")?;
-        let stdin = child.stdin.take().context("baseline stdin")?;
-        let stdout = child.stdout.take().context("baseline stdout")?;
-        let mut stdout = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
-            .await
-            .context("the baseline server did not start within 10 s")??
-            .context("the baseline server exited at start")?;
-        let addr = line
-            .strip_prefix("listening ")
-            .with_context(|| format!("unexpected baseline greeting {line:?}"))?
-            .to_owned();
+        let mut server = OwnServer::start(
+            |command| {
+                command
+                    .args([
+                        "baseline-server",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--read-buffer",
+                    ])
+                    .arg(read_buffer.to_string());
+                if nodelay {
+                    command.arg("--nodelay");
+                }
+            },
+            "the baseline server",
+            Duration::from_secs(10),
+        )
+        .await?;
+        let stdin = server
+            .child
+            .stdin
+            .take()
+            .context("the baseline server: no stdin")?;
+        let addr = server.addr.clone();
         Ok(Self {
-            child,
+            server,
             stdin,
-            stdout,
             addr,
         })
     }
 
     pub(super) fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.server.pid()
     }
 
     pub(super) async fn send(&mut self, line: &str) -> anyhow::Result<()> {
@@ -329,6 +322,7 @@ impl Baseline {
     ) -> anyhow::Result<LoadOutcome> {
         self.send(&format!("run {rate} {from} {to} {stop}")).await?;
         let line = self
+            .server
             .stdout
             .next_line()
             .await?
