@@ -6,9 +6,9 @@
 //! subscriber of that view.
 //!
 //! # Where it runs
-//! The fold runs on its own OS thread ([`Hub::start_fold`], `vigil-board-fold`): the catch-up task
-//! (`crate::follow`) hands it runs of events through a bounded queue, and it folds whatever
-//! is queued as one batch, [`SLICE`] events per hold of the write lock, publishing the deltas
+//! The fold runs on its own OS thread ([`Hub::start_fold`], `vigil-board-fold`): the
+//! catch-up task (`crate::follow`) hands it runs of events through a bounded queue, and it
+//! folds whatever is queued as one batch, [`SLICE`] events per hold of the write lock, publishing the deltas
 //! as it goes. HTTP, WebSocket writes and the services' answers never wait for a fold on the
 //! async workers; subscribers wait at most one slice's fold for the lock, as before. The
 //! thread ends when its queue closes, after folding everything it was sent (nothing is lost

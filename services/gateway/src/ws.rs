@@ -17,11 +17,11 @@
 //! waits for it is sent as **one** merged delta (`hub::merged_delta`: the frames' ops, cut to
 //! its scope first, merged by `boards::merge_ops` so that they do exactly what the frames do,
 //! with the last frame's `position` and `as_of`), and heartbeats carry the position it was
-//! last sent. It is no longer behind once at most one frame was waiting and its socket took
-//! it at once. So it gets at most one merged delta per 75 ms instead of a snapshot storm, and
-//! never a frame older than one it has (`vigil_gateway_frames_coalesced_total` counts the
-//! frames sent merged; `protocol::a_client_that_falls_behind_gets_merged_deltas`). A client
-//! that keeps up gets every delta as it is.
+//! last sent. It is no longer behind once its socket takes such a delta at once. So it gets
+//! at most one merged delta per 75 ms instead of a snapshot storm, and never a frame older
+//! than one it has (`vigil_gateway_frames_coalesced_total` counts the frames sent merged;
+//! `protocol::a_client_that_falls_behind_gets_merged_deltas`). A client that keeps up gets
+//! every delta as it is.
 //!
 //! # Promises
 //! - Board protocol 2 (`hub::PROTOCOL`): snapshots say so, deltas are per entity; a subscribe
@@ -264,8 +264,8 @@ impl Conn {
     }
 
     /// A client that fell behind: everything waiting for it as one merged delta (or the one
-    /// frame waiting, as it is); it is no longer behind once at most one was waiting and the
-    /// socket took it at once. Too far behind (the channel lost frames): a fresh snapshot.
+    /// frame waiting, as it is); it is no longer behind once its socket takes that at once.
+    /// Too far behind (the channel lost frames): a fresh snapshot.
     async fn catch_up(&mut self, state: &AppState, sub: &mut Subscription) -> Outcome {
         let mut run = Vec::new();
         loop {
@@ -283,7 +283,8 @@ impl Conn {
             }
         }
         self.next_merge = tokio::time::Instant::now() + MERGE_EVERY;
-        self.behind = run.len() > 1;
+        // Caught up, unless its socket does not take this one at once either (`send`).
+        self.behind = false;
         let Some(last) = run.last().map(|f| f.position) else {
             return Outcome::Continue;
         };
