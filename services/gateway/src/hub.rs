@@ -464,3 +464,77 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Test code: a panic here is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use boards::Op;
+
+    fn frame(position: u64, ops: Vec<Op>) -> Frame {
+        let at = Some(format!("t{position}"));
+        Frame {
+            position,
+            view: View::WallScreen,
+            bytes: delta_bytes(View::WallScreen, None, position, at.as_deref(), &ops),
+            ops: Arc::new((ops, at)),
+        }
+    }
+
+    fn set(path: &[&str], value: serde_json::Value) -> Op {
+        Op::Set {
+            path: path.iter().map(|k| (*k).to_owned()).collect(),
+            value,
+        }
+    }
+
+    fn read(bytes: Option<Utf8Bytes>) -> serde_json::Value {
+        serde_json::from_str(bytes.unwrap().as_str()).unwrap()
+    }
+
+    #[test]
+    fn a_merged_delta_has_the_last_position_and_the_merged_ops_of_its_cut() {
+        let run = [
+            frame(3, vec![set(&["countries", "SO", "level"], json!(1))]),
+            frame(5, vec![set(&["countries", "KE", "level"], json!(2))]),
+            frame(6, vec![set(&["countries", "SO", "level"], json!(3))]),
+        ];
+        let all = read(merged_delta(&run, None));
+        assert_eq!(
+            (&all["type"], &all["view"], &all["position"], &all["as_of"]),
+            (
+                &json!("delta"),
+                &json!("wall_screen"),
+                &json!(6),
+                &json!("t6")
+            )
+        );
+        assert_eq!(all.get("scope"), None);
+        assert_eq!(
+            all["ops"],
+            json!([
+                {"op": "set", "path": ["countries", "KE", "level"], "value": 2},
+                {"op": "set", "path": ["countries", "SO", "level"], "value": 3},
+            ])
+        );
+        // A field officer's cut: its country only, the frames cut before they are merged.
+        let so = Cut::Country(events::validate::Country::parse("SO").ok());
+        let cut = read(merged_delta(&run, Some(so)));
+        assert_eq!((&cut["scope"], &cut["position"]), (&json!("SO"), &json!(6)));
+        assert_eq!(
+            cut["ops"],
+            json!([{"op": "set", "path": ["countries", "SO", "level"], "value": 3}])
+        );
+        // Nothing of the run in the cut: nothing to send.
+        let ml = Cut::Country(events::validate::Country::parse("ML").ok());
+        assert!(merged_delta(&run, Some(ml)).is_none());
+        // One frame is sent as it is.
+        assert_eq!(
+            merged_delta(&run[..1], None).unwrap(),
+            run[0].bytes,
+            "the same bytes"
+        );
+        assert!(merged_delta(&[], None).is_none());
+    }
+}
