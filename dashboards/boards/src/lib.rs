@@ -9,6 +9,9 @@
 //! - **Snapshot plus deltas equals the fold.** For any k, the snapshot after event k with the
 //!   deltas of the events after k applied by [`apply_ops`] (and `position` / `as_of` set from
 //!   the delta message, as the page does) equals the snapshot of the whole fold. Property-tested.
+//! - **Merged deltas are exact.** The ops of any run of deltas merged by [`merge_ops`] and
+//!   applied at once give the same page as the deltas applied one by one, in every view and
+//!   every cut (property-tested).
 //! - **Redaction here, not in the page.** [`View::WallScreen`] never contains a person's name:
 //!   no reporter, no description, no hostage person reference, no user who acted.
 //! - **Fast replay.** [`Situation::apply`] decodes each event once and updates plain structs;
@@ -23,6 +26,8 @@
 //! # Layout
 //! - [`ops`]: the delta operations ([`Op`]) and [`apply_ops`], the reference implementation of
 //!   what the page does with them.
+//! - [`merge`]: the ops of several deltas merged into one list that does exactly what they
+//!   do ([`merge_ops`]), for a client that fell behind.
 //! - [`scope`]: a board cut to a caller's scope (a field officer's country, a focal point's
 //!   agency), on the rendered JSON.
 //! - [`situation`]: the situation board — its state, the fold ([`Situation::apply`]) and its
@@ -52,10 +57,12 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+pub mod merge;
 pub mod ops;
 pub mod scope;
 pub mod situation;
 
+pub use merge::merge_ops;
 pub use ops::{Op, apply_ops};
 pub use scope::{Cut, scope_ops, scope_snapshot};
 pub use situation::{CHECKPOINT_VERSION, Changes, Situation};

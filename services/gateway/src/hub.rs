@@ -5,6 +5,15 @@
 //! up to, and per view a ring of recent encoded deltas plus a broadcast channel to every
 //! subscriber of that view.
 //!
+//! # Where it runs
+//! The fold runs on its own OS thread ([`Hub::start_fold`], `vigil-board-fold`): the
+//! catch-up task (`crate::follow`) hands it runs of events through a bounded queue, and it
+//! folds whatever is queued as one batch, [`SLICE`] events per hold of the write lock, publishing the deltas
+//! as it goes. HTTP, WebSocket writes and the services' answers never wait for a fold on the
+//! async workers; subscribers wait at most one slice's fold for the lock, as before. The
+//! thread ends when its queue closes, after folding everything it was sent (nothing is lost
+//! or folded twice), and the caller then writes the last checkpoint.
+//!
 //! # What it promises
 //! - A view's delta is rendered and encoded only while someone watches that view (its
 //!   channel has a receiver), **once** per delta, and the same bytes (reference-counted) go
@@ -16,8 +25,11 @@
 //!   position order, with no gap and no repeat: subscription and the initial frames are taken
 //!   under the same lock that publication holds.
 //! - Every subscriber's queue is bounded: it is a cursor in the shared broadcast ring
-//!   ([`FANOUT_CAPACITY`] frames). Publication never waits for a subscriber; one that falls
-//!   further behind is told so (`Lagged`) and is sent a fresh snapshot instead of its backlog.
+//!   ([`FANOUT_CAPACITY`] frames). Publication never waits for a subscriber. A frame keeps
+//!   its ops, so a subscriber that falls behind is sent what waits for it as one merged
+//!   delta ([`merged_delta`]: exactly what the frames do, latest state per entity, the last
+//!   frame's position; see `ws`); one that falls further behind than the ring is told so
+//!   (`Lagged`) and is sent a fresh snapshot instead of its backlog.
 //! - A board restored from a checkpoint ([`Hub::restore`]) is taken only before anything is
 //!   folded; [`Hub::checkpoint_copy`] copies the board under the read lock (the fold waits
 //!   for the copy only, never for the disk: the caller writes it after the lock is released).
@@ -56,31 +68,107 @@ fn view_index(view: View) -> usize {
 pub struct Frame {
     /// Log position the delta brings the board to.
     pub position: u64,
+    /// The view it was rendered for.
+    pub view: View,
     /// The encoded `delta` message.
     pub bytes: Utf8Bytes,
-    /// The wall screen view's ops and `as_of`, kept so a field officer's connection can cut
-    /// them to its country ([`scoped_delta`]); `None` in the duty view.
-    pub cut: Option<Arc<(Vec<boards::Op>, Option<String>)>>,
+    /// Its ops and `as_of`, kept so a connection can cut them to its scope ([`scoped_delta`])
+    /// or merge several of them for a client that fell behind ([`merged_delta`]).
+    pub ops: Arc<(Vec<boards::Op>, Option<String>)>,
+}
+
+/// A `delta` message (`docs/PROTOCOL.md`, "Server → client").
+fn delta_bytes(
+    view: View,
+    scope: Option<Cut>,
+    position: u64,
+    as_of: Option<&str>,
+    ops: &[boards::Op],
+) -> Utf8Bytes {
+    let mut msg = json!({
+        "type": "delta",
+        "board": "situation",
+        "view": view.as_str(),
+        "position": position,
+        "as_of": as_of,
+        "ops": ops,
+    });
+    if let Some(cut) = scope {
+        msg["scope"] = json!(cut.label());
+    }
+    Utf8Bytes::from(msg.to_string())
 }
 
 /// The `delta` message of `frame` cut to `scope` (`boards::scope`), or `None` when nothing
 /// of it is left in that cut (nothing is sent then).
 pub fn scoped_delta(frame: &Frame, scope: Cut) -> Option<Utf8Bytes> {
-    let cut = frame.cut.as_ref()?;
-    let ops = boards::scope_ops(&cut.0, scope);
+    let ops = boards::scope_ops(&frame.ops.0, scope);
     if ops.is_empty() {
         return None;
     }
-    let msg = json!({
-        "type": "delta",
-        "board": "situation",
-        "view": View::WallScreen.as_str(),
-        "scope": scope.label(),
-        "position": frame.position,
-        "as_of": cut.1,
-        "ops": ops,
-    });
-    Some(Utf8Bytes::from(msg.to_string()))
+    Some(delta_bytes(
+        View::WallScreen,
+        Some(scope),
+        frame.position,
+        frame.ops.1.as_deref(),
+        &ops,
+    ))
+}
+
+/// One `delta` message for a run of frames of one view (in position order), for a client
+/// that fell behind: their ops (cut to `scope` first, when the connection has one) merged by
+/// `boards::merge_ops`, which does exactly what they do one by one, with the last frame's
+/// `position` and `as_of`. `None` when nothing is left to send.
+pub fn merged_delta(run: &[Frame], scope: Option<Cut>) -> Option<Utf8Bytes> {
+    let last = run.last()?;
+    match (run, scope) {
+        ([one], None) => return Some(one.bytes.clone()),
+        ([one], Some(cut)) => return scoped_delta(one, cut),
+        _ => {}
+    }
+    let cut: Vec<Vec<boards::Op>> = match scope {
+        Some(c) => run.iter().map(|f| boards::scope_ops(&f.ops.0, c)).collect(),
+        None => Vec::new(),
+    };
+    let ops = match scope {
+        Some(_) => boards::merge_ops(cut.iter().flatten()),
+        None => boards::merge_ops(run.iter().flat_map(|f| f.ops.0.iter())),
+    };
+    if ops.is_empty() {
+        return None;
+    }
+    Some(delta_bytes(
+        last.view,
+        scope,
+        last.position,
+        last.ops.1.as_deref(),
+        &ops,
+    ))
+}
+
+/// Events folded under one hold of the write lock: subscribers, HTTP snapshots and
+/// checkpoint copies wait at most this many events' fold.
+pub const SLICE: usize = 128;
+/// Events the fold thread takes at once from what is queued (one batch).
+pub const BATCH: usize = 4 * 1024;
+
+impl Hub {
+    /// Starts the fold's own thread (`runtime::FoldThread`, `vigil-board-fold`): each batch
+    /// is folded [`SLICE`] events per hold of the write lock, publishing the deltas, then
+    /// `after_batch` runs (the checkpoint schedule).
+    pub fn start_fold(
+        self: &Arc<Self>,
+        mut after_batch: impl FnMut(&Hub) + Send + 'static,
+    ) -> std::io::Result<runtime::FoldThread> {
+        let hub = self.clone();
+        runtime::FoldThread::start("vigil-board-fold", BATCH, move |batch| {
+            metrics::histogram!("vigil_gateway_fold_batch_events").record(batch.len() as f64);
+            for slice in batch.chunks(SLICE) {
+                hub.apply(slice);
+            }
+            after_batch(&hub);
+        })
+    }
 }
 
 /// What a new subscriber gets: the frames to send first, and the live feed after them.
@@ -244,18 +332,11 @@ impl Hub {
                     continue;
                 }
                 let ops = inner.board.delta(&changes, view);
-                let msg = json!({
-                    "type": "delta",
-                    "board": "situation",
-                    "view": view.as_str(),
-                    "position": position,
-                    "as_of": at,
-                    "ops": ops,
-                });
                 let frame = Frame {
                     position,
-                    bytes: Utf8Bytes::from(msg.to_string()),
-                    cut: (view == View::WallScreen).then(|| Arc::new((ops, at.clone()))),
+                    view,
+                    bytes: delta_bytes(view, None, position, at.as_deref(), &ops),
+                    ops: Arc::new((ops, at.clone())),
                 };
                 inner.rings[i].push_back(frame.clone());
                 if inner.rings[i].len() > RING_CAPACITY
@@ -381,5 +462,79 @@ impl Hub {
             position,
             live,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a panic here is a failed assertion.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use boards::Op;
+
+    fn frame(position: u64, ops: Vec<Op>) -> Frame {
+        let at = Some(format!("t{position}"));
+        Frame {
+            position,
+            view: View::WallScreen,
+            bytes: delta_bytes(View::WallScreen, None, position, at.as_deref(), &ops),
+            ops: Arc::new((ops, at)),
+        }
+    }
+
+    fn set(path: &[&str], value: serde_json::Value) -> Op {
+        Op::Set {
+            path: path.iter().map(|k| (*k).to_owned()).collect(),
+            value,
+        }
+    }
+
+    fn read(bytes: Option<Utf8Bytes>) -> serde_json::Value {
+        serde_json::from_str(bytes.unwrap().as_str()).unwrap()
+    }
+
+    #[test]
+    fn a_merged_delta_has_the_last_position_and_the_merged_ops_of_its_cut() {
+        let run = [
+            frame(3, vec![set(&["countries", "SO", "level"], json!(1))]),
+            frame(5, vec![set(&["countries", "KE", "level"], json!(2))]),
+            frame(6, vec![set(&["countries", "SO", "level"], json!(3))]),
+        ];
+        let all = read(merged_delta(&run, None));
+        assert_eq!(
+            (&all["type"], &all["view"], &all["position"], &all["as_of"]),
+            (
+                &json!("delta"),
+                &json!("wall_screen"),
+                &json!(6),
+                &json!("t6")
+            )
+        );
+        assert_eq!(all.get("scope"), None);
+        assert_eq!(
+            all["ops"],
+            json!([
+                {"op": "set", "path": ["countries", "KE", "level"], "value": 2},
+                {"op": "set", "path": ["countries", "SO", "level"], "value": 3},
+            ])
+        );
+        // A field officer's cut: its country only, the frames cut before they are merged.
+        let so = Cut::Country(events::validate::Country::parse("SO").ok());
+        let cut = read(merged_delta(&run, Some(so)));
+        assert_eq!((&cut["scope"], &cut["position"]), (&json!("SO"), &json!(6)));
+        assert_eq!(
+            cut["ops"],
+            json!([{"op": "set", "path": ["countries", "SO", "level"], "value": 3}])
+        );
+        // Nothing of the run in the cut: nothing to send.
+        let ml = Cut::Country(events::validate::Country::parse("ML").ok());
+        assert!(merged_delta(&run, Some(ml)).is_none());
+        // One frame is sent as it is.
+        assert_eq!(
+            merged_delta(&run[..1], None).unwrap(),
+            run[0].bytes,
+            "the same bytes"
+        );
+        assert!(merged_delta(&[], None).is_none());
     }
 }

@@ -2,8 +2,8 @@
 //! over HTTP and WebSocket, with the wall screen page.
 //!
 //! # Layout
-//! - [`hub`]: the board fold and its fan-out (snapshot, ring of deltas, bounded per-client
-//!   queues, resync of slow clients).
+//! - [`hub`]: the board fold, on its own thread, and its fan-out (snapshot, ring of deltas,
+//!   bounded per-client queues, merged deltas for slow clients, resync of lost ones).
 //! - [`ws`]: the WebSocket board protocol at `/ws`.
 //! - [`http`]: board snapshots, login, the log, `/healthz`, `/readyz`, the embedded pages,
 //!   JSON errors and security headers. `/metrics` is not here: it is served on the metrics
@@ -374,7 +374,8 @@ pub const CHECKPOINT: &str = "boards";
 /// (`runtime::checkpoint::default_dir`), the boards start from their checkpoint when it is
 /// valid for this log and this build, save one every `checkpoint::EVERY_EVENTS` events or
 /// `checkpoint::EVERY` (copied under the hub's read lock, written on a blocking thread), and
-/// one more when `shutdown` fires.
+/// one more when `shutdown` fires. The fold itself runs on its own thread
+/// ([`Hub::start_fold`]); this task hands it what the catch-up subscription delivers.
 pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) {
     let store = StoreClient::new(client.clone(), Duration::from_secs(5));
     // The head now: the fold builds no deltas until it gets there (nobody can be behind).
@@ -409,35 +410,43 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
     );
     hub.set_live_from(head);
     let after = hub.position();
-    let mut schedule = Schedule::from(after);
+    // The fold is CPU work under the hub's write lock: it runs on its own thread, so HTTP,
+    // WebSocket writes and the services' answers never wait for it on the async workers (one
+    // 1,024-event fold on a worker stalled everything behind it for hundreds of ms,
+    // ops/bench intake). This task only hands it what the catch-up subscription delivers.
+    let after_batch = {
+        let (checkpoints, tokio_rt) = (checkpoints.clone(), tokio::runtime::Handle::current());
+        let mut schedule = Schedule::from(after);
+        move |hub: &Hub| {
+            if let Some(dir) = &checkpoints
+                && schedule.due(hub.position())
+            {
+                let (board, position, id, held) = hub.checkpoint_copy();
+                metrics::histogram!("vigil_checkpoint_copy_seconds", "checkpoint" => CHECKPOINT)
+                    .record(held.as_secs_f64());
+                // Written on the runtime's blocking pool, never on the fold thread.
+                let _in_runtime = tokio_rt.enter();
+                schedule.save_in_background(dir.clone(), CHECKPOINT, codec, position, id, board);
+            }
+        }
+    };
+    let fold = match hub.start_fold(after_batch) {
+        Ok(fold) => fold,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the boards' fold thread");
+            return;
+        }
+    };
     let mut sub = CatchUp::start(
         client,
         CatchUpConfig::new("gateway", after),
         shutdown.clone(),
     );
-    // The fold is CPU work under the hub's write lock: in small slices, so the lock is never
-    // held long, and (on a multi-threaded runtime) marked as blocking, so the runtime moves
-    // HTTP requests and the services' answers to another worker meanwhile. One 1,024-event
-    // fold on a worker stalled everything behind it for hundreds of ms (ops/bench intake).
-    const SLICE: usize = 128;
-    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread;
-    let mut buf = Vec::with_capacity(SLICE);
-    while sub.recv_many(&mut buf, SLICE).await > 0 {
-        if multi_thread {
-            tokio::task::block_in_place(|| hub.apply(&buf));
-        } else {
-            hub.apply(&buf);
-        }
-        buf.clear();
-        if let Some(dir) = &checkpoints
-            && schedule.due(hub.position())
-        {
-            let (board, position, id, held) = hub.checkpoint_copy();
-            metrics::histogram!("vigil_checkpoint_copy_seconds", "checkpoint" => CHECKPOINT)
-                .record(held.as_secs_f64());
-            schedule.save_in_background(dir.clone(), CHECKPOINT, codec, position, id, board);
-        }
+    fold.feed(&mut sub, hub::SLICE).await;
+    // The thread folds what it was sent, then ends: nothing is lost or folded twice.
+    if !fold.finish().await {
+        tracing::error!("the boards' fold thread panicked; no checkpoint is written");
+        return;
     }
     // Shutdown: one last checkpoint of what was folded.
     if let Some(dir) = checkpoints
@@ -518,7 +527,7 @@ pub async fn start_with_limits(
     shutdown: CancellationToken,
     limits: ConnLimits,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let listener = server::listen(addr).map_err(|e| {
+    let listener = server::listen(addr, limits.send_buffer).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
     let bound = listener.local_addr()?;

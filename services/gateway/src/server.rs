@@ -92,6 +92,11 @@ pub struct ConnLimits {
     /// client stopped reading: it is dropped (`VIGIL_WS_SEND_TIMEOUT_SECS`, default 10 s).
     /// A screen that merely fell behind is resynced with a snapshot long before this.
     pub ws_send_timeout: Duration,
+    /// The kernel's send buffer of each connection (`SO_SNDBUF`); default none: the kernel
+    /// sizes it (on Linux it grows to 4 MiB). Not read from the environment yet. A WebSocket client is
+    /// seen to fall behind (and sent merged deltas, `ws`) only once its socket's buffer is
+    /// full: a smaller buffer sees it sooner, and holds less memory per screen.
+    pub send_buffer: Option<u32>,
 }
 
 impl Default for ConnLimits {
@@ -106,6 +111,7 @@ impl Default for ConnLimits {
             max_ws_per_address: 128,
             max_ws_per_token: 32,
             ws_send_timeout: Duration::from_secs(10),
+            send_buffer: None,
         }
     }
 }
@@ -399,14 +405,18 @@ impl Throttled {
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind` does, so
-/// a restart does not wait for old connections' TIME_WAIT).
-pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// a restart does not wait for old connections' TIME_WAIT), and `send_buffer` as the send
+/// buffer of every connection it accepts (they inherit it; see [`ConnLimits::send_buffer`]).
+pub fn listen(addr: SocketAddr, send_buffer: Option<u32>) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }

@@ -11,6 +11,18 @@
 //! `ConnLimits::ws_send_timeout` drops the client (its socket is stuck). A client that falls more than the
 //! fan-out ring behind gets a fresh snapshot (see `hub`).
 //!
+//! # Slow clients
+//! A client whose socket does not take a frame at once (its buffer is full: the client reads
+//! slower than deltas come) is *behind*: from then on, every [`MERGE_EVERY`] (75 ms), what
+//! waits for it is sent as **one** merged delta (`hub::merged_delta`: the frames' ops, cut to
+//! its scope first, merged by `boards::merge_ops` so that they do exactly what the frames do,
+//! with the last frame's `position` and `as_of`), and heartbeats carry the position it was
+//! last sent. It is no longer behind once its socket takes such a delta at once. So it gets
+//! at most one merged delta per 75 ms instead of a snapshot storm, and never a frame older
+//! than one it has (`vigil_gateway_frames_coalesced_total` counts the frames sent merged;
+//! `protocol::a_client_that_falls_behind_gets_merged_deltas`). A client that keeps up gets
+//! every delta as it is.
+//!
 //! # Promises
 //! - Board protocol 2 (`hub::PROTOCOL`): snapshots say so, deltas are per entity; a subscribe
 //!   that announces another `protocol` is refused with `unsupported_protocol` (close 1008),
@@ -76,6 +88,8 @@ pub const SUBSCRIBE_BURST: u32 = 5;
 pub const SUBSCRIBES_PER_MINUTE: u32 = 12;
 /// Refused (over the rate) subscribes after which the connection is closed as abusive.
 pub const SUBSCRIBE_REFUSALS: u32 = 5;
+/// How often a client that fell behind is sent one merged delta of what is waiting for it.
+pub const MERGE_EVERY: Duration = Duration::from_millis(75);
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -161,11 +175,30 @@ struct Conn {
     position: u64,
     /// See `ConnLimits::ws_send_timeout`.
     send_timeout: Duration,
+    /// The socket did not take a frame at once (the client reads slower than deltas come):
+    /// what waits for it is sent merged, every [`MERGE_EVERY`], until it has caught up.
+    behind: bool,
+    /// The earliest time of the next merged delta.
+    next_merge: tokio::time::Instant,
 }
 
 impl Conn {
     async fn send(&mut self, text: Utf8Bytes) -> Outcome {
-        match tokio::time::timeout(self.send_timeout, self.socket.send(Message::Text(text))).await {
+        let send = tokio::time::timeout(self.send_timeout, self.socket.send(Message::Text(text)));
+        // Outside the runtime's cooperative budget, the send is pending only when the
+        // socket's buffer is full: the client is not reading as fast as frames come.
+        let mut send = std::pin::pin!(tokio::task::unconstrained(send));
+        let mut first = true;
+        let sent = std::future::poll_fn(|cx| {
+            let poll = send.as_mut().poll(cx);
+            if first && poll.is_pending() {
+                self.behind = true;
+            }
+            first = false;
+            poll
+        })
+        .await;
+        match sent {
             Ok(Ok(())) => {
                 metrics::counter!("vigil_gateway_frames_sent_total").increment(1);
                 Outcome::Continue
@@ -203,7 +236,9 @@ impl Conn {
     }
 
     /// Subscribes to this connection's view, cut to its country when it has one.
-    fn subscribe(&self, state: &AppState, since: Option<u64>) -> Subscription {
+    fn subscribe(&mut self, state: &AppState, since: Option<u64>) -> Subscription {
+        // A fresh start: nothing waits for this client.
+        self.behind = false;
         match self.scope {
             Some(cut) => state.hub.subscribe_scoped(cut, since),
             None => state.hub.subscribe(self.view, since),
@@ -225,6 +260,42 @@ impl Conn {
             None => Outcome::Continue,
         };
         self.position = p;
+        out
+    }
+
+    /// A client that fell behind: everything waiting for it as one merged delta (or the one
+    /// frame waiting, as it is); it is no longer behind once its socket takes that at once.
+    /// Too far behind (the channel lost frames): a fresh snapshot.
+    async fn catch_up(&mut self, state: &AppState, sub: &mut Subscription) -> Outcome {
+        let mut run = Vec::new();
+        loop {
+            match sub.live.try_recv() {
+                Ok(f) if f.position > self.position => run.push(f),
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(n)) => {
+                    metrics::counter!("vigil_gateway_resyncs_total").increment(1);
+                    tracing::debug!(skipped = n, "slow client resynced with a snapshot");
+                    *sub = self.subscribe(state, None);
+                    return self.start(sub).await;
+                }
+                Err(TryRecvError::Closed) => return Outcome::Close,
+            }
+        }
+        self.next_merge = tokio::time::Instant::now() + MERGE_EVERY;
+        // Caught up, unless its socket does not take this one at once either (`send`).
+        self.behind = false;
+        let Some(last) = run.last().map(|f| f.position) else {
+            return Outcome::Continue;
+        };
+        if run.len() > 1 {
+            metrics::counter!("vigil_gateway_frames_coalesced_total").increment(run.len() as u64);
+        }
+        let out = match crate::hub::merged_delta(&run, self.scope) {
+            Some(bytes) => self.send(bytes).await,
+            None => Outcome::Continue,
+        };
+        self.position = last;
         out
     }
 
@@ -376,6 +447,8 @@ async fn serve(
         scope: None,
         position: 0,
         send_timeout: state.ws_send_timeout,
+        behind: false,
+        next_merge: tokio::time::Instant::now(),
     };
     // Held until this function returns (the connection closes).
     let Some(_address_slot) = address_slot else {
@@ -451,7 +524,11 @@ async fn serve(
                 let _ = conn.socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: Utf8Bytes::from_static("gateway restarting") }))).await;
                 Outcome::Close
             }
-            frame = sub.live.recv() => match frame {
+            // Behind: what waits is merged and sent every MERGE_EVERY instead.
+            _ = tokio::time::sleep_until(conn.next_merge), if conn.behind => {
+                conn.catch_up(&state, &mut sub).await
+            }
+            frame = sub.live.recv(), if !conn.behind => match frame {
                 Ok(f) => conn.forward(f).await,
                 Err(RecvError::Lagged(n)) => {
                     // Too far behind: a snapshot instead of the backlog.
@@ -477,7 +554,8 @@ async fn serve(
                 // it goes out before the heartbeat that claims it.
                 let folded = state.hub.position();
                 let mut out = Outcome::Continue;
-                loop {
+                // A client behind gets its deltas merged, at their own pace (not drained here).
+                while !conn.behind {
                     match sub.live.try_recv() {
                         Ok(f) => {
                             out = conn.forward(f).await;
@@ -501,7 +579,10 @@ async fn serve(
                 if let Outcome::Close = out {
                     return;
                 }
-                conn.position = conn.position.max(folded);
+                // Behind: the position its board reflects is the last one sent.
+                if !conn.behind {
+                    conn.position = conn.position.max(folded);
+                }
                 let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
                 let body = json!({"type": "heartbeat", "position": conn.position, "at": at}).to_string();
                 conn.send(body.into()).await

@@ -455,6 +455,54 @@ async fn a_stuck_client_is_resynced_and_never_slows_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_falls_behind_gets_merged_deltas() {
+    // Small socket buffers: the gateway sees that this client is not keeping up after a few
+    // dozen deltas rather than megabytes of them.
+    let c = Center::start_with_limits(vigil_gateway::ConnLimits {
+        send_buffer: Some(16 * 1024),
+        ws_send_timeout: Duration::from_secs(60),
+        ..vigil_gateway::ConnLimits::default()
+    })
+    .await;
+    let mut slow = c.subscribed_client_that_will_not_read().await;
+    let mut board: Value = reqwest_get(&c, "/api/v1/boards/situation?view=wall_screen").await;
+
+    // 600 deltas (fewer than the fan-out ring holds) while it reads nothing: its socket fills.
+    let first = burst(&c.store, "SO", 599, 25).await;
+    testkit::eventually(Duration::from_secs(30), || async {
+        let (_, body) = http_get(&c, "/api/v1/boards/situation").await;
+        (serde_json::from_str::<Value>(&body).ok()?["position"].as_u64()? >= first).then_some(())
+    })
+    .await
+    .expect("the gateway folds the first burst");
+    // Then it reads, while 600 more come.
+    let store = c.store.clone();
+    let mut writing = tokio::spawn(async move { burst(&store, "SO", 599, 25).await });
+    let (mut frames, mut last, mut head) = (0, 0, None);
+    while head.is_none_or(|h| last < h) {
+        tokio::select! {
+            done = &mut writing, if head.is_none() => head = Some(done.unwrap()),
+            m = next_json(&mut slow) => {
+                assert_eq!(m["type"], "delta", "merged deltas, not a resync: {m}");
+                let p = m["position"].as_u64().unwrap();
+                assert!(p > last, "positions strictly increase: {p} after {last}");
+                apply_delta(&mut board, &m);
+                (frames, last) = (frames + 1, p);
+            }
+        }
+    }
+    assert!(
+        frames < 1200,
+        "{frames} frames for 1,200 deltas: what waited was merged"
+    );
+    let http: Value = reqwest_get(&c, "/api/v1/boards/situation?view=wall_screen").await;
+    assert_eq!(
+        board, http,
+        "merged deltas make the board a fresh snapshot shows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stuck_past_the_send_timeout_is_dropped_and_the_others_keep_going() {
     let c = Center::start_with_limits(vigil_gateway::ConnLimits {
         ws_send_timeout: Duration::from_secs(1),

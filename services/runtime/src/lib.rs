@@ -19,6 +19,8 @@
 //!   events (optimistic concurrency, idempotent retries, typed refusals).
 //! - [`host`]: the generic service host: serves any aggregate over NATS from a command
 //!   table (create, change, get, list), with hooks for what is special about a service.
+//! - [`fold_thread`]: a projection's own thread, where its fold of the log runs off the
+//!   async workers (the gateway's boards, each service's register).
 //! - [`read_model`]: a service's register of the whole log, folded in the background,
 //!   readable once caught up, started from its checkpoint when it has one.
 //! - [`checkpoint`]: a projection's state saved at a log position (atomic, versioned,
@@ -33,6 +35,7 @@ pub mod checkpoint;
 pub mod commands;
 pub mod config;
 pub mod data_dir;
+pub mod fold_thread;
 pub mod host;
 pub mod nats;
 pub mod nats_agencies;
@@ -46,5 +49,6 @@ pub mod store_client;
 pub mod telemetry;
 
 pub use catchup::{CatchUp, CatchUpConfig};
+pub use fold_thread::FoldThread;
 pub use read_model::{Fold, ReadModel};
 pub use store_client::{ClientError, StoreClient};

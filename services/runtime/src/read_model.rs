@@ -3,7 +3,10 @@
 //!
 //! # Promises
 //! - A background task folds every committed event into the model exactly once, in position
-//!   order, through the catch-up subscription (so it survives store and NATS restarts).
+//!   order, through the catch-up subscription (so it survives store and NATS restarts). The
+//!   fold runs on the model's own thread (`fold_thread`, `vigil-fold-<name>`): the service's
+//!   answers never wait for it on an async worker, only for the write lock it holds while
+//!   folding one batch.
 //! - [`ReadModel::caught_up`] hands out the model only once it has read the log up to the head
 //!   as it stood when the service started; before that it answers a typed `unavailable`, so a
 //!   list never silently misses what was there before the restart.
@@ -27,7 +30,7 @@ use events::command::Refusal;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, Codec, Schedule};
-use crate::{CatchUp, CatchUpConfig, StoreClient};
+use crate::{CatchUp, CatchUpConfig, FoldThread, StoreClient};
 
 /// What a read model folds.
 pub trait Fold: Default + Send + Sync + 'static {
@@ -167,31 +170,57 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
     }
     model.start_head.store(head, Ordering::Release);
     let after = model.position.load(Ordering::Acquire);
-    let mut schedule = Schedule::from(after);
-    let mut sub = CatchUp::start(client, CatchUpConfig::new(model.name, after), shutdown);
-    let mut buf = Vec::with_capacity(256);
-    while sub.recv_many(&mut buf, 256).await > 0 {
-        let mut copy = None;
-        if let Ok(mut state) = model.state.write() {
-            for e in &buf {
-                state.apply(e);
-            }
-            if let Some(last) = buf.last() {
-                model.position.fetch_max(last.position, Ordering::AcqRel);
-                last_id = last.id;
-                if let Some((_, codec)) = &saving
-                    && schedule.due(last.position)
-                {
-                    // Copied under the lock, written after it is released.
-                    copy = Some((last.position, (codec.copy)(&state)));
+    // The fold runs on the model's own thread (`FoldThread`): a service's answers never
+    // wait for it on an async worker. The id of the last event folded, for the checkpoint.
+    let last = Arc::new(std::sync::Mutex::new(last_id));
+    let fold = {
+        let (model, last, saving) = (model.clone(), last.clone(), saving.clone());
+        let tokio_rt = tokio::runtime::Handle::current();
+        let mut schedule = Schedule::from(after);
+        move |batch: Vec<RecordedEvent>| {
+            let mut copy = None;
+            if let Ok(mut state) = model.state.write() {
+                for e in &batch {
+                    state.apply(e);
+                }
+                if let Some(e) = batch.last() {
+                    model.position.fetch_max(e.position, Ordering::AcqRel);
+                    if let Ok(mut id) = last.lock() {
+                        *id = e.id;
+                    }
+                    if let Some((_, codec)) = &saving
+                        && schedule.due(e.position)
+                    {
+                        // Copied under the lock, written after it is released.
+                        copy = Some((e.position, e.id, (codec.copy)(&state)));
+                    }
                 }
             }
+            if let (Some((dir, codec)), Some((position, id, state))) = (&saving, copy) {
+                // Written on the runtime's blocking pool, never on the fold thread.
+                let _in_runtime = tokio_rt.enter();
+                schedule.save_in_background(dir.clone(), model.name, *codec, position, id, state);
+            }
         }
-        if let (Some((dir, codec)), Some((position, state))) = (&saving, copy) {
-            schedule.save_in_background(dir.clone(), model.name, *codec, position, last_id, state);
+    };
+    let fold = match FoldThread::start(&format!("vigil-fold-{}", model.name), 1024, fold) {
+        Ok(fold) => fold,
+        Err(e) => {
+            tracing::error!(service = model.name, error = %e, "cannot start the register's fold thread");
+            return;
         }
-        buf.clear();
+    };
+    let mut sub = CatchUp::start(client, CatchUpConfig::new(model.name, after), shutdown);
+    fold.feed(&mut sub, 256).await;
+    // The thread folds what it was sent, then ends: nothing is lost or folded twice.
+    if !fold.finish().await {
+        tracing::error!(
+            service = model.name,
+            "the register's fold thread panicked; no checkpoint is written"
+        );
+        return;
     }
+    let last_id = last.lock().map_or(last_id, |id| *id);
     // Shutdown: one last checkpoint of what was folded.
     let position = model.position.load(Ordering::Acquire);
     let last = match &saving {

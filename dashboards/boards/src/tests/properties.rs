@@ -26,7 +26,8 @@ use time::OffsetDateTime;
 use time::macros::{date, datetime};
 
 use super::{Log, page_after_deltas};
-use crate::{Situation, View};
+use crate::{Situation, View, apply_ops, timestamp};
+use events::RecordedEvent;
 
 const COUNTRIES: &[&str] = &["SO", "ML", "HT", "SD", "AF"];
 const AREAS: &[&str] = &["mogadishu", "kismayo", "gao", "port-au-prince", "kabul"];
@@ -802,5 +803,84 @@ proptest! {
             page["as_of"] = live.as_of().map_or(Value::Null, crate::timestamp);
         }
         prop_assert_eq!(page, whole, "k = {}", k);
+    }
+}
+
+/// The page after the deltas of `events[k..]`, merged `chunk` at a time with `merge_ops` as
+/// the gateway merges them for a client that fell behind (`cut`: a scoped connection, whose
+/// ops are cut before they are merged); and the page after the same deltas one by one.
+fn merged_and_one_by_one(
+    events: &[RecordedEvent],
+    k: usize,
+    chunk: usize,
+    view: View,
+    cut: Option<crate::Cut>,
+) -> (Value, Value) {
+    let mut board = crate::replay(&events[..k]);
+    let snapshot = board.snapshot(view);
+    let snapshot = cut.map_or(snapshot.clone(), |c| crate::scope_snapshot(&snapshot, c));
+    let (mut merged, mut one_by_one) = (snapshot.clone(), snapshot);
+    for run in events[k..].chunks(chunk.max(1)) {
+        let mut ops = Vec::new();
+        for event in run {
+            let changes = board.apply(event);
+            let delta = board.delta(&changes, view);
+            let delta = cut.map_or(delta.clone(), |c| crate::scope_ops(&delta, c));
+            apply_ops(&mut one_by_one, &delta);
+            ops.extend(delta);
+        }
+        let short = crate::merge_ops(&ops);
+        assert!(short.len() <= ops.len());
+        apply_ops(&mut merged, &short);
+    }
+    (merged, one_by_one)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A client that fell behind gets merged deltas: the page they make is the page the
+    /// deltas make one by one, in every view and cut, and the board's snapshot.
+    #[test]
+    fn merged_deltas_make_the_page_the_deltas_make(
+        steps in proptest::collection::vec(step(), 0..220),
+        k in any::<proptest::sample::Index>(),
+        chunk in 1usize..80,
+        own in country(),
+    ) {
+        let log = log_of(&steps);
+        let k = k.index(log.events.len() + 1);
+        let board = log.board();
+        for view in View::ALL {
+            let (mut merged, one_by_one) = merged_and_one_by_one(&log.events, k, chunk, view, None);
+            prop_assert_eq!(&merged, &one_by_one, "k = {}, chunk = {}, {:?}", k, chunk, view);
+            merged["position"] = Value::from(board.position());
+            merged["as_of"] = board.as_of().map_or(Value::Null, timestamp);
+            prop_assert_eq!(merged, board.snapshot(view), "k = {}, {:?}", k, view);
+        }
+        for cut in [crate::Cut::Agency, crate::Cut::Country(Some(own))] {
+            let (merged, one_by_one) =
+                merged_and_one_by_one(&log.events, k, chunk, View::WallScreen, Some(cut));
+            prop_assert_eq!(merged, one_by_one, "k = {}, chunk = {}, {:?}", k, chunk, cut);
+        }
+    }
+
+    /// The same past `MAX_MARKERS`, where markers come into view at the end of the list.
+    #[test]
+    fn merged_deltas_keep_the_contract_past_the_markers_shown(
+        steps in proptest::collection::vec(crowded_incident(), 0..400),
+        k in any::<proptest::sample::Index>(),
+        chunk in 1usize..200,
+    ) {
+        let log = log_of(&steps);
+        let k = k.index(log.events.len() + 1);
+        let board = log.board();
+        for view in View::ALL {
+            let (mut merged, one_by_one) = merged_and_one_by_one(&log.events, k, chunk, view, None);
+            prop_assert_eq!(&merged, &one_by_one, "k = {}, chunk = {}, {:?}", k, chunk, view);
+            merged["position"] = Value::from(board.position());
+            merged["as_of"] = board.as_of().map_or(Value::Null, timestamp);
+            prop_assert_eq!(merged, board.snapshot(view), "k = {}, {:?}", k, view);
+        }
     }
 }
