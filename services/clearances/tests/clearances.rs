@@ -50,7 +50,10 @@ impl Centre {
             store::StoreConfig::new(dir.path()),
             stop.clone(),
         ));
-        tokio::spawn(vigil_clearances::run(nats.connect().await, stop.clone()));
+        tokio::spawn(runtime::host::run::<vigil_clearances::Clearances>(
+            nats.connect().await,
+            stop.clone(),
+        ));
         let store = StoreClient::new(client.clone(), Duration::from_secs(5));
         // Commands before the store answers are refused `unavailable` (retry): wait for it.
         testkit::eventually(Duration::from_secs(10), || {

@@ -38,7 +38,10 @@ impl Centre {
             store::StoreConfig::new(dir.path()),
             stop.clone(),
         ));
-        tokio::spawn(vigil_hostage::run(nats.connect().await, stop.clone()));
+        tokio::spawn(runtime::host::run::<vigil_hostage::Hostage>(
+            nats.connect().await,
+            stop.clone(),
+        ));
         let store = StoreClient::new(client.clone(), Duration::from_secs(5));
         let c = Self {
             _nats: nats,

@@ -130,7 +130,10 @@ impl Centre {
             c.append(stream, event, Uuid::new_v4(), "import").await;
         }
         for _ in 0..2 {
-            tokio::spawn(vigil_surge::run(c._nats.connect().await, c.stop.clone()));
+            tokio::spawn(runtime::host::run::<vigil_surge::Surges>(
+                c._nats.connect().await,
+                c.stop.clone(),
+            ));
         }
         c
     }

@@ -129,7 +129,10 @@ impl Centre {
             .await
             .expect("the store takes the reference data");
         }
-        tokio::spawn(vigil_surge::run(nats.connect().await, stop.clone()));
+        tokio::spawn(runtime::host::run::<vigil_surge::Surges>(
+            nats.connect().await,
+            stop.clone(),
+        ));
         Self {
             _nats: nats,
             _dir: dir,
