@@ -9,7 +9,8 @@
 //! - [`codec`]: JSON encoding and decoding with size limits, and the upcasting hook that turns
 //!   an old schema version into the current type and keeps an unknown type as raw JSON.
 //! - [`domain`]: the typed, validated domain events (incidents, security levels, hostage
-//!   cases, surges, relocation orders, clearances, broadcasts), as past-tense facts.
+//!   cases, surges, relocation orders, clearances, broadcasts), as past-tense facts; beside
+//!   them, the command bodies and what each service answers (`get`, its list's items).
 //! - [`validate`]: input rules shared by the domain events (countries, coordinates, lengths).
 //! - [`command`]: domain commands over NATS: the actor, the envelope, typed refusals.
 //! - [`page`]: the one shape of every list answer (`items`, `position`, `next`) and its

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::MAX_REASON;
@@ -29,17 +30,7 @@ pub const MAX_AGENCIES: usize = 200;
 
 /// How urgent a broadcast is.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum BroadcastSeverity {
@@ -58,7 +49,7 @@ pub enum BroadcastSeverity {
 /// Who a broadcast is for. JSON: `"all_agencies"`, `{"country": "SO"}`,
 /// `{"agencies": ["wfp", "unicef"]}`, or `"duty_officers"` / `"crisis_managers"` (inside the
 /// centre only: shown on the board, never sent to an agency).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Audience {
     /// Every agency.
@@ -81,7 +72,7 @@ impl Audience {
 }
 
 /// The rule that issued a broadcast by itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Firing {
     /// The rule's id in the rules file.
@@ -95,7 +86,7 @@ pub struct Firing {
 }
 
 /// A broadcast was issued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastIssued {
     /// One line, at most 200 characters.
@@ -189,7 +180,9 @@ impl BroadcastApproved {
 }
 
 /// A delivery channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A NATS subject.
@@ -401,7 +394,7 @@ impl BroadcastCancelled {
 
 /// Body of `issue`: a broadcast as a duty officer issues it (another duty officer approves
 /// it). The recipients come from the audience and the reference data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBroadcast {
     /// One line, at most [`MAX_TITLE`] characters.
@@ -428,11 +421,109 @@ pub struct IssueBroadcast {
 
 /// Body of `cancel`'s change: why (sent to the recipients as a notice, unless the broadcast
 /// was still awaiting approval).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBroadcast {
     /// Why.
     pub reason: String,
+}
+
+// --- What the broadcast service answers (`GET /api/v1/broadcasts` and `/{id}`).
+
+/// Where a broadcast is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BroadcastStatus {
+    /// Waiting for a second duty officer; nothing is sent.
+    AwaitingApproval,
+    /// Being sent and acknowledged.
+    Live,
+    /// Withdrawn: nothing more is sent.
+    Cancelled,
+}
+
+/// One agency's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AgencyAck {
+    /// The focal point who acknowledged.
+    pub by: String,
+    /// When it was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Seconds from going live to the acknowledgement.
+    pub seconds: i64,
+}
+
+/// One agency's state in a [`BroadcastView`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BroadcastAgencyState {
+    /// Delivered over these channels.
+    pub delivered: Vec<Channel>,
+    /// Channels given up on, with the last error.
+    pub failed: std::collections::BTreeMap<String, String>,
+    /// Attempts made, over all channels and rounds.
+    pub attempts: u32,
+    /// The acknowledgement.
+    pub ack: Option<AgencyAck>,
+}
+
+/// Every recipient agency, counted: what a focal point learns of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BroadcastTotals {
+    /// Agencies it was sent to.
+    pub recipients: usize,
+    /// Of them, sent: at least one delivery attempt was made.
+    pub sent: usize,
+    /// Of them, delivered over some channel (an agency system received it: a receipt over
+    /// NATS, a 2xx from its webhook).
+    pub delivered: usize,
+    /// Of them, acknowledged.
+    pub acknowledged: usize,
+}
+
+/// A broadcast as `GET /api/v1/broadcasts/{id}` shows it and each item of the list, for one
+/// caller (built by the broadcast service).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BroadcastView {
+    /// Every recipient agency, counted (a focal point's `recipients` and `agencies` hold
+    /// its own agency only).
+    pub totals: BroadcastTotals,
+    /// The broadcast.
+    pub id: Uuid,
+    /// What was issued.
+    #[serde(flatten)]
+    pub issued: BroadcastIssued,
+    /// Where it is.
+    pub status: BroadcastStatus,
+    /// Who issued it.
+    pub issued_by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// The second duty officer.
+    pub approved_by: Option<String>,
+    /// Per recipient agency.
+    pub agencies: std::collections::BTreeMap<String, BroadcastAgencyState>,
+    /// Agencies at least one delivery attempt was made to.
+    pub sent: usize,
+    /// Agencies whose system received it (a receipt over NATS, a 2xx from a webhook).
+    pub delivered: usize,
+    /// Agencies that acknowledged (a person of the agency).
+    pub acknowledged: usize,
+    /// Agencies with a channel given up on and not delivered over another.
+    pub failed: usize,
+    /// Agencies sent it again.
+    pub resent_to: Vec<String>,
+    /// Agencies silent at the deadline, when escalated.
+    pub escalated: Option<Vec<String>>,
+    /// Why it was cancelled.
+    pub cancelled: Option<String>,
+    /// The broadcast that updates it.
+    pub superseded_by: Option<Uuid>,
+    /// Triggers of its rule damped by it (the broadcast service's flap damping).
+    pub suppressed: u64,
+    /// Log position of the issue.
+    pub position: u64,
 }
 
 #[cfg(test)]

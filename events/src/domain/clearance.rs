@@ -231,6 +231,87 @@ impl Travel {
     }
 }
 
+// --- What the clearances service answers (`GET /api/v1/clearances` and `/{id}`).
+
+/// Where a clearance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearanceStatus {
+    /// Asked for, not yet decided.
+    Requested,
+    /// Granted: the traveller may go (and counts as planned presence).
+    Approved,
+    /// Refused, with a reason; final.
+    Refused,
+}
+
+impl ClearanceStatus {
+    /// The status as written in answers and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClearanceStatus::Requested => "requested",
+            ClearanceStatus::Approved => "approved",
+            ClearanceStatus::Refused => "refused",
+        }
+    }
+}
+
+/// Whether a movement is an arrival or a departure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearanceMovementKind {
+    /// The traveller arrived in the country.
+    Arrival,
+    /// The traveller left the country.
+    Departure,
+}
+
+/// An arrival or a departure, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClearanceMovement {
+    /// Arrival or departure.
+    pub kind: ClearanceMovementKind,
+    /// The country.
+    pub country: Country,
+    /// When, as the recorder wrote it (its calendar date is the local date).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// A clearance as its stream tells it: what `GET /api/v1/clearances/{id}` shows and each item
+/// of the list. The clearances service folds it (its aggregate is this record with the rules).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Clearance {
+    /// The id of the request (the stream is `clearance-<id>`).
+    pub id: uuid::Uuid,
+    /// The person travelling (personnel reference).
+    pub traveller: String,
+    /// The legs of the journey.
+    pub itinerary: Vec<Leg>,
+    /// Why they travel, if given.
+    pub purpose: Option<String>,
+    /// Where it is in its life.
+    pub status: ClearanceStatus,
+    /// Who asked (from the request's `meta`).
+    pub requested_by: Option<String>,
+    /// Who approved or refused it.
+    pub decided_by: Option<String>,
+    /// Why it was refused.
+    pub refusal_reason: Option<String>,
+    /// Arrivals and departures, in the order recorded.
+    pub movements: Vec<ClearanceMovement>,
+    /// Log position of the request.
+    pub requested_position: u64,
+    /// When the centre received the request.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The stream's version.
+    pub version: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

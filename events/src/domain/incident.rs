@@ -271,6 +271,67 @@ impl IncidentClosed {
     }
 }
 
+// --- What the incidents service answers (`GET /api/v1/incidents` and `/{id}`).
+
+/// Where an incident is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Reported, not yet verified.
+    Reported,
+    /// Confirmed by a duty officer.
+    Verified,
+    /// Closed; no more changes.
+    Closed,
+}
+
+/// An incident as its stream tells it: what `GET /api/v1/incidents/{id}` shows and each item
+/// of the list. The incidents service folds it (its aggregate is this record with the rules).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Incident {
+    /// The client's UUID of the report (the stream is `incident-<id>`).
+    pub id: Uuid,
+    /// Where it happened.
+    pub country: Country,
+    /// What kind.
+    pub category: IncidentCategory,
+    /// 1 to 5.
+    pub severity: Severity,
+    /// One line.
+    pub title: String,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// Where exactly, if known.
+    pub location: Option<Location>,
+    /// The duty station concerned.
+    pub duty_station: Option<String>,
+    /// Narrative.
+    pub description: Option<String>,
+    /// UN casualties.
+    pub casualties: Option<Casualties>,
+    /// Who reported it.
+    pub reporter: String,
+    /// Where it is in its life.
+    pub status: IncidentStatus,
+    /// Who verified it.
+    pub verified_by: Option<String>,
+    /// Cases it was escalated into.
+    pub escalations: Vec<Escalation>,
+    /// Why it was closed.
+    pub closed_reason: Option<String>,
+    /// Log position of the report.
+    pub reported_position: u64,
+    /// When the centre received the report.
+    #[serde(with = "time::serde::rfc3339")]
+    pub reported_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The stream's version.
+    pub version: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,11 @@
 //! deserialises and validates, and answers [`Decoded::Unknown`] (never a panic, never a
 //! silent drop) for a type or version this build does not know or for data it cannot read.
 //!
+//! Beside its events, a module holds the command bodies that are not events and what its
+//! service answers (the records and views of `get` and of its list's items), with
+//! `utoipa::ToSchema`: the gateway reads and documents these types and may not depend on a
+//! service.
+//!
 //! # Changing an event's schema
 //! Recorded events are never rewritten, so every version ever written must stay readable:
 //! 1. bump the type's version in the [`DomainEvent`] table (the `= N` after its name);

@@ -169,6 +169,137 @@ pub struct AssignOfficer {
     pub officer: String,
 }
 
+// --- What the surge service answers (`GET /api/v1/surges` and `/{id}`).
+
+/// Where a surge is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurgeStatus {
+    /// Asked for, not yet decided.
+    Requested,
+    /// Approved: officers may be assigned.
+    Approved,
+    /// Rejected; no more changes.
+    Rejected,
+    /// The team is at the station.
+    Deployed,
+    /// The mission ended, the officers went home; no more changes.
+    Completed,
+    /// Called off before deployment (no longer needed); its officers are free again; no more
+    /// changes.
+    Cancelled,
+}
+
+impl SurgeStatus {
+    /// Whether officers on the surge are away from their stations (approved or deployed).
+    pub fn is_active(self) -> bool {
+        matches!(self, SurgeStatus::Approved | SurgeStatus::Deployed)
+    }
+
+    /// The status as written in answers and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurgeStatus::Requested => "requested",
+            SurgeStatus::Approved => "approved",
+            SurgeStatus::Rejected => "rejected",
+            SurgeStatus::Deployed => "deployed",
+            SurgeStatus::Completed => "completed",
+            SurgeStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// An officer on a surge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SurgeAssignment {
+    /// The officer's person id.
+    pub officer: String,
+    /// The duty station they came from (their registered station when assigned).
+    pub from_duty_station: String,
+    /// When the assignment was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub assigned_at: OffsetDateTime,
+}
+
+/// A surge as its stream tells it. The surge service folds it (its aggregate is this record
+/// with the rules) and answers it as a [`SurgeView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Surge {
+    /// The surge's id (the stream is `surge-<id>`).
+    pub id: uuid::Uuid,
+    /// The duty station that needs help.
+    pub duty_station: String,
+    /// Its country.
+    pub country: Country,
+    /// Why.
+    pub reason: String,
+    /// How many officers were asked for.
+    pub officers_needed: u16,
+    /// Assets asked for.
+    pub assets: Vec<String>,
+    /// Where it is in its life.
+    pub status: SurgeStatus,
+    /// Who asked (the request's actor).
+    pub requested_by: Option<String>,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// Why it was rejected.
+    pub rejected_reason: Option<String>,
+    /// Who cancelled it.
+    #[serde(default)]
+    pub cancelled_by: Option<String>,
+    /// Why it was cancelled.
+    #[serde(default)]
+    pub cancelled_reason: Option<String>,
+    /// The officers assigned, in order of assignment.
+    pub officers: Vec<SurgeAssignment>,
+    /// When the team was deployed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deployed_at: Option<OffsetDateTime>,
+    /// When the mission ended.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    /// Log position of the request.
+    pub position: u64,
+    /// When the centre received the request.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The stream's version.
+    pub version: u64,
+}
+
+impl Surge {
+    /// Whether `officer` is assigned to this surge.
+    pub fn has_officer(&self, officer: &str) -> bool {
+        self.officers.iter().any(|a| a.officer == officer)
+    }
+
+    /// Whether it can still change.
+    pub fn is_open(&self) -> bool {
+        !matches!(
+            self.status,
+            SurgeStatus::Rejected | SurgeStatus::Completed | SurgeStatus::Cancelled
+        )
+    }
+}
+
+/// A surge as `GET /api/v1/surges/{id}` shows it and each item of the list: the surge, and
+/// the gap it leaves (built by the surge service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SurgeView {
+    /// The surge, with its officers and the station each came from.
+    #[serde(flatten)]
+    pub surge: Surge,
+    /// How many officers are assigned.
+    pub officers_assigned: usize,
+    /// Officers away from each duty station because of this surge: the gap it leaves there
+    /// (empty once it is completed, rejected or cancelled: they are back).
+    pub away_from: std::collections::BTreeMap<String, usize>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

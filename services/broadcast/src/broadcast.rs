@@ -32,29 +32,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where a broadcast is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Waiting for a second duty officer; nothing is sent.
-    AwaitingApproval,
-    /// Being sent and acknowledged.
-    Live,
-    /// Withdrawn: nothing more is sent.
-    Cancelled,
-}
-
-/// One agency's acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ack {
-    /// The focal point who acknowledged.
-    pub by: String,
-    /// When it was recorded.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// Seconds from going live to the acknowledgement.
-    pub seconds: i64,
-}
+/// Where a broadcast is in its life, and one agency's acknowledgement (in `events`, as the
+/// answers name them).
+pub use events::domain::broadcast::{AgencyAck as Ack, BroadcastStatus as Status};
 
 /// One (agency, channel, round) delivery: its attempts and outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 
 use events::command::{Actor, Command, Refusal, Role, policy};
-use events::domain::broadcast::{self as bevents, Audience, BroadcastIssued, Channel};
+use events::domain::broadcast::{self as bevents, Audience};
 use runtime::commands;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::broadcast::{Ack, Broadcast, Link, Status};
+use crate::broadcast::{Broadcast, Link, Status};
 use crate::register::Register;
 use crate::{Service, cap};
 
@@ -48,76 +48,11 @@ pub(crate) struct FeedQuery {
     pub(crate) agency: Option<String>,
 }
 
-/// One agency's state in [`View`].
-#[derive(Debug, Clone, Serialize)]
-pub struct AgencyState {
-    /// Delivered over these channels.
-    pub delivered: Vec<Channel>,
-    /// Channels given up on, with the last error.
-    pub failed: BTreeMap<String, String>,
-    /// Attempts made, over all channels and rounds.
-    pub attempts: u32,
-    /// The acknowledgement.
-    pub ack: Option<Ack>,
-}
-
-/// Every recipient agency, counted: what a focal point learns of the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    /// Agencies it was sent to.
-    pub recipients: usize,
-    /// Of them, sent: at least one delivery attempt was made.
-    pub sent: usize,
-    /// Of them, delivered over some channel (an agency system received it: a receipt over
-    /// NATS, a 2xx from its webhook).
-    pub delivered: usize,
-    /// Of them, acknowledged.
-    pub acknowledged: usize,
-}
-
-/// Answer of `get` (and each line of `list`).
-#[derive(Debug, Clone, Serialize)]
-pub struct View {
-    /// Every recipient agency, counted (a focal point's `recipients` and `agencies` hold
-    /// its own agency only).
-    pub totals: Totals,
-    /// The broadcast.
-    pub id: Uuid,
-    /// What was issued.
-    #[serde(flatten)]
-    pub issued: BroadcastIssued,
-    /// Where it is.
-    pub status: Status,
-    /// Who issued it.
-    pub issued_by: String,
-    /// When.
-    #[serde(with = "time::serde::rfc3339")]
-    pub issued_at: OffsetDateTime,
-    /// The second duty officer.
-    pub approved_by: Option<String>,
-    /// Per recipient agency.
-    pub agencies: BTreeMap<String, AgencyState>,
-    /// Agencies at least one delivery attempt was made to.
-    pub sent: usize,
-    /// Agencies whose system received it (a receipt over NATS, a 2xx from a webhook).
-    pub delivered: usize,
-    /// Agencies that acknowledged (a person of the agency).
-    pub acknowledged: usize,
-    /// Agencies with a channel given up on and not delivered over another.
-    pub failed: usize,
-    /// Agencies sent it again.
-    pub resent_to: Vec<String>,
-    /// Agencies silent at the deadline, when escalated.
-    pub escalated: Option<Vec<String>>,
-    /// Why it was cancelled.
-    pub cancelled: Option<String>,
-    /// The broadcast that updates it.
-    pub superseded_by: Option<Uuid>,
-    /// Triggers of its rule damped by it (see [`crate::rules::Damper`]).
-    pub suppressed: u64,
-    /// Log position of the issue.
-    pub position: u64,
-}
+/// What `get` and each line of `list` answer, and its parts (in `events`, as the answers name
+/// them).
+pub use events::domain::broadcast::{
+    BroadcastAgencyState as AgencyState, BroadcastTotals as Totals, BroadcastView as View,
+};
 
 /// Answer of `chain`.
 #[derive(Debug, Clone, Serialize)]

@@ -36,8 +36,8 @@ use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, Role, policy};
 use events::domain::DomainEvent;
 use events::domain::clearance::{
-    ArrivalRecorded, ClearanceApproved, ClearanceRefused, ClearanceRequested, DepartureRecorded,
-    Leg,
+    ArrivalRecorded, Clearance, ClearanceApproved, ClearanceRefused, ClearanceRequested,
+    DepartureRecorded,
 };
 use events::domain::person::PersonRegistered;
 use events::validate::Country;
@@ -49,82 +49,25 @@ use uuid::Uuid;
 
 use crate::presence::present;
 
-/// Where a clearance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Asked for, not yet decided.
-    Requested,
-    /// Granted: the traveller may go (and counts as planned presence).
-    Approved,
-    /// Refused, with a reason; final.
-    Refused,
-}
+/// Where a clearance is in its life, and its arrivals and departures (in `events`, as the
+/// answers name them).
+pub use events::domain::clearance::{
+    ClearanceMovement as Movement, ClearanceMovementKind as MovementKind, ClearanceStatus as Status,
+};
 
-impl Status {
-    /// The status as written in answers and filters.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Requested => "requested",
-            Status::Approved => "approved",
-            Status::Refused => "refused",
-        }
-    }
-}
-
-/// Whether a movement is an arrival or a departure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MovementKind {
-    /// The traveller arrived in the country.
-    Arrival,
-    /// The traveller left the country.
-    Departure,
-}
-
-/// An arrival or a departure, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Movement {
-    /// Arrival or departure.
-    pub kind: MovementKind,
-    /// The country.
-    pub country: Country,
-    /// When, as the recorder wrote it (its calendar date is the local date).
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
-
-/// A clearance as its stream tells it (what `GET /api/v1/clearances/{id}` shows).
+/// A clearance as its stream tells it: the record `events` names (what `get` and each item of
+/// a list answer), with this crate's rules ([`Aggregate`]). A type of its own only because the
+/// rules are this crate's; it reads as the record (`Deref`), and its JSON is the record's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClearanceState {
-    /// The id of the request (the stream is `clearance-<id>`).
-    pub id: Uuid,
-    /// The person travelling (personnel reference).
-    pub traveller: String,
-    /// The legs of the journey.
-    pub itinerary: Vec<Leg>,
-    /// Why they travel, if given.
-    pub purpose: Option<String>,
-    /// Where it is in its life.
-    pub status: Status,
-    /// Who asked (from the request's `meta`).
-    pub requested_by: Option<String>,
-    /// Who approved or refused it.
-    pub decided_by: Option<String>,
-    /// Why it was refused.
-    pub refusal_reason: Option<String>,
-    /// Arrivals and departures, in the order recorded.
-    pub movements: Vec<Movement>,
-    /// Log position of the request.
-    pub requested_position: u64,
-    /// When the centre received the request.
-    #[serde(with = "time::serde::rfc3339")]
-    pub requested_at: OffsetDateTime,
-    /// When it last changed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    /// The stream's version.
-    pub version: u64,
+#[serde(transparent)]
+pub struct ClearanceState(pub Clearance);
+
+impl std::ops::Deref for ClearanceState {
+    type Target = Clearance;
+
+    fn deref(&self) -> &Clearance {
+        &self.0
+    }
 }
 
 impl Aggregate for ClearanceState {
@@ -143,7 +86,7 @@ impl Aggregate for ClearanceState {
     }
 
     fn skip(&mut self, recorded: &RecordedEvent) {
-        self.version = recorded.version;
+        self.0.version = recorded.version;
     }
 
     /// Applies one recorded event of the clearance's stream. Events `decide` would never have
@@ -155,7 +98,7 @@ impl Aggregate for ClearanceState {
     ) {
         if let DomainEvent::ClearanceRequested(r) = event {
             if state.is_none() {
-                *state = Some(ClearanceState {
+                *state = Some(ClearanceState(Clearance {
                     id: recorded.stream.id(),
                     traveller: r.traveller,
                     itinerary: r.itinerary,
@@ -169,11 +112,13 @@ impl Aggregate for ClearanceState {
                     requested_at: recorded.recorded_at,
                     updated_at: recorded.recorded_at,
                     version: recorded.version,
-                });
+                }));
             }
             return;
         }
-        let Some(c) = state.as_mut() else { return };
+        let Some(ClearanceState(c)) = state.as_mut() else {
+            return;
+        };
         c.version = recorded.version;
         c.updated_at = recorded.recorded_at;
         match event {
@@ -604,20 +549,15 @@ impl runtime::Fold for Register {
 
 impl runtime::host::Listing for Register {
     type Query = ListQuery;
-    type Filter = ListQuery;
-    type Item = ClearanceState;
-
-    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
-        Ok(query)
-    }
+    type Item = Clearance;
 
     fn list(
         &self,
         actor: &Actor,
         q: &ListQuery,
         _now: OffsetDateTime,
-    ) -> Result<Page<ClearanceState>, Refusal> {
-        Ok(Register::list(self, actor, q)?.map(ClearanceState::clone))
+    ) -> Result<Page<Clearance>, Refusal> {
+        Ok(Register::list(self, actor, q)?.map(|c| c.0.clone()))
     }
 }
 

@@ -54,8 +54,7 @@ use events::aggregate::Aggregate;
 use events::command::{Actor, Command, Refusal, Role, policy};
 use events::domain::DomainEvent;
 use events::domain::person::{self, PersonRegistered};
-use runtime::host::{self, Create, Host, Route, Service};
-use tokio_util::sync::CancellationToken;
+use runtime::host::{Create, Host, Route, Service};
 use uuid::Uuid;
 
 use crate::clearance::{ClearanceCommand, ClearanceState, Facts, Register};
@@ -66,23 +65,15 @@ pub const SERVICE: &str = "clearances";
 // `Change` (body of `approve`, `refuse`, `arrive` and `depart`) and `Get`, by `clearance`.
 runtime::bodies!(clearance);
 
-/// Answer of `list`: newest request first (see [`events::page`]).
-pub type Listed = events::page::Page<ClearanceState>;
+/// Answer of `list`: newest request first (see [`events::page`]); each item the record
+/// `events` names.
+pub type Listed = events::page::Page<events::domain::clearance::Clearance>;
 
 /// The stream of clearance `id`.
 pub use events::domain::clearance::stream_for as stream_of;
 
 /// The clearances service, as the host serves it.
 pub struct Clearances;
-
-/// Serves the clearances commands until `shutdown`.
-pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    host::run::<Clearances>(client, shutdown).await
-}
-
-fn another_request(id: Uuid) -> String {
-    format!("clearance {id} already exists with another request; send a new request with a new id")
-}
 
 /// `traveller`'s latest registration in the personnel register: their `person-<v5>`
 /// stream, read now, so a person imported a moment ago is found.
@@ -102,11 +93,17 @@ impl Service for Clearances {
     type Register = Register;
     type Change = Change;
     type Get = Get;
-    type View = ClearanceState;
+    type View = events::domain::clearance::Clearance;
 
     const NAME: &'static str = SERVICE;
     const COMMANDS: &'static [(&'static str, Route)] = &[
-        ("request", Route::Create(Create::Checked(another_request))),
+        (
+            "request",
+            Route::Create(Create::Checked {
+                noun: "clearance",
+                verb: "request",
+            }),
+        ),
         ("approve", Route::Change),
         ("refuse", Route::Change),
         ("arrive", Route::Change),
@@ -167,7 +164,7 @@ impl Service for Clearances {
         _command: &Command<Get>,
         _stream: &StreamName,
         c: ClearanceState,
-    ) -> Result<ClearanceState, Refusal> {
-        Ok(c)
+    ) -> Result<events::domain::clearance::Clearance, Refusal> {
+        Ok(c.0)
     }
 }

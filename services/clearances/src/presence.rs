@@ -84,7 +84,7 @@ mod tests {
     }
 
     fn clearance(status: Status, itinerary: Vec<Leg>, movements: Vec<Movement>) -> ClearanceState {
-        ClearanceState {
+        ClearanceState(events::domain::clearance::Clearance {
             id: Uuid::from_u128(1),
             traveller: "P-1".into(),
             itinerary,
@@ -98,7 +98,7 @@ mod tests {
             requested_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             version: 1,
-        }
+        })
     }
 
     fn moved(kind: MovementKind, country: Country, at: OffsetDateTime) -> Movement {
@@ -174,7 +174,7 @@ mod tests {
         );
         assert!(!present(&left, so(), None, date!(2026 - 11 - 28)));
         let mut back = left.clone();
-        back.movements.push(moved(
+        back.0.movements.push(moved(
             MovementKind::Arrival,
             so(),
             datetime!(2026-11-27 10:00 UTC),
@@ -186,7 +186,7 @@ mod tests {
         );
         // Out and back in on the same day: the one recorded last stands.
         let mut same_day = left.clone();
-        same_day.movements.push(moved(
+        same_day.0.movements.push(moved(
             MovementKind::Arrival,
             so(),
             datetime!(2026-11-25 18:00 UTC),

@@ -36,7 +36,7 @@ async fn start() -> Centre {
         store::run(nats, store::StoreConfig::new(dir), stop)
     })
     .await;
-    c.instance(vigil_clearances::run).await;
+    c.instance(runtime::host::run::<vigil_clearances::Clearances>).await;
     c
 }
 

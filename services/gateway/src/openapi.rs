@@ -7,9 +7,10 @@
 //!   parameters, its request body's schema where it takes one (with the client `id` where the
 //!   route takes one), its answers' schemas, and the one error body (`Error`) for each
 //!   refusal it can give; every `$ref` resolves (tested below).
-//! - The list routes ([`crate::LIST_ROUTES`]), and only those, answer the shared `Page`;
-//!   a list whose item is a type the gateway knows documents its `items` as that type (the
-//!   log: `RecordedEvent`); the others are named in [`crate::ITEMS_SHAPED_BY_SERVICE`].
+//! - The list routes ([`crate::LIST_ROUTES`]), and only those, answer the shared `Page`,
+//!   each with its `items` documented as its item type ([`Doc::list`] takes it: the log's
+//!   `RecordedEvent`, and for the services' lists the type in `events::domain` that the
+//!   owning service answers).
 //! - The document is built once, on first use, and is the same for the life of the process.
 
 use std::sync::OnceLock;
@@ -77,8 +78,7 @@ pub struct Doc {
     body: Option<(SchemaFn, ClientId)>,
     answers: Vec<(u16, &'static str, Content)>,
     query: Vec<(&'static str, &'static str, Type)>,
-    list: bool,
-    /// A list's item type, where the gateway knows it.
+    /// A list's item type (`None`: not a list).
     items: Option<SchemaFn>,
 }
 
@@ -90,7 +90,6 @@ impl Doc {
             body: None,
             answers: Vec::new(),
             query: Vec::new(),
-            list: false,
             items: None,
         }
     }
@@ -158,8 +157,8 @@ impl Doc {
         Self::new(summary).answers_object(200, "Found")
     }
 
-    /// A list: one page of the shared shape, paged with `limit` and `cursor`.
-    pub fn list(summary: &'static str) -> Self {
+    /// A list of `T`s: one page of the shared shape, paged with `limit` and `cursor`.
+    pub fn list<T: ToSchema>(summary: &'static str) -> Self {
         let mut doc = Self::new(summary)
             .query(
                 "limit",
@@ -171,14 +170,8 @@ impl Doc {
                 "The previous page's `next`, with the same filters",
                 Type::String,
             );
-        doc.list = true;
+        doc.items = Some(component::<T>);
         doc
-    }
-
-    /// A list whose items are `T`s.
-    pub fn items<T: ToSchema>(mut self) -> Self {
-        self.items = Some(component::<T>);
-        self
     }
 
     /// Takes query parameter `name`.
@@ -293,16 +286,15 @@ fn operation(spec: &RouteSpec, doc: &Doc, schemas: &mut Schemas) -> Operation {
         match content {
             Content::Json(schema) => {
                 let mut schema = schema(schemas);
-                if doc.list {
-                    let mut all = AllOfBuilder::new().item(schema);
-                    if let Some(items) = doc.items {
-                        all = all.item(
+                if let Some(items) = doc.items {
+                    schema = AllOfBuilder::new()
+                        .item(schema)
+                        .item(
                             ObjectBuilder::new()
                                 .property("items", ArrayBuilder::new().items(items(schemas)))
                                 .required("items"),
-                        );
-                    }
-                    schema = all.into();
+                        )
+                        .into();
                 }
                 r = r.content(
                     "application/json",
@@ -337,7 +329,7 @@ fn operation(spec: &RouteSpec, doc: &Doc, schemas: &mut Schemas) -> Operation {
 
 /// The page of a list route: the shared `Page`, once for every list route.
 fn page_doc(doc: Doc, path: &str) -> Doc {
-    if doc.list && LIST_ROUTES.contains(&path) {
+    if doc.items.is_some() && LIST_ROUTES.contains(&path) {
         doc.answers::<PageShape>(200, "One page")
     } else {
         doc
@@ -667,6 +659,22 @@ mod tests {
             let listed = LIST_ROUTES.contains(&route.path);
             assert_eq!(paged, listed, "GET {}: {schema}", route.path);
             if listed {
+                // Its items, as a named type that names its fields.
+                let item = schema["allOf"]
+                    .as_array()
+                    .and_then(|all| {
+                        all.iter()
+                            .find_map(|s| s["properties"]["items"]["items"]["$ref"].as_str())
+                    })
+                    .unwrap_or_else(|| {
+                        panic!("GET {} documents no item type: {schema}", route.path)
+                    });
+                let item = resolve(&doc, item).unwrap_or(&Value::Null);
+                assert!(
+                    item["properties"].is_object() || item["allOf"].is_array(),
+                    "GET {}: an item names its fields: {item}",
+                    route.path
+                );
                 let params = op["parameters"].as_array().unwrap();
                 for p in ["limit", "cursor"] {
                     assert!(

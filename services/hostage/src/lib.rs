@@ -47,10 +47,9 @@ use events::command::{Actor, Command, Refusal, Role, policy};
 use events::domain::DomainEvent;
 use events::{AppendRequest, ExpectedVersion, NewEvent, StreamName};
 use runtime::commands::STORE_DEADLINE;
-use runtime::host::{self, Create, Host, Route, Service};
+use runtime::host::{Create, Host, Route, Service};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::case::{Case, HostageCommand, Register, Summary};
@@ -113,15 +112,6 @@ pub fn details_read<T>(
 /// The hostage service, as the host serves it.
 pub struct Hostage;
 
-/// Serves the hostage commands until `shutdown`.
-pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    host::run::<Hostage>(client, shutdown).await
-}
-
-fn other_details(id: Uuid) -> String {
-    format!("hostage case {id} already exists with other details; open a new case with a new id")
-}
-
 impl Service for Hostage {
     type Aggregate = Case;
     type Register = Register;
@@ -131,7 +121,13 @@ impl Service for Hostage {
 
     const NAME: &'static str = SERVICE;
     const COMMANDS: &'static [(&'static str, Route)] = &[
-        ("open", Route::Create(Create::Checked(other_details))),
+        (
+            "open",
+            Route::Create(Create::Checked {
+                noun: "hostage case",
+                verb: "open",
+            }),
+        ),
         ("proof_of_life", Route::Change),
         ("proof_of_life_many", Route::Change),
         ("negotiation", Route::Change),

@@ -28,8 +28,8 @@ use events::aggregate::Aggregate;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::incident::{
-    Casualties, Escalation, IncidentCategory, IncidentClosed, IncidentEscalated, IncidentReported,
-    IncidentUpdated, IncidentVerified, Location, MAX_REPORT_AGE,
+    IncidentClosed, IncidentEscalated, IncidentReported, IncidentUpdated, IncidentVerified,
+    MAX_REPORT_AGE,
 };
 use events::domain::station::DutyStationRegistered;
 use events::validate::{self, Country, Severity};
@@ -39,62 +39,23 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where an incident is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Reported, not yet verified.
-    Reported,
-    /// Confirmed by a duty officer.
-    Verified,
-    /// Closed; no more changes.
-    Closed,
-}
+/// Where an incident is in its life (in `events`, as the answers name it).
+pub use events::domain::incident::IncidentStatus as Status;
 
-/// An incident as its stream tells it (what `GET /api/v1/incidents/{id}` shows).
+/// An incident as its stream tells it: the record `events` names (what `get` and each item
+/// of a list answer), with this crate's rules ([`Aggregate`]). A type of its own only because
+/// the rules are this crate's; it reads as the record (`Deref`), and its JSON is the
+/// record's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Incident {
-    /// The client's UUID of the report (the stream is `incident-<id>`).
-    pub id: Uuid,
-    /// Where it happened.
-    pub country: Country,
-    /// What kind.
-    pub category: IncidentCategory,
-    /// 1 to 5.
-    pub severity: Severity,
-    /// One line.
-    pub title: String,
-    /// When it happened.
-    #[serde(with = "time::serde::rfc3339")]
-    pub occurred_at: OffsetDateTime,
-    /// Where exactly, if known.
-    pub location: Option<Location>,
-    /// The duty station concerned.
-    pub duty_station: Option<String>,
-    /// Narrative.
-    pub description: Option<String>,
-    /// UN casualties.
-    pub casualties: Option<Casualties>,
-    /// Who reported it.
-    pub reporter: String,
-    /// Where it is in its life.
-    pub status: Status,
-    /// Who verified it.
-    pub verified_by: Option<String>,
-    /// Cases it was escalated into.
-    pub escalations: Vec<Escalation>,
-    /// Why it was closed.
-    pub closed_reason: Option<String>,
-    /// Log position of the report.
-    pub reported_position: u64,
-    /// When the centre received the report.
-    #[serde(with = "time::serde::rfc3339")]
-    pub reported_at: OffsetDateTime,
-    /// When it last changed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    /// The stream's version.
-    pub version: u64,
+#[serde(transparent)]
+pub struct Incident(pub events::domain::incident::Incident);
+
+impl std::ops::Deref for Incident {
+    type Target = events::domain::incident::Incident;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Incident {
@@ -117,14 +78,14 @@ impl Aggregate for Incident {
     }
 
     fn skip(&mut self, recorded: &RecordedEvent) {
-        self.version = recorded.version;
+        self.0.version = recorded.version;
     }
 
     /// Applies one recorded event of the incident's stream.
     fn apply_known(state: &mut Option<Incident>, event: DomainEvent, recorded: &RecordedEvent) {
         if let DomainEvent::IncidentReported(r) = event {
             if state.is_none() {
-                *state = Some(Incident {
+                *state = Some(Incident(events::domain::incident::Incident {
                     id: recorded.stream.id(),
                     country: r.country,
                     category: r.category,
@@ -144,11 +105,13 @@ impl Aggregate for Incident {
                     reported_at: recorded.recorded_at,
                     updated_at: recorded.recorded_at,
                     version: recorded.version,
-                });
+                }));
             }
             return;
         }
-        let Some(i) = state.as_mut() else { return };
+        let Some(Incident(i)) = state.as_mut() else {
+            return;
+        };
         i.version = recorded.version;
         i.updated_at = recorded.recorded_at;
         match event {
@@ -455,20 +418,15 @@ impl runtime::Fold for Register {
 
 impl runtime::host::Listing for Register {
     type Query = ListQuery;
-    type Filter = ListQuery;
-    type Item = Incident;
-
-    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
-        Ok(query)
-    }
+    type Item = events::domain::incident::Incident;
 
     fn list(
         &self,
         actor: &Actor,
         q: &ListQuery,
         _now: OffsetDateTime,
-    ) -> Result<Page<Incident>, Refusal> {
-        Ok(Register::list(self, actor, q)?.map(Incident::clone))
+    ) -> Result<Page<events::domain::incident::Incident>, Refusal> {
+        Ok(Register::list(self, actor, q)?.map(|i| i.0.clone()))
     }
 }
 

@@ -32,8 +32,7 @@ use events::StreamName;
 use events::command::{Actor, Command, Refusal, policy};
 use events::domain::DomainEvent;
 use events::domain::station;
-use runtime::host::{self, Create, Host, Route, Service};
-use tokio_util::sync::CancellationToken;
+use runtime::host::{Create, Host, Route, Service};
 use uuid::Uuid;
 
 use time::OffsetDateTime;
@@ -46,8 +45,9 @@ pub const SERVICE: &str = "incidents";
 // `Change` (body of `update`, `verify`, `escalate` and `close`) and `Get`, by `incident`.
 runtime::bodies!(incident);
 
-/// Answer of `list`: newest report first (see [`events::page`]).
-pub type Listed = events::page::Page<Incident>;
+/// Answer of `list`: newest report first (see [`events::page`]); each item the record
+/// `events` names.
+pub type Listed = events::page::Page<events::domain::incident::Incident>;
 
 /// The stream of incident `id`.
 pub use events::domain::incident::stream_for as stream_of;
@@ -55,26 +55,23 @@ pub use events::domain::incident::stream_for as stream_of;
 /// The incidents service, as the host serves it.
 pub struct Incidents;
 
-/// Serves the incidents commands until `shutdown`.
-pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    host::run::<Incidents>(client, shutdown).await
-}
-
-fn already_reported(id: Uuid) -> String {
-    format!("incident {id} already exists; report a new incident with a new id")
-}
-
 impl Service for Incidents {
     type Aggregate = Incident;
     type Register = Register;
     type Change = Change;
     type Get = Get;
-    type View = Incident;
+    type View = events::domain::incident::Incident;
 
     const NAME: &'static str = SERVICE;
     // `report` does not read first: the store's id index answers a retry.
     const COMMANDS: &'static [(&'static str, Route)] = &[
-        ("report", Route::Create(Create::Blind(already_reported))),
+        (
+            "report",
+            Route::Create(Create::Blind {
+                noun: "incident",
+                verb: "report",
+            }),
+        ),
         ("update", Route::Change),
         ("verify", Route::Change),
         ("escalate", Route::Change),
@@ -130,7 +127,7 @@ impl Service for Incidents {
         _command: &Command<Get>,
         _stream: &StreamName,
         incident: Incident,
-    ) -> Result<Incident, Refusal> {
-        Ok(incident)
+    ) -> Result<events::domain::incident::Incident, Refusal> {
+        Ok(incident.0)
     }
 }

@@ -131,12 +131,7 @@ impl runtime::Fold for Register {
 
 impl runtime::host::Listing for Register {
     type Query = ListQuery;
-    type Filter = ListQuery;
     type Item = Summary;
-
-    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
-        Ok(query)
-    }
 
     fn list(
         &self,
@@ -171,11 +166,6 @@ impl runtime::host::Listing for Register {
 
 /// The relocation service, as the host serves it.
 pub struct Relocation;
-
-/// Serves the relocation commands until `shutdown`.
-pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    host::run::<Relocation>(client, shutdown).await
-}
 
 impl Service for Relocation {
     type Aggregate = Order;

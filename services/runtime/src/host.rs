@@ -64,17 +64,43 @@ pub enum Route {
     Custom,
 }
 
-/// How a create tells a retry from a reused id. Each carries the message of the `id_reused`
-/// refusal, given the id.
+/// How a create tells a retry from a reused id. Each names what is created (`noun`:
+/// "incident") and the command that creates one (`verb`: "report"), for the `id_reused`
+/// refusal ([`Create::reused`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Create {
     /// No read first: appended with `no_stream`. The store's id index answers a retry (same
     /// id, same content) with the original positions and refuses the same id with other
-    /// content; `no_stream` refuses a second create on the stream (`id_reused`, this message).
-    Blind(fn(Uuid) -> String),
+    /// content; `no_stream` refuses a second create on the stream (`id_reused`).
+    Blind {
+        /// What is created.
+        noun: &'static str,
+        /// The command that creates one.
+        verb: &'static str,
+    },
     /// Read, decide and append like a change; a retry found in the stream must carry the
-    /// same creating event ([`Service::created`]), else `id_reused` with this message.
-    Checked(fn(Uuid) -> String),
+    /// same creating event ([`Service::created`]), else `id_reused`.
+    Checked {
+        /// What is created.
+        noun: &'static str,
+        /// The command that creates one.
+        verb: &'static str,
+    },
+}
+
+impl Create {
+    /// The message of the `id_reused` refusal for `id`: it exists (with other content, for a
+    /// checked create, which has read it), and what to do instead.
+    pub fn reused(self, id: Uuid) -> String {
+        match self {
+            Create::Blind { noun, verb } => {
+                format!("{noun} {id} already exists; {verb} a new {noun} with a new id")
+            }
+            Create::Checked { noun, verb } => format!(
+                "{noun} {id} already exists with other content; {verb} a new {noun} with a new id"
+            ),
+        }
+    }
 }
 
 /// A body that names one aggregate (`{"incident": <uuid>, …}`).
@@ -91,19 +117,16 @@ pub trait Change: Target {
 
 /// A register that answers lists: one [`Page`] per query.
 pub trait Listing: Fold {
-    /// The list's body as it comes over the wire.
+    /// The list's body: its filters, `limit` and `cursor`. A bad one is refused `invalid`
+    /// naming the field alone (`status: …`).
     type Query: DeserializeOwned + Send;
-    /// The query as the register reads it.
-    type Filter;
     /// One item of a page.
     type Item: Serialize;
-    /// Reads the query's filters (a service that refuses bad filters with its own words).
-    fn filter(query: Self::Query) -> Result<Self::Filter, Refusal>;
-    /// The page `filter` asks for, of what `actor` may see, as of `now`.
+    /// The page `query` asks for, of what `actor` may see, as of `now`.
     fn list(
         &self,
         actor: &Actor,
-        filter: &Self::Filter,
+        query: &Self::Query,
         now: OffsetDateTime,
     ) -> Result<Page<Self::Item>, Refusal>;
 }
@@ -349,8 +372,8 @@ impl<S: Service> Host<S> {
         let parsed = Of::<S>::parse(name, &cmd.actor, cmd.body.clone())?;
         let facts = S::facts(self, cmd.id, &cmd.actor, &parsed).await?;
         match how {
-            Create::Blind(exists) => self.create_blind(&cmd, parsed, &facts, exists).await,
-            Create::Checked(reused) => {
+            Create::Blind { .. } => self.create_blind(&cmd, parsed, &facts, how).await,
+            Create::Checked { .. } => {
                 let asked = S::created(&parsed);
                 let written = self.decide_and_append(&cmd, cmd.id, parsed, &facts).await?;
                 if written.duplicate
@@ -363,7 +386,7 @@ impl<S: Service> Host<S> {
                         matches!(DomainEvent::decode(e), Decoded::Known(stored) if stored == asked)
                     });
                     if !same {
-                        return Err(Refusal::new(RefusalCode::IdReused, reused(cmd.id)));
+                        return Err(Refusal::new(RefusalCode::IdReused, how.reused(cmd.id)));
                     }
                 }
                 Ok(written)
@@ -376,7 +399,7 @@ impl<S: Service> Host<S> {
         cmd: &Command<Value>,
         parsed: CommandOf<S>,
         facts: &FactsOf<S>,
-        exists: fn(Uuid) -> String,
+        how: Create,
     ) -> Result<Written, Refusal> {
         let new = S::decide(self, cmd.id, None, &cmd.actor, parsed, facts)?;
         let stream = Of::<S>::stream(cmd.id);
@@ -405,7 +428,7 @@ impl<S: Service> Host<S> {
                 Ok(written)
             }
             Err(ClientError::Store(e)) if e.code == ErrorCode::WrongExpectedVersion => {
-                Err(Refusal::new(RefusalCode::IdReused, exists(cmd.id)))
+                Err(Refusal::new(RefusalCode::IdReused, how.reused(cmd.id)))
             }
             Err(e) => Err(store_refusal(e)),
         }
@@ -498,13 +521,15 @@ impl<S: Service> Host<S> {
     }
 
     fn list(&self, payload: &[u8]) -> Result<Page<<S::Register as Listing>::Item>, Refusal> {
-        let cmd: Command<<S::Register as Listing>::Query> = commands::decode(payload)?;
-        let filter = S::Register::filter(cmd.body)?;
+        let cmd: Command<Value> = commands::decode(payload)?;
+        // Read here, not by the command's decoder, so the refusal names the field alone.
+        let query: <S::Register as Listing>::Query =
+            events::codec::from_value(cmd.body).map_err(Refusal::invalid)?;
         if S::LIST_CHECKS_READ {
             let (roles, what) = S::READ;
             cmd.actor.may(roles, what)?;
         }
         let register = self.register.caught_up()?;
-        register.list(&cmd.actor, &filter, OffsetDateTime::now_utc())
+        register.list(&cmd.actor, &query, OffsetDateTime::now_utc())
     }
 }

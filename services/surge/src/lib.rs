@@ -70,7 +70,6 @@ mod assign;
 pub mod reserve;
 pub mod surge;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -81,8 +80,6 @@ use events::domain::DomainEvent;
 use events::domain::{person, station};
 use runtime::commands::reply;
 use runtime::host::{self, Create, Host, Route, Service};
-use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::surge::{Facts, Register, Surge, SurgeCommand};
@@ -97,27 +94,15 @@ pub use events::domain::surge::stream_for as stream_of;
 // `Get`, by `surge`.
 runtime::bodies!(surge);
 
-/// A surge as `get` and `list` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SurgeView {
-    /// The surge, with its officers and the station each came from.
-    #[serde(flatten)]
-    pub surge: Surge,
-    /// How many officers are assigned.
-    pub officers_assigned: usize,
-    /// Officers away from each duty station because of this surge: the gap it leaves there
-    /// (empty once it is completed, rejected or cancelled: they are back).
-    pub away_from: BTreeMap<String, usize>,
-}
+/// A surge as `get` and `list` show it (in `events`, as the answers name it).
+pub use events::domain::surge::SurgeView;
 
-impl SurgeView {
-    /// The view of `surge`.
-    pub fn of(surge: Surge) -> Self {
-        Self {
-            officers_assigned: surge.officers.len(),
-            away_from: surge::away_from([&surge]),
-            surge,
-        }
+/// The view of `surge`: the surge, how many officers it has, and the gap it leaves.
+pub fn view_of(surge: Surge) -> SurgeView {
+    SurgeView {
+        officers_assigned: surge.officers.len(),
+        away_from: surge::away_from([&surge]),
+        surge: surge.0,
     }
 }
 
@@ -127,15 +112,6 @@ pub type Listed = events::page::Page<SurgeView>;
 
 /// The surge service, as the host serves it.
 pub struct Surges;
-
-/// Serves the surge commands until `shutdown`.
-pub async fn run(client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
-    host::run::<Surges>(client, shutdown).await
-}
-
-fn already_requested(id: Uuid) -> String {
-    format!("surge {id} already exists; request a new surge with a new id")
-}
 
 impl Service for Surges {
     type Aggregate = Surge;
@@ -148,7 +124,13 @@ impl Service for Surges {
     // `request` does not read first (as for incident reports): the store's id index answers
     // a retry, and `no_stream` refuses a second request on the same stream.
     const COMMANDS: &'static [(&'static str, Route)] = &[
-        ("request", Route::Create(Create::Blind(already_requested))),
+        (
+            "request",
+            Route::Create(Create::Blind {
+                noun: "surge",
+                verb: "request",
+            }),
+        ),
         ("approve", Route::Change),
         ("reject", Route::Change),
         // With the officer's reservation stream (`assign`), and its release (see `assign.rs`).
@@ -228,7 +210,7 @@ impl Service for Surges {
         _stream: &StreamName,
         surge: Surge,
     ) -> Result<SurgeView, Refusal> {
-        Ok(SurgeView::of(surge))
+        Ok(view_of(surge))
     }
 
     async fn custom(host: &Arc<Host<Self>>, name: &str, payload: Bytes) -> Vec<u8> {

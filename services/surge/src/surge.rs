@@ -46,103 +46,24 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where a surge is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Asked for, not yet decided.
-    Requested,
-    /// Approved: officers may be assigned.
-    Approved,
-    /// Rejected; no more changes.
-    Rejected,
-    /// The team is at the station.
-    Deployed,
-    /// The mission ended, the officers went home; no more changes.
-    Completed,
-    /// Called off before deployment (no longer needed); its officers are free again; no more
-    /// changes.
-    Cancelled,
-}
+/// Where a surge is in its life, and an officer on it (in `events`, as the answers name
+/// them).
+pub use events::domain::surge::{SurgeAssignment as Assignment, SurgeStatus as Status};
 
-impl Status {
-    /// Whether officers on the surge are away from their stations (approved or deployed).
-    pub fn is_active(self) -> bool {
-        matches!(self, Status::Approved | Status::Deployed)
-    }
-
-    /// The status as written in answers and filters.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Requested => "requested",
-            Status::Approved => "approved",
-            Status::Rejected => "rejected",
-            Status::Deployed => "deployed",
-            Status::Completed => "completed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// An officer on a surge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    /// The officer's person id.
-    pub officer: String,
-    /// The duty station they came from (their registered station when assigned).
-    pub from_duty_station: String,
-    /// When the assignment was recorded.
-    #[serde(with = "time::serde::rfc3339")]
-    pub assigned_at: OffsetDateTime,
-}
-
-/// A surge as its stream tells it.
+/// A surge as its stream tells it: the record `events` names (what `get` and the list answer
+/// in a [`crate::SurgeView`]), with this crate's rules ([`Aggregate`]). A type of its own only
+/// because the rules are this crate's; it reads as the record (`Deref`), and its JSON is the
+/// record's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Surge {
-    /// The surge's id (the stream is `surge-<id>`).
-    pub id: Uuid,
-    /// The duty station that needs help.
-    pub duty_station: String,
-    /// Its country.
-    pub country: Country,
-    /// Why.
-    pub reason: String,
-    /// How many officers were asked for.
-    pub officers_needed: u16,
-    /// Assets asked for.
-    pub assets: Vec<String>,
-    /// Where it is in its life.
-    pub status: Status,
-    /// Who asked (the request's actor).
-    pub requested_by: Option<String>,
-    /// Who approved or rejected it.
-    pub decided_by: Option<String>,
-    /// Why it was rejected.
-    pub rejected_reason: Option<String>,
-    /// Who cancelled it.
-    #[serde(default)]
-    pub cancelled_by: Option<String>,
-    /// Why it was cancelled.
-    #[serde(default)]
-    pub cancelled_reason: Option<String>,
-    /// The officers assigned, in order of assignment.
-    pub officers: Vec<Assignment>,
-    /// When the team was deployed.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub deployed_at: Option<OffsetDateTime>,
-    /// When the mission ended.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub completed_at: Option<OffsetDateTime>,
-    /// Log position of the request.
-    pub position: u64,
-    /// When the centre received the request.
-    #[serde(with = "time::serde::rfc3339")]
-    pub requested_at: OffsetDateTime,
-    /// When it last changed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    /// The stream's version.
-    pub version: u64,
+#[serde(transparent)]
+pub struct Surge(pub events::domain::surge::Surge);
+
+impl std::ops::Deref for Surge {
+    type Target = events::domain::surge::Surge;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Aggregate for Surge {
@@ -158,7 +79,7 @@ impl Aggregate for Surge {
     }
 
     fn skip(&mut self, recorded: &RecordedEvent) {
-        self.version = recorded.version;
+        self.0.version = recorded.version;
     }
 
     /// Applies one recorded event of the surge's stream. The log is the truth: an event that
@@ -166,7 +87,7 @@ impl Aggregate for Surge {
     fn apply_known(state: &mut Option<Surge>, event: DomainEvent, recorded: &RecordedEvent) {
         if let DomainEvent::SurgeRequested(r) = event {
             if state.is_none() {
-                *state = Some(Surge {
+                *state = Some(Surge(events::domain::surge::Surge {
                     id: recorded.stream.id(),
                     duty_station: r.duty_station,
                     country: r.country,
@@ -186,11 +107,13 @@ impl Aggregate for Surge {
                     requested_at: recorded.recorded_at,
                     updated_at: recorded.recorded_at,
                     version: recorded.version,
-                });
+                }));
             }
             return;
         }
-        let Some(s) = state.as_mut() else { return };
+        let Some(Surge(s)) = state.as_mut() else {
+            return;
+        };
         s.version = recorded.version;
         s.updated_at = recorded.recorded_at;
         match event {
@@ -306,21 +229,6 @@ impl Aggregate for Surge {
         };
         event.validate()?;
         Ok(vec![event])
-    }
-}
-
-impl Surge {
-    /// Whether `officer` is assigned to this surge.
-    pub fn has_officer(&self, officer: &str) -> bool {
-        self.officers.iter().any(|a| a.officer == officer)
-    }
-
-    /// Whether it can still change.
-    pub fn is_open(&self) -> bool {
-        !matches!(
-            self.status,
-            Status::Rejected | Status::Completed | Status::Cancelled
-        )
     }
 }
 
@@ -634,12 +542,7 @@ impl runtime::Fold for Register {
 
 impl runtime::host::Listing for Register {
     type Query = ListQuery;
-    type Filter = ListQuery;
     type Item = crate::SurgeView;
-
-    fn filter(query: ListQuery) -> Result<ListQuery, Refusal> {
-        Ok(query)
-    }
 
     fn list(
         &self,
@@ -647,7 +550,7 @@ impl runtime::host::Listing for Register {
         q: &ListQuery,
         _now: OffsetDateTime,
     ) -> Result<Page<crate::SurgeView>, Refusal> {
-        Ok(Register::list(self, actor, q)?.map(|s| crate::SurgeView::of(s.clone())))
+        Ok(Register::list(self, actor, q)?.map(|s| crate::view_of(s.clone())))
     }
 }
 

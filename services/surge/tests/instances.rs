@@ -87,7 +87,7 @@ async fn start() -> Centre {
     .await;
     c.import(reference()).await;
     for _ in 0..2 {
-        c.instance(vigil_surge::run).await;
+        c.instance(runtime::host::run::<vigil_surge::Surges>).await;
     }
     c
 }

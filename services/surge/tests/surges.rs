@@ -94,7 +94,7 @@ async fn start() -> Centre {
         reference.push((person::stream_for(&id), person(&id, "KEN-NBO", true)));
     }
     c.import(reference).await;
-    c.instance(vigil_surge::run).await;
+    c.instance(runtime::host::run::<vigil_surge::Surges>).await;
     c
 }
 

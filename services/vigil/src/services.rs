@@ -19,36 +19,35 @@ pub struct Service {
     pub run: Run,
 }
 
+impl Service {
+    /// A service the generic host serves (`runtime::host`), as its `host::Service` impl
+    /// names it.
+    const fn hosted<S: runtime::host::Service>() -> Self
+    where
+        S::Register: Default,
+    {
+        Service {
+            name: S::NAME,
+            run: |c, s| Box::pin(runtime::host::run::<S>(c, s)),
+        }
+    }
+}
+
 /// Every domain service in this binary.
 pub const SERVICES: &[Service] = &[
     Service {
         name: "audit",
         run: |c, s| Box::pin(audit::run(c, s)),
     },
-    Service {
-        name: incidents::SERVICE,
-        run: |c, s| Box::pin(incidents::run(c, s)),
-    },
+    Service::hosted::<incidents::Incidents>(),
     Service {
         name: levels::SERVICE,
         run: |c, s| Box::pin(levels::run(c, s)),
     },
-    Service {
-        name: relocation::SERVICE,
-        run: |c, s| Box::pin(relocation::run(c, s)),
-    },
-    Service {
-        name: clearances::SERVICE,
-        run: |c, s| Box::pin(clearances::run(c, s)),
-    },
-    Service {
-        name: hostage::SERVICE,
-        run: |c, s| Box::pin(hostage::run(c, s)),
-    },
-    Service {
-        name: surge::SERVICE,
-        run: |c, s| Box::pin(surge::run(c, s)),
-    },
+    Service::hosted::<relocation::Relocation>(),
+    Service::hosted::<clearances::Clearances>(),
+    Service::hosted::<hostage::Hostage>(),
+    Service::hosted::<surge::Surges>(),
     Service {
         name: broadcast::SERVICE,
         run: |c, s| Box::pin(broadcast::run(c, s)),

@@ -53,12 +53,27 @@ impl Center {
         .await
         .unwrap();
         // The services behind the domain routes.
-        tokio::spawn(incidents::run(nats.connect().await, stop.clone()));
+        tokio::spawn(runtime::host::run::<incidents::Incidents>(
+            nats.connect().await,
+            stop.clone(),
+        ));
         tokio::spawn(levels::run(nats.connect().await, stop.clone()));
-        tokio::spawn(relocation::run(nats.connect().await, stop.clone()));
-        tokio::spawn(surge::run(nats.connect().await, stop.clone()));
-        tokio::spawn(hostage::run(nats.connect().await, stop.clone()));
-        tokio::spawn(clearances::run(nats.connect().await, stop.clone()));
+        tokio::spawn(runtime::host::run::<relocation::Relocation>(
+            nats.connect().await,
+            stop.clone(),
+        ));
+        tokio::spawn(runtime::host::run::<surge::Surges>(
+            nats.connect().await,
+            stop.clone(),
+        ));
+        tokio::spawn(runtime::host::run::<hostage::Hostage>(
+            nats.connect().await,
+            stop.clone(),
+        ));
+        tokio::spawn(runtime::host::run::<clearances::Clearances>(
+            nats.connect().await,
+            stop.clone(),
+        ));
         tokio::spawn(broadcast::run(nats.connect().await, stop.clone()));
         let mut users = Users::load(dir.path()).unwrap();
         let password_hash = hash_password(ANA_PASSWORD).unwrap();

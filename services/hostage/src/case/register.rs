@@ -12,7 +12,6 @@ use events::page::{Cursor, Page, PageQuery};
 use events::validate::Country;
 use events::{Decoded, RecordedEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -82,15 +81,8 @@ impl runtime::Fold for Register {
 }
 
 impl runtime::host::Listing for Register {
-    // Read from the body here, not by the command's decoder: a bad filter is refused
-    // naming the field alone (`status: …`), as it always was.
-    type Query = Value;
-    type Filter = ListQuery;
+    type Query = ListQuery;
     type Item = Summary;
-
-    fn filter(query: Value) -> Result<ListQuery, Refusal> {
-        events::codec::from_value(query).map_err(Refusal::invalid)
-    }
 
     fn list(
         &self,

@@ -3,7 +3,7 @@
 use super::*;
 use events::Meta;
 use events::command::{RefusalCode, Role};
-use events::domain::incident::EscalationKind;
+use events::domain::incident::{Casualties, EscalationKind};
 use runtime::Fold;
 use serde_json::json;
 use testkit::actor;
