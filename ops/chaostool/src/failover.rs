@@ -201,6 +201,16 @@ impl Outcome {
     }
 }
 
+/// Who leads, as `vigil cluster status` says.
+struct Leading {
+    /// The store leader's node (an index of [`Cluster::nodes`]).
+    store: usize,
+    /// Since when it leads.
+    since: Option<time::OffsetDateTime>,
+    /// The node whose nats-server leads the journal's Raft group.
+    journal: String,
+}
+
 /// One node, as `cluster.json` describes it.
 struct Node {
     name: String,
@@ -288,8 +298,8 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The leader now, asking through a node other than `not`, and since when it leads.
-    async fn leader(&self, not: usize) -> Option<(usize, Option<String>)> {
+    /// Who leads now, asking through a node other than `not`.
+    async fn leader(&self, not: usize) -> Option<Leading> {
         for through in (0..self.nodes.len()).filter(|k| *k != not) {
             if let Some((true, report)) = self.status(through, 400).await
                 && let Some(name) = report["leader"].as_str()
@@ -299,8 +309,21 @@ impl Cluster {
                     .into_iter()
                     .flatten()
                     .find(|r| r["node"] == name)
-                    .and_then(|r| r["leader_since"].as_str().map(str::to_owned));
-                return Some((self.nodes.iter().position(|n| n.name == name)?, since));
+                    .and_then(|r| r["leader_since"].as_str())
+                    .and_then(|s| time::OffsetDateTime::parse(s, &Rfc3339).ok());
+                let journal = report["journal"]["replicas"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["leader"] == true)
+                    .and_then(|p| p["name"].as_str())
+                    .unwrap_or("none")
+                    .to_owned();
+                return Some(Leading {
+                    store: self.nodes.iter().position(|n| n.name == name)?,
+                    since,
+                    journal,
+                });
             }
         }
         None
@@ -516,7 +539,9 @@ pub async fn run(
         }
         // The lease may have moved since (a leader hands it over when its node leads a
         // JetStream stream): ask again just before the fault.
-        let leader = cluster.leader(usize::MAX).await.map_or(settled, |(l, _)| l);
+        let before = cluster.leader(usize::MAX).await;
+        let leader = before.as_ref().map_or(settled, |l| l.store);
+        let journal = before.map_or_else(|| "unknown".to_owned(), |l| l.journal);
         let victim = match fault {
             Fault::KillLeader | Fault::CutLeader => leader,
             Fault::KillFollower => {
@@ -542,7 +567,7 @@ pub async fn run(
         };
         let next_report = progress.http_ack_after(at, Duration::from_secs(60)).await;
         eprintln!(
-            "  fault {}/{}: {} {name}: next ack after {:.2} s, next field report via a gateway after {}, {} acknowledged so far",
+            "  fault {}/{}: {} {name} (the journal's Raft leader was {journal}): next ack after {:.2} s, next field report via a gateway after {}, {} acknowledged so far",
             i + 1,
             kinds.len(),
             fault.describe(),
@@ -564,8 +589,7 @@ pub async fn run(
         let moved = cluster
             .leader(victim)
             .await
-            .and_then(|(_, since)| since)
-            .and_then(|s| time::OffsetDateTime::parse(&s, &Rfc3339).ok())
+            .and_then(|l| l.since)
             .is_some_and(|t| t > fault_wall);
         if *fault != Fault::KillFollower && !moved {
             problems.push(format!(
