@@ -209,6 +209,8 @@ struct Leading {
     since: Option<time::OffsetDateTime>,
     /// The node whose nats-server leads the journal's Raft group.
     journal: String,
+    /// The node whose nats-server leads the lease bucket's Raft group.
+    lease: String,
 }
 
 /// One node, as `cluster.json` describes it.
@@ -225,6 +227,8 @@ struct Cluster {
     vigil: PathBuf,
     dir: PathBuf,
     nodes: Vec<Node>,
+    /// The `cli` user's NATS credentials (read after `up`).
+    cli: Option<(String, String)>,
 }
 
 impl Cluster {
@@ -243,6 +247,7 @@ impl Cluster {
             vigil,
             dir: dir.to_owned(),
             nodes: Vec::new(),
+            cli: None,
         };
         let base = base_port().to_string();
         let out = cluster.run(&["up", "--base-port", &base]).await?;
@@ -264,6 +269,14 @@ impl Cluster {
             });
         }
         anyhow::ensure!(cluster.nodes.len() == 3, "ops/cluster up made no 3 nodes");
+        // The nodes share one NATS users file; `cli` may append to any stream and read the
+        // JetStream state `vigil cluster status` reads.
+        cluster.cli = runtime::nats_auth::load(&cluster.dir)?
+            .and_then(|u| u.credentials(runtime::nats_auth::CLI));
+        anyhow::ensure!(
+            cluster.cli.is_some(),
+            "the cluster's NATS users file has no cli user"
+        );
         Ok(cluster)
     }
 
@@ -323,10 +336,34 @@ impl Cluster {
                     store: self.nodes.iter().position(|n| n.name == name)?,
                     since,
                     journal,
+                    lease: self.lease_stream_leader(through).await,
                 });
             }
         }
         None
+    }
+
+    /// The node leading the lease bucket's stream, as JetStream says through `through`.
+    async fn lease_stream_leader(&self, through: usize) -> String {
+        let ask = async {
+            let client = runtime::nats::connect(
+                &self.nodes[through].nats,
+                "chaos-status",
+                self.cli.clone(),
+                runtime::nats::Mode::Tool,
+            )
+            .await
+            .ok()?;
+            let js = async_nats::jetstream::new(client);
+            let stream = format!("KV_{}", runtime::nats_cluster::LEASE_BUCKET);
+            let mut stream = js.get_stream(stream).await.ok()?;
+            stream.info().await.ok()?.cluster.as_ref()?.leader.clone()
+        };
+        tokio::time::timeout(Duration::from_secs(3), ask)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "unknown".to_owned())
     }
 
     /// `ops/cluster kill|cut NODE`; when the fault took effect. For a kill that is the moment
@@ -491,16 +528,13 @@ pub async fn run(
         Duration::from_secs(24 * 3600),
         "api",
     )?;
-    let credentials = runtime::nats_auth::load(&cluster.dir)?
-        .and_then(|u| u.credentials(runtime::nats_auth::CLI))
-        .context("the cluster's NATS users file has no cli user")?;
     let acks_path = dir.join("acks.jsonl");
     let acks = AckFile::create(&acks_path)?;
     let progress = Progress::default();
     let gateways: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.http).collect();
     let nats = NatsNodes {
         urls: cluster.nodes.iter().map(|n| n.nats.clone()).collect(),
-        credentials: Some(credentials),
+        credentials: cluster.cli.clone(),
     };
     let mut tasks = Vec::new();
     for w in 0..2 {
@@ -541,7 +575,10 @@ pub async fn run(
         // JetStream stream): ask again just before the fault.
         let before = cluster.leader(usize::MAX).await;
         let leader = before.as_ref().map_or(settled, |l| l.store);
-        let journal = before.map_or_else(|| "unknown".to_owned(), |l| l.journal);
+        let (journal, lease) = before.map_or_else(
+            || ("unknown".to_owned(), "unknown".to_owned()),
+            |l| (l.journal, l.lease),
+        );
         let victim = match fault {
             Fault::KillLeader | Fault::CutLeader => leader,
             Fault::KillFollower => {
@@ -567,7 +604,7 @@ pub async fn run(
         };
         let next_report = progress.http_ack_after(at, Duration::from_secs(60)).await;
         eprintln!(
-            "  fault {}/{}: {} {name} (the journal's Raft leader was {journal}): next ack after {:.2} s, next field report via a gateway after {}, {} acknowledged so far",
+            "  fault {}/{}: {} {name} (Raft leaders: journal {journal}, lease bucket {lease}): next ack after {:.2} s, next field report via a gateway after {}, {} acknowledged so far",
             i + 1,
             kinds.len(),
             fault.describe(),
@@ -584,13 +621,21 @@ pub async fn run(
                 i + 1
             ));
         }
-        // A leader fault must move the lease: the leader now began leading after the fault.
+        // A leader fault must move the lease: the leader now began leading after the fault
+        // (asked again for a few seconds: a status taken mid-election is not healthy).
         let fault_wall = time::OffsetDateTime::now_utc() - at.elapsed();
-        let moved = cluster
-            .leader(victim)
-            .await
-            .and_then(|l| l.since)
-            .is_some_and(|t| t > fault_wall);
+        let mut moved = false;
+        let asked = Instant::now();
+        while *fault != Fault::KillFollower && !moved && asked.elapsed() < Duration::from_secs(10) {
+            moved = cluster
+                .leader(victim)
+                .await
+                .and_then(|l| l.since)
+                .is_some_and(|t| t > fault_wall);
+            if !moved {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
         if *fault != Fault::KillFollower && !moved {
             problems.push(format!(
                 "fault {} ({} {name}): the lease did not move (was {name} leading at the fault?)",
