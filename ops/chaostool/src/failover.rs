@@ -18,7 +18,11 @@
 //! online and current. Per fault it prints the time from the fault (for a kill, the moment the
 //! node's `vigil up` was seen dead; for a cut, when `ops/cluster cut` returned, its drop rules
 //! in place) to the next acknowledged write by any writer, and to the next field report
-//! acknowledged through a gateway.
+//! acknowledged through a gateway; and which nodes led the journal's and the lease bucket's
+//! JetStream Raft groups just before it (losing one costs an election). A leader fault must
+//! move the lease (the new leader's `leader_since` is after the fault), or the run fails.
+//! The times are judged only against 60 s (no acknowledged write, or no field report, within
+//! 60 s of a fault fails the run); their p50 and max are reported, not bounded.
 //!
 //! At the end the writers stop, the cluster settles, `ops/cluster down` stops it (as it does
 //! on every other way out: [`Cluster`]'s `Drop`), and the checker reads **every replica's**
