@@ -5,6 +5,10 @@
 //!
 //! - `crash --cycles N`: kill -9 of the store, each service, the gateway and nats-server at
 //!   random moments under 4 concurrent writers (see [`crash`]).
+//! - `failover [--faults N] [--quick]`: a 3-node centre (`ops/cluster`) under 4 writers that
+//!   move between nodes; kill -9 of the store leader's node, the leader cut off, kill -9 of
+//!   a follower, drawn at random; then the checker on every replica, which must be
+//!   identical (see [`failover`]).
 //! - `check --data-dir D --acks F`: the checker alone, on a stopped store (see [`check`]).
 //! - `damage [--seeds N]`: truncated, torn, bit-flipped and deleted store files, each on a
 //!   copy of a stopped store (see [`damage`]).
@@ -34,6 +38,7 @@ mod check;
 mod crash;
 mod damage;
 mod diskfull;
+mod failover;
 mod fuzz;
 mod partition;
 mod powerloss;
@@ -104,6 +109,25 @@ enum Command {
         /// Seconds between readings.
         #[arg(long, default_value_t = 30)]
         sample_every: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A 3-node centre (`ops/cluster`, root for its cuts) under 4 writers: the store leader's
+    /// node killed, the leader cut off, a follower killed, at random; then every replica
+    /// checked (nothing acknowledged lost, the three identical).
+    Failover {
+        /// Faults to make (the first three are one of each kind).
+        #[arg(long, default_value_t = 6)]
+        faults: usize,
+        /// 3 faults, one of each kind (overrides `--faults`).
+        #[arg(long)]
+        quick: bool,
+        /// Seed of the draw (random by default; printed, to repeat a run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The `ops/cluster` script.
+        #[arg(long, default_value = "ops/cluster")]
+        script: PathBuf,
         #[command(flatten)]
         common: Common,
     },
@@ -346,6 +370,28 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 &outcome.problems,
                 outcome.ok(),
             ))
+        }
+        Command::Failover {
+            faults,
+            quick,
+            seed,
+            script,
+            common,
+        } => {
+            let work = WorkDir::new(common.dir, "failover")?;
+            let seed = seed.unwrap_or_else(rand::random);
+            let faults = if quick { 3 } else { faults };
+            eprintln!("failover: {faults} faults, seed {seed} (repeat with --seed {seed})");
+            let outcome =
+                match failover::run(&common.vigil, &script, &work.path, faults, seed).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        work.finish(false);
+                        return Err(e);
+                    }
+                };
+            let ok = outcome.ok();
+            Ok(work.conclude(outcome.line(), &outcome.all_problems(), &Ok(()), &[], ok))
         }
         Command::PartitionClient {
             role,

@@ -6,6 +6,10 @@
 //! - NATS writers append straight to the store (`vigil.store.append`), several streams each,
 //!   the path every service takes.
 //!
+//! Against a centre of several nodes ([`http_writer_over`], [`nats_writer_over`]) a writer
+//! is given every node and moves to the next one when its node fails it, as a client of a
+//! cluster must.
+//!
 //! Each writer retries a write with the same ids until it is acknowledged (or the scenario
 //! ends), exactly as a client must; an acknowledgement is written to the ack file (one JSON
 //! line, flushed) before the next write starts, so the file holds every acknowledged write.
@@ -103,25 +107,46 @@ pub struct Progress {
     pub acked: Arc<AtomicU64>,
     /// Milliseconds since `epoch` of the last acknowledgement through the gateway.
     pub last_http_ack_ms: Arc<AtomicU64>,
+    /// Milliseconds since `epoch` of the last acknowledgement by either path.
+    pub last_ack_ms: Arc<AtomicU64>,
     /// When the writers started.
     pub epoch: Arc<std::sync::OnceLock<Instant>>,
 }
 
 impl Progress {
-    fn mark_http(&self) {
+    fn now_ms(&self) -> u64 {
         let epoch = *self.epoch.get_or_init(Instant::now);
-        self.last_http_ack_ms
-            .store(epoch.elapsed().as_millis() as u64, Ordering::Release);
+        epoch.elapsed().as_millis() as u64
+    }
+
+    fn mark(&self) {
+        self.last_ack_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    fn mark_http(&self) {
+        let now = self.now_ms();
+        self.last_http_ack_ms.store(now, Ordering::Release);
+        self.last_ack_ms.store(now, Ordering::Release);
     }
 
     /// Waits until an HTTP write is acknowledged after `since` (the centre serves field
     /// reports again); the time it took, or `None` after `timeout`.
     pub async fn http_ack_after(&self, since: Instant, timeout: Duration) -> Option<Duration> {
+        self.after(&self.last_http_ack_ms, since, timeout).await
+    }
+
+    /// Waits until any write (HTTP or NATS) is acknowledged after `since`; the time it took,
+    /// or `None` after `timeout`.
+    pub async fn ack_after(&self, since: Instant, timeout: Duration) -> Option<Duration> {
+        self.after(&self.last_ack_ms, since, timeout).await
+    }
+
+    async fn after(&self, last: &AtomicU64, since: Instant, timeout: Duration) -> Option<Duration> {
         let epoch = *self.epoch.get_or_init(Instant::now);
         let since_ms = since.saturating_duration_since(epoch).as_millis() as u64;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.last_http_ack_ms.load(Ordering::Acquire) > since_ms {
+            if last.load(Ordering::Acquire) > since_ms {
                 return Some(since.elapsed());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -138,7 +163,18 @@ pub async fn store_client(
     mode: runtime::nats::Mode,
     timeout: Duration,
 ) -> anyhow::Result<StoreClient> {
-    let client = runtime::nats::connect(nats_url, name, None, mode).await?;
+    store_client_as(nats_url, name, None, mode, timeout).await
+}
+
+/// [`store_client`] logged in as a NATS user (a cluster's servers require one).
+pub async fn store_client_as(
+    nats_url: &str,
+    name: &str,
+    credentials: Option<(String, String)>,
+    mode: runtime::nats::Mode,
+    timeout: Duration,
+) -> anyhow::Result<StoreClient> {
+    let client = runtime::nats::connect(nats_url, name, credentials, mode).await?;
     Ok(StoreClient::new(client, timeout))
 }
 
@@ -258,13 +294,27 @@ pub async fn http_writer(
     acks: AckFile,
     progress: Progress,
 ) -> anyhow::Result<()> {
+    http_writer_over(vec![http], 0, token, acks, progress).await
+}
+
+/// Reports incidents through the gateways of a cluster's nodes until stopped, starting with
+/// `gateways[first]` and moving to the next gateway after each failed try.
+pub async fn http_writer_over(
+    gateways: Vec<SocketAddr>,
+    first: usize,
+    token: String,
+    acks: AckFile,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!gateways.is_empty(), "an HTTP writer needs a gateway");
     let auth = format!("Bearer {token}");
+    let mut at = first % gateways.len();
     while !progress.stop.load(Ordering::Acquire) {
         let id = Uuid::new_v4();
         let body = report_body(id, "Chaos report")?;
         // The same id until it lands: a retry is never stored twice.
         loop {
-            if let Ok(ack) = post_report(http, &auth, id, &body).await {
+            if let Ok(ack) = post_report(gateways[at], &auth, id, &body).await {
                 acks.record(&ack).await?;
                 progress.acked.fetch_add(1, Ordering::AcqRel);
                 progress.mark_http();
@@ -273,6 +323,7 @@ pub async fn http_writer(
             if progress.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
+            at = (at + 1) % gateways.len();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -286,31 +337,67 @@ pub async fn nats_writer(
     acks: AckFile,
     progress: Progress,
 ) -> anyhow::Result<()> {
-    let store = store_client(
-        &nats_url,
-        &format!("chaos-writer-{writer}"),
-        runtime::nats::Mode::Service,
-        Duration::from_secs(2),
-    )
-    .await?;
+    let nodes = NatsNodes {
+        urls: vec![nats_url],
+        credentials: None,
+    };
+    nats_writer_over(nodes, writer, acks, progress).await
+}
+
+/// The NATS servers of a centre's nodes, and the user to log in as.
+#[derive(Clone)]
+pub struct NatsNodes {
+    /// One client URL per node.
+    pub urls: Vec<String>,
+    /// The NATS user and password (a cluster's servers require one that may append).
+    pub credentials: Option<(String, String)>,
+}
+
+/// [`nats_writer`] against `nodes`. With one URL the client reconnects to it for ever; with
+/// several it starts on node `writer` and, after two failed tries in a row, connects to the
+/// next node (a node cut off from the others still accepts its clients, so reconnecting
+/// alone would never move the writer).
+pub async fn nats_writer_over(
+    nodes: NatsNodes,
+    writer: usize,
+    acks: AckFile,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!nodes.urls.is_empty(), "a NATS writer needs a server");
+    let name = format!("chaos-writer-{writer}");
+    let connect = |url: String, mode| {
+        let (name, credentials) = (name.clone(), nodes.credentials.clone());
+        async move { store_client_as(&url, &name, credentials, mode, Duration::from_secs(2)).await }
+    };
+    let moves = nodes.urls.len() > 1;
+    let mut at = writer % nodes.urls.len();
+    let mut store = if moves {
+        None
+    } else {
+        Some(connect(nodes.urls[at].clone(), runtime::nats::Mode::Service).await?)
+    };
     let streams: Vec<StreamName> = (0..3)
         .map(|_| StreamName::parse(&format!("chaos-{}", Uuid::new_v4())))
         .collect::<Result<_, _>>()?;
     let mut i = 0usize;
+    let mut failures = 0;
     while !progress.stop.load(Ordering::Acquire) {
         let stream = &streams[i % streams.len()];
         i += 1;
-        let event = chaos_event(
-            &format!("chaos-writer-{writer}"),
-            json!({"writer": writer, "n": i}),
-        );
+        let event = chaos_event(&name, json!({"writer": writer, "n": i}));
         let request = AppendRequest {
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,
             events: vec![event.clone()],
         };
         loop {
-            if let Ok(ok) = store.append(&request).await {
+            if store.is_none() {
+                let url = nodes.urls[at].clone();
+                store = connect(url, runtime::nats::Mode::Tool).await.ok();
+            }
+            if let Some(s) = &store
+                && let Ok(ok) = s.append(&request).await
+            {
                 let ack = Ack {
                     id: event.id,
                     stream: stream.as_str().to_owned(),
@@ -320,10 +407,18 @@ pub async fn nats_writer(
                 };
                 acks.record(&ack).await?;
                 progress.acked.fetch_add(1, Ordering::AcqRel);
+                progress.mark();
+                failures = 0;
                 break;
             }
             if progress.stop.load(Ordering::Acquire) {
                 return Ok(());
+            }
+            failures += 1;
+            if moves && (store.is_none() || failures >= 2) {
+                store = None;
+                failures = 0;
+                at = (at + 1) % nodes.urls.len();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
