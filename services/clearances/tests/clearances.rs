@@ -36,7 +36,8 @@ async fn start() -> Centre {
         store::run(nats, store::StoreConfig::new(dir), stop)
     })
     .await;
-    c.instance(runtime::host::run::<vigil_clearances::Clearances>).await;
+    c.instance(runtime::host::run::<vigil_clearances::Clearances>)
+        .await;
     c
 }
 

@@ -35,7 +35,9 @@ impl Centre {
                 store::run(nats, store::StoreConfig::new(dir), stop)
             })
             .await;
-        inner.instance(runtime::host::run::<vigil_hostage::Hostage>).await;
+        inner
+            .instance(runtime::host::run::<vigil_hostage::Hostage>)
+            .await;
         let c = Self(inner);
         // Up once the service answers and the store behind it reads.
         testkit::eventually(Duration::from_secs(10), || async {
