@@ -184,28 +184,10 @@ pub async fn run(
 
     // Damage found after start (by the scan or by a read) stops the store.
     let (damage_tx, mut damage_rx) = mpsc::unbounded_channel::<String>();
-    if let Ok(scanned) = log.get() {
-        let damage = damage_tx.clone();
-        std::thread::Builder::new()
-            .name("vigil-store-scan".into())
-            .spawn(move || {
-                let started = Instant::now();
-                match scanned.scan() {
-                    Ok(Some(head)) => tracing::info!(
-                        head,
-                        secs = started.elapsed().as_secs_f64(),
-                        "event log scanned: every block readable, positions and hash chain gap-free"
-                    ),
-                    Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
-                    Err(LogError::Damaged(what)) => {
-                        let _ = damage.send(what);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "the scan of the event log could not finish")
-                    }
-                }
-            })?;
-    }
+    let damage = damage_tx.clone();
+    scan_in_background(&log, move |what| {
+        let _ = damage.send(what);
+    })?;
 
     // The acknowledged-head mark (see `crate::log::mark`), recorded off the write path.
     // Dropping `stop_marking` ends it at once; it is joined before the close, so nothing
@@ -307,6 +289,35 @@ pub async fn run(
         )),
         None => Ok(()),
     }
+}
+
+/// Reads every block of the log once in a thread ([`crate::Log::scan`]) and hands the damage
+/// it finds, if any, to `damaged`. A log that is reopening is not scanned.
+pub(crate) fn scan_in_background(
+    log: &LiveLog,
+    damaged: impl FnOnce(String) + Send + 'static,
+) -> std::io::Result<()> {
+    let Ok(scanned) = log.get() else {
+        return Ok(());
+    };
+    std::thread::Builder::new()
+        .name("vigil-store-scan".into())
+        .spawn(move || {
+            let started = Instant::now();
+            match scanned.scan() {
+                Ok(Some(head)) => tracing::info!(
+                    head,
+                    secs = started.elapsed().as_secs_f64(),
+                    "event log scanned: every block readable, positions and hash chain gap-free"
+                ),
+                Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
+                Err(LogError::Damaged(what)) => damaged(what),
+                Err(e) => {
+                    tracing::error!(error = %e, "the scan of the event log could not finish")
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The request subscriptions of a serving store, all in the store's queue group.
