@@ -104,85 +104,10 @@ pub fn decode_json<T: DeserializeOwned>(
 /// another to a proxy, a log reader or a client library that keeps the first. Malformed JSON
 /// is left for the real parse to report.
 pub fn unique_keys(bytes: &[u8]) -> Result<(), String> {
-    use serde::de::{
-        DeserializeSeed, Deserializer as _, Error as _, MapAccess, SeqAccess, Visitor,
-    };
-    use std::fmt;
-
-    /// Walks one JSON value; `path` is where it is.
-    struct Walk<'p>(&'p str);
-
-    impl<'de> DeserializeSeed<'de> for Walk<'_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Walk<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut i = 0usize;
-            loop {
-                let at = format!("{}[{i}]", self.0);
-                if seq.next_element_seed(Walk(&at))?.is_none() {
-                    return Ok(());
-                }
-                i += 1;
-            }
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                let at = if self.0.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{}.{key}", self.0)
-                };
-                if !seen.insert(key) {
-                    return Err(A::Error::custom(DuplicateKey(at)));
-                }
-                map.next_value_seed(Walk(&at))?;
-            }
-            Ok(())
-        }
-    }
-
-    /// The message of a duplicate, told apart from syntax errors.
-    struct DuplicateKey(String);
-    impl fmt::Display for DuplicateKey {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(
-                f,
-                "{}: this key appears twice in one object; send it once",
-                self.0
-            )
-        }
-    }
+    use serde::de::Deserializer as _;
 
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    match de.deserialize_any(Walk("")) {
+    match de.deserialize_any(KeysOnce(Path(String::new()))) {
         Ok(()) => Ok(()),
         // A syntax or depth error: the typed parse that follows reports it in its own words.
         Err(e) if !e.is_data() => Ok(()),
@@ -194,6 +119,124 @@ pub fn unique_keys(bytes: &[u8]) -> Result<(), String> {
                 .map_or(text.as_str(), |(m, _)| m);
             Err(message.to_owned())
         }
+    }
+}
+
+/// What a [`KeysOnce`] walk keeps of where it is in the value, and how it words a key named
+/// twice there.
+pub trait Place: Sized {
+    /// The place of element `i` of the array here.
+    fn element(&self, i: usize) -> Self;
+    /// The place of `key`'s value in the object here.
+    fn field(&self, key: &str) -> Self;
+    /// The error for a key named twice, this being the place of its (second) value.
+    fn named_twice<E: serde::de::Error>(self) -> E;
+}
+
+/// Keeps nothing: the walk allocates nothing but for objects of many keys, and a key named
+/// twice is one fixed data error.
+impl Place for () {
+    fn element(&self, _: usize) -> Self {}
+    fn field(&self, _: &str) -> Self {}
+    fn named_twice<E: serde::de::Error>(self) -> E {
+        E::custom("a key appears twice in one object")
+    }
+}
+
+/// The path from the top (`legs[1].to`), so the error names the key a person must fix.
+struct Path(String);
+
+impl Place for Path {
+    fn element(&self, i: usize) -> Self {
+        Path(format!("{}[{i}]", self.0))
+    }
+    fn field(&self, key: &str) -> Self {
+        if self.0.is_empty() {
+            Path(key.to_owned())
+        } else {
+            Path(format!("{}.{key}", self.0))
+        }
+    }
+    fn named_twice<E: serde::de::Error>(self) -> E {
+        E::custom(format_args!(
+            "{}: this key appears twice in one object; send it once",
+            self.0
+        ))
+    }
+}
+
+/// Walks one JSON value without building it, failing (with a data error, worded by the
+/// [`Place`]) at the first object that names a key twice. Keys without escapes are compared
+/// in place. Deserialize with it: `deserializer.deserialize_any(KeysOnce(()))`.
+pub struct KeysOnce<P>(pub P);
+
+impl<'de, P: Place> serde::de::DeserializeSeed<'de> for KeysOnce<P> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, P: Place> serde::de::Visitor<'de> for KeysOnce<P> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while seq
+            .next_element_seed(KeysOnce(self.0.element(i)))?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use std::borrow::Cow;
+        // Objects are small; a list beats a hash set until they are not.
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let mut set: Option<std::collections::HashSet<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let at = self.0.field(&key);
+            let repeated = match &mut set {
+                Some(set) => !set.insert(key),
+                None if seen.len() >= 16 => {
+                    let mut all: std::collections::HashSet<_> = seen.drain(..).collect();
+                    let repeated = !all.insert(key);
+                    set = Some(all);
+                    repeated
+                }
+                None => {
+                    let repeated = seen.contains(&key);
+                    seen.push(key);
+                    repeated
+                }
+            };
+            if repeated {
+                return Err(at.named_twice());
+            }
+            map.next_value_seed(KeysOnce(at))?;
+        }
+        Ok(())
     }
 }
 

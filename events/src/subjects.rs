@@ -1,9 +1,9 @@
 //! Every NATS subject Vigil uses, in one place.
 //!
-//! Categories and UUIDs never contain `.`, `*`, `>` or spaces (see [`crate::Category`]), so a
-//! stream name always maps to exactly one subject.
+//! Categories never contain `.`, `*`, `>` or spaces (see [`crate::Category`]), so a category
+//! is always exactly one subject token.
 
-use crate::envelope::{Category, StreamName};
+use crate::envelope::Category;
 
 /// Prefix of the append subjects (request/reply): an append goes to
 /// `vigil.store.append.<user>.<category>` (see [`append_subject`]). Nobody may publish on
@@ -53,12 +53,16 @@ fn is_token(s: &str) -> bool {
             .any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control())
 }
 
-/// Prefix of the committed-event feed.
-pub const EVENTS_PREFIX: &str = "vigil.events";
-/// Every committed event.
-pub const EVENTS_ALL: &str = "vigil.events.>";
-/// Header carrying a published event's global position.
-pub const POSITION_HEADER: &str = "Vigil-Position";
+/// The committed-event feed: the store publishes each committed group here, as one message
+/// or, for a group larger than the server's `max_payload`, a few, in position order. A
+/// message's body is the recorded events as a JSON array; its headers say the first position
+/// ([`FIRST_POSITION_HEADER`]) and how many consecutive positions it holds
+/// ([`COUNT_HEADER`]). Under `vigil.events.>`, where only the store may publish.
+pub const EVENTS: &str = "vigil.events.committed";
+/// Header of a feed message: the position of its first event.
+pub const FIRST_POSITION_HEADER: &str = "Vigil-First-Position";
+/// Header of a feed message: how many events it holds.
+pub const COUNT_HEADER: &str = "Vigil-Count";
 
 /// Where agency systems receive broadcasts: `vigil.alerts.<agency>`. `None` when the agency
 /// id cannot be one subject token (it holds `.`, `*` or `>`).
@@ -70,21 +74,6 @@ pub fn alert_subject(agency: &str) -> Option<String> {
 /// Where agency systems acknowledge broadcasts (a request on `vigil.alerts.<agency>.ack`).
 pub const ALERT_ACKS: &str = "vigil.alerts.*.ack";
 
-/// Subject on which the store publishes a committed event of `stream`:
-/// `vigil.events.<category>.<uuid>`.
-pub fn event_subject(stream: &StreamName) -> String {
-    format!(
-        "{EVENTS_PREFIX}.{}.{}",
-        stream.category().as_str(),
-        stream.id().hyphenated()
-    )
-}
-
-/// All committed events of one category: `vigil.events.<category>.*`.
-pub fn category_subject(category: &str) -> String {
-    format!("{EVENTS_PREFIX}.{category}.*")
-}
-
 /// A domain command: `vigil.cmd.<service>.<command>`.
 pub fn command_subject(service: &str, command: &str) -> String {
     format!("vigil.cmd.{service}.{command}")
@@ -95,13 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn event_subject_is_category_then_uuid() {
-        let s = StreamName::parse("incident-0190a5d2-7f3e-7c1a-9b1e-1a2b3c4d5e6f").unwrap();
-        assert_eq!(
-            event_subject(&s),
-            "vigil.events.incident.0190a5d2-7f3e-7c1a-9b1e-1a2b3c4d5e6f"
-        );
-        assert_eq!(category_subject("level"), "vigil.events.level.*");
+    fn subjects_are_built_and_parsed() {
         let level = Category::parse("level").unwrap();
         assert_eq!(
             append_subject("levels", &level).as_deref(),

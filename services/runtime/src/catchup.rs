@@ -9,9 +9,12 @@
 //! # How
 //! 1. Subscribe to the live feed first (buffering), then read the log from the last applied
 //!    position up to the head with `vigil.store.read`.
-//! 2. Follow the live feed: an event at or below the last position is a duplicate and is
-//!    skipped; the next position is delivered; a later one means a gap, which is filled by
-//!    reading the log before the live event is considered again.
+//! 2. Follow the live feed, where the store publishes each committed group as one message (a
+//!    few for a large group) of consecutive positions: what is at or below the last position
+//!    is a duplicate and is skipped (a message wholly below it is not even decoded); the rest
+//!    is delivered in order; a message starting after the next position means a gap, which is
+//!    filled by reading the log before the message's events are considered again. A message
+//!    that does not read as a group (headers, body, positions) is ignored with a warning.
 //! 3. When the live feed is quiet for `poll_interval`, ask the log whether anything was
 //!    committed that the feed never brought (a publication lost in a NATS restart).
 //! 4. When the store cannot be reached, retry with backoff; nothing is delivered out of order
@@ -23,7 +26,7 @@
 use std::time::Duration;
 
 use async_nats::Client;
-use events::{RecordedEvent, codec, subjects};
+use events::{RecordedEvent, subjects};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -193,7 +196,7 @@ async fn run(
     };
     loop {
         let mut live = loop {
-            match client.subscribe(subjects::EVENTS_ALL).await {
+            match client.subscribe(subjects::EVENTS).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(consumer = %f.config.name, error = %e, "cannot subscribe to the live feed; retrying");
@@ -228,39 +231,263 @@ async fn run(
     }
 }
 
+/// A live-feed message read: the events of consecutive positions from `first`.
+struct LiveGroup {
+    first: u64,
+    count: u64,
+}
+
+impl LiveGroup {
+    /// The group a message's headers announce; `None` when they are missing or not numbers.
+    fn of(msg: &async_nats::Message) -> Option<LiveGroup> {
+        let headers = msg.headers.as_ref()?;
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+        };
+        let first = number(subjects::FIRST_POSITION_HEADER).filter(|p| *p > 0)?;
+        let count = number(subjects::COUNT_HEADER).filter(|c| *c > 0)?;
+        first.checked_add(count - 1)?;
+        Some(LiveGroup { first, count })
+    }
+
+    fn last(&self) -> u64 {
+        self.first + (self.count - 1)
+    }
+
+    /// The message's events, checked against its headers: exactly `count` of them, at
+    /// consecutive positions from `first`.
+    fn events(&self, payload: &[u8]) -> Result<Vec<RecordedEvent>, String> {
+        let events: Vec<RecordedEvent> =
+            serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        if events.len() as u64 != self.count {
+            return Err(format!(
+                "the message says it holds {} events but holds {}",
+                self.count,
+                events.len()
+            ));
+        }
+        for (i, e) in events.iter().enumerate() {
+            if e.position != self.first + i as u64 {
+                return Err(format!(
+                    "event {i} is at position {}, not {}",
+                    e.position,
+                    self.first + i as u64
+                ));
+            }
+        }
+        Ok(events)
+    }
+}
+
 async fn on_live(
     f: &mut Follower,
     msg: async_nats::Message,
     shutdown: &CancellationToken,
 ) -> Result<(), Stop> {
-    let header = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(subjects::POSITION_HEADER))
-        .and_then(|v| v.as_str().parse::<u64>().ok());
-    let event = match header {
-        Some(p) if p <= f.last => return Ok(()),
-        _ => match codec::decode_recorded(&msg.payload) {
-            Ok(e) => e,
-            Err(e) => {
-                // Only the store may publish here; a foreign message is logged, not applied.
-                tracing::warn!(consumer = %f.config.name, subject = %msg.subject, error = %e, "ignoring an unreadable message on the event feed");
-                return Ok(());
+    let read = LiveGroup::of(&msg)
+        .ok_or_else(|| {
+            format!(
+                "no valid {} and {} headers",
+                subjects::FIRST_POSITION_HEADER,
+                subjects::COUNT_HEADER
+            )
+        })
+        .and_then(|group| {
+            // What was applied already is not even decoded.
+            if group.last() <= f.last {
+                return Ok(None);
             }
-        },
-    };
-    f.known_head = f.known_head.max(event.position);
-    if event.position <= f.last {
-        return Ok(());
-    }
-    if event.position > f.last + 1 {
-        metrics::counter!("vigil_consumer_gaps_total", "consumer" => f.config.name.clone())
-            .increment(1);
-        tracing::debug!(consumer = %f.config.name, from = f.last + 1, to = event.position, "gap in the live feed; reading the log");
-        f.read_log(Some(event.position), shutdown).await?;
-        if event.position <= f.last {
+            group
+                .events(&msg.payload)
+                .map(|events| Some((group, events)))
+        });
+    let (group, events) = match read {
+        Ok(Some(read)) => read,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            // Only the store may publish here; a foreign message is logged, not applied.
+            tracing::warn!(consumer = %f.config.name, subject = %msg.subject, error = %e, "ignoring an unreadable message on the event feed");
             return Ok(());
         }
+    };
+    f.known_head = f.known_head.max(group.last());
+    if group.first > f.last + 1 {
+        metrics::counter!("vigil_consumer_gaps_total", "consumer" => f.config.name.clone())
+            .increment(1);
+        tracing::debug!(consumer = %f.config.name, from = f.last + 1, to = group.first - 1, "gap in the live feed; reading the log");
+        f.read_log(Some(group.first - 1), shutdown).await?;
     }
-    f.deliver(event).await
+    for event in events {
+        if event.position <= f.last {
+            continue;
+        }
+        if event.position != f.last + 1 {
+            // The log did not reach the group (it cannot, short of a store that lost its
+            // head); the next quiet poll or message repairs from the log.
+            break;
+        }
+        f.deliver(event).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_nats::HeaderMap;
+    use events::store_api::{ReadReply, ReadRequest};
+
+    use super::*;
+
+    /// The log of the fake store: positions 1..=20 of one stream, as the store records them.
+    fn log() -> Vec<(RecordedEvent, Vec<u8>)> {
+        (1..=20u64)
+            .map(|p| {
+                let bytes = serde_json::to_vec(&serde_json::json!({
+                    "id": uuid::Uuid::new_v4(),
+                    "stream": "note-00000000-0000-0000-0000-000000000001",
+                    "type": "Noted", "v": 1, "data": {"p": p}, "meta": {},
+                    "position": p, "version": p, "recorded_at": "2026-11-27T02:40:03.123Z",
+                }))
+                .unwrap();
+                (serde_json::from_slice(&bytes).unwrap(), bytes)
+            })
+            .collect()
+    }
+
+    /// Answers `vigil.store.read` from `log` up to `head`, counting the reads.
+    async fn fake_store(
+        client: Client,
+        log: Arc<Vec<(RecordedEvent, Vec<u8>)>>,
+        head: Arc<AtomicU64>,
+        reads: Arc<std::sync::Mutex<Vec<u64>>>,
+    ) {
+        let mut sub = client.subscribe(subjects::STORE_READ).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let req: ReadRequest = serde_json::from_slice(&msg.payload).unwrap();
+                reads.lock().unwrap().push(req.from);
+                let head = head.load(Ordering::SeqCst);
+                let events = log
+                    .iter()
+                    .map(|(e, _)| e.clone())
+                    .filter(|e| e.position >= req.from && e.position <= head)
+                    .take(req.limit as usize)
+                    .collect();
+                let reply = serde_json::to_vec(&ReadReply::Page { events, head }).unwrap();
+                client
+                    .publish(msg.reply.unwrap(), reply.into())
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    /// Publishes a feed message as the store does: `headers` first position and count,
+    /// the body the stored bytes as a JSON array.
+    async fn publish(client: &Client, first: u64, count: u64, body: Vec<u8>) {
+        let mut headers = HeaderMap::new();
+        headers.insert(subjects::FIRST_POSITION_HEADER, first.to_string().as_str());
+        headers.insert(subjects::COUNT_HEADER, count.to_string().as_str());
+        client
+            .publish_with_headers(subjects::EVENTS, headers, body.into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    }
+
+    fn group(log: &[(RecordedEvent, Vec<u8>)], first: u64, last: u64) -> Vec<u8> {
+        let parts: Vec<&[u8]> = (first..=last)
+            .map(|p| log[p as usize - 1].1.as_slice())
+            .collect();
+        [b"[".as_slice(), &parts.join(&b","[..]), b"]"].concat()
+    }
+
+    async fn expect(sub: &mut CatchUp, positions: std::ops::RangeInclusive<u64>) {
+        for p in positions {
+            let e = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+                .await
+                .unwrap_or_else(|_| panic!("position {p} was not delivered"))
+                .unwrap();
+            assert_eq!(e.position, p);
+            assert_eq!(e.data["p"], p);
+        }
+    }
+
+    /// The live feed carries groups: the part of a group already applied is skipped, a group
+    /// after a gap waits for the log to fill the gap, a group cut in several messages is
+    /// delivered whole and in order, and a message that does not read as a group is ignored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_live_feed_delivers_groups_once_and_in_order() {
+        let nats = testkit::NatsServer::start();
+        let log = Arc::new(log());
+        let head = Arc::new(AtomicU64::new(3));
+        // The `from` of every read the store was asked.
+        let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let read_from = || reads.lock().unwrap().clone();
+        fake_store(
+            nats.connect().await,
+            log.clone(),
+            head.clone(),
+            reads.clone(),
+        )
+        .await;
+        let store = nats.connect().await;
+
+        let mut config = CatchUpConfig::new("test", 0);
+        config.page = 2;
+        // No quiet polls during the test: only the feed and its gaps bring events.
+        config.poll_interval = Duration::from_secs(600);
+        let stop = CancellationToken::new();
+        let mut sub = CatchUp::start(nats.connect().await, config, stop.clone());
+        // Caught up from the log: 1..=3.
+        expect(&mut sub, 1..=3).await;
+        // ...and found its end (a read from 4 came back empty) before the feed starts.
+        while read_from().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // A group overlapping what was applied: only 4 and 5 are new.
+        head.store(5, Ordering::SeqCst);
+        publish(&store, 2, 4, group(&log, 2, 5)).await;
+        expect(&mut sub, 4..=5).await;
+        // Wholly applied already: skipped without decoding the body.
+        publish(&store, 1, 5, b"not even json".to_vec()).await;
+
+        // Unreadable messages: a count that does not match the body, positions that do not
+        // follow the header, no headers at all.
+        head.store(12, Ordering::SeqCst);
+        publish(&store, 6, 3, group(&log, 6, 7)).await;
+        publish(&store, 6, 2, group(&log, 7, 8)).await;
+        store
+            .publish(subjects::EVENTS, group(&log, 6, 6).into())
+            .await
+            .unwrap();
+
+        // A group after a gap (6..=9 never published): the log fills the gap first.
+        publish(&store, 10, 3, group(&log, 10, 12)).await;
+        expect(&mut sub, 6..=12).await;
+        // Read from the log: the catch-up (1, 3, then 4 to find the end) and the gap (6, 8),
+        // not what the groups brought.
+        assert_eq!(read_from(), [1, 3, 4, 6, 8]);
+
+        // A group cut in several messages.
+        head.store(20, Ordering::SeqCst);
+        publish(&store, 13, 3, group(&log, 13, 15)).await;
+        publish(&store, 16, 4, group(&log, 16, 19)).await;
+        publish(&store, 20, 1, group(&log, 20, 20)).await;
+        expect(&mut sub, 13..=20).await;
+        assert_eq!(read_from(), [1, 3, 4, 6, 8]);
+
+        // Nothing twice.
+        let more = tokio::time::timeout(Duration::from_millis(300), sub.recv()).await;
+        assert!(more.is_err(), "delivered again: {more:?}");
+        stop.cancel();
+    }
 }

@@ -25,9 +25,9 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use bytes::Bytes;
-use events::codec::{CodecError, Limits};
+use events::codec::{CodecError, KeysOnce, Limits};
 use events::{AppendRequest, ExpectedVersion, Meta, StreamName};
-use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde::de::Deserializer as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -255,7 +255,7 @@ enum DataShape {
 /// Looks at `data` (valid JSON, as serde_json has already read it once) without building it.
 fn check_data(data: &str) -> DataShape {
     let mut de = serde_json::Deserializer::from_str(data);
-    let keys_once = match de.deserialize_any(Walk) {
+    let keys_once = match de.deserialize_any(KeysOnce(())) {
         Ok(()) => true,
         Err(e) if e.is_data() => false,
         // The recursion limit (or anything else the tree decode would also have refused).
@@ -302,72 +302,6 @@ fn is_compact(bytes: &[u8]) -> bool {
         }
     }
     true
-}
-
-/// Walks one JSON value, failing (with a data error) at the first object that names a key
-/// twice. Keys without escapes are compared in place; nothing is built.
-struct Walk;
-
-impl<'de> DeserializeSeed<'de> for Walk {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Walk)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Objects are small; a list beats a hash set until they are not.
-        let mut seen: Vec<Cow<'de, str>> = Vec::new();
-        let mut set: Option<std::collections::HashSet<Cow<'de, str>>> = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let repeated = match &mut set {
-                Some(set) => !set.insert(key),
-                None if seen.len() >= 16 => {
-                    let mut all: std::collections::HashSet<_> = seen.drain(..).collect();
-                    let repeated = !all.insert(key);
-                    set = Some(all);
-                    repeated
-                }
-                None => {
-                    let repeated = seen.contains(&key);
-                    seen.push(key);
-                    repeated
-                }
-            };
-            if repeated {
-                return Err(de::Error::custom("a key appears twice in one object"));
-            }
-            map.next_value_seed(Walk)?;
-        }
-        Ok(())
-    }
 }
 
 /// The recorded event, `data` aside, in the field order of [`events::RecordedEvent`].

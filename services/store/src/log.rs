@@ -58,7 +58,7 @@ pub mod mark;
 mod write;
 
 pub use chain::{Broken, Check, CheckReport, VerifyReport};
-pub use write::{Committed, CommittedEvent, Pending, Prepared};
+pub use write::{Committed, CommittedEvent, Pending, Prepared, runs};
 
 /// The storage engine, re-exported at the version this crate writes with, for tools and
 /// tests that must open a stopped store's directory themselves (e.g. to damage a copy on

@@ -226,40 +226,20 @@ pub async fn run(
     result
 }
 
-/// Reads every block of the log once in a thread ([`crate::Log::scan`]); damage stops writes,
-/// is kept in `damage` and fires `stop`.
+/// Scans the log in the background ([`crate::server::scan_in_background`]); damage stops
+/// writes, is kept in `damage` and fires `stop`.
 fn scan_in_background(
     log: &Arc<LiveLog>,
     damage: &Arc<Mutex<Option<String>>>,
     stop: &CancellationToken,
-) -> anyhow::Result<()> {
-    let Ok(scanned) = log.get() else {
-        return Ok(());
-    };
-    let (log, damage, stop) = (log.clone(), damage.clone(), stop.clone());
-    std::thread::Builder::new()
-        .name("vigil-store-scan".into())
-        .spawn(move || {
-            let started = Instant::now();
-            match scanned.scan() {
-                Ok(Some(head)) => tracing::info!(
-                    head,
-                    secs = started.elapsed().as_secs_f64(),
-                    "event log scanned: every block readable, positions and hash chain gap-free"
-                ),
-                Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
-                Err(crate::log::LogError::Damaged(what)) => {
-                    tracing::error!(%what, "the scan found the event log damaged: this replica stops");
-                    log.stop_writes(crate::log::Failure::Damaged(what.clone()));
-                    *damage.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
-                    stop.cancel();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the scan of the event log could not finish")
-                }
-            }
-        })?;
-    Ok(())
+) -> std::io::Result<()> {
+    let (stopping, damage, stop) = (log.clone(), damage.clone(), stop.clone());
+    crate::server::scan_in_background(log, move |what| {
+        tracing::error!(%what, "the scan found the event log damaged: this replica stops");
+        stopping.stop_writes(crate::log::Failure::Damaged(what.clone()));
+        *damage.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+        stop.cancel();
+    })
 }
 
 /// Answers every status request with this replica's state.

@@ -1,5 +1,5 @@
 //! The store's NATS API: `vigil.store.append.<user>.<category>`, `vigil.store.read`,
-//! `vigil.store.stream`, and the committed-event feed `vigil.events.<category>.<uuid>`.
+//! `vigil.store.stream`, and the committed-event feed `vigil.events.committed`.
 //!
 //! # Who appends
 //! An append's subject names the NATS user that sends it and the category of the stream it
@@ -28,9 +28,11 @@
 //!    if N's write fails. The cap keeps a group's commit short, so tail latency stays low
 //!    under load.
 //! 4. Only once a group is durable does one outbox task send every answer of the group and
-//!    publish the new events with their position in the `Vigil-Position` header. Publication is best-effort by
-//!    design: a consumer that misses one sees the gap in positions and reads it from the log
-//!    (see `vigil_runtime::catchup`); failures are counted in
+//!    publish the group's events on the live feed as one message (a few for a group over the
+//!    server's payload limit; [`crate::feed`]) saying its first position and count.
+//!    Publication is best-effort by design: a consumer that misses one sees the gap in
+//!    positions and reads it from the log (see `vigil_runtime::catchup`); failures (per
+//!    message) are counted in
 //!    `vigil_store_publish_failed_total`. The outbox queue holds 1,024 groups; when it is full
 //!    the writer waits, because answers are never dropped.
 //!
@@ -57,7 +59,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, HeaderMap, Message};
+use async_nats::{Client, Message};
 use events::codec::{self, Limits};
 use events::store_api::{AppendReply, MAX_READ_LIMIT, ReadRequest, StoreError, StreamReadRequest};
 use events::subjects;
@@ -184,28 +186,10 @@ pub async fn run(
 
     // Damage found after start (by the scan or by a read) stops the store.
     let (damage_tx, mut damage_rx) = mpsc::unbounded_channel::<String>();
-    if let Ok(scanned) = log.get() {
-        let damage = damage_tx.clone();
-        std::thread::Builder::new()
-            .name("vigil-store-scan".into())
-            .spawn(move || {
-                let started = Instant::now();
-                match scanned.scan() {
-                    Ok(Some(head)) => tracing::info!(
-                        head,
-                        secs = started.elapsed().as_secs_f64(),
-                        "event log scanned: every block readable, positions and hash chain gap-free"
-                    ),
-                    Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
-                    Err(LogError::Damaged(what)) => {
-                        let _ = damage.send(what);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "the scan of the event log could not finish")
-                    }
-                }
-            })?;
-    }
+    let damage = damage_tx.clone();
+    scan_in_background(&log, move |what| {
+        let _ = damage.send(what);
+    })?;
 
     // The acknowledged-head mark (see `crate::log::mark`), recorded off the write path.
     // Dropping `stop_marking` ends it at once; it is joined before the close, so nothing
@@ -307,6 +291,35 @@ pub async fn run(
         )),
         None => Ok(()),
     }
+}
+
+/// Reads every block of the log once in a thread ([`crate::Log::scan`]) and hands the damage
+/// it finds, if any, to `damaged`. A log that is reopening is not scanned.
+pub(crate) fn scan_in_background(
+    log: &LiveLog,
+    damaged: impl FnOnce(String) + Send + 'static,
+) -> std::io::Result<()> {
+    let Ok(scanned) = log.get() else {
+        return Ok(());
+    };
+    std::thread::Builder::new()
+        .name("vigil-store-scan".into())
+        .spawn(move || {
+            let started = Instant::now();
+            match scanned.scan() {
+                Ok(Some(head)) => tracing::info!(
+                    head,
+                    secs = started.elapsed().as_secs_f64(),
+                    "event log scanned: every block readable, positions and hash chain gap-free"
+                ),
+                Ok(None) => tracing::info!("event log scan stopped: the log was reopened"),
+                Err(LogError::Damaged(what)) => damaged(what),
+                Err(e) => {
+                    tracing::error!(error = %e, "the scan of the event log could not finish")
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The request subscriptions of a serving store, all in the store's queue group.
@@ -705,8 +718,22 @@ pub(crate) fn refuse_all(
         .collect()
 }
 
-/// Sends each group's answers, then publishes its events with their positions. One task for
-/// all, so an append costs no task or channel of its own.
+/// Room left in a message for its headers when a group is cut to the server's payload limit.
+const HEADER_ROOM: usize = 4 * 1024;
+
+/// Largest body of one message carrying part of a group (journal or live feed): the server's
+/// `max_payload` less room for the headers, at least 64 KiB.
+pub(crate) fn max_message_bytes(client: &Client) -> usize {
+    client
+        .server_info()
+        .max_payload
+        .saturating_sub(HEADER_ROOM)
+        .max(64 * 1024)
+}
+
+/// Sends each group's answers, then publishes its events on the live feed, one message per
+/// group (a few for a group over the server's payload limit, see [`crate::feed`]). One task
+/// for all, so an append costs no task or channel of its own.
 pub(crate) async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) {
     while let Some(Outbox { replies, committed }) = rx.recv().await {
         for (subject, reply) in replies {
@@ -714,15 +741,12 @@ pub(crate) async fn outbox_loop(client: Client, mut rx: mpsc::Receiver<Outbox>) 
                 .increment(1);
             respond(&client, subject, &reply).await;
         }
-        for event in committed.events {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                subjects::POSITION_HEADER,
-                event.position.to_string().as_str(),
-            );
-            let subject = subjects::event_subject(&event.stream);
+        if committed.events.is_empty() {
+            continue;
+        }
+        for message in crate::feed::messages(&committed.events, max_message_bytes(&client)) {
             if let Err(e) = client
-                .publish_with_headers(subject, headers, event.bytes)
+                .publish_with_headers(subjects::EVENTS, message.headers, message.payload)
                 .await
             {
                 // Consumers fill gaps from the log; count it so an operator can see it.

@@ -375,7 +375,22 @@ async fn the_bus_admits_only_known_users_each_to_its_own_subjects() {
             .await
             .expect("the store published the committed event")
             .unwrap();
-    assert!(published.subject.starts_with("vigil.events.incident."));
+    assert_eq!(published.subject.as_str(), events::subjects::EVENTS);
+    let header = |name: &str| {
+        published
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    assert_eq!(
+        header(events::subjects::FIRST_POSITION_HEADER),
+        Some(ok.last_position.to_string())
+    );
+    assert_eq!(header(events::subjects::COUNT_HEADER), Some("1".into()));
+    let group: Vec<events::RecordedEvent> = serde_json::from_slice(&published.payload).unwrap();
+    assert_eq!(group.len(), 1);
+    assert_eq!(group[0].stream, own.stream);
 
     // `vigil gateway` run alone reads its own entry from the data directory.
     let alone_port = free_port();

@@ -59,6 +59,33 @@ pub struct Committed {
     pub events: Vec<CommittedEvent>,
 }
 
+/// Cuts `events` into runs of consecutive events whose bytes, each event's own plus
+/// `overhead`, stay within `max_bytes`; a run always holds at least one event (an event
+/// larger than `max_bytes` travels alone). How a group is split into messages under the
+/// server's payload limit, for the journal and for the live feed alike.
+pub fn runs(
+    events: &[CommittedEvent],
+    overhead: usize,
+    max_bytes: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut size = 0usize;
+    for (i, e) in events.iter().enumerate() {
+        let need = e.bytes.len() + overhead;
+        match out.last_mut() {
+            Some(run) if size + need <= max_bytes => {
+                run.end = i + 1;
+                size += need;
+            }
+            _ => {
+                out.push(i..i + 1);
+                size = need;
+            }
+        }
+    }
+    out
+}
+
 /// A group judged, encoded, hashed and batched by [`Log::prepare_group`], to be written by
 /// [`Log::commit_prepared`] on the same `Log`.
 pub struct Prepared {

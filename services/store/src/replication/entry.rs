@@ -95,29 +95,18 @@ impl Entry {
 }
 
 /// Cuts a prepared group (`events` with the chain hash at each, `hashes`) into journal
-/// messages whose bodies stay within `max_bytes`; a message always holds at least one event.
+/// messages whose bodies stay within `max_bytes` ([`crate::log::runs`]); a message always
+/// holds at least one event.
 pub fn split(events: &[CommittedEvent], hashes: &[[u8; 32]], max_bytes: usize) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::new();
-    let mut size = 0usize;
-    for (e, hash) in events.iter().zip(hashes) {
-        let need = e.bytes.len() + FRAME;
-        match out.last_mut() {
-            Some(cur) if size + need <= max_bytes => {
-                cur.events.push(e.bytes.clone());
-                cur.chain_head = *hash;
-                size += need;
-            }
-            _ => {
-                out.push(Entry {
-                    first: e.position,
-                    chain_head: *hash,
-                    events: vec![e.bytes.clone()],
-                });
-                size = need;
-            }
-        }
-    }
-    out
+    let events = &events[..events.len().min(hashes.len())];
+    crate::log::runs(events, FRAME, max_bytes)
+        .into_iter()
+        .map(|run| Entry {
+            first: events[run.start].position,
+            chain_head: hashes[run.end - 1],
+            events: events[run].iter().map(|e| e.bytes.clone()).collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The leader's term: serving appends and reads with the journal before the local commit.
 //!
 //! The write pipeline is the single-node one ([`crate::server`]: a preparing thread one
-//! group ahead of a committing thread, an outbox task sending answers then the live feed),
-//! with one step added in the committing thread: each prepared group is published to the
+//! group ahead of a committing thread, an outbox task sending answers then the group on the
+//! live feed), with one step added in the committing thread: each prepared group is published to the
 //! journal (expected last sequence = the last applied) and only after the journal's ack is it
 //! committed to fjall, with the journal sequence in the same batch. A failed publish refuses
 //! that group and every group prepared after it (they were judged on top of it) as
@@ -28,11 +28,9 @@ use crate::log::Committed;
 use crate::log::live::{LiveLog, PreparedGroup};
 use crate::server::{
     Job, NATS_GRACE, Outbox, Requests, Stage, StoreConfig, group_replies, handle_append,
-    handle_read, handle_stream, outbox_loop, prepare_loop, refuse_all,
+    handle_read, handle_stream, max_message_bytes, outbox_loop, prepare_loop, refuse_all,
 };
 
-/// Room left in a journal message for its headers.
-const HEADER_ROOM: usize = 4 * 1024;
 /// How long a journal publish may take before the leader gives up its term.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -132,11 +130,7 @@ pub(super) async fn lead(
         js: js.clone(),
         runtime: tokio::runtime::Handle::current(),
         last: shared.applied.load(Ordering::Acquire),
-        max_bytes: client
-            .server_info()
-            .max_payload
-            .saturating_sub(HEADER_ROOM)
-            .max(64 * 1024),
+        max_bytes: max_message_bytes(client),
     };
     let committer = {
         let (shared, step_down, fatal) = (shared.clone(), step_down.clone(), fatal.clone());
