@@ -630,8 +630,18 @@ async fn field_scenario(client: &Client, centre: &mut Centre, _: &Path) {
         "Vehicle rollover on the Afgooye road",
         "Minibus collision near K4",
     ];
-    for title in titles {
+    // One after the other, as a person does: a Save tapped while the page is still saving
+    // the previous report is taken as a double tap and ignored (on a loaded machine the
+    // phone's database can take long enough for that).
+    let before = read_field(client).await["reports"]
+        .as_array()
+        .map_or(0, Vec::len);
+    for (n, title) in titles.iter().enumerate() {
         submit_report(client, title).await;
+        wait_field(client, Duration::from_secs(15), "the report is saved", |p| {
+            p["reports"].as_array().is_some_and(|r| r.len() > before + n)
+        })
+        .await;
     }
     wait_field(
         client,
