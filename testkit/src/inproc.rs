@@ -11,7 +11,7 @@
 //! gateway) use [`crate::centre`].
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use events::command::{Actor, Command};
@@ -32,7 +32,7 @@ pub const ANSWER: Duration = Duration::from_secs(10);
 /// of it stops on `Drop`.
 pub struct Centre {
     nats: NatsServer,
-    _dir: TempDir,
+    dir: TempDir,
     stop: CancellationToken,
     client: async_nats::Client,
     store: StoreClient,
@@ -68,7 +68,7 @@ impl Centre {
         .unwrap_or_else(|| panic!("the store does not answer"));
         Self {
             nats,
-            _dir: dir,
+            dir,
             stop,
             client,
             store,
@@ -80,6 +80,12 @@ impl Centre {
     /// The nats-server.
     pub fn nats(&self) -> &NatsServer {
         &self.nats
+    }
+
+    /// The centre's temp directory; the store's log is in `store/` under it, and a test may
+    /// keep files of its own beside it (the gateway's users and signing keys, say).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The test's own NATS client.

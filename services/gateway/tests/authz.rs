@@ -792,7 +792,7 @@ async fn the_websocket_checks_origin_and_closes_when_the_token_expires() {
         )
         .unwrap();
     assert_eq!(ws_outcome(&c, Some(&t)).await.0, 101);
-    vigil_gateway::auth::revoke(c.dir.path(), &claims.jti).unwrap();
+    vigil_gateway::auth::revoke(c.dir(), &claims.jti).unwrap();
     assert_eq!(ws_outcome(&c, Some(&t)).await.0, 401);
 }
 

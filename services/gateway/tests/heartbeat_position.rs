@@ -95,7 +95,7 @@ async fn a_heartbeat_carries_the_position_the_board_reflects() {
         .unwrap()
         .0;
     // The audit service records refusals as `AccessDenied` events, which no board shows.
-    tokio::spawn(audit::run(c.nats.connect().await, c.stop.clone()));
+    tokio::spawn(audit::run(c.nats().connect().await, c.stop.clone()));
     let (mut wall, _) = subscribe(&c, &c.screen_token).await;
     let (mut officer, _) = subscribe(&c, &ke).await;
 

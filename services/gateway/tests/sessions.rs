@@ -24,7 +24,7 @@ type Ws =
 
 /// Writes the user into `<data-dir>/users.json` the way `vigil user add` does.
 fn put_user(c: &Center, name: &str, role: Role, password: &str) {
-    let mut users = Users::load(c.dir.path()).unwrap();
+    let mut users = Users::load(c.dir()).unwrap();
     users
         .put(User {
             username: name.into(),
@@ -198,7 +198,7 @@ async fn a_revoked_token_closes_its_websocket_with_4001() {
         .unwrap();
     let mut ws = subscribed(&c, &token).await;
     // What `vigil token revoke` does.
-    vigil_gateway::auth::revoke(c.dir.path(), &claims.jti).unwrap();
+    vigil_gateway::auth::revoke(c.dir(), &claims.jti).unwrap();
     let (errors, code, took) = until_closed(&mut ws, Duration::from_secs(6)).await;
     assert_eq!(errors, ["token_revoked"]);
     assert_eq!(code, Some(vigil_gateway::ws::TOKEN_CLOSE));

@@ -1,30 +1,36 @@
-//! Shared by the gateway's tests: a real nats-server, a real store on a temp dir, and a
-//! gateway on port 0 with its own signing key, a user and two tokens, and the domain services
-//! behind its routes (test-only: in production they are separate
-//! processes or tasks of `vigil up`, never a dependency of the gateway).
+//! Shared by the gateway's tests: the in-process test centre ([`testkit::inproc::Centre`]: a
+//! real nats-server, the real store on a temp dir, and the domain services behind the
+//! gateway's routes as tasks; test-only: in production they are separate processes or tasks
+//! of `vigil up`, never a dependency of the gateway), and what is the gateway's own: a gateway
+//! on port 0 with its own signing key, a user and two tokens.
 
 #![allow(dead_code)]
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use runtime::StoreClient;
 use testkit::NatsServer;
+use testkit::inproc;
 use tokio_util::sync::CancellationToken;
 use vigil_gateway::auth::{Auth, Role, User, Users, hash_password};
 
 /// The password of the user `ana` (duty officer).
 pub const ANA_PASSWORD: &str = "correct horse battery";
 
+/// The centre and the gateway in front of it; all of it stops on `Drop` (the inner centre's
+/// stop token is the gateway's).
 pub struct Center {
-    pub nats: NatsServer,
-    pub dir: tempfile::TempDir,
+    centre: inproc::Centre,
+    /// A client of the store.
     pub store: StoreClient,
     pub addr: SocketAddr,
     pub auth: Arc<Auth>,
+    /// Fires when the centre stops: for tasks a test adds.
     pub stop: CancellationToken,
     /// A wall_screen token.
     pub screen_token: String,
@@ -39,43 +45,30 @@ impl Center {
 
     /// [`Center::start`] with the gateway's connection limits given.
     pub async fn start_with_limits(limits: vigil_gateway::ConnLimits) -> Self {
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let client = nats.connect().await;
-        let config = store::StoreConfig::new(dir.path().join("store"));
-        tokio::spawn(store::run(client.clone(), config, stop.clone()));
-        let store = StoreClient::new(client, Duration::from_secs(5));
-        testkit::eventually(Duration::from_secs(10), || {
-            let s = store.clone();
-            async move { s.read(1, 1).await.ok() }
+        // The gateway's tests speak HTTP, not commands: the centre's command helpers, which
+        // go to `vigil.cmd.gateway.*`, are not used.
+        let mut centre = inproc::Centre::start("gateway", |nats, dir, stop| {
+            store::run(nats, store::StoreConfig::new(dir), stop)
         })
-        .await
-        .unwrap();
+        .await;
         // The services behind the domain routes.
-        tokio::spawn(runtime::host::run::<incidents::Incidents>(
-            nats.connect().await,
-            stop.clone(),
-        ));
-        tokio::spawn(levels::run(nats.connect().await, stop.clone()));
-        tokio::spawn(runtime::host::run::<relocation::Relocation>(
-            nats.connect().await,
-            stop.clone(),
-        ));
-        tokio::spawn(runtime::host::run::<surge::Surges>(
-            nats.connect().await,
-            stop.clone(),
-        ));
-        tokio::spawn(runtime::host::run::<hostage::Hostage>(
-            nats.connect().await,
-            stop.clone(),
-        ));
-        tokio::spawn(runtime::host::run::<clearances::Clearances>(
-            nats.connect().await,
-            stop.clone(),
-        ));
-        tokio::spawn(broadcast::run(nats.connect().await, stop.clone()));
-        let mut users = Users::load(dir.path()).unwrap();
+        centre
+            .instance(runtime::host::run::<incidents::Incidents>)
+            .await;
+        centre.instance(levels::run).await;
+        centre
+            .instance(runtime::host::run::<relocation::Relocation>)
+            .await;
+        centre.instance(runtime::host::run::<surge::Surges>).await;
+        centre
+            .instance(runtime::host::run::<hostage::Hostage>)
+            .await;
+        centre
+            .instance(runtime::host::run::<clearances::Clearances>)
+            .await;
+        centre.instance(broadcast::run).await;
+        let dir = centre.dir();
+        let mut users = Users::load(dir).unwrap();
         let password_hash = hash_password(ANA_PASSWORD).unwrap();
         let ana = User {
             username: "ana".into(),
@@ -85,7 +78,7 @@ impl Center {
             password_hash,
         };
         users.put(ana).unwrap();
-        let auth = Arc::new(Auth::open(dir.path(), vec![]).unwrap());
+        let auth = Arc::new(Auth::open(dir, vec![]).unwrap());
         let hour = Duration::from_secs(3600);
         let (screen_token, _) = auth
             .issue("screen", Role::WallScreen, None, None, hour, "api")
@@ -93,9 +86,10 @@ impl Center {
         let (duty_token, _) = auth
             .issue("ana", Role::DutyOfficer, None, None, hour, "session")
             .unwrap();
+        let stop = centre.stopping();
         let (addr, _task) = vigil_gateway::start_with_limits(
             "127.0.0.1:0".parse().unwrap(),
-            nats.connect().await,
+            centre.nats().connect().await,
             auth.clone(),
             stop.clone(),
             limits,
@@ -103,15 +97,24 @@ impl Center {
         .await
         .unwrap();
         Self {
-            nats,
-            dir,
-            store,
+            store: centre.store().clone(),
+            centre,
             addr,
             auth,
             stop,
             screen_token,
             duty_token,
         }
+    }
+
+    /// The nats-server.
+    pub fn nats(&self) -> &NatsServer {
+        self.centre.nats()
+    }
+
+    /// The centre's temp directory: the gateway's users and signing keys are in it.
+    pub fn dir(&self) -> &Path {
+        self.centre.dir()
     }
 }
 
@@ -123,20 +126,13 @@ impl Center {
             country: events::validate::Country::parse("SO").unwrap(),
             name: "Banaadir".into(),
         };
-        let meta = events::Meta {
-            actor: Some("test".into()),
-            ..Default::default()
-        };
-        let event =
-            events::domain::DomainEvent::from(area).to_new_event(uuid::Uuid::new_v4(), meta);
-        self.store
-            .append(&events::AppendRequest {
-                stream: events::domain::area::stream_for("SOM-BAN"),
-                expected_version: events::ExpectedVersion::Any,
-                events: vec![event],
-            })
-            .await
-            .unwrap();
+        self.centre
+            .append(
+                events::domain::area::stream_for("SOM-BAN"),
+                vec![area.into()],
+                "test",
+            )
+            .await;
     }
 
     /// Registers the duty station `SOM-MGQ` (Mogadishu, in the area `SOM-BAN` of Somalia).
@@ -154,26 +150,9 @@ impl Center {
     }
 }
 
-impl Drop for Center {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 /// Appends reference data as `vigil import` does (actor `import`).
 pub async fn import(c: &Center, stream: events::StreamName, event: events::domain::DomainEvent) {
-    let meta = events::Meta {
-        actor: Some("import".into()),
-        ..Default::default()
-    };
-    c.store
-        .append(&events::AppendRequest {
-            stream,
-            expected_version: events::ExpectedVersion::Any,
-            events: vec![event.try_to_new_event(uuid::Uuid::new_v4(), meta).unwrap()],
-        })
-        .await
-        .unwrap();
+    c.centre.import([(stream, event)]).await;
 }
 
 /// One request with a bearer token, answered (a failed connection is a failed test).
