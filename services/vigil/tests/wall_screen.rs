@@ -638,9 +638,16 @@ async fn field_scenario(client: &Client, centre: &mut Centre, _: &Path) {
         .map_or(0, Vec::len);
     for (n, title) in titles.iter().enumerate() {
         submit_report(client, title).await;
-        wait_field(client, Duration::from_secs(15), "the report is saved", |p| {
-            p["reports"].as_array().is_some_and(|r| r.len() > before + n)
-        })
+        wait_field(
+            client,
+            Duration::from_secs(15),
+            "the report is saved",
+            |p| {
+                p["reports"]
+                    .as_array()
+                    .is_some_and(|r| r.len() > before + n)
+            },
+        )
         .await;
     }
     wait_field(
