@@ -14,7 +14,8 @@
 //!   acknowledgements/flow control (`$JS.ACK.>`, `$JS.FC.>`); consumer deliveries arrive on
 //!   its own inbox. JetStream consumers ignore a user's subscribe permissions (nats-server
 //!   #3202, #4225), so whoever may create a consumer reads every stream: that is why no other
-//!   user may call `$JS.API` at large.
+//!   user may call `$JS.API` at large. A store may also ask its peers' replicas for their
+//!   status (`vigil.store.status`): placement hands the lease only to a live one.
 //! - `cli` may ask every store replica for its status (`vigil.store.status`) and read, and
 //!   only read, the journal's stream info and the lease key (stream info and message gets of
 //!   the lease bucket), for `vigil cluster status`.
@@ -225,6 +226,8 @@ pub fn permissions(user: &str) -> Option<Permissions> {
                 format!("{}.>", events::subjects::STORE_JOURNAL),
                 "$JS.ACK.>".to_owned(),
                 "$JS.FC.>".to_owned(),
+                // Placement asks which peers' replicas are alive (`better_placed`).
+                events::subjects::STORE_STATUS.to_owned(),
             ]);
             p.subscribe_allow.extend([
                 events::subjects::STORE_JOURNAL.to_owned(),

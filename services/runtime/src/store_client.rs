@@ -16,10 +16,11 @@ use std::time::Duration;
 use async_nats::Client;
 use events::codec;
 use events::store_api::{
-    AppendOk, AppendReply, ErrorCode, ReadReply, ReadRequest, StoreError, StreamReadReply,
-    StreamReadRequest,
+    AppendOk, AppendReply, ErrorCode, ReadReply, ReadRequest, StoreError, StoreStatus,
+    StreamReadReply, StreamReadRequest,
 };
 use events::{AppendRequest, RecordedEvent, StreamName, subjects};
+use futures::StreamExt;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +212,41 @@ impl StoreClient {
 
 /// Runs `call` until it succeeds, fails for good, or `deadline` has passed, with backoff from
 /// 20 ms to 500 ms between tries.
+/// Asks every store replica for its status (`vigil.store.status` is not a queue group: each
+/// replica answers) and gathers the answers until `wait` has passed, or sooner once `enough`
+/// is true of those gathered. A replica that does not answer in time (stopped, paused, cut
+/// off) is simply not among them.
+pub async fn collect_statuses(
+    client: &Client,
+    wait: Duration,
+    mut enough: impl FnMut(&[StoreStatus]) -> bool,
+) -> Result<Vec<StoreStatus>, ClientError> {
+    let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+    let inbox = client.new_inbox();
+    let mut answers_sub = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| transport(&e))?;
+    client
+        .publish_with_reply(subjects::STORE_STATUS, inbox, "{}".into())
+        .await
+        .map_err(|e| transport(&e))?;
+    client.flush().await.map_err(|e| transport(&e))?;
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while !enough(&answers) {
+        let next = tokio::time::timeout_at(deadline, answers_sub.next()).await;
+        let Ok(Some(message)) = next else { break };
+        match serde_json::from_slice::<StoreStatus>(&message.payload) {
+            Ok(status) => answers.push(status),
+            Err(e) => {
+                tracing::warn!(error = %e, "an answer on vigil.store.status that is not a StoreStatus; ignored")
+            }
+        }
+    }
+    Ok(answers)
+}
+
 async fn retrying<T, F, Fut>(deadline: Duration, call: F) -> Result<T, ClientError>
 where
     F: Fn() -> Fut,

@@ -90,6 +90,8 @@ use events::subjects;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use runtime::store_client;
+
 use crate::log::journal::ApplyError;
 use crate::log::live::LiveLog;
 use crate::server::{Replication, StoreConfig, mark_loop};
@@ -356,7 +358,7 @@ async fn roles(
             if last_try.is_none_or(|t| t.elapsed() >= LEASE_POLL) {
                 last_try = Some(Instant::now());
                 let server = client.server_info().server_name;
-                if may_take_lease(&journal, &bucket, own_server(r), &mut free_since).await
+                if may_take_lease(client, &journal, &bucket, own_server(r), &mut free_since).await
                     && let Some(rev) =
                         lease::try_acquire(&bucket, lease::value(&r.node, &server), JS_TIMEOUT)
                             .await
@@ -398,7 +400,7 @@ async fn roles(
             "applied the journal to its end"
         );
         if handed_over.is_none_or(|t| t.elapsed() >= HANDOVER_COOLDOWN)
-            && let Some(peer) = better_placed(&journal, &bucket, own_server(r)).await
+            && let Some(peer) = better_placed(client, &journal, &bucket, own_server(r)).await
         {
             tracing::info!(node = %r.node, %peer, "this node leads a JetStream stream of the replication: handing the lease to a replica on another node");
             handed_over = Some(Instant::now());
@@ -409,6 +411,7 @@ async fn roles(
         // leader of the replication is (or comes) on this node and a better node is up.
         let term_end = CancellationToken::new();
         let watcher = tokio::spawn(watch_placement(
+            client.clone(),
             journal.clone(),
             bucket.clone(),
             r.node.clone(),
@@ -435,6 +438,7 @@ async fn roles(
 /// stream of the replication while a better-placed node is up (looked at every
 /// [`PLACEMENT_CHECK`], never within [`HANDOVER_COOLDOWN`] of the last hand-over).
 async fn watch_placement(
+    client: Client,
     journal: stream::Stream,
     bucket: kv::Store,
     node: String,
@@ -448,7 +452,7 @@ async fn watch_placement(
             _ = tokio::time::sleep(PLACEMENT_CHECK) => {}
         }
         if handed_over.is_none_or(|t| t.elapsed() >= HANDOVER_COOLDOWN)
-            && let Some(peer) = better_placed(&journal, &bucket, &node).await
+            && let Some(peer) = better_placed(&client, &journal, &bucket, &node).await
         {
             tracing::info!(%node, %peer, "this node leads a JetStream stream of the replication: handing the lease to a replica on another node");
             break;
@@ -482,9 +486,13 @@ async fn stream_placement(s: &stream::Stream) -> Option<(String, Vec<String>)> {
 }
 
 /// A nats-server, other than `server`, that leads neither the journal's nor the lease
-/// bucket's stream and is current in both, when `server` leads one of them: a store leader
-/// there would survive the loss of this node without waiting for a JetStream election.
+/// bucket's stream and is current in both, **and whose store replica answers its status**,
+/// when `server` leads one of them: a store leader there would survive the loss of this node
+/// without waiting for a JetStream election. A node whose nats-server is well but whose store
+/// is stopped, paused or hung is not better placed: handing the lease to it would hand it to
+/// nobody (and, before this check, did so again every [`HANDOVER_COOLDOWN`]).
 async fn better_placed(
+    client: &Client,
     journal: &stream::Stream,
     bucket: &kv::Store,
     server: &str,
@@ -494,9 +502,23 @@ async fn better_placed(
     if j_leader != server && k_leader != server {
         return None;
     }
-    j_current
+    let candidates: Vec<String> = j_current
         .into_iter()
-        .find(|p| p != server && *p != j_leader && *p != k_leader && k_current.contains(p))
+        .filter(|p| p != server && *p != j_leader && *p != k_leader && k_current.contains(p))
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let live = |answers: &[StoreStatus]| {
+        answers
+            .iter()
+            .find(|a| candidates.contains(&a.node))
+            .map(|a| a.node.clone())
+    };
+    let answers = store_client::collect_statuses(client, LOOKUP_TIMEOUT, |a| live(a).is_some())
+        .await
+        .ok()?;
+    live(&answers)
 }
 
 /// Whether this follower may try to take the lease now. A follower whose nats-server leads
@@ -504,12 +526,16 @@ async fn better_placed(
 /// seen it free for [`DEFER`], so a replica on another node takes it first when there is one.
 /// Look-ups that fail or time out count as "not this server": they never hold up a takeover.
 async fn may_take_lease(
+    client: &Client,
     journal: &stream::Stream,
     bucket: &kv::Store,
     server: &str,
     free_since: &mut Option<Instant>,
 ) -> bool {
-    if better_placed(journal, bucket, server).await.is_none() {
+    if better_placed(client, journal, bucket, server)
+        .await
+        .is_none()
+    {
         return true;
     }
     match tokio::time::timeout(LOOKUP_TIMEOUT, bucket.entry(lease::KEY)).await {

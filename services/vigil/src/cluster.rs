@@ -243,7 +243,13 @@ async fn status(settings: Resolved, args: ClusterStatusArgs) -> anyhow::Result<(
         Mode::Tool,
     )
     .await?;
-    let answers = collect_statuses(&client, Duration::from_millis(args.wait_ms)).await?;
+    let answers = runtime::store_client::collect_statuses(
+        &client,
+        Duration::from_millis(args.wait_ms),
+        |_| false,
+    )
+    .await
+    .context("cannot ask the store replicas for their status")?;
     let mut notes = Vec::new();
     let js = async_nats::jetstream::new(client.clone());
     let journal = match js.get_stream(JOURNAL_STREAM).await {
@@ -310,36 +316,6 @@ fn journal_of(info: &async_nats::jetstream::stream::Info) -> Journal {
         last_seq: info.state.last_sequence,
         replicas,
     }
-}
-
-/// Publishes one status request and gathers every answer that arrives within `wait`.
-async fn collect_statuses(
-    client: &async_nats::Client,
-    wait: Duration,
-) -> anyhow::Result<Vec<StoreStatus>> {
-    let inbox = client.new_inbox();
-    let mut answers_sub = client
-        .subscribe(inbox.clone())
-        .await
-        .context("cannot subscribe to this tool's inbox")?;
-    client
-        .publish_with_reply(events::subjects::STORE_STATUS, inbox, "{}".into())
-        .await
-        .context("cannot ask the store replicas for their status")?;
-    client.flush().await.context("cannot reach NATS")?;
-    let mut answers = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let next = tokio::time::timeout_at(deadline, answers_sub.next()).await;
-        let Ok(Some(message)) = next else { break };
-        match serde_json::from_slice::<StoreStatus>(&message.payload) {
-            Ok(status) => answers.push(status),
-            Err(e) => {
-                tracing::warn!(error = %e, "an answer on vigil.store.status that is not a StoreStatus; ignored")
-            }
-        }
-    }
-    Ok(answers)
 }
 
 #[cfg(test)]
