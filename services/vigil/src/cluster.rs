@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use events::store_api::StoreStatus;
-use futures::StreamExt;
 use runtime::nats::Mode;
 use runtime::nats_cluster::{JOURNAL_STREAM, LEASE_BUCKET, LEASE_KEY};
 use serde::Serialize;
