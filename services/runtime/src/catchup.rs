@@ -360,7 +360,11 @@ mod tests {
             .collect()
     }
 
-    /// Answers `vigil.store.read` from `log` up to `head`, counting the reads.
+    /// Answers `vigil.store.read` from `log` up to `head`, counting the reads. The one place
+    /// a test stands in for the store, on purpose: the cases below need a head the test moves
+    /// by hand (a group published before the log shows it, a gap only the log fills), which a
+    /// real store, publishing its own feed for every append, cannot hold still. The real store
+    /// end to end, across store and nats-server restarts, is `services/vigil/tests/catchup.rs`.
     async fn fake_store(
         client: Client,
         log: Arc<Vec<(RecordedEvent, Vec<u8>)>>,
