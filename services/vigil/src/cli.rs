@@ -120,6 +120,31 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command folds the log (the gateway's boards, the services' registers), and
+    /// so keeps checkpoints in the data directory; the tools (`vigil replay` too) never read
+    /// them.
+    pub fn folds_log(&self) -> bool {
+        matches!(
+            self,
+            Command::Up(_)
+                | Command::Gateway(_)
+                | Command::Audit
+                | Command::Incidents
+                | Command::Levels
+                | Command::Relocation
+                | Command::Surge
+                | Command::Hostage
+                | Command::Clearances
+                | Command::Broadcast
+        )
+    }
+
+    /// Whether the command is a server that runs until stopped (one that folds the log, or
+    /// the store): it holds a descriptor per client, NATS connection and store file.
+    pub fn is_server(&self) -> bool {
+        self.folds_log() || matches!(self, Command::Store(_))
+    }
+
     /// Whether the command writes the data directory (the log, secrets, users): those refuse
     /// to start when other users can read it (see `runtime::data_dir`).
     pub fn writes_data_dir(&self) -> bool {

@@ -64,20 +64,7 @@ async fn run() -> ExitCode {
     runtime::telemetry::init_tracing();
     // A server holds a descriptor per client, per NATS connection and per store file: it
     // raises its own soft limit (often 1,024) to the hard limit, once, before it starts.
-    if matches!(
-        cli.command,
-        Command::Up(_)
-            | Command::Store(_)
-            | Command::Gateway(_)
-            | Command::Audit
-            | Command::Incidents
-            | Command::Levels
-            | Command::Relocation
-            | Command::Surge
-            | Command::Hostage
-            | Command::Clearances
-            | Command::Broadcast
-    ) {
+    if cli.command.is_server() {
         runtime::open_files::raise_to_hard_limit();
     }
     // `vigil up` decides the NATS URL; every other command finds the running centre's.
@@ -103,21 +90,7 @@ async fn run() -> ExitCode {
 }
 
 async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<()> {
-    // The processes that fold the log (the gateway's boards, the services' registers) keep
-    // checkpoints in the data directory; the tools (`vigil replay` too) never read them.
-    if matches!(
-        command,
-        Command::Up(_)
-            | Command::Gateway(_)
-            | Command::Audit
-            | Command::Incidents
-            | Command::Levels
-            | Command::Relocation
-            | Command::Surge
-            | Command::Hostage
-            | Command::Clearances
-            | Command::Broadcast
-    ) {
+    if command.folds_log() {
         runtime::checkpoint::set_default_dir(Some(runtime::checkpoint::dir_in(&settings.data_dir)));
     }
     match command {
