@@ -180,14 +180,7 @@ impl Centre {
         // starts so both use the same one.
         let auth = Auth::open(dir, vec![]).context("opening the gateway's keys")?;
         let day = Duration::from_secs(24 * 3600);
-        let (field_token, _) = auth.issue(
-            "chaos.field",
-            Role::FieldOfficer,
-            Some("SO".into()),
-            None,
-            day,
-            "api",
-        )?;
+        let field_token = crate::writers::field_token(&auth, "chaos.field")?;
         let (duty_token, _) =
             auth.issue("chaos.duty", Role::DutyOfficer, None, None, day, "api")?;
         let mut centre = Centre {

@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gateway::auth::{Auth, Role};
+use gateway::auth::Auth;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -524,14 +524,7 @@ pub async fn run(
     // The nodes share one token key (a token works on every gateway) and one NATS users file;
     // `cli` may append to any stream.
     let auth = Auth::open(&cluster.dir, vec![]).context("opening the cluster's token key")?;
-    let (token, _) = auth.issue(
-        "chaos.field",
-        Role::FieldOfficer,
-        Some("SO".into()),
-        None,
-        Duration::from_secs(24 * 3600),
-        "api",
-    )?;
+    let token = crate::writers::field_token(&auth, "chaos.field")?;
     let acks_path = dir.join("acks.jsonl");
     let acks = AckFile::create(&acks_path)?;
     let progress = Progress::default();

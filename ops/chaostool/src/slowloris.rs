@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gateway::auth::{Auth, Role};
+use gateway::auth::Auth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -358,14 +358,7 @@ pub async fn run(
     std::fs::create_dir_all(dir.join("data")).context("creating the data directory")?;
     let data: PathBuf = dir.join("data");
     let auth = Auth::open(&data, vec![]).context("opening the gateway's keys")?;
-    let (token, _) = auth.issue(
-        "slowloris.field",
-        Role::FieldOfficer,
-        Some("SO".into()),
-        None,
-        Duration::from_secs(24 * 3600),
-        "api",
-    )?;
+    let token = crate::writers::field_token(&auth, "slowloris.field")?;
     let http = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
     let metrics = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
     let mut up = Up::start(vigil, dir, testkit::free_port(), http, metrics)?;

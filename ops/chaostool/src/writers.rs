@@ -250,6 +250,21 @@ pub async fn subscribe_board(
     Some(ws)
 }
 
+/// The token an HTTP writer reports with: user `user`, a field officer of Somalia (the
+/// country of [`report_body`]'s reports), valid a day.
+pub fn field_token(auth: &gateway::auth::Auth, user: &str) -> anyhow::Result<String> {
+    let day = Duration::from_secs(24 * 3600);
+    let (token, _) = auth.issue(
+        user,
+        gateway::auth::Role::FieldOfficer,
+        Some("SO".into()),
+        None,
+        day,
+        "api",
+    )?;
+    Ok(token)
+}
+
 /// One `POST /api/v1/incidents` of report `id` (`body`) with `auth`, within 5 s: its
 /// acknowledgement when answered 201 (or 200: already stored), else what came back.
 pub async fn post_report(
