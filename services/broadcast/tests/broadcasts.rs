@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::Centre;
+use common::{Centre, country, evacuation};
 use events::RecordedEvent;
 use events::command::{Actor, Role};
-use events::domain::relocation::{self, OrderKind, RelocationOrdered, Scope};
-use events::validate::Country;
+use events::domain::relocation::{self, RelocationOrdered};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -92,10 +91,6 @@ impl Receiver {
     fn seen(&self) -> Vec<(Value, bool)> {
         self.seen.lock().unwrap().clone()
     }
-}
-
-fn country(c: &str) -> Country {
-    Country::parse(c).unwrap()
 }
 
 fn duty(user: &str) -> Actor {
@@ -193,18 +188,6 @@ async fn ok_text(c: &Centre, name: &str, who: &Actor, body: Value) -> String {
     let text = answer["ok"].as_str();
     text.unwrap_or_else(|| panic!("{name}: {answer}"))
         .to_owned()
-}
-
-fn evacuation() -> RelocationOrdered {
-    RelocationOrdered {
-        kind: OrderKind::Evacuation,
-        country: country("SO"),
-        area: None,
-        duty_station: None,
-        scope: Scope::AllPersonnel,
-        destination: "Nairobi".into(),
-        deadline: OffsetDateTime::now_utc() + time::Duration::days(1),
-    }
 }
 
 fn rule_broadcasts(log: &[RecordedEvent], trigger: Uuid) -> Vec<&RecordedEvent> {

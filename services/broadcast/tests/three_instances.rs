@@ -14,13 +14,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::Centre;
+use common::{Centre, evacuation};
 use events::RecordedEvent;
 use events::command::{Actor, Role};
-use events::domain::relocation::{self, OrderKind, RelocationOrdered, Scope};
-use events::validate::Country;
+use events::domain::relocation;
 use serde_json::json;
-use time::OffsetDateTime;
 use uuid::Uuid;
 use vigil_broadcast::clock::Clock;
 use vigil_broadcast::rules::{self, Config};
@@ -35,10 +33,6 @@ fn duty() -> Actor {
         scope: None,
         agency: None,
     }
-}
-
-fn country(c: &str) -> Country {
-    Country::parse(c).unwrap()
 }
 
 /// The shipped rules; every agency on NATS; two attempts a second apart (clock time), a
@@ -128,18 +122,6 @@ fn effects(log: &[RecordedEvent]) -> BTreeMap<String, usize> {
         *seen.entry(key).or_insert(0) += 1;
     }
     seen
-}
-
-fn evacuation() -> RelocationOrdered {
-    RelocationOrdered {
-        kind: OrderKind::Evacuation,
-        country: country("SO"),
-        area: None,
-        duty_station: None,
-        scope: Scope::AllPersonnel,
-        destination: "Nairobi".into(),
-        deadline: OffsetDateTime::now_utc() + time::Duration::days(1),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

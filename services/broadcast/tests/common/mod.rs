@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use events::domain::DomainEvent;
 use events::domain::agency::{self, AgencyRegistered};
+use events::domain::relocation::{OrderKind, RelocationOrdered, Scope};
 use events::validate::Country;
 use events::{RecordedEvent, StreamName};
 use futures::StreamExt;
@@ -129,5 +130,24 @@ impl Centre {
     /// Lets the schedulers run a few ticks.
     pub async fn settle(&self) {
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Country `c` (a valid ISO code in the tests).
+pub fn country(c: &str) -> Country {
+    Country::parse(c).unwrap()
+}
+
+/// An evacuation of all personnel of Somalia to Nairobi, due in a day: what the shipped
+/// rules broadcast to the country's agencies.
+pub fn evacuation() -> RelocationOrdered {
+    RelocationOrdered {
+        kind: OrderKind::Evacuation,
+        country: country("SO"),
+        area: None,
+        duty_station: None,
+        scope: Scope::AllPersonnel,
+        destination: "Nairobi".into(),
+        deadline: OffsetDateTime::now_utc() + time::Duration::days(1),
     }
 }
