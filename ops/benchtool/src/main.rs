@@ -12,6 +12,12 @@
 //!   - **postgres**: one `INSERT … SELECT max(version)+1` per append with
 //!     `synchronous_commit = on` (fsync before ack, the same promise as Vigil).
 //!
+//!   With `--replicas 3 --cluster cluster.json` (a centre `ops/cluster up` started) it
+//!   measures instead, by default, the single-node store beside **vigil-r3** (the same
+//!   appends to the replicated store, through all three nodes) and **jetstream-r3** (a
+//!   3-replica JetStream stream on the same cluster, one event per message with an expected
+//!   last subject sequence), and judges the cluster issue's targets (see `replicated`).
+//!
 //!   For each window W and each system it runs W concurrent in-flight appends for a warm-up
 //!   (not measured) and then for the measured duration, records every ack latency in an HDR
 //!   histogram, and prints rates, percentiles, errors, the ratios between the systems and the
@@ -43,6 +49,8 @@
 //! - `driver`: runs one store cell (one system at one window): workers, progress, histograms.
 //! - `systems`: how each system appends one event, and how each is set up and torn down.
 //! - `report`: the store tables, ratios and targets.
+//! - `replicated`: `store --replicas 3`: the cluster's connections, the replicated JetStream
+//!   peer, and the cluster issue's table, ratios and targets.
 //! - `workload`: realistic domain events (incidents, security levels) over 50 countries.
 //! - `fanout`, `baseline`: the WebSocket fan-out benchmark and its baseline server.
 //! - `replay`: the replay and cold-start benchmark.
@@ -70,6 +78,7 @@ mod load;
 mod open_loop;
 mod prom;
 mod replay;
+mod replicated;
 mod report;
 mod server_side;
 mod summary;
@@ -163,14 +172,19 @@ struct StoreArgs {
     /// Requests in flight, one cell per value.
     #[arg(long, value_delimiter = ',', default_value = "16,128,512")]
     windows: Vec<usize>,
-    /// Systems to run, in this order within each window.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "vigil,jetstream-sync,jetstream,postgres"
-    )]
-    systems: Vec<System>,
+    /// Systems to run, in this order within each window [default:
+    /// vigil,jetstream-sync,jetstream,postgres; with --replicas: vigil,vigil-r3,jetstream-r3].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    systems: Option<Vec<System>>,
+    /// Also measure a replicated centre: the store on the 3-node cluster that --cluster
+    /// describes (`vigil-r3`) and a JetStream stream with this many replicas on the same
+    /// nats-servers (`jetstream-r3`). Only 3: the store's journal has 3 replicas.
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// The description `ops/cluster up` wrote (`cluster.json`: each node's NATS URL and the
+    /// shared NATS credentials file), for --replicas.
+    #[arg(long, env = "VIGIL_BENCH_CLUSTER")]
+    cluster: Option<std::path::PathBuf>,
     /// Streams each worker appends to, round-robin.
     #[arg(long, default_value_t = 4)]
     streams_per_worker: usize,
@@ -205,6 +219,15 @@ pub enum System {
     Jetstream,
     /// PostgreSQL `INSERT … SELECT` with `synchronous_commit = on`.
     Postgres,
+    /// Vigil's store replicated on a 3-node cluster (`--replicas 3`): `vigil.store.append`
+    /// through all three nodes' NATS servers, acked after a quorum of the journal fsynced.
+    #[value(name = "vigil-r3")]
+    VigilR3,
+    /// JetStream publish-with-ack to a 3-replica file stream on the same cluster
+    /// (`sync_interval: always`), one event per message with an expected last subject
+    /// sequence (`--replicas 3`).
+    #[value(name = "jetstream-r3")]
+    JetstreamR3,
 }
 
 impl System {
@@ -215,7 +238,14 @@ impl System {
             Self::JetstreamSync => "jetstream-sync",
             Self::Jetstream => "jetstream",
             Self::Postgres => "postgres",
+            Self::VigilR3 => "vigil-r3",
+            Self::JetstreamR3 => "jetstream-r3",
         }
+    }
+
+    /// Whether it runs on the cluster of `--replicas`.
+    pub fn replicated(self) -> bool {
+        matches!(self, Self::VigilR3 | Self::JetstreamR3)
     }
 }
 
@@ -265,8 +295,36 @@ async fn run(cli: StoreArgs) -> anyhow::Result<()> {
     if cli.streams_per_worker == 0 || cli.nats_connections == 0 || cli.pg_max_connections == 0 {
         bail!("--streams-per-worker, --nats-connections and --pg-max-connections must be ≥ 1");
     }
-    let mut systems = cli.systems.clone();
+    let cluster = match (cli.replicas, cli.cluster.as_deref()) {
+        (None, _) => None,
+        (Some(replicated::REPLICAS), Some(path)) => {
+            Some(replicated::Cluster::load(path, replicated::REPLICAS)?)
+        }
+        (Some(replicated::REPLICAS), None) => bail!(
+            "--replicas needs --cluster (the cluster.json of `ops/cluster up`; `ops/bench store --replicas 3` starts one)"
+        ),
+        (Some(n), _) => bail!(
+            "--replicas {n}: only {} (the store's journal has {} replicas)",
+            replicated::REPLICAS,
+            replicated::REPLICAS
+        ),
+    };
+    let mut systems = cli.systems.clone().unwrap_or_else(|| {
+        if cluster.is_some() {
+            vec![System::Vigil, System::VigilR3, System::JetstreamR3]
+        } else {
+            vec![
+                System::Vigil,
+                System::JetstreamSync,
+                System::Jetstream,
+                System::Postgres,
+            ]
+        }
+    });
     systems.dedup();
+    if cluster.is_none() && systems.iter().any(|s| s.replicated()) {
+        bail!("vigil-r3 and jetstream-r3 need --replicas 3 and --cluster");
+    }
     if cli.js_sync_url.is_none() && systems.contains(&System::JetstreamSync) {
         eprintln!(
             "vigil-bench: no --js-sync-url (a nats-server with `jetstream {{ sync_interval: always }}`): jetstream-sync is not run"
@@ -281,9 +339,14 @@ async fn run(cli: StoreArgs) -> anyhow::Result<()> {
         streams_per_worker: cli.streams_per_worker,
         data_bytes: cli.data_bytes,
         pg_max_connections: cli.pg_max_connections,
-        nats_connections: cli.nats_connections,
+        // One connection per node at least for the replicated cells, and as many for the
+        // single node, so the two see the same client side.
+        nats_connections: cluster.as_ref().map_or(cli.nats_connections, |c| {
+            cli.nats_connections.max(c.nodes.len())
+        }),
         request_timeout: Duration::from_secs(cli.request_timeout.max(1)),
         js_msg_id: cli.js_msg_id,
+        cluster,
     };
     let env = systems::Env::connect(&settings, &systems).await?;
     env.print_preamble(&settings);
@@ -305,6 +368,10 @@ async fn run(cli: StoreArgs) -> anyhow::Result<()> {
     // measures.
     let results =
         cell::run_cells(&mut bench, &cli.windows, &systems, Duration::from_secs(1)).await?;
-    report::print_summary(&results, &cli.windows);
+    if results.iter().any(|r| r.spec.system.replicated()) {
+        replicated::print_summary(&results, &cli.windows);
+    } else {
+        report::print_summary(&results, &cli.windows);
+    }
     Ok(())
 }

@@ -78,7 +78,8 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn rate_text(rate: f64) -> String {
+/// A rate as printed: whole appends/s with thousands separators.
+pub fn rate_text(rate: f64) -> String {
     thousands(rate.round().max(0.0) as u64)
 }
 
@@ -122,7 +123,8 @@ pub fn print_window(window: usize, row: &[CellResult]) {
     }
 }
 
-fn find(results: &[CellResult], system: System, window: usize) -> Option<&CellResult> {
+/// The cell of `system` at `window`, if it ran.
+pub fn find(results: &[CellResult], system: System, window: usize) -> Option<&CellResult> {
     results
         .iter()
         .find(|r| r.spec.system == system && r.spec.window == window)
@@ -256,16 +258,27 @@ pub fn print_summary(results: &[CellResult], windows: &[usize]) {
         println!("  {w:>4} in flight: {}", ratios.join(", "));
     }
 
+    print_verdicts("the store issue", &targets(results, windows));
+    print_markdown(results, windows);
+}
+
+/// Prints `verdicts` under `== targets (from ISSUE) ==`, PASS/MISS (or `-`, not run) beside
+/// each.
+pub fn print_verdicts(issue: &str, verdicts: &[Verdict]) {
     println!();
-    println!("== targets (from the store issue) ==");
-    for t in targets(results, windows) {
+    println!("== targets (from {issue}) ==");
+    for t in verdicts {
         let verdict_text = match t.pass {
             Some(p) => verdict(p),
             None => "-",
         };
         println!("  {:<72} {}  {verdict_text}", t.goal, t.measured);
     }
+}
 
+/// Prints every cell as a Markdown table, window by window, to paste into
+/// `docs/BENCHMARKS.md`.
+pub fn print_markdown(results: &[CellResult], windows: &[usize]) {
     println!();
     println!("== markdown ==");
     println!("| in flight | system | appends/s | p50 ms | p99 ms | p99.9 ms | errors |");
@@ -285,12 +298,15 @@ pub fn print_summary(results: &[CellResult], windows: &[usize]) {
     }
 }
 
-fn column_title(system: System) -> &'static str {
+/// The column title of `system` in the issues' tables.
+pub fn column_title(system: System) -> &'static str {
     match system {
         System::Vigil => "vigil (fsync before ack)",
         System::JetstreamSync => "JetStream, `sync_interval: always` (fsync before ack)",
         System::Jetstream => "JetStream default (no fsync before ack)",
         System::Postgres => "PostgreSQL, synchronous_commit=on",
+        System::VigilR3 => "vigil, 3 replicas",
+        System::JetstreamR3 => "JetStream R3, `sync_interval: always`",
     }
 }
 

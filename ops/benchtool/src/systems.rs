@@ -1,5 +1,6 @@
-//! The four systems under test: how each appends one event, and how each is set up before a
-//! cell and cleaned after it.
+//! The systems under test: how each appends one event, and how each is set up before a cell
+//! and cleaned after it. The replicated ones (`--replicas 3`) connect to the cluster through
+//! `replicated`, which also holds the replicated JetStream peer's worker.
 //!
 //! Every append carries one new event (a fresh UUID id, type `BenchAppended`, ~300 B of JSON
 //! data) to one of the worker's own streams, round-robin, with expected version "any".
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use crate::System;
 use crate::driver::Failure;
+use crate::replicated::{self, Cluster, JsR3Worker};
 
 /// The JetStream stream the bench creates (and deletes) for each cell.
 const JS_STREAM: &str = "VIGIL_BENCH";
@@ -54,6 +56,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Send `Nats-Msg-Id` with JetStream publishes.
     pub js_msg_id: bool,
+    /// The 3-node cluster of `--replicas 3` (`vigil-r3`, `jetstream-r3`).
+    pub cluster: Option<Cluster>,
 }
 
 /// What the bench learnt about PostgreSQL's durability settings.
@@ -72,6 +76,10 @@ pub struct Env {
     nats_version: Option<String>,
     /// Connections to the `sync_interval: always` server.
     js_sync: Vec<async_nats::Client>,
+    /// Connections to the cluster as `cli`, spread over its nodes (`vigil-r3`).
+    cluster_cli: Vec<async_nats::Client>,
+    /// Connections to the cluster as `store` (`jetstream-r3`), spread the same way.
+    cluster_store: Vec<async_nats::Client>,
     pg: Option<PgInfo>,
     pg_url: String,
 }
@@ -92,6 +100,8 @@ impl Env {
             nats: Vec::new(),
             nats_version: None,
             js_sync: Vec::new(),
+            cluster_cli: Vec::new(),
+            cluster_store: Vec::new(),
             pg: None,
             pg_url: settings.pg_url.clone(),
         };
@@ -124,8 +134,31 @@ impl Env {
                 env.js_sync.push(client);
             }
         }
+        if let Some(cluster) = &settings.cluster {
+            if systems.contains(&System::VigilR3) {
+                env.cluster_cli = cluster
+                    .connect(
+                        &cluster.cli,
+                        settings.nats_connections,
+                        settings.request_timeout,
+                    )
+                    .await?;
+            }
+            if systems.contains(&System::JetstreamR3) {
+                env.cluster_store = cluster
+                    .connect(
+                        &cluster.store,
+                        settings.nats_connections,
+                        settings.request_timeout,
+                    )
+                    .await?;
+            }
+        }
         if systems.contains(&System::Vigil) {
-            env.wait_for_store().await?;
+            Self::wait_for_store(env.nats.first()).await?;
+        }
+        if systems.contains(&System::VigilR3) {
+            Self::wait_for_store(env.cluster_cli.first()).await?;
         }
         if systems.contains(&System::Postgres) {
             env.pg = Some(pg_info(&settings.pg_url).await?);
@@ -133,8 +166,10 @@ impl Env {
         Ok(env)
     }
 
-    async fn wait_for_store(&self) -> anyhow::Result<()> {
-        let client = self.nats.first().context("no NATS connection")?;
+    /// Waits until a store answers reads through `client` (on a cluster: until a leader
+    /// serves).
+    async fn wait_for_store(client: Option<&async_nats::Client>) -> anyhow::Result<()> {
+        let client = client.context("no NATS connection")?;
         let probe = serde_json::to_vec(&ReadRequest { from: 1, limit: 1 })?;
         let deadline = Instant::now() + STORE_READY_TIMEOUT;
         let mut told = false;
@@ -198,6 +233,14 @@ impl Env {
                 settings.js_sync_url.as_deref().unwrap_or("?")
             );
         }
+        if let Some(cluster) = &settings.cluster {
+            replicated::print_preamble(
+                cluster,
+                self.cluster_cli.first().or(self.cluster_store.first()),
+                self.cluster_cli.len().max(self.cluster_store.len()),
+                settings.js_msg_id,
+            );
+        }
         if let Some(pg) = &self.pg {
             println!(
                 "  postgres:  {} — INSERT … SELECT max(version)+1 per append, fsync={}, synchronous_commit={}, wal_sync_method={}, data at {}",
@@ -221,10 +264,18 @@ impl Env {
         window: usize,
     ) -> anyhow::Result<Prepared> {
         match system {
-            System::Vigil => {
+            System::Vigil | System::VigilR3 => {
+                let clients = if system == System::VigilR3 {
+                    &self.cluster_cli
+                } else {
+                    &self.nats
+                };
                 let workers = (0..window)
                     .map(|w| {
-                        let client = self.nats_client(w)?;
+                        let client = clients
+                            .get(w % clients.len().max(1))
+                            .cloned()
+                            .context("no NATS connection")?;
                         let streams = (0..settings.streams_per_worker)
                             .map(|_| -> anyhow::Result<StreamName> {
                                 Ok(StreamName::new(Category::parse("bench")?, Uuid::new_v4()))
@@ -238,8 +289,13 @@ impl Env {
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let note = format!(
-                    "{window} requests in flight over {} NATS connection(s)",
-                    self.nats.len()
+                    "{window} requests in flight over {} NATS connection(s){}",
+                    clients.len(),
+                    if system == System::VigilR3 {
+                        ", spread over the cluster's nodes, as `cli`; acked once a quorum of the journal fsynced and the leader applied"
+                    } else {
+                        ""
+                    }
                 );
                 Ok(Prepared {
                     workers,
@@ -291,6 +347,33 @@ impl Env {
                     note: Some(note),
                 })
             }
+            System::JetstreamR3 => {
+                let workers = replicated::prepare_js(
+                    &self.cluster_store,
+                    window,
+                    settings.streams_per_worker,
+                    settings.js_msg_id,
+                    |w| EventMaker::new(w, settings.data_bytes),
+                )
+                .await?
+                .into_iter()
+                .map(Appender::JetstreamR3)
+                .collect();
+                let note = format!(
+                    "{window} publishes in flight over {} NATS connection(s) as `store`, spread over the cluster's nodes; file storage, R{}, sync_interval: always; Nats-Expected-Last-Subject-Sequence on each{}",
+                    self.cluster_store.len(),
+                    replicated::REPLICAS,
+                    if settings.js_msg_id {
+                        ", Nats-Msg-Id"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(Prepared {
+                    workers,
+                    note: Some(note),
+                })
+            }
             System::Postgres => {
                 reset_pg_table(&settings.pg_url).await?;
                 let conns = window.min(settings.pg_max_connections);
@@ -329,7 +412,8 @@ impl Env {
     /// Frees what a cell of `system` left behind (best effort: failures are printed).
     pub async fn finish(&self, system: System) {
         match system {
-            System::Vigil => {}
+            System::Vigil | System::VigilR3 => {}
+            System::JetstreamR3 => replicated::finish_js(&self.cluster_store).await,
             System::Jetstream | System::JetstreamSync => {
                 let deleted = match self.js_clients(system).first().cloned() {
                     Some(client) => jetstream::new(client)
@@ -370,20 +454,10 @@ impl Env {
             &self.nats
         }
     }
-
-    fn nats_client(&self, worker: usize) -> anyhow::Result<async_nats::Client> {
-        if self.nats.is_empty() {
-            bail!("no NATS connection");
-        }
-        self.nats
-            .get(worker % self.nats.len())
-            .cloned()
-            .context("no NATS connection")
-    }
 }
 
 /// Builds one worker's events: a fresh id each, data of about the asked size.
-struct EventMaker {
+pub(crate) struct EventMaker {
     worker: usize,
     pad: String,
 }
@@ -413,7 +487,7 @@ impl EventMaker {
         Self::data_of(self.worker, seq, &self.pad)
     }
 
-    fn event(&self, seq: u64) -> NewEvent {
+    pub(crate) fn event(&self, seq: u64) -> NewEvent {
         NewEvent {
             id: Uuid::new_v4(),
             event_type: EVENT_TYPE.to_owned(),
@@ -437,6 +511,8 @@ pub enum Appender {
     Jetstream(JsWorker),
     /// PostgreSQL.
     Postgres(PgWorker),
+    /// JetStream with 3 replicas on the cluster.
+    JetstreamR3(JsR3Worker),
 }
 
 impl Appender {
@@ -446,6 +522,7 @@ impl Appender {
             Self::Vigil(w) => w.append(seq).await,
             Self::Jetstream(w) => w.append(seq).await,
             Self::Postgres(w) => w.append(seq).await,
+            Self::JetstreamR3(w) => w.append(seq).await,
         }
     }
 }
