@@ -194,7 +194,8 @@ struct StoreArgs {
     /// Most PostgreSQL connections (the window is spread over min(W, this) connections).
     #[arg(long, default_value_t = 64)]
     pg_max_connections: usize,
-    /// NATS connections the bench spreads its workers over (Vigil and JetStream alike).
+    /// NATS connections the bench spreads its workers over (Vigil and JetStream alike; with
+    /// --replicas at least one per node, for every system).
     #[arg(long, default_value_t = 1)]
     nats_connections: usize,
     /// Seconds before a request counts as timed out.

@@ -357,7 +357,7 @@ impl Env {
                 )
                 .await?
                 .into_iter()
-                .map(Appender::JetstreamR3)
+                .map(|w| Appender::JetstreamR3(Box::new(w)))
                 .collect();
                 let note = format!(
                     "{window} publishes in flight over {} NATS connection(s) as `store`, spread over the cluster's nodes; file storage, R{}, sync_interval: always; Nats-Expected-Last-Subject-Sequence on each{}",
@@ -511,8 +511,8 @@ pub enum Appender {
     Jetstream(JsWorker),
     /// PostgreSQL.
     Postgres(PgWorker),
-    /// JetStream with 3 replicas on the cluster.
-    JetstreamR3(JsR3Worker),
+    /// JetStream with 3 replicas on the cluster (boxed: it holds the stream's info).
+    JetstreamR3(Box<JsR3Worker>),
 }
 
 impl Appender {
