@@ -27,7 +27,7 @@ pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_sec
 /// What the retention took off the board in one step (an event's fold or a tick).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Expired {
-    /// Listed broadcasts that left, in the order they left.
+    /// Listed broadcasts that left, newest first (list order).
     pub(super) left: Vec<Uuid>,
     /// Broadcasts that came into view at the end of the list in their place, in list order.
     pub(super) into_view: Vec<Uuid>,

@@ -22,7 +22,7 @@ use crate::{Op, Situation, View, apply_ops, timestamp};
 /// One step of a run: an event folded, or a tick at a time.
 #[derive(Debug, Clone)]
 enum Run {
-    Event(RecordedEvent),
+    Event(Box<RecordedEvent>),
     Tick(OffsetDateTime),
 }
 
@@ -69,7 +69,11 @@ fn page_after(retention: Duration, run: &[Run], k: usize, view: View) -> Value {
 
 /// The events of `log` as a run with no tick.
 fn events_of(log: &Log) -> Vec<Run> {
-    log.events.iter().cloned().map(Run::Event).collect()
+    log.events
+        .iter()
+        .cloned()
+        .map(|e| Run::Event(Box::new(e)))
+        .collect()
 }
 
 /// Issues routine broadcasts `first..first + n` (to `wfp`, acknowledgement required).
@@ -221,7 +225,7 @@ fn a_tick_expires_on_a_quiet_board_and_moves_neither_position_nor_as_of() {
     run.push(Run::Tick(ended + time::Duration::minutes(30)));
     log.wait(29);
     log.push(7000, cancel());
-    run.push(Run::Event(log.events.last().unwrap().clone()));
+    run.push(Run::Event(Box::new(log.events.last().unwrap().clone())));
     let ticked = board_of(retention, &run);
     let folded = board_of(retention, &events_of(&log));
     for view in View::ALL {
@@ -294,7 +298,7 @@ fn run_of(steps: &[(Step, u8, Option<u8>)]) -> Vec<Run> {
             run.push(Run::Tick(next - time::Duration::minutes(back)));
         }
         super::properties::push_step(&mut log, step);
-        run.push(Run::Event(log.events.last().unwrap().clone()));
+        run.push(Run::Event(Box::new(log.events.last().unwrap().clone())));
     }
     run
 }
