@@ -463,6 +463,14 @@ impl Centre {
         .unwrap_or_else(|| panic!("nats-server is gone after kill -9"));
     }
 
+    /// Sets an environment variable for every `vigil` process started from now on (the next
+    /// [`Centre::up_again`]), replacing the value the builder gave: a restart with another
+    /// setting.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Starts `vigil up` again after [`Centre::stop`] or [`Centre::kill9`], on the same data and addresses, and
     /// waits only for its banner and its HTTP port: a test that watches the parts come back
     /// by themselves must not wait for them here.

@@ -4,8 +4,13 @@
 //! The contract with the gateway and the pages is `dashboards/boards/MODEL.md`. This crate owns
 //! it: what a board contains, how each view is redacted, and the delta operations. It promises:
 //!
-//! - **Pure folds.** No I/O, no clock: time comes only from each event's `recorded_at`, so the
-//!   same events always give the same board, byte for byte, on every gateway.
+//! - **Pure folds.** No I/O, no clock: time comes only from each event's `recorded_at` (and
+//!   from the time a caller gives a tick, [`Situation::expire`]), so the same events always
+//!   give the same board, byte for byte, on every gateway.
+//! - **Bounded by what is open.** What ended leaves the state: closed cases at once, ended
+//!   broadcasts the retention after ([`Situation::with_retention`], default
+//!   [`DEFAULT_RETENTION`]), with the same kind of delta as any removal. Ticks no later than
+//!   the next event change nothing that event's fold would not (property-tested).
 //! - **Snapshot plus deltas equals the fold.** For any k, the snapshot after event k with the
 //!   deltas of the events after k applied by [`apply_ops`] (and `position` / `as_of` set from
 //!   the delta message, as the page does) equals the snapshot of the whole fold. Property-tested.
@@ -65,7 +70,7 @@ pub mod situation;
 pub use merge::merge_ops;
 pub use ops::{Op, apply_ops};
 pub use scope::{Cut, scope_ops, scope_snapshot};
-pub use situation::{CHECKPOINT_VERSION, Changes, Situation};
+pub use situation::{CHECKPOINT_VERSION, Changes, DEFAULT_RETENTION, Situation};
 
 /// Every board this crate projects, by the name clients subscribe to.
 pub const BOARDS: &[&str] = &["situation"];

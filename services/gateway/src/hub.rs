@@ -30,6 +30,11 @@
 //!   delta ([`merged_delta`]: exactly what the frames do, latest state per entity, the last
 //!   frame's position; see `ws`); one that falls further behind than the ring is told so
 //!   (`Lagged`) and is sent a fresh snapshot instead of its backlog.
+//! - Retention ([`Hub::tick`]): a quiet centre's board still forgets ended broadcasts on
+//!   time. A tick is a board operation at the position the board is at: its delta is sent
+//!   live as a frame marked `tick` (a connection at that position takes it), never kept in
+//!   the ring; the ring is emptied and its floor set past the position, so a client resuming
+//!   from there gets a snapshot (it may or may not have seen the tick).
 //! - A board restored from a checkpoint ([`Hub::restore`]) is taken only before anything is
 //!   folded; [`Hub::checkpoint_copy`] copies the board under the read lock (the fold waits
 //!   for the copy only, never for the disk: the caller writes it after the lock is released).
@@ -72,16 +77,28 @@ pub struct Frame {
     pub view: View,
     /// The encoded `delta` message.
     pub bytes: Utf8Bytes,
+    /// Whether it is a tick's delta ([`Hub::tick`]): at the position of the delta before it,
+    /// and still to be sent to a connection at that position.
+    pub tick: bool,
     /// Its ops and `as_of`, kept so a connection can cut them to its scope ([`scoped_delta`])
     /// or merge several of them for a client that fell behind ([`merged_delta`]).
     pub ops: Arc<(Vec<boards::Op>, Option<String>)>,
+}
+
+impl Frame {
+    /// Whether a connection that has been sent everything up to `position` still needs this
+    /// frame: a later position, or a tick at that position (a connection only ever receives
+    /// a tick frame live, after the frames before it, so it never gets one twice).
+    pub fn is_after(&self, position: u64) -> bool {
+        self.position > position || (self.tick && self.position == position)
+    }
 }
 
 /// A `delta` message (`docs/PROTOCOL.md`, "Server → client").
 fn delta_bytes(
     view: View,
     scope: Option<Cut>,
-    position: u64,
+    (position, tick): (u64, bool),
     as_of: Option<&str>,
     ops: &[boards::Op],
 ) -> Utf8Bytes {
@@ -96,6 +113,9 @@ fn delta_bytes(
     if let Some(cut) = scope {
         msg["scope"] = json!(cut.label());
     }
+    if tick {
+        msg["tick"] = json!(true);
+    }
     Utf8Bytes::from(msg.to_string())
 }
 
@@ -109,7 +129,7 @@ pub fn scoped_delta(frame: &Frame, scope: Cut) -> Option<Utf8Bytes> {
     Some(delta_bytes(
         View::WallScreen,
         Some(scope),
-        frame.position,
+        (frame.position, frame.tick),
         frame.ops.1.as_deref(),
         &ops,
     ))
@@ -140,7 +160,7 @@ pub fn merged_delta(run: &[Frame], scope: Option<Cut>) -> Option<Utf8Bytes> {
     Some(delta_bytes(
         last.view,
         scope,
-        last.position,
+        (last.position, last.tick),
         last.ops.1.as_deref(),
         &ops,
     ))
@@ -220,11 +240,16 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// An empty hub at position 0.
+    /// An empty hub at position 0, with the default retention (`boards::DEFAULT_RETENTION`).
     pub fn new() -> Self {
+        Self::with_retention(boards::DEFAULT_RETENTION)
+    }
+
+    /// An empty hub whose board keeps an ended broadcast `retention` after it ended.
+    pub fn with_retention(retention: std::time::Duration) -> Self {
         Self {
             inner: RwLock::new(Inner {
-                board: Situation::new(),
+                board: Situation::with_retention(retention),
                 as_of: None,
                 rings: [VecDeque::new(), VecDeque::new()],
                 ring_floor: [0, 0],
@@ -252,6 +277,11 @@ impl Hub {
     /// The position folded so far.
     pub fn position(&self) -> u64 {
         self.read().board.position()
+    }
+
+    /// The board's retention.
+    pub fn retention(&self) -> std::time::Duration {
+        self.read().board.retention()
     }
 
     /// Starts from `board`, a checkpoint after the event `event_id` at the board's position;
@@ -335,7 +365,8 @@ impl Hub {
                 let frame = Frame {
                     position,
                     view,
-                    bytes: delta_bytes(view, None, position, at.as_deref(), &ops),
+                    tick: false,
+                    bytes: delta_bytes(view, None, (position, false), at.as_deref(), &ops),
                     ops: Arc::new((ops, at.clone())),
                 };
                 inner.rings[i].push_back(frame.clone());
@@ -357,6 +388,48 @@ impl Hub {
             );
         }
         metrics::gauge!("vigil_gateway_projection_position").set(inner.board.position() as f64);
+    }
+
+    /// A tick of the board's clock at `now` (the wall clock, from the gateway's timer): takes
+    /// off what the retention expired by then (`boards::Situation::expire`) and sends the
+    /// delta to every watched view as a `tick` frame at the current position. Nothing happens
+    /// before the fold has caught up with the log (the next events will expire it). Returns
+    /// whether anything left the board.
+    pub fn tick(&self, now: OffsetDateTime) -> bool {
+        let mut inner = self.write();
+        let position = inner.board.position();
+        if position < inner.live_from || position == 0 {
+            return false;
+        }
+        let changes = inner.board.expire(now);
+        if changes.is_empty() {
+            return false;
+        }
+        // The cached snapshots are of the board before the tick, at the same position.
+        *self.snapshots.lock().unwrap_or_else(|p| p.into_inner()) = [None, None];
+        let at = inner.as_of.and_then(|t| t.format(&Rfc3339).ok());
+        for view in VIEWS {
+            let i = view_index(view);
+            // A client resuming at this position may or may not have had the tick's delta:
+            // it gets a snapshot.
+            inner.rings[i].clear();
+            inner.ring_floor[i] = position.saturating_add(1);
+            if self.senders[i].receiver_count() == 0 {
+                continue;
+            }
+            let ops = inner.board.delta(&changes, view);
+            let frame = Frame {
+                position,
+                view,
+                tick: true,
+                bytes: delta_bytes(view, None, (position, true), at.as_deref(), &ops),
+                ops: Arc::new((ops, at.clone())),
+            };
+            let _ = self.senders[i].send(frame);
+            metrics::counter!("vigil_gateway_deltas_encoded_total").increment(1);
+        }
+        metrics::counter!("vigil_gateway_board_ticks_expired_total").increment(1);
+        true
     }
 
     /// The board as JSON for `view` (the HTTP snapshot).
@@ -477,7 +550,14 @@ mod tests {
         Frame {
             position,
             view: View::WallScreen,
-            bytes: delta_bytes(View::WallScreen, None, position, at.as_deref(), &ops),
+            tick: false,
+            bytes: delta_bytes(
+                View::WallScreen,
+                None,
+                (position, false),
+                at.as_deref(),
+                &ops,
+            ),
             ops: Arc::new((ops, at)),
         }
     }
@@ -491,6 +571,83 @@ mod tests {
 
     fn read(bytes: Option<Utf8Bytes>) -> serde_json::Value {
         serde_json::from_str(bytes.unwrap().as_str()).unwrap()
+    }
+
+    /// An internal broadcast that needs no acknowledgement: it has ended once issued.
+    fn ended_broadcast(position: u64, at: OffsetDateTime) -> RecordedEvent {
+        use events::domain::broadcast::{Audience, BroadcastIssued, BroadcastSeverity};
+        let issued = BroadcastIssued {
+            title: "Shift change".into(),
+            body: "Handover at 18:00".into(),
+            severity: BroadcastSeverity::Low,
+            audience: Audience::DutyOfficers,
+            requires_ack: false,
+            ack_deadline: None,
+            exercise: false,
+            updates: None,
+            cancels: None,
+            recipients: vec![],
+            rule: None,
+        };
+        let id = uuid::Uuid::from_u128(u128::from(position));
+        let new = events::domain::DomainEvent::from(issued)
+            .to_new_event(uuid::Uuid::new_v4(), events::Meta::default());
+        let stream = events::domain::broadcast::stream_for(id);
+        RecordedEvent::record(new, stream, position, 1, at)
+    }
+
+    #[test]
+    fn a_tick_takes_off_what_expired_and_a_resume_from_its_position_gets_a_snapshot() {
+        let t0 = time::macros::datetime!(2026-11-27 02:00 UTC);
+        let hub = Hub::with_retention(std::time::Duration::from_secs(60));
+        hub.set_live_from(0);
+        let mut sub = hub.subscribe(View::Duty, None);
+        hub.apply(&[ended_broadcast(1, t0)]);
+        let issued = sub.live.try_recv().unwrap();
+        assert!(!issued.tick);
+        // Before the retention has run, a tick changes nothing.
+        assert!(!hub.tick(t0 + time::Duration::seconds(59)));
+        assert!(sub.live.try_recv().is_err());
+        // After it, the broadcast leaves with a tick frame at the same position.
+        assert!(hub.tick(t0 + time::Duration::seconds(60)));
+        let tick = sub.live.try_recv().unwrap();
+        assert_eq!((tick.position, tick.tick), (1, true));
+        assert!(tick.is_after(1) && !issued.is_after(1));
+        let msg: serde_json::Value = serde_json::from_str(tick.bytes.as_str()).unwrap();
+        assert_eq!(msg["tick"], true);
+        assert_eq!(msg["position"], 1);
+        assert_eq!(
+            msg["ops"][0],
+            json!({"op": "drop", "path": ["broadcasts"], "id": uuid::Uuid::from_u128(1).to_string()})
+        );
+        assert_eq!(hub.position(), 1);
+        assert_eq!(hub.snapshot_json(View::Duty)["broadcasts"], json!([]));
+        // A client resuming from position 1 may not have had the tick: it gets a snapshot,
+        // without the broadcast (not the one cached before the tick).
+        let resumed = hub.subscribe(View::Duty, Some(1));
+        assert!(resumed.is_snapshot);
+        let snap: serde_json::Value = serde_json::from_str(resumed.initial[0].as_str()).unwrap();
+        assert_eq!(snap["data"]["broadcasts"], json!([]));
+        // The next event's delta is resumable again.
+        hub.apply(&[ended_broadcast(2, t0 + time::Duration::seconds(61))]);
+        let later = hub.subscribe(View::Duty, Some(2));
+        assert!(!later.is_snapshot);
+    }
+
+    #[test]
+    fn no_tick_before_the_fold_has_caught_up() {
+        let t0 = time::macros::datetime!(2026-11-27 02:00 UTC);
+        let hub = Hub::with_retention(std::time::Duration::ZERO);
+        hub.set_live_from(5);
+        hub.apply(&[ended_broadcast(1, t0)]);
+        assert!(!hub.tick(t0 + time::Duration::hours(1)));
+        assert_eq!(
+            hub.snapshot_json(View::Duty)["broadcasts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod refusals;
 pub mod server;
 pub mod ws;
 
-pub use server::ConnLimits;
+pub use server::{ConnLimits, send_buffer_bytes};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -471,6 +471,12 @@ async fn restore(hub: &Hub, store: &StoreClient, dir: &std::path::Path, codec: C
         Err(why) => Err(why),
     };
     match loaded {
+        Ok(c) if c.state.retention() != hub.retention() => tracing::info!(
+            checkpoint = CHECKPOINT,
+            written_with_s = c.state.retention().as_secs(),
+            retention_s = hub.retention().as_secs(),
+            "checkpoint written with another board retention ignored; folding the whole log"
+        ),
         Ok(c) => {
             let position = c.position;
             if hub.restore(c.state, c.event_id) {
@@ -482,6 +488,33 @@ async fn restore(hub: &Hub, store: &StoreClient, dir: &std::path::Path, codec: C
             }
         }
         Err(why) => runtime::checkpoint::log_ignored(CHECKPOINT, &file, &why),
+    }
+}
+
+/// How often the board's clock is ticked for a quiet centre: an eighth of the retention,
+/// between 1 s and 1 min, so that an ended broadcast leaves within an eighth of its retention
+/// late (or a minute) even when no event comes.
+pub fn tick_every(retention: Duration) -> Duration {
+    (retention / 8).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Ticks the hub's board with the wall clock every [`tick_every`] until `shutdown`
+/// ([`Hub::tick`]): without events, ended broadcasts still leave the board on time.
+async fn tick(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(tick_every(hub.retention()));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let hub = hub.clone();
+                // The write lock may wait for a slice of the fold: not on an async worker.
+                let _ = tokio::task::spawn_blocking(move || {
+                    hub.tick(time::OffsetDateTime::now_utc())
+                })
+                .await;
+            }
+        }
     }
 }
 
@@ -520,7 +553,7 @@ pub async fn start_with_limits(
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
     let bound = listener.local_addr()?;
-    let hub = Arc::new(Hub::new());
+    let hub = Arc::new(Hub::with_retention(limits.board_retention));
     let refusals = Arc::new(refusals::Refusals::new(client.clone()));
     let counting = tokio::spawn(refusals.clone().run(shutdown.clone()));
     let state = Arc::new(AppState {
@@ -540,6 +573,7 @@ pub async fn start_with_limits(
         ws_send_timeout: limits.ws_send_timeout,
     });
     let mut follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
+    tokio::spawn(tick(hub.clone(), shutdown.clone()));
     let app = router(state);
     tracing::info!(
         %bound,

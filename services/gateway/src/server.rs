@@ -92,11 +92,17 @@ pub struct ConnLimits {
     /// client stopped reading: it is dropped (`VIGIL_WS_SEND_TIMEOUT_SECS`, default 10 s).
     /// A screen that merely fell behind is resynced with a snapshot long before this.
     pub ws_send_timeout: Duration,
-    /// The kernel's send buffer of each connection (`SO_SNDBUF`); default none: the kernel
-    /// sizes it (on Linux it grows to 4 MiB). Not read from the environment yet. A WebSocket client is
+    /// The kernel's send buffer of each connection (`SO_SNDBUF`, `VIGIL_SEND_BUFFER_BYTES`);
+    /// default none: the kernel sizes it (on Linux it grows to 4 MiB). A WebSocket client is
     /// seen to fall behind (and sent merged deltas, `ws`) only once its socket's buffer is
-    /// full: a smaller buffer sees it sooner, and holds less memory per screen.
+    /// full: a smaller buffer sees it sooner, and bounds the kernel memory a slow screen can
+    /// pin (an idle one holds none: the buffer is filled only by frames in flight).
     pub send_buffer: Option<u32>,
+    /// How long an ended broadcast stays on the live board after it ended
+    /// (`VIGIL_BOARD_RETENTION_SECS`, default 24 h; 0 allowed: it leaves at the next event or
+    /// tick). Not a connection limit, but the gateway's other memory bound: see
+    /// `boards::Situation::with_retention`.
+    pub board_retention: Duration,
 }
 
 impl Default for ConnLimits {
@@ -112,6 +118,7 @@ impl Default for ConnLimits {
             max_ws_per_token: 32,
             ws_send_timeout: Duration::from_secs(10),
             send_buffer: None,
+            board_retention: boards::DEFAULT_RETENTION,
         }
     }
 }
@@ -156,7 +163,31 @@ impl ConnLimits {
         if let Some(s) = var("VIGIL_WS_SEND_TIMEOUT_SECS")? {
             self.ws_send_timeout = Duration::from_secs(s);
         }
+        if let Some(n) = var("VIGIL_SEND_BUFFER_BYTES")? {
+            self.send_buffer = Some(send_buffer_bytes(n)?);
+        }
+        if let Ok(text) = std::env::var("VIGIL_BOARD_RETENTION_SECS") {
+            self.board_retention = retention_secs("VIGIL_BOARD_RETENTION_SECS", &text)?;
+        }
         Ok(self)
+    }
+}
+
+/// A retention in whole seconds, 0 or more, as `name` gives it; anything else (a unit, a
+/// sign, a fraction, nothing) is an error naming `name`: a typo must not mean "default".
+pub fn retention_secs(name: &str, text: &str) -> anyhow::Result<Duration> {
+    match text.trim().parse::<u64>() {
+        Ok(s) => Ok(Duration::from_secs(s)),
+        Err(_) => anyhow::bail!("{name}={text:?} is not a whole number of seconds (0 or more)"),
+    }
+}
+
+/// A send buffer size (`SO_SNDBUF`) checked: at least 4 KiB (one page; Linux doubles what
+/// it is given and keeps a floor anyway) and at most 64 MiB.
+pub fn send_buffer_bytes(n: u64) -> anyhow::Result<u32> {
+    match u32::try_from(n) {
+        Ok(b) if (4096..=64 << 20).contains(&b) => Ok(b),
+        _ => anyhow::bail!("a send buffer of {n} bytes is outside 4096 to 67108864"),
     }
 }
 
@@ -675,6 +706,27 @@ mod tests {
         let none: Slots<&str> = Slots::new(0);
         assert!(none.try_take("x").is_none());
         assert_eq!(none.in_use(&"x"), 0);
+    }
+
+    #[test]
+    fn a_retention_and_a_send_buffer_are_checked() {
+        let name = "VIGIL_BOARD_RETENTION_SECS";
+        assert_eq!(
+            retention_secs(name, " 86400 ").unwrap(),
+            Duration::from_secs(86400)
+        );
+        assert_eq!(retention_secs(name, "0").unwrap(), Duration::ZERO);
+        for bad in ["", "24h", "-1", "1.5", "ten"] {
+            let e = retention_secs(name, bad).unwrap_err().to_string();
+            assert!(
+                e.contains(name) && e.contains("whole number"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert_eq!(send_buffer_bytes(16 * 1024).unwrap(), 16 * 1024);
+        for bad in [0, 4095, (64 << 20) + 1, u64::MAX] {
+            assert!(send_buffer_bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl Conn {
 
     /// Sends a live delta (cut to this connection's scope) unless already past it.
     async fn forward(&mut self, f: crate::hub::Frame) -> Outcome {
-        if f.position <= self.position {
+        if !f.is_after(self.position) {
             return Outcome::Continue;
         }
         let p = f.position;
@@ -270,7 +270,7 @@ impl Conn {
         let mut run = Vec::new();
         loop {
             match sub.live.try_recv() {
-                Ok(f) if f.position > self.position => run.push(f),
+                Ok(f) if f.is_after(self.position) => run.push(f),
                 Ok(_) => {}
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Lagged(n)) => {

@@ -55,6 +55,10 @@ pub struct GatewayFileConfig {
     pub max_ws_per_token: Option<usize>,
     /// Seconds a WebSocket frame may wait for a client that stopped reading before it is dropped.
     pub ws_send_timeout_secs: Option<u64>,
+    /// The kernel's send buffer of each connection, in bytes (`SO_SNDBUF`).
+    pub send_buffer_bytes: Option<u64>,
+    /// Seconds an ended broadcast stays on the live board (0 or more).
+    pub board_retention_secs: Option<u64>,
 }
 
 /// Store settings in the file.

@@ -498,6 +498,15 @@ impl Resolved {
         if let Some(v) = f.keepalive_secs {
             l.keepalive_timeout = std::time::Duration::from_secs(positive("keepalive_secs", v)?);
         }
+        if let Some(v) = f.send_buffer_bytes {
+            l.send_buffer = Some(
+                gateway::send_buffer_bytes(v)
+                    .map_err(|e| anyhow::anyhow!("[gateway] send_buffer_bytes: {e}"))?,
+            );
+        }
+        if let Some(v) = f.board_retention_secs {
+            l.board_retention = std::time::Duration::from_secs(v);
+        }
         if let Some(v) = f.ws_send_timeout_secs {
             l.ws_send_timeout =
                 std::time::Duration::from_secs(positive("ws_send_timeout_secs", v)?);

@@ -2,7 +2,8 @@
 //! writes the boards' and the registers' checkpoints when it stops; between two starts the
 //! test damages them as a disk, an upgrade, a restored backup or a kill -9 would; every start
 //! must say why it ignored a checkpoint, fold the whole log instead, and serve the same board
-//! and the same incidents as the fold without checkpoints.
+//! and the same incidents as the fold without checkpoints. A restart with another board
+//! retention ignores the boards' checkpoint too (it was folded with the old one).
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -231,4 +232,65 @@ async fn every_bad_checkpoint_is_refused_and_the_board_is_the_fresh_fold() {
     c.up_again().await;
     c.ready().await;
     assert_eq!(seen(&c).await, fresh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boards_checkpoint_of_another_retention_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::up()
+        .data_dir(dir.path())
+        .env("RUST_LOG", LOG)
+        .token("duty", "duty_officer", "duty_officer", None)
+        .probe("/api/v1/incidents")
+        .start()
+        .await;
+    let occurred = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    c.ok(
+        "POST",
+        "/api/v1/incidents",
+        &c["duty"],
+        json!({"id": Uuid::new_v4(), "country": "SO", "category": "crime", "severity": 2,
+               "title": "Roadblock", "occurred_at": occurred}),
+    )
+    .await;
+    let cr = &c;
+    let fresh = testkit::eventually(Duration::from_secs(10), || async move {
+        let (board, _) = seen(cr).await;
+        (board["counters"]["open_incidents"] == 1).then_some(board)
+    })
+    .await
+    .expect("the board shows the incident");
+    let boards = checkpoint(dir.path(), "boards");
+    let ignored = "checkpoint written with another board retention ignored";
+    for (retention, expect_ignored) in [("3600", true), ("3600", false)] {
+        c.stop().await;
+        assert!(boards.exists(), "no boards checkpoint after a stop");
+        c.set_env("VIGIL_BOARD_RETENTION_SECS", retention);
+        let log_before = c.up_stderr().len();
+        c.up_again().await;
+        c.ready().await;
+        let log = c.up_stderr()[log_before..].to_owned();
+        assert_eq!(
+            log.lines().any(|l| l.contains(ignored)),
+            expect_ignored,
+            "retention {retention}:\n{log}"
+        );
+        if !expect_ignored {
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("boards start from their checkpoint")),
+                "the same retention uses the checkpoint:\n{log}"
+            );
+        }
+        let cr = &c;
+        let fr = &fresh;
+        let now = testkit::eventually(Duration::from_secs(10), || async move {
+            let (board, _) = seen(cr).await;
+            (&board == fr).then_some(board)
+        })
+        .await;
+        assert!(now.is_some(), "the board is not the fresh fold");
+    }
 }

@@ -2,9 +2,11 @@
 //! escalated, suppressed, cancelled; each broadcast's per-agency reach and its share of the
 //! counters.
 //!
-//! Promises: a broadcast to crisis managers is never on the board; broadcasts never leave the
-//! state, but each keeps at most [`MAX_AGENCIES`] agencies, and only the newest
-//! [`MAX_BROADCASTS`] are rendered (a change to an older one moves its counters only).
+//! Promises: a broadcast to crisis managers is never on the board; a broadcast stays in the
+//! state while it counts (awaits approval or acknowledgements, or has a failure standing) and
+//! leaves it the board's retention after it ended (`retention.rs`); each keeps at most
+//! [`MAX_AGENCIES`] agencies, and only the newest [`MAX_BROADCASTS`] of those kept are
+//! rendered (a change to an older one moves its counters only).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -14,7 +16,7 @@ use events::domain::broadcast::{Audience, BroadcastSeverity, MAX_AGENCIES};
 use events::validate::Country;
 use time::OffsetDateTime;
 
-use super::{At, Counters, Detail, Effects, MAX_BROADCASTS, Situation, bump, text};
+use super::{At, Counters, Detail, Effects, MAX_BROADCASTS, Situation, bump, retention, text};
 
 /// One agency a broadcast goes to: what is known of its delivery and acknowledgement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,7 +61,7 @@ impl Reach {
 }
 
 /// A broadcast's share of the board-wide counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Share {
     pub(super) awaiting_ack: bool,
     pub(super) awaiting_approval: bool,
@@ -95,8 +97,13 @@ pub(super) enum BroadcastStatus {
 /// A broadcast, issued at some point; kept while the board may show or count it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Broadcast {
-    /// Its index in `Situation::broadcast_order`.
-    pub(super) seq: usize,
+    /// Position of its `BroadcastIssued`: its key in `Situation::broadcast_order`.
+    pub(super) issued_pos: u64,
+    /// When it last came to count for nothing on the board (cancelled, or live with every
+    /// acknowledgement it needs and no failure standing: [`Broadcast::ended`]); `None` while
+    /// it counts. It leaves the board once the board's clock is the retention past this.
+    #[serde(default)]
+    pub(super) ended_at: Option<OffsetDateTime>,
     pub(super) title: String,
     pub(super) severity: BroadcastSeverity,
     pub(super) exercise: bool,
@@ -156,6 +163,13 @@ impl Broadcast {
             && self.requires_ack
             && !self.internal
             && (self.total() == 0 || self.acked < self.total())
+    }
+
+    /// Whether it has ended: it counts for nothing (awaits no approval, no acknowledgement,
+    /// and has no failure standing), so the retention may take it off the board without
+    /// moving a counter.
+    pub(super) fn ended(&self) -> bool {
+        self.share() == Share::default()
     }
 
     /// Its share of the board-wide counters.
@@ -256,8 +270,9 @@ impl Situation {
                     .map(|a| (a, Reach::default()))
                     .take(MAX_AGENCIES)
                     .collect();
-                let broadcast = Broadcast {
-                    seq: self.broadcast_order.len(),
+                let mut broadcast = Broadcast {
+                    issued_pos: at.position,
+                    ended_at: None,
                     title: e.title,
                     severity: e.severity,
                     exercise: e.exercise,
@@ -282,12 +297,13 @@ impl Situation {
                     cancelled: false,
                 };
                 count_broadcast(&mut self.counters, broadcast.share(), true);
-                self.broadcast_order.push(at.id);
+                retention::settle(&mut self.ended, at.id, &mut broadcast, at.time);
+                self.broadcast_order.insert(at.position, at.id);
                 let dropped = self
                     .broadcast_order
-                    .len()
-                    .checked_sub(MAX_BROADCASTS + 1)
-                    .and_then(|i| self.broadcast_order.get(i))
+                    .values()
+                    .rev()
+                    .nth(MAX_BROADCASTS)
                     .copied();
                 fx.broadcasts = true;
                 fx.detail = Detail::Listed {
@@ -421,8 +437,14 @@ impl Situation {
         if was != now {
             count_broadcast(&mut self.counters, was, false);
             count_broadcast(&mut self.counters, now, true);
+            retention::settle(&mut self.ended, at.id, b, at.time);
         }
-        if b.seq + MAX_BROADCASTS >= self.broadcast_order.len() {
+        let newer = self
+            .broadcast_order
+            .range(b.issued_pos.saturating_add(1)..)
+            .take(MAX_BROADCASTS)
+            .count();
+        if newer < MAX_BROADCASTS {
             fx.broadcasts = true;
             fx.detail = detail;
         }

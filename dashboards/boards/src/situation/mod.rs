@@ -3,7 +3,7 @@
 //!
 //! This module owns the board's state and its fold. [`Situation::apply`] decodes each event
 //! once and updates plain structs keyed by stream id and country; it never builds JSON and never
-//! reads a clock (time is each event's `recorded_at`). What an event touched comes back as
+//! reads a clock (time is each event's `recorded_at`, or a tick's given time: `retention`). What an event touched comes back as
 //! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
 //! a page up to date: per entity (one incident's marker, one area, one order), not per country.
 //!
@@ -23,13 +23,15 @@
 //! - A second "opening" event for a stream the board already holds (a second
 //!   `IncidentReported`) is ignored: the first one stands.
 //! - Counters are kept up to date incrementally; a test recounts them from scratch.
-//! - Broadcasts never leave the state (an old one may still await acknowledgements), but each
-//!   keeps at most [`MAX_AGENCIES`](events::domain::broadcast::MAX_AGENCIES) agencies, and only
-//!   the newest [`MAX_BROADCASTS`] are rendered: a change to an older one moves its counters
-//!   only.
+//! - A broadcast stays in the state while it counts (an old one may still await
+//!   acknowledgements) and leaves it the board's retention after it ended (`retention`, time
+//!   from the events or a tick, never the wall clock); each keeps at most
+//!   [`MAX_AGENCIES`](events::domain::broadcast::MAX_AGENCIES) agencies, and only the newest
+//!   [`MAX_BROADCASTS`] of those kept are rendered: a change to an older one moves its
+//!   counters only.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use events::RecordedEvent;
 use events::codec::Decoded;
@@ -44,13 +46,17 @@ use uuid::Uuid;
 mod broadcasts;
 mod hostage;
 mod incidents;
+#[cfg(test)]
+mod invariants;
 mod levels;
 mod orders;
 mod render;
+mod retention;
 mod surges;
 mod text;
 
 use broadcasts::{Broadcast, BroadcastStatus, Reach};
+pub use retention::DEFAULT_RETENTION;
 
 /// Most markers shown per country (the newest open incidents with a location).
 pub const MAX_MARKERS: usize = 100;
@@ -62,7 +68,10 @@ pub const TIMELINE_LIMIT: usize = 200;
 /// (`runtime::checkpoint`). Bump it whenever [`Situation`]'s fields, their meaning, or what
 /// [`Situation::apply`] makes of an event change: a checkpoint of another version is ignored
 /// and the whole log folded again, so a board is never a mix of two folds.
-pub const CHECKPOINT_VERSION: u32 = 1;
+///
+/// Version 2: broadcasts leave the state by retention (the board keeps its clock, its
+/// retention and when each broadcast ended).
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// What one event touched on the board, as [`Situation::apply`] returns it and
 /// [`Situation::delta`] reads it. Opaque to the gateway: only [`Changes::is_empty`] matters there.
@@ -86,6 +95,8 @@ pub struct Changes {
     detail: Detail,
     /// Whether a timeline item was added (it is the newest one).
     timeline: bool,
+    /// What the retention took off before the event was folded (or on a tick).
+    expired: retention::Expired,
 }
 
 impl Changes {
@@ -97,6 +108,7 @@ impl Changes {
             && !self.broadcasts
             && self.detail == Detail::None
             && !self.timeline
+            && self.expired.is_empty()
     }
 }
 
@@ -452,7 +464,7 @@ struct TimelineItem {
 }
 
 /// The situation board: a pure fold of the event log. See the module docs and MODEL.md.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Situation {
     /// Last position folded in (0: nothing yet).
     position: u64,
@@ -469,11 +481,19 @@ pub struct Situation {
     surges: HashMap<Uuid, Surge>,
     /// Active orders by stream id.
     orders: HashMap<Uuid, Order>,
-    /// Every broadcast issued, by stream id (they never close: an old one may still await
-    /// acknowledgements).
+    /// The broadcasts kept, by stream id: every one that counts, and those that ended less
+    /// than the retention ago (an old one may still await acknowledgements).
     broadcasts: HashMap<Uuid, Broadcast>,
-    /// Broadcast ids in the order issued; the last [`MAX_BROADCASTS`] are shown.
-    broadcast_order: Vec<Uuid>,
+    /// The kept broadcasts by issue position; the last [`MAX_BROADCASTS`] are shown.
+    broadcast_order: BTreeMap<u64, Uuid>,
+    /// The kept broadcasts that ended, by when (`Broadcast::ended_at`): the next to leave
+    /// first.
+    ended: BTreeSet<(OffsetDateTime, Uuid)>,
+    /// How long an ended broadcast stays, in seconds ([`DEFAULT_RETENTION`] unless set by
+    /// [`Situation::with_retention`]).
+    retention_secs: u64,
+    /// The latest time seen: an event's `recorded_at` or a tick's (`retention`).
+    clock: Option<OffsetDateTime>,
     /// Newest first, at most [`TIMELINE_LIMIT`].
     timeline: VecDeque<TimelineItem>,
 }
@@ -519,10 +539,36 @@ struct At {
     time: OffsetDateTime,
 }
 
+impl Default for Situation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Situation {
-    /// An empty board (position 0).
+    /// An empty board (position 0) with the default retention ([`DEFAULT_RETENTION`]).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_retention(DEFAULT_RETENTION)
+    }
+
+    /// An empty board with no retention set (see [`Situation::with_retention`]).
+    fn empty() -> Self {
+        Self {
+            position: 0,
+            as_of: None,
+            counters: Counters::default(),
+            countries: BTreeMap::new(),
+            incidents: HashMap::new(),
+            hostage: HashMap::new(),
+            surges: HashMap::new(),
+            orders: HashMap::new(),
+            broadcasts: HashMap::new(),
+            broadcast_order: BTreeMap::new(),
+            ended: BTreeSet::new(),
+            retention_secs: 0,
+            clock: None,
+            timeline: VecDeque::new(),
+        }
     }
 
     /// The last log position folded in (0 for an empty log).
@@ -536,15 +582,22 @@ impl Situation {
     }
 
     /// Folds one event. Events must come in position order; one at or below the current
-    /// position is a duplicate and is ignored. Returns what changed, for [`Situation::delta`].
+    /// position is a duplicate and is ignored. Before the event is folded, its `recorded_at`
+    /// moves the board's clock and what the retention expired by then leaves (`retention`).
+    /// Returns what changed, for [`Situation::delta`].
     pub fn apply(&mut self, event: &RecordedEvent) -> Changes {
         if event.position <= self.position {
             return Changes::default();
         }
         self.position = event.position;
         self.as_of = Some(event.recorded_at);
+        self.advance_clock(event.recorded_at);
+        let expired = self.expire_due();
         let Decoded::Known(domain) = DomainEvent::decode(event) else {
-            return Changes::default();
+            return Changes {
+                expired,
+                ..Changes::default()
+            };
         };
         let before = self.counters;
         let at = At {
@@ -578,6 +631,7 @@ impl Situation {
             broadcasts: fx.broadcasts,
             detail: fx.detail,
             timeline: fx.timeline,
+            expired,
         }
     }
 
@@ -632,137 +686,6 @@ impl Situation {
         });
         self.timeline.truncate(TIMELINE_LIMIT);
         fx.timeline = true;
-    }
-
-    /// Recounts everything kept incrementally from the open cases, and checks the structural
-    /// promises (no empty country, markers match located incidents). For tests.
-    #[cfg(test)]
-    pub(crate) fn check_invariants(&self) -> Result<(), String> {
-        use events::domain::broadcast::MAX_AGENCIES;
-        let mut counters = Counters::default();
-        let mut expect: BTreeMap<Code, CountryState> = BTreeMap::new();
-        for (country, state) in &self.countries {
-            let e = expect.entry(*country).or_default();
-            e.areas = state.areas.clone();
-            e.level = state.areas.values().map(|a| a.level).max();
-            if e.level >= Some(SecurityLevel::High) {
-                counters.countries_level_5_plus += 1;
-            }
-        }
-        for (id, i) in &self.incidents {
-            let e = expect.entry(Code::of(i.country)).or_default();
-            e.open += 1;
-            e.by_severity[usize::from(i.severity.get()) - 1] += 1;
-            counters.open_incidents += 1;
-            if !i.verified {
-                e.unverified += 1;
-                counters.unverified_incidents += 1;
-            }
-            if i.location.is_some() {
-                e.markers.insert(i.reported_at, *id);
-            }
-            if let Some(c) = i.casualties {
-                counters.casualties_killed += u64::from(c.killed);
-                counters.casualties_injured += u64::from(c.injured);
-            }
-        }
-        for (id, h) in &self.hostage {
-            let e = expect.entry(Code::of(h.country)).or_default();
-            e.hostage_cases.insert(h.opened_pos, *id);
-            e.persons_held += h.held.len() as u64;
-            counters.hostage_cases += 1;
-            counters.persons_held += h.held.len() as u64;
-        }
-        for (id, s) in &self.surges {
-            expect
-                .entry(Code::of(s.country))
-                .or_default()
-                .surges
-                .insert(s.requested_pos, *id);
-            counters.active_surges += 1;
-        }
-        for (id, o) in &self.orders {
-            expect
-                .entry(Code::of(o.country))
-                .or_default()
-                .orders
-                .insert(o.ordered_pos, *id);
-            counters.active_orders += 1;
-            let accounted = o
-                .roll
-                .values()
-                .filter(|s| {
-                    matches!(
-                        s,
-                        Some(PersonStatus::Safe | PersonStatus::Relocated | PersonStatus::Injured)
-                    )
-                })
-                .count() as u64;
-            let missing = o
-                .roll
-                .values()
-                .filter(|s| matches!(s, Some(PersonStatus::Missing)))
-                .count() as u64;
-            if (accounted, missing) != (o.accounted, o.missing) {
-                return Err(format!("order {id}: roll call counts drifted"));
-            }
-            if o.late
-                .iter()
-                .chain(&o.left)
-                .any(|p| !o.roll.contains_key(p))
-            {
-                return Err(format!(
-                    "order {id}: a late arrival or a leaver is not on the roll call"
-                ));
-            }
-        }
-        for (id, b) in &self.broadcasts {
-            let count = |flag: usize| b.agencies.values().filter(|r| r.shown()[flag]).count();
-            let kept = [b.sent, b.delivered, b.acked, b.failed, b.resent];
-            if (0..5).any(|flag| kept[flag] != count(flag) as u64) {
-                return Err(format!("broadcast {id}: agency counts drifted: {kept:?}"));
-            }
-            if b.agencies.len() > MAX_AGENCIES {
-                return Err(format!("broadcast {id} outgrew {MAX_AGENCIES} agencies"));
-            }
-            broadcasts::count_broadcast(&mut counters, b.share(), true);
-        }
-        if counters != self.counters {
-            return Err(format!(
-                "counters drifted: kept {:?}, recounted {counters:?}",
-                self.counters
-            ));
-        }
-        for (country, e) in &expect {
-            let Some(s) = self.countries.get(country) else {
-                return Err(format!(
-                    "{} has something to show but no entry",
-                    country.country
-                ));
-            };
-            let same = s.level == e.level
-                && s.open == e.open
-                && s.unverified == e.unverified
-                && s.by_severity == e.by_severity
-                && s.markers == e.markers
-                && s.hostage_cases == e.hostage_cases
-                && s.persons_held == e.persons_held
-                && s.surges == e.surges
-                && s.orders == e.orders;
-            if !same {
-                return Err(format!("{}: kept {s:?}, recounted {e:?}", country.country));
-            }
-        }
-        if let Some(c) = self.countries.keys().find(|c| !expect.contains_key(c)) {
-            return Err(format!("{} has an entry but nothing to show", c.country));
-        }
-        if self.countries.values().any(CountryState::is_empty) {
-            return Err("an empty country entry was kept".into());
-        }
-        if self.timeline.len() > TIMELINE_LIMIT {
-            return Err("the timeline outgrew its limit".into());
-        }
-        Ok(())
     }
 }
 

@@ -103,7 +103,7 @@ impl Situation {
     /// The listed broadcasts (the newest [`MAX_BROADCASTS`]), newest first.
     fn listed_broadcasts(&self) -> impl Iterator<Item = (&uuid::Uuid, &Broadcast)> {
         self.broadcast_order
-            .iter()
+            .values()
             .rev()
             .take(MAX_BROADCASTS)
             .filter_map(|id| Some((id, self.broadcasts.get(id)?)))
@@ -120,6 +120,7 @@ impl Situation {
     /// that leaves is removed; only the counters that moved are sent; one broadcast of the list.
     pub fn delta(&self, changes: &Changes, view: View) -> Vec<Op> {
         let mut ops = Vec::with_capacity(6);
+        self.expired_ops(changes, view, &mut ops);
         for (code, existed) in changes.countries.iter() {
             let key = code.as_str();
             match self.countries.get(&Code::of(code)) {
@@ -154,8 +155,9 @@ impl Situation {
             // through `limit`.
             let rank = self
                 .broadcast_order
-                .len()
-                .saturating_sub(b.seq.saturating_add(1));
+                .range(b.issued_pos.saturating_add(1)..)
+                .take(MAX_BROADCASTS)
+                .count();
             if rank < MAX_BROADCASTS {
                 ops.push(Op::Item {
                     path: path(["broadcasts"]),
@@ -175,6 +177,47 @@ impl Situation {
             });
         }
         ops
+    }
+
+    /// The ops of what the retention took off before the event (MODEL.md, "Retention"): each
+    /// listed broadcast that left is dropped, and each that came into view in its place goes
+    /// in at the end of the list (the page's list is then shorter than the limit, so index
+    /// `MAX_BROADCASTS - 1` is its end); in the duty view their agencies follow them.
+    fn expired_ops(&self, changes: &Changes, view: View, ops: &mut Vec<Op>) {
+        let gone = &changes.expired;
+        for id in &gone.left {
+            ops.push(Op::Drop {
+                path: path(["broadcasts"]),
+                id: id.to_string(),
+            });
+        }
+        let came = || {
+            gone.into_view
+                .iter()
+                .filter_map(|id| Some((id, self.broadcasts.get(id)?)))
+        };
+        for (id, b) in came() {
+            ops.push(Op::Item {
+                path: path(["broadcasts"]),
+                at: MAX_BROADCASTS - 1,
+                value: broadcast(id, b, view),
+                limit: Some(MAX_BROADCASTS),
+            });
+        }
+        if view != View::Duty {
+            return;
+        }
+        for id in &gone.left {
+            ops.push(Op::Remove {
+                path: vec!["broadcast_agencies".to_owned(), id.to_string()],
+            });
+        }
+        for (id, b) in came() {
+            ops.push(Op::Set {
+                path: vec!["broadcast_agencies".to_owned(), id.to_string()],
+                value: agencies_json(b),
+            });
+        }
     }
 
     /// The ops of a country that had an entry and keeps it: the part the event's family

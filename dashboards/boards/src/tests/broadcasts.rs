@@ -11,7 +11,7 @@ use crate::{Op, View};
 /// Event `n` of a test log is recorded `n` minutes after the start: this many seconds apart.
 const MINUTE: i64 = 60;
 
-fn agencies(ids: &[&str]) -> Vec<String> {
+pub(super) fn agencies(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|a| (*a).to_owned()).collect()
 }
 
@@ -43,7 +43,7 @@ fn two_person(title: &str) -> BroadcastIssued {
 }
 
 /// Low severity to a list: it goes out when issued.
-fn routine(title: &str, list: &[&str]) -> BroadcastIssued {
+pub(super) fn routine(title: &str, list: &[&str]) -> BroadcastIssued {
     issue(
         title,
         BroadcastSeverity::Low,
@@ -51,7 +51,7 @@ fn routine(title: &str, list: &[&str]) -> BroadcastIssued {
     )
 }
 
-fn delivered(agency: &str, round: u32) -> BroadcastDelivered {
+pub(super) fn delivered(agency: &str, round: u32) -> BroadcastDelivered {
     BroadcastDelivered {
         agency: agency.into(),
         channel: Channel::Nats,
@@ -60,7 +60,7 @@ fn delivered(agency: &str, round: u32) -> BroadcastDelivered {
     }
 }
 
-fn failed(agency: &str, gave_up: bool) -> BroadcastDeliveryFailed {
+pub(super) fn failed(agency: &str, gave_up: bool) -> BroadcastDeliveryFailed {
     BroadcastDeliveryFailed {
         agency: agency.into(),
         channel: Channel::Webhook,
@@ -71,7 +71,7 @@ fn failed(agency: &str, gave_up: bool) -> BroadcastDeliveryFailed {
     }
 }
 
-fn ack(agency: &str) -> BroadcastAcknowledged {
+pub(super) fn ack(agency: &str) -> BroadcastAcknowledged {
     BroadcastAcknowledged {
         agency: agency.into(),
         by: "afp.maria.lopez".into(),
@@ -82,7 +82,7 @@ fn approve(by: &str) -> BroadcastApproved {
     BroadcastApproved { by: by.into() }
 }
 
-fn cancel() -> BroadcastCancelled {
+pub(super) fn cancel() -> BroadcastCancelled {
     BroadcastCancelled {
         reason: "Sent in error".into(),
         by_broadcast: None,

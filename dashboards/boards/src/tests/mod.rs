@@ -18,18 +18,32 @@ mod crisis_counts;
 mod families;
 mod properties;
 mod replay;
+mod retention;
 
 /// When the test log starts; event n is recorded n minutes later.
 const T0: OffsetDateTime = datetime!(2026-11-27 02:00 UTC);
 
-/// A log being written by a test: positions from 1, versions per stream, a minute apart.
+/// A log being written by a test: positions from 1, versions per stream, a minute apart
+/// (plus any [`Log::wait`]).
 #[derive(Default)]
 pub(crate) struct Log {
     pub(crate) events: Vec<RecordedEvent>,
     versions: HashMap<StreamName, u64>,
+    /// Minutes waited so far, added to every later event's time.
+    waited: i64,
 }
 
 impl Log {
+    /// Lets `minutes` pass before the next event.
+    pub(crate) fn wait(&mut self, minutes: i64) {
+        self.waited += minutes;
+    }
+
+    /// When the next event will be recorded.
+    pub(crate) fn next_time(&self) -> OffsetDateTime {
+        T0 + time::Duration::minutes(self.events.len() as i64 + 1 + self.waited)
+    }
+
     /// Appends a domain event to `<its category>-<id>`.
     pub(crate) fn push(&mut self, id: u128, event: impl Into<DomainEvent>) -> &RecordedEvent {
         let event = event.into();
@@ -75,10 +89,10 @@ impl Log {
     fn push_new(&mut self, category: &str, id: u128, new: NewEvent) -> &RecordedEvent {
         let category = Category::parse(category).unwrap_or_else(|e| panic!("{e}"));
         let stream = StreamName::new(category, Uuid::from_u128(id));
+        let at = self.next_time();
         let version = self.versions.entry(stream.clone()).or_default();
         *version += 1;
         let position = self.events.len() as u64 + 1;
-        let at = T0 + time::Duration::minutes(position as i64);
         self.events
             .push(RecordedEvent::record(new, stream, position, *version, at));
         &self.events[self.events.len() - 1]

@@ -490,14 +490,19 @@ fn actor_of(id: u128, event: &DomainEvent) -> &'static str {
 pub(super) fn log_of(steps: &[Step]) -> Log {
     let mut log = Log::default();
     for step in steps {
-        match step {
-            Step::Known(id, event) => log.push_by(*id, event.clone(), actor_of(*id, event)),
-            Step::Raw(category, id, event_type, v, data) => {
-                log.push_raw(category, *id, event_type, *v, data.clone())
-            }
-        };
+        push_step(&mut log, step);
     }
     log
+}
+
+/// Appends the event of one generated step.
+pub(super) fn push_step(log: &mut Log, step: &Step) {
+    match step {
+        Step::Known(id, event) => log.push_by(*id, event.clone(), actor_of(*id, event)),
+        Step::Raw(category, id, event_type, v, data) => {
+            log.push_raw(category, *id, event_type, *v, data.clone())
+        }
+    };
 }
 
 /// Every string of `names` found in `json`.

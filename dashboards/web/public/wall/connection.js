@@ -75,7 +75,10 @@ function onMessage(raw) {
     case "delta": {
       if (msg.board && msg.board !== BOARD) return;
       if (!board) return; // a delta before any snapshot cannot be applied
-      if (typeof msg.position === "number" && msg.position <= board.position) return; // seen
+      // Seen, unless it is a tick's delta (retention on a quiet board): at the position the
+      // board is at, sent once, after every delta before it (docs/PROTOCOL.md).
+      const tick = msg.tick === true && msg.position === board.position;
+      if (typeof msg.position === "number" && msg.position <= board.position && !tick) return;
       for (const op of Array.isArray(msg.ops) ? msg.ops : []) {
         if (!applyOp(board, op)) {
           // The board can no longer be trusted to equal the server's: start again from a
