@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_nats::Client;
+use futures::StreamExt;
 use runtime::StoreClient;
 use runtime::nats::Mode;
 use serde_json::{Value, json};
@@ -280,6 +281,24 @@ async fn a_site_forwards_in_order_exactly_once_through_a_cut_link_and_keeps_refu
     .await;
     assert_eq!(junk["error"]["code"], "invalid", "{junk}");
 
+    // The link carries nothing else: a command straight to a service, or on another site's
+    // subject, finds no route to the centre, and the centre's event feed does not reach the
+    // site (the site's NATS user may publish only its own subjects and read only its inbox).
+    let mut feed = bus.subscribe("vigil.events.>").await.unwrap();
+    let direct = Uuid::new_v4();
+    for subject in [
+        "vigil.cmd.incidents.report".to_owned(),
+        runtime::nats_sites::command_subject("other", "incidents", "report"),
+    ] {
+        let r = bus
+            .request(subject.clone(), command(direct, SCOPE, SCOPE, 7).into())
+            .await;
+        assert!(
+            matches!(&r, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders),
+            "{subject}: {r:?}"
+        );
+    }
+
     // (d) Accepted at the site but refused by the centre (a report for another country):
     // recorded as refused with the centre's reason, readable by id; the queue goes on.
     let out_of_scope = Uuid::new_v4();
@@ -301,6 +320,15 @@ async fn a_site_forwards_in_order_exactly_once_through_a_cut_link_and_keeps_refu
     assert!(
         in_log(&c, &[out_of_scope]).await.is_empty(),
         "nothing stored for a refusal"
+    );
+    assert!(
+        in_log(&c, &[direct]).await.is_empty(),
+        "nothing stored past the relay"
+    );
+    let leaked = tokio::time::timeout(Duration::from_secs(1), feed.next()).await;
+    assert!(
+        leaked.is_err(),
+        "the centre's events stay at the centre: {leaked:?}"
     );
     ids.push(after);
     let unknown = status(&bus, Uuid::new_v4()).await;
