@@ -141,6 +141,13 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
         .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
         .with_context(|| format!("--listen {} must be HOST:PORT", config.listen))?;
 
+    // The outbox first: fjall locks its directory, so a second `vigil site` on the same data
+    // stops here, before it touches the first one's nats-server.
+    let outbox_dir = data_dir.join("outbox");
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&outbox_dir))
+        .await?
+        .context("is another `vigil site` running on this data directory?")?;
+
     // The site's own nats-server, a leaf node of the centre.
     let local = nats_sites::local_credentials(&data_dir, &name)?;
     let remote = nats_sites::leaf_url(&config.centre, creds)?;
@@ -178,8 +185,6 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
     let url = format!("nats://{}", config.listen);
     let client = runtime::nats::connect(&url, "vigil-site", Some(local), Mode::Service).await?;
 
-    let outbox_dir = data_dir.join("outbox");
-    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&outbox_dir)).await??;
     let site = Arc::new(Site {
         name: name.clone(),
         scope: creds.scope,

@@ -374,6 +374,27 @@ async fn a_site_killed_with_items_pending_forwards_each_once_after_a_restart() {
     let first = accepted(&bus, 0).await;
     drained(&bus, 60, &site).await;
 
+    // A second `vigil site` on the same data stops before it touches the running one.
+    let second = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "site", "--name", "herat", "--scope", SCOPE, "--centre", &leaf,
+        ])
+        .arg("--credentials")
+        .arg(&site.creds)
+        .args(["--listen", &site.listen, "--data-dir"])
+        .arg(&site.dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{said}");
+    assert!(said.contains("another `vigil site`"), "{said}");
+    assert_eq!(
+        state(&bus).await["link"]["up"],
+        true,
+        "the first one runs on"
+    );
+
     // (c) The centre is down: items wait at the site; the site is killed with -9.
     c.stop().await;
     let mut ids = vec![first];
