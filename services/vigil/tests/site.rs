@@ -42,6 +42,31 @@ struct Site {
     guard: Option<ChildGuard>,
 }
 
+impl Drop for Site {
+    /// Stops the site as an operator does (SIGTERM: it stops its nats-server too), and a
+    /// nats-server a site killed with -9 left behind.
+    fn drop(&mut self) {
+        if let Some(child) = self.guard.as_mut().and_then(|g| g.0.as_mut()) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.guard = None;
+        let conf = self.dir.join("nats/nats-server.conf");
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nats/nats-server.pid")) {
+            let pid = pid.trim();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*conf.to_string_lossy()) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+}
+
 impl Site {
     /// Issues site `name` at `centre` with `vigil site-user add` and starts it.
     fn issue_and_start(c: &testkit::centre::Centre, leaf: &str, name: &str, dir: &Path) -> Site {
