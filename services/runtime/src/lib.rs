@@ -12,6 +12,8 @@
 //!   and what the store and the operator tools may do with JetStream.
 //! - [`nats_agencies`]: the NATS identities (nkeys) of agency systems, issued and revoked by
 //!   the operator, and what each may do on the bus.
+//! - [`nats_sites`]: field sites: their leaf-node users, issued and revoked by the
+//!   operator, the centre's leaf listener, and which commands a site may forward.
 //! - [`store_client`]: the typed client of the store's API, with idempotent retries.
 //! - [`catchup`]: the catch-up subscription every consumer uses: read the log from the last
 //!   applied position, then follow the live feed, filling gaps from the log.
@@ -42,6 +44,7 @@ pub mod nats_agencies;
 pub mod nats_auth;
 pub mod nats_cluster;
 pub mod nats_server;
+pub mod nats_sites;
 pub mod open_files;
 pub mod read_model;
 pub mod shutdown;

@@ -26,6 +26,11 @@
 //!   those that answer requests get `allow_responses` (they may publish to the reply subject
 //!   of a request they received).
 //!
+//! - `sites` (the relay of field sites' commands) receives what the sites send
+//!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.ping`), answers them, and sends on only the
+//!   commands a site may forward ([`crate::nats_sites::FORWARDABLE`]);
+//! - field sites are not services: each site's nats-server connects as a leaf node with a
+//!   user of its own, limited to its own subjects (see [`crate::nats_sites`]);
 //! - agency systems are not services: each logs in with an nkey the operator issued, limited
 //!   to its own alert and acknowledgement subjects (see [`crate::nats_agencies`]); their
 //!   entries sit in the same application account.
@@ -46,6 +51,8 @@ pub const STORE: &str = "store";
 pub const GATEWAY: &str = "gateway";
 /// The operator tools: `vigil tail`, `vigil append`, `vigil replay`.
 pub const CLI: &str = "cli";
+/// The centre's relay of field sites' commands (`site::relay`).
+pub const SITES: &str = "sites";
 /// The domain services, each with a NATS user of its own.
 pub const DOMAIN_SERVICES: [&str; 8] = [
     "audit",
@@ -68,6 +75,7 @@ pub fn all_users() -> Vec<&'static str> {
     let mut users = vec![STORE, GATEWAY];
     users.extend(DOMAIN_SERVICES);
     users.push(CLI);
+    users.push(SITES);
     users
 }
 
@@ -160,6 +168,20 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             subscribe_allow: strings(&[EVENTS, inbox]),
             subscribe_deny: strings(&[STORE_ALL]),
             allow_responses: false,
+        },
+        SITES => Permissions {
+            publish_allow: crate::nats_sites::FORWARDABLE
+                .iter()
+                .map(|(service, command)| events::subjects::command_subject(service, command))
+                .collect(),
+            publish_deny: strings(&["vigil.store.append", EVENTS]),
+            subscribe_allow: strings(&[
+                crate::nats_sites::RELAY_COMMANDS,
+                crate::nats_sites::RELAY_PINGS,
+                inbox,
+            ]),
+            subscribe_deny: strings(&[STORE_ALL]),
+            allow_responses: true,
         },
         service if DOMAIN_SERVICES.contains(&service) => {
             let mut publish_allow = [strings(&READS), append_subjects(service)].concat();
@@ -276,7 +298,7 @@ pub fn load_or_create_cluster(data_dir: &Path) -> anyhow::Result<NatsUsers> {
 }
 
 /// 24 random bytes as 48 hex digits.
-fn random_password() -> anyhow::Result<String> {
+pub(crate) fn random_password() -> anyhow::Result<String> {
     let mut raw = [0u8; 24];
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let mut s = String::with_capacity(48);
@@ -377,13 +399,15 @@ pub(crate) fn permissions_block(p: &Permissions) -> String {
 
 /// The `accounts` block (and `system_account`) of the nats-server config: Vigil's users with
 /// their permissions in [`ACCOUNT`], the agency systems' nkeys (see
-/// [`crate::nats_agencies`]) next to them, and the system account. Users not in the table are
+/// [`crate::nats_agencies`]) and the field sites' leaf-node users (see
+/// [`crate::nats_sites`]) next to them, and the system account. Users not in the table are
 /// left out. Fails if a known user has no password in `users`.
 pub fn server_config(
     users: &NatsUsers,
     agencies: &crate::nats_agencies::AgencyIdentities,
+    sites: &crate::nats_sites::SiteIdentities,
 ) -> anyhow::Result<String> {
-    accounts_config(users, agencies, false)
+    accounts_config(users, agencies, sites, false)
 }
 
 /// The `accounts` block of a cluster node: [`server_config`] with JetStream enabled for the
@@ -391,13 +415,15 @@ pub fn server_config(
 pub fn cluster_server_config(
     users: &NatsUsers,
     agencies: &crate::nats_agencies::AgencyIdentities,
+    sites: &crate::nats_sites::SiteIdentities,
 ) -> anyhow::Result<String> {
-    accounts_config(users, agencies, true)
+    accounts_config(users, agencies, sites, true)
 }
 
 fn accounts_config(
     users: &NatsUsers,
     agencies: &crate::nats_agencies::AgencyIdentities,
+    sites: &crate::nats_sites::SiteIdentities,
     jetstream: bool,
 ) -> anyhow::Result<String> {
     let mut out = String::new();
@@ -431,6 +457,9 @@ fn accounts_config(
     }
     for agency in crate::nats_agencies::server_users(agencies) {
         let _ = writeln!(out, "      {agency}");
+    }
+    for site in crate::nats_sites::server_users(sites) {
+        let _ = writeln!(out, "      {site}");
     }
     out.push_str("    ]\n");
     if jetstream {
@@ -572,7 +601,7 @@ mod tests {
         let dir = tempfile_dir();
         let mut users = load_or_create(dir.path()).unwrap();
         users.users.insert("intruder".into(), "x".into());
-        let conf = server_config(&users, &Default::default()).unwrap();
+        let conf = server_config(&users, &Default::default(), &Default::default()).unwrap();
         assert!(conf.contains("VIGIL: {"), "{conf}");
         assert!(conf.contains("system_account: SYS"), "{conf}");
         assert!(!conf.contains("no_auth_user"), "{conf}");
@@ -588,7 +617,7 @@ mod tests {
         let users = load_or_create(dir.path()).unwrap();
         let creds = crate::nats_agencies::issue(dir.path(), "wfp", "nats://x:1").unwrap();
         let agencies = crate::nats_agencies::load(dir.path()).unwrap();
-        let conf = server_config(&users, &agencies).unwrap();
+        let conf = server_config(&users, &agencies, &Default::default()).unwrap();
         let line = conf
             .lines()
             .find(|l| l.contains(&creds.public_key))
@@ -626,10 +655,10 @@ mod tests {
             Some(route),
             "generated once"
         );
-        let single = server_config(&users, &Default::default()).unwrap();
+        let single = server_config(&users, &Default::default(), &Default::default()).unwrap();
         assert!(!single.contains("jetstream"), "{single}");
         assert!(!single.contains("$JS"), "{single}");
-        let conf = cluster_server_config(&users, &Default::default()).unwrap();
+        let conf = cluster_server_config(&users, &Default::default(), &Default::default()).unwrap();
         let sys = conf.find(&format!("  {SYSTEM_ACCOUNT}: {{}}")).unwrap();
         let js = conf.find("    jetstream: enabled").unwrap();
         assert!(js < sys, "in the application account: {conf}");

@@ -173,20 +173,23 @@ impl ClusterNode {
 
 /// The whole nats-server config `vigil up` writes into `nats_dir` for a server listening for
 /// clients on `listen` (`host:port`): log and pid files there, `max_payload` with room for
-/// the store's largest append (1 MiB by default) plus headers, the accounts of `users` and the
-/// agency identities, and, for a cluster node, its [`ClusterNode::server_block`] with JetStream
+/// the store's largest append (1 MiB by default) plus headers, the accounts of `users`, the
+/// agency identities and the field sites, a leaf-node listener on `leaf_listen` when given
+/// (see `crate::nats_sites`), and, for a cluster node, its [`ClusterNode::server_block`] with JetStream
 /// enabled for the application account. The text holds passwords: write it owner-only.
 pub fn server_conf(
     listen: &str,
     nats_dir: &Path,
     users: &NatsUsers,
     agencies: &crate::nats_agencies::AgencyIdentities,
+    sites: &crate::nats_sites::SiteIdentities,
+    leaf_listen: Option<&str>,
     cluster: Option<&ClusterNode>,
 ) -> anyhow::Result<String> {
     let (server, accounts) = match cluster {
         None => (
             String::new(),
-            crate::nats_auth::server_config(users, agencies)?,
+            crate::nats_auth::server_config(users, agencies, sites)?,
         ),
         Some(node) => {
             let Some(route_password) = users.route_password.as_deref() else {
@@ -196,7 +199,7 @@ pub fn server_conf(
             };
             (
                 node.server_block(route_password),
-                crate::nats_auth::cluster_server_config(users, agencies)?,
+                crate::nats_auth::cluster_server_config(users, agencies, sites)?,
             )
         }
     };
@@ -206,7 +209,10 @@ pub fn server_conf(
          max_payload: 4MB\n\
          log_file: \"{log}\"\n\
          pid_file: \"{pid}\"\n\
-         {server}{accounts}",
+         {leaf}{server}{accounts}",
+        leaf = leaf_listen
+            .map(crate::nats_sites::leafnodes_block)
+            .unwrap_or_default(),
         log = nats_dir.join("nats-server.log").display(),
         pid = nats_dir.join("nats-server.pid").display(),
     ))

@@ -101,6 +101,16 @@ pub enum Command {
         #[command(subcommand)]
         command: AgencyCommand,
     },
+    /// Run a field site: a nats-server that is a leaf node of the centre and a durable
+    /// outbox that forwards what is submitted at the site, in order, exactly once.
+    Site(SiteArgs),
+    /// Manage the NATS users of field sites at the centre; the running `vigil up` picks up a
+    /// change without a restart.
+    SiteUser {
+        /// What to do.
+        #[command(subcommand)]
+        command: SiteUserCommand,
+    },
     /// A centre of several nodes (docs/CLUSTER.md): the replicas' status, shared secrets.
     Cluster {
         /// What to do.
@@ -142,7 +152,7 @@ impl Command {
     /// Whether the command is a server that runs until stopped (one that folds the log, or
     /// the store): it holds a descriptor per client, NATS connection and store file.
     pub fn is_server(&self) -> bool {
-        self.folds_log() || matches!(self, Command::Store(_))
+        self.folds_log() || matches!(self, Command::Store(_) | Command::Site(_))
     }
 
     /// Whether the command writes the data directory (the log, secrets, users): those refuse
@@ -156,6 +166,8 @@ impl Command {
                 | Command::User { .. }
                 | Command::Token { .. }
                 | Command::Agency { .. }
+                | Command::SiteUser { .. }
+                | Command::Site(_)
                 | Command::Cluster {
                     command: ClusterCommand::Secrets
                 }
@@ -324,6 +336,64 @@ pub struct UpArgs {
         requires = "cluster_node"
     )]
     pub cluster_peers_nats: Vec<String>,
+    /// HOST:PORT of a leaf-node listener for field sites (`vigil site`; they log in with
+    /// the users `vigil site-user add` issues). Off unless given: it is a port open to the
+    /// sites' networks, needed only once there are sites.
+    #[arg(long, env = "VIGIL_LEAF_ADDR", conflicts_with = "external_nats")]
+    pub leaf_addr: Option<String>,
+}
+
+/// `vigil site`.
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// The site's name (as issued by `vigil site-user add`).
+    #[arg(long)]
+    pub name: String,
+    /// The country the site works for (ISO 3166-1 alpha-2, as issued).
+    #[arg(long)]
+    pub scope: String,
+    /// The centre's leaf-node address, nats-leaf://HOST:PORT (its `vigil up --leaf-addr`).
+    /// Default: the one in the credentials file.
+    #[arg(long, env = "VIGIL_SITE_CENTRE")]
+    pub centre: Option<String>,
+    /// The site's credentials file (written by `vigil site-user add` at the centre).
+    #[arg(long, env = "VIGIL_SITE_CREDENTIALS")]
+    pub credentials: PathBuf,
+    /// HOST:PORT where the site's own nats-server listens for the site's clients.
+    #[arg(long, env = "VIGIL_SITE_LISTEN", default_value = "127.0.0.1:4291")]
+    pub listen: String,
+    /// Address of the Prometheus /metrics endpoint (none unless given).
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// `vigil site-user …`.
+#[derive(Debug, Subcommand)]
+pub enum SiteUserCommand {
+    /// Issue the NATS user of a field site (its leaf-node login at this centre) and write its
+    /// credentials file (mode 0600). Adding it again replaces the password.
+    Add {
+        /// The site's name: 1 to 32 of a-z, 0-9 and '-'.
+        name: String,
+        /// The country it works for (ISO 3166-1 alpha-2).
+        #[arg(long)]
+        scope: String,
+        /// The centre's leaf-node address as the site reaches it, written into the file.
+        /// Default: nats-leaf://<--leaf-addr of the running `vigil up`>, when recorded.
+        #[arg(long)]
+        centre: Option<String>,
+        /// Where to write the credentials file. Default: ./<name>.site-credentials.json
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a site's NATS user: it cannot connect again, and the centre refuses whatever it
+    /// still sends.
+    Revoke {
+        /// The site's name.
+        name: String,
+    },
+    /// List the sites and their scopes.
+    List,
 }
 
 /// `vigil cluster …`.

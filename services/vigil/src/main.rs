@@ -8,6 +8,7 @@
 //! - `gen_reference`: `vigil gen-reference`, a large reference dataset for `import`.
 //! - `tools`: operator verbs (`tail`, `append`, `replay`, `verify`).
 //! - `agency`: `vigil agency`, the NATS identities of agency systems.
+//! - `sites`: `vigil site-user` (the NATS users of field sites) and `vigil site`.
 //! - `users`: `vigil user` and `vigil token`, and the first admin of a new centre.
 //! - `cluster`: `vigil cluster status` (the store replicas, the lease, the journal) and
 //!   `vigil cluster secrets` (the credentials the nodes of a cluster share).
@@ -18,6 +19,7 @@ mod cluster;
 mod gen_reference;
 mod import;
 mod services;
+mod sites;
 mod tools;
 mod up;
 mod users;
@@ -113,6 +115,8 @@ async fn dispatch(settings: cli::Resolved, command: Command) -> anyhow::Result<(
         Command::User { command } => users::user(settings, command),
         Command::Token { command } => users::token(settings, command),
         Command::Agency { command } => agency::run(settings, command).await,
+        Command::SiteUser { command } => sites::site_user(settings, command),
+        Command::Site(args) => sites::run(settings, args).await,
         Command::Cluster { command } => cluster::run(settings, command).await,
         // Normally answered in `run` before any settings are read.
         Command::GenReference(args) => gen_reference::write(&args, std::io::stdout().lock()),

@@ -21,12 +21,10 @@
 //! counting, lets the store finish the commit in flight, then stops nats-server, and exits 0.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
 use runtime::nats::Mode;
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Resolved, UpArgs};
@@ -38,6 +36,12 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     // refusals it counted in its last window when it stops (see `gateway::refusals`).
     let last = CancellationToken::new();
     let metrics = runtime::telemetry::install_metrics()?;
+    if let Some(leaf) = &args.leaf_addr {
+        anyhow::ensure!(
+            listen_of(&format!("nats://{leaf}"), true).is_some(),
+            "--leaf-addr {leaf} must be HOST:PORT, the address field sites' nats-servers dial"
+        );
+    }
     // Bad cluster flags are refused before anything is created.
     if let Some(name) = &args.cluster_node {
         runtime::nats_cluster::ClusterNode::new(
@@ -96,11 +100,12 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         };
         let owned = OwnedNats {
             listen: format!("{host}:{port}"),
+            leaf: args.leaf_addr.clone(),
             users: users.clone(),
             cluster: cluster.clone(),
         };
         // Read before the config is written: a change made in between is reloaded.
-        let agencies_seen = read_agencies(&data_dir);
+        let agencies_seen = read_identities(&data_dir);
         let conf = write_nats_config(&data_dir, &owned)?;
         tokio::spawn(watch_agencies(
             data_dir.clone(),
@@ -109,14 +114,19 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             last.clone(),
         ));
         owned_users = Some(users);
-        let mut child = spawn_nats(&conf).await?;
-        if !wait_for_nats(&host, port, &mut child, Duration::from_secs(10)).await {
+        let mut child = runtime::nats_server::spawn(&conf).await?;
+        if !runtime::nats_server::wait_ready(&host, port, &mut child, Duration::from_secs(10)).await
+        {
             anyhow::bail!(
                 "nats-server did not start on {host}:{port}; see {} (is the port taken? choose another with --nats-url)",
                 data_dir.join("nats/nats-server.log").display()
             );
         }
-        Some(tokio::spawn(supervise_nats(child, conf, last.clone())))
+        Some(tokio::spawn(runtime::nats_server::supervise(
+            child,
+            conf,
+            last.clone(),
+        )))
     };
     // A cluster node's clients dial their own node first and know the others' client URLs
     // (they also learn them from the server's INFO, but not while their own node is down at
@@ -164,6 +174,20 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         service_tasks.push((service.name, task));
     }
 
+    // The relay of the field sites' commands (docs/ARCHITECTURE.md, "Field sites"); it
+    // stops with the services.
+    let relay = tokio::spawn(site::relay::run(
+        runtime::nats::connect(
+            &settings.nats_url,
+            "vigil-sites",
+            credentials_of(runtime::nats_auth::SITES)?,
+            Mode::Service,
+        )
+        .await?,
+        data_dir.clone(),
+        shutdown.clone(),
+    ));
+
     let http_addr = settings.http_addr(args.http.as_deref())?;
     let gateway_client = runtime::nats::connect(
         &settings.nats_url,
@@ -208,6 +232,17 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     // The operator tools (and the commands printed below) find this centre's bus here.
     let url_record = runtime::config::nats_url_file(&data_dir);
     runtime::nats_auth::write_private(&url_record, format!("{}\n", settings.nats_url).as_bytes())?;
+    // `vigil site-user add` writes the leaf-node URL into the site's credentials.
+    let leaf_record = crate::sites::leaf_url_file(&data_dir);
+    match &args.leaf_addr {
+        Some(leaf) => runtime::nats_auth::write_private(
+            &leaf_record,
+            format!("nats-leaf://{leaf}\n").as_bytes(),
+        )?,
+        None => {
+            let _ = std::fs::remove_file(&leaf_record);
+        }
+    }
 
     // The operator tools find their NATS credentials and URL under the data directory.
     let dir_flag = if settings.data_dir == runtime::config::default_data_dir() {
@@ -234,7 +269,7 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             println!("  NATS           : {} (external)", settings.nats_url);
             // The operator's server needs the agency identities: print them now and at
             // each change.
-            let seen = read_agencies(&data_dir);
+            let seen = read_identities(&data_dir);
             print_external_agencies(&data_dir);
             tokio::spawn(watch_agencies(data_dir.clone(), seen, None, last.clone()));
         }
@@ -246,6 +281,11 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
             node.listen,
             node.routes.join(", "),
             node.store_dir.join("jetstream").display()
+        );
+    }
+    if let Some(leaf) = &args.leaf_addr {
+        println!(
+            "  field sites    : nats-leaf://{leaf} (leaf-node listener; add a site with `vigil {dir_flag}site-user add NAME --scope CC`)"
         );
     }
     println!("  metrics        : http://{metrics_addr}/metrics");
@@ -289,6 +329,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     last.cancel();
+    if let Ok(Err(e)) = relay.await {
+        tracing::error!(error = %e, "the relay of field sites stopped with an error");
+    }
     for (name, task) in service_tasks {
         if let Ok(Err(e)) = task.await {
             tracing::error!(error = %e, "{name} service stopped with an error");
@@ -341,6 +384,8 @@ fn listen_of(url: &str, cluster: bool) -> Option<(String, u16)> {
 #[derive(Clone)]
 struct OwnedNats {
     listen: String,
+    /// The leaf-node listener for field sites (`--leaf-addr`), if any.
+    leaf: Option<String>,
     users: runtime::nats_auth::NatsUsers,
     cluster: Option<runtime::nats_cluster::ClusterNode>,
 }
@@ -348,18 +393,25 @@ struct OwnedNats {
 /// How often the agency identities file is looked at.
 const AGENCY_POLL: Duration = Duration::from_millis(300);
 
-fn read_agencies(data_dir: &Path) -> Option<Vec<u8>> {
-    std::fs::read(runtime::nats_agencies::agencies_file(data_dir)).ok()
+/// The agency identities and the field sites, as the files hold them: when either changes,
+/// nats-server's config is rewritten.
+fn read_identities(data_dir: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    (
+        std::fs::read(runtime::nats_agencies::agencies_file(data_dir)).ok(),
+        std::fs::read(runtime::nats_sites::sites_file(data_dir)).ok(),
+    )
 }
 
 /// Keeps the bus in step with `<data-dir>/secrets/nats-agencies.json` (written by `vigil
-/// agency`): when it changes, rewrites the config of the server we own (`owned`: its port and
-/// the services' users) and makes nats-server reload it, which admits a new identity and
-/// closes the connection of a revoked one; with an external server, prints what its operator
-/// must change.
+/// agency`) and `<data-dir>/secrets/nats-sites.json` (written by `vigil site-user`): when
+/// either changes, rewrites the config of the server we own (`owned`: its port and the
+/// services' users) and makes nats-server reload it, which admits a new identity and closes
+/// the client connection of a revoked agency (a revoked site cannot log in again; see
+/// `runtime::nats_sites` for its open leaf link); with an external server, prints what its
+/// operator must change.
 async fn watch_agencies(
     data_dir: PathBuf,
-    mut seen: Option<Vec<u8>>,
+    mut seen: (Option<Vec<u8>>, Option<Vec<u8>>),
     owned: Option<OwnedNats>,
     shutdown: CancellationToken,
 ) {
@@ -368,47 +420,31 @@ async fn watch_agencies(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(AGENCY_POLL) => {}
         }
-        let now = read_agencies(&data_dir);
+        let now = read_identities(&data_dir);
         if now == seen {
             continue;
         }
+        let agencies_changed = now.0 != seen.0;
         seen = now;
         let Some(owned) = &owned else {
-            print_external_agencies(&data_dir);
+            if agencies_changed {
+                print_external_agencies(&data_dir);
+            }
             continue;
         };
         let reloaded = match write_nats_config(&data_dir, owned) {
-            Ok(_) => reload_nats(&data_dir.join("nats")).await,
+            Ok(_) => runtime::nats_server::reload(&data_dir.join("nats")).await,
             Err(e) => Err(e),
         };
         match reloaded {
-            Ok(()) => tracing::info!("agency identities changed; nats-server reloaded"),
+            Ok(()) => tracing::info!("agency identities or sites changed; nats-server reloaded"),
             Err(e) => {
-                tracing::error!(error = %e, "agency identities changed but nats-server was not reloaded");
+                tracing::error!(error = %e, "agency identities or sites changed but nats-server was not reloaded");
                 // Try again at the next look.
-                seen = None;
+                seen = (None, None);
             }
         }
     }
-}
-
-/// Asks our nats-server (its pid file) to reload its config.
-async fn reload_nats(dir: &Path) -> anyhow::Result<()> {
-    let pid_file = dir.join("nats-server.pid");
-    let pid = std::fs::read_to_string(&pid_file)
-        .with_context(|| format!("cannot read {}", pid_file.display()))?;
-    let pid: u32 = pid
-        .trim()
-        .parse()
-        .with_context(|| format!("{} holds no pid", pid_file.display()))?;
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(pid.to_string())
-        .status()
-        .await
-        .context("cannot run kill")?;
-    anyhow::ensure!(status.success(), "kill -HUP {pid} failed: {status}");
-    Ok(())
 }
 
 /// With `--external-nats`: the `users` entries the operator's server needs for the agency
@@ -431,10 +467,12 @@ fn print_external_agencies(data_dir: &Path) {
 
 /// Writes the nats-server config of the server we own (see
 /// `runtime::nats_cluster::server_conf`): it admits only the services' users, each with its
-/// permissions, and the agency identities of the data directory; a cluster node also joins
-/// the cluster with JetStream. The file holds passwords, so it is mode 0600.
+/// permissions, the agency identities and the field sites of the data directory (the sites
+/// on the leaf-node listener, when there is one); a cluster node also joins the cluster with
+/// JetStream. The file holds passwords, so it is mode 0600.
 fn write_nats_config(data_dir: &Path, owned: &OwnedNats) -> anyhow::Result<PathBuf> {
     let agencies = runtime::nats_agencies::load(data_dir)?;
+    let sites = runtime::nats_sites::load(data_dir)?;
     let dir = &data_dir.join("nats");
     runtime::data_dir::create_private_dir(dir)?;
     let conf = dir.join("nats-server.conf");
@@ -443,88 +481,12 @@ fn write_nats_config(data_dir: &Path, owned: &OwnedNats) -> anyhow::Result<PathB
         dir,
         &owned.users,
         &agencies,
+        &sites,
+        owned.leaf.as_deref(),
         owned.cluster.as_ref(),
     )?;
     runtime::nats_auth::write_private(&conf, text.as_bytes())?;
     Ok(conf)
-}
-
-async fn spawn_nats(conf: &Path) -> anyhow::Result<Child> {
-    let bin = runtime::nats_server::binary();
-    Command::new(&bin)
-        .arg("-c")
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start nats-server ({}): install it (ops/up installs a current one), set VIGIL_NATS_SERVER, or pass --external-nats --nats-url <url>", bin.display()))
-}
-
-/// Waits until our nats-server greets clients with `INFO` on `port`; false if it exits or
-/// does not within `timeout`.
-async fn wait_for_nats(host: &str, port: u16, child: &mut Child, timeout: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if let Ok(mut s) = tokio::net::TcpStream::connect((host, port)).await {
-            let mut buf = [0u8; 4];
-            let greeted =
-                tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await;
-            if matches!(greeted, Ok(Ok(_))) && &buf == b"INFO" {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-/// Keeps nats-server running until shutdown; then stops it after the store has finished.
-async fn supervise_nats(mut child: Child, conf: PathBuf, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                // The store has already stopped taking requests by now or will shortly; give
-                // it a moment to send its last replies before the bus goes away.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                stop_gracefully(&mut child).await;
-                return;
-            }
-            status = child.wait() => {
-                tracing::error!(?status, "nats-server exited unexpectedly; restarting it in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match spawn_nats(&conf).await {
-                    Ok(c) => child = c,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot restart nats-server; retrying in 5 s");
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn stop_gracefully(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        // SIGTERM lets nats-server close client connections cleanly.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
 }
 
 #[cfg(test)]

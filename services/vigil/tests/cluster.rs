@@ -71,6 +71,8 @@ fn three_nodes(dir: &Path, users: &runtime::nats_auth::NatsUsers) -> Vec<Node> {
             &nats_dir,
             users,
             &Default::default(),
+            &Default::default(),
+            None,
             Some(&node),
         )
         .unwrap();

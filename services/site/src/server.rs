@@ -1,0 +1,467 @@
+//! `vigil site`: one field site. It owns a nats-server (the site's own bus, config and logs
+//! under `<data-dir>/nats/`) that is a leaf node of the centre, the durable outbox
+//! (`crate::store`, under `<data-dir>/outbox`), and the forwarder that empties it.
+//!
+//! # On the site's own bus (subjects in [`crate::subjects`])
+//! - `vigil.local.submit.<service>.<command>` (request, a `Command` envelope): checked (a
+//!   command a site may forward, from a field officer of the site's scope, readable), then
+//!   written to the outbox and fsync'd; only then answered `{"ok": {"accepted_at_site":
+//!   true, "id", "position", "duplicate"}}`. A refusal here stores nothing.
+//! - `vigil.local.status.<id>` (request): the outbox item of command `<id>`, with the
+//!   centre's answer once it came (`forwarded` with the outcome, or `refused` with the
+//!   refusal), or `not_found`.
+//! - `vigil.local.state` (request): the link (up or down, since when, last error) and how
+//!   many items wait, were forwarded, were refused.
+//!
+//! # Forwarding
+//! One item at a time, oldest first, with its own command id, as a request on
+//! `vigil.site.<name>.cmd.<service>.<command>` through the leaf link to the centre's relay
+//! (`crate::relay`). A final answer (`ok` or a refusal) is recorded and the next item goes;
+//! no answer, no route (the link is down) or `unavailable` sends the same item again after a
+//! backoff (250 ms doubling to 5 s, ±20 %). The centre carries out a command once per id, so
+//! a resend after a lost answer is answered `duplicate: true` and changes nothing. When the
+//! outbox is empty the forwarder pings the relay every 2 s, so the link state stays current.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::Client;
+use bytes::Bytes;
+use events::command::{Refusal, RefusalCode};
+use events::validate::Country;
+use futures::StreamExt;
+use runtime::nats::Mode;
+use runtime::nats_sites::{self, SiteCredentials};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::outbox::{Outcome, Submitted, classify};
+use crate::store::{Outbox, now};
+use crate::subjects;
+
+/// How long the forwarder waits for the centre's answer to one item.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// The first and the longest wait before an item is sent again.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often an idle forwarder asks the relay whether the link is up.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// What `vigil site` runs with.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// The site's credentials file (its name, scope, login at the centre).
+    pub credentials: SiteCredentials,
+    /// The centre's leaf-node address (`nats-leaf://host:port`).
+    pub centre: String,
+    /// The site's data directory.
+    pub data_dir: PathBuf,
+    /// Where the site's own nats-server listens for clients (`host:port`).
+    pub listen: String,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The link to the centre, as the forwarder last saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    /// Whether the relay answered the last request.
+    pub up: bool,
+    /// Since when it is in that state (RFC 3339).
+    pub since: String,
+    /// Why it is down (or why the centre refused the site), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Link {
+    fn set(&mut self, up: bool, error: Option<String>) {
+        if self.up != up {
+            self.up = up;
+            self.since = now();
+            tracing::info!(up, error = ?error, "link to the centre changed");
+        }
+        self.last_error = error;
+        metrics::gauge!("vigil_site_link_up").set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+struct Site {
+    name: String,
+    scope: Country,
+    outbox: Mutex<Outbox>,
+    link: Mutex<Link>,
+    wake: Notify,
+}
+
+impl Site {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        // A panic while holding it would be a bug; the data is still consistent on disk.
+        self.outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn publish_counts(&self) {
+        let c = self.outbox().counts();
+        metrics::gauge!("vigil_site_pending").set(c.pending as f64);
+    }
+}
+
+/// Runs the site until `shutdown`.
+pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let creds = &config.credentials;
+    let name = creds.site.clone();
+    anyhow::ensure!(
+        nats_sites::valid_name(&name),
+        "the credentials name the site {name:?}, which is not a site name"
+    );
+    runtime::data_dir::create_private_dir(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let (host, port) = config
+        .listen
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .with_context(|| format!("--listen {} must be HOST:PORT", config.listen))?;
+
+    // The outbox first: fjall locks its directory, so a second `vigil site` on the same data
+    // stops here, before it touches the first one's nats-server.
+    let outbox_dir = data_dir.join("outbox");
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&outbox_dir))
+        .await?
+        .context("is another `vigil site` running on this data directory?")?;
+
+    // The site's own nats-server, a leaf node of the centre.
+    let local = nats_sites::local_credentials(&data_dir, &name)?;
+    let remote = nats_sites::leaf_url(&config.centre, creds)?;
+    let nats_dir = data_dir.join("nats");
+    runtime::data_dir::create_private_dir(&nats_dir)?;
+    let conf = nats_dir.join("nats-server.conf");
+    runtime::nats_auth::write_private(
+        &conf,
+        nats_sites::site_server_conf(&config.listen, &nats_dir, &local, &remote).as_bytes(),
+    )?;
+    runtime::nats_server::stop_orphan(&nats_dir, &conf).await;
+    if tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .is_ok()
+    {
+        anyhow::bail!(
+            "{} is already in use; choose another with --listen",
+            config.listen
+        );
+    }
+    let mut child = runtime::nats_server::spawn(&conf).await?;
+    if !runtime::nats_server::wait_ready(&host, port, &mut child, Duration::from_secs(10)).await {
+        anyhow::bail!(
+            "the site's nats-server did not start on {}; see {}",
+            config.listen,
+            nats_dir.join("nats-server.log").display()
+        );
+    }
+    let bus_stop = CancellationToken::new();
+    let nats_task = tokio::spawn(runtime::nats_server::supervise(
+        child,
+        conf,
+        bus_stop.clone(),
+    ));
+    let url = format!("nats://{}", config.listen);
+    let client = runtime::nats::connect(&url, "vigil-site", Some(local), Mode::Service).await?;
+
+    let site = Arc::new(Site {
+        name: name.clone(),
+        scope: creds.scope,
+        outbox: Mutex::new(outbox),
+        link: Mutex::new(Link {
+            up: false,
+            since: now(),
+            last_error: Some("not connected yet".to_owned()),
+        }),
+        wake: Notify::new(),
+    });
+    site.publish_counts();
+
+    if let Some(addr) = config.metrics {
+        let handle = runtime::telemetry::install_metrics()?;
+        let listener = runtime::telemetry::bind_metrics(addr).await?;
+        tokio::spawn(runtime::telemetry::serve_metrics(
+            listener,
+            handle,
+            shutdown.clone(),
+        ));
+    }
+    let url_record = runtime::config::nats_url_file(&data_dir);
+    runtime::nats_auth::write_private(&url_record, format!("{url}\n").as_bytes())?;
+
+    let serving = tokio::spawn(serve_local(client.clone(), site.clone(), shutdown.clone()));
+    let forwarding = tokio::spawn(forward(client, site.clone(), shutdown.clone()));
+    let counts = site.outbox().counts();
+    println!("Vigil site {name} ({}) is up.", site.scope);
+    println!("  data directory : {}", data_dir.display());
+    println!(
+        "  site NATS      : {url} (user {}; password in {})",
+        nats_sites::user_of(&name),
+        runtime::nats_auth::users_file(&data_dir).display()
+    );
+    println!("  centre         : {} (leaf node)", config.centre);
+    println!(
+        "  outbox         : {} pending, {} forwarded, {} refused",
+        counts.pending, counts.forwarded, counts.refused
+    );
+    println!(
+        "  submit         : request on {}.<service>.<command>; state: {}",
+        subjects::SUBMIT,
+        subjects::STATE
+    );
+    shutdown.cancelled().await;
+    let _ = serving.await;
+    let _ = forwarding.await;
+    bus_stop.cancel();
+    let _ = nats_task.await;
+    if let Err(e) = std::fs::remove_file(&url_record)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "cannot remove the NATS URL record");
+    }
+    Ok(())
+}
+
+fn answer<T: Serialize>(outcome: Result<T, Refusal>) -> Bytes {
+    runtime::commands::reply(outcome).into()
+}
+
+/// Serves the site's own requests (submit, status, state) until `shutdown`.
+async fn serve_local(
+    client: Client,
+    site: Arc<Site>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut submits = client
+        .subscribe(format!("{}.*.*", subjects::SUBMIT))
+        .await?;
+    let mut statuses = client.subscribe(format!("{}.*", subjects::STATUS)).await?;
+    let mut states = client.subscribe(subjects::STATE).await?;
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            m = submits.next() => m,
+            m = statuses.next() => m,
+            m = states.next() => m,
+        };
+        let Some(msg) = msg else { return Ok(()) };
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let site = site.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let body = local_request(&site, &msg.subject, msg.payload).await;
+            if let Err(e) = client.publish(reply_to, body).await {
+                tracing::warn!(error = %e, "could not answer a request on the site's bus");
+            }
+        });
+    }
+}
+
+async fn local_request(site: &Arc<Site>, subject: &str, payload: Bytes) -> Bytes {
+    if subject == subjects::STATE {
+        let counts = site.outbox().counts();
+        let link = site.link().clone();
+        return answer::<Value>(Ok(json!({
+            "site": site.name,
+            "scope": site.scope,
+            "link": link,
+            "pending": counts.pending,
+            "forwarded": counts.forwarded,
+            "refused": counts.refused,
+        })));
+    }
+    if let Some(id) = subject
+        .strip_prefix(subjects::STATUS)
+        .and_then(|s| s.strip_prefix('.'))
+    {
+        let found = Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| site.outbox().get(id));
+        return match found {
+            Some(item) => answer(Ok(item)),
+            None => answer::<Value>(Err(Refusal::new(
+                RefusalCode::NotFound,
+                format!("no command {id} in this site's outbox"),
+            ))),
+        };
+    }
+    let Some((service, command)) = subject
+        .strip_prefix(subjects::SUBMIT)
+        .and_then(|s| s.strip_prefix('.'))
+        .and_then(|s| s.split_once('.'))
+    else {
+        return answer::<Value>(Err(Refusal::invalid(format!(
+            "{subject} is not a site request"
+        ))));
+    };
+    answer(submit(site, service, command, &payload).await)
+}
+
+/// Checks a command and writes it to the outbox (on disk when this returns `Ok`).
+async fn submit(
+    site: &Arc<Site>,
+    service: &str,
+    command: &str,
+    payload: &[u8],
+) -> Result<Value, Refusal> {
+    // The relay's own check, here too: what the centre would refuse for who sent it is
+    // refused before it is accepted.
+    crate::relay::check(&site.name, site.scope, service, command, payload)?;
+    let cmd = runtime::commands::decode::<Value>(payload)?;
+    let value = serde_json::to_value(&cmd)
+        .map_err(|e| Refusal::invalid(format!("cannot keep the command: {e}")))?;
+    let (id, service, command) = (cmd.id, service.to_owned(), command.to_owned());
+    let worker = site.clone();
+    let done =
+        tokio::task::spawn_blocking(move || worker.outbox().submit(id, &service, &command, value))
+            .await;
+    let submitted = match done {
+        Ok(Ok(s)) => s,
+        Ok(Err(Ok(refusal))) => return Err(refusal),
+        Ok(Err(Err(e))) => {
+            tracing::error!(error = %e, "cannot write the outbox");
+            return Err(Refusal::unavailable(format!(
+                "the site cannot write its outbox ({e}); nothing was accepted: retry with the same id"
+            )));
+        }
+        Err(e) => {
+            return Err(Refusal::unavailable(format!(
+                "the site's outbox failed ({e}); nothing was accepted: retry with the same id"
+            )));
+        }
+    };
+    let (item, duplicate) = match submitted {
+        Submitted::New(item) => {
+            metrics::counter!("vigil_site_accepted_total").increment(1);
+            site.publish_counts();
+            site.wake.notify_one();
+            (item, false)
+        }
+        Submitted::Existing(item) => (item, true),
+    };
+    Ok(json!({
+        "accepted_at_site": true,
+        "id": item.id,
+        "position": item.position,
+        "duplicate": duplicate,
+        "state": item.state,
+    }))
+}
+
+/// Forwards the outbox to the centre, oldest first, until `shutdown`.
+async fn forward(client: Client, site: Arc<Site>, shutdown: CancellationToken) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let head = site.outbox().head();
+        let Some(item) = head else {
+            ping(&client, &site).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = site.wake.notified() => {}
+                _ = tokio::time::sleep(PING_EVERY) => {}
+            }
+            continue;
+        };
+        let subject = nats_sites::command_subject(&site.name, &item.service, &item.command);
+        let body: Bytes = serde_json::to_vec(&item.payload).unwrap_or_default().into();
+        let sent = tokio::time::timeout(FORWARD_TIMEOUT, client.request(subject, body)).await;
+        let outcome = match sent {
+            Ok(Ok(msg)) => {
+                site.link().set(true, None);
+                classify(&msg.payload)
+            }
+            Ok(Err(e)) => {
+                site.link()
+                    .set(false, Some(format!("the centre is not reachable: {e}")));
+                Outcome::Retry(e.to_string())
+            }
+            Err(_) => {
+                site.link().set(
+                    false,
+                    Some(format!(
+                        "no answer from the centre within {} s",
+                        FORWARD_TIMEOUT.as_secs()
+                    )),
+                );
+                Outcome::Retry("timeout".to_owned())
+            }
+        };
+        if outcome.is_final() {
+            let refused = matches!(outcome, Outcome::Refused(_));
+            let worker = site.clone();
+            let position = item.position;
+            let settled =
+                tokio::task::spawn_blocking(move || worker.outbox().settle(position, &outcome))
+                    .await;
+            match settled {
+                Ok(Ok(_)) => {
+                    let what = if refused { "refused" } else { "forwarded" };
+                    metrics::counter!("vigil_site_settled_total", "outcome" => what).increment(1);
+                    site.publish_counts();
+                    backoff = BACKOFF_MIN;
+                    continue;
+                }
+                // The answer is not recorded: the item is sent again (same id, the centre
+                // answers with the original outcome).
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot record the centre's answer"),
+                Err(e) => tracing::error!(error = %e, "the outbox failed"),
+            }
+        } else if let Outcome::Retry(why) = &outcome {
+            tracing::debug!(position = item.position, %why, "will send again");
+        }
+        let jitter = rand::random_range(0.8..1.2);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Asks the relay whether the centre knows this site; updates the link.
+async fn ping(client: &Client, site: &Site) {
+    let sent = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.request(nats_sites::ping_subject(&site.name), Bytes::new()),
+    )
+    .await;
+    let (up, error) = match sent {
+        Ok(Ok(msg)) => match classify(&msg.payload) {
+            Outcome::Done(_) => (true, None),
+            Outcome::Refused(r) => (
+                false,
+                Some(format!("the centre refuses this site: {}", r.message)),
+            ),
+            Outcome::Retry(why) => (false, Some(why)),
+        },
+        Ok(Err(e)) => (false, Some(format!("the centre is not reachable: {e}"))),
+        Err(_) => (false, Some("no answer from the centre".to_owned())),
+    };
+    site.link().set(up, error);
+}
