@@ -16,6 +16,8 @@
 //!   #3202, #4225), so whoever may create a consumer reads every stream: that is why no other
 //!   user may call `$JS.API` at large. A store may also ask its peers' replicas for their
 //!   status (`vigil.store.status`): placement hands the lease only to a live one.
+//! - `gateway` may ask every store replica for its status (`vigil.store.status`), for
+//!   `/readyz` and `/metrics` (the leader, this node's replica's lag); nothing of JetStream.
 //! - `cli` may ask every store replica for its status (`vigil.store.status`) and read, and
 //!   only read, the journal's stream info and the lease key (stream info and message gets of
 //!   the lease bucket), for `vigil cluster status`.
@@ -27,7 +29,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::nats_auth::{CLI, NatsUsers, Permissions, STORE, quoted};
+use crate::nats_auth::{CLI, GATEWAY, NatsUsers, Permissions, STORE, quoted};
 
 /// The JetStream stream of the store's journal (as `store::Replication::new` names it).
 pub const JOURNAL_STREAM: &str = "VIGIL_JOURNAL";
@@ -235,6 +237,11 @@ pub fn permissions(user: &str) -> Option<Permissions> {
                 format!("$KV.{LEASE_BUCKET}.>"),
             ]);
         }
+        GATEWAY => {
+            // `/readyz` and `/metrics` on a cluster node: the leader and this node's replica.
+            p.publish_allow
+                .push(events::subjects::STORE_STATUS.to_owned());
+        }
         CLI => {
             let lease_stream = format!("KV_{LEASE_BUCKET}");
             p.publish_allow.extend([
@@ -361,6 +368,14 @@ mod tests {
                     }
                     assert!(p.publish_allow.contains(&"vigil.store.status".to_owned()));
                     assert!(!p.publish_allow.iter().any(|s| s.starts_with("$KV")));
+                }
+                GATEWAY => {
+                    let mut extra = p.clone();
+                    extra
+                        .publish_allow
+                        .retain(|s| !single.publish_allow.contains(s));
+                    assert_eq!(extra.publish_allow, vec!["vigil.store.status".to_owned()]);
+                    assert_eq!(p.subscribe_allow, single.subscribe_allow);
                 }
                 _ => assert_eq!(p, single, "{user} gets nothing new"),
             }
