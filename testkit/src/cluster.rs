@@ -1,6 +1,7 @@
 //! A real nats-server cluster on loopback for tests: `n` servers (2.15.1, see
 //! [`crate::nats_server_bin`]) with routes to each other and JetStream on
-//! (`sync_interval: always`, each its own store directory, kept across restarts), no auth.
+//! (`sync_interval: always`, each its own store directory, kept across restarts), no auth,
+//! and the ping interval of a cluster node's config (`runtime::nats_cluster::LIVENESS`).
 //! [`NatsCluster::start`] returns once JetStream has a meta leader, so streams can be created.
 
 use std::path::PathBuf;
@@ -40,10 +41,11 @@ impl NatsCluster {
             let store = dir.path().join(format!("n{}-js", i + 1));
             let config = dir.path().join(format!("n{}.conf", i + 1));
             let text = format!(
-                "server_name: n{name}\nlisten: \"127.0.0.1:{port}\"\n\
+                "server_name: n{name}\nlisten: \"127.0.0.1:{port}\"\n{liveness}\
                  jetstream {{ store_dir: \"{store}\", sync_interval: always }}\n\
                  cluster {{ name: vigil-test, listen: \"127.0.0.1:{cluster_port}\", routes: [{routes}] }}\n",
                 name = i + 1,
+                liveness = runtime::nats_cluster::LIVENESS,
                 store = store.display(),
                 routes = routes.join(", ")
             );

@@ -340,6 +340,39 @@ pub struct Readiness {
     pub board_position: u64,
     /// The boards within a small lag of the head.
     pub caught_up: bool,
+    /// On a node of several (`vigil up --cluster-node`): the cluster as this gateway sees it.
+    /// Absent on a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReadiness>,
+}
+
+/// `GET /readyz` on a cluster node: the store leader and this node's replica, from the
+/// replicas' last answers to `vigil.store.status` (asked every second, not per request).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterReadiness {
+    /// This node's name (`--cluster-node`).
+    pub node: String,
+    /// A store leader answered within the last 3 s. Not ready without one.
+    pub leader_known: bool,
+    /// The leader's node, when known.
+    pub leader: Option<String>,
+    /// The leader's last log position, when known.
+    pub leader_head: Option<u64>,
+    /// This node's store replica answered in the last round.
+    pub replica_answering: bool,
+    /// Its role (`leader` or `follower`), when it answered.
+    pub replica_role: Option<String>,
+    /// Its last log position, when it answered.
+    pub replica_head: Option<u64>,
+    /// The last journal sequence it applied, when it answered.
+    pub replica_journal_seq: Option<u64>,
+    /// Log positions it is behind the leader (when both answered). Reported only: the
+    /// gateway reads and appends through the leader.
+    pub lag: Option<u64>,
+    /// Journal messages it is behind the leader (when both answered).
+    pub journal_lag: Option<u64>,
+    /// How long ago the last round of answers ended (null before the first).
+    pub checked_ms_ago: Option<u64>,
 }
 
 /// The one shape of every list (see [`events::page`]). Page with `?limit=` (1 to 500,

@@ -125,7 +125,9 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: NATS connected, the store answering, and the boards caught up with the
-/// log's head (within a small lag, since the head moves while we ask).
+/// log's head (within a small lag, since the head moves while we ask). On a cluster node
+/// also a store leader known (see [`crate::cluster`]); this node's replica's lag is reported,
+/// not judged.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     const MAX_LAG: u64 = 1000;
     let nats = state.store.nats().connection_state() == async_nats::connection::State::Connected;
@@ -137,7 +139,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let position = state.hub.position();
     let caught_up =
         state.hub.caught_up() && head.is_some_and(|h| h.saturating_sub(position) <= MAX_LAG);
-    let ready = nats && head.is_some() && caught_up;
+    let cluster = state.cluster.as_ref().map(|view| view.readiness());
+    let leader_known = cluster.as_ref().is_none_or(|c| c.leader_known);
+    let ready = nats && head.is_some() && caught_up && leader_known;
     let body = Readiness {
         ready,
         nats,
@@ -145,6 +149,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         head,
         board_position: position,
         caught_up,
+        cluster,
     };
     let status = if ready {
         StatusCode::OK

@@ -19,6 +19,8 @@
 //!   without a valid token so that they cannot flood the log.
 //! - [`auth`]: users, tokens and the one authorization policy; [`ROUTES`] is the table every
 //!   route is built from, with who may use it, so no route can exist without a policy.
+//! - [`cluster`]: on a node of several, the store leader and this node's replica as the
+//!   replicas report them, for `/readyz` and `/metrics`.
 //! - [`server`]: the HTTP server under the router: header and keep-alive timeouts, the
 //!   connection caps ([`ConnLimits`]), graceful shutdown.
 //!
@@ -28,6 +30,7 @@
 pub mod api;
 pub mod auth;
 pub mod bodies;
+pub mod cluster;
 pub mod http;
 pub mod hub;
 pub mod openapi;
@@ -78,6 +81,8 @@ pub struct AppState {
     pub ws_per_token: server::Slots<String>,
     /// See [`ConnLimits::ws_send_timeout`].
     pub ws_send_timeout: std::time::Duration,
+    /// On a node of several: the cluster as this gateway sees it (`/readyz`).
+    pub cluster: Option<Arc<cluster::ClusterView>>,
 }
 
 impl AppState {
@@ -549,6 +554,20 @@ pub async fn start_with_limits(
     shutdown: CancellationToken,
     limits: ConnLimits,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    start_node(addr, client, auth, shutdown, limits, None).await
+}
+
+/// [`start_with_limits`] on node `cluster_node` of a several-node centre (`None`: a single
+/// node): `/readyz` and `/metrics` then show the store leader and this node's replica
+/// ([`cluster`]).
+pub async fn start_node(
+    addr: SocketAddr,
+    client: Client,
+    auth: Arc<Auth>,
+    shutdown: CancellationToken,
+    limits: ConnLimits,
+    cluster_node: Option<String>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let listener = server::listen(addr, limits.send_buffer).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
@@ -556,6 +575,14 @@ pub async fn start_with_limits(
     let hub = Arc::new(Hub::with_retention(limits.board_retention));
     let refusals = Arc::new(refusals::Refusals::new(client.clone()));
     let counting = tokio::spawn(refusals.clone().run(shutdown.clone()));
+    let cluster = cluster_node.map(|node| Arc::new(cluster::ClusterView::new(node)));
+    if let Some(view) = &cluster {
+        tokio::spawn(cluster::watch(
+            client.clone(),
+            view.clone(),
+            shutdown.clone(),
+        ));
+    }
     let state = Arc::new(AppState {
         hub: hub.clone(),
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
@@ -571,6 +598,7 @@ pub async fn start_with_limits(
         ws_per_address: server::Slots::new(limits.max_ws_per_address),
         ws_per_token: server::Slots::new(limits.max_ws_per_token),
         ws_send_timeout: limits.ws_send_timeout,
+        cluster,
     });
     let mut follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     tokio::spawn(tick(hub.clone(), shutdown.clone()));

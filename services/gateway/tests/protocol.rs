@@ -650,6 +650,21 @@ async fn http_board_health_and_errors_are_json() {
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["head"], 1);
+    // A single node's /readyz: these fields and no others (the `cluster` object is a
+    // cluster node's only).
+    let mut keys: Vec<&String> = ready.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "board_position",
+            "caught_up",
+            "head",
+            "nats",
+            "ready",
+            "store"
+        ]
+    );
 
     let (status, body) = http_get(&c, "/healthz").await;
     assert_eq!(status, 200, "{body}");

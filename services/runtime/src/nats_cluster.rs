@@ -5,6 +5,8 @@
 //! # Promises
 //! - A cluster node's config is today's single-node config (the same application account,
 //!   the same per-service users and permissions, no anonymous access) plus: `server_name`,
+//!   a short ping interval so that a silent client or route is dropped in seconds
+//!   ([`LIVENESS`]),
 //!   a `cluster` block (name, listen address, routes to the other nodes, authenticated by a
 //!   route password shared by the nodes), `jetstream { store_dir, sync_interval: always }`
 //!   (every replica fsyncs before a JetStream ack), and `jetstream: enabled` for the
@@ -16,6 +18,8 @@
 //!   #3202, #4225), so whoever may create a consumer reads every stream: that is why no other
 //!   user may call `$JS.API` at large. A store may also ask its peers' replicas for their
 //!   status (`vigil.store.status`): placement hands the lease only to a live one.
+//! - `gateway` may ask every store replica for its status (`vigil.store.status`), for
+//!   `/readyz` and `/metrics` (the leader, this node's replica's lag); nothing of JetStream.
 //! - `cli` may ask every store replica for its status (`vigil.store.status`) and read, and
 //!   only read, the journal's stream info and the lease key (stream info and message gets of
 //!   the lease bucket), for `vigil cluster status`.
@@ -27,7 +31,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::nats_auth::{CLI, NatsUsers, Permissions, STORE, quoted};
+use crate::nats_auth::{CLI, GATEWAY, NatsUsers, Permissions, STORE, quoted};
 
 /// The JetStream stream of the store's journal (as `store::Replication::new` names it).
 pub const JOURNAL_STREAM: &str = "VIGIL_JOURNAL";
@@ -40,6 +44,23 @@ pub const CLUSTER_NAME: &str = "vigil";
 /// The user the nodes' routes authenticate with (its password is the credentials file's
 /// `route_password`).
 pub const ROUTE_USER: &str = "vigil-route";
+
+/// How a cluster node's nats-server finds a client (or a route) that stopped answering: a
+/// PING every second once it has sent nothing for that long, and the connection closed when
+/// 3 are unanswered, i.e. 4–5 s after it went silent (nats-server's defaults: 2 min and 2,
+/// so 4–6 min for a client, and ~90 s for a route, whose interval is capped at 30 s).
+///
+/// Why: a store leader that is paused (SIGSTOP, a VM stall), not dead, keeps its
+/// subscriptions on its server while it cannot answer, and nats-server hands a client's
+/// message to any member of a queue group, its own clients included: about every other
+/// append or read from a client of that server would wait out the client's timeout until
+/// the pause ends. Dropping the silent connection removes its subscriptions, and the same
+/// holds for a node cut off from the others (its route closed, its subscriptions gone from
+/// their servers). The cost: a client whose process does not run for 4 s on a loaded
+/// machine is disconnected too; it reconnects by itself and retries (the store's clients
+/// retry with the same ids). A PING a second to an idle connection costs nothing worth
+/// counting. Single-node servers keep the defaults.
+pub const LIVENESS: &str = "ping_interval: \"1s\"\nping_max: 3\n";
 
 /// Why a cluster flag is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,6 +167,7 @@ impl ClusterNode {
             "# A member of Vigil's NATS cluster, with JetStream (fsync before every ack).\n",
         );
         let _ = writeln!(out, "server_name: {}", quoted(&self.name));
+        out.push_str(LIVENESS);
         let _ = writeln!(
             out,
             "jetstream: {{ store_dir: {}, sync_interval: always }}",
@@ -241,6 +263,11 @@ pub fn permissions(user: &str) -> Option<Permissions> {
                 format!("$KV.{LEASE_BUCKET}.>"),
             ]);
         }
+        GATEWAY => {
+            // `/readyz` and `/metrics` on a cluster node: the leader and this node's replica.
+            p.publish_allow
+                .push(events::subjects::STORE_STATUS.to_owned());
+        }
         CLI => {
             let lease_stream = format!("KV_{LEASE_BUCKET}");
             p.publish_allow.extend([
@@ -314,6 +341,10 @@ mod tests {
         let block = node().server_block("abc123");
         assert!(block.contains("server_name: \"n2\""), "{block}");
         assert!(
+            block.contains("ping_interval: \"1s\"\nping_max: 3\n"),
+            "{block}"
+        );
+        assert!(
             block
                 .contains("jetstream: { store_dir: \"/d/nats/jetstream\", sync_interval: always }"),
             "{block}"
@@ -367,6 +398,14 @@ mod tests {
                     }
                     assert!(p.publish_allow.contains(&"vigil.store.status".to_owned()));
                     assert!(!p.publish_allow.iter().any(|s| s.starts_with("$KV")));
+                }
+                GATEWAY => {
+                    let mut extra = p.clone();
+                    extra
+                        .publish_allow
+                        .retain(|s| !single.publish_allow.contains(s));
+                    assert_eq!(extra.publish_allow, vec!["vigil.store.status".to_owned()]);
+                    assert_eq!(p.subscribe_allow, single.subscribe_allow);
                 }
                 _ => assert_eq!(p, single, "{user} gets nothing new"),
             }

@@ -208,12 +208,13 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(30 * 24 * 3600),
         "api",
     )?;
-    let (http_bound, gateway) = gateway::start_with_limits(
+    let (http_bound, gateway) = gateway::start_node(
         http_addr,
         gateway_client,
         auth,
         shutdown.clone(),
         settings.connection_limits()?,
+        cluster.as_ref().map(|node| node.name.clone()),
     )
     .await?;
 

@@ -10,6 +10,9 @@
 //!   NATS acknowledged, the leader's node killed and an append through another node
 //!   acknowledged within seconds, the node started again and caught up, and `down` leaving no
 //!   process. It needs the store's replication (`store::run` with `replication: Some`).
+//!   Every gateway's `/readyz` and `/metrics` name its node, the leader and its replica's
+//!   lag; after the kill the others name the new leader, and the restarted node's lag
+//!   comes back to 0.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -326,6 +329,57 @@ fn append(node: &Value, id: uuid::Uuid) -> bool {
         .success()
 }
 
+/// `host:port` of one of `node`'s URLs (`http`, `metrics`).
+fn addr_of(node: &Value, key: &str) -> std::net::SocketAddr {
+    let url = node[key].as_str().unwrap();
+    let rest = url.trim_start_matches("http://");
+    rest.split('/').next().unwrap().parse().unwrap()
+}
+
+/// `GET /readyz` of `node`'s gateway: the status and the body.
+async fn readyz(node: &Value) -> (u16, Value) {
+    match testkit::http::request(addr_of(node, "http"), "GET", "/readyz", &[], None).await {
+        Ok(a) => (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        ),
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// The value of gauge `name` on `node`'s `/metrics`, if it is there.
+async fn gauge(node: &Value, name: &str) -> Option<f64> {
+    let a = testkit::http::request(addr_of(node, "metrics"), "GET", "/metrics", &[], None)
+        .await
+        .ok()?;
+    a.body.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Polls `node`'s `/readyz` until `good` holds of (status, body), for up to `within`; the
+/// body then, and how long it took.
+async fn readyz_until(
+    node: &Value,
+    within: Duration,
+    good: impl Fn(u16, &Value) -> bool,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let (code, body) = readyz(node).await;
+        if good(code, &body) {
+            return (body, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "{}'s /readyz not as expected within {within:?}: {code} {body}",
+            node["name"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -403,6 +457,38 @@ async fn ops_cluster_runs_three_nodes_and_fails_over() {
     assert_eq!(report["replicas"].as_array().unwrap().len(), 3, "{report}");
     let leader = report["leader"].as_str().unwrap().to_owned();
 
+    // Every gateway's /readyz names its node and the leader (the one `vigil cluster status`
+    // saw, or another after a placement hand-over meanwhile); /metrics has the same.
+    let names: Vec<&Value> = nodes.iter().map(|n| &n["name"]).collect();
+    for n in &nodes {
+        let (body, _) = readyz_until(n, Duration::from_secs(10), |code, b| {
+            code == 200
+                && b["cluster"]["leader_known"] == true
+                && b["cluster"]["replica_answering"] == true
+        })
+        .await;
+        eprintln!("{}: /readyz {body}", n["name"]);
+        let c = &body["cluster"];
+        assert_eq!(c["node"], n["name"], "{body}");
+        assert!(names.contains(&&c["leader"]), "{body}");
+        assert!(c["lag"].as_u64().is_some(), "{body}");
+        let role = if c["leader"] == n["name"] {
+            "leader"
+        } else {
+            "follower"
+        };
+        assert_eq!(c["replica_role"], role, "{body}");
+        assert_eq!(
+            gauge(n, "vigil_cluster_leader_known").await,
+            Some(1.0),
+            "{}",
+            n["name"]
+        );
+        assert_eq!(gauge(n, "vigil_cluster_replica_answering").await, Some(1.0));
+        let lag = gauge(n, "vigil_cluster_replica_lag_positions").await;
+        assert!(lag.is_some_and(|l| l >= 0.0), "{}: {lag:?}", n["name"]);
+    }
+
     // A field report over HTTP (node 2's gateway) and an append over NATS (node 3).
     let token = ok(
         &vigil()
@@ -476,6 +562,19 @@ async fn ops_cluster_runs_three_nodes_and_fails_over() {
     eprintln!(
         "failover: the first append after killing {leader}'s node was acknowledged after {failover:?}"
     );
+    // The surviving gateways name the new leader and are ready again.
+    let (body, _) = readyz_until(&other, Duration::from_secs(30), |code, b| {
+        code == 200
+            && b["cluster"]["leader_known"] == true
+            && b["cluster"]["leader"] != leader.as_str()
+    })
+    .await;
+    eprintln!(
+        "/readyz on {} names the new leader {:?} after {:?}: {body}",
+        other["name"],
+        body["cluster"]["leader"],
+        killed_at.elapsed()
+    );
     // A settled cluster fails over in ~2 s (docs/ARCHITECTURE.md "The replicated store");
     // this kill comes seconds after the start, while JetStream may still be placing the
     // journal's and the lease's stream leaders, and a stream leader lost with the node costs
@@ -512,6 +611,19 @@ async fn ops_cluster_runs_three_nodes_and_fails_over() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // Its own /readyz: ready, a follower (or the leader again, by a placement hand-over),
+    // and caught up with the leader.
+    let restarted = nodes.iter().find(|n| n["name"] == leader.as_str()).unwrap();
+    let (body, _) = readyz_until(restarted, Duration::from_secs(30), |code, b| {
+        code == 200 && b["cluster"]["replica_answering"] == true && b["cluster"]["lag"] == 0
+    })
+    .await;
+    eprintln!("{leader} after its restart: /readyz {body}");
+    assert_eq!(
+        gauge(restarted, "vigil_cluster_replica_lag_positions").await,
+        Some(0.0)
+    );
 
     // Down: nothing it started is left.
     let desc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

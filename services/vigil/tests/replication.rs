@@ -9,7 +9,9 @@
 //! - a retry with the same ids after the failover is answered with the original positions;
 //! - a replica whose log is of another history (or a single-node store) refuses to serve;
 //! - one writer: a leader paused past its lease and resumed with appends in hand cannot
-//!   extend the journal past the new leader, and nothing it did not journal is acknowledged.
+//!   extend the journal past the new leader, and nothing it did not journal is acknowledged;
+//! - a paused leader does not hold its node's clients: a writer on the paused leader's own
+//!   nats-server is acknowledged again within 10 s while it is still paused.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -487,9 +489,10 @@ async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
     let probe_stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
     let subject = subjects::append_subject(store.appender(), probe_stream.category()).unwrap();
     let mut probes: Vec<AppendRequest> = Vec::new();
-    // One client per server: NATS hands a queue-group message to a member on the
-    // publisher's own server first, so probes sent through the paused leader's server wait
-    // in its subscription, and appends through the new leader's server reach the new leader.
+    // One client per server: nats-server hands a client's message to a random member of the
+    // queue group, so some probes sent through the paused leader's server wait in its
+    // subscription (until the resume, or the server drops the silent connection after 4-5 s:
+    // `runtime::nats_cluster::LIVENESS`).
     let mut local = Vec::new();
     for i in 0..3 {
         local.push(async_nats::connect(cluster.url(i)).await.unwrap());
@@ -634,5 +637,163 @@ async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
     let verified = stop_and_compare(&mut stores, &dirs, &names, head, acked);
     eprintln!(
         "one writer: {head} events, identical on every replica; {answers_checked} acknowledged answers checked; {verified}"
+    );
+}
+
+/// How soon after its store is paused a leader's node must serve its clients without
+/// stalls: the server sends its first PING to the paused client 1–2 s after it went silent
+/// and closes the connection at the fourth tick, 4–5 s after the pause
+/// ([`runtime::nats_cluster::LIVENESS`]); the lease (2 s) has gone to another replica by
+/// then. A try already inside the paused process times out (the writer's 2 s) and its retry
+/// (backoff up to 0.5 s) reaches the new leader: 7.5 s, rounded up to 10 s for a loaded
+/// machine.
+const PAUSED_BOUND: Duration = Duration::from_secs(10);
+/// How long the leader stays paused: long enough past the bound to see stalls, if any.
+const PAUSE_HELD: Duration = Duration::from_secs(15);
+/// A gap between two acknowledgements of the writer longer than this is a stall (an append
+/// takes milliseconds; a try that lands in the paused process costs the client's 2 s).
+const STALL: Duration = Duration::from_millis(1000);
+
+/// A paused leader does not hold its own node's clients (ARCHITECTURE.md, "The replicated
+/// store"): the leader's store is paused (SIGSTOP) for [`PAUSE_HELD`] while a writer
+/// connected only to that node's nats-server keeps appending. nats-server hands a client's
+/// message to a random member of a queue group, its own clients and other servers' alike,
+/// so until that server drops the paused client's connection (the cluster config's
+/// `ping_interval`/`ping_max`, [`runtime::nats_cluster::LIVENESS`]) about every other try of
+/// this writer lands in the paused process and waits out the client's timeout. Asserted:
+/// from [`PAUSED_BOUND`] after the pause on, while the old leader is still stopped, the
+/// writer is acknowledged without a stall; then it resumes, and every acknowledged append is
+/// in every replica at its position (replicas identical).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_does_not_hold_the_clients_of_its_node() {
+    let cluster = NatsCluster::start(3).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let names = ["n1", "n2", "n3"];
+    let mut stores: Vec<VigilProcess> = (0..3)
+        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
+        .collect();
+    let client = async_nats::connect(cluster.url_list()).await.unwrap();
+    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
+    wait_ready(&store).await;
+    let warm = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+    for n in 0..10 {
+        store
+            .append_retrying(&one_append(&warm, n), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    converged(&client, 3, 10).await;
+    // Past placement's first hand-over, which would move the leader under the test.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let old = leader(&client).await;
+    let k = names.iter().position(|n| *n == old).unwrap();
+
+    // A writer on the leader's own nats-server only, as the services of that node are.
+    let near_old = StoreClient::new(
+        async_nats::connect(cluster.url(k)).await.unwrap(),
+        Duration::from_secs(2),
+    );
+    let acked: Arc<std::sync::Mutex<Vec<(Ack, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let request = one_append(&stream, n);
+                let ok = near_old
+                    .append_retrying(&request, Duration::from_secs(120))
+                    .await
+                    .unwrap_or_else(|e| panic!("append {n} failed for good: {e}"));
+                let ack = Ack {
+                    id: request.events[0].id,
+                    stream: stream.clone(),
+                    position: ok.last_position,
+                    version: ok.stream_version,
+                };
+                acked.lock().unwrap().push((ack, Instant::now()));
+                n += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !acked.lock().unwrap().is_empty(),
+        "the writer on {old}'s server was acknowledged before the pause"
+    );
+
+    let pid = stores[k].pid().unwrap();
+    signal(pid, "-STOP");
+    let paused = Instant::now();
+    eprintln!(
+        "paused leader: {old} paused at {}",
+        time::OffsetDateTime::now_utc()
+    );
+    let mut new_leader = None;
+    while paused.elapsed() < PAUSE_HELD {
+        if new_leader.is_none() {
+            new_leader = statuses(&client)
+                .await
+                .into_iter()
+                .find(|s| s.role == "leader" && s.node != old)
+                .map(|s| (s.node, paused.elapsed()));
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let times: Vec<Duration> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at > paused)
+        .map(|(_, at)| *at - paused)
+        .collect();
+    signal(pid, "-CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    timeline(&dirs, &names);
+
+    // The stalls of the writer while the old leader was paused: (when it ended, how long).
+    let mut stalls = Vec::new();
+    let mut last = Duration::ZERO;
+    for t in &times {
+        if *t - last > STALL {
+            stalls.push((*t, *t - last));
+        }
+        last = *t;
+    }
+    let after_bound = times.iter().filter(|t| **t > PAUSED_BOUND).count();
+    eprintln!(
+        "paused leader: another replica led {new_leader:?} after the pause; the writer on {old}'s server: first acknowledged {:?} after the pause, {} acknowledged in the {PAUSE_HELD:?} paused ({after_bound} after {PAUSED_BOUND:?}); stalls over {STALL:?} (ended at, lasted): {stalls:?}",
+        times.first(),
+        times.len()
+    );
+    assert!(
+        after_bound > 10,
+        "the writer on the paused leader's server was acknowledged only {after_bound} times from {PAUSED_BOUND:?} after the pause"
+    );
+    let late: Vec<_> = stalls
+        .iter()
+        .filter(|(ended, lasted)| *ended - *lasted >= PAUSED_BOUND)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the writer on the paused leader's server still stalled {PAUSED_BOUND:?} after the pause: {late:?}"
+    );
+
+    let acked: Vec<Ack> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(a, _)| a.clone())
+        .collect();
+    let highest = acked.iter().map(|a| a.position).max().unwrap();
+    let head = converged(&client, 3, highest).await;
+    let n = acked.len();
+    let verified = stop_and_compare(&mut stores, &dirs, &names, head, acked);
+    eprintln!(
+        "paused leader: {n} acknowledged appends checked, {head} events identical on every replica; {verified}"
     );
 }
