@@ -1,18 +1,21 @@
 //! The append-only log on fjall: layout, reads, and the commit of one group of appends.
 //!
-//! # On-disk layout (four keyspaces, written together in one atomic fjall batch)
-//! - `log`:     position (u64 big-endian) → the recorded event as JSON. Big-endian keys sort
-//!   in position order, so a range scan is a read of the log in order.
+//! # On-disk layout (layout 2: three keyspaces, written together in one atomic fjall batch)
+//! - `log`:     position (u64 big-endian) → the event's chain hash (32 bytes) followed by the
+//!   recorded event as JSON. Big-endian keys sort in position order, so a range scan is a
+//!   read of the log in order. The hash is `SHA-256(the chain hash of the previous position,
+//!   or 32 zero bytes for position 1 ‖ the exact stored event bytes at this position)`. What
+//!   it promises, and what it does not, is written in [`chain`](self::chain) (the module that
+//!   also holds the checks at open and [`Log::verify`]); reads hand out the event bytes after
+//!   it without a copy ([`StoredEvent`]).
 //! - `streams`: `<stream>/` + version (u64 BE) → position (u64 BE). `/` never occurs in a
 //!   stream name, so the prefix `<stream>/` selects exactly one stream.
 //! - `ids`:     event id (16 bytes) → position (u64 BE) + version (u64 BE). Permanent: an
 //!   event id is an idempotency key for ever, across restarts.
-//! - `chain`:   position (u64 BE) → SHA-256 of (the chain hash of the previous position, or 32
-//!   zero bytes for position 1) ‖ the exact stored event bytes at this position. What it
-//!   promises, and what it does not, is written in [`chain`](self::chain) (the module
-//!   that also holds the checks at open and [`Log::verify`]).
 //! - `replication` (only on a replica of a several-node centre, see [`journal`]): the last
 //!   journal sequence applied, written in the same batch as the events it covers.
+//! - The file `layout` records the layout; [`layout`] owns it and the one-time upgrade of a
+//!   directory in layout 1 (which kept the chain hashes in a fourth keyspace).
 //!
 //! # Promises
 //! - Positions are gap-free from 1 and versions gap-free from 1 per stream, because only
@@ -28,14 +31,14 @@
 //!   checksum, a truncated or missing file, a damaged journal record) becomes
 //!   [`LogError::Damaged`] with what is damaged and what to do next, and [`Log::scan`] reads
 //!   every block once after start to find damage the checks at open do not reach.
-//! - **Memory is bounded by configuration, not by the number of events**: four memtables of
+//! - **Memory is bounded by configuration, not by the number of events**: three memtables of
 //!   at most 16 MiB (each with a sealed one while it is flushed), a 32 MiB block cache and a
 //!   version cache of at most 200,000 streams (~20 MB). What still grows is fjall's index and
 //!   filter data per table file, about 50 bytes an event (a one-hour soak: 176 MiB at 285,000
 //!   events, 225 MiB at 1.25 million; docs/RELIABILITY.md).
-//! - [`Log::open`] refuses a log whose head is not consistent (it must start at 1, the chain's
-//!   head must equal the log's head, the last few hundred events must match their chain
-//!   hashes, and it must reach the acknowledged-head [`mark`]), naming the position, rather
+//! - [`Log::open`] refuses a log whose head is not consistent (it must start at 1, the last
+//!   few hundred events must match their chain hashes, and it must reach the
+//!   acknowledged-head [`mark`]), naming the position, rather
 //!   than serving a damaged or shortened log. [`Log::verify`] checks
 //!   everything, offline (`vigil verify`).
 
@@ -53,11 +56,13 @@ use crate::incoming::Incoming;
 
 pub mod chain;
 pub mod journal;
+pub mod layout;
 pub mod live;
 pub mod mark;
 mod write;
 
 pub use chain::{Broken, Check, CheckReport, VerifyReport};
+pub use layout::StoredEvent;
 pub use write::{Committed, CommittedEvent, Pending, Prepared, runs};
 
 /// The storage engine, re-exported at the version this crate writes with, for tools and
@@ -85,6 +90,10 @@ pub enum LogError {
     /// The log is being reopened (after the disk was full); retry shortly.
     #[error("the event log is being reopened after the disk was full; retry shortly")]
     Reopening,
+    /// The store directory is in a layout this build does not read ([`layout`]): the message
+    /// says which and what to do.
+    #[error("{0}")]
+    Layout(String),
     /// Writing the acknowledged-head mark ([`mark`]) failed; the log itself is unaffected.
     #[error("cannot record the acknowledged head: {0}")]
     Mark(#[source] std::io::Error),
@@ -256,8 +265,6 @@ pub struct Log {
     log: Keyspace,
     streams: Keyspace,
     ids: Keyspace,
-    /// The hash chain over `log` (see [`chain`]).
-    chain: Keyspace,
     durability: Durability,
     /// Last committed position; read by request handlers and metrics without taking a lock.
     head: AtomicU64,
@@ -291,8 +298,8 @@ pub struct Log {
 /// one prefix scan, so clearing is cheap and bounds memory to ~20 MB).
 const MAX_CACHED_VERSIONS: usize = 200_000;
 
-/// Largest memtable of each of the four keyspaces before fjall flushes it to a table file.
-/// fjall's default, 64 MiB, let a store hold up to four of them (and their sealed copies
+/// Largest memtable of each of the three keyspaces before fjall flushes it to a table file.
+/// fjall's default, 64 MiB, let a store hold up to four of them (one per keyspace in layout 1) (and their sealed copies
 /// while flushing) in memory: a soak saw the store pass 330 MiB after 290,000 events, still
 /// climbing.
 const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
@@ -367,15 +374,23 @@ struct IdEntry {
 impl Log {
     /// Opens (or creates) the log under `dir` and checks that its head is consistent.
     ///
-    /// A store written before the hash chain existed gets its chain built here, once, with
-    /// progress in the log. A head that does not hold together is refused with
-    /// [`LogError::Damaged`] naming the position.
+    /// A store directory in the previous layout is upgraded here, once, with progress in the
+    /// log ([`layout`]); one in a newer layout is refused with [`LogError::Layout`]. A head
+    /// that does not hold together is refused with [`LogError::Damaged`] naming the position.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
         // Owner-only: the log holds hostage cases' details. fjall creates its files under the
         // process umask (see `runtime::data_dir`); the directory is made 0700 here.
         runtime::data_dir::create_private_dir(dir)
             .map_err(|e| LogError::Storage(fjall::Error::from(e)))?;
+        let layout = layout::read(dir)?;
+        if let Some(layout) = layout {
+            layout::check(dir, layout)?;
+        }
         let log = Self::open_keyspaces(dir, durability)?;
+        match layout {
+            None => log.adopt_layout()?,
+            Some(_) => log.drop_old_chain()?,
+        }
         let head = log.head();
         // Positions are dense, so the count of entries must equal the head; anything else
         // means files were lost or damaged in the middle, and serving would hide a gap.
@@ -388,7 +403,7 @@ impl Log {
                 "the log starts at position {first}, not 1; restore from a backup"
             )));
         }
-        log.prepare_chain()?;
+        log.check_tail()?;
         if let Some((_, problem)) = log.mark_problem()? {
             return Err(LogError::Damaged(problem));
         }
@@ -399,7 +414,18 @@ impl Log {
     /// to examine a store that [`Log::open`] may refuse. Appending through it is refused.
     /// The store must be stopped (fjall locks the directory).
     pub fn open_for_verify(dir: &Path) -> Result<Self, LogError> {
+        let layout = layout::read(dir)?;
+        if let Some(layout) = layout {
+            layout::check(dir, layout)?;
+        }
         let log = Self::open_keyspaces(dir, Durability::SyncData)?;
+        if layout.is_none() && (log.head() > 0 || log.db.keyspace_exists("chain")) {
+            return Err(LogError::Layout(format!(
+                "the store directory {} is in layout 1 (written by an older version of Vigil); `vigil verify` reads layout {}. Start the store once (`vigil store` or `vigil up` on this data directory): it upgrades the directory in place, checking every event against its hash chain, and then verify",
+                dir.display(),
+                layout::CURRENT
+            )));
+        }
         // Never a writer: nothing checked its head.
         log.stop_writes(Failure::ReadOnly);
         Ok(log)
@@ -412,7 +438,6 @@ impl Log {
         let log = db.keyspace("log", options)?;
         let streams = db.keyspace("streams", options)?;
         let ids = db.keyspace("ids", options)?;
-        let chain = db.keyspace(chain::KEYSPACE, options)?;
         let head = match log.last_key_value() {
             Some(kv) => read_u64(&kv.key()?, 0)?,
             None => 0,
@@ -422,7 +447,6 @@ impl Log {
             log,
             streams,
             ids,
-            chain,
             durability,
             head: AtomicU64::new(head),
             poisoned: AtomicBool::new(false),
@@ -501,7 +525,7 @@ impl Log {
         from: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Vec<fjall::Slice>, LogError> {
+    ) -> Result<Vec<StoredEvent>, LogError> {
         let from = from.max(1);
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut bytes = 0usize;
@@ -514,6 +538,7 @@ impl Log {
                     from + out.len() as u64
                 )));
             }
+            let value = StoredEvent::new(value, position)?;
             bytes += value.len() + 1;
             if bytes > max_bytes && !out.is_empty() {
                 break;
@@ -546,7 +571,7 @@ impl Log {
         from_version: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<fjall::Slice>, u64), LogError> {
+    ) -> Result<(Vec<StoredEvent>, u64), LogError> {
         // One snapshot so the version and the events agree with each other.
         let snap = self.db.snapshot();
         let version = self.stream_version_in(&snap, stream)?;
@@ -561,6 +586,7 @@ impl Log {
             let value = snap.get(&self.log, be(position))?.ok_or_else(|| {
                 LogError::Damaged(format!("{stream} points at missing position {position}"))
             })?;
+            let value = StoredEvent::new(value, position)?;
             bytes += value.len() + 1;
             if bytes > max_bytes && !out.is_empty() {
                 break;
@@ -645,7 +671,7 @@ impl Log {
         let value = self.log.get(be(position))?.ok_or_else(|| {
             LogError::Damaged(format!("id index points at missing position {position}"))
         })?;
-        decode_stored(&value)
+        decode_stored(&StoredEvent::new(value, position)?)
     }
 
     /// Flushes everything to disk and records the head as the acknowledged-head mark;
@@ -671,8 +697,8 @@ impl Log {
     /// damage that the checks at [`Log::open`] do not reach (they read only the head and the
     /// last [`chain::TAIL_CHECK`] events): fjall checks each block's checksum as it reads it
     /// (the lookup by key also reads the filter and index blocks a walk in order skips), and
-    /// this checks that the log's positions and the chain's entries run gap-free from 1 to the
-    /// same head.
+    /// this checks that the log's positions run gap-free from 1 to the head and that each
+    /// value is long enough to hold its chain hash.
     ///
     /// The server runs it once, in the background, after start (it reads the whole store, so
     /// it must not delay start). `Ok(Some(head))`: all of it is readable and gap-free up to
@@ -701,8 +727,9 @@ impl Log {
             if positions.is_multiple_of(4096) && self.closing.load(Ordering::Acquire) {
                 return Ok(None);
             }
-            let (key, _) = kv.into_inner().map_err(|e| at(positions, e.into()))?;
+            let (key, value) = kv.into_inner().map_err(|e| at(positions, e.into()))?;
             lookup(&self.log, &key).map_err(|e| at(positions, e))?;
+            StoredEvent::new(value, positions + 1)?;
             if read_u64(&key, 0)? != positions + 1 {
                 return Err(chain::refuse(
                     positions + 1,
@@ -710,29 +737,6 @@ impl Log {
                 ));
             }
             positions += 1;
-        }
-        let mut chained = 0u64;
-        for kv in snap.range(&self.chain, be(1)..) {
-            if chained.is_multiple_of(4096) && self.closing.load(Ordering::Acquire) {
-                return Ok(None);
-            }
-            let (key, _) = kv.into_inner().map_err(|e| at(chained, e.into()))?;
-            lookup(&self.chain, &key).map_err(|e| at(chained, e))?;
-            if read_u64(&key, 0)? != chained + 1 {
-                return Err(chain::refuse(
-                    chained + 1,
-                    "the event has no hash chain entry (found by the scan of the whole store after start)",
-                ));
-            }
-            chained += 1;
-        }
-        if chained != positions {
-            return Err(chain::refuse(
-                chained.min(positions) + 1,
-                &format!(
-                    "the log ends at position {positions} but the hash chain at {chained} (found by the scan of the whole store after start)"
-                ),
-            ));
         }
         for (name, keyspace) in [("streams", &self.streams), ("ids", &self.ids)] {
             let index = |e: LogError| match e {

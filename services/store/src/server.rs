@@ -71,7 +71,7 @@ use tokio_util::task::TaskTracker;
 use crate::incoming::{self, Append};
 use crate::log::live::{LiveLog, PreparedGroup};
 use crate::log::mark::MARK_EVERY;
-use crate::log::{Committed, Durability, Failure, LogError, Pending};
+use crate::log::{Committed, Durability, Failure, LogError, Pending, StoredEvent};
 
 /// Settings of the store service.
 #[derive(Debug, Clone)]
@@ -511,7 +511,7 @@ async fn send_page<F>(
     key: &'static str,
     read: F,
 ) where
-    F: FnOnce() -> Result<(Vec<fjall::Slice>, u64), LogError> + Send + 'static,
+    F: FnOnce() -> Result<(Vec<StoredEvent>, u64), LogError> + Send + 'static,
 {
     match tokio::task::spawn_blocking(read).await {
         Ok(Ok((events, n))) => {
@@ -565,7 +565,7 @@ fn read_failed(e: &LogError) -> StoreError {
 }
 
 /// `{"events":[<stored json>,…],"<key>":n}` built from the stored bytes as they are.
-fn page_json(events: &[fjall::Slice], key: &str, n: u64) -> Vec<u8> {
+fn page_json(events: &[StoredEvent], key: &str, n: u64) -> Vec<u8> {
     let len: usize = events.iter().map(|e| e.len() + 1).sum();
     let mut body = Vec::with_capacity(len + 48);
     body.extend_from_slice(b"{\"events\":[");

@@ -1,20 +1,23 @@
 //! The hash chain: written with every event, checked at open, and walked by `Log::verify`,
-//! which names the first broken position of a copy of the store damaged on purpose.
+//! which names the first broken position of a copy of the store damaged on purpose; and the
+//! store directory's layout: the one-time upgrade of a layout-1 directory (resumed after an
+//! interruption), and the refusal of a layout this build does not read.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
-use fjall::{Database, KeyspaceCreateOptions};
+use fjall::Database;
 use serde_json::json;
 use uuid::Uuid;
 use vigil_store::log::Check;
+use vigil_store::log::layout::{self, HASH_LEN};
 use vigil_store::{Durability, Log, LogError};
 
 mod common;
 
-use common::fill;
+use common::{entries, fill, ks, to_layout_1, with_fjall};
 
 fn store_with(count: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -35,28 +38,28 @@ fn copy_of(dir: &Path) -> tempfile::TempDir {
     copy
 }
 
-/// Opens a stopped store's directory with fjall directly, as an intruder or a broken tool
-/// would, and lets `damage` change it.
-fn with_fjall(dir: &Path, damage: impl FnOnce(&Database)) {
-    let db = Database::builder(dir).open().unwrap();
-    damage(&db);
-    db.persist(fjall::PersistMode::SyncAll).unwrap();
+/// The event stored at `position` (after its chain hash), decoded.
+fn event_at(log: &fjall::Keyspace, position: u64) -> serde_json::Value {
+    let stored = log.get(position.to_be_bytes()).unwrap().unwrap();
+    serde_json::from_slice(&stored[HASH_LEN..]).unwrap()
 }
 
-fn ks(db: &Database, name: &str) -> fjall::Keyspace {
-    db.keyspace(name, KeyspaceCreateOptions::default).unwrap()
+/// Stores `event` at `position`, keeping the chain hash stored there.
+fn overwrite(log: &fjall::Keyspace, position: u64, event: &[u8]) {
+    let stored = log.get(position.to_be_bytes()).unwrap().unwrap();
+    let mut value = stored[..HASH_LEN].to_vec();
+    value.extend_from_slice(event);
+    log.insert(position.to_be_bytes(), value).unwrap();
 }
 
 /// The event at `position` with its data changed, as the attacker rewrites it.
 fn tamper_event(dir: &Path, position: u64) {
     with_fjall(dir, |db| {
         let log = ks(db, "log");
-        let stored = log.get(position.to_be_bytes()).unwrap().unwrap();
-        let mut event: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        let mut event = event_at(&log, position);
         assert_eq!(event["position"], json!(position));
         event["data"]["text"] = json!("nothing happened here");
-        log.insert(position.to_be_bytes(), serde_json::to_vec(&event).unwrap())
-            .unwrap();
+        overwrite(&log, position, &serde_json::to_vec(&event).unwrap());
     });
 }
 
@@ -157,21 +160,16 @@ fn every_kind_of_check_reports_its_own_failure() {
     with_fjall(copy.path(), |db| {
         let log = ks(db, "log");
         // Position 30 claims to be at 31 (chain and position field both break).
-        let stored = log.get(30u64.to_be_bytes()).unwrap().unwrap();
-        let mut event: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        let mut event = event_at(&log, 30);
         event["position"] = json!(31);
-        log.insert(30u64.to_be_bytes(), serde_json::to_vec(&event).unwrap())
-            .unwrap();
+        overwrite(&log, 30, &serde_json::to_vec(&event).unwrap());
         // Position 60 is not JSON any more.
-        log.insert(60u64.to_be_bytes(), b"{\"id\": garbage".to_vec())
-            .unwrap();
+        overwrite(&log, 60, b"{\"id\": garbage");
         // Position 80 loses its ids entry, position 90 its streams entry.
-        let at80: serde_json::Value =
-            serde_json::from_slice(&log.get(80u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let at80 = event_at(&log, 80);
         let id = Uuid::parse_str(at80["id"].as_str().unwrap()).unwrap();
         ks(db, "ids").remove(id.as_bytes().to_vec()).unwrap();
-        let at90: serde_json::Value =
-            serde_json::from_slice(&log.get(90u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let at90 = event_at(&log, 90);
         let mut key = at90["stream"].as_str().unwrap().as_bytes().to_vec();
         key.push(b'/');
         key.extend_from_slice(&at90["version"].as_u64().unwrap().to_be_bytes());
@@ -203,23 +201,27 @@ fn every_kind_of_check_reports_its_own_failure() {
 }
 
 #[test]
-fn open_refuses_a_log_entry_without_its_chain_entry_and_a_cut_off_end() {
+fn open_refuses_a_value_without_its_hash_and_a_cut_off_end() {
     let dir = store_with(40);
-    // A log entry without its chain entry.
+    // A value cut shorter than a chain hash.
     let copy = copy_of(dir.path());
     with_fjall(copy.path(), |db| {
-        ks(db, "chain")
-            .remove(40u64.to_be_bytes().to_vec())
+        ks(db, "log")
+            .insert(40u64.to_be_bytes(), vec![b'{'; HASH_LEN - 2])
             .unwrap();
     });
     let refusal = damaged(Log::open(copy.path(), Durability::SyncData).err().unwrap());
     assert!(refusal.contains("position 40"), "{refusal}");
-    assert!(refusal.contains("no hash chain entry"), "{refusal}");
+    assert!(refusal.contains("shorter than a chain hash"), "{refusal}");
     let report = verify(copy.path());
-    let (check, broken) = report.first_broken().unwrap();
-    assert_eq!((check, broken.position), (Check::Chain, 40), "{report}");
+    assert_eq!(report.first_broken().unwrap().1.position, 40, "{report}");
+    for check in [Check::Chain, Check::Decode] {
+        let c = report.checks.iter().find(|c| c.check == check).unwrap();
+        assert_eq!(c.first.as_ref().map(|b| b.position), Some(40), "{report}");
+    }
 
-    // The last events removed from the log (and its indexes), their chain entries left.
+    // The last events removed from the log, their index entries left: the acknowledged-head
+    // mark refuses the open, and verify names the first missing position.
     let copy = copy_of(dir.path());
     with_fjall(copy.path(), |db| {
         for p in [39u64, 40] {
@@ -227,79 +229,173 @@ fn open_refuses_a_log_entry_without_its_chain_entry_and_a_cut_off_end() {
         }
     });
     let refusal = damaged(Log::open(copy.path(), Durability::SyncData).err().unwrap());
-    assert!(refusal.contains("position 39"), "{refusal}");
+    assert!(refusal.contains("ends at position 38"), "{refusal}");
     assert!(refusal.contains("missing"), "{refusal}");
     let report = verify(copy.path());
     let (check, broken) = report.first_broken().unwrap();
     assert_eq!(broken.position, 39, "{report}");
     assert!(
-        matches!(check, Check::Chain | Check::StreamsIndex | Check::IdsIndex),
+        matches!(
+            check,
+            Check::StreamsIndex | Check::IdsIndex | Check::AcknowledgedHead
+        ),
         "{report}"
     );
 }
 
-#[test]
-fn a_store_from_before_the_chain_gets_it_built_once_at_open() {
-    let dir = store_with(250);
-    let original: Vec<(Vec<u8>, Vec<u8>)> = {
-        let db = Database::builder(dir.path()).open().unwrap();
-        ks(&db, "chain")
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.into_inner().unwrap();
-                (k.to_vec(), v.to_vec())
-            })
-            .collect()
+/// Opens the layout-1 copy `old`, which must upgrade to exactly what `native` (the same
+/// events written in layout 2) holds, and go on taking appends.
+fn upgrades_to(old: &Path, native: &Path) {
+    let refusal = match Log::open_for_verify(old) {
+        Err(LogError::Layout(m)) => m,
+        Err(e) => panic!("expected a layout refusal, got {e}"),
+        Ok(_) => panic!("verify read a layout-1 store"),
     };
-    assert_eq!(original.len(), 250);
-
-    // What an older version left: three keyspaces, no chain.
-    let old = copy_of(dir.path());
-    with_fjall(old.path(), |db| {
-        db.delete_keyspace(ks(db, "chain")).unwrap();
-    });
-    let report = verify(old.path());
-    assert!(report.chain_pending && !report.is_intact(), "{report}");
-    assert_eq!(report.failures(), 0, "{report}");
-    assert!(
-        report.to_string().contains("start the store once"),
-        "{report}"
-    );
+    assert!(refusal.contains("layout 1"), "{refusal}");
+    assert!(refusal.contains("Start the store once"), "{refusal}");
     {
-        let log = Log::open(old.path(), Durability::SyncData).unwrap();
+        let log = Log::open(old, Durability::SyncData).unwrap();
         assert_eq!(log.head(), 250);
-        fill(&log, 10);
-        log.close().unwrap();
     }
-    let report = verify(old.path());
+    assert_eq!(
+        std::fs::read_to_string(old.join(layout::FILE)).unwrap(),
+        "vigil-store-layout 2\n"
+    );
+    // The hash is a pure function of the events: the upgraded log is the native one.
+    assert_eq!(entries(old, "log"), entries(native, "log"));
+    let db = Database::builder(old).open().unwrap();
+    assert!(
+        !db.keyspace_exists("chain"),
+        "the old chain keyspace is gone"
+    );
+    drop(db);
+    let report = verify(old);
     assert!(report.is_intact(), "{report}");
-    // The chain is a pure function of the events: the rebuilt one is the original.
-    let db = Database::builder(old.path()).open().unwrap();
-    let rebuilt: Vec<(Vec<u8>, Vec<u8>)> = ks(&db, "chain")
-        .iter()
-        .take(250)
-        .map(|kv| {
-            let (k, v) = kv.into_inner().unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect();
-    assert_eq!(rebuilt, original);
+    let log = Log::open(old, Durability::SyncData).unwrap();
+    fill(&log, 10);
+    log.close().unwrap();
+    drop(log);
+    assert!(verify(old).is_intact());
+}
+
+#[test]
+fn a_layout_1_store_is_upgraded_once_at_open() {
+    let dir = store_with(250);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(layout::FILE)).unwrap(),
+        "vigil-store-layout 2\n",
+        "a new store records its layout"
+    );
+    let db = Database::builder(dir.path()).open().unwrap();
+    assert!(
+        !db.keyspace_exists("chain"),
+        "layout 2 has no chain keyspace"
+    );
     drop(db);
 
-    // An upgrade interrupted by a crash (marker set, chain built up to 100) resumes.
-    let interrupted = copy_of(dir.path());
-    with_fjall(interrupted.path(), |db| {
+    // With its chain in the fourth keyspace.
+    let old = copy_of(dir.path());
+    to_layout_1(old.path(), true, 0);
+    upgrades_to(old.path(), dir.path());
+
+    // From before the chain existed: the upgrade builds it.
+    let old = copy_of(dir.path());
+    to_layout_1(old.path(), false, 0);
+    upgrades_to(old.path(), dir.path());
+
+    // Whose one-time build of the chain was interrupted (marker set, built up to 100).
+    let old = copy_of(dir.path());
+    to_layout_1(old.path(), true, 0);
+    with_fjall(old.path(), |db| {
         let chain = ks(db, "chain");
         for p in 101u64..=250 {
             chain.remove(p.to_be_bytes().to_vec()).unwrap();
         }
         chain.insert([0u8; 8], b"upgrading".to_vec()).unwrap();
     });
-    assert!(verify(interrupted.path()).chain_pending);
-    let log = Log::open(interrupted.path(), Durability::SyncData).unwrap();
-    assert_eq!(log.head(), 250);
-    drop(log);
-    assert!(verify(interrupted.path()).is_intact());
+    upgrades_to(old.path(), dir.path());
+}
+
+#[test]
+fn an_interrupted_upgrade_resumes_where_it_stopped() {
+    let dir = store_with(250);
+    // Stopped after a batch: positions up to 120 rewritten, recorded with that batch.
+    let old = copy_of(dir.path());
+    to_layout_1(old.path(), true, 120);
+    upgrades_to(old.path(), dir.path());
+    // Stopped after the last batch, before the layout file was written.
+    let old = copy_of(dir.path());
+    to_layout_1(old.path(), true, 250);
+    upgrades_to(old.path(), dir.path());
+    // Stopped after the layout file was written, before the old keyspace was deleted.
+    let old = copy_of(dir.path());
+    with_fjall(old.path(), |db| {
+        ks(db, "chain")
+            .insert(1u64.to_be_bytes(), vec![0; 32])
+            .unwrap();
+    });
+    drop(Log::open(old.path(), Durability::SyncData).unwrap());
+    let db = Database::builder(old.path()).open().unwrap();
+    assert!(!db.keyspace_exists("chain"));
+    drop(db);
+    assert_eq!(entries(old.path(), "log"), entries(dir.path(), "log"));
+}
+
+#[test]
+fn the_upgrade_checks_every_event_and_refuses_damage_by_position() {
+    let dir = store_with(700);
+    let old = copy_of(dir.path());
+    to_layout_1(old.path(), true, 0);
+    // Far below the tail checked at open: the upgrade reads every event against its hash.
+    with_fjall(old.path(), |db| {
+        let log = ks(db, "log");
+        let stored = log.get(42u64.to_be_bytes()).unwrap().unwrap();
+        let mut event: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        event["data"]["text"] = json!("nothing happened here");
+        log.insert(42u64.to_be_bytes(), serde_json::to_vec(&event).unwrap())
+            .unwrap();
+    });
+    let refusal = damaged(Log::open(old.path(), Durability::SyncData).err().unwrap());
+    assert!(refusal.contains("position 42"), "{refusal}");
+    assert!(refusal.contains("upgrading"), "{refusal}");
+    assert!(
+        !old.path().join(layout::FILE).exists(),
+        "not marked upgraded"
+    );
+}
+
+#[test]
+fn a_layout_from_the_future_or_a_damaged_layout_file_is_refused() {
+    let dir = store_with(5);
+    std::fs::write(dir.path().join(layout::FILE), "vigil-store-layout 3\n").unwrap();
+    for refusal in [
+        Log::open(dir.path(), Durability::SyncData).err().unwrap(),
+        Log::open_for_verify(dir.path()).err().unwrap(),
+    ] {
+        match refusal {
+            LogError::Layout(m) => {
+                assert!(m.contains("layout 3"), "{m}");
+                assert!(m.contains("newer version of Vigil"), "{m}");
+                assert!(m.contains("reads layout 2"), "{m}");
+            }
+            other => panic!("expected a layout refusal, got {other}"),
+        }
+    }
+    std::fs::write(dir.path().join(layout::FILE), "vigil-store-layout two\n").unwrap();
+    let refusal = damaged(Log::open(dir.path(), Durability::SyncData).err().unwrap());
+    assert!(refusal.contains("layout file"), "{refusal}");
+    // A layout-2 store whose layout file was deleted is not taken for layout 1.
+    std::fs::remove_file(dir.path().join(layout::FILE)).unwrap();
+    let before = entries(dir.path(), "log");
+    let refusal = damaged(Log::open(dir.path(), Durability::SyncData).err().unwrap());
+    assert!(refusal.contains("position 1"), "{refusal}");
+    assert!(refusal.contains("`layout` file deleted"), "{refusal}");
+    assert_eq!(entries(dir.path(), "log"), before, "nothing rewritten");
+    std::fs::write(dir.path().join(layout::FILE), "vigil-store-layout 2\n").unwrap();
+    assert_eq!(
+        Log::open(dir.path(), Durability::SyncData).unwrap().head(),
+        5
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use serde_json::json;
 use testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 use vigil_store::log::fjall::{Database, KeyspaceCreateOptions};
+use vigil_store::log::layout::HASH_LEN;
 use vigil_store::log::{Check, Pending};
 use vigil_store::{Durability, Log, LogError, StoreConfig};
 
@@ -31,7 +32,7 @@ fn store_in_tables(count: u64) -> tempfile::TempDir {
         log.close().unwrap();
     }
     let db = Database::builder(dir.path()).open().unwrap();
-    for name in ["log", "streams", "ids", "chain"] {
+    for name in ["log", "streams", "ids"] {
         db.keyspace(name, KeyspaceCreateOptions::default)
             .unwrap()
             .rotate_memtable_and_wait()
@@ -40,7 +41,7 @@ fn store_in_tables(count: u64) -> tempfile::TempDir {
     dir
 }
 
-/// The table file of keyspace `id` (1 log, 2 streams, 3 ids, 4 chain; one after a flush).
+/// The table file of keyspace `id` (1 log, 2 streams, 3 ids; one after a flush).
 fn table(dir: &Path, id: u32) -> PathBuf {
     let tables = dir.join("keyspaces").join(id.to_string()).join("tables");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&tables)
@@ -154,11 +155,13 @@ fn store_with_marked_event() -> (tempfile::TempDir, PathBuf, u64) {
         .windows(marker.len())
         .position(|w| w == marker.as_bytes())
         .unwrap();
-    let mut key = 21u64.to_be_bytes().to_vec();
-    key.push(b'{');
-    let key_start = bytes[..at]
-        .windows(key.len())
-        .rposition(|w| w == key.as_slice())
+    // The key (position 21), then the value: the event's chain hash, then its JSON.
+    let key = 21u64.to_be_bytes();
+    let key_start = (0..at)
+        .rev()
+        .find(|&i| {
+            bytes[i..].starts_with(&key) && bytes.get(i + key.len() + HASH_LEN) == Some(&b'{')
+        })
         .unwrap();
     // An item: tag, value type, compression (1 byte each), keyspace id (8), key length (2),
     // value length (4), stored length (4), then the key.
@@ -349,14 +352,12 @@ fn damage_a_gap_in_the_middle_beyond_the_tail_check_is_found_by_the_scan() {
         log.close().unwrap();
     }
     {
-        // What a journal record skipped at recovery leaves: events (and their chain
-        // entries) missing in the middle.
+        // What a journal record skipped at recovery leaves: events (each with its chain
+        // hash) missing in the middle.
         let db = Database::builder(dir.path()).open().unwrap();
-        for name in ["log", "chain"] {
-            let ks = db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
-            for p in 100u64..=102 {
-                ks.remove(p.to_be_bytes().to_vec()).unwrap();
-            }
+        let ks = db.keyspace("log", KeyspaceCreateOptions::default).unwrap();
+        for p in 100u64..=102 {
+            ks.remove(p.to_be_bytes().to_vec()).unwrap();
         }
         db.persist(vigil_store::log::fjall::PersistMode::SyncAll)
             .unwrap();

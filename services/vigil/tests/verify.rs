@@ -94,11 +94,14 @@ fn vigil_verify_passes_an_intact_store_and_names_a_tampered_position() {
             .keyspace("log", fjall::KeyspaceCreateOptions::default)
             .unwrap();
         let key = tampered.to_be_bytes();
-        let mut event: serde_json::Value =
-            serde_json::from_slice(&log.get(key).unwrap().unwrap()).unwrap();
+        // Layout 2: the chain hash, then the event; the hash is left as it was.
+        let stored = log.get(key).unwrap().unwrap();
+        let (hash, event) = stored.split_at(store::log::layout::HASH_LEN);
+        let mut event: serde_json::Value = serde_json::from_slice(event).unwrap();
         event["data"]["title"] = json!("all quiet");
-        log.insert(key, serde_json::to_vec(&event).unwrap())
-            .unwrap();
+        let mut value = hash.to_vec();
+        value.extend_from_slice(&serde_json::to_vec(&event).unwrap());
+        log.insert(key, value).unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
     let (out, stdout, stderr) = verify(copy.path());

@@ -7,7 +7,7 @@
 //! - **phase A**: two NATS writers append concurrently for a few seconds; the store is
 //!   stopped and its memtables are flushed (opening the directory with fjall, as
 //!   `services/store/tests/chain.rs` does), so phase A's events live in **table files**
-//!   (`keyspaces/<n>/tables/<id>`; keyspaces 1–4 are `log`, `streams`, `ids`, `chain`);
+//!   (`keyspaces/<n>/tables/<id>`; keyspaces 1–3 are `log`, `streams`, `ids`);
 //! - **phase B**: the store starts again and one writer appends a few hundred events one
 //!   append at a time; after each acknowledgement the scenario records the length of the
 //!   **journal** (`<n>.jnl`), i.e. the byte where that group's journal record ends. Then one
@@ -92,7 +92,7 @@ mod write;
 const JOURNAL_PREALLOCATED: u64 = 64 * 1024 * 1024;
 
 /// The fjall keyspaces of the store, by id (they are created in this order).
-const KEYSPACES: [(&str, &str); 4] = [("1", "log"), ("2", "streams"), ("3", "ids"), ("4", "chain")];
+const KEYSPACES: [(&str, &str); 3] = [("1", "log"), ("2", "streams"), ("3", "ids")];
 
 /// One `vigil store` process on its own, its stderr in a file; killed when dropped.
 pub struct LoneStore {

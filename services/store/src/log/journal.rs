@@ -4,14 +4,14 @@
 //! Owns the `replication` keyspace (one key, [`APPLIED_KEY`]: the last journal sequence
 //! whose events are in this log, u64 big-endian). It is created only when a replica first
 //! asks for it ([`Log::applied_journal_seq`]), so a store that does not replicate keeps
-//! exactly the four keyspaces it always had. The sequence is written in the same atomic
+//! exactly the three keyspaces of its layout ([`super::layout`]). The sequence is written in the same atomic
 //! batch as the events it covers (by the leader through [`super::Prepared::record_journal_seq`],
 //! by a follower in [`Log::apply_positioned`]), so after any crash a replica resumes the
 //! journal exactly after the last message it holds.
 //!
 //! Promises of [`Log::apply_positioned`]: the events land at exactly the positions the
-//! journal says, byte for byte, in the same four keyspaces (log, streams, ids, chain) and
-//! with the same keys as a normal commit; nothing is written unless the message starts right
+//! journal says, byte for byte, in the same three keyspaces (log, streams, ids) and with the
+//! same keys and values (each event after its chain hash) as a normal commit; nothing is written unless the message starts right
 //! after this log's head, every event carries its position and the next version of its
 //! stream, and the hash chain computed over the bytes ends on the head the message carries.
 //! Anything else is [`ApplyError::Diverged`], naming the position and the sequence: this
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use fjall::{Keyspace, KeyspaceCreateOptions, OwnedWriteBatch};
 
 use super::{
-    CommittedEvent, Failure, Log, LogError, be, chain, decode_stored, read_u64, stream_key,
+    CommittedEvent, Failure, Log, LogError, be, chain, decode_stored, layout, read_u64, stream_key,
 };
 
 /// Name of the keyspace holding the applied journal sequence.
@@ -94,7 +94,7 @@ impl Log {
                 "journal message {seq} starts at position {first}, but this replica's log ends at position {head}"
             )));
         }
-        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events.len() * 4 + 1);
+        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events.len() * 3 + 1);
         let mut chained = ahead.last_hash;
         let mut versions = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(events.len());
@@ -122,8 +122,7 @@ impl Log {
                 )));
             }
             chained = chain::link(&chained, bytes);
-            batch.insert(&self.chain, be(position), chained);
-            batch.insert(&self.log, be(position), bytes.as_ref());
+            batch.insert(&self.log, be(position), layout::encode(&chained, bytes));
             batch.insert(
                 &self.streams,
                 stream_key(&rec.stream, rec.version),

@@ -121,13 +121,19 @@ pub fn write(dir: &Path, mark: &Mark) -> std::io::Result<()> {
             .map_err(std::io::Error::other)?,
     };
     let bytes = serde_json::to_vec(&on_disk).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    write_atomically(dir, FILE, &bytes)
+}
+
+/// Replaces the file `name` in `dir` with `bytes` so that a crash leaves the old file or the
+/// new one, never half of one: a temporary file, fsync, rename, fsync of the directory.
+pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path(dir))?;
+    fs::rename(&tmp, dir.join(name))?;
     fs::File::open(dir)?.sync_all()
 }
 

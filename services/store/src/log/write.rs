@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     Failure, IdEntry, Inflight, Log, LogError, MAX_CACHED_VERSIONS, be, chain, decode_stored,
-    io_is_full, is_disk_full, live, same_event, stream_key,
+    io_is_full, is_disk_full, layout, live, same_event, stream_key,
 };
 use crate::incoming::Append;
 
@@ -171,7 +171,7 @@ impl Log {
         let events: usize = group.iter().map(|p| p.request.events.len()).sum();
         let mut group_versions: HashMap<StreamName, u64> = HashMap::with_capacity(group.len());
         let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::with_capacity(events);
-        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events * 4);
+        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events * 3);
         let mut recorded: Vec<CommittedEvent> = Vec::with_capacity(events);
         let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(events);
         // Chain hash of the last event of this group so far.
@@ -203,8 +203,7 @@ impl Log {
                                 })?;
                             chained = chain::link(&chained, &bytes);
                             hashes.push(chained);
-                            batch.insert(&self.chain, be(head), chained);
-                            batch.insert(&self.log, be(head), bytes.as_slice());
+                            batch.insert(&self.log, be(head), layout::encode(&chained, &bytes));
                             batch.insert(&self.streams, stream_key(&stream, version), be(head));
                             let mut idv = [0u8; 16];
                             idv[..8].copy_from_slice(&be(head));

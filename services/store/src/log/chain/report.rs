@@ -15,7 +15,7 @@ pub enum Check {
     Decode,
     /// Each event's `position` field equals its key.
     PositionField,
-    /// Each event's chain hash recomputes; the chain has no entry without an event.
+    /// Each event's chain hash, stored with it, recomputes from the one before.
     Chain,
     /// Every event is in the `streams` index at its stream and version.
     EventInStreams,
@@ -94,10 +94,6 @@ pub struct VerifyReport {
     pub events: u64,
     /// Streams found in the `streams` index.
     pub streams: u64,
-    /// The store has events but its hash chain was never built, or its one-time build was
-    /// interrupted: the unchained positions are not failures, but the chain vouches only for
-    /// the chained ones. Starting the store once builds it.
-    pub chain_pending: bool,
     /// One entry per [`Check`], in [`Check::ALL`] order.
     pub checks: Vec<CheckReport>,
 }
@@ -109,7 +105,6 @@ impl VerifyReport {
             chain_head: None,
             events: 0,
             streams: 0,
-            chain_pending: false,
             checks: Check::ALL
                 .iter()
                 .map(|&check| CheckReport {
@@ -142,9 +137,9 @@ impl VerifyReport {
         }
     }
 
-    /// Every check passed (and the chain covers the whole log).
+    /// Every check passed.
     pub fn is_intact(&self) -> bool {
-        !self.chain_pending && self.checks.iter().all(|c| c.failed == 0)
+        self.checks.iter().all(|c| c.failed == 0)
     }
 
     /// The lowest broken position over all checks, with the check that found it. Every
@@ -187,14 +182,7 @@ impl std::fmt::Display for VerifyReport {
                 writeln!(f, "      first at position {}: {}", b.position, b.problem)?;
             }
         }
-        if self.chain_pending {
-            writeln!(
-                f,
-                "the hash chain is not built over the whole log yet (a store from before the chain, or an interrupted upgrade): start the store once to build it, then verify again"
-            )?;
-        }
         match self.first_broken() {
-            None if self.chain_pending => write!(f, "NOT VERIFIED: the hash chain is incomplete"),
             None => write!(f, "INTACT: every check passed"),
             Some((_, first)) => {
                 write!(f, "BROKEN at position {}", first.position)?;
