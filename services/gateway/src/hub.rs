@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::ws::Utf8Bytes;
 use boards::Cut;
 use boards::{Situation, View};
-use events::RecordedEvent;
+use events::TypedRecorded;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -159,12 +159,13 @@ impl Hub {
     pub fn start_fold(
         self: &Arc<Self>,
         mut after_batch: impl FnMut(&Hub) + Send + 'static,
-    ) -> std::io::Result<runtime::FoldThread> {
+    ) -> std::io::Result<runtime::FoldThread<TypedRecorded>> {
         let hub = self.clone();
         runtime::FoldThread::start("vigil-board-fold", BATCH, move |batch| {
             metrics::histogram!("vigil_gateway_fold_batch_events").record(batch.len() as f64);
-            for slice in batch.chunks(SLICE) {
-                hub.apply(slice);
+            let mut batch = batch.into_iter();
+            while !batch.as_slice().is_empty() {
+                hub.apply(batch.by_ref().take(SLICE));
             }
             after_batch(&hub);
         })
@@ -303,16 +304,16 @@ impl Hub {
     }
 
     /// Folds a run of events (in position order) into the board and publishes their deltas.
-    pub fn apply(&self, events: &[RecordedEvent]) {
+    pub fn apply(&self, events: impl IntoIterator<Item = TypedRecorded>) {
         let mut inner = self.write();
         for event in events {
             if event.position <= inner.board.position() {
                 continue; // already folded; the catch-up subscription never repeats, but be safe
             }
+            let (position, id, recorded_at) = (event.position, event.id, event.recorded_at);
             let changes = inner.board.apply(event);
-            inner.as_of = Some(event.recorded_at);
-            inner.last_id = event.id;
-            let position = event.position;
+            inner.as_of = Some(recorded_at);
+            inner.last_id = id;
             if position <= inner.live_from {
                 inner.ring_floor = [position; 2];
                 continue;

@@ -1,11 +1,12 @@
 //! The situation board (`situation` in MODEL.md): what is going on, country by country, as one
 //! duty officer's glance at a wall screen should tell it.
 //!
-//! This module owns the board's state and its fold. [`Situation::apply`] decodes each event
-//! once and updates plain structs keyed by stream id and country; it never builds JSON and never
-//! reads a clock (time is each event's `recorded_at`). What an event touched comes back as
-//! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
-//! a page up to date: per entity (one incident's marker, one area, one order), not per country.
+//! This module owns the board's state and its fold. [`Situation::apply`] takes each event
+//! decoded once, straight from its stored bytes ([`TypedRecorded`]), and updates plain
+//! structs keyed by stream id and country; it never builds JSON and never reads a clock (time
+//! is each event's `recorded_at`). What an event touched comes back as [`Changes`], which
+//! [`Situation::delta`] renders (see `render.rs`) into the few ops that bring a page up to
+//! date: per entity (one incident's marker, one area, one order), not per country.
 //!
 //! The fold is split by event family: `fold` here dispatches each event, by its stream
 //! category, to the sibling module that owns its family (`incidents`, `levels`, `hostage`, `surges`, `orders`, `broadcasts`);
@@ -31,7 +32,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use events::RecordedEvent;
+use events::TypedRecorded;
 use events::codec::Decoded;
 use events::domain::DomainEvent;
 use events::domain::incident::{Casualties, IncidentCategory, Location};
@@ -537,13 +538,13 @@ impl Situation {
 
     /// Folds one event. Events must come in position order; one at or below the current
     /// position is a duplicate and is ignored. Returns what changed, for [`Situation::delta`].
-    pub fn apply(&mut self, event: &RecordedEvent) -> Changes {
+    pub fn apply(&mut self, event: TypedRecorded) -> Changes {
         if event.position <= self.position {
             return Changes::default();
         }
         self.position = event.position;
         self.as_of = Some(event.recorded_at);
-        let Decoded::Known(domain) = DomainEvent::decode(event) else {
+        let Decoded::Known(domain) = event.event else {
             return Changes::default();
         };
         let before = self.counters;
@@ -553,7 +554,7 @@ impl Situation {
             time: event.recorded_at,
         };
         let mut fx = Effects::default();
-        self.fold(domain, at, event.meta.actor.as_deref(), &mut fx);
+        self.fold(domain, at, event.actor.as_deref(), &mut fx);
 
         let mut countries = Few::default();
         for (code, existed) in fx.countries.iter() {
