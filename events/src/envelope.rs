@@ -102,10 +102,16 @@ impl StreamName {
         let category = Category::parse(cat)?;
         let id =
             Uuid::parse_str(id_text).map_err(|_| StreamNameError::BadId(id_text.to_owned()))?;
-        if id.hyphenated().to_string() != id_text {
+        // Compared in a buffer on the stack: every event read from the log names its stream.
+        if id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) != id_text {
             return Err(StreamNameError::BadId(id_text.to_owned()));
         }
-        Ok(Self::new(category, id))
+        // `s` is the canonical form just checked: kept as it is, not formatted again.
+        Ok(Self {
+            category,
+            id,
+            text: s.to_owned(),
+        })
     }
 
     /// The category (`incident`, ...).

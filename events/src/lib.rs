@@ -11,6 +11,8 @@
 //! - [`domain`]: the typed, validated domain events (incidents, security levels, hostage
 //!   cases, surges, relocation orders, clearances, broadcasts), as past-tense facts; beside
 //!   them, the command bodies and what each service answers (`get`, its list's items).
+//! - [`typed`]: a recorded event read from its stored bytes straight into its typed domain
+//!   event ([`TypedRecorded`]), for the folds that replay the log.
 //! - [`validate`]: input rules shared by the domain events (countries, coordinates, lengths).
 //! - [`command`]: domain commands over NATS: the actor, the envelope, typed refusals.
 //! - [`page`]: the one shape of every list answer (`items`, `position`, `next`) and its
@@ -30,6 +32,7 @@ pub mod envelope;
 pub mod page;
 pub mod store_api;
 pub mod subjects;
+pub mod typed;
 pub mod validate;
 pub mod visibility;
 
@@ -41,3 +44,4 @@ pub use store_api::{
     AppendOk, AppendReply, AppendRequest, ErrorCode, ReadReply, ReadRequest, StoreError,
     StreamReadReply, StreamReadRequest,
 };
+pub use typed::TypedRecorded;

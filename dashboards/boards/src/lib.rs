@@ -19,9 +19,10 @@
 //!   every cut (property-tested).
 //! - **Redaction here, not in the page.** [`View::WallScreen`] never contains a person's name:
 //!   no reporter, no description, no hostage person reference, no user who acted.
-//! - **Fast replay.** [`Situation::apply`] decodes each event once and updates plain structs;
-//!   JSON is built only by [`Situation::snapshot`] and [`Situation::delta`], and a delta renders
-//!   only what the event touched.
+//! - **Fast replay.** [`Situation::apply`] takes each event decoded once, from its stored
+//!   bytes straight into its typed domain event ([`events::TypedRecorded`]), and updates
+//!   plain structs; JSON is built only by [`Situation::snapshot`] and [`Situation::delta`],
+//!   and a delta renders only what the event touched.
 //! - **Checkpoints.** [`Situation`] is `Serialize`/`Deserialize`: a board saved after event k
 //!   and read back, fed the events after k, gives the same deltas and snapshots as the fold
 //!   of the whole log (property-tested); [`CHECKPOINT_VERSION`] names the state's version.
@@ -43,17 +44,19 @@
 //! // The gateway names this crate `boards` (`boards.workspace = true`).
 //! use vigil_boards::{self as boards, View, apply_ops};
 //!
-//! let log: Vec<events::RecordedEvent> = Vec::new(); // read from the store
-//! let mut board = boards::replay(&log);
+//! let log: Vec<events::TypedRecorded> = Vec::new(); // read from the store
+//! let mut board = boards::fold(log);
 //! let mut page = board.snapshot(View::WallScreen); // sent once
-//! # let live: Vec<events::RecordedEvent> = Vec::new();
-//! for event in &live {
+//! # let live: Vec<Vec<u8>> = Vec::new();
+//! for bytes in &live { // each event as the store keeps and sends it
+//!     let Ok(event) = events::TypedRecorded::decode(bytes) else { continue };
+//!     let (position, recorded_at) = (event.position, event.recorded_at);
 //!     let changes = board.apply(event);
 //!     if !changes.is_empty() {
 //!         apply_ops(&mut page, &board.delta(&changes, View::WallScreen));
 //!     }
-//!     page["position"] = event.position.into();
-//!     page["as_of"] = boards::timestamp(event.recorded_at);
+//!     page["position"] = position.into();
+//!     page["as_of"] = boards::timestamp(recorded_at);
 //! }
 //! assert_eq!(page, board.snapshot(View::WallScreen));
 //! ```
@@ -116,14 +119,25 @@ pub fn timestamp(t: OffsetDateTime) -> serde_json::Value {
         .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 
-/// Folds events, in position order, into a fresh situation board: what the gateway does at
-/// start-up and what `vigil replay` measures.
-pub fn replay<'a>(events: impl IntoIterator<Item = &'a events::RecordedEvent>) -> Situation {
+/// Folds events, in position order, into a fresh situation board: what `vigil replay` and
+/// the gateway do with what they read from the store.
+pub fn fold(events: impl IntoIterator<Item = events::TypedRecorded>) -> Situation {
     let mut board = Situation::new();
     for event in events {
         board.apply(event);
     }
     board
+}
+
+/// [`fold`] of events a test or a tool already holds as `RecordedEvent`s, each read as the
+/// fold reads stored bytes ([`events::TypedRecorded::from_recorded`]). One the store could
+/// not have recorded (unencodable) is skipped.
+pub fn replay<'a>(events: impl IntoIterator<Item = &'a events::RecordedEvent>) -> Situation {
+    fold(
+        events
+            .into_iter()
+            .filter_map(|e| events::TypedRecorded::from_recorded(e).ok()),
+    )
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::ws::Utf8Bytes;
 use boards::Cut;
 use boards::{Situation, View};
-use events::RecordedEvent;
+use events::TypedRecorded;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -179,12 +179,13 @@ impl Hub {
     pub fn start_fold(
         self: &Arc<Self>,
         mut after_batch: impl FnMut(&Hub) + Send + 'static,
-    ) -> std::io::Result<runtime::FoldThread> {
+    ) -> std::io::Result<runtime::FoldThread<TypedRecorded>> {
         let hub = self.clone();
         runtime::FoldThread::start("vigil-board-fold", BATCH, move |batch| {
             metrics::histogram!("vigil_gateway_fold_batch_events").record(batch.len() as f64);
-            for slice in batch.chunks(SLICE) {
-                hub.apply(slice);
+            let mut batch = batch.into_iter();
+            while !batch.as_slice().is_empty() {
+                hub.apply(batch.by_ref().take(SLICE));
             }
             after_batch(&hub);
         })
@@ -333,16 +334,16 @@ impl Hub {
     }
 
     /// Folds a run of events (in position order) into the board and publishes their deltas.
-    pub fn apply(&self, events: &[RecordedEvent]) {
+    pub fn apply(&self, events: impl IntoIterator<Item = TypedRecorded>) {
         let mut inner = self.write();
         for event in events {
             if event.position <= inner.board.position() {
                 continue; // already folded; the catch-up subscription never repeats, but be safe
             }
+            let (position, id, recorded_at) = (event.position, event.id, event.recorded_at);
             let changes = inner.board.apply(event);
-            inner.as_of = Some(event.recorded_at);
-            inner.last_id = event.id;
-            let position = event.position;
+            inner.as_of = Some(recorded_at);
+            inner.last_id = id;
             if position <= inner.live_from {
                 inner.ring_floor = [position; 2];
                 continue;
@@ -574,7 +575,7 @@ mod tests {
     }
 
     /// An internal broadcast that needs no acknowledgement: it has ended once issued.
-    fn ended_broadcast(position: u64, at: OffsetDateTime) -> RecordedEvent {
+    fn ended_broadcast(position: u64, at: OffsetDateTime) -> TypedRecorded {
         use events::domain::broadcast::{Audience, BroadcastIssued, BroadcastSeverity};
         let issued = BroadcastIssued {
             title: "Shift change".into(),
@@ -593,7 +594,8 @@ mod tests {
         let new = events::domain::DomainEvent::from(issued)
             .to_new_event(uuid::Uuid::new_v4(), events::Meta::default());
         let stream = events::domain::broadcast::stream_for(id);
-        RecordedEvent::record(new, stream, position, 1, at)
+        let recorded = events::RecordedEvent::record(new, stream, position, 1, at);
+        TypedRecorded::from_recorded(&recorded).unwrap()
     }
 
     #[test]
@@ -602,7 +604,7 @@ mod tests {
         let hub = Hub::with_retention(std::time::Duration::from_secs(60));
         hub.set_live_from(0);
         let mut sub = hub.subscribe(View::Duty, None);
-        hub.apply(&[ended_broadcast(1, t0)]);
+        hub.apply([ended_broadcast(1, t0)]);
         let issued = sub.live.try_recv().unwrap();
         assert!(!issued.tick);
         // Before the retention has run, a tick changes nothing.
@@ -629,7 +631,7 @@ mod tests {
         let snap: serde_json::Value = serde_json::from_str(resumed.initial[0].as_str()).unwrap();
         assert_eq!(snap["data"]["broadcasts"], json!([]));
         // The next event's delta is resumable again.
-        hub.apply(&[ended_broadcast(2, t0 + time::Duration::seconds(61))]);
+        hub.apply([ended_broadcast(2, t0 + time::Duration::seconds(61))]);
         let later = hub.subscribe(View::Duty, Some(2));
         assert!(!later.is_snapshot);
     }
@@ -639,7 +641,7 @@ mod tests {
         let t0 = time::macros::datetime!(2026-11-27 02:00 UTC);
         let hub = Hub::with_retention(std::time::Duration::ZERO);
         hub.set_live_from(5);
-        hub.apply(&[ended_broadcast(1, t0)]);
+        hub.apply([ended_broadcast(1, t0)]);
         assert!(!hub.tick(t0 + time::Duration::hours(1)));
         assert_eq!(
             hub.snapshot_json(View::Duty)["broadcasts"]

@@ -431,7 +431,8 @@ pub async fn follow(hub: Arc<Hub>, client: Client, shutdown: CancellationToken) 
             return;
         }
     };
-    let mut sub = CatchUp::start(
+    // Each event is read straight from the store's bytes into its typed domain event.
+    let mut sub = CatchUp::<events::TypedRecorded>::start_as(
         client,
         CatchUpConfig::new("gateway", after),
         shutdown.clone(),

@@ -20,13 +20,17 @@
 //! 4. When the store cannot be reached, retry with backoff; nothing is delivered out of order
 //!    meanwhile.
 //!
+//! Each event is delivered read as the consumer asks ([`Logged`]): a `RecordedEvent` (the
+//! services' registers), or a `TypedRecorded`, read from the store's bytes straight into its
+//! typed domain event (the boards' fold).
+//!
 //! Delivery goes through a bounded channel: a slow consumer slows only its own subscription
 //! (the live buffer then overflows in async-nats, and step 2 repairs it from the log).
 
 use std::time::Duration;
 
 use async_nats::Client;
-use events::{RecordedEvent, subjects};
+use events::{RecordedEvent, TypedRecorded, subjects};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,44 +68,72 @@ impl CatchUpConfig {
     }
 }
 
+/// What a catch-up subscription delivers: an event read from the JSON the store sends (a
+/// page of `vigil.store.read`, a group of the live feed), with its log position.
+pub trait Logged: for<'de> serde::Deserialize<'de> + Send + 'static {
+    /// The event's global position.
+    fn position(&self) -> u64;
+}
+
+/// The whole event, `data` as a JSON tree: what the services' registers read.
+impl Logged for RecordedEvent {
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+/// The event read straight into its typed domain event: what the boards' fold reads.
+impl Logged for TypedRecorded {
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 /// A running catch-up subscription; receive events with [`CatchUp::recv`].
-pub struct CatchUp {
-    rx: mpsc::Receiver<RecordedEvent>,
+pub struct CatchUp<T = RecordedEvent> {
+    rx: mpsc::Receiver<T>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CatchUp {
-    /// Starts the subscription on `client`. It runs until `shutdown` fires or the `CatchUp`
-    /// is dropped.
+    /// Starts the subscription on `client`, delivering `RecordedEvent`s. It runs until
+    /// `shutdown` fires or the `CatchUp` is dropped.
     pub fn start(client: Client, config: CatchUpConfig, shutdown: CancellationToken) -> Self {
+        Self::start_as(client, config, shutdown)
+    }
+}
+
+impl<T: Logged> CatchUp<T> {
+    /// Starts the subscription on `client`, delivering each event read as a `T`.
+    pub fn start_as(client: Client, config: CatchUpConfig, shutdown: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(config.buffer.max(1));
         let task = tokio::spawn(run(client, config, tx, shutdown));
         Self { rx, task }
     }
 
     /// The next event in position order; `None` after shutdown.
-    pub async fn recv(&mut self) -> Option<RecordedEvent> {
+    pub async fn recv(&mut self) -> Option<T> {
         self.rx.recv().await
     }
 
     /// Waits for the next event, then also takes up to `max - 1` more that are already
     /// waiting, so a consumer can fold a burst under one lock.
-    pub async fn recv_many(&mut self, buf: &mut Vec<RecordedEvent>, max: usize) -> usize {
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, max: usize) -> usize {
         self.rx.recv_many(buf, max.max(1)).await
     }
 }
 
-impl Drop for CatchUp {
+impl<T> Drop for CatchUp<T> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
 /// The subscription's own state: where it is and where it knows the log to be.
-struct Follower {
+struct Follower<T> {
     config: CatchUpConfig,
     store: StoreClient,
-    tx: mpsc::Sender<RecordedEvent>,
+    tx: mpsc::Sender<T>,
     last: u64,
     known_head: u64,
 }
@@ -112,10 +144,10 @@ enum Stop {
     Done,
 }
 
-impl Follower {
-    async fn deliver(&mut self, event: RecordedEvent) -> Result<(), Stop> {
-        debug_assert_eq!(event.position, self.last + 1);
-        let position = event.position;
+impl<T: Logged> Follower<T> {
+    async fn deliver(&mut self, event: T) -> Result<(), Stop> {
+        debug_assert_eq!(event.position(), self.last + 1);
+        let position = event.position();
         self.tx.send(event).await.map_err(|_| Stop::Done)?;
         self.last = position;
         self.known_head = self.known_head.max(position);
@@ -140,7 +172,7 @@ impl Follower {
             }
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Err(Stop::Done),
-                r = self.store.read(self.last + 1, self.config.page) => r,
+                r = self.store.read_as::<T>(self.last + 1, self.config.page) => r,
             };
             match read {
                 Ok((events, head)) => {
@@ -156,11 +188,11 @@ impl Follower {
                         return Ok(());
                     }
                     for event in events {
-                        if event.position <= self.last {
+                        if event.position() <= self.last {
                             continue;
                         }
-                        if event.position != self.last + 1 {
-                            tracing::error!(consumer = %self.config.name, expected = self.last + 1, got = event.position, "the store returned a gap; re-reading");
+                        if event.position() != self.last + 1 {
+                            tracing::error!(consumer = %self.config.name, expected = self.last + 1, got = event.position(), "the store returned a gap; re-reading");
                             break;
                         }
                         self.deliver(event).await?;
@@ -180,10 +212,10 @@ impl Follower {
     }
 }
 
-async fn run(
+async fn run<T: Logged>(
     client: Client,
     config: CatchUpConfig,
-    tx: mpsc::Sender<RecordedEvent>,
+    tx: mpsc::Sender<T>,
     shutdown: CancellationToken,
 ) {
     let store = StoreClient::new(client.clone(), config.store_timeout);
@@ -258,9 +290,8 @@ impl LiveGroup {
 
     /// The message's events, checked against its headers: exactly `count` of them, at
     /// consecutive positions from `first`.
-    fn events(&self, payload: &[u8]) -> Result<Vec<RecordedEvent>, String> {
-        let events: Vec<RecordedEvent> =
-            serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    fn events<T: Logged>(&self, payload: &[u8]) -> Result<Vec<T>, String> {
+        let events: Vec<T> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         if events.len() as u64 != self.count {
             return Err(format!(
                 "the message says it holds {} events but holds {}",
@@ -269,10 +300,10 @@ impl LiveGroup {
             ));
         }
         for (i, e) in events.iter().enumerate() {
-            if e.position != self.first + i as u64 {
+            if e.position() != self.first + i as u64 {
                 return Err(format!(
                     "event {i} is at position {}, not {}",
-                    e.position,
+                    e.position(),
                     self.first + i as u64
                 ));
             }
@@ -281,8 +312,8 @@ impl LiveGroup {
     }
 }
 
-async fn on_live(
-    f: &mut Follower,
+async fn on_live<T: Logged>(
+    f: &mut Follower<T>,
     msg: async_nats::Message,
     shutdown: &CancellationToken,
 ) -> Result<(), Stop> {
@@ -300,7 +331,7 @@ async fn on_live(
                 return Ok(None);
             }
             group
-                .events(&msg.payload)
+                .events::<T>(&msg.payload)
                 .map(|events| Some((group, events)))
         });
     let (group, events) = match read {
@@ -320,10 +351,10 @@ async fn on_live(
         f.read_log(Some(group.first - 1), shutdown).await?;
     }
     for event in events {
-        if event.position <= f.last {
+        if event.position() <= f.last {
             continue;
         }
-        if event.position != f.last + 1 {
+        if event.position() != f.last + 1 {
             // The log did not reach the group (it cannot, short of a store that lost its
             // head); the next quiet poll or message repairs from the log.
             break;
@@ -492,6 +523,50 @@ mod tests {
         // Nothing twice.
         let more = tokio::time::timeout(Duration::from_millis(300), sub.recv()).await;
         assert!(more.is_err(), "delivered again: {more:?}");
+        stop.cancel();
+    }
+
+    async fn expect_typed(
+        sub: &mut CatchUp<TypedRecorded>,
+        log: &[(RecordedEvent, Vec<u8>)],
+        positions: std::ops::RangeInclusive<u64>,
+    ) {
+        for p in positions {
+            let e = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+                .await
+                .unwrap_or_else(|_| panic!("position {p} was not delivered"))
+                .unwrap();
+            let recorded = &log[p as usize - 1].0;
+            assert_eq!((e.position, e.version, e.id), (p, p, recorded.id));
+            assert_eq!(e.stream, recorded.stream);
+            assert_eq!(e.recorded_at, recorded.recorded_at);
+            assert!(matches!(e.event, events::Decoded::Unknown { .. }), "{e:?}");
+        }
+    }
+
+    /// A subscription of typed events (the boards') reads the log's pages and the feed's
+    /// groups from the same bytes: every position once, in order, with its coordinates
+    /// (`Noted` is no domain event: it is delivered, as unknown).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_typed_subscription_reads_pages_and_groups() {
+        let nats = testkit::NatsServer::start();
+        let log = Arc::new(log());
+        let head = Arc::new(AtomicU64::new(3));
+        let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        fake_store(nats.connect().await, log.clone(), head.clone(), reads).await;
+        let store = nats.connect().await;
+        let mut config = CatchUpConfig::new("test", 0);
+        config.page = 2;
+        config.poll_interval = Duration::from_secs(600);
+        let stop = CancellationToken::new();
+        let mut sub =
+            CatchUp::<TypedRecorded>::start_as(nats.connect().await, config, stop.clone());
+        // From the log, in pages of 2.
+        expect_typed(&mut sub, &log, 1..=3).await;
+        // From the feed, a group overlapping what was applied.
+        head.store(6, Ordering::SeqCst);
+        publish(&store, 2, 5, group(&log, 2, 6)).await;
+        expect_typed(&mut sub, &log, 4..=6).await;
         stop.cancel();
     }
 }

@@ -19,26 +19,27 @@ use events::RecordedEvent;
 use tokio::sync::mpsc;
 
 use crate::CatchUp;
+use crate::catchup::Logged;
 
 /// Runs of events queued for the thread before [`FoldThread::send`] waits.
 pub const QUEUE: usize = 32;
 
-/// A projection's fold on its own OS thread.
-pub struct FoldThread {
-    tx: mpsc::Sender<Vec<RecordedEvent>>,
+/// A projection's fold on its own OS thread, of events read as `T` (see [`CatchUp`]).
+pub struct FoldThread<T = RecordedEvent> {
+    tx: mpsc::Sender<Vec<T>>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl FoldThread {
+impl<T: Logged> FoldThread<T> {
     /// Starts the thread `name`, giving `fold` every batch of events (in position order) until
     /// the queue closes. `fold` runs outside the async runtime: to start a task (a checkpoint
     /// write), it enters a `tokio::runtime::Handle` taken before.
     pub fn start(
         name: &str,
         max_batch: usize,
-        mut fold: impl FnMut(Vec<RecordedEvent>) + Send + 'static,
+        mut fold: impl FnMut(Vec<T>) + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (tx, mut rx) = mpsc::channel::<Vec<RecordedEvent>>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<T>>(QUEUE);
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
@@ -57,13 +58,13 @@ impl FoldThread {
 
     /// Queues a run of events, waiting while the queue is full; an error when the thread has
     /// ended (its fold panicked).
-    pub async fn send(&self, events: Vec<RecordedEvent>) -> Result<(), ()> {
+    pub async fn send(&self, events: Vec<T>) -> Result<(), ()> {
         self.tx.send(events).await.map_err(|_| ())
     }
 
     /// Hands the thread everything `sub` delivers, `run` events at most at a time, until the
     /// subscription ends (shutdown) or the thread does.
-    pub async fn feed(&self, sub: &mut CatchUp, run: usize) {
+    pub async fn feed(&self, sub: &mut CatchUp<T>, run: usize) {
         let mut buf = Vec::with_capacity(run);
         while sub.recv_many(&mut buf, run).await > 0 {
             let events = std::mem::replace(&mut buf, Vec::with_capacity(run));
@@ -113,7 +114,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let batches = Arc::new(Mutex::new(0usize));
         let (s, b) = (seen.clone(), batches.clone());
-        let fold = FoldThread::start("test-fold", 64, move |batch| {
+        let fold = FoldThread::start("test-fold", 64, move |batch: Vec<RecordedEvent>| {
             assert!(batch.len() <= 64 + 9, "one batch: what was queued");
             std::thread::sleep(std::time::Duration::from_millis(1));
             *b.lock().unwrap_or_else(|p| p.into_inner()) += 1;

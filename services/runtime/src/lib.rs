@@ -51,7 +51,7 @@ pub mod shutdown;
 pub mod store_client;
 pub mod telemetry;
 
-pub use catchup::{CatchUp, CatchUpConfig};
+pub use catchup::{CatchUp, CatchUpConfig, Logged};
 pub use fold_thread::FoldThread;
 pub use read_model::{Fold, ReadModel};
 pub use store_client::{ClientError, StoreClient};

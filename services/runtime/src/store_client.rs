@@ -16,11 +16,12 @@ use std::time::Duration;
 use async_nats::Client;
 use events::codec;
 use events::store_api::{
-    AppendOk, AppendReply, ErrorCode, ReadReply, ReadRequest, StoreError, StoreStatus,
-    StreamReadReply, StreamReadRequest,
+    AppendOk, AppendReply, ErrorCode, ReadRequest, StoreError, StoreStatus, StreamReadReply,
+    StreamReadRequest,
 };
 use events::{AppendRequest, RecordedEvent, StreamName, subjects};
 use futures::StreamExt;
+use serde::Deserialize;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -140,17 +141,23 @@ impl StoreClient {
         from: u64,
         limit: u32,
     ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        self.read_as(from, limit).await
+    }
+
+    /// [`Self::read`], each event read as a `T`: a `RecordedEvent`, or a `TypedRecorded` for a
+    /// fold that reads each event straight into its typed domain event.
+    pub async fn read_as<T: for<'de> Deserialize<'de>>(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<T>, u64), ClientError> {
         let payload = self
             .call(
                 subjects::STORE_READ.to_owned(),
                 codec::encode(&ReadRequest { from, limit }),
             )
             .await?;
-        match serde_json::from_slice::<ReadReply>(&payload) {
-            Ok(ReadReply::Page { events, head }) => Ok((events, head)),
-            Ok(ReadReply::Error { error }) => Err(ClientError::Store(error)),
-            Err(e) => Err(ClientError::Decode(e.to_string())),
-        }
+        read_page(&payload)
     }
 
     /// [`Self::read_stream`], retrying what is retryable (a store still starting, a moment
@@ -207,6 +214,28 @@ impl StoreClient {
             Ok(StreamReadReply::Error { error }) => Err(ClientError::Store(error)),
             Err(e) => Err(ClientError::Decode(e.to_string())),
         }
+    }
+}
+
+/// A reply of `vigil.store.read` (`events::ReadReply`), its events read as `T`. Not through
+/// the untagged `ReadReply`: that buffers the page into a tree first, which a `T` reading
+/// its data as borrowed raw text (`TypedRecorded`) cannot be read from.
+fn read_page<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<(Vec<T>, u64), ClientError> {
+    #[derive(Deserialize)]
+    struct Page<T> {
+        events: Vec<T>,
+        head: u64,
+    }
+    #[derive(Deserialize)]
+    struct Refused {
+        error: StoreError,
+    }
+    match serde_json::from_slice::<Page<T>>(payload) {
+        Ok(page) => Ok((page.events, page.head)),
+        Err(e) => match serde_json::from_slice::<Refused>(payload) {
+            Ok(refused) => Err(ClientError::Store(refused.error)),
+            Err(_) => Err(ClientError::Decode(e.to_string())),
+        },
     }
 }
 

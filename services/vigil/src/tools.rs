@@ -149,15 +149,19 @@ pub async fn replay(settings: Resolved, args: crate::cli::ReplayArgs) -> anyhow:
         bar.set_length(log.head());
         let mut from = 1;
         loop {
-            let page = log.read_from(from, 10_000)?;
+            // The stored bytes, each read once straight into its typed event (no tree).
+            let page = log.read_raw(from, 10_000, usize::MAX)?;
             if page.is_empty() {
                 break;
             }
-            for event in &page {
+            for bytes in &page {
+                let event = events::TypedRecorded::decode(bytes).map_err(|e| {
+                    anyhow::anyhow!("position {from}: unreadable event ({e}); run `vigil verify`")
+                })?;
                 let _ = board.apply(event);
+                from += 1;
             }
             folded += page.len() as u64;
-            from += page.len() as u64;
             bar.set_position(folded);
         }
     } else {
@@ -176,17 +180,17 @@ pub async fn replay(settings: Resolved, args: crate::cli::ReplayArgs) -> anyhow:
         bar.set_length(head);
         loop {
             let (page, head) = store
-                .read(folded + 1, 1000)
+                .read_as::<events::TypedRecorded>(folded + 1, 1000)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             bar.set_length(head);
             if page.is_empty() {
                 break;
             }
-            for event in &page {
+            folded += page.len() as u64;
+            for event in page {
                 let _ = board.apply(event);
             }
-            folded += page.len() as u64;
             bar.set_position(folded);
         }
     }

@@ -1,11 +1,13 @@
 //! The situation board (`situation` in MODEL.md): what is going on, country by country, as one
 //! duty officer's glance at a wall screen should tell it.
 //!
-//! This module owns the board's state and its fold. [`Situation::apply`] decodes each event
-//! once and updates plain structs keyed by stream id and country; it never builds JSON and never
-//! reads a clock (time is each event's `recorded_at`, or a tick's given time: `retention`). What an event touched comes back as
-//! [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few ops that bring
-//! a page up to date: per entity (one incident's marker, one area, one order), not per country.
+//! This module owns the board's state and its fold. [`Situation::apply`] takes each event
+//! decoded once, straight from its stored bytes ([`TypedRecorded`]), and updates plain
+//! structs keyed by stream id and country; it never builds JSON and never reads a clock (time
+//! is each event's `recorded_at`, or a tick's given time: `retention`). What an event touched
+//! comes back as [`Changes`], which [`Situation::delta`] renders (see `render.rs`) into the few
+//! ops that bring a page up to date: per entity (one incident's marker, one area, one order),
+//! not per country.
 //!
 //! The fold is split by event family: `fold` here dispatches each event, by its stream
 //! category, to the sibling module that owns its family (`incidents`, `levels`, `hostage`, `surges`, `orders`, `broadcasts`);
@@ -33,7 +35,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use events::RecordedEvent;
+use events::TypedRecorded;
 use events::codec::Decoded;
 use events::domain::DomainEvent;
 use events::domain::incident::{Casualties, IncidentCategory, Location};
@@ -585,7 +587,7 @@ impl Situation {
     /// position is a duplicate and is ignored. Before the event is folded, its `recorded_at`
     /// moves the board's clock and what the retention expired by then leaves (`retention`).
     /// Returns what changed, for [`Situation::delta`].
-    pub fn apply(&mut self, event: &RecordedEvent) -> Changes {
+    pub fn apply(&mut self, event: TypedRecorded) -> Changes {
         if event.position <= self.position {
             return Changes::default();
         }
@@ -593,7 +595,7 @@ impl Situation {
         self.as_of = Some(event.recorded_at);
         self.advance_clock(event.recorded_at);
         let expired = self.expire_due();
-        let Decoded::Known(domain) = DomainEvent::decode(event) else {
+        let Decoded::Known(domain) = event.event else {
             return Changes {
                 expired,
                 ..Changes::default()
@@ -606,7 +608,7 @@ impl Situation {
             time: event.recorded_at,
         };
         let mut fx = Effects::default();
-        self.fold(domain, at, event.meta.actor.as_deref(), &mut fx);
+        self.fold(domain, at, event.actor.as_deref(), &mut fx);
 
         let mut countries = Few::default();
         for (code, existed) in fx.countries.iter() {

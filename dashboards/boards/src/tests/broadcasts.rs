@@ -5,7 +5,7 @@
 use events::domain::broadcast::*;
 use serde_json::{Value, json};
 
-use super::{Log, page_after_deltas, uuid};
+use super::{Log, page_after_deltas, typed, uuid};
 use crate::{Op, View};
 
 /// Event `n` of a test log is recorded `n` minutes after the start: this many seconds apart.
@@ -145,7 +145,7 @@ fn a_two_person_broadcast_awaits_approval_then_goes_live_with_its_approver() {
     );
     // A second approval changes nothing: the first one stands.
     let mut board = log.board();
-    let changes = board.apply(log.push(1, approve("duty.olga.petrova")));
+    let changes = board.apply(typed(log.push(1, approve("duty.olga.petrova"))));
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(newest(&log, View::Duty)["approved_by"], "duty.lena.schmidt");
 
@@ -362,7 +362,7 @@ fn an_acknowledgement_sends_one_agency_to_the_duty_view_and_none_to_the_wall() {
     let mut log = Log::default();
     log.push(1, routine("Curfew", &["unhcr", "unicef", "wfp"]));
     let mut board = log.board();
-    let changes = board.apply(log.push(1, ack("unicef")));
+    let changes = board.apply(typed(log.push(1, ack("unicef"))));
     let duty = board.delta(&changes, View::Duty);
     let detail: Vec<&Op> = duty
         .iter()
@@ -563,7 +563,7 @@ fn only_the_listed_broadcasts_have_agency_detail() {
     }
     // An old broadcast's acknowledgement moves its counters only.
     let mut board = log.board();
-    let changes = board.apply(log.push(100, ack("wfp")));
+    let changes = board.apply(typed(log.push(100, ack("wfp"))));
     let ops = board.delta(&changes, View::Duty);
     assert_eq!(
         ops,

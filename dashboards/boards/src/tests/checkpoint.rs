@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::properties::{Step, broadcast_on, crowded_incident, log_of, step};
+use super::typed;
 use crate::{Situation, View};
 
 /// Checks the checkpoint contract on the log of `steps`, checkpointed after event `k`.
@@ -24,8 +25,8 @@ fn checkpoint_at_k_plus_tail_is_the_fold(
         prop_assert!(false, "restored at k = {}: {}", k, e);
     }
     for event in &log.events[k..] {
-        let a = original.apply(event);
-        let b = restored.apply(event);
+        let a = original.apply(typed(event));
+        let b = restored.apply(typed(event));
         prop_assert_eq!(&a, &b, "changes at position {}", event.position);
         for view in View::ALL {
             prop_assert_eq!(

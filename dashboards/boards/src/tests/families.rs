@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::{date, datetime};
 
-use super::{Log, T0, page_after_deltas, uuid};
+use super::{Log, T0, page_after_deltas, typed, uuid};
 use crate::{Op, Situation, View};
 
 fn c(code: &str) -> Country {
@@ -180,13 +180,13 @@ fn a_report_gives_a_country_counters_and_timeline_delta() {
     };
     // A country that appears is sent whole (it holds this one incident); the counters that
     // moved, one by one.
-    let changes = board.apply(log.push(1, report("SO", 5, "IED", true)));
+    let changes = board.apply(typed(log.push(1, report("SO", 5, "IED", true))));
     assert_eq!(
         kinds(board.delta(&changes, View::WallScreen)),
         ["set countries/SO", "merge counters 4", "timeline 200"]
     );
     // Once it is there, a report sends its counts and the one new marker, never the country.
-    let changes = board.apply(log.push(2, report("SO", 3, "Roadblock", true)));
+    let changes = board.apply(typed(log.push(2, report("SO", 3, "Roadblock", true))));
     assert_eq!(
         kinds(board.delta(&changes, View::WallScreen)),
         [
@@ -197,13 +197,13 @@ fn a_report_gives_a_country_counters_and_timeline_delta() {
         ]
     );
     // A verification of the older one: its marker in its place.
-    let changes = board.apply(log.push(
+    let changes = board.apply(typed(log.push(
         1,
         IncidentVerified {
             by: "duty.jean.dupont".into(),
             note: None,
         },
-    ));
+    )));
     assert_eq!(
         kinds(board.delta(&changes, View::Duty)),
         [
@@ -312,13 +312,13 @@ fn verification_updates_and_closure_follow_an_incident() {
 fn a_closed_country_is_removed_by_a_remove_op() {
     let mut board = Situation::new();
     let mut log = Log::default();
-    board.apply(log.push(1, report("ML", 2, "Theft", false)));
-    let changes = board.apply(log.push(
+    board.apply(typed(log.push(1, report("ML", 2, "Theft", false))));
+    let changes = board.apply(typed(log.push(
         1,
         IncidentClosed {
             reason: "Done".into(),
         },
-    ));
+    )));
     let ops = board.delta(&changes, View::Duty);
     assert_eq!(
         ops[0],
@@ -388,7 +388,7 @@ fn events_of_unknown_incidents_are_ignored() {
         }
         .into(),
     ] {
-        let changes = board.apply(log.push(7, event));
+        let changes = board.apply(typed(log.push(7, event)));
         assert!(changes.is_empty(), "{changes:?}");
     }
     assert_eq!(board.position(), 7);
@@ -441,7 +441,7 @@ fn unknown_types_unreadable_data_and_clearances_only_advance_the_position() {
         .clone(),
     ];
     for (i, event) in events.iter().enumerate() {
-        let changes = board.apply(event);
+        let changes = board.apply(typed(event));
         assert!(changes.is_empty());
         assert!(board.delta(&changes, View::Duty).is_empty());
         assert_eq!(board.position(), i as u64 + 1);
@@ -462,7 +462,7 @@ fn a_duplicate_or_older_position_is_ignored() {
     let mut board = log.board();
     let before = board.snapshot(View::Duty);
     for event in log.events.clone() {
-        assert!(board.apply(&event).is_empty());
+        assert!(board.apply(typed(&event)).is_empty());
     }
     assert_eq!(board.snapshot(View::Duty), before);
 }
@@ -1010,13 +1010,13 @@ fn only_the_latest_twenty_broadcasts_are_listed_but_all_are_counted() {
     assert_eq!(snap["counters"]["broadcasts_awaiting_ack"], 25);
     // An old broadcast cancelled: the list does not change, the counter does.
     let mut board = log.board();
-    let changes = board.apply(log.push(
+    let changes = board.apply(typed(log.push(
         100,
         BroadcastCancelled {
             reason: "Old".into(),
             by_broadcast: None,
         },
-    ));
+    )));
     for view in View::ALL {
         let ops = board.delta(&changes, view);
         assert!(
@@ -1191,7 +1191,7 @@ fn an_incidents_delta_is_at_most_1_kb_encoded() {
         ),
     ];
     for (id, event) in steps {
-        let changes = board.apply(log.push(id, event));
+        let changes = board.apply(typed(log.push(id, event)));
         for view in View::ALL {
             let msg = delta_message(&board, &board.delta(&changes, view), view);
             assert!(msg.len() <= 1024, "{} bytes: {msg}", msg.len());

@@ -15,6 +15,7 @@ use crate::{Situation, View, apply_ops, timestamp};
 mod broadcasts;
 mod checkpoint;
 mod crisis_counts;
+mod decode;
 mod families;
 mod properties;
 mod replay;
@@ -117,7 +118,7 @@ pub(crate) fn page_after_deltas(events: &[RecordedEvent], k: usize, view: View) 
     let mut board = crate::replay(&events[..k]);
     let mut page = board.snapshot(view);
     for event in &events[k..] {
-        let changes = board.apply(event);
+        let changes = board.apply(typed(event));
         let ops = board.delta(&changes, view);
         assert_eq!(
             changes.is_empty(),
@@ -129,6 +130,11 @@ pub(crate) fn page_after_deltas(events: &[RecordedEvent], k: usize, view: View) 
         page["as_of"] = board.as_of().map_or(Value::Null, timestamp);
     }
     page
+}
+
+/// `event` as the fold reads it from the store's bytes: encoded, then decoded typed.
+pub(crate) fn typed(event: &RecordedEvent) -> events::TypedRecorded {
+    events::TypedRecorded::from_recorded(event).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The stream id of test entity `n` (any category).

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::{date, datetime};
 
-use super::{Log, page_after_deltas};
+use super::{Log, page_after_deltas, typed};
 use crate::{Situation, View, apply_ops, timestamp};
 use events::RecordedEvent;
 
@@ -532,7 +532,7 @@ proptest! {
         let log = log_of(&steps);
         let mut board = Situation::new();
         for event in &log.events {
-            board.apply(event);
+            board.apply(typed(event));
             if let Err(e) = board.check_invariants() {
                 prop_assert!(false, "after position {}: {}", event.position, e);
             }
@@ -551,7 +551,7 @@ proptest! {
         let half = log.events.len() / 2;
         let mut copy = crate::replay(&log.events[..half]).clone();
         for event in &log.events[half..] {
-            copy.apply(event);
+            copy.apply(typed(event));
         }
         prop_assert_eq!(copy.snapshot(View::Duty), one.snapshot(View::Duty));
     }
@@ -563,7 +563,7 @@ proptest! {
         let mut wall_texts = Vec::new();
         let mut duty_texts = Vec::new();
         for event in &log.events {
-            let changes = board.apply(event);
+            let changes = board.apply(typed(event));
             wall_texts.push(serde_json::to_string(&board.delta(&changes, View::WallScreen)).unwrap());
             duty_texts.push(serde_json::to_string(&board.delta(&changes, View::Duty)).unwrap());
         }
@@ -716,7 +716,7 @@ fn the_crowded_logs_bring_markers_into_view_at_the_end_of_the_list() {
         let log = log_of(&steps.new_tree(&mut runner).unwrap().current());
         let mut board = Situation::new();
         for event in &log.events {
-            let changes = board.apply(event);
+            let changes = board.apply(typed(event));
             let ops = board.delta(&changes, View::WallScreen);
             // A shown marker dropped, and the next one brought in at the end of the list.
             let dropped = ops.iter().any(|op| matches!(op, crate::Op::Drop { .. }));
@@ -801,7 +801,7 @@ proptest! {
         let mut live = crate::replay(&log.events[..k]);
         let mut page = crate::scope_snapshot(&live.snapshot(View::WallScreen), cut);
         for event in &log.events[k..] {
-            let changes = live.apply(event);
+            let changes = live.apply(typed(event));
             let ops = crate::scope_ops(&live.delta(&changes, View::WallScreen), cut);
             crate::apply_ops(&mut page, &ops);
             page["position"] = Value::from(live.position());
@@ -828,7 +828,7 @@ fn merged_and_one_by_one(
     for run in events[k..].chunks(chunk.max(1)) {
         let mut ops = Vec::new();
         for event in run {
-            let changes = board.apply(event);
+            let changes = board.apply(typed(event));
             let delta = board.delta(&changes, view);
             let delta = cut.map_or(delta.clone(), |c| crate::scope_ops(&delta, c));
             apply_ops(&mut one_by_one, &delta);

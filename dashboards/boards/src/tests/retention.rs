@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::broadcasts::{ack, cancel, failed, routine};
 use super::properties::{Step, broadcast_on, step};
-use super::{Log, uuid};
+use super::{Log, typed, uuid};
 use crate::{Op, Situation, View, apply_ops, timestamp};
 
 /// One step of a run: an event folded, or a tick at a time.
@@ -42,7 +42,7 @@ fn board_of(retention: Duration, run: &[Run]) -> Situation {
 
 fn do_step(board: &mut Situation, step: &Run) -> crate::Changes {
     match step {
-        Run::Event(e) => board.apply(e),
+        Run::Event(e) => board.apply(typed(e)),
         Run::Tick(at) => board.expire(*at),
     }
 }
@@ -113,7 +113,7 @@ fn an_ended_broadcast_leaves_after_the_retention_and_the_next_comes_into_view() 
     log.push(7000, cancel());
     let run = events_of(&log);
     let mut board = board_of(retention, &run[..run.len() - 1]);
-    let changes = board.apply(log.events.last().unwrap());
+    let changes = board.apply(typed(log.events.last().unwrap()));
     let ops = board.delta(&changes, View::Duty);
     let broadcast_ops: Vec<_> = ops
         .iter()
@@ -268,7 +268,7 @@ fn the_board_keeps_only_what_counts_and_what_ended_within_the_retention() {
         log.wait(4);
     }
     for e in &log.events {
-        board.apply(e);
+        board.apply(typed(e));
     }
     board.check_invariants().unwrap();
     // 24 h / 10 min = 144 broadcasts ended within the retention (plus the boundary one).
