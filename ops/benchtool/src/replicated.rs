@@ -421,32 +421,11 @@ pub fn print_summary(results: &[CellResult], windows: &[usize]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
-    use hdrhistogram::Histogram;
-
     use super::*;
-    use crate::driver::CellSpec;
 
     /// A cell of `ok` appends in one second, every latency `p99_us`.
     fn cell(system: System, window: usize, ok: u64, p99_us: u64) -> CellResult {
-        let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
-        hist.record_n(p99_us, ok).unwrap();
-        CellResult {
-            spec: CellSpec {
-                system,
-                window,
-                warmup: Duration::ZERO,
-                duration: Duration::from_secs(1),
-                note: None,
-            },
-            ok,
-            seconds: 1.0,
-            hist,
-            errors: BTreeMap::new(),
-            warmup_errors: BTreeMap::new(),
-        }
+        crate::report::tests::cell(system, window, ok, p99_us, p99_us)
     }
 
     fn verdict_of(results: &[CellResult], goal_starts: &str) -> Option<bool> {

@@ -311,7 +311,7 @@ pub fn column_title(system: System) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -323,7 +323,13 @@ mod tests {
 
     /// A cell of `ok` appends in one second, every latency `p99_us` except the slowest 0.2 %
     /// at `tail_us`.
-    fn cell(system: System, window: usize, ok: u64, p99_us: u64, tail_us: u64) -> CellResult {
+    pub(crate) fn cell(
+        system: System,
+        window: usize,
+        ok: u64,
+        p99_us: u64,
+        tail_us: u64,
+    ) -> CellResult {
         let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)
             .unwrap_or_else(|e| panic!("histogram: {e}"));
         let tail = ok / 500;

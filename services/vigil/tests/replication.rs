@@ -70,6 +70,40 @@ fn one_append(stream: &StreamName, n: usize) -> AppendRequest {
 }
 
 /// Every replica's answer to `vigil.store.status`, gathered for 300 ms.
+/// A 3-node NATS cluster with a store replica on each node (n1, n2, n3), and a client of the
+/// whole cluster once the store answers: what every test here starts from.
+async fn three_replicas() -> (
+    NatsCluster,
+    Vec<tempfile::TempDir>,
+    [&'static str; 3],
+    Vec<VigilProcess>,
+    async_nats::Client,
+    StoreClient,
+) {
+    let cluster = NatsCluster::start(3).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let names = ["n1", "n2", "n3"];
+    let stores: Vec<VigilProcess> = (0..3)
+        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
+        .collect();
+    let client = async_nats::connect(cluster.url_list()).await.unwrap();
+    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
+    wait_ready(&store).await;
+    (cluster, dirs, names, stores, client, store)
+}
+
+/// Ten appends to a fresh stream, on every replica: the cluster past its first moments.
+async fn warm_up(client: &async_nats::Client, store: &StoreClient) {
+    let warm = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+    for n in 0..10 {
+        store
+            .append_retrying(&one_append(&warm, n), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    converged(client, 3, 10).await;
+}
+
 async fn statuses(client: &async_nats::Client) -> Vec<StoreStatus> {
     let inbox = client.new_inbox();
     let mut sub = client.subscribe(inbox.clone()).await.unwrap();
@@ -184,15 +218,7 @@ fn stop_and_compare(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_agree_and_survive_the_loss_of_the_leaders_node() {
-    let mut cluster = NatsCluster::start(3).await;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let names = ["n1", "n2", "n3"];
-    let mut stores: Vec<VigilProcess> = (0..3)
-        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
-        .collect();
-    let client = async_nats::connect(cluster.url_list()).await.unwrap();
-    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
-    wait_ready(&store).await;
+    let (mut cluster, dirs, names, mut stores, client, store) = three_replicas().await;
 
     // (a) Appends are acknowledged and reach every replica.
     let first = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
@@ -308,15 +334,8 @@ async fn replicas_agree_and_survive_the_loss_of_the_leaders_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_writers_in_flight_lose_nothing_when_the_leader_is_killed() {
     const WRITERS: usize = 32;
-    let cluster = NatsCluster::start(3).await;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let names = ["n1", "n2", "n3"];
-    let mut stores: Vec<VigilProcess> = (0..3)
-        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
-        .collect();
-    let client = async_nats::connect(cluster.url_list()).await.unwrap();
-    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
-    wait_ready(&store).await;
+    // The cluster is held to the end: dropping it stops its nats-servers.
+    let (_cluster, dirs, names, mut stores, client, store) = three_replicas().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
@@ -546,23 +565,8 @@ fn signal(pid: u32, signal: &str) {
 /// identical (same events at every position, same hash-chain head).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
-    let cluster = NatsCluster::start(3).await;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let names = ["n1", "n2", "n3"];
-    let mut stores: Vec<VigilProcess> = (0..3)
-        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
-        .collect();
-    let client = async_nats::connect(cluster.url_list()).await.unwrap();
-    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
-    wait_ready(&store).await;
-    let warm = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
-    for n in 0..10 {
-        store
-            .append_retrying(&one_append(&warm, n), Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
-    converged(&client, 3, 10).await;
+    let (cluster, dirs, names, mut stores, client, store) = three_replicas().await;
+    warm_up(&client, &store).await;
 
     // Probes: single-try appends whose replies, however late, land on one inbox.
     let inbox = client.new_inbox();
@@ -759,23 +763,8 @@ const STALL: Duration = Duration::from_millis(1000);
 /// in every replica at its position (replicas identical).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_does_not_hold_the_clients_of_its_node() {
-    let cluster = NatsCluster::start(3).await;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let names = ["n1", "n2", "n3"];
-    let mut stores: Vec<VigilProcess> = (0..3)
-        .map(|i| replica(dirs[i].path(), &urls_from(&cluster, i, 3), names[i]))
-        .collect();
-    let client = async_nats::connect(cluster.url_list()).await.unwrap();
-    let store = StoreClient::new(client.clone(), Duration::from_secs(2));
-    wait_ready(&store).await;
-    let warm = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
-    for n in 0..10 {
-        store
-            .append_retrying(&one_append(&warm, n), Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
-    converged(&client, 3, 10).await;
+    let (cluster, dirs, names, mut stores, client, store) = three_replicas().await;
+    warm_up(&client, &store).await;
     // Past placement's first hand-over, which would move the leader under the test.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let old = leader(&client).await;
