@@ -355,64 +355,27 @@ pub fn targets(results: &[CellResult], windows: &[usize]) -> Vec<Verdict> {
 /// Prints the cluster issue's table (one row per window: appends/s, p50 and p99 of each
 /// system), the ratios, the targets with PASS/MISS, and the Markdown table of every cell.
 pub fn print_summary(results: &[CellResult], windows: &[usize]) {
-    println!();
-    println!("== the cluster issue's table (appends/s, p50/p99) ==");
-    let present: Vec<System> =
-        results
-            .iter()
-            .map(|r| r.spec.system)
-            .fold(Vec::new(), |mut seen, s| {
-                if !seen.contains(&s) {
-                    seen.push(s);
-                }
-                seen
-            });
-    println!(
-        "| in flight | {} |",
-        present
-            .iter()
-            .map(|s| report::column_title(*s))
-            .collect::<Vec<_>>()
-            .join(" | ")
+    let mut present: Vec<System> = Vec::new();
+    for r in results {
+        if !present.contains(&r.spec.system) {
+            present.push(r.spec.system);
+        }
+    }
+    report::print_table(
+        "the cluster issue's table (appends/s, p50/p99)",
+        results,
+        windows,
+        &present,
+        |r| {
+            format!(
+                "{}/s, p50 {:.1} ms, p99 {:.1} ms",
+                rate_text(r.rate()),
+                r.ms_at(0.5),
+                r.ms_at(0.99)
+            )
+        },
     );
-    println!("|---:|{}", "---|".repeat(present.len()));
-    for &w in windows {
-        let cells: Vec<String> = present
-            .iter()
-            .map(|s| match find(results, *s, w) {
-                Some(r) => format!(
-                    "{}/s, p50 {:.1} ms, p99 {:.1} ms",
-                    rate_text(r.rate()),
-                    r.ms_at(0.5),
-                    r.ms_at(0.99)
-                ),
-                None => "-".to_owned(),
-            })
-            .collect();
-        println!("| {w} | {} |", cells.join(" | "));
-    }
-
-    println!();
-    println!("== ratios (vigil-r3's appends/s over each other system's) ==");
-    for &w in windows {
-        let Some(r) = find(results, System::VigilR3, w) else {
-            continue;
-        };
-        let ratios: Vec<String> = present
-            .iter()
-            .filter(|s| **s != System::VigilR3)
-            .filter_map(|s| find(results, *s, w).map(|p| (s, p)))
-            .map(|(s, p)| {
-                if p.rate() > 0.0 {
-                    format!("{} {:.2}×", s.name(), r.rate() / p.rate())
-                } else {
-                    format!("{} ∞", s.name())
-                }
-            })
-            .collect();
-        println!("  {w:>4} in flight: {}", ratios.join(", "));
-    }
-
+    report::print_ratios(results, windows, System::VigilR3, &present);
     report::print_verdicts("the cluster issue", &targets(results, windows));
     report::print_markdown(results, windows);
 }

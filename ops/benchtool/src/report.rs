@@ -211,42 +211,66 @@ pub fn targets(results: &[CellResult], windows: &[usize]) -> Vec<Verdict> {
 /// Prints the issue's table (one row per window, one column per system), the ratios, the
 /// targets with PASS/MISS, and a Markdown table of every cell.
 pub fn print_summary(results: &[CellResult], windows: &[usize]) {
-    println!();
-    println!("== the store issue's table (appends/s, p99) ==");
     let present: Vec<System> = ISSUE_COLUMNS
         .into_iter()
         .filter(|s| results.iter().any(|r| r.spec.system == *s))
         .collect();
+    print_table(
+        "the store issue's table (appends/s, p99)",
+        results,
+        windows,
+        &present,
+        |r| format!("{}/s, p99 {:.1} ms", rate_text(r.rate()), r.ms_at(0.99)),
+    );
+    print_ratios(results, windows, System::Vigil, &ISSUE_COLUMNS);
+    print_verdicts("the store issue", &targets(results, windows));
+    print_markdown(results, windows);
+}
+
+/// Prints a table under `== TITLE ==`: one row per window, one column per system of
+/// `columns`, each cell as `cell` writes it (`-` where that cell did not run).
+pub fn print_table(
+    title: &str,
+    results: &[CellResult],
+    windows: &[usize],
+    columns: &[System],
+    cell: impl Fn(&CellResult) -> String,
+) {
+    println!();
+    println!("== {title} ==");
     println!(
         "| in flight | {} |",
-        present
+        columns
             .iter()
             .map(|s| column_title(*s))
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    println!("|---:|{}", "---|".repeat(present.len()));
+    println!("|---:|{}", "---|".repeat(columns.len()));
     for &w in windows {
-        let cells: Vec<String> = present
+        let cells: Vec<String> = columns
             .iter()
-            .map(|s| match find(results, *s, w) {
-                Some(r) => format!("{}/s, p99 {:.1} ms", rate_text(r.rate()), r.ms_at(0.99)),
-                None => "-".to_owned(),
-            })
+            .map(|s| find(results, *s, w).map_or_else(|| "-".to_owned(), &cell))
             .collect();
         println!("| {w} | {} |", cells.join(" | "));
     }
+}
 
+/// Prints, per window, `base`'s appends/s over each other system's of `others` that ran.
+pub fn print_ratios(results: &[CellResult], windows: &[usize], base: System, others: &[System]) {
     println!();
-    println!("== ratios (vigil's appends/s over each peer's) ==");
+    println!(
+        "== ratios ({}'s appends/s over each other system's) ==",
+        base.name()
+    );
     for &w in windows {
-        let Some(v) = find(results, System::Vigil, w) else {
+        let Some(v) = find(results, base, w) else {
             continue;
         };
-        let ratios: Vec<String> = ISSUE_COLUMNS
-            .into_iter()
-            .filter(|s| *s != System::Vigil)
-            .filter_map(|s| find(results, s, w).map(|p| (s, p)))
+        let ratios: Vec<String> = others
+            .iter()
+            .filter(|s| **s != base)
+            .filter_map(|s| find(results, *s, w).map(|p| (s, p)))
             .map(|(s, p)| {
                 if p.rate() > 0.0 {
                     format!("{} {:.2}×", s.name(), v.rate() / p.rate())
@@ -257,9 +281,6 @@ pub fn print_summary(results: &[CellResult], windows: &[usize]) {
             .collect();
         println!("  {w:>4} in flight: {}", ratios.join(", "));
     }
-
-    print_verdicts("the store issue", &targets(results, windows));
-    print_markdown(results, windows);
 }
 
 /// Prints `verdicts` under `== targets (from ISSUE) ==`, PASS/MISS (or `-`, not run) beside
