@@ -144,3 +144,38 @@ need_disk() {
         echo "ops: free space (e.g. \`cargo clean\` in other checkouts, old files in /tmp) if the build fails with 'No space left on device'." >&2
     fi
 }
+
+# --- shared by ops/cluster and ops/site ---------------------------------------------------------
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# alive PID — true when PID names a running process.
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# need_nft — makes sure `nft` is on PATH (installs nftables with apt-get when missing).
+need_nft() {
+    command -v nft >/dev/null 2>&1 && return 0
+    export PATH="$PATH:/usr/sbin"
+    command -v nft >/dev/null 2>&1 || apt_install nftables
+}
+
+# start_group PIDFILE CMD... — starts CMD in the background as the leader of its own process
+# group and session (setsid), writes its pid (= its pgid) to PIDFILE and waits for the file.
+# `kill -9 -- -PID` then takes it and whatever it started (its nats-server), nothing else.
+# Its stdin is /dev/null; the caller redirects stdout/stderr.
+start_group() {
+    local pidf=$1; shift
+    rm -f "$pidf"
+    PIDF="$pidf" setsid bash -c 'echo $$ > "$PIDF"; exec "$@"' vigil-group "$@" </dev/null &
+    local waited=0
+    while [ ! -s "$pidf" ] && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+}
+
+# kill_group PID [EXTRA_PID] — kill -9 of PID's process group (and EXTRA_PID, e.g. a
+# nats-server started outside it), then waits up to 10 s for both to be gone.
+kill_group() {
+    local pid=${1:-} extra=${2:-} waited=0
+    if alive "$pid"; then kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true; fi
+    if alive "$extra"; then kill -9 "$extra" 2>/dev/null || true; fi
+    while { alive "$pid" || alive "$extra"; } && [ $waited -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
+}
