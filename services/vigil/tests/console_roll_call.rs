@@ -92,7 +92,8 @@ async fn watch(client: &Client, testid: &str) {
     .await;
 }
 
-/// Waits until the result line shows text starting with `expect` (and an error or not).
+/// Waits until the result line shows a finished result starting with `expect` (and an error
+/// or not).
 async fn result_is(client: &Client, expect: &str, error: bool) -> String {
     let v = wait_js(
         client,
@@ -102,7 +103,11 @@ async fn result_is(client: &Client, expect: &str, error: bool) -> String {
            return {text: r && !r.hidden ? r.textContent : "", error: r?.dataset.error ?? ""};"#,
         vec![],
         |v| {
-            v["text"].as_str().unwrap_or("").starts_with(expect)
+            let text = v["text"].as_str().unwrap_or("");
+            // A line with "…" is progress ("Marked 499 of 690 safe… (request 2 of 2)"),
+            // shown while a request is still out: not the result.
+            text.starts_with(expect)
+                && !text.contains('…')
                 && v["error"] == if error { "true" } else { "false" }
         },
     )
