@@ -48,6 +48,15 @@ pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpLis
     })
 }
 
+/// Installs the recorder, binds `addr` (an error names it) and serves `/metrics` there in a
+/// task until `shutdown`: what a process run on its own does with `--metrics ADDR`.
+pub async fn serve_metrics_at(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handle = install_metrics()?;
+    let listener = bind_metrics(addr).await?;
+    tokio::spawn(serve_metrics(listener, handle, shutdown));
+    Ok(())
+}
+
 /// Serves `/metrics` on a bound listener until `shutdown`.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,

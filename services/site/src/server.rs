@@ -199,13 +199,7 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
     site.publish_counts();
 
     if let Some(addr) = config.metrics {
-        let handle = runtime::telemetry::install_metrics()?;
-        let listener = runtime::telemetry::bind_metrics(addr).await?;
-        tokio::spawn(runtime::telemetry::serve_metrics(
-            listener,
-            handle,
-            shutdown.clone(),
-        ));
+        runtime::telemetry::serve_metrics_at(addr, shutdown.clone()).await?;
     }
     let url_record = runtime::config::nats_url_file(&data_dir);
     runtime::nats_auth::write_private(&url_record, format!("{url}\n").as_bytes())?;

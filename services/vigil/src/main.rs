@@ -136,13 +136,7 @@ async fn run_store(settings: cli::Resolved, args: StoreArgs) -> anyhow::Result<(
         config.replication = Some(store::Replication::new(node));
     }
     if let Some(addr) = args.metrics {
-        let handle = runtime::telemetry::install_metrics()?;
-        let listener = runtime::telemetry::bind_metrics(addr).await?;
-        tokio::spawn(runtime::telemetry::serve_metrics(
-            listener,
-            handle,
-            shutdown.clone(),
-        ));
+        runtime::telemetry::serve_metrics_at(addr, shutdown.clone()).await?;
     }
     let credentials = settings.nats_credentials_for(runtime::nats_auth::STORE)?;
     let client = runtime::nats::connect(
@@ -160,13 +154,7 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     let addr = settings.http_addr(args.http.as_deref())?;
     // `/metrics` only on its own address (loopback by default), never on the public port.
     if let Some(metrics) = args.metrics {
-        let handle = runtime::telemetry::install_metrics()?;
-        let listener = runtime::telemetry::bind_metrics(metrics).await?;
-        tokio::spawn(runtime::telemetry::serve_metrics(
-            listener,
-            handle,
-            shutdown.clone(),
-        ));
+        runtime::telemetry::serve_metrics_at(metrics, shutdown.clone()).await?;
     }
     let auth = std::sync::Arc::new(gateway::auth::Auth::open(&settings.data_dir, vec![])?);
     let credentials = settings.nats_credentials_for(runtime::nats_auth::GATEWAY)?;
