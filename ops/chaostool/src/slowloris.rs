@@ -128,20 +128,23 @@ impl Outcome {
     }
 }
 
-/// A `vigil up` this scenario started; stopped with SIGTERM (so it stops its nats-server
-/// too), or killed if it does not stop, when dropped.
-struct Up {
+/// A `vigil up` a scenario started (its data in `<dir>/data`, its log `<dir>/vigil-up.log`);
+/// stopped with SIGTERM (so it stops its nats-server too), or killed if it does not stop,
+/// when dropped.
+pub(crate) struct Up {
     child: Option<std::process::Child>,
     pid: u32,
 }
 
 impl Up {
-    fn start(
+    /// `vigil up` with `extra` arguments after the usual ones.
+    pub(crate) fn start(
         vigil: &Path,
         dir: &Path,
         nats_port: u16,
         http: SocketAddr,
         metrics: SocketAddr,
+        extra: &[String],
     ) -> anyhow::Result<Up> {
         let log = std::fs::File::create(dir.join("vigil-up.log")).context("the process log")?;
         let data = dir.join("data");
@@ -155,6 +158,7 @@ impl Up {
             .args(["--nats-url", &format!("nats://127.0.0.1:{nats_port}")])
             .args(["--http", &http.to_string()])
             .args(["--metrics", &metrics.to_string()])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("VIGIL_NATS_SERVER", testkit::nats_server_bin())
             // The writers report far more than a field officer may by hand.
@@ -176,7 +180,7 @@ impl Up {
     }
 
     /// SIGTERM, then up to 30 s for a clean stop, then SIGKILL.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -361,7 +365,7 @@ pub async fn run(
     let token = crate::writers::field_token(&auth, "slowloris.field")?;
     let http = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
     let metrics = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
-    let mut up = Up::start(vigil, dir, testkit::free_port(), http, metrics)?;
+    let mut up = Up::start(vigil, dir, testkit::free_port(), http, metrics, &[])?;
     let mut problems = Vec::new();
     let ready = testkit::eventually(Duration::from_secs(90), || async {
         let a = testkit::http::request(http, "GET", "/readyz", &[], None)
