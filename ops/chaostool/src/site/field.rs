@@ -160,20 +160,35 @@ pub(super) async fn submitter(field: Arc<Field>, stop: Arc<AtomicBool>, seed: u6
     problems
 }
 
-/// Waits until `field`'s outbox is empty with the link up; how long it took from `healed`
-/// and how many items were settled since `settled_before`.
-pub(super) async fn drained(
-    field: &Field,
-    healed: Instant,
-    settled_before: u64,
-) -> Option<(Duration, u64)> {
+/// What a site's outbox did after a heal.
+pub(super) struct Drain {
+    /// From the heal to the first item settled (the link carries again).
+    pub(super) resumed: Duration,
+    /// From the heal to an empty outbox with the link up.
+    pub(super) took: Duration,
+    /// Items settled (forwarded or refused) since the heal.
+    pub(super) settled: u64,
+}
+
+/// Waits until `field`'s outbox is empty with the link up; what it took from `healed`, with
+/// `settled_before` items settled at the heal.
+pub(super) async fn drained(field: &Field, healed: Instant, settled_before: u64) -> Option<Drain> {
+    let mut resumed = None;
     while healed.elapsed() < DRAIN_LIMIT {
-        if let Some(s) = state(&field.bus).await
-            && s["pending"] == 0
-            && s["link"]["up"] == true
-        {
-            let settled = s["forwarded"].as_u64().unwrap_or(0) + s["refused"].as_u64().unwrap_or(0);
-            return Some((healed.elapsed(), settled.saturating_sub(settled_before)));
+        if let Some(s) = state(&field.bus).await {
+            let now = settled(&s).saturating_sub(settled_before);
+            let empty = s["pending"] == 0 && s["link"]["up"] == true;
+            if now > 0 || empty {
+                resumed.get_or_insert(healed.elapsed());
+            }
+            if empty {
+                let took = healed.elapsed();
+                return Some(Drain {
+                    resumed: resumed.unwrap_or(took),
+                    took,
+                    settled: now,
+                });
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -83,6 +83,8 @@ pub struct Heal {
     pub site: String,
     /// `cut`, `cut+kill` or `flap`.
     pub what: &'static str,
+    /// From the heal to the first item settled (the link carries again).
+    pub resumed: Duration,
     /// From the heal to an empty outbox with the link up.
     pub took: Duration,
     /// Items settled (forwarded or refused) meanwhile.
@@ -90,9 +92,10 @@ pub struct Heal {
 }
 
 impl Heal {
-    /// Items settled per second after the heal (`None` when nothing waited).
+    /// Items settled per second once the link carried again (`None` when nothing waited).
     pub fn rate(&self) -> Option<f64> {
-        (self.settled > 0).then(|| self.settled as f64 / self.took.as_secs_f64().max(0.001))
+        let carrying = self.took.saturating_sub(self.resumed).as_secs_f64();
+        (self.settled > 0).then(|| self.settled as f64 / carrying.max(0.1))
     }
 }
 
@@ -143,6 +146,8 @@ impl Outcome {
         rates.sort_by(f64::total_cmp);
         let mut took: Vec<Duration> = self.heals.iter().map(|h| h.took).collect();
         took.sort();
+        let mut resumed: Vec<Duration> = self.heals.iter().map(|h| h.resumed).collect();
+        resumed.sort();
         let rate_at = |q: f64| {
             rates
                 .get(((rates.len().max(1) - 1) as f64 * q).round() as usize)
@@ -150,7 +155,7 @@ impl Outcome {
                 .unwrap_or(0.0)
         };
         format!(
-            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{} (loaded machine) — {}",
+            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{} (loaded machine) — {}",
             self.sites.len(),
             self.cuts.0,
             self.cuts.1,
@@ -169,6 +174,8 @@ impl Outcome {
             self.verdict.duplicated,
             self.verdict.position_gaps + self.verdict.version_gaps,
             self.heals.len(),
+            quantile(&resumed, 0.5).as_secs_f64(),
+            resumed.last().copied().unwrap_or_default().as_secs_f64(),
             rate_at(0.5),
             rates.first().copied().unwrap_or(0.0),
             quantile(&took, 0.5).as_secs_f64(),
@@ -320,16 +327,19 @@ async fn chaos(
         sites.run(&["heal", name]).await?;
         let healed = Instant::now();
         match drained(field, healed, before).await {
-            Some((took, settled)) => {
+            Some(d) => {
                 eprintln!(
-                    "  {name}: {what} healed: {settled} items settled, outbox empty after {:.1} s",
-                    took.as_secs_f64()
+                    "  {name}: {what} healed: first item settled after {:.1} s, {} items settled, outbox empty after {:.1} s",
+                    d.resumed.as_secs_f64(),
+                    d.settled,
+                    d.took.as_secs_f64()
                 );
                 done.heals.push(Heal {
                     site: name.to_owned(),
                     what,
-                    took,
-                    settled,
+                    resumed: d.resumed,
+                    took: d.took,
+                    settled: d.settled,
                 });
             }
             None => {
