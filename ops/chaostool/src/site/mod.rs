@@ -17,8 +17,9 @@
 //!   ends on time); during its first cut each site is
 //!   killed with -9 (`ops/site kill`) and started again (`ops/site start`).
 //!
-//! After each heal it measures the time until the site's outbox is empty (and the link up)
-//! and the items settled per second meanwhile. At the end the links are healed, the outboxes
+//! After each heal it measures the time until the link carries again (the first item
+//! settled), the items settled per second from then on, and the time until the site's
+//! outbox is empty (and the link up). At the end the links are healed, the outboxes
 //! drain, every acknowledged item's state is read back from its site, the centre is stopped
 //! and its log read from the store's files. PASS when, for each site ([`judge`]):
 //! - every item it acknowledged is in the centre's log exactly once, in the site's order
