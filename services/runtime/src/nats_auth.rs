@@ -28,7 +28,9 @@
 //!
 //! - `sites` (the relay of field sites' commands) receives what the sites send
 //!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.ping`), answers them, and sends on only the
-//!   commands a site may forward ([`crate::nats_sites::FORWARDABLE`]);
+//!   commands a site may forward ([`crate::nats_sites::FORWARDABLE`]); it also reads the log
+//!   and the event feed and serves each site its scope's events (`vigil.site.*.read`
+//!   answered, `vigil.site.*.events` published; `site::feed`);
 //! - field sites are not services: each site's nats-server connects as a leaf node with a
 //!   user of its own, limited to its own subjects (see [`crate::nats_sites`]);
 //! - agency systems are not services: each logs in with an nkey the operator issued, limited
@@ -173,11 +175,15 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             publish_allow: crate::nats_sites::FORWARDABLE
                 .iter()
                 .map(|(service, command)| events::subjects::command_subject(service, command))
+                .chain(strings(&READS))
+                .chain([crate::nats_sites::RELAY_FEEDS.to_owned()])
                 .collect(),
             publish_deny: strings(&["vigil.store.append", EVENTS]),
             subscribe_allow: strings(&[
                 crate::nats_sites::RELAY_COMMANDS,
                 crate::nats_sites::RELAY_PINGS,
+                crate::nats_sites::RELAY_READS,
+                EVENTS,
                 inbox,
             ]),
             subscribe_deny: strings(&[STORE_ALL]),

@@ -13,10 +13,13 @@
 //! # Permissions (in the server: a client cannot opt out)
 //! The user may connect only as a leaf node (`allowed_connection_types: ["LEAFNODE"]`, not
 //! as a client on the centre's client port) and, for site `s` ([`permissions`]):
-//! - publish `vigil.site.s.cmd.<service>.<command>` (commands to forward, as requests) and
-//!   `vigil.site.s.ping` (is the link up, is the site still known), nothing else: no
-//!   `vigil.cmd.>`, no other site's subjects, nothing under `vigil.store` or `vigil.events`;
-//! - subscribe its own inbox `_INBOX_site_s.>` only (the answers to its requests).
+//! - publish `vigil.site.s.cmd.<service>.<command>` (commands to forward, as requests),
+//!   `vigil.site.s.ping` (is the link up, is the site still known) and
+//!   `vigil.site.s.read` (catch-up reads of the centre's events for its scope, as
+//!   requests), nothing else: no `vigil.cmd.>`, no other site's subjects, nothing under
+//!   `vigil.store` or `vigil.events`;
+//! - subscribe its own inbox `_INBOX_site_s.>` (the answers to its requests) and
+//!   `vigil.site.s.events` (the live feed of its scope, [`events_subject`]) only.
 //!
 //! Which commands a site may forward, and that they speak for a field officer of the site's
 //! own scope, NATS subjects cannot say (the country is in the payload): the centre's relay
@@ -84,6 +87,28 @@ pub fn ping_subject(name: &str) -> String {
     format!("vigil.site.{name}.ping")
 }
 
+/// Where site `name` asks for the centre's events of its scope after a centre position
+/// (request; `site::feed`).
+pub fn read_subject(name: &str) -> String {
+    format!("vigil.site.{name}.read")
+}
+
+/// Where the centre publishes site `name`'s live feed of its scope (`site::feed`).
+pub fn events_subject(name: &str) -> String {
+    format!("vigil.site.{name}.events")
+}
+
+/// What the centre's feed for sites listens on: every site's catch-up reads.
+pub const RELAY_READS: &str = "vigil.site.*.read";
+/// What the centre's feed for sites publishes on: every site's live feed.
+pub const RELAY_FEEDS: &str = "vigil.site.*.events";
+
+/// The site a catch-up read on `subject` is from.
+pub fn parse_read_subject(subject: &str) -> Option<&str> {
+    let site = subject.strip_prefix("vigil.site.")?.strip_suffix(".read")?;
+    valid_name(site).then_some(site)
+}
+
 /// What the relay listens on: every site's commands.
 pub const RELAY_COMMANDS: &str = "vigil.site.*.cmd.*.*";
 /// What the relay listens on: every site's pings.
@@ -106,9 +131,13 @@ pub fn parse_subject(subject: &str) -> Option<(&str, Option<(&str, &str)>)> {
 /// What site `name`'s user may publish and subscribe to.
 pub fn permissions(name: &str) -> Permissions {
     Permissions {
-        publish_allow: vec![format!("vigil.site.{name}.cmd.>"), ping_subject(name)],
+        publish_allow: vec![
+            format!("vigil.site.{name}.cmd.>"),
+            ping_subject(name),
+            read_subject(name),
+        ],
         publish_deny: vec![],
-        subscribe_allow: vec![format!("{}.>", inbox_prefix(name))],
+        subscribe_allow: vec![format!("{}.>", inbox_prefix(name)), events_subject(name)],
         subscribe_deny: vec![],
         allow_responses: false,
     }
@@ -348,9 +377,22 @@ mod tests {
         let p = permissions("kabul-1");
         assert_eq!(
             p.publish_allow,
-            ["vigil.site.kabul-1.cmd.>", "vigil.site.kabul-1.ping"]
+            [
+                "vigil.site.kabul-1.cmd.>",
+                "vigil.site.kabul-1.ping",
+                "vigil.site.kabul-1.read"
+            ]
         );
-        assert_eq!(p.subscribe_allow, ["_INBOX_site_kabul-1.>"]);
+        assert_eq!(
+            p.subscribe_allow,
+            ["_INBOX_site_kabul-1.>", "vigil.site.kabul-1.events"]
+        );
+        assert_eq!(
+            parse_read_subject(&read_subject("kabul-1")),
+            Some("kabul-1")
+        );
+        assert_eq!(parse_read_subject("vigil.site.*.read"), None);
+        assert_eq!(parse_read_subject("vigil.site.a.b.read"), None);
         assert!(!p.allow_responses);
         assert!(valid_name("kabul-1"));
         for bad in ["", "a.b", "*", ">", "A", "a b", &"x".repeat(33)] {

@@ -1,4 +1,4 @@
-//! Field sites (issue 19, first slice): a duty station's own server that keeps taking work
+//! Field sites (issue 19): a duty station's own server that keeps taking work
 //! while its link to the centre is cut, and forwards it, exactly once and in order, when the
 //! link returns. See docs/ARCHITECTURE.md, "Field sites".
 //!
@@ -10,11 +10,22 @@
 //!   requests on the site's own bus, the forwarder.
 //! - [`relay`]: the centre's side: checks what a site sends (known site, a command a site
 //!   may forward, a field officer of the site's scope) and passes it to the service.
+//! - [`scope`]: which of the centre's events a site of a country gets (pure).
+//! - [`feed`]: the centre's side: serves each site the events of its scope (catch-up reads
+//!   and a live feed over the leaf link).
+//! - [`mirror_log`]: the site's mirror on disk (its own fjall database, local positions
+//!   1..n gap-free in centre order).
+//! - [`mirror`]: the site's side: follows the feed into the mirror and serves the store's
+//!   read API from it on the site's own bus.
 //!
 //! What NATS permissions enforce for a site's leaf-node user is in `runtime::nats_sites`.
 
+pub mod feed;
+pub mod mirror;
+pub mod mirror_log;
 pub mod outbox;
 pub mod relay;
+pub mod scope;
 pub mod server;
 pub mod store;
 

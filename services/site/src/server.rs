@@ -1,6 +1,8 @@
 //! `vigil site`: one field site. It owns a nats-server (the site's own bus, config and logs
 //! under `<data-dir>/nats/`) that is a leaf node of the centre, the durable outbox
-//! (`crate::store`, under `<data-dir>/outbox`), and the forwarder that empties it.
+//! (`crate::store`, under `<data-dir>/outbox`), the forwarder that empties it, and the
+//! mirror of the centre's events for its scope (`crate::mirror`, under `<data-dir>/mirror`),
+//! served on the site's bus as the store's read API.
 //!
 //! # On the site's own bus (subjects in [`crate::subjects`])
 //! - `vigil.local.submit.<service>.<command>` (request, a `Command` envelope): checked (a
@@ -41,6 +43,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::mirror::Mirror;
+use crate::mirror_log::MirrorLog;
 use crate::outbox::{Outcome, Submitted, classify};
 use crate::store::{Outbox, now};
 use crate::subjects;
@@ -147,6 +151,8 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
     let outbox = tokio::task::spawn_blocking(move || Outbox::open(&outbox_dir))
         .await?
         .context("is another `vigil site` running on this data directory?")?;
+    let mirror_dir = data_dir.join("mirror");
+    let mirror_log = tokio::task::spawn_blocking(move || MirrorLog::open(&mirror_dir)).await??;
 
     // The site's own nats-server, a leaf node of the centre.
     let local = nats_sites::local_credentials(&data_dir, &name)?;
@@ -205,7 +211,10 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
     runtime::nats_auth::write_private(&url_record, format!("{url}\n").as_bytes())?;
 
     let serving = tokio::spawn(serve_local(client.clone(), site.clone(), shutdown.clone()));
-    let forwarding = tokio::spawn(forward(client, site.clone(), shutdown.clone()));
+    let forwarding = tokio::spawn(forward(client.clone(), site.clone(), shutdown.clone()));
+    let mirror = Mirror::new(&name, mirror_log);
+    let (mirror_head, mirror_covered) = mirror.positions();
+    let mirroring = tokio::spawn(crate::mirror::run(client, mirror, shutdown.clone()));
     let counts = site.outbox().counts();
     println!("Vigil site {name} ({}) is up.", site.scope);
     println!("  data directory : {}", data_dir.display());
@@ -224,9 +233,14 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
         subjects::SUBMIT,
         subjects::STATE
     );
+    println!(
+        "  mirror         : {mirror_head} events of {} (centre position {mirror_covered}); the store's read API on the site's bus",
+        site.scope
+    );
     shutdown.cancelled().await;
     let _ = serving.await;
     let _ = forwarding.await;
+    let _ = mirroring.await;
     bus_stop.cancel();
     let _ = nats_task.await;
     if let Err(e) = std::fs::remove_file(&url_record)

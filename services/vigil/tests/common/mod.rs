@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 pub mod browser;
 pub mod console;
+pub mod site;
 
 /// A real `vigil <command>` process (the store, a service, the gateway) against `nats_url`
 /// with its data in `data_dir`; its stderr goes to `<data_dir>/<command>-process.log`.
