@@ -188,18 +188,22 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    // The feed of the centre's events to the field sites, each its scope's (same user).
-    let site_feed = tokio::spawn(site::feed::run(
-        runtime::nats::connect(
-            &settings.nats_url,
-            "vigil-site-feed",
-            credentials_of(runtime::nats_auth::SITES)?,
-            Mode::Service,
-        )
-        .await?,
-        data_dir.clone(),
-        shutdown.clone(),
-    ));
+    // The feed of the centre's events to the field sites, each its scope's (same user). It
+    // reads the whole log at start, so it runs only where sites can dial in.
+    let site_feed = match &args.leaf_addr {
+        Some(_) => Some(tokio::spawn(site::feed::run(
+            runtime::nats::connect(
+                &settings.nats_url,
+                "vigil-site-feed",
+                credentials_of(runtime::nats_auth::SITES)?,
+                Mode::Service,
+            )
+            .await?,
+            data_dir.clone(),
+            shutdown.clone(),
+        ))),
+        None => None,
+    };
 
     let http_addr = settings.http_addr(args.http.as_deref())?;
     let gateway_client = runtime::nats::connect(
@@ -343,7 +347,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     last.cancel();
-    if let Ok(Err(e)) = site_feed.await {
+    if let Some(task) = site_feed
+        && let Ok(Err(e)) = task.await
+    {
         tracing::error!(error = %e, "the feed of field sites stopped with an error");
     }
     if let Ok(Err(e)) = relay.await {
