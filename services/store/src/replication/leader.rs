@@ -362,10 +362,13 @@ pub(super) async fn lead(
     Ok(())
 }
 
+/// A group's answers, each to its reply subject.
+type Replies = Vec<(async_nats::Subject, AppendReply)>;
+
 /// A group taken by the committing thread: refused whole, or prepared and on its way to the
 /// journal.
 enum Taken {
-    Refused(Vec<(async_nats::Subject, AppendReply)>),
+    Refused(Replies),
     Ready {
         group: Vec<Pending>,
         reply_to: Vec<async_nats::Subject>,
@@ -510,10 +513,7 @@ fn commit_journaled(
     seq: Option<u64>,
     fatal: &Fatal,
     step_down: &CancellationToken,
-) -> Result<
-    (Vec<(async_nats::Subject, AppendReply)>, Committed),
-    (Vec<(async_nats::Subject, AppendReply)>, StoreError),
-> {
+) -> Result<(Replies, Committed), (Replies, StoreError)> {
     let log: &LiveLog = &shared.log;
     let recorded = match (seq, prepared.parts()) {
         (Some(seq), Some((l, p))) => p.record_journal_seq(l, seq),
