@@ -417,6 +417,7 @@ fn commit_loop(
         let published = if ready.is_empty() {
             Ok(vec![])
         } else {
+            metrics::histogram!("vigil_store_journal_batch_groups").record(ready.len() as f64);
             journal.publish(&mut ready)
         };
         let mut seqs = match published {
