@@ -12,11 +12,12 @@
 //!
 //! # The leader (see [`leader`])
 //! Only the leader serves `vigil.store.append.*.*`, `vigil.store.read` and
-//! `vigil.store.stream`, and publishes the live feed. It publishes each prepared group to
+//! `vigil.store.stream`, and publishes the live feed. It publishes the prepared groups to
 //! the journal with `Nats-Expected-Last-Sequence` (and the same for the subject) set to the
-//! journal sequence it last applied, and only once the journal acknowledged does it commit
-//! the group to its own fjall log (with the applied sequence in the same batch) and answer
-//! the clients. A publish that fails for any reason — another replica extended the journal
+//! journal sequence it last applied — one publish in flight; the groups ready when it is
+//! answered go together next, as one atomic batch ([`leader`]) — and only once the journal
+//! acknowledged does it commit each group to its own fjall log (with its journal sequence in
+//! the same batch) and answer the clients. A publish that fails for any reason — another replica extended the journal
 //! (JetStream error 10071), a timeout, no quorum — answers the group and every group prepared
 //! after it `unavailable` (clients retry with the same ids), and the replica steps down and
 //! follows: a group whose publish did reach the journal is then applied from there like any
