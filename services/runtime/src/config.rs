@@ -73,6 +73,8 @@ pub struct StoreFileConfig {
     pub max_events_per_append: Option<usize>,
     /// Most events per group commit.
     pub max_group_events: Option<usize>,
+    /// A replica's leader: most groups in one journal round trip.
+    pub journal_batch_groups: Option<usize>,
 }
 
 /// Loads the file at `path`, or the defaults when there is none.

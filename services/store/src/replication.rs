@@ -12,11 +12,12 @@
 //!
 //! # The leader (see [`leader`])
 //! Only the leader serves `vigil.store.append.*.*`, `vigil.store.read` and
-//! `vigil.store.stream`, and publishes the live feed. It publishes each prepared group to
+//! `vigil.store.stream`, and publishes the live feed. It publishes the prepared groups to
 //! the journal with `Nats-Expected-Last-Sequence` (and the same for the subject) set to the
-//! journal sequence it last applied, and only once the journal acknowledged does it commit
-//! the group to its own fjall log (with the applied sequence in the same batch) and answer
-//! the clients. A publish that fails for any reason — another replica extended the journal
+//! journal sequence it last applied — one publish in flight; the groups ready when it is
+//! answered go together next, as one atomic batch ([`leader`]) — and only once the journal
+//! acknowledged does it commit each group to its own fjall log (with its journal sequence in
+//! the same batch) and answer the clients. A publish that fails for any reason — another replica extended the journal
 //! (JetStream error 10071), a timeout, no quorum — answers the group and every group prepared
 //! after it `unavailable` (clients retry with the same ids), and the replica steps down and
 //! follows: a group whose publish did reach the journal is then applied from there like any
@@ -131,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) applied: AtomicU64,
     pub(crate) leading: AtomicBool,
     pub(crate) leader_since: Mutex<Option<String>>,
+    /// Whether the journal takes atomic batches (set once it is found or created).
+    pub(crate) atomic_journal: AtomicBool,
 }
 
 impl Shared {
@@ -196,6 +199,7 @@ pub async fn run(
         applied: AtomicU64::new(applied),
         leading: AtomicBool::new(false),
         leader_since: Mutex::new(None),
+        atomic_journal: AtomicBool::new(false),
     });
     shared.publish_metrics();
 
@@ -268,6 +272,31 @@ async fn serve_status(client: Client, shared: Arc<Shared>, shutdown: Cancellatio
     let _ = tokio::time::timeout(crate::server::NATS_GRACE, sub.unsubscribe()).await;
 }
 
+/// Whether the journal takes atomic batches (nats-server 2.12+), which let the leader send
+/// several groups in one round trip. A journal created before they were used is updated to
+/// take them; on a server that does not know them it stays without, and the leader publishes
+/// one message per round trip.
+async fn atomic_batches(js: &jetstream::Context, journal: &mut stream::Stream) -> bool {
+    let mut config = journal.cached_info().config.clone();
+    if config.allow_atomic_publish {
+        return true;
+    }
+    config.allow_atomic_publish = true;
+    match js.update_stream(&config).await {
+        Ok(info) if info.config.allow_atomic_publish => true,
+        Ok(_) => {
+            tracing::warn!(
+                "this nats-server does not take atomic batches (2.12+ does): the leader publishes one journal message per round trip"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the journal could not be set to take atomic batches: the leader publishes one journal message per round trip");
+            false
+        }
+    }
+}
+
 /// Creates (or finds) the journal and the lease bucket, retrying until the cluster answers.
 async fn setup(
     js: &jetstream::Context,
@@ -284,6 +313,7 @@ async fn setup(
                 storage: stream::StorageType::File,
                 num_replicas: r.replicas,
                 duplicate_window: Duration::from_secs(2),
+                allow_atomic_publish: true,
                 ..Default::default()
             })
             .await;
@@ -338,9 +368,12 @@ async fn roles(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let js = jetstream::new(client.clone());
-    let Some((journal, bucket)) = setup(&js, r, shutdown).await else {
+    let Some((mut journal, bucket)) = setup(&js, r, shutdown).await else {
         return Ok(());
     };
+    shared
+        .atomic_journal
+        .store(atomic_batches(&js, &mut journal).await, Ordering::Release);
     // News of the journal (every message the leader publishes), to apply it promptly.
     let mut news = client.subscribe(subjects::STORE_JOURNAL).await?;
     let mut handed_over: Option<Instant> = None;

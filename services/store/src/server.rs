@@ -85,6 +85,9 @@ pub struct StoreConfig {
     pub max_group_events: usize,
     /// Appends that may wait for the writer before new ones are refused as `unavailable`.
     pub queue_capacity: usize,
+    /// A replica's leader: most groups sent to the journal in one round trip (one atomic
+    /// batch); the preparing thread runs this many groups ahead of the journal.
+    pub journal_batch_groups: usize,
     /// fsync before ack (production) or not (only to prove the crash harness sees loss).
     pub durability: Durability,
     /// Replication through a JetStream journal (a centre of several nodes); `None` on one
@@ -131,6 +134,7 @@ impl StoreConfig {
             limits: Limits::default(),
             max_group_events: 128,
             queue_capacity: 8192,
+            journal_batch_groups: 8,
             durability: Durability::SyncData,
             replication: None,
         }

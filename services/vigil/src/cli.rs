@@ -623,6 +623,9 @@ impl Resolved {
         if let Some(v) = f.max_group_events {
             c.max_group_events = v.clamp(1, 10_000);
         }
+        if let Some(v) = f.journal_batch_groups {
+            c.journal_batch_groups = v.clamp(1, 64);
+        }
         c
     }
 }

@@ -12,6 +12,7 @@
 //! - a replica whose log is of another history (or a single-node store) refuses to serve;
 //! - one writer: a leader paused past its lease and resumed with appends in hand cannot
 //!   extend the journal past the new leader, and nothing it did not journal is acknowledged;
+//!   the same with 24 writers, the old leader's groups in flight as one atomic batch;
 //! - a paused leader does not hold its node's clients: a writer on the paused leader's own
 //!   nats-server is acknowledged again within 10 s while it is still paused.
 
@@ -565,6 +566,21 @@ fn signal(pid: u32, signal: &str) {
 /// identical (same events at every position, same hash-chain head).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
+    paused_leader_resumes(1).await;
+}
+
+/// The same with 24 writers: when the leader is paused its pipeline holds several prepared
+/// groups, sent to the journal together as one atomic batch when it resumes (or already in
+/// flight). The batch expects the journal's last sequence as the old leader knew it: it is
+/// refused whole, so no group built on a message the journal does not hold is accepted;
+/// every acknowledged append is in every replica once, at its position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_with_groups_in_flight_cannot_write_past_the_new_one() {
+    paused_leader_resumes(24).await;
+}
+
+/// Pauses the leader with `writers` retrying writers and probes under way (see above).
+async fn paused_leader_resumes(writers: usize) {
     let (cluster, dirs, names, mut stores, client, store) = three_replicas().await;
     warm_up(&client, &store).await;
 
@@ -601,31 +617,33 @@ async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
         stream: probe_stream.clone(),
     };
 
-    // A writer that retries, as every client does.
+    // Writers that retry, as every client does.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
-            let mut acked = Vec::new();
-            let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let request = one_append(&stream, n);
-                let ok = store
-                    .append_retrying(&request, Duration::from_secs(30))
-                    .await
-                    .unwrap_or_else(|e| panic!("append {n} failed for good: {e}"));
-                acked.push(Ack {
-                    id: request.events[0].id,
-                    stream: stream.clone(),
-                    position: ok.last_position,
-                    version: ok.stream_version,
-                });
-                n += 1;
-            }
-            acked
+    let writers: Vec<_> = (0..writers)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let stream = StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap();
+                let mut acked = Vec::new();
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let request = one_append(&stream, n);
+                    let ok = store
+                        .append_retrying(&request, Duration::from_secs(30))
+                        .await
+                        .unwrap_or_else(|e| panic!("append {n} failed for good: {e}"));
+                    acked.push(Ack {
+                        id: request.events[0].id,
+                        stream: stream.clone(),
+                        position: ok.last_position,
+                        version: ok.stream_version,
+                    });
+                    n += 1;
+                }
+                acked
+            })
         })
-    };
+        .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Pause the leader past its lease (3 s) while appends keep coming: some wait in the
@@ -690,7 +708,10 @@ async fn a_paused_leader_that_resumes_cannot_write_past_the_new_one() {
     probing.send(&mut probes, 10).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut acked = writer.await.unwrap();
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
     acked.extend(acked_meanwhile);
     // One leader again (the old one may lead later by a placement hand-over: that is a new
     // term, after it stepped down, which its log shows below).
