@@ -355,6 +355,27 @@ pub struct Written {
     pub duplicate: bool,
 }
 
+/// What a field site answers for a command it took into its outbox instead of carrying it
+/// out (`vigil site`, docs/ARCHITECTURE.md "Field sites"): on the site's disk, not yet at the
+/// centre. The site forwards it with the same id when its link is up; the centre's answer is
+/// then on `vigil.local.status.<id>` at the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedAtSite {
+    /// Always true: tells this answer from a [`Written`].
+    pub accepted_at_site: bool,
+    /// The site that holds it.
+    pub site: String,
+    /// The command's id (the one it will carry to the centre).
+    pub id: Uuid,
+    /// Its place in the site's outbox (forwarded in this order).
+    pub position: u64,
+    /// True when the site already had this id (a resend): the original item.
+    pub duplicate: bool,
+    /// The item's state in the outbox (`pending`, `forwarded`, `refused`).
+    pub state: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,15 @@ pub fn alert_subject(agency: &str) -> Option<String> {
 /// Where agency systems acknowledge broadcasts (a request on `vigil.alerts.<agency>.ack`).
 pub const ALERT_ACKS: &str = "vigil.alerts.*.ack";
 
+/// A field site's link and outbox (a request on the site's own bus, answered by
+/// `vigil site`; nobody answers it at the centre). The gateway at a site reads it for
+/// `GET /api/v1/site/state`.
+pub const SITE_STATE: &str = "vigil.local.state";
+
+/// Every domain command (`vigil.cmd.<service>.<command>`): a field site answers these on
+/// its own bus (the forwardable ones into its outbox, the others refused).
+pub const COMMANDS_ALL: &str = "vigil.cmd.*.*";
+
 /// A domain command: `vigil.cmd.<service>.<command>`.
 pub fn command_subject(service: &str, command: &str) -> String {
     format!("vigil.cmd.{service}.{command}")

@@ -7,6 +7,7 @@
 // - wall/header.js: banner, header, clocks, counters, legend;
 // - wall/panels.js: hostage cases, surges, orders, timeline, broadcasts;
 // - wall/map.js: the Leaflet map;
+// - wall/site.js: at a field site, its link to the centre and its outbox (a panel);
 // - wall/format.js: times, ages, names.
 // This file draws the page from them and starts the connection.
 //
@@ -20,6 +21,7 @@ import { cls } from "./wall/format.js";
 import { Banner, Header, Counters, Legend } from "./wall/header.js";
 import { HostagePanel, SurgePanel, OrdersPanel, Timeline, BroadcastPanel } from "./wall/panels.js";
 import { KIOSK, MapView, updateMap } from "./wall/map.js";
+import { SitePanel, watchSite } from "./wall/site.js";
 
 if (KIOSK) document.documentElement.classList.add("kiosk");
 
@@ -28,6 +30,7 @@ function App({ now }) {
   return html`<div class=${cls("wall", `state-${fr.state}`)}>
     <${Banner} fr=${fr} now=${now} />
     <${Header} fr=${fr} now=${now} />
+    <${SitePanel} now=${now} />
     <${Counters} />
     <div class="body">
       <div class="main">
@@ -68,3 +71,4 @@ setInterval(() => {
   flush();
 }, 1000);
 connect();
+watchSite();

@@ -15,6 +15,8 @@
 //! - Transitions take an optional `id` (a client UUID) with the same retry rule; without one
 //!   a retry may apply twice (a note recorded twice), never a transition twice (the state
 //!   refuses it).
+//! - At a field site (`vigil site`), the writes the site forwards are answered 202 with a
+//!   `PendingAtSite` body: on the site's disk, not yet at the centre ([`crate::site`]).
 //! - A refusal changes nothing; errors are JSON `{"error": {"code", "message"}}`.
 //! - Every list answers one shape, `{"items", "position", "next"}`, paged with `?limit=`
 //!   (1 to 500, default 100) and `?cursor=<next>` ([`events::page`]); a bad cursor or limit
@@ -46,6 +48,7 @@ use crate::AppState;
 use crate::auth::Claims;
 use crate::bodies::{Acknowledged, Body, LevelSet, ReportIncident, RequestBody, SetLevel};
 use crate::http::ApiError;
+use crate::site::Landed;
 
 /// How long the gateway waits for a service's answer. A command that takes longer may still
 /// land: the client retries with the same id and gets the original outcome.
@@ -200,7 +203,7 @@ pub async fn report(
         .map_err(IntoResponse::into_response)?
         .unwrap_or_default();
     let (_, fields) = body.read().map_err(IntoResponse::into_response)?;
-    let written: Written = call(
+    let landed: Landed = call(
         &state,
         "incidents",
         "report",
@@ -210,6 +213,10 @@ pub async fn report(
     )
     .await
     .map_err(IntoResponse::into_response)?;
+    let written = match landed {
+        Landed::Written(w) => w,
+        Landed::AtSite(at) => return Ok(crate::site::pending(id, &at)),
+    };
     let status = if written.duplicate {
         StatusCode::OK
     } else {
@@ -275,10 +282,13 @@ async fn transition<T: RequestBody>(
         .unwrap_or_else(Uuid::new_v4);
     let (_, fields) = body.read().map_err(IntoResponse::into_response)?;
     let change = json!({"incident": incident, "change": Value::Object(fields)});
-    let written: Written = call(&state, "incidents", name, command_id, &claims, change)
+    let landed: Landed = call(&state, "incidents", name, command_id, &claims, change)
         .await
         .map_err(IntoResponse::into_response)?;
-    Ok(Json(acknowledged(incident, &written)).into_response())
+    Ok(match landed {
+        Landed::Written(w) => Json(acknowledged(incident, &w)).into_response(),
+        Landed::AtSite(at) => crate::site::pending(incident, &at),
+    })
 }
 
 /// `GET /api/v1/incidents/{id}`.
@@ -532,9 +542,12 @@ pub mod resource {
                 let command_id = body.take_id(false)?.unwrap_or_else(Uuid::new_v4);
                 let (_, fields) = body.read()?;
                 let change = json!({ key: id, "change": Value::Object(fields) });
-                let written: Written =
+                let landed: Landed =
                     call(&state, service, command, command_id, &claims, change).await?;
-                Ok::<_, ApiError>(Json(acknowledged(id, &written)).into_response())
+                Ok::<_, ApiError>(match landed {
+                    Landed::Written(w) => Json(acknowledged(id, &w)).into_response(),
+                    Landed::AtSite(at) => crate::site::pending(id, &at),
+                })
             },
         )
     }

@@ -285,6 +285,64 @@ pub struct Acknowledged {
     pub triggered: Option<String>,
 }
 
+/// What a write answers at a field site (HTTP 202): the site took the command into its
+/// outbox (on its disk) and forwards it to the centre, with the same id, when its link is
+/// up; the centre has not seen it yet. Resending the same id is answered the same way.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingAtSite {
+    /// The thing's id (the report's client id, or the path's).
+    pub id: Uuid,
+    /// The command's id: the one it carries to the centre.
+    pub command_id: Uuid,
+    /// Always true: not yet at the centre.
+    pub pending_at_site: bool,
+    /// The field site that holds it.
+    pub site: String,
+    /// Its place in the site's outbox (forwarded in this order).
+    pub outbox_position: u64,
+    /// Where it stands in the outbox (`pending`; `forwarded` or `refused` on a resend after
+    /// the centre answered).
+    pub state: String,
+    /// True when the site already had this id (a resend).
+    pub duplicate: bool,
+    /// In words, for people.
+    pub message: String,
+}
+
+/// `GET /api/v1/site/state`: a field site's link to the centre and its outbox (only on the
+/// gateway of a field site, `vigil site`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SiteState {
+    /// The site's name.
+    pub site: String,
+    /// The country it works for.
+    pub scope: String,
+    /// The link to the centre as the site's forwarder last saw it.
+    pub link: SiteLink,
+    /// Commands accepted at the site and not yet answered by the centre.
+    pub pending: u64,
+    /// Commands the centre carried out.
+    pub forwarded: u64,
+    /// Commands the centre refused.
+    pub refused: u64,
+}
+
+/// The link of [`SiteState`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SiteLink {
+    /// Whether the centre answered the site's last request.
+    pub up: bool,
+    /// Since when it is in that state (RFC 3339, the site's clock).
+    pub since: String,
+    /// For how long, in whole seconds (by the site's clock, so a screen with a wrong clock
+    /// still shows it right).
+    #[serde(default)]
+    pub for_seconds: u64,
+    /// Why it is down, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
 /// What `PUT /api/v1/areas/{area}/level` answers.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LevelSet {
@@ -344,6 +402,10 @@ pub struct Readiness {
     /// Absent on a single node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterReadiness>,
+    /// At a field site whose store does not answer yet: what it waits for ("waiting for the
+    /// centre's events"). Absent at the centre.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// `GET /readyz` on a cluster node: the store leader and this node's replica, from the

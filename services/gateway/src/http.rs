@@ -142,7 +142,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let cluster = state.cluster.as_ref().map(|view| view.readiness());
     let leader_known = cluster.as_ref().is_none_or(|c| c.leader_known);
     let ready = nats && head.is_some() && caught_up && leader_known;
+    // At a field site the store is the site's mirror of the centre's events: until it
+    // answers (and the boards caught up with it) the site takes writes but shows no board.
+    let waiting = (state.site.is_some() && !(head.is_some() && caught_up))
+        .then(|| "waiting for the centre's events (the site's mirror of its scope); writes are taken into the site's outbox meanwhile".to_owned());
     let body = Readiness {
+        waiting,
         ready,
         nats,
         store: head.is_some(),

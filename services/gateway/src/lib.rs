@@ -21,6 +21,8 @@
 //!   route is built from, with who may use it, so no route can exist without a policy.
 //! - [`cluster`]: on a node of several, the store leader and this node's replica as the
 //!   replicas report them, for `/readyz` and `/metrics`.
+//! - [`site`]: the gateway at a field site (`vigil site`): writes answered 202 "pending at
+//!   site" from the site's outbox, and the site's link and outbox at `/api/v1/site/state`.
 //! - [`server`]: the HTTP server under the router: header and keep-alive timeouts, the
 //!   connection caps ([`ConnLimits`]), graceful shutdown.
 //!
@@ -36,6 +38,7 @@ pub mod hub;
 pub mod openapi;
 pub mod refusals;
 pub mod server;
+pub mod site;
 pub mod ws;
 
 pub use server::{ConnLimits, send_buffer_bytes};
@@ -83,6 +86,10 @@ pub struct AppState {
     pub ws_send_timeout: std::time::Duration,
     /// On a node of several: the cluster as this gateway sees it (`/readyz`).
     pub cluster: Option<Arc<cluster::ClusterView>>,
+    /// At a field site (`vigil site`): the site's name. Its writes are answered 202 "pending
+    /// at site" by the site's outbox, `GET /api/v1/site/state` answers, and `/readyz` says
+    /// what it waits for.
+    pub site: Option<String>,
 }
 
 impl AppState {
@@ -166,8 +173,11 @@ macro_rules! routes {
 
 use crate::bodies::{
     Acknowledged, Alive, Approval, Decision, ErrorBody, LevelSet, LoginAnswer, LoginRequest,
-    NoFields, Readiness, ReportIncident, SetLevel, Verification,
+    NoFields, PendingAtSite, Readiness, ReportIncident, SetLevel, Verification,
 };
+
+/// The 202 of the writes a field site forwards.
+const AT_SITE: &str = "At a field site: accepted into its outbox (on its disk), pending; forwarded to the centre with the same id when its link is up";
 use events::domain::broadcast::{CancelBroadcast, IssueBroadcast};
 use events::domain::hostage::{ProofOfLifeMany, ReleaseMany};
 use events::domain::relocation::{MarkPerson, MarkPersons};
@@ -187,7 +197,8 @@ routes! {
         Doc::new("A flash report. 201 the first time; 200 with the same body on a resend of the same id; 409 if the id comes with other content")
             .body::<ReportIncident>(ClientId::Required)
             .answers::<Acknowledged>(201, "Stored, durable on disk")
-            .answers::<Acknowledged>(200, "Already stored (a resend): the original answer");
+            .answers::<Acknowledged>(200, "Already stored (a resend): the original answer")
+            .answers::<PendingAtSite>(202, AT_SITE);
     "GET" "/api/v1/incidents" Access::Roles(policy::INCIDENT_READ) => get(api::incidents),
         Doc::list::<events::domain::incident::Incident>("Incidents, newest first (field officers: their country)")
             .query("country", "Only this country", Type::String)
@@ -197,7 +208,7 @@ routes! {
     "GET" "/api/v1/incidents/{id}" Access::Roles(policy::INCIDENT_READ) => get(api::incident),
         Doc::read("One incident, always current");
     "POST" "/api/v1/incidents/{id}/updates" Access::Roles(policy::INCIDENT_UPDATE) => post(api::update),
-        Doc::command::<inc::IncidentUpdated>("Add or correct details, or add a note");
+        Doc::command::<inc::IncidentUpdated>("Add or correct details, or add a note").answers::<PendingAtSite>(202, AT_SITE);
     "POST" "/api/v1/incidents/{id}/verify" Access::Roles(policy::INCIDENT_VERIFY) => post(api::verify),
         Doc::command::<Verification>("Verify the report (duty officers)");
     "POST" "/api/v1/incidents/{id}/escalate" Access::Roles(policy::INCIDENT_ESCALATE) => post(api::escalate),
@@ -253,7 +264,7 @@ routes! {
     "GET" "/api/v1/orders/{id}" Access::Roles(policy::ORDER_READ) => resource::one("relocation", "order"),
         Doc::read("One order with its roll call, always current");
     "POST" "/api/v1/orders/{id}/mark" Access::Roles(policy::ORDER_MARK) => resource::transition::<MarkPerson>("relocation", "order", "mark"),
-        Doc::command::<MarkPerson>("Mark one person on the roll call");
+        Doc::command::<MarkPerson>("Mark one person on the roll call").answers::<PendingAtSite>(202, AT_SITE);
     "POST" "/api/v1/orders/{id}/mark-many" Access::Roles(policy::ORDER_MARK) => resource::transition::<MarkPersons>("relocation", "order", "mark_many"),
         Doc::command::<MarkPersons>("Mark several people with one status");
     "POST" "/api/v1/orders/{id}/complete" Access::Roles(policy::ORDER_ISSUE) => resource::transition::<rel::OrderCompleted>("relocation", "order", "complete"),
@@ -303,6 +314,11 @@ routes! {
         Doc::new("WebSocket boards: subscribe with a token in the first message (protocol in docs/PROTOCOL.md, \"The WebSocket\")")
             .answers_empty(101, "Switching protocols")
             .answers::<ErrorBody>(400, "Not a WebSocket upgrade, or a refused Origin");
+    "GET" "/api/v1/site/state" Access::AnyRole => get(site::state),
+        Doc::new("At a field site (`vigil site`): its link to the centre (up or down, for how long) and how many commands wait in its outbox; 404 on the centre's gateway")
+            .answers::<crate::bodies::SiteState>(200, "The site's state")
+            .answers::<ErrorBody>(404, "Not a field site")
+            .answers::<ErrorBody>(503, "The site's outbox did not answer");
     "GET" "/healthz" Access::Public => get(http::healthz),
         Doc::new("Liveness").answers::<Alive>(200, "Alive");
     "GET" "/readyz" Access::Public => get(http::readyz),
@@ -569,6 +585,33 @@ pub async fn start_node(
     limits: ConnLimits,
     cluster_node: Option<String>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    start_inner(addr, client, auth, shutdown, limits, cluster_node, None).await
+}
+
+/// [`start_with_limits`] at field site `site` (`vigil site`): `client` is on the site's own
+/// bus, where the site's outbox answers the writes it forwards (HTTP 202, "pending at site")
+/// and refuses the rest, and where the boards come from the site's mirror of the centre's
+/// events when it has one (until then the boards are empty and `/readyz` says it waits).
+pub async fn start_at_site(
+    addr: SocketAddr,
+    client: Client,
+    auth: Arc<Auth>,
+    shutdown: CancellationToken,
+    limits: ConnLimits,
+    site: String,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    start_inner(addr, client, auth, shutdown, limits, None, Some(site)).await
+}
+
+async fn start_inner(
+    addr: SocketAddr,
+    client: Client,
+    auth: Arc<Auth>,
+    shutdown: CancellationToken,
+    limits: ConnLimits,
+    cluster_node: Option<String>,
+    site: Option<String>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let listener = server::listen(addr, limits.send_buffer).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
@@ -600,6 +643,7 @@ pub async fn start_node(
         ws_per_token: server::Slots::new(limits.max_ws_per_token),
         ws_send_timeout: limits.ws_send_timeout,
         cluster,
+        site,
     });
     let mut follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     tokio::spawn(tick(hub.clone(), shutdown.clone()));

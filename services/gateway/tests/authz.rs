@@ -597,6 +597,14 @@ const MATRIX: &[Row] = &[
         body: None,
         expect: [401, 401, 401, 101, 101, 101, 101, 101, 101, 101],
     },
+    // Any logged-in role may read it; this gateway is not at a field site: 404.
+    Row {
+        method: "GET",
+        path: "/api/v1/site/state",
+        concrete: "/api/v1/site/state",
+        body: None,
+        expect: [401, 401, 401, 404, 404, 404, 404, 404, 404, 404],
+    },
     Row {
         method: "GET",
         path: "/healthz",

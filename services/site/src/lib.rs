@@ -37,5 +37,5 @@ pub mod subjects {
     /// `vigil.local.status.<id>`: the outbox item of a command (request).
     pub const STATUS: &str = "vigil.local.status";
     /// The link and the outbox's counts (request).
-    pub const STATE: &str = "vigil.local.state";
+    pub const STATE: &str = events::subjects::SITE_STATE;
 }

@@ -8,7 +8,7 @@
 //!   pending item, and only the head can be settled ([`Queue::settle`]). An item is never
 //!   sent before every older one has an answer.
 //! - One item per command id: submitting the same command again (same id, same service,
-//!   command and payload) gives back the first item ([`Submitted::Existing`]); the same id
+//!   command and payload but for its `correlation_id`) gives back the first item ([`Submitted::Existing`]); the same id
 //!   with anything else is refused (`id_reused`), and nothing is stored.
 //! - An answer is final (`ok` or a refusal), except `unavailable` and anything unreadable,
 //!   which mean "try again with the same id" ([`classify`]); a settled item never changes.
@@ -175,7 +175,7 @@ impl Queue {
     }
 
     /// Takes a command: a new item at the end of the queue, or the item the same command
-    /// became before. `now` is the time to record (RFC 3339).
+    /// became before (the same but for its `correlation_id`, see [`same_command`]). `now` is the time to record (RFC 3339).
     pub fn submit(
         &mut self,
         id: Uuid,
@@ -185,7 +185,9 @@ impl Queue {
         now: &str,
     ) -> Result<Submitted, Refusal> {
         if let Some(item) = self.by_id.get(&id).and_then(|p| self.items.get(p)) {
-            return if item.service == service && item.command == command && item.payload == payload
+            return if item.service == service
+                && item.command == command
+                && same_command(&item.payload, &payload)
             {
                 Ok(Submitted::Existing(item.clone()))
             } else {
@@ -287,6 +289,24 @@ impl Queue {
     }
 }
 
+/// Whether two command envelopes are the same command: equal but for `correlation_id`,
+/// which traces one request and is new on every resend (the gateway makes one per HTTP
+/// request, so a field page resending a report after a lost answer sends another).
+pub fn same_command(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let strip = |m: &serde_json::Map<String, Value>| {
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "correlation_id")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<serde_json::Map<_, _>>()
+            };
+            strip(a) == strip(b)
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -339,6 +359,28 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.code, RefusalCode::IdReused);
         assert_eq!(q.last(), 1);
+    }
+
+    #[test]
+    fn a_resend_with_another_correlation_id_is_the_same_command() {
+        let mut q = Queue::new();
+        let id = Uuid::new_v4();
+        let sent = |corr: &str, n: u64| json!({"id": id, "correlation_id": corr, "body": {"n": n}});
+        match q
+            .submit(id, "incidents", "report", sent("a", 1), "t")
+            .unwrap()
+        {
+            Submitted::New(item) => q.push(item).unwrap(),
+            other => panic!("{other:?}"),
+        }
+        let again = q
+            .submit(id, "incidents", "report", sent("b", 1), "t2")
+            .unwrap();
+        assert!(matches!(again, Submitted::Existing(_)), "{again:?}");
+        let other = q
+            .submit(id, "incidents", "report", sent("b", 2), "t2")
+            .unwrap_err();
+        assert_eq!(other.code, RefusalCode::IdReused);
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //!   refusal), or `not_found`.
 //! - `vigil.local.state` (request): the link (up or down, since when, last error) and how
 //!   many items wait, were forwarded, were refused.
+//! - `vigil.cmd.<service>.<command>` (request): what the site's gateway sends for a write
+//!   (`vigil site` runs one, composed by the `vigil` binary). A command a site may forward
+//!   (`runtime::nats_sites::FORWARDABLE`) goes into the outbox exactly as a submit does, and
+//!   is answered with an `events::command::AcceptedAtSite` (the gateway answers HTTP 202,
+//!   "pending at site"). Any other command (the reads included: the site has no services)
+//!   is refused `forbidden`, naming what the site takes and that the rest needs the centre.
+//!   Nobody at the centre hears these: the site's leaf user may not receive `vigil.cmd.>`.
 //!
 //! # Forwarding
 //! One item at a time, oldest first, with its own command id, as a request on
@@ -32,7 +39,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::Client;
 use bytes::Bytes;
-use events::command::{Refusal, RefusalCode};
+use events::command::{AcceptedAtSite, Refusal, RefusalCode};
 use events::validate::Country;
 use futures::StreamExt;
 use runtime::nats::Mode;
@@ -82,6 +89,11 @@ pub struct Link {
     /// Why it is down (or why the centre refused the site), if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// For how long it is in that state, in whole seconds (set when it is answered).
+    pub for_seconds: u64,
+    /// When it changed, by the monotonic clock.
+    #[serde(skip)]
+    changed: std::time::Instant,
 }
 
 impl Link {
@@ -89,6 +101,7 @@ impl Link {
         if self.up != up {
             self.up = up;
             self.since = now();
+            self.changed = std::time::Instant::now();
             tracing::info!(up, error = ?error, "link to the centre changed");
         }
         self.last_error = error;
@@ -124,8 +137,32 @@ impl Site {
     }
 }
 
+/// A started site: what a process composed with it (the site's gateway) needs.
+pub struct Started {
+    /// The site's name.
+    pub name: String,
+    /// The site's scope.
+    pub scope: Country,
+    /// The site's own bus (`nats://host:port`).
+    pub url: String,
+    /// The login of the site's own bus (user, password).
+    pub credentials: (String, String),
+    /// The data directory, canonical.
+    pub data_dir: PathBuf,
+    /// Ends after `shutdown`, once the site stopped its nats-server.
+    pub done: tokio::task::JoinHandle<()>,
+}
+
 /// Runs the site until `shutdown`.
 pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = start(config, shutdown).await?;
+    started.done.await?;
+    Ok(())
+}
+
+/// Starts the site (its bus, the outbox, the forwarder) and prints what it serves; the site
+/// runs until `shutdown`, then [`Started::done`] ends.
+pub async fn start(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let creds = &config.credentials;
     let name = creds.site.clone();
     anyhow::ensure!(
@@ -189,7 +226,8 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
         bus_stop.clone(),
     ));
     let url = format!("nats://{}", config.listen);
-    let client = runtime::nats::connect(&url, "vigil-site", Some(local), Mode::Service).await?;
+    let client =
+        runtime::nats::connect(&url, "vigil-site", Some(local.clone()), Mode::Service).await?;
 
     let site = Arc::new(Site {
         name: name.clone(),
@@ -199,6 +237,8 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
             up: false,
             since: now(),
             last_error: Some("not connected yet".to_owned()),
+            for_seconds: 0,
+            changed: std::time::Instant::now(),
         }),
         wake: Notify::new(),
     });
@@ -237,18 +277,27 @@ pub async fn run(config: SiteConfig, shutdown: CancellationToken) -> anyhow::Res
         "  mirror         : {mirror_head} events of {} (centre position {mirror_covered}); the store's read API on the site's bus",
         site.scope
     );
-    shutdown.cancelled().await;
-    let _ = serving.await;
-    let _ = forwarding.await;
-    let _ = mirroring.await;
-    bus_stop.cancel();
-    let _ = nats_task.await;
-    if let Err(e) = std::fs::remove_file(&url_record)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(error = %e, "cannot remove the NATS URL record");
-    }
-    Ok(())
+    let done = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        let _ = serving.await;
+        let _ = forwarding.await;
+        let _ = mirroring.await;
+        bus_stop.cancel();
+        let _ = nats_task.await;
+        if let Err(e) = std::fs::remove_file(&url_record)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "cannot remove the NATS URL record");
+        }
+    });
+    Ok(Started {
+        name,
+        scope: creds.scope,
+        url,
+        credentials: local,
+        data_dir,
+        done,
+    })
 }
 
 fn answer<T: Serialize>(outcome: Result<T, Refusal>) -> Bytes {
@@ -266,12 +315,14 @@ async fn serve_local(
         .await?;
     let mut statuses = client.subscribe(format!("{}.*", subjects::STATUS)).await?;
     let mut states = client.subscribe(subjects::STATE).await?;
+    let mut commands = client.subscribe(events::subjects::COMMANDS_ALL).await?;
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             m = submits.next() => m,
             m = statuses.next() => m,
             m = states.next() => m,
+            m = commands.next() => m,
         };
         let Some(msg) = msg else { return Ok(()) };
         let Some(reply_to) = msg.reply.clone() else {
@@ -291,7 +342,8 @@ async fn serve_local(
 async fn local_request(site: &Arc<Site>, subject: &str, payload: Bytes) -> Bytes {
     if subject == subjects::STATE {
         let counts = site.outbox().counts();
-        let link = site.link().clone();
+        let mut link = site.link().clone();
+        link.for_seconds = link.changed.elapsed().as_secs();
         return answer::<Value>(Ok(json!({
             "site": site.name,
             "scope": site.scope,
@@ -316,6 +368,15 @@ async fn local_request(site: &Arc<Site>, subject: &str, payload: Bytes) -> Bytes
             ))),
         };
     }
+    if let Some((service, command)) = subject
+        .strip_prefix("vigil.cmd.")
+        .and_then(|s| s.split_once('.'))
+    {
+        if !nats_sites::forwardable(service, command) {
+            return answer::<Value>(Err(not_at_site(&site.name, service, command)));
+        }
+        return answer(submit(site, service, command, &payload).await);
+    }
     let Some((service, command)) = subject
         .strip_prefix(subjects::SUBMIT)
         .and_then(|s| s.strip_prefix('.'))
@@ -326,6 +387,18 @@ async fn local_request(site: &Arc<Site>, subject: &str, payload: Bytes) -> Bytes
         ))));
     };
     answer(submit(site, service, command, &payload).await)
+}
+
+/// Why the site does not take `service.command` from its gateway.
+fn not_at_site(site: &str, service: &str, command: &str) -> Refusal {
+    let takes: Vec<String> = nats_sites::FORWARDABLE
+        .iter()
+        .map(|(s, c)| format!("{s}.{c}"))
+        .collect();
+    Refusal::forbidden(format!(
+        "this is field site {site}: it forwards only {} to the centre (accepted here, sent when the link is up); {service}.{command} needs the centre: use the centre's address",
+        takes.join(", ")
+    ))
 }
 
 /// Checks a command and writes it to the outbox (on disk when this returns `Ok`).
@@ -370,13 +443,19 @@ async fn submit(
         }
         Submitted::Existing(item) => (item, true),
     };
-    Ok(json!({
-        "accepted_at_site": true,
-        "id": item.id,
-        "position": item.position,
-        "duplicate": duplicate,
-        "state": item.state,
-    }))
+    let state = serde_json::to_value(&item.state)
+        .ok()
+        .and_then(|v| v["state"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    serde_json::to_value(AcceptedAtSite {
+        accepted_at_site: true,
+        site: site.name.clone(),
+        id: item.id,
+        position: item.position,
+        duplicate,
+        state,
+    })
+    .map_err(|e| Refusal::unavailable(format!("cannot answer: {e}")))
 }
 
 /// Forwards the outbox to the centre, oldest first, until `shutdown`.

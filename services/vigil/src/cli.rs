@@ -138,6 +138,7 @@ impl Command {
             self,
             Command::Up(_)
                 | Command::Gateway(_)
+                | Command::Site(_)
                 | Command::Audit
                 | Command::Incidents
                 | Command::Levels
@@ -362,6 +363,10 @@ pub struct SiteArgs {
     /// HOST:PORT where the site's own nats-server listens for the site's clients.
     #[arg(long, env = "VIGIL_SITE_LISTEN", default_value = "127.0.0.1:4291")]
     pub listen: String,
+    /// HOST:PORT of the site's gateway: the site screen, the field page, the console and the
+    /// API, for the site's own users (`vigil user add --data-dir <site dir>`).
+    #[arg(long, env = "VIGIL_SITE_HTTP_ADDR", default_value = "127.0.0.1:8291")]
+    pub http_addr: SocketAddr,
     /// Address of the Prometheus /metrics endpoint (none unless given).
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics: Option<SocketAddr>,

@@ -1,5 +1,8 @@
 //! `vigil site-user add|revoke|list` at the centre (the NATS users of field sites, see
-//! `runtime::nats_sites`) and `vigil site`, the site server itself (see `site::server`).
+//! `runtime::nats_sites`) and `vigil site`, the site server itself (see `site::server`),
+//! composed here with the gateway on the site's own bus and data directory
+//! (`gateway::start_at_site`): the site screen, the field page and the console for the
+//! site's own users.
 //!
 //! `add` writes the site's password into the centre's `secrets/nats-sites.json` and the
 //! site's credentials file (both mode 0600); the running `vigil up` reloads nats-server, so
@@ -124,7 +127,10 @@ pub async fn run(settings: Resolved, args: SiteArgs) -> anyhow::Result<()> {
         ),
     };
     let shutdown = runtime::shutdown::on_signals();
-    site::server::run(
+    // The site's bus stops after the gateway: its last requests still get answers.
+    let bus_stop = tokio_util::sync::CancellationToken::new();
+    let limits = settings.connection_limits()?;
+    let started = site::server::start(
         site::server::SiteConfig {
             credentials,
             centre,
@@ -132,7 +138,72 @@ pub async fn run(settings: Resolved, args: SiteArgs) -> anyhow::Result<()> {
             listen: args.listen,
             metrics: args.metrics,
         },
-        shutdown,
+        bus_stop.clone(),
     )
-    .await
+    .await?;
+    let gateway = match start_gateway(&started, args.http_addr, limits, shutdown.clone()).await {
+        Ok(g) => g,
+        Err(e) => {
+            bus_stop.cancel();
+            let _ = started.done.await;
+            return Err(e);
+        }
+    };
+    shutdown.cancelled().await;
+    match gateway.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the site's gateway stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "the site's gateway task failed"),
+        Ok(Ok(())) => {}
+    }
+    bus_stop.cancel();
+    started.done.await?;
+    Ok(())
+}
+
+/// The site's gateway (`gateway::start_at_site`) on the site's own bus and data directory
+/// (its own users and token key); prints its pages.
+async fn start_gateway(
+    started: &site::server::Started,
+    addr: std::net::SocketAddr,
+    limits: gateway::ConnLimits,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let client = runtime::nats::connect(
+        &started.url,
+        "vigil-site-gateway",
+        Some(started.credentials.clone()),
+        runtime::nats::Mode::Service,
+    )
+    .await?;
+    let data_dir = &started.data_dir;
+    let auth = std::sync::Arc::new(gateway::auth::Auth::open(data_dir, vec![])?);
+    let (screen_token, _) = auth.issue(
+        &format!("site screen (vigil site {})", started.name),
+        gateway::auth::Role::WallScreen,
+        None,
+        None,
+        std::time::Duration::from_secs(30 * 24 * 3600),
+        "api",
+    )?;
+    let (bound, task) =
+        gateway::start_at_site(addr, client, auth, shutdown, limits, started.name.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (the site's HTTP address is --http-addr)"))?;
+    let dir = data_dir.display();
+    println!("  site screen    : http://{bound}/?kiosk&token={screen_token}");
+    println!(
+        "                   (the link to the centre and the outbox in its header; a wall_screen token valid 30 days)"
+    );
+    println!(
+        "  field page     : http://{bound}/field/   (the site's field officers report here; answered \"pending at site\")"
+    );
+    println!("  console        : http://{bound}/console/");
+    println!("  site state     : http://{bound}/api/v1/site/state");
+    if gateway::auth::Users::load(data_dir)?.is_empty() {
+        println!(
+            "  users          : none yet at this site: add its field officers with `vigil --data-dir {dir} user add NAME --role field_officer --scope {}`",
+            started.scope
+        );
+    }
+    Ok(task)
 }

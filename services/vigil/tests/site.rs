@@ -166,24 +166,36 @@ async fn a_site_forwards_in_order_exactly_once_through_a_cut_link_and_keeps_refu
     .await;
     assert_eq!(junk["error"]["code"], "invalid", "{junk}");
 
-    // The link carries nothing else: a command straight to a service, or on another site's
-    // subject, finds no route to the centre, and the centre's event feed does not reach the
-    // site (the site's NATS user may publish only its own subjects and read only its inbox
-    // and its scope's feed): what the site's bus carries on `vigil.events` is its mirror's.
+    // The link carries nothing else: a command on another site's subject finds no route to
+    // the centre, a command straight to a service is answered by the site itself (a
+    // forwardable one goes into the outbox, as from the site's gateway; another is refused
+    // there), and the centre's event feed does not reach the site (the site's NATS user may
+    // publish only its own subjects and read only its inbox and its scope's feed): what the
+    // site's bus carries on `vigil.events` is its mirror's.
     let mut feed = bus.subscribe("vigil.events.>").await.unwrap();
     let direct = Uuid::new_v4();
-    for subject in [
-        "vigil.cmd.incidents.report".to_owned(),
-        runtime::nats_sites::command_subject("other", "incidents", "report"),
-    ] {
-        let r = bus
-            .request(subject.clone(), command(direct, SCOPE, SCOPE, 7).into())
-            .await;
-        assert!(
-            matches!(&r, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders),
-            "{subject}: {r:?}"
-        );
-    }
+    let subject = runtime::nats_sites::command_subject("other", "incidents", "report");
+    let r = bus
+        .request(subject.clone(), command(direct, SCOPE, SCOPE, 7).into())
+        .await;
+    assert!(
+        matches!(&r, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders),
+        "{subject}: {r:?}"
+    );
+    let verify = ask(
+        &bus,
+        "vigil.cmd.incidents.verify".to_owned(),
+        command(direct, SCOPE, SCOPE, 7),
+    )
+    .await;
+    assert_eq!(verify["error"]["code"], "forbidden", "{verify}");
+    assert!(
+        verify["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs the centre"),
+        "{verify}"
+    );
 
     // (d) Accepted at the site but refused by the centre (a report for another country):
     // recorded as refused with the centre's reason, readable by id; the queue goes on.
@@ -388,4 +400,330 @@ async fn a_revoked_site_is_refused_and_cannot_connect_again() {
         "the centre refused the revoked site's login: {since_revoked}"
     );
     c.stop().await;
+}
+
+/// `vigil --data-dir <site dir> user add NAME --role ROLE --scope AF` at the site, with the
+/// password "<NAME> password" on stdin.
+fn add_site_user(site: &Site, name: &str, role: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--data-dir")
+        .arg(&site.dir)
+        .args(["user", "add", name, "--role", role, "--scope", SCOPE])
+        .arg("--password-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{name} password").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Site {
+    /// One JSON request to the site's gateway.
+    async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> testkit::http::Answer {
+        testkit::http::json(self.http, method, path, token, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}; log:\n{}", self.log()))
+    }
+
+    /// Logs `user` in at the site's gateway; its token.
+    async fn login(&self, user: &str) -> String {
+        let body = json!({"username": user, "password": format!("{user} password")});
+        let a = testkit::eventually(Duration::from_secs(30), || async {
+            let a = testkit::http::json(self.http, "POST", "/api/v1/auth/login", None, Some(&body))
+                .await
+                .ok()?;
+            (a.status == 200).then_some(a)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{user} logs in at the site; log:\n{}", self.log()));
+        a.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The site screen's address as `vigil site` printed it.
+    fn screen_url(&self) -> String {
+        let printed = std::fs::read_to_string(self.dir.join("site.stdout.log")).unwrap();
+        printed
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("site screen    : "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("vigil site printed its screen's address: {printed}"))
+            .to_owned()
+    }
+}
+
+fn report_body(id: Uuid, title: &str) -> Value {
+    json!({"id": id, "country": SCOPE, "category": "crime", "severity": 2, "title": title,
+           "occurred_at": testkit::recent()})
+}
+
+/// The site's state at `GET /api/v1/site/state` once `ok` holds of it.
+async fn site_state(site: &Site, token: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let got = testkit::eventually(Duration::from_secs(60), || async {
+        let a = site
+            .http("GET", "/api/v1/site/state", Some(token), None)
+            .await;
+        (a.status == 200 && ok(&a.json())).then(|| a.json())
+    })
+    .await;
+    got.unwrap_or_else(|| panic!("{what}; log:\n{}", site.log()))
+}
+
+/// What the site screen's panel shows, read in one round trip.
+const READ_SITE_PANEL: &str = r#"
+const p = document.querySelector('[data-testid="site-panel"]');
+return p ? {site: p.dataset.site, link: p.dataset.link, pending: Number(p.dataset.pending),
+            text: p.textContent, font_px: parseFloat(getComputedStyle(p).fontSize)} : null;
+"#;
+
+/// The field page's reports: id, state, text, and the site holding it if any.
+const READ_FIELD: &str = r#"
+return {
+  login_visible: !document.getElementById("login-section").hidden,
+  reports: [...document.querySelectorAll('[data-testid="report"]')].map(li => ({
+    id: li.dataset.id, state: li.dataset.state, at_site: li.dataset.atSite || null,
+    text: li.textContent })),
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_gateway_serves_its_own_users_and_answers_writes_pending_at_site() {
+    let (mut c, leaf) = centre().await;
+    let temp = tempfile::tempdir().unwrap();
+    let site = Site::issue_and_start(&c, &leaf, "jalalabad", temp.path());
+    let bus = site.client().await;
+    // The site's own users, in the site's data directory.
+    add_site_user(&site, "amina", "field_officer");
+    add_site_user(&site, "omar", "duty_officer");
+    let amina = site.login("amina").await;
+    let omar = site.login("omar").await;
+
+    // Without the centre's events (no mirror yet, or not caught up) the site says what it
+    // waits for; it takes writes all the same.
+    let ready = site.http("GET", "/readyz", None, None).await.json();
+    if ready["ready"] != true {
+        assert!(
+            ready["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("waiting for the centre's events")),
+            "{ready}"
+        );
+    }
+    let s = site_state(&site, &amina, "the link comes up", |s| {
+        s["link"]["up"] == true
+    })
+    .await;
+    assert_eq!(s["site"], "jalalabad", "{s}");
+    assert_eq!(s["scope"], SCOPE, "{s}");
+    assert!(s["link"]["for_seconds"].is_u64(), "{s}");
+
+    // A report at the site: 202, pending at site; the same id again is the same item.
+    let first = Uuid::new_v4();
+    let body = report_body(first, "Checkpoint closed at the bridge");
+    let a = site
+        .http("POST", "/api/v1/incidents", Some(&amina), Some(&body))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let pending = a.json();
+    assert_eq!(pending["pending_at_site"], true, "{pending}");
+    assert_eq!(pending["site"], "jalalabad", "{pending}");
+    assert_eq!(pending["id"], first.to_string(), "{pending}");
+    assert_eq!(pending["command_id"], first.to_string(), "{pending}");
+    assert_eq!(pending["duplicate"], false, "{pending}");
+    let again = site
+        .http("POST", "/api/v1/incidents", Some(&amina), Some(&body))
+        .await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.json()["duplicate"], true, "{}", again.body);
+    assert_eq!(again.json()["outbox_position"], pending["outbox_position"]);
+
+    // Forwarded to the real centre once the link is up: in its log once, from the site.
+    let s = drained(&bus, 60, &site).await;
+    assert_eq!(s["forwarded"], 1, "{s}");
+    assert_once_in_order(&c, &[first], "jalalabad").await;
+    let s = site_state(&site, &amina, "nothing waits", |s| s["pending"] == 0).await;
+    assert_eq!(s["forwarded"], 1, "{s}");
+
+    // Refused at the site with the reason, nothing kept: a command a site does not forward
+    // (a read: the site has no services), and a duty officer's report (a site forwards only
+    // its field officers' commands).
+    let list = site
+        .http("GET", "/api/v1/incidents", Some(&amina), None)
+        .await;
+    assert_eq!(list.status, 403, "{}", list.body);
+    assert!(list.body.contains("needs the centre"), "{}", list.body);
+    assert!(list.body.contains("incidents.report"), "{}", list.body);
+    let by_omar = Uuid::new_v4();
+    let refused = site
+        .http(
+            "POST",
+            "/api/v1/incidents",
+            Some(&omar),
+            Some(&report_body(by_omar, "Reported by the duty officer")),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("field officers"), "{}", refused.body);
+    assert_eq!(status(&bus, by_omar).await["error"]["code"], "not_found");
+
+    // The centre's gateway is not at a site: 404; and it still carries out its own writes
+    // (the site does not hear the centre's commands).
+    let centre_token = gateway::auth::Auth::open(c.data_dir(), vec![])
+        .unwrap()
+        .issue(
+            "fso",
+            gateway::auth::Role::FieldOfficer,
+            Some(SCOPE.into()),
+            None,
+            Duration::from_secs(600),
+            "session",
+        )
+        .unwrap()
+        .0;
+    let at_centre = c
+        .call("GET", "/api/v1/site/state", &centre_token, None)
+        .await;
+    assert_eq!(at_centre.status, 404, "{}", at_centre.body);
+    let direct = Uuid::new_v4();
+    let made = c
+        .call(
+            "POST",
+            "/api/v1/incidents",
+            &centre_token,
+            Some(&report_body(direct, "At the centre")),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    // The site screen and the field page, in a browser, with the centre gone: the link
+    // shows down and what waits; a report from the field page is "pending at site".
+    let (_driver, client) = common::browser::browser(
+        &temp.path().join("chromium-profile"),
+        &temp.path().join("chromedriver.log"),
+    )
+    .await;
+    let screen = site.screen_url();
+    client.goto(&screen).await.unwrap();
+    let up = common::browser::wait_js(
+        &client,
+        Duration::from_secs(30),
+        "the site screen shows the link up",
+        READ_SITE_PANEL,
+        vec![],
+        |p| p["link"] == "up" && p["pending"] == 0,
+    )
+    .await;
+    assert_eq!(up["site"], "jalalabad", "{up}");
+    assert!(
+        up["font_px"].as_f64().unwrap() >= 24.0,
+        "readable across a room: {up}"
+    );
+    c.stop().await;
+    let cut = Uuid::new_v4();
+    let a = site
+        .http(
+            "POST",
+            "/api/v1/incidents",
+            Some(&amina),
+            Some(&report_body(cut, "Road blocked by a landslide")),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let down = common::browser::wait_js(
+        &client,
+        Duration::from_secs(60),
+        "the site screen shows the link down and one item waiting",
+        READ_SITE_PANEL,
+        vec![],
+        |p| p["link"] == "down" && p["pending"] == 1,
+    )
+    .await;
+    let text = down["text"].as_str().unwrap();
+    assert!(text.contains("LINK TO CENTRE DOWN"), "{down}");
+    assert!(text.contains("1 item waits"), "{down}");
+
+    let base = format!("http://{}", site.http);
+    client.goto(&format!("{base}/field/")).await.unwrap();
+    common::browser::wait_js(
+        &client,
+        Duration::from_secs(15),
+        "the login form",
+        READ_FIELD,
+        vec![],
+        |p| p["login_visible"] == true,
+    )
+    .await;
+    common::browser::js(
+        &client,
+        r#"document.getElementById("username").value = "amina";
+           document.getElementById("password").value = "amina password";
+           document.getElementById("login").requestSubmit(); return null;"#,
+        vec![],
+    )
+    .await;
+    common::browser::wait_js(
+        &client,
+        Duration::from_secs(15),
+        "logged in",
+        READ_FIELD,
+        vec![],
+        |p| p["login_visible"] == false,
+    )
+    .await;
+    common::browser::js(
+        &client,
+        r#"const set = (id, v) => { const e = document.getElementById(id); e.value = v;
+             e.dispatchEvent(new Event("input", {bubbles: true}));
+             e.dispatchEvent(new Event("change", {bubbles: true})); };
+           set("category", "road_traffic"); set("severity", "3");
+           set("title", "Truck overturned at the pass");
+           document.getElementById("report-form").requestSubmit(); return null;"#,
+        vec![],
+    )
+    .await;
+    let page = common::browser::wait_js(
+        &client,
+        Duration::from_secs(30),
+        "the report shows pending at the site",
+        READ_FIELD,
+        vec![],
+        |p| {
+            p["reports"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["at_site"] == "jalalabad"))
+        },
+    )
+    .await;
+    let shown = page["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["at_site"] == "jalalabad")
+        .unwrap();
+    assert!(
+        shown["text"]
+            .as_str()
+            .unwrap()
+            .contains("Pending at site jalalabad"),
+        "{page}"
+    );
+    let s = site_state(&site, &amina, "both wait at the site", |s| {
+        s["pending"] == 2
+    })
+    .await;
+    assert_eq!(s["link"]["up"], false, "{s}");
+    let _ = client.close().await;
 }

@@ -262,10 +262,15 @@ export class ListDetail {
     let ok = false;
     try {
       const answer = await act(a.path ? a.path(id, fields) : this.cfg.base, fields, key, a.method);
-      const pos = positionOf(answer);
       if (id) this.rowErrors.delete(id);
       const text = typeof a.done === "function" ? a.done(answer, fields, this) : a.done;
-      this.result = { ok: `${text} · log position ${pos}`, position: pos };
+      if (answer?.pending_at_site) {
+        // At a field site (202): in the site's outbox, not yet in the centre's log.
+        this.result = { ok: `${text} · pending at site ${answer.site} (goes to the centre when its link is up)`, position: null };
+      } else {
+        const pos = positionOf(answer);
+        this.result = { ok: `${text} · log position ${pos}`, position: pos };
+      }
       ok = true;
       this.clearForm(key);
       if (this.asking === a.name) this.asking = null;

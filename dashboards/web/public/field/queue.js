@@ -6,6 +6,9 @@
 //   report once per id, so a resend after a lost answer cannot make a second incident.
 // - One sender: one flush at a time in this page (and across tabs with the Web Locks API),
 //   one request at a time, oldest report first.
+// - 201/200 (the centre has it) and 202 (a field site took it into its outbox: it is on the
+//   site's disk and goes to the centre, with the same id, when the site's link is up) both
+//   end the phone's part; the 202 is shown "pending at site".
 // - Nothing dropped behind the officer's back: 401 keeps the queue and asks for a login;
 //   429, 408, 5xx, timeouts and network errors keep it and retry with backoff (2 s doubling
 //   to 60 s, ±20 % jitter; nothing before a 429's Retry-After); any other 4xx marks the report
@@ -157,6 +160,8 @@ async function sendOne(rec, token) {
       position: data.position ?? null,
       stream_version: data.stream_version ?? null,
       event_id: data.event_id ?? null,
+      // 202 at a field site: on the site's disk, forwarded to the centre when its link is up.
+      site: s === 202 && data.pending_at_site ? String(data.site ?? "") : null,
     };
     await settle(rec.id, (r) => ({ ...r, state: "acknowledged", ack, acked_at: Date.now(), error: null }));
     failures = 0;

@@ -2,7 +2,8 @@
 // card's reason, the network line, and the list of reports with their states.
 //
 // States, in words and colour (`data-state` on each item): saved (Saved on phone, and why it
-// waits), sending, acknowledged (with the log position), refused (with the server's reason,
+// waits), sending, acknowledged (with the log position; at a field site "Pending at site",
+// `data-at-site`, when the site took it into its outbox), refused (with the server's reason,
 // advice, and the buttons Edit and resend / Dismiss).
 
 import { $, h, plural } from "./dom.js";
@@ -93,7 +94,9 @@ function reportItem(r) {
   const b = r.body;
   let state;
   let actions = null;
-  if (r.state === "acknowledged") {
+  if (r.state === "acknowledged" && r.ack?.site) {
+    state = `Pending at site ${r.ack.site} · kept there, it goes to the centre when the site's link is up`;
+  } else if (r.state === "acknowledged") {
     state = `Acknowledged · log position ${r.ack?.position ?? "?"}`;
   } else if (r.state === "refused") {
     const f = r.refusal || {};
@@ -118,6 +121,7 @@ function reportItem(r) {
       "data-id": r.id,
       "data-state": r.state,
       "data-position": r.ack?.position ?? null,
+      "data-at-site": r.ack?.site || null,
     },
     h(
       "div",

@@ -29,6 +29,8 @@ pub struct Site {
     pub creds: PathBuf,
     pub centre: String,
     pub listen: String,
+    /// The site's gateway (`--http-addr`).
+    pub http: std::net::SocketAddr,
     pub guard: Option<ChildGuard>,
 }
 
@@ -97,6 +99,7 @@ impl Site {
             creds,
             centre: leaf.to_owned(),
             listen: format!("127.0.0.1:{}", testkit::free_port()),
+            http: ([127, 0, 0, 1], testkit::free_port()).into(),
             guard: None,
         };
         std::fs::create_dir_all(&site.dir).unwrap();
@@ -122,7 +125,13 @@ impl Site {
             .arg(&self.centre)
             .arg("--credentials")
             .arg(&self.creds)
-            .args(["--listen", &self.listen, "--data-dir"])
+            .args([
+                "--listen",
+                &self.listen,
+                "--http-addr",
+                &self.http.to_string(),
+                "--data-dir",
+            ])
             .arg(&self.dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
