@@ -27,7 +27,7 @@
 //!   of a request they received).
 //!
 //! - `sites` (the relay of field sites' commands) receives what the sites send
-//!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.ping`), answers them, and sends on only the
+//!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.batch`, `vigil.site.*.ping`), answers them, and sends on only the
 //!   commands a site may forward ([`crate::nats_sites::FORWARDABLE`]);
 //! - field sites are not services: each site's nats-server connects as a leaf node with a
 //!   user of its own, limited to its own subjects (see [`crate::nats_sites`]);
@@ -177,6 +177,7 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             publish_deny: strings(&["vigil.store.append", EVENTS]),
             subscribe_allow: strings(&[
                 crate::nats_sites::RELAY_COMMANDS,
+                crate::nats_sites::RELAY_BATCHES,
                 crate::nats_sites::RELAY_PINGS,
                 inbox,
             ]),

@@ -13,7 +13,8 @@
 //! # Permissions (in the server: a client cannot opt out)
 //! The user may connect only as a leaf node (`allowed_connection_types: ["LEAFNODE"]`, not
 //! as a client on the centre's client port) and, for site `s` ([`permissions`]):
-//! - publish `vigil.site.s.cmd.<service>.<command>` (commands to forward, as requests) and
+//! - publish `vigil.site.s.cmd.<service>.<command>` (commands to forward, as requests),
+//!   `vigil.site.s.batch` (several of them, in order, as one request) and
 //!   `vigil.site.s.ping` (is the link up, is the site still known), nothing else: no
 //!   `vigil.cmd.>`, no other site's subjects, nothing under `vigil.store` or `vigil.events`;
 //! - subscribe its own inbox `_INBOX_site_s.>` only (the answers to its requests).
@@ -84,10 +85,26 @@ pub fn ping_subject(name: &str) -> String {
     format!("vigil.site.{name}.ping")
 }
 
+/// Where site `name` forwards several commands, in its order, as one request.
+pub fn batch_subject(name: &str) -> String {
+    format!("vigil.site.{name}.batch")
+}
+
 /// What the relay listens on: every site's commands.
 pub const RELAY_COMMANDS: &str = "vigil.site.*.cmd.*.*";
+/// What the relay listens on: every site's batches.
+pub const RELAY_BATCHES: &str = "vigil.site.*.batch";
 /// What the relay listens on: every site's pings.
 pub const RELAY_PINGS: &str = "vigil.site.*.ping";
+
+/// The site a batch on `subject` (`vigil.site.<name>.batch`) comes from; `None` for any
+/// other subject.
+pub fn batch_site(subject: &str) -> Option<&str> {
+    let site = subject
+        .strip_prefix("vigil.site.")?
+        .strip_suffix(".batch")?;
+    valid_name(site).then_some(site)
+}
 
 /// What a message on `subject` asks the relay: `(site, Some((service, command)))` for a
 /// command, `(site, None)` for a ping; `None` for any other subject.
@@ -106,7 +123,11 @@ pub fn parse_subject(subject: &str) -> Option<(&str, Option<(&str, &str)>)> {
 /// What site `name`'s user may publish and subscribe to.
 pub fn permissions(name: &str) -> Permissions {
     Permissions {
-        publish_allow: vec![format!("vigil.site.{name}.cmd.>"), ping_subject(name)],
+        publish_allow: vec![
+            format!("vigil.site.{name}.cmd.>"),
+            batch_subject(name),
+            ping_subject(name),
+        ],
         publish_deny: vec![],
         subscribe_allow: vec![format!("{}.>", inbox_prefix(name))],
         subscribe_deny: vec![],
@@ -373,6 +394,15 @@ mod tests {
             "vigil.site.s1.pong",
         ] {
             assert_eq!(parse_subject(bad), None, "{bad}");
+        }
+        assert_eq!(batch_site(&batch_subject("s1")), Some("s1"));
+        for bad in [
+            "vigil.site.S1.batch",
+            "vigil.site.s1.x.batch",
+            "vigil.site..batch",
+            "vigil.site.s1.ping",
+        ] {
+            assert_eq!(batch_site(bad), None, "{bad}");
         }
         assert!(forwardable("incidents", "report"));
         assert!(forwardable("relocation", "mark"));
