@@ -365,11 +365,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_site_may_publish_only_its_own_commands_and_pings_and_read_only_its_inbox() {
+    fn a_site_may_publish_only_its_own_commands_batches_and_pings_and_read_only_its_inbox() {
         let p = permissions("kabul-1");
         assert_eq!(
             p.publish_allow,
-            ["vigil.site.kabul-1.cmd.>", "vigil.site.kabul-1.ping"]
+            [
+                "vigil.site.kabul-1.cmd.>",
+                "vigil.site.kabul-1.batch",
+                "vigil.site.kabul-1.ping"
+            ]
         );
         assert_eq!(p.subscribe_allow, ["_INBOX_site_kabul-1.>"]);
         assert!(!p.allow_responses);

@@ -109,7 +109,15 @@ async fn send(client: &Client, site: &Site, batch: &[Item]) -> Vec<Outcome> {
         .collect();
     let body: Bytes = serde_json::to_vec(&forwards).unwrap_or_default().into();
     let subject = nats_sites::batch_subject(&site.name);
-    let sent = tokio::time::timeout(FORWARD_TIMEOUT, client.request(subject, body)).await;
+    // The client's default (10 s) is shorter than a batch may take at the relay.
+    let request = async_nats::Request::new()
+        .payload(body)
+        .timeout(Some(FORWARD_TIMEOUT));
+    let sent = tokio::time::timeout(
+        FORWARD_TIMEOUT + Duration::from_secs(1),
+        client.send_request(subject, request),
+    )
+    .await;
     match sent {
         Ok(Ok(msg)) => {
             site.link().set(true, None);
