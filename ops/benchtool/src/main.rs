@@ -40,6 +40,10 @@
 //!   acknowledgement answered 200 and to the broadcast's view showing all delivered and
 //!   acknowledged, beside a peer that sends the same signed messages straight from the bench
 //!   (see `broadcast`).
+//! - `site`: a field site whose link to the centre is down queues N reports; the link
+//!   returns: time until its outbox is empty (issue 19: 10,000 in ≤ 10 s), every report
+//!   checked once and in order in the centre's log, beside a peer sending the same reports
+//!   straight to the service (see `site`).
 //!
 //! # Layout
 //! - `cell`: the harness every benchmark runs and measures its cells with: the run of every
@@ -58,6 +62,7 @@
 //!   takes the clearance routes).
 //! - `clearances`: the clearances and import benchmark.
 //! - `broadcast`: the all-agency broadcast benchmark, its webhook receiver and its peer.
+//! - `site`: a field site's outbox drained once its link returns, beside a peer.
 //! - what the HTTP benchmarks share: `load` (the systems, the peer process, the flags),
 //!   `http` (the client), `open_loop` (one cell's schedule), `tracker` (writes waiting for a
 //!   follower of the log), `server_side` (what `vigil up` did over a window), `summary` (a
@@ -81,6 +86,7 @@ mod replay;
 mod replicated;
 mod report;
 mod server_side;
+mod site;
 mod summary;
 mod systems;
 mod tracker;
@@ -135,6 +141,9 @@ enum Command {
     /// every webhook, to every acknowledgement answered 200 and to the view showing them all,
     /// beside a peer sending the same signed messages straight from the bench.
     Broadcast(broadcast::BroadcastArgs),
+    /// A field site's outbox of N reports forwarded once its link to the centre returns:
+    /// time to drain, reports/s, beside the same reports sent straight to the service.
+    Site(site::SiteArgs),
     /// The peer server of `intake` and `clearances` (started by them).
     #[command(hide = true)]
     IntakePeer(intake_peer::PeerArgs),
@@ -273,6 +282,7 @@ async fn run_main() -> ExitCode {
         Some(Command::Intake(args)) => intake::run(args).await,
         Some(Command::Clearances(args)) => clearances::run(args).await,
         Some(Command::Broadcast(args)) => broadcast::run(args).await,
+        Some(Command::Site(args)) => site::run(args).await,
         Some(Command::IntakePeer(args)) => intake_peer::serve(args).await,
         Some(Command::BaselineServer(args)) => baseline::serve(args).await,
     };

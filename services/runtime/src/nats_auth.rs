@@ -27,10 +27,10 @@
 //!   of a request they received).
 //!
 //! - `sites` (the relay of field sites' commands) receives what the sites send
-//!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.ping`), answers them, and sends on only the
-//!   commands a site may forward ([`crate::nats_sites::FORWARDABLE`]); it also reads the log
-//!   and the event feed and serves each site its scope's events (`vigil.site.*.read`
-//!   answered, `vigil.site.*.events` published; `site::feed`);
+//!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.batch`, `vigil.site.*.ping`), answers them, and
+//!   sends on only the commands a site may forward ([`crate::nats_sites::FORWARDABLE`]); it
+//!   also reads the log and the event feed and serves each site its scope's events
+//!   (`vigil.site.*.read` answered, `vigil.site.*.events` published; `site::feed`);
 //! - field sites are not services: each site's nats-server connects as a leaf node with a
 //!   user of its own, limited to its own subjects (see [`crate::nats_sites`]);
 //! - agency systems are not services: each logs in with an nkey the operator issued, limited
@@ -181,6 +181,7 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             publish_deny: strings(&["vigil.store.append", EVENTS]),
             subscribe_allow: strings(&[
                 crate::nats_sites::RELAY_COMMANDS,
+                crate::nats_sites::RELAY_BATCHES,
                 crate::nats_sites::RELAY_PINGS,
                 crate::nats_sites::RELAY_READS,
                 EVENTS,

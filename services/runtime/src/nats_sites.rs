@@ -14,6 +14,7 @@
 //! The user may connect only as a leaf node (`allowed_connection_types: ["LEAFNODE"]`, not
 //! as a client on the centre's client port) and, for site `s` ([`permissions`]):
 //! - publish `vigil.site.s.cmd.<service>.<command>` (commands to forward, as requests),
+//!   `vigil.site.s.batch` (several of them, in order, as one request),
 //!   `vigil.site.s.ping` (is the link up, is the site still known) and
 //!   `vigil.site.s.read` (catch-up reads of the centre's events for its scope, as
 //!   requests), nothing else: no `vigil.cmd.>`, no other site's subjects, nothing under
@@ -87,6 +88,11 @@ pub fn ping_subject(name: &str) -> String {
     format!("vigil.site.{name}.ping")
 }
 
+/// Where site `name` forwards several commands, in its order, as one request.
+pub fn batch_subject(name: &str) -> String {
+    format!("vigil.site.{name}.batch")
+}
+
 /// Where site `name` asks for the centre's events of its scope after a centre position
 /// (request; `site::feed`).
 pub fn read_subject(name: &str) -> String {
@@ -111,8 +117,19 @@ pub fn parse_read_subject(subject: &str) -> Option<&str> {
 
 /// What the relay listens on: every site's commands.
 pub const RELAY_COMMANDS: &str = "vigil.site.*.cmd.*.*";
+/// What the relay listens on: every site's batches.
+pub const RELAY_BATCHES: &str = "vigil.site.*.batch";
 /// What the relay listens on: every site's pings.
 pub const RELAY_PINGS: &str = "vigil.site.*.ping";
+
+/// The site a batch on `subject` (`vigil.site.<name>.batch`) comes from; `None` for any
+/// other subject.
+pub fn batch_site(subject: &str) -> Option<&str> {
+    let site = subject
+        .strip_prefix("vigil.site.")?
+        .strip_suffix(".batch")?;
+    valid_name(site).then_some(site)
+}
 
 /// What a message on `subject` asks the relay: `(site, Some((service, command)))` for a
 /// command, `(site, None)` for a ping; `None` for any other subject.
@@ -133,6 +150,7 @@ pub fn permissions(name: &str) -> Permissions {
     Permissions {
         publish_allow: vec![
             format!("vigil.site.{name}.cmd.>"),
+            batch_subject(name),
             ping_subject(name),
             read_subject(name),
         ],
@@ -373,12 +391,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_site_may_publish_only_its_own_commands_and_pings_and_read_only_its_inbox() {
+    fn a_site_may_publish_only_its_own_commands_batches_and_pings_and_read_only_its_inbox() {
         let p = permissions("kabul-1");
         assert_eq!(
             p.publish_allow,
             [
                 "vigil.site.kabul-1.cmd.>",
+                "vigil.site.kabul-1.batch",
                 "vigil.site.kabul-1.ping",
                 "vigil.site.kabul-1.read"
             ]
@@ -415,6 +434,15 @@ mod tests {
             "vigil.site.s1.pong",
         ] {
             assert_eq!(parse_subject(bad), None, "{bad}");
+        }
+        assert_eq!(batch_site(&batch_subject("s1")), Some("s1"));
+        for bad in [
+            "vigil.site.S1.batch",
+            "vigil.site.s1.x.batch",
+            "vigil.site..batch",
+            "vigil.site.s1.ping",
+        ] {
+            assert_eq!(batch_site(bad), None, "{bad}");
         }
         assert!(forwardable("incidents", "report"));
         assert!(forwardable("relocation", "mark"));

@@ -7,7 +7,8 @@
 //!   answer from the centre does).
 //! - [`store`]: the outbox on disk (its own fjall database; an accepted item is fsync'd).
 //! - [`server`]: `vigil site`: the site's nats-server as a leaf node of the centre, the
-//!   requests on the site's own bus, the forwarder.
+//!   requests on the site's own bus.
+//! - [`forward`]: the forwarder: the outbox to the centre in batches, in order.
 //! - [`relay`]: the centre's side: checks what a site sends (known site, a command a site
 //!   may forward, a field officer of the site's scope) and passes it to the service.
 //! - [`scope`]: which of the centre's events a site of a country gets (pure).
@@ -21,6 +22,7 @@
 //! What NATS permissions enforce for a site's leaf-node user is in `runtime::nats_sites`.
 
 pub mod feed;
+pub mod forward;
 pub mod mirror;
 pub mod mirror_log;
 pub mod outbox;

@@ -5,8 +5,10 @@
 //! # Promises
 //! - Items are numbered in the order the site accepted them (positions 1, 2, 3, …, never
 //!   reused) and forwarded strictly in that order: [`Queue::head`] is always the oldest
-//!   pending item, and only the head can be settled ([`Queue::settle`]). An item is never
-//!   sent before every older one has an answer.
+//!   pending item, and only the head can be settled ([`Queue::settle`]). A batch
+//!   ([`Queue::batch`]) is the head and the items after it, in order; the relay carries them
+//!   out one after the other and stops at the first that must be sent again, so an item is
+//!   never carried out at the centre before every older one has a final answer.
 //! - One item per command id: submitting the same command again (same id, same service,
 //!   command and payload but for its `correlation_id`) gives back the first item ([`Submitted::Existing`]); the same id
 //!   with anything else is refused (`id_reused`), and nothing is stored.
@@ -231,6 +233,25 @@ impl Queue {
         self.head.and_then(|p| self.items.get(&p))
     }
 
+    /// The head and the pending items after it, in order: at most `items` of them, and no
+    /// more than `bytes` of payload (JSON) once there is one. Empty when nothing is pending.
+    pub fn batch(&self, items: usize, bytes: usize) -> Vec<&Item> {
+        let Some(head) = self.head else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        let mut size = 0;
+        // Only the head is ever settled, so every item after it is pending.
+        for item in self.items.range(head..).map(|(_, i)| i).take(items) {
+            size += serde_json::to_vec(&item.payload).map_or(0, |b| b.len());
+            if !out.is_empty() && size > bytes {
+                break;
+            }
+            out.push(item);
+        }
+        out
+    }
+
     /// The item the head becomes once `outcome` (final) is recorded, to be stored; `None`
     /// when `position` is not the head or `outcome` is a retry.
     pub fn settled(&self, position: u64, outcome: &Outcome, now: &str) -> Option<Item> {
@@ -417,6 +438,23 @@ mod tests {
                 refused: 0
             }
         );
+    }
+
+    #[test]
+    fn a_batch_starts_at_the_head_in_order_within_its_limits() {
+        let mut q = Queue::new();
+        assert!(q.batch(10, 1 << 20).is_empty());
+        for n in 1..=5 {
+            submit_new(&mut q, Uuid::new_v4(), n);
+        }
+        let done = q.settled(1, &Outcome::Done(json!({})), "t").unwrap();
+        assert!(q.settle(done));
+        let positions = |b: Vec<&Item>| b.iter().map(|i| i.position).collect::<Vec<_>>();
+        assert_eq!(positions(q.batch(10, 1 << 20)), [2, 3, 4, 5]);
+        assert_eq!(positions(q.batch(2, 1 << 20)), [2, 3]);
+        // `{"n":2}` is 7 bytes: two fit in 14, and one goes even when it alone is larger.
+        assert_eq!(positions(q.batch(10, 14)), [2, 3]);
+        assert_eq!(positions(q.batch(10, 1)), [2]);
     }
 
     /// What the test does next to the queue.

@@ -16,16 +16,35 @@
 //!   service checks the actor's scope against the payload itself (a report for another
 //!   country is refused there). No answer from the service is `unavailable`: the site
 //!   sends the command again with the same id.
+//! - `vigil.site.<name>.batch`: a JSON array of at most [`MAX_BATCH`] [`Forward`]s, the
+//!   site's next items in its order. Each is checked and sent on as above, **one after the
+//!   other**: the next goes to its service only once the one before has its answer. The
+//!   relay stops at the first answer that means "send it again" (`unavailable`, no answer,
+//!   unreadable), and starts no new item once [`BATCH_BUDGET`] has passed; it answers
+//!   `{"ok": {"answers": [...]}}`, one answer (as the service gave it) per item it tried, in
+//!   order. An unknown site gets a `forbidden` answer per item.
+//!
+//! # Order across relays
+//! Relays share the work in the queue group `vigil-sites`, and each handles many requests at
+//! once, so two requests of one site may be handled by two relays at the same time. Order
+//! does not depend on that: a site has one batch in flight, and sends the next only after
+//! the answer to this one; the relay carries a batch out in order. When a site sends a batch
+//! again (its answer was lost or late), the first copy may still be running in another
+//! relay: both walk the same items in the same order, each sends an item to its service only
+//! once the item before has a final answer (so it is in the log, or refused), and the
+//! service carries out the two copies of an item once (same id). So no item of a site is
+//! carried out before an older one, whoever relays it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use bytes::Bytes;
 use events::command::{Refusal, Role};
 use futures::StreamExt;
 use runtime::nats_sites;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +52,23 @@ use tokio_util::sync::CancellationToken;
 pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests the relay handles at the same time.
 const MAX_IN_FLIGHT: usize = 256;
+/// The most items in one batch.
+pub const MAX_BATCH: usize = 256;
+/// After this long the relay starts no new item of a batch and answers: with
+/// [`SERVICE_TIMEOUT`] for the last one, a batch is answered within 12 s, before the site
+/// gives up on it (`crate::forward::FORWARD_TIMEOUT`).
+pub const BATCH_BUDGET: Duration = Duration::from_secs(2);
+
+/// One item of a batch, as the site sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forward {
+    /// The service (`incidents`, `relocation`).
+    pub service: String,
+    /// The command (`report`, `update`, `mark`).
+    pub command: String,
+    /// The command (a `Command` envelope), as the site accepted it.
+    pub payload: Value,
+}
 
 /// Relays the sites' messages until `shutdown`. `data_dir` is the centre's (its sites file).
 pub async fn run(
@@ -42,6 +78,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut commands = client
         .queue_subscribe(nats_sites::RELAY_COMMANDS, "vigil-sites".to_owned())
+        .await?;
+    let mut batches = client
+        .queue_subscribe(nats_sites::RELAY_BATCHES, "vigil-sites".to_owned())
         .await?;
     let mut pings = client
         .queue_subscribe(nats_sites::RELAY_PINGS, "vigil-sites".to_owned())
@@ -53,6 +92,7 @@ pub async fn run(
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
             m = commands.next() => m,
+            m = batches.next() => m,
             m = pings.next() => m,
         };
         let Some(msg) = msg else { break };
@@ -65,7 +105,10 @@ pub async fn run(
         let client = client.clone();
         let data_dir = data_dir.clone();
         tokio::spawn(async move {
-            let answer = handle(&client, &data_dir, &msg.subject, msg.payload).await;
+            let answer = match nats_sites::batch_site(&msg.subject) {
+                Some(site) => handle_batch(&client, &data_dir, site, &msg.payload).await,
+                None => handle(&client, &data_dir, &msg.subject, msg.payload).await,
+            };
             if let Err(e) = client.publish(reply_to, answer).await {
                 tracing::warn!(error = %e, "could not answer a site");
             }
@@ -113,27 +156,93 @@ async fn handle(
                 .increment(1);
             refusal(r)
         }
-        Ok(body) => {
-            let sent = tokio::time::timeout(
-                SERVICE_TIMEOUT,
-                client.request(events::subjects::command_subject(service, command), body),
-            )
-            .await;
-            match sent {
-                Ok(Ok(answer)) => {
-                    metrics::counter!("vigil_relay_forwarded_total").increment(1);
-                    answer.payload
-                }
-                Ok(Err(e)) => refusal(Refusal::unavailable(format!(
-                    "the {service} service did not answer ({e}); nothing is lost: retry with the same id"
-                ))),
-                Err(_) => refusal(Refusal::unavailable(format!(
-                    "the {service} service did not answer within {} s; retry with the same id",
-                    SERVICE_TIMEOUT.as_secs()
-                ))),
+        Ok(body) => send_on(client, service, command, body).await,
+    }
+}
+
+/// Sends a checked command to its service; its answer, or `unavailable`.
+async fn send_on(client: &Client, service: &str, command: &str, body: Bytes) -> Bytes {
+    let sent = tokio::time::timeout(
+        SERVICE_TIMEOUT,
+        client.request(events::subjects::command_subject(service, command), body),
+    )
+    .await;
+    match sent {
+        Ok(Ok(answer)) => {
+            metrics::counter!("vigil_relay_forwarded_total").increment(1);
+            answer.payload
+        }
+        Ok(Err(e)) => refusal(Refusal::unavailable(format!(
+            "the {service} service did not answer ({e}); nothing is lost: retry with the same id"
+        ))),
+        Err(_) => refusal(Refusal::unavailable(format!(
+            "the {service} service did not answer within {} s; retry with the same id",
+            SERVICE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Carries out a site's batch in order (see the module's doc).
+async fn handle_batch(
+    client: &Client,
+    data_dir: &std::path::Path,
+    site: &str,
+    payload: &[u8],
+) -> Bytes {
+    let items: Vec<Forward> = match serde_json::from_slice(payload) {
+        Ok(items) => items,
+        Err(e) => return refusal(Refusal::invalid(format!("unreadable batch: {e}"))),
+    };
+    if items.len() > MAX_BATCH {
+        return refusal(Refusal::invalid(format!(
+            "a batch holds at most {MAX_BATCH} items, not {}",
+            items.len()
+        )));
+    }
+    let identities = match nats_sites::load(data_dir) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the sites file");
+            return refusal(Refusal::unavailable(
+                "the centre cannot read its list of sites now; retry with the same ids",
+            ));
+        }
+    };
+    let started = Instant::now();
+    let mut answers: Vec<Value> = Vec::with_capacity(items.len());
+    for item in items {
+        if !answers.is_empty() && started.elapsed() >= BATCH_BUDGET {
+            break;
+        }
+        let answer = match identities.sites.get(site) {
+            None => {
+                metrics::counter!("vigil_relay_refused_total", "reason" => "unknown_site")
+                    .increment(1);
+                refusal(Refusal::forbidden(format!(
+                    "site {site} is not known at the centre (revoked?); nothing was done"
+                )))
             }
+            Some(identity) => {
+                let bytes = serde_json::to_vec(&item.payload).unwrap_or_default();
+                match check(site, identity.scope, &item.service, &item.command, &bytes) {
+                    Err(r) => {
+                        metrics::counter!("vigil_relay_refused_total", "reason" => r.code.as_str())
+                            .increment(1);
+                        refusal(r)
+                    }
+                    Ok(body) => send_on(client, &item.service, &item.command, body).await,
+                }
+            }
+        };
+        let again = !crate::outbox::classify(&answer).is_final();
+        answers.push(serde_json::from_slice(&answer).unwrap_or_else(|e| {
+            json!({"error": {"code": "unavailable", "message": format!("unreadable answer from the service: {e}")}})
+        }));
+        if again {
+            break;
         }
     }
+    runtime::commands::reply::<Value>(Ok(json!({ "answers": answers }))).into()
 }
 
 /// What the relay sends on for site `site` of `scope`: the command with `source` set to

@@ -23,13 +23,8 @@
 //!   Nobody at the centre hears these: the site's leaf user may not receive `vigil.cmd.>`.
 //!
 //! # Forwarding
-//! One item at a time, oldest first, with its own command id, as a request on
-//! `vigil.site.<name>.cmd.<service>.<command>` through the leaf link to the centre's relay
-//! (`crate::relay`). A final answer (`ok` or a refusal) is recorded and the next item goes;
-//! no answer, no route (the link is down) or `unavailable` sends the same item again after a
-//! backoff (250 ms doubling to 5 s, ±20 %). The centre carries out a command once per id, so
-//! a resend after a lost answer is answered `duplicate: true` and changes nothing. When the
-//! outbox is empty the forwarder pings the relay every 2 s, so the link state stays current.
+//! `crate::forward`: the outbox goes to the centre's relay in batches, in order, each item
+//! carried out once by its command id.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,17 +47,9 @@ use uuid::Uuid;
 
 use crate::mirror::Mirror;
 use crate::mirror_log::MirrorLog;
-use crate::outbox::{Outcome, Submitted, classify};
+use crate::outbox::Submitted;
 use crate::store::{Outbox, now};
 use crate::subjects;
-
-/// How long the forwarder waits for the centre's answer to one item.
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
-/// The first and the longest wait before an item is sent again.
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How often an idle forwarder asks the relay whether the link is up.
-const PING_EVERY: Duration = Duration::from_secs(2);
 
 /// What `vigil site` runs with.
 #[derive(Debug, Clone)]
@@ -97,7 +84,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn set(&mut self, up: bool, error: Option<String>) {
+    pub(crate) fn set(&mut self, up: bool, error: Option<String>) {
         if self.up != up {
             self.up = up;
             self.since = now();
@@ -109,29 +96,31 @@ impl Link {
     }
 }
 
-struct Site {
-    name: String,
-    scope: Country,
-    outbox: Mutex<Outbox>,
-    link: Mutex<Link>,
-    wake: Notify,
+/// The running site: what the requests on its bus and the forwarder share.
+pub(crate) struct Site {
+    pub(crate) name: String,
+    pub(crate) scope: Country,
+    pub(crate) outbox: Mutex<Outbox>,
+    pub(crate) link: Mutex<Link>,
+    /// Wakes an idle forwarder when an item is accepted.
+    pub(crate) wake: Notify,
 }
 
 impl Site {
-    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+    pub(crate) fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
         // A panic while holding it would be a bug; the data is still consistent on disk.
         self.outbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+    pub(crate) fn link(&self) -> std::sync::MutexGuard<'_, Link> {
         self.link
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn publish_counts(&self) {
+    pub(crate) fn publish_counts(&self) {
         let c = self.outbox().counts();
         metrics::gauge!("vigil_site_pending").set(c.pending as f64);
     }
@@ -251,7 +240,11 @@ pub async fn start(config: SiteConfig, shutdown: CancellationToken) -> anyhow::R
     runtime::nats_auth::write_private(&url_record, format!("{url}\n").as_bytes())?;
 
     let serving = tokio::spawn(serve_local(client.clone(), site.clone(), shutdown.clone()));
-    let forwarding = tokio::spawn(forward(client.clone(), site.clone(), shutdown.clone()));
+    let forwarding = tokio::spawn(crate::forward::run(
+        client.clone(),
+        site.clone(),
+        shutdown.clone(),
+    ));
     let mirror = Mirror::new(&name, mirror_log);
     let (mirror_head, mirror_covered) = mirror.positions();
     let mirroring = tokio::spawn(crate::mirror::run(client, mirror, shutdown.clone()));
@@ -456,99 +449,4 @@ async fn submit(
         state,
     })
     .map_err(|e| Refusal::unavailable(format!("cannot answer: {e}")))
-}
-
-/// Forwards the outbox to the centre, oldest first, until `shutdown`.
-async fn forward(client: Client, site: Arc<Site>, shutdown: CancellationToken) {
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        if shutdown.is_cancelled() {
-            return;
-        }
-        let head = site.outbox().head();
-        let Some(item) = head else {
-            ping(&client, &site).await;
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = site.wake.notified() => {}
-                _ = tokio::time::sleep(PING_EVERY) => {}
-            }
-            continue;
-        };
-        let subject = nats_sites::command_subject(&site.name, &item.service, &item.command);
-        let body: Bytes = serde_json::to_vec(&item.payload).unwrap_or_default().into();
-        let sent = tokio::time::timeout(FORWARD_TIMEOUT, client.request(subject, body)).await;
-        let outcome = match sent {
-            Ok(Ok(msg)) => {
-                site.link().set(true, None);
-                classify(&msg.payload)
-            }
-            Ok(Err(e)) => {
-                site.link()
-                    .set(false, Some(format!("the centre is not reachable: {e}")));
-                Outcome::Retry(e.to_string())
-            }
-            Err(_) => {
-                site.link().set(
-                    false,
-                    Some(format!(
-                        "no answer from the centre within {} s",
-                        FORWARD_TIMEOUT.as_secs()
-                    )),
-                );
-                Outcome::Retry("timeout".to_owned())
-            }
-        };
-        if outcome.is_final() {
-            let refused = matches!(outcome, Outcome::Refused(_));
-            let worker = site.clone();
-            let position = item.position;
-            let settled =
-                tokio::task::spawn_blocking(move || worker.outbox().settle(position, &outcome))
-                    .await;
-            match settled {
-                Ok(Ok(_)) => {
-                    let what = if refused { "refused" } else { "forwarded" };
-                    metrics::counter!("vigil_site_settled_total", "outcome" => what).increment(1);
-                    site.publish_counts();
-                    backoff = BACKOFF_MIN;
-                    continue;
-                }
-                // The answer is not recorded: the item is sent again (same id, the centre
-                // answers with the original outcome).
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot record the centre's answer"),
-                Err(e) => tracing::error!(error = %e, "the outbox failed"),
-            }
-        } else if let Outcome::Retry(why) = &outcome {
-            tracing::debug!(position = item.position, %why, "will send again");
-        }
-        let jitter = rand::random_range(0.8..1.2);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-}
-
-/// Asks the relay whether the centre knows this site; updates the link.
-async fn ping(client: &Client, site: &Site) {
-    let sent = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.request(nats_sites::ping_subject(&site.name), Bytes::new()),
-    )
-    .await;
-    let (up, error) = match sent {
-        Ok(Ok(msg)) => match classify(&msg.payload) {
-            Outcome::Done(_) => (true, None),
-            Outcome::Refused(r) => (
-                false,
-                Some(format!("the centre refuses this site: {}", r.message)),
-            ),
-            Outcome::Retry(why) => (false, Some(why)),
-        },
-        Ok(Err(e)) => (false, Some(format!("the centre is not reachable: {e}"))),
-        Err(_) => (false, Some("no answer from the centre".to_owned())),
-    };
-    site.link().set(up, error);
 }

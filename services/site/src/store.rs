@@ -109,6 +109,15 @@ impl Outbox {
         self.queue.head().cloned()
     }
 
+    /// The next items to forward (see [`Queue::batch`]).
+    pub fn batch(&self, items: usize, bytes: usize) -> Vec<Item> {
+        self.queue
+            .batch(items, bytes)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
     /// Records a final answer for the head `position`; false when it is not the head or
     /// `outcome` is a retry (nothing changes).
     pub fn settle(&mut self, position: u64, outcome: &Outcome) -> anyhow::Result<bool> {

@@ -727,3 +727,66 @@ async fn a_sites_gateway_serves_its_own_users_and_answers_writes_pending_at_site
     assert_eq!(s["link"]["up"], false, "{s}");
     let _ = client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_keep_the_site_order_through_a_centre_killed_mid_drain() {
+    let (mut c, leaf) = centre().await;
+    let temp = tempfile::tempdir().unwrap();
+    let site = Site::issue_and_start(&c, &leaf, "jalalabad", temp.path());
+    let bus = site.client().await;
+    let first = accepted(&bus, 0).await;
+    drained(&bus, 60, &site).await;
+
+    // A batch larger than the relay takes is refused whole: nothing of it is carried out.
+    let extra = Uuid::new_v4();
+    let too_many: Vec<Value> = (0..=site::relay::MAX_BATCH)
+        .map(|i| {
+            let id = if i == 0 { extra } else { Uuid::new_v4() };
+            let payload: Value = serde_json::from_slice(&command(id, SCOPE, SCOPE, i)).unwrap();
+            json!({"service": "incidents", "command": "report", "payload": payload})
+        })
+        .collect();
+    let refused = ask(
+        &bus,
+        runtime::nats_sites::batch_subject("jalalabad"),
+        serde_json::to_vec(&too_many).unwrap(),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "invalid", "{refused}");
+    assert!(in_log(&c, &[extra]).await.is_empty());
+
+    // More items than two batches hold wait while the centre is down.
+    c.stop().await;
+    let mut ids = vec![first];
+    for i in 1..=2 * site::forward::BATCH_ITEMS + 50 {
+        ids.push(accepted(&bus, i).await);
+    }
+    assert_eq!(
+        state(&bus).await["pending"],
+        ids.len() as u64 - 1,
+        "nothing forwarded while the centre is down"
+    );
+
+    // The centre returns; once the first batch is answered it is killed with -9 (the relay
+    // is then in the middle of the next batch: some of its items may be in the log without
+    // their answer reaching the site), and started again.
+    c.up_again().await;
+    let moving = testkit::eventually(Duration::from_secs(120), || async {
+        let s = state(&bus).await;
+        (s["forwarded"].as_u64().unwrap() > 1).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the first batch is answered; log:\n{}", site.log()));
+    assert!(
+        moving["pending"].as_u64().unwrap() > 0,
+        "killed while items are pending: {moving}"
+    );
+    c.kill9().await;
+    c.up_again().await;
+    c.ready().await;
+    let s = drained(&bus, 180, &site).await;
+    assert_eq!(s["forwarded"].as_u64().unwrap(), ids.len() as u64, "{s}");
+    assert_eq!(s["refused"], 0, "{s}");
+    assert_once_in_order(&c, &ids, "jalalabad").await;
+    c.stop().await;
+}
