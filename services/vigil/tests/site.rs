@@ -249,6 +249,9 @@ async fn a_site_forwards_in_order_exactly_once_through_a_cut_link_and_keeps_refu
             .unwrap();
         assert!(killed.success());
     };
+    // The link may be down for less than one look at the state (the forwarder finds it back
+    // within a second): a change of `since` while it is up again shows it went down too.
+    let up_since = state(&bus).await["link"]["since"].clone();
     let (mut saw_down, mut most_pending) = (false, 0);
     for i in 0..40 {
         if i == 5 || i == 25 {
@@ -256,10 +259,19 @@ async fn a_site_forwards_in_order_exactly_once_through_a_cut_link_and_keeps_refu
         }
         ids.push(accepted(&bus, 100 + i).await);
         let s = state(&bus).await;
-        saw_down |= s["link"]["up"] == false;
+        saw_down |= s["link"]["up"] == false || s["link"]["since"] != up_since;
         most_pending = most_pending.max(s["pending"].as_u64().unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A batch in flight when the centre's server died is given up only after its timeout
+    // (`site::forward`), so the site may notice the cut after the submissions ended.
+    saw_down = saw_down
+        || testkit::eventually(Duration::from_secs(30), || async {
+            let s = state(&bus).await;
+            (s["link"]["up"] == false || s["link"]["since"] != up_since).then_some(())
+        })
+        .await
+        .is_some();
     assert!(saw_down, "the site saw its link go down");
     assert!(most_pending > 1, "items waited at the site during the cut");
     let s = drained(&bus, 120, &site).await;
@@ -556,6 +568,26 @@ async fn a_sites_gateway_serves_its_own_users_and_answers_writes_pending_at_site
     assert_once_in_order(&c, &[first], "jalalabad").await;
     let s = site_state(&site, &amina, "nothing waits", |s| s["pending"] == 0).await;
     assert_eq!(s["forwarded"], 1, "{s}");
+
+    // The loop closes at the site: the centre's event comes back through the mirror of the
+    // site's scope, the site is ready, and its own board shows the report it forwarded.
+    let board = testkit::eventually(Duration::from_secs(60), || async {
+        let a = site
+            .http("GET", "/api/v1/boards/situation", Some(&omar), None)
+            .await;
+        (a.status == 200 && a.body.contains("Checkpoint closed at the bridge")).then_some(a)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the site's board shows the forwarded report; log:\n{}",
+            site.log()
+        )
+    });
+    let board = board.json();
+    assert_eq!(board["countries"]["AF"]["incidents"]["open"], 1, "{board}");
+    let ready = site.http("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
 
     // Refused at the site with the reason, nothing kept: a command a site does not forward
     // (a read: the site has no services), and a duty officer's report (a site forwards only

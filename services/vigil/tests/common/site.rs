@@ -2,7 +2,7 @@
 //! own process with its own nats-server (`services/vigil/tests/site.rs`, `site_mirror.rs`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -113,6 +113,8 @@ impl Site {
             .append(true)
             .open(self.dir.join("site.stderr.log"))
             .unwrap();
+        // What `vigil site` prints (its addresses) is read back by the tests.
+        let out = std::fs::File::create(self.dir.join("site.stdout.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args([
                 "site",
@@ -134,7 +136,7 @@ impl Site {
             ])
             .arg(&self.dir)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .unwrap();
