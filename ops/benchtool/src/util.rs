@@ -75,9 +75,10 @@ pub fn unix_nanos() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// The one HTTP client of the bench's small GETs (`/readyz`, `/metrics`): no proxy (loopback),
-/// and no idle connection kept, so a GET leaves no connection open on the server it reads.
-fn client() -> anyhow::Result<&'static reqwest::Client> {
+/// The one HTTP client of the bench's small requests (`/readyz`, `/metrics`, the replay's
+/// probes): no proxy (loopback), and no idle connection kept, so a request leaves no
+/// connection open on the server it reads.
+pub fn client() -> anyhow::Result<&'static reqwest::Client> {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     if let Some(c) = CLIENT.get() {
         return Ok(c);

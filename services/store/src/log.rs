@@ -55,6 +55,7 @@ use uuid::Uuid;
 use crate::incoming::Incoming;
 
 pub mod chain;
+mod close;
 pub mod journal;
 pub mod layout;
 pub mod live;
@@ -672,18 +673,6 @@ impl Log {
             LogError::Damaged(format!("id index points at missing position {position}"))
         })?;
         decode_stored(&StoredEvent::new(value, position)?)
-    }
-
-    /// Flushes everything to disk and records the head as the acknowledged-head mark;
-    /// called once at shutdown.
-    pub fn close(&self) -> Result<(), LogError> {
-        self.db.persist(PersistMode::SyncAll)?;
-        // The log is on disk; a mark that cannot be written (a full disk) leaves the last
-        // one, which is still true, so the stop goes on.
-        if let Err(e) = self.record_mark() {
-            tracing::warn!(error = %e, "the acknowledged-head mark was not recorded at shutdown; the previous one stays");
-        }
-        Ok(())
     }
 
     /// The refusal an append gets while writes are stopped.

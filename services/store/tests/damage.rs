@@ -125,8 +125,10 @@ fn damage_a_truncated_or_deleted_table_is_refused_naming_the_damage_and_the_next
     );
 }
 
-/// A closed store: 20 events, one marked event at position 21, 20 more; the offset in its
-/// journal of the first record (the `Item` tag) of the log entry at position 21.
+/// A store stopped by a kill after its acknowledged-head mark was recorded: 20 events, one
+/// marked event at position 21, 20 more, all still only in its journal (an orderly close
+/// writes them out to table files, where damage to the journal no longer reaches them); the
+/// offset in its journal of the first record (the `Item` tag) of the log entry at position 21.
 fn store_with_marked_event() -> (tempfile::TempDir, PathBuf, u64) {
     let dir = tempfile::tempdir().unwrap();
     let marker = "find-me-in-the-journal";
@@ -147,7 +149,7 @@ fn store_with_marked_event() -> (tempfile::TempDir, PathBuf, u64) {
         }];
         log.commit_group(&mut group).unwrap();
         fill(&log, 20);
-        log.close().unwrap();
+        assert!(log.record_mark().unwrap());
     }
     let journal = dir.path().join("0.jnl");
     let bytes = std::fs::read(&journal).unwrap();
@@ -195,7 +197,7 @@ fn damage_a_flipped_journal_record_tag_no_longer_drops_acknowledged_events_silen
             .unwrap()
             .head,
         41,
-        "the close records the head as the acknowledged-head mark"
+        "the mark records the acknowledged head"
     );
     // An unknown tag ends fjall's reading of the journal there, as a torn tail would: it
     // truncates the journal and opens the 20 events before it.

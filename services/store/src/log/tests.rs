@@ -36,6 +36,44 @@ fn append(
     group[0].outcome.take().unwrap()
 }
 
+/// The memtables an open rebuilt from the journal, in bytes.
+fn replayed_into_memory(log: &Log) -> u64 {
+    log.db.write_buffer_size()
+}
+
+#[test]
+fn close_writes_the_memtables_out_so_the_next_open_rebuilds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stream();
+    {
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        append(&log, &s, ExpectedVersion::NoStream, vec![ev(1), ev(2)]).unwrap();
+        // Dropped without `close` (a kill): the next open rebuilds the memtables.
+    }
+    {
+        let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+        assert!(replayed_into_memory(&log) > 0);
+        append(&log, &s, ExpectedVersion::Exact(2), vec![ev(3)]).unwrap();
+        log.close().unwrap();
+        for keyspace in [&log.log, &log.streams, &log.ids] {
+            assert_eq!(keyspace.sealed_memtable_count(), 0);
+            assert!(keyspace.table_count() >= 1);
+        }
+    }
+    let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+    assert_eq!(replayed_into_memory(&log), 0);
+    assert_eq!(log.head(), 3);
+    assert_eq!(log.stream_version(&s).unwrap(), 3);
+    let (events, _) = log.read_stream(&s, 1, 10).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.data["n"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(1), json!(2), json!(3)]
+    );
+}
+
 #[test]
 fn survives_reopen_with_positions_versions_and_ids() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,4 +279,44 @@ fn groups_prepared_on_a_group_that_is_never_written_are_refused_whole() {
     }
     assert_eq!(log.head(), 0);
     assert_eq!(log.stream_version(&s).unwrap(), 0);
+}
+
+/// How long an open takes with the memtables to rebuild from the journal, and after an
+/// orderly close wrote them out, on a copy of a real store directory (`VIGIL_OPEN_DIR`, e.g.
+/// one `ops/bench replay` kept): `cargo test -p vigil-store --release --lib -- --ignored
+/// --nocapture open_after_close`. The directory is opened and closed: use a copy.
+#[test]
+#[ignore = "a measurement on a store directory given in VIGIL_OPEN_DIR"]
+fn open_after_close_is_measured() {
+    let Some(dir) = std::env::var_os("VIGIL_OPEN_DIR") else {
+        panic!("set VIGIL_OPEN_DIR to a copy of a store directory");
+    };
+    let dir = std::path::PathBuf::from(dir);
+    // CPU seconds of this thread (the open runs on it): steadier than the wall clock on a
+    // loaded machine.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    let timed = |what: &str| {
+        let (started, cpu_before) = (std::time::Instant::now(), cpu());
+        let log = Log::open(&dir, Durability::SyncData).unwrap();
+        let opened = started.elapsed();
+        let replayed = replayed_into_memory(&log);
+        println!(
+            "{what}: open {:.3} s ({:.2} s of CPU), head {}, {} bytes of memtables rebuilt from the journal",
+            opened.as_secs_f64(),
+            cpu() - cpu_before,
+            log.head(),
+            replayed
+        );
+        let started = std::time::Instant::now();
+        log.close().unwrap();
+        println!("  close {:.3} s", started.elapsed().as_secs_f64());
+        replayed
+    };
+    timed("as found");
+    assert_eq!(timed("after an orderly close"), 0);
 }
