@@ -74,6 +74,11 @@ pub fn alert_subject(agency: &str) -> Option<String> {
 /// Where agency systems acknowledge broadcasts (a request on `vigil.alerts.<agency>.ack`).
 pub const ALERT_ACKS: &str = "vigil.alerts.*.ack";
 
+/// Ask every domain service instance whether it is ready (request, answered by each
+/// instance, not a queue group: collect the answers for a moment). The answer is a
+/// `runtime::status::ServiceStatus`; the gateway's `/readyz` is built from them.
+pub const SERVICE_STATUS: &str = "vigil.status";
+
 /// A domain command: `vigil.cmd.<service>.<command>`.
 pub fn command_subject(service: &str, command: &str) -> String {
     format!("vigil.cmd.{service}.{command}")

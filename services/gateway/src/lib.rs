@@ -21,6 +21,8 @@
 //!   route is built from, with who may use it, so no route can exist without a policy.
 //! - [`cluster`]: on a node of several, the store leader and this node's replica as the
 //!   replicas report them, for `/readyz` and `/metrics`.
+//! - [`services`]: in a centre, the domain services as their status answers say (ready, or
+//!   still loading their registers), for `/readyz`.
 //! - [`server`]: the HTTP server under the router: header and keep-alive timeouts, the
 //!   connection caps ([`ConnLimits`]), graceful shutdown.
 //!
@@ -36,6 +38,7 @@ pub mod hub;
 pub mod openapi;
 pub mod refusals;
 pub mod server;
+pub mod services;
 pub mod ws;
 
 pub use server::{ConnLimits, send_buffer_bytes};
@@ -83,6 +86,8 @@ pub struct AppState {
     pub ws_send_timeout: std::time::Duration,
     /// On a node of several: the cluster as this gateway sees it (`/readyz`).
     pub cluster: Option<Arc<cluster::ClusterView>>,
+    /// In a centre: its domain services as this gateway sees them (`/readyz`).
+    pub services: Option<Arc<services::ServicesView>>,
 }
 
 impl AppState {
@@ -306,7 +311,7 @@ routes! {
     "GET" "/healthz" Access::Public => get(http::healthz),
         Doc::new("Liveness").answers::<Alive>(200, "Alive");
     "GET" "/readyz" Access::Public => get(http::readyz),
-        Doc::new("Readiness: NATS, store, boards caught up").answers::<Readiness>(200, "Ready").answers::<Readiness>(503, "Not ready (yet)");
+        Doc::new("Readiness: NATS, store, boards caught up, services ready").answers::<Readiness>(200, "Ready").answers::<Readiness>(503, "Not ready (yet)");
 }
 
 /// The list routes: each answers one page in the one shape of every list
@@ -555,12 +560,13 @@ pub async fn start_with_limits(
     shutdown: CancellationToken,
     limits: ConnLimits,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    start_node(addr, client, auth, shutdown, limits, None).await
+    start_node(addr, client, auth, shutdown, limits, None, &[]).await
 }
 
 /// [`start_with_limits`] on node `cluster_node` of a several-node centre (`None`: a single
 /// node): `/readyz` and `/metrics` then show the store leader and this node's replica
-/// ([`cluster`]).
+/// ([`cluster`]). `/readyz` is ready only once every service of `services` (the centre's
+/// domain services; none: not asked) answers ready ([`services`]).
 pub async fn start_node(
     addr: SocketAddr,
     client: Client,
@@ -568,6 +574,7 @@ pub async fn start_node(
     shutdown: CancellationToken,
     limits: ConnLimits,
     cluster_node: Option<String>,
+    services: &[&str],
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let listener = server::listen(addr, limits.send_buffer).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
@@ -579,6 +586,14 @@ pub async fn start_node(
     let cluster = cluster_node.map(|node| Arc::new(cluster::ClusterView::new(node)));
     if let Some(view) = &cluster {
         tokio::spawn(cluster::watch(
+            client.clone(),
+            view.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let services = (!services.is_empty()).then(|| Arc::new(services::ServicesView::new(services)));
+    if let Some(view) = &services {
+        tokio::spawn(services::watch(
             client.clone(),
             view.clone(),
             shutdown.clone(),
@@ -600,6 +615,7 @@ pub async fn start_node(
         ws_per_token: server::Slots::new(limits.max_ws_per_token),
         ws_send_timeout: limits.ws_send_timeout,
         cluster,
+        services,
     });
     let mut follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     tokio::spawn(tick(hub.clone(), shutdown.clone()));
