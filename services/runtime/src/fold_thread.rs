@@ -37,20 +37,9 @@ impl<T: Logged> FoldThread<T> {
     pub fn start(
         name: &str,
         max_batch: usize,
-        fold: impl FnMut(Vec<T>) + Send + 'static,
-    ) -> std::io::Result<Self> {
-        Self::start_with_queue(name, max_batch, QUEUE, fold)
-    }
-
-    /// [`FoldThread::start`] with at most `queue` runs waiting (instead of [`QUEUE`]): what
-    /// waits is decoded events, so a projection that must stay small queues less.
-    pub fn start_with_queue(
-        name: &str,
-        max_batch: usize,
-        queue: usize,
         mut fold: impl FnMut(Vec<T>) + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (tx, mut rx) = mpsc::channel::<Vec<T>>(queue.max(1));
+        let (tx, mut rx) = mpsc::channel::<Vec<T>>(QUEUE);
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {

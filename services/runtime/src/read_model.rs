@@ -33,22 +33,6 @@ use crate::checkpoint::{self, Codec, Schedule};
 use crate::reference::Shared;
 use crate::{CatchUp, CatchUpConfig, FoldThread, StoreClient};
 
-// What a register keeps in flight between the log and its fold: every event waiting is a
-// decoded `RecordedEvent` (~1 KB with its JSON tree), and a process holds one register per
-// service plus the reference register. The defaults of the catch-up (4,096) and of the fold
-// thread (32 runs) held ~14,000 events per register at the peak of a catch-up or an import
-// (~17 MB each, kept by the allocator afterwards); these hold ~4,000 (one page read ahead,
-// one run folding, one batch queued), which still keeps the fold fed (docs/BENCHMARKS.md,
-// "Memory with 150,000 personnel").
-/// Events buffered between a register's catch-up subscription and its fold thread.
-const CATCH_UP_BUFFER: usize = 1024;
-/// Events a register's fold takes at once.
-const FOLD_BATCH: usize = 1024;
-/// Events handed to the fold thread per run.
-const FOLD_RUN: usize = 256;
-/// Runs waiting for a register's fold thread.
-const FOLD_QUEUE: usize = 4;
-
 /// What a read model folds.
 pub trait Fold: Default + Send + Sync + 'static {
     /// Applies one committed event (of any category).
@@ -128,11 +112,12 @@ impl<R: Fold> ReadModel<R> {
         model
     }
 
-    /// A model folded by its owner, never following a log, and counted as caught up (tests
-    /// and tools that fold events themselves).
-    pub fn detached(name: &'static str, state: R) -> Arc<Self> {
+    /// A model its owner folded up to `position`, never following a log, and counted as
+    /// caught up (tests and tools that fold events themselves).
+    pub fn detached(name: &'static str, state: R, position: u64) -> Arc<Self> {
         let model = Self::new(name, state, None);
-        model.start_head.store(0, Ordering::Release);
+        model.position.store(position, Ordering::Release);
+        model.start_head.store(position, Ordering::Release);
         Arc::new(model)
     }
 
@@ -304,22 +289,15 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
             }
         }
     };
-    let fold = match FoldThread::start_with_queue(
-        &format!("vigil-fold-{}", model.name),
-        FOLD_BATCH,
-        FOLD_QUEUE,
-        fold,
-    ) {
+    let fold = match FoldThread::start(&format!("vigil-fold-{}", model.name), 1024, fold) {
         Ok(fold) => fold,
         Err(e) => {
             tracing::error!(service = model.name, error = %e, "cannot start the register's fold thread");
             return;
         }
     };
-    let mut config = CatchUpConfig::new(model.name, after);
-    config.buffer = CATCH_UP_BUFFER;
-    let mut sub = CatchUp::start(client, config, shutdown);
-    fold.feed(&mut sub, FOLD_RUN).await;
+    let mut sub = CatchUp::start(client, CatchUpConfig::new(model.name, after), shutdown);
+    fold.feed(&mut sub, 256).await;
     // The thread folds what it was sent, then ends: nothing is lost or folded twice.
     if !fold.finish().await {
         tracing::error!(

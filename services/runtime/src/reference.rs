@@ -250,7 +250,8 @@ impl Shared {
 
     /// A register folded by the caller (tests, tools): never follows a log.
     pub fn detached(reference: Reference) -> Self {
-        Self(ReadModel::detached(NAME, reference))
+        let position = reference.position();
+        Self(ReadModel::detached(NAME, reference, position))
     }
 }
 

@@ -237,4 +237,3 @@ impl Reference {
         self.with(None, |dir| dir.person(person).map(|p| p.name.clone()))
     }
 }
-
