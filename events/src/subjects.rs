@@ -82,6 +82,10 @@ pub const SITE_STATE: &str = "vigil.local.state";
 /// Every domain command (`vigil.cmd.<service>.<command>`): a field site answers these on
 /// its own bus (the forwardable ones into its outbox, the others refused).
 pub const COMMANDS_ALL: &str = "vigil.cmd.*.*";
+/// Ask every domain service instance whether it is ready (request, answered by each
+/// instance, not a queue group: collect the answers for a moment). The answer is a
+/// `runtime::status::ServiceStatus`; the gateway's `/readyz` is built from them.
+pub const SERVICE_STATUS: &str = "vigil.status";
 
 /// A domain command: `vigil.cmd.<service>.<command>`.
 pub fn command_subject(service: &str, command: &str) -> String {

@@ -28,6 +28,9 @@ pub const QUEUE: &str = "vigil-audit";
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = StoreClient::new(client.clone(), Duration::from_secs(5));
     let mut records = client.queue_subscribe(RECORD_SUBJECT, QUEUE.into()).await?;
+    // No register: ready as soon as it records.
+    let ready = || runtime::status::ServiceStatus::ready("audit");
+    runtime::status::serve(client.clone(), "audit", ready, shutdown.clone());
     tracing::info!("audit service recording {RECORD_SUBJECT}");
     loop {
         let msg = tokio::select! {

@@ -161,6 +161,14 @@ pub async fn run_with(
         deliveries: Arc::new(tokio::sync::Semaphore::new(MAX_DELIVERIES)),
         done: Mutex::new(HashMap::new()),
     });
+    let probe = {
+        let register = service.register.clone();
+        move || match register.loading() {
+            None => runtime::status::ServiceStatus::ready(SERVICE),
+            Some(what) => runtime::status::ServiceStatus::loading(SERVICE, what),
+        }
+    };
+    runtime::status::serve(client.clone(), SERVICE, probe, shutdown.clone());
     tokio::spawn(service.clone().schedule(shutdown.clone()));
     tokio::spawn(service.clone().nats_acks(shutdown.clone()));
     commands::serve(client, SERVICE, shutdown, move |name, payload| {

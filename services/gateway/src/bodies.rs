@@ -406,6 +406,30 @@ pub struct Readiness {
     /// centre's events"). Absent at the centre.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The centre's domain services (`vigil up`, `vigil gateway`): not ready until every one
+    /// answers ready. Absent for a gateway started without them (tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesReadiness>,
+}
+
+/// `GET /readyz`: the domain services, from their last answers to `vigil.status` (asked
+/// twice a second, not per request).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServicesReadiness {
+    /// Every service answered, and every instance that answered is ready.
+    pub ready: bool,
+    /// The services not ready yet, each with why: no instance answered, or what one is still
+    /// loading (its register reading the log, with its position and the head it must reach).
+    pub waiting_for: Vec<ServiceWait>,
+}
+
+/// A service `/readyz` is waiting for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceWait {
+    /// The service (`incidents`, `relocation`, …).
+    pub service: String,
+    /// Why it is not ready.
+    pub reason: String,
 }
 
 /// `GET /readyz` on a cluster node: the store leader and this node's replica, from the

@@ -125,9 +125,9 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: NATS connected, the store answering, and the boards caught up with the
-/// log's head (within a small lag, since the head moves while we ask). On a cluster node
-/// also a store leader known (see [`crate::cluster`]); this node's replica's lag is reported,
-/// not judged.
+/// log's head (within a small lag, since the head moves while we ask); in a centre, every
+/// domain service ready (see [`crate::services`]). On a cluster node also a store leader
+/// known (see [`crate::cluster`]); this node's replica's lag is reported, not judged.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     const MAX_LAG: u64 = 1000;
     let nats = state.store.nats().connection_state() == async_nats::connection::State::Connected;
@@ -141,7 +141,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         state.hub.caught_up() && head.is_some_and(|h| h.saturating_sub(position) <= MAX_LAG);
     let cluster = state.cluster.as_ref().map(|view| view.readiness());
     let leader_known = cluster.as_ref().is_none_or(|c| c.leader_known);
-    let ready = nats && head.is_some() && caught_up && leader_known;
+    let services = state.services.as_ref().map(|view| view.readiness());
+    let services_ready = services.as_ref().is_none_or(|s| s.ready);
+    let ready = nats && head.is_some() && caught_up && leader_known && services_ready;
     // At a field site the store is the site's mirror of the centre's events: until it
     // answers (and the boards caught up with it) the site takes writes but shows no board.
     let waiting = (state.site.is_some() && !(head.is_some() && caught_up))
@@ -155,6 +157,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         board_position: position,
         caught_up,
         cluster,
+        services,
     };
     let status = if ready {
         StatusCode::OK

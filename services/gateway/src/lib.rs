@@ -23,6 +23,8 @@
 //!   replicas report them, for `/readyz` and `/metrics`.
 //! - [`site`]: the gateway at a field site (`vigil site`): writes answered 202 "pending at
 //!   site" from the site's outbox, and the site's link and outbox at `/api/v1/site/state`.
+//! - [`services`]: in a centre, the domain services as their status answers say (ready, or
+//!   still loading their registers), for `/readyz`.
 //! - [`server`]: the HTTP server under the router: header and keep-alive timeouts, the
 //!   connection caps ([`ConnLimits`]), graceful shutdown.
 //!
@@ -38,6 +40,7 @@ pub mod hub;
 pub mod openapi;
 pub mod refusals;
 pub mod server;
+pub mod services;
 pub mod site;
 pub mod ws;
 
@@ -90,6 +93,8 @@ pub struct AppState {
     /// at site" by the site's outbox, `GET /api/v1/site/state` answers, and `/readyz` says
     /// what it waits for.
     pub site: Option<String>,
+    /// In a centre: its domain services as this gateway sees them (`/readyz`).
+    pub services: Option<Arc<services::ServicesView>>,
 }
 
 impl AppState {
@@ -322,7 +327,7 @@ routes! {
     "GET" "/healthz" Access::Public => get(http::healthz),
         Doc::new("Liveness").answers::<Alive>(200, "Alive");
     "GET" "/readyz" Access::Public => get(http::readyz),
-        Doc::new("Readiness: NATS, store, boards caught up").answers::<Readiness>(200, "Ready").answers::<Readiness>(503, "Not ready (yet)");
+        Doc::new("Readiness: NATS, store, boards caught up, services ready").answers::<Readiness>(200, "Ready").answers::<Readiness>(503, "Not ready (yet)");
 }
 
 /// The list routes: each answers one page in the one shape of every list
@@ -571,12 +576,13 @@ pub async fn start_with_limits(
     shutdown: CancellationToken,
     limits: ConnLimits,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    start_node(addr, client, auth, shutdown, limits, None).await
+    start_node(addr, client, auth, shutdown, limits, None, &[]).await
 }
 
 /// [`start_with_limits`] on node `cluster_node` of a several-node centre (`None`: a single
 /// node): `/readyz` and `/metrics` then show the store leader and this node's replica
-/// ([`cluster`]).
+/// ([`cluster`]). `/readyz` is ready only once every service of `services` (the centre's
+/// domain services; none: not asked) answers ready ([`services`]).
 pub async fn start_node(
     addr: SocketAddr,
     client: Client,
@@ -584,8 +590,21 @@ pub async fn start_node(
     shutdown: CancellationToken,
     limits: ConnLimits,
     cluster_node: Option<String>,
+    services: &[&str],
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    start_inner(addr, client, auth, shutdown, limits, cluster_node, None).await
+    start_inner(
+        addr,
+        client,
+        auth,
+        shutdown,
+        limits,
+        Place {
+            cluster_node,
+            domain_services: services,
+            site: None,
+        },
+    )
+    .await
 }
 
 /// [`start_with_limits`] at field site `site` (`vigil site`): `client` is on the site's own
@@ -600,7 +619,27 @@ pub async fn start_at_site(
     limits: ConnLimits,
     site: String,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    start_inner(addr, client, auth, shutdown, limits, None, Some(site)).await
+    start_inner(
+        addr,
+        client,
+        auth,
+        shutdown,
+        limits,
+        Place {
+            cluster_node: None,
+            domain_services: &[],
+            site: Some(site),
+        },
+    )
+    .await
+}
+
+/// Where a gateway runs: a node of a centre (its cluster node, the domain services its
+/// `/readyz` waits for) or a field site.
+struct Place<'a> {
+    cluster_node: Option<String>,
+    domain_services: &'a [&'a str],
+    site: Option<String>,
 }
 
 async fn start_inner(
@@ -609,9 +648,13 @@ async fn start_inner(
     auth: Arc<Auth>,
     shutdown: CancellationToken,
     limits: ConnLimits,
-    cluster_node: Option<String>,
-    site: Option<String>,
+    place: Place<'_>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let Place {
+        cluster_node,
+        domain_services,
+        site,
+    } = place;
     let listener = server::listen(addr, limits.send_buffer).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --http")
     })?;
@@ -622,6 +665,15 @@ async fn start_inner(
     let cluster = cluster_node.map(|node| Arc::new(cluster::ClusterView::new(node)));
     if let Some(view) = &cluster {
         tokio::spawn(cluster::watch(
+            client.clone(),
+            view.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let services_view = (!domain_services.is_empty())
+        .then(|| Arc::new(services::ServicesView::new(domain_services)));
+    if let Some(view) = &services_view {
+        tokio::spawn(services::watch(
             client.clone(),
             view.clone(),
             shutdown.clone(),
@@ -644,6 +696,7 @@ async fn start_inner(
         ws_send_timeout: limits.ws_send_timeout,
         cluster,
         site,
+        services: services_view,
     });
     let mut follower = tokio::spawn(follow(hub.clone(), client, shutdown.clone()));
     tokio::spawn(tick(hub.clone(), shutdown.clone()));

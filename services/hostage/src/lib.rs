@@ -120,6 +120,8 @@ impl Service for Hostage {
     type View = Details;
 
     const NAME: &'static str = SERVICE;
+    // Personnel and duty stations come from the process's shared reference register.
+    const USES_REFERENCE: bool = true;
     const COMMANDS: &'static [(&'static str, Route)] = &[
         (
             "open",
@@ -208,7 +210,7 @@ impl Service for Hostage {
             ));
         }
         let register = host.register().read()?;
-        let named = found.named(|p| register.name(p).map(str::to_owned));
+        let named = found.named(|p| register.name_of(p));
         Ok(Details {
             persons_held: named.persons_held(),
             days_held: named.days_held(now),

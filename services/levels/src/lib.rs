@@ -58,6 +58,9 @@ pub struct AreaHistory {
 /// Serves the levels commands until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Arc::new(StoreClient::new(client.clone(), Duration::from_secs(5)));
+    // No register: ready as soon as it runs.
+    let ready = || runtime::status::ServiceStatus::ready(SERVICE);
+    runtime::status::serve(client.clone(), SERVICE, ready, shutdown.clone());
     commands::serve(client, SERVICE, shutdown, move |name, payload| {
         let store = store.clone();
         async move { handle(&store, &name, payload).await }

@@ -127,6 +127,10 @@ impl runtime::Fold for Register {
             self.tracker.moved(&self.reference, e, &person, cause);
         }
     }
+
+    fn attach(&mut self, reference: &runtime::reference::Shared) {
+        self.reference.attach(reference);
+    }
 }
 
 impl runtime::host::Listing for Register {
@@ -175,6 +179,8 @@ impl Service for Relocation {
     type View = OrderView;
 
     const NAME: &'static str = SERVICE;
+    // Personnel and duty stations come from the process's shared reference register.
+    const USES_REFERENCE: bool = true;
     // `order` computes the roll call from the register and appends it in chunks: its own.
     const COMMANDS: &'static [(&'static str, Route)] = &[
         ("order", Route::Custom),
@@ -222,7 +228,7 @@ impl Service for Relocation {
                 .roll_call
                 .values()
                 .map(|e| RollCallLine {
-                    name: register.reference.name(&e.entry.person).map(str::to_owned),
+                    name: register.reference.name(&e.entry.person),
                     entry: e.clone(),
                 })
                 .collect(),
@@ -353,6 +359,10 @@ async fn give_order(host: &Host<Relocation>, payload: &[u8]) -> Result<Written, 
         ));
     }
     let today = OffsetDateTime::now_utc().date();
+    // The roll call counts personnel: not before the reference data is read either.
+    if let Some(reference) = host.reference() {
+        drop(reference.caught_up()?);
+    }
     let roll_call = host
         .register()
         .caught_up()?

@@ -36,165 +36,29 @@ use events::aggregate::Aggregate;
 use events::codec::Decoded;
 use events::command::{Actor, Refusal, policy};
 use events::domain::DomainEvent;
-use events::domain::clearance::Travel;
+#[cfg(test)]
 use events::domain::person::PersonRegistered;
+#[cfg(test)]
+use events::domain::relocation::Scope;
 use events::domain::relocation::{
     MarkPerson, MarkPersons, OrderCompleted, OrderRescinded, PersonArrivedInArea, PersonLeftArea,
-    PersonMarked, PersonStatus, PresenceCause, RelocationOrdered, RollCallEntryAdded, Scope,
+    PersonMarked, PersonStatus, PresenceCause, RelocationOrdered, RollCallEntryAdded,
 };
+#[cfg(test)]
 use events::domain::station::DutyStationRegistered;
 use events::validate::Country;
 use events::{RecordedEvent, StreamName};
+use runtime::reference::Directory;
 use serde::{Deserialize, Serialize};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
+
+mod reference;
+
+pub use reference::Reference;
 
 /// Most people marked in one command (one append).
 pub const MAX_MARK_MANY: usize = 499;
-
-/// What the centre knows about people and places: personnel, duty stations, clearances.
-#[derive(Debug, Default, Clone)]
-pub struct Reference {
-    /// Personnel by id (latest registration).
-    pub persons: HashMap<String, PersonRegistered>,
-    /// Duty stations by id (latest registration).
-    pub stations: HashMap<String, DutyStationRegistered>,
-    /// Clearances by stream id.
-    pub clearances: HashMap<Uuid, Option<Travel>>,
-    /// Clearance stream ids by traveller: one person's presence is checked without a scan.
-    pub by_traveller: HashMap<String, BTreeSet<Uuid>>,
-}
-
-impl Reference {
-    /// Applies one event of the log (reference data and clearances; others are ignored).
-    /// Returns the person whose presence somewhere may have changed, and how: a personnel
-    /// record (a new person or a new duty station) or one of their clearances.
-    pub fn apply(&mut self, recorded: &RecordedEvent) -> Option<(String, PresenceCause)> {
-        let category = recorded.stream.category().as_str();
-        if !matches!(category, "person" | "station" | "clearance") {
-            return None;
-        }
-        let Decoded::Known(event) = DomainEvent::decode(recorded) else {
-            return None;
-        };
-        match event {
-            DomainEvent::PersonRegistered(p) => {
-                let person = p.person.clone();
-                self.persons.insert(person.clone(), p);
-                Some((person, PresenceCause::Assignment))
-            }
-            DomainEvent::DutyStationRegistered(s) => {
-                self.stations.insert(s.station.clone(), s);
-                None
-            }
-            other => {
-                let id = recorded.stream.id();
-                let travel = self.clearances.entry(id).or_default();
-                Travel::apply(travel, &other);
-                let traveller = travel.as_ref()?.traveller.clone();
-                self.by_traveller
-                    .entry(traveller.clone())
-                    .or_default()
-                    .insert(id);
-                Some((traveller, PresenceCause::Clearance))
-            }
-        }
-    }
-
-    /// Whether a duty station is inside the order's place.
-    fn station_in_place(order: &RelocationOrdered, station: &DutyStationRegistered) -> bool {
-        station.country == order.country
-            && match (&order.duty_station, &order.area) {
-                (Some(ds), _) => &station.station == ds,
-                (None, Some(area)) => &station.area == area,
-                (None, None) => true,
-            }
-    }
-
-    /// The area travellers are counted in: the order's, or its station's.
-    fn travel_area<'a>(&'a self, order: &'a RelocationOrdered) -> Option<&'a str> {
-        order.area.as_deref().or_else(|| {
-            order
-                .duty_station
-                .as_deref()
-                .and_then(|s| self.stations.get(s))
-                .map(|s| s.area.as_str())
-        })
-    }
-
-    /// Whether the order's scope takes this person (unknown people are kept: someone is there).
-    fn in_scope(order: &RelocationOrdered, person: Option<&PersonRegistered>) -> bool {
-        match order.scope {
-            Scope::AllPersonnel => true,
-            Scope::NonEssential => person.is_none_or(|p| !p.essential),
-            Scope::Dependants => person.is_some_and(|p| p.dependants > 0),
-        }
-    }
-
-    /// The roll-call entry of `person`, from their personnel record if there is one.
-    fn entry(&self, person: &str) -> RollCallEntryAdded {
-        let p = self.persons.get(person);
-        RollCallEntryAdded {
-            person: person.to_owned(),
-            agency: p.map(|p| p.agency.clone()),
-            duty_station: p.map(|p| p.duty_station.clone()),
-            dependants: p.map_or(0, |p| p.dependants),
-        }
-    }
-
-    /// The roll call of `order` given on `on`: see the module doc.
-    pub fn roll_call(&self, order: &RelocationOrdered, on: Date) -> Vec<RollCallEntryAdded> {
-        let mut people: BTreeSet<&str> = self
-            .persons
-            .values()
-            .filter(|p| {
-                self.stations
-                    .get(&p.duty_station)
-                    .is_some_and(|s| Self::station_in_place(order, s))
-            })
-            .map(|p| p.person.as_str())
-            .collect();
-        let travel_area = self.travel_area(order);
-        let travellers = self
-            .clearances
-            .values()
-            .flatten()
-            .filter(|t| t.present(order.country, travel_area, on))
-            .map(|t| t.traveller.as_str());
-        people.extend(travellers);
-        people
-            .into_iter()
-            .filter(|id| Self::in_scope(order, self.persons.get(*id)))
-            .map(|id| self.entry(id))
-            .collect()
-    }
-
-    /// Whether `person` belongs on the roll call of `order` on `on`: the same rule as
-    /// [`Reference::roll_call`], for one person.
-    pub fn covers(&self, order: &RelocationOrdered, person: &str, on: Date) -> bool {
-        let p = self.persons.get(person);
-        let assigned = p.is_some_and(|p| {
-            self.stations
-                .get(&p.duty_station)
-                .is_some_and(|s| Self::station_in_place(order, s))
-        });
-        let travel_area = self.travel_area(order);
-        let travelling = || {
-            self.by_traveller
-                .get(person)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| self.clearances.get(c)?.as_ref())
-                .any(|t| t.present(order.country, travel_area, on))
-        };
-        (assigned || travelling()) && Self::in_scope(order, p)
-    }
-
-    /// A person's name, for the duty views of a roll call.
-    pub fn name(&self, person: &str) -> Option<&str> {
-        self.persons.get(person).map(|p| p.name.as_str())
-    }
-}
 
 /// A change of someone's presence on an open order, decided at its trigger's position and
 /// still to be appended to the order's stream.
@@ -298,12 +162,28 @@ impl Tracker {
         person: &str,
         cause: PresenceCause,
     ) {
+        if self.open.is_empty() {
+            return;
+        }
+        reference.with(Some(trigger.position), |dir| {
+            self.moved_in(reference, dir, trigger, person, cause)
+        });
+    }
+
+    fn moved_in(
+        &mut self,
+        reference: &Reference,
+        dir: &dyn Directory,
+        trigger: &RecordedEvent,
+        person: &str,
+        cause: PresenceCause,
+    ) {
         let on = trigger.recorded_at.date();
         for (order, t) in &mut self.open {
-            let covered = reference.covers(&t.ordered, person, on);
+            let covered = reference.covers_in(dir, &t.ordered, person, on);
             let event: DomainEvent = match (t.people.get(person).copied(), covered) {
                 (None | Some(false), true) => {
-                    let e = reference.entry(person);
+                    let e = Reference::entry(dir, person);
                     PersonArrivedInArea {
                         person: e.person,
                         agency: e.agency,

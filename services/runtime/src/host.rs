@@ -15,6 +15,12 @@
 //!   its own stream (always current), the visibility check, then the service's view.
 //! - [`Route::List`]: one [`Page`] from the register that follows the log (`unavailable`
 //!   until it has read the log as it stood at start).
+//! - Readiness: every instance answers `vigil.status` ([`crate::status`]): ready once its
+//!   register (and the shared reference register, for a service that reads it) has read the
+//!   log as it stood at start.
+//! - Reference data: a service that reads personnel or duty stations
+//!   ([`Service::USES_REFERENCE`]) shares the process's one register of them
+//!   ([`crate::reference`]) with the other hosted services of the process.
 //! - Typed replies: `{"ok": …}` or `{"error": Refusal}`; `ok` for a change means the events
 //!   are on disk; a refusal changes nothing.
 //!
@@ -46,6 +52,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::commands::{self, STORE_DEADLINE, reply, store_refusal};
+use crate::reference::{self, Shared};
+use crate::status::{self, ServiceStatus};
 use crate::store_client::ClientError;
 use crate::{Fold, ReadModel, StoreClient};
 
@@ -199,6 +207,10 @@ pub trait Service: Sized + Send + Sync + 'static {
     const LIST_CHECKS_READ: bool = true;
     /// Whether [`Service::wrote`] wants the state after each write of this instance.
     const FOLDS_WRITES: bool = false;
+    /// Whether it reads reference data (personnel, duty stations, …) from the process's
+    /// shared register ([`crate::reference`]), which its register is then given
+    /// ([`crate::Fold::attach`]) and its readiness waits for.
+    const USES_REFERENCE: bool = false;
 
     /// What the decision on aggregate `id` needs besides its stream, read before deciding
     /// (once per command, not per race), with any check that must come before that read.
@@ -285,22 +297,47 @@ pub fn unknown_command(service: &str, commands: &[(&str, Route)], name: &str) ->
     ))
 }
 
-/// A running service: the store, the register, and the lock of [`Service::exclusive`].
+/// A running service: the store, the register, the shared reference register (when it uses
+/// one) and the lock of [`Service::exclusive`].
 pub struct Host<S: Service> {
     store: StoreClient,
     register: Arc<ReadModel<S::Register>>,
+    reference: Option<Shared>,
     exclusive: tokio::sync::Mutex<()>,
 }
 
 /// Serves service `S` until `shutdown`: its register follows the log, its background tasks
-/// run, and its commands are answered.
+/// run, it answers status requests ([`crate::status`]), and its commands are answered.
 pub async fn run<S: Service>(client: Client, shutdown: CancellationToken) -> anyhow::Result<()>
 where
     S::Register: Default,
 {
+    let lease = S::USES_REFERENCE.then(|| reference::acquire(&client));
+    let shared = lease.as_ref().map(|l| l.shared().clone());
+    let register = ReadModel::start_attached(
+        client.clone(),
+        S::NAME,
+        shutdown.clone(),
+        S::Register::default(),
+        shared.clone(),
+    );
+    let probe = {
+        let (register, shared) = (register.clone(), shared.clone());
+        move || {
+            let loading = register
+                .loading()
+                .or_else(|| shared.as_ref().and_then(|s| s.loading()));
+            match loading {
+                None => ServiceStatus::ready(S::NAME),
+                Some(what) => ServiceStatus::loading(S::NAME, what),
+            }
+        }
+    };
+    let status = status::serve(client.clone(), S::NAME, probe, shutdown.clone());
     let host = Arc::new(Host::<S> {
         store: StoreClient::new(client.clone(), Duration::from_secs(5)),
-        register: ReadModel::start(client.clone(), S::NAME, shutdown.clone()),
+        register,
+        reference: shared,
         exclusive: tokio::sync::Mutex::new(()),
     });
     S::start(&host, &shutdown);
@@ -310,8 +347,13 @@ where
         async move { host.handle(&name, payload).await }
     })
     .await;
-    // Its last checkpoint is written before the service counts as stopped.
+    // Its last checkpoint is written before the service counts as stopped; the last service
+    // of the process to let go of the reference register waits for its last checkpoint too.
     register.stopped().await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    let _ = status.await;
     served
 }
 
@@ -328,6 +370,12 @@ impl<S: Service> Host<S> {
     /// The register that follows the log.
     pub fn register(&self) -> &ReadModel<S::Register> {
         &self.register
+    }
+
+    /// The process's shared reference register, when the service uses one
+    /// ([`Service::USES_REFERENCE`]).
+    pub fn reference(&self) -> Option<&Shared> {
+        self.reference.as_ref()
     }
 
     /// Every event of `stream` and its version (0: no such stream).

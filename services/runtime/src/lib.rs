@@ -25,6 +25,9 @@
 //!   async workers (the gateway's boards, each service's register).
 //! - [`read_model`]: a service's register of the whole log, folded in the background,
 //!   readable once caught up, started from its checkpoint when it has one.
+//! - [`reference`]: reference data (areas, stations, agencies, personnel) folded once per
+//!   process and shared by its hosted services.
+//! - [`status`]: each service instance says whether it is ready (the gateway's `/readyz`).
 //! - [`checkpoint`]: a projection's state saved at a log position (atomic, versioned,
 //!   checksummed; a bad one is refused and the whole log folded instead).
 //! - [`config`]: settings from flags, environment and an optional file.
@@ -47,7 +50,9 @@ pub mod nats_server;
 pub mod nats_sites;
 pub mod open_files;
 pub mod read_model;
+pub mod reference;
 pub mod shutdown;
+pub mod status;
 pub mod store_client;
 pub mod telemetry;
 

@@ -8,12 +8,14 @@
 //! The rules the table enforces, in the server (a client cannot opt out):
 //! - only `store` publishes committed events (`vigil.events.>`) and serves `vigil.store.>`;
 //! - `gateway` reads the log (`vigil.store.read`, `vigil.store.stream`) and sends commands
-//!   (`vigil.cmd.>`), but cannot append or fake an event;
+//!   (`vigil.cmd.>`), and asks the services whether they are ready (`vigil.status`), but
+//!   cannot append or fake an event;
 //! - a domain service reads through the store and appends only to the stream categories it
 //!   owns ([`append_categories`]): it may publish `vigil.store.append.<itself>.<category>` for
 //!   those and no other append subject, so the store (which records the subject's user in
 //!   `meta.appended_by`) knows who wrote each event; it receives only its own commands
-//!   (`vigil.cmd.<service>.>`), and only `broadcast` publishes `vigil.alerts.>`;
+//!   (`vigil.cmd.<service>.>`) and status requests (`vigil.status`), and only `broadcast`
+//!   publishes `vigil.alerts.>`;
 //! - `cli` (tail/append/import/replay) reads the store, follows the event feed and appends to
 //!   any category as `cli` (`vigil.store.append.cli.*`): it is the operator's repair and
 //!   import tool, and its password sits in the same owner-only file as every service's, so a
@@ -158,7 +160,12 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             allow_responses: true,
         },
         GATEWAY => Permissions {
-            publish_allow: strings(&["vigil.store.read", "vigil.store.stream", "vigil.cmd.>"]),
+            publish_allow: strings(&[
+                "vigil.store.read",
+                "vigil.store.stream",
+                "vigil.cmd.>",
+                events::subjects::SERVICE_STATUS,
+            ]),
             publish_deny: strings(&[APPENDS[0], APPENDS[1], EVENTS]),
             subscribe_allow: strings(&[EVENTS, inbox]),
             subscribe_deny: strings(&[STORE_ALL]),
@@ -195,6 +202,7 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             let mut subscribe_allow = vec![
                 EVENTS.to_owned(),
                 format!("vigil.cmd.{service}.>"),
+                events::subjects::SERVICE_STATUS.to_owned(),
                 inbox.to_owned(),
             ];
             if service == "broadcast" {

@@ -30,6 +30,7 @@ use events::command::Refusal;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, Codec, Schedule};
+use crate::reference::Shared;
 use crate::{CatchUp, CatchUpConfig, FoldThread, StoreClient};
 
 /// What a read model folds.
@@ -46,6 +47,15 @@ pub trait Fold: Default + Send + Sync + 'static {
     fn checkpoint() -> Option<Codec<Self>> {
         None
     }
+
+    /// Gives the model the process's shared reference register ([`crate::reference`]), when
+    /// its service runs in the host: called on the initial model and again on a model
+    /// restored from its checkpoint (the handle is not part of the saved state). A model that
+    /// reads reference data from it leaves reference events alone in its `apply`; one that
+    /// is never given it (a unit test, a tool) folds them itself, as before.
+    fn attach(&mut self, reference: &Shared) {
+        let _ = reference;
+    }
 }
 
 /// A read model kept up to date from the log by a background task.
@@ -58,6 +68,11 @@ pub struct ReadModel<R> {
     start_head: AtomicU64,
     /// The task that follows the log (taken by [`ReadModel::stopped`]).
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Given to the model again after a restore ([`Fold::attach`]).
+    reference: Option<Shared>,
+    /// Wakes [`ReadModel::wait_for`] after each batch folded (a std pair: the waiters are
+    /// other fold threads, not async tasks).
+    folded: (std::sync::Mutex<()>, std::sync::Condvar),
 }
 
 impl<R: Fold> ReadModel<R> {
@@ -74,18 +89,84 @@ impl<R: Fold> ReadModel<R> {
         shutdown: CancellationToken,
         initial: R,
     ) -> Arc<Self> {
-        let model = Arc::new(Self {
-            name,
-            state: RwLock::new(initial),
-            position: AtomicU64::new(0),
-            start_head: AtomicU64::new(u64::MAX),
-            task: std::sync::Mutex::new(None),
-        });
+        Self::start_attached(client, name, shutdown, initial, None)
+    }
+
+    /// [`ReadModel::start_with`], the model given the process's shared reference register
+    /// ([`Fold::attach`]) when there is one.
+    pub fn start_attached(
+        client: Client,
+        name: &'static str,
+        shutdown: CancellationToken,
+        mut initial: R,
+        reference: Option<Shared>,
+    ) -> Arc<Self> {
+        if let Some(r) = &reference {
+            initial.attach(r);
+        }
+        let model = Arc::new(Self::new(name, initial, reference));
         let task = tokio::spawn(follow(model.clone(), client, shutdown));
         if let Ok(mut slot) = model.task.lock() {
             *slot = Some(task);
         }
         model
+    }
+
+    /// A model its owner folded up to `position`, never following a log, and counted as
+    /// caught up (tests and tools that fold events themselves).
+    pub fn detached(name: &'static str, state: R, position: u64) -> Arc<Self> {
+        let model = Self::new(name, state, None);
+        model.position.store(position, Ordering::Release);
+        model.start_head.store(position, Ordering::Release);
+        Arc::new(model)
+    }
+
+    fn new(name: &'static str, state: R, reference: Option<Shared>) -> Self {
+        Self {
+            name,
+            state: RwLock::new(state),
+            position: AtomicU64::new(0),
+            start_head: AtomicU64::new(u64::MAX),
+            task: std::sync::Mutex::new(None),
+            reference,
+            folded: (std::sync::Mutex::new(()), std::sync::Condvar::new()),
+        }
+    }
+
+    /// Waits, blocking the calling thread (a fold thread, never an async worker), until the
+    /// model has folded `position`, at most `timeout`; whether it has.
+    pub fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let (lock, woken) = &self.folded;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while self.position() < position {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = match woken.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+
+    /// What the model still has to read before it answers, in words for an operator (`None`
+    /// once it has caught up with the log as it stood at start).
+    pub fn loading(&self) -> Option<String> {
+        let position = self.position();
+        match self.start_head.load(Ordering::Acquire) {
+            u64::MAX => Some(format!(
+                "the {} register is waiting for the store to answer",
+                self.name
+            )),
+            head if position < head => Some(format!(
+                "the {} register is reading the log (at position {position} of {head})",
+                self.name
+            )),
+            _ => None,
+        }
     }
 
     /// Waits (at most 10 s) until the task following the log has ended after shutdown,
@@ -185,6 +266,11 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
                 }
                 if let Some(e) = batch.last() {
                     model.position.fetch_max(e.position, Ordering::AcqRel);
+                    {
+                        // Under the waiters' lock, so none misses the wake-up.
+                        let _waiters = model.folded.0.lock();
+                        model.folded.1.notify_all();
+                    }
                     if let Ok(mut id) = last.lock() {
                         *id = e.id;
                     }
@@ -270,6 +356,9 @@ async fn restore<R: Fold>(
             );
             let mut state = model.state.write().ok()?;
             *state = c.state;
+            if let Some(r) = &model.reference {
+                state.attach(r);
+            }
             Some((c.position, c.event_id))
         }
         Err(why) => {

@@ -166,7 +166,17 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     )
     .await?;
     let limits = settings.connection_limits()?;
-    let (bound, task) = gateway::start_with_limits(addr, client, auth, shutdown, limits).await?;
+    // Ready only once every domain service of the centre is.
+    let (bound, task) = gateway::start_node(
+        addr,
+        client,
+        auth,
+        shutdown,
+        limits,
+        None,
+        &runtime::nats_auth::DOMAIN_SERVICES,
+    )
+    .await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
 }

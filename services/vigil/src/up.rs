@@ -232,6 +232,7 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         shutdown.clone(),
         settings.connection_limits()?,
         cluster.as_ref().map(|node| node.name.clone()),
+        &runtime::nats_auth::DOMAIN_SERVICES,
     )
     .await?;
 

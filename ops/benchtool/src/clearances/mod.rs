@@ -10,7 +10,9 @@
 //! the `vigil up` under test and is timed from its start to its exit (records/s; new events/s
 //! from the count it prints); then the bench waits until every follower of the log (the
 //! gateway's board, each service's catch-up) has read up to the head ("caught up"). The same
-//! import runs again: idempotent, it stores nothing, so its time is the cost of checking. Then
+//! import runs again: idempotent, it stores nothing, so its time is the cost of checking.
+//! `vigil up`'s RSS is read before the first import and once its followers have caught up
+//! with it (the target: ≤ 150 MB with 150,000 personnel, PASS/MISS). Then
 //! the **import peer**: the bench itself reads and checks the same file and appends the same
 //! events to the same streams with the same client (`runtime::StoreClient::append_retrying`)
 //! and the same 64 appends in flight as `vigil import`, with fresh ids (so they are stored
@@ -231,6 +233,33 @@ fn print_summary(args: &ClearancesArgs, results: &[CellResult], per_rate: usize)
     summary::print_markdown(&rows, "pairs/s", "approved/s");
 }
 
+/// The memory target for `vigil up` holding the reference data of 150,000 people.
+const RSS_TARGET: u64 = 150 * 1000 * 1000;
+
+/// `vigil up`'s memory before and after the first import (every follower caught up), judged
+/// against [`RSS_TARGET`] when the import holds 150,000 people or more.
+fn print_memory(personnel: usize, before: Option<u64>, after: Option<u64>) {
+    let Some(after) = after else {
+        println!("  vigil up's memory: not read (no --vigil-pid)");
+        return;
+    };
+    let judged = if personnel >= 150_000 {
+        format!(
+            " (target ≤ 150 MB with 150,000 personnel: {})",
+            verdict(after <= RSS_TARGET)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "  vigil up's memory (RSS) with {} personnel: {} before the import, {} after it ({:.0} MB){judged}",
+        thousands(personnel as u64),
+        before.map_or("-".into(), |b| util::bytes_text(b as f64)),
+        util::bytes_text(after as f64),
+        after as f64 / 1e6,
+    );
+}
+
 /// Runs `vigil-bench clearances`.
 pub async fn run(args: ClearancesArgs) -> anyhow::Result<()> {
     let run = &args.run;
@@ -250,12 +279,16 @@ pub async fn run(args: ClearancesArgs) -> anyhow::Result<()> {
     // The import, before the peer process exists (its CPU is not followed yet).
     if let Some(vigil) = &args.vigil_bin {
         let procs = server_side::procs(run.vigil_pid, &run.nats, None);
+        let rss_before = run.vigil_pid.and_then(|pid| util::rss(pid).ok());
         let mut runs = vec![vigil_import(&args, vigil, "vigil import", &reference, &procs).await?];
+        // Read once every follower has folded the import (`vigil_import` waits for that).
+        let rss_after = run.vigil_pid.and_then(|pid| util::rss(pid).ok());
         runs.push(vigil_import(&args, vigil, "vigil import again", &reference, &procs).await?);
         if !args.no_import_peer {
             runs.push(peer_import(&args, &procs).await?);
         }
         print_imports(&reference, &args.reference, &runs);
+        print_memory(reference.persons.len(), rss_before, rss_after);
     }
 
     let peer = PeerProcess::start_for(&systems, &run.nats, "clearances").await?;

@@ -59,20 +59,31 @@ pub struct ListQuery {
 /// The code version of the register's state and fold, written in its checkpoints
 /// (`runtime::checkpoint`): bump it whenever the register's fields or its fold change, so that
 /// an old checkpoint is ignored and the whole log folded again.
-pub const REGISTER_VERSION: u32 = 1;
+/// (2: names are read from the process's shared reference register, not kept here.)
+pub const REGISTER_VERSION: u32 = 2;
 
-/// Every hostage case and every person's name, folded from the whole log: answers lists
+/// Every hostage case, folded from the whole log, and every person's name: answers lists
 /// and puts names on a crisis manager's read.
+///
+/// In the service the names come from the process's shared reference register
+/// (`runtime::reference`, given by [`runtime::Fold::attach`]); without it (a test, a tool)
+/// the register folds them itself.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Register {
     cases: HashMap<Uuid, Option<Case>>,
     names: HashMap<String, String>,
     position: u64,
+    #[serde(skip)]
+    reference: Option<runtime::reference::Shared>,
 }
 
 impl runtime::Fold for Register {
     fn apply(&mut self, event: &RecordedEvent) {
         Register::apply(self, event);
+    }
+
+    fn attach(&mut self, reference: &runtime::reference::Shared) {
+        self.reference = Some(reference.clone());
     }
 
     fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
@@ -104,7 +115,7 @@ impl Register {
         self.position = e.position;
         match e.stream.category().as_str() {
             "hostage" => Case::apply(self.cases.entry(e.stream.id()).or_default(), e),
-            "person" => {
+            "person" if self.reference.is_none() => {
                 if let Decoded::Known(DomainEvent::PersonRegistered(p)) = DomainEvent::decode(e) {
                     // The latest registration of a person stands.
                     self.names.insert(p.person, p.name);
@@ -119,9 +130,20 @@ impl Register {
         self.position
     }
 
-    /// The registered name of `person`.
+    /// The registered name of `person`, as this register folded it (without the shared
+    /// reference register).
     pub fn name(&self, person: &str) -> Option<&str> {
         self.names.get(person).map(String::as_str)
+    }
+
+    /// The registered name of `person`: from the shared reference register when the
+    /// register has one, else as it folded it.
+    pub fn name_of(&self, person: &str) -> Option<String> {
+        use runtime::reference::Directory;
+        match &self.reference {
+            Some(shared) => shared.read().ok()?.person(person).map(|p| p.name.clone()),
+            None => self.name(person).map(str::to_owned),
+        }
     }
 
     /// Summaries of the cases `actor` may see that match `q`, newest opening first, as of

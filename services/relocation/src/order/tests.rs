@@ -790,3 +790,35 @@ proptest! {
         prop_assert_eq!(replay.order(), order);
     }
 }
+
+/// The relocation register in the service reads personnel from the process's shared
+/// reference register, which may have folded far ahead of it (a restart from its checkpoint,
+/// or simply a faster thread): each presence decision must still see the personnel as they
+/// stood at its trigger, or a replay would decide other changes than the first run.
+#[test]
+fn with_the_shared_register_ahead_the_tracker_decides_the_same_changes() {
+    use events::domain::person as p;
+    let mut alone = Centre::with_order();
+    alone.feed(p::stream_for("P3"), person("P3", "MGQ", 1, false));
+    alone.feed(p::stream_for("P1"), person("P1", "BAI", 2, false));
+    alone.feed(p::stream_for("P1"), person("P1", "MGQ", 2, false));
+    let expected: Vec<Transition> = alone.tracker.pending().into_values().flatten().collect();
+    assert_eq!(expected.len(), 3, "P3 arrives, P1 leaves, P1 is back");
+
+    let mut whole = runtime::reference::Reference::default();
+    for e in &alone.log {
+        runtime::Fold::apply(&mut whole, e);
+    }
+    let shared = runtime::reference::Shared::detached(whole);
+    let mut attached = Centre::default();
+    attached.reference.attach(&shared);
+    for e in &alone.log {
+        attached.fold(e);
+    }
+    let got: Vec<Transition> = attached.tracker.pending().into_values().flatten().collect();
+    assert_eq!(got, expected);
+    assert!(
+        attached.reference.persons.is_empty(),
+        "personnel are read from the shared register, not kept twice"
+    );
+}
