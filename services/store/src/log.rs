@@ -72,6 +72,11 @@ pub use write::{Committed, CommittedEvent, Pending, Prepared, runs};
 #[doc(hidden)]
 pub use fjall;
 
+/// The writer's maps (stream versions, event ids of the groups in flight): hashed several
+/// times per event, so with foldhash rather than SipHash (seeded per map, so ids a client
+/// chooses cannot be aimed at one bucket without the seed).
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// Errors opening or reading the log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -318,7 +323,7 @@ struct Ahead {
     /// Current version of recently written streams, prepared groups included. It saves a
     /// reverse prefix scan of the `streams` keyspace per append, the costliest lookup on the
     /// write path.
-    versions: HashMap<StreamName, u64>,
+    versions: Map<StreamName, u64>,
 }
 
 /// A prepared group not yet committed, as later groups must see it.
@@ -326,11 +331,11 @@ struct Inflight {
     /// Its last position.
     last: u64,
     /// Its event ids: where each landed and its index in `bytes`.
-    ids: HashMap<Uuid, (IdEntry, usize)>,
+    ids: Map<Uuid, (IdEntry, usize)>,
     /// Its recorded events, to answer a retry that arrives before the commit.
     bytes: Vec<Bytes>,
     /// The versions its streams reach.
-    versions: HashMap<StreamName, u64>,
+    versions: Map<StreamName, u64>,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -457,7 +462,7 @@ impl Log {
             ahead: std::sync::Mutex::new(Ahead {
                 head,
                 last_hash: chain::GENESIS,
-                versions: HashMap::new(),
+                versions: Map::default(),
             }),
             inflight: std::sync::Mutex::new(VecDeque::new()),
             marked: std::sync::Mutex::new(0),
@@ -622,7 +627,7 @@ impl Log {
 
     fn cached_version(
         &self,
-        cache: &mut HashMap<StreamName, u64>,
+        cache: &mut Map<StreamName, u64>,
         stream: &StreamName,
     ) -> Result<u64, LogError> {
         if let Some(v) = cache.get(stream) {

@@ -96,7 +96,7 @@ impl Log {
         }
         let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events.len() * 3 + 1);
         let mut chained = ahead.last_hash;
-        let mut versions = std::collections::HashMap::new();
+        let mut versions = super::Map::default();
         let mut out = Vec::with_capacity(events.len());
         for (i, bytes) in events.iter().enumerate() {
             let position = first + i as u64;

@@ -7,10 +7,9 @@
 //! own outcome, a prepared group counts as written for the groups prepared after it, and
 //! nothing is acknowledged before it is durable (see the promises in [`super`]).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use events::StreamName;
 use events::store_api::{AppendOk, StoreError};
 use fjall::OwnedWriteBatch;
@@ -18,10 +17,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Failure, IdEntry, Inflight, Log, LogError, MAX_CACHED_VERSIONS, be, chain, decode_stored,
+    Failure, IdEntry, Inflight, Log, LogError, MAX_CACHED_VERSIONS, Map, be, chain, decode_stored,
     io_is_full, is_disk_full, layout, live, same_event, stream_key,
 };
 use crate::incoming::Append;
+
+/// Room for a recorded event's JSON beyond its `data` (the envelope's fields and `meta`), so
+/// its buffer is rarely grown.
+const RECORDED_ROOM: usize = 384;
 
 /// One append waiting in a commit group, and the answer it gets once the group is durable.
 pub struct Pending {
@@ -169,8 +172,10 @@ impl Log {
         let mut head = ahead.head;
         // What this group has already written, visible to the appends after it in the group.
         let events: usize = group.iter().map(|p| p.request.events.len()).sum();
-        let mut group_versions: HashMap<StreamName, u64> = HashMap::with_capacity(group.len());
-        let mut group_ids: HashMap<Uuid, (IdEntry, usize)> = HashMap::with_capacity(events);
+        let mut group_versions: Map<StreamName, u64> =
+            Map::with_capacity_and_hasher(group.len(), Default::default());
+        let mut group_ids: Map<Uuid, (IdEntry, usize)> =
+            Map::with_capacity_and_hasher(events, Default::default());
         let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events * 3);
         let mut recorded: Vec<CommittedEvent> = Vec::with_capacity(events);
         let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(events);
@@ -181,30 +186,41 @@ impl Log {
             let outcome = match self.retry_outcome(&p.request, &group_ids, &recorded)? {
                 Some(outcome) => outcome,
                 None => {
-                    let stream = p.request.stream.clone();
-                    let current = match group_versions.get(&stream) {
+                    let request = &mut p.request;
+                    let stream = &request.stream;
+                    let current = match group_versions.get(stream) {
                         Some(v) => *v,
-                        None => self.cached_version(&mut ahead.versions, &stream)?,
+                        None => self.cached_version(&mut ahead.versions, stream)?,
                     };
-                    let expected = p.request.expected_version;
+                    let expected = request.expected_version;
                     if !expected.admits(current) {
                         Err(StoreError::wrong_version(expected, current))
                     } else {
                         let first_position = head + 1;
                         let mut version = current;
                         // The request is answered from `outcome`; its events move into the log.
-                        for ev in std::mem::take(&mut p.request.events) {
+                        for ev in std::mem::take(&mut request.events) {
                             head += 1;
                             version += 1;
-                            let bytes = ev
-                                .encode_recorded(&stream, head, version, &recorded_at)
-                                .map_err(|e| {
-                                    LogError::Damaged(format!("cannot encode event: {e}"))
-                                })?;
-                            chained = chain::link(&chained, &bytes);
+                            // The stored value (chain hash, then the event) is built in one
+                            // buffer; the event's bytes for publication are its tail.
+                            let mut value = Vec::with_capacity(
+                                layout::HASH_LEN + ev.data.len() + RECORDED_ROOM,
+                            );
+                            value.resize(layout::HASH_LEN, 0);
+                            ev.encode_recorded_into(
+                                &mut value,
+                                stream,
+                                head,
+                                version,
+                                &recorded_at,
+                            )
+                            .map_err(|e| LogError::Damaged(format!("cannot encode event: {e}")))?;
+                            chained = chain::link(&chained, &value[layout::HASH_LEN..]);
                             hashes.push(chained);
-                            batch.insert(&self.log, be(head), layout::encode(&chained, &bytes));
-                            batch.insert(&self.streams, stream_key(&stream, version), be(head));
+                            value[..layout::HASH_LEN].copy_from_slice(&chained);
+                            batch.insert(&self.log, be(head), value.as_slice());
+                            batch.insert(&self.streams, stream_key(stream, version), be(head));
                             let mut idv = [0u8; 16];
                             idv[..8].copy_from_slice(&be(head));
                             idv[8..].copy_from_slice(&be(version));
@@ -214,13 +230,15 @@ impl Log {
                                 version,
                             };
                             group_ids.insert(ev.id, (entry, recorded.len()));
+                            let mut bytes = Bytes::from(value);
+                            bytes.advance(layout::HASH_LEN);
                             recorded.push(CommittedEvent {
                                 position: head,
                                 stream: stream.clone(),
-                                bytes: Bytes::from(bytes),
+                                bytes,
                             });
                         }
-                        group_versions.insert(stream, version);
+                        group_versions.insert(stream.clone(), version);
                         Ok(AppendOk {
                             first_position,
                             last_position: head,
@@ -333,7 +351,7 @@ impl Log {
     fn retry_outcome(
         &self,
         req: &Append,
-        group_ids: &HashMap<Uuid, (IdEntry, usize)>,
+        group_ids: &Map<Uuid, (IdEntry, usize)>,
         group_events: &[CommittedEvent],
     ) -> Result<Option<Result<AppendOk, StoreError>>, LogError> {
         let mut found = Vec::with_capacity(req.events.len());
