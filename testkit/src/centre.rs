@@ -182,7 +182,16 @@ impl Builder {
                     c.spawn(s, &[s.as_str()]);
                 }
                 let listen = c.addr.to_string();
-                c.spawn("gateway", &["gateway", "--http", &listen]);
+                // Ready once the services this centre runs are (it runs only some).
+                let ready_with = if services.is_empty() {
+                    "none".to_owned()
+                } else {
+                    services.join(",")
+                };
+                c.spawn(
+                    "gateway",
+                    &["gateway", "--http", &listen, "--ready-with", &ready_with],
+                );
             }
         }
         for file in &self.imports {

@@ -278,6 +278,34 @@ pub struct GatewayArgs {
     /// Address of the Prometheus /metrics endpoint (none unless given; never the --http port).
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// The domain services `/readyz` waits for, comma-separated (`none`: none), where a
+    /// centre runs only some of them. Default: all of them.
+    #[arg(long = "ready-with", env = "VIGIL_GATEWAY_READY_WITH")]
+    pub ready_with: Option<String>,
+}
+
+impl GatewayArgs {
+    /// The services named by `--ready-with`, each checked to be a domain service.
+    pub fn ready_with(&self) -> anyhow::Result<Vec<&'static str>> {
+        let all = &runtime::nats_auth::DOMAIN_SERVICES;
+        let Some(list) = self.ready_with.as_deref() else {
+            return Ok(all.to_vec());
+        };
+        if list.trim() == "none" {
+            return Ok(Vec::new());
+        }
+        list.split(',')
+            .map(|name| {
+                let name = name.trim();
+                all.iter().find(|s| **s == name).copied().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--ready-with: no domain service {name:?}; name some of {} (comma-separated), or none",
+                        all.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// `vigil replay`.

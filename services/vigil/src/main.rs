@@ -166,17 +166,10 @@ async fn run_gateway(settings: cli::Resolved, args: GatewayArgs) -> anyhow::Resu
     )
     .await?;
     let limits = settings.connection_limits()?;
-    // Ready only once every domain service of the centre is.
-    let (bound, task) = gateway::start_node(
-        addr,
-        client,
-        auth,
-        shutdown,
-        limits,
-        None,
-        &runtime::nats_auth::DOMAIN_SERVICES,
-    )
-    .await?;
+    // Ready only once every domain service of the centre (or those named) is.
+    let ready_with = args.ready_with()?;
+    let (bound, task) =
+        gateway::start_node(addr, client, auth, shutdown, limits, None, &ready_with).await?;
     println!("gateway: wall screen at http://{bound}/");
     task.await?
 }
