@@ -28,12 +28,12 @@
 //! - every deliberately wrong item is recorded at the site as refused (and is not in the
 //!   log), and no other item was refused ("nothing refused silently");
 //! - nothing the site acknowledged before a kill -9 was missing after it;
+//! - its mirror (read on the site's bus through the store's read API, which the site's board
+//!   folds) holds exactly the events of the centre's log that the scope rule gives it, in
+//!   the centre's order, up to the centre's head at the end ([`mirror`]);
 //!
 //! and the checker ([`crate::check`]) finds nothing lost, duplicated or out of place in the
 //! whole log (the centre's own acknowledgements and each site's forwarded outcomes).
-//!
-//! Not checked yet: that the centre's events for a site's scope reach the site's own board
-//! (the board at the site is being built); the run prints that as a TODO line.
 //!
 //! Needs root (network namespaces, nftables); without it the scenario says so and passes.
 
@@ -73,6 +73,7 @@ pub(super) const SUBMIT_LIMIT: Duration = Duration::from_secs(120);
 
 mod field;
 mod judge;
+mod mirror;
 
 use field::{Field, ask, drained, settled, site_bus, state_within, submitter};
 pub use judge::{Accepted, Kind, SiteVerdict, judge};
@@ -104,6 +105,8 @@ impl Heal {
 pub struct Outcome {
     /// The seed of the draw.
     pub seed: u64,
+    /// Each site's name and the events its mirror held, every one of its scope (checked).
+    pub mirrored: Vec<(String, usize)>,
     /// Each site's name and verdict.
     pub sites: Vec<(String, SiteVerdict)>,
     /// Every heal measured.
@@ -156,7 +159,7 @@ impl Outcome {
                 .unwrap_or(0.0)
         };
         format!(
-            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{} (loaded machine) — {}",
+            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{}; mirrors {} — {}",
             self.sites.len(),
             self.cuts.0,
             self.cuts.1,
@@ -185,6 +188,11 @@ impl Outcome {
                 .iter()
                 .max_by_key(|h| h.took)
                 .map_or_else(String::new, |h| format!(" ({} after a {})", h.site, h.what)),
+            self.mirrored
+                .iter()
+                .map(|(name, n)| format!("{name} {n} events"))
+                .collect::<Vec<_>>()
+                .join(", "),
             if self.ok() { "PASS" } else { "FAIL" },
         )
     }
@@ -655,6 +663,18 @@ pub async fn run(
         }
         states.push(by_id);
     }
+    // Each site's mirror, read on its own bus once it covers the centre's head of now.
+    let head = centre_head(http).await;
+    let mut mirrors = Vec::new();
+    for f in &fields {
+        match mirror::read(&f.bus, head).await {
+            Ok(m) => mirrors.push(Some(m)),
+            Err(e) => {
+                problems.push(format!("{}: {e:#}", f.name));
+                mirrors.push(None);
+            }
+        }
+    }
     eprintln!("site: {cuts} cuts ({kills} with kill -9); stopping the sites and the centre");
     drop(sites);
     up.stop();
@@ -663,6 +683,13 @@ pub async fn run(
     let centre_acks = acked.len();
     acked.extend(site_acks);
     let verdict = check::check(&log, &acked);
+    let mut mirrored = Vec::new();
+    for (f, m) in fields.iter().zip(&mirrors) {
+        if let Some(m) = m {
+            problems.extend(mirror::judge(&f.name, &f.scope, m, &log));
+            mirrored.push((f.name.clone(), m.ids.len()));
+        }
+    }
     let verdicts = fields
         .iter()
         .zip(&states)
@@ -670,6 +697,7 @@ pub async fn run(
         .collect();
     Ok(Outcome {
         seed,
+        mirrored,
         sites: verdicts,
         heals,
         cuts: (cuts, kills),
@@ -678,4 +706,12 @@ pub async fn run(
         centre_acks,
         problems,
     })
+}
+
+/// The centre's durable head as its gateway's `/readyz` says (0 if it does not answer).
+async fn centre_head(http: SocketAddr) -> u64 {
+    match testkit::http::request(http, "GET", "/readyz", &[], None).await {
+        Ok(a) => a.json()["head"].as_u64().unwrap_or(0),
+        Err(_) => 0,
+    }
 }
