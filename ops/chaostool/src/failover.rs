@@ -8,10 +8,15 @@
 //! - **cut the leader off**: `ops/cluster cut` (its routes to the other nodes dropped, its
 //!   clients still reach it), held 2–5 s after the first acknowledgement elsewhere, then
 //!   `ops/cluster heal`;
-//! - **kill a follower**: kill -9 of a node that does not lead, a wait of 1–3 s, started again.
+//! - **kill a follower**: kill -9 of a node that does not lead, a wait of 1–3 s, started again;
+//! - **cut a follower off**: as the leader's cut, on a node that does not lead;
+//! - **wipe a follower**: kill -9 of a node that does not lead, its data directory emptied
+//!   (`ops/cluster wipe`: its store, its gateway's and services' checkpoints and its
+//!   nats-server's JetStream copy; its secrets kept), then started again: it must rebuild
+//!   everything from the other two before the next fault can begin.
 //!
-//! The first three faults are one of each kind in a random order, later ones any kind (so
-//! `--quick`, 3 faults, is one of each). Before each fault the cluster must be settled: three
+//! The first five faults are one of each kind in a random order, later ones any kind (so
+//! `--quick`, 5 faults, is one of each). Before each fault the cluster must be settled: three
 //! replicas answering `vigil cluster status`, each having applied the journal at least up to
 //! the last sequence a first look saw (so a node just started again has caught up; under
 //! load the heads are never equal at one instant), and the journal's three JetStream replicas
@@ -56,21 +61,46 @@ pub enum Fault {
     CutLeader,
     /// kill -9 of a follower's node, then start it again.
     KillFollower,
+    /// A follower's node cut off from the others, then healed.
+    CutFollower,
+    /// kill -9 of a follower's node, its data directory emptied (its secrets kept), then
+    /// started again: its store and its nats-server's JetStream copy must be rebuilt from
+    /// the others.
+    WipeFollower,
 }
 
 impl Fault {
-    const ALL: [Fault; 3] = [Fault::KillLeader, Fault::CutLeader, Fault::KillFollower];
+    /// Every kind, in the order the line reports them.
+    pub const ALL: [Fault; 5] = [
+        Fault::KillLeader,
+        Fault::CutLeader,
+        Fault::KillFollower,
+        Fault::CutFollower,
+        Fault::WipeFollower,
+    ];
 
     fn describe(self) -> &'static str {
         match self {
             Fault::KillLeader => "kill -9 leader",
             Fault::CutLeader => "cut leader off",
             Fault::KillFollower => "kill -9 follower",
+            Fault::CutFollower => "cut follower off",
+            Fault::WipeFollower => "wipe follower",
         }
+    }
+
+    /// Whether the fault is made on the store leader's node (and so must move the lease).
+    fn on_leader(self) -> bool {
+        matches!(self, Fault::KillLeader | Fault::CutLeader)
+    }
+
+    /// Whether the node is cut off (and healed after) rather than killed (and started).
+    fn is_cut(self) -> bool {
+        matches!(self, Fault::CutLeader | Fault::CutFollower)
     }
 }
 
-/// The faults of a run: the first three one of each kind in a random order, the rest any.
+/// The faults of a run: the first ones one of each kind in a random order, the rest any.
 pub fn plan(faults: usize, rng: &mut StdRng) -> Vec<Fault> {
     let mut first = Fault::ALL;
     first.shuffle(rng);
@@ -576,20 +606,14 @@ pub async fn run(
             || ("unknown".to_owned(), "unknown".to_owned()),
             |l| (l.journal, l.lease),
         );
-        let victim = match fault {
-            Fault::KillLeader | Fault::CutLeader => leader,
-            Fault::KillFollower => {
-                let followers: Vec<usize> =
-                    (0..cluster.nodes.len()).filter(|k| *k != leader).collect();
-                followers[rng.random_range(0..followers.len())]
-            }
+        let victim = if fault.on_leader() {
+            leader
+        } else {
+            let followers: Vec<usize> = (0..cluster.nodes.len()).filter(|k| *k != leader).collect();
+            followers[rng.random_range(0..followers.len())]
         };
         let name = cluster.nodes[victim].name.clone();
-        let verb = if *fault == Fault::CutLeader {
-            "cut"
-        } else {
-            "kill"
-        };
+        let verb = if fault.is_cut() { "cut" } else { "kill" };
         let at = cluster.fault(verb, &name).await?;
         let Some(next_ack) = progress.ack_after(at, Duration::from_secs(60)).await else {
             problems.push(format!(
@@ -623,7 +647,7 @@ pub async fn run(
         let fault_wall = time::OffsetDateTime::now_utc() - at.elapsed();
         let mut moved = false;
         let asked = Instant::now();
-        while *fault != Fault::KillFollower && !moved && asked.elapsed() < Duration::from_secs(10) {
+        while fault.on_leader() && !moved && asked.elapsed() < Duration::from_secs(10) {
             moved = cluster
                 .leader(victim)
                 .await
@@ -633,7 +657,7 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
-        if *fault != Fault::KillFollower && !moved {
+        if fault.on_leader() && !moved {
             problems.push(format!(
                 "fault {} ({} {name}): the lease did not move (was {name} leading at the fault?)",
                 i + 1,
@@ -644,15 +668,15 @@ pub async fn run(
             fault: *fault,
             next_ack,
         });
-        match fault {
-            Fault::CutLeader => {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..5_000))).await;
-                cluster.run(&["heal"]).await?;
+        if fault.is_cut() {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..5_000))).await;
+            cluster.run(&["heal"]).await?;
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..3_000))).await;
+            if *fault == Fault::WipeFollower {
+                cluster.run(&["wipe", &name]).await?;
             }
-            Fault::KillLeader | Fault::KillFollower => {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..3_000))).await;
-                cluster.run(&["start", &name]).await?;
-            }
+            cluster.run(&["start", &name]).await?;
         }
     }
     writers::stop(tasks, &progress).await?;
@@ -706,9 +730,9 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn the_first_three_faults_are_one_of_each_kind_and_a_seed_repeats_the_draw() {
+    fn the_first_faults_are_one_of_each_kind_and_a_seed_repeats_the_draw() {
         for seed in 0..20 {
-            let quick = plan(3, &mut StdRng::seed_from_u64(seed));
+            let quick = plan(Fault::ALL.len(), &mut StdRng::seed_from_u64(seed));
             for kind in Fault::ALL {
                 assert_eq!(quick.iter().filter(|f| **f == kind).count(), 1, "{quick:?}");
             }

@@ -118,13 +118,13 @@ enum Command {
         common: Common,
     },
     /// A 3-node centre (`ops/cluster`, root for its cuts) under 4 writers: the store leader's
-    /// node killed, the leader cut off, a follower killed, at random; then every replica
-    /// checked (nothing acknowledged lost, the three identical).
+    /// node killed or cut off, a follower killed, cut off or wiped, at random; then every
+    /// replica checked (nothing acknowledged lost, the three identical).
     Failover {
-        /// Faults to make (the first three are one of each kind).
+        /// Faults to make (the first five are one of each kind).
         #[arg(long, default_value_t = 6)]
         faults: usize,
-        /// 3 faults, one of each kind (overrides `--faults`).
+        /// 5 faults, one of each kind (overrides `--faults`).
         #[arg(long)]
         quick: bool,
         /// Seed of the draw (random by default; printed, to repeat a run).
@@ -405,7 +405,11 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         } => {
             let work = WorkDir::new(common.dir, "failover")?;
             let seed = seed.unwrap_or_else(rand::random);
-            let faults = if quick { 3 } else { faults };
+            let faults = if quick {
+                failover::Fault::ALL.len()
+            } else {
+                faults
+            };
             eprintln!("failover: {faults} faults, seed {seed} (repeat with --seed {seed})");
             let outcome =
                 match failover::run(&common.vigil, &script, &work.path, faults, seed).await {
