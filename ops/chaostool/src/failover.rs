@@ -13,7 +13,9 @@
 //! - **wipe a follower**: kill -9 of a node that does not lead, its data directory emptied
 //!   (`ops/cluster wipe`: its store, its gateway's and services' checkpoints and its
 //!   nats-server's JetStream copy; its secrets kept), then started again: it must rebuild
-//!   everything from the other two before the next fault can begin.
+//!   everything from the other two before the next fault can begin (the time it takes, and
+//!   how many journal messages it applied, is printed; bounded by 10 minutes, where the
+//!   settle before any other fault is bounded by 90 s).
 //!
 //! The first five faults are one of each kind in a random order, later ones any kind (so
 //! `--quick`, 5 faults, is one of each). Before each fault the cluster must be settled: three
@@ -51,6 +53,12 @@ use time::format_description::well_known::Rfc3339;
 use crate::check::{self, Verdict};
 use crate::slowloris::quantile;
 use crate::writers::{self, AckFile, NatsNodes, Progress};
+
+/// How long a cluster may take to settle before a fault and at the end.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// How long a wiped node may take to apply the whole journal again and the cluster settle.
+const REBUILD: Duration = Duration::from_secs(600);
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +127,9 @@ pub struct Measured {
     pub fault: Fault,
     /// From the fault to the next acknowledged write (any writer).
     pub next_ack: Duration,
+    /// For a wiped node: from its start to the cluster settled again (it applied the journal
+    /// from its first message), and how many journal messages that was.
+    pub rebuilt: Option<(Duration, u64)>,
 }
 
 /// One replica's files after the run.
@@ -180,7 +191,7 @@ impl Outcome {
         let mut times: Vec<Duration> = self.faults.iter().map(|m| m.next_ack).collect();
         times.sort();
         format!(
-            "failover: {} faults (seed {}), {} acknowledged, {} lost, {} duplicated, {} gaps on each of {} replicas, replicas {} (head {}), failover p50 {:.1} s, max {:.1} s (worst per kind: {}) — {}",
+            "failover: {} faults (seed {}), {} acknowledged, {} lost, {} duplicated, {} gaps on each of {} replicas, replicas {} (head {}), failover p50 {:.1} s, max {:.1} s (worst per kind: {}){} — {}",
             self.faults.len(),
             self.seed,
             self.acknowledged,
@@ -213,6 +224,14 @@ impl Outcome {
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
+            self.faults
+                .iter()
+                .filter_map(|m| m.rebuilt)
+                .max_by_key(|(took, _)| *took)
+                .map_or_else(String::new, |(took, messages)| format!(
+                    "; slowest rebuild of a wiped node {:.1} s for {messages} journal messages",
+                    took.as_secs_f64()
+                )),
             if self.ok() { "PASS" } else { "FAIL" },
         )
     }
@@ -461,8 +480,9 @@ impl Cluster {
         Some((out.status.success(), report))
     }
 
-    /// Waits until the cluster is settled (see the module doc); the leader's index.
-    async fn settled(&self, timeout: Duration) -> anyhow::Result<usize> {
+    /// Waits until the cluster is settled (see the module doc); the leader's index and the
+    /// journal's last sequence every replica applied.
+    async fn settled(&self, timeout: Duration) -> anyhow::Result<(usize, u64)> {
         let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
         let mut through = 0;
@@ -475,7 +495,7 @@ impl Cluster {
                     && let Some(leader) = settled_leader(&report, m)
                     && let Some(i) = self.nodes.iter().position(|n| n.name == leader)
                 {
-                    return Ok(i);
+                    return Ok((i, m));
                 }
                 mark = mark.or(report["journal"]["last_seq"].as_u64());
                 last = report;
@@ -583,7 +603,7 @@ pub async fn run(
     let mut measured = Vec::new();
     let mut problems = Vec::new();
     for (i, fault) in kinds.iter().enumerate() {
-        let settled = cluster.settled(Duration::from_secs(90)).await?;
+        let (settled, _) = cluster.settled(SETTLE).await?;
         // Some writes before each fault, so that the next one is the centre failing over.
         let calm = Instant::now();
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..1_500))).await;
@@ -664,10 +684,7 @@ pub async fn run(
                 fault.describe()
             ));
         }
-        measured.push(Measured {
-            fault: *fault,
-            next_ack,
-        });
+        let mut rebuilt = None;
         if fault.is_cut() {
             tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..5_000))).await;
             cluster.run(&["heal"]).await?;
@@ -677,10 +694,31 @@ pub async fn run(
                 cluster.run(&["wipe", &name]).await?;
             }
             cluster.run(&["start", &name]).await?;
+            if *fault == Fault::WipeFollower {
+                // A wiped replica applies the whole journal again (it keeps everything): the
+                // time that takes is this fault's figure, bounded more loosely than a settle.
+                let start = Instant::now();
+                let (_, messages) = cluster
+                    .settled(REBUILD)
+                    .await
+                    .with_context(|| format!("{name} wiped and started again did not catch up"))?;
+                let took = start.elapsed();
+                eprintln!(
+                    "    {name} rebuilt from the others: {messages} journal messages in {:.1} s ({:.0}/s)",
+                    took.as_secs_f64(),
+                    messages as f64 / took.as_secs_f64().max(0.001)
+                );
+                rebuilt = Some((took, messages));
+            }
         }
+        measured.push(Measured {
+            fault: *fault,
+            next_ack,
+            rebuilt,
+        });
     }
     writers::stop(tasks, &progress).await?;
-    if let Err(e) = cluster.settled(Duration::from_secs(90)).await {
+    if let Err(e) = cluster.settled(SETTLE).await {
         problems.push(format!("at the end: {e:#}"));
     }
     eprintln!(
