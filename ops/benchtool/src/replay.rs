@@ -396,7 +396,24 @@ async fn cold_start(
             let body = cell::lock(&board).clone();
             let at = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
-                .map(|v| format!("board at {} of head {}", v["board_position"], v["head"]))
+                .map(|v| {
+                    // The domain services /readyz still waits for, named while there are any.
+                    let waiting = v["services"]["waiting_for"]
+                        .as_array()
+                        .filter(|w| !w.is_empty())
+                        .map(|w| {
+                            let names: Vec<String> = w
+                                .iter()
+                                .map(|n| format!("{} ({})", n["service"], n["reason"]))
+                                .collect();
+                            format!(", waiting for {}", names.join(", "))
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "board at {} of head {}{waiting}",
+                        v["board_position"], v["head"]
+                    )
+                })
                 .unwrap_or_else(|| "not answering yet".into());
             eprintln!(
                 "[replay] cold start {label} {:>5.1} s: {at}; RSS {}",
