@@ -524,19 +524,33 @@ use events::page::{Cursor, Page, PageQuery};
 /// [`Register::wrote`] the surge as it stands right after each successful append, so the
 /// next decision (who is on which surge) already knows it; the feed's own copy replaces it
 /// once the feed reaches that version of the stream.
-#[derive(Debug, Default)]
+///
+/// Checkpointed: what is saved is the feed's part and its position (`runtime::checkpoint`);
+/// the surges written ahead are not (a restarted instance has written nothing yet, and the
+/// feed brings every write that was acknowledged).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Register {
     /// Surges as the feed told them.
     surges: HashMap<Uuid, Option<Surge>>,
     /// Surges this instance wrote ahead of the feed.
+    #[serde(skip)]
     ahead: HashMap<Uuid, Surge>,
     /// The last log position applied from the feed.
     position: u64,
 }
 
+/// The code version of the register's state and fold, written in its checkpoints
+/// (`runtime::checkpoint`): bump it whenever the register's fields or its fold change, so that
+/// an old checkpoint is ignored and the whole log folded again.
+pub const REGISTER_VERSION: u32 = 1;
+
 impl runtime::Fold for Register {
     fn apply(&mut self, event: &RecordedEvent) {
         Register::apply(self, event);
+    }
+
+    fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
+        Some(runtime::checkpoint::Codec::json(REGISTER_VERSION))
     }
 }
 
