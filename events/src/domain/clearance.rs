@@ -158,7 +158,7 @@ impl DepartureRecorded {
 /// 3. their latest recorded movement in that country on or before that date is not a
 ///    departure (approved travel counts as planned presence without an arrival; a departure
 ///    ends it; a later arrival starts it again).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Travel {
     /// Who travels.
     pub traveller: String,

@@ -46,7 +46,7 @@ use events::domain::relocation::{self, RelocationOrdered, RollCallEntryAdded};
 use events::{AppendRequest, ExpectedVersion, RecordedEvent, StreamName};
 use runtime::commands::{self, STORE_DEADLINE, reply, store_refusal};
 use runtime::host::{self, Host, Route, Service};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -105,7 +105,12 @@ const PRESENCE_TICK: Duration = Duration::from_millis(100);
 
 /// The service's view of the log: reference data, every order, and who moved in or out of
 /// the open ones.
-#[derive(Debug, Default)]
+///
+/// Checkpointed (`runtime::checkpoint`): everything but the handle of the shared reference
+/// register, which is given again to a register restored from one. The presence changes
+/// decided and not yet seen in the log are saved with it, so a restart stores them (under
+/// their ids: once) without deciding them again.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Register {
     reference: Reference,
     orders: HashMap<Uuid, Option<Order>>,
@@ -131,7 +136,16 @@ impl runtime::Fold for Register {
     fn attach(&mut self, reference: &runtime::reference::Shared) {
         self.reference.attach(reference);
     }
+
+    fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
+        Some(runtime::checkpoint::Codec::json(REGISTER_VERSION))
+    }
 }
+
+/// The code version of the register's state and fold, written in its checkpoints
+/// (`runtime::checkpoint`): bump it whenever the register's fields or its fold change, so that
+/// an old checkpoint is ignored and the whole log folded again.
+pub const REGISTER_VERSION: u32 = 1;
 
 impl runtime::host::Listing for Register {
     type Query = ListQuery;
@@ -419,3 +433,6 @@ async fn give_order(host: &Host<Relocation>, payload: &[u8]) -> Result<Written, 
         duplicate: existing.is_some(),
     })
 }
+
+#[cfg(test)]
+mod checkpoint_tests;

@@ -62,7 +62,7 @@ pub const MAX_MARK_MANY: usize = 499;
 
 /// A change of someone's presence on an open order, decided at its trigger's position and
 /// still to be appended to the order's stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
     /// The order.
     pub order: Uuid,
@@ -83,7 +83,7 @@ pub fn presence_id(order: Uuid, trigger: Uuid, person: &str) -> Uuid {
 }
 
 /// An open order as the presence tracker sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tracked {
     ordered: RelocationOrdered,
     /// Everyone on the roll call: in the place (`true`) or left it (`false`), as decided.
@@ -103,13 +103,38 @@ struct Tracked {
 /// on it. The appended presence events themselves change nothing here: they only settle
 /// the pending change with their id. So the decisions, their ids and their content are a
 /// function of the log alone, and a replay after any crash derives the same ones.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Tracker {
     open: HashMap<Uuid, Tracked>,
-    /// Changes not yet seen in the log, by (trigger position, order).
+    /// Changes not yet seen in the log, by (trigger position, order); a list of pairs in a
+    /// checkpoint (a JSON object's keys are strings).
+    #[serde(with = "pairs")]
     pending: BTreeMap<(u64, Uuid), Transition>,
     /// Pending keys by event id.
     pending_ids: HashMap<Uuid, (u64, Uuid)>,
+}
+
+/// A map with tuple keys as a list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl Tracker {

@@ -13,6 +13,7 @@ use events::domain::person::PersonRegistered;
 use events::domain::relocation::{PresenceCause, RelocationOrdered, RollCallEntryAdded, Scope};
 use events::domain::station::DutyStationRegistered;
 use runtime::reference::{Directory, Shared};
+use serde::{Deserialize, Serialize};
 use time::Date;
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ use uuid::Uuid;
 /// register (`runtime::reference`, given by [`Reference::attach`]): this register then keeps
 /// only clearances, and a decision at a trigger's position reads the reference data as it
 /// stood there. Without it (a test, a tool) it folds them itself, the same way.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Reference {
     /// Personnel by id (latest registration), when not shared.
     pub persons: HashMap<String, PersonRegistered>,
@@ -32,7 +33,9 @@ pub struct Reference {
     pub clearances: HashMap<Uuid, Option<Travel>>,
     /// Clearance stream ids by traveller: one person's presence is checked without a scan.
     pub by_traveller: HashMap<String, BTreeSet<Uuid>>,
-    /// The process's shared personnel and duty stations, when the service runs in the host.
+    /// The process's shared personnel and duty stations, when the service runs in the host
+    /// (not saved in a checkpoint: given again to a register restored from one).
+    #[serde(skip)]
     pub shared: Option<Shared>,
 }
 
