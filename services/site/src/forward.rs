@@ -12,7 +12,8 @@
 //! relays").
 //!
 //! No answer, no route (the link is down), `unavailable` or an unreadable answer sends the
-//! same items again after a backoff (250 ms doubling to 5 s, ±20 %); the centre carries out a
+//! same items again after a backoff (250 ms doubling to 5 s, ±20 %), or as soon as a ping to
+//! the relay (every 250 ms while it waits) is answered: the link carries again; the centre carries out a
 //! command once per id, so a resend after a lost answer is answered `duplicate: true` and
 //! changes nothing. A batch the relay cut short (its time budget) goes on at once. When the
 //! outbox is empty the forwarder pings the relay every 2 s, so the link state stays current.
@@ -47,6 +48,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often an idle forwarder asks the relay whether the link is up.
 const PING_EVERY: Duration = Duration::from_secs(2);
+/// How often a forwarder waiting to send again asks whether the link carries again.
+const LINK_POLL: Duration = Duration::from_millis(250);
 
 /// Forwards the outbox to the centre, oldest first, until `shutdown`.
 pub(crate) async fn run(client: Client, site: Arc<Site>, shutdown: CancellationToken) {
@@ -88,11 +91,45 @@ pub(crate) async fn run(client: Client, site: Arc<Site>, shutdown: CancellationT
             backoff = BACKOFF_MIN;
         }
         let jitter = rand::random_range(0.8..1.2);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+        if !wait_for_link(&client, &site, backoff.mul_f64(jitter), &shutdown).await {
+            return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Waits `backoff` before items are sent again, but no longer than the link takes to carry
+/// again: every [`LINK_POLL`] it pings the relay (a ping through a link that is down fails at
+/// once with no responders), so a site whose link returns sends what waits within
+/// [`LINK_POLL`] of it, not after its longest backoff. `false` when asked to stop.
+async fn wait_for_link(
+    client: &Client,
+    site: &Site,
+    backoff: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    let until = tokio::time::Instant::now() + backoff;
+    loop {
+        let next = (tokio::time::Instant::now() + LINK_POLL).min(until);
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        let answered = tokio::time::timeout(
+            left.min(LINK_POLL),
+            client.request(nats_sites::ping_subject(&site.name), Bytes::new()),
+        )
+        .await;
+        if let Ok(Ok(msg)) = answered
+            && matches!(classify(&msg.payload), Outcome::Done(_))
+        {
+            site.link().set(true, None);
+            return true;
+        }
     }
 }
 
