@@ -194,14 +194,22 @@ async fn a_focal_point_sees_its_own_agency_in_a_broadcast_and_counts_of_the_othe
     let unicef = token(&c, Role::AgencyFocalPoint, None, Some("unicef"));
     let wfp = token(&c, Role::AgencyFocalPoint, None, Some("wfp"));
     for fp in [&unicef, &wfp] {
-        let a = call(
-            &c,
-            "POST",
-            &format!("/api/v1/broadcasts/{id}/ack"),
-            fp,
-            Some(&json!({})),
-        )
-        .await;
+        // An acknowledgement is decided on the broadcast service's register, which follows
+        // the log: right after the 201 it may not have read the broadcast yet (404), as a
+        // focal point who learns of it from its alert never sees.
+        let a = testkit::eventually(Duration::from_secs(10), || async {
+            let a = call(
+                &c,
+                "POST",
+                &format!("/api/v1/broadcasts/{id}/ack"),
+                fp,
+                Some(&json!({})),
+            )
+            .await;
+            (a.status != 404).then_some(a)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the broadcast was not found for 10 s"));
         assert_eq!(a.status, 200, "{}", a.body);
     }
     // The centre sees both agencies.

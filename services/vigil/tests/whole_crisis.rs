@@ -2011,9 +2011,17 @@ async fn a_whole_crisis_in_one_country() {
     );
     // `/readyz` answered 200 before the resends: every service's register had read the log,
     // so the first list after the restart is answered, not refused "still reading the log".
-    let (listed, _) = run
-        .list("/api/v1/incidents?country=SO&limit=500", &ana)
-        .await;
+    // A list is as of its register's position, which follows the log: it is read once that
+    // position covers the last resend (a loaded machine folds a few ms behind the 201s).
+    let last = run.truth.writes.last().map_or(0, |w| w.position);
+    let listed = testkit::eventually(Duration::from_secs(10), || async {
+        let (listed, position) = run
+            .list("/api/v1/incidents?country=SO&limit=500", &ana)
+            .await;
+        position.is_some_and(|p| p >= last).then_some(listed)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the incidents list did not reach position {last} within 10 s"));
     let expected: BTreeSet<String> = run
         .truth
         .incidents
