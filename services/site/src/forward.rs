@@ -12,8 +12,9 @@
 //! relays").
 //!
 //! No answer, no route (the link is down), `unavailable` or an unreadable answer sends the
-//! same items again after a backoff (250 ms doubling to 5 s, ±20 %), or as soon as a ping to
-//! the relay (every 250 ms while it waits) is answered: the link carries again; the centre carries out a
+//! same items again after a backoff (250 ms doubling to 5 s, ±20 %); when the link was down,
+//! sooner, as soon as a ping to the relay (every 250 ms while it waits) is answered, so
+//! what waits leaves within 250 ms of the link carrying again. The centre carries out a
 //! command once per id, so a resend after a lost answer is answered `duplicate: true` and
 //! changes nothing. A batch the relay cut short (its time budget) goes on at once. When the
 //! outbox is empty the forwarder pings the relay every 2 s, so the link state stays current.
@@ -98,10 +99,12 @@ pub(crate) async fn run(client: Client, site: Arc<Site>, shutdown: CancellationT
     }
 }
 
-/// Waits `backoff` before items are sent again, but no longer than the link takes to carry
-/// again: every [`LINK_POLL`] it pings the relay (a ping through a link that is down fails at
-/// once with no responders), so a site whose link returns sends what waits within
-/// [`LINK_POLL`] of it, not after its longest backoff. `false` when asked to stop.
+/// Waits `backoff` before items are sent again. When the last batch found the link down, no
+/// longer than the link takes to carry again: every [`LINK_POLL`] it pings the relay (a ping
+/// through a link that is down fails at once with no responders), so a site whose link
+/// returns sends what waits within [`LINK_POLL`] of it, not after its longest backoff. When
+/// the centre did answer (`unavailable`, say), the whole backoff: thousands of sites must
+/// not press a centre that is struggling. `false` when asked to stop.
 async fn wait_for_link(
     client: &Client,
     site: &Site,
@@ -109,6 +112,12 @@ async fn wait_for_link(
     shutdown: &CancellationToken,
 ) -> bool {
     let until = tokio::time::Instant::now() + backoff;
+    if site.link().up {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep_until(until) => return true,
+        }
+    }
     loop {
         let next = (tokio::time::Instant::now() + LINK_POLL).min(until);
         tokio::select! {
