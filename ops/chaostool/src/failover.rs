@@ -350,18 +350,7 @@ impl Cluster {
 
     /// `ops/cluster ARGS`; its stdout, or an error with its stderr.
     async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = tokio::process::Command::from(self.command(args))
-            .output()
-            .await
-            .context("running ops/cluster")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "ops/cluster {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::script::output(self.command(args), "ops/cluster", args).await
     }
 
     /// Who leads now, asking through a node other than `not`.

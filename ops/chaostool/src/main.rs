@@ -46,6 +46,7 @@ mod failover;
 mod fuzz;
 mod partition;
 mod powerloss;
+mod script;
 mod site;
 mod slowloris;
 mod soak;

@@ -232,18 +232,7 @@ impl Sites {
 
     /// `ops/site ARGS`; its stdout, or an error with its stderr.
     async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = tokio::process::Command::from(self.command(args))
-            .output()
-            .await
-            .context("running ops/site")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "ops/site {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::script::output(self.command(args), "ops/site", args).await
     }
 }
 
