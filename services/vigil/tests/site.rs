@@ -15,10 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_nats::Client;
-use common::site::{SCOPE, Site, centre};
+use common::site::{SCOPE, Site, centre, cli_store};
 use futures::StreamExt;
-use runtime::StoreClient;
-use runtime::nats::Mode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -83,14 +81,7 @@ async fn drained(client: &Client, secs: u64, site: &Site) -> Value {
 /// Every `IncidentReported` in the centre's log whose id is one of `ids`, as (position,
 /// id, meta source), in log order.
 async fn in_log(c: &testkit::centre::Centre, ids: &[Uuid]) -> Vec<(u64, Uuid, String)> {
-    let creds = runtime::nats_auth::load(c.data_dir())
-        .unwrap()
-        .unwrap()
-        .credentials(runtime::nats_auth::CLI);
-    let client = runtime::nats::connect(c.nats_url(), "site-test-log", creds, Mode::Tool)
-        .await
-        .unwrap();
-    let store = StoreClient::new(client, Duration::from_secs(10));
+    let store = cli_store(c, "site-test-log").await;
     let mut found = vec![];
     let mut from = 1;
     loop {

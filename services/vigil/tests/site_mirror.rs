@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use async_nats::Client;
-use common::site::{Site, centre};
+use common::site::{Site, centre, cli_store};
 use events::{AppendRequest, ExpectedVersion, NewEvent, RecordedEvent, StreamName};
 use futures::StreamExt;
 use runtime::StoreClient;
@@ -33,17 +33,6 @@ struct Expected {
     iq: Vec<Uuid>,
     /// In no site's scope (restricted, another agency's, travel).
     none: Vec<Uuid>,
-}
-
-async fn centre_store(c: &testkit::centre::Centre) -> StoreClient {
-    let creds = runtime::nats_auth::load(c.data_dir())
-        .unwrap()
-        .unwrap()
-        .credentials(runtime::nats_auth::CLI);
-    let client = runtime::nats::connect(c.nats_url(), "mirror-test", creds, Mode::Service)
-        .await
-        .unwrap();
-    StoreClient::new(client, Duration::from_secs(10))
 }
 
 /// Appends one event to `stream` (retrying across a nats-server restart); returns its id.
@@ -238,7 +227,7 @@ fn kill9(pid_file: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_site_mirrors_its_scope_gap_free_once_through_cuts_and_a_kill9() {
     let (mut c, leaf) = centre().await;
-    let store = centre_store(&c).await;
+    let store = cli_store(&c, "mirror-test").await;
     let mut x = Expected::default();
     reference(&store, &mut x).await;
     round(&store, 0, &mut x).await;

@@ -175,3 +175,16 @@ impl Site {
         got.unwrap_or_else(|| panic!("the site's bus is up; log:\n{}", self.log()))
     }
 }
+
+/// A store client on centre `c`'s bus as the operator's `cli` user (the centre's log, read
+/// or appended to by a test).
+pub async fn cli_store(c: &Centre, name: &str) -> runtime::StoreClient {
+    let creds = runtime::nats_auth::load(c.data_dir())
+        .unwrap()
+        .unwrap()
+        .credentials(runtime::nats_auth::CLI);
+    let client = runtime::nats::connect(c.nats_url(), name, creds, Mode::Service)
+        .await
+        .unwrap();
+    runtime::StoreClient::new(client, Duration::from_secs(10))
+}
