@@ -227,6 +227,21 @@ pub enum StreamReadReply {
     },
 }
 
+/// Appends `items`, each one JSON value already encoded (an event as stored), to `out` as one
+/// JSON array, `[a,b,…]`, without decoding or re-encoding them: how the store's pages and a
+/// field site's slices and pages carry events.
+pub fn push_json_array<T: AsRef<[u8]>>(out: &mut Vec<u8>, items: &[T]) {
+    out.reserve(items.iter().map(|e| e.as_ref().len() + 1).sum::<usize>() + 1);
+    out.push(b'[');
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e.as_ref());
+    }
+    out.push(b']');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +282,16 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ReadRequest>(r#"{"from":1,"lmit":3}"#).is_err());
+    }
+
+    #[test]
+    fn raw_json_items_join_into_one_array_that_parses() {
+        let mut out = b"{\"events\":".to_vec();
+        push_json_array::<&[u8]>(&mut out, &[]);
+        assert_eq!(out, b"{\"events\":[]");
+        let mut out = Vec::new();
+        push_json_array(&mut out, &[&br#"{"a":1}"#[..], b"2", br#""x""#]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!([{"a": 1}, 2, "x"]));
     }
 }

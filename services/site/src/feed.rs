@@ -168,18 +168,10 @@ struct Sent {
 
 /// `{"after":A,"upto":U,"head":H,"events":[…]}` from events already encoded.
 fn slice_json(after: u64, upto: u64, head: u64, events: &[&Bytes]) -> Bytes {
-    let len: usize = events.iter().map(|e| e.len() + 1).sum();
-    let mut body = Vec::with_capacity(len + 96);
-    body.extend_from_slice(
-        format!("{{\"after\":{after},\"upto\":{upto},\"head\":{head},\"events\":[").as_bytes(),
-    );
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(e);
-    }
-    body.extend_from_slice(b"]}");
+    let mut body =
+        format!("{{\"after\":{after},\"upto\":{upto},\"head\":{head},\"events\":").into_bytes();
+    events::store_api::push_json_array(&mut body, events);
+    body.push(b'}');
     body.into()
 }
 

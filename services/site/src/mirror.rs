@@ -145,15 +145,8 @@ fn chunks(events: &[Bytes], max_bytes: usize) -> Vec<&[Bytes]> {
 }
 
 fn array(events: &[Bytes]) -> Bytes {
-    let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 1);
-    body.push(b'[');
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(e);
-    }
-    body.push(b']');
+    let mut body = Vec::new();
+    events::store_api::push_json_array(&mut body, events);
     body.into()
 }
 

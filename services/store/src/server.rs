@@ -580,16 +580,10 @@ fn read_failed(e: &LogError) -> StoreError {
 
 /// `{"events":[<stored json>,…],"<key>":n}` built from the stored bytes as they are.
 fn page_json(events: &[StoredEvent], key: &str, n: u64) -> Vec<u8> {
-    let len: usize = events.iter().map(|e| e.len() + 1).sum();
-    let mut body = Vec::with_capacity(len + 48);
-    body.extend_from_slice(b"{\"events\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(e);
-    }
-    body.extend_from_slice(format!("],\"{key}\":{n}}}").as_bytes());
+    let mut body = Vec::with_capacity(48);
+    body.extend_from_slice(b"{\"events\":");
+    events::store_api::push_json_array(&mut body, events);
+    body.extend_from_slice(format!(",\"{key}\":{n}}}").as_bytes());
     body
 }
 
