@@ -25,8 +25,10 @@
 //! exactly one writer per sequence, whatever the lease says.
 //!
 //! # Followers
-//! Every other replica applies the journal in order from its applied sequence, one fjall
-//! batch per message with the sequence, fsync'd ([`crate::log::journal`]). A message that
+//! Every other replica applies the journal in order from its applied sequence: the messages
+//! it finds are asked for a window at a time and applied as one fjall batch with the last
+//! one's sequence, fsync'd ([`crate::log::journal`]), so a replica far behind pays one fsync
+//! per window, not per message. A message that
 //! does not continue its log (first position not head + 1, a version out of order, a
 //! different chain head) stops the replica with an error naming the position and the
 //! sequence: it never serves a history that is not the journal's. A replica whose log holds
@@ -93,7 +95,7 @@ use tokio_util::sync::CancellationToken;
 
 use runtime::store_client;
 
-use crate::log::journal::ApplyError;
+use crate::log::journal::{ApplyError, Positioned};
 use crate::log::live::LiveLog;
 use crate::server::{Replication, StoreConfig, mark_loop};
 
@@ -121,6 +123,10 @@ const PEER_SILENCE: Duration = Duration::from_millis(1500);
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a follower waits for news of the journal before looking again.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Most journal messages a follower asks for at once and applies as one batch.
+const APPLY_WINDOW: u64 = 64;
+/// A batch being applied ends once its messages hold this many bytes (bounds the memory).
+const APPLY_BYTES: usize = 16 << 20;
 /// Timeout of one JetStream request (a journal read, the lease).
 const JS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -617,49 +623,96 @@ async fn catch_up_to_end(
 /// Applies journal messages after the applied sequence until there is none (or `until` is
 /// reached). Unreachable JetStream is logged and left for the next round; a message that
 /// does not continue this log is an error.
+///
+/// The messages are asked for in windows, concurrently (a window grows from one message up
+/// to [`APPLY_WINDOW`] while every message asked for is there, so a follower that is current
+/// asks for little more than the message it was told of), and each window is applied as one
+/// batch with one fsync ([`crate::log::Log::apply_journal`]): a replica that starts far
+/// behind catches up at the disk's and the network's pace, not one round trip and one fsync
+/// per message.
 async fn apply_available(
     journal: &stream::Stream,
     shared: &Arc<Shared>,
     until: Option<u64>,
 ) -> anyhow::Result<()> {
+    let mut window = 1u64;
     loop {
         let next = shared.applied.load(Ordering::Acquire) + 1;
-        if until.is_some_and(|u| next > u) {
+        let end = until.unwrap_or(u64::MAX);
+        if next > end {
             return Ok(());
         }
-        let msg = match tokio::time::timeout(JS_TIMEOUT, journal.get_raw_message(next)).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    jetstream::stream::LastRawMessageErrorKind::NoMessageFound
-                ) =>
-            {
-                return Ok(());
+        let asked = window.min(end - next + 1);
+        let mut answers = futures::stream::iter(next..next + asked)
+            .map(|seq| async move {
+                (
+                    seq,
+                    tokio::time::timeout(JS_TIMEOUT, journal.get_raw_message(seq)).await,
+                )
+            })
+            .buffered(asked as usize);
+        let mut entries: Vec<(u64, Entry)> = Vec::new();
+        let mut bytes = 0usize;
+        // Whether every message asked for was there (so there may be more).
+        let mut more = true;
+        while let Some((seq, answer)) = answers.next().await {
+            let msg = match answer {
+                Ok(Ok(m)) => m,
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                    ) =>
+                {
+                    more = false;
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, seq, "cannot read the journal now");
+                    more = false;
+                    break;
+                }
+                Err(_) => {
+                    more = false;
+                    break;
+                }
+            };
+            if msg.sequence != seq {
+                anyhow::bail!(
+                    "asked the journal for sequence {seq} and got {}",
+                    msg.sequence
+                );
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, seq = next, "cannot read the journal now");
-                return Ok(());
+            let entry = Entry::decode(Some(&msg.headers), &msg.payload).map_err(|e| {
+                anyhow::anyhow!("journal message {seq} is unreadable: {e}; this replica stops")
+            })?;
+            bytes += msg.payload.len();
+            entries.push((seq, entry));
+            if bytes >= APPLY_BYTES {
+                break;
             }
-            Err(_) => return Ok(()),
-        };
-        if msg.sequence != next {
-            anyhow::bail!(
-                "asked the journal for sequence {next} and got {}",
-                msg.sequence
-            );
         }
-        let entry = Entry::decode(Some(&msg.headers), &msg.payload).map_err(|e| {
-            anyhow::anyhow!("journal message {next} is unreadable: {e}; this replica stops")
-        })?;
+        drop(answers);
+        let Some(&(last, _)) = entries.last() else {
+            return Ok(());
+        };
         let log = shared.log.get()?;
         let applied = tokio::task::spawn_blocking(move || {
-            log.apply_positioned(next, entry.first, &entry.events, &entry.chain_head)
+            let positioned: Vec<Positioned<'_>> = entries
+                .iter()
+                .map(|(seq, e)| Positioned {
+                    seq: *seq,
+                    first: e.first,
+                    events: &e.events,
+                    chain_head: &e.chain_head,
+                })
+                .collect();
+            log.apply_journal(&positioned)
         })
         .await?;
         match applied {
             Ok(_) => {
-                shared.applied.store(next, Ordering::Release);
+                shared.applied.store(last, Ordering::Release);
                 shared.publish_metrics();
             }
             Err(ApplyError::Diverged(what)) => {
@@ -669,8 +722,12 @@ async fn apply_available(
                 );
             }
             Err(ApplyError::Log(e)) => {
-                anyhow::bail!("applying journal message {next} failed: {e}")
+                anyhow::bail!("applying journal messages {next} to {last} failed: {e}")
             }
         }
+        if !more {
+            return Ok(());
+        }
+        window = (window * 2).min(APPLY_WINDOW);
     }
 }

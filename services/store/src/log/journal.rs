@@ -41,6 +41,20 @@ pub enum ApplyError {
     Log(#[from] LogError),
 }
 
+/// One journal message to apply: its sequence, the position of its first event, the
+/// events exactly as stored, and the hash-chain head after the last.
+#[derive(Debug, Clone, Copy)]
+pub struct Positioned<'a> {
+    /// The journal sequence of the message.
+    pub seq: u64,
+    /// Position of `events[0]`.
+    pub first: u64,
+    /// The stored event bytes, in position order.
+    pub events: &'a [Bytes],
+    /// Chain hash at the last event.
+    pub chain_head: &'a [u8; 32],
+}
+
 impl Log {
     /// The replication keyspace, created on first use.
     pub(super) fn journal_keyspace(&self) -> Result<&Keyspace, LogError> {
@@ -70,6 +84,27 @@ impl Log {
         events: &[Bytes],
         chain_head: &[u8; 32],
     ) -> Result<Vec<CommittedEvent>, ApplyError> {
+        self.apply_journal(&[Positioned {
+            seq,
+            first,
+            events,
+            chain_head,
+        }])
+    }
+
+    /// Writes consecutive journal messages as one atomic, durable batch (one fsync for all,
+    /// which is what lets a replica that is far behind catch up at the disk's pace rather
+    /// than one fsync per message), with the last one's sequence as the applied sequence.
+    /// Each message is checked as [`Log::apply_positioned`] checks one, against the log as
+    /// the messages before it in `messages` leave it; if any does not continue it, nothing
+    /// is written.
+    pub fn apply_journal(
+        &self,
+        messages: &[Positioned<'_>],
+    ) -> Result<Vec<CommittedEvent>, ApplyError> {
+        let Some(last_seq) = messages.last().map(|m| m.seq) else {
+            return Ok(Vec::new());
+        };
         let journal = self.journal_keyspace()?.clone();
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
         if !self
@@ -88,72 +123,83 @@ impl Log {
                 self.refusal().message
             ))));
         }
-        let head = self.head();
-        if first != head + 1 {
-            return Err(ApplyError::Diverged(format!(
-                "journal message {seq} starts at position {first}, but this replica's log ends at position {head}"
-            )));
-        }
-        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), events.len() * 3 + 1);
+        let count: usize = messages.iter().map(|m| m.events.len()).sum();
+        let mut batch = OwnedWriteBatch::with_capacity(self.db.clone(), count * 3 + 1);
+        let mut head = self.head();
         let mut chained = ahead.last_hash;
         let mut versions = super::Map::default();
-        let mut out = Vec::with_capacity(events.len());
-        for (i, bytes) in events.iter().enumerate() {
-            let position = first + i as u64;
-            let rec = decode_stored(bytes).map_err(|e| {
-                ApplyError::Diverged(format!(
-                    "position {position} (journal message {seq}): the event does not decode ({e})"
-                ))
-            })?;
-            if rec.position != position {
+        let mut out = Vec::with_capacity(count);
+        for (k, m) in messages.iter().enumerate() {
+            let seq = m.seq;
+            if k > 0 && seq != messages[k - 1].seq + 1 {
                 return Err(ApplyError::Diverged(format!(
-                    "position {position} (journal message {seq}): the event says it is at position {}",
-                    rec.position
+                    "journal message {seq} was given to apply right after message {}",
+                    messages[k - 1].seq
                 )));
             }
-            let current = match versions.get(&rec.stream) {
-                Some(v) => *v,
-                None => self.cached_version(&mut ahead.versions, &rec.stream)?,
-            };
-            if rec.version != current + 1 {
+            if m.first != head + 1 {
                 return Err(ApplyError::Diverged(format!(
-                    "position {position} (journal message {seq}): {} is at version {current} here, the event has version {}",
-                    rec.stream, rec.version
+                    "journal message {seq} starts at position {}, but this replica's log ends at position {head}",
+                    m.first
                 )));
             }
-            chained = chain::link(&chained, bytes);
-            batch.insert(&self.log, be(position), layout::encode(&chained, bytes));
-            batch.insert(
-                &self.streams,
-                stream_key(&rec.stream, rec.version),
-                be(position),
-            );
-            let mut idv = [0u8; 16];
-            idv[..8].copy_from_slice(&be(position));
-            idv[8..].copy_from_slice(&be(rec.version));
-            batch.insert(&self.ids, rec.id.as_bytes(), idv);
-            versions.insert(rec.stream.clone(), rec.version);
-            out.push(CommittedEvent {
-                position,
-                stream: rec.stream,
-                bytes: bytes.clone(),
-            });
+            for (i, bytes) in m.events.iter().enumerate() {
+                let position = m.first + i as u64;
+                let rec = decode_stored(bytes).map_err(|e| {
+                    ApplyError::Diverged(format!(
+                        "position {position} (journal message {seq}): the event does not decode ({e})"
+                    ))
+                })?;
+                if rec.position != position {
+                    return Err(ApplyError::Diverged(format!(
+                        "position {position} (journal message {seq}): the event says it is at position {}",
+                        rec.position
+                    )));
+                }
+                let current = match versions.get(&rec.stream) {
+                    Some(v) => *v,
+                    None => self.cached_version(&mut ahead.versions, &rec.stream)?,
+                };
+                if rec.version != current + 1 {
+                    return Err(ApplyError::Diverged(format!(
+                        "position {position} (journal message {seq}): {} is at version {current} here, the event has version {}",
+                        rec.stream, rec.version
+                    )));
+                }
+                chained = chain::link(&chained, bytes);
+                batch.insert(&self.log, be(position), layout::encode(&chained, bytes));
+                batch.insert(
+                    &self.streams,
+                    stream_key(&rec.stream, rec.version),
+                    be(position),
+                );
+                let mut idv = [0u8; 16];
+                idv[..8].copy_from_slice(&be(position));
+                idv[8..].copy_from_slice(&be(rec.version));
+                batch.insert(&self.ids, rec.id.as_bytes(), idv);
+                versions.insert(rec.stream.clone(), rec.version);
+                out.push(CommittedEvent {
+                    position,
+                    stream: rec.stream,
+                    bytes: bytes.clone(),
+                });
+            }
+            head += m.events.len() as u64;
+            if &chained != m.chain_head {
+                return Err(ApplyError::Diverged(format!(
+                    "position {head} (journal message {seq}): the hash chain computed here is {} but the journal's is {}",
+                    hex::encode(chained),
+                    hex::encode(m.chain_head)
+                )));
+            }
         }
-        let last = head + events.len() as u64;
-        if &chained != chain_head {
-            return Err(ApplyError::Diverged(format!(
-                "position {last} (journal message {seq}): the hash chain computed here is {} but the journal's is {}",
-                hex::encode(chained),
-                hex::encode(chain_head)
-            )));
-        }
-        batch.insert(&journal, APPLIED_KEY, be(seq));
+        batch.insert(&journal, APPLIED_KEY, be(last_seq));
         if let Err(e) = batch.durability(self.persist_mode()).commit() {
             self.stop_writes(Failure::Failed(e.to_string()));
             return Err(ApplyError::Log(e.into()));
         }
-        self.head.store(last, std::sync::atomic::Ordering::Release);
-        ahead.head = last;
+        self.head.store(head, std::sync::atomic::Ordering::Release);
+        ahead.head = head;
         ahead.last_hash = chained;
         ahead.versions.extend(versions);
         Ok(out)
@@ -296,5 +342,79 @@ mod tests {
         ));
         follower.apply_positioned(1, first, &bytes, &head).unwrap();
         assert_eq!(follower.head(), 2);
+    }
+
+    #[test]
+    fn messages_applied_together_are_the_same_log_as_applied_one_by_one() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let leader = Log::open(dirs[0].path(), Durability::SyncData).unwrap();
+        let single = Log::open(dirs[1].path(), Durability::SyncData).unwrap();
+        let together = Log::open(dirs[2].path(), Durability::SyncData).unwrap();
+        let streams: Vec<StreamName> = (0..3)
+            .map(|_| StreamName::parse(&format!("incident-{}", Uuid::new_v4())).unwrap())
+            .collect();
+        let msgs: Vec<(u64, Vec<Bytes>, [u8; 32])> = (1..=9u64)
+            .map(|seq| {
+                lead(
+                    &leader,
+                    request(&streams[seq as usize % 3], seq as usize % 4 + 1),
+                    seq,
+                )
+            })
+            .collect();
+        let positioned: Vec<Positioned<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, (first, events, head))| Positioned {
+                seq: i as u64 + 1,
+                first: *first,
+                events,
+                chain_head: head,
+            })
+            .collect();
+        for p in &positioned {
+            single
+                .apply_positioned(p.seq, p.first, p.events, p.chain_head)
+                .unwrap();
+        }
+        // A bad message among good ones writes none of them.
+        let mut bad = positioned[..4].to_vec();
+        bad[2].chain_head = &[9; 32];
+        assert!(matches!(
+            together.apply_journal(&bad),
+            Err(ApplyError::Diverged(m)) if m.contains("journal message 3")
+        ));
+        // So does a sequence that skips one.
+        let skipping = [positioned[0], positioned[2]];
+        assert!(matches!(
+            together.apply_journal(&skipping),
+            Err(ApplyError::Diverged(_))
+        ));
+        assert_eq!(
+            (together.head(), together.applied_journal_seq().unwrap()),
+            (0, 0)
+        );
+        let applied = together.apply_journal(&positioned[..5]).unwrap();
+        assert_eq!(applied.len() as u64, together.head());
+        together.apply_journal(&positioned[5..]).unwrap();
+        let raw = |l: &Log| l.read_raw(1, 1000, usize::MAX).unwrap();
+        assert_eq!(raw(&single), raw(&together));
+        assert_eq!(raw(&leader), raw(&together));
+        assert_eq!(
+            (together.head(), together.applied_journal_seq().unwrap()),
+            (single.head(), 9)
+        );
+        for s in &streams {
+            assert_eq!(
+                together.stream_version(s).unwrap(),
+                leader.stream_version(s).unwrap()
+            );
+        }
+        let head = leader.head();
+        assert_eq!(
+            leader.chain_at(head).unwrap(),
+            together.chain_at(head).unwrap()
+        );
+        assert!(together.verify(|_, _| {}).unwrap().is_intact());
     }
 }
