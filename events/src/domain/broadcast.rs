@@ -443,7 +443,7 @@ pub enum BroadcastStatus {
 }
 
 /// One agency's acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AgencyAck {
     /// The focal point who acknowledged.
     pub by: String,

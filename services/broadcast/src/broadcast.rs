@@ -28,7 +28,7 @@ use events::domain::broadcast::{
     BroadcastDeliveryAttempted, BroadcastDeliveryFailed, BroadcastEscalated, BroadcastIssued,
     BroadcastResent, Channel,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -37,15 +37,13 @@ use uuid::Uuid;
 pub use events::domain::broadcast::{AgencyAck as Ack, BroadcastStatus as Status};
 
 /// One (agency, channel, round) delivery: its attempts and outcome.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     /// The highest attempt claimed.
     pub attempts: u32,
     /// When that attempt was claimed.
-    #[serde(skip)]
     pub claimed_at: Option<OffsetDateTime>,
     /// The last attempt that failed, and when.
-    #[serde(skip)]
     pub failed: Option<(u32, OffsetDateTime)>,
     /// The last failure's message.
     pub error: Option<String>,
@@ -63,7 +61,7 @@ impl Delivery {
 }
 
 /// A link of the causal chain: one event of the broadcast's stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// The event's id.
     pub event_id: Uuid,
@@ -88,8 +86,9 @@ pub struct Link {
 /// A delivery key: agency, channel, round.
 pub type Key = (String, Channel, u32);
 
-/// A broadcast, folded from its stream.
-#[derive(Debug, Clone, PartialEq)]
+/// A broadcast, folded from its stream (serialized only into the broadcast register's
+/// checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Broadcast {
     /// Its id (the stream's id).
     pub id: Uuid,
@@ -106,6 +105,7 @@ pub struct Broadcast {
     /// The second duty officer, and when.
     pub approved: Option<(String, OffsetDateTime)>,
     /// Deliveries by (agency, channel, round).
+    #[serde(with = "runtime::checkpoint::pairs")]
     pub deliveries: BTreeMap<Key, Delivery>,
     /// Acknowledgements by agency.
     pub acks: BTreeMap<String, Ack>,

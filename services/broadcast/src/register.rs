@@ -7,8 +7,16 @@
 //! ignored), so every instance and every replay decides the same firings, the same ids and the
 //! same damping; a firing or a suppression leaves `pending`/`suppressions` once its event is
 //! read back from the log.
+//!
+//! # Checkpoint
+//! The register is checkpointed ([`REGISTER_VERSION`]) with everything above, the firings and
+//! suppressions decided and not yet in the log included, so a start folds only the log after
+//! it. What the fold decides depends on the broadcast configuration (its rules, damping and
+//! agencies), which is not saved, only its digest: a checkpoint folded under another
+//! configuration is refused ([`runtime::Fold::adopt`]) and the whole log is folded again
+//! under the new one, as a start without a checkpoint would.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use events::RecordedEvent;
@@ -17,6 +25,8 @@ use events::domain::DomainEvent;
 use events::domain::agency::AgencyRegistered;
 use events::domain::broadcast::{self as bevents, Audience, BroadcastIssued};
 use events::validate::Country;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -25,8 +35,12 @@ use crate::rules::Config;
 use crate::scheduler::channels_of;
 use crate::{broadcast, rules};
 
+/// The register's checkpoint version: bump it whenever [`Register`]'s saved state or its
+/// fold changes.
+pub(crate) const REGISTER_VERSION: u32 = 1;
+
 /// A rule firing waiting to be appended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Pending {
     pub(crate) issued: BroadcastIssued,
     pub(crate) trigger: Uuid,
@@ -35,7 +49,7 @@ pub(crate) struct Pending {
 }
 
 /// A damped trigger waiting to be recorded on the broadcast that damped it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Suppression {
     /// The broadcast that stands for it.
     pub(crate) broadcast: Uuid,
@@ -44,8 +58,13 @@ pub(crate) struct Suppression {
 }
 
 /// The service's view of the log.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Register {
+    /// Not saved: given again by [`runtime::Fold::adopt`].
+    #[serde(skip, default = "empty_config")]
     pub(crate) config: Arc<Config>,
+    /// SHA-256 of the configuration (hex), so a checkpoint folded under another is refused.
+    pub(crate) config_digest: String,
     pub(crate) agencies: BTreeMap<String, AgencyRegistered>,
     pub(crate) broadcasts: HashMap<Uuid, Broadcast>,
     /// Broadcasts newest first is `order` reversed.
@@ -60,27 +79,43 @@ pub(crate) struct Register {
     /// event's id).
     pub(crate) suppressions: BTreeMap<Uuid, Suppression>,
     /// Broadcasts that may still have work.
-    pub(crate) active: HashSet<Uuid>,
+    pub(crate) active: BTreeSet<Uuid>,
     pub(crate) position: u64,
+}
+
+/// No rules, no endpoints: the configuration of a register that was given none.
+fn empty_config() -> Arc<Config> {
+    Arc::new(Config {
+        version: 0,
+        sender: String::new(),
+        fire_within_minutes: 0,
+        damp_minutes: 0,
+        delivery: rules::DeliveryConfig::default(),
+        agencies: BTreeMap::new(),
+        rules: Vec::new(),
+    })
+}
+
+/// SHA-256 (hex) of the configuration as JSON: the same for the same configuration (its
+/// maps are ordered), another for any change that matters to the fold or the deliveries.
+fn digest(config: &Config) -> String {
+    // A configuration serializes (no map with non-string keys); an empty digest, which no
+    // configuration has, would only make every checkpoint be refused.
+    serde_json::to_vec(config)
+        .map(|json| hex::encode(Sha256::digest(json)))
+        .unwrap_or_default()
 }
 
 impl Default for Register {
     fn default() -> Self {
-        Register::new(Arc::new(Config {
-            version: 0,
-            sender: String::new(),
-            fire_within_minutes: 0,
-            damp_minutes: 0,
-            delivery: rules::DeliveryConfig::default(),
-            agencies: BTreeMap::new(),
-            rules: Vec::new(),
-        }))
+        Register::new(empty_config())
     }
 }
 
 impl Register {
     pub(crate) fn new(config: Arc<Config>) -> Self {
         Register {
+            config_digest: digest(&config),
             config,
             agencies: BTreeMap::new(),
             broadcasts: HashMap::new(),
@@ -89,7 +124,7 @@ impl Register {
             pending: BTreeMap::new(),
             damper: rules::Damper::default(),
             suppressions: BTreeMap::new(),
-            active: HashSet::new(),
+            active: BTreeSet::new(),
             position: 0,
         }
     }
@@ -146,6 +181,21 @@ impl Register {
 }
 
 impl runtime::Fold for Register {
+    fn checkpoint() -> Option<runtime::checkpoint::Codec<Self>> {
+        Some(runtime::checkpoint::Codec::json(REGISTER_VERSION))
+    }
+
+    fn adopt(&mut self, initial: &Self) -> Result<(), String> {
+        if self.config_digest.is_empty() || self.config_digest != initial.config_digest {
+            return Err(format!(
+                "the broadcast configuration is not the one it was folded under (version {} now)",
+                initial.config.version
+            ));
+        }
+        self.config = initial.config.clone();
+        Ok(())
+    }
+
     fn apply(&mut self, e: &RecordedEvent) {
         if e.position <= self.position {
             return;
@@ -244,3 +294,6 @@ pub(crate) fn settle(register: &mut Register) {
             .is_some_and(|b| !broadcast::settled(b, &channels))
     });
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,7 +33,7 @@ use events::domain::DomainEvent;
 use events::domain::broadcast::{Audience, BroadcastIssued, BroadcastSeverity, Firing};
 use events::domain::relocation::{OrderKind, Scope};
 use events::validate::Country;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -47,7 +47,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../broadcast.json");
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// What sets a rule off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// A relocation or evacuation order (`RelocationOrdered`).
@@ -61,7 +61,7 @@ pub enum Trigger {
 }
 
 /// Who a rule's broadcast goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAudience {
     /// The agencies present in the trigger's country.
@@ -75,7 +75,7 @@ pub enum RuleAudience {
 }
 
 /// One rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Its id: part of the broadcast id, so never reuse one for a different rule.
@@ -98,7 +98,7 @@ pub struct Rule {
 }
 
 /// One agency's delivery endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     /// Webhook URL (POST JSON, signed).
@@ -117,7 +117,7 @@ pub struct Endpoint {
 }
 
 /// Delivery retries, in the file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Attempts per agency, channel and round.
@@ -192,7 +192,7 @@ impl DeliveryConfig {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The file's version: recorded in every firing, raise it on every change.
@@ -297,9 +297,10 @@ pub enum Damping {
 /// The last firing of each rule and group: decides whether a new firing goes out. Fed in log
 /// order, it decides the same on every instance and replay (no clock: the window is measured
 /// between the triggers' recorded times).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Damper {
-    last: std::collections::HashMap<(String, String), (OffsetDateTime, u8, Uuid)>,
+    #[serde(with = "runtime::checkpoint::pairs")]
+    last: BTreeMap<(String, String), (OffsetDateTime, u8, Uuid)>,
 }
 
 impl Damper {

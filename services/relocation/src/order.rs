@@ -108,33 +108,10 @@ pub struct Tracker {
     open: HashMap<Uuid, Tracked>,
     /// Changes not yet seen in the log, by (trigger position, order); a list of pairs in a
     /// checkpoint (a JSON object's keys are strings).
-    #[serde(with = "pairs")]
+    #[serde(with = "runtime::checkpoint::pairs")]
     pending: BTreeMap<(u64, Uuid), Transition>,
     /// Pending keys by event id.
     pending_ids: HashMap<Uuid, (u64, Uuid)>,
-}
-
-/// A map with tuple keys as a list of `[key, value]` pairs.
-mod pairs {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
-        map: &BTreeMap<K, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(map.iter())
-    }
-
-    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
-    where
-        K: Deserialize<'de> + Ord,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
-    }
 }
 
 impl Tracker {

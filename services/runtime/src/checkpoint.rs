@@ -106,6 +106,10 @@ pub enum Ignored {
         /// This build's version.
         wanted: u32,
     },
+    /// Folded under other settings than the projection now runs with (the model's
+    /// [`crate::Fold::adopt`] says which).
+    #[error("folded under other settings: {0}")]
+    OtherSettings(String),
     /// Unreadable: another framing format, truncated, checksum mismatch, a state that does
     /// not decode, or an I/O error.
     #[error("damaged: {0}")]
@@ -138,7 +142,10 @@ pub enum Ignored {
 impl Ignored {
     /// Whether an operator should hear about it loudly (not a routine first start or upgrade).
     pub fn is_alarming(&self) -> bool {
-        !matches!(self, Ignored::Missing | Ignored::OtherVersion { .. })
+        !matches!(
+            self,
+            Ignored::Missing | Ignored::OtherVersion { .. } | Ignored::OtherSettings(_)
+        )
     }
 }
 
@@ -420,9 +427,9 @@ pub fn log_ignored(name: &str, file: &Path, why: &Ignored) {
         Ignored::Missing => {
             tracing::info!(checkpoint = name, "no checkpoint; folding the whole log")
         }
-        Ignored::OtherVersion { .. } => tracing::info!(
+        Ignored::OtherVersion { .. } | Ignored::OtherSettings(_) => tracing::info!(
             checkpoint = name, reason = %why,
-            "checkpoint from another version ignored; folding the whole log (a new one is written soon)"
+            "checkpoint from another version or configuration ignored; folding the whole log (a new one is written soon)"
         ),
         Ignored::FromTheFuture { .. } | Ignored::OtherHistory { .. } => tracing::error!(
             checkpoint = name, file = %file.display(), reason = %why,
@@ -432,6 +439,33 @@ pub fn log_ignored(name: &str, file: &Path, why: &Ignored) {
             checkpoint = name, file = %file.display(), reason = %why,
             "checkpoint refused; folding the whole log. Nothing to do: it is replaced by the next save (deleting it is always safe; if this repeats, check the disk)"
         ),
+    }
+}
+
+/// A map with keys that are not strings (tuples) as a list of `[key, value]` pairs, for
+/// `#[serde(with = "runtime::checkpoint::pairs")]` on a checkpointed `BTreeMap` (JSON object
+/// keys are strings only).
+pub mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The pairs in key order.
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    /// The map back from its pairs.
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }
 

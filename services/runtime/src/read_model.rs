@@ -17,8 +17,9 @@
 //!   for this log and this code version, and folds only the log after it; any other checkpoint
 //!   is logged and ignored, and the whole log is folded. It saves one in the background every
 //!   `checkpoint::EVERY_EVENTS` events or `checkpoint::EVERY`, and once more at shutdown
-//!   ([`ReadModel::stopped`] waits for that). The state replaces the initial model whole, so a
-//!   model that carries settings (`start_with`) must not opt in unless they are in its state.
+//!   ([`ReadModel::stopped`] waits for that). The state replaces the initial model, so a
+//!   model that carries settings (`start_with`) takes them from the initial model, and
+//!   refuses a checkpoint folded under other settings, in [`Fold::adopt`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -55,6 +56,17 @@ pub trait Fold: Default + Send + Sync + 'static {
     /// is never given it (a unit test, a tool) folds them itself, as before.
     fn attach(&mut self, reference: &Shared) {
         let _ = reference;
+    }
+
+    /// Called on a model restored from its checkpoint with the model the service started
+    /// with (`start_with`'s `initial`), before anything is folded: the restored model takes
+    /// the settings it does not save (its configuration) from `initial`, or refuses the
+    /// checkpoint (`Err`: why, e.g. the settings it was folded under are not these). A
+    /// refused checkpoint is logged and the whole log is folded into `initial`. The default
+    /// keeps the restored model as it is.
+    fn adopt(&mut self, initial: &Self) -> Result<(), String> {
+        let _ = initial;
+        Ok(())
     }
 }
 
@@ -347,6 +359,13 @@ async fn restore<R: Fold>(
             .map(|()| c),
         Err(why) => Err(why),
     };
+    let mut state = model.state.write().ok()?;
+    let loaded = loaded.and_then(|mut c| {
+        c.state
+            .adopt(&state)
+            .map_err(checkpoint::Ignored::OtherSettings)?;
+        Ok(c)
+    });
     match loaded {
         Ok(c) => {
             tracing::info!(
@@ -354,7 +373,6 @@ async fn restore<R: Fold>(
                 position = c.position,
                 "register starts from its checkpoint"
             );
-            let mut state = model.state.write().ok()?;
             *state = c.state;
             if let Some(r) = &model.reference {
                 state.attach(r);
