@@ -427,9 +427,13 @@ pub fn log_ignored(name: &str, file: &Path, why: &Ignored) {
         Ignored::Missing => {
             tracing::info!(checkpoint = name, "no checkpoint; folding the whole log")
         }
-        Ignored::OtherVersion { .. } | Ignored::OtherSettings(_) => tracing::info!(
+        Ignored::OtherVersion { .. } => tracing::info!(
             checkpoint = name, reason = %why,
-            "checkpoint from another version or configuration ignored; folding the whole log (a new one is written soon)"
+            "checkpoint from another version ignored; folding the whole log (a new one is written soon)"
+        ),
+        Ignored::OtherSettings(_) => tracing::info!(
+            checkpoint = name, reason = %why,
+            "checkpoint from another configuration ignored; folding the whole log (a new one is written soon)"
         ),
         Ignored::FromTheFuture { .. } | Ignored::OtherHistory { .. } => tracing::error!(
             checkpoint = name, file = %file.display(), reason = %why,

@@ -3,7 +3,9 @@
 //! test damages them as a disk, an upgrade, a restored backup or a kill -9 would; every start
 //! must say why it ignored a checkpoint, fold the whole log instead, and serve the same board
 //! and the same incidents as the fold without checkpoints. A restart with another board
-//! retention ignores the boards' checkpoint too (it was folded with the old one).
+//! retention ignores the boards' checkpoint too (it was folded with the old one), and one with
+//! another broadcast configuration the broadcast register's (its rule firings and damping
+//! were decided under the old one).
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -292,5 +294,70 @@ async fn a_boards_checkpoint_of_another_retention_is_ignored() {
         })
         .await;
         assert!(now.is_some(), "the board is not the fresh fold");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_register_checkpoint_of_another_configuration_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::up()
+        .data_dir(dir.path())
+        .env("RUST_LOG", LOG)
+        .token("duty", "duty_officer", "duty_officer", None)
+        .probe("/api/v1/broadcasts")
+        .start()
+        .await;
+    let body = json!({"id": Uuid::new_v4(), "title": "Shift change", "body": "Handover at 18:00",
+        "severity": "low", "audience": "duty_officers", "requires_ack": false});
+    let cr = &c;
+    let issued = testkit::eventually(Duration::from_secs(20), || async {
+        let a = cr
+            .call("POST", "/api/v1/broadcasts", &cr["duty"], Some(&body))
+            .await;
+        (a.status != 503).then_some(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let cr = &c;
+    let fresh = testkit::eventually(Duration::from_secs(10), || async move {
+        let l = cr.get("/api/v1/broadcasts", &cr["duty"]).await;
+        (l["items"].as_array().map(Vec::len) == Some(1)).then_some(l["items"].clone())
+    })
+    .await
+    .expect("the broadcast is listed");
+    let register = checkpoint(dir.path(), "broadcast");
+    // The shipped configuration with another damping window: another configuration.
+    let mut config: Value =
+        serde_json::from_str(include_str!("../../broadcast/broadcast.json")).unwrap();
+    config["damp_minutes"] = json!(30);
+    let config_file = dir.path().join("broadcast-30.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    for (changed, logged) in [
+        (true, "checkpoint from another configuration ignored"),
+        (false, "register starts from its checkpoint"),
+    ] {
+        c.stop().await;
+        assert!(register.exists(), "no broadcast checkpoint after a stop");
+        if changed {
+            c.set_env("VIGIL_BROADCAST_CONFIG", config_file.to_str().unwrap());
+        }
+        let log_before = c.up_stderr().len();
+        c.up_again().await;
+        c.ready().await;
+        let log = c.up_stderr()[log_before..].to_owned();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(logged) && l.contains("broadcast")),
+            "changed {changed}: the start did not log {logged:?} for broadcast:\n{log}"
+        );
+        let cr = &c;
+        let fr = &fresh;
+        let now = testkit::eventually(Duration::from_secs(10), || async move {
+            let l = cr.get("/api/v1/broadcasts", &cr["duty"]).await;
+            (&l["items"] == fr).then_some(())
+        })
+        .await;
+        assert!(now.is_some(), "changed {changed}: the list is not the fold");
     }
 }
