@@ -6,8 +6,10 @@
 //!   [`Reply`], in a queue group (instances share the work), with at most
 //!   [`MAX_IN_FLIGHT`] requests handled at once; a request it cannot read gets a typed
 //!   `invalid` refusal. It never panics on input.
-//! - [`execute`] is optimistic concurrency around a pure `decide`: read the stream, decide,
-//!   append with the version it read; if someone wrote in between, read and decide again.
+//! - [`execute`] is optimistic concurrency around a pure `decide`: read the stream (a long one
+//!   through the client's cache, [`crate::stream_cache`]: what the store holds, read from the
+//!   last event kept), decide, append with the version it read; if someone wrote in between,
+//!   read and decide again.
 //!   The command's id is the id of the first event it produces, so:
 //!   - a retry of a command already carried out is answered with the original outcome
 //!     (`duplicate: true`) and stores nothing, found in the stream or by the store's id index;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::store_client::{ClientError, StoreClient};
+use crate::stream_cache::History;
 
 /// Requests one service instance handles at the same time.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -134,15 +137,10 @@ pub fn store_refusal(e: ClientError) -> Refusal {
     }
 }
 
-/// Every event of `stream` and its version (0: no such stream).
-pub async fn load(
-    store: &StoreClient,
-    stream: &StreamName,
-) -> Result<(Vec<RecordedEvent>, u64), Refusal> {
-    store
-        .read_whole_stream(stream, Duration::ZERO)
-        .await
-        .map_err(store_refusal)
+/// Every event of `stream` and its version (0: no such stream), through the client's cache
+/// of long streams ([`crate::stream_cache`]).
+pub async fn load(store: &StoreClient, stream: &StreamName) -> Result<(History, u64), Refusal> {
+    store.read_history(stream).await.map_err(store_refusal)
 }
 
 /// The id of the `i`-th event of a command that produces several (the first is the

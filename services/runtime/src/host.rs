@@ -55,6 +55,7 @@ use crate::commands::{self, STORE_DEADLINE, reply, store_refusal};
 use crate::reference::{self, Shared};
 use crate::status::{self, ServiceStatus};
 use crate::store_client::ClientError;
+use crate::stream_cache::History;
 use crate::{Fold, ReadModel, StoreClient};
 
 /// How a command of a service's table is served.
@@ -378,8 +379,9 @@ impl<S: Service> Host<S> {
         self.reference.as_ref()
     }
 
-    /// Every event of `stream` and its version (0: no such stream).
-    pub async fn load(&self, stream: &StreamName) -> Result<(Vec<RecordedEvent>, u64), Refusal> {
+    /// Every event of `stream` and its version (0: no such stream), through the store
+    /// client's cache of long streams ([`crate::stream_cache`]).
+    pub async fn load(&self, stream: &StreamName) -> Result<(History, u64), Refusal> {
         commands::load(&self.store, stream).await
     }
 

@@ -54,6 +54,7 @@ pub mod reference;
 pub mod shutdown;
 pub mod status;
 pub mod store_client;
+pub mod stream_cache;
 pub mod telemetry;
 
 pub use catchup::{CatchUp, CatchUpConfig, Logged};

@@ -11,6 +11,7 @@
 //! reads it from there ([`appender_of`]); a client connected without credentials appends as
 //! [`ANONYMOUS`]. The nats-server of `vigil up` lets each user publish only on its own token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -22,6 +23,8 @@ use events::store_api::{
 use events::{AppendRequest, RecordedEvent, StreamName, subjects};
 use futures::StreamExt;
 use serde::Deserialize;
+
+use crate::stream_cache::{History, StreamCache};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +69,15 @@ pub fn appender_of(client: &Client) -> String {
         .to_owned()
 }
 
-/// A handle on the store's API; cheap to clone.
+/// A handle on the store's API; cheap to clone (clones share the cache of long streams).
 #[derive(Clone)]
 pub struct StoreClient {
     client: Client,
     timeout: Duration,
     /// The `<user>` of the append subjects: see [`appender_of`].
     appender: String,
+    /// Long streams read by [`StoreClient::read_history`].
+    histories: Arc<StreamCache>,
 }
 
 impl StoreClient {
@@ -84,7 +89,16 @@ impl StoreClient {
             client,
             timeout,
             appender,
+            histories: Arc::new(StreamCache::default()),
         }
+    }
+
+    /// Every event of `stream` and its version (0: no such stream), as
+    /// [`Self::read_whole_stream`] with one try, through this client's cache of long streams
+    /// ([`crate::stream_cache`]): a long stream read again costs the events after the last
+    /// one read.
+    pub async fn read_history(&self, stream: &StreamName) -> Result<(History, u64), ClientError> {
+        self.histories.read(self, stream).await
     }
 
     /// The NATS client underneath.
@@ -179,8 +193,19 @@ impl StoreClient {
         stream: &StreamName,
         deadline: Duration,
     ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
+        self.read_stream_from(stream, 1, deadline).await
+    }
+
+    /// The events of `stream` from version `from` to its end, and its version, page by
+    /// page, as [`Self::read_whole_stream`].
+    pub async fn read_stream_from(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        deadline: Duration,
+    ) -> Result<(Vec<RecordedEvent>, u64), ClientError> {
         let mut events = Vec::new();
-        let mut from = 1;
+        let mut from = from.max(1);
         loop {
             let (page, version) = self
                 .read_stream_retrying(stream, from, events::store_api::MAX_READ_LIMIT, deadline)

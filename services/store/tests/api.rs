@@ -244,6 +244,83 @@ async fn expected_version_rules_and_racing_writers() {
 }
 
 #[tokio::test]
+async fn a_long_stream_read_through_the_cache_is_always_what_the_store_holds() {
+    use runtime::stream_cache::{MIN_EVENTS, StreamCache};
+    let nats = NatsServer::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let s = RunningStore::start(&nats, dirs[0].path(), Limits::default()).await;
+    let (long, short) = (stream("relocation"), stream("relocation"));
+    let fill = |store: StoreClient, st: StreamName, n: u64| async move {
+        for i in 0..n {
+            store
+                .append(&req(&st, ExpectedVersion::Any, vec![event(i)]))
+                .await
+                .unwrap();
+        }
+    };
+    fill(s.store.clone(), long.clone(), MIN_EVENTS as u64 + 8).await;
+    fill(s.store.clone(), short.clone(), 3).await;
+    let cache = StreamCache::new(10_000);
+    let whole = |st: StreamName, store: StoreClient| async move {
+        store.read_whole_stream(&st, Duration::ZERO).await.unwrap()
+    };
+    let ids = |events: &[events::RecordedEvent]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+
+    let (history, version) = cache.read(&s.store, &long).await.unwrap();
+    let (all, v) = whole(long.clone(), s.store.clone()).await;
+    assert_eq!((ids(&history), version), (ids(&all), v));
+    let (history, _) = cache.read(&s.store, &short).await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(cache.len(), 1, "only the long stream is kept");
+
+    // Another writer extends it: the next read has the tail too, and keeps sharing the prefix.
+    let kept = history_of(&cache, &s.store, &long).await;
+    fill(s.store.clone(), long.clone(), 5).await;
+    let (history, version) = cache.read(&s.store, &long).await.unwrap();
+    let (all, v) = whole(long.clone(), s.store.clone()).await;
+    assert_eq!((ids(&history), version), (ids(&all), v));
+    assert_eq!(version, MIN_EVENTS as u64 + 13);
+    assert!(ids(&history).starts_with(&ids(&kept)));
+    drop(kept);
+    // Nothing new: the same.
+    let (again, _) = cache.read(&s.store, &long).await.unwrap();
+    assert_eq!(ids(&again), ids(&history));
+    assert_eq!(cache.dropped(), 0, "each read went on from the copy kept");
+    s.stop().await;
+
+    // The store is replaced by one with another history of the same stream, longer and then
+    // shorter than what is kept: each read is that store's stream, never the old prefix.
+    let other = RunningStore::start(&nats, dirs[1].path(), Limits::default()).await;
+    fill(other.store.clone(), long.clone(), MIN_EVENTS as u64 + 20).await;
+    let (history, version) = cache.read(&other.store, &long).await.unwrap();
+    let (all, v) = whole(long.clone(), other.store.clone()).await;
+    assert_eq!((ids(&history), version), (ids(&all), v));
+    other.stop().await;
+    let third = tempfile::tempdir().unwrap();
+    let shorter = RunningStore::start(&nats, third.path(), Limits::default()).await;
+    fill(shorter.store.clone(), long.clone(), 4).await;
+    let (history, version) = cache.read(&shorter.store, &long).await.unwrap();
+    let (all, v) = whole(long.clone(), shorter.store.clone()).await;
+    assert_eq!((ids(&history), version), (ids(&all), v));
+    assert_eq!(version, 4);
+    assert_eq!(
+        cache.dropped(),
+        2,
+        "each replaced store's stream was read whole"
+    );
+    shorter.stop().await;
+}
+
+/// What `cache` reads of `stream` now.
+async fn history_of(
+    cache: &runtime::stream_cache::StreamCache,
+    store: &StoreClient,
+    stream: &StreamName,
+) -> runtime::stream_cache::History {
+    cache.read(store, stream).await.unwrap().0
+}
+
+#[tokio::test]
 async fn retried_ids_return_original_positions_also_after_restart() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();

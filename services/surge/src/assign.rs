@@ -61,7 +61,7 @@ fn written(stream: &StreamName, e: &RecordedEvent, duplicate: bool) -> Written {
 async fn surge_now(
     host: &Host<Surges>,
     id: Uuid,
-) -> Result<(Vec<RecordedEvent>, u64, Option<Surge>), Refusal> {
+) -> Result<(runtime::stream_cache::History, u64, Option<Surge>), Refusal> {
     let (history, version) = host.load(&stream_of(id)).await?;
     let state = Surge::fold(&history);
     Ok((history, version, state))
