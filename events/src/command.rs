@@ -171,6 +171,10 @@ impl Actor {
     }
 }
 
+/// The start of a command's `source` when a field site forwarded it: `site:<name>`, set by
+/// the centre's relay (a site cannot choose it).
+pub const SITE_SOURCE: &str = "site:";
+
 /// A command as the gateway sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,7 +183,7 @@ pub struct Command<T> {
     pub id: Uuid,
     /// Who asks.
     pub actor: Actor,
-    /// Where it came from (`http`, `nats`, `cli`).
+    /// Where it came from (`http`, `nats`, `cli`, or [`SITE_SOURCE`] and the site's name).
     pub source: String,
     /// Ties together everything done for one user request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +193,11 @@ pub struct Command<T> {
 }
 
 impl<T> Command<T> {
+    /// The field site that forwarded it, if one did.
+    pub fn site(&self) -> Option<&str> {
+        self.source.strip_prefix(SITE_SOURCE)
+    }
+
     /// The `meta` of the events this command produces: the log is the audit trail.
     pub fn meta(&self) -> crate::Meta {
         crate::Meta {

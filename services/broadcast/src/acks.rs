@@ -1,7 +1,9 @@
 //! Acknowledgements by agencies: the `ack` command of a focal point, and requests from agency
 //! systems on `vigil.alerts.<agency>.ack`.
 //!
-//! Promises: both paths decide on the register and store the acknowledgement under one id per
+//! Promises: an acknowledgement a field site forwarded (`source: site:<name>`) is taken only
+//! for a broadcast that reached that site ([`crate::broadcast::Broadcast::reached_sites_of`]
+//! the focal point's country, which the relay checked is the site's); both paths decide on the register and store the acknowledgement under one id per
 //! broadcast and agency ([`crate::broadcast::ack_id`]): the same person again gets the first
 //! answer, a colleague of the same agency a `conflict`; every NATS request with a reply
 //! subject gets a typed answer, bad input a refusal.
@@ -42,6 +44,15 @@ impl Service {
             // Issued a moment ago and not folded yet: read it.
             None => self.load(id, &cmd.actor).await?,
         };
+        // From a field site: only a broadcast that reached it (its focal point could not
+        // have seen any other there; a stolen site login learns nothing from the answer).
+        if let Some(site) = cmd.site()
+            && !b.reached_sites_of(cmd.actor.scope)
+        {
+            return Err(Refusal::not_found(format!(
+                "no broadcast {id} reached site {site}; acknowledge it where it was received"
+            )));
+        }
         let agency = cmd.actor.agency.clone().unwrap_or_default();
         let event_id = broadcast::ack_id(id, &agency);
         let stream = bevents::stream_for(id);

@@ -363,6 +363,19 @@ impl Broadcast {
     }
 }
 
+impl Broadcast {
+    /// Whether it reached the field sites of `country` (their scope rule, `site::scope`: a
+    /// broadcast to every agency reaches every site, one to a country that country's; any
+    /// other audience no site). A site forwards only acknowledgements of these.
+    pub fn reached_sites_of(&self, country: Option<events::validate::Country>) -> bool {
+        match (&self.issued.audience, country) {
+            (Audience::AllAgencies, Some(_)) => true,
+            (Audience::Country(c), Some(s)) => *c == s,
+            _ => false,
+        }
+    }
+}
+
 /// Refuses `what` on a broadcast `actor` cannot see (404: existence is not revealed).
 fn not_found(id: Uuid) -> Refusal {
     Refusal::not_found(format!("no broadcast {id} that you can see; check the id"))

@@ -42,11 +42,14 @@ use serde::{Deserialize, Serialize};
 use crate::nats_auth::{Permissions, write_private};
 
 /// The commands a site may forward, as (service, command): field reports and their
-/// updates, and roll-call marks. All of them a field officer may send for its own country.
-pub const FORWARDABLE: [(&str, &str); 3] = [
+/// updates and roll-call marks (a field officer's, for the site's country), and the
+/// acknowledgement of a broadcast that reached the site (an agency focal point's at the
+/// site, so an alert that arrived before a cut is acknowledged during it).
+pub const FORWARDABLE: [(&str, &str); 4] = [
     ("incidents", "report"),
     ("incidents", "update"),
     ("relocation", "mark"),
+    ("broadcast", "ack"),
 ];
 
 /// Whether (service, command) is one a site may forward.
@@ -446,6 +449,8 @@ mod tests {
         }
         assert!(forwardable("incidents", "report"));
         assert!(forwardable("relocation", "mark"));
+        assert!(forwardable("broadcast", "ack"));
+        assert!(!forwardable("broadcast", "issue"));
         assert!(!forwardable("incidents", "verify"));
         assert!(!forwardable("levels", "set"));
     }

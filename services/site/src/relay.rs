@@ -8,8 +8,9 @@
 //!   a `forbidden` refusal when it is not (revoked);
 //! - `vigil.site.<name>.cmd.<service>.<command>`: refuses (`forbidden`, nothing sent on) a
 //!   site it does not know, a command a site may not forward
-//!   (`runtime::nats_sites::FORWARDABLE`), and a command whose actor is not a field officer
-//!   of the site's own scope; an unreadable command is refused `invalid`. Otherwise it sends
+//!   (`runtime::nats_sites::FORWARDABLE`), and a command whose actor is not one of the site's
+//!   own people of its scope (a field officer; for a broadcast's acknowledgement, an agency
+//!   focal point); an unreadable command is refused `invalid`. Otherwise it sends
 //!   the command, with `source` set to `site:<name>` (the log says where it came from) and
 //!   everything else unchanged (the same id: the service counts it once), to
 //!   `vigil.cmd.<service>.<command>`, and passes the service's answer back as it is. The
@@ -260,12 +261,19 @@ pub fn check(
         )));
     }
     let mut cmd = runtime::commands::decode::<Value>(payload)?;
-    if cmd.actor.role != Role::FieldOfficer || cmd.actor.scope != Some(scope) {
+    // Who at the site may send it: the site's people, of its country. The service then
+    // checks the rest as for anyone (the country of a report, that the broadcast reached the
+    // site and went to the focal point's agency).
+    let (role, who) = match (service, command) {
+        ("broadcast", "ack") => (Role::AgencyFocalPoint, "agency focal points"),
+        _ => (Role::FieldOfficer, "field officers"),
+    };
+    if cmd.actor.role != role || cmd.actor.scope != Some(scope) {
         return Err(Refusal::forbidden(format!(
-            "site {site} forwards only commands of field officers of {scope}"
+            "site {site} forwards {service}.{command} only from {who} of {scope}"
         )));
     }
-    cmd.source = format!("site:{site}");
+    cmd.source = format!("{}{site}", events::command::SITE_SOURCE);
     Ok(events::codec::encode(&cmd).into())
 }
 
@@ -320,5 +328,44 @@ mod tests {
         assert_eq!(r.code, RefusalCode::Forbidden);
         let r = check("k", af, "incidents", "report", b"{not json").unwrap_err();
         assert_eq!(r.code, RefusalCode::Invalid);
+    }
+
+    #[test]
+    fn a_broadcasts_acknowledgement_passes_only_from_a_focal_point_of_the_sites_scope() {
+        let af = Country::parse("AF").unwrap();
+        let ok = check(
+            "k",
+            af,
+            "broadcast",
+            "ack",
+            &command(Role::AgencyFocalPoint, Some("AF")),
+        )
+        .unwrap();
+        let sent: Value = serde_json::from_slice(&ok).unwrap();
+        assert_eq!(sent["source"], "site:k");
+        for (role, scope) in [
+            (Role::AgencyFocalPoint, Some("IQ")),
+            (Role::AgencyFocalPoint, None),
+            (Role::FieldOfficer, Some("AF")),
+            (Role::DutyOfficer, None),
+        ] {
+            let r = check("k", af, "broadcast", "ack", &command(role, scope)).unwrap_err();
+            assert_eq!(r.code, RefusalCode::Forbidden, "{role:?} {scope:?}");
+            assert!(
+                r.message.contains("agency focal points of AF"),
+                "{}",
+                r.message
+            );
+        }
+        // A focal point at the site forwards nothing else.
+        let r = check(
+            "k",
+            af,
+            "incidents",
+            "report",
+            &command(Role::AgencyFocalPoint, Some("AF")),
+        )
+        .unwrap_err();
+        assert_eq!(r.code, RefusalCode::Forbidden);
     }
 }

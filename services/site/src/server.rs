@@ -6,7 +6,8 @@
 //!
 //! # On the site's own bus (subjects in [`crate::subjects`])
 //! - `vigil.local.submit.<service>.<command>` (request, a `Command` envelope): checked (a
-//!   command a site may forward, from a field officer of the site's scope, readable), then
+//!   command a site may forward, from one of the site's people of its scope, readable: the
+//!   centre's relay rule, `crate::relay::check`), then
 //!   written to the outbox and fsync'd; only then answered `{"ok": {"accepted_at_site":
 //!   true, "id", "position", "duplicate"}}`. A refusal here stores nothing.
 //! - `vigil.local.status.<id>` (request): the outbox item of command `<id>`, with the

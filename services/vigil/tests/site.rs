@@ -408,11 +408,17 @@ async fn a_revoked_site_is_refused_and_cannot_connect_again() {
 /// `vigil --data-dir <site dir> user add NAME --role ROLE --scope AF` at the site, with the
 /// password "<NAME> password" on stdin.
 fn add_site_user(site: &Site, name: &str, role: &str) {
+    add_site_user_with(site, name, role, &[]);
+}
+
+/// [`add_site_user`] with more flags (`--agency`).
+fn add_site_user_with(site: &Site, name: &str, role: &str, more: &[&str]) {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .arg("--data-dir")
         .arg(&site.dir)
         .args(["user", "add", name, "--role", role, "--scope", SCOPE])
+        .args(more)
         .arg("--password-stdin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -811,5 +817,155 @@ async fn batches_keep_the_site_order_through_a_centre_killed_mid_drain() {
     assert_eq!(s["forwarded"].as_u64().unwrap(), ids.len() as u64, "{s}");
     assert_eq!(s["refused"], 0, "{s}");
     assert_once_in_order(&c, &ids, "jalalabad").await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_reached_a_site_is_acknowledged_there_through_a_cut_and_forwarded() {
+    let (mut c, leaf) = centre().await;
+    c.import_lines(&[
+        json!({"kind": "agency", "agency": "unicef", "name": "UNICEF", "countries": [SCOPE, "SO"]}),
+    ]);
+    let temp = tempfile::tempdir().unwrap();
+    let site = Site::issue_and_start(&c, &leaf, "herat", temp.path());
+    let bus = site.client().await;
+    add_site_user_with(
+        &site,
+        "farid",
+        "agency_focal_point",
+        &["--agency", "unicef"],
+    );
+    add_site_user(&site, "omar", "duty_officer");
+    let (farid, omar) = (site.login("farid").await, site.login("omar").await);
+    let duty = gateway::auth::Auth::open(c.data_dir(), vec![])
+        .unwrap()
+        .issue(
+            "duty.ana",
+            gateway::auth::Role::DutyOfficer,
+            None,
+            None,
+            Duration::from_secs(600),
+            "session",
+        )
+        .unwrap()
+        .0;
+
+    // Two alerts that ask UNICEF for an acknowledgement: to the site's country, and to another.
+    let issue = |country: &'static str, title: &'static str| {
+        let (c, duty) = (&c, &duty);
+        async move {
+            let id = Uuid::new_v4();
+            let body = json!({"id": id, "title": title, "body": "Stay indoors.",
+                "severity": "medium", "audience": {"country": country}, "requires_ack": true,
+                "ack_deadline": "2099-01-01T00:00:00Z"});
+            let a = testkit::eventually(Duration::from_secs(30), || async {
+                let a = c
+                    .call("POST", "/api/v1/broadcasts", duty, Some(&body))
+                    .await;
+                (a.status != 503).then_some(a)
+            })
+            .await
+            .unwrap();
+            assert_eq!(a.status, 201, "{}", a.body);
+            id
+        }
+    };
+    let here = issue(SCOPE, "Curfew in Herat from 18:00").await;
+    let elsewhere = issue("SO", "Curfew in Mogadishu").await;
+    // The alert reaches the site's board (its mirror) before the link is cut; the other not.
+    let board = testkit::eventually(Duration::from_secs(60), || async {
+        let a = site
+            .http("GET", "/api/v1/boards/situation", Some(&omar), None)
+            .await;
+        (a.status == 200 && a.body.contains("Curfew in Herat")).then_some(a.body)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the alert reaches the site; log:\n{}", site.log()));
+    assert!(!board.contains("Curfew in Mogadishu"), "{board}");
+
+    // The link is cut (the centre is down): the focal point acknowledges at the site.
+    c.stop().await;
+    let ack = |id: Uuid| {
+        let (site, farid) = (&site, &farid);
+        async move {
+            site.http(
+                "POST",
+                &format!("/api/v1/broadcasts/{id}/ack"),
+                Some(farid),
+                Some(&json!({})),
+            )
+            .await
+        }
+    };
+    let a = ack(here).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(a.json()["pending_at_site"], true, "{}", a.body);
+    let here_cmd: Uuid = a.json()["command_id"].as_str().unwrap().parse().unwrap();
+    // An acknowledgement of an alert that never reached the site is taken too (the site
+    // cannot know), and refused by the centre; a field officer's is refused at the site.
+    let b = ack(elsewhere).await;
+    assert_eq!(b.status, 202, "{}", b.body);
+    let elsewhere_cmd: Uuid = b.json()["command_id"].as_str().unwrap().parse().unwrap();
+    add_site_user(&site, "amina", "field_officer");
+    let amina = site.login("amina").await;
+    let by_officer = site
+        .http(
+            "POST",
+            &format!("/api/v1/broadcasts/{here}/ack"),
+            Some(&amina),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(by_officer.status, 403, "{}", by_officer.body);
+
+    // The link returns: the acknowledgement is the centre's, once, from the site.
+    c.up_again().await;
+    c.ready().await;
+    let s = drained(&bus, 120, &site).await;
+    assert_eq!(
+        (s["forwarded"].clone(), s["refused"].clone()),
+        (json!(1), json!(1)),
+        "{s}"
+    );
+    let forwarded = status(&bus, here_cmd).await;
+    assert_eq!(
+        forwarded["ok"]["state"]["state"], "forwarded",
+        "{forwarded}"
+    );
+    let refused = status(&bus, elsewhere_cmd).await;
+    assert_eq!(refused["ok"]["state"]["state"], "refused", "{refused}");
+    assert_eq!(
+        refused["ok"]["state"]["refusal"]["code"], "not_found",
+        "{refused}"
+    );
+    let view = c.get(&format!("/api/v1/broadcasts/{here}"), &duty).await;
+    assert_eq!(view["agencies"]["unicef"]["ack"]["by"], "farid", "{view}");
+    let store = cli_store(&c, "site-test-acks").await;
+    let (events, _) = store
+        .read_whole_stream(
+            &events::domain::broadcast::stream_for(here),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let acks: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "BroadcastAcknowledged")
+        .collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].meta.source.as_deref(), Some("site:herat"));
+    let (other, _) = store
+        .read_whole_stream(
+            &events::domain::broadcast::stream_for(elsewhere),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        other
+            .iter()
+            .all(|e| e.event_type != "BroadcastAcknowledged"),
+        "{other:?}"
+    );
     c.stop().await;
 }

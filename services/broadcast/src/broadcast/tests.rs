@@ -430,6 +430,33 @@ fn who_sees_what() {
 }
 
 #[test]
+fn a_broadcast_reaches_the_sites_of_its_country_or_every_site() {
+    let c = |s: &str| Some(events::validate::Country::parse(s).unwrap());
+    let to = |audience: Audience| {
+        Stream::new(
+            BroadcastIssued {
+                audience,
+                ..issued(BroadcastSeverity::Medium, None)
+            },
+            "ana",
+        )
+        .fold()
+    };
+    let so = to(Audience::Country("SO".parse().unwrap()));
+    assert!(so.reached_sites_of(c("SO")));
+    assert!(!so.reached_sites_of(c("AF")));
+    assert!(!so.reached_sites_of(None));
+    let all = to(Audience::AllAgencies);
+    assert!(all.reached_sites_of(c("AF")) && all.reached_sites_of(c("SO")));
+    assert!(!all.reached_sites_of(None));
+    let listed = to(Audience::Agencies(vec!["unicef".into()]));
+    assert!(
+        !listed.reached_sites_of(c("SO")),
+        "no site gets a list's broadcast"
+    );
+}
+
+#[test]
 fn issuing_checks_the_actor_and_the_audience() {
     let i = issued(BroadcastSeverity::Medium, None);
     assert!(decide_issue(&duty("ana"), i.clone(), None).is_ok());
