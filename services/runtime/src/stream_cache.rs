@@ -32,7 +32,8 @@ use crate::store_client::{ClientError, StoreClient};
 /// A stream's events, in version order (shared: a read hands out the cached copy).
 pub type History = Arc<Vec<RecordedEvent>>;
 
-/// Events kept in all, per client (a few MB at most).
+/// Events kept in all, per client: a roll call of 20,000 people, or tens of long
+/// broadcasts' delivery records; at a few hundred bytes an event, some 10 MB at most.
 pub const CACHED_EVENTS: u64 = 20_000;
 /// Streams shorter than this are not kept.
 pub const MIN_EVENTS: usize = 32;
