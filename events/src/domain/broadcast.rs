@@ -21,6 +21,13 @@ pub fn stream_for(id: Uuid) -> StreamName {
     StreamName::new(crate::Category("broadcast".to_owned()), id)
 }
 
+/// The id of agency `agency`'s acknowledgement of broadcast `broadcast`: one per broadcast
+/// and agency, whoever acknowledges and however often, so the store keeps the first (a
+/// retry, a second click, a colleague, a site forwarding it again) and answers the rest by id.
+pub fn ack_id(broadcast: Uuid, agency: &str) -> Uuid {
+    Uuid::new_v5(&broadcast, format!("ack/{agency}").as_bytes())
+}
+
 /// Longest broadcast title.
 pub const MAX_TITLE: usize = 200;
 /// Longest broadcast body.

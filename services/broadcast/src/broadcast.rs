@@ -536,11 +536,9 @@ impl Work {
     }
 }
 
-/// The id of `agency`'s acknowledgement of `broadcast`: one per agency, so a second one is
-/// stored once (or refused, when another focal point of the agency was first).
-pub fn ack_id(broadcast: Uuid, agency: &str) -> Uuid {
-    Uuid::new_v5(&broadcast, format!("ack/{agency}").as_bytes())
-}
+/// The id of `agency`'s acknowledgement of `broadcast` (in `events`: the id is part of the
+/// log's contract, which the chaos scenarios check against too).
+pub use events::domain::broadcast::ack_id;
 
 /// The id of an attempt's outcome event (delivered, or failed).
 pub fn outcome_id(broadcast: Uuid, key: &Key, attempt: u32, delivered: bool) -> Uuid {

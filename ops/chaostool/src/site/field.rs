@@ -1,6 +1,7 @@
 //! One field site as the site scenario drives it ([`super`]): a client of the site's own bus,
-//! the field officer who submits reports and roll-call marks there (recording each item the
-//! site acknowledged), and the site's state (the link, the outbox's counts).
+//! the field officer who submits reports and roll-call marks there and the agency focal point
+//! who acknowledges the alerts to the site's country (recording each item the site
+//! acknowledged), and the site's state (the link, the outbox's counts).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub(super) struct Field {
     pub(super) order: Uuid,
     pub(super) persons: Vec<String>,
     pub(super) other_order: Uuid,
+    /// Alerts to the site's country that ask for an acknowledgement, as the centre's duty
+    /// officer issued them (shared with the duty officer's task).
+    pub(super) alerts: Arc<Mutex<Vec<Uuid>>>,
     pub(super) bus: Client,
     pub(super) accepted: Mutex<Vec<Accepted>>,
 }
@@ -58,16 +62,22 @@ pub(super) async fn state_within(bus: &Client, limit: Duration) -> Option<Value>
     testkit::eventually(limit, || state(bus)).await
 }
 
-/// The command of item `n` of a site (`kind`), as bytes sent unchanged on every retry.
+/// The agency of the sites' focal points (in the sample data, present in both countries).
+pub(super) const AGENCY: &str = "unicef";
+
+/// The command of item `n` of a site (`kind`; for [`Kind::Ack`], of alert `alert`), as bytes
+/// sent unchanged on every retry: its subject, id, the id of its event at the centre, bytes.
 fn item(
     field: &Field,
     kind: Kind,
     n: usize,
     marks: &mut HashMap<String, usize>,
-) -> (String, Uuid, Bytes) {
+    alert: Option<Uuid>,
+) -> (String, Uuid, Uuid, Bytes) {
     const STATUSES: [&str; 4] = ["safe", "relocated", "injured", "missing"];
     let id = Uuid::new_v4();
-    let actor = json!({"user": format!("officer-{}", field.name), "role": "field_officer", "scope": field.scope});
+    let mut actor = json!({"user": format!("officer-{}", field.name), "role": "field_officer", "scope": field.scope});
+    let mut event = id;
     let now = time::OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default();
@@ -99,11 +109,19 @@ fn item(
             "relocation.mark",
             json!({"order": field.other_order, "change": {"person": field.persons[0], "status": "safe"}}),
         ),
+        Kind::Ack => {
+            let alert = alert.unwrap_or_default();
+            actor = json!({"user": format!("focal-{}", field.name), "role": "agency_focal_point",
+                "scope": field.scope, "agency": AGENCY});
+            event = events::domain::broadcast::ack_id(alert, AGENCY);
+            ("broadcast.ack", json!({"broadcast": alert, "change": {}}))
+        }
     };
     let cmd = json!({"id": id, "actor": actor, "source": "chaos-site", "body": body});
     (
         format!("{}.{command}", site::subjects::SUBMIT),
         id,
+        event,
         Bytes::from(cmd.to_string()),
     )
 }
@@ -115,9 +133,20 @@ pub(super) async fn submitter(field: Arc<Field>, stop: Arc<AtomicBool>, seed: u6
     let mut marks = HashMap::new();
     let mut problems = Vec::new();
     let mut n = 0usize;
+    // Alerts acknowledged so far (each once: the agency has one acknowledgement each).
+    let mut acked = 0usize;
     while !stop.load(Ordering::Acquire) {
         n += 1;
-        let kind = if n.is_multiple_of(WRONG_EVERY) {
+        let alert = field
+            .alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(acked)
+            .copied();
+        let kind = if alert.is_some() && rng.random_bool(0.2) {
+            acked += 1;
+            Kind::Ack
+        } else if n.is_multiple_of(WRONG_EVERY) {
             if rng.random_bool(0.5) {
                 Kind::WrongReport
             } else {
@@ -128,13 +157,18 @@ pub(super) async fn submitter(field: Arc<Field>, stop: Arc<AtomicBool>, seed: u6
         } else {
             Kind::Report
         };
-        let (subject, id, bytes) = item(&field, kind, n, &mut marks);
+        let (subject, id, event, bytes) = item(&field, kind, n, &mut marks, alert);
         let started = Instant::now();
         loop {
             if let Some(a) = ask(&field.bus, subject.clone(), bytes.clone(), 5).await {
                 if a["ok"]["accepted_at_site"] == true {
                     let position = a["ok"]["position"].as_u64().unwrap_or(0);
-                    field.accepted().push(Accepted { id, position, kind });
+                    field.accepted().push(Accepted {
+                        id,
+                        event,
+                        position,
+                        kind,
+                    });
                     break;
                 }
                 if a["error"]["code"] != "unavailable" {

@@ -18,6 +18,8 @@ pub enum Kind {
     WrongReport,
     /// A mark on the other site's order: the centre refuses it.
     WrongMark,
+    /// An agency focal point's acknowledgement of an alert to the site's country.
+    Ack,
 }
 
 impl Kind {
@@ -30,8 +32,11 @@ impl Kind {
 /// One item a site acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// The command's id (the event's id at the centre).
+    /// The command's id.
     pub id: Uuid,
+    /// The id its event has at the centre: the command's, or for an acknowledgement the
+    /// agency's one id for the broadcast (`events::domain::broadcast::ack_id`).
+    pub event: Uuid,
     /// Its position in the site's outbox.
     pub position: u64,
     /// What it is.
@@ -45,6 +50,8 @@ pub struct SiteVerdict {
     pub acknowledged: usize,
     /// Of those, deliberately wrong.
     pub wrong: usize,
+    /// Of those, alerts acknowledged by the site's focal point.
+    pub alert_acks: usize,
     /// Wrong items recorded as refused at the site.
     pub wrong_refused: usize,
     /// Items from the site in the centre's log.
@@ -91,6 +98,7 @@ pub fn judge(
     let mut v = SiteVerdict {
         acknowledged: accepted.len(),
         wrong: accepted.iter().filter(|a| a.kind.wrong()).count(),
+        alert_acks: accepted.iter().filter(|a| a.kind == Kind::Ack).count(),
         ..SiteVerdict::default()
     };
     if accepted.windows(2).any(|w| w[1].position <= w[0].position) {
@@ -99,7 +107,7 @@ pub fn judge(
         ));
     }
     let source = format!("site:{name}");
-    let by_id: HashMap<Uuid, &Accepted> = accepted.iter().map(|a| (a.id, a)).collect();
+    let by_id: HashMap<Uuid, &Accepted> = accepted.iter().map(|a| (a.event, a)).collect();
     // The log's events of this site's items, and anything else that claims to be from it.
     let mut seen: Vec<Uuid> = Vec::new();
     for e in log {
@@ -113,7 +121,10 @@ pub fn judge(
         }
         // A command's first event has the command's id; later ones (derived ids) are not
         // items of their own.
-        let item_type = matches!(e.event_type.as_str(), "IncidentReported" | "PersonMarked");
+        let item_type = matches!(
+            e.event_type.as_str(),
+            "IncidentReported" | "PersonMarked" | "BroadcastAcknowledged"
+        );
         if from_site && !ours && item_type {
             v.problem(format!(
                 "{name}: {} ({}) is in the log from {source} but the site never acknowledged it",
@@ -135,7 +146,7 @@ pub fn judge(
     for a in accepted {
         let state = states.get(&a.id);
         let said = state.and_then(|s| s["state"].as_str()).unwrap_or("unknown");
-        let logged = counted.get(&a.id).copied().unwrap_or(0);
+        let logged = counted.get(&a.event).copied().unwrap_or(0);
         if a.kind.wrong() {
             let code = state.and_then(|s| s["refusal"]["code"].as_str());
             if said == "refused" && matches!(code, Some("forbidden" | "not_found")) {
@@ -208,10 +219,19 @@ mod tests {
         kinds
             .iter()
             .enumerate()
-            .map(|(i, kind)| Accepted {
-                id: Uuid::new_v4(),
-                position: i as u64 + 1,
-                kind: *kind,
+            .map(|(i, kind)| {
+                let id = Uuid::new_v4();
+                Accepted {
+                    id,
+                    // An acknowledgement's event has the agency's id for the broadcast.
+                    event: if *kind == Kind::Ack {
+                        Uuid::new_v5(&id, b"ack/unicef")
+                    } else {
+                        id
+                    },
+                    position: i as u64 + 1,
+                    kind: *kind,
+                }
             })
             .collect()
     }
@@ -226,7 +246,13 @@ mod tests {
 
     #[test]
     fn every_acknowledged_item_once_in_order_and_each_wrong_one_refused_passes() {
-        let items = accepted(&[Kind::Report, Kind::WrongReport, Kind::Mark, Kind::WrongMark]);
+        let items = accepted(&[
+            Kind::Report,
+            Kind::WrongReport,
+            Kind::Mark,
+            Kind::WrongMark,
+            Kind::Ack,
+        ]);
         let states: HashMap<Uuid, Value> = items
             .iter()
             .map(|a| match a.kind {
@@ -239,13 +265,19 @@ mod tests {
             event(Uuid::new_v4(), 1, "http"),
             event(items[0].id, 2, "site:k"),
             event(items[2].id, 3, "site:k"),
+            event(items[4].event, 4, "site:k"),
         ];
         let v = judge("k", &items, &states, &log);
         assert!(v.ok(), "{v:?}");
         assert_eq!(
             (v.acknowledged, v.wrong, v.wrong_refused, v.in_log),
-            (4, 2, 2, 2)
+            (5, 2, 2, 3)
         );
+        // An acknowledgement found under its command's id is not it: lost.
+        let mut by_command = log.clone();
+        by_command[3] = event(items[4].id, 4, "site:k");
+        let v = judge("k", &items, &states, &by_command);
+        assert_eq!(v.lost, 1, "{v:?}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! runs:
 //! - at each site a field officer of its scope submits, on the site's own bus
 //!   (`vigil.local.submit.*`), field reports and roll-call marks on an order the centre gave
-//!   for the site's country, one at a time, each sent again with the same id until the site
-//!   answers, and every item the site acknowledged is recorded; every [`WRONG_EVERY`]th item
+//!   for the site's country, and an agency focal point acknowledges the alerts to the site's
+//!   country that ask for it, one item at a time, each sent again with the same id until the
+//!   site answers, and every item the site acknowledged is recorded; every [`WRONG_EVERY`]th item
 //!   is deliberately wrong (a report for the other site's country, or a mark on the other
 //!   site's order): the site accepts it, the centre must refuse it;
 //! - at the centre a duty officer gives relocation orders and issues broadcasts through the
@@ -159,13 +160,14 @@ impl Outcome {
                 .unwrap_or(0.0)
         };
         format!(
-            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{}; mirrors {} — {}",
+            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9, {} alerts acknowledged by focal points), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{}; mirrors {} — {}",
             self.sites.len(),
             self.cuts.0,
             self.cuts.1,
             self.seed,
             sum(|v| v.acknowledged),
             self.before_kills,
+            sum(|v| v.alert_acks),
             sum(|v| v.wrong),
             sum(|v| v.wrong_refused),
             sum(|v| v.in_log),
@@ -354,26 +356,36 @@ async fn chaos(
 }
 
 /// The duty officer at the centre: a relocation order (Mali) every fourth command, else a
-/// broadcast, each sent again with the same id until acknowledged and recorded in `acks`.
+/// broadcast to one site's country (every third command's asks for an acknowledgement, and
+/// goes into that site's `alerts` once the centre took it), each sent again with the same
+/// id until acknowledged and recorded in `acks`.
 async fn duty(
     http: SocketAddr,
     token: String,
     acks: AckFile,
+    alerts: Vec<(String, Arc<Mutex<Vec<Uuid>>>)>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let mut n = 0usize;
+    let deadline = (time::OffsetDateTime::now_utc() + time::Duration::hours(6))
+        .format(&Rfc3339)
+        .unwrap_or_default();
     while !stop.load(Ordering::Acquire) {
         n += 1;
         let id = Uuid::new_v4();
+        let mut alert_of = None;
         let (path, body) = if n.is_multiple_of(4) {
             ("/api/v1/orders", order_body(id, "ML", "MLI-BKO"))
         } else {
             let country = SCOPES[n % SCOPES.len()].1;
-            (
-                "/api/v1/broadcasts",
-                json!({"id": id, "title": format!("Site chaos advisory {n}"),
-                "body": "Routine check.", "severity": "low", "audience": {"country": country}}),
-            )
+            let mut body = json!({"id": id, "title": format!("Site chaos advisory {n}"),
+                "body": "Routine check.", "severity": "low", "audience": {"country": country}});
+            if n.is_multiple_of(3) {
+                body["requires_ack"] = json!(true);
+                body["ack_deadline"] = json!(deadline);
+                alert_of = alerts.iter().find(|(scope, _)| scope == country);
+            }
+            ("/api/v1/broadcasts", body)
         };
         let started = Instant::now();
         loop {
@@ -390,6 +402,11 @@ async fn duty(
                     via: "http".into(),
                 })
                 .await?;
+                if let Some((_, list)) = alert_of {
+                    list.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(id);
+                }
                 break;
             }
             anyhow::ensure!(
@@ -558,6 +575,7 @@ pub async fn run(
             order: orders[i].0,
             persons: orders[i].1.clone(),
             other_order: orders[other].0,
+            alerts: Arc::new(Mutex::new(Vec::new())),
             accepted: Mutex::new(Vec::new()),
         }));
     }
@@ -572,7 +590,17 @@ pub async fn run(
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let duty_task = tokio::spawn(duty(http, token.clone(), acks.clone(), stop.clone()));
+    let alerts = fields
+        .iter()
+        .map(|f| (f.scope.clone(), f.alerts.clone()))
+        .collect();
+    let duty_task = tokio::spawn(duty(
+        http,
+        token.clone(),
+        acks.clone(),
+        alerts,
+        stop.clone(),
+    ));
     let submitters: Vec<_> = fields
         .iter()
         .enumerate()
@@ -641,7 +669,7 @@ pub async fn run(
             if state["state"] == "forwarded" && !a.kind.wrong() {
                 let o = &state["outcome"];
                 site_acks.push(Ack {
-                    id: a.id,
+                    id: a.event,
                     stream: o["stream"].as_str().unwrap_or_default().to_owned(),
                     position: o["position"].as_u64().unwrap_or_default(),
                     version: o["stream_version"].as_u64().unwrap_or_default(),
