@@ -304,7 +304,7 @@ routes! {
     "POST" "/api/v1/broadcasts/{id}/approve" Access::Roles(policy::BROADCAST_APPROVE) => resource::transition::<NoFields>("broadcast", "broadcast", "approve"),
         Doc::command::<NoFields>("Approve another duty officer's broadcast (two-person rule; the issuer cannot)");
     "POST" "/api/v1/broadcasts/{id}/ack" Access::Roles(policy::BROADCAST_ACK) => resource::transition::<NoFields>("broadcast", "broadcast", "ack"),
-        Doc::command::<NoFields>("Acknowledge for your agency (agency focal points)");
+        Doc::command::<NoFields>("Acknowledge for your agency (agency focal points; at a field site, a broadcast that reached it)").answers::<PendingAtSite>(202, AT_SITE);
     "POST" "/api/v1/broadcasts/{id}/cancel" Access::Roles(policy::BROADCAST_ISSUE) => resource::transition::<CancelBroadcast>("broadcast", "broadcast", "cancel"),
         Doc::command::<CancelBroadcast>("Cancel: issues a new broadcast cancelling the original");
     "GET" "/api/v1/cap/feed" Access::Roles(policy::BROADCAST_READ) => get(api::cap::feed),

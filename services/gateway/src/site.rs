@@ -1,9 +1,9 @@
 //! The gateway at a field site (`vigil site`, docs/ARCHITECTURE.md "Field sites").
 //!
 //! There the gateway's bus is the site's own: the site's outbox answers the commands a site
-//! forwards (`incidents.report`, `incidents.update`, `relocation.mark`) with an
-//! [`AcceptedAtSite`] instead of a [`Written`], and refuses the others (`forbidden`, naming
-//! why). This module owns what the HTTP side makes of it:
+//! forwards (`incidents.report`, `incidents.update`, `relocation.mark`, `broadcast.ack`) with
+//! an [`AcceptedAtSite`] instead of a [`Written`], and refuses the others (`forbidden`,
+//! naming why). This module owns what the HTTP side makes of it:
 //! - [`Landed`]: a write's answer, at the centre or at a site; a handler answers a site's
 //!   with 202 and a [`PendingAtSite`] body ([`pending`]), never a 201 (nothing is at the
 //!   centre yet).
