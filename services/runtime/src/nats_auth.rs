@@ -181,7 +181,7 @@ pub fn permissions(user: &str) -> Option<Permissions> {
         SITES => Permissions {
             publish_allow: crate::nats_sites::FORWARDABLE
                 .iter()
-                .map(|(service, command)| events::subjects::command_subject(service, command))
+                .map(|(service, command, _)| events::subjects::command_subject(service, command))
                 .chain(strings(&READS))
                 .chain([crate::nats_sites::RELAY_FEEDS.to_owned()])
                 .collect(),

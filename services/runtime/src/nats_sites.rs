@@ -36,25 +36,34 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use events::command::Role;
 use events::validate::Country;
 use serde::{Deserialize, Serialize};
 
 use crate::nats_auth::{Permissions, write_private};
 
-/// The commands a site may forward, as (service, command): field reports and their
-/// updates and roll-call marks (a field officer's, for the site's country), and the
-/// acknowledgement of a broadcast that reached the site (an agency focal point's at the
-/// site, so an alert that arrived before a cut is acknowledged during it).
-pub const FORWARDABLE: [(&str, &str); 4] = [
-    ("incidents", "report"),
-    ("incidents", "update"),
-    ("relocation", "mark"),
-    ("broadcast", "ack"),
+/// The commands a site may forward, as (service, command, who at the site may send it, with
+/// the site's country as their scope): field reports, their updates and roll-call marks from
+/// field officers, and the acknowledgement of a broadcast that reached the site from agency
+/// focal points (so an alert that arrived before a cut is acknowledged during it).
+pub const FORWARDABLE: [(&str, &str, Role); 4] = [
+    ("incidents", "report", Role::FieldOfficer),
+    ("incidents", "update", Role::FieldOfficer),
+    ("relocation", "mark", Role::FieldOfficer),
+    ("broadcast", "ack", Role::AgencyFocalPoint),
 ];
+
+/// Who at a site may send (service, command) on to the centre, if a site may forward it.
+pub fn forwarder(service: &str, command: &str) -> Option<Role> {
+    FORWARDABLE
+        .iter()
+        .find(|(s, c, _)| *s == service && *c == command)
+        .map(|(_, _, role)| *role)
+}
 
 /// Whether (service, command) is one a site may forward.
 pub fn forwardable(service: &str, command: &str) -> bool {
-    FORWARDABLE.contains(&(service, command))
+    forwarder(service, command).is_some()
 }
 
 /// `<data-dir>/secrets/nats-sites.json`.
@@ -449,7 +458,8 @@ mod tests {
         }
         assert!(forwardable("incidents", "report"));
         assert!(forwardable("relocation", "mark"));
-        assert!(forwardable("broadcast", "ack"));
+        assert_eq!(forwarder("broadcast", "ack"), Some(Role::AgencyFocalPoint));
+        assert_eq!(forwarder("relocation", "mark"), Some(Role::FieldOfficer));
         assert!(!forwardable("broadcast", "issue"));
         assert!(!forwardable("incidents", "verify"));
         assert!(!forwardable("levels", "set"));

@@ -255,20 +255,21 @@ pub fn check(
     command: &str,
     payload: &[u8],
 ) -> Result<Bytes, Refusal> {
-    if !nats_sites::forwardable(service, command) {
+    let Some(role) = nats_sites::forwarder(service, command) else {
         return Err(Refusal::forbidden(format!(
             "a site may not forward {service}.{command}"
         )));
-    }
+    };
     let mut cmd = runtime::commands::decode::<Value>(payload)?;
-    // Who at the site may send it: the site's people, of its country. The service then
+    // Only the site's own people of the command's role, of its country. The service then
     // checks the rest as for anyone (the country of a report, that the broadcast reached the
     // site and went to the focal point's agency).
-    let (role, who) = match (service, command) {
-        ("broadcast", "ack") => (Role::AgencyFocalPoint, "agency focal points"),
-        _ => (Role::FieldOfficer, "field officers"),
-    };
     if cmd.actor.role != role || cmd.actor.scope != Some(scope) {
+        let who = match role {
+            Role::FieldOfficer => "field officers",
+            Role::AgencyFocalPoint => "agency focal points",
+            other => other.as_str(),
+        };
         return Err(Refusal::forbidden(format!(
             "site {site} forwards {service}.{command} only from {who} of {scope}"
         )));

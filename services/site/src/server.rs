@@ -387,7 +387,7 @@ async fn local_request(site: &Arc<Site>, subject: &str, payload: Bytes) -> Bytes
 fn not_at_site(site: &str, service: &str, command: &str) -> Refusal {
     let takes: Vec<String> = nats_sites::FORWARDABLE
         .iter()
-        .map(|(s, c)| format!("{s}.{c}"))
+        .map(|(s, c, _)| format!("{s}.{c}"))
         .collect();
     Refusal::forbidden(format!(
         "this is field site {site}: it forwards only {} to the centre (accepted here, sent when the link is up); {service}.{command} needs the centre: use the centre's address",
