@@ -22,8 +22,8 @@
 //! - subscribe its own inbox `_INBOX_site_s.>` (the answers to its requests) and
 //!   `vigil.site.s.events` (the live feed of its scope, [`events_subject`]) only.
 //!
-//! Which commands a site may forward, and that they speak for a field officer of the site's
-//! own scope, NATS subjects cannot say (the country is in the payload): the centre's relay
+//! Which commands a site may forward, and that they speak for one of the site's own people
+//! of the command's role ([`FORWARDABLE`]) and of the site's scope, NATS subjects cannot say (the country is in the payload): the centre's relay
 //! (the `sites` user, see `site::relay`) checks every message against this file before it
 //! sends it on to the service, and the service's own `decide` checks the actor's scope again.
 //!

@@ -10,7 +10,8 @@
 //!   requests on the site's own bus.
 //! - [`forward`]: the forwarder: the outbox to the centre in batches, in order.
 //! - [`relay`]: the centre's side: checks what a site sends (known site, a command a site
-//!   may forward, a field officer of the site's scope) and passes it to the service.
+//!   may forward, from the site's own people of the command's role and the site's scope)
+//!   and passes it to the service.
 //! - [`scope`]: which of the centre's events a site of a country gets (pure).
 //! - [`feed`]: the centre's side: serves each site the events of its scope (catch-up reads
 //!   and a live feed over the leaf link).
