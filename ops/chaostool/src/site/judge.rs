@@ -225,7 +225,7 @@ mod tests {
                     id,
                     // An acknowledgement's event has the agency's id for the broadcast.
                     event: if *kind == Kind::Ack {
-                        Uuid::new_v5(&id, b"ack/unicef")
+                        events::domain::broadcast::ack_id(id, "unicef")
                     } else {
                         id
                     },
