@@ -264,8 +264,6 @@ fn read_page<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<(Vec<T>, u6
     }
 }
 
-/// Runs `call` until it succeeds, fails for good, or `deadline` has passed, with backoff from
-/// 20 ms to 500 ms between tries.
 /// Asks every store replica for its status (`vigil.store.status` is not a queue group: each
 /// replica answers) and gathers the answers until `wait` has passed, or sooner once `enough`
 /// is true of those gathered. A replica that does not answer in time (stopped, paused, cut
@@ -301,6 +299,8 @@ pub async fn collect_statuses(
     Ok(answers)
 }
 
+/// Runs `call` until it succeeds, fails for good, or `deadline` has passed, with backoff from
+/// 20 ms to 500 ms between tries.
 async fn retrying<T, F, Fut>(deadline: Duration, call: F) -> Result<T, ClientError>
 where
     F: Fn() -> Fut,

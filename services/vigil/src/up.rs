@@ -17,6 +17,11 @@
 //! agency's connection is closed); with `--external-nats` it prints the entries the
 //! operator's server needs (see `runtime::nats_agencies`).
 //!
+//! It prints its banner (the addresses, the wall screen's token, the first admin's password)
+//! once the store answers and every domain service is ready, saying on stderr what it waits
+//! for while that takes long (a long log without checkpoints); a cluster node prints it at
+//! once, since its store waits for a leader the other nodes help elect.
+//!
 //! On SIGINT/SIGTERM it stops taking requests, lets the gateway record the refusals it was
 //! counting, lets the store finish the commit in flight, then stops nats-server, and exits 0.
 
@@ -225,6 +230,9 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(30 * 24 * 3600),
         "api",
     )?;
+    // Asks, before the banner, whether the store and the services answer (the gateway's user
+    // may read the log and ask `vigil.status`).
+    let probe = gateway_client.clone();
     let (http_bound, gateway) = gateway::start_node(
         http_addr,
         gateway_client,
@@ -269,78 +277,94 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
     } else {
         format!("--data-dir {} ", data_dir.display())
     };
-    println!("Vigil is up.");
-    println!("  data directory : {}", data_dir.display());
-    println!("  event log      : {}", store_dir.display());
-    match &nats_task {
-        Some(_) => {
-            println!(
-                "  NATS           : {} (nats-server owned by vigil; config in {})",
-                settings.nats_url,
-                data_dir.join("nats").display()
-            );
-            println!(
-                "  NATS users     : {} (one per service; the operator tools use `cli`)",
-                runtime::nats_auth::users_file(&data_dir).display(),
-            );
-        }
-        None => {
-            println!("  NATS           : {} (external)", settings.nats_url);
-            // The operator's server needs the agency identities: print them now and at
-            // each change.
-            let seen = read_identities(&data_dir);
-            print_external_agencies(&data_dir);
-            tokio::spawn(watch_agencies(data_dir.clone(), seen, None, last.clone()));
+    // The banner says the centre is up: it is printed once the store and every service
+    // answer, so its addresses work from the first request. (A cluster node's store waits
+    // for a leader its peers elect, which may need nodes started after this one: it prints
+    // at once.)
+    let mut store_ended = None;
+    if cluster.is_none() {
+        tokio::select! {
+            () = wait_until_serving(&probe) => {}
+            r = &mut store => store_ended = Some(r),
+            _ = shutdown.cancelled() => {}
         }
     }
-    if let Some(node) = &cluster {
+    if store_ended.is_none() && !shutdown.is_cancelled() {
+        println!("Vigil is up.");
+        println!("  data directory : {}", data_dir.display());
+        println!("  event log      : {}", store_dir.display());
+        match &nats_task {
+            Some(_) => {
+                println!(
+                    "  NATS           : {} (nats-server owned by vigil; config in {})",
+                    settings.nats_url,
+                    data_dir.join("nats").display()
+                );
+                println!(
+                    "  NATS users     : {} (one per service; the operator tools use `cli`)",
+                    runtime::nats_auth::users_file(&data_dir).display(),
+                );
+            }
+            None => {
+                println!("  NATS           : {} (external)", settings.nats_url);
+                // The operator's server needs the agency identities: print them now and at
+                // each change.
+                let seen = read_identities(&data_dir);
+                print_external_agencies(&data_dir);
+                tokio::spawn(watch_agencies(data_dir.clone(), seen, None, last.clone()));
+            }
+        }
+        if let Some(node) = &cluster {
+            println!(
+                "  cluster node   : {} (cluster listen {}, routes {}; JetStream in {}; `vigil {dir_flag}cluster status` shows the replicas)",
+                node.name,
+                node.listen,
+                node.routes.join(", "),
+                node.store_dir.join("jetstream").display()
+            );
+        }
+        if let Some(leaf) = &args.leaf_addr {
+            println!(
+                "  field sites    : nats-leaf://{leaf} (leaf-node listener; add a site with `vigil {dir_flag}site-user add NAME --scope CC`)"
+            );
+        }
+        println!("  metrics        : http://{metrics_addr}/metrics");
+        println!("  board API      : http://{http_bound}/api/v1/boards/situation");
         println!(
-            "  cluster node   : {} (cluster listen {}, routes {}; JetStream in {}; `vigil {dir_flag}cluster status` shows the replicas)",
-            node.name,
-            node.listen,
-            node.routes.join(", "),
-            node.store_dir.join("jetstream").display()
+            "  API reference  : http://{http_bound}/docs/ (browse and try it; the document itself: /openapi.json)"
         );
-    }
-    if let Some(leaf) = &args.leaf_addr {
         println!(
-            "  field sites    : nats-leaf://{leaf} (leaf-node listener; add a site with `vigil {dir_flag}site-user add NAME --scope CC`)"
+            "  field page     : http://{http_bound}/field/   (field officers report here, also offline)"
         );
-    }
-    println!("  metrics        : http://{metrics_addr}/metrics");
-    println!("  board API      : http://{http_bound}/api/v1/boards/situation");
-    println!(
-        "  API reference  : http://{http_bound}/docs/ (browse and try it; the document itself: /openapi.json)"
-    );
-    println!(
-        "  field page     : http://{http_bound}/field/   (field officers report here, also offline)"
-    );
-    println!(
-        "  console        : http://{http_bound}/console/ (duty officers and crisis managers: incidents, levels, orders, surges, hostage cases, clearances, broadcasts)"
-    );
-    println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
-    println!(
-        "                   (a wall_screen token valid 30 days; make others with `vigil {dir_flag}token create --role wall_screen`)"
-    );
-    if let Some(password) = first_admin {
-        println!("  first start    : created the admin user `admin` with password {password}");
         println!(
-            "                   (shown once; log in at POST /api/v1/auth/login; change it with `vigil {dir_flag}user add admin --role admin`)"
+            "  console        : http://{http_bound}/console/ (duty officers and crisis managers: incidents, levels, orders, surges, hostage cases, clearances, broadcasts)"
         );
+        println!("  wall screen    : http://{http_bound}/?kiosk&token={screen_token}");
+        println!(
+            "                   (a wall_screen token valid 30 days; make others with `vigil {dir_flag}token create --role wall_screen`)"
+        );
+        if let Some(password) = first_admin {
+            println!("  first start    : created the admin user `admin` with password {password}");
+            println!(
+                "                   (shown once; log in at POST /api/v1/auth/login; change it with `vigil {dir_flag}user add admin --role admin`)"
+            );
+        }
+        println!(
+            "Reference data (areas, duty stations): vigil {dir_flag}import ops/reference/sample.jsonl"
+        );
+        println!(
+            "Try: vigil {dir_flag}append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil {dir_flag}tail --from 1"
+        );
+        println!("Ctrl-C stops it cleanly.");
     }
-    println!(
-        "Reference data (areas, duty stations): vigil {dir_flag}import ops/reference/sample.jsonl"
-    );
-    println!(
-        "Try: vigil {dir_flag}append --type NoteAdded --data '{{\"text\":\"hello\"}}'   and   vigil {dir_flag}tail --from 1"
-    );
-    println!("Ctrl-C stops it cleanly.");
 
     // A signal, or the store ending by itself (a failure): either way, stop everything.
-    let store_ended = tokio::select! {
-        r = &mut store => Some(r),
-        _ = shutdown.cancelled() => None,
-    };
+    if store_ended.is_none() {
+        store_ended = tokio::select! {
+            r = &mut store => Some(r),
+            _ = shutdown.cancelled() => None,
+        };
+    }
     shutdown.cancel();
     match gateway.await {
         Ok(Err(e)) => tracing::error!(error = %e, "gateway stopped with an error"),
@@ -380,6 +404,42 @@ pub async fn run(settings: Resolved, args: UpArgs) -> anyhow::Result<()> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e),
         Err(e) => Err(anyhow::anyhow!("the store task failed: {e}")),
+    }
+}
+
+/// Waits until the store answers a read and every domain service says it is ready, telling
+/// the operator on stderr what it still waits for every 5 s (a long log without checkpoints
+/// takes a while to fold).
+async fn wait_until_serving(client: &async_nats::Client) {
+    let store = runtime::store_client::StoreClient::new(client.clone(), Duration::from_secs(2));
+    let started = tokio::time::Instant::now();
+    let mut told = started;
+    loop {
+        let waiting = match store.read(u64::MAX, 1).await {
+            Err(e) => vec![("store".to_owned(), e.to_string())],
+            Ok(_) => match runtime::status::collect(client, Duration::from_millis(300)).await {
+                Ok(answers) => {
+                    runtime::status::waiting_for(&runtime::nats_auth::DOMAIN_SERVICES, &answers)
+                }
+                Err(e) => vec![("services".to_owned(), e)],
+            },
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        if told.elapsed() >= Duration::from_secs(5) {
+            told = tokio::time::Instant::now();
+            let what: Vec<String> = waiting
+                .iter()
+                .map(|(s, why)| format!("{s}: {why}"))
+                .collect();
+            eprintln!(
+                "vigil up: starting for {} s; waiting for {}",
+                started.elapsed().as_secs(),
+                what.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
