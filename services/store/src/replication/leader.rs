@@ -418,7 +418,11 @@ fn commit_loop(
             Ok(vec![])
         } else {
             metrics::histogram!("vigil_store_journal_batch_groups").record(ready.len() as f64);
-            journal.publish(&mut ready)
+            let round = Instant::now();
+            let published = journal.publish(&mut ready);
+            metrics::histogram!("vigil_store_journal_round_seconds")
+                .record(round.elapsed().as_secs_f64());
+            published
         };
         let mut seqs = match published {
             Ok(seqs) => seqs.into_iter(),
@@ -516,6 +520,7 @@ fn commit_journaled(
     step_down: &CancellationToken,
 ) -> Result<(Replies, Committed), (Replies, StoreError)> {
     let log: &LiveLog = &shared.log;
+    let started = Instant::now();
     let recorded = match (seq, prepared.parts()) {
         (Some(seq), Some((l, p))) => p.record_journal_seq(l, seq),
         _ => Ok(()),
@@ -547,6 +552,8 @@ fn commit_journaled(
             );
             return Err((refuse_all(reply_to, &refusal), refusal));
         }
+        metrics::histogram!("vigil_store_local_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
         shared.applied.store(seq, Ordering::Release);
         shared.publish_metrics();
         metrics::histogram!("vigil_store_group_events").record(committed.events.len() as f64);
