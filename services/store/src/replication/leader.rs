@@ -2,12 +2,14 @@
 //!
 //! The write pipeline is the single-node one ([`crate::server`]: a preparing thread ahead of a
 //! committing thread, an outbox task sending answers then the group on the live feed), with
-//! one step added in the committing thread: the prepared groups are published to the journal
-//! and only after the journal's ack is each committed to fjall, with its journal sequence in
-//! the same batch, in order. One publish is in flight at a time, expecting the last applied
-//! sequence (the expected last sequence is a number, not whose message holds it, so a second
-//! publish in flight could land on a rival's message: docs/ARCHITECTURE.md); what is ready when
-//! the journal answers goes together in the next round trip: up to
+//! the committing split in two: one thread publishes the prepared groups to the journal, and
+//! only after the journal's ack does another commit each to fjall, with its journal sequence
+//! in the same batch, in order, while the first publishes the next round (up to
+//! [`ROUNDS_AHEAD`] rounds wait for the local commit). One publish is in flight at a time,
+//! expecting the sequence the last one ended at (the expected last sequence is a number, not
+//! whose message holds it, so a second publish in flight could land on a rival's message:
+//! docs/ARCHITECTURE.md); what is ready when the journal answers goes together in the next
+//! round trip: up to
 //! [`StoreConfig::journal_batch_groups`] groups (the preparing thread runs that far ahead) as
 //! one atomic batch (nats-server 2.12+), whose first message carries the expected last
 //! sequence, so the journal takes all of them right after it or none. A failed publish refuses
@@ -273,15 +275,18 @@ pub(super) async fn lead(
         term: uuid::Uuid::new_v4(),
         batches: 0,
     };
-    let committer = {
+    let (rounds_tx, rounds_rx) = std::sync::mpsc::sync_channel::<Round>(ROUNDS_AHEAD);
+    let local = {
         let (shared, step_down, fatal) = (shared.clone(), step_down.clone(), fatal.clone());
         std::thread::Builder::new()
+            .name("vigil-store-local".into())
+            .spawn(move || local_loop(&shared, &rounds_rx, &out_tx, &step_down, &fatal))?
+    };
+    let committer = {
+        let step_down = step_down.clone();
+        std::thread::Builder::new()
             .name("vigil-store-commit".into())
-            .spawn(move || {
-                commit_loop(
-                    &shared, journal, batch, &stage_rx, &out_tx, &step_down, &fatal,
-                )
-            })?
+            .spawn(move || commit_loop(journal, batch, &stage_rx, (rounds_tx, local), &step_down))?
     };
     let writer = {
         let log = log.clone();
@@ -377,16 +382,34 @@ enum Taken {
     },
 }
 
-/// The committing half of the leader's writer: journal first (every group ready, up to
-/// `batch`, in one round trip), then fjall group by group, then the outbox, in order.
+/// How many journaled rounds may wait for the local commit while the next is published.
+const ROUNDS_AHEAD: usize = 2;
+
+/// One round trip's groups on their way from the journal to this replica's log.
+struct Round {
+    taken: Vec<Taken>,
+    /// Per ready group, the journal sequence of its last message (`None`: nothing to
+    /// publish); or, when the round was not journaled, the refusal for its groups.
+    journaled: Result<Vec<Option<u64>>, StoreError>,
+    started: Instant,
+}
+
+/// The committing half of the leader's writer, itself two threads in a pipeline: this one
+/// publishes to the journal (every group ready, up to `batch`, in one round trip) and the
+/// one it starts commits the journaled groups to fjall group by group, then hands them to
+/// the outbox, in order. The next round trip starts as soon as the journal answered the last
+/// one, while that round is being committed here: the journal is the record, a group it holds
+/// is the centre's whether or not this replica's own commit of it is done, and an append is
+/// answered only after both. So a round costs the longer of the two, not their sum.
 fn commit_loop(
-    shared: &Shared,
     mut journal: Journal,
     batch: usize,
     stages: &std::sync::mpsc::Receiver<Stage>,
-    outbox: &mpsc::Sender<Outbox>,
+    (rounds_tx, local): (
+        std::sync::mpsc::SyncSender<Round>,
+        std::thread::JoinHandle<()>,
+    ),
     step_down: &CancellationToken,
-    fatal: &Fatal,
 ) {
     let mut refusing: Option<StoreError> = None;
     while let Ok(first) = stages.recv() {
@@ -398,6 +421,8 @@ fn commit_loop(
             }
         }
         let started = Instant::now();
+        // The local thread cancels `step_down` when a commit fails: what comes after is
+        // not published.
         if refusing.is_none() && step_down.is_cancelled() {
             refusing = Some(StoreError::unavailable(
                 "this store replica stopped leading before the append was journaled; retry with the same event ids",
@@ -414,7 +439,7 @@ fn commit_loop(
                 Taken::Refused(_) => None,
             })
             .collect();
-        let published = if ready.is_empty() {
+        let journaled = if ready.is_empty() {
             Ok(vec![])
         } else {
             metrics::histogram!("vigil_store_journal_batch_groups").record(ready.len() as f64);
@@ -422,16 +447,53 @@ fn commit_loop(
             let published = journal.publish(&mut ready);
             metrics::histogram!("vigil_store_journal_round_seconds")
                 .record(round.elapsed().as_secs_f64());
-            published
-        };
-        let mut seqs = match published {
-            Ok(seqs) => seqs.into_iter(),
-            Err(why) => {
+            published.map_err(|why| {
                 tracing::warn!(%why, "a group was not journaled: stepping down");
                 step_down.cancel();
-                refusing = Some(StoreError::unavailable(format!(
+                let refusal = StoreError::unavailable(format!(
                     "the append was not acknowledged ({why}); retry with the same event ids"
-                )));
+                ));
+                refusing = Some(refusal.clone());
+                refusal
+            })
+        };
+        let round = Round {
+            taken,
+            journaled,
+            started,
+        };
+        if rounds_tx.send(round).is_err() {
+            tracing::error!("the local commit thread stopped; this term's answers are lost");
+            break;
+        }
+    }
+    drop(rounds_tx);
+    if local.join().is_err() {
+        tracing::error!("the local commit thread panicked");
+    }
+}
+
+/// The local half of [`commit_loop`]: commits each journaled group to this replica's log in
+/// the journal's order and sends its answers and events to the outbox; refuses the groups
+/// of a round that was not journaled, and every group after one it could not commit.
+fn local_loop(
+    shared: &Shared,
+    rounds: &std::sync::mpsc::Receiver<Round>,
+    outbox: &mpsc::Sender<Outbox>,
+    step_down: &CancellationToken,
+    fatal: &Fatal,
+) {
+    let mut refusing: Option<StoreError> = None;
+    while let Ok(Round {
+        taken,
+        journaled,
+        started,
+    }) = rounds.recv()
+    {
+        let mut seqs = match journaled {
+            Ok(seqs) => seqs.into_iter(),
+            Err(refusal) => {
+                refusing.get_or_insert(refusal);
                 vec![].into_iter()
             }
         };
@@ -459,7 +521,7 @@ fn commit_loop(
                                 (replies, empty())
                             })
                     }
-                    // Not journaled (the batch failed), or after a group this replica could
+                    // Not journaled (the round failed), or after a group this replica could
                     // not commit: journaled or not, it is not acknowledged here.
                     (_, refusal) => {
                         let refusal = refusal.unwrap_or_else(|| {
