@@ -58,6 +58,8 @@ pub struct Cluster {
     pub description: PathBuf,
     /// Each node's NATS client URL, in node order.
     pub nodes: Vec<String>,
+    /// Each node's `/metrics` URL, in node order (empty when the description names none).
+    pub metrics: Vec<String>,
     /// The `cli` user (appends, reads).
     pub cli: (String, String),
     /// The `store` user (the only one that may use the JetStream API).
@@ -85,6 +87,12 @@ impl Cluster {
             path.display(),
             nodes.len()
         );
+        let metrics = desc["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| n["metrics"].as_str().unwrap_or_default().to_owned())
+            .collect();
         let users_path = desc["nats_credentials"]
             .as_str()
             .with_context(|| format!("{} names no nats_credentials", path.display()))?;
@@ -103,6 +111,7 @@ impl Cluster {
             cli: user(runtime::nats_auth::CLI)?,
             store: user(runtime::nats_auth::STORE)?,
             nodes,
+            metrics,
         })
     }
 
@@ -135,6 +144,64 @@ impl Cluster {
         }
         Ok(clients)
     }
+}
+
+/// Every node's metrics page now (`None` where it did not answer).
+pub async fn scrape(cluster: &Cluster) -> Vec<Option<String>> {
+    let Ok(client) = crate::util::client() else {
+        return vec![None; cluster.metrics.len()];
+    };
+    let mut pages = Vec::with_capacity(cluster.metrics.len());
+    for url in &cluster.metrics {
+        let page = async {
+            let answer = client
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
+            answer.text().await.ok()
+        };
+        pages.push(if url.is_empty() { None } else { page.await });
+    }
+    pages
+}
+
+/// Where the leader's time went between two scrapes of every node (`before`, `after`): the
+/// node whose journal round trips grew most, its round trips (mean), groups per round, its
+/// local commit per group (mean) and events per group. `None` when no node published to the
+/// journal in between (or no page was read).
+pub fn leader_side(
+    cluster: &Cluster,
+    before: &[Option<String>],
+    after: &[Option<String>],
+) -> Option<String> {
+    use crate::prom::PromHistogram;
+    let delta = |node: usize, name: &str| {
+        let now = PromHistogram::read(after.get(node)?.as_deref()?, name, &[])?;
+        let then = before
+            .get(node)
+            .and_then(|p| p.as_deref())
+            .and_then(|p| PromHistogram::read(p, name, &[]));
+        Some(now.since(then.as_ref()))
+    };
+    let rounds = |node: usize| delta(node, "vigil_store_journal_round_seconds");
+    let leader = (0..after.len())
+        .filter_map(|n| Some((n, rounds(n)?)))
+        .max_by(|a, b| a.1.count.total_cmp(&b.1.count))
+        .filter(|(_, r)| r.count > 0.0)?;
+    let (node, round) = leader;
+    let ms = |h: Option<PromHistogram>| h.map_or(f64::NAN, |h| h.mean() * 1000.0);
+    let mean = |h: Option<PromHistogram>| h.map_or(f64::NAN, |h| h.mean());
+    Some(format!(
+        "leader {} over the cell: {} journal round trips, mean {:.2} ms, {:.1} groups each; local commit {:.2} ms per group (mean), {:.1} events per group",
+        cluster.nodes.get(node).map_or("?", String::as_str),
+        thousands(round.count as u64),
+        round.mean() * 1000.0,
+        mean(delta(node, "vigil_store_journal_batch_groups")),
+        ms(delta(node, "vigil_store_local_commit_seconds")),
+        mean(delta(node, "vigil_store_group_events")),
+    ))
 }
 
 /// Prints what the replicated cells compare; `client` is one of the cluster connections.

@@ -82,6 +82,10 @@ pub struct Env {
     cluster_store: Vec<async_nats::Client>,
     pg: Option<PgInfo>,
     pg_url: String,
+    /// The cluster of `--replicas 3`, and its nodes' metrics pages when a `vigil-r3` cell
+    /// started (read again when it ends: where the leader's time went).
+    cluster: Option<Cluster>,
+    r3_pages: std::sync::Mutex<Vec<Option<String>>>,
 }
 
 /// The workers of one cell and a line saying how the window is realised.
@@ -104,6 +108,8 @@ impl Env {
             cluster_store: Vec::new(),
             pg: None,
             pg_url: settings.pg_url.clone(),
+            cluster: settings.cluster.clone(),
+            r3_pages: std::sync::Mutex::new(Vec::new()),
         };
         if systems
             .iter()
@@ -288,6 +294,10 @@ impl Env {
                         }))
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
+                if let (System::VigilR3, Some(cluster)) = (system, &self.cluster) {
+                    let pages = replicated::scrape(cluster).await;
+                    *self.r3_pages.lock().unwrap_or_else(|p| p.into_inner()) = pages;
+                }
                 let note = format!(
                     "{window} requests in flight over {} NATS connection(s){}",
                     clients.len(),
@@ -412,7 +422,18 @@ impl Env {
     /// Frees what a cell of `system` left behind (best effort: failures are printed).
     pub async fn finish(&self, system: System) {
         match system {
-            System::Vigil | System::VigilR3 => {}
+            System::Vigil => {}
+            System::VigilR3 => {
+                if let Some(cluster) = &self.cluster {
+                    let after = replicated::scrape(cluster).await;
+                    let before = std::mem::take(
+                        &mut *self.r3_pages.lock().unwrap_or_else(|p| p.into_inner()),
+                    );
+                    if let Some(line) = replicated::leader_side(cluster, &before, &after) {
+                        println!("  {line}");
+                    }
+                }
+            }
             System::JetstreamR3 => replicated::finish_js(&self.cluster_store).await,
             System::Jetstream | System::JetstreamSync => {
                 let deleted = match self.js_clients(system).first().cloned() {
