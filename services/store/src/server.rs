@@ -611,32 +611,43 @@ pub(crate) fn prepare_loop(
     stages: &std::sync::mpsc::SyncSender<Stage>,
     max_group_events: usize,
 ) {
-    while let Some((req, subject)) = jobs.blocking_recv() {
-        let mut n = req.events.len();
-        let mut group = vec![Pending::new(req)];
-        let mut reply_to = vec![subject];
-        while n < max_group_events {
-            match jobs.try_recv() {
-                Ok((req, subject)) => {
-                    n += req.events.len();
-                    group.push(Pending::new(req));
-                    reply_to.push(subject);
-                }
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let prepared = log.prepare_group(&mut group);
-        let stage = Stage {
-            group,
-            reply_to,
-            prepared,
-            prepare: started.elapsed(),
-        };
+    while let Some(first) = jobs.blocking_recv() {
+        let stage = prepare_next(log, first, &mut jobs, max_group_events);
         if stages.send(stage).is_err() {
             tracing::error!("the committing thread stopped; the store takes no more writes");
             return;
         }
+    }
+}
+
+/// One group: `first` and what else is queued in `jobs` now, up to `max_group_events`
+/// events, prepared ([`LiveLog::prepare_group`]).
+pub(crate) fn prepare_next(
+    log: &LiveLog,
+    (req, subject): Job,
+    jobs: &mut mpsc::Receiver<Job>,
+    max_group_events: usize,
+) -> Stage {
+    let mut n = req.events.len();
+    let mut group = vec![Pending::new(req)];
+    let mut reply_to = vec![subject];
+    while n < max_group_events {
+        match jobs.try_recv() {
+            Ok((req, subject)) => {
+                n += req.events.len();
+                group.push(Pending::new(req));
+                reply_to.push(subject);
+            }
+            Err(_) => break,
+        }
+    }
+    let started = Instant::now();
+    let prepared = log.prepare_group(&mut group);
+    Stage {
+        group,
+        reply_to,
+        prepared,
+        prepare: started.elapsed(),
     }
 }
 

@@ -9,8 +9,8 @@
 //! expecting the sequence the last one ended at (the expected last sequence is a number, not
 //! whose message holds it, so a second publish in flight could land on a rival's message:
 //! docs/ARCHITECTURE.md); what is ready when the journal answers goes together in the next
-//! round trip: up to
-//! [`StoreConfig::journal_batch_groups`] groups (the preparing thread runs that far ahead) as
+//! round trip: the preparing thread gathers the next round only then, from every append
+//! queued, as up to [`StoreConfig::journal_batch_groups`] groups ([`prepare_rounds`]), sent as
 //! one atomic batch (nats-server 2.12+), whose first message carries the expected last
 //! sequence, so the journal takes all of them right after it or none. A failed publish refuses
 //! those groups and every group prepared after them (they were judged on top of them) as
@@ -36,7 +36,7 @@ use crate::log::live::{LiveLog, PreparedGroup};
 use crate::log::{Committed, Pending};
 use crate::server::{
     Job, NATS_GRACE, Outbox, Requests, Stage, StoreConfig, group_replies, handle_append,
-    handle_read, handle_stream, max_message_bytes, outbox_loop, prepare_loop, refuse_all,
+    handle_read, handle_stream, max_message_bytes, outbox_loop, prepare_next, refuse_all,
 };
 
 /// How long a journal publish (one message, or one atomic batch) may take before the leader
@@ -261,10 +261,11 @@ pub(super) async fn lead(
 
     let (job_tx, job_rx) = mpsc::channel::<Job>(config.queue_capacity);
     let (out_tx, out_rx) = mpsc::channel::<Outbox>(1024);
-    // The preparing thread runs up to `batch` groups ahead of the committing one, which
-    // sends every group ready when the journal answers in the next round trip.
+    // The preparing thread makes each round's groups (up to `batch`) when the committing
+    // one asks for them, which is when the journal answered the last round.
     let batch = config.journal_batch_groups.max(1);
-    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel::<Stage>(batch - 1);
+    let (wants_tx, wants_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel::<Vec<Stage>>(1);
     let journal = Journal {
         js: js.clone(),
         client: client.clone(),
@@ -286,14 +287,21 @@ pub(super) async fn lead(
         let step_down = step_down.clone();
         std::thread::Builder::new()
             .name("vigil-store-commit".into())
-            .spawn(move || commit_loop(journal, batch, &stage_rx, (rounds_tx, local), &step_down))?
+            .spawn(move || {
+                commit_loop(
+                    journal,
+                    (&wants_tx, &stage_rx),
+                    (rounds_tx, local),
+                    &step_down,
+                )
+            })?
     };
     let writer = {
         let log = log.clone();
         let max = config.max_group_events;
         std::thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || prepare_loop(&log, job_rx, &stage_tx, max))?
+            .spawn(move || prepare_rounds(&log, job_rx, (&wants_rx, &stage_tx), max, batch))?
     };
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
@@ -395,16 +403,18 @@ struct Round {
 }
 
 /// The committing half of the leader's writer, itself two threads in a pipeline: this one
-/// publishes to the journal (every group ready, up to `batch`, in one round trip) and the
-/// one it starts commits the journaled groups to fjall group by group, then hands them to
+/// asks the preparing thread for a round, publishes it to the journal in one round trip, and
+/// hands it to `local`, the thread that commits the journaled groups to fjall group by group, then hands them to
 /// the outbox, in order. The next round trip starts as soon as the journal answered the last
 /// one, while that round is being committed here: the journal is the record, a group it holds
 /// is the centre's whether or not this replica's own commit of it is done, and an append is
 /// answered only after both. So a round costs the longer of the two, not their sum.
 fn commit_loop(
     mut journal: Journal,
-    batch: usize,
-    stages: &std::sync::mpsc::Receiver<Stage>,
+    (wants, stages): (
+        &std::sync::mpsc::SyncSender<()>,
+        &std::sync::mpsc::Receiver<Vec<Stage>>,
+    ),
     (rounds_tx, local): (
         std::sync::mpsc::SyncSender<Round>,
         std::thread::JoinHandle<()>,
@@ -412,14 +422,14 @@ fn commit_loop(
     step_down: &CancellationToken,
 ) {
     let mut refusing: Option<StoreError> = None;
-    while let Ok(first) = stages.recv() {
-        let mut stages_now = vec![first];
-        while stages_now.len() < batch {
-            match stages.try_recv() {
-                Ok(stage) => stages_now.push(stage),
-                Err(_) => break,
-            }
+    loop {
+        // The next round is gathered only now, from everything queued meanwhile.
+        if wants.send(()).is_err() {
+            break;
         }
+        let Ok(stages_now) = stages.recv() else {
+            break;
+        };
         let started = Instant::now();
         // The local thread cancels `step_down` when a commit fails: what comes after is
         // not published.
@@ -470,6 +480,44 @@ fn commit_loop(
     drop(rounds_tx);
     if local.join().is_err() {
         tracing::error!("the local commit thread panicked");
+    }
+}
+
+/// The leader's preparing thread: when the journal thread asks for its next round (after the
+/// journal answered the last one), the groups of everything queued by then, at least one
+/// append (it waits for one), up to `batch` groups of up to `max_group_events` events. A
+/// round thus takes few, full groups (one journal message and one local fsync each) where
+/// preparing ahead of the round would cut what arrives into a group per moment; preparing
+/// costs microseconds per event, the round trip milliseconds.
+fn prepare_rounds(
+    log: &LiveLog,
+    mut jobs: mpsc::Receiver<Job>,
+    (wants, rounds): (
+        &std::sync::mpsc::Receiver<()>,
+        &std::sync::mpsc::SyncSender<Vec<Stage>>,
+    ),
+    max_group_events: usize,
+    batch: usize,
+) {
+    while wants.recv().is_ok() {
+        let Some(mut next) = jobs.blocking_recv() else {
+            return;
+        };
+        let mut round = Vec::new();
+        loop {
+            round.push(prepare_next(log, next, &mut jobs, max_group_events));
+            if round.len() >= batch {
+                break;
+            }
+            match jobs.try_recv() {
+                Ok(job) => next = job,
+                Err(_) => break,
+            }
+        }
+        if rounds.send(round).is_err() {
+            tracing::error!("the committing thread stopped; the store takes no more writes");
+            return;
+        }
     }
 }
 
