@@ -19,14 +19,18 @@
 //! 2. A good one goes into a bounded queue to the single writer. When the queue is
 //!    full the request is answered `unavailable` (retry with the same ids) rather than
 //!    letting memory grow or blocking the handler.
-//! 3. The writer is two threads in a pipeline. The preparing thread takes everything
-//!    queued, up to `max_group_events`, and judges it in order (expected versions, the id
-//!    index, retries), encodes, hashes and batches it ([`crate::Log::prepare_group`]); the
-//!    committing thread writes each prepared group as one fjall batch and fdatasyncs once
-//!    (group commit, [`crate::Log::commit_prepared`]). So group N+1 is prepared while group
-//!    N is on its way to the disk; N+1 is judged as if N were written, and is refused whole
-//!    if N's write fails. The cap keeps a group's commit short, so tail latency stays low
-//!    under load.
+//! 3. The writer is two threads. When the committing thread has written a group it asks
+//!    for the next; the preparing thread then takes everything queued, up to
+//!    `max_group_events`, and judges it in order (expected versions, the id index, retries),
+//!    encodes, hashes and batches it ([`crate::Log::prepare_group`]); the committing thread
+//!    writes it as one fjall batch and fdatasyncs once (group commit,
+//!    [`crate::Log::commit_prepared`]). Gathering a group only when the disk is free puts
+//!    everything that arrived during the last fsync into the next one (a group prepared
+//!    while the last was still being written took only what had arrived by then: 8-10 %
+//!    fewer appends a second at 16 and 128 in flight on this machine, docs/BENCHMARKS.md).
+//!    The cap keeps a group's commit short, so tail latency stays low under load. (On a
+//!    replica's leader the same threads run ahead of the local commit: see
+//!    `replication::leader`; a group judged ahead is refused whole if one before it fails.)
 //! 4. Only once a group is durable does one outbox task send every answer of the group and
 //!    publish the group's events on the live feed as one message (a few for a group over the
 //!    server's payload limit; [`crate::feed`]) saying its first position and count.
@@ -217,19 +221,20 @@ pub async fn run(
 
     // One prepared group may wait while another is written (a rendezvous channel): the
     // preparing thread runs at most one group ahead of the disk.
-    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel::<Stage>(0);
+    let (wants_tx, wants_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel::<Vec<Stage>>(1);
     let committer = {
         let log = log.clone();
         std::thread::Builder::new()
             .name("vigil-store-commit".into())
-            .spawn(move || commit_loop(&log, &stage_rx, &out_tx))?
+            .spawn(move || commit_loop(&log, (&wants_tx, &stage_rx), &out_tx))?
     };
     let writer = {
         let log = log.clone();
         let max = config.max_group_events;
         std::thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || prepare_loop(&log, job_rx, &stage_tx, max))?
+            .spawn(move || prepare_loop(&log, job_rx, (&wants_rx, &stage_tx), max, 1))?
     };
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
@@ -603,17 +608,43 @@ async fn respond(client: &Client, reply_to: async_nats::Subject, reply: &AppendR
     }
 }
 
-/// The preparing half of the writer: gathers each group from the queue and prepares it
-/// ([`LiveLog::prepare_group`]) while the previous one is being written.
+/// The preparing half of the writer: when the committing thread asks for its next round
+/// (`wants`: it has written the last one), the groups of everything queued by then, at least
+/// one append (it waits for one), up to `batch` groups of up to `max_group_events` events,
+/// each prepared ([`LiveLog::prepare_group`]).
+///
+/// Gathering late is the point: a preparing thread that ran ahead of the write cut the
+/// appends into a group per moment it could run (at 16 in flight, groups of ~2 events on a
+/// replica's leader, each a journal message and an fsync); gathered when the write is free,
+/// one group takes everything that arrived during the last write. Preparing costs
+/// microseconds per event; the write, an fsync or a journal round trip, milliseconds
+/// (docs/BENCHMARKS.md, "rounds gathered when the journal answers").
 pub(crate) fn prepare_loop(
     log: &LiveLog,
     mut jobs: mpsc::Receiver<Job>,
-    stages: &std::sync::mpsc::SyncSender<Stage>,
+    (wants, rounds): (
+        &std::sync::mpsc::Receiver<()>,
+        &std::sync::mpsc::SyncSender<Vec<Stage>>,
+    ),
     max_group_events: usize,
+    batch: usize,
 ) {
-    while let Some(first) = jobs.blocking_recv() {
-        let stage = prepare_next(log, first, &mut jobs, max_group_events);
-        if stages.send(stage).is_err() {
+    while wants.recv().is_ok() {
+        let Some(mut next) = jobs.blocking_recv() else {
+            return;
+        };
+        let mut round = Vec::new();
+        loop {
+            round.push(prepare_next(log, next, &mut jobs, max_group_events));
+            if round.len() >= batch {
+                break;
+            }
+            match jobs.try_recv() {
+                Ok(job) => next = job,
+                Err(_) => break,
+            }
+        }
+        if rounds.send(round).is_err() {
             tracing::error!("the committing thread stopped; the store takes no more writes");
             return;
         }
@@ -622,7 +653,7 @@ pub(crate) fn prepare_loop(
 
 /// One group: `first` and what else is queued in `jobs` now, up to `max_group_events`
 /// events, prepared ([`LiveLog::prepare_group`]).
-pub(crate) fn prepare_next(
+fn prepare_next(
     log: &LiveLog,
     (req, subject): Job,
     jobs: &mut mpsc::Receiver<Job>,
@@ -651,57 +682,67 @@ pub(crate) fn prepare_next(
     }
 }
 
-/// The committing half of the writer: writes each prepared group, in order, then hands its
-/// answers and events to the outbox.
+/// The committing half of the writer: asks for the next group once it has written the last,
+/// writes it, then hands its answers and events to the outbox.
 fn commit_loop(
     log: &LiveLog,
-    stages: &std::sync::mpsc::Receiver<Stage>,
+    (wants, stages): (
+        &std::sync::mpsc::SyncSender<()>,
+        &std::sync::mpsc::Receiver<Vec<Stage>>,
+    ),
     outbox: &mpsc::Sender<Outbox>,
 ) {
-    while let Ok(Stage {
+    while wants.send(()).is_ok()
+        && let Ok(round) = stages.recv()
+    {
+        for stage in round {
+            commit_one(log, stage, outbox);
+        }
+    }
+}
+
+/// Writes one prepared group and hands its answers and events to the outbox.
+fn commit_one(log: &LiveLog, stage: Stage, outbox: &mpsc::Sender<Outbox>) {
+    let Stage {
         mut group,
         reply_to,
         prepared,
         prepare,
-    }) = stages.recv()
-    {
-        let started = Instant::now();
-        let committed = prepared.map(|prepared| log.commit_prepared(&mut group, prepared));
-        let took = prepare + started.elapsed();
-        let (replies, committed) = match committed {
-            Ok(committed) => {
-                if !committed.events.is_empty() {
-                    metrics::histogram!("vigil_store_commit_seconds").record(took.as_secs_f64());
-                    metrics::histogram!("vigil_store_group_events")
-                        .record(committed.events.len() as f64);
-                    metrics::counter!("vigil_store_events_appended_total")
-                        .increment(committed.events.len() as u64);
-                    metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
-                    if took > Duration::from_millis(500) {
-                        tracing::warn!(
-                            ms = took.as_millis() as u64,
-                            events = committed.events.len(),
-                            "slow commit"
-                        );
-                    }
+    } = stage;
+    let started = Instant::now();
+    let committed = prepared.map(|prepared| log.commit_prepared(&mut group, prepared));
+    let took = prepare + started.elapsed();
+    let (replies, committed) = match committed {
+        Ok(committed) => {
+            if !committed.events.is_empty() {
+                metrics::histogram!("vigil_store_commit_seconds").record(took.as_secs_f64());
+                metrics::histogram!("vigil_store_group_events")
+                    .record(committed.events.len() as f64);
+                metrics::counter!("vigil_store_events_appended_total")
+                    .increment(committed.events.len() as u64);
+                metrics::gauge!("vigil_store_head_position").set(log.head() as f64);
+                if took > Duration::from_millis(500) {
+                    tracing::warn!(
+                        ms = took.as_millis() as u64,
+                        events = committed.events.len(),
+                        "slow commit"
+                    );
                 }
-                (group_replies(group, reply_to), committed)
             }
-            Err(e) => {
-                // Reading an index or encoding failed before anything was written: refuse this
-                // group; the log on disk is unchanged.
-                tracing::error!(error = %e, "group refused before commit");
-                let error = StoreError::unavailable(format!(
-                    "the store could not check this append against the log: {e}"
-                ));
-                (refuse_all(reply_to, &error), Committed { events: vec![] })
-            }
-        };
-        if outbox.blocking_send(Outbox { replies, committed }).is_err() {
-            tracing::error!(
-                "the outbox stopped; answers of this group are lost, clients will retry"
-            );
+            (group_replies(group, reply_to), committed)
         }
+        Err(e) => {
+            // Reading an index or encoding failed before anything was written: refuse this
+            // group; the log on disk is unchanged.
+            tracing::error!(error = %e, "group refused before commit");
+            let error = StoreError::unavailable(format!(
+                "the store could not check this append against the log: {e}"
+            ));
+            (refuse_all(reply_to, &error), Committed { events: vec![] })
+        }
+    };
+    if outbox.blocking_send(Outbox { replies, committed }).is_err() {
+        tracing::error!("the outbox stopped; answers of this group are lost, clients will retry");
     }
 }
 

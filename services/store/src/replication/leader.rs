@@ -10,7 +10,7 @@
 //! whose message holds it, so a second publish in flight could land on a rival's message:
 //! docs/ARCHITECTURE.md); what is ready when the journal answers goes together in the next
 //! round trip: the preparing thread gathers the next round only then, from every append
-//! queued, as up to [`StoreConfig::journal_batch_groups`] groups ([`prepare_rounds`]), sent as
+//! queued, as up to [`StoreConfig::journal_batch_groups`] groups ([`prepare_loop`]), sent as
 //! one atomic batch (nats-server 2.12+), whose first message carries the expected last
 //! sequence, so the journal takes all of them right after it or none. A failed publish refuses
 //! those groups and every group prepared after them (they were judged on top of them) as
@@ -36,7 +36,7 @@ use crate::log::live::{LiveLog, PreparedGroup};
 use crate::log::{Committed, Pending};
 use crate::server::{
     Job, NATS_GRACE, Outbox, Requests, Stage, StoreConfig, group_replies, handle_append,
-    handle_read, handle_stream, max_message_bytes, outbox_loop, prepare_next, refuse_all,
+    handle_read, handle_stream, max_message_bytes, outbox_loop, prepare_loop, refuse_all,
 };
 
 /// How long a journal publish (one message, or one atomic batch) may take before the leader
@@ -301,7 +301,7 @@ pub(super) async fn lead(
         let max = config.max_group_events;
         std::thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || prepare_rounds(&log, job_rx, (&wants_rx, &stage_tx), max, batch))?
+            .spawn(move || prepare_loop(&log, job_rx, (&wants_rx, &stage_tx), max, batch))?
     };
     let outbox = tokio::spawn(outbox_loop(client.clone(), out_rx));
 
@@ -480,44 +480,6 @@ fn commit_loop(
     drop(rounds_tx);
     if local.join().is_err() {
         tracing::error!("the local commit thread panicked");
-    }
-}
-
-/// The leader's preparing thread: when the journal thread asks for its next round (after the
-/// journal answered the last one), the groups of everything queued by then, at least one
-/// append (it waits for one), up to `batch` groups of up to `max_group_events` events. A
-/// round thus takes few, full groups (one journal message and one local fsync each) where
-/// preparing ahead of the round would cut what arrives into a group per moment; preparing
-/// costs microseconds per event, the round trip milliseconds.
-fn prepare_rounds(
-    log: &LiveLog,
-    mut jobs: mpsc::Receiver<Job>,
-    (wants, rounds): (
-        &std::sync::mpsc::Receiver<()>,
-        &std::sync::mpsc::SyncSender<Vec<Stage>>,
-    ),
-    max_group_events: usize,
-    batch: usize,
-) {
-    while wants.recv().is_ok() {
-        let Some(mut next) = jobs.blocking_recv() else {
-            return;
-        };
-        let mut round = Vec::new();
-        loop {
-            round.push(prepare_next(log, next, &mut jobs, max_group_events));
-            if round.len() >= batch {
-                break;
-            }
-            match jobs.try_recv() {
-                Ok(job) => next = job,
-                Err(_) => break,
-            }
-        }
-        if rounds.send(round).is_err() {
-            tracing::error!("the committing thread stopped; the store takes no more writes");
-            return;
-        }
     }
 }
 
