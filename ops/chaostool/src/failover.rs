@@ -31,8 +31,12 @@
 //! The times are judged only against 60 s (no acknowledged write, or no field report, within
 //! 60 s of a fault fails the run); their p50 and max are reported, not bounded.
 //!
-//! At the end the writers stop, the cluster settles, `ops/cluster down` stops it (as it does
-//! on every other way out: [`Cluster`]'s `Drop`), and the checker reads **every replica's**
+//! At the end the writers stop and the cluster settles; then **every node's gateway** must
+//! serve the duty board of a fresh fold of the whole log (read through the store leader,
+//! from any node, for up to 30 s), once it has reached the log's head (within 30 s): the
+//! wall screens of a node that was killed, cut off or wiped must be as right as the
+//! others'. Then `ops/cluster down` stops it (as it does on every other way out:
+//! [`Cluster`]'s `Drop`), and the checker reads **every replica's**
 //! store files against the ack file: 0 lost, 0 duplicated, 0 gaps on each; and the three
 //! replicas must be identical: the same head and the same hash-chain head, each intact
 //! (`vigil verify`'s walk, [`store::Log::verify`]).
@@ -710,6 +714,19 @@ pub async fn run(
     if let Err(e) = cluster.settled(SETTLE).await {
         problems.push(format!("at the end: {e:#}"));
     }
+    let boards = boards_match(&cluster, &auth, &nats).await;
+    eprintln!(
+        "  boards: {}",
+        if boards.is_empty() {
+            format!(
+                "each of the {} gateways = a fresh fold of the log",
+                cluster.nodes.len()
+            )
+        } else {
+            boards.join("; ")
+        }
+    );
+    problems.extend(boards);
     eprintln!(
         "  {} faults in {:.0} s; stopping the cluster",
         measured.len(),
@@ -728,6 +745,62 @@ pub async fn run(
         replicas,
         problems,
     })
+}
+
+/// Whether every node's gateway serves the duty board of a fresh fold of the whole log, read
+/// through the store leader from the first node that answers: what differs, per node (empty:
+/// every board is right).
+async fn boards_match(cluster: &Cluster, auth: &Auth, nats: &NatsNodes) -> Vec<String> {
+    let day = Duration::from_secs(24 * 3600);
+    let duty = match auth.issue(
+        "chaos.duty",
+        gateway::auth::Role::DutyOfficer,
+        None,
+        None,
+        day,
+        "api",
+    ) {
+        Ok((token, _)) => token,
+        Err(e) => return vec![format!("boards: no duty officer token: {e}")],
+    };
+    // Each node in turn for up to 30 s: a read can meet a lease changing hands.
+    let mut log = Err(anyhow::anyhow!("no node to read it through"));
+    let tried = Instant::now();
+    for url in nats.urls.iter().cycle() {
+        if tried.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        log = async {
+            let store = writers::store_client_as(
+                url,
+                "chaos-boards",
+                nats.credentials.clone(),
+                runtime::nats::Mode::Tool,
+                Duration::from_secs(10),
+            )
+            .await?;
+            check::read_running(&store).await
+        }
+        .await;
+        match &log {
+            Ok(_) => break,
+            Err(e) => {
+                eprintln!("  boards: reading the log through {url}: {e:#}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let log = match log {
+        Ok(log) => log,
+        Err(e) => return vec![format!("boards: the log could not be read: {e:#}")],
+    };
+    let mut differ = Vec::new();
+    for n in &cluster.nodes {
+        if let Err(e) = check::board_matches(n.http, &duty, &log, Duration::from_secs(30)).await {
+            differ.push(format!("{}'s board: {e:#}", n.name));
+        }
+    }
+    differ
 }
 
 /// The checker and `verify` on one stopped replica's store.
