@@ -78,6 +78,9 @@ pub struct ReadModel<R> {
     position: AtomicU64,
     /// The log's head when the service started (`u64::MAX` until known).
     start_head: AtomicU64,
+    /// The store answered and the model is loading its checkpoint (a large register's takes
+    /// a second or more: say so, not "waiting for the store").
+    restoring: std::sync::atomic::AtomicBool,
     /// The task that follows the log (taken by [`ReadModel::stopped`]).
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Given to the model again after a restore ([`Fold::attach`]).
@@ -139,6 +142,7 @@ impl<R: Fold> ReadModel<R> {
             state: RwLock::new(state),
             position: AtomicU64::new(0),
             start_head: AtomicU64::new(u64::MAX),
+            restoring: std::sync::atomic::AtomicBool::new(false),
             task: std::sync::Mutex::new(None),
             reference,
             folded: (std::sync::Mutex::new(()), std::sync::Condvar::new()),
@@ -169,6 +173,10 @@ impl<R: Fold> ReadModel<R> {
     pub fn loading(&self) -> Option<String> {
         let position = self.position();
         match self.start_head.load(Ordering::Acquire) {
+            u64::MAX if self.restoring.load(Ordering::Acquire) => Some(format!(
+                "the {} register is loading its checkpoint",
+                self.name
+            )),
             u64::MAX => Some(format!(
                 "the {} register is waiting for the store to answer",
                 self.name
@@ -255,6 +263,7 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
         _ => None,
     };
     let mut last_id = uuid::Uuid::nil();
+    model.restoring.store(true, Ordering::Release);
     if let Some((dir, codec)) = &saving
         && let Some((position, id)) = restore(&model, &store, dir, codec).await
     {
@@ -262,6 +271,7 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
         model.position.store(position, Ordering::Release);
     }
     model.start_head.store(head, Ordering::Release);
+    model.restoring.store(false, Ordering::Release);
     let after = model.position.load(Ordering::Acquire);
     // The fold runs on the model's own thread (`FoldThread`): a service's answers never
     // wait for it on an async worker. The id of the last event folded, for the checkpoint.
