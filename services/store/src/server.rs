@@ -219,8 +219,8 @@ pub async fn run(
     // (answers must not be dropped); 1024 groups is seconds of NATS trouble.
     let (out_tx, out_rx) = mpsc::channel::<Outbox>(1024);
 
-    // One prepared group may wait while another is written (a rendezvous channel): the
-    // preparing thread runs at most one group ahead of the disk.
+    // The committing thread asks for each group when it has written the last one
+    // (`prepare_loop`, rounds of one group here).
     let (wants_tx, wants_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel::<Vec<Stage>>(1);
     let committer = {
@@ -651,8 +651,8 @@ pub(crate) fn prepare_loop(
     }
 }
 
-/// One group: `first` and what else is queued in `jobs` now, up to `max_group_events`
-/// events, prepared ([`LiveLog::prepare_group`]).
+/// One group: the job given and what else is queued in `jobs` now, up to
+/// `max_group_events` events, prepared ([`LiveLog::prepare_group`]).
 fn prepare_next(
     log: &LiveLog,
     (req, subject): Job,

@@ -1,8 +1,8 @@
 //! The leader's term: serving appends and reads with the journal before the local commit.
 //!
-//! The write pipeline is the single-node one ([`crate::server`]: a preparing thread ahead of a
-//! committing thread, an outbox task sending answers then the group on the live feed), with
-//! the committing split in two: one thread publishes the prepared groups to the journal, and
+//! The write pipeline is the single-node one ([`crate::server`]: a preparing thread that
+//! gathers groups when the committing thread asks for them, an outbox task sending answers
+//! then the group on the live feed), with the committing split in two: one thread publishes the prepared groups to the journal, and
 //! only after the journal's ack does another commit each to fjall, with its journal sequence
 //! in the same batch, in order, while the first publishes the next round (up to
 //! [`ROUNDS_AHEAD`] rounds wait for the local commit). One publish is in flight at a time,
@@ -403,12 +403,13 @@ struct Round {
 }
 
 /// The committing half of the leader's writer, itself two threads in a pipeline: this one
-/// asks the preparing thread for a round, publishes it to the journal in one round trip, and
-/// hands it to `local`, the thread that commits the journaled groups to fjall group by group, then hands them to
-/// the outbox, in order. The next round trip starts as soon as the journal answered the last
-/// one, while that round is being committed here: the journal is the record, a group it holds
-/// is the centre's whether or not this replica's own commit of it is done, and an append is
-/// answered only after both. So a round costs the longer of the two, not their sum.
+/// asks the preparing thread for a round, publishes it to the journal in one round trip and
+/// hands it to `local` ([`local_loop`]), which commits the journaled groups to fjall group by
+/// group, then hands them to the outbox, in order. The next round trip starts as soon as the
+/// journal answered the last one, while `local` commits that one: the journal is the record,
+/// a group it holds is the centre's whether or not this replica's own commit of it is done,
+/// and an append is answered only after both. So a round costs the longer of the two, not
+/// their sum.
 fn commit_loop(
     mut journal: Journal,
     (wants, stages): (
