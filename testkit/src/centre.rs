@@ -505,14 +505,22 @@ impl Centre {
     /// Waits until the gateway answers `/readyz` and every probe answers 200.
     pub async fn ready(&self) {
         let addr = self.addr;
-        crate::eventually(READY, || async move {
+        // The last answer, for the failure message: what the centre still waited for.
+        let last = std::sync::Mutex::new(String::from("(no answer)"));
+        crate::eventually(READY, || async {
             let a = crate::http::request(addr, "GET", "/readyz", &[], None)
                 .await
                 .ok()?;
+            if let Ok(mut l) = last.lock() {
+                *l = format!("{} {}", a.status, a.body);
+            }
             (a.status == 200).then_some(())
         })
         .await
-        .unwrap_or_else(|| panic!("the gateway is not ready within {READY:?}"));
+        .unwrap_or_else(|| {
+            let last = last.lock().map(|l| l.clone()).unwrap_or_default();
+            panic!("the gateway is not ready within {READY:?}; its last /readyz: {last}")
+        });
         let token = self.tokens.first().map(|(_, t)| t.as_str());
         for probe in &self.probes {
             crate::eventually(READY, || async move {
