@@ -90,7 +90,7 @@ pub struct StoreConfig {
     /// Appends that may wait for the writer before new ones are refused as `unavailable`.
     pub queue_capacity: usize,
     /// A replica's leader: most groups sent to the journal in one round trip (one atomic
-    /// batch), gathered when the journal answered the last round ([`prepare_loop`]).
+    /// batch), gathered when the journal answered the last round (`prepare_loop`).
     pub journal_batch_groups: usize,
     /// fsync before ack (production) or not (only to prove the crash harness sees loss).
     pub durability: Durability,
