@@ -27,7 +27,7 @@
 //!    [`crate::Log::commit_prepared`]). Gathering a group only when the disk is free puts
 //!    everything that arrived during the last fsync into the next one (a group prepared
 //!    while the last was still being written took only what had arrived by then: 8-10 %
-//!    fewer appends a second at 16 and 128 in flight on this machine, docs/BENCHMARKS.md).
+//!    fewer appends a second at 16 and 128 in flight, docs/BENCHMARKS.md).
 //!    The cap keeps a group's commit short, so tail latency stays low under load. (On a
 //!    replica's leader the same threads run ahead of the local commit: see
 //!    `replication::leader`; a group judged ahead is refused whole if one before it fails.)
