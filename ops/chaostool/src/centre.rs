@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gateway::auth::{Auth, Role};
+use gateway::auth::Auth;
 use testkit::NatsServer;
 
 /// The domain services, each its own `vigil <name>` process.
@@ -179,10 +179,8 @@ impl Centre {
         // The gateway's signing key lives in the data directory; make it before the gateway
         // starts so both use the same one.
         let auth = Auth::open(dir, vec![]).context("opening the gateway's keys")?;
-        let day = Duration::from_secs(24 * 3600);
         let field_token = crate::writers::field_token(&auth, "chaos.field")?;
-        let (duty_token, _) =
-            auth.issue("chaos.duty", Role::DutyOfficer, None, None, day, "api")?;
+        let duty_token = crate::writers::duty_token(&auth)?;
         let mut centre = Centre {
             nats,
             dir: dir.to_owned(),

@@ -751,17 +751,9 @@ pub async fn run(
 /// through the store leader from the first node that answers: what differs, per node (empty:
 /// every board is right).
 async fn boards_match(cluster: &Cluster, auth: &Auth, nats: &NatsNodes) -> Vec<String> {
-    let day = Duration::from_secs(24 * 3600);
-    let duty = match auth.issue(
-        "chaos.duty",
-        gateway::auth::Role::DutyOfficer,
-        None,
-        None,
-        day,
-        "api",
-    ) {
-        Ok((token, _)) => token,
-        Err(e) => return vec![format!("boards: no duty officer token: {e}")],
+    let duty = match writers::duty_token(auth) {
+        Ok(token) => token,
+        Err(e) => return vec![format!("boards: no duty officer token: {e:#}")],
     };
     // Each node in turn for up to 30 s: a read can meet a lease changing hands.
     let mut log = Err(anyhow::anyhow!("no node to read it through"));

@@ -250,6 +250,20 @@ pub async fn subscribe_board(
     Some(ws)
 }
 
+/// A duty officer's token (`chaos.duty`, every country), valid a day: what reads the board.
+pub fn duty_token(auth: &gateway::auth::Auth) -> anyhow::Result<String> {
+    let day = Duration::from_secs(24 * 3600);
+    let (token, _) = auth.issue(
+        "chaos.duty",
+        gateway::auth::Role::DutyOfficer,
+        None,
+        None,
+        day,
+        "api",
+    )?;
+    Ok(token)
+}
+
 /// The token an HTTP writer reports with: user `user`, a field officer of Somalia (the
 /// country of [`report_body`]'s reports), valid a day.
 pub fn field_token(auth: &gateway::auth::Auth, user: &str) -> anyhow::Result<String> {
