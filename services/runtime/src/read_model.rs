@@ -263,7 +263,7 @@ async fn follow<R: Fold>(model: Arc<ReadModel<R>>, client: Client, shutdown: Can
         _ => None,
     };
     let mut last_id = uuid::Uuid::nil();
-    model.restoring.store(true, Ordering::Release);
+    model.restoring.store(saving.is_some(), Ordering::Release);
     if let Some((dir, codec)) = &saving
         && let Some((position, id)) = restore(&model, &store, dir, codec).await
     {
