@@ -1,5 +1,6 @@
-//! The README's first command, for real: `vigil up` owns a nats-server and the store; the
-//! CLI appends and tails through it; SIGTERM stops everything and exits 0.
+//! The README's first command, for real: `vigil up` owns a nats-server and the store; its
+//! banner comes once the store and the services answer (the first requests after it are
+//! served); the CLI appends and tails through it; SIGTERM stops everything and exits 0.
 
 // Test code: a panic here is a failed assertion, not a crash in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -42,6 +43,36 @@ async fn vigil_up_runs_the_centre_and_stops_cleanly_on_sigterm() {
     assert!(banner.contains(&nats_url), "{banner}");
     assert!(banner.contains("wall screen"), "{banner}");
     assert!(speaks_nats(nats_port), "vigil up's own nats-server listens");
+    // The banner comes once the store and every service answer: the first requests after it
+    // reach both (the printed admin logs in and lists incidents, which the incidents
+    // service's register answers; the log is read through the store).
+    let password = banner
+        .lines()
+        .find_map(|l| {
+            l.split_once("with password ")
+                .map(|(_, p)| p.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no admin password in the banner:\n{banner}"));
+    let addr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let login = testkit::http::json(
+        addr,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&serde_json::json!({"username": "admin", "password": password})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(login.status, 200, "{}", login.body);
+    let admin = login.json()["token"].as_str().unwrap().to_owned();
+    for path in ["/api/v1/incidents", "/api/v1/events?limit=1"] {
+        let a = http_get(http_port, path, Some(&admin)).await;
+        assert_eq!(
+            a.status, 200,
+            "GET {path} right after the banner: {}",
+            a.body
+        );
+    }
 
     // `vigil append` of a NoteAdded with `data`.
     let append = |data: &str| {
