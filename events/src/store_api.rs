@@ -16,6 +16,14 @@ pub struct AppendRequest {
     pub expected_version: ExpectedVersion,
     /// Events to append, in order (at least one).
     pub events: Vec<NewEvent>,
+    /// Stored only after the event with this id: if the log does not hold it yet (nor an
+    /// earlier append of the same commit group), the append is refused `after_missing` and
+    /// nothing is stored. A writer that sends several appends one behind the other without
+    /// waiting for each answer chains them this way, so none lands before the one it
+    /// follows, whatever happens to that one (refused, lost on the way, a store that
+    /// restarted). A retry of an append already stored is answered as such first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<uuid::Uuid>,
 }
 
 /// Where an append landed.
@@ -61,6 +69,10 @@ pub enum ErrorCode {
     /// The append subject does not allow this stream: its category is not the one the
     /// subject names (each NATS user may append only to the categories it owns).
     Forbidden,
+    /// The event the append must follow (its `after`) is not in the log; nothing was
+    /// stored. Send the append again once that event is stored, or without `after` if it
+    /// never will be.
+    AfterMissing,
 }
 
 /// A typed refusal from the store.
@@ -110,6 +122,17 @@ impl StoreError {
         Self {
             code: ErrorCode::IdReused,
             message: message.into(),
+            current_version: None,
+        }
+    }
+
+    /// An `after_missing` error: `after` is not in the log.
+    pub fn after_missing(after: uuid::Uuid) -> Self {
+        Self {
+            code: ErrorCode::AfterMissing,
+            message: format!(
+                "this append must follow event {after}, which the log does not hold; nothing was stored"
+            ),
             current_version: None,
         }
     }

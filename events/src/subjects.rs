@@ -92,6 +92,16 @@ pub fn command_subject(service: &str, command: &str) -> String {
     format!("vigil.cmd.{service}.{command}")
 }
 
+/// The last token of a batch's subject ([`batch_subject`]).
+pub const BATCH: &str = "batch";
+
+/// Several commands of one kind, carried out in order:
+/// `vigil.cmd.<service>.<command>.batch` (the generic host, `runtime::host`). Its own subject
+/// per command, so a NATS user allowed one command alone is allowed its batch and no other.
+pub fn batch_subject(service: &str, command: &str) -> String {
+    format!("vigil.cmd.{service}.{command}.{BATCH}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

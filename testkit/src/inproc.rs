@@ -166,6 +166,7 @@ impl Centre {
     /// Appends `events` to `stream` (any version), retried until the store takes them.
     pub async fn append_new(&self, stream: StreamName, events: Vec<NewEvent>) {
         let request = AppendRequest {
+            after: None,
             stream,
             expected_version: ExpectedVersion::Any,
             events,

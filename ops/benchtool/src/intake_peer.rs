@@ -134,6 +134,7 @@ impl Peer {
             .try_to_new_event(event_id, meta)
             .map_err(|e| invalid(e.to_string()))?;
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version,
             events: vec![event],

@@ -148,6 +148,7 @@ fn write_log(dir: &Path, n: u64, group: usize, seed: u64) -> anyhow::Result<Writ
                 for _ in 0..size {
                     let (stream, event) = generator.next_event(now)?;
                     pending.push(Pending::new(AppendRequest {
+                        after: None,
                         stream,
                         expected_version: ExpectedVersion::Any,
                         events: vec![event],

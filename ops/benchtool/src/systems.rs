@@ -593,6 +593,7 @@ impl VigilWorker {
         )
         .ok_or_else(|| Failure::new("bench", "no append subject"))?;
         let request = events::AppendRequest {
+            after: None,
             stream,
             expected_version: ExpectedVersion::Any,
             events: vec![self.event.event(seq)],

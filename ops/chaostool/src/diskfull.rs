@@ -445,6 +445,7 @@ async fn writer(
             json!({"writer": w, "n": n, "pad": pad}),
         );
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,
             events: vec![event.clone()],

@@ -415,6 +415,7 @@ pub async fn nats_writer_over(
         i += 1;
         let event = chaos_event(&name, json!({"writer": writer, "n": i}));
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,
             events: vec![event.clone()],

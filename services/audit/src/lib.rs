@@ -70,6 +70,7 @@ async fn record(store: &StoreClient, payload: &[u8]) -> Result<u64, String> {
         },
     };
     let request = AppendRequest {
+        after: None,
         stream,
         expected_version: ExpectedVersion::Any,
         events: vec![event],

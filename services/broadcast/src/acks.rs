@@ -75,6 +75,7 @@ impl Service {
             .map(|e| e.try_to_new_event(event_id, cmd.meta()))
             .collect::<Result<Vec<_>, _>>()?;
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,
             events,

@@ -191,6 +191,7 @@ impl Service {
         meta.causation_id = Some(cmd.id);
         let event = cancelled.try_to_new_event(Uuid::new_v5(&cmd.id, b"cancelled"), meta)?;
         let request = AppendRequest {
+            after: None,
             stream: bevents::stream_for(original_id),
             expected_version: ExpectedVersion::Any,
             events: vec![event],

@@ -219,6 +219,7 @@ impl Service {
             }
         };
         let request = AppendRequest {
+            after: None,
             stream: bevents::stream_for(id),
             expected_version: ExpectedVersion::NoStream,
             events: vec![event],
@@ -341,6 +342,7 @@ impl Service {
             }
         };
         let request = AppendRequest {
+            after: None,
             stream: bevents::stream_for(id),
             expected_version: ExpectedVersion::Any,
             events: vec![event],

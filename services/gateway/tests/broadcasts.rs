@@ -31,6 +31,7 @@ async fn register_agency(c: &Center, agency: &str, countries: &[&str]) {
     let event = events::domain::DomainEvent::from(e).to_new_event(uuid::Uuid::new_v4(), meta);
     c.store
         .append(&events::AppendRequest {
+            after: None,
             stream: events::domain::agency::stream_for(agency),
             expected_version: events::ExpectedVersion::Any,
             events: vec![event],

@@ -50,6 +50,7 @@ async fn register(c: &Center, stream: events::StreamName, event: DomainEvent) {
     };
     c.store
         .append(&events::AppendRequest {
+            after: None,
             stream,
             expected_version: events::ExpectedVersion::Any,
             events: vec![event.to_new_event(uuid::Uuid::new_v4(), meta)],

@@ -95,6 +95,7 @@ async fn import(c: &Center, stream: events::StreamName, event: DomainEvent) {
     };
     c.store
         .append(&events::AppendRequest {
+            after: None,
             stream,
             expected_version: events::ExpectedVersion::Any,
             events: vec![event.try_to_new_event(Uuid::new_v4(), meta).unwrap()],

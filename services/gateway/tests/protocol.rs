@@ -38,6 +38,7 @@ impl Center {
             },
         };
         let req = AppendRequest {
+            after: None,
             stream: StreamName::parse(&format!("incident-{id}")).unwrap(),
             expected_version: ExpectedVersion::NoStream,
             events: vec![ev],
@@ -111,6 +112,7 @@ async fn burst(
     let mut last = 0;
     for chunk in events.chunks(per_append) {
         let req = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: if version == 0 {
                 ExpectedVersion::NoStream

@@ -38,6 +38,7 @@ fn token(c: &Center, role: Role, scope: Option<&str>, agency: Option<&str>) -> S
 async fn append(c: &Center, stream: events::StreamName, event: events::NewEvent) {
     c.store
         .append(&events::AppendRequest {
+            after: None,
             stream,
             expected_version: events::ExpectedVersion::Any,
             events: vec![event],

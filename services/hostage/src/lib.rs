@@ -199,6 +199,7 @@ impl Service for Hostage {
         let now = OffsetDateTime::now_utc();
         let record = details_read(cmd, stream, now, Uuid::new_v4())?;
         let request = AppendRequest {
+            after: None,
             stream: events::audit::stream_for(now),
             expected_version: ExpectedVersion::Any,
             events: vec![record],

@@ -61,6 +61,7 @@ impl Centre {
         };
         c.store()
             .append(&AppendRequest {
+                after: None,
                 stream: events::domain::incident::stream_for(INCIDENT),
                 expected_version: ExpectedVersion::NoStream,
                 events: vec![

@@ -338,6 +338,7 @@ async fn append_changes(
         })
         .collect();
     let request = AppendRequest {
+        after: None,
         stream: relocation::stream_for(order),
         expected_version: ExpectedVersion::Any,
         events,
@@ -413,6 +414,7 @@ async fn give_order(host: &Host<Relocation>, payload: &[u8]) -> Result<Written, 
             .map(|e| e.try_to_new_event(id_of(e), meta.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: expected,
             events,

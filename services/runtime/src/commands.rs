@@ -26,8 +26,9 @@ use events::command::{Command, MAX_COMMAND_BYTES, Refusal, RefusalCode, Reply, W
 use events::domain::DomainEvent;
 use events::{AppendRequest, ErrorCode, ExpectedVersion, RecordedEvent, StreamName, codec};
 use futures::StreamExt;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -42,8 +43,9 @@ pub const STORE_DEADLINE: Duration = Duration::from_secs(2);
 /// How many times [`execute`] decides again after losing a race for the stream.
 const MAX_RACES: usize = 8;
 
-/// Serves `vigil.cmd.<service>.>` until `shutdown`. `handle` gets the command name (the
-/// subject's last token) and the payload, and returns the reply body.
+/// Serves `vigil.cmd.<service>.>` until `shutdown`. `handle` gets the command name (what
+/// follows `vigil.cmd.<service>.`: `report`, or `report.batch` for a batch) and the payload,
+/// and returns the reply body.
 pub async fn serve<H, F>(
     client: Client,
     service: &'static str,
@@ -54,7 +56,8 @@ where
     H: Fn(String, Bytes) -> F + Send + Sync + 'static,
     F: Future<Output = Vec<u8>> + Send + 'static,
 {
-    let subject = format!("vigil.cmd.{service}.>");
+    let prefix = format!("vigil.cmd.{service}.");
+    let subject = format!("{prefix}>");
     let mut requests = client
         .queue_subscribe(subject.clone(), format!("vigil-{service}"))
         .await?;
@@ -72,10 +75,10 @@ where
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        // What follows `vigil.cmd.<service>.`: a command's name, or `<name>.batch`.
         let command = msg
             .subject
-            .rsplit('.')
-            .next()
+            .strip_prefix(prefix.as_str())
             .unwrap_or_default()
             .to_owned();
         let handle = handle.clone();
@@ -92,6 +95,35 @@ where
         });
     }
     Ok(())
+}
+
+/// The most commands in one batch ([`events::subjects::batch_subject`]).
+pub const MAX_BATCH: usize = 256;
+
+/// The answer to a batch ([`events::subjects::batch_subject`], inside `{"ok": …}`): one reply per command tried, in order, each
+/// as the command sent alone would have been answered. It stops after the first that must
+/// be sent again ([`must_send_again`]): the commands after it were not tried.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAnswers {
+    /// The replies.
+    pub answers: Vec<Box<RawValue>>,
+}
+
+/// Whether `reply` says "send the same command again" (`unavailable`, or not a reply at
+/// all) rather than a final outcome (`ok` or a refusal).
+pub fn must_send_again(reply: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Answer {
+        Ok(serde::de::IgnoredAny),
+        Error(Refusal),
+    }
+    match serde_json::from_slice::<Answer>(reply) {
+        Ok(Answer::Ok(_)) => false,
+        Ok(Answer::Error(r)) => r.code == RefusalCode::Unavailable,
+        Err(_) => true,
+    }
 }
 
 /// Reads a command with the size limit; an unreadable one is an `invalid` refusal. Every
@@ -124,6 +156,11 @@ pub fn store_refusal(e: ClientError) -> Refusal {
                 "the event store refused this service's write ({}); nothing was stored",
                 s.message
             )),
+            // Only an append chained behind another (`after`) meets it: that one is not
+            // stored yet, so neither is this.
+            ErrorCode::AfterMissing => {
+                Refusal::unavailable(format!("{}; retry with the same id", s.message))
+            }
             ErrorCode::WrongExpectedVersion => Refusal::conflict(
                 "someone else changed this at the same moment; reload it and try again",
             ),
@@ -186,6 +223,7 @@ where
             .map(|(i, e)| e.try_to_new_event(event_id(command.id, i), meta.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: if version == 0 {
                 ExpectedVersion::NoStream

@@ -15,6 +15,12 @@
 //!   its own stream (always current), the visibility check, then the service's view.
 //! - [`Route::List`]: one [`Page`] from the register that follows the log (`unavailable`
 //!   until it has read the log as it stood at start).
+//! - A batch (`vigil.cmd.<service>.<command>.batch`, [`events::subjects::batch_subject`],
+//!   body a JSON array of commands): carried out in order, each answered as if sent alone
+//!   once the one before had its answer, stopping after the first `unavailable`; blind
+//!   creates ([`Create::Blind`]) are appended together, chained so that none is stored
+//!   before the one it follows (a field site's reports after a cut link: one fsync for
+//!   many, see `site::relay`).
 //! - Readiness: every instance answers `vigil.status` ([`crate::status`]): ready once its
 //!   register (and the shared reference register, for a service that reads it) has read the
 //!   log as it stood at start.
@@ -47,6 +53,7 @@ use events::{AppendRequest, ErrorCode, ExpectedVersion, RecordedEvent, StreamNam
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -358,6 +365,17 @@ where
     served
 }
 
+/// The refusal for a blind create's append the store did not take: its stream exists (the
+/// id was used for another one), or the store's own refusal.
+fn blind_refusal<T>(cmd: &Command<T>, how: Create, e: ClientError) -> Refusal {
+    match e {
+        ClientError::Store(e) if e.code == ErrorCode::WrongExpectedVersion => {
+            Refusal::new(RefusalCode::IdReused, how.reused(cmd.id))
+        }
+        e => store_refusal(e),
+    }
+}
+
 type Of<S> = <S as Service>::Aggregate;
 type CommandOf<S> = <Of<S> as Aggregate>::Command;
 type FactsOf<S> = <Of<S> as Aggregate>::Facts;
@@ -403,6 +421,17 @@ impl<S: Service> Host<S> {
     }
 
     async fn handle(self: Arc<Self>, name: &str, payload: Bytes) -> Vec<u8> {
+        match name
+            .strip_suffix(events::subjects::BATCH)
+            .and_then(|n| n.strip_suffix('.'))
+        {
+            Some(command) => self.batch(command, &payload).await,
+            None => self.dispatch(name, payload).await,
+        }
+    }
+
+    /// One command by its route in the service's table.
+    async fn dispatch(self: &Arc<Self>, name: &str, payload: Bytes) -> Vec<u8> {
         let route = S::COMMANDS
             .iter()
             .find(|(n, _)| *n == name)
@@ -412,15 +441,150 @@ impl<S: Service> Host<S> {
             Some(Route::Change) => reply(self.change(name, &payload).await),
             Some(Route::Get) => reply(self.get(&payload).await),
             Some(Route::List) => reply(self.list(&payload)),
-            Some(Route::Custom) => S::custom(&self, name, payload).await,
+            Some(Route::Custom) => S::custom(self, name, payload).await,
             None => reply::<()>(Err(unknown_command(S::NAME, S::COMMANDS, name))),
         }
     }
 
-    async fn create(&self, name: &str, how: Create, payload: &[u8]) -> Result<Written, Refusal> {
+    /// A batch of `name` commands ([`events::subjects::batch_subject`]): carried out in
+    /// order, each answered as if sent alone once the one before had its answer; it stops
+    /// after the first answer that says "send it again" (`unavailable`). Creates that need
+    /// no read ([`Create::Blind`]) go to the store together ([`Host::create_run`]); other
+    /// commands one at a time.
+    async fn batch(self: &Arc<Self>, name: &str, payload: &[u8]) -> Vec<u8> {
+        let items: Vec<Box<RawValue>> = match serde_json::from_slice(payload) {
+            Ok(items) => items,
+            Err(e) => {
+                return reply::<()>(Err(Refusal::invalid(format!(
+                    "a batch is a JSON array of commands: {e}"
+                ))));
+            }
+        };
+        if items.is_empty() || items.len() > commands::MAX_BATCH {
+            return reply::<()>(Err(Refusal::invalid(format!(
+                "a batch holds 1 to {} commands, not {}",
+                commands::MAX_BATCH,
+                items.len()
+            ))));
+        }
+        let route = S::COMMANDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r);
+        let answers = match route {
+            Some(Route::Create(how @ Create::Blind { .. })) => {
+                self.create_run(name, how, &items).await
+            }
+            _ => {
+                let mut answers = Vec::with_capacity(items.len());
+                for item in &items {
+                    let payload = Bytes::copy_from_slice(item.get().as_bytes());
+                    let answer = self.dispatch(name, payload).await;
+                    let again = commands::must_send_again(&answer);
+                    answers.push(answer);
+                    if again {
+                        break;
+                    }
+                }
+                answers
+            }
+        };
+        let answers = answers
+            .into_iter()
+            .map(|a| {
+                String::from_utf8(a)
+                    .ok()
+                    .and_then(|a| RawValue::from_string(a).ok())
+            })
+            .collect::<Option<Vec<_>>>();
+        match answers {
+            Some(answers) => reply(Ok(commands::BatchAnswers { answers })),
+            // Every reply is JSON the host encoded: not reached.
+            None => reply::<()>(Err(Refusal::unavailable(
+                "the batch's answers could not be encoded; retry with the same ids",
+            ))),
+        }
+    }
+
+    /// A batch of blind creates, in order ([`Host::batch`]). Each is read and decided as when
+    /// sent alone (their facts read side by side); their appends then go to the store at once,
+    /// each chained after the one before ([`events::AppendRequest::after`]), so they usually
+    /// share one commit group and one fsync, and none is stored before the one it follows. One
+    /// that was not stored on the way for a reason that may pass (`after_missing` behind one
+    /// that was not, `unavailable`, no answer) is carried out alone in its turn, once every one
+    /// before it has its answer; one not decided for such a reason stops the batch there. One
+    /// answer per command tried.
+    async fn create_run(
+        self: &Arc<Self>,
+        name: &str,
+        how: Create,
+        items: &[Box<RawValue>],
+    ) -> Vec<Vec<u8>> {
+        let decided = futures::future::join_all(items.iter().map(|item| async move {
+            let (cmd, parsed, facts) = self.read_create(name, item.get().as_bytes()).await?;
+            let (new, request) = self.blind_request(&cmd, parsed, &facts)?;
+            Ok::<_, Refusal>((cmd, new, request))
+        }))
+        .await;
+        // A command not decided for a reason that may pass (`unavailable`) must be sent again
+        // before any after it is carried out.
+        let cut = decided
+            .iter()
+            .position(|d| matches!(d, Err(r) if r.code == RefusalCode::Unavailable))
+            .unwrap_or(decided.len());
+        let mut after = None;
+        let mut requests = Vec::with_capacity(cut);
+        for (_, _, request) in decided[..cut].iter().flatten() {
+            let mut request = request.clone();
+            request.after = after;
+            after = request.events.first().map(|e| e.id);
+            requests.push(request);
+        }
+        let mut stored = self.store.append_in_order(&requests).await.into_iter();
+        let mut answers = Vec::with_capacity(items.len());
+        for (item, decision) in items.iter().zip(decided) {
+            let answer = match decision {
+                Err(refusal) => reply::<Written>(Err(refusal)),
+                Ok((cmd, new, request)) => match stored.next() {
+                    Some(Ok(ok)) => reply(Ok(self.blind_written(&cmd, &request.stream, &new, ok))),
+                    Some(Err(ClientError::Store(e)))
+                        if e.code != ErrorCode::AfterMissing
+                            && e.code != ErrorCode::Unavailable =>
+                    {
+                        reply::<Written>(Err(blind_refusal(&cmd, how, ClientError::Store(e))))
+                    }
+                    // Not stored on the way, or not known: carried out alone now, after every
+                    // one before it has its answer (a command stored after all is answered as
+                    // such).
+                    _ => {
+                        let payload = Bytes::copy_from_slice(item.get().as_bytes());
+                        self.dispatch(name, payload).await
+                    }
+                },
+            };
+            let again = commands::must_send_again(&answer);
+            answers.push(answer);
+            if again {
+                break;
+            }
+        }
+        answers
+    }
+
+    /// A create's command, parsed, and the facts its decision needs.
+    async fn read_create(
+        &self,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<(Command<Value>, CommandOf<S>, FactsOf<S>), Refusal> {
         let cmd: Command<Value> = commands::decode(payload)?;
         let parsed = Of::<S>::parse(name, &cmd.actor, cmd.body.clone())?;
         let facts = S::facts(self, cmd.id, &cmd.actor, &parsed).await?;
+        Ok((cmd, parsed, facts))
+    }
+
+    async fn create(&self, name: &str, how: Create, payload: &[u8]) -> Result<Written, Refusal> {
+        let (cmd, parsed, facts) = self.read_create(name, payload).await?;
         match how {
             Create::Blind { .. } => self.create_blind(&cmd, parsed, &facts, how).await,
             Create::Checked { .. } => {
@@ -451,37 +615,54 @@ impl<S: Service> Host<S> {
         facts: &FactsOf<S>,
         how: Create,
     ) -> Result<Written, Refusal> {
+        let (new, request) = self.blind_request(cmd, parsed, facts)?;
+        match self.store.append_retrying(&request, STORE_DEADLINE).await {
+            Ok(ok) => Ok(self.blind_written(cmd, &request.stream, &new, ok)),
+            Err(e) => Err(blind_refusal(cmd, how, e)),
+        }
+    }
+
+    /// A blind create's decision and the append that stores it.
+    fn blind_request(
+        &self,
+        cmd: &Command<Value>,
+        parsed: CommandOf<S>,
+        facts: &FactsOf<S>,
+    ) -> Result<(Vec<DomainEvent>, AppendRequest), Refusal> {
         let new = S::decide(self, cmd.id, None, &cmd.actor, parsed, facts)?;
-        let stream = Of::<S>::stream(cmd.id);
         let events = new
             .iter()
             .enumerate()
             .map(|(i, e)| e.try_to_new_event(commands::event_id(cmd.id, i), cmd.meta()))
             .collect::<Result<Vec<_>, _>>()?;
         let request = AppendRequest {
-            stream: stream.clone(),
+            after: None,
+            stream: Of::<S>::stream(cmd.id),
             expected_version: ExpectedVersion::NoStream,
             events,
         };
-        match self.store.append_retrying(&request, STORE_DEADLINE).await {
-            Ok(ok) => {
-                let written = Written {
-                    stream: stream.clone(),
-                    event_id: cmd.id,
-                    position: ok.first_position,
-                    stream_version: 1,
-                    duplicate: ok.duplicate,
-                };
-                if S::FOLDS_WRITES && !written.duplicate {
-                    self.wrote(cmd, vec![], &new, &written);
-                }
-                Ok(written)
-            }
-            Err(ClientError::Store(e)) if e.code == ErrorCode::WrongExpectedVersion => {
-                Err(Refusal::new(RefusalCode::IdReused, how.reused(cmd.id)))
-            }
-            Err(e) => Err(store_refusal(e)),
+        Ok((new, request))
+    }
+
+    /// The answer to a blind create the store took (`ok`).
+    fn blind_written(
+        &self,
+        cmd: &Command<Value>,
+        stream: &StreamName,
+        new: &[DomainEvent],
+        ok: events::store_api::AppendOk,
+    ) -> Written {
+        let written = Written {
+            stream: stream.clone(),
+            event_id: cmd.id,
+            position: ok.first_position,
+            stream_version: 1,
+            duplicate: ok.duplicate,
+        };
+        if S::FOLDS_WRITES && !written.duplicate {
+            self.wrote(cmd, vec![], new, &written);
         }
+        written
     }
 
     async fn change(&self, name: &str, payload: &[u8]) -> Result<Written, Refusal> {

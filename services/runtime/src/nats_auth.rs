@@ -30,7 +30,8 @@
 //!
 //! - `sites` (the relay of field sites' commands) receives what the sites send
 //!   (`vigil.site.*.cmd.*.*`, `vigil.site.*.batch`, `vigil.site.*.ping`), answers them, and
-//!   sends on only the commands a site may forward ([`crate::nats_sites::FORWARDABLE`]); it
+//!   sends on only the commands a site may forward ([`crate::nats_sites::FORWARDABLE`]),
+//!   alone or as a batch of one kind ([`crate::nats_sites::relay_subjects`]); it
 //!   also reads the log and the event feed and serves each site its scope's events
 //!   (`vigil.site.*.read` answered, `vigil.site.*.events` published; `site::feed`);
 //! - field sites are not services: each site's nats-server connects as a leaf node with a
@@ -179,9 +180,8 @@ pub fn permissions(user: &str) -> Option<Permissions> {
             allow_responses: false,
         },
         SITES => Permissions {
-            publish_allow: crate::nats_sites::FORWARDABLE
-                .iter()
-                .map(|(service, command, _)| events::subjects::command_subject(service, command))
+            publish_allow: crate::nats_sites::relay_subjects()
+                .into_iter()
                 .chain(strings(&READS))
                 .chain([crate::nats_sites::RELAY_FEEDS.to_owned()])
                 .collect(),

@@ -53,6 +53,25 @@ pub const FORWARDABLE: [(&str, &str, Role); 4] = [
     ("broadcast", "ack", Role::AgencyFocalPoint),
 ];
 
+/// The services of [`FORWARDABLE`] that take a batch of one command
+/// ([`events::subjects::batch_subject`]; the generic host, `runtime::host`): the relay sends
+/// a site's consecutive commands of one kind to them together.
+pub const BATCHED: [&str; 2] = ["incidents", "relocation"];
+
+/// The subjects the relay sends a site's commands on: each forwardable command's own, and
+/// its batch's for a service of [`BATCHED`].
+pub fn relay_subjects() -> Vec<String> {
+    FORWARDABLE
+        .iter()
+        .flat_map(|(service, command, _)| {
+            let batch = BATCHED
+                .contains(service)
+                .then(|| events::subjects::batch_subject(service, command));
+            std::iter::once(events::subjects::command_subject(service, command)).chain(batch)
+        })
+        .collect()
+}
+
 /// Who at a site may send (service, command) on to the centre, if a site may forward it.
 pub fn forwarder(service: &str, command: &str) -> Option<Role> {
     FORWARDABLE

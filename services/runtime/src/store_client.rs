@@ -52,6 +52,15 @@ impl ClientError {
     }
 }
 
+/// An append's outcome from the store's answer.
+fn append_answer(payload: &[u8]) -> Result<AppendOk, ClientError> {
+    match serde_json::from_slice::<AppendReply>(payload) {
+        Ok(AppendReply::Ok(ok)) => Ok(ok),
+        Ok(AppendReply::Error(e)) => Err(ClientError::Store(e)),
+        Err(e) => Err(ClientError::Decode(e.to_string())),
+    }
+}
+
 /// The user token of a client that logged in without credentials (only a nats-server without
 /// Vigil's users lets it in).
 pub const ANONYMOUS: &str = "anonymous";
@@ -123,21 +132,98 @@ impl StoreClient {
         }
     }
 
+    /// The subject `req` is appended on.
+    fn append_subject_of(&self, req: &AppendRequest) -> Result<String, ClientError> {
+        subjects::append_subject(&self.appender, req.stream.category()).ok_or_else(|| {
+            ClientError::Store(StoreError::invalid(format!(
+                "the NATS user {:?} cannot name an append subject",
+                self.appender
+            )))
+        })
+    }
+
     /// Appends once.
     pub async fn append(&self, req: &AppendRequest) -> Result<AppendOk, ClientError> {
-        let subject =
-            subjects::append_subject(&self.appender, req.stream.category()).ok_or_else(|| {
-                ClientError::Store(StoreError::invalid(format!(
-                    "the NATS user {:?} cannot name an append subject",
-                    self.appender
-                )))
-            })?;
+        let subject = self.append_subject_of(req)?;
         let payload = self.call(subject, codec::encode(req)).await?;
-        match serde_json::from_slice::<AppendReply>(&payload) {
-            Ok(AppendReply::Ok(ok)) => Ok(ok),
-            Ok(AppendReply::Error(e)) => Err(ClientError::Store(e)),
-            Err(e) => Err(ClientError::Decode(e.to_string())),
+        append_answer(&payload)
+    }
+
+    /// Sends every append of `reqs` at once, one behind the other in this order on this
+    /// client's connection, and gives one outcome per request, in the same order (no answer
+    /// within the client's timeout: `Transport`, outcome unknown). The store judges appends in
+    /// the order they reach it, so these usually share one commit group (one fsync for all);
+    /// what keeps them in order when one of them is refused or lost on the way is the chain
+    /// of their `after`s ([`AppendRequest::after`]), not the sending.
+    pub async fn append_in_order(
+        &self,
+        reqs: &[AppendRequest],
+    ) -> Vec<Result<AppendOk, ClientError>> {
+        let mut outcomes: Vec<Option<Result<AppendOk, ClientError>>> =
+            reqs.iter().map(|_| None).collect();
+        let inbox = self.client.new_inbox();
+        let mut answers = match self.client.subscribe(format!("{inbox}.*")).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                return reqs
+                    .iter()
+                    .map(|_| Err(ClientError::Transport(e.to_string())))
+                    .collect();
+            }
+        };
+        let mut waiting = 0usize;
+        for (i, req) in reqs.iter().enumerate() {
+            let sent = match self.append_subject_of(req) {
+                Ok(subject) => self
+                    .client
+                    .publish_with_reply(subject, format!("{inbox}.{i}"), codec::encode(req).into())
+                    .await
+                    .map_err(|e| ClientError::Transport(e.to_string())),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => waiting += 1,
+                Err(e) => outcomes[i] = Some(Err(e)),
+            }
         }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while waiting > 0 {
+            let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await else {
+                break;
+            };
+            let Some(i) = msg
+                .subject
+                .rsplit('.')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|i| *i < reqs.len())
+            else {
+                continue;
+            };
+            if outcomes[i].is_some() {
+                continue;
+            }
+            outcomes[i] = Some(
+                if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                    Err(ClientError::Transport("no responders".to_owned()))
+                } else {
+                    append_answer(&msg.payload)
+                },
+            );
+            waiting -= 1;
+        }
+        let _ = answers.unsubscribe().await;
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(ClientError::Transport(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    )))
+                })
+            })
+            .collect()
     }
 
     /// Appends, retrying what is retryable with backoff until `deadline` has passed.

@@ -18,12 +18,16 @@
 //!   country is refused there). No answer from the service is `unavailable`: the site
 //!   sends the command again with the same id.
 //! - `vigil.site.<name>.batch`: a JSON array of at most [`MAX_BATCH`] [`Forward`]s, the
-//!   site's next items in its order. Each is checked and sent on as above, **one after the
-//!   other**: the next goes to its service only once the one before has its answer. The
-//!   relay stops at the first answer that means "send it again" (`unavailable`, no answer,
-//!   unreadable), and starts no new item once [`BATCH_BUDGET`] has passed; it answers
-//!   `{"ok": {"answers": [...]}}`, one answer (as the service gave it) per item it tried, in
-//!   order. An unknown site gets a `forbidden` answer per item.
+//!   site's next items in its order. Each is checked and sent on as above, **in order**: an
+//!   item goes to its service only once every one before it has its answer, except that
+//!   consecutive items of one kind (`incidents.report`, say) for a service of
+//!   [`nats_sites::BATCHED`] go to it together, as one batch
+//!   (`vigil.cmd.<service>.<command>.batch`), which the service carries out in the same
+//!   order with the same rule (`runtime::host`: many reports, one fsync). The relay stops at
+//!   the first answer that means "send it again" (`unavailable`, no answer, unreadable), and
+//!   starts no new item once [`BATCH_BUDGET`] has passed; it answers `{"ok": {"answers":
+//!   [...]}}`, one answer (as the service gave it) per item it tried, in order. An unknown
+//!   site gets a `forbidden` answer per item.
 //!
 //! # Order across relays
 //! Relays share the work in the queue group `vigil-sites`, and each handles many requests at
@@ -209,41 +213,126 @@ async fn handle_batch(
             ));
         }
     };
+    let Some(identity) = identities.sites.get(site) else {
+        metrics::counter!("vigil_relay_refused_total", "reason" => "unknown_site")
+            .increment(items.len() as u64);
+        let refused = refusal(Refusal::forbidden(format!(
+            "site {site} is not known at the centre (revoked?); nothing was done"
+        )));
+        let one: Value = serde_json::from_slice(&refused).unwrap_or(Value::Null);
+        return runtime::commands::reply::<Value>(Ok(json!({ "answers": vec![one; items.len()] })))
+            .into();
+    };
+    let checked = |item: &Forward| {
+        let bytes = serde_json::to_vec(&item.payload).unwrap_or_default();
+        check(site, identity.scope, &item.service, &item.command, &bytes)
+    };
     let started = Instant::now();
     let mut answers: Vec<Value> = Vec::with_capacity(items.len());
-    for item in items {
+    let mut next = 0;
+    while let Some(item) = items.get(next) {
         if !answers.is_empty() && started.elapsed() >= BATCH_BUDGET {
             break;
         }
-        let answer = match identities.sites.get(site) {
-            None => {
-                metrics::counter!("vigil_relay_refused_total", "reason" => "unknown_site")
+        let got = match checked(item) {
+            Err(r) => {
+                metrics::counter!("vigil_relay_refused_total", "reason" => r.code.as_str())
                     .increment(1);
-                refusal(Refusal::forbidden(format!(
-                    "site {site} is not known at the centre (revoked?); nothing was done"
-                )))
+                vec![refusal(r)]
             }
-            Some(identity) => {
-                let bytes = serde_json::to_vec(&item.payload).unwrap_or_default();
-                match check(site, identity.scope, &item.service, &item.command, &bytes) {
-                    Err(r) => {
-                        metrics::counter!("vigil_relay_refused_total", "reason" => r.code.as_str())
-                            .increment(1);
-                        refusal(r)
+            Ok(body) if !nats_sites::BATCHED.contains(&item.service.as_str()) => {
+                vec![send_on(client, &item.service, &item.command, body).await]
+            }
+            Ok(body) => {
+                // This item and the ones after it of the same kind that pass the check go to
+                // the service together; the first that does not pass is checked again above.
+                let mut bodies = vec![body];
+                for other in items[next + 1..].iter().take(MAX_BATCH - 1) {
+                    if other.service != item.service || other.command != item.command {
+                        break;
                     }
-                    Ok(body) => send_on(client, &item.service, &item.command, body).await,
+                    match checked(other) {
+                        Ok(body) => bodies.push(body),
+                        Err(_) => break,
+                    }
                 }
+                send_together(client, &item.service, &item.command, &bodies).await
             }
         };
-        let again = !crate::outbox::classify(&answer).is_final();
-        answers.push(serde_json::from_slice(&answer).unwrap_or_else(|e| {
-            json!({"error": {"code": "unavailable", "message": format!("unreadable answer from the service: {e}")}})
-        }));
-        if again {
-            break;
+        next += got.len();
+        for answer in got {
+            let again = !crate::outbox::classify(&answer).is_final();
+            answers.push(serde_json::from_slice(&answer).unwrap_or_else(|e| {
+                json!({"error": {"code": "unavailable", "message": format!("unreadable answer from the service: {e}")}})
+            }));
+            if again {
+                return runtime::commands::reply::<Value>(Ok(json!({ "answers": answers }))).into();
+            }
         }
     }
     runtime::commands::reply::<Value>(Ok(json!({ "answers": answers }))).into()
+}
+
+/// Sends checked commands of one kind to their service as one batch
+/// ([`events::subjects::batch_subject`]): one answer per command it tried, in order (the
+/// last one `unavailable` when it stopped short). No answer: `unavailable` for the first. A
+/// service that refuses the batch as a whole (one that takes no batches) gets them one at a
+/// time instead.
+async fn send_together(
+    client: &Client,
+    service: &str,
+    command: &str,
+    bodies: &[Bytes],
+) -> Vec<Bytes> {
+    let mut batch = Vec::with_capacity(bodies.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
+    batch.push(b'[');
+    for (i, body) in bodies.iter().enumerate() {
+        if i > 0 {
+            batch.push(b',');
+        }
+        batch.extend_from_slice(body);
+    }
+    batch.push(b']');
+    let subject = events::subjects::batch_subject(service, command);
+    let sent = tokio::time::timeout(SERVICE_TIMEOUT, client.request(subject, batch.into())).await;
+    let reply = match sent {
+        Ok(Ok(answer)) => answer.payload,
+        Ok(Err(e)) => {
+            return vec![refusal(Refusal::unavailable(format!(
+                "the {service} service did not answer ({e}); nothing is lost: retry with the same id"
+            )))];
+        }
+        Err(_) => {
+            return vec![refusal(Refusal::unavailable(format!(
+                "the {service} service did not answer within {} s; retry with the same id",
+                SERVICE_TIMEOUT.as_secs()
+            )))];
+        }
+    };
+    match serde_json::from_slice::<events::command::Reply<runtime::commands::BatchAnswers>>(&reply)
+    {
+        Ok(events::command::Reply::Ok(got))
+            if !got.answers.is_empty() && got.answers.len() <= bodies.len() =>
+        {
+            metrics::counter!("vigil_relay_forwarded_total").increment(got.answers.len() as u64);
+            got.answers
+                .into_iter()
+                .map(|a| Bytes::from(String::from(Box::<str>::from(a)).into_bytes()))
+                .collect()
+        }
+        _ => {
+            let mut answers = Vec::with_capacity(bodies.len());
+            for body in bodies {
+                let answer = send_on(client, service, command, body.clone()).await;
+                let again = !crate::outbox::classify(&answer).is_final();
+                answers.push(answer);
+                if again {
+                    break;
+                }
+            }
+            answers
+        }
+    }
 }
 
 /// What the relay sends on for site `site` of `scope`: the command with `source` set to

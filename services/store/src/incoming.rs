@@ -41,6 +41,8 @@ pub struct Append {
     pub expected_version: ExpectedVersion,
     /// Events to append, in order (at least one).
     pub events: Vec<Incoming>,
+    /// Stored only after this event ([`events::AppendRequest::after`]).
+    pub after: Option<Uuid>,
 }
 
 /// One event of an [`Append`].
@@ -65,6 +67,7 @@ impl From<AppendRequest> for Append {
         Self {
             stream: req.stream,
             expected_version: req.expected_version,
+            after: req.after,
             events: req
                 .events
                 .into_iter()
@@ -89,6 +92,8 @@ struct RequestIn<'a> {
     expected_version: ExpectedVersion,
     #[serde(borrow)]
     events: Vec<EventIn<'a>>,
+    #[serde(default)]
+    after: Option<Uuid>,
 }
 
 /// One event as it is in the payload; the field names and rules of [`events::NewEvent`].
@@ -264,6 +269,7 @@ pub fn decode_append(payload: &Bytes, limits: &Limits) -> Result<Append, CodecEr
         stream: req.stream,
         expected_version: req.expected_version,
         events,
+        after: req.after,
     })
 }
 
@@ -518,6 +524,7 @@ mod tests {
     #[test]
     fn in_process_appends_encode_data_as_before() {
         let req = AppendRequest {
+            after: None,
             stream: StreamName::parse("incident-00000000-0000-4000-8000-000000000000").unwrap(),
             expected_version: ExpectedVersion::Any,
             events: vec![NewEvent {

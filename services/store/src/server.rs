@@ -495,6 +495,7 @@ pub(crate) fn outcome_label_of(e: &StoreError) -> &'static str {
         events::ErrorCode::IdReused => "id_reused",
         events::ErrorCode::Unavailable => "unavailable",
         events::ErrorCode::Forbidden => "forbidden",
+        events::ErrorCode::AfterMissing => "after_missing",
     }
 }
 

@@ -69,6 +69,7 @@ fn event(n: u64) -> NewEvent {
 
 fn req(s: &StreamName, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest {
+        after: None,
         stream: s.clone(),
         expected_version: expected,
         events,

@@ -19,6 +19,7 @@ use vigil_store::StoreConfig;
 
 fn request(category: &str, appended_by: Option<&str>) -> AppendRequest {
     AppendRequest {
+        after: None,
         stream: StreamName::parse(&format!("{category}-{}", Uuid::new_v4())).unwrap(),
         expected_version: ExpectedVersion::Any,
         events: vec![NewEvent {

@@ -137,6 +137,7 @@ fn store_with_marked_event() -> (tempfile::TempDir, PathBuf, u64) {
         fill(&log, 20);
         let mut group = [Pending {
             request: AppendRequest {
+                after: None,
                 stream: stream(1),
                 expected_version: ExpectedVersion::Any,
                 events: vec![NewEvent {
@@ -296,6 +297,7 @@ async fn damage_the_running_store_records_the_acknowledged_head_within_seconds()
     let ok = store
         .append_retrying(
             &AppendRequest {
+                after: None,
                 stream: stream(3),
                 expected_version: ExpectedVersion::Any,
                 events: (0..3).map(event).collect(),

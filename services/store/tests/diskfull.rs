@@ -41,6 +41,7 @@ fn append(live: &LiveLog, n: u64, pad: usize) -> (NewEvent, Result<AppendOk, Sto
     let e = event(n, pad);
     let mut group = [Pending {
         request: AppendRequest {
+            after: None,
             stream: stream((n % 5) as usize),
             expected_version: ExpectedVersion::Any,
             events: vec![e.clone()],

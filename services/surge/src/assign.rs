@@ -132,6 +132,7 @@ pub(crate) async fn assign(host: &Arc<Host<Surges>>, payload: &[u8]) -> Result<W
                 let event = DomainEvent::from(reserved)
                     .try_to_new_event(reserve::reservation_id(cmd.id, version), cmd.meta())?;
                 let request = AppendRequest {
+                    after: None,
                     stream: officer_stream.clone(),
                     expected_version: expected(version),
                     events: vec![event],
@@ -168,6 +169,7 @@ async fn finish(host: &Host<Surges>, officer: &str, hold: &Hold) -> Result<Writt
         let event = DomainEvent::from(hold.assignment(officer))
             .try_to_new_event(hold.command, hold.meta.clone())?;
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: expected(version),
             events: vec![event],
@@ -213,6 +215,7 @@ async fn release(host: &Host<Surges>, officer: &str, surge: Uuid) {
             return;
         };
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: expected(version),
             events: vec![event],

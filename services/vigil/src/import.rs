@@ -136,6 +136,7 @@ async fn import_one(
             return Ok(false);
         }
         let request = AppendRequest {
+            after: None,
             events: vec![NewEvent {
                 id: content_id(&stream, version, &event),
                 ..event.clone()

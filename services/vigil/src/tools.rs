@@ -107,6 +107,7 @@ pub async fn append(settings: Resolved, args: AppendArgs) -> anyhow::Result<()> 
     .await?;
     let store = StoreClient::new(client, Duration::from_secs(5));
     let request = AppendRequest {
+        after: None,
         stream: stream.clone(),
         expected_version,
         events: vec![event],

@@ -55,6 +55,7 @@ async fn catch_up_sees_every_event_once_across_store_and_nats_restarts() {
                     },
                 };
                 let req = AppendRequest {
+                    after: None,
                     stream: stream.clone(),
                     expected_version: ExpectedVersion::Any,
                     events: vec![ev.clone()],

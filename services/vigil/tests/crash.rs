@@ -32,6 +32,7 @@ fn one_append(stream: &StreamName, w: usize, data: serde_json::Value) -> (NewEve
         },
     };
     let req = AppendRequest {
+        after: None,
         stream: stream.clone(),
         expected_version: ExpectedVersion::Any,
         events: vec![ev.clone()],

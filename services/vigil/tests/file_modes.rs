@@ -76,6 +76,7 @@ async fn run_centre(data_dir: &Path, mebibytes: usize) {
             .collect::<Vec<_>>();
         for chunk in events.chunks(100) {
             let request = AppendRequest {
+                after: None,
                 stream: StreamName::new(Category::parse("note").unwrap(), uuid::Uuid::now_v7()),
                 expected_version: ExpectedVersion::Any,
                 events: chunk.to_vec(),

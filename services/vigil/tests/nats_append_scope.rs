@@ -112,6 +112,7 @@ fn all_categories() -> BTreeSet<&'static str> {
 /// by `levels`.
 fn forged(category: &str) -> AppendRequest {
     AppendRequest {
+        after: None,
         stream: StreamName::parse(&format!("{category}-{}", Uuid::now_v7())).unwrap(),
         expected_version: ExpectedVersion::Any,
         events: vec![NewEvent {

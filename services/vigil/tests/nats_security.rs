@@ -150,6 +150,7 @@ async fn wait_ready(port: u16) -> bool {
 
 fn append_request(text: &str) -> AppendRequest {
     AppendRequest {
+        after: None,
         stream: StreamName::parse(&format!("note-{}", uuid::Uuid::now_v7())).unwrap(),
         expected_version: ExpectedVersion::Any,
         events: vec![NewEvent {

@@ -55,6 +55,7 @@ fn urls_from(cluster: &NatsCluster, i: usize, n: usize) -> String {
 
 fn one_append(stream: &StreamName, n: usize) -> AppendRequest {
     AppendRequest {
+        after: None,
         stream: stream.clone(),
         expected_version: ExpectedVersion::Any,
         events: vec![NewEvent {

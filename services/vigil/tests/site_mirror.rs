@@ -39,6 +39,7 @@ struct Expected {
 async fn append(store: &StoreClient, stream: &StreamName, kind: &str, data: Value) -> Uuid {
     let id = Uuid::new_v4();
     let req = AppendRequest {
+        after: None,
         stream: stream.clone(),
         expected_version: ExpectedVersion::Any,
         events: vec![NewEvent {
@@ -274,6 +275,7 @@ async fn each_site_mirrors_its_scope_gap_free_once_through_cuts_and_a_kill9() {
     let site_store = StoreClient::new(kabul_bus.clone(), Duration::from_secs(10));
     let refused = site_store
         .append(&AppendRequest {
+            after: None,
             stream: stream("incident"),
             expected_version: ExpectedVersion::Any,
             events: vec![NewEvent {

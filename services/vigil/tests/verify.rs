@@ -27,6 +27,7 @@ fn data_dir() -> tempfile::TempDir {
             .iter()
             .map(|&n| Pending {
                 request: AppendRequest {
+                    after: None,
                     stream: streams[n as usize % streams.len()].clone(),
                     expected_version: ExpectedVersion::Any,
                     events: vec![NewEvent {

@@ -18,6 +18,7 @@ fn append(dir: &Path, category: &str, user: Option<&str>) {
     let log = Log::open(&dir.join("store"), Durability::SyncData).unwrap();
     let mut group = vec![Pending {
         request: AppendRequest {
+            after: None,
             stream: StreamName::parse(&format!("{category}-{}", Uuid::new_v4())).unwrap(),
             expected_version: ExpectedVersion::Any,
             events: vec![NewEvent {

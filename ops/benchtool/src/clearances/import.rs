@@ -344,6 +344,7 @@ pub(super) async fn peer_import(args: &ClearancesArgs, procs: &Procs) -> anyhow:
     let appends = parsed.into_iter().map(|(stream, event)| {
         let store = store.clone();
         let request = AppendRequest {
+            after: None,
             events: vec![event.to_new_event(Uuid::new_v4(), meta.clone())],
             stream,
             expected_version: ExpectedVersion::Any,

@@ -71,6 +71,7 @@ impl VigilLoad {
             subjects::append_subject(&runtime::store_client::appender_of(nats), stream.category())
                 .ok_or_else(|| ("subject".to_owned(), "no append subject".to_owned()))?;
         let request = AppendRequest {
+            after: None,
             stream,
             expected_version: ExpectedVersion::Any,
             events: vec![event],

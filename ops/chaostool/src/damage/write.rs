@@ -108,6 +108,7 @@ pub(super) async fn write(vigil: &Path, dir: &Path) -> anyhow::Result<Written> {
             .map(|k| new_event(json!({"phase": "b", "append": i, "k": k})))
             .collect();
         let request = AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,
             events: events.clone(),
@@ -135,6 +136,7 @@ pub(super) async fn write(vigil: &Path, dir: &Path) -> anyhow::Result<Written> {
     let acked_end = data_end(&journal_path)?;
     // The group in flight: written, but its acknowledgement is not counted.
     let inflight = AppendRequest {
+        after: None,
         stream: StreamName::parse(&format!("chaos-{}", Uuid::new_v4()))?,
         expected_version: ExpectedVersion::NoStream,
         events: vec![new_event(json!({"phase": "in flight"}))],

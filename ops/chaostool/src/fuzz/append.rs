@@ -315,6 +315,7 @@ pub(super) async fn fuzz_append_wire(
     let stream = events::StreamName::parse(&format!("chaos-{}", Uuid::new_v4()))?;
     let ok = store
         .append(&events::AppendRequest {
+            after: None,
             stream,
             expected_version: events::ExpectedVersion::NoStream,
             events: vec![events::NewEvent {

@@ -237,6 +237,7 @@ mod tests {
 
     fn request(stream: &StreamName, n: usize) -> AppendRequest {
         AppendRequest {
+            after: None,
             stream: stream.clone(),
             expected_version: ExpectedVersion::Any,
             events: (0..n)

@@ -25,6 +25,7 @@ fn append(
 ) -> Result<AppendOk, StoreError> {
     let mut group = [Pending {
         request: AppendRequest {
+            after: None,
             stream: s.clone(),
             expected_version: ev_,
             events,
@@ -124,6 +125,7 @@ fn a_group_judges_appends_in_order() {
     let dup = ev(9);
     let mk = |e: Vec<NewEvent>, x| Pending {
         request: AppendRequest {
+            after: None,
             stream: s.clone(),
             expected_version: x,
             events: e,
@@ -188,6 +190,7 @@ fn a_group_prepared_while_another_is_in_flight_sees_it_as_written() {
     let first = ev(1);
     let pending = |events: Vec<NewEvent>, x| {
         Pending::new(AppendRequest {
+            after: None,
             stream: s.clone(),
             expected_version: x,
             events,
@@ -247,6 +250,7 @@ fn groups_prepared_on_a_group_that_is_never_written_are_refused_whole() {
     let log = Log::open(dir.path(), Durability::SyncData).unwrap();
     let s = stream();
     let mut one = vec![Pending::new(AppendRequest {
+        after: None,
         stream: s.clone(),
         expected_version: ExpectedVersion::NoStream,
         events: vec![ev(1)],
@@ -254,6 +258,7 @@ fn groups_prepared_on_a_group_that_is_never_written_are_refused_whole() {
     let prepared_one = log.prepare_group(&mut one).unwrap();
     // Judged as if `one` were written: `wrong_expected_version` here would be a lie.
     let mut two = vec![Pending::new(AppendRequest {
+        after: None,
         stream: s.clone(),
         expected_version: ExpectedVersion::NoStream,
         events: vec![ev(2)],
@@ -319,4 +324,75 @@ fn open_after_close_is_measured() {
     };
     timed("as found");
     assert_eq!(timed("after an orderly close"), 0);
+}
+
+fn chained(s: &StreamName, after: Option<Uuid>, event: NewEvent) -> Pending {
+    Pending::new(AppendRequest {
+        after,
+        stream: s.clone(),
+        expected_version: ExpectedVersion::NoStream,
+        events: vec![event],
+    })
+}
+
+#[test]
+fn an_append_chained_after_an_event_the_log_lacks_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Durability::SyncData).unwrap();
+    let (a, b, c, d) = (stream(), stream(), stream(), stream());
+    let (ea, eb, ec) = (ev(1), ev(2), ev(3));
+    let (ia, ib) = (ea.id, eb.id);
+    // a's append is refused (its stream is expected to exist); b follows a, c follows b:
+    // neither may land, in this group or later.
+    let mut group = [
+        Pending::new(AppendRequest {
+            after: None,
+            stream: a.clone(),
+            expected_version: ExpectedVersion::Exact(1),
+            events: vec![ea.clone()],
+        }),
+        chained(&b, Some(ia), eb.clone()),
+        chained(&c, Some(ib), ec.clone()),
+    ];
+    log.commit_group(&mut group).unwrap();
+    let codes: Vec<_> = group
+        .iter_mut()
+        .map(|p| p.outcome.take().unwrap().unwrap_err().code)
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            events::ErrorCode::WrongExpectedVersion,
+            events::ErrorCode::AfterMissing,
+            events::ErrorCode::AfterMissing
+        ]
+    );
+    assert_eq!(log.head(), 0);
+
+    // Once a is stored, the chain goes in: b after a (stored earlier), c after b (earlier in
+    // the same group).
+    append(&log, &a, ExpectedVersion::NoStream, vec![ea]).unwrap();
+    let mut group = [
+        chained(&b, Some(ia), eb.clone()),
+        chained(&c, Some(ib), ec.clone()),
+    ];
+    log.commit_group(&mut group).unwrap();
+    let positions: Vec<u64> = group
+        .iter_mut()
+        .map(|p| p.outcome.take().unwrap().unwrap().first_position)
+        .collect();
+    assert_eq!(positions, [2, 3]);
+
+    // A retry is answered as stored whatever it follows; a new append after an id never
+    // stored is refused.
+    let mut group = [
+        chained(&c, Some(Uuid::new_v4()), ec),
+        chained(&d, Some(Uuid::new_v4()), ev(4)),
+    ];
+    log.commit_group(&mut group).unwrap();
+    let retry = group[0].outcome.take().unwrap().unwrap();
+    assert!(retry.duplicate && retry.first_position == 3, "{retry:?}");
+    let refused = group[1].outcome.take().unwrap().unwrap_err();
+    assert_eq!(refused.code, events::ErrorCode::AfterMissing, "{refused:?}");
+    assert_eq!(log.head(), 3);
 }

@@ -183,9 +183,17 @@ impl Log {
         let mut chained = ahead.last_hash;
 
         for p in group.iter_mut() {
-            let outcome = match self.retry_outcome(&p.request, &group_ids, &recorded)? {
-                Some(outcome) => outcome,
-                None => {
+            let retry = self.retry_outcome(&p.request, &group_ids, &recorded)?;
+            // A retry is answered as one whatever it follows; anything else only once what it
+            // must follow is stored (or ahead of it in this group or one in flight).
+            let missing = match p.request.after {
+                Some(after) if retry.is_none() && !self.holds(&after, &group_ids)? => Some(after),
+                _ => None,
+            };
+            let outcome = match (retry, missing) {
+                (Some(outcome), _) => outcome,
+                (None, Some(after)) => Err(StoreError::after_missing(after)),
+                (None, None) => {
                     let request = &mut p.request;
                     let stream = &request.stream;
                     let current = match group_versions.get(stream) {
@@ -344,6 +352,13 @@ impl Log {
         Committed {
             events: if written { events } else { vec![] },
         }
+    }
+
+    /// Whether event `id` is stored, in a group in flight, or earlier in this group.
+    fn holds(&self, id: &Uuid, group_ids: &Map<Uuid, (IdEntry, usize)>) -> Result<bool, LogError> {
+        Ok(group_ids.contains_key(id)
+            || self.inflight_id(id).is_some()
+            || self.lookup_id(id)?.is_some())
     }
 
     /// If every event id of `req` is already stored (or earlier in this group, or in a group

@@ -40,6 +40,7 @@ pub fn fill(log: &Log, count: u64) {
         let mut group: Vec<Pending> = (0..16.min(count - n))
             .map(|i| Pending {
                 request: AppendRequest {
+                    after: None,
                     stream: stream(((n + i) % 7) as usize),
                     expected_version: ExpectedVersion::Any,
                     events: vec![event(n + i)],
