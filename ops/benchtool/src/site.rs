@@ -16,10 +16,12 @@
 //!    the heal to the first forwarded item, and to the last.
 //! 4. **Check**: reads the centre's whole log: every accepted report is there exactly once,
 //!    in the site's order, with `source: site:<name>`, and none was refused.
-//! 5. **Peer**: the same N reports (new ids) sent straight to `vigil.cmd.incidents.report`
-//!    as the relay's own NATS user, `--peer-in-flight` at a time: 1 by default, the
-//!    concurrency the forwarder has at the services (the relay carries a site's items out
-//!    one after the other, to keep the site's order).
+//! 5. **Peer**: the same N reports (new ids) sent straight to the incidents service as the
+//!    relay's own NATS user, in the shape the relay sends them: batches of `--peer-batch`
+//!    (256, the relay's batch) on `vigil.cmd.incidents.report.batch`, `--peer-in-flight` at a
+//!    time (1: a site has one batch in flight, to keep its order); `--peer-batch 1` sends
+//!    each report alone. It runs after the site's drain, so it meets a board that already
+//!    holds the site's N open incidents.
 //!
 //! Target (issue 19): 10,000 pending items forwarded in ≤ 10 s after the link returns.
 
@@ -79,9 +81,14 @@ pub struct SiteArgs {
     /// Reports submitted at the site at the same time.
     #[arg(long, default_value_t = 32)]
     submit_in_flight: usize,
-    /// Commands the peer has in flight.
+    /// Requests the peer has in flight.
     #[arg(long, default_value_t = 1)]
     peer_in_flight: usize,
+    /// Reports per request of the peer: as one batch
+    /// (`vigil.cmd.incidents.report.batch`, what the relay sends a site's reports as) when
+    /// above 1, else each alone (`vigil.cmd.incidents.report`).
+    #[arg(long, default_value_t = 256)]
+    peer_batch: usize,
     /// Most seconds to wait for the outbox to drain.
     #[arg(long, default_value_t = 600)]
     drain_timeout: u64,
@@ -225,20 +232,47 @@ pub async fn run(args: SiteArgs) -> anyhow::Result<()> {
     )
     .await?;
     let started = Instant::now();
-    let answers: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
-        .map(|i| {
+    let per = args.peer_batch.max(1);
+    let answers: Vec<anyhow::Result<()>> = futures::stream::iter((0..n).step_by(per))
+        .map(|from| {
             let (peer, scope, at) = (&peer, &args.scope, &at);
             async move {
-                let body = report(Uuid::new_v4(), scope, "bench-peer", i, at);
-                let a = ask(
-                    peer,
-                    events::subjects::command_subject("incidents", "report"),
-                    body,
-                )
-                .await?;
-                match a.get("ok") {
-                    Some(_) => Ok(()),
-                    None => bail!("the incidents service refused report {i}: {a}"),
+                let upto = (from + per).min(n);
+                let bodies: Vec<Vec<u8>> = (from..upto)
+                    .map(|i| report(Uuid::new_v4(), scope, "bench-peer", i, at))
+                    .collect();
+                let answers = if per == 1 {
+                    let subject = events::subjects::command_subject("incidents", "report");
+                    vec![ask(peer, subject, bodies.concat()).await?]
+                } else {
+                    let subject = events::subjects::batch_subject("incidents", "report");
+                    let batch = format!(
+                        "[{}]",
+                        bodies
+                            .iter()
+                            .map(|b| String::from_utf8_lossy(b))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    let a = ask(peer, subject, batch.into_bytes()).await?;
+                    match a["ok"]["answers"].as_array() {
+                        Some(list) => list.clone(),
+                        None => bail!("the incidents service refused the batch from {from}: {a}"),
+                    }
+                };
+                if answers.len() != upto - from {
+                    bail!(
+                        "the incidents service answered {} of the reports {from}..{upto}",
+                        answers.len()
+                    );
+                }
+                match answers.iter().position(|a| a.get("ok").is_none()) {
+                    None => Ok(()),
+                    Some(i) => bail!(
+                        "the incidents service refused report {}: {}",
+                        from + i,
+                        answers[i]
+                    ),
                 }
             }
         })
@@ -278,10 +312,17 @@ pub async fn run(args: SiteArgs) -> anyhow::Result<()> {
     );
     println!(
         "  {:<44} {:>10.2} {:>10}",
-        format!(
-            "peer: straight to the service, {} in flight",
-            args.peer_in_flight
-        ),
+        if per == 1 {
+            format!(
+                "peer: straight to the service, {} in flight",
+                args.peer_in_flight
+            )
+        } else {
+            format!(
+                "peer: straight, batches of {per}, {} in flight",
+                args.peer_in_flight
+            )
+        },
         peer_s,
         rate_text(peer_rate)
     );
