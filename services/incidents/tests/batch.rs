@@ -166,3 +166,47 @@ async fn a_batch_that_is_not_a_list_of_commands_or_too_long_is_refused_whole() {
     assert_eq!(answers[1]["ok"]["event_id"], json!(good), "{}", answers[1]);
     assert!(c.log().await.iter().any(|e| e.id == good));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_updates_is_carried_out_one_at_a_time_in_its_order() {
+    let mut c = Centre::start(vigil_incidents::SERVICE, |nats, dir, stop| {
+        store::run(nats, store::StoreConfig::new(dir), stop)
+    })
+    .await;
+    c.instance(runtime::host::run::<vigil_incidents::Incidents>)
+        .await;
+    let incident = Uuid::new_v4();
+    let answers = send(&c, &[report(incident, "AF", "Reported")]).await;
+    assert!(answers[0]["ok"].is_object(), "{}", answers[0]);
+
+    let update = |id: Uuid, change: Value| {
+        serde_json::to_value(Command {
+            id,
+            actor: officer(),
+            source: "site:kabul".to_owned(),
+            correlation_id: None,
+            body: json!({"incident": incident, "change": change}),
+        })
+        .unwrap()
+    };
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let batch = [
+        update(ids[0], json!({"title": "First correction"})),
+        update(ids[1], json!({"severity": 99})),
+        update(ids[2], json!({"title": "Second correction"})),
+    ];
+    let subject = events::subjects::batch_subject(vigil_incidents::SERVICE, "update");
+    let payload = serde_json::to_vec(&batch).unwrap();
+    let reply = c.client().request(subject, payload.into()).await.unwrap();
+    let answer: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let answers = answer["ok"]["answers"].as_array().expect("answers");
+    assert_eq!(answers.len(), 3, "{answer}");
+    assert_eq!(answers[0]["ok"]["stream_version"], 2, "{answer}");
+    assert_eq!(answers[1]["error"]["code"], "invalid", "{answer}");
+    assert_eq!(answers[2]["ok"]["stream_version"], 3, "{answer}");
+    let stream = c.stream(&vigil_incidents::stream_of(incident)).await;
+    let stored: Vec<Uuid> = stream.iter().map(|e| e.id).collect();
+    assert_eq!(stored, [incident, ids[0], ids[2]]);
+    let last = stream.last().unwrap();
+    assert_eq!(last.data["title"], "Second correction", "{:?}", last.data);
+}

@@ -99,10 +99,15 @@ where
 
 /// The most commands in one batch ([`events::subjects::batch_subject`]).
 pub const MAX_BATCH: usize = 256;
+/// A batch carried out one command at a time starts none after this long: it is answered
+/// within about this plus one command's time, well before a caller's request times out
+/// (the relay of field sites waits 10 s).
+pub const BATCH_BUDGET: Duration = Duration::from_secs(2);
 
-/// The answer to a batch ([`events::subjects::batch_subject`], inside `{"ok": …}`): one reply per command tried, in order, each
-/// as the command sent alone would have been answered. It stops after the first that must
-/// be sent again ([`must_send_again`]): the commands after it were not tried.
+/// The answer to a batch ([`events::subjects::batch_subject`], inside `{"ok": …}`): one
+/// reply per command tried, in order, each as the command sent alone would have been
+/// answered. It stops after the first that must be sent again ([`must_send_again`]), or once
+/// [`BATCH_BUDGET`] has passed: the commands after the last answer were not tried.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchAnswers {

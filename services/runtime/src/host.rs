@@ -450,7 +450,8 @@ impl<S: Service> Host<S> {
     /// order, each answered as if sent alone once the one before had its answer; it stops
     /// after the first answer that says "send it again" (`unavailable`). Creates that need
     /// no read ([`Create::Blind`]) go to the store together ([`Host::create_run`]); other
-    /// commands one at a time.
+    /// commands one at a time, none started after [`commands::BATCH_BUDGET`] (the answer then
+    /// lists fewer: the caller sends the rest again).
     async fn batch(self: &Arc<Self>, name: &str, payload: &[u8]) -> Vec<u8> {
         let items: Vec<Box<RawValue>> = match serde_json::from_slice(payload) {
             Ok(items) => items,
@@ -476,8 +477,12 @@ impl<S: Service> Host<S> {
                 self.create_run(name, how, &items).await
             }
             _ => {
+                let started = std::time::Instant::now();
                 let mut answers = Vec::with_capacity(items.len());
                 for item in &items {
+                    if !answers.is_empty() && started.elapsed() >= commands::BATCH_BUDGET {
+                        break;
+                    }
                     let payload = Bytes::copy_from_slice(item.get().as_bytes());
                     let answer = self.dispatch(name, payload).await;
                     let again = commands::must_send_again(&answer);
