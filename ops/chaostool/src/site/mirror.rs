@@ -21,16 +21,20 @@ pub(super) struct Mirrored {
     pub covered: u64,
 }
 
+/// The centre position the mirror on `bus` says it covers (its store status), if it answers.
+pub(super) async fn covered(bus: &Client) -> Option<u64> {
+    let statuses =
+        runtime::store_client::collect_statuses(bus, Duration::from_secs(2), |a| !a.is_empty())
+            .await
+            .ok()?;
+    statuses.iter().map(|s| s.journal_seq).max()
+}
+
 /// Waits (up to 60 s) until the mirror on `bus` covers the centre's position `head`, then
 /// reads it whole.
 pub(super) async fn read(bus: &Client, head: u64) -> anyhow::Result<Mirrored> {
     let covered = testkit::eventually(Duration::from_secs(60), || async {
-        let statuses =
-            runtime::store_client::collect_statuses(bus, Duration::from_secs(2), |a| !a.is_empty())
-                .await
-                .ok()?;
-        let covered = statuses.iter().map(|s| s.journal_seq).max()?;
-        (covered >= head).then_some(covered)
+        covered(bus).await.filter(|c| *c >= head)
     })
     .await
     .with_context(|| {

@@ -19,8 +19,10 @@
 //!   killed with -9 (`ops/site kill`) and started again (`ops/site start`).
 //!
 //! After each heal it measures the time until the link carries again (the first item
-//! settled), the items settled per second from then on, and the time until the site's
-//! outbox is empty (and the link up). At the end the links are healed, the outboxes
+//! settled), the items settled per second from then on, the time until the site's outbox
+//! is empty (and the link up), and the time until the boards agree: the site's mirror, which
+//! its board folds, covers the centre's head as it stood once the outbox was empty (a
+//! heal after which that takes more than a minute fails the run). At the end the links are healed, the outboxes
 //! drain, every acknowledged item's state is read back from its site, the centre is stopped
 //! and its log read from the store's files. PASS when, for each site ([`judge`]):
 //! - every item it acknowledged is in the centre's log exactly once, in the site's order
@@ -63,6 +65,8 @@ use crate::writers::{Ack, AckFile};
 /// and the area their order is for.
 pub const SCOPES: [(&str, &str, &str); 2] =
     [("kabul", "AF", "AFG-KAB"), ("mogadishu", "SO", "SOM-BAN")];
+/// How long after an empty outbox the site's mirror may take to reach the centre's head.
+const AGREE_LIMIT: Duration = Duration::from_secs(60);
 /// One item in this many is deliberately wrong (refused by the centre).
 pub const WRONG_EVERY: usize = 15;
 /// Time between two items at a site.
@@ -92,6 +96,9 @@ pub struct Heal {
     pub took: Duration,
     /// Items settled (forwarded or refused) meanwhile.
     pub settled: u64,
+    /// From the heal to the site's mirror (what its board folds) covering the centre's head
+    /// as it stood once the outbox was empty: the two boards agree from then on.
+    pub agreed: Duration,
 }
 
 impl Heal {
@@ -153,6 +160,8 @@ impl Outcome {
         took.sort();
         let mut resumed: Vec<Duration> = self.heals.iter().map(|h| h.resumed).collect();
         resumed.sort();
+        let mut agreed: Vec<Duration> = self.heals.iter().map(|h| h.agreed).collect();
+        agreed.sort();
         let rate_at = |q: f64| {
             rates
                 .get(((rates.len().max(1) - 1) as f64 * q).round() as usize)
@@ -160,7 +169,7 @@ impl Outcome {
                 .unwrap_or(0.0)
         };
         format!(
-            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9, {} alerts acknowledged by focal points), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{}; mirrors {} — {}",
+            "site: {} sites, {} cuts ({} with kill -9, seed {}), {} items acknowledged at the sites ({} before a kill -9, {} alerts acknowledged by focal points), {} deliberately wrong ({} refused and recorded), {} in the centre's log once each in site order, {} lost, {} duplicated, {} misordered, {} refused silently; centre {} commands, checker {} lost, {} duplicated, {} gaps; after {} heals: link carrying again p50 {:.1} s, max {:.1} s, then {:.0} items/s p50 (min {:.0}), heal to outbox empty p50 {:.1} s, max {:.1} s{}, heal to boards agreeing p50 {:.1} s, max {:.1} s; mirrors {} — {}",
             self.sites.len(),
             self.cuts.0,
             self.cuts.1,
@@ -190,6 +199,8 @@ impl Outcome {
                 .iter()
                 .max_by_key(|h| h.took)
                 .map_or_else(String::new, |h| format!(" ({} after a {})", h.site, h.what)),
+            quantile(&agreed, 0.5).as_secs_f64(),
+            agreed.last().copied().unwrap_or_default().as_secs_f64(),
             self.mirrored
                 .iter()
                 .map(|(name, n)| format!("{name} {n} events"))
@@ -269,6 +280,7 @@ struct Chaos {
 async fn chaos(
     sites: &Sites,
     field: &Field,
+    http: SocketAddr,
     until: Instant,
     max_cut: f64,
     seed: u64,
@@ -328,11 +340,28 @@ async fn chaos(
         let healed = Instant::now();
         match drained(field, healed, before).await {
             Some(d) => {
+                // The centre's board and the site's agree once the site's mirror holds the
+                // centre's log up to where it stood when the outbox emptied (its own items
+                // and everything the centre recorded meanwhile).
+                let head = centre_head(http).await;
+                let agreed = testkit::eventually(AGREE_LIMIT, || async {
+                    let covered = mirror::covered(&field.bus).await?;
+                    (covered >= head).then(|| healed.elapsed())
+                })
+                .await;
+                let Some(agreed) = agreed else {
+                    done.problems.push(format!(
+                        "{name}: the site's mirror did not reach the centre's position {head} within {} s of an empty outbox ({what})",
+                        AGREE_LIMIT.as_secs()
+                    ));
+                    return Ok(done);
+                };
                 eprintln!(
-                    "  {name}: {what} healed: first item settled after {:.1} s, {} items settled, outbox empty after {:.1} s",
+                    "  {name}: {what} healed: first item settled after {:.1} s, {} items settled, outbox empty after {:.1} s, boards agree after {:.1} s",
                     d.resumed.as_secs_f64(),
                     d.settled,
-                    d.took.as_secs_f64()
+                    d.took.as_secs_f64(),
+                    agreed.as_secs_f64()
                 );
                 done.heals.push(Heal {
                     site: name.to_owned(),
@@ -340,6 +369,7 @@ async fn chaos(
                     resumed: d.resumed,
                     took: d.took,
                     settled: d.settled,
+                    agreed,
                 });
             }
             None => {
@@ -611,6 +641,7 @@ pub async fn run(
         chaos(
             &sites,
             f,
+            http,
             until,
             max_cut,
             seed.wrapping_add(i as u64 * 7919),
