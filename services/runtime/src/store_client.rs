@@ -159,6 +159,9 @@ impl StoreClient {
         &self,
         reqs: &[AppendRequest],
     ) -> Vec<Result<AppendOk, ClientError>> {
+        if reqs.is_empty() {
+            return Vec::new();
+        }
         let mut outcomes: Vec<Option<Result<AppendOk, ClientError>>> =
             reqs.iter().map(|_| None).collect();
         let inbox = self.client.new_inbox();
