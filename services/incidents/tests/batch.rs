@@ -36,6 +36,17 @@ fn report(id: Uuid, country: &str, title: &str) -> Value {
     .unwrap()
 }
 
+/// A real nats-server, a real store and one incidents service.
+async fn start() -> Centre {
+    let mut c = Centre::start(vigil_incidents::SERVICE, |nats, dir, stop| {
+        store::run(nats, store::StoreConfig::new(dir), stop)
+    })
+    .await;
+    c.instance(runtime::host::run::<vigil_incidents::Incidents>)
+        .await;
+    c
+}
+
 /// Sends `batch` until the service answers it (it is `unavailable` until its register has
 /// read the log); its `answers`.
 async fn send(c: &Centre, batch: &[Value]) -> Vec<Value> {
@@ -56,12 +67,7 @@ async fn send(c: &Centre, batch: &[Value]) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_reports_is_stored_in_its_order_with_refusals_in_the_middle_kept_apart() {
-    let mut c = Centre::start(vigil_incidents::SERVICE, |nats, dir, stop| {
-        store::run(nats, store::StoreConfig::new(dir), stop)
-    })
-    .await;
-    c.instance(runtime::host::run::<vigil_incidents::Incidents>)
-        .await;
+    let c = start().await;
 
     let ids: Vec<Uuid> = (0..24).map(|_| Uuid::new_v4()).collect();
     let mut batch: Vec<Value> = ids
@@ -132,12 +138,7 @@ async fn a_batch_of_reports_is_stored_in_its_order_with_refusals_in_the_middle_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_is_not_a_list_of_commands_or_too_long_is_refused_whole() {
-    let mut c = Centre::start(vigil_incidents::SERVICE, |nats, dir, stop| {
-        store::run(nats, store::StoreConfig::new(dir), stop)
-    })
-    .await;
-    c.instance(runtime::host::run::<vigil_incidents::Incidents>)
-        .await;
+    let c = start().await;
     let subject = events::subjects::batch_subject(vigil_incidents::SERVICE, "report");
     let too_long: Vec<Value> = (0..runtime::commands::MAX_BATCH + 1)
         .map(|i| report(Uuid::new_v4(), "AF", &format!("Report {i}")))
@@ -169,12 +170,7 @@ async fn a_batch_that_is_not_a_list_of_commands_or_too_long_is_refused_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_updates_is_carried_out_one_at_a_time_in_its_order() {
-    let mut c = Centre::start(vigil_incidents::SERVICE, |nats, dir, stop| {
-        store::run(nats, store::StoreConfig::new(dir), stop)
-    })
-    .await;
-    c.instance(runtime::host::run::<vigil_incidents::Incidents>)
-        .await;
+    let c = start().await;
     let incident = Uuid::new_v4();
     let answers = send(&c, &[report(incident, "AF", "Reported")]).await;
     assert!(answers[0]["ok"].is_object(), "{}", answers[0]);
