@@ -4,8 +4,9 @@
 //! # How
 //! The next items ([`BATCH_ITEMS`] at most, [`BATCH_BYTES`] of payload at most) go as one
 //! request on `vigil.site.<name>.batch` through the leaf link to the centre's relay
-//! (`crate::relay`), which carries them out one after the other and answers one answer per
-//! item it tried, in order. The forwarder records the final answers (`ok` or a refusal) in
+//! (`crate::relay`), which carries them out in order (a run of reports as one batch at the
+//! incidents service, one fsync for many) and answers one answer per item it tried, in
+//! order. The forwarder records the final answers (`ok` or a refusal) in
 //! order, and sends the next batch from the first item without one. Only one batch is in
 //! flight: the next one leaves after this one's answer, so a site's items reach the services
 //! in its order (why that holds across several relays: `crate::relay`, "Order across

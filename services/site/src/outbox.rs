@@ -7,8 +7,9 @@
 //!   reused) and forwarded strictly in that order: [`Queue::head`] is always the oldest
 //!   pending item, and only the head can be settled ([`Queue::settle`]). A batch
 //!   ([`Queue::batch`]) is the head and the items after it, in order; the relay carries them
-//!   out one after the other and stops at the first that must be sent again, so an item is
-//!   never carried out at the centre before every older one has a final answer.
+//!   out in order (one after the other, or a run of reports as one service batch whose
+//!   appends are chained) and stops at the first that must be sent again, so an item is
+//!   never stored at the centre before every older one has a final answer.
 //! - One item per command id: submitting the same command again (same id, same service,
 //!   command and payload but for its `correlation_id`) gives back the first item ([`Submitted::Existing`]); the same id
 //!   with anything else is refused (`id_reused`), and nothing is stored.

@@ -36,9 +36,11 @@
 //! the answer to this one; the relay carries a batch out in order. When a site sends a batch
 //! again (its answer was lost or late), the first copy may still be running in another
 //! relay: both walk the same items in the same order, each sends an item to its service only
-//! once the item before has a final answer (so it is in the log, or refused), and the
-//! service carries out the two copies of an item once (same id). So no item of a site is
-//! carried out before an older one, whoever relays it.
+//! once every item before it has a final answer (so it is in the log, or refused), or in
+//! one service batch with the items just before it, where the service stores none before
+//! the one it follows (`runtime::host`, chained appends); the service carries out the two
+//! copies of an item once (same id). So no item of a site is stored before an older one,
+//! whoever relays it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
